@@ -1,0 +1,109 @@
+// Package snapshot holds one gateway's complete set of xDS resources and the
+// manifest that lets a proxy recognise when it has received all of them.
+package snapshot
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+// Set is one gateway's snapshot: every resource by type URL (sorted by name),
+// the Manifest included. Sets are immutable once built.
+type Set struct {
+	// Gateway is "<namespace>/<name>".
+	Gateway string
+	// Version is a content hash over all resources: two control-plane
+	// replicas that see the same inputs produce the same version.
+	Version   string
+	Resources map[string][]snapshotv1.Named
+}
+
+// NewSet groups resources by type, hashes them and adds the Manifest. It fails
+// on a resource without a name or on two resources of one type sharing a name:
+// both would make the proxy's view ambiguous.
+func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
+	byType := make(map[string][]snapshotv1.Named)
+	refs := make([]*snapshotv1.ResourceRef, 0, len(resources))
+	seen := make(map[string]bool, len(resources))
+	for _, r := range resources {
+		if _, ok := r.(*snapshotv1.Manifest); ok {
+			return nil, fmt.Errorf("gateway %s: a Manifest is built by NewSet, not passed in", gateway)
+		}
+		typeURL := TypeURL(r)
+		name := r.GetName()
+		if name == "" {
+			return nil, fmt.Errorf("gateway %s: %s without a name", gateway, shortType(typeURL))
+		}
+		key := typeURL + "\x00" + name
+		if seen[key] {
+			return nil, fmt.Errorf("gateway %s: duplicate %s %q", gateway, shortType(typeURL), name)
+		}
+		seen[key] = true
+		byType[typeURL] = append(byType[typeURL], r)
+		refs = append(refs, &snapshotv1.ResourceRef{TypeUrl: typeURL, Name: name, Hash: snapshotv1.Hash(r)})
+	}
+	sort.Slice(refs, func(i, j int) bool {
+		if refs[i].TypeUrl != refs[j].TypeUrl {
+			return refs[i].TypeUrl < refs[j].TypeUrl
+		}
+		return refs[i].Name < refs[j].Name
+	})
+	for _, rs := range byType {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].GetName() < rs[j].GetName() })
+	}
+	d := xxhash.New()
+	for _, ref := range refs {
+		_, _ = d.WriteString(ref.TypeUrl + "\x00" + ref.Name + "\x00" + ref.Hash + "\n")
+	}
+	version := fmt.Sprintf("%016x", d.Sum64())
+	byType[snapshotv1.TypeManifest] = []snapshotv1.Named{&snapshotv1.Manifest{Name: gateway, Version: version, Resources: refs}}
+	return &Set{Gateway: gateway, Version: version, Resources: byType}, nil
+}
+
+// TypeURL is the xDS type URL of a snapshot resource.
+func TypeURL(r snapshotv1.Named) string {
+	return "type.googleapis.com/" + string(r.ProtoReflect().Descriptor().FullName())
+}
+
+// Manifest returns the set's manifest.
+func (s *Set) Manifest() *snapshotv1.Manifest {
+	return s.Resources[snapshotv1.TypeManifest][0].(*snapshotv1.Manifest)
+}
+
+// Count is the number of resources, the Manifest excluded.
+func (s *Set) Count() int {
+	return len(s.Manifest().Resources)
+}
+
+// Any returns the resources of one type (all types when typeURL is empty) as
+// Any messages, ordered by type then name, for debugging and dumps.
+func (s *Set) Any(typeURL string) ([]*anypb.Any, error) {
+	types := make([]string, 0, len(s.Resources))
+	for t := range s.Resources {
+		if typeURL == "" || t == typeURL {
+			types = append(types, t)
+		}
+	}
+	sort.Strings(types)
+	var out []*anypb.Any
+	for _, t := range types {
+		for _, r := range s.Resources[t] {
+			a, err := anypb.New(r)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func shortType(typeURL string) string {
+	return typeURL[strings.LastIndex(typeURL, ".")+1:]
+}

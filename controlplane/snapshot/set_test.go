@@ -1,0 +1,51 @@
+package snapshot
+
+import (
+	"testing"
+
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+func TestNewSetVersionIsContentHash(t *testing.T) {
+	mk := func(port uint32) []snapshotv1.Named {
+		return []snapshotv1.Named{
+			&snapshotv1.Route{Name: "ns/gw/default/r/0"},
+			&snapshotv1.Listener{Name: "ns/gw/http", Port: port},
+		}
+	}
+	a, err := NewSet("ns/gw", mk(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewSet("ns/gw", []snapshotv1.Named{mk(80)[1], mk(80)[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version != b.Version {
+		t.Fatalf("same content, different order: versions %s != %s", a.Version, b.Version)
+	}
+	c, err := NewSet("ns/gw", mk(81))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version == c.Version {
+		t.Fatalf("different content, same version %s", a.Version)
+	}
+	m := a.Manifest()
+	if m.Name != "ns/gw" || m.Version != a.Version || len(m.Resources) != 2 || a.Count() != 2 {
+		t.Fatalf("manifest = %v", m)
+	}
+	if m.Resources[0].TypeUrl != snapshotv1.TypeListener || m.Resources[0].Hash != snapshotv1.Hash(mk(80)[1]) {
+		t.Fatalf("manifest refs not sorted by type or hash wrong: %v", m.Resources)
+	}
+}
+
+func TestNewSetRejectsAmbiguity(t *testing.T) {
+	if _, err := NewSet("ns/gw", []snapshotv1.Named{&snapshotv1.Route{}}); err == nil {
+		t.Fatal("want error for nameless resource")
+	}
+	dup := []snapshotv1.Named{&snapshotv1.Route{Name: "x"}, &snapshotv1.Route{Name: "x"}}
+	if _, err := NewSet("ns/gw", dup); err == nil {
+		t.Fatal("want error for duplicate name")
+	}
+}
