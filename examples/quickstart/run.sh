@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Starts the quick start in the foreground: three simulated vLLM replicas, the
+# control plane serving this directory, and one proxy for the Gateway. Logs are
+# prefixed by process; Ctrl-C stops everything.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${INFERGATE_BIN:-$(cd "$here/../.." && pwd)/bin}
+xds=127.0.0.1:18000
+admin=127.0.0.1:19000
+gateway=default/inference-gateway
+port=8080
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping…"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+# start NAME CMD... runs CMD with its output prefixed by NAME.
+start() {
+  local name=$1; shift
+  "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+  pids+=($!)
+}
+
+start modelsim "$bin/modelsim" --replicas 3 --address 127.0.0.11 --port 8000 --model meta-llama/Llama-3.1-8B-Instruct
+start controlplane "$bin/controlplane" --config-dir "$here" --xds-address "$xds"
+start proxy "$bin/proxy" --xds-address "$xds" --gateway "$gateway" --listen-address 127.0.0.1 --admin-address "$admin"
+
+for _ in $(seq 1 100); do
+  if curl -fsS "http://$admin/ready" >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
+if ! curl -fsS "http://$admin/ready" >/dev/null 2>&1; then
+  echo "the proxy did not become ready within 10 s; see the logs above" >&2
+  exit 1
+fi
+
+cat <<MSG
+
+infergate is serving gateway $gateway on http://127.0.0.1:$port
+  control plane (xDS + debug gRPC) $xds, proxy admin http://$admin
+  model servers: simulated vLLM on 127.0.0.11-13:8000
+
+Try a chat completion (the x-gateway-destination-endpoint-served header names the pod):
+  curl -si http://127.0.0.1:$port/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{"role":"user","content":"Hello!"}]}'
+
+Streaming:
+  curl -N http://127.0.0.1:$port/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model":"meta-llama/Llama-3.1-8B-Instruct","stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
+
+Edit $here/*.yaml while this runs and the proxy follows. Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
+echo "a process exited; stopping the rest" >&2
