@@ -1,0 +1,379 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config sizes one engine. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	MaxNumBatchedTokens int // token budget per step, shared by decode and chunked prefill
+	MaxNumSeqs          int // running sequences at most
+	MaxWaiting          int // waiting queue bound; Submit fails with ErrQueueFull beyond it
+	KVBlocks            int
+	BlockSize           int
+	MaxModelLen         int // prompt + output tokens at most
+	MaxLoRAs            int // adapters resident at once
+	Cost                CostModel
+}
+
+// DefaultConfig mirrors vLLM's defaults where they matter for routing. KVBlocks
+// is far below what an 80 GB H100 holds for an 8B model (~27k blocks) on
+// purpose: with 2,048 blocks (32k tokens) a full batch of long prompts creates
+// visible KV pressure, which is what the gateway's KV scorer reacts to.
+func DefaultConfig() Config {
+	return Config{
+		MaxNumBatchedTokens: 2048,
+		MaxNumSeqs:          16,
+		MaxWaiting:          1000,
+		KVBlocks:            2048,
+		BlockSize:           16,
+		MaxModelLen:         8192,
+		MaxLoRAs:            1,
+		Cost:                DefaultCost(),
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxNumBatchedTokens <= 0 {
+		c.MaxNumBatchedTokens = d.MaxNumBatchedTokens
+	}
+	if c.MaxNumSeqs <= 0 {
+		c.MaxNumSeqs = d.MaxNumSeqs
+	}
+	if c.MaxWaiting <= 0 {
+		c.MaxWaiting = d.MaxWaiting
+	}
+	if c.KVBlocks <= 0 {
+		c.KVBlocks = d.KVBlocks
+	}
+	if c.BlockSize <= 0 {
+		c.BlockSize = d.BlockSize
+	}
+	if c.MaxModelLen <= 0 {
+		c.MaxModelLen = d.MaxModelLen
+	}
+	if c.MaxLoRAs <= 0 {
+		c.MaxLoRAs = d.MaxLoRAs
+	}
+	if c.Cost == (CostModel{}) {
+		c.Cost = d.Cost
+	}
+	return c
+}
+
+// Errors returned by Submit (or carried in Progress.Err).
+var (
+	ErrQueueFull = errors.New("waiting queue is full")
+	ErrStopped   = errors.New("engine stopped")
+	ErrCancelled = errors.New("request cancelled")
+)
+
+// TooLongError rejects a request that can never fit (vLLM answers 400).
+type TooLongError struct{ Tokens, Limit int }
+
+func (e *TooLongError) Error() string {
+	return fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens.", e.Limit, e.Tokens)
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds, observed once per step after the step's simulated end.
+const (
+	EvQueued      EventKind = iota // first admission: Dur = queue time
+	EvPrefixQuery                  // admission: N = prompt tokens queried, M = tokens hit
+	EvPromptDone                   // prefill finished: N = prompt tokens
+	EvFirstToken                   // Dur = time to first token
+	EvToken                        // a later token: Dur = inter-token latency
+	EvFinished                     // Dur = end-to-end latency, N = prompt, M = generated
+	EvPreempted
+)
+
+// Event is one observation for metrics.
+type Event struct {
+	Kind EventKind
+	Dur  time.Duration
+	N, M int
+}
+
+// StepResult describes one planned step. Its effects are already applied to
+// the core's state; callers wait until End before publishing Touched requests.
+type StepResult struct {
+	Start, End time.Time
+	Work       StepWork
+	Touched    []*Request
+	Events     []Event
+	Scheduled  int
+}
+
+// Stats is the engine's gauge state.
+type Stats struct {
+	Waiting, Running int
+	KVUsage          float64
+	KVBlocks         int
+	CachedBlocks     int
+	RunningAdapters  []string
+	WaitingAdapters  []string
+}
+
+// Core is the scheduler state machine: deterministic, single-goroutine and
+// clock-free, so tests can drive it in simulated time without sleeping.
+type Core struct {
+	cfg     Config
+	kv      *kvCache
+	lora    *loraSlots
+	waiting []*Request
+	running []*Request
+}
+
+// NewCore builds a core with cfg (zero fields defaulted).
+func NewCore(cfg Config) *Core {
+	cfg = cfg.withDefaults()
+	return &Core{cfg: cfg, kv: newKVCache(cfg.KVBlocks, cfg.BlockSize), lora: newLoRASlots(cfg.MaxLoRAs)}
+}
+
+// Config returns the effective configuration.
+func (c *Core) Config() Config { return c.cfg }
+
+// prepare tokenizes r and checks it can ever run.
+func (c *Core) prepare(r *Request) error {
+	r.promptLen = max(NumTokens(len(r.Prompt)), 1)
+	need := r.promptLen + r.MaxTokens
+	if need > c.cfg.MaxModelLen {
+		return &TooLongError{Tokens: need, Limit: c.cfg.MaxModelLen}
+	}
+	if limit := c.cfg.KVBlocks * c.cfg.BlockSize; need > limit {
+		return &TooLongError{Tokens: need, Limit: limit}
+	}
+	r.hashes = BlockHashes(r.Prompt, c.cfg.BlockSize, r.Adapter)
+	if r.notify == nil {
+		r.notify = make(chan struct{}, 1)
+	}
+	return nil
+}
+
+// Add queues a prepared request (see Engine.Submit for the checked path).
+func (c *Core) Add(r *Request) error {
+	if err := c.prepare(r); err != nil {
+		return err
+	}
+	c.waiting = append(c.waiting, r)
+	return nil
+}
+
+// Remove drops r wherever it is, returning its blocks.
+func (c *Core) Remove(r *Request) {
+	if i := slices.Index(c.waiting, r); i >= 0 {
+		c.waiting = slices.Delete(c.waiting, i, i+1)
+	}
+	if i := slices.Index(c.running, r); i >= 0 {
+		c.running = slices.Delete(c.running, i, i+1)
+		c.kv.release(r.blocks)
+		r.blocks = nil
+		if r.Adapter != "" {
+			c.lora.done(r.Adapter)
+		}
+	}
+	r.cancelled = true
+}
+
+// Idle reports whether there is no work at all.
+func (c *Core) Idle() bool { return len(c.waiting) == 0 && len(c.running) == 0 }
+
+// Stats returns gauge values.
+func (c *Core) Stats() Stats {
+	s := Stats{
+		Waiting:      len(c.waiting),
+		Running:      len(c.running),
+		KVUsage:      c.kv.usage(),
+		KVBlocks:     len(c.kv.blocks),
+		CachedBlocks: c.kv.cachedBlocks(),
+	}
+	s.RunningAdapters = adapters(c.running)
+	s.WaitingAdapters = adapters(c.waiting)
+	return s
+}
+
+func adapters(rs []*Request) []string {
+	var out []string
+	for _, r := range rs {
+		if r.Adapter != "" && !slices.Contains(out, r.Adapter) {
+			out = append(out, r.Adapter)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// JoinAdapters renders adapter names the way vLLM labels them.
+func JoinAdapters(a []string) string { return strings.Join(a, ",") }
+
+func (c *Core) preempt(r *Request) {
+	i := slices.Index(c.running, r)
+	c.running = slices.Delete(c.running, i, i+1)
+	c.kv.release(r.blocks)
+	r.blocks, r.kvTokens, r.registered = nil, 0, 0
+	if r.Adapter != "" {
+		c.lora.done(r.Adapter)
+	}
+	// Recompute preemption: back to the head of the queue.
+	c.waiting = slices.Insert(c.waiting, 0, r)
+}
+
+// Step plans and applies one engine step starting at now with the given slow
+// factor. The returned End is when its tokens become visible.
+func (c *Core) Step(now time.Time, slow float64) StepResult {
+	res := StepResult{Start: now}
+	budget := c.cfg.MaxNumBatchedTokens
+	type item struct {
+		r *Request
+		n int
+	}
+	var sched []item
+	preempted := false
+
+	// Running sequences first, in admission order (decode and unfinished prefill chunks).
+	for i := 0; i < len(c.running) && budget > 0; i++ {
+		r := c.running[i]
+		n := min(r.total()-r.kvTokens, budget)
+		for {
+			blocks, ok := c.kv.grow(r.blocks, r.kvTokens+n)
+			if ok {
+				r.blocks = blocks
+				break
+			}
+			victim := c.running[len(c.running)-1]
+			c.preempt(victim)
+			preempted = true
+			res.Events = append(res.Events, Event{Kind: EvPreempted})
+			if victim == r {
+				r = nil
+				break
+			}
+		}
+		if r == nil {
+			break
+		}
+		sched = append(sched, item{r, n})
+		budget -= n
+	}
+
+	// Then admit waiting requests, FIFO except that a request whose adapter
+	// cannot get a slot is skipped (as vLLM does). A request that does not fit
+	// in KV blocks the queue: it waits for blocks to free up.
+	if !preempted {
+		for i := 0; i < len(c.waiting) && len(c.running) < c.cfg.MaxNumSeqs && budget > 0; {
+			r := c.waiting[i]
+			load := false
+			if r.Adapter != "" {
+				ok, l := c.lora.admit(r.Adapter)
+				if !ok {
+					i++
+					continue
+				}
+				load = l
+			}
+			// vLLM always recomputes at least the last prompt token.
+			hits := c.kv.lookup(r.hashes, (r.promptLen-1)/c.cfg.BlockSize)
+			if !c.kv.canAdmit(hits, r.total()+1) {
+				break
+			}
+			c.kv.take(hits)
+			r.blocks = append(r.blocks[:0], hits...)
+			r.registered = len(hits)
+			r.kvTokens = len(hits) * c.cfg.BlockSize
+			n := min(r.total()-r.kvTokens, budget)
+			blocks, ok := c.kv.grow(r.blocks, r.kvTokens+n)
+			if !ok { // cannot happen after canAdmit; keep the state consistent anyway
+				c.kv.release(r.blocks)
+				r.blocks, r.kvTokens, r.registered = nil, 0, 0
+				break
+			}
+			r.blocks = blocks
+			if r.Adapter != "" {
+				c.lora.use(r.Adapter)
+				if load {
+					res.Work.LoRALoads++
+				}
+			}
+			res.Events = append(res.Events, Event{Kind: EvPrefixQuery, N: r.promptLen, M: r.kvTokens})
+			if !r.admitted {
+				r.admitted = true
+				r.cached = r.kvTokens
+				r.queuedFor = now.Sub(r.Arrival)
+				res.Events = append(res.Events, Event{Kind: EvQueued, Dur: r.queuedFor})
+			}
+			c.waiting = slices.Delete(c.waiting, i, i+1)
+			c.running = append(c.running, r)
+			sched = append(sched, item{r, n})
+			budget -= n
+		}
+	}
+
+	res.Scheduled = len(sched)
+	if len(sched) == 0 {
+		res.End = now
+		return res
+	}
+	for _, it := range sched {
+		if it.r.generated > 0 && it.n == 1 && it.r.kvTokens == it.r.total()-1 {
+			res.Work.DecodeSeqs++
+		} else {
+			res.Work.PrefillTokens += it.n
+		}
+		res.Work.ContextTokens += it.r.kvTokens + it.n
+	}
+	end := now.Add(c.cfg.Cost.Step(res.Work, slow))
+	res.End = end
+
+	for _, it := range sched {
+		r := it.r
+		wasPrefill := r.kvTokens < r.promptLen
+		r.kvTokens += it.n
+		for r.registered < len(r.hashes) && (r.registered+1)*c.cfg.BlockSize <= r.kvTokens {
+			c.kv.register(r.blocks[r.registered], r.hashes[r.registered])
+			r.registered++
+		}
+		if r.kvTokens < r.total() {
+			continue // still prefilling
+		}
+		if wasPrefill && r.generated == 0 {
+			res.Events = append(res.Events, Event{Kind: EvPromptDone, N: r.promptLen})
+		}
+		if r.MaxTokens > 0 {
+			r.generated++
+			if r.generated == 1 {
+				r.firstAt = end
+				res.Events = append(res.Events, Event{Kind: EvFirstToken, Dur: end.Sub(r.Arrival)})
+			} else {
+				res.Events = append(res.Events, Event{Kind: EvToken, Dur: end.Sub(r.lastTokenAt)})
+			}
+			r.lastTokenAt = end
+		} else {
+			r.firstAt, r.lastTokenAt = end, end
+		}
+		if r.generated >= r.MaxTokens {
+			r.finished = true
+			c.finish(r)
+			res.Events = append(res.Events, Event{Kind: EvFinished, Dur: end.Sub(r.Arrival), N: r.promptLen, M: r.generated})
+		}
+		res.Touched = append(res.Touched, r)
+	}
+	return res
+}
+
+func (c *Core) finish(r *Request) {
+	i := slices.Index(c.running, r)
+	c.running = slices.Delete(c.running, i, i+1)
+	c.kv.release(r.blocks)
+	r.blocks = nil
+	if r.Adapter != "" {
+		c.lora.done(r.Adapter)
+	}
+}

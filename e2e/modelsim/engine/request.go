@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"sync"
+	"time"
+)
+
+// Request is one generation (or prefill-only) job. The exported input fields
+// are set by the caller before Submit and not touched afterwards; progress is
+// read with Progress after a signal on Updates.
+type Request struct {
+	// Prompt is the rendered prompt text; it is tokenized with CharsPerToken.
+	Prompt []byte
+	// MaxTokens is the number of output tokens to generate; 0 means
+	// prefill-only (embeddings): the request finishes when its prompt is computed.
+	MaxTokens int
+	// Adapter is the LoRA adapter name, "" for the base model.
+	Adapter string
+	// Arrival is the simulated arrival time; Submit stamps it when zero.
+	Arrival time.Time
+
+	// Scheduler state, owned by the engine goroutine.
+	promptLen   int
+	hashes      []uint64
+	blocks      []int
+	registered  int
+	kvTokens    int
+	generated   int
+	cached      int
+	admitted    bool
+	firstAt     time.Time
+	lastTokenAt time.Time
+	queuedFor   time.Duration
+	finished    bool
+	cancelled   bool
+
+	mu     sync.Mutex
+	prog   Progress
+	notify chan struct{}
+}
+
+// Progress is a consistent snapshot of a request's state.
+type Progress struct {
+	PromptTokens int
+	CachedTokens int
+	Generated    int
+	// QueueTime, TTFT and Finished are in simulated time.
+	QueueTime  time.Duration
+	FirstToken time.Time
+	Finished   time.Time
+	Done       bool
+	Err        error
+}
+
+// NewRequest builds a request; the engine computes tokens and block hashes on Submit.
+func NewRequest(prompt []byte, maxTokens int, adapter string) *Request {
+	return &Request{Prompt: prompt, MaxTokens: maxTokens, Adapter: adapter, notify: make(chan struct{}, 1)}
+}
+
+// Updates is signalled (coalesced) whenever Progress changes.
+func (r *Request) Updates() <-chan struct{} { return r.notify }
+
+// Progress returns the latest published state.
+func (r *Request) Progress() Progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.prog
+}
+
+// total is the number of tokens whose KV the sequence needs: prompt plus the
+// tokens generated so far (after preemption they are recomputed like prompt).
+func (r *Request) total() int { return r.promptLen + r.generated }
+
+func (r *Request) publish(err error) {
+	r.mu.Lock()
+	r.prog = Progress{
+		PromptTokens: r.promptLen,
+		CachedTokens: r.cached,
+		Generated:    r.generated,
+		QueueTime:    r.queuedFor,
+		FirstToken:   r.firstAt,
+		Done:         r.finished || err != nil,
+		Err:          err,
+	}
+	if r.finished {
+		r.prog.Finished = r.lastTokenAt
+	}
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
