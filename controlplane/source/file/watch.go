@@ -1,0 +1,139 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/infergate/infergate/controlplane/translate"
+)
+
+// maxDelayFactor bounds how long a steady stream of events can postpone a
+// reload: at most maxDelayFactor × debounce after the first event.
+const maxDelayFactor = 10
+
+// Watch loads dir, calls onChange with the inputs, then reloads on every
+// change under dir (new subdirectories included), debounced: a reload runs
+// once events have been quiet for debounce, and never later than
+// 10 × debounce after the first event of a burst.
+//
+// A load that fails (a bad file) is logged and onChange is not called, so
+// the caller keeps serving the last good inputs; this also holds for the
+// initial load, so a typo at start-up does not stop the process. onChange
+// runs on Watch's goroutine. Watch returns nil when ctx is cancelled, or an
+// error when the directory cannot be watched.
+func Watch(ctx context.Context, dir string, debounce time.Duration, onChange func(*translate.Inputs)) error {
+	return watch(ctx, dir, debounce, onChange, slog.Default())
+}
+
+func watch(ctx context.Context, dir string, debounce time.Duration, onChange func(*translate.Inputs), log *slog.Logger) error {
+	if debounce <= 0 {
+		debounce = 100 * time.Millisecond
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := addTree(w, dir); err != nil {
+		return err
+	}
+
+	reload := func() {
+		in, err := load(dir, log)
+		if err != nil {
+			log.Error("config not loaded; keeping the last good one", "dir", dir, "err", err)
+			return
+		}
+		onChange(in)
+	}
+	reload()
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var burstStart time.Time
+	pending := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			if !relevant(w, ev, log) {
+				continue
+			}
+			now := time.Now()
+			if !pending {
+				pending, burstStart = true, now
+			}
+			delay := debounce
+			if deadline := burstStart.Add(maxDelayFactor * debounce); now.Add(delay).After(deadline) {
+				delay = max(deadline.Sub(now), 0)
+			}
+			timer.Reset(delay)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			log.Warn("file watcher error", "dir", dir, "err", err)
+		case <-timer.C:
+			pending = false
+			reload()
+		}
+	}
+}
+
+// relevant decides whether an event may change the inputs, and watches new
+// directories as they appear.
+func relevant(w *fsnotify.Watcher, ev fsnotify.Event, log *slog.Logger) bool {
+	if ev.Op == fsnotify.Chmod {
+		return false
+	}
+	if strings.HasPrefix(filepath.Base(ev.Name), ".") {
+		return false
+	}
+	if ev.Op.Has(fsnotify.Create) {
+		if st, err := os.Stat(ev.Name); err == nil && st.IsDir() {
+			if err := addTree(w, ev.Name); err != nil {
+				log.Warn("cannot watch new directory", "dir", ev.Name, "err", err)
+			}
+			return true
+		}
+	}
+	// A removed or renamed path may have been a directory holding manifests.
+	return isManifest(ev.Name) || ev.Op.Has(fsnotify.Remove) || ev.Op.Has(fsnotify.Rename)
+}
+
+// addTree watches dir and every non-hidden directory below it.
+func addTree(w *fsnotify.Watcher, dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if path != dir && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		return w.Add(path)
+	})
+}

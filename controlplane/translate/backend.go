@@ -1,0 +1,386 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+const (
+	// EngineTypeLabel on a pod names its model server; DefaultEngineType
+	// applies when the label is absent.
+	EngineTypeLabel   = "inference.networking.k8s.io/engine-type"
+	DefaultEngineType = "vllm"
+
+	appProtocolH2C = "kubernetes.io/h2c"
+	kindService    = "Service"
+	kindPool       = "InferencePool"
+)
+
+// Kinds of resolved references.
+const (
+	refService = iota + 1
+	refPool
+	refLegacyPool
+)
+
+// resolvedRef is a backendRef after group/kind, ReferenceGrant and existence
+// checks. reason is a Gateway API route reason when the ref is invalid.
+type resolvedRef struct {
+	kind     int
+	ns, name string
+	port     int32 // Service port
+	reason   string
+	message  string
+}
+
+// poolID identifies an inference pool across API versions ("" for Services).
+func (r resolvedRef) poolID() string {
+	switch r.kind {
+	case refPool:
+		return "v1/" + r.ns + "/" + r.name
+	case refLegacyPool:
+		return "v1alpha2/" + r.ns + "/" + r.name
+	}
+	return ""
+}
+
+func (t *translator) resolveRef(routeNS string, ref gwv1.BackendObjectReference) resolvedRef {
+	group, kind := "", kindService
+	if ref.Group != nil {
+		group = string(*ref.Group)
+	}
+	if ref.Kind != nil {
+		kind = string(*ref.Kind)
+	}
+	ns := routeNS
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = string(*ref.Namespace)
+	}
+	res := resolvedRef{ns: ns, name: string(ref.Name)}
+	switch {
+	case (group == "" || group == "core") && kind == kindService:
+		res.kind = refService
+	case group == infv1.GroupName && kind == kindPool:
+		res.kind = refPool
+	case group == inferencealpha.Group && kind == kindPool:
+		res.kind = refLegacyPool
+	default:
+		res.reason = string(gwv1.RouteReasonInvalidKind)
+		res.message = fmt.Sprintf("backendRef %s: unsupported kind %q in group %q", ref.Name, kind, group)
+		return res
+	}
+	if ns != routeNS && !t.granted(gatewayGroup, kindHTTP, routeNS, group, kind, ns, res.name) {
+		res.reason = string(gwv1.RouteReasonRefNotPermitted)
+		res.message = fmt.Sprintf("backendRef %s/%s %s: no ReferenceGrant in %s allows it", ns, res.name, kind, ns)
+		return res
+	}
+	notFound := func(format string, args ...any) resolvedRef {
+		res.reason = string(gwv1.RouteReasonBackendNotFound)
+		res.message = fmt.Sprintf(format, args...)
+		return res
+	}
+	switch res.kind {
+	case refService:
+		svc := t.services[ns+"/"+res.name]
+		if svc == nil {
+			return notFound("Service %s/%s not found", ns, res.name)
+		}
+		if ref.Port == nil {
+			res.reason = string(gwv1.RouteReasonUnsupportedValue)
+			res.message = fmt.Sprintf("backendRef to Service %s/%s needs a port", ns, res.name)
+			return res
+		}
+		res.port = *ref.Port
+		if servicePort(svc, res.port) == nil {
+			return notFound("Service %s/%s has no port %d", ns, res.name, res.port)
+		}
+	case refPool:
+		if t.pools[ns+"/"+res.name] == nil {
+			return notFound("InferencePool %s/%s not found", ns, res.name)
+		}
+	case refLegacyPool:
+		if t.legacy[ns+"/"+res.name] == nil {
+			return notFound("InferencePool (%s) %s/%s not found", inferencealpha.APIVersion, ns, res.name)
+		}
+	}
+	return res
+}
+
+// granted reports whether a ReferenceGrant in toNS lets objects of
+// fromGroup/fromKind in fromNS refer to toGroup/toKind named toName.
+func (t *translator) granted(fromGroup, fromKind, fromNS, toGroup, toKind, toNS, toName string) bool {
+	if toGroup == "core" {
+		toGroup = ""
+	}
+	for _, g := range t.grants[toNS] {
+		from := false
+		for _, f := range g.Spec.From {
+			if string(f.Group) == fromGroup && string(f.Kind) == fromKind && string(f.Namespace) == fromNS {
+				from = true
+				break
+			}
+		}
+		if !from {
+			continue
+		}
+		for _, to := range g.Spec.To {
+			tg := string(to.Group)
+			if tg == "core" {
+				tg = ""
+			}
+			if tg == toGroup && string(to.Kind) == toKind && (to.Name == nil || *to.Name == "" || string(*to.Name) == toName) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func servicePort(svc *corev1.Service, port int32) *corev1.ServicePort {
+	for i := range svc.Spec.Ports {
+		if svc.Spec.Ports[i].Port == port {
+			return &svc.Spec.Ports[i]
+		}
+	}
+	return nil
+}
+
+// backendRef resolves a reference for one gateway, creating its Backend and
+// Endpoints resources on first use. Invalid refs become an empty backend
+// with the reason, which the proxy answers with 500.
+func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.BackendObjectReference) *snapshotv1.BackendRef {
+	res := t.resolveRef(routeNS, ref)
+	if res.reason != "" {
+		return &snapshotv1.BackendRef{InvalidReason: res.reason + ": " + res.message}
+	}
+	var name string
+	switch res.kind {
+	case refService:
+		name = fmt.Sprintf("%s/service/%s/%s:%d", gs.name, res.ns, res.name, res.port)
+	case refPool:
+		name = fmt.Sprintf("%s/inferencepool/%s/%s", gs.name, res.ns, res.name)
+	case refLegacyPool:
+		// A legacy pool may share namespace/name with a v1 pool.
+		name = fmt.Sprintf("%s/inferencepool.v1alpha2/%s/%s", gs.name, res.ns, res.name)
+	}
+	if _, ok := gs.backends[name]; !ok {
+		var b *snapshotv1.Backend
+		var eps []*snapshotv1.Endpoint
+		switch res.kind {
+		case refService:
+			b, eps = t.serviceBackend(res)
+		case refPool:
+			b, eps = t.poolBackend(t.pools[res.ns+"/"+res.name])
+		case refLegacyPool:
+			b, eps = t.legacyPoolBackend(t.legacy[res.ns+"/"+res.name])
+		}
+		b.Name, b.Endpoints = name, name
+		gs.backends[name] = b
+		sortEndpoints(eps)
+		gs.endpoints[name] = &snapshotv1.Endpoints{Name: name, Endpoints: eps}
+		if id := res.poolID(); id != "" {
+			gs.pools[id] = name
+		}
+	}
+	return &snapshotv1.BackendRef{Backend: name}
+}
+
+func sortEndpoints(eps []*snapshotv1.Endpoint) {
+	sort.Slice(eps, func(i, j int) bool {
+		if eps[i].Address != eps[j].Address {
+			return eps[i].Address < eps[j].Address
+		}
+		return eps[i].Port < eps[j].Port
+	})
+}
+
+// DefaultPickerProfile is the scheduling profile every pool gets: the
+// reference scorer weights (queue 2, KV cache 2, prefix cache 3) and shedding
+// of sheddable requests when saturated.
+func DefaultPickerProfile() *snapshotv1.PickerProfile {
+	return &snapshotv1.PickerProfile{
+		Scorers: []*snapshotv1.PluginRef{
+			{Name: "queue", Weight: 2},
+			{Name: "kv-cache", Weight: 2},
+			{Name: "prefix-cache", Weight: 3},
+		},
+		ShedSheddable: true,
+	}
+}
+
+// serviceBackend takes endpoints from the Service's EndpointSlices, or, when
+// it has none (the file source often lists only Pods), from the Pods its
+// selector matches.
+func (t *translator) serviceBackend(res resolvedRef) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+	svc := t.services[res.ns+"/"+res.name]
+	sp := servicePort(svc, res.port)
+	b := &snapshotv1.Backend{Kind: snapshotv1.Backend_SERVICE, Source: res.ns + "/" + res.name, AppProtocol: snapshotv1.Backend_HTTP1}
+	if sp.AppProtocol != nil && *sp.AppProtocol == appProtocolH2C {
+		b.AppProtocol = snapshotv1.Backend_H2C
+	}
+	var eps []*snapshotv1.Endpoint
+	seen := map[string]bool{}
+	add := func(addr string, port int32, pod string) {
+		k := addr + ":" + strconv.Itoa(int(port))
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		eps = append(eps, &snapshotv1.Endpoint{Address: addr, Port: uint32(port), Pod: pod, Weight: 1})
+	}
+	slices := t.slices[res.ns+"/"+res.name]
+	if len(slices) > 0 {
+		for _, s := range slices {
+			if s.AddressType == discoveryv1.AddressTypeFQDN {
+				continue
+			}
+			port := int32(0)
+			for _, p := range s.Ports {
+				if p.Port != nil && ptrStr(p.Name) == sp.Name {
+					port = *p.Port
+				}
+			}
+			if port == 0 {
+				continue
+			}
+			for _, ep := range s.Endpoints {
+				if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+					continue
+				}
+				pod := ""
+				if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+					pod = res.ns + "/" + ep.TargetRef.Name
+				}
+				for _, a := range ep.Addresses {
+					add(a, port, pod)
+				}
+			}
+		}
+		return b, eps
+	}
+	if len(svc.Spec.Selector) == 0 {
+		return b, nil
+	}
+	for _, p := range t.podsByNS[res.ns] {
+		if !podServing(p) || !matchesLabels(svc.Spec.Selector, p.Labels) {
+			continue
+		}
+		if port := targetPort(p, sp); port > 0 {
+			add(p.Status.PodIP, port, res.ns+"/"+p.Name)
+		}
+	}
+	return b, eps
+}
+
+// targetPort resolves a Service port's targetPort on a pod (0 if the named
+// port does not exist there).
+func targetPort(p *corev1.Pod, sp *corev1.ServicePort) int32 {
+	switch {
+	case sp.TargetPort.Type == intstr.String && sp.TargetPort.StrVal != "":
+		for _, c := range p.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name == sp.TargetPort.StrVal {
+					return cp.ContainerPort
+				}
+			}
+		}
+		return 0
+	case sp.TargetPort.IntVal > 0:
+		return sp.TargetPort.IntVal
+	}
+	return sp.Port
+}
+
+func ptrStr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// podServing: Ready, has an IP, not terminating. Terminating pods leave a
+// pool at once rather than when their readiness flips.
+func podServing(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// matchesLabels: every selector label present with the same value. An empty
+// selector selects nothing (never "every pod in the namespace").
+func matchesLabels[K, V ~string](sel map[K]V, lbls map[string]string) bool {
+	if len(sel) == 0 {
+		return false
+	}
+	for k, v := range sel {
+		if got, ok := lbls[string(k)]; !ok || got != string(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, ports []int32) []*snapshotv1.Endpoint {
+	var eps []*snapshotv1.Endpoint
+	for _, p := range t.podsByNS[ns] {
+		if !podServing(p) || !sel(p.Labels) {
+			continue
+		}
+		for _, port := range ports {
+			eps = append(eps, &snapshotv1.Endpoint{
+				Address:    p.Status.PodIP,
+				Port:       uint32(port),
+				Pod:        ns + "/" + p.Name,
+				EngineType: p.Labels[EngineTypeLabel],
+			})
+		}
+	}
+	return eps
+}
+
+func (t *translator) poolBackend(pool *infv1.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+	b := &snapshotv1.Backend{
+		Kind:              snapshotv1.Backend_INFERENCE_POOL,
+		Source:            key(&pool.ObjectMeta),
+		AppProtocol:       snapshotv1.Backend_HTTP1,
+		Picker:            DefaultPickerProfile(),
+		DefaultEngineType: DefaultEngineType,
+	}
+	if pool.Spec.AppProtocol == infv1.AppProtocolH2C {
+		b.AppProtocol = snapshotv1.Backend_H2C
+	}
+	ports := make([]int32, 0, len(pool.Spec.TargetPorts))
+	for _, p := range pool.Spec.TargetPorts {
+		ports = append(ports, int32(p.Number))
+	}
+	sel := func(l map[string]string) bool { return matchesLabels(pool.Spec.Selector.MatchLabels, l) }
+	return b, t.poolEndpoints(pool.Namespace, sel, ports)
+}
+
+func (t *translator) legacyPoolBackend(pool *inferencealpha.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+	b := &snapshotv1.Backend{
+		Kind:              snapshotv1.Backend_INFERENCE_POOL,
+		Source:            key(&pool.ObjectMeta),
+		AppProtocol:       snapshotv1.Backend_HTTP1,
+		Picker:            DefaultPickerProfile(),
+		DefaultEngineType: DefaultEngineType,
+	}
+	sel := func(l map[string]string) bool { return matchesLabels(pool.Spec.Selector, l) }
+	return b, t.poolEndpoints(pool.Namespace, sel, []int32{pool.Spec.TargetPortNumber})
+}

@@ -1,0 +1,353 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+const (
+	gatewayGroup = gwv1.GroupName // "gateway.networking.k8s.io"
+	kindGateway  = "Gateway"
+	kindHTTP     = "HTTPRoute"
+)
+
+// gatewayState is the work-in-progress translation of one Gateway.
+type gatewayState struct {
+	gw        *gwv1.Gateway
+	name      string // "<ns>/<name>"
+	listeners []*listenerState
+
+	routes    []*snapshotv1.Route
+	backends  map[string]*snapshotv1.Backend
+	endpoints map[string]*snapshotv1.Endpoints
+	// pools maps a pool identity (see poolID) to its Backend name, for the
+	// pools this gateway's routes reference.
+	pools map[string]string
+	// poolAccepted records, per pool identity, whether any route of this
+	// gateway that references the pool is accepted.
+	poolAccepted map[string]bool
+}
+
+// listenerState is one Gateway listener with its validation result.
+type listenerState struct {
+	spec     *gwv1.Listener
+	name     string // resource name "<gw>/<section>"
+	hostname string
+
+	accepted       metav1.Condition
+	conflicted     metav1.Condition
+	resolved       metav1.Condition
+	supportedKinds []gwv1.RouteGroupKind
+	allowsHTTP     bool
+	nsSelector     labels.Selector // nil unless From=Selector and valid
+
+	certs    []*snapshotv1.Certificate
+	attached map[string]bool // route keys
+}
+
+// programmed reports whether the listener is served (emitted as a resource).
+func (l *listenerState) programmed() bool {
+	return l.accepted.Status == metav1.ConditionTrue &&
+		l.conflicted.Status == metav1.ConditionFalse &&
+		(l.resolved.Status == metav1.ConditionTrue || l.resolved.Reason == string(gwv1.ListenerReasonInvalidRouteKinds))
+}
+
+func (t *translator) translateGateway(gw *gwv1.Gateway) {
+	gs := &gatewayState{
+		gw:           gw,
+		name:         key(&gw.ObjectMeta),
+		backends:     map[string]*snapshotv1.Backend{},
+		endpoints:    map[string]*snapshotv1.Endpoints{},
+		pools:        map[string]string{},
+		poolAccepted: map[string]bool{},
+	}
+	t.buildListeners(gs)
+	for _, r := range t.routes {
+		t.attachRoute(gs, r)
+	}
+	t.poolStatuses(gs)
+	rules := t.modelRules(gs)
+
+	res := &GatewayResources{Gateway: gs.name, Routes: gs.routes, ModelRules: rules}
+	for _, l := range gs.listeners {
+		if l.programmed() {
+			res.Listeners = append(res.Listeners, &snapshotv1.Listener{
+				Name:         l.name,
+				Gateway:      gs.name,
+				SectionName:  string(l.spec.Name),
+				Port:         uint32(l.spec.Port),
+				Protocol:     listenerProtocol(l.spec.Protocol),
+				Hostname:     l.hostname,
+				Certificates: l.certs,
+			})
+		}
+	}
+	for _, b := range gs.backends {
+		res.Backends = append(res.Backends, b)
+	}
+	for _, e := range gs.endpoints {
+		res.Endpoints = append(res.Endpoints, e)
+	}
+	sortByName(res.Listeners)
+	sortByName(res.Routes)
+	sortByName(res.Backends)
+	sortByName(res.Endpoints)
+	sortByName(res.ModelRules)
+	t.out.Gateways[gs.name] = res
+	t.out.Status.Gateways[gs.name] = gatewayStatus(gs)
+}
+
+func sortByName[T interface{ GetName() string }](s []T) {
+	sort.Slice(s, func(i, j int) bool { return s[i].GetName() < s[j].GetName() })
+}
+
+func listenerProtocol(p gwv1.ProtocolType) snapshotv1.Listener_Protocol {
+	switch p {
+	case gwv1.HTTPProtocolType:
+		return snapshotv1.Listener_HTTP
+	case gwv1.HTTPSProtocolType:
+		return snapshotv1.Listener_HTTPS
+	}
+	return snapshotv1.Listener_PROTOCOL_UNSPECIFIED
+}
+
+// buildListeners validates every listener of the gateway: protocol, conflicts
+// on a shared port, certificates and allowed route kinds.
+func (t *translator) buildListeners(gs *gatewayState) {
+	gen := gs.gw.Generation
+	for i := range gs.gw.Spec.Listeners {
+		spec := &gs.gw.Spec.Listeners[i]
+		l := &listenerState{
+			spec:     spec,
+			name:     gs.name + "/" + string(spec.Name),
+			attached: map[string]bool{},
+		}
+		if spec.Hostname != nil {
+			l.hostname = strings.ToLower(string(*spec.Hostname))
+		}
+		l.accepted = cond(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "", gen)
+		l.conflicted = cond(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "", gen)
+		l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "", gen)
+		switch spec.Protocol {
+		case gwv1.HTTPProtocolType:
+		case gwv1.HTTPSProtocolType:
+			t.listenerCerts(gs, l)
+		default:
+			l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol),
+				fmt.Sprintf("protocol %q is not supported; use HTTP or HTTPS", spec.Protocol), gen)
+		}
+		t.listenerKinds(gs, l)
+		t.listenerNamespaces(gs, l)
+		gs.listeners = append(gs.listeners, l)
+	}
+	markConflicts(gs)
+}
+
+// markConflicts applies the spec's listener conflict rules: listeners sharing
+// a port must share a protocol and have distinct hostnames.
+func markConflicts(gs *gatewayState) {
+	byPort := map[int32][]*listenerState{}
+	for _, l := range gs.listeners {
+		if l.accepted.Status == metav1.ConditionTrue {
+			byPort[l.spec.Port] = append(byPort[l.spec.Port], l)
+		}
+	}
+	gen := gs.gw.Generation
+	for _, ls := range byPort {
+		protocols := map[gwv1.ProtocolType]bool{}
+		for _, l := range ls {
+			protocols[l.spec.Protocol] = true
+		}
+		if len(protocols) > 1 {
+			for _, l := range ls {
+				l.conflicted = cond(string(gwv1.ListenerConditionConflicted), true, string(gwv1.ListenerReasonProtocolConflict),
+					fmt.Sprintf("port %d is used with several protocols", l.spec.Port), gen)
+			}
+			continue
+		}
+		hosts := map[string]int{}
+		for _, l := range ls {
+			hosts[l.hostname]++
+		}
+		for _, l := range ls {
+			if hosts[l.hostname] > 1 {
+				l.conflicted = cond(string(gwv1.ListenerConditionConflicted), true, string(gwv1.ListenerReasonHostnameConflict),
+					fmt.Sprintf("another listener on port %d has hostname %q", l.spec.Port, l.hostname), gen)
+			}
+		}
+	}
+}
+
+// listenerCerts resolves an HTTPS listener's certificate Secrets. Any bad
+// reference marks ResolvedRefs False; the listener is served only when all
+// references resolve.
+func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
+	gen := gs.gw.Generation
+	fail := func(reason gwv1.ListenerConditionReason, msg string) {
+		if l.resolved.Status == metav1.ConditionTrue {
+			l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), false, string(reason), msg, gen)
+		}
+	}
+	tls := l.spec.TLS
+	if tls != nil && tls.Mode != nil && *tls.Mode != gwv1.TLSModeTerminate {
+		l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedValue),
+			fmt.Sprintf("TLS mode %q is not supported on HTTPS listeners", *tls.Mode), gen)
+		return
+	}
+	if tls == nil || len(tls.CertificateRefs) == 0 {
+		fail(gwv1.ListenerReasonInvalidCertificateRef, "HTTPS listener has no certificateRefs")
+		return
+	}
+	for _, ref := range tls.CertificateRefs {
+		group, kind := "", "Secret"
+		if ref.Group != nil {
+			group = string(*ref.Group)
+		}
+		if ref.Kind != nil {
+			kind = string(*ref.Kind)
+		}
+		ns := gs.gw.Namespace
+		if ref.Namespace != nil && *ref.Namespace != "" {
+			ns = string(*ref.Namespace)
+		}
+		if (group != "" && group != "core") || kind != "Secret" {
+			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("certificateRef %s/%s is not a Secret", group, kind))
+			continue
+		}
+		if ns != gs.gw.Namespace && !t.granted(gatewayGroup, kindGateway, gs.gw.Namespace, "", "Secret", ns, string(ref.Name)) {
+			fail(gwv1.ListenerReasonRefNotPermitted, fmt.Sprintf("no ReferenceGrant in %s allows Secret %s", ns, ref.Name))
+			continue
+		}
+		s := t.secrets[ns+"/"+string(ref.Name)]
+		if s == nil {
+			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("Secret %s/%s not found", ns, ref.Name))
+			continue
+		}
+		crt, key := s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
+		if len(crt) == 0 || len(key) == 0 {
+			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("Secret %s/%s lacks tls.crt or tls.key", ns, ref.Name))
+			continue
+		}
+		l.certs = append(l.certs, &snapshotv1.Certificate{Name: ns + "/" + string(ref.Name), CertPem: crt, KeyPem: key})
+	}
+}
+
+// listenerKinds computes supportedKinds; HTTPRoute is the only kind we serve.
+func (t *translator) listenerKinds(gs *gatewayState, l *listenerState) {
+	httpRoute := gwv1.RouteGroupKind{Group: ptr(gwv1.Group(gatewayGroup)), Kind: kindHTTP}
+	if l.spec.AllowedRoutes == nil || len(l.spec.AllowedRoutes.Kinds) == 0 {
+		l.supportedKinds = []gwv1.RouteGroupKind{httpRoute}
+		l.allowsHTTP = true
+		return
+	}
+	var bad []string
+	for _, k := range l.spec.AllowedRoutes.Kinds {
+		group := gatewayGroup
+		if k.Group != nil {
+			group = string(*k.Group)
+		}
+		if group == gatewayGroup && k.Kind == kindHTTP {
+			if !l.allowsHTTP {
+				l.supportedKinds = append(l.supportedKinds, httpRoute)
+			}
+			l.allowsHTTP = true
+			continue
+		}
+		bad = append(bad, group+"/"+string(k.Kind))
+	}
+	if l.supportedKinds == nil {
+		// Explicitly empty, not omitted: the status must say "none".
+		l.supportedKinds = []gwv1.RouteGroupKind{}
+	}
+	if len(bad) > 0 {
+		l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), false, string(gwv1.ListenerReasonInvalidRouteKinds),
+			"unsupported route kinds: "+strings.Join(bad, ", "), gs.gw.Generation)
+	}
+}
+
+func (t *translator) listenerNamespaces(gs *gatewayState, l *listenerState) {
+	ar := l.spec.AllowedRoutes
+	if ar == nil || ar.Namespaces == nil || ar.Namespaces.From == nil || *ar.Namespaces.From != gwv1.NamespacesFromSelector {
+		return
+	}
+	if ar.Namespaces.Selector == nil {
+		l.nsSelector = labels.Nothing()
+		return
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ar.Namespaces.Selector)
+	if err != nil {
+		l.nsSelector = labels.Nothing()
+		l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedValue),
+			"invalid allowedRoutes.namespaces.selector: "+err.Error(), gs.gw.Generation)
+		return
+	}
+	l.nsSelector = sel
+}
+
+// allowsNamespace applies allowedRoutes.namespaces (default Same).
+func (t *translator) allowsNamespace(gs *gatewayState, l *listenerState, ns string) bool {
+	from := gwv1.NamespacesFromSame
+	if ar := l.spec.AllowedRoutes; ar != nil && ar.Namespaces != nil && ar.Namespaces.From != nil {
+		from = *ar.Namespaces.From
+	}
+	switch from {
+	case gwv1.NamespacesFromAll:
+		return true
+	case gwv1.NamespacesFromSame:
+		return ns == gs.gw.Namespace
+	case gwv1.NamespacesFromSelector:
+		n := t.namespaces[ns]
+		if n == nil || l.nsSelector == nil {
+			return false
+		}
+		return l.nsSelector.Matches(labels.Set(n.Labels))
+	}
+	return false
+}
+
+func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
+	gen := gs.gw.Generation
+	var st gwv1.GatewayStatus
+	programmed, invalid := 0, 0
+	for _, l := range gs.listeners {
+		p := cond(string(gwv1.ListenerConditionProgrammed), true, string(gwv1.ListenerReasonProgrammed), "", gen)
+		if l.programmed() {
+			programmed++
+		} else {
+			invalid++
+			p = cond(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "listener is not valid; see other conditions", gen)
+		}
+		st.Listeners = append(st.Listeners, gwv1.ListenerStatus{
+			Name:           l.spec.Name,
+			SupportedKinds: l.supportedKinds,
+			AttachedRoutes: int32(len(l.attached)),
+			Conditions:     []metav1.Condition{l.accepted, l.conflicted, p, l.resolved},
+		})
+	}
+	switch {
+	case invalid == 0:
+		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), "", gen))
+	case programmed > 0:
+		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonListenersNotValid),
+			fmt.Sprintf("%d of %d listeners are not valid", invalid, len(gs.listeners)), gen))
+	default:
+		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonListenersNotValid),
+			"no listener is valid", gen))
+	}
+	if programmed > 0 {
+		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), "", gen))
+	} else {
+		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), "no listener can be served", gen))
+	}
+	return st
+}
+
+func ptr[T any](v T) *T { return &v }

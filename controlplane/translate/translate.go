@@ -1,0 +1,275 @@
+// Package translate turns Kubernetes objects (Gateway API, Inference Extension,
+// core) into per-gateway snapshot resources and the statuses those objects
+// should carry.
+//
+// Translate is a pure function: no API clients, no clocks, no I/O. Both the
+// file source and the Kubernetes source feed it the same Inputs, and its output
+// does not depend on the order of the input slices.
+package translate
+
+import (
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+// DefaultControllerName is the GatewayClass controllerName infergate serves
+// unless told otherwise.
+const DefaultControllerName = "infergate.dev/gateway-controller"
+
+// Inputs are every object the translator reads. Objects are never modified.
+type Inputs struct {
+	GatewayClasses  []*gwv1.GatewayClass
+	Gateways        []*gwv1.Gateway
+	HTTPRoutes      []*gwv1.HTTPRoute
+	ReferenceGrants []*gwv1b1.ReferenceGrant
+
+	InferencePools []*infv1.InferencePool
+
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Pods           []*corev1.Pod
+	Secrets        []*corev1.Secret
+	Namespaces     []*corev1.Namespace
+
+	// Alpha group inference.networking.x-k8s.io/v1alpha2.
+	InferenceObjectives    []*inferencealpha.InferenceObjective
+	InferenceModelRewrites []*inferencealpha.InferenceModelRewrite
+	InferenceModels        []*inferencealpha.InferenceModel
+	LegacyInferencePools   []*inferencealpha.InferencePool
+}
+
+// Options configure a translation.
+type Options struct {
+	// ControllerName selects the GatewayClasses to serve; empty means
+	// DefaultControllerName.
+	ControllerName string
+}
+
+// Output is the result of one translation.
+type Output struct {
+	// Gateways holds the snapshot resources of every Gateway we serve, keyed
+	// "<namespace>/<name>". A Gateway with no valid listener is still present
+	// (with empty resources) so its proxies drop what they had.
+	Gateways map[string]*GatewayResources
+	Status   Status
+}
+
+// GatewayResources are one gateway's snapshot resources, each slice sorted by
+// name. snapshot.Build turns them into a versioned snapshot.Set.
+type GatewayResources struct {
+	// Gateway is "<namespace>/<name>".
+	Gateway    string
+	Listeners  []*snapshotv1.Listener
+	Routes     []*snapshotv1.Route
+	Backends   []*snapshotv1.Backend
+	Endpoints  []*snapshotv1.Endpoints
+	ModelRules []*snapshotv1.ModelRule
+}
+
+// All returns every resource, listeners first.
+func (g *GatewayResources) All() []snapshotv1.Named {
+	out := make([]snapshotv1.Named, 0, len(g.Listeners)+len(g.Routes)+len(g.Backends)+len(g.Endpoints)+len(g.ModelRules))
+	for _, r := range g.Listeners {
+		out = append(out, r)
+	}
+	for _, r := range g.Routes {
+		out = append(out, r)
+	}
+	for _, r := range g.Backends {
+		out = append(out, r)
+	}
+	for _, r := range g.Endpoints {
+		out = append(out, r)
+	}
+	for _, r := range g.ModelRules {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Status holds the statuses the translation computed, as the real API types,
+// keyed "<namespace>/<name>" (GatewayClasses by name). Only objects this
+// controller is responsible for appear. Conditions carry ObservedGeneration;
+// LastTransitionTime is left zero for the status writer to fill in.
+type Status struct {
+	GatewayClasses map[string]gwv1.GatewayClassStatus `json:"gatewayClasses,omitempty"`
+	Gateways       map[string]gwv1.GatewayStatus      `json:"gateways,omitempty"`
+	// HTTPRoutes lists, per route, only the parents that are our Gateways
+	// (ControllerName = ours); the writer keeps other controllers' entries.
+	HTTPRoutes map[string]gwv1.HTTPRouteStatus `json:"httpRoutes,omitempty"`
+	// InferencePools lists, per pool, one parent per Gateway of ours whose
+	// routes reference the pool. A pool no longer referenced by a Gateway of
+	// ours is absent: the writer removes our parent entries from it.
+	InferencePools         map[string]infv1.InferencePoolStatus          `json:"inferencePools,omitempty"`
+	LegacyInferencePools   map[string]inferencealpha.InferencePoolStatus `json:"legacyInferencePools,omitempty"`
+	InferenceModels        map[string]inferencealpha.ModelStatus         `json:"inferenceModels,omitempty"`
+	InferenceObjectives    map[string]inferencealpha.ModelStatus         `json:"inferenceObjectives,omitempty"`
+	InferenceModelRewrites map[string]inferencealpha.ModelStatus         `json:"inferenceModelRewrites,omitempty"`
+}
+
+// Translate computes every served gateway's resources and all statuses.
+func Translate(in *Inputs, opts Options) *Output {
+	if opts.ControllerName == "" {
+		opts.ControllerName = DefaultControllerName
+	}
+	if in == nil {
+		in = &Inputs{}
+	}
+	t := newTranslator(in, opts)
+	return t.run()
+}
+
+// translator holds the indexes of one translation.
+type translator struct {
+	opts Options
+	in   *Inputs
+	out  *Output
+
+	classes  map[string]*gwv1.GatewayClass // ours only, by name
+	gateways []*gwv1.Gateway               // ours only, sorted
+	routes   []*gwv1.HTTPRoute             // sorted
+
+	services   map[string]*corev1.Service
+	secrets    map[string]*corev1.Secret
+	namespaces map[string]*corev1.Namespace
+	pools      map[string]*infv1.InferencePool
+	legacy     map[string]*inferencealpha.InferencePool
+	podsByNS   map[string][]*corev1.Pod
+	slices     map[string][]*discoveryv1.EndpointSlice // by "<ns>/<service>"
+	grants     map[string][]*gwv1b1.ReferenceGrant     // by namespace
+
+	// models holds the accepted model-rule sources, computed once.
+	models *modelIndex
+	// refs caches resolved backendRefs per route (they do not depend on the
+	// gateway).
+	refs map[*gwv1.HTTPRoute]*routeRefs
+}
+
+func newTranslator(in *Inputs, opts Options) *translator {
+	t := &translator{
+		opts:       opts,
+		in:         in,
+		classes:    map[string]*gwv1.GatewayClass{},
+		services:   map[string]*corev1.Service{},
+		secrets:    map[string]*corev1.Secret{},
+		namespaces: map[string]*corev1.Namespace{},
+		pools:      map[string]*infv1.InferencePool{},
+		legacy:     map[string]*inferencealpha.InferencePool{},
+		podsByNS:   map[string][]*corev1.Pod{},
+		slices:     map[string][]*discoveryv1.EndpointSlice{},
+		grants:     map[string][]*gwv1b1.ReferenceGrant{},
+		refs:       map[*gwv1.HTTPRoute]*routeRefs{},
+		out: &Output{
+			Gateways: map[string]*GatewayResources{},
+			Status: Status{
+				GatewayClasses:         map[string]gwv1.GatewayClassStatus{},
+				Gateways:               map[string]gwv1.GatewayStatus{},
+				HTTPRoutes:             map[string]gwv1.HTTPRouteStatus{},
+				InferencePools:         map[string]infv1.InferencePoolStatus{},
+				LegacyInferencePools:   map[string]inferencealpha.InferencePoolStatus{},
+				InferenceModels:        map[string]inferencealpha.ModelStatus{},
+				InferenceObjectives:    map[string]inferencealpha.ModelStatus{},
+				InferenceModelRewrites: map[string]inferencealpha.ModelStatus{},
+			},
+		},
+	}
+	for _, s := range in.Services {
+		t.services[key(&s.ObjectMeta)] = s
+	}
+	for _, s := range in.Secrets {
+		t.secrets[key(&s.ObjectMeta)] = s
+	}
+	for _, n := range in.Namespaces {
+		t.namespaces[n.Name] = n
+	}
+	for _, p := range in.InferencePools {
+		t.pools[key(&p.ObjectMeta)] = p
+	}
+	for _, p := range in.LegacyInferencePools {
+		t.legacy[key(&p.ObjectMeta)] = p
+	}
+	for _, p := range in.Pods {
+		t.podsByNS[p.Namespace] = append(t.podsByNS[p.Namespace], p)
+	}
+	for _, pods := range t.podsByNS {
+		sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	}
+	for _, s := range in.EndpointSlices {
+		svc := s.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue
+		}
+		k := s.Namespace + "/" + svc
+		t.slices[k] = append(t.slices[k], s)
+	}
+	for _, ss := range t.slices {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
+	}
+	for _, g := range in.ReferenceGrants {
+		t.grants[g.Namespace] = append(t.grants[g.Namespace], g)
+	}
+	t.routes = append([]*gwv1.HTTPRoute(nil), in.HTTPRoutes...)
+	sort.Slice(t.routes, func(i, j int) bool { return key(&t.routes[i].ObjectMeta) < key(&t.routes[j].ObjectMeta) })
+	return t
+}
+
+func (t *translator) run() *Output {
+	t.acceptClasses()
+	t.models = t.indexModels()
+	for _, gw := range t.gateways {
+		t.translateGateway(gw)
+	}
+	t.modelStatuses()
+	return t.out
+}
+
+// acceptClasses picks our GatewayClasses and, through them, our Gateways.
+func (t *translator) acceptClasses() {
+	for _, c := range t.in.GatewayClasses {
+		if string(c.Spec.ControllerName) != t.opts.ControllerName {
+			continue
+		}
+		t.classes[c.Name] = c
+		t.out.Status.GatewayClasses[c.Name] = gwv1.GatewayClassStatus{
+			Conditions: []metav1.Condition{cond(string(gwv1.GatewayClassConditionStatusAccepted), true,
+				string(gwv1.GatewayClassReasonAccepted), "Handled by "+t.opts.ControllerName, c.Generation)},
+		}
+	}
+	for _, g := range t.in.Gateways {
+		if _, ok := t.classes[string(g.Spec.GatewayClassName)]; ok {
+			t.gateways = append(t.gateways, g)
+		}
+	}
+	sort.Slice(t.gateways, func(i, j int) bool { return key(&t.gateways[i].ObjectMeta) < key(&t.gateways[j].ObjectMeta) })
+}
+
+func key(m *metav1.ObjectMeta) string {
+	return m.Namespace + "/" + m.Name
+}
+
+// cond builds a condition; LastTransitionTime stays zero for the writer.
+func cond(typ string, ok bool, reason, msg string, gen int64) metav1.Condition {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: gen}
+}
+
+// olderFirst orders objects by creation time, then "<ns>/<name>": the
+// Gateway API and Inference Extension tie-break for conflicts.
+func olderFirst(a, b *metav1.ObjectMeta) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return key(a) < key(b)
+}
