@@ -38,7 +38,8 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults fills zero fields from DefaultConfig.
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.MaxNumBatchedTokens <= 0 {
 		c.MaxNumBatchedTokens = d.MaxNumBatchedTokens
@@ -91,15 +92,16 @@ const (
 	EvPromptDone                   // prefill finished: N = prompt tokens
 	EvFirstToken                   // Dur = time to first token
 	EvToken                        // a later token: Dur = inter-token latency
-	EvFinished                     // Dur = end-to-end latency, N = prompt, M = generated
+	EvFinished                     // Dur = end-to-end latency, First = TTFT, N = prompt, M = generated
 	EvPreempted
 )
 
 // Event is one observation for metrics.
 type Event struct {
-	Kind EventKind
-	Dur  time.Duration
-	N, M int
+	Kind  EventKind
+	Dur   time.Duration
+	First time.Duration
+	N, M  int
 }
 
 // StepResult describes one planned step. Its effects are already applied to
@@ -134,7 +136,7 @@ type Core struct {
 
 // NewCore builds a core with cfg (zero fields defaulted).
 func NewCore(cfg Config) *Core {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	return &Core{cfg: cfg, kv: newKVCache(cfg.KVBlocks, cfg.BlockSize), lora: newLoRASlots(cfg.MaxLoRAs)}
 }
 
@@ -361,7 +363,7 @@ func (c *Core) Step(now time.Time, slow float64) StepResult {
 		if r.generated >= r.MaxTokens {
 			r.finished = true
 			c.finish(r)
-			res.Events = append(res.Events, Event{Kind: EvFinished, Dur: end.Sub(r.Arrival), N: r.promptLen, M: r.generated})
+			res.Events = append(res.Events, Event{Kind: EvFinished, Dur: end.Sub(r.Arrival), First: r.firstAt.Sub(r.Arrival), N: r.promptLen, M: r.generated})
 		}
 		res.Touched = append(res.Touched, r)
 	}
