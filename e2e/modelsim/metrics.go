@@ -48,7 +48,7 @@ func namesFor(flavor string) metricNames {
 			waiting: "trtllm_num_requests_waiting", running: "trtllm_num_requests_running",
 			kvUsage: "trtllm_kv_cache_utilization", tokensPerBlock: "trtllm_kv_cache_tokens_per_block",
 			maxBlocks: "trtllm_kv_cache_max_blocks",
-			ttft: "trtllm_time_to_first_token_seconds", tpot: "trtllm_time_per_output_token_seconds",
+			ttft:      "trtllm_time_to_first_token_seconds", tpot: "trtllm_time_per_output_token_seconds",
 			e2e: "trtllm_e2e_request_latency_seconds", queue: "trtllm_request_queue_time_seconds",
 			extraLabels: prometheus.Labels{"engine_type": "trtllm"},
 		}
