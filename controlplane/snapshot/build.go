@@ -1,0 +1,40 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/infergate/infergate/controlplane/translate"
+)
+
+// Build turns one translated gateway into its versioned Set.
+func Build(g *translate.GatewayResources) (*Set, error) {
+	return NewSet(g.Gateway, g.All())
+}
+
+// BuildAll builds the Set of every gateway of a translation, keyed
+// "<namespace>/<name>" as the xDS server expects. One gateway failing (which
+// only a translator bug can cause: duplicate or empty names) does not keep
+// the others from being served; the errors are returned together.
+func BuildAll(out *translate.Output) (map[string]*Set, error) {
+	sets := make(map[string]*Set, len(out.Gateways))
+	var errs []error
+	names := make([]string, 0, len(out.Gateways))
+	for name := range out.Gateways {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s, err := Build(out.Gateways[name])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sets[name] = s
+	}
+	if len(errs) > 0 {
+		return sets, fmt.Errorf("building snapshots: %w", errors.Join(errs...))
+	}
+	return sets, nil
+}
