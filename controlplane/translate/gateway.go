@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"crypto/tls"
 	"fmt"
 	"sort"
 	"strings"
@@ -56,7 +57,7 @@ type listenerState struct {
 // programmed reports whether the listener is served (emitted as a resource).
 func (l *listenerState) programmed() bool {
 	return l.accepted.Status == metav1.ConditionTrue &&
-		l.conflicted.Status == metav1.ConditionFalse &&
+		l.conflicted.Status == metav1.ConditionFalse && l.allowsHTTP &&
 		(l.resolved.Status == metav1.ConditionTrue || l.resolved.Reason == string(gwv1.ListenerReasonInvalidRouteKinds))
 }
 
@@ -196,17 +197,17 @@ func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
 			l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), false, string(reason), msg, gen)
 		}
 	}
-	tls := l.spec.TLS
-	if tls != nil && tls.Mode != nil && *tls.Mode != gwv1.TLSModeTerminate {
+	cfg := l.spec.TLS
+	if cfg != nil && cfg.Mode != nil && *cfg.Mode != gwv1.TLSModeTerminate {
 		l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedValue),
-			fmt.Sprintf("TLS mode %q is not supported on HTTPS listeners", *tls.Mode), gen)
+			fmt.Sprintf("TLS mode %q is not supported on HTTPS listeners", *cfg.Mode), gen)
 		return
 	}
-	if tls == nil || len(tls.CertificateRefs) == 0 {
+	if cfg == nil || len(cfg.CertificateRefs) == 0 {
 		fail(gwv1.ListenerReasonInvalidCertificateRef, "HTTPS listener has no certificateRefs")
 		return
 	}
-	for _, ref := range tls.CertificateRefs {
+	for _, ref := range cfg.CertificateRefs {
 		group, kind := "", "Secret"
 		if ref.Group != nil {
 			group = string(*ref.Group)
@@ -236,6 +237,10 @@ func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
 			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("Secret %s/%s lacks tls.crt or tls.key", ns, ref.Name))
 			continue
 		}
+		if _, err := tls.X509KeyPair(crt, key); err != nil {
+			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("Secret %s/%s: %v", ns, ref.Name, err))
+			continue
+		}
 		l.certs = append(l.certs, &snapshotv1.Certificate{Name: ns + "/" + string(ref.Name), CertPem: crt, KeyPem: key})
 	}
 }
@@ -243,6 +248,10 @@ func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
 // listenerKinds computes supportedKinds; HTTPRoute is the only kind we serve.
 func (t *translator) listenerKinds(gs *gatewayState, l *listenerState) {
 	httpRoute := gwv1.RouteGroupKind{Group: ptr(gwv1.Group(gatewayGroup)), Kind: kindHTTP}
+	if p := l.spec.Protocol; p != gwv1.HTTPProtocolType && p != gwv1.HTTPSProtocolType {
+		l.supportedKinds = []gwv1.RouteGroupKind{}
+		return
+	}
 	if l.spec.AllowedRoutes == nil || len(l.spec.AllowedRoutes.Kinds) == 0 {
 		l.supportedKinds = []gwv1.RouteGroupKind{httpRoute}
 		l.allowsHTTP = true
