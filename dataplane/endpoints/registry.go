@@ -1,0 +1,167 @@
+package endpoints
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Spec describes an endpoint a config wants.
+type Spec struct {
+	Address        string
+	MetricsAddress string
+	Pod            string
+	EngineType     string
+	// Scrape is true when some InferencePool uses the endpoint, so its
+	// /metrics are polled.
+	Scrape bool
+}
+
+// Options tune a Registry. Zero values take the defaults.
+type Options struct {
+	// Interval between scrapes of one endpoint (default 50 ms); each wait
+	// is jittered by ±20 % so scrapes of many endpoints do not align.
+	Interval time.Duration
+	// Timeout of one scrape (default 1 s).
+	Timeout time.Duration
+	// Client used for scraping; default is a keep-alive client of its own.
+	Client *http.Client
+}
+
+// Registry owns every endpoint the current config names and their scrapers.
+type Registry struct {
+	logger *slog.Logger
+	opts   Options
+
+	mu   sync.Mutex
+	eps  map[string]*managed
+	done bool
+}
+
+type managed struct {
+	ep     *Endpoint
+	spec   Spec
+	cancel context.CancelFunc // nil when not scraped
+	wg     sync.WaitGroup
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry(logger *slog.Logger, opts Options) *Registry {
+	if opts.Interval <= 0 {
+		opts.Interval = 50 * time.Millisecond
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}}
+	}
+	return &Registry{logger: logger, opts: opts, eps: map[string]*managed{}}
+}
+
+// Sync makes the registry hold exactly the given endpoints: new addresses
+// get an Endpoint (and a scraper when Scrape is set), addresses no longer
+// named are dropped and their scrapers stopped. An address whose spec is
+// unchanged keeps its Endpoint, so in-flight counts and metrics carry over
+// config versions. Duplicate addresses merge, scraping if any asks to. It
+// returns the endpoints by address.
+func (r *Registry) Sync(specs []Spec) map[string]*Endpoint {
+	want := make(map[string]Spec, len(specs))
+	for _, s := range specs {
+		// A pool's view of a shared address wins over a Service's: it is
+		// the one that needs the metrics address and engine type.
+		if prev, ok := want[s.Address]; ok && (prev.Scrape || !s.Scrape) {
+			continue
+		}
+		want[s.Address] = s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var stop []*managed
+	for addr, m := range r.eps {
+		if s, ok := want[addr]; !ok || s != m.spec {
+			stop = append(stop, m)
+			delete(r.eps, addr)
+		}
+	}
+	out := make(map[string]*Endpoint, len(want))
+	for addr, s := range want {
+		m := r.eps[addr]
+		if m == nil {
+			m = &managed{ep: newEndpoint(s), spec: s}
+			if s.Scrape && !r.done {
+				r.startScraper(m)
+			}
+			r.eps[addr] = m
+		}
+		out[addr] = m.ep
+	}
+	for _, m := range stop {
+		if m.cancel != nil {
+			m.cancel()
+		}
+	}
+	return out
+}
+
+func (r *Registry) startScraper(m *managed) {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	sc := &scraper{ep: m.ep, client: r.opts.Client, interval: r.opts.Interval, timeout: r.opts.Timeout,
+		url: "http://" + m.spec.MetricsAddress + "/metrics", names: namesFor(m.spec.EngineType),
+		logger: r.logger.With("endpoint", m.spec.Address)}
+	m.wg.Go(func() { sc.run(ctx) })
+}
+
+// Scraping reports how many scrapers run, for tests and the admin API.
+func (r *Registry) Scraping() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.eps {
+		if m.cancel != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Statuses returns every endpoint's state ordered by address.
+func (r *Registry) Statuses() []Status {
+	now := time.Now()
+	r.mu.Lock()
+	out := make([]Status, 0, len(r.eps))
+	for _, m := range r.eps {
+		out = append(out, m.ep.status(now, m.cancel != nil))
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Address, b.Address) })
+	return out
+}
+
+// Close stops every scraper and waits for them.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.done = true
+	ms := make([]*managed, 0, len(r.eps))
+	for _, m := range r.eps {
+		ms = append(ms, m)
+		if m.cancel != nil {
+			m.cancel()
+		}
+	}
+	r.mu.Unlock()
+	for _, m := range ms {
+		m.wg.Wait()
+	}
+}

@@ -1,0 +1,130 @@
+package openai
+
+import (
+	"errors"
+	"io"
+	"sync"
+)
+
+// DefaultMaxBodyBytes is the default limit on a JSON request body the proxy
+// buffers to read its model: 16 MiB, far above the largest prompts sent in
+// practice (a 128k-token prompt is about 0.5 MB) while bounding memory per
+// request. Larger bodies get HTTP 413.
+const DefaultMaxBodyBytes = 16 << 20
+
+// ErrTooLarge is returned by ReadBody when the body exceeds the limit.
+var ErrTooLarge = errors.New("request body too large")
+
+var errClosed = errors.New("request body already closed")
+
+// Buffers above this size are not kept for reuse, so one huge request does
+// not pin memory for the life of the process.
+const maxPooledCap = 1 << 20
+
+// bufPool recycles body buffers. Buffers, not Body values, are pooled: a
+// stale reference to a closed Body must never see a later request's bytes.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// Body is a buffered request body. It is an io.ReadCloser for forwarding;
+// Close returns its buffer for reuse. Read after Close fails instead of
+// reading a recycled buffer, which makes reuse safe even if a transport
+// goroutine touches the body after the request ended.
+type Body struct {
+	mu     sync.Mutex
+	buf    []byte
+	off    int
+	closed bool
+}
+
+// ReadBody reads r (whose length is contentLength, -1 when unknown) into a
+// pooled buffer, failing with ErrTooLarge beyond limit bytes.
+func ReadBody(r io.Reader, contentLength, limit int64) (*Body, error) {
+	if contentLength > limit {
+		return nil, ErrTooLarge
+	}
+	b := &Body{buf: (*bufPool.Get().(*[]byte))[:0]}
+	if contentLength > 0 && int64(cap(b.buf)) < contentLength {
+		b.buf = make([]byte, 0, contentLength)
+	}
+	for {
+		if len(b.buf) == cap(b.buf) {
+			b.buf = append(b.buf, 0)[:len(b.buf)]
+		}
+		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
+		b.buf = b.buf[:len(b.buf)+n]
+		if int64(len(b.buf)) > limit {
+			b.release()
+			return nil, ErrTooLarge
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			b.release()
+			return nil, err
+		}
+	}
+}
+
+// Bytes returns the body; valid until Close.
+func (b *Body) Bytes() []byte { return b.buf }
+
+// Len is the body length in bytes.
+func (b *Body) Len() int { return len(b.buf) }
+
+// Replace swaps the content (after a model rewrite) and rewinds.
+func (b *Body) Replace(p []byte) {
+	b.mu.Lock()
+	b.buf = append(b.buf[:0], p...)
+	b.off = 0
+	b.mu.Unlock()
+}
+
+// Read implements io.Reader.
+func (b *Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errClosed
+	}
+	if b.off >= len(b.buf) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	return n, nil
+}
+
+// WriteTo implements io.WriterTo so transports copy without a buffer.
+func (b *Body) WriteTo(w io.Writer) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errClosed
+	}
+	n, err := w.Write(b.buf[b.off:])
+	b.off += n
+	return int64(n), err
+}
+
+// Close implements io.Closer; it is safe to call more than once.
+func (b *Body) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	b.release()
+	return nil
+}
+
+func (b *Body) release() {
+	buf := b.buf
+	b.buf, b.closed = nil, true
+	if cap(buf) <= maxPooledCap {
+		buf = buf[:0]
+		bufPool.Put(&buf)
+	}
+}

@@ -1,0 +1,130 @@
+// Package picker chooses the endpoint that serves a request among a
+// backend's ready endpoints. The Picker interface is the seam the full
+// scheduling framework (filters → weighted scorers → pick) plugs into; the
+// two pickers here are the baseline: least in-flight for Services, least
+// queue for InferencePools.
+package picker
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// ErrNoEndpoint means no candidate can take the request (HTTP 503).
+var ErrNoEndpoint = errors.New("no ready endpoint")
+
+// Request is what a picker may look at. It is built once per request by the
+// server and passed by pointer, so fields can grow without changing the
+// interface.
+type Request struct {
+	// Model is the model name the client sent (body "model"), if any.
+	Model string
+	// TargetModel is the model the request is sent to after rewrite rules.
+	TargetModel string
+	// Priority from the model rule or objective: Critical > 0, Standard 0,
+	// Sheddable < 0.
+	Priority int32
+	// Header is the client's request header (read-only).
+	Header http.Header
+	// Body is the buffered request body when the server read it (JSON
+	// requests), for prefix-aware scorers; nil otherwise. Read-only.
+	Body []byte
+}
+
+// Picker picks one of candidates for req.
+type Picker interface {
+	Pick(req *Request, candidates []*endpoints.Endpoint) (*endpoints.Endpoint, error)
+}
+
+// LeastInFlight picks the endpoint with the fewest requests this proxy has
+// open to it; ties are broken uniformly at random so equal endpoints share
+// load. It is the Service picker.
+type LeastInFlight struct{}
+
+// Pick implements Picker.
+func (LeastInFlight) Pick(_ *Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
+	var (
+		best *endpoints.Endpoint
+		min  int64
+		ties uint64
+	)
+	for _, e := range cands {
+		n := e.InFlight()
+		switch {
+		case best == nil || n < min:
+			best, min, ties = e, n, 1
+		case n == min:
+			// Reservoir sampling keeps each tied endpoint with equal
+			// probability without collecting them.
+			ties++
+			if rand.Uint64N(ties) == 0 {
+				best = e
+			}
+		}
+	}
+	if best == nil {
+		return nil, ErrNoEndpoint
+	}
+	return best, nil
+}
+
+// DefaultStaleAfter is how old scraped metrics may be and still count
+// (the reference picker's 200 ms).
+const DefaultStaleAfter = 200 * time.Millisecond
+
+// LeastQueue is the InferencePool picker: the endpoint with the smallest
+// scraped waiting queue plus this proxy's own in-flight requests to it
+// (which covers the requests sent since the last scrape). Endpoints with
+// fresh metrics are preferred over stale ones — a stale endpoint's queue is
+// unknown, and ranking it by in-flight alone would make a silent server look
+// idle. When no endpoint is fresh (metrics unavailable), it degrades to least
+// in-flight so the pool still serves. Ties are broken at random.
+type LeastQueue struct {
+	// StaleAfter defaults to DefaultStaleAfter.
+	StaleAfter time.Duration
+	// Now defaults to time.Now; tests set it.
+	Now func() time.Time
+}
+
+// Pick implements Picker.
+func (p *LeastQueue) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
+	stale := p.StaleAfter
+	if stale <= 0 {
+		stale = DefaultStaleAfter
+	}
+	var now time.Time
+	if p.Now != nil {
+		now = p.Now()
+	} else {
+		now = time.Now()
+	}
+	var (
+		best  *endpoints.Endpoint
+		score float64
+		ties  uint64
+	)
+	for _, e := range cands {
+		m, fresh := e.Fresh(now, stale)
+		if !fresh {
+			continue
+		}
+		s := m.Waiting + float64(e.InFlight())
+		switch {
+		case best == nil || s < score:
+			best, score, ties = e, s, 1
+		case s == score:
+			ties++
+			if rand.Uint64N(ties) == 0 {
+				best = e
+			}
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	return LeastInFlight{}.Pick(req, cands)
+}

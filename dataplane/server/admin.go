@@ -1,0 +1,47 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// AdminHandler serves the proxy's admin API:
+//
+//	/healthz    200 while the process runs
+//	/ready      200 once a config is applied, 503 before
+//	/config     the compiled config as JSON (503 before the first)
+//	/endpoints  per-endpoint state: scraped metrics and their age,
+//	            in-flight requests, last scrape error
+func (m *Manager) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !m.Ready() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "waiting for the first complete config"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "version": m.Config().Version})
+	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+		cfg := m.Config()
+		if cfg == nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no config yet"})
+			return
+		}
+		writeJSON(w, http.StatusOK, cfg)
+	})
+	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, m.reg.Statuses())
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,152 @@
+package server
+
+import (
+	"errors"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/picker"
+)
+
+// Request headers the gateway reads (canonical form).
+const (
+	modelHeader     = "X-Gateway-Model-Name"
+	objectiveHeader = "X-Gateway-Inference-Objective"
+)
+
+// portHandler serves one bound port with whatever config is current.
+type portHandler struct {
+	m    *Manager
+	port uint32
+}
+
+// ServeHTTP is the request path: body model → route → weighted backend →
+// model rule → picker → upstream.
+func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m := h.m
+	st := m.state.Load()
+	ps := st.ports[h.port]
+	if ps == nil {
+		// The port is draining after its listener was removed.
+		openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found", "no listener on this port")
+		return
+	}
+
+	var (
+		body     *openai.Body
+		model    openai.ModelField
+		hasModel bool
+	)
+	if wantsBody(r) {
+		var err error
+		body, err = openai.ReadBody(r.Body, r.ContentLength, m.opts.MaxBodyBytes)
+		if errors.Is(err, openai.ErrTooLarge) {
+			openai.WriteError(w, http.StatusRequestEntityTooLarge, openai.TypeInvalidRequest, "request_too_large",
+				"request body exceeds the gateway limit")
+			return
+		}
+		if err != nil {
+			openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "bad_request_body", "reading request body: "+err.Error())
+			return
+		}
+		defer body.Close()
+		r.Body = body
+		r.ContentLength = int64(body.Len())
+		// A body that is not JSON is forwarded as is: the server behind a
+		// route decides what it accepts.
+		model, hasModel, _ = openai.FindModel(body.Bytes())
+		if hasModel {
+			// Exposed before matching so HTTPRoute header matches can send
+			// each model to its own backend.
+			r.Header[modelHeader] = []string{model.Name}
+		}
+	}
+
+	route, _ := ps.router.Match(r)
+	if route == nil {
+		openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found",
+			"no route for "+r.Host+r.URL.Path)
+		return
+	}
+	if route.TotalWeight == 0 {
+		openai.WriteError(w, http.StatusInternalServerError, openai.TypeServer, "no_backend",
+			"route "+route.Route+" has no backend with weight")
+		return
+	}
+	ref := route.PickBackend(rand.Uint64N(route.TotalWeight))
+	if ref.Backend == nil {
+		m.logger.Warn("invalid backend reference", "route", route.Name, "reason", ref.InvalidReason)
+		openai.WriteError(w, http.StatusInternalServerError, openai.TypeServer, "invalid_backend_ref",
+			"route "+route.Route+" refers to an invalid backend")
+		return
+	}
+	bs := st.backends[ref.Name]
+
+	preq := &picker.Request{Header: r.Header}
+	if body != nil {
+		preq.Body = body.Bytes()
+	}
+	if hasModel {
+		preq.Model, preq.TargetModel = model.Name, model.Name
+	}
+	if bs.cfg.IsPool() {
+		if obj := r.Header[objectiveHeader]; len(obj) > 0 {
+			if rule := bs.cfg.Objectives[obj[0]]; rule != nil {
+				preq.Priority = rule.Priority
+			}
+		}
+		if rule := bs.cfg.Models[model.Name]; hasModel && rule != nil {
+			preq.Priority = rule.Priority
+			if rule.TotalWeight > 0 {
+				if target := rule.PickTarget(rand.Uint64N(rule.TotalWeight)); target != "" && target != model.Name {
+					body.Replace(openai.RewriteModel(body.Bytes(), model, target))
+					r.ContentLength = int64(body.Len())
+					preq.TargetModel, preq.Body = target, body.Bytes()
+				}
+			}
+		}
+	}
+
+	ep, err := bs.picker.Pick(preq, bs.eps)
+	if err != nil {
+		openai.WriteError(w, http.StatusServiceUnavailable, openai.TypeServer, "no_healthy_upstream",
+			"no ready endpoint for "+bs.cfg.Source)
+		return
+	}
+	// Released when ServeHTTP returns, which is after the response body
+	// (a whole SSE stream) has been copied or the exchange failed — also
+	// when the copy panics to abort the client connection.
+	ep.Acquire()
+	defer ep.Release()
+	bs.proxies[ep].ServeHTTP(w, r)
+}
+
+// wantsBody reports whether the request body should be buffered to read its
+// model: JSON (or untyped, as curl -d sends) bodies of methods that carry
+// one. Other bodies (uploads, streams) are forwarded untouched.
+func wantsBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	default:
+		return false
+	}
+	ct := r.Header["Content-Type"]
+	if len(ct) == 0 {
+		return true
+	}
+	switch ct[0] {
+	case "application/json", "application/x-www-form-urlencoded":
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct[0])
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "application/x-www-form-urlencoded"
+}

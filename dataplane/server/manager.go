@@ -1,0 +1,330 @@
+// Package server runs the proxy's listeners. A Manager binds the ports a
+// compiled config names, closes the ones it no longer names, and swaps the
+// config atomically: each request loads the current state once and finishes
+// on it, so an Apply never disturbs requests already in flight.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/router"
+	"github.com/infergate/infergate/dataplane/upstream"
+)
+
+// Options configure a Manager. Zero values take the defaults.
+type Options struct {
+	// BindAddress is the IP listeners bind to (default "0.0.0.0").
+	BindAddress string
+	// MaxBodyBytes limits JSON request bodies read for their model
+	// (default openai.DefaultMaxBodyBytes); larger bodies get 413.
+	MaxBodyBytes int64
+	// DrainTimeout bounds how long a removed listener waits for its
+	// requests before its connections are closed (default 30 s).
+	DrainTimeout time.Duration
+	Endpoints    endpoints.Options
+	Upstream     upstream.Options
+	// ServicePicker picks among Service endpoints (default LeastInFlight).
+	ServicePicker picker.Picker
+	// PoolPicker picks among InferencePool endpoints (default LeastQueue).
+	PoolPicker picker.Picker
+}
+
+// Manager owns the listeners, endpoint state and the current config.
+type Manager struct {
+	logger *slog.Logger
+	opts   Options
+	reg    *endpoints.Registry
+	up     *upstream.Upstream
+
+	state atomic.Pointer[state]
+
+	mu        sync.Mutex // serialises Apply and Close
+	listeners map[uint32]*listener
+	closed    bool
+	drains    sync.WaitGroup
+}
+
+// state is everything a request needs, immutable once published.
+type state struct {
+	cfg      *config.Config
+	ports    map[uint32]*portState
+	backends map[string]*backendState
+}
+
+type portState struct {
+	router *router.Router
+	certs  []tls.Certificate // HTTPS ports only
+}
+
+type backendState struct {
+	cfg     *config.Backend
+	eps     []*endpoints.Endpoint
+	proxies map[*endpoints.Endpoint]*httputil.ReverseProxy
+	picker  picker.Picker
+}
+
+type listener struct {
+	port uint32
+	tls  bool
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// New returns a Manager with no listeners; it serves nothing until the
+// first Apply.
+func New(logger *slog.Logger, opts Options) *Manager {
+	if opts.BindAddress == "" {
+		opts.BindAddress = "0.0.0.0"
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = openai.DefaultMaxBodyBytes
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	if opts.ServicePicker == nil {
+		opts.ServicePicker = picker.LeastInFlight{}
+	}
+	if opts.PoolPicker == nil {
+		opts.PoolPicker = &picker.LeastQueue{}
+	}
+	return &Manager{
+		logger:    logger,
+		opts:      opts,
+		reg:       endpoints.NewRegistry(logger, opts.Endpoints),
+		up:        upstream.New(logger, opts.Upstream),
+		listeners: map[uint32]*listener{},
+	}
+}
+
+// Ready reports whether a config has been applied.
+func (m *Manager) Ready() bool { return m.state.Load() != nil }
+
+// Config returns the config being served, or nil before the first Apply.
+func (m *Manager) Config() *config.Config {
+	if st := m.state.Load(); st != nil {
+		return st.cfg
+	}
+	return nil
+}
+
+// Endpoints returns the registry of endpoint state.
+func (m *Manager) Endpoints() *endpoints.Registry { return m.reg }
+
+// Addr returns the bound address of a config port, or nil.
+func (m *Manager) Addr(port uint32) net.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l := m.listeners[port]; l != nil {
+		return l.ln.Addr()
+	}
+	return nil
+}
+
+// Apply serves cfg: it binds ports that appear, publishes the new config,
+// then closes ports that disappeared (letting their requests finish). If a
+// port cannot be bound, nothing changes and the previous config keeps
+// serving.
+func (m *Manager) Apply(cfg *config.Config) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("server closed")
+	}
+	// Bind first: a failure must leave the old config fully in place.
+	var added []*listener
+	var replaced []*listener
+	for _, p := range cfg.Ports {
+		isTLS := p.Listeners[0].Protocol == "HTTPS"
+		if old := m.listeners[p.Port]; old != nil {
+			if old.tls == isTLS {
+				continue
+			}
+			// The port changes protocol: it has to be rebound.
+			replaced = append(replaced, old)
+			old.ln.Close()
+		}
+		l, err := m.bind(p.Port, isTLS)
+		if err != nil {
+			for _, a := range added {
+				a.ln.Close()
+			}
+			return err
+		}
+		added = append(added, l)
+	}
+	st := m.build(cfg)
+	m.state.Store(st)
+	for _, l := range added {
+		m.listeners[l.port] = l
+		go m.serve(l)
+	}
+	for port, l := range m.listeners {
+		if _, ok := st.ports[port]; !ok {
+			delete(m.listeners, port)
+			m.drain(l)
+		}
+	}
+	for _, l := range replaced {
+		m.drain(l)
+	}
+	m.logger.Info("config applied", "gateway", cfg.Gateway, "version", cfg.Version,
+		"ports", len(cfg.Ports), "routes", len(cfg.Routes), "backends", len(cfg.Backends))
+	return nil
+}
+
+func (m *Manager) bind(port uint32, isTLS bool) (*listener, error) {
+	addr := net.JoinHostPort(m.opts.BindAddress, strconv.FormatUint(uint64(port), 10))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	l := &listener{port: port, tls: isTLS, ln: ln}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	if isTLS {
+		protos.SetHTTP2(true)
+	} else {
+		// Clients may speak prior-knowledge HTTP/2 in clear text.
+		protos.SetUnencryptedHTTP2(true)
+	}
+	l.srv = &http.Server{
+		Handler:           &portHandler{m: m, port: port},
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		Protocols:         protos,
+		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelDebug),
+	}
+	if isTLS {
+		l.srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return m.certificate(port, hello)
+			},
+		}
+	}
+	m.logger.Info("listening", "addr", ln.Addr().String(), "tls", isTLS)
+	return l, nil
+}
+
+func (m *Manager) serve(l *listener) {
+	var err error
+	if l.tls {
+		err = l.srv.ServeTLS(l.ln, "", "")
+	} else {
+		err = l.srv.Serve(l.ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		m.logger.Error("listener stopped", "port", l.port, "err", err)
+	}
+}
+
+// drain stops accepting on l and lets its requests finish in the
+// background, closing what remains after DrainTimeout.
+func (m *Manager) drain(l *listener) {
+	m.logger.Info("closing listener", "port", l.port)
+	m.drains.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.DrainTimeout)
+		defer cancel()
+		if err := l.srv.Shutdown(ctx); err != nil {
+			l.srv.Close()
+		}
+	})
+}
+
+// certificate picks the certificate for an HTTPS handshake from the current
+// config, so certificate changes apply without rebinding.
+func (m *Manager) certificate(port uint32, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	st := m.state.Load()
+	if st == nil {
+		return nil, errors.New("no config")
+	}
+	ps := st.ports[port]
+	if ps == nil || len(ps.certs) == 0 {
+		return nil, fmt.Errorf("no certificate for port %d", port)
+	}
+	for i := range ps.certs {
+		if hello.SupportsCertificate(&ps.certs[i]) == nil {
+			return &ps.certs[i], nil
+		}
+	}
+	return &ps.certs[0], nil
+}
+
+// build derives the request-time state from cfg and brings the endpoint
+// registry in line with it.
+func (m *Manager) build(cfg *config.Config) *state {
+	st := &state{cfg: cfg, ports: make(map[uint32]*portState, len(cfg.Ports)), backends: make(map[string]*backendState, len(cfg.Backends))}
+	for _, p := range cfg.Ports {
+		ps := &portState{router: router.New(p)}
+		for _, l := range p.Listeners {
+			if l.Raw == nil {
+				continue
+			}
+			for _, c := range l.Raw.GetCertificates() {
+				// Compile validated the pairs; an error here cannot happen.
+				if cert, err := tls.X509KeyPair(c.GetCertPem(), c.GetKeyPem()); err == nil {
+					ps.certs = append(ps.certs, cert)
+				}
+			}
+		}
+		st.ports[p.Port] = ps
+	}
+	var specs []endpoints.Spec
+	for _, b := range cfg.Backends {
+		for _, e := range b.Endpoints {
+			specs = append(specs, endpoints.Spec{Address: e.Address, MetricsAddress: e.MetricsAddress,
+				Pod: e.Pod, EngineType: e.EngineType, Scrape: b.IsPool()})
+		}
+	}
+	eps := m.reg.Sync(specs)
+	for name, b := range cfg.Backends {
+		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: m.opts.ServicePicker}
+		if b.IsPool() {
+			bs.picker = m.opts.PoolPicker
+		}
+		for _, e := range b.Endpoints {
+			ep := eps[e.Address]
+			bs.eps = append(bs.eps, ep)
+			bs.proxies[ep] = m.up.Proxy(ep.Address, b.H2C, ep.ServedHeader())
+		}
+		st.backends[name] = bs
+	}
+	return st
+}
+
+// Close stops every listener (waiting up to ctx for requests to finish),
+// the scrapers and idle upstream connections.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	ls := m.listeners
+	m.listeners = map[uint32]*listener{}
+	m.mu.Unlock()
+	var errs []error
+	for _, l := range ls {
+		if err := l.srv.Shutdown(ctx); err != nil {
+			l.srv.Close()
+			errs = append(errs, err)
+		}
+	}
+	m.drains.Wait()
+	m.reg.Close()
+	m.up.Close()
+	return errors.Join(errs...)
+}

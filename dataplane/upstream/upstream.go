@@ -1,0 +1,153 @@
+// Package upstream forwards requests to model servers and Services. It owns
+// the shared, tuned transports (one HTTP/1.1, one cleartext HTTP/2) and
+// builds one httputil.ReverseProxy per endpoint, so the destination needs no
+// per-request context plumbing.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/openai"
+)
+
+// Headers the gateway honours on requests and never forwards (canonical
+// form, so deleting them does not allocate).
+var strippedHeaders = []string{
+	"X-Gateway-Inference-Objective",
+	"X-Gateway-Inference-Fairness-Id",
+	"X-Gateway-Model-Name-Rewrite",
+}
+
+// ServedHeader names the endpoint that served a response.
+const ServedHeader = "X-Gateway-Destination-Endpoint-Served"
+
+// Options tune the transports. Zero values take the defaults.
+type Options struct {
+	// DialTimeout bounds connecting to an endpoint (default 5 s).
+	DialTimeout time.Duration
+	// MaxIdleConnsPerHost kept for reuse (default 1024: inference traffic is
+	// many long, concurrent requests to few hosts).
+	MaxIdleConnsPerHost int
+	// IdleConnTimeout (default 90 s).
+	IdleConnTimeout time.Duration
+}
+
+// Upstream holds the transports shared by every endpoint proxy.
+type Upstream struct {
+	logger *slog.Logger
+	http1  *http.Transport
+	h2c    *http.Transport
+	bufs   bufferPool
+}
+
+// New returns an Upstream with tuned transports.
+func New(logger *slog.Logger, opts Options) *Upstream {
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxIdleConnsPerHost <= 0 {
+		opts.MaxIdleConnsPerHost = 1024
+	}
+	if opts.IdleConnTimeout <= 0 {
+		opts.IdleConnTimeout = 90 * time.Second
+	}
+	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	base := func() *http.Transport {
+		return &http.Transport{
+			DialContext:           dialer.DialContext,
+			MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+			IdleConnTimeout:       opts.IdleConnTimeout,
+			ExpectContinueTimeout: time.Second,
+			// Pass the client's Accept-Encoding through untouched instead
+			// of negotiating gzip on its behalf.
+			DisableCompression: true,
+			// Prompts of hundreds of KB go out in fewer syscalls.
+			WriteBufferSize: 64 << 10,
+			ReadBufferSize:  32 << 10,
+		}
+	}
+	h1 := base()
+	h1.Protocols = new(http.Protocols)
+	h1.Protocols.SetHTTP1(true)
+	h2 := base()
+	h2.Protocols = new(http.Protocols)
+	// Prior-knowledge HTTP/2 over cleartext for http:// URLs.
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	return &Upstream{logger: logger, http1: h1, h2c: h2}
+}
+
+// Close drops idle upstream connections.
+func (u *Upstream) Close() {
+	u.http1.CloseIdleConnections()
+	u.h2c.CloseIdleConnections()
+}
+
+// Proxy returns a handler forwarding to addr ("ip:port"). served is the
+// shared value of the ServedHeader response header. The handler returns
+// after the response body has been fully copied (or the exchange failed),
+// which is when the caller releases the endpoint. Connect failures and bad
+// upstream responses become 502 OpenAI errors; a failure after the response
+// started aborts the client connection, as only that tells the client the
+// stream is incomplete.
+func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.ReverseProxy {
+	t := u.http1
+	if h2c {
+		t = u.h2c
+	}
+	return &httputil.ReverseProxy{
+		Transport:  t,
+		BufferPool: &u.bufs,
+		// Flush every write: SSE events and chunked responses reach the
+		// client as the model server produces them. For bodies with a
+		// known length the copy loop writes large chunks anyway.
+		FlushInterval: -1,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = addr
+			pr.SetXForwarded()
+			for _, h := range strippedHeaders {
+				delete(pr.Out.Header, h)
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header[ServedHeader] = served
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				// The client went away; nobody is left to answer.
+				u.logger.Debug("client canceled", "endpoint", addr, "path", r.URL.Path)
+				return
+			}
+			u.logger.Warn("upstream failed", "endpoint", addr, "path", r.URL.Path, "err", err)
+			w.Header()[ServedHeader] = served
+			msg := "upstream " + addr + " failed"
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+				msg = "upstream " + addr + " timed out"
+			}
+			openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error", msg)
+		},
+		ErrorLog: slog.NewLogLogger(u.logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// bufferPool recycles the 32 KB copy buffers of ReverseProxy, which would
+// otherwise allocate one per request.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v := b.p.Get(); v != nil {
+		return *v.(*[]byte)
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
