@@ -23,6 +23,8 @@ type proxy struct {
 	gateway     string
 	lastSync    time.Time
 	types       map[string]*typeSync
+	// syncedAt is the last version OnSynced fired for.
+	syncedAt string
 }
 
 type typeSync struct {
@@ -109,15 +111,13 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 	}
 	ctx, node, gw := p.ctx, p.node, p.gateway
 	var (
-		acked, nacked  bool
-		version        string
-		reason         string
-		manifestSynced bool
+		acked, nacked bool
+		version       string
+		reason        string
 	)
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		t := p.typ(req.GetTypeUrl())
-		v, known := t.pending[nonce]
-		if known {
+		if v, known := t.pending[nonce]; known {
 			delete(t.pending, nonce)
 			version = v
 			if d := req.GetErrorDetail(); d != nil {
@@ -126,9 +126,17 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 			} else {
 				acked = true
 				t.acked = v
-				t.nacked, t.nackReason = "", ""
 				p.lastSync = time.Now()
-				manifestSynced = req.GetTypeUrl() == snapshotv1.TypeManifest
+				// The proxy judges its whole state, not one type: a NACK
+				// lands on whichever type's response completed a bad
+				// snapshot, and a later snapshot may fix it without
+				// resending that type. Accepting another version therefore
+				// clears NACKs of every type.
+				for _, other := range p.types {
+					if other.nacked != v {
+						other.nacked, other.nackReason = "", ""
+					}
+				}
 			}
 		}
 	}
@@ -153,21 +161,50 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 		}
 	case acked:
 		s.stats.acks.Add(1)
-		if manifestSynced && s.opts.onSynced != nil {
-			s.mu.Lock()
-			cur, at := "", s.updatedAt[gw]
-			if set, ok := s.sets[gw]; ok {
-				cur = set.Version
-			} else if s.emptied[gw] {
-				cur = emptyVersion
-			}
-			s.mu.Unlock()
-			if version == cur {
-				s.opts.onSynced(gw, node.GetId(), version, time.Since(at))
-			}
-		}
+		s.checkSynced(id, gw, node.GetId())
 	}
 	return nil
+}
+
+// checkSynced fires the OnSynced hook the first time a proxy has answered
+// every response with an ACK and holds the manifest of its gateway's current
+// snapshot.
+func (s *Server) checkSynced(id int64, gw, nodeID string) {
+	if s.opts.onSynced == nil {
+		return
+	}
+	s.mu.Lock()
+	cur, at := s.currentVersionLocked(gw), s.updatedAt[gw]
+	s.mu.Unlock()
+	if cur == "" {
+		return
+	}
+	s.pmu.Lock()
+	p := s.proxies[id]
+	synced := p != nil && p.syncedAt != cur && p.inSync(cur)
+	if synced {
+		p.syncedAt = cur
+	}
+	s.pmu.Unlock()
+	if synced {
+		s.opts.onSynced(gw, nodeID, cur, time.Since(at))
+	}
+}
+
+// inSync: nothing unanswered, nothing NACKed, manifest ACKed at version cur.
+func (p *proxy) inSync(cur string) bool {
+	m := p.types[snapshotv1.TypeManifest]
+	return !p.unsettled() && m != nil && m.acked == cur
+}
+
+// unsettled: a response is unanswered or the proxy's last verdict was a NACK.
+func (p *proxy) unsettled() bool {
+	for _, t := range p.types {
+		if len(t.pending) > 0 || t.nacked != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) onResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
@@ -223,18 +260,15 @@ func (s *Server) Proxies() []ProxyStatus {
 		}
 		for typeURL, t := range p.types {
 			ps.Types = append(ps.Types, TypeStatus{TypeURL: typeURL, Sent: t.sent, Acked: t.acked, Nacked: t.nacked, NackReason: t.nackReason})
-			if len(t.pending) > 0 || t.nacked != "" {
-				ps.Stale = true
-			}
 		}
 		if ready {
 			cur, ok := versions[p.gateway]
 			if !ok {
 				cur = emptyVersion
 			}
-			if m := p.types[snapshotv1.TypeManifest]; m == nil || m.acked != cur {
-				ps.Stale = true
-			}
+			ps.Stale = !p.inSync(cur)
+		} else {
+			ps.Stale = p.unsettled()
 		}
 		sort.Slice(ps.Types, func(i, j int) bool {
 			oi, oj := order[ps.Types[i].TypeURL], order[ps.Types[j].TypeURL]

@@ -226,7 +226,19 @@ func (s *Server) Sets() map[string]*snapshot.Set {
 	return maps.Clone(s.sets)
 }
 
-// currentVersion is the snapshot version proxies of gw should converge to,
+// currentVersionLocked is the snapshot version proxies of gw should
+// converge to, "" while the world is not known yet.
+func (s *Server) currentVersionLocked(gw string) string {
+	if set, ok := s.sets[gw]; ok {
+		return set.Version
+	}
+	if s.ready {
+		return emptyVersion
+	}
+	return ""
+}
+
+// currentVersions is the snapshot version proxies of gw should converge to,
 // "" while the world is not known yet.
 func (s *Server) currentVersions() (map[string]string, bool) {
 	s.mu.Lock()

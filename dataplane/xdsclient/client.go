@@ -1,0 +1,345 @@
+// Package xdsclient is the proxy's delta ADS client: it subscribes to every
+// snapshot type on one stream, keeps the full resource state, hands it to a
+// Handler after each response, ACKs or NACKs with the handler's verdict, and
+// reconnects with backoff, resuming with the versions it holds.
+package xdsclient
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+// Handler receives the full state after every response that changed it.
+// Update runs on the client's goroutine; its result is the ACK (nil) or the
+// NACK reason (error) for that response.
+//
+// A snapshot arrives one type per response, in no guaranteed order, so most
+// states a handler sees are incomplete mixes of two snapshots. A handler
+// should judge only complete states (Resources.Complete) and return nil for
+// incomplete ones: then the NACK lands on the response that completed a bad
+// snapshot, and the one that completes the next good snapshot ACKs it.
+// On error the client still holds the new state (it is what the server
+// believes it sent); the handler keeps serving its last good config.
+type Handler interface {
+	Update(Resources) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(Resources) error
+
+// Update calls f.
+func (f HandlerFunc) Update(r Resources) error { return f(r) }
+
+// Config configures a Client.
+type Config struct {
+	// Addr is the control plane's gRPC address (a grpc.NewClient target).
+	Addr string
+	// NodeID identifies this proxy; Gateway ("ns/name") selects what it is
+	// served; Pod ("ns/name") is shown in the control plane's debug output.
+	NodeID, Gateway, Pod string
+	// DialOptions for grpc.NewClient. Empty means plaintext, which is only
+	// meant for loopback; pass transport credentials otherwise.
+	DialOptions []grpc.DialOption
+	Handler     Handler
+	Logger      *slog.Logger
+	// BackoffMin and BackoffMax bound the jittered exponential delay between
+	// reconnection attempts (defaults 250ms and 30s).
+	BackoffMin, BackoffMax time.Duration
+}
+
+// TypeStatus is the client's sync state for one resource type.
+type TypeStatus struct {
+	TypeURL string
+	// Received is the snapshot version of the last response of this type.
+	Received string
+	// Acked / Nacked are the versions last ACKed / NACKed; NackReason is the
+	// error sent with the NACK. A later ACK clears Nacked and NackReason.
+	Acked, Nacked, NackReason string
+	// Resources is how many resources of this type are held.
+	Resources int
+	// LastResponse is when a response of this type last arrived.
+	LastResponse time.Time
+}
+
+// Client is a delta ADS client. Create it with New and start it with Run.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	connected bool
+	status    map[string]*TypeStatus
+	state     Resources
+
+	// Owned by the Run goroutine.
+	versions map[string]map[string]string
+	// lastErr is the handler's verdict on the current state; responses
+	// that change nothing get the same answer without calling it again.
+	lastErr error
+}
+
+// New builds a client; nothing happens until Run.
+func New(cfg Config) *Client {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 250 * time.Millisecond
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
+	}
+	if cfg.Handler == nil {
+		cfg.Handler = HandlerFunc(func(Resources) error { return nil })
+	}
+	c := &Client{
+		cfg:      cfg,
+		log:      cfg.Logger.With("xds", cfg.Addr),
+		status:   map[string]*TypeStatus{},
+		state:    Resources{},
+		versions: map[string]map[string]string{},
+	}
+	for _, t := range snapshotv1.Types() {
+		c.status[t] = &TypeStatus{TypeURL: t}
+	}
+	return c
+}
+
+// Run keeps a stream to the control plane open until ctx is done, then
+// returns nil. It returns early only when the gRPC client cannot be created
+// (a malformed address or dial options).
+func (c *Client) Run(ctx context.Context) error {
+	opts := c.cfg.DialOptions
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
+	if err != nil {
+		return fmt.Errorf("xds client for %s: %w", c.cfg.Addr, err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+
+	backoff := c.cfg.BackoffMin
+	for {
+		answered, err := c.stream(ctx, ads)
+		c.setConnected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if answered {
+			backoff = c.cfg.BackoffMin
+		}
+		// Jitter in [backoff/2, backoff] so a fleet of proxies does not
+		// reconnect in lockstep after a control-plane restart.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.log.Warn("xds stream ended, reconnecting", "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.cfg.BackoffMax)
+	}
+}
+
+// stream runs one ADS stream; answered reports whether the server sent
+// anything on it (which resets the backoff).
+func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (answered bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := ads.DeltaAggregatedResources(sctx)
+	if err != nil {
+		return false, err
+	}
+	node, err := c.node()
+	if err != nil {
+		return false, err
+	}
+	for i, typeURL := range snapshotv1.Types() {
+		req := &discoveryv3.DeltaDiscoveryRequest{
+			TypeUrl: typeURL,
+			// Explicit wildcard: every resource of the type for our gateway.
+			ResourceNamesSubscribe: []string{"*"},
+			// Resume: the server only sends what differs from these.
+			InitialResourceVersions: maps.Clone(c.versions[typeURL]),
+		}
+		if i == 0 {
+			req.Node = node
+		}
+		if err := st.Send(req); err != nil {
+			return false, err
+		}
+	}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return answered, err
+		}
+		if !answered {
+			answered = true
+			c.setConnected(true)
+			c.log.Info("xds stream established", "gateway", c.cfg.Gateway)
+		}
+		verdict := c.apply(resp)
+		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
+		if verdict != nil {
+			ack.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: verdict.Error()}
+			c.log.Warn("xds NACK", "type", resp.GetTypeUrl(), "version", resp.GetSystemVersionInfo(), "err", verdict)
+		}
+		c.recordVerdict(resp, verdict)
+		if err := st.Send(ack); err != nil {
+			return answered, err
+		}
+	}
+}
+
+func (c *Client) node() (*corev3.Node, error) {
+	md, err := structpb.NewStruct(map[string]any{"gateway": c.cfg.Gateway, "pod": c.cfg.Pod})
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.Node{Id: c.cfg.NodeID, Cluster: c.cfg.Gateway, Metadata: md}, nil
+}
+
+// apply decodes a response into a new state and asks the handler about it.
+// A response that cannot be decoded is NACKed without touching the state.
+func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
+	typeURL := resp.GetTypeUrl()
+	if _, err := newMessage(typeURL); err != nil {
+		return err
+	}
+	decoded := make(map[string]proto.Message, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		msg, _ := newMessage(typeURL)
+		if r.GetResource() == nil {
+			return fmt.Errorf("%s %q: no resource body", typeURL, r.GetName())
+		}
+		if got := r.GetResource().GetTypeUrl(); got != typeURL {
+			return fmt.Errorf("%s %q: body has type %q", typeURL, r.GetName(), got)
+		}
+		if err := proto.Unmarshal(r.GetResource().GetValue(), msg); err != nil {
+			return fmt.Errorf("%s %q: %w", typeURL, r.GetName(), err)
+		}
+		if msg.GetName() != r.GetName() {
+			return fmt.Errorf("%s %q: body is named %q", typeURL, r.GetName(), msg.GetName())
+		}
+		decoded[r.GetName()] = msg
+	}
+	if len(decoded) == 0 && len(resp.GetRemovedResources()) == 0 {
+		return c.lastErr
+	}
+
+	// Copy on write: the previous Resources value stays valid for anyone
+	// holding it.
+	byName := maps.Clone(c.state[typeURL])
+	if byName == nil {
+		byName = map[string]proto.Message{}
+	}
+	versions := maps.Clone(c.versions[typeURL])
+	if versions == nil {
+		versions = map[string]string{}
+	}
+	for _, r := range resp.GetResources() {
+		byName[r.GetName()] = decoded[r.GetName()]
+		versions[r.GetName()] = r.GetVersion()
+	}
+	for _, name := range resp.GetRemovedResources() {
+		delete(byName, name)
+		delete(versions, name)
+	}
+	next := maps.Clone(c.state)
+	if len(byName) == 0 {
+		delete(next, typeURL)
+	} else {
+		next[typeURL] = byName
+	}
+	c.versions[typeURL] = versions
+	c.mu.Lock()
+	c.state = next
+	c.mu.Unlock()
+
+	c.lastErr = c.cfg.Handler.Update(next)
+	return c.lastErr
+}
+
+func (c *Client) recordVerdict(resp *discoveryv3.DeltaDiscoveryResponse, verdict error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.status[resp.GetTypeUrl()]
+	if !ok {
+		t = &TypeStatus{TypeURL: resp.GetTypeUrl()}
+		c.status[resp.GetTypeUrl()] = t
+	}
+	t.Received = resp.GetSystemVersionInfo()
+	t.LastResponse = time.Now()
+	t.Resources = len(c.state[resp.GetTypeUrl()])
+	if verdict != nil {
+		t.Nacked, t.NackReason = resp.GetSystemVersionInfo(), verdict.Error()
+	} else {
+		t.Acked = resp.GetSystemVersionInfo()
+		// Verdicts are about the whole state (see Handler), so accepting a
+		// version clears NACKs other types got for other versions.
+		for _, other := range c.status {
+			if other.Nacked != t.Acked {
+				other.Nacked, other.NackReason = "", ""
+			}
+		}
+	}
+}
+
+func (c *Client) setConnected(v bool) {
+	c.mu.Lock()
+	c.connected = v
+	c.mu.Unlock()
+}
+
+// Connected reports whether a stream is up and the server has answered on it.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
+}
+
+// Status returns the per-type sync state, ordered as snapshotv1.Types().
+func (c *Client) Status() []TypeStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	order := map[string]int{}
+	for i, t := range snapshotv1.Types() {
+		order[t] = i
+	}
+	out := make([]TypeStatus, 0, len(c.status))
+	for _, t := range c.status {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return order[out[i].TypeURL] < order[out[j].TypeURL] })
+	return out
+}
+
+// Resources returns the state currently held (for admin pages; do not
+// modify it).
+func (c *Client) Resources() Resources {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
