@@ -4,6 +4,18 @@
 // controller-manager: Pods are created and their status is written by the
 // test (see CreatePod), and namespaces never finish deleting — use a fresh
 // namespace per test instead.
+//
+// Typical use:
+//
+//	c := cluster.StartT(t, cluster.Options{})          // all CRDs; skipped under -short
+//	_ = c.CreateNamespace(ctx, "t1")
+//	_, _ = c.CreatePod(ctx, "t1", "llm-0", map[string]string{"app": "llm"}, "127.0.0.2", true)
+//	cmd.Env = append(os.Environ(), c.Env()...)          // KUBECONFIG for a binary under test
+//
+// Binaries come from KUBEBUILDER_ASSETS when set, else from package k8sbin
+// (built once from the module proxy). Run tests with XDG_CACHE_HOME set to a
+// repo-local directory: envtest records port reservations under
+// os.UserCacheDir() from its package init.
 package cluster
 
 import (
