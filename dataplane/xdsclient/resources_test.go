@@ -1,0 +1,72 @@
+package xdsclient
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+func manifestOf(rs ...snapshotv1.Named) *snapshotv1.Manifest {
+	m := &snapshotv1.Manifest{Name: "default/a", Version: "v"}
+	for _, r := range rs {
+		typeURL := "type.googleapis.com/" + string(r.ProtoReflect().Descriptor().FullName())
+		m.Resources = append(m.Resources, &snapshotv1.ResourceRef{TypeUrl: typeURL, Name: r.GetName(), Hash: snapshotv1.Hash(r)})
+	}
+	return m
+}
+
+func hold(m *snapshotv1.Manifest, rs ...snapshotv1.Named) Resources {
+	out := Resources{}
+	add := func(typeURL string, r snapshotv1.Named) {
+		if out[typeURL] == nil {
+			out[typeURL] = map[string]proto.Message{}
+		}
+		out[typeURL][r.GetName()] = r
+	}
+	if m != nil {
+		add(snapshotv1.TypeManifest, m)
+	}
+	for _, r := range rs {
+		add("type.googleapis.com/"+string(r.ProtoReflect().Descriptor().FullName()), r)
+	}
+	return out
+}
+
+func TestComplete(t *testing.T) {
+	l := &snapshotv1.Listener{Name: "default/a/http", Port: 80}
+	r := &snapshotv1.Route{Name: "default/a/default/r/0", Route: "default/r"}
+	r2 := &snapshotv1.Route{Name: "default/a/default/r/0", Route: "default/r", RuleIndex: 1}
+	extra := &snapshotv1.Backend{Name: "default/a/service/default/x:80"}
+	m := manifestOf(l, r)
+
+	cases := []struct {
+		name string
+		res  Resources
+		want bool
+	}{
+		{"all present", hold(m, l, r), true},
+		{"no manifest", hold(nil, l, r), false},
+		{"missing resource", hold(m, l), false},
+		{"stale content", hold(m, l, r2), false},
+		{"extra resource", hold(m, l, r, extra), false},
+		{"empty", Resources{}, false},
+		{"empty manifest, nothing held", hold(manifestOf()), true},
+	}
+	for _, tc := range cases {
+		got, ok := tc.res.Complete()
+		if ok != tc.want {
+			t.Errorf("%s: Complete() = %v, want %v", tc.name, ok, tc.want)
+		}
+		if tc.res[snapshotv1.TypeManifest] != nil && got == nil {
+			t.Errorf("%s: manifest not returned", tc.name)
+		}
+	}
+	if !(Resources{}).Empty() || hold(m).Empty() {
+		t.Error("Empty() wrong")
+	}
+	if !(Resources{snapshotv1.TypeRoute: {}}).Empty() {
+		t.Error("a type with no resources is empty")
+	}
+}
