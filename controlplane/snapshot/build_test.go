@@ -18,7 +18,7 @@ func inputs(podIP string) *translate.Inputs {
 	gw := func(name string) *gwv1.Gateway {
 		return &gwv1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"},
-			Spec: gwv1.GatewaySpec{GatewayClassName: "c", Listeners: []gwv1.Listener{{Name: "http", Port: 8080, Protocol: gwv1.HTTPProtocolType}}},
+			Spec:       gwv1.GatewaySpec{GatewayClassName: "c", Listeners: []gwv1.Listener{{Name: "http", Port: 8080, Protocol: gwv1.HTTPProtocolType}}},
 		}
 	}
 	return &translate.Inputs{

@@ -71,13 +71,21 @@ func render(t *testing.T, out *translate.Output) []byte {
 func shuffle(in *translate.Inputs) {
 	r := rand.New(rand.NewPCG(1, 2))
 	sh := func(n int, swap func(i, j int)) { r.Shuffle(n, swap) }
-	sh(len(in.GatewayClasses), func(i, j int) { in.GatewayClasses[i], in.GatewayClasses[j] = in.GatewayClasses[j], in.GatewayClasses[i] })
+	sh(len(in.GatewayClasses), func(i, j int) {
+		in.GatewayClasses[i], in.GatewayClasses[j] = in.GatewayClasses[j], in.GatewayClasses[i]
+	})
 	sh(len(in.Gateways), func(i, j int) { in.Gateways[i], in.Gateways[j] = in.Gateways[j], in.Gateways[i] })
 	sh(len(in.HTTPRoutes), func(i, j int) { in.HTTPRoutes[i], in.HTTPRoutes[j] = in.HTTPRoutes[j], in.HTTPRoutes[i] })
-	sh(len(in.ReferenceGrants), func(i, j int) { in.ReferenceGrants[i], in.ReferenceGrants[j] = in.ReferenceGrants[j], in.ReferenceGrants[i] })
-	sh(len(in.InferencePools), func(i, j int) { in.InferencePools[i], in.InferencePools[j] = in.InferencePools[j], in.InferencePools[i] })
+	sh(len(in.ReferenceGrants), func(i, j int) {
+		in.ReferenceGrants[i], in.ReferenceGrants[j] = in.ReferenceGrants[j], in.ReferenceGrants[i]
+	})
+	sh(len(in.InferencePools), func(i, j int) {
+		in.InferencePools[i], in.InferencePools[j] = in.InferencePools[j], in.InferencePools[i]
+	})
 	sh(len(in.Services), func(i, j int) { in.Services[i], in.Services[j] = in.Services[j], in.Services[i] })
-	sh(len(in.EndpointSlices), func(i, j int) { in.EndpointSlices[i], in.EndpointSlices[j] = in.EndpointSlices[j], in.EndpointSlices[i] })
+	sh(len(in.EndpointSlices), func(i, j int) {
+		in.EndpointSlices[i], in.EndpointSlices[j] = in.EndpointSlices[j], in.EndpointSlices[i]
+	})
 	sh(len(in.Pods), func(i, j int) { in.Pods[i], in.Pods[j] = in.Pods[j], in.Pods[i] })
 	sh(len(in.Secrets), func(i, j int) { in.Secrets[i], in.Secrets[j] = in.Secrets[j], in.Secrets[i] })
 	sh(len(in.Namespaces), func(i, j int) { in.Namespaces[i], in.Namespaces[j] = in.Namespaces[j], in.Namespaces[i] })
@@ -87,7 +95,9 @@ func shuffle(in *translate.Inputs) {
 	sh(len(in.InferenceModelRewrites), func(i, j int) {
 		in.InferenceModelRewrites[i], in.InferenceModelRewrites[j] = in.InferenceModelRewrites[j], in.InferenceModelRewrites[i]
 	})
-	sh(len(in.InferenceModels), func(i, j int) { in.InferenceModels[i], in.InferenceModels[j] = in.InferenceModels[j], in.InferenceModels[i] })
+	sh(len(in.InferenceModels), func(i, j int) {
+		in.InferenceModels[i], in.InferenceModels[j] = in.InferenceModels[j], in.InferenceModels[i]
+	})
 	sh(len(in.LegacyInferencePools), func(i, j int) {
 		in.LegacyInferencePools[i], in.LegacyInferencePools[j] = in.LegacyInferencePools[j], in.LegacyInferencePools[i]
 	})
