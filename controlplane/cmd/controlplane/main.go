@@ -1,0 +1,119 @@
+// Command controlplane watches Gateway API and Inference Extension resources
+// (from a directory of YAML, or from Kubernetes), translates them into
+// per-gateway snapshots and serves them to proxies over delta xDS, together
+// with the debug gRPC service that infergatectl talks to.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/infergate/infergate/controlplane/debug"
+	"github.com/infergate/infergate/controlplane/source/file"
+	"github.com/infergate/infergate/controlplane/translate"
+	"github.com/infergate/infergate/controlplane/xds"
+	debugv1 "github.com/infergate/infergate/proto/debug/v1"
+)
+
+type config struct {
+	configDir      string
+	xdsAddress     string
+	controllerName string
+	debounce       time.Duration
+	logFormat      string
+	logLevel       string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.configDir, "config-dir", "", "serve the Kubernetes-style YAML in this directory (watched; no cluster needed)")
+	flag.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:18000", "gRPC address serving delta xDS to proxies and the debug service")
+	flag.StringVar(&cfg.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName served by this control plane")
+	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
+	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
+	flag.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	flag.Parse()
+
+	logger, err := newLogger(cfg.logFormat, cfg.logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(2)
+	}
+	if cfg.configDir == "" {
+		fmt.Fprintln(os.Stderr, "controlplane: --config-dir is required (the Kubernetes source is not available yet)")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		logger.Error("control plane stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, logger *slog.Logger) error {
+	xdsServer := xds.NewServer(logger.With("component", "xds"))
+	grpcServer := grpc.NewServer()
+	xdsServer.Register(grpcServer)
+	debugv1.RegisterDebugServer(grpcServer, debug.NewService(xdsServer))
+
+	lis, err := net.Listen("tcp", cfg.xdsAddress)
+	if err != nil {
+		return fmt.Errorf("listen for xDS on %s: %w", cfg.xdsAddress, err)
+	}
+	if !isLoopback(lis.Addr()) {
+		logger.Warn("xDS and debug gRPC are served in PLAINTEXT on a non-loopback address: anyone who can reach it can read every gateway's configuration, certificates included",
+			"address", lis.Addr().String())
+	}
+	logger.Info("serving xDS and debug gRPC", "address", lis.Addr().String())
+
+	p := &pipeline{log: logger, xds: xdsServer, opts: translate.Options{ControllerName: cfg.controllerName}}
+	errc := make(chan error, 2)
+	go func() { errc <- grpcServer.Serve(lis) }()
+	go func() {
+		logger.Info("watching configuration directory", "dir", cfg.configDir)
+		errc <- file.Watch(ctx, cfg.configDir, cfg.debounce, p.apply)
+	}()
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	// Proxies keep their last config when we go away; closing streams lets
+	// them reconnect to another replica at once instead of timing out.
+	grpcServer.Stop()
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
