@@ -99,17 +99,32 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 		s.pmu.Unlock()
 		return status.Error(codes.Internal, "unknown stream")
 	}
-	first := p.node == nil
-	if first {
+	if p.node == nil {
+		// First request: identify and authorize the proxy before anything is
+		// recorded or served.
+		ctx := p.ctx
+		s.pmu.Unlock()
 		node := req.GetNode()
 		gw := nodeGateway(node)
 		if gw == "" {
-			s.pmu.Unlock()
 			return status.Errorf(codes.InvalidArgument, "the first request must carry a node with metadata %q = \"<namespace>/<name>\"", MetadataGateway)
 		}
+		if s.opts.authorize != nil {
+			if err := s.opts.authorize(ctx, node); err != nil {
+				s.log.Warn("xds: proxy refused", "node", node.GetId(), "gateway", gw, "err", err)
+				return err
+			}
+		}
+		s.log.Info("xds: proxy connected", "node", node.GetId(), "gateway", gw, "pod", nodePod(node))
+		// Recorded before ensureServed so a concurrent Update sees the
+		// gateway as connected and does not garbage-collect its snapshot.
+		s.pmu.Lock()
 		p.node, p.gateway = node, gw
+		s.pmu.Unlock()
+		s.ensureServed(gw)
+		s.pmu.Lock()
 	}
-	ctx, node, gw := p.ctx, p.node, p.gateway
+	node, gw := p.node, p.gateway
 	var (
 		acked, nacked bool
 		version       string
@@ -142,16 +157,6 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 	}
 	s.pmu.Unlock()
 
-	if first {
-		if s.opts.authorize != nil {
-			if err := s.opts.authorize(ctx, node); err != nil {
-				s.log.Warn("xds: proxy refused", "node", node.GetId(), "gateway", gw, "err", err)
-				return err
-			}
-		}
-		s.log.Info("xds: proxy connected", "node", node.GetId(), "gateway", gw, "pod", nodePod(node))
-		s.ensureServed(gw)
-	}
 	switch {
 	case nacked:
 		s.stats.nacks.Add(1)

@@ -1,10 +1,15 @@
 package xds_test
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/xds"
@@ -249,5 +254,44 @@ func TestRestartResumesWithKnownVersions(t *testing.T) {
 	}
 	if !c.Connected() {
 		t.Error("not connected after resync")
+	}
+}
+
+func TestAuthorizerAndMissingGateway(t *testing.T) {
+	srv := xds.NewServer(quietLogger(), xds.WithAuthorizer(func(_ context.Context, node *corev3.Node) error {
+		if node.GetMetadata().GetFields()[xds.MetadataGateway].GetStringValue() != gwA {
+			return status.Error(codes.PermissionDenied, "not your gateway")
+		}
+		return nil
+	}))
+	addr, _ := serve(t, srv, "127.0.0.1:0")
+	a := world{listeners: 1, routes: map[string]string{"r": "/"}}.set(t, gwA)
+	b := world{listeners: 1, routes: map[string]string{"r": "/"}}.set(t, gwB)
+	srv.Update(map[string]*snapshot.Set{gwA: a, gwB: b})
+	ra, rb := &recorder{}, &recorder{}
+	startClient(t, addr, gwA, "pa", ra)
+	cb := startClient(t, addr, gwB, "pb", rb)
+	eventually(t, "A synced", func() bool { return ra.completeAt(a.Version) })
+	time.Sleep(100 * time.Millisecond) // several refused attempts
+	if cb.Connected() || rb.state() != nil {
+		t.Errorf("refused proxy got state: connected=%v state=%v", cb.Connected(), rb.state())
+	}
+	if ps := srv.Proxies(); len(ps) != 1 || ps[0].Gateway != gwA {
+		t.Errorf("proxies = %+v", ps)
+	}
+
+	// A proxy for a gateway the control plane does not know is answered
+	// with nothing (not left waiting) once the world is known.
+	srv2 := xds.NewServer(quietLogger())
+	addr2, _ := serve(t, srv2, "127.0.0.1:0")
+	srv2.Update(map[string]*snapshot.Set{gwA: a})
+	ru := &recorder{}
+	cu := startClient(t, addr2, "default/unknown", "pu", ru)
+	eventually(t, "unknown gateway answered", func() bool {
+		ps := srv2.Proxies()
+		return cu.Connected() && len(ps) == 1 && !ps[0].Stale
+	})
+	if !ru.state().Empty() {
+		t.Errorf("unknown gateway got resources: %v", ru.state())
 	}
 }
