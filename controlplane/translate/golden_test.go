@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/source/file"
 	"github.com/infergate/infergate/controlplane/translate"
 )
@@ -33,7 +34,13 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := render(t, translate.Translate(inputs, translate.Options{}))
+			out := translate.Translate(inputs, translate.Options{})
+			// Every gateway must make a valid snapshot (no empty or
+			// duplicate names).
+			if _, err := snapshot.BuildAll(out); err != nil {
+				t.Fatal(err)
+			}
+			got := render(t, out)
 
 			// The output must not depend on input order.
 			shuffle(inputs)

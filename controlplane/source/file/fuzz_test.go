@@ -1,0 +1,30 @@
+package file
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/infergate/infergate/controlplane/translate"
+)
+
+// FuzzDecode feeds arbitrary bytes to the manifest decoder and the
+// translator: neither may panic, whatever a file holds.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(gatewayYAML))
+	f.Add([]byte(poolYAML))
+	f.Add([]byte(gatewayYAML + "---\n" + routeYAML))
+	f.Add([]byte("---\n---\n"))
+	f.Add([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: [\n"))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &translate.Inputs{}
+		if err := decodeFile("fuzz.yaml", data, in, log); err != nil {
+			return
+		}
+		out := translate.Translate(in, translate.Options{})
+		if _, err := translate.RenderYAML(out); err != nil {
+			t.Fatalf("render: %v", err)
+		}
+	})
+}
