@@ -37,7 +37,7 @@ func serve(t testing.TB, srv *xds.Server, addr string) (string, func()) {
 	if err != nil {
 		t.Fatalf("listen %s: %v", addr, err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(xds.GRPCServerOptions()...)
 	srv.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	var once sync.Once
@@ -84,7 +84,8 @@ func startClient(t testing.TB, addr, gateway, node string, h xdsclient.Handler) 
 	c := xdsclient.New(xdsclient.Config{
 		Addr: addr, NodeID: node, Gateway: gateway, Pod: "default/" + node,
 		Handler: h, Logger: quietLogger(),
-		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		KeepaliveTime: 10 * time.Second,
+		BackoffMin:    20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -59,6 +60,11 @@ type Config struct {
 	DialOptions []grpc.DialOption
 	Handler     Handler
 	Logger      *slog.Logger
+	// KeepaliveTime, when > 0, makes the client ping the control plane after
+	// that much idle time (timeout 10s) so a control plane that vanished
+	// without closing the connection is noticed. Use ≥ 10s, what
+	// xds.GRPCServerOptions permits; 0 leaves gRPC's default (no pings).
+	KeepaliveTime time.Duration
 	// BackoffMin and BackoffMax bound the jittered exponential delay between
 	// reconnection attempts (defaults 250ms and 30s).
 	BackoffMin, BackoffMax time.Duration
@@ -129,6 +135,11 @@ func (c *Client) Run(ctx context.Context) error {
 	opts := c.cfg.DialOptions
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if c.cfg.KeepaliveTime > 0 {
+		opts = append(opts[:len(opts):len(opts)], grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: c.cfg.KeepaliveTime, Timeout: 10 * time.Second,
+		}))
 	}
 	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
 	if err != nil {
