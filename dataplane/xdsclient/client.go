@@ -6,7 +6,9 @@ package xdsclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -198,7 +200,7 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 			req.Node = node
 		}
 		if err := st.Send(req); err != nil {
-			return false, err
+			return false, streamErr(st, err)
 		}
 	}
 	for {
@@ -219,9 +221,20 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 		}
 		c.recordVerdict(resp, verdict)
 		if err := st.Send(ack); err != nil {
-			return answered, err
+			return answered, streamErr(st, err)
 		}
 	}
+}
+
+// streamErr turns the io.EOF a failed Send reports into the stream's real
+// status, which only Recv returns.
+func streamErr(st grpc.BidiStreamingClient[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse], err error) error {
+	if errors.Is(err, io.EOF) {
+		if _, rerr := st.Recv(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
 }
 
 func (c *Client) node() (*corev3.Node, error) {
