@@ -35,6 +35,12 @@ func Load(dir string) (*translate.Inputs, error) {
 	return load(dir, slog.Default())
 }
 
+// LoadWithLogger is Load logging skipped objects to log instead of slog's
+// default logger.
+func LoadWithLogger(dir string, log *slog.Logger) (*translate.Inputs, error) {
+	return load(dir, log)
+}
+
 func load(dir string, log *slog.Logger) (*translate.Inputs, error) {
 	in := &translate.Inputs{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {

@@ -34,6 +34,11 @@ func Watch(ctx context.Context, dir string, debounce time.Duration, onChange fun
 	return watch(ctx, dir, debounce, onChange, slog.Default())
 }
 
+// WatchWithLogger is Watch logging to log instead of slog's default logger.
+func WatchWithLogger(ctx context.Context, dir string, debounce time.Duration, log *slog.Logger, onChange func(*translate.Inputs)) error {
+	return watch(ctx, dir, debounce, onChange, log)
+}
+
 func watch(ctx context.Context, dir string, debounce time.Duration, onChange func(*translate.Inputs), log *slog.Logger) error {
 	if debounce <= 0 {
 		debounce = 100 * time.Millisecond
