@@ -141,7 +141,7 @@ func wantsBody(r *http.Request) bool {
 		return true
 	}
 	switch ct[0] {
-	case "application/json", "application/x-www-form-urlencoded":
+	case "", "application/json", "application/x-www-form-urlencoded":
 		return true
 	}
 	mt, _, err := mime.ParseMediaType(ct[0])

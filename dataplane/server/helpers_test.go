@@ -1,0 +1,162 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/config/configtest"
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/server"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+const gw = "ns/gw"
+
+// freePort returns a port that was free a moment ago on 127.0.0.1.
+func freePort(t testing.TB) uint32 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint32(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func newManager(t testing.TB) *server.Manager {
+	t.Helper()
+	m := server.New(slog.New(slog.DiscardHandler), server.Options{
+		BindAddress:  "127.0.0.1",
+		DrainTimeout: 2 * time.Second,
+		Endpoints:    endpoints.Options{Interval: 10 * time.Millisecond},
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	return m
+}
+
+// backendSpec is one backend of a test snapshot.
+type backendSpec struct {
+	name  string // short name, e.g. "svc"
+	pool  bool
+	h2c   bool
+	addrs []string // "127.0.0.1:port"
+}
+
+func (b backendSpec) resourceName() string {
+	if b.pool {
+		return gw + "/inferencepool/ns/" + b.name
+	}
+	return gw + "/service/ns/" + b.name + ":80"
+}
+
+// snapshot builds a gateway with one HTTP listener per port; every route is
+// attached to every listener.
+func snapshot(ports []uint32, routes []*snapshotv1.Route, backends []backendSpec, extra ...snapshotv1.Named) []snapshotv1.Named {
+	var rs []snapshotv1.Named
+	var lns []string
+	for _, p := range ports {
+		name := gw + "/l" + strconv.Itoa(int(p))
+		lns = append(lns, name)
+		rs = append(rs, &snapshotv1.Listener{Name: name, Gateway: gw, Port: p, Protocol: snapshotv1.Listener_HTTP})
+	}
+	for _, r := range routes {
+		r.Listeners = lns
+		rs = append(rs, r)
+	}
+	for _, b := range backends {
+		kind, ap := snapshotv1.Backend_SERVICE, snapshotv1.Backend_HTTP1
+		if b.pool {
+			kind = snapshotv1.Backend_INFERENCE_POOL
+		}
+		if b.h2c {
+			ap = snapshotv1.Backend_H2C
+		}
+		eps := &snapshotv1.Endpoints{Name: b.resourceName()}
+		for _, a := range b.addrs {
+			host, port, _ := net.SplitHostPort(a)
+			p, _ := strconv.Atoi(port)
+			eps.Endpoints = append(eps.Endpoints, &snapshotv1.Endpoint{Address: host, Port: uint32(p), Pod: "ns/" + a})
+		}
+		rs = append(rs, &snapshotv1.Backend{Name: b.resourceName(), Kind: kind, Source: "ns/" + b.name, AppProtocol: ap, Endpoints: eps.Name}, eps)
+	}
+	return append(rs, extra...)
+}
+
+func route(name, pathPrefix string, refs ...*snapshotv1.BackendRef) *snapshotv1.Route {
+	return &snapshotv1.Route{Name: gw + "/ns/" + name + "/0", Route: "ns/" + name,
+		Matches:  []*snapshotv1.RouteMatch{{Path: &snapshotv1.PathMatch{Type: snapshotv1.MatchType_PATH_PREFIX, Value: pathPrefix}}},
+		Backends: refs}
+}
+
+func ref(b backendSpec, weight uint32) *snapshotv1.BackendRef {
+	return &snapshotv1.BackendRef{Backend: b.resourceName(), Weight: weight}
+}
+
+func compile(t testing.TB, rs []snapshotv1.Named) *config.Config {
+	t.Helper()
+	c, err := config.Compile(configtest.Resources(gw, rs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func apply(t testing.TB, m *server.Manager, rs []snapshotv1.Named) {
+	t.Helper()
+	if err := m.Apply(compile(t, rs)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func addr(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+func url(port uint32, path string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(int(port)) + path
+}
+
+type apiError struct {
+	Error struct {
+		Message string `json:"message"`
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+	} `json:"error"`
+}
+
+// expectError checks status and that the body is an OpenAI error with code.
+func expectError(t *testing.T, resp *http.Response, status int, code string) {
+	t.Helper()
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d: %s", resp.StatusCode, status, b)
+	}
+	var e apiError
+	if err := json.Unmarshal(b, &e); err != nil || e.Error.Code != code || e.Error.Message == "" || e.Error.Type == "" {
+		t.Fatalf("want OpenAI error with code %q, got %s (%v)", code, b, err)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

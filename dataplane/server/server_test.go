@@ -1,0 +1,464 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/config/configtest"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+// echo answers with what it received: method, path, selected headers, body.
+func echo(t *testing.T) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hdr := map[string]string{}
+		for k := range r.Header {
+			hdr[k] = r.Header.Get(k)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "proto": r.Proto, "headers": hdr, "body": string(b), "host": r.Host})
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+type echoed struct {
+	Path    string            `json:"path"`
+	Proto   string            `json:"proto"`
+	Headers map[string]string `json:"headers"`
+	Body    string            `json:"body"`
+	Host    string            `json:"host"`
+}
+
+func decodeEcho(t *testing.T, resp *http.Response) echoed {
+	t.Helper()
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	var e echoed
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestProxyForwards(t *testing.T) {
+	be := echo(t)
+	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+
+	body := `{"model":"llama","messages":[{"role":"user","content":"hi"}]}`
+	req, _ := http.NewRequest("POST", url(port, "/v1/chat/completions"), strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Gateway-Inference-Objective", "critical")
+	req.Header.Set("X-Gateway-Inference-Fairness-Id", "tenant")
+	req.Header.Set("X-Gateway-Model-Name-Rewrite", "x")
+	req.Header.Set("X-Keep", "yes")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("X-Gateway-Destination-Endpoint-Served"); got != addr(be) {
+		t.Errorf("served header %q, want %q", got, addr(be))
+	}
+	e := decodeEcho(t, resp)
+	if e.Body != body || e.Path != "/v1/chat/completions" {
+		t.Errorf("forwarded %+v", e)
+	}
+	if e.Headers["X-Gateway-Model-Name"] != "llama" || e.Headers["X-Keep"] != "yes" || e.Headers["X-Forwarded-For"] == "" {
+		t.Errorf("headers %v", e.Headers)
+	}
+	for _, h := range []string{"X-Gateway-Inference-Objective", "X-Gateway-Inference-Fairness-Id", "X-Gateway-Model-Name-Rewrite"} {
+		if _, ok := e.Headers[h]; ok {
+			t.Errorf("%s reached the backend", h)
+		}
+	}
+	if !strings.HasPrefix(e.Host, "127.0.0.1:") || e.Host == addr(be) {
+		t.Errorf("client Host must be kept, got %q", e.Host)
+	}
+}
+
+func TestErrorResponses(t *testing.T) {
+	dead := freePort(t) // nothing listens here
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Hijack and send garbage: a bad upstream response.
+		c, _, _ := w.(http.Hijacker).Hijack()
+		c.Write([]byte("NOT HTTP\r\n\r\n"))
+		c.Close()
+	}))
+	t.Cleanup(broken.Close)
+	empty := backendSpec{name: "empty"}
+	down := backendSpec{name: "down", addrs: []string{fmt.Sprintf("127.0.0.1:%d", dead)}}
+	bad := backendSpec{name: "bad", addrs: []string{addr(broken)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{
+		route("invalid", "/invalid", &snapshotv1.BackendRef{Weight: 1, InvalidReason: "BackendNotFound"}),
+		route("zero", "/zero", &snapshotv1.BackendRef{Backend: empty.resourceName(), Weight: 0}),
+		route("empty", "/empty", ref(empty, 1)),
+		route("down", "/down", ref(down, 1)),
+		route("bad", "/bad", ref(bad, 1)),
+	}, []backendSpec{empty, down, bad}))
+
+	for _, tc := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/nothing", 404, "route_not_found"},
+		{"/invalid", 500, "invalid_backend_ref"},
+		{"/zero", 500, "no_backend"},
+		{"/empty", 503, "no_healthy_upstream"},
+		{"/down", 502, "upstream_error"},
+		{"/bad", 502, "upstream_error"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			resp, err := http.Post(url(port, tc.path), "application/json", strings.NewReader(`{"model":"m"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			expectError(t, resp, tc.status, tc.code)
+		})
+	}
+	t.Run("413", func(t *testing.T) {
+		big := `{"model":"m","x":"` + strings.Repeat("a", 17<<20) + `"}`
+		resp, err := http.Post(url(port, "/down"), "application/json", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectError(t, resp, 413, "request_too_large")
+	})
+}
+
+// TestSSEEventByEvent reads the first event before the backend is allowed
+// to send the second: only per-event flushing can pass.
+func TestSSEEventByEvent(t *testing.T) {
+	release := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"n\":1}\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, "data: {\"n\":2}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(be.Close)
+	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool}))
+
+	resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(`{"model":"m","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	line, err := rd.ReadString('\n')
+	if err != nil || line != "data: {\"n\":1}\n" {
+		t.Fatalf("first event: %q %v", line, err)
+	}
+	ep := m.Endpoints().Statuses()[0]
+	if ep.InFlight != 1 {
+		t.Fatalf("in-flight during the stream: %d, want 1", ep.InFlight)
+	}
+	close(release)
+	rest, _ := io.ReadAll(rd)
+	if string(rest) != "\ndata: {\"n\":2}\n\ndata: [DONE]\n\n" {
+		t.Fatalf("rest: %q", rest)
+	}
+	// Released once the body is done, not at header time.
+	waitFor(t, "in-flight released", func() bool { return m.Endpoints().Statuses()[0].InFlight == 0 })
+}
+
+func TestClientDisconnectCancelsUpstream(t *testing.T) {
+	started := make(chan struct{})
+	canceled := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		close(started)
+		<-r.Context().Done()
+		close(canceled)
+	}))
+	t.Cleanup(be.Close)
+	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", url(port, "/v1/completions"), strings.NewReader(`{"model":"m"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cancel()
+	resp.Body.Close()
+	select {
+	case <-canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("upstream request not canceled after the client went away")
+	}
+	waitFor(t, "in-flight released", func() bool { return m.Endpoints().Statuses()[0].InFlight == 0 })
+}
+
+func TestListenersFollowConfig(t *testing.T) {
+	be := echo(t)
+	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
+	a, b := freePort(t), freePort(t)
+	routes := func() []*snapshotv1.Route { return []*snapshotv1.Route{route("r", "/", ref(svc, 1))} }
+	m := newManager(t)
+	get := func(port uint32) error {
+		resp, err := http.Get(url(port, "/x"))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	apply(t, m, snapshot([]uint32{a}, routes(), []backendSpec{svc}))
+	if err := get(a); err != nil {
+		t.Fatal(err)
+	}
+	if get(b) == nil {
+		t.Fatal("port b served before it was configured")
+	}
+	apply(t, m, snapshot([]uint32{a, b}, routes(), []backendSpec{svc}))
+	if err := get(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(b); err != nil {
+		t.Fatal("port b after adding:", err)
+	}
+	apply(t, m, snapshot([]uint32{b}, routes(), []backendSpec{svc}))
+	http.DefaultClient.CloseIdleConnections()
+	waitFor(t, "port a closed", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if err := get(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBadConfigKeepsServing: an invalid snapshot fails to compile and a
+// config whose port cannot be bound fails to apply; either way the previous
+// config keeps serving.
+func TestBadConfigKeepsServing(t *testing.T) {
+	be := echo(t)
+	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	good := snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc})
+	apply(t, m, good)
+	version := m.Config().Version
+
+	bad := snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc})
+	bad[1].(*snapshotv1.Route).Matches[0].Path = &snapshotv1.PathMatch{Type: snapshotv1.MatchType_REGULAR_EXPRESSION, Value: "(("}
+	if _, err := config.Compile(configtest.Resources(gw, bad...)); err == nil || !strings.Contains(err.Error(), `route "ns/gw/ns/r/0": match 0: path: invalid regex`) {
+		t.Fatalf("compile error: %v", err)
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := uint32(taken.Addr().(*net.TCPAddr).Port)
+	if err := m.Apply(compile(t, snapshot([]uint32{busy}, []*snapshotv1.Route{route("r2", "/", ref(svc, 1))}, []backendSpec{svc}))); err == nil {
+		t.Fatal("applying a config with a busy port must fail")
+	}
+	if m.Config().Version != version {
+		t.Fatal("failed Apply replaced the config")
+	}
+	resp, err := http.Get(url(port, "/still"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := decodeEcho(t, resp); e.Path != "/still" {
+		t.Fatalf("%+v", e)
+	}
+}
+
+func TestPoolPrefersShorterQueue(t *testing.T) {
+	model := func(waiting int, hits *atomic.Int64) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/metrics" {
+				fmt.Fprintf(w, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"m\"} %d\n"+
+					"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 2\n"+
+					"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"m\"} 0.5\n", waiting)
+				return
+			}
+			hits.Add(1)
+			io.Copy(io.Discard, r.Body)
+			fmt.Fprint(w, `{"choices":[]}`)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	var busyHits, idleHits atomic.Int64
+	busy, idle := model(10, &busyHits), model(0, &idleHits)
+	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(busy), addr(idle)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool}))
+	waitFor(t, "both endpoints scraped", func() bool {
+		for _, s := range m.Endpoints().Statuses() {
+			if s.Metrics == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for range 20 {
+		resp, err := http.Post(url(port, "/v1/completions"), "application/json", strings.NewReader(`{"model":"m","prompt":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Gateway-Destination-Endpoint-Served"); got != addr(idle) {
+			t.Fatalf("served by %s, want the idle %s", got, addr(idle))
+		}
+	}
+	if busyHits.Load() != 0 || idleHits.Load() != 20 {
+		t.Fatalf("hits busy=%d idle=%d", busyHits.Load(), idleHits.Load())
+	}
+}
+
+func TestModelRuleRewritesBody(t *testing.T) {
+	be := echo(t)
+	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool},
+		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
+			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}}))
+	resp, err := http.Post(url(port, "/v1/completions"), "application/json", strings.NewReader(`{"model":"food-review","prompt":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := decodeEcho(t, resp)
+	if e.Body != `{"model":"food-review-lora","prompt":"x"}` {
+		t.Fatalf("body %s", e.Body)
+	}
+	if e.Headers["X-Gateway-Model-Name"] != "food-review" {
+		t.Fatalf("model header %q", e.Headers["X-Gateway-Model-Name"])
+	}
+	// Other models pass untouched.
+	resp, err = http.Post(url(port, "/v1/completions"), "application/json", strings.NewReader(`{"model":"other"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := decodeEcho(t, resp); e.Body != `{"model":"other"}` {
+		t.Fatalf("body %s", e.Body)
+	}
+}
+
+func TestModelHeaderRouting(t *testing.T) {
+	a, b := echo(t), echo(t)
+	pa := backendSpec{name: "pa", pool: true, addrs: []string{addr(a)}}
+	pb := backendSpec{name: "pb", pool: true, addrs: []string{addr(b)}}
+	ra := route("ra", "/", ref(pa, 1))
+	ra.Matches[0].Headers = []*snapshotv1.HeaderMatch{{Name: "X-Gateway-Model-Name", Value: "model-a"}}
+	rb := route("rb", "/", ref(pb, 1))
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{ra, rb}, []backendSpec{pa, pb}))
+	for model, want := range map[string]string{"model-a": addr(a), "model-b": addr(b)} {
+		resp, err := http.Post(url(port, "/v1/chat/completions"), "", strings.NewReader(`{"model":"`+model+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Gateway-Destination-Endpoint-Served"); got != want {
+			t.Errorf("%s served by %s, want %s", model, got, want)
+		}
+	}
+}
+
+func TestH2CUpstream(t *testing.T) {
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Proto)
+	}))
+	be.Config.Protocols = new(http.Protocols)
+	be.Config.Protocols.SetUnencryptedHTTP2(true)
+	be.Start()
+	t.Cleanup(be.Close)
+	svc := backendSpec{name: "svc", h2c: true, addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	resp, err := http.Get(url(port, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "HTTP/2.0" {
+		t.Fatalf("upstream saw %q", b)
+	}
+}
+
+func TestAdmin(t *testing.T) {
+	m := newManager(t)
+	admin := httptest.NewServer(m.AdminHandler())
+	t.Cleanup(admin.Close)
+	status := func(path string) (int, string) {
+		resp, err := http.Get(admin.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if c, _ := status("/ready"); c != 503 || m.Ready() {
+		t.Fatalf("ready before config: %d", c)
+	}
+	if c, _ := status("/healthz"); c != 200 {
+		t.Fatalf("healthz %d", c)
+	}
+	be := echo(t)
+	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
+	apply(t, m, snapshot([]uint32{freePort(t)}, []*snapshotv1.Route{route("r", "/v1", ref(pool, 1))}, []backendSpec{pool}))
+	if c, _ := status("/ready"); c != 200 || !m.Ready() {
+		t.Fatalf("ready after config: %d", c)
+	}
+	c, body := status("/config")
+	if c != 200 || !strings.Contains(body, `"ns/gw/ns/r/0"`) || !strings.Contains(body, `"pathType": "PathPrefix"`) || !strings.Contains(body, `"kind": "InferencePool"`) {
+		t.Fatalf("config %d: %s", c, body)
+	}
+	c, body = status("/endpoints")
+	if c != 200 || !strings.Contains(body, addr(be)) || !strings.Contains(body, `"inFlight": 0`) {
+		t.Fatalf("endpoints %d: %s", c, body)
+	}
+}
