@@ -107,24 +107,24 @@ func watch(ctx context.Context, dir string, debounce time.Duration, onChange fun
 }
 
 // relevant decides whether an event may change the inputs, and watches new
-// directories as they appear.
+// directories as they appear. Creations, removals and renames always count:
+// they are rare, and they include the symlink swap by which Kubernetes
+// updates a mounted ConfigMap ("..data" is renamed into place, a hidden name).
 func relevant(w *fsnotify.Watcher, ev fsnotify.Event, log *slog.Logger) bool {
-	if ev.Op == fsnotify.Chmod {
-		return false
-	}
-	if strings.HasPrefix(filepath.Base(ev.Name), ".") {
-		return false
-	}
-	if ev.Op.Has(fsnotify.Create) {
-		if st, err := os.Stat(ev.Name); err == nil && st.IsDir() {
+	switch {
+	case ev.Op.Has(fsnotify.Create):
+		if st, err := os.Lstat(ev.Name); err == nil && st.IsDir() && !strings.HasPrefix(filepath.Base(ev.Name), ".") {
 			if err := addTree(w, ev.Name); err != nil {
 				log.Warn("cannot watch new directory", "dir", ev.Name, "err", err)
 			}
-			return true
 		}
+		return true
+	case ev.Op.Has(fsnotify.Remove), ev.Op.Has(fsnotify.Rename):
+		return true
+	case ev.Op.Has(fsnotify.Write):
+		return isManifest(ev.Name)
 	}
-	// A removed or renamed path may have been a directory holding manifests.
-	return isManifest(ev.Name) || ev.Op.Has(fsnotify.Remove) || ev.Op.Has(fsnotify.Rename)
+	return false
 }
 
 // addTree watches dir and every non-hidden directory below it.

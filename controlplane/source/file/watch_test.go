@@ -3,6 +3,8 @@ package file
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -113,4 +115,49 @@ func TestWatchMissingDirectory(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error for a missing directory")
 	}
+}
+
+// TestWatchConfigMapSymlinkSwap mimics how the kubelet updates a mounted
+// ConfigMap: files are symlinks through "..data", which is atomically
+// re-pointed at a new hidden directory.
+func TestWatchConfigMapSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "..v1", "config.yaml"), gatewayYAML)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink("..v1", filepath.Join(dir, "..data")))
+	must(os.Symlink(filepath.Join("..data", "config.yaml"), filepath.Join(dir, "config.yaml")))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := make(chan *translate.Inputs, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- watch(ctx, dir, 20*time.Millisecond, func(in *translate.Inputs) { changes <- in },
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	wait := func(routes int) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case in := <-changes:
+				if len(in.Gateways) == 1 && len(in.HTTPRoutes) == routes {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no load with %d routes", routes)
+			}
+		}
+	}
+	wait(0)
+	write(t, filepath.Join(dir, "..v2", "config.yaml"), gatewayYAML+"---\n"+routeYAML)
+	must(os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
+	must(os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	wait(1)
 }
