@@ -462,3 +462,29 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("endpoints %d: %s", c, body)
 	}
 }
+
+// TestWeightedBackends sends traffic through a rule split 3:1 over two
+// Services. The exact split is tested with a fixed seed in the router
+// package; here the bounds are so wide (expected 150/50 of 200) that a
+// failure means a bug, not bad luck (P < 1e-12).
+func TestWeightedBackends(t *testing.T) {
+	a, b := echo(t), echo(t)
+	sa := backendSpec{name: "a", addrs: []string{addr(a)}}
+	sb := backendSpec{name: "b", addrs: []string{addr(b)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(sa, 3), ref(sb, 1))}, []backendSpec{sa, sb}))
+	counts := map[string]int{}
+	for range 200 {
+		resp, err := http.Get(url(port, "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		counts[resp.Header.Get("X-Gateway-Destination-Endpoint-Served")]++
+	}
+	if n := counts[addr(a)]; n < 100 || n > 190 || counts[addr(a)]+counts[addr(b)] != 200 {
+		t.Fatalf("split %v, want about 150/50", counts)
+	}
+}
