@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -30,28 +31,50 @@ func BenchmarkProxyRequest(b *testing.B) {
 		port := freePort(b)
 		m := newManager(b)
 		apply(b, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/v1", ref(pool, 1))}, []backendSpec{pool}))
-		b.Run(kind, func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions")) })
+		b.Run(kind, func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), false) })
+		b.Run(kind+"-parallel", func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), true) })
 	}
-	b.Run("direct", func(b *testing.B) { benchPost(b, be.URL+"/v1/chat/completions") })
+	b.Run("direct", func(b *testing.B) { benchPost(b, be.URL+"/v1/chat/completions", false) })
+	b.Run("direct-parallel", func(b *testing.B) { benchPost(b, be.URL+"/v1/chat/completions", true) })
 }
 
-func benchPost(b *testing.B, target string) {
+// benchPost posts the request sequentially or, when parallel, from
+// GOMAXPROCS*8 goroutines (ns/op is then the inverse of throughput).
+func benchPost(b *testing.B, target string, parallel bool) {
 	body := []byte(`{"model":"llama-3-8b","messages":[{"role":"user","content":"` + strings.Repeat("lorem ipsum ", 80) + `"}]}`)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
-	b.ReportAllocs()
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
+	post := func() error {
 		req, _ := http.NewRequest("POST", target, bytes.NewReader(body))
 		req.Header["Content-Type"] = []string{"application/json"}
 		resp, err := client.Do(req)
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			b.Fatal(resp.StatusCode)
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	if parallel {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := post(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		return
+	}
+	for b.Loop() {
+		if err := post(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

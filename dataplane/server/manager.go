@@ -38,10 +38,19 @@ type Options struct {
 	DrainTimeout time.Duration
 	Endpoints    endpoints.Options
 	Upstream     upstream.Options
-	// ServicePicker picks among Service endpoints (default LeastInFlight).
-	ServicePicker picker.Picker
-	// PoolPicker picks among InferencePool endpoints (default LeastQueue).
-	PoolPicker picker.Picker
+	// PickerFor returns the picker of a backend; it is called for every
+	// backend on each Apply, so a picker may be built from the backend's
+	// profile (Backend.Raw.Picker). Default: DefaultPicker.
+	PickerFor func(b *config.Backend) picker.Picker
+}
+
+// DefaultPicker is least in-flight for Services and least queue for
+// InferencePools.
+func DefaultPicker(b *config.Backend) picker.Picker {
+	if b.IsPool() {
+		return &picker.LeastQueue{}
+	}
+	return picker.LeastInFlight{}
 }
 
 // Manager owns the listeners, endpoint state and the current config.
@@ -97,11 +106,8 @@ func New(logger *slog.Logger, opts Options) *Manager {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	if opts.ServicePicker == nil {
-		opts.ServicePicker = picker.LeastInFlight{}
-	}
-	if opts.PoolPicker == nil {
-		opts.PoolPicker = &picker.LeastQueue{}
+	if opts.PickerFor == nil {
+		opts.PickerFor = DefaultPicker
 	}
 	return &Manager{
 		logger:    logger,
@@ -294,10 +300,7 @@ func (m *Manager) build(cfg *config.Config) *state {
 	}
 	eps := m.reg.Sync(specs)
 	for name, b := range cfg.Backends {
-		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: m.opts.ServicePicker}
-		if b.IsPool() {
-			bs.picker = m.opts.PoolPicker
-		}
+		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: m.opts.PickerFor(b)}
 		for _, e := range b.Endpoints {
 			ep := eps[e.Address]
 			bs.eps = append(bs.eps, ep)
