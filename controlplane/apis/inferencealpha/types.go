@@ -1,14 +1,3 @@
-// Package inferencealpha holds the project's own Go types for the alpha API
-// group inference.networking.x-k8s.io/v1alpha2.
-//
-// One binary links a single version of sigs.k8s.io/gateway-api-inference-extension
-// (v1.6.0, for InferencePool v1), yet users still run CRDs from older releases:
-// InferenceObjective and InferenceModelRewrite as published in v1.5.0, and the
-// legacy InferenceModel and InferencePool as published in v0.5.1. These types
-// mirror those CRD schemas field for field (json names included) so they decode
-// from YAML files and from unstructured objects alike. Only the fields the
-// gateway reads or writes are here; unknown fields are rejected by strict
-// decoding, which is why every spec field of the CRDs is present.
 package inferencealpha
 
 import (
@@ -63,6 +52,7 @@ type ModelStatus struct {
 
 // InferenceObjective (v1.5.0) gives a request objective a priority on a pool.
 // Clients select it with the x-gateway-inference-objective header.
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type InferenceObjective struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -82,6 +72,7 @@ type InferenceObjectiveSpec struct {
 
 // InferenceModelRewrite (v1.5.0) rewrites client model names into weighted
 // target models on a pool.
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type InferenceModelRewrite struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -127,6 +118,7 @@ type TargetModel struct {
 
 // InferenceModel (legacy, v0.5.1) maps a client model name to a criticality
 // and weighted target models on a pool.
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type InferenceModel struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -161,6 +153,7 @@ type LegacyTargetModel struct {
 }
 
 // InferencePool (legacy, v0.5.1) selects model-server pods.
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type InferencePool struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
