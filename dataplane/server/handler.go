@@ -54,7 +54,12 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		defer body.Close()
 		r.Body = body
+		// The body is in hand: forward it with a fixed length, and do not
+		// make the upstream transport wait for a 100 Continue the client
+		// already got from us.
 		r.ContentLength = int64(body.Len())
+		r.TransferEncoding = nil
+		delete(r.Header, "Expect")
 		// A body that is not JSON is forwarded as is: the server behind a
 		// route decides what it accepts.
 		model, hasModel, _ = openai.FindModel(body.Bytes())

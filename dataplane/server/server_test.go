@@ -488,3 +488,30 @@ func TestWeightedBackends(t *testing.T) {
 		t.Fatalf("split %v, want about 150/50", counts)
 	}
 }
+
+// TestChunkedAndExpect: a chunked body with Expect: 100-continue is read,
+// routed by its model and forwarded with a fixed length and no Expect.
+func TestChunkedAndExpect(t *testing.T) {
+	be := echo(t)
+	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte(`{"model":`))
+		pw.Write([]byte(`"chunky"}`))
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", url(port, "/v1/completions"), pr)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Expect", "100-continue")
+	resp, err := (&http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := decodeEcho(t, resp)
+	if e.Body != `{"model":"chunky"}` || e.Headers["X-Gateway-Model-Name"] != "chunky" || e.Headers["Expect"] != "" || e.Headers["Content-Length"] != "18" {
+		t.Fatalf("%+v", e)
+	}
+}
