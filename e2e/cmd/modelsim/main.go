@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,7 +20,10 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -38,8 +42,11 @@ func splitList(s string) []string {
 	return out
 }
 
-func run(args []string) error {
+// run serves until ctx is done (SIGINT/SIGTERM in main), printing one line per
+// replica to stdout once it listens.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("modelsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	def := engine.DefaultConfig()
 	cost := def.Cost
 	var (
@@ -80,7 +87,7 @@ func run(args []string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var adapters []string
 	for _, l := range splitList(*loras) {
@@ -113,14 +120,12 @@ func run(args []string) error {
 		Listen:     splitList(*listen),
 		NamePrefix: *namePrefix,
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	fleet, err := modelsim.StartFleet(ctx, fc)
 	if err != nil {
 		return err
 	}
 	for _, r := range fleet.Replicas() {
-		fmt.Printf("modelsim replica %s listening on %s\n", r.Name(), r.URL())
+		fmt.Fprintf(stdout, "modelsim replica %s listening on %s\n", r.Name(), r.URL())
 	}
 	<-ctx.Done()
 	logger.Info("shutting down", "replicas", fleet.Len())
