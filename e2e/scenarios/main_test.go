@@ -4,6 +4,7 @@
 package scenarios
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -15,6 +16,7 @@ import (
 var bins harness.Binaries
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	if testing.Short() {
 		fmt.Println("scenarios: skipped in -short mode (they start real processes)")
 		os.Exit(0)

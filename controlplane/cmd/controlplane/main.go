@@ -22,7 +22,6 @@ import (
 	"github.com/infergate/infergate/controlplane/source/file"
 	"github.com/infergate/infergate/controlplane/translate"
 	"github.com/infergate/infergate/controlplane/xds"
-	debugv1 "github.com/infergate/infergate/proto/debug/v1"
 )
 
 type config struct {
@@ -63,9 +62,9 @@ func main() {
 
 func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	xdsServer := xds.NewServer(logger.With("component", "xds"))
-	grpcServer := grpc.NewServer()
+	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
 	xdsServer.Register(grpcServer)
-	debugv1.RegisterDebugServer(grpcServer, debug.NewService(xdsServer))
+	debug.NewService(xdsServer).Register(grpcServer)
 
 	lis, err := net.Listen("tcp", cfg.xdsAddress)
 	if err != nil {

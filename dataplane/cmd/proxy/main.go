@@ -1,0 +1,169 @@
+// Command proxy serves one Gateway: it receives the gateway's snapshot from
+// the control plane over delta xDS, binds the gateway's listeners once the
+// first complete snapshot has arrived, and routes OpenAI-style traffic,
+// picking the model-server replica for every request itself. It keeps
+// serving its last good config when the control plane goes away.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/dataplane/xdsclient"
+)
+
+type options struct {
+	xdsAddress    string
+	gateway       string
+	nodeID        string
+	pod           string
+	listenAddress string
+	adminAddress  string
+	maxBodyBytes  int64
+	drainTimeout  time.Duration
+	logFormat     string
+	logLevel      string
+}
+
+func main() {
+	var o options
+	host, _ := os.Hostname()
+	flag.StringVar(&o.xdsAddress, "xds-address", "127.0.0.1:18000", "control plane gRPC address")
+	flag.StringVar(&o.gateway, "gateway", "", "the Gateway this proxy serves, as namespace/name (required)")
+	flag.StringVar(&o.nodeID, "node-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "xDS node id, unique per proxy")
+	flag.StringVar(&o.pod, "pod", podFromEnv(), "namespace/name of this proxy's pod, shown by `infergatectl proxies` (default from POD_NAMESPACE/POD_NAME)")
+	flag.StringVar(&o.listenAddress, "listen-address", "0.0.0.0", "IP the Gateway's listeners bind to")
+	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /xds); keep it on loopback")
+	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 8 MiB); larger bodies get 413")
+	flag.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests and streams may take to finish")
+	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	flag.Parse()
+
+	logger, err := newLogger(o.logFormat, o.logLevel)
+	if err == nil && (o.gateway == "" || strings.Count(o.gateway, "/") != 1) {
+		err = fmt.Errorf("--gateway namespace/name is required")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, logger); err != nil {
+		logger.Error("proxy stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, logger *slog.Logger) error {
+	mgr := server.New(logger.With("component", "server"), server.Options{
+		BindAddress:  o.listenAddress,
+		MaxBodyBytes: o.maxBodyBytes,
+		DrainTimeout: o.drainTimeout,
+	})
+	handler := xdsclient.HandlerFunc(func(res xdsclient.Resources) error {
+		cfg, err := config.Compile(res)
+		if errors.Is(err, config.ErrIncomplete) {
+			// Part of a snapshot: accept what arrived and wait for the rest;
+			// the running config stays in place.
+			logger.Debug("snapshot incomplete, waiting for the rest", "reason", err)
+			return nil
+		}
+		if err != nil {
+			logger.Warn("rejecting snapshot, keeping the last good config", "err", err)
+			return err
+		}
+		if cur := mgr.Config(); cur != nil && cur.Version == cfg.Version {
+			// A resource of the next snapshot arrived before its manifest:
+			// the manifest still names the running config.
+			return nil
+		}
+		if err := mgr.Apply(cfg); err != nil {
+			logger.Warn("applying snapshot failed, keeping the last good config", "version", cfg.Version, "err", err)
+			return err
+		}
+		return nil
+	})
+	client := xdsclient.New(xdsclient.Config{
+		Addr:    o.xdsAddress,
+		NodeID:  o.nodeID,
+		Gateway: o.gateway,
+		Pod:     o.pod,
+		Handler: handler,
+		Logger:  logger.With("component", "xdsclient"),
+		// The control plane allows pings this often (xds.GRPCServerOptions).
+		KeepaliveTime: 15 * time.Second,
+	})
+
+	adminLis, err := net.Listen("tcp", o.adminAddress)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", o.adminAddress, err)
+	}
+	if tcp, ok := adminLis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		logger.Warn("admin API bound to a non-loopback address: it exposes config and endpoint state", "address", adminLis.Addr().String())
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", mgr.AdminHandler())
+	mux.HandleFunc("GET /xds", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"connected": client.Connected(), "types": client.Status()})
+	})
+	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := admin.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin server", "err", err)
+		}
+	}()
+	logger.Info("proxy starting", "gateway", o.gateway, "xds", o.xdsAddress, "admin", adminLis.Addr().String(), "node", o.nodeID)
+
+	xdsCtx, stopXDS := context.WithCancel(context.Background())
+	xdsDone := make(chan error, 1)
+	go func() { xdsDone <- client.Run(xdsCtx) }()
+
+	<-ctx.Done()
+	logger.Info("shutting down: draining listeners", "timeout", o.drainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	defer cancel()
+	err = mgr.Close(drainCtx)
+	stopXDS()
+	<-xdsDone
+	_ = admin.Close()
+	return err
+}
+
+func podFromEnv() string {
+	ns, name := os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
+	if ns == "" || name == "" {
+		return ""
+	}
+	return ns + "/" + name
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
