@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 
@@ -186,8 +187,7 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 		}
 		b.Name, b.Endpoints = name, name
 		gs.backends[name] = b
-		sortEndpoints(eps)
-		gs.endpoints[name] = &snapshotv1.Endpoints{Name: name, Endpoints: eps}
+		gs.endpoints[name] = &snapshotv1.Endpoints{Name: name, Endpoints: cleanEndpoints(eps)}
 		if id := res.poolID(); id != "" {
 			gs.pools[id] = name
 		}
@@ -195,13 +195,34 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 	return &snapshotv1.BackendRef{Backend: name}
 }
 
-func sortEndpoints(eps []*snapshotv1.Endpoint) {
+// cleanEndpoints sorts endpoints and drops what a proxy would reject as a
+// whole snapshot: unparsable addresses, ports out of range, duplicates (pods
+// sharing a host-network IP, a port listed twice).
+func cleanEndpoints(eps []*snapshotv1.Endpoint) []*snapshotv1.Endpoint {
 	sort.Slice(eps, func(i, j int) bool {
 		if eps[i].Address != eps[j].Address {
 			return eps[i].Address < eps[j].Address
 		}
-		return eps[i].Port < eps[j].Port
+		if eps[i].Port != eps[j].Port {
+			return eps[i].Port < eps[j].Port
+		}
+		return eps[i].Pod < eps[j].Pod
 	})
+	out := eps[:0]
+	seen := map[netip.AddrPort]bool{}
+	for _, e := range eps {
+		addr, err := netip.ParseAddr(e.Address)
+		if err != nil || e.Port == 0 || e.Port > 65535 {
+			continue
+		}
+		ap := netip.AddrPortFrom(addr.Unmap(), uint16(e.Port))
+		if seen[ap] {
+			continue
+		}
+		seen[ap] = true
+		out = append(out, e)
+	}
+	return out
 }
 
 // DefaultPickerProfile is the scheduling profile every pool gets: the

@@ -137,9 +137,12 @@ func (t *translator) buildListeners(gs *gatewayState) {
 		l.accepted = cond(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "", gen)
 		l.conflicted = cond(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "", gen)
 		l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "", gen)
-		switch spec.Protocol {
-		case gwv1.HTTPProtocolType:
-		case gwv1.HTTPSProtocolType:
+		switch {
+		case spec.Port < 1 || spec.Port > 65535:
+			l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonPortUnavailable),
+				fmt.Sprintf("port %d is out of range 1-65535", spec.Port), gen)
+		case spec.Protocol == gwv1.HTTPProtocolType:
+		case spec.Protocol == gwv1.HTTPSProtocolType:
 			t.listenerCerts(gs, l)
 		default:
 			l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol),

@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
@@ -31,6 +32,8 @@ type modelSource struct {
 	conflict, conflictMsg string
 	// served is set when a gateway of ours references the pool.
 	served bool
+	// notes explain parts of an accepted source that are not served.
+	notes []string
 }
 
 type modelIndex struct {
@@ -80,9 +83,9 @@ func (t *translator) indexModels() *modelIndex {
 		claim := s.poolID + "\x00" + m.Spec.ModelName
 		if winner, ok := claimed[claim]; ok {
 			s.conflict = inferencealpha.ReasonModelNameInUse
-			s.conflictMsg = fmt.Sprintf("model name %q is already served on this pool by InferenceModel %s", m.Spec.ModelName, winner)
+			s.conflictMsg = fmt.Sprintf("model name %q is already served on this pool by %s", m.Spec.ModelName, winner)
 		} else {
-			claimed[claim] = key(&m.ObjectMeta)
+			claimed[claim] = "InferenceModel " + key(&m.ObjectMeta)
 			prio := int32(PriorityStandard)
 			if m.Spec.Criticality != nil {
 				switch *m.Spec.Criticality {
@@ -125,7 +128,12 @@ func (t *translator) indexModels() *modelIndex {
 			}}})
 	}
 
-	for _, rw := range t.in.InferenceModelRewrites {
+	// Rewrites claim model names after the legacy InferenceModels (which
+	// also carry a priority), oldest first; a proxy accepts one rule per
+	// model name and pool, so later claims are dropped with a note.
+	rewrites := append([]*inferencealpha.InferenceModelRewrite(nil), t.in.InferenceModelRewrites...)
+	sort.Slice(rewrites, func(i, j int) bool { return olderFirst(&rewrites[i].ObjectMeta, &rewrites[j].ObjectMeta) })
+	for _, rw := range rewrites {
 		if rw.Spec.PoolRef == nil {
 			continue
 		}
@@ -136,14 +144,20 @@ func (t *translator) indexModels() *modelIndex {
 			base := fmt.Sprintf("inferencemodelrewrite/%s/%d", key(&rw.ObjectMeta), i)
 			src := fmt.Sprintf("InferenceModelRewrite %s rule %d", key(&rw.ObjectMeta), i)
 			if len(rule.Matches) == 0 {
-				// No match means every model: a rule with neither a model
-				// name nor an objective.
-				s.rules = append(s.rules, &snapshotv1.ModelRule{Name: base + "/*", Targets: targets, Source: src})
+				// A rule without matches applies to every model; the
+				// snapshot has no catch-all model rule yet.
+				s.notes = append(s.notes, fmt.Sprintf("rule %d has no matches; catch-all rewrites are not supported and it is ignored", i))
 			}
 			for j, m := range rule.Matches {
-				if m.Model == nil {
+				if m.Model == nil || len(targets) == 0 {
 					continue
 				}
+				claim := s.poolID + "\x00" + m.Model.Value
+				if winner, ok := claimed[claim]; ok {
+					s.notes = append(s.notes, fmt.Sprintf("rule %d: model %q is already handled by %s; ignored", i, m.Model.Value, winner))
+					continue
+				}
+				claimed[claim] = src
 				s.rules = append(s.rules, &snapshotv1.ModelRule{
 					Name: fmt.Sprintf("%s/%d", base, j), ModelName: m.Model.Value, Targets: targets, Source: src,
 				})
@@ -206,7 +220,7 @@ func (t *translator) modelStatuses() {
 		if !s.served {
 			continue
 		}
-		c := cond(inferencealpha.ConditionAccepted, true, inferencealpha.ReasonAccepted, "", s.meta.Generation)
+		c := cond(inferencealpha.ConditionAccepted, true, inferencealpha.ReasonAccepted, strings.Join(s.notes, "; "), s.meta.Generation)
 		if s.conflict != "" {
 			c = cond(inferencealpha.ConditionAccepted, false, s.conflict, s.conflictMsg, s.meta.Generation)
 		}

@@ -3,6 +3,8 @@ package translate
 import (
 	"fmt"
 	"net/http"
+	"regexp"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +20,9 @@ type routeRefs struct {
 	bad *resolvedRef
 	// pools are the identities of the inference pools the route references.
 	pools []string
-	// unsupported names the first filter we cannot apply ("" when none).
+	// unsupported names the first filter or match value we cannot apply
+	// ("" when none); such a route is not accepted, because a proxy rejects
+	// a snapshot holding it as a whole.
 	unsupported string
 }
 
@@ -64,7 +68,12 @@ func (t *translator) routeRefs(r *gwv1.HTTPRoute) *routeRefs {
 			}
 		}
 	}
-	for _, rule := range r.Spec.Rules {
+	for i, rule := range r.Spec.Rules {
+		if rr.unsupported == "" {
+			if err := checkMatches(rule.Matches); err != nil {
+				rr.unsupported = fmt.Sprintf("rule %d: %v", i, err)
+			}
+		}
 		visitFilters(rule.Filters)
 		for _, br := range rule.BackendRefs {
 			visit(br.BackendObjectReference)
@@ -123,6 +132,44 @@ func (t *translator) buildRoute(gs *gatewayState, r *gwv1.HTTPRoute, i int, list
 		out.Retry = retry
 	}
 	return out
+}
+
+// checkMatches rejects match values the proxy cannot compile: regular
+// expressions outside Go's RE2 syntax, paths not starting with "/", empty
+// header or query names.
+func checkMatches(ms []gwv1.HTTPRouteMatch) error {
+	for j, m := range ms {
+		if p := m.Path; p != nil && p.Value != nil {
+			if p.Type != nil && *p.Type == gwv1.PathMatchRegularExpression {
+				if _, err := regexp.Compile(*p.Value); err != nil {
+					return fmt.Errorf("match %d: path: invalid regular expression: %v", j, err)
+				}
+			} else if !strings.HasPrefix(*p.Value, "/") {
+				return fmt.Errorf("match %d: path %q must start with /", j, *p.Value)
+			}
+		}
+		for _, h := range m.Headers {
+			if h.Name == "" {
+				return fmt.Errorf("match %d: header match without a name", j)
+			}
+			if h.Type != nil && *h.Type == gwv1.HeaderMatchRegularExpression {
+				if _, err := regexp.Compile(h.Value); err != nil {
+					return fmt.Errorf("match %d: header %s: invalid regular expression: %v", j, h.Name, err)
+				}
+			}
+		}
+		for _, q := range m.QueryParams {
+			if q.Name == "" {
+				return fmt.Errorf("match %d: query parameter match without a name", j)
+			}
+			if q.Type != nil && *q.Type == gwv1.QueryParamMatchRegularExpression {
+				if _, err := regexp.Compile(q.Value); err != nil {
+					return fmt.Errorf("match %d: query parameter %s: invalid regular expression: %v", j, q.Name, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // durationMs parses a Gateway API duration (a subset of Go's syntax). The API
