@@ -31,6 +31,7 @@ type config struct {
 	debounce       time.Duration
 	logFormat      string
 	logLevel       string
+	kube           kubeConfig
 }
 
 func main() {
@@ -41,15 +42,12 @@ func main() {
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cfg.kube.register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := newLogger(cfg.logFormat, cfg.logLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "controlplane:", err)
-		os.Exit(2)
-	}
-	if cfg.configDir == "" {
-		fmt.Fprintln(os.Stderr, "controlplane: --config-dir is required (the Kubernetes source is not available yet)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,7 +59,17 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, logger *slog.Logger) error {
-	xdsServer := xds.NewServer(logger.With("component", "xds"))
+	// Without --config-dir the source is Kubernetes.
+	var km *kubeMode
+	var xdsOpts []xds.Option
+	if cfg.configDir == "" {
+		var err error
+		if km, err = newKubeMode(cfg.kube, cfg.controllerName, logger); err != nil {
+			return err
+		}
+		xdsOpts = km.xdsOptions()
+	}
+	xdsServer := xds.NewServer(logger.With("component", "xds"), xdsOpts...)
 	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
 	xdsServer.Register(grpcServer)
 	debug.NewService(xdsServer).Register(grpcServer)
@@ -77,9 +85,16 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	logger.Info("serving xDS and debug gRPC", "address", lis.Addr().String())
 
 	p := &pipeline{log: logger, xds: xdsServer, opts: translate.Options{ControllerName: cfg.controllerName}}
+	if km != nil {
+		p.observe = km.observe
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- grpcServer.Serve(lis) }()
 	go func() {
+		if km != nil {
+			errc <- km.run(ctx, cfg.debounce, p.apply)
+			return
+		}
 		logger.Info("watching configuration directory", "dir", cfg.configDir)
 		errc <- file.Watch(ctx, cfg.configDir, cfg.debounce, p.apply)
 	}()
@@ -87,6 +102,14 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	}
+	if km != nil && ctx.Err() != nil {
+		// Let the Kubernetes side release the leader Lease, so another
+		// replica takes over at once.
+		select {
+		case <-errc:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	// Proxies keep their last config when we go away; closing streams lets
 	// them reconnect to another replica at once instead of timing out.

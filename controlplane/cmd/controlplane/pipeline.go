@@ -16,11 +16,17 @@ type pipeline struct {
 	log  *slog.Logger
 	xds  *xds.Server
 	opts translate.Options
+	// observe, when set, receives every translation (Kubernetes mode: the
+	// status writer and NACK events).
+	observe func(*translate.Inputs, *translate.Output)
 }
 
 func (p *pipeline) apply(in *translate.Inputs) {
 	start := time.Now()
 	out := translate.Translate(in, p.opts)
+	if p.observe != nil {
+		p.observe(in, out)
+	}
 	sets, err := snapshot.BuildAll(out)
 	if err != nil {
 		// A snapshot that cannot be built is a translator bug; keep serving

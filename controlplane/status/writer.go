@@ -1,0 +1,295 @@
+// Package status writes the statuses the translator computed back to the
+// API server, and turns proxy NACKs into Events on their Gateway.
+//
+// The Writer only writes what changed: it compares the status an object has
+// in the informer cache with the one to write (LastTransitionTime of
+// conditions whose status did not change is carried over, so an unchanged
+// status compares equal), and writes through the status subresource with the
+// cached resourceVersion. A conflict re-reads the object and merges again.
+// Other controllers' parent entries on HTTPRoutes and InferencePools are kept.
+package status
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/controlplane/source/kube"
+	"github.com/infergate/infergate/controlplane/translate"
+)
+
+// FieldManager names the writer in managedFields.
+const FieldManager = "infergate-controlplane"
+
+// maxConflicts bounds re-read-and-merge attempts per object and round.
+const maxConflicts = 3
+
+// retryAfter is the pause before writing again after a failed round.
+const retryAfter = 2 * time.Second
+
+// Writer writes translated statuses. Submit hands it the latest translation;
+// Run writes while the caller holds leadership.
+type Writer struct {
+	dyn        dynamic.Interface
+	controller string
+	log        *slog.Logger
+	now        func() metav1.Time
+
+	mu      sync.Mutex
+	latest  *job
+	pending chan struct{}
+}
+
+type job struct {
+	in *translate.Inputs
+	st *translate.Status
+}
+
+// NewWriter returns a writer for the GatewayClasses of controllerName.
+func NewWriter(dyn dynamic.Interface, controllerName string, log *slog.Logger) *Writer {
+	if controllerName == "" {
+		controllerName = translate.DefaultControllerName
+	}
+	return &Writer{
+		dyn:        dyn,
+		controller: controllerName,
+		log:        log,
+		now:        func() metav1.Time { return metav1.Now().Rfc3339Copy() },
+		pending:    make(chan struct{}, 1),
+	}
+}
+
+// Submit records the statuses of one translation together with the inputs it
+// was computed from (their statuses are the "current" side of the
+// comparison). It never blocks: a submission not yet written is replaced.
+func (w *Writer) Submit(in *translate.Inputs, st *translate.Status) {
+	w.mu.Lock()
+	w.latest = &job{in: in, st: st}
+	w.mu.Unlock()
+	select {
+	case w.pending <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes the latest submission at once (statuses may have drifted while
+// another replica led), then every new one, until ctx is done.
+func (w *Writer) Run(ctx context.Context) {
+	for {
+		w.mu.Lock()
+		j := w.latest
+		w.mu.Unlock()
+		var retry <-chan time.Time
+		if j != nil {
+			if _, err := w.write(ctx, j); err != nil {
+				// Transient API errors: try again even without a new
+				// translation.
+				retry = time.After(retryAfter)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.pending:
+		case <-retry:
+		}
+	}
+}
+
+// Write writes one translation's statuses synchronously and returns how many
+// objects were updated and the first error.
+func (w *Writer) Write(ctx context.Context, in *translate.Inputs, st *translate.Status) (int, error) {
+	return w.write(ctx, &job{in: in, st: st})
+}
+
+func (w *Writer) write(ctx context.Context, j *job) (int, error) {
+	start := time.Now()
+	now := w.now()
+	r := &round{w: w, ctx: ctx}
+	in, st := j.in, j.st
+
+	for _, o := range in.GatewayClasses {
+		want, ok := st.GatewayClasses[o.Name]
+		if !ok {
+			continue
+		}
+		syncStatus(r, kube.GatewayClasses, "GatewayClass", o, o.Status, func(cur gwv1.GatewayClassStatus) gwv1.GatewayClassStatus {
+			return mergeGatewayClass(cur, want, now)
+		})
+	}
+	ours := map[string]bool{}
+	for _, o := range in.Gateways {
+		want, ok := st.Gateways[key(&o.ObjectMeta)]
+		if !ok {
+			continue
+		}
+		ours[key(&o.ObjectMeta)] = true
+		syncStatus(r, kube.Gateways, "Gateway", o, o.Status, func(cur gwv1.GatewayStatus) gwv1.GatewayStatus {
+			return mergeGateway(cur, want, now)
+		})
+	}
+	// Every route and pool is visited, not only those in st: one that lost
+	// its last Gateway of ours must lose our parent entries.
+	for _, o := range in.HTTPRoutes {
+		want := st.HTTPRoutes[key(&o.ObjectMeta)]
+		syncStatus(r, kube.HTTPRoutes, "HTTPRoute", o, o.Status, func(cur gwv1.HTTPRouteStatus) gwv1.HTTPRouteStatus {
+			return mergeHTTPRoute(cur, want, w.controller, now)
+		})
+	}
+	for _, o := range in.InferencePools {
+		want := st.InferencePools[key(&o.ObjectMeta)]
+		syncStatus(r, kube.InferencePools, "InferencePool", o, o.Status, func(cur infv1.InferencePoolStatus) infv1.InferencePoolStatus {
+			return mergeInferencePool(cur, want, w.controller, now)
+		})
+	}
+	for _, o := range in.LegacyInferencePools {
+		want := st.LegacyInferencePools[key(&o.ObjectMeta)]
+		syncStatus(r, kube.LegacyInferencePools, inferencealpha.KindInferencePool, o, o.Status, func(cur inferencealpha.InferencePoolStatus) inferencealpha.InferencePoolStatus {
+			return mergeLegacyPool(cur, want, o.Namespace, ours, now)
+		})
+	}
+	models := []struct {
+		gvr  schema.GroupVersionResource
+		kind string
+		want map[string]inferencealpha.ModelStatus
+		objs []modelObject
+	}{
+		{kube.InferenceModels, inferencealpha.KindInferenceModel, st.InferenceModels, modelObjects(in.InferenceModels, func(o *inferencealpha.InferenceModel) (*metav1.ObjectMeta, inferencealpha.ModelStatus) {
+			return &o.ObjectMeta, o.Status
+		})},
+		{kube.InferenceObjectives, inferencealpha.KindInferenceObjective, st.InferenceObjectives, modelObjects(in.InferenceObjectives, func(o *inferencealpha.InferenceObjective) (*metav1.ObjectMeta, inferencealpha.ModelStatus) {
+			return &o.ObjectMeta, o.Status
+		})},
+		{kube.InferenceModelRewrites, inferencealpha.KindInferenceModelRewrite, st.InferenceModelRewrites, modelObjects(in.InferenceModelRewrites, func(o *inferencealpha.InferenceModelRewrite) (*metav1.ObjectMeta, inferencealpha.ModelStatus) {
+			return &o.ObjectMeta, o.Status
+		})},
+	}
+	for _, m := range models {
+		for _, o := range m.objs {
+			want, ok := m.want[key(o.meta)]
+			if !ok {
+				continue
+			}
+			syncStatus(r, m.gvr, m.kind, o.obj, o.status, func(cur inferencealpha.ModelStatus) inferencealpha.ModelStatus {
+				return mergeModel(cur, want, now)
+			})
+		}
+	}
+	if r.updated > 0 || r.err != nil {
+		w.log.Info("statuses written", "updated", r.updated, "failed", r.failed, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	return r.updated, r.err
+}
+
+type modelObject struct {
+	obj    any
+	meta   *metav1.ObjectMeta
+	status inferencealpha.ModelStatus
+}
+
+func modelObjects[T any](objs []*T, get func(*T) (*metav1.ObjectMeta, inferencealpha.ModelStatus)) []modelObject {
+	out := make([]modelObject, 0, len(objs))
+	for _, o := range objs {
+		m, s := get(o)
+		out = append(out, modelObject{obj: o, meta: m, status: s})
+	}
+	return out
+}
+
+// round collects the outcome of one write pass.
+type round struct {
+	w       *Writer
+	ctx     context.Context
+	updated int
+	failed  int
+	err     error
+}
+
+// syncStatus writes merge(cur) to obj's status subresource unless it equals cur.
+// obj is the cached typed object (cur is its status); on a conflict the
+// object is read again and merged anew.
+func syncStatus[S any](r *round, gvr schema.GroupVersionResource, kind string, obj any, cur S, merge func(S) S) {
+	if r.ctx.Err() != nil {
+		return
+	}
+	next := merge(cur)
+	if equality.Semantic.DeepEqual(cur, next) {
+		return
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		r.fail(gvr, "", err)
+		return
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetAPIVersion(gvr.GroupVersion().String())
+	u.SetKind(kind)
+	client := r.w.dyn.Resource(gvr).Namespace(u.GetNamespace())
+	name := u.GetName()
+	for attempt := 0; ; attempt++ {
+		st, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&next)
+		if err != nil {
+			r.fail(gvr, name, err)
+			return
+		}
+		u.Object["status"] = st
+		_, err = client.UpdateStatus(r.ctx, u, metav1.UpdateOptions{FieldManager: FieldManager})
+		switch {
+		case err == nil:
+			r.updated++
+			r.w.log.Debug("status updated", "resource", gvr.Resource, "namespace", u.GetNamespace(), "name", name)
+			return
+		case apierrors.IsNotFound(err):
+			return // deleted meanwhile; the next translation drops it
+		case !apierrors.IsConflict(err) || attempt >= maxConflicts:
+			r.fail(gvr, name, err)
+			return
+		}
+		// Our cache lagged behind (often our own previous write): merge
+		// into the object as it is now.
+		if u, err = client.Get(r.ctx, name, metav1.GetOptions{}); err != nil {
+			if !apierrors.IsNotFound(err) {
+				r.fail(gvr, name, err)
+			}
+			return
+		}
+		var fresh S
+		if raw, ok := u.Object["status"].(map[string]any); ok {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &fresh); err != nil {
+				r.fail(gvr, name, fmt.Errorf("decode current status: %w", err))
+				return
+			}
+		}
+		next = merge(fresh)
+		if equality.Semantic.DeepEqual(fresh, next) {
+			return
+		}
+	}
+}
+
+func (r *round) fail(gvr schema.GroupVersionResource, name string, err error) {
+	r.failed++
+	if r.err == nil {
+		r.err = fmt.Errorf("update %s %s status: %w", gvr.Resource, name, err)
+	}
+	if r.ctx.Err() == nil {
+		r.w.log.Warn("status update failed", "resource", gvr.Resource, "name", name, "err", err)
+	}
+}
+
+func key(m *metav1.ObjectMeta) string {
+	return m.Namespace + "/" + m.Name
+}
