@@ -342,4 +342,12 @@ func TestStartupDelayAndFleetAddressing(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	r.SetUnavailable(true)
+	if resp, _ := post(t, r.URL()+"/v1/completions", `{"model":"`+testModel+`","prompt":"x"}`); resp.StatusCode != 503 {
+		t.Errorf("unavailable replica answered %d", resp.StatusCode)
+	}
+	r.SetUnavailable(false)
+	if resp, body := post(t, r.URL()+"/v1/completions", `{"model":"`+testModel+`","prompt":"x","max_tokens":2}`); resp.StatusCode != 200 {
+		t.Errorf("available again: %d %s", resp.StatusCode, body)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -15,13 +16,14 @@ import (
 	"github.com/infergate/infergate/e2e/modelsim/engine"
 )
 
-// vocab is the simulated model's output: token i of a response is a word
-// picked deterministically from the response id, already JSON-quoted so
-// streaming a token costs no encoding work.
-var vocab = func() [][]byte {
-	words := []string{" the", " model", " simulated", " token", " of", " a", " response", " and", " cache",
-		" prefix", " batch", " queue", " latency", " is", " to", " in", " for", " with", " on", " decode",
-		" prefill", " block", " GPU", " request", " stream", " that", " it", " as", " by", " this", ".", ","}
+// words are the simulated model's output: token i of a response is a word
+// picked deterministically from the response's seed. quotedWords holds them
+// JSON-quoted so streaming a token costs no encoding work.
+var words = []string{" the", " model", " simulated", " token", " of", " a", " response", " and", " cache",
+	" prefix", " batch", " queue", " latency", " is", " to", " in", " for", " with", " on", " decode",
+	" prefill", " block", " GPU", " request", " stream", " that", " it", " as", " by", " this", ".", ","}
+
+var quotedWords = func() [][]byte {
 	out := make([][]byte, len(words))
 	for i, w := range words {
 		out[i], _ = json.Marshal(w)
@@ -29,8 +31,8 @@ var vocab = func() [][]byte {
 	return out
 }()
 
-func tokenWord(seed uint64, i int) []byte {
-	return vocab[(seed+uint64(i)*2654435761)%uint64(len(vocab))]
+func wordIndex(seed uint64, i int) int {
+	return int((seed + uint64(i)*2654435761) % uint64(len(words)))
 }
 
 type usage struct {
@@ -142,13 +144,11 @@ type response struct {
 }
 
 func (c response) text(n int) string {
-	var b []byte
+	var b strings.Builder
 	for i := range n {
-		var w string
-		_ = json.Unmarshal(tokenWord(c.seed, i), &w)
-		b = append(b, w...)
+		b.WriteString(words[wordIndex(c.seed, i)])
 	}
-	return string(b)
+	return b.String()
 }
 
 func (c response) full(p engine.Progress) any {
@@ -228,7 +228,7 @@ func (r *Replica) stream(w http.ResponseWriter, req *http.Request, er *engine.Re
 		buf = buf[:0]
 		for ; sent < p.Generated; sent++ {
 			buf = append(buf, pre...)
-			buf = append(buf, tokenWord(c.seed, sent)...)
+			buf = append(buf, quotedWords[wordIndex(c.seed, sent)]...)
 			buf = append(buf, post...)
 		}
 		if len(buf) > 0 {

@@ -38,8 +38,9 @@ type Replica struct {
 	readyAt time.Time // simulated
 	created int64
 
-	seq      atomic.Uint64
-	failRate atomic.Uint64 // float64 bits
+	seq         atomic.Uint64
+	failRate    atomic.Uint64 // float64 bits
+	unavailable atomic.Bool
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -121,6 +122,10 @@ func (r *Replica) Engine() *engine.Engine { return r.eng }
 // SetFailRate changes the fraction of requests answered 500.
 func (r *Replica) SetFailRate(p float64) { r.failRate.Store(math.Float64bits(p)) }
 
+// SetUnavailable makes /health and the API answer 503 (true) or serve again
+// (false), e.g. to simulate a pod turning unready.
+func (r *Replica) SetUnavailable(down bool) { r.unavailable.Store(down) }
+
 // SetSlowFactor switches slow mode on (f > 1) or off (f = 1).
 func (r *Replica) SetSlowFactor(f float64) { r.eng.SetSlowFactor(f) }
 
@@ -146,7 +151,9 @@ func (r *Replica) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mux.ServeHTTP(w, req)
 }
 
-func (r *Replica) ready() bool { return !r.clock.Now().Before(r.readyAt) }
+func (r *Replica) ready() bool {
+	return !r.unavailable.Load() && !r.clock.Now().Before(r.readyAt)
+}
 
 func (r *Replica) health(w http.ResponseWriter, _ *http.Request) {
 	if !r.ready() {
@@ -181,7 +188,7 @@ func statusType(status int) string {
 // admit applies readiness and fault injection, then reads the body.
 func (r *Replica) admit(w http.ResponseWriter, req *http.Request) ([]byte, bool) {
 	if !r.ready() {
-		r.fail(w, &apiError{Status: 503, Type: statusType(503), Message: "model server is starting"})
+		r.fail(w, &apiError{Status: 503, Type: statusType(503), Message: "model server is not ready"})
 		return nil, false
 	}
 	if v := req.Header.Get(FailHeader); v != "" {
