@@ -8,6 +8,8 @@ package endpoints
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Endpoint is one upstream address. Its identity fields never change; its
@@ -19,11 +21,21 @@ type Endpoint struct {
 	MetricsAddress string
 	Pod            string
 	EngineType     string
+	// Hash is a stable hash of Address, so every proxy ranks endpoints the
+	// same way in rendezvous hashing.
+	Hash uint64
 
 	inFlight atomic.Int64
-	metrics  atomic.Pointer[Metrics]
-	lastErr  atomic.Pointer[scrapeError]
-	scrapes  atomic.Uint64
+	// sinceScrape counts requests this proxy started since the latest
+	// scrape: the part of the load the scraped queue cannot show yet.
+	sinceScrape atomic.Int64
+	// staleAfter is how old metrics may be for decisions; it grows with the
+	// scrape interval (see Options.Proxies).
+	staleAfter atomic.Int64 // nanoseconds
+	health     health
+	metrics    atomic.Pointer[Metrics]
+	lastErr    atomic.Pointer[scrapeError]
+	scrapes    atomic.Uint64
 	// servedHeader is the value slice of x-gateway-destination-endpoint-served,
 	// built once so the response path does not allocate it.
 	servedHeader []string
@@ -37,6 +49,12 @@ type Metrics struct {
 	Running float64 `json:"running"`
 	// KVCacheUsage is the KV cache utilisation, 0–1.
 	KVCacheUsage float64 `json:"kvCacheUsage"`
+	// LoRA state from vllm:lora_requests_info (newest series): adapters
+	// with running and waiting requests, and the adapter slots (max_lora).
+	// MaxLoRA 0 means the server reports no LoRA state.
+	RunningAdapters []string `json:"runningAdapters,omitempty"`
+	WaitingAdapters []string `json:"waitingAdapters,omitempty"`
+	MaxLoRA         int      `json:"maxLora,omitempty"`
 	// At is when the scrape completed.
 	At time.Time `json:"at"`
 }
@@ -47,14 +65,21 @@ type scrapeError struct {
 }
 
 func newEndpoint(s Spec) *Endpoint {
-	return &Endpoint{
+	e := &Endpoint{
 		Address:        s.Address,
 		MetricsAddress: s.MetricsAddress,
 		Pod:            s.Pod,
 		EngineType:     s.EngineType,
+		Hash:           xxhash.Sum64String(s.Address),
 		servedHeader:   []string{s.Address},
 	}
+	e.staleAfter.Store(int64(DefaultStaleAfter))
+	return e
 }
+
+// DefaultStaleAfter is how old scraped metrics may be and still count for
+// decisions at the default 50 ms interval (the reference picker's 200 ms).
+const DefaultStaleAfter = 200 * time.Millisecond
 
 // New returns a standalone endpoint (no scraper), for tests and callers that
 // manage state themselves.
@@ -65,7 +90,18 @@ func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
 
 // Acquire counts a request to the endpoint; call Release when its response
 // body is finished.
-func (e *Endpoint) Acquire() { e.inFlight.Add(1) }
+func (e *Endpoint) Acquire() {
+	e.inFlight.Add(1)
+	e.sinceScrape.Add(1)
+}
+
+// SinceScrape is the number of requests this proxy sent to the endpoint
+// since its metrics were last stored: pickers add it to the scraped queue so
+// a burst between two scrapes does not all land on one endpoint.
+func (e *Endpoint) SinceScrape() int64 { return e.sinceScrape.Load() }
+
+// StaleAfter is how old the endpoint's metrics may be for decisions.
+func (e *Endpoint) StaleAfter() time.Duration { return time.Duration(e.staleAfter.Load()) }
 
 // Release ends a request counted by Acquire.
 func (e *Endpoint) Release() { e.inFlight.Add(-1) }
@@ -74,7 +110,10 @@ func (e *Endpoint) Release() { e.inFlight.Add(-1) }
 func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 
 // SetMetrics records a scrape (the scraper calls it; tests may too).
-func (e *Endpoint) SetMetrics(m *Metrics) { e.metrics.Store(m) }
+func (e *Endpoint) SetMetrics(m *Metrics) {
+	e.metrics.Store(m)
+	e.sinceScrape.Store(0)
+}
 
 // LastError returns the most recent scrape error and when it happened; ""
 // when the latest scrape succeeded.
@@ -112,6 +151,9 @@ type Status struct {
 	MetricsAgeMs   *float64 `json:"metricsAgeMs,omitempty"`
 	LastError      string   `json:"lastError,omitempty"`
 	LastErrorAgeMs *float64 `json:"lastErrorAgeMs,omitempty"`
+	// EjectedForMs is how much longer the endpoint is ejected after
+	// failures (absent when it is not).
+	EjectedForMs *float64 `json:"ejectedForMs,omitempty"`
 }
 
 func (e *Endpoint) status(now time.Time, scraped bool) Status {
@@ -135,6 +177,10 @@ func (e *Endpoint) status(now time.Time, scraped bool) Status {
 		s.LastError = msg
 		age := float64(now.Sub(at).Microseconds()) / 1000
 		s.LastErrorAgeMs = &age
+	}
+	if until := e.health.until.Load(); until > now.UnixNano() {
+		left := float64(until-now.UnixNano()) / 1e6
+		s.EjectedForMs = &left
 	}
 	return s
 }

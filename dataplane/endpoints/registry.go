@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,12 +32,21 @@ type Options struct {
 	Timeout time.Duration
 	// Client used for scraping; default is a keep-alive client of its own.
 	Client *http.Client
+	// Proxies is how many proxies scrape the same model servers (default
+	// 1). Each proxy scrapes every Interval × Proxies, so a server sees
+	// about one scrape per Interval however many proxies there are; a
+	// proxy's metrics then count as fresh for 4 of its intervals (at least
+	// DefaultStaleAfter), and its own requests since the last scrape fill
+	// the gap (Endpoint.SinceScrape). SetProxies changes it at run time.
+	Proxies int
 }
 
 // Registry owns every endpoint the current config names and their scrapers.
 type Registry struct {
 	logger *slog.Logger
 	opts   Options
+
+	proxies atomic.Int64
 
 	mu   sync.Mutex
 	eps  map[string]*managed
@@ -66,7 +76,33 @@ func NewRegistry(logger *slog.Logger, opts Options) *Registry {
 			DisableCompression:  true,
 		}}
 	}
-	return &Registry{logger: logger, opts: opts, eps: map[string]*managed{}}
+	r := &Registry{logger: logger, opts: opts, eps: map[string]*managed{}}
+	r.proxies.Store(int64(max(opts.Proxies, 1)))
+	return r
+}
+
+// SetProxies sets how many proxies share the scrape load (values < 1 mean
+// 1). Scrapers pick the new interval up after their current wait; endpoints
+// get the matching staleness bound.
+func (r *Registry) SetProxies(n int) {
+	r.proxies.Store(int64(max(n, 1)))
+	stale := int64(r.staleAfter())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.eps {
+		m.ep.staleAfter.Store(stale)
+	}
+}
+
+// Interval is the current interval between two scrapes of one endpoint by
+// this proxy.
+func (r *Registry) Interval() time.Duration {
+	return r.opts.Interval * time.Duration(r.proxies.Load())
+}
+
+// staleAfter is how long one scrape stays usable at the current interval.
+func (r *Registry) staleAfter() time.Duration {
+	return max(DefaultStaleAfter, 4*r.Interval())
 }
 
 // Sync makes the registry hold exactly the given endpoints: new addresses
@@ -98,7 +134,9 @@ func (r *Registry) Sync(specs []Spec) map[string]*Endpoint {
 	for addr, s := range want {
 		m := r.eps[addr]
 		if m == nil {
-			m = &managed{ep: newEndpoint(s), spec: s}
+			ep := newEndpoint(s)
+			ep.staleAfter.Store(int64(r.staleAfter()))
+			m = &managed{ep: ep, spec: s}
 			if s.Scrape && !r.done {
 				r.startScraper(m)
 			}
@@ -117,7 +155,7 @@ func (r *Registry) Sync(specs []Spec) map[string]*Endpoint {
 func (r *Registry) startScraper(m *managed) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	sc := &scraper{ep: m.ep, client: r.opts.Client, interval: r.opts.Interval, timeout: r.opts.Timeout,
+	sc := &scraper{ep: m.ep, client: r.opts.Client, interval: r.Interval, timeout: r.opts.Timeout,
 		url: "http://" + m.spec.MetricsAddress + "/metrics", names: namesFor(m.spec.EngineType),
 		logger: r.logger.With("endpoint", m.spec.Address)}
 	m.wg.Go(func() { sc.run(ctx) })

@@ -8,6 +8,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -20,6 +22,7 @@ type metricNames struct {
 	waiting []string
 	running []string
 	kv      []string // first present wins (newer name first)
+	lora    string   // info gauge with adapter labels; "" when the engine has none
 }
 
 var engineMetrics = map[string]metricNames{
@@ -27,6 +30,7 @@ var engineMetrics = map[string]metricNames{
 		waiting: []string{"vllm:num_requests_waiting"},
 		running: []string{"vllm:num_requests_running"},
 		kv:      []string{"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"},
+		lora:    "vllm:lora_requests_info",
 	},
 	"sglang": {
 		waiting: []string{"sglang:num_queue_reqs"},
@@ -52,11 +56,13 @@ func namesFor(engine string) metricNames {
 const maxMetricsBytes = 4 << 20
 
 type scraper struct {
-	ep       *Endpoint
-	client   *http.Client
-	url      string
-	names    metricNames
-	interval time.Duration
+	ep     *Endpoint
+	client *http.Client
+	url    string
+	names  metricNames
+	// interval returns the current interval between scrapes (it changes
+	// with the number of proxies sharing the servers).
+	interval func() time.Duration
 	timeout  time.Duration
 	logger   *slog.Logger
 }
@@ -90,7 +96,7 @@ func (s *scraper) run(ctx context.Context) {
 			failing = false
 			s.ep.lastErr.Store(nil)
 		}
-		t.Reset(jitter(s.interval))
+		t.Reset(jitter(s.interval()))
 	}
 }
 
@@ -123,7 +129,7 @@ func (s *scraper) scrape(ctx context.Context) error {
 		return fmt.Errorf("GET %s: %w", s.url, err)
 	}
 	m.At = time.Now()
-	s.ep.metrics.Store(m)
+	s.ep.SetMetrics(m)
 	s.ep.scrapes.Add(1)
 	return nil
 }
@@ -160,7 +166,48 @@ func parse(r io.Reader, names metricNames) (*Metrics, error) {
 	if !found {
 		return nil, fmt.Errorf("none of %v, %v, %v present", names.waiting, names.running, names.kv)
 	}
+	if names.lora != "" {
+		parseLoRA(fams[names.lora], &m)
+	}
 	return &m, nil
+}
+
+// parseLoRA reads vLLM's lora_requests_info: one series per label set seen
+// recently, its value the time it was last current, so the newest series is
+// the state now.
+func parseLoRA(f *dto.MetricFamily, m *Metrics) {
+	var newest *dto.Metric
+	for _, mt := range f.GetMetric() {
+		if newest == nil || value(mt) > value(newest) {
+			newest = mt
+		}
+	}
+	if newest == nil {
+		return
+	}
+	for _, l := range newest.GetLabel() {
+		switch l.GetName() {
+		case "running_lora_adapters":
+			m.RunningAdapters = splitAdapters(l.GetValue())
+		case "waiting_lora_adapters":
+			m.WaitingAdapters = splitAdapters(l.GetValue())
+		case "max_lora":
+			if n, err := strconv.Atoi(l.GetValue()); err == nil && n > 0 {
+				m.MaxLoRA = n
+			}
+		}
+	}
+}
+
+func splitAdapters(s string) []string {
+	if s == "" {
+		return nil
+	}
+	out := strings.Split(s, ",")
+	for i := range out {
+		out[i] = strings.TrimSpace(out[i])
+	}
+	return out
 }
 
 // sum adds the series of the first present family: a server exposing one

@@ -1,0 +1,107 @@
+package endpoints_test
+
+import (
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+const loraMetrics = `# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting 1
+# TYPE vllm:lora_requests_info gauge
+vllm:lora_requests_info{max_lora="4",running_lora_adapters="a1,a2",waiting_lora_adapters=""} 1.7e9
+vllm:lora_requests_info{max_lora="4",running_lora_adapters="a3",waiting_lora_adapters="a4"} 1.8e9
+vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 1.6e9
+`
+
+func TestParseLoRANewestSeries(t *testing.T) {
+	m, err := endpoints.ParseEngine(strings.NewReader(loraMetrics), "vllm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MaxLoRA != 4 || !slices.Equal(m.RunningAdapters, []string{"a3"}) || !slices.Equal(m.WaitingAdapters, []string{"a4"}) {
+		t.Fatalf("%+v", m)
+	}
+	m, _ = endpoints.ParseEngine(strings.NewReader("vllm:num_requests_waiting 1\n"), "vllm")
+	if m.MaxLoRA != 0 || m.RunningAdapters != nil {
+		t.Fatalf("no LoRA info: %+v", m)
+	}
+}
+
+func TestSinceScrape(t *testing.T) {
+	e := endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"})
+	e.Acquire()
+	e.Acquire()
+	e.Release()
+	if e.SinceScrape() != 2 || e.InFlight() != 1 {
+		t.Fatalf("since %d inflight %d", e.SinceScrape(), e.InFlight())
+	}
+	e.SetMetrics(&endpoints.Metrics{At: time.Now()})
+	if e.SinceScrape() != 0 || e.InFlight() != 1 {
+		t.Fatal("a scrape resets the since-scrape count only")
+	}
+	if e.Hash == 0 || e.Hash != endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"}).Hash {
+		t.Fatal("hash must be stable per address")
+	}
+}
+
+func TestEjectionBackoff(t *testing.T) {
+	now := time.Unix(1000, 0)
+	e := endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"})
+	e.ReportResult(false, now)
+	e.ReportResult(false, now)
+	if e.Ejected(now) {
+		t.Fatal("two failures must not eject")
+	}
+	e.ReportResult(false, now)
+	if !e.Ejected(now) || e.Ejected(now.Add(300*time.Millisecond)) {
+		t.Fatal("third failure ejects for 250ms")
+	}
+	e.ReportResult(false, now)
+	if !e.Ejected(now.Add(400 * time.Millisecond)) {
+		t.Fatal("backoff must double")
+	}
+	for range 20 {
+		e.ReportResult(false, now)
+	}
+	if e.Ejected(now.Add(11 * time.Second)) {
+		t.Fatal("backoff is capped at 10s")
+	}
+	e.ReportResult(true, now)
+	e.ReportResult(false, now.Add(time.Minute))
+	if e.Ejected(now.Add(time.Minute)) {
+		t.Fatal("a success resets the failure count")
+	}
+}
+
+// TestScrapeRateIndependentOfProxies runs 1 and 4 registries (proxies)
+// against one server with Proxies set accordingly: the server's total
+// scrape count must not grow with the proxy count.
+func TestScrapeRateIndependentOfProxies(t *testing.T) {
+	rate := func(n int) int64 {
+		var waiting, hits atomic.Int64
+		srv := metricsServer(t, &waiting, &hits)
+		addr := strings.TrimPrefix(srv.URL, "http://")
+		for range n {
+			reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Interval: 20 * time.Millisecond, Proxies: n})
+			reg.Sync([]endpoints.Spec{{Address: addr, MetricsAddress: addr, Scrape: true}})
+			defer reg.Close()
+			if reg.Interval() != time.Duration(n)*20*time.Millisecond {
+				t.Fatalf("interval %v", reg.Interval())
+			}
+		}
+		time.Sleep(400 * time.Millisecond)
+		return hits.Load()
+	}
+	one, four := rate(1), rate(4)
+	// 400ms/20ms ≈ 20 scrapes either way; allow the first immediate scrape
+	// of each proxy and jitter.
+	if four > 2*one {
+		t.Fatalf("4 proxies scraped %d times, 1 proxy %d", four, one)
+	}
+}
