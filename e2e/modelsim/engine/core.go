@@ -146,7 +146,9 @@ func (c *Core) Config() Config { return c.cfg }
 // prepare tokenizes r and checks it can ever run.
 func (c *Core) prepare(r *Request) error {
 	r.promptLen = max(NumTokens(len(r.Prompt)), 1)
-	need := r.promptLen + r.MaxTokens
+	// Admission reserves room for prompt + 1 token even for prefill-only
+	// requests, so that is the minimum that must fit.
+	need := r.promptLen + max(r.MaxTokens, 1)
 	if need > c.cfg.MaxModelLen {
 		return &TooLongError{Tokens: need, Limit: c.cfg.MaxModelLen}
 	}

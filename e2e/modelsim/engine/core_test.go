@@ -274,3 +274,17 @@ func TestTooLongRejected(t *testing.T) {
 		t.Fatal("want TooLongError")
 	}
 }
+
+// A prefill-only request (embeddings) as large as the whole KV cache must be
+// rejected up front rather than wait forever for room it can never get.
+func TestPrefillOnlyRequestThatCannotFitIsRejected(t *testing.T) {
+	c := NewCore(Config{KVBlocks: 4, MaxModelLen: 1 << 20})
+	if err := c.Add(req(text("x", 4*64), 0, 0)); err == nil {
+		t.Fatal("64 tokens + 1 cannot fit in 4 blocks of 16: want TooLongError")
+	}
+	ok := req(text("y", 4*63), 0, 0)
+	simRun(t, c, []*Request{ok}, nil)
+	if !ok.finished {
+		t.Fatal("63-token prefill-only request did not finish")
+	}
+}
