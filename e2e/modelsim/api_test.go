@@ -351,3 +351,32 @@ func TestStartupDelayAndFleetAddressing(t *testing.T) {
 		t.Errorf("available again: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestFleetStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := StartFleet(ctx, FleetConfig{Config: Config{TimeScale: testScale}, Listen: []string{"127.0.0.1:0", "127.0.0.1:0"}, NamePrefix: "pod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	if f.ByName("pod-1") != f.Replica(1) || len(f.Stats()) != 2 {
+		t.Fatal("names or stats per replica")
+	}
+	resp, _ := post(t, f.Replica(1).URL()+"/v1/completions", `{"model":"`+testModel+`","prompt":"x","max_tokens":2}`)
+	if resp.Header.Get(ReplicaHeader) != "pod-1" {
+		t.Errorf("replica header %q", resp.Header.Get(ReplicaHeader))
+	}
+	cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(f.Replica(0).URL() + "/health")
+		if err != nil {
+			break // listener closed
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("fleet still serving after its context ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

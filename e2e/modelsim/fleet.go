@@ -166,6 +166,15 @@ func (f *Fleet) URLs() []string {
 	return out
 }
 
+// Stats returns every replica's stats, in replica order.
+func (f *Fleet) Stats() []ReplicaStats {
+	out := make([]ReplicaStats, len(f.replicas))
+	for i, r := range f.replicas {
+		out[i] = r.Stats()
+	}
+	return out
+}
+
 // ByName finds a replica by the name it reports in ReplicaHeader.
 func (f *Fleet) ByName(name string) *Replica {
 	for _, r := range f.replicas {
