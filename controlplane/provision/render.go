@@ -1,0 +1,282 @@
+// Package provision runs the proxies of each Gateway of our GatewayClass:
+// for Gateway ns/name it keeps a ServiceAccount, Deployment, Service,
+// HorizontalPodAutoscaler and PodDisruptionBudget in the Gateway's
+// namespace, owned by the Gateway and sized from parameters (see
+// params.go), and writes the Service's address to Gateway.status.addresses.
+//
+// Render is pure (golden-tested); Provisioner applies its output with
+// server-side apply and deletes what is no longer wanted.
+package provision
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// Labels on every provisioned object. The selector uses only LabelName and
+// LabelGateway, so labels from spec.infrastructure can change freely.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelComponent = "app.kubernetes.io/component"
+	// LabelGateway is Gateway API's label for objects generated for a
+	// Gateway (GEP-1762).
+	LabelGateway = "gateway.networking.k8s.io/gateway-name"
+
+	nameValue      = "infergate-proxy"
+	managedByValue = "infergate"
+)
+
+// Proxy process settings the rendered Deployment relies on.
+const (
+	// drainSeconds is the proxy's default --drain-timeout; the pod gets
+	// that plus a margin before SIGKILL.
+	drainSeconds = 30
+	// unprivilegedPortSysctl lets a non-root proxy bind listener ports
+	// below 1024 (a "safe" sysctl, allowed by the restricted policy).
+	unprivilegedPortSysctl = "net.ipv4.ip_unprivileged_port_start"
+)
+
+// RenderOptions are the control-plane settings that go into every Gateway's
+// objects.
+type RenderOptions struct {
+	// XDSAddress is the control plane's address as proxies dial it
+	// (the chart's Service, host:port).
+	XDSAddress string
+}
+
+// Objects are what one Gateway gets. HPA is nil when autoscaling is off.
+type Objects struct {
+	ServiceAccount *corev1.ServiceAccount
+	Deployment     *appsv1.Deployment
+	Service        *corev1.Service
+	HPA            *autoscalingv2.HorizontalPodAutoscaler
+	PDB            *policyv1.PodDisruptionBudget
+}
+
+// List returns the objects in apply order (the ServiceAccount before the
+// pods that use it).
+func (o *Objects) List() []runtime.Object {
+	out := []runtime.Object{o.ServiceAccount, o.Deployment, o.Service}
+	if o.HPA != nil {
+		out = append(out, o.HPA)
+	}
+	return append(out, o.PDB)
+}
+
+// ObjectName is the name of every object provisioned for gw:
+// <gateway>-<class>, as GEP-1762 suggests, shortened with a hash when it
+// would exceed a DNS label.
+func ObjectName(gatewayName, className string) string {
+	name := gatewayName + "-" + className
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:52] + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+// SelectorLabels select the proxy pods of the Gateway named gatewayName.
+func SelectorLabels(gatewayName string) map[string]string {
+	return map[string]string{LabelName: nameValue, LabelGateway: gatewayName}
+}
+
+// Render returns the objects for gw of class with params p. It is pure: the
+// same inputs give the same objects.
+func Render(gw *gwapiv1.Gateway, class *gwapiv1.GatewayClass, p Params, opts RenderOptions) (*Objects, error) {
+	if len(gw.Spec.Listeners) == 0 {
+		return nil, fmt.Errorf("gateway %s/%s has no listeners", gw.Namespace, gw.Name)
+	}
+	name := ObjectName(gw.Name, class.Name)
+	labels, annotations := map[string]string{}, map[string]string{}
+	if inf := gw.Spec.Infrastructure; inf != nil {
+		for k, v := range inf.Labels {
+			labels[string(k)] = string(v)
+		}
+		for k, v := range inf.Annotations {
+			annotations[string(k)] = string(v)
+		}
+	}
+	// Ours win over spec.infrastructure: the selector depends on them.
+	maps.Copy(labels, SelectorLabels(gw.Name))
+	labels[LabelManagedBy] = managedByValue
+	labels[LabelComponent] = "proxy"
+	if len(annotations) == 0 {
+		annotations = nil
+	}
+	meta := func() metav1.ObjectMeta {
+		return metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   gw.Namespace,
+			Labels:      maps.Clone(labels),
+			Annotations: maps.Clone(annotations),
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion:         gwapiv1.GroupVersion.String(),
+				Kind:               "Gateway",
+				Name:               gw.Name,
+				UID:                gw.UID,
+				Controller:         new(true),
+				BlockOwnerDeletion: new(true),
+			}},
+		}
+	}
+	ports := listenerPorts(gw)
+	o := &Objects{
+		ServiceAccount: &corev1.ServiceAccount{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+			ObjectMeta: meta(),
+			// The proxy does not call the API server; the xDS token it will
+			// present is mounted as its own projected volume.
+			AutomountServiceAccountToken: new(false),
+		},
+		Deployment: renderDeployment(meta(), gw, p, opts, ports),
+		Service:    renderService(meta(), gw, p, ports),
+		PDB: &policyv1.PodDisruptionBudget{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
+			ObjectMeta: meta(),
+			Spec: policyv1.PodDisruptionBudgetSpec{
+				// maxUnavailable (not minAvailable) so a single replica can
+				// still be drained from its node.
+				MaxUnavailable: new(intstr.FromInt32(1)),
+				Selector:       &metav1.LabelSelector{MatchLabels: SelectorLabels(gw.Name)},
+			},
+		},
+	}
+	if p.Autoscaling {
+		o.HPA = &autoscalingv2.HorizontalPodAutoscaler{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
+			ObjectMeta: meta(),
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+				MinReplicas:    new(p.Replicas),
+				MaxReplicas:    p.MaxReplicas,
+				Metrics: []autoscalingv2.MetricSpec{{
+					Type: autoscalingv2.ResourceMetricSourceType,
+					Resource: &autoscalingv2.ResourceMetricSource{
+						Name: corev1.ResourceCPU,
+						Target: autoscalingv2.MetricTarget{
+							Type:               autoscalingv2.UtilizationMetricType,
+							AverageUtilization: new(p.CPUTarget),
+						},
+					},
+				}},
+			},
+		}
+	}
+	return o, nil
+}
+
+// listenerPorts are the Gateway's distinct listener ports, ascending.
+func listenerPorts(gw *gwapiv1.Gateway) []int32 {
+	var ports []int32
+	for _, l := range gw.Spec.Listeners {
+		if !slices.Contains(ports, l.Port) {
+			ports = append(ports, l.Port)
+		}
+	}
+	slices.Sort(ports)
+	return ports
+}
+
+func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opts RenderOptions, ports []int32) *appsv1.Deployment {
+	var containerPorts []corev1.ContainerPort
+	for _, port := range ports {
+		containerPorts = append(containerPorts, corev1.ContainerPort{ContainerPort: port, Protocol: corev1.ProtocolTCP})
+	}
+	podSec := &corev1.PodSecurityContext{
+		RunAsNonRoot:   new(true),
+		RunAsUser:      new(int64(65532)),
+		RunAsGroup:     new(int64(65532)),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if ports[0] < 1024 {
+		podSec.Sysctls = []corev1.Sysctl{{Name: unprivilegedPortSysctl, Value: "0"}}
+	}
+	fieldEnv := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	podLabels := maps.Clone(meta.Labels)
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: meta,
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(p.Replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: SelectorLabels(gw.Name)},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: maps.Clone(meta.Annotations)},
+				Spec: corev1.PodSpec{
+					ServiceAccountName:            meta.Name,
+					AutomountServiceAccountToken:  new(false),
+					TerminationGracePeriodSeconds: new(int64(drainSeconds + 15)),
+					SecurityContext:               podSec,
+					Containers: []corev1.Container{{
+						Name:  "proxy",
+						Image: p.Image,
+						Args: []string{
+							"--gateway=" + gw.Namespace + "/" + gw.Name,
+							"--xds-address=" + opts.XDSAddress,
+							"--listen-address=0.0.0.0",
+							"--log-format=json",
+						},
+						Env:       []corev1.EnvVar{fieldEnv("POD_NAMESPACE", "metadata.namespace"), fieldEnv("POD_NAME", "metadata.name")},
+						Ports:     containerPorts,
+						Resources: p.Resources,
+						// The proxy binds its listeners only after its first
+						// complete snapshot and closes them when draining, so
+						// an open listener port is exactly "ready"; the admin
+						// /ready endpoint stays on loopback.
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(ports[0])}},
+							PeriodSeconds: 2,
+						},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: new(false),
+							ReadOnlyRootFilesystem:   new(true),
+							RunAsNonRoot:             new(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew:           1,
+						TopologyKey:       "kubernetes.io/hostname",
+						WhenUnsatisfiable: corev1.ScheduleAnyway,
+						LabelSelector:     &metav1.LabelSelector{MatchLabels: SelectorLabels(gw.Name)},
+					}},
+				},
+			},
+		},
+	}
+}
+
+func renderService(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, ports []int32) *corev1.Service {
+	var sp []corev1.ServicePort
+	for _, port := range ports {
+		sp = append(sp, corev1.ServicePort{
+			Name:       fmt.Sprintf("tcp-%d", port),
+			Port:       port,
+			TargetPort: intstr.FromInt32(port),
+			Protocol:   corev1.ProtocolTCP,
+		})
+	}
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: meta,
+		Spec: corev1.ServiceSpec{
+			Type:     p.ServiceType,
+			Selector: SelectorLabels(gw.Name),
+			Ports:    sp,
+		},
+	}
+}

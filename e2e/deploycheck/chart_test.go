@@ -1,0 +1,259 @@
+package deploycheck_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/infergate/infergate/e2e/cluster"
+	"github.com/infergate/infergate/e2e/deploycheck"
+)
+
+const (
+	chartDir  = "../../deploy/helm/infergate"
+	namespace = "infergate-system"
+)
+
+// TestCRDsUpToDate fails when the chart's committed CRDs differ from the
+// module cache's at the pinned versions (run `make crds`).
+func TestCRDsUpToDate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stale, err := deploycheck.StaleCRDs(ctx, filepath.Join(chartDir, "crds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stale) > 0 {
+		t.Fatalf("chart CRDs are stale: %v; run 'make crds' and commit", stale)
+	}
+}
+
+// TestChart lints and renders the chart with the pinned helm (default values
+// and a variant), checks what matters in the output, and applies every
+// rendered object to a real kube-apiserver as a server-side dry run.
+func TestChart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("deploycheck: needs helm (built from the module proxy) and a kube-apiserver")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	helm, err := deploycheck.Helm(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("helm %s at %s (%s)", deploycheck.HelmVersion, helm, time.Since(start).Round(time.Millisecond))
+	home := t.TempDir()
+
+	if _, err := deploycheck.RunHelm(ctx, helm, home, "lint", "--strict", chartDir); err != nil {
+		t.Fatal(err)
+	}
+	variant := filepath.Join("testdata", "values-variant.yaml")
+	if _, err := deploycheck.RunHelm(ctx, helm, home, "lint", "--strict", "-f", variant, chartDir); err != nil {
+		t.Fatal(err)
+	}
+	render := func(extra ...string) []*unstructured.Unstructured {
+		args := append([]string{"template", "ig", chartDir, "--namespace", namespace, "--include-crds"}, extra...)
+		out, err := deploycheck.RunHelm(ctx, helm, home, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := decodeAll(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return objs
+	}
+	defaults := render()
+	variantObjs := render("-f", variant)
+	checkDefaults(t, defaults)
+	checkVariant(t, variantObjs)
+
+	c := cluster.StartT(t, cluster.Options{})
+	if err := c.CreateNamespace(ctx, namespace); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	for name, objs := range map[string][]*unstructured.Unstructured{"default": defaults, "variant": variantObjs} {
+		for _, o := range objs {
+			gvk := o.GroupVersionKind()
+			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				t.Errorf("%s: %s %s: %v", name, gvk, o.GetName(), err)
+				continue
+			}
+			data, err := json.Marshal(o.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ri := c.Dynamic.Resource(m.Resource)
+			var patchErr error
+			if m.Scope.Name() == "namespace" {
+				if o.GetNamespace() != namespace {
+					t.Errorf("%s: %s %s is in namespace %q, want the release namespace", name, gvk.Kind, o.GetName(), o.GetNamespace())
+				}
+				_, patchErr = ri.Namespace(o.GetNamespace()).Patch(ctx, o.GetName(), types.ApplyPatchType, data,
+					metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: "deploycheck", Force: new(true)})
+			} else {
+				_, patchErr = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data,
+					metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: "deploycheck", Force: new(true)})
+			}
+			if patchErr != nil {
+				t.Errorf("%s: server-side dry-run apply of %s %s: %v", name, gvk.Kind, o.GetName(), patchErr)
+			}
+		}
+		t.Logf("%s values: %d objects pass server-side dry-run apply", name, len(objs))
+	}
+}
+
+func decodeAll(raw []byte) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(m) == 0 {
+			continue
+		}
+		out = append(out, &unstructured.Unstructured{Object: m})
+	}
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && (name == "" || o.GetName() == name) {
+			return o
+		}
+	}
+	return nil
+}
+
+func containerArgs(t *testing.T, d *unstructured.Unstructured) []string {
+	t.Helper()
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if len(cs) != 1 {
+		t.Fatalf("deployment %s: %d containers", d.GetName(), len(cs))
+	}
+	args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+	return args
+}
+
+func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	var crds int
+	for _, o := range objs {
+		if o.GetKind() == "CustomResourceDefinition" {
+			crds++
+		}
+	}
+	if crds != 9 {
+		t.Errorf("rendered %d CRDs, want 9", crds)
+	}
+	d := find(objs, "Deployment", "ig-infergate-controlplane")
+	if d == nil {
+		t.Fatal("no control-plane Deployment")
+	}
+	if r, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas"); r != 2 {
+		t.Errorf("replicas = %d, want 2", r)
+	}
+	args := containerArgs(t, d)
+	for _, want := range []string{
+		"--xds-address=0.0.0.0:18000", "--leader-elect=true", "--leader-election-namespace=" + namespace,
+		"--controller-name=infergate.dev/gateway-controller", "--log-format=json",
+		"--proxy-xds-address=ig-infergate-controlplane." + namespace + ".svc:18000",
+	} {
+		if !slices.Contains(args, want) {
+			t.Errorf("control-plane args %v lack %s", args, want)
+		}
+	}
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	sc, _, _ := unstructured.NestedMap(cs[0].(map[string]any), "securityContext")
+	if sc["readOnlyRootFilesystem"] != true || sc["runAsNonRoot"] != true || sc["allowPrivilegeEscalation"] != false {
+		t.Errorf("container securityContext = %v", sc)
+	}
+	for _, kind := range []string{"Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PodDisruptionBudget", "GatewayClass"} {
+		if find(objs, kind, "") == nil {
+			t.Errorf("no %s rendered", kind)
+		}
+	}
+	if find(objs, "ClusterRole", "ig-infergate-controlplane-provision") == nil {
+		t.Error("no provisioning ClusterRole")
+	}
+	// Least privilege: nothing may write secrets, and no wildcards.
+	for _, o := range objs {
+		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			rm := r.(map[string]any)
+			res, _, _ := unstructured.NestedStringSlice(rm, "resources")
+			verbs, _, _ := unstructured.NestedStringSlice(rm, "verbs")
+			if slices.Contains(res, "*") || slices.Contains(verbs, "*") {
+				t.Errorf("%s %s has a wildcard rule %v", o.GetKind(), o.GetName(), rm)
+			}
+			if slices.Contains(res, "secrets") && slices.ContainsFunc(verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
+				t.Errorf("%s %s may write secrets: %v", o.GetKind(), o.GetName(), rm)
+			}
+		}
+	}
+}
+
+func checkVariant(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	d := find(objs, "Deployment", "gw-controlplane")
+	if d == nil {
+		t.Fatal("no control-plane Deployment named from fullnameOverride")
+	}
+	args := containerArgs(t, d)
+	for _, want := range []string{"--leader-elect=false", "--provision-proxies=false", "--log-level=debug", "--debounce=50ms",
+		"--proxy-image=registry.example.com/infergate/proxy:dev"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("variant args %v lack %s", args, want)
+		}
+	}
+	if find(objs, "PodDisruptionBudget", "") != nil {
+		t.Error("a PodDisruptionBudget for a single replica blocks node drains")
+	}
+	if find(objs, "ClusterRole", "gw-controlplane-provision") != nil {
+		t.Error("provisioning RBAC rendered with proxy.provision=false")
+	}
+	gc := find(objs, "GatewayClass", "infergate-dev")
+	if gc == nil {
+		t.Fatal("no GatewayClass infergate-dev")
+	}
+	if ref, _, _ := unstructured.NestedString(gc.Object, "spec", "parametersRef", "name"); ref != "gw-proxy-parameters" {
+		t.Errorf("GatewayClass parametersRef name = %q", ref)
+	}
+	cm := find(objs, "ConfigMap", "gw-proxy-parameters")
+	if cm == nil {
+		t.Fatal("no parameters ConfigMap")
+	}
+	if v, _, _ := unstructured.NestedString(cm.Object, "data", "replicas"); strings.TrimSpace(v) != "3" {
+		t.Errorf("parameters replicas = %q", v)
+	}
+}
