@@ -47,7 +47,7 @@ func main() {
 	flag.StringVar(&o.pod, "pod", podFromEnv(), "namespace/name of this proxy's pod, shown by `infergatectl proxies` (default from POD_NAMESPACE/POD_NAME)")
 	flag.StringVar(&o.listenAddress, "listen-address", "0.0.0.0", "IP the Gateway's listeners bind to")
 	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /xds); keep it on loopback")
-	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 8 MiB); larger bodies get 413")
+	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 16 MiB); larger bodies get 413")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests and streams may take to finish")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
