@@ -50,9 +50,13 @@ k8s-bins:
 	@cd e2e && go run ./cluster/cmd/k8sbin > $(CURDIR)/.cache/kubebuilder-assets
 	@echo "kube-apiserver + etcd: $$(cat $(CURDIR)/.cache/kubebuilder-assets)"
 
+# Micro-benchmarks: translation (1k routes), xDS fan-out to 10/100 proxies,
+# the proxy's request path and router, picking, and the simulator's own cost.
 bench:
-	cd controlplane && go test -run '^$$' -bench . -benchmem ./...
+	cd controlplane && go test -run '^$$' -bench . -benchmem ./translate ./snapshot
+	cd controlplane && go test -run '^$$' -bench Fanout -benchtime 30x ./xds
 	cd dataplane && go test -run '^$$' -bench . -benchmem ./...
+	cd e2e && go test -run '^$$' -bench FleetStreamingCPU -benchtime 2x ./modelsim
 
 # Pinned code generators, built from the Go module proxy into bin/.
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
