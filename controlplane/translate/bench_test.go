@@ -11,6 +11,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/translate"
 )
 
@@ -119,5 +120,17 @@ func BenchmarkTranslate1kRoutes(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		translate.Translate(in, translate.Options{})
+	}
+}
+
+// BenchmarkTranslateAndBuild1kRoutes adds what follows translation on every
+// change: hashing every resource into versioned snapshot sets.
+func BenchmarkTranslateAndBuild1kRoutes(b *testing.B) {
+	in := benchInputs(1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := snapshot.BuildAll(translate.Translate(in, translate.Options{})); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
