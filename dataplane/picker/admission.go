@@ -1,0 +1,63 @@
+package picker
+
+import (
+	"errors"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// ErrShed means the pool is saturated and the request is sheddable (HTTP
+// 429 with an OpenAI error body).
+var ErrShed = errors.New("pool saturated: sheddable request shed")
+
+// Saturation thresholds of the reference rule: a pod is full when its
+// waiting queue reaches QueueThreshold or its KV cache KVThreshold.
+const (
+	QueueThreshold = 5
+	KVThreshold    = 0.8
+)
+
+// Saturation is the pool's saturation: the mean over endpoints of
+// max(waiting/QueueThreshold, kv/KVThreshold), where an endpoint without
+// fresh metrics counts 1. The pool is saturated at ≥ 1. Waiting includes
+// the requests this proxy sent since the last scrape.
+func Saturation(cands []*endpoints.Endpoint, now time.Time) float64 {
+	if len(cands) == 0 {
+		return 1
+	}
+	var sum float64
+	for _, e := range cands {
+		m, fresh := e.Fresh(now, e.StaleAfter())
+		if !fresh {
+			sum++
+			continue
+		}
+		q := (m.Waiting + float64(e.SinceScrape())) / QueueThreshold
+		sum += max(q, m.KVCacheUsage/KVThreshold)
+	}
+	return sum / float64(len(cands))
+}
+
+func (c *Cycle) saturation() float64 {
+	if len(c.Candidates) == 0 {
+		return 1
+	}
+	var sum float64
+	for i := range c.Candidates {
+		cd := &c.Candidates[i]
+		if !cd.Fresh {
+			sum++
+			continue
+		}
+		sum += max(cd.Queue/QueueThreshold, cd.Metrics.KVCacheUsage/KVThreshold)
+	}
+	return sum / float64(len(c.Candidates))
+}
+
+// Shed reports whether a request of the given priority is refused at the
+// given saturation: only sheddable requests (priority < 0), only when
+// saturated. Critical (> 0) and Standard (0) requests are never shed.
+func Shed(priority int32, saturation float64) bool {
+	return priority < 0 && saturation >= 1
+}

@@ -1,0 +1,139 @@
+package picker
+
+import (
+	"sync"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// Candidate is one endpoint as a scheduling cycle sees it.
+type Candidate struct {
+	Endpoint *endpoints.Endpoint
+	// Metrics is the latest scrape (nil before the first one).
+	Metrics *endpoints.Metrics
+	// Fresh is true when Metrics is younger than the endpoint's staleness
+	// bound. Scorers treat stale endpoints as unknown-and-busy.
+	Fresh bool
+	// Queue is the estimated waiting queue: the scraped queue plus the
+	// requests this proxy sent since that scrape; for stale endpoints (when
+	// no endpoint is fresh) the proxy's own in-flight count.
+	Queue float64
+	// Load is Queue plus the scraped running requests: what bounded-load
+	// affinity compares to the pool's mean.
+	Load float64
+}
+
+// Cycle is the state of one pick, shared by its filters and scorers. It is
+// pooled: plugins must not keep it or its slices after returning.
+type Cycle struct {
+	Req *Request
+	Now time.Time
+	// Candidates left after filtering.
+	Candidates []Candidate
+	// AnyFresh reports whether at least one candidate has fresh metrics.
+	AnyFresh bool
+	// MeanLoad is the mean Load over Candidates.
+	MeanLoad float64
+
+	// Prompt prefix keys, computed once when a scorer asks (PrefixKeys).
+	keys     []prefixKey
+	blocks   int
+	hashed   bool
+	scores   []float64
+	total    []float64
+	prefixOf map[*endpoints.Endpoint]int32
+}
+
+var cyclePool = sync.Pool{New: func() any {
+	return &Cycle{
+		keys:     make([]prefixKey, 0, 16),
+		prefixOf: make(map[*endpoints.Endpoint]int32, 8),
+	}
+}}
+
+func getCycle(req *Request, now time.Time, n int) *Cycle {
+	c := cyclePool.Get().(*Cycle)
+	c.Req, c.Now = req, now
+	if cap(c.Candidates) < n {
+		c.Candidates = make([]Candidate, 0, n)
+		c.scores = make([]float64, n)
+		c.total = make([]float64, n)
+	}
+	c.Candidates = c.Candidates[:0]
+	c.AnyFresh, c.MeanLoad = false, 0
+	c.keys, c.blocks, c.hashed = c.keys[:0], 0, false
+	clear(c.prefixOf)
+	return c
+}
+
+func putCycle(c *Cycle) {
+	c.Req = nil
+	clear(c.Candidates[:cap(c.Candidates)]) // drop endpoint pointers
+	cyclePool.Put(c)
+}
+
+// Model is the model the request goes to (after rewrites).
+func (c *Cycle) Model() string {
+	if c.Req.TargetModel != "" {
+		return c.Req.TargetModel
+	}
+	return c.Req.Model
+}
+
+// prefixKeys returns the request's prompt prefix keys and its number of
+// full blocks (see appendPrefixKeys).
+func (c *Cycle) prefixKeys() ([]prefixKey, int) {
+	if !c.hashed {
+		c.keys, c.blocks = appendPrefixKeys(c.keys[:0], c.Model(), c.Req.Body)
+		c.hashed = true
+	}
+	return c.keys, c.blocks
+}
+
+// load fills Candidates from cands: ejected endpoints are left out unless
+// every endpoint is ejected (serving on a maybe-bad endpoint beats refusing
+// everything), and each candidate's queue estimate is computed.
+func (c *Cycle) load(cands []*endpoints.Endpoint) {
+	for pass := 0; pass < 2 && len(c.Candidates) == 0; pass++ {
+		for _, e := range cands {
+			if pass == 0 && e.Ejected(c.Now) {
+				continue
+			}
+			m, fresh := e.Fresh(c.Now, e.StaleAfter())
+			c.Candidates = append(c.Candidates, Candidate{Endpoint: e, Metrics: m, Fresh: fresh})
+			c.AnyFresh = c.AnyFresh || fresh
+		}
+	}
+	var sum float64
+	var n int
+	for i := range c.Candidates {
+		cd := &c.Candidates[i]
+		switch {
+		case cd.Fresh:
+			cd.Queue = cd.Metrics.Waiting + float64(cd.Endpoint.SinceScrape())
+			cd.Load = cd.Queue + cd.Metrics.Running
+		case !c.AnyFresh:
+			// Nothing is known about any endpoint: own in-flight requests
+			// are the best signal left.
+			cd.Queue = float64(cd.Endpoint.InFlight())
+			cd.Load = cd.Queue
+		default:
+			continue
+		}
+		sum += cd.Load
+		n++
+	}
+	if n > 0 {
+		c.MeanLoad = sum / float64(n)
+	}
+	if c.AnyFresh {
+		// A stale endpoint's load is unknown; bounded-load affinity must
+		// not prefer it, so it counts as far above the mean.
+		for i := range c.Candidates {
+			if cd := &c.Candidates[i]; !cd.Fresh {
+				cd.Load = 2*c.MeanLoad + 1e6
+			}
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package picker
+
+import (
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// PrefixScorer scores how much of the request's prompt an endpoint is
+// expected to have in its prefix cache. Two sources, the larger wins:
+//
+//   - Rendezvous affinity, which every proxy computes identically without
+//     shared state: the prompt's leading blocks (up to AffinityBlocks) hash
+//     to a ranking of endpoints (highest-random-weight hashing over the
+//     endpoint's address hash), and the best-ranked endpoint whose load is
+//     within LoadFactor × the pool's mean (+1) gets 1. The load bound moves a
+//     hot prefix to its next-ranked endpoint — the same one on every proxy,
+//     because they all see the same scraped loads.
+//   - The proxy's own index of where it sent each prefix (block hash →
+//     endpoints, LRU-bounded): matched blocks / prompt blocks. It remembers
+//     spill-overs and deep prefixes (multi-turn chats) the rendezvous key
+//     does not cover.
+//
+// The index records block positions 1, 2, 4, …, 256 and the prompt's last
+// block rather than every block, so a pick does at most ~10 lookups however
+// long the prompt; a match is credited at the deepest recorded position.
+// AffinityBlocks is rounded down to a recorded position.
+type PrefixScorer struct {
+	// AffinityBlocks is how many leading blocks key the rendezvous ranking
+	// (default 32 ≈ 512 tokens: deep enough that prompts sharing only a
+	// generic preamble spread, short enough that a shared system prompt
+	// keys alone). Prompts shorter than one block get no affinity.
+	AffinityBlocks int
+	// LoadFactor bounds affinity: an endpoint loaded above LoadFactor ×
+	// mean + 1 is skipped (default 1.25).
+	LoadFactor float64
+
+	index *lru.Cache[uint64, entry]
+}
+
+// entry is the endpoints a block hash was last sent to, newest first.
+type entry [4]*endpoints.Endpoint
+
+// DefaultPrefixIndexSize is the number of block hashes a proxy remembers
+// per pool (the reference keeps ~31k per pod; with sparse positions this
+// covers far more prompts).
+const DefaultPrefixIndexSize = 64 << 10
+
+// NewPrefixScorer returns a prefix scorer with an index of size block
+// hashes (DefaultPrefixIndexSize when ≤ 0).
+func NewPrefixScorer(size int) *PrefixScorer {
+	if size <= 0 {
+		size = DefaultPrefixIndexSize
+	}
+	idx, err := lru.New[uint64, entry](size)
+	if err != nil {
+		panic(err) // only for size ≤ 0, excluded above
+	}
+	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, index: idx}
+}
+
+// Name implements Scorer.
+func (*PrefixScorer) Name() string { return "prefix-cache" }
+
+// Score implements Scorer.
+func (s *PrefixScorer) Score(c *Cycle, out []float64) {
+	keys, n := c.prefixKeys()
+	for i := range out[:len(c.Candidates)] {
+		out[i] = 0
+	}
+	if n == 0 {
+		return
+	}
+	// Own index: deepest position first, so each endpoint gets its longest
+	// match.
+	for i := len(keys) - 1; i >= 0; i-- {
+		e, ok := s.index.Peek(keys[i].Hash)
+		if !ok {
+			continue
+		}
+		for _, ep := range e {
+			if ep == nil {
+				break
+			}
+			if _, seen := c.prefixOf[ep]; !seen {
+				c.prefixOf[ep] = int32(keys[i].Blocks)
+			}
+		}
+	}
+	if len(c.prefixOf) > 0 {
+		for i := range c.Candidates {
+			if m, ok := c.prefixOf[c.Candidates[i].Endpoint]; ok {
+				out[i] = float64(m) / float64(n)
+			}
+		}
+	}
+	if best := s.affinity(c, keys); best >= 0 {
+		out[best] = 1
+	}
+}
+
+// affinity returns the index of the candidate the prompt's leading blocks
+// are bound to, or -1: the key is the deepest recorded prefix of at most
+// AffinityBlocks blocks.
+func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) int {
+	k := keys[0].Hash
+	for _, pk := range keys[1:] {
+		if pk.Blocks > s.AffinityBlocks {
+			break
+		}
+		k = pk.Hash
+	}
+	bound := s.LoadFactor*c.MeanLoad + 1
+	best, bestW := -1, uint64(0)
+	for i := range c.Candidates {
+		cd := &c.Candidates[i]
+		if cd.Load > bound {
+			continue
+		}
+		if w := mix(k ^ cd.Endpoint.Hash); best < 0 || w > bestW {
+			best, bestW = i, w
+		}
+	}
+	return best
+}
+
+// mix is a 64-bit finaliser (splitmix64): rendezvous weights must be
+// well spread even for related inputs.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// Record notes that the request's prompt went to ep (the scheduler calls it
+// after a pick).
+func (s *PrefixScorer) Record(c *Cycle, ep *endpoints.Endpoint) {
+	keys, _ := c.prefixKeys()
+	for _, k := range keys {
+		old, _ := s.index.Peek(k.Hash)
+		if old[0] == ep {
+			s.index.Get(k.Hash) // refresh recency only
+			continue
+		}
+		next := entry{ep}
+		j := 1
+		for _, o := range old {
+			if o != nil && o != ep && j < len(next) {
+				next[j] = o
+				j++
+			}
+		}
+		s.index.Add(k.Hash, next)
+	}
+}

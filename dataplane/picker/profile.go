@@ -1,0 +1,117 @@
+package picker
+
+import (
+	"fmt"
+	"strconv"
+
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+// Plugin names a PickerProfile may use (snapshot PluginRef.name). Users set
+// them on the InferencePool (see the control plane's translate package,
+// DefaultPickerProfile); a pool without a profile gets DefaultProfile.
+const (
+	PluginQueue   = "queue"
+	PluginRunning = "running"
+	PluginKVCache = "kv-cache"
+	PluginPrefix  = "prefix-cache"
+	PluginLoRA    = "lora"
+)
+
+// Default weights: the reference picker's queue 2, KV 2, prefix 3, plus
+// LoRA affinity 2, which is neutral (1 everywhere) for pools without
+// adapters, so it is on unless a profile names it with weight 0.
+const defaultLoRAWeight = 2
+
+// DefaultProfile is the profile of a pool that has none.
+func DefaultProfile() *snapshotv1.PickerProfile {
+	return &snapshotv1.PickerProfile{
+		Scorers: []*snapshotv1.PluginRef{
+			{Name: PluginQueue, Weight: 2},
+			{Name: PluginKVCache, Weight: 2},
+			{Name: PluginPrefix, Weight: 3},
+		},
+		ShedSheddable: true,
+	}
+}
+
+// FromProfile builds the scheduler of a pool's profile (nil: DefaultProfile).
+// Parameters per plugin:
+//
+//	queue, running  min-spread  (float, default 4): spread below which
+//	                            differences do not use the full [0,1] range
+//	prefix-cache    index-size  (int, default 65536) block hashes remembered
+//	                affinity-blocks (int, default 32), load-factor (float, 1.25)
+//
+// Filters are not configurable yet: ejected endpoints are always filtered
+// out. An unknown plugin name is an error, so a typo does not silently
+// route without it.
+func FromProfile(p *snapshotv1.PickerProfile) (*Scheduler, error) {
+	if p == nil {
+		p = DefaultProfile()
+	}
+	if len(p.GetFilters()) > 0 {
+		return nil, fmt.Errorf("picker filters %q: no configurable filters exist", p.GetFilters()[0].GetName())
+	}
+	var ws []WeightedScorer
+	hasLoRA := false
+	for _, ref := range p.GetScorers() {
+		sc, err := newScorer(ref)
+		if err != nil {
+			return nil, err
+		}
+		hasLoRA = hasLoRA || ref.GetName() == PluginLoRA
+		ws = append(ws, WeightedScorer{Scorer: sc, Weight: ref.GetWeight()})
+	}
+	if !hasLoRA {
+		ws = append(ws, WeightedScorer{Scorer: LoRAScorer{}, Weight: defaultLoRAWeight})
+	}
+	return NewScheduler(ws, p.GetShedSheddable()), nil
+}
+
+func newScorer(ref *snapshotv1.PluginRef) (Scorer, error) {
+	params := ref.GetParameters()
+	num := func(key string, def float64) (float64, error) {
+		v, ok := params[key]
+		if !ok {
+			return def, nil
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return 0, fmt.Errorf("scorer %s: parameter %s=%q: want a number ≥ 0", ref.GetName(), key, v)
+		}
+		return f, nil
+	}
+	if ref.GetWeight() < 0 {
+		return nil, fmt.Errorf("scorer %s: negative weight %v", ref.GetName(), ref.GetWeight())
+	}
+	switch ref.GetName() {
+	case PluginQueue:
+		s, err := num("min-spread", 4)
+		return QueueScorer{MinSpread: s}, err
+	case PluginRunning:
+		s, err := num("min-spread", 4)
+		return RunningScorer{MinSpread: s}, err
+	case PluginKVCache:
+		return KVCacheScorer{}, nil
+	case PluginLoRA:
+		return LoRAScorer{}, nil
+	case PluginPrefix:
+		size, err := num("index-size", DefaultPrefixIndexSize)
+		if err != nil {
+			return nil, err
+		}
+		p := NewPrefixScorer(int(size))
+		ab, err := num("affinity-blocks", float64(p.AffinityBlocks))
+		if err != nil {
+			return nil, err
+		}
+		lf, err := num("load-factor", p.LoadFactor)
+		if err != nil {
+			return nil, err
+		}
+		p.AffinityBlocks, p.LoadFactor = max(int(ab), 1), lf
+		return p, nil
+	}
+	return nil, fmt.Errorf("unknown scorer %q (want queue, running, kv-cache, prefix-cache or lora)", ref.GetName())
+}

@@ -1,0 +1,174 @@
+package picker
+
+import (
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// WeightedScorer is a scorer with its weight in the sum.
+type WeightedScorer struct {
+	Scorer Scorer
+	Weight float64
+}
+
+// Scheduler is the full picker: ejected endpoints are filtered out, the
+// sheddable requests of a saturated pool are refused, every candidate gets
+// the weighted sum of its scores, and the best wins (ties at random). It is
+// safe for concurrent use.
+type Scheduler struct {
+	scorers []WeightedScorer
+	prefix  *PrefixScorer // nil when the profile has no prefix scorer
+	// shed refuses sheddable requests when the pool is saturated.
+	shed bool
+	// now defaults to time.Now; tests set it.
+	now func() time.Time
+}
+
+// NewScheduler returns a scheduler with the given scorers (weights ≤ 0 are
+// dropped). shed enables load shedding of sheddable requests.
+func NewScheduler(scorers []WeightedScorer, shed bool) *Scheduler {
+	s := &Scheduler{shed: shed, now: time.Now}
+	for _, ws := range scorers {
+		if ws.Weight <= 0 || ws.Scorer == nil {
+			continue
+		}
+		s.scorers = append(s.scorers, ws)
+		if p, ok := ws.Scorer.(*PrefixScorer); ok {
+			s.prefix = p
+		}
+	}
+	return s
+}
+
+// Scorers returns the scheduler's scorers (for the admin API and tests).
+func (s *Scheduler) Scorers() []WeightedScorer { return slices.Clone(s.scorers) }
+
+// Sheds reports whether the scheduler sheds sheddable requests.
+func (s *Scheduler) Sheds() bool { return s.shed }
+
+// Pick implements Picker. It returns ErrNoEndpoint without candidates and
+// ErrShed for a sheddable request to a saturated pool.
+func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
+	if len(cands) == 0 {
+		return nil, ErrNoEndpoint
+	}
+	c := getCycle(req, s.now(), len(cands))
+	defer putCycle(c)
+	c.load(cands)
+	if s.shed && Shed(req.Priority, c.saturation()) {
+		return nil, ErrShed
+	}
+	s.score(c)
+	best := -1
+	var ties uint64
+	for i := range c.Candidates {
+		switch {
+		case best < 0 || c.total[i] > c.total[best]:
+			best, ties = i, 1
+		case c.total[i] == c.total[best]:
+			// Reservoir sampling: each tied candidate equally likely.
+			ties++
+			if rand.Uint64N(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	ep := c.Candidates[best].Endpoint
+	if s.prefix != nil {
+		s.prefix.Record(c, ep)
+	}
+	return ep, nil
+}
+
+func (s *Scheduler) score(c *Cycle) {
+	n := len(c.Candidates)
+	total, scores := c.total[:n], c.scores[:n]
+	clear(total)
+	for _, ws := range s.scorers {
+		ws.Scorer.Score(c, scores)
+		for i, v := range scores {
+			total[i] += ws.Weight * v
+		}
+	}
+}
+
+// Rank returns the candidates ordered best first (ties in random order),
+// appended to dst: the first is what Pick would choose, the rest are the
+// fallbacks for retries. Unlike Pick it records nothing in the prefix
+// index; call Picked with the endpoint finally used. It returns ErrShed
+// like Pick.
+func (s *Scheduler) Rank(req *Request, cands []*endpoints.Endpoint, dst []*endpoints.Endpoint) ([]*endpoints.Endpoint, error) {
+	if len(cands) == 0 {
+		return dst, ErrNoEndpoint
+	}
+	c := getCycle(req, s.now(), len(cands))
+	defer putCycle(c)
+	c.load(cands)
+	if s.shed && Shed(req.Priority, c.saturation()) {
+		return dst, ErrShed
+	}
+	s.score(c)
+	// Shuffle first so the stable sort leaves ties in random order.
+	rand.Shuffle(len(c.Candidates), func(i, j int) {
+		c.Candidates[i], c.Candidates[j] = c.Candidates[j], c.Candidates[i]
+		c.total[i], c.total[j] = c.total[j], c.total[i]
+	})
+	order := make([]int, len(c.Candidates))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case c.total[a] > c.total[b]:
+			return -1
+		case c.total[a] < c.total[b]:
+			return 1
+		}
+		return 0
+	})
+	for _, i := range order {
+		dst = append(dst, c.Candidates[i].Endpoint)
+	}
+	return dst, nil
+}
+
+// Picked records that req was finally served by ep (after Rank and
+// retries), so later requests sharing its prefix follow it.
+func (s *Scheduler) Picked(req *Request, ep *endpoints.Endpoint) {
+	if s.prefix == nil {
+		return
+	}
+	c := getCycle(req, s.now(), 0)
+	defer putCycle(c)
+	s.prefix.Record(c, ep)
+}
+
+// Done is the feedback the server gives after each attempt to an
+// endpoint: ok is false for connect errors and 5xx answers, which eject
+// the endpoint with backoff after repeated failures.
+func (s *Scheduler) Done(ep *endpoints.Endpoint, ok bool) {
+	ep.ReportResult(ok, s.now())
+}
+
+// Ranker is implemented by pickers that can order all candidates for
+// retries (Scheduler).
+type Ranker interface {
+	Rank(req *Request, cands []*endpoints.Endpoint, dst []*endpoints.Endpoint) ([]*endpoints.Endpoint, error)
+	Picked(req *Request, ep *endpoints.Endpoint)
+}
+
+// Feedback is implemented by pickers that learn from outcomes: the server
+// calls Done after every attempt to an endpoint with ok = false for
+// connect errors and 5xx responses.
+type Feedback interface {
+	Done(ep *endpoints.Endpoint, ok bool)
+}
+
+var (
+	_ Picker   = (*Scheduler)(nil)
+	_ Ranker   = (*Scheduler)(nil)
+	_ Feedback = (*Scheduler)(nil)
+)

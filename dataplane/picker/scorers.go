@@ -1,0 +1,134 @@
+package picker
+
+import (
+	"math"
+	"slices"
+)
+
+// Scorer rates every candidate of a cycle in [0, 1] (higher is better),
+// writing out[i] for c.Candidates[i].
+type Scorer interface {
+	Name() string
+	Score(c *Cycle, out []float64)
+}
+
+// QueueScorer prefers short waiting queues (scraped queue plus this proxy's
+// requests since the scrape), min-max normalised over the candidates. The
+// spread is at least MinSpread requests, so that a difference of one queued
+// request among otherwise idle servers does not swing the score from 0 to 1
+// and override cache affinity. Stale endpoints score 0.
+type QueueScorer struct{ MinSpread float64 }
+
+// Name implements Scorer.
+func (QueueScorer) Name() string { return "queue" }
+
+// Score implements Scorer.
+func (s QueueScorer) Score(c *Cycle, out []float64) {
+	for i := range c.Candidates {
+		out[i] = c.Candidates[i].Queue
+	}
+	normalize(c, out, s.MinSpread)
+}
+
+// RunningScorer prefers endpoints decoding fewer requests, min-max
+// normalised like QueueScorer.
+type RunningScorer struct{ MinSpread float64 }
+
+// Name implements Scorer.
+func (RunningScorer) Name() string { return "running" }
+
+// Score implements Scorer.
+func (s RunningScorer) Score(c *Cycle, out []float64) {
+	for i := range c.Candidates {
+		cd := &c.Candidates[i]
+		if cd.Fresh {
+			out[i] = cd.Metrics.Running
+		} else {
+			out[i] = cd.Queue // only own in-flight is known
+		}
+	}
+	normalize(c, out, s.MinSpread)
+}
+
+// normalize turns raw values (lower is better) into 1 − (v − min) /
+// max(max − min, spread) over the candidates that have a usable value
+// (fresh ones, or all when none is fresh); the others score 0.
+func normalize(c *Cycle, out []float64, spread float64) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range c.Candidates {
+		if c.AnyFresh && !c.Candidates[i].Fresh {
+			continue
+		}
+		lo, hi = min(lo, out[i]), max(hi, out[i])
+	}
+	d := max(hi-lo, spread)
+	for i := range c.Candidates {
+		switch {
+		case c.AnyFresh && !c.Candidates[i].Fresh:
+			out[i] = 0
+		case d <= 0:
+			out[i] = 1
+		default:
+			out[i] = 1 - (out[i]-lo)/d
+		}
+	}
+}
+
+// KVCacheScorer prefers free KV cache: 1 − utilisation; stale endpoints 0.
+type KVCacheScorer struct{}
+
+// Name implements Scorer.
+func (KVCacheScorer) Name() string { return "kv-cache" }
+
+// Score implements Scorer.
+func (KVCacheScorer) Score(c *Cycle, out []float64) {
+	for i := range c.Candidates {
+		cd := &c.Candidates[i]
+		switch {
+		case cd.Fresh:
+			out[i] = 1 - min(max(cd.Metrics.KVCacheUsage, 0), 1)
+		case c.AnyFresh:
+			out[i] = 0
+		default:
+			out[i] = 1
+		}
+	}
+}
+
+// LoRAScorer prefers endpoints that have the request's adapter: 1.0 when it
+// runs there, 0.8 when a slot is free to load it, 0.6 when it is waiting
+// there for a slot, 0 otherwise. A model that no endpoint reports as an
+// adapter (a base model, or an adapter nobody loaded yet) scores 1
+// everywhere, so the load scorers place it.
+type LoRAScorer struct{}
+
+// Name implements Scorer.
+func (LoRAScorer) Name() string { return "lora" }
+
+// Score implements Scorer.
+func (LoRAScorer) Score(c *Cycle, out []float64) {
+	model := c.Model()
+	known := false
+	for i := range c.Candidates {
+		m := c.Candidates[i].Metrics
+		if m != nil && m.MaxLoRA > 0 && (slices.Contains(m.RunningAdapters, model) || slices.Contains(m.WaitingAdapters, model)) {
+			known = true
+			break
+		}
+	}
+	for i := range c.Candidates {
+		m := c.Candidates[i].Metrics
+		switch {
+		case !known || m == nil || m.MaxLoRA == 0:
+			out[i] = 1
+		case slices.Contains(m.RunningAdapters, model):
+			out[i] = 1
+		case len(m.RunningAdapters) < m.MaxLoRA:
+			out[i] = 0.8
+		case slices.Contains(m.WaitingAdapters, model):
+			out[i] = 0.6
+		default:
+			out[i] = 0
+		}
+	}
+}
