@@ -214,6 +214,7 @@ func compileRoute(r *snapshotv1.Route, backends map[string]*Backend) (*Route, er
 		cr.Matches = append(cr.Matches, cm)
 	}
 	for i, b := range r.GetBackends() {
+		var err error
 		ref := &BackendRef{Name: b.GetBackend(), Weight: b.GetWeight(), InvalidReason: b.GetInvalidReason()}
 		if ref.Name != "" {
 			ref.Backend = backends[ref.Name]
@@ -223,8 +224,19 @@ func compileRoute(r *snapshotv1.Route, backends map[string]*Backend) (*Route, er
 		} else if ref.InvalidReason == "" {
 			ref.InvalidReason = "unresolved backend reference"
 		}
+		if ref.Filters, err = compileFilters(b.GetFilters(), backends); err != nil {
+			return nil, fmt.Errorf("backends[%d]: %w", i, err)
+		}
 		cr.TotalWeight += uint64(ref.Weight)
 		cr.Backends = append(cr.Backends, ref)
+	}
+	var err error
+	if cr.Filters, err = compileFilters(r.GetFilters(), backends); err != nil {
+		return nil, err
+	}
+	cr.Timeouts = compileTimeouts(r.GetTimeouts())
+	if cr.Retry, err = compileRetry(r.GetRetry()); err != nil {
+		return nil, err
 	}
 	return cr, nil
 }

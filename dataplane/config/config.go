@@ -64,9 +64,12 @@ type Route struct {
 	// TotalWeight is the sum of backend weights; 0 means every request to
 	// this rule gets HTTP 500 (Gateway API: no backend can take traffic).
 	TotalWeight uint64 `json:"totalWeight"`
-	// Raw keeps the resource for filters, timeouts and retries, which later
-	// stages compile.
-	Raw *snapshotv1.Route `json:"-"`
+	// Filters of the rule (each backendRef may add its own).
+	Filters  Filters  `json:"filters"`
+	Timeouts Timeouts `json:"timeouts"`
+	// Retry is nil when failed attempts are not repeated.
+	Retry *Retry            `json:"retry,omitempty"`
+	Raw   *snapshotv1.Route `json:"-"`
 }
 
 // Match is one RouteMatch. All of its conditions must hold.
@@ -129,6 +132,9 @@ type BackendRef struct {
 	Name    string   `json:"name"`
 	Backend *Backend `json:"-"`
 	Weight  uint32   `json:"weight"`
+	// Filters apply only to requests sent to this backend, after the
+	// rule's.
+	Filters Filters `json:"filters"`
 	// InvalidReason says why Backend is nil (requests get HTTP 500).
 	InvalidReason string `json:"invalidReason,omitempty"`
 }

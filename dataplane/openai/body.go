@@ -128,3 +128,29 @@ func (b *Body) release() {
 		bufPool.Put(&buf)
 	}
 }
+
+// NewReader returns an independent reader over the body for one more
+// attempt at sending it (a retry or a mirror). Closing it does not release
+// the body; reading after the body is closed fails.
+func (b *Body) NewReader() io.ReadCloser { return &bodyReader{b: b} }
+
+type bodyReader struct {
+	b   *Body
+	off int
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	r.b.mu.Lock()
+	defer r.b.mu.Unlock()
+	if r.b.closed {
+		return 0, errClosed
+	}
+	if r.off >= len(r.b.buf) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *bodyReader) Close() error { return nil }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
 )
@@ -70,10 +71,14 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	route, _ := ps.router.Match(r)
+	route, match := ps.router.Match(r)
 	if route == nil {
 		openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found",
 			"no route for "+r.Host+r.URL.Path)
+		return
+	}
+	if red := route.Filters.Redirect; red != nil {
+		redirect(w, r, red, match)
 		return
 	}
 	if route.TotalWeight == 0 {
@@ -88,6 +93,10 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"route "+route.Route+" refers to an invalid backend")
 		return
 	}
+	if red := ref.Filters.Redirect; red != nil {
+		redirect(w, r, red, match)
+		return
+	}
 	bs := st.backends[ref.Name]
 
 	preq := &picker.Request{Header: r.Header}
@@ -98,35 +107,42 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		preq.Model, preq.TargetModel = model.Name, model.Name
 	}
 	if bs.cfg.IsPool() {
-		if obj := r.Header[objectiveHeader]; len(obj) > 0 {
-			if rule := bs.cfg.Objectives[obj[0]]; rule != nil {
-				preq.Priority = rule.Priority
-			}
+		var rule *config.ModelRule
+		if hasModel {
+			rule = bs.cfg.Models[model.Name]
 		}
-		if rule := bs.cfg.Models[model.Name]; hasModel && rule != nil {
+		// An objective named by the client decides the priority; the
+		// model's own rule is the fallback.
+		preq.Priority = 0
+		if obj := r.Header[objectiveHeader]; len(obj) > 0 && bs.cfg.Objectives[obj[0]] != nil {
+			preq.Priority = bs.cfg.Objectives[obj[0]].Priority
+		} else if rule != nil {
 			preq.Priority = rule.Priority
-			if rule.TotalWeight > 0 {
-				if target := rule.PickTarget(rand.Uint64N(rule.TotalWeight)); target != "" && target != model.Name {
-					body.Replace(openai.RewriteModel(body.Bytes(), model, target))
-					r.ContentLength = int64(body.Len())
-					preq.TargetModel, preq.Body = target, body.Bytes()
-				}
+		}
+		if rule != nil && rule.TotalWeight > 0 {
+			if target := rule.PickTarget(rand.Uint64N(rule.TotalWeight)); target != "" && target != model.Name {
+				body.Replace(openai.RewriteModel(body.Bytes(), model, target))
+				r.ContentLength = int64(body.Len())
+				preq.TargetModel, preq.Body = target, body.Bytes()
 			}
 		}
 	}
 
-	ep, err := bs.picker.Pick(preq, bs.eps)
-	if err != nil {
-		openai.WriteError(w, http.StatusServiceUnavailable, openai.TypeServer, "no_healthy_upstream",
-			"no ready endpoint for "+bs.cfg.Source)
-		return
+	// Filters: the rule's, then the backendRef's.
+	if !route.Filters.Empty() {
+		applyRequestFilters(r, &route.Filters, match)
 	}
-	// Released when ServeHTTP returns, which is after the response body
-	// (a whole SSE stream) has been copied or the exchange failed — also
-	// when the copy panics to abort the client connection.
-	ep.Acquire()
-	defer ep.Release()
-	bs.proxies[ep].ServeHTTP(w, r)
+	if !ref.Filters.Empty() {
+		applyRequestFilters(r, &ref.Filters, match)
+	}
+	for _, fs := range [2]*config.Filters{&route.Filters, &ref.Filters} {
+		for _, mi := range fs.Mirrors {
+			if mirrorWanted(mi) {
+				m.mirror(st, mi, r, preq.Body)
+			}
+		}
+	}
+	m.forward(w, r, route, ref, bs, preq, body)
 }
 
 // wantsBody reports whether the request body should be buffered to read its

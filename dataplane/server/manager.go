@@ -66,6 +66,9 @@ type Manager struct {
 	listeners map[uint32]*listener
 	closed    bool
 	drains    sync.WaitGroup
+
+	mirrorSem chan struct{}
+	mirrors   sync.WaitGroup
 }
 
 // state is everything a request needs, immutable once published.
@@ -115,6 +118,7 @@ func New(logger *slog.Logger, opts Options) *Manager {
 		reg:       endpoints.NewRegistry(logger, opts.Endpoints),
 		up:        upstream.New(logger, opts.Upstream),
 		listeners: map[uint32]*listener{},
+		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
 	}
 }
 
@@ -327,6 +331,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	m.drains.Wait()
+	m.mirrors.Wait()
 	m.reg.Close()
 	m.up.Close()
 	return errors.Join(errs...)

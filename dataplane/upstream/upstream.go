@@ -25,6 +25,13 @@ var strippedHeaders = []string{
 	"X-Gateway-Model-Name-Rewrite",
 }
 
+// StripGatewayHeaders removes the request headers only the gateway reads.
+func StripGatewayHeaders(h http.Header) {
+	for _, k := range strippedHeaders {
+		delete(h, k)
+	}
+}
+
 // ServedHeader names the endpoint that served a response.
 const ServedHeader = "X-Gateway-Destination-Endpoint-Served"
 
@@ -112,15 +119,18 @@ func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.Rever
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr
 			pr.SetXForwarded()
-			for _, h := range strippedHeaders {
-				delete(pr.Out.Header, h)
-			}
+			StripGatewayHeaders(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			resp.Header[ServedHeader] = served
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if s, ok := w.(FailureSink); ok && s.UpstreamFailed(err) {
+				// The caller decides: retry elsewhere, time out, or fail.
+				u.logger.Debug("upstream attempt failed", "endpoint", addr, "path", r.URL.Path, "err", err)
+				return
+			}
 			if r.Context().Err() != nil {
 				// The client went away; nobody is left to answer.
 				u.logger.Debug("client canceled", "endpoint", addr, "path", r.URL.Path)
@@ -137,6 +147,23 @@ func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.Rever
 		},
 		ErrorLog: slog.NewLogLogger(u.logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// FailureSink is implemented by a ResponseWriter that handles upstream
+// failures itself (retries, timeouts). UpstreamFailed is called instead of
+// writing a 502 when nothing has been written yet; it returns false to let
+// the proxy write its own error.
+type FailureSink interface {
+	UpstreamFailed(err error) bool
+}
+
+// Transport returns the shared transport for HTTP/1.1 or cleartext HTTP/2
+// upstreams (for requests the caller sends itself, such as mirrors).
+func (u *Upstream) Transport(h2c bool) http.RoundTripper {
+	if h2c {
+		return u.h2c
+	}
+	return u.http1
 }
 
 // bufferPool recycles the 32 KB copy buffers of ReverseProxy, which would

@@ -1,0 +1,157 @@
+package server
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+)
+
+// exchange is the ResponseWriter the upstream proxy writes to. It stands
+// between the proxy and the client so that the handler can still retry an
+// attempt (or answer a timeout) as long as nothing reached the client: a
+// retryable status is swallowed instead of written, and upstream failures
+// are recorded instead of answered. Once the status line is written the
+// exchange is committed and every later byte goes straight through, so a
+// request the client has seen any of is never repeated.
+type exchange struct {
+	w       http.ResponseWriter
+	flusher http.Flusher
+
+	// staged collects the upstream headers of an attempt that may still be
+	// swallowed; nil when the attempt writes to w's headers directly.
+	staged http.Header
+	// retry is non-nil while a retryable status may be swallowed.
+	retry *config.Retry
+	// respFilters modify the response headers at commit.
+	respFilters [2]*config.HeaderModifier
+
+	committed bool
+	status    int
+	swallowed int   // status of a swallowed attempt, 0 if none
+	err       error // upstream failure of the attempt, nil if none
+	firstByte time.Time
+	written   int64
+	body      responseBody // nil unless the response body is inspected
+}
+
+// responseBody inspects (and may rewrite) the response body on its way to
+// the client: usage accounting, model name restore.
+type responseBody interface {
+	write(w http.ResponseWriter, p []byte) (int, error)
+	// finish writes anything held back.
+	finish(w http.ResponseWriter) error
+}
+
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+
+func newExchange(w http.ResponseWriter) *exchange {
+	ex := exchangePool.Get().(*exchange)
+	ex.w = w
+	ex.flusher, _ = w.(http.Flusher)
+	return ex
+}
+
+func (ex *exchange) release() {
+	staged := ex.staged
+	*ex = exchange{}
+	if staged != nil {
+		clear(staged)
+		ex.staged = staged
+	}
+	exchangePool.Put(ex)
+}
+
+// beginAttempt prepares an attempt; last says no further attempt follows,
+// so its response is always passed on.
+func (ex *exchange) beginAttempt(retry *config.Retry, last bool) {
+	ex.err, ex.swallowed = nil, 0
+	if retry != nil && !last {
+		ex.retry = retry
+		if ex.staged == nil {
+			ex.staged = http.Header{}
+		} else {
+			clear(ex.staged)
+		}
+		return
+	}
+	ex.retry = nil
+	if ex.staged != nil {
+		clear(ex.staged)
+	}
+}
+
+// Header implements http.ResponseWriter.
+func (ex *exchange) Header() http.Header {
+	if ex.retry != nil && !ex.committed {
+		return ex.staged
+	}
+	return ex.w.Header()
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (ex *exchange) WriteHeader(code int) {
+	if ex.committed || ex.swallowed != 0 {
+		return
+	}
+	if code < 200 {
+		// Informational responses (103 Early Hints) pass through only
+		// when they cannot be taken back.
+		if ex.retry == nil {
+			ex.w.WriteHeader(code)
+		}
+		return
+	}
+	if ex.retry != nil && ex.retry.Retries(code) {
+		ex.swallowed = code
+		return
+	}
+	h := ex.w.Header()
+	if ex.retry != nil {
+		for k, v := range ex.staged {
+			h[k] = v
+		}
+	}
+	for _, f := range ex.respFilters {
+		if f != nil {
+			f.Apply(h)
+		}
+	}
+	ex.committed, ex.status = true, code
+	ex.w.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (ex *exchange) Write(p []byte) (int, error) {
+	if !ex.committed {
+		ex.WriteHeader(http.StatusOK)
+	}
+	if ex.swallowed != 0 {
+		return len(p), nil
+	}
+	if ex.firstByte.IsZero() && len(p) > 0 {
+		ex.firstByte = time.Now()
+	}
+	ex.written += int64(len(p))
+	if ex.body != nil {
+		return ex.body.write(ex.w, p)
+	}
+	return ex.w.Write(p)
+}
+
+// Flush implements http.Flusher so streamed events reach the client.
+func (ex *exchange) Flush() {
+	if ex.committed && ex.swallowed == 0 && ex.flusher != nil {
+		ex.flusher.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (ex *exchange) Unwrap() http.ResponseWriter { return ex.w }
+
+// UpstreamFailed implements upstream.FailureSink.
+func (ex *exchange) UpstreamFailed(err error) bool {
+	ex.err = err
+	return true
+}

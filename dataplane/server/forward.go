@@ -1,0 +1,150 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/picker"
+)
+
+// forward sends r to an endpoint of bs, applying the rule's timeouts and
+// retries. A retry happens only while the client has received nothing (see
+// exchange), goes to an endpoint not tried yet when one is left, and needs
+// a replayable body: a buffered one, or none.
+func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.Route, ref *config.BackendRef, bs *backendState, preq *picker.Request, body *openai.Body) {
+	ex := newExchange(w)
+	defer ex.release()
+	ex.respFilters = [2]*config.HeaderModifier{route.Filters.ResponseHeaders, ref.Filters.ResponseHeaders}
+
+	clientCtx := r.Context()
+	if d := route.Timeouts.Request; d > 0 {
+		ctx, cancel := context.WithTimeout(clientCtx, d)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	attempts := 1
+	retry := route.Retry
+	if retry != nil && (body != nil || r.Body == nil || r.Body == http.NoBody) {
+		attempts = retry.Attempts
+	}
+	cands := bs.eps
+	var tried []*endpoints.Endpoint
+	for a := 1; ; a++ {
+		ep, err := bs.picker.Pick(preq, cands)
+		if err != nil {
+			if a == 1 {
+				writePickError(w, err, bs)
+				return
+			}
+			break // report the previous attempt's failure
+		}
+		ex.beginAttempt(retry, a >= attempts)
+		if attempts > 1 && body != nil {
+			r.Body = body.NewReader()
+		}
+		m.attempt(ex, r, route.Timeouts.BackendRequest, bs, ep)
+		if ex.committed || clientCtx.Err() != nil || r.Context().Err() != nil || a >= attempts {
+			break
+		}
+		if ex.err == nil && ex.swallowed == 0 {
+			break // nothing to retry: the upstream answered without a status
+		}
+		m.logger.Debug("retrying", "route", route.Name, "endpoint", ep.Address, "attempt", a,
+			"status", ex.swallowed, "err", ex.err)
+		if retry.Backoff > 0 && !sleepCtx(r.Context(), retry.Backoff) {
+			break
+		}
+		tried = append(tried, ep)
+		cands = untried(bs.eps, tried)
+	}
+	if ex.committed || clientCtx.Err() != nil {
+		return
+	}
+	switch {
+	case r.Context().Err() != nil || isTimeout(ex.err):
+		openai.WriteError(w, http.StatusGatewayTimeout, openai.TypeServer, "upstream_timeout",
+			"upstream of "+bs.cfg.Source+" timed out")
+	default:
+		openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error",
+			"upstream of "+bs.cfg.Source+" failed")
+	}
+}
+
+// attempt proxies one attempt to ep, bounded by perAttempt when set.
+func (m *Manager) attempt(ex *exchange, r *http.Request, perAttempt time.Duration, bs *backendState, ep *endpoints.Endpoint) {
+	if perAttempt > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), perAttempt)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	// Released when the response body (a whole SSE stream) has been
+	// copied or the exchange failed — also when the copy panics to abort
+	// the client connection.
+	ep.Acquire()
+	defer ep.Release()
+	bs.proxies[ep].ServeHTTP(ex, r)
+}
+
+// untried returns the endpoints of all not in tried, or all of them when
+// every one was tried (a retry then may land on a tried endpoint).
+func untried(all, tried []*endpoints.Endpoint) []*endpoints.Endpoint {
+	out := make([]*endpoints.Endpoint, 0, len(all))
+	for _, e := range all {
+		seen := false
+		for _, t := range tried {
+			if t == e {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return all
+	}
+	return out
+}
+
+func writePickError(w http.ResponseWriter, err error, bs *backendState) {
+	if isShed(err) {
+		openai.WriteError(w, http.StatusTooManyRequests, openai.TypeOverloaded, "overloaded",
+			"pool "+bs.cfg.Source+" is saturated; request shed")
+		return
+	}
+	openai.WriteError(w, http.StatusServiceUnavailable, openai.TypeServer, "no_healthy_upstream",
+		"no ready endpoint for "+bs.cfg.Source)
+}
+
+func isTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// isShed reports a picker refusal for lack of capacity (HTTP 429): every
+// picker error other than "no endpoint at all" (503) is one, which covers
+// picker.ErrShed without depending on which pickers define it.
+func isShed(err error) bool {
+	return !errors.Is(err, picker.ErrNoEndpoint)
+}
