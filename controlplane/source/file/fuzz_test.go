@@ -3,6 +3,8 @@ package file
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/infergate/infergate/controlplane/translate"
@@ -16,6 +18,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(gatewayYAML + "---\n" + routeYAML))
 	f.Add([]byte("---\n---\n"))
 	f.Add([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: [\n"))
+	// The translator's golden inputs cover every kind and most fields.
+	golden, _ := filepath.Glob(filepath.Join("..", "..", "translate", "testdata", "*.in.yaml"))
+	for _, g := range golden {
+		if data, err := os.ReadFile(g); err == nil {
+			f.Add(data)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &translate.Inputs{}
