@@ -153,8 +153,8 @@ func decodeFile(path string, data []byte, in *translate.Inputs, log *slog.Logger
 		if tm.APIVersion == "" || tm.Kind == "" {
 			return docError(path, d, fmt.Errorf("apiVersion and kind are required"))
 		}
-		dec, ok := decoders[tm.APIVersion+"/"+tm.Kind]
-		if !ok {
+		dec := decoder(tm.APIVersion + "/" + tm.Kind)
+		if dec == nil {
 			log.Info("skipping object of a kind the gateway does not read",
 				"file", path, "document", d.index, "apiVersion", tm.APIVersion, "kind", tm.Kind)
 			continue
@@ -166,52 +166,58 @@ func decodeFile(path string, data []byte, in *translate.Inputs, log *slog.Logger
 	return nil
 }
 
-// decoders dispatch on "apiVersion/kind". Gateway API v1beta1 types are
-// identical in layout to v1 and decode into the v1 structs.
-var decoders = map[string]func([]byte, *translate.Inputs) error{
-	"gateway.networking.k8s.io/v1/GatewayClass":      add(false, func(in *translate.Inputs, o *gwv1.GatewayClass) { in.GatewayClasses = append(in.GatewayClasses, o) }),
-	"gateway.networking.k8s.io/v1beta1/GatewayClass": add(false, func(in *translate.Inputs, o *gwv1.GatewayClass) { in.GatewayClasses = append(in.GatewayClasses, o) }),
-	"gateway.networking.k8s.io/v1/Gateway":           add(true, func(in *translate.Inputs, o *gwv1.Gateway) { in.Gateways = append(in.Gateways, o) }),
-	"gateway.networking.k8s.io/v1beta1/Gateway":      add(true, func(in *translate.Inputs, o *gwv1.Gateway) { in.Gateways = append(in.Gateways, o) }),
-	"gateway.networking.k8s.io/v1/HTTPRoute":         add(true, func(in *translate.Inputs, o *gwv1.HTTPRoute) { in.HTTPRoutes = append(in.HTTPRoutes, o) }),
-	"gateway.networking.k8s.io/v1beta1/HTTPRoute":    add(true, func(in *translate.Inputs, o *gwv1.HTTPRoute) { in.HTTPRoutes = append(in.HTTPRoutes, o) }),
-	"gateway.networking.k8s.io/v1/ReferenceGrant": add(true, func(in *translate.Inputs, o *gwv1b1.ReferenceGrant) {
-		in.ReferenceGrants = append(in.ReferenceGrants, o)
-	}),
-	"gateway.networking.k8s.io/v1beta1/ReferenceGrant": add(true, func(in *translate.Inputs, o *gwv1b1.ReferenceGrant) {
-		in.ReferenceGrants = append(in.ReferenceGrants, o)
-	}),
-	"inference.networking.k8s.io/v1/InferencePool": add(true, func(in *translate.Inputs, o *infv1.InferencePool) { in.InferencePools = append(in.InferencePools, o) }),
-	inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceObjective: add(true, func(in *translate.Inputs, o *inferencealpha.InferenceObjective) {
-		in.InferenceObjectives = append(in.InferenceObjectives, o)
-	}),
-	inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceModelRewrite: add(true, func(in *translate.Inputs, o *inferencealpha.InferenceModelRewrite) {
-		in.InferenceModelRewrites = append(in.InferenceModelRewrites, o)
-	}),
-	inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceModel: add(true, func(in *translate.Inputs, o *inferencealpha.InferenceModel) {
-		in.InferenceModels = append(in.InferenceModels, o)
-	}),
-	inferencealpha.APIVersion + "/" + inferencealpha.KindInferencePool: add(true, func(in *translate.Inputs, o *inferencealpha.InferencePool) {
-		in.LegacyInferencePools = append(in.LegacyInferencePools, o)
-	}),
-	"v1/Service":   add(true, func(in *translate.Inputs, o *corev1.Service) { in.Services = append(in.Services, o) }),
-	"v1/Pod":       add(true, func(in *translate.Inputs, o *corev1.Pod) { in.Pods = append(in.Pods, o) }),
-	"v1/Namespace": add(false, func(in *translate.Inputs, o *corev1.Namespace) { in.Namespaces = append(in.Namespaces, o) }),
-	"v1/Secret": add(true, func(in *translate.Inputs, o *corev1.Secret) {
-		// The API server folds stringData into data; do the same so files
-		// can carry PEM text directly.
-		for k, v := range o.StringData {
-			if o.Data == nil {
-				o.Data = map[string][]byte{}
+// decoder returns the decoder for "apiVersion/kind", nil for kinds the
+// translator does not read. Gateway API v1beta1 types are identical in
+// layout to v1 and decode into the v1 structs.
+func decoder(apiVersionKind string) func([]byte, *translate.Inputs) error {
+	switch apiVersionKind {
+	case "gateway.networking.k8s.io/v1/GatewayClass", "gateway.networking.k8s.io/v1beta1/GatewayClass":
+		return add(false, func(in *translate.Inputs, o *gwv1.GatewayClass) { in.GatewayClasses = append(in.GatewayClasses, o) })
+	case "gateway.networking.k8s.io/v1/Gateway", "gateway.networking.k8s.io/v1beta1/Gateway":
+		return add(true, func(in *translate.Inputs, o *gwv1.Gateway) { in.Gateways = append(in.Gateways, o) })
+	case "gateway.networking.k8s.io/v1/HTTPRoute", "gateway.networking.k8s.io/v1beta1/HTTPRoute":
+		return add(true, func(in *translate.Inputs, o *gwv1.HTTPRoute) { in.HTTPRoutes = append(in.HTTPRoutes, o) })
+	case "gateway.networking.k8s.io/v1/ReferenceGrant", "gateway.networking.k8s.io/v1beta1/ReferenceGrant":
+		return add(true, func(in *translate.Inputs, o *gwv1b1.ReferenceGrant) { in.ReferenceGrants = append(in.ReferenceGrants, o) })
+	case "inference.networking.k8s.io/v1/InferencePool":
+		return add(true, func(in *translate.Inputs, o *infv1.InferencePool) { in.InferencePools = append(in.InferencePools, o) })
+	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceObjective:
+		return add(true, func(in *translate.Inputs, o *inferencealpha.InferenceObjective) {
+			in.InferenceObjectives = append(in.InferenceObjectives, o)
+		})
+	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceModelRewrite:
+		return add(true, func(in *translate.Inputs, o *inferencealpha.InferenceModelRewrite) {
+			in.InferenceModelRewrites = append(in.InferenceModelRewrites, o)
+		})
+	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceModel:
+		return add(true, func(in *translate.Inputs, o *inferencealpha.InferenceModel) { in.InferenceModels = append(in.InferenceModels, o) })
+	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferencePool:
+		return add(true, func(in *translate.Inputs, o *inferencealpha.InferencePool) {
+			in.LegacyInferencePools = append(in.LegacyInferencePools, o)
+		})
+	case "v1/Service":
+		return add(true, func(in *translate.Inputs, o *corev1.Service) { in.Services = append(in.Services, o) })
+	case "v1/Pod":
+		return add(true, func(in *translate.Inputs, o *corev1.Pod) { in.Pods = append(in.Pods, o) })
+	case "v1/Namespace":
+		return add(false, func(in *translate.Inputs, o *corev1.Namespace) { in.Namespaces = append(in.Namespaces, o) })
+	case "v1/Secret":
+		return add(true, func(in *translate.Inputs, o *corev1.Secret) {
+			// The API server folds stringData into data; do the same so
+			// files can carry PEM text directly.
+			for k, v := range o.StringData {
+				if o.Data == nil {
+					o.Data = map[string][]byte{}
+				}
+				o.Data[k] = []byte(v)
 			}
-			o.Data[k] = []byte(v)
-		}
-		o.StringData = nil
-		in.Secrets = append(in.Secrets, o)
-	}),
-	"discovery.k8s.io/v1/EndpointSlice": add(true, func(in *translate.Inputs, o *discoveryv1.EndpointSlice) {
-		in.EndpointSlices = append(in.EndpointSlices, o)
-	}),
+			o.StringData = nil
+			in.Secrets = append(in.Secrets, o)
+		})
+	case "discovery.k8s.io/v1/EndpointSlice":
+		return add(true, func(in *translate.Inputs, o *discoveryv1.EndpointSlice) { in.EndpointSlices = append(in.EndpointSlices, o) })
+	}
+	return nil
 }
 
 // add builds a strict decoder for one type: unknown fields are errors, a name
