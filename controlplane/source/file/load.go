@@ -178,7 +178,9 @@ func decoder(apiVersionKind string) func([]byte, *translate.Inputs) error {
 	case "gateway.networking.k8s.io/v1/HTTPRoute", "gateway.networking.k8s.io/v1beta1/HTTPRoute":
 		return add(true, func(in *translate.Inputs, o *gwv1.HTTPRoute) { in.HTTPRoutes = append(in.HTTPRoutes, o) })
 	case "gateway.networking.k8s.io/v1/ReferenceGrant", "gateway.networking.k8s.io/v1beta1/ReferenceGrant":
-		return add(true, func(in *translate.Inputs, o *gwv1b1.ReferenceGrant) { in.ReferenceGrants = append(in.ReferenceGrants, o) })
+		return add(true, func(in *translate.Inputs, o *gwv1b1.ReferenceGrant) {
+			in.ReferenceGrants = append(in.ReferenceGrants, o)
+		})
 	case "inference.networking.k8s.io/v1/InferencePool":
 		return add(true, func(in *translate.Inputs, o *infv1.InferencePool) { in.InferencePools = append(in.InferencePools, o) })
 	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceObjective:
@@ -190,7 +192,9 @@ func decoder(apiVersionKind string) func([]byte, *translate.Inputs) error {
 			in.InferenceModelRewrites = append(in.InferenceModelRewrites, o)
 		})
 	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceModel:
-		return add(true, func(in *translate.Inputs, o *inferencealpha.InferenceModel) { in.InferenceModels = append(in.InferenceModels, o) })
+		return add(true, func(in *translate.Inputs, o *inferencealpha.InferenceModel) {
+			in.InferenceModels = append(in.InferenceModels, o)
+		})
 	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferencePool:
 		return add(true, func(in *translate.Inputs, o *inferencealpha.InferencePool) {
 			in.LegacyInferencePools = append(in.LegacyInferencePools, o)
@@ -215,7 +219,9 @@ func decoder(apiVersionKind string) func([]byte, *translate.Inputs) error {
 			in.Secrets = append(in.Secrets, o)
 		})
 	case "discovery.k8s.io/v1/EndpointSlice":
-		return add(true, func(in *translate.Inputs, o *discoveryv1.EndpointSlice) { in.EndpointSlices = append(in.EndpointSlices, o) })
+		return add(true, func(in *translate.Inputs, o *discoveryv1.EndpointSlice) {
+			in.EndpointSlices = append(in.EndpointSlices, o)
+		})
 	}
 	return nil
 }
