@@ -74,7 +74,7 @@ func (t *translator) attachRoute(gs *gatewayState, r *gwv1.HTTPRoute) {
 		hosts = dedupe(hosts)
 	}
 	for i := range r.Spec.Rules {
-		gs.routes = append(gs.routes, t.buildRoute(gs, r, i, listeners, hosts, refs))
+		gs.routes = append(gs.routes, t.buildRoute(gs, r, i, listeners, hosts))
 	}
 }
 

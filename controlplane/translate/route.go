@@ -85,7 +85,7 @@ func (t *translator) routeRefs(r *gwv1.HTTPRoute) *routeRefs {
 }
 
 // buildRoute translates rule i of r into a Route resource of this gateway.
-func (t *translator) buildRoute(gs *gatewayState, r *gwv1.HTTPRoute, i int, listeners, hosts []string, _ *routeRefs) *snapshotv1.Route {
+func (t *translator) buildRoute(gs *gatewayState, r *gwv1.HTTPRoute, i int, listeners, hosts []string) *snapshotv1.Route {
 	rule := &r.Spec.Rules[i]
 	rk := key(&r.ObjectMeta)
 	out := &snapshotv1.Route{
