@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/infergate/infergate/e2e/cluster"
+	"github.com/infergate/infergate/e2e/cluster/k8sbin"
 	"github.com/infergate/infergate/e2e/deploycheck"
 )
 
@@ -68,7 +70,8 @@ func TestChart(t *testing.T) {
 		t.Fatal(err)
 	}
 	render := func(extra ...string) []*unstructured.Unstructured {
-		args := append([]string{"template", "ig", chartDir, "--namespace", namespace, "--include-crds"}, extra...)
+		args := append([]string{"template", "ig", chartDir, "--namespace", namespace, "--include-crds",
+			"--kube-version", k8sbin.DefaultKubeVersion}, extra...)
 		out, err := deploycheck.RunHelm(ctx, helm, home, args...)
 		if err != nil {
 			t.Fatal(err)
@@ -93,35 +96,43 @@ func TestChart(t *testing.T) {
 		t.Fatal(err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	dryRun := func(o *unstructured.Unstructured) error {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return err
+		}
+		data, err := json.Marshal(o.Object)
+		if err != nil {
+			return err
+		}
+		opts := metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: "deploycheck", Force: new(true), FieldValidation: "Strict"}
+		ri := c.Dynamic.Resource(m.Resource)
+		if m.Scope.Name() == "namespace" {
+			if o.GetNamespace() != namespace {
+				return fmt.Errorf("in namespace %q, want the release namespace", o.GetNamespace())
+			}
+			_, err = ri.Namespace(o.GetNamespace()).Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts)
+		} else {
+			_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts)
+		}
+		return err
+	}
 	for name, objs := range map[string][]*unstructured.Unstructured{"default": defaults, "variant": variantObjs} {
 		for _, o := range objs {
-			gvk := o.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Errorf("%s: %s %s: %v", name, gvk, o.GetName(), err)
-				continue
-			}
-			data, err := json.Marshal(o.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ri := c.Dynamic.Resource(m.Resource)
-			var patchErr error
-			if m.Scope.Name() == "namespace" {
-				if o.GetNamespace() != namespace {
-					t.Errorf("%s: %s %s is in namespace %q, want the release namespace", name, gvk.Kind, o.GetName(), o.GetNamespace())
-				}
-				_, patchErr = ri.Namespace(o.GetNamespace()).Patch(ctx, o.GetName(), types.ApplyPatchType, data,
-					metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: "deploycheck", Force: new(true)})
-			} else {
-				_, patchErr = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data,
-					metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: "deploycheck", Force: new(true)})
-			}
-			if patchErr != nil {
-				t.Errorf("%s: server-side dry-run apply of %s %s: %v", name, gvk.Kind, o.GetName(), patchErr)
+			if err := dryRun(o); err != nil {
+				t.Errorf("%s: server-side dry-run apply of %s %s: %v", name, o.GetKind(), o.GetName(), err)
 			}
 		}
 		t.Logf("%s values: %d objects pass server-side dry-run apply", name, len(objs))
+	}
+	// The check has teeth: a misspelt field is refused.
+	bad := find(defaults, "Deployment", "").DeepCopy()
+	if err := unstructured.SetNestedField(bad.Object, int64(2), "spec", "replica"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dryRun(bad); err == nil {
+		t.Error("a Deployment with an unknown field passed the dry run")
 	}
 }
 
@@ -129,17 +140,22 @@ func decodeAll(raw []byte) ([]*unstructured.Unstructured, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
 	var out []*unstructured.Unstructured
 	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
 				return out, nil
 			}
 			return nil, err
 		}
-		if len(m) == 0 {
+		if len(raw) == 0 || string(raw) == "null" {
 			continue
 		}
-		out = append(out, &unstructured.Unstructured{Object: m})
+		// Unstructured's decoder keeps integers as int64.
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(raw); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
 	}
 }
 
