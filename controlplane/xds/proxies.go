@@ -161,8 +161,8 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 	case nacked:
 		s.stats.nacks.Add(1)
 		s.log.Warn("xds: proxy NACKed", "node", node.GetId(), "gateway", gw, "type", req.GetTypeUrl(), "version", version, "reason", reason)
-		if s.opts.onNack != nil {
-			s.opts.onNack(gw, node.GetId(), req.GetTypeUrl(), reason)
+		for _, fn := range s.opts.onNack {
+			fn(gw, node.GetId(), req.GetTypeUrl(), reason)
 		}
 	case acked:
 		s.stats.acks.Add(1)
@@ -175,7 +175,7 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 // every response with an ACK and holds the manifest of its gateway's current
 // snapshot.
 func (s *Server) checkSynced(id int64, gw, nodeID string) {
-	if s.opts.onSynced == nil {
+	if len(s.opts.onSynced) == 0 {
 		return
 	}
 	s.mu.Lock()
@@ -192,7 +192,9 @@ func (s *Server) checkSynced(id int64, gw, nodeID string) {
 	}
 	s.pmu.Unlock()
 	if synced {
-		s.opts.onSynced(gw, nodeID, cur, time.Since(at))
+		for _, fn := range s.opts.onSynced {
+			fn(gw, nodeID, cur, time.Since(at))
+		}
 	}
 }
 

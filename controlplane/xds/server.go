@@ -26,23 +26,24 @@ import (
 type Option func(*options)
 
 type options struct {
-	onNack    func(gateway, nodeID, typeURL, reason string)
-	onSynced  func(gateway, nodeID, version string, sinceUpdate time.Duration)
+	onNack    []func(gateway, nodeID, typeURL, reason string)
+	onSynced  []func(gateway, nodeID, version string, sinceUpdate time.Duration)
 	authorize func(ctx context.Context, node *corev3.Node) error
 }
 
 // WithOnNack registers a hook called (outside any lock, on the stream's
 // goroutine) for every NACK a proxy sends, so the status writer can surface
-// the reason on the Gateway.
+// the reason on the Gateway. Hooks add up: each registered one is called.
 func WithOnNack(fn func(gateway, nodeID, typeURL, reason string)) Option {
-	return func(o *options) { o.onNack = fn }
+	return func(o *options) { o.onNack = append(o.onNack, fn) }
 }
 
 // WithOnSynced registers a hook called when a proxy ACKs the manifest of its
 // gateway's current snapshot: the proxy holds the whole snapshot. sinceUpdate
 // is the time since Update installed that snapshot (change-to-ACK latency).
+// Hooks add up: each registered one is called.
 func WithOnSynced(fn func(gateway, nodeID, version string, sinceUpdate time.Duration)) Option {
-	return func(o *options) { o.onSynced = fn }
+	return func(o *options) { o.onSynced = append(o.onSynced, fn) }
 }
 
 // WithAuthorizer checks a stream's first request before anything is served:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ const (
 type spine struct {
 	dir         string
 	xdsAddr     string
+	cpAdminAddr string
 	adminAddr   string
 	gatewayPort int
 	podIPs      []string
@@ -48,6 +50,7 @@ func startSpine(t *testing.T) *spine {
 	s.gatewayPort = harness.FreePort(t, "127.0.0.1")
 	s.xdsAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
 	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
+	s.cpAdminAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
 
 	writeFile(t, s.dir, "fleet.yaml", render(t, fleetYAML, map[string]int{"GatewayPort": s.gatewayPort, "PodPort": s.podPort}))
 	listen := make([]string, len(s.podIPs))
@@ -76,7 +79,7 @@ func startSpine(t *testing.T) *spine {
 
 func (s *spine) startControlPlane(t *testing.T) {
 	s.cp = harness.Start(t, "controlplane", bins.Path("controlplane"),
-		"--config-dir", s.dir, "--xds-address", s.xdsAddr)
+		"--config-dir", s.dir, "--xds-address", s.xdsAddr, "--admin-address", s.cpAdminAddr)
 }
 
 // chat sends one non-streaming chat completion and returns the endpoint that
@@ -143,6 +146,22 @@ func TestSpine(t *testing.T) {
 		if acc.Usage.CompletionTokens != 20 || acc.Choices[0].Message.Content == "" {
 			t.Fatalf("usage %+v content %q", acc.Usage, acc.Choices[0].Message.Content)
 		}
+	})
+
+	t.Run("control plane reports the connected proxy in its metrics", func(t *testing.T) {
+		harness.WaitHTTP(ctx, t, "http://"+s.cpAdminAddr+"/readyz", syncTimeout)
+		harness.Eventually(t, syncTimeout, func() error {
+			body, err := httpGet(ctx, "http://"+s.cpAdminAddr+"/metrics")
+			if err != nil {
+				return err
+			}
+			for _, want := range []string{"infergate_controlplane_connected_proxies 1", "infergate_controlplane_change_to_ack_seconds_count", `infergate_controlplane_gateway_resources{gateway="default/gw"}`} {
+				if !strings.Contains(body, want) {
+					return fmt.Errorf("control-plane /metrics lacks %q", want)
+				}
+			}
+			return nil
+		})
 	})
 
 	t.Run("adding a route in YAML is applied", func(t *testing.T) {
@@ -227,6 +246,26 @@ func TestSpine(t *testing.T) {
 		}
 		t.Logf("%d requests succeeded across the outage, none failed", ok.Load())
 	})
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), nil
 }
 
 func contains(xs []string, x string) bool {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/infergate/infergate/controlplane/debug"
+	"github.com/infergate/infergate/controlplane/metrics"
 	"github.com/infergate/infergate/controlplane/source/file"
 	"github.com/infergate/infergate/controlplane/translate"
 	"github.com/infergate/infergate/controlplane/xds"
@@ -27,6 +28,7 @@ import (
 type config struct {
 	configDir      string
 	xdsAddress     string
+	adminAddress   string
 	controllerName string
 	debounce       time.Duration
 	logFormat      string
@@ -38,6 +40,7 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.configDir, "config-dir", "", "serve the Kubernetes-style YAML in this directory (watched; no cluster needed)")
 	flag.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:18000", "gRPC address serving delta xDS to proxies and the debug service")
+	flag.StringVar(&cfg.adminAddress, "admin-address", "127.0.0.1:18001", "HTTP address for /metrics, /healthz, /readyz and /debug/pprof/")
 	flag.StringVar(&cfg.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName served by this control plane")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
@@ -69,7 +72,10 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		}
 		xdsOpts = km.xdsOptions()
 	}
-	xdsServer := xds.NewServer(logger.With("component", "xds"), xdsOpts...)
+	var xdsServer *xds.Server
+	m := metrics.New(func() xds.Stats { return xdsServer.Stats() })
+	xdsOpts = append(xdsOpts, xds.WithOnNack(m.OnNack), xds.WithOnSynced(m.OnSynced))
+	xdsServer = xds.NewServer(logger.With("component", "xds"), xdsOpts...)
 	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
 	xdsServer.Register(grpcServer)
 	debug.NewService(xdsServer).Register(grpcServer)
@@ -84,11 +90,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	logger.Info("serving xDS and debug gRPC", "address", lis.Addr().String())
 
-	p := &pipeline{log: logger, xds: xdsServer, opts: translate.Options{ControllerName: cfg.controllerName}}
+	p := &pipeline{log: logger, xds: xdsServer, metrics: m, opts: translate.Options{ControllerName: cfg.controllerName}}
 	if km != nil {
 		p.observe = km.observe
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	go func() { errc <- serveAdmin(ctx, cfg.adminAddress, m, &p.ready, logger) }()
 	go func() { errc <- grpcServer.Serve(lis) }()
 	go func() {
 		if km != nil {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"time"
 
+	"github.com/infergate/infergate/controlplane/metrics"
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/translate"
 	"github.com/infergate/infergate/controlplane/xds"
@@ -13,9 +15,13 @@ import (
 // server: source → translate → snapshot → xds. Sources call apply from one
 // goroutine at a time.
 type pipeline struct {
-	log  *slog.Logger
-	xds  *xds.Server
-	opts translate.Options
+	log     *slog.Logger
+	xds     *xds.Server
+	metrics *metrics.Metrics
+	opts    translate.Options
+	// ready is set once the first snapshots have been handed to the xDS
+	// server (the control plane's readiness).
+	ready atomic.Bool
 	// observe, when set, receives every translation (Kubernetes mode: the
 	// status writer and NACK events).
 	observe func(*translate.Inputs, *translate.Output)
@@ -29,15 +35,20 @@ func (p *pipeline) apply(in *translate.Inputs) {
 	}
 	sets, err := snapshot.BuildAll(out)
 	if err != nil {
+		p.metrics.Translated(time.Since(start), nil, err)
 		// A snapshot that cannot be built is a translator bug; keep serving
 		// what the proxies have rather than pushing something partial.
 		p.log.Error("building snapshots failed; keeping the previous ones", "err", err)
 		return
 	}
 	p.xds.Update(sets)
+	p.ready.Store(true)
 	resources := 0
-	for _, s := range sets {
+	perGateway := make(map[string]int, len(sets))
+	for gw, s := range sets {
 		resources += s.Count()
+		perGateway[gw] = s.Count()
 	}
+	p.metrics.Translated(time.Since(start), perGateway, nil)
 	p.log.Info("translated", "gateways", len(sets), "resources", resources, "duration", time.Since(start).Round(time.Microsecond))
 }
