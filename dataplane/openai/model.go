@@ -26,57 +26,72 @@ var errNotObject = errors.New("body is not a JSON object")
 // object as far as the scan can tell (it does not validate numbers or
 // literals).
 func FindModel(b []byte) (f ModelField, ok bool, err error) {
+	err = eachTopLevel(b, func(key []byte, esc bool, vs, ve int) error {
+		if !isKey(key, esc, "model") {
+			return nil
+		}
+		f, ok = ModelField{}, false
+		if b[vs] == '"' {
+			name, err := decodeString(b[vs:ve])
+			if err != nil {
+				return err
+			}
+			f, ok = ModelField{Name: name, Start: vs, End: ve}, true
+		}
+		return nil
+	})
+	if err != nil {
+		return ModelField{}, false, err
+	}
+	return f, ok, nil
+}
+
+// eachTopLevel calls fn with every top-level key token (quotes included)
+// of the JSON object b and the span of its value, without decoding
+// anything. It fails when b is not a well-formed object as far as the scan
+// can tell (numbers and literals are not validated).
+func eachTopLevel(b []byte, fn func(key []byte, esc bool, vs, ve int) error) error {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return f, false, errNotObject
+		return errNotObject
 	}
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		return f, false, trailing(b, i+1)
+		return trailing(b, i+1)
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return ModelField{}, false, errors.New("expected object key")
+			return errors.New("expected object key")
 		}
 		ke, esc, err := scanString(b, i)
 		if err != nil {
-			return ModelField{}, false, err
+			return err
 		}
-		isModel := isModelKey(b[i:ke], esc)
+		key := b[i:ke]
 		i = skipWS(b, ke)
 		if i >= len(b) || b[i] != ':' {
-			return ModelField{}, false, errors.New("expected ':' after object key")
+			return errors.New("expected ':' after object key")
 		}
 		i = skipWS(b, i+1)
 		vs := i
 		ve, err := skipValue(b, i)
 		if err != nil {
-			return ModelField{}, false, err
+			return err
 		}
-		if isModel {
-			f, ok = ModelField{}, false
-			if b[vs] == '"' {
-				name, err := decodeString(b[vs:ve])
-				if err != nil {
-					return ModelField{}, false, err
-				}
-				f, ok = ModelField{Name: name, Start: vs, End: ve}, true
-			}
+		if err := fn(key, esc, vs, ve); err != nil {
+			return err
 		}
 		i = skipWS(b, ve)
 		if i >= len(b) {
-			return ModelField{}, false, errors.New("unterminated object")
+			return errors.New("unterminated object")
 		}
 		switch b[i] {
 		case ',':
 			i = skipWS(b, i+1)
 		case '}':
-			if err := trailing(b, i+1); err != nil {
-				return ModelField{}, false, err
-			}
-			return f, ok, nil
+			return trailing(b, i+1)
 		default:
-			return ModelField{}, false, errors.New("expected ',' or '}' in object")
+			return errors.New("expected ',' or '}' in object")
 		}
 	}
 }
@@ -184,12 +199,13 @@ func skipValue(b []byte, i int) (int, error) {
 	}
 }
 
-func isModelKey(tok []byte, esc bool) bool {
+// isKey reports whether the key token tok (quotes included) is name.
+func isKey(tok []byte, esc bool, name string) bool {
 	if !esc {
-		return string(tok) == `"model"`
+		return len(tok) == len(name)+2 && string(tok[1:len(tok)-1]) == name
 	}
 	s, err := decodeString(tok)
-	return err == nil && s == "model"
+	return err == nil && s == name
 }
 
 // decodeString decodes a JSON string token; the fast path (no escapes,

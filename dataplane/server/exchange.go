@@ -33,15 +33,9 @@ type exchange struct {
 	err       error // upstream failure of the attempt, nil if none
 	firstByte time.Time
 	written   int64
-	body      responseBody // nil unless the response body is inspected
-}
-
-// responseBody inspects (and may rewrite) the response body on its way to
-// the client: usage accounting, model name restore.
-type responseBody interface {
-	write(w http.ResponseWriter, p []byte) (int, error)
-	// finish writes anything held back.
-	finish(w http.ResponseWriter) error
+	// inspect turns on the response inspector (model server responses).
+	inspect bool
+	insp    inspector
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -54,12 +48,14 @@ func newExchange(w http.ResponseWriter) *exchange {
 }
 
 func (ex *exchange) release() {
-	staged := ex.staged
+	staged, insp := ex.staged, ex.insp
 	*ex = exchange{}
 	if staged != nil {
 		clear(staged)
 		ex.staged = staged
 	}
+	ex.insp = insp
+	ex.insp.reset()
 	exchangePool.Put(ex)
 }
 
@@ -118,6 +114,9 @@ func (ex *exchange) WriteHeader(code int) {
 			f.Apply(h)
 		}
 	}
+	if ex.inspect {
+		ex.insp.begin(h, code)
+	}
 	ex.committed, ex.status = true, code
 	ex.w.WriteHeader(code)
 }
@@ -134,10 +133,17 @@ func (ex *exchange) Write(p []byte) (int, error) {
 		ex.firstByte = time.Now()
 	}
 	ex.written += int64(len(p))
-	if ex.body != nil {
-		return ex.body.write(ex.w, p)
+	if ex.inspect && ex.insp.mode != inspectOff {
+		return ex.insp.write(ex.w, p)
 	}
 	return ex.w.Write(p)
+}
+
+// finish completes a committed response: what the inspector held back.
+func (ex *exchange) finish() {
+	if ex.committed && ex.inspect && ex.insp.mode != inspectOff {
+		_ = ex.insp.finish(ex.w)
+	}
 }
 
 // Flush implements http.Flusher so streamed events reach the client.

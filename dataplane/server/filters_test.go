@@ -192,7 +192,9 @@ func TestRequestMirror(t *testing.T) {
 		post("/half", `{"model":"m"}`)
 	}
 	time.Sleep(100 * time.Millisecond)
-	waitFor(t, "mirrors settle", func() bool { return m.Endpoints().Statuses()[1].InFlight == 0 && m.Endpoints().Statuses()[0].InFlight == 0 })
+	waitFor(t, "mirrors settle", func() bool {
+		return m.Endpoints().Statuses()[1].InFlight == 0 && m.Endpoints().Statuses()[0].InFlight == 0
+	})
 	got := count() - 1
 	// 50% of 200: the binomial's 5-sigma band is 65–135.
 	if got < 65 || got > 135 {

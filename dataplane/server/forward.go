@@ -21,6 +21,12 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 	ex := newExchange(w)
 	defer ex.release()
 	ex.respFilters = [2]*config.HeaderModifier{route.Filters.ResponseHeaders, ref.Filters.ResponseHeaders}
+	if bs.cfg.IsPool() {
+		ex.inspect = true
+		if preq.TargetModel != preq.Model {
+			ex.insp.restore, ex.insp.target, ex.insp.client = true, preq.TargetModel, preq.Model
+		}
+	}
 
 	clientCtx := r.Context()
 	if d := route.Timeouts.Request; d > 0 {
@@ -63,7 +69,11 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 		tried = append(tried, ep)
 		cands = untried(bs.eps, tried)
 	}
-	if ex.committed || clientCtx.Err() != nil {
+	if ex.committed {
+		ex.finish()
+		return
+	}
+	if clientCtx.Err() != nil {
 		return
 	}
 	switch {

@@ -36,6 +36,11 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if r.Method == http.MethodGet && r.URL.Path == "/v1/models" {
+		m.serveModels(w, r, st, ps)
+		return
+	}
+
 	var (
 		body     *openai.Body
 		model    openai.ModelField
@@ -98,6 +103,20 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bs := st.backends[ref.Name]
+	if bs.cfg.IsPool() && r.Method == http.MethodPost {
+		// Model servers get only requests of the shape their API takes;
+		// anything else is answered here, cheaply, with an OpenAI error.
+		if api := openai.EndpointOf(r.URL.Path); api != openai.Unknown {
+			var b []byte
+			if body != nil {
+				b = body.Bytes()
+			}
+			if err := openai.Validate(api, b); err != nil {
+				openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", err.Error())
+				return
+			}
+		}
+	}
 
 	preq := &picker.Request{Header: r.Header}
 	if body != nil {

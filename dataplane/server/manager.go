@@ -69,6 +69,7 @@ type Manager struct {
 
 	mirrorSem chan struct{}
 	mirrors   sync.WaitGroup
+	models    modelCache
 }
 
 // state is everything a request needs, immutable once published.

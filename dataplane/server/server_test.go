@@ -167,7 +167,7 @@ func TestSSEEventByEvent(t *testing.T) {
 	m := newManager(t)
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool}))
 
-	resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(`{"model":"m","stream":true}`))
+	resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,11 +374,11 @@ func TestModelRuleRewritesBody(t *testing.T) {
 		t.Fatalf("model header %q", e.Headers["X-Gateway-Model-Name"])
 	}
 	// Other models pass untouched.
-	resp, err = http.Post(url(port, "/v1/completions"), "application/json", strings.NewReader(`{"model":"other"}`))
+	resp, err = http.Post(url(port, "/v1/completions"), "application/json", strings.NewReader(`{"model":"other","prompt":"x"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := decodeEcho(t, resp); e.Body != `{"model":"other"}` {
+	if e := decodeEcho(t, resp); e.Body != `{"model":"other","prompt":"x"}` {
 		t.Fatalf("body %s", e.Body)
 	}
 }
@@ -394,7 +394,7 @@ func TestModelHeaderRouting(t *testing.T) {
 	m := newManager(t)
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{ra, rb}, []backendSpec{pa, pb}))
 	for model, want := range map[string]string{"model-a": addr(a), "model-b": addr(b)} {
-		resp, err := http.Post(url(port, "/v1/chat/completions"), "", strings.NewReader(`{"model":"`+model+`"}`))
+		resp, err := http.Post(url(port, "/v1/chat/completions"), "", strings.NewReader(`{"model":"`+model+`","messages":[]}`))
 		if err != nil {
 			t.Fatal(err)
 		}

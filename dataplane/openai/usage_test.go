@@ -1,0 +1,105 @@
+package openai_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/infergate/infergate/dataplane/openai"
+)
+
+func TestParseUsage(t *testing.T) {
+	for _, tc := range []struct {
+		body    string
+		in, out int64
+		ok      bool
+	}{
+		{`{"model":"m","usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}`, 7, 3, true},
+		{`{"object":"response","usage":{"input_tokens":5,"output_tokens":2}}`, 5, 2, true},
+		{`{"choices":[{"usage":{"prompt_tokens":1}}],"usage":null}`, 0, 0, false},
+		{`{"choices":[{"text":"\"usage\":{}"}]}`, 0, 0, false},
+		{`[DONE]`, 0, 0, false},
+		{`{"usage":{"prompt_tokens":"x"}}`, 0, 0, false},
+	} {
+		u, ok := openai.ParseUsage([]byte(tc.body))
+		if ok != tc.ok || u.Input != tc.in || u.Output != tc.out {
+			t.Errorf("%s: got %+v %v", tc.body, u, ok)
+		}
+	}
+}
+
+func TestSSEData(t *testing.T) {
+	for _, tc := range []struct {
+		ev, data string
+		ok       bool
+	}{
+		{"data: {\"a\":1}\n\n", `{"a":1}`, true},
+		{"event: x\r\ndata:[DONE]\r\n\r\n", `[DONE]`, true},
+		{": comment\n\n", "", false},
+		{"data: a\ndata: b\n\n", "", false},
+	} {
+		d, ok := openai.SSEData([]byte(tc.ev))
+		if ok != tc.ok || (ok && string(d) != tc.data) {
+			t.Errorf("%q: got %q %v", tc.ev, d, ok)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if err := openai.Validate(openai.ChatCompletions, []byte(`{"model":"m","messages":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := openai.Validate(openai.ChatCompletions, []byte(`{"model":"m","messages":{}}`)); err == nil || err.Error() != "invalid type for 'messages': expected an array" {
+		t.Fatal(err)
+	}
+	if err := openai.Validate(openai.Embeddings, nil); err == nil {
+		t.Fatal("empty body accepted")
+	}
+}
+
+// FuzzParseUsage checks the usage parser against encoding/json on valid
+// JSON and that it never panics on anything else, also as SSE event data.
+func FuzzParseUsage(f *testing.F) {
+	for _, s := range []string{
+		`{"usage":{"prompt_tokens":7,"completion_tokens":3}}`,
+		`{"usage":null,"x":"\"usage\""}`, `{"usage":{"input_tokens":1}}`, `{"usage":[1]}`, `{"usage"`, `data: [DONE]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, ok := openai.ParseUsage(b)
+		_, _ = openai.SSEData(append([]byte("data: "), append(b, '\n', '\n')...))
+		if !json.Valid(b) {
+			return
+		}
+		var v map[string]json.RawMessage
+		if json.Unmarshal(b, &v) != nil {
+			return
+		}
+		var want struct {
+			P int64 `json:"prompt_tokens"`
+			C int64 `json:"completion_tokens"`
+			I int64 `json:"input_tokens"`
+			O int64 `json:"output_tokens"`
+		}
+		raw, has := v["usage"]
+		wantOK := has && len(raw) > 0 && raw[0] == '{' && json.Unmarshal(raw, &want) == nil
+		if ok != wantOK {
+			t.Fatalf("%q: ok %v, encoding/json says %v", b, ok, wantOK)
+		}
+		if ok && (u.Input != want.P+want.I || u.Output != want.C+want.O) {
+			t.Fatalf("%q: %+v, want %+v", b, u, want)
+		}
+	})
+}
+
+// FuzzValidate: never panics on any body.
+func FuzzValidate(f *testing.F) {
+	for _, s := range []string{`{"model":"m","messages":[]}`, `{"model":"m","prompt":"x"}`, `{"model":`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for ep := openai.ChatCompletions; ep <= openai.Responses; ep++ {
+			_ = openai.Validate(ep, b)
+		}
+	})
+}

@@ -1,0 +1,211 @@
+package server
+
+import (
+	"bytes"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/infergate/infergate/dataplane/openai"
+)
+
+// maxInspected bounds what the inspector holds: a JSON body collected for
+// usage or model restore, or one partial SSE event. Beyond it the rest of
+// the response passes through untouched (and uncounted).
+const maxInspected = 4 << 20
+
+// maxKeptBuffer is the largest buffer kept for the next request.
+const maxKeptBuffer = 64 << 10
+
+// inspector watches a model server's response on its way to the client:
+// it reads the usage (from a JSON body, or from the SSE event that carries
+// it when stream_options.include_usage is set) and, after a model rewrite,
+// puts the client's model name back into the JSON body and into every SSE
+// event. SSE is handled one complete event at a time, so events still reach
+// the client as they are produced; only a partial event is held back.
+type inspector struct {
+	mode int
+	// target is the model the request was rewritten to and client the
+	// name the client sent; restore is false without a rewrite.
+	target, client string
+	restore        bool
+
+	buf   []byte
+	out   []byte
+	usage openai.Usage
+	found bool
+}
+
+const (
+	inspectOff = iota
+	inspectJSON
+	inspectSSE
+)
+
+// reset prepares for a new response, keeping a modest buffer.
+func (in *inspector) reset() {
+	buf, out := in.buf, in.out
+	if cap(buf) > maxKeptBuffer {
+		buf = nil
+	}
+	if cap(out) > maxKeptBuffer {
+		out = nil
+	}
+	*in = inspector{buf: buf[:0], out: out[:0]}
+}
+
+// begin picks the mode from the response headers (at commit time) and
+// drops a Content-Length the rewrite would make wrong.
+func (in *inspector) begin(h http.Header, status int) {
+	in.mode = inspectOff
+	if status != http.StatusOK || len(h["Content-Encoding"]) > 0 {
+		return
+	}
+	ct := ""
+	if v := h["Content-Type"]; len(v) > 0 {
+		ct = v[0]
+	}
+	switch {
+	case strings.HasPrefix(ct, "text/event-stream"):
+		in.mode = inspectSSE
+	case ct == "application/json" || strings.HasPrefix(ct, "application/json;"):
+		in.mode = inspectJSON
+	default:
+		if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+			in.mode = inspectJSON
+		}
+	}
+	if in.mode == inspectJSON && in.restore {
+		delete(h, "Content-Length")
+	}
+}
+
+func (in *inspector) write(w http.ResponseWriter, p []byte) (int, error) {
+	switch in.mode {
+	case inspectSSE:
+		return in.writeSSE(w, p)
+	case inspectJSON:
+		if in.restore {
+			// Held until the end: the model string may change length.
+			if len(in.buf)+len(p) > maxInspected {
+				in.mode = inspectOff
+				if _, err := w.Write(in.buf); err != nil {
+					return 0, err
+				}
+				return w.Write(p)
+			}
+			in.buf = append(in.buf, p...)
+			return len(p), nil
+		}
+		if len(in.buf)+len(p) > maxInspected {
+			in.mode = inspectOff
+		} else {
+			in.buf = append(in.buf, p...)
+		}
+	}
+	return w.Write(p)
+}
+
+func (in *inspector) writeSSE(w http.ResponseWriter, p []byte) (int, error) {
+	in.buf = append(in.buf, p...)
+	end := bytes.LastIndex(in.buf, []byte("\n\n"))
+	if end < 0 {
+		if len(in.buf) > maxInspected {
+			in.mode = inspectOff
+			_, err := w.Write(in.buf)
+			in.buf = in.buf[:0]
+			return len(p), err
+		}
+		return len(p), nil
+	}
+	end += 2
+	complete := in.buf[:end]
+	out := complete
+	if in.restore {
+		in.out = in.out[:0]
+		for ev := range splitEvents(complete) {
+			in.out = in.appendEvent(in.out, ev)
+		}
+		out = in.out
+	} else {
+		for ev := range splitEvents(complete) {
+			in.scanUsage(ev)
+		}
+	}
+	_, err := w.Write(out)
+	n := copy(in.buf, in.buf[end:])
+	in.buf = in.buf[:n]
+	return len(p), err
+}
+
+// splitEvents yields the events of b, each with its terminating blank line.
+func splitEvents(b []byte) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			i := bytes.Index(b, []byte("\n\n"))
+			if i < 0 {
+				yield(b)
+				return
+			}
+			if !yield(b[:i+2]) {
+				return
+			}
+			b = b[i+2:]
+		}
+	}
+}
+
+func (in *inspector) scanUsage(ev []byte) {
+	data, ok := openai.SSEData(ev)
+	if !ok {
+		return
+	}
+	if u, ok := openai.ParseUsage(data); ok {
+		in.usage, in.found = u, true
+	}
+}
+
+// appendEvent appends ev with its model restored to the client's name.
+func (in *inspector) appendEvent(dst, ev []byte) []byte {
+	data, ok := openai.SSEData(ev)
+	if !ok || len(data) == 0 || data[0] != '{' {
+		return append(dst, ev...)
+	}
+	if u, ok := openai.ParseUsage(data); ok {
+		in.usage, in.found = u, true
+	}
+	f, ok, err := openai.FindModel(data)
+	if err != nil || !ok || f.Name != in.target {
+		return append(dst, ev...)
+	}
+	// data aliases ev: splice the restored name into the event.
+	off := cap(ev) - cap(data)
+	dst = append(dst, ev[:off]...)
+	dst = append(dst, openai.RewriteModel(data, f, in.client)...)
+	return append(dst, ev[off+len(data):]...)
+}
+
+// finish writes what is held back and reads the usage of a JSON body.
+func (in *inspector) finish(w http.ResponseWriter) error {
+	switch in.mode {
+	case inspectSSE:
+		if len(in.buf) > 0 {
+			_, err := w.Write(in.buf)
+			return err
+		}
+	case inspectJSON:
+		if u, ok := openai.ParseUsage(in.buf); ok {
+			in.usage, in.found = u, true
+		}
+		if !in.restore {
+			return nil
+		}
+		body := in.buf
+		if f, ok, err := openai.FindModel(body); err == nil && ok && f.Name == in.target {
+			body = openai.RewriteModel(body, f, in.client)
+		}
+		_, err := w.Write(body)
+		return err
+	}
+	return nil
+}
