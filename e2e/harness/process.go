@@ -130,6 +130,11 @@ func (p *Process) Exited() bool {
 	}
 }
 
+// Signal sends sig to the process (not its group) without waiting.
+func (p *Process) Signal(sig syscall.Signal) error {
+	return p.cmd.Process.Signal(sig)
+}
+
 // Stop sends SIGTERM and waits up to grace before SIGKILL.
 func (p *Process) Stop(grace time.Duration) {
 	if p.Exited() {

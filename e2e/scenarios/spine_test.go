@@ -35,12 +35,19 @@ type spine struct {
 	podIPs      []string
 	podPort     int
 	cp          *harness.Process
+	proxy       *harness.Process
 	client      openai.Client
 }
 
 // startSpine writes the YAML, starts three simulated pods, the control plane
 // on the YAML directory and one proxy, and waits until the proxy is ready.
 func startSpine(t *testing.T) *spine {
+	return startSpineScaled(t, "0.1")
+}
+
+// startSpineScaled is startSpine with the simulator's time scale (1 = real
+// time, 0.1 = ten times faster).
+func startSpineScaled(t *testing.T, timeScale string) *spine {
 	t.Helper()
 	s := &spine{
 		dir:    t.TempDir(),
@@ -58,13 +65,13 @@ func startSpine(t *testing.T) *spine {
 		writePod(t, s.dir, i, ip)
 		listen[i] = fmt.Sprintf("%s:%d", ip, s.podPort)
 	}
-	sim := harness.Start(t, "modelsim", bins.Path("modelsim"), "--listen", strings.Join(listen, ","), "--model", model, "--time-scale", "0.1")
+	sim := harness.Start(t, "modelsim", bins.Path("modelsim"), "--listen", strings.Join(listen, ","), "--model", model, "--time-scale", timeScale)
 	for _, l := range listen {
 		harness.WaitHTTP(context.Background(), t, "http://"+l+"/health", syncTimeout)
 	}
 	_ = sim
 	s.startControlPlane(t)
-	harness.Start(t, "proxy", bins.Path("proxy"),
+	s.proxy = harness.Start(t, "proxy", bins.Path("proxy"),
 		"--xds-address", s.xdsAddr, "--gateway", gatewayName,
 		"--listen-address", "127.0.0.1", "--admin-address", s.adminAddr)
 	harness.WaitHTTP(context.Background(), t, "http://"+s.adminAddr+"/ready", syncTimeout)

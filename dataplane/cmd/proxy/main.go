@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ type options struct {
 	adminAddress  string
 	maxBodyBytes  int64
 	drainTimeout  time.Duration
+	shutdownDelay time.Duration
 	logFormat     string
 	logLevel      string
 }
@@ -49,6 +51,7 @@ func main() {
 	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /xds); keep it on loopback")
 	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 16 MiB); larger bodies get 413")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests and streams may take to finish")
+	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep accepting new requests while /ready fails, so load balancers stop sending before the listeners close (e.g. 5s on Kubernetes)")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.Parse()
@@ -116,8 +119,21 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if tcp, ok := adminLis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
 		logger.Warn("admin API bound to a non-loopback address: it exposes config and endpoint state", "address", adminLis.Addr().String())
 	}
+	// draining makes /ready fail from the moment SIGTERM arrives, while the
+	// listeners still finish what they have.
+	var draining atomic.Bool
+	adminHandler := mgr.AdminHandler()
 	mux := http.NewServeMux()
-	mux.Handle("/", mgr.AdminHandler())
+	mux.Handle("/", adminHandler)
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"draining"}` + "\n"))
+			return
+		}
+		adminHandler.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /xds", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"connected": client.Connected(), "types": client.Status()})
@@ -135,7 +151,12 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	go func() { xdsDone <- client.Run(xdsCtx) }()
 
 	<-ctx.Done()
-	logger.Info("shutting down: draining listeners", "timeout", o.drainTimeout)
+	draining.Store(true)
+	if o.shutdownDelay > 0 {
+		logger.Info("shutting down: readiness failing, still accepting", "delay", o.shutdownDelay)
+		time.Sleep(o.shutdownDelay)
+	}
+	logger.Info("shutting down: listeners closed, draining in-flight requests", "timeout", o.drainTimeout)
 	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
 	defer cancel()
 	err = mgr.Close(drainCtx)
