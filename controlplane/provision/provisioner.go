@@ -110,7 +110,9 @@ func (p *Provisioner) Run(ctx context.Context) error {
 				p.queue.Add(key)
 			}
 		}},
-		{classInf.Informer(), func(obj any) { p.enqueueMatching(func(gw *gwapiv1.Gateway) bool { return string(gw.Spec.GatewayClassName) == metaName(obj) }) }},
+		{classInf.Informer(), func(obj any) {
+			p.enqueueMatching(func(gw *gwapiv1.Gateway) bool { return string(gw.Spec.GatewayClassName) == metaName(obj) })
+		}},
 		{cmInf.Informer(), p.enqueueConfigMapUsers},
 		{svcInf.Informer(), p.enqueueOwner},
 	}
@@ -523,4 +525,3 @@ func ptrValue[T any](p *T) T {
 	}
 	return *p
 }
-

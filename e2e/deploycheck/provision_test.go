@@ -255,14 +255,26 @@ func countProvisioned(ctx context.Context, t *testing.T, c *cluster.Cluster, ns,
 	sel := metav1.ListOptions{LabelSelector: provision.LabelGateway + "=" + gw}
 	n := 0
 	for _, count := range []func() (int, error){
-		func() (int, error) { l, err := c.Clientset.AppsV1().Deployments(ns).List(ctx, sel); return len(l.Items), err },
-		func() (int, error) { l, err := c.Clientset.CoreV1().Services(ns).List(ctx, sel); return len(l.Items), err },
-		func() (int, error) { l, err := c.Clientset.CoreV1().ServiceAccounts(ns).List(ctx, sel); return len(l.Items), err },
+		func() (int, error) {
+			l, err := c.Clientset.AppsV1().Deployments(ns).List(ctx, sel)
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := c.Clientset.CoreV1().Services(ns).List(ctx, sel)
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := c.Clientset.CoreV1().ServiceAccounts(ns).List(ctx, sel)
+			return len(l.Items), err
+		},
 		func() (int, error) {
 			l, err := c.Clientset.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, sel)
 			return len(l.Items), err
 		},
-		func() (int, error) { l, err := c.Clientset.PolicyV1().PodDisruptionBudgets(ns).List(ctx, sel); return len(l.Items), err },
+		func() (int, error) {
+			l, err := c.Clientset.PolicyV1().PodDisruptionBudgets(ns).List(ctx, sel)
+			return len(l.Items), err
+		},
 	} {
 		k, err := count()
 		if err != nil {
@@ -304,4 +316,3 @@ func waitFor[T any](ctx context.Context, t *testing.T, what string, check func()
 	}
 	return last
 }
-
