@@ -12,8 +12,10 @@ import (
 //	/config     the compiled config as JSON (503 before the first)
 //	/endpoints  per-endpoint state: scraped metrics and their age,
 //	            in-flight requests, last scrape error
+//	/metrics    Prometheus metrics (requests, tokens, TTFT, pools, picker)
 func (m *Manager) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

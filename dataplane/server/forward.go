@@ -9,6 +9,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
 )
@@ -20,6 +21,22 @@ import (
 func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.Route, ref *config.BackendRef, bs *backendState, preq *picker.Request, body *openai.Body) {
 	ex := newExchange(w)
 	defer ex.release()
+	var series *metrics.Series
+	if bs.cfg.IsPool() || preq.Model != "" {
+		series = m.metrics.Series(preq.Model, preq.TargetModel)
+		n := 0
+		if body != nil {
+			n = body.Len()
+		}
+		series.Start(n)
+		start := time.Now()
+		defer func() {
+			res := metrics.Result{Start: start, FirstByte: ex.firstByte, End: time.Now(), Status: ex.status,
+				ResponseBytes: ex.written, HasUsage: ex.insp.found, Input: ex.insp.usage.Input, Output: ex.insp.usage.Output,
+				Streamed: ex.insp.mode == inspectSSE}
+			series.Done(res)
+		}()
+	}
 	ex.respFilters = [2]*config.HeaderModifier{route.Filters.ResponseHeaders, ref.Filters.ResponseHeaders}
 	if bs.cfg.IsPool() {
 		ex.inspect = true
@@ -42,10 +59,12 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 	cands := bs.eps
 	var tried []*endpoints.Endpoint
 	for a := 1; ; a++ {
+		t0 := time.Now()
 		ep, err := bs.picker.Pick(preq, cands)
+		m.metrics.ObservePick(time.Since(t0))
 		if err != nil {
 			if a == 1 {
-				writePickError(w, err, bs)
+				ex.status = writePickError(w, err, bs)
 				return
 			}
 			break // report the previous attempt's failure
@@ -78,9 +97,11 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 	}
 	switch {
 	case r.Context().Err() != nil || isTimeout(ex.err):
+		ex.status = http.StatusGatewayTimeout
 		openai.WriteError(w, http.StatusGatewayTimeout, openai.TypeServer, "upstream_timeout",
 			"upstream of "+bs.cfg.Source+" timed out")
 	default:
+		ex.status = http.StatusBadGateway
 		openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error",
 			"upstream of "+bs.cfg.Source+" failed")
 	}
@@ -123,14 +144,17 @@ func untried(all, tried []*endpoints.Endpoint) []*endpoints.Endpoint {
 	return out
 }
 
-func writePickError(w http.ResponseWriter, err error, bs *backendState) {
+// writePickError answers a request no endpoint was picked for and returns
+// the status it sent.
+func writePickError(w http.ResponseWriter, err error, bs *backendState) int {
 	if isShed(err) {
 		openai.WriteError(w, http.StatusTooManyRequests, openai.TypeOverloaded, "overloaded",
 			"pool "+bs.cfg.Source+" is saturated; request shed")
-		return
+		return http.StatusTooManyRequests
 	}
 	openai.WriteError(w, http.StatusServiceUnavailable, openai.TypeServer, "no_healthy_upstream",
 		"no ready endpoint for "+bs.cfg.Source)
+	return http.StatusServiceUnavailable
 }
 
 func isTimeout(err error) bool {

@@ -112,6 +112,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				b = body.Bytes()
 			}
 			if err := openai.Validate(api, b); err != nil {
+				m.metrics.Error(model.Name, model.Name, http.StatusBadRequest)
 				openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", err.Error())
 				return
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/dataplane/router"
@@ -42,6 +43,9 @@ type Options struct {
 	// backend on each Apply, so a picker may be built from the backend's
 	// profile (Backend.Raw.Picker). Default: DefaultPicker.
 	PickerFor func(b *config.Backend) picker.Picker
+	// Metrics receives the request and pool metrics (default: a fresh
+	// metrics.Proxy, served by AdminHandler at /metrics).
+	Metrics *metrics.Proxy
 }
 
 // DefaultPicker is least in-flight for Services and least queue for
@@ -70,6 +74,7 @@ type Manager struct {
 	mirrorSem chan struct{}
 	mirrors   sync.WaitGroup
 	models    modelCache
+	metrics   *metrics.Proxy
 }
 
 // state is everything a request needs, immutable once published.
@@ -113,14 +118,53 @@ func New(logger *slog.Logger, opts Options) *Manager {
 	if opts.PickerFor == nil {
 		opts.PickerFor = DefaultPicker
 	}
-	return &Manager{
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	m := &Manager{
 		logger:    logger,
 		opts:      opts,
 		reg:       endpoints.NewRegistry(logger, opts.Endpoints),
 		up:        upstream.New(logger, opts.Upstream),
 		listeners: map[uint32]*listener{},
 		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
+		metrics:   opts.Metrics,
 	}
+	m.metrics.SetPools(m.poolStats)
+	return m
+}
+
+// Metrics returns the proxy metrics.
+func (m *Manager) Metrics() *metrics.Proxy { return m.metrics }
+
+// poolStats summarises every InferencePool of the current config for the
+// inference_pool_* gauges.
+func (m *Manager) poolStats() []metrics.PoolStat {
+	st := m.state.Load()
+	if st == nil {
+		return nil
+	}
+	var out []metrics.PoolStat
+	for _, bs := range st.backends {
+		if !bs.cfg.IsPool() {
+			continue
+		}
+		ps := metrics.PoolStat{Name: bs.cfg.Source, ReadyPods: len(bs.eps)}
+		n := 0
+		for _, e := range bs.eps {
+			if em := e.Metrics(); em != nil {
+				ps.AvgKVCache += em.KVCacheUsage
+				ps.AvgQueue += em.Waiting
+				n++
+			}
+		}
+		if n > 0 {
+			ps.AvgKVCache /= float64(n)
+			ps.AvgQueue /= float64(n)
+		}
+		out = append(out, ps)
+	}
+	return out
 }
 
 // Ready reports whether a config has been applied.
