@@ -97,8 +97,10 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	errc := make(chan error, 3)
 	go func() { errc <- serveAdmin(ctx, cfg.adminAddress, m, &p.ready, logger) }()
 	go func() { errc <- grpcServer.Serve(lis) }()
+	kubeDone := make(chan struct{})
 	go func() {
 		if km != nil {
+			defer close(kubeDone)
 			errc <- km.run(ctx, cfg.debounce, p.apply)
 			return
 		}
@@ -114,7 +116,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		// Let the Kubernetes side release the leader Lease, so another
 		// replica takes over at once.
 		select {
-		case <-errc:
+		case <-kubeDone:
 		case <-time.After(5 * time.Second):
 		}
 	}

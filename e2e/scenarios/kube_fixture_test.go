@@ -1,0 +1,206 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+
+	"github.com/infergate/infergate/e2e/cluster"
+	"github.com/infergate/infergate/e2e/harness"
+)
+
+// kubeResources maps the kinds the kube scenarios apply to their resources.
+var kubeResources = map[string]schema.GroupVersionResource{
+	"GatewayClass":          {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"},
+	"Gateway":               {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"},
+	"HTTPRoute":             {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
+	"ReferenceGrant":        {Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "referencegrants"},
+	"InferencePool":         {Group: "inference.networking.k8s.io", Version: "v1", Resource: "inferencepools"},
+	"InferenceObjective":    {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferenceobjectives"},
+	"InferenceModelRewrite": {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferencemodelrewrites"},
+}
+
+const e2eManager = "e2e"
+
+// applyYAML server-side-applies every document of a (templated) manifest,
+// the way `kubectl apply --server-side` does.
+func applyYAML(ctx context.Context, t testing.TB, c *cluster.Cluster, tmpl string, data any) {
+	t.Helper()
+	for _, doc := range strings.Split(string(render(t, tmpl, data)), "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatalf("decode manifest: %v\n%s", err, doc)
+		}
+		gvr, ok := kubeResources[u.GetKind()]
+		if !ok {
+			t.Fatalf("no resource known for kind %s", u.GetKind())
+		}
+		_, err := c.Dynamic.Resource(gvr).Namespace(u.GetNamespace()).Apply(ctx, u.GetName(), u,
+			metav1.ApplyOptions{FieldManager: e2eManager, Force: true})
+		if err != nil {
+			t.Fatalf("apply %s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		}
+	}
+}
+
+func deleteObject(ctx context.Context, t testing.TB, c *cluster.Cluster, kind, ns, name string) {
+	t.Helper()
+	if err := c.Dynamic.Resource(kubeResources[kind]).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete %s %s/%s: %v", kind, ns, name, err)
+	}
+}
+
+// getTyped reads an object into its Go type (T's json tags decide).
+func getTyped[T any](ctx context.Context, c *cluster.Cluster, kind, ns, name string) (*T, *unstructured.Unstructured, error) {
+	u, err := c.Dynamic.Resource(kubeResources[kind]).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	v := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, v); err != nil {
+		return nil, nil, err
+	}
+	return v, u, nil
+}
+
+// wantCondition checks one condition's status and reason, as `kubectl get
+// -o yaml` shows them.
+func wantCondition(conds []metav1.Condition, typ string, status metav1.ConditionStatus, reason string) error {
+	c := meta.FindStatusCondition(conds, typ)
+	if c == nil {
+		return fmt.Errorf("no %s condition in %+v", typ, conds)
+	}
+	if c.Status != status || c.Reason != reason {
+		return fmt.Errorf("%s = %s/%s (%q), want %s/%s", typ, c.Status, c.Reason, c.Message, status, reason)
+	}
+	if c.LastTransitionTime.IsZero() {
+		return fmt.Errorf("%s has no lastTransitionTime", typ)
+	}
+	return nil
+}
+
+// kubeProxy is one proxy process serving one Gateway.
+type kubeProxy struct {
+	proc   *harness.Process
+	admin  string
+	client openai.Client
+}
+
+func startKubeProxy(t *testing.T, xdsAddr, gateway string, port int) *kubeProxy {
+	t.Helper()
+	p := &kubeProxy{admin: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))}
+	p.proc = harness.Start(t, "proxy "+gateway, bins.Path("proxy"),
+		"--xds-address", xdsAddr, "--gateway", gateway,
+		"--listen-address", "127.0.0.1", "--admin-address", p.admin, "--drain-timeout", "2s")
+	p.client = openai.NewClient(
+		option.WithBaseURL(fmt.Sprintf("http://127.0.0.1:%d/v1", port)),
+		option.WithAPIKey("unused"),
+		option.WithMaxRetries(0),
+		option.WithRequestTimeout(requestTimeout),
+	)
+	return p
+}
+
+// chat sends one chat completion and returns the endpoint that served it.
+func (p *kubeProxy) chat(ctx context.Context) (string, error) {
+	var resp *http.Response
+	c, err := p.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:     model,
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello.")},
+		MaxTokens: openai.Int(4),
+	}, option.WithResponseInto(&resp))
+	if err != nil {
+		return "", err
+	}
+	if len(c.Choices) == 0 {
+		return "", fmt.Errorf("empty completion %+v", c)
+	}
+	return resp.Header.Get(servedHeader), nil
+}
+
+// servedBy sends n requests and returns the pod IPs that served them.
+func (p *kubeProxy) servedBy(ctx context.Context, n int) (map[string]int, error) {
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		served, err := p.chat(ctx)
+		if err != nil {
+			return seen, err
+		}
+		seen[hostOf(served)]++
+	}
+	return seen, nil
+}
+
+// config returns the proxy's compiled config as served by its admin API.
+func (p *kubeProxy) config(ctx context.Context) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/config", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("/config: status %d: %s", resp.StatusCode, b)
+	}
+	return string(b), err
+}
+
+// replica is one control-plane process in Kubernetes mode.
+type replica struct {
+	name string
+	xds  string
+	args []string
+	proc *harness.Process
+}
+
+func startReplica(t *testing.T, name string, c *cluster.Cluster, leaseNS string) *replica {
+	t.Helper()
+	r := &replica{name: name, xds: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))}
+	r.args = []string{
+		"--kubeconfig", c.Kubeconfig, "--xds-address", r.xds, "--debounce", "20ms",
+		"--admin-address", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1")),
+		"--leader-election-namespace", leaseNS,
+		// Short lease timings keep the failover test quick; a clean
+		// shutdown releases the Lease anyway.
+		"--leader-election-lease-duration", "4s",
+		"--leader-election-renew-deadline", "3s",
+		"--leader-election-retry-period", "250ms",
+	}
+	r.restart(t)
+	return r
+}
+
+func (r *replica) restart(t *testing.T) {
+	t.Helper()
+	r.proc = harness.Start(t, r.name, bins.Path("controlplane"), r.args...)
+}
+
+func (r *replica) leads() bool {
+	return strings.Contains(r.proc.Logs(), "became leader")
+}
+
+func eventually(t *testing.T, f func() error) {
+	t.Helper()
+	harness.Eventually(t, syncTimeout, f)
+}
+
+func since(t0 time.Time) time.Duration {
+	return time.Since(t0).Round(time.Millisecond)
+}
