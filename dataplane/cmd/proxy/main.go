@@ -28,6 +28,9 @@ import (
 
 type options struct {
 	xdsAddress    string
+	xdsCAFile     string
+	xdsServerName string
+	xdsTokenFile  string
 	gateway       string
 	nodeID        string
 	pod           string
@@ -44,6 +47,9 @@ func main() {
 	var o options
 	host, _ := os.Hostname()
 	flag.StringVar(&o.xdsAddress, "xds-address", "127.0.0.1:18000", "control plane gRPC address")
+	flag.StringVar(&o.xdsCAFile, "xds-ca-file", "", "PEM CA the control plane's certificate must chain to; enables TLS (plaintext without it, for loopback only)")
+	flag.StringVar(&o.xdsServerName, "xds-server-name", "", "name to verify in the control plane's certificate (default: the host of --xds-address)")
+	flag.StringVar(&o.xdsTokenFile, "xds-token-file", "", "file holding this proxy's audience-bound ServiceAccount token, re-read on every connection (requires --xds-ca-file)")
 	flag.StringVar(&o.gateway, "gateway", "", "the Gateway this proxy serves, as namespace/name (required)")
 	flag.StringVar(&o.nodeID, "node-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "xDS node id, unique per proxy")
 	flag.StringVar(&o.pod, "pod", podFromEnv(), "namespace/name of this proxy's pod, shown by `infergatectl proxies` (default from POD_NAMESPACE/POD_NAME)")
@@ -101,13 +107,23 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		}
 		return nil
 	})
+	dialOpts, err := xdsclient.SecureDialOptions(o.xdsCAFile, o.xdsServerName, o.xdsTokenFile)
+	if err != nil {
+		return err
+	}
+	if dialOpts == nil {
+		if host, _, err := net.SplitHostPort(o.xdsAddress); err != nil || !isLoopbackHost(host) {
+			logger.Warn("xDS connection is PLAINTEXT to a non-loopback control plane: set --xds-ca-file (and --xds-token-file)", "xds", o.xdsAddress)
+		}
+	}
 	client := xdsclient.New(xdsclient.Config{
-		Addr:    o.xdsAddress,
-		NodeID:  o.nodeID,
-		Gateway: o.gateway,
-		Pod:     o.pod,
-		Handler: handler,
-		Logger:  logger.With("component", "xdsclient"),
+		Addr:        o.xdsAddress,
+		NodeID:      o.nodeID,
+		Gateway:     o.gateway,
+		Pod:         o.pod,
+		Handler:     handler,
+		DialOptions: dialOpts,
+		Logger:      logger.With("component", "xdsclient"),
 		// The control plane allows pings this often (xds.GRPCServerOptions).
 		KeepaliveTime: 15 * time.Second,
 	})
@@ -164,6 +180,14 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	<-xdsDone
 	_ = admin.Close()
 	return err
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func podFromEnv() string {
