@@ -1,0 +1,217 @@
+// Command proxy benchmarks what the infergate proxy adds to a request, in
+// one run against the same backend: a direct connection, infergate's
+// request path, and nginx (least_conn, keepalive upstream) as the baseline.
+// Cases: a 1 KB JSON chat request, an SSE response of 200 events, and a
+// 220 KB prompt at concurrency 150. It writes a Markdown report (default
+// e2e/bench/results/proxy.md) and prints the ratios.
+//
+//	go run ./bench/proxy            # from e2e/, about two minutes
+//	go run ./bench/proxy -short     # a quick smoke run
+//
+// Backend, proxy and nginx each run as their own process (the command
+// re-executes itself for the first two), so the load generator does not
+// share a Go runtime with what it measures; they do share the machine's
+// cores, which the report states.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var (
+		role     = flag.String("role", "", "internal: backend or proxy (child processes)")
+		addr     = flag.String("addr", "", "internal: listen address of a child")
+		backend  = flag.String("backend", "", "internal: backend address for the proxy child")
+		out      = flag.String("out", "", "Markdown report path (default <repo>/e2e/bench/results/proxy.md)")
+		dur      = flag.Duration("duration", 4*time.Second, "length of each measurement")
+		rate     = flag.Int("rate", 1000, "fixed request rate for the latency cases (req/s)")
+		sseRate  = flag.Int("sse-rate", 200, "fixed request rate for the SSE latency case (req/s)")
+		conc     = flag.Int("concurrency", 64, "workers of the max-throughput cases")
+		largeC   = flag.Int("large-concurrency", 150, "workers of the large-prompt case")
+		largeKB  = flag.Int("large-kb", 220, "size of the large prompt in KB")
+		short    = flag.Bool("short", false, "quick smoke run (1 s measurements)")
+		nginxOff = flag.Bool("no-nginx", false, "skip the nginx baseline")
+	)
+	flag.Parse()
+	switch *role {
+	case "backend":
+		log.Fatal(runBackend(*addr))
+	case "proxy":
+		_, p, _ := net.SplitHostPort(*addr)
+		port, _ := strconv.Atoi(p)
+		if err := runProxy(uint32(port), *backend); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if *short {
+		*dur = time.Second
+	}
+	if *out == "" {
+		*out = filepath.Join(repoRoot(), "e2e", "bench", "results", "proxy.md")
+	}
+	cfg := runConfig{dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10}
+	if err := run(cfg, *out, !*nginxOff); err != nil {
+		log.Fatal(err)
+	}
+}
+
+type runConfig struct {
+	dur                            time.Duration
+	rate, sseRate, conc, largeConc int
+	largeSize                      int
+}
+
+func run(cfg runConfig, out string, withNginx bool) error {
+	tmp, err := os.MkdirTemp("", "infergate-bench-proxy-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	beAddr, pxAddr, ngAddr := freeAddr(), freeAddr(), freeAddr()
+	var children []*exec.Cmd
+	defer func() {
+		for _, c := range children {
+			_ = c.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = c.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = c.Process.Kill()
+			}
+		}
+	}()
+	start := func(args ...string) error {
+		c := exec.Command(self, args...)
+		c.Stderr = os.Stderr
+		if err := c.Start(); err != nil {
+			return err
+		}
+		children = append(children, c)
+		return nil
+	}
+	if err := start("-role", "backend", "-addr", beAddr); err != nil {
+		return err
+	}
+	if err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr); err != nil {
+		return err
+	}
+	targets := []*target{newTarget("direct", "http://"+beAddr), newTarget("infergate", "http://"+pxAddr)}
+	if withNginx {
+		ng, err := startNginx(tmp, ngAddr, beAddr)
+		if err != nil {
+			return err
+		}
+		children = append(children, ng)
+		targets = append(targets, newTarget("nginx", "http://"+ngAddr))
+	}
+	small := prompt(1<<10, false)
+	for _, t := range targets {
+		if err := waitReady(t, small); err != nil {
+			return err
+		}
+	}
+	rep := &report{cfg: cfg, targets: names(targets)}
+	sse := prompt(1<<10, true)
+	large := prompt(cfg.largeSize, true)
+	for _, t := range targets { // warm connections and code paths
+		t.closedLoop("/json", small, cfg.conc, cfg.dur/4)
+		t.closedLoop("/ttft", large, cfg.largeConc, cfg.dur/4)
+	}
+	for _, t := range targets {
+		log.Printf("%s: 1 KB JSON at %d req/s", t.name, cfg.rate)
+		rep.add("json-rate", t.name, summarize(t.fixedRate("/json", small, cfg.rate, cfg.dur)))
+	}
+	for _, t := range targets {
+		log.Printf("%s: 1 KB JSON, max throughput", t.name)
+		ss, rps := t.closedLoop("/json", small, cfg.conc, cfg.dur)
+		st := summarize(ss)
+		st.rps = rps
+		rep.add("json-max", t.name, st)
+	}
+	for _, t := range targets {
+		log.Printf("%s: SSE 200 events at %d req/s", t.name, cfg.sseRate)
+		rep.add("sse-rate", t.name, summarize(t.fixedRate("/sse", sse, cfg.sseRate, cfg.dur)))
+	}
+	for _, t := range targets {
+		log.Printf("%s: SSE 200 events, max throughput", t.name)
+		ss, rps := t.closedLoop("/sse", sse, cfg.conc, cfg.dur)
+		st := summarize(ss)
+		st.rps = rps
+		rep.add("sse-max", t.name, st)
+	}
+	for _, t := range targets {
+		log.Printf("%s: %d KB prompt at concurrency %d", t.name, cfg.largeSize>>10, cfg.largeConc)
+		ss, rps := t.closedLoop("/ttft", large, cfg.largeConc, cfg.dur)
+		st := summarize(ss)
+		st.rps = rps
+		rep.add("large", t.name, st)
+	}
+	text := rep.markdown()
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(rep.summary())
+	fmt.Println("report:", out)
+	return nil
+}
+
+func names(ts []*target) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.name)
+	}
+	return out
+}
+
+func waitReady(t *target, body []byte) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := t.do("/json", body); s.ok {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s at %s did not answer within 15s", t.name, t.base)
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// repoRoot walks up from the working directory to the directory holding
+// go.work.
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
+}
