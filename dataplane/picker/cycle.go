@@ -19,9 +19,6 @@ type Candidate struct {
 	// requests this proxy sent since that scrape; for stale endpoints (when
 	// no endpoint is fresh) the proxy's own in-flight count.
 	Queue float64
-	// Load is Queue plus the scraped running requests: what bounded-load
-	// affinity compares to the pool's mean.
-	Load float64
 }
 
 // Cycle is the state of one pick, shared by its filters and scorers. It is
@@ -33,8 +30,8 @@ type Cycle struct {
 	Candidates []Candidate
 	// AnyFresh reports whether at least one candidate has fresh metrics.
 	AnyFresh bool
-	// MeanLoad is the mean Load over Candidates.
-	MeanLoad float64
+	// MeanQueue is the mean Queue over the candidates with a known queue.
+	MeanQueue float64
 
 	// Prompt prefix keys, computed once when a scorer asks (PrefixKeys).
 	keys     []prefixKey
@@ -61,7 +58,7 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 		c.total = make([]float64, n)
 	}
 	c.Candidates = c.Candidates[:0]
-	c.AnyFresh, c.MeanLoad = false, 0
+	c.AnyFresh, c.MeanQueue = false, 0
 	c.keys, c.blocks, c.hashed = c.keys[:0], 0, false
 	clear(c.prefixOf)
 	return c
@@ -112,28 +109,18 @@ func (c *Cycle) load(cands []*endpoints.Endpoint) {
 		switch {
 		case cd.Fresh:
 			cd.Queue = cd.Metrics.Waiting + float64(cd.Endpoint.SinceScrape())
-			cd.Load = cd.Queue + cd.Metrics.Running
 		case !c.AnyFresh:
 			// Nothing is known about any endpoint: own in-flight requests
 			// are the best signal left.
 			cd.Queue = float64(cd.Endpoint.InFlight())
-			cd.Load = cd.Queue
 		default:
+			// Unknown while others are known: scorers rate it 0.
 			continue
 		}
-		sum += cd.Load
+		sum += cd.Queue
 		n++
 	}
 	if n > 0 {
-		c.MeanLoad = sum / float64(n)
-	}
-	if c.AnyFresh {
-		// A stale endpoint's load is unknown; bounded-load affinity must
-		// not prefer it, so it counts as far above the mean.
-		for i := range c.Candidates {
-			if cd := &c.Candidates[i]; !cd.Fresh {
-				cd.Load = 2*c.MeanLoad + 1e6
-			}
-		}
+		c.MeanQueue = sum / float64(n)
 	}
 }

@@ -12,8 +12,8 @@ import (
 //   - Rendezvous affinity, which every proxy computes identically without
 //     shared state: the prompt's leading blocks (up to AffinityBlocks) hash
 //     to a ranking of endpoints (highest-random-weight hashing over the
-//     endpoint's address hash), and the best-ranked endpoint whose load is
-//     within LoadFactor × the pool's mean (+1) gets 1. The load bound moves a
+//     endpoint's address hash), and the best-ranked endpoint whose queue is
+//     within LoadFactor × the pool's mean queue + Slack gets 1. The load bound moves a
 //     hot prefix to its next-ranked endpoint — the same one on every proxy,
 //     because they all see the same scraped loads.
 //   - The proxy's own index of where it sent each prefix (block hash →
@@ -31,9 +31,13 @@ type PrefixScorer struct {
 	// generic preamble spread, short enough that a shared system prompt
 	// keys alone). Prompts shorter than one block get no affinity.
 	AffinityBlocks int
-	// LoadFactor bounds affinity: an endpoint loaded above LoadFactor ×
-	// mean + 1 is skipped (default 1.25).
+	// LoadFactor and Slack bound affinity: an endpoint whose waiting queue
+	// exceeds LoadFactor × the mean queue + Slack is skipped (defaults 1.25
+	// and 8). The bound looks at waiting requests, not running ones: a
+	// replica with a full batch but a short queue still serves a cached
+	// prefix sooner than a cold replica can prefill it.
 	LoadFactor float64
+	Slack      float64
 
 	index *lru.Cache[uint64, entry]
 }
@@ -56,7 +60,7 @@ func NewPrefixScorer(size int) *PrefixScorer {
 	if err != nil {
 		panic(err) // only for size ≤ 0, excluded above
 	}
-	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, index: idx}
+	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, Slack: 8, index: idx}
 }
 
 // Name implements Scorer.
@@ -110,11 +114,11 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) int {
 		}
 		k = pk.Hash
 	}
-	bound := s.LoadFactor*c.MeanLoad + 1
+	bound := s.LoadFactor*c.MeanQueue + s.Slack
 	best, bestW := -1, uint64(0)
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
-		if cd.Load > bound {
+		if cd.Queue > bound || (c.AnyFresh && !cd.Fresh) {
 			continue
 		}
 		if w := mix(k ^ cd.Endpoint.Hash); best < 0 || w > bestW {

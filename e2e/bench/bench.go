@@ -1,0 +1,286 @@
+// Package bench is the routing-quality benchmark: a fleet of simulated
+// model servers (modelsim) behind in-process proxies (server.Manager, the
+// real request path), driven by loadgen workloads, once per picking
+// strategy in the same run, summarised as a Markdown report with an SVG
+// plot.
+//
+// Proxies run in-process rather than as binaries: each strategy needs its
+// own picker wired through server.Options.PickerFor, and 4 proxies then cost
+// 4 Managers instead of 4 processes plus a control plane on a 2-core machine.
+// The request path (listener, router, picker, upstream, SSE copy) is the
+// proxy binary's.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/e2e/loadgen"
+	"github.com/infergate/infergate/e2e/modelsim"
+	"github.com/infergate/infergate/e2e/modelsim/engine"
+)
+
+// Strategy is one way of picking, run with Proxies proxies.
+type Strategy struct {
+	Name    string
+	Proxies int
+	// New returns the pool picker of one proxy.
+	New func() picker.Picker
+}
+
+// Strategies are the baselines and ours, in report order.
+func Strategies() []Strategy {
+	ours := func() picker.Picker {
+		s, err := picker.FromProfile(nil)
+		if err != nil {
+			panic(err) // the default profile always builds
+		}
+		return s
+	}
+	return []Strategy{
+		{Name: "round-robin", Proxies: 1, New: func() picker.Picker { return &picker.RoundRobin{} }},
+		{Name: "random", Proxies: 1, New: func() picker.Picker { return picker.Random{} }},
+		{Name: "least-in-flight", Proxies: 1, New: func() picker.Picker { return picker.LeastInFlight{} }},
+		{Name: "queue+kv", Proxies: 1, New: func() picker.Picker {
+			// The reference scorers without prefix affinity: plain min-max
+			// queue (no spread floor) and KV, shedding like the reference.
+			return picker.NewScheduler([]picker.WeightedScorer{
+				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
+		}},
+		{Name: "ours", Proxies: 1, New: ours},
+		{Name: "ours ×4 proxies", Proxies: 4, New: ours},
+	}
+}
+
+// Scenario is a workload with the fleet it runs on.
+type Scenario struct {
+	Workload loadgen.Workload
+	// Fleet shapes the replicas (LoRA adapters, KV size).
+	Fleet modelsim.Config
+}
+
+// Options of a benchmark run.
+type Options struct {
+	Replicas  int     // default 8
+	TimeScale float64 // wall seconds per simulated second
+	Scenarios []Scenario
+	// Strategies default to Strategies().
+	Strategies []Strategy
+	// ScrapeProxies are the proxy counts of the scrape-rate measurement
+	// (none when empty) and ScrapeWindow its length (default 2 s).
+	ScrapeProxies []int
+	ScrapeWindow  time.Duration
+	Logger        *slog.Logger
+	// Progress, when set, gets one line per finished cell.
+	Progress func(string)
+}
+
+// Cell is one workload × strategy result.
+type Cell struct {
+	Workload, Strategy string
+	Proxies            int
+	Summary            loadgen.Summary
+	// LoRALoaded is the fraction of picks that went to a replica where the
+	// request's adapter was running at pick time (LoRA workload only).
+	LoRALoaded float64
+	Imbalance  float64 // max/mean successful requests per replica
+	Wall       time.Duration
+}
+
+// ScrapeRate is the per-server scrape rate seen with a number of proxies.
+type ScrapeRate struct {
+	Proxies int
+	// PerServer is scrapes per second per model server (wall).
+	PerServer float64
+}
+
+// Report is a whole run.
+type Report struct {
+	Replicas    int
+	TimeScale   float64
+	Scenarios   []Scenario
+	Cells       []Cell
+	ScrapeRates []ScrapeRate
+	Started     time.Time
+	Wall        time.Duration
+	GoMaxProcs  int
+}
+
+// Run runs every scenario with every strategy.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Replicas <= 0 {
+		o.Replicas = 8
+	}
+	if o.TimeScale <= 0 {
+		o.TimeScale = 1
+	}
+	if o.Strategies == nil {
+		o.Strategies = Strategies()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ScrapeWindow <= 0 {
+		o.ScrapeWindow = 2 * time.Second
+	}
+	rep := &Report{Replicas: o.Replicas, TimeScale: o.TimeScale, Scenarios: o.Scenarios, Started: time.Now(), GoMaxProcs: runtime.GOMAXPROCS(0)}
+	for _, sc := range o.Scenarios {
+		for _, st := range o.Strategies {
+			cell, err := runCell(ctx, o, sc, st)
+			if err != nil {
+				return rep, fmt.Errorf("%s / %s: %w", sc.Workload.Name, st.Name, err)
+			}
+			rep.Cells = append(rep.Cells, *cell)
+			if o.Progress != nil {
+				s := cell.Summary
+				o.Progress(fmt.Sprintf("%-14s %-16s ok %4d/%-4d ttft p50 %6.3fs p90 %8.3fs  tok/s %7.0f  cache %5.1f%%  max/mean %.2f (%s)",
+					sc.Workload.Name, st.Name, s.OK, s.Requests, s.TTFT.P50, s.TTFT.P90, s.TokensPerSec, 100*s.CacheHit, cell.Imbalance, cell.Wall.Round(time.Second/10)))
+			}
+		}
+	}
+	for _, n := range o.ScrapeProxies {
+		r, err := measureScrapes(ctx, o, n)
+		if err != nil {
+			return rep, err
+		}
+		rep.ScrapeRates = append(rep.ScrapeRates, r)
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf("scrape rate with %2d proxies: %.1f scrapes/s per server", n, r.PerServer))
+		}
+	}
+	rep.Wall = time.Since(rep.Started)
+	return rep, nil
+}
+
+func startFleet(ctx context.Context, o Options, fc modelsim.Config) (*modelsim.Fleet, error) {
+	fc.TimeScale = o.TimeScale
+	listen := make([]string, o.Replicas)
+	for i := range listen {
+		listen[i] = "127.0.0.1:0"
+	}
+	return modelsim.StartFleet(ctx, modelsim.FleetConfig{Config: fc, Listen: listen, NamePrefix: "replica", ShutdownTimeout: time.Second})
+}
+
+func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, error) {
+	t0 := time.Now()
+	fleet, err := startFleet(ctx, o, sc.Fleet)
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.Close()
+	byAddr := map[string]*modelsim.Replica{}
+	for _, r := range fleet.Replicas() {
+		byAddr[r.Addr()] = r
+	}
+	var picks, loaded atomic.Int64
+	lora := len(sc.Fleet.LoRAModules) > 0
+	newPicker := func(*config.Backend) picker.Picker {
+		p := st.New()
+		if !lora {
+			return p
+		}
+		return &loraProbe{inner: p, replicas: byAddr, picks: &picks, loaded: &loaded}
+	}
+	// The reference scrape interval is 50 ms of model time.
+	interval := time.Duration(float64(50*time.Millisecond) * o.TimeScale)
+	proxies, err := startProxies(st.Proxies, fleet.Addrs(), newPicker, interval, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer closeProxies(proxies)
+	// Let every proxy scrape once before traffic starts.
+	time.Sleep(max(3*interval*time.Duration(st.Proxies), 50*time.Millisecond))
+	targets := make([]string, len(proxies))
+	for i, p := range proxies {
+		targets[i] = p.url
+	}
+	rs := loadgen.Run(ctx, sc.Workload, loadgen.Options{Targets: targets, TimeScale: o.TimeScale,
+		Timeout: time.Duration(float64(10*time.Minute) * o.TimeScale)})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cell := &Cell{Workload: sc.Workload.Name, Strategy: st.Name, Proxies: st.Proxies, Summary: loadgen.Summarize(rs, o.TimeScale)}
+	cell.Imbalance = cell.Summary.LoadImbalance(o.Replicas)
+	if n := picks.Load(); n > 0 {
+		cell.LoRALoaded = float64(loaded.Load()) / float64(n)
+	}
+	cell.Wall = time.Since(t0)
+	return cell, nil
+}
+
+// loraProbe records, for every pick, whether the picked replica was
+// running the request's adapter at that moment (ground truth from the
+// simulator, not the proxy's scraped view).
+type loraProbe struct {
+	inner         picker.Picker
+	replicas      map[string]*modelsim.Replica
+	picks, loaded *atomic.Int64
+}
+
+func (p *loraProbe) Pick(req *picker.Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
+	ep, err := p.inner.Pick(req, cands)
+	if err != nil {
+		return ep, err
+	}
+	if r := p.replicas[ep.Address]; r != nil {
+		p.picks.Add(1)
+		model := req.TargetModel
+		if model == "" {
+			model = req.Model
+		}
+		if slices.Contains(r.Engine().Stats().RunningAdapters, model) {
+			p.loaded.Add(1)
+		}
+	}
+	return ep, nil
+}
+
+// measureScrapes runs n proxies' endpoint registries (what scrapes) against
+// an idle fleet for the scrape window and returns the per-server rate.
+func measureScrapes(ctx context.Context, o Options, n int) (ScrapeRate, error) {
+	fleet, err := startFleet(ctx, o, modelsim.Config{})
+	if err != nil {
+		return ScrapeRate{}, err
+	}
+	defer fleet.Close()
+	var specs []endpoints.Spec
+	for _, a := range fleet.Addrs() {
+		specs = append(specs, endpoints.Spec{Address: a, MetricsAddress: a, EngineType: "vllm", Scrape: true})
+	}
+	before := totalScrapes(fleet)
+	for range n {
+		reg := endpoints.NewRegistry(o.Logger, endpoints.Options{Proxies: n})
+		reg.Sync(specs)
+		defer reg.Close()
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return ScrapeRate{}, ctx.Err()
+	case <-time.After(o.ScrapeWindow):
+	}
+	got := totalScrapes(fleet) - before
+	return ScrapeRate{Proxies: n, PerServer: float64(got) / time.Since(t0).Seconds() / float64(fleet.Len())}, nil
+}
+
+func totalScrapes(f *modelsim.Fleet) int64 {
+	var t int64
+	for _, r := range f.Replicas() {
+		t += r.Stats().Scrapes
+	}
+	return t
+}
+
+// engineConfig is the replica sizing of the benchmark: vLLM defaults (16
+// sequences, 2,048 KV blocks of 16 tokens = 32k tokens per replica).
+func engineConfig(maxLoRAs int) engine.Config {
+	return engine.Config{MaxLoRAs: maxLoRAs}
+}

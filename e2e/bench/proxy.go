@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/config/configtest"
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/server"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+const (
+	gateway  = "bench/gw"
+	poolName = gateway + "/inferencepool/bench/pool"
+)
+
+// Objectives the workloads send in x-gateway-inference-objective, with the
+// priority an InferenceObjective would give them.
+var objectives = map[string]int32{"critical": 1, "standard": 0, "sheddable": -1}
+
+// poolConfig compiles a gateway with one HTTP listener on port routing
+// everything to an InferencePool of addrs, with the criticality objectives.
+func poolConfig(port uint32, addrs []string) (*config.Config, error) {
+	eps := &snapshotv1.Endpoints{Name: poolName + "/endpoints"}
+	for _, a := range addrs {
+		host, p, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, err
+		}
+		pn, _ := strconv.Atoi(p)
+		eps.Endpoints = append(eps.Endpoints, &snapshotv1.Endpoint{Address: host, Port: uint32(pn), Pod: "bench/" + a, EngineType: "vllm"})
+	}
+	rs := []snapshotv1.Named{
+		&snapshotv1.Listener{Name: gateway + "/http", Gateway: gateway, Port: port, Protocol: snapshotv1.Listener_HTTP},
+		&snapshotv1.Route{Name: gateway + "/bench/route/0", Route: "bench/route", Listeners: []string{gateway + "/http"},
+			Matches:  []*snapshotv1.RouteMatch{{Path: &snapshotv1.PathMatch{Type: snapshotv1.MatchType_PATH_PREFIX, Value: "/"}}},
+			Backends: []*snapshotv1.BackendRef{{Backend: poolName, Weight: 1}}},
+		&snapshotv1.Backend{Name: poolName, Kind: snapshotv1.Backend_INFERENCE_POOL, Source: "bench/pool",
+			AppProtocol: snapshotv1.Backend_HTTP1, Endpoints: eps.Name, Picker: picker.DefaultProfile(), DefaultEngineType: "vllm"},
+		eps,
+	}
+	for name, prio := range objectives {
+		rs = append(rs, &snapshotv1.ModelRule{Name: gateway + "/inferenceobjective/bench/" + name, Pool: poolName,
+			Objective: name, Priority: prio})
+	}
+	return config.Compile(configtest.Resources(gateway, rs...))
+}
+
+// proxy is one in-process data plane (server.Manager) with its own
+// endpoint registry, scrapers and picker state — what one proxy pod holds.
+type proxy struct {
+	m   *server.Manager
+	url string
+}
+
+// startProxies starts n proxies whose pool picker comes from newPicker.
+// scrapeInterval is the per-endpoint scrape interval of a single proxy;
+// each proxy is told how many proxies share the servers.
+func startProxies(n int, addrs []string, newPicker func(*config.Backend) picker.Picker, scrapeInterval time.Duration, logger *slog.Logger) ([]*proxy, error) {
+	var out []*proxy
+	for range n {
+		port, err := freePort()
+		if err != nil {
+			closeProxies(out)
+			return nil, err
+		}
+		cfg, err := poolConfig(port, addrs)
+		if err != nil {
+			closeProxies(out)
+			return nil, err
+		}
+		m := server.New(logger, server.Options{
+			BindAddress: "127.0.0.1",
+			Endpoints:   endpoints.Options{Interval: scrapeInterval, Proxies: n},
+			PickerFor:   newPicker,
+		})
+		if err := m.Apply(cfg); err != nil {
+			closeProxies(out)
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+		out = append(out, &proxy{m: m, url: fmt.Sprintf("http://127.0.0.1:%d", port)})
+	}
+	return out, nil
+}
+
+func closeProxies(ps []*proxy) {
+	for _, p := range ps {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.m.Close(ctx)
+		cancel()
+	}
+}
+
+func freePort() (uint32, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return uint32(ln.Addr().(*net.TCPAddr).Port), nil
+}

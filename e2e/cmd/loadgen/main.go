@@ -1,0 +1,85 @@
+// Command loadgen runs the routing-quality benchmark (e2e/bench): 8
+// simulated replicas behind in-process proxies, every workload with every
+// strategy, and writes a Markdown report with an SVG plot.
+//
+//	go run ./cmd/loadgen -out bench/results          # the full benchmark (make bench-routing)
+//	go run ./cmd/loadgen -size smoke -out /tmp/x      # seconds, checks the harness
+//	go run ./cmd/loadgen -workloads shared-prefix -strategies round-robin,ours
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/infergate/infergate/e2e/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "directory for report.md and ttft.svg (none: print only)")
+	size := fs.String("size", "full", "full or smoke")
+	scale := fs.Float64("time-scale", 0.25, "wall seconds per simulated second")
+	workloads := fs.String("workloads", "", "comma-separated workload names (default all)")
+	strategies := fs.String("strategies", "", "comma-separated strategy names (default all)")
+	verbose := fs.Bool("v", false, "log proxies and replicas to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o := bench.Options{TimeScale: *scale, ScrapeProxies: []int{1, 4, 16},
+		Progress: func(s string) { fmt.Fprintln(stdout, s) }}
+	switch *size {
+	case "full":
+		o.Scenarios = bench.Scenarios(bench.Full)
+	case "smoke":
+		o.Scenarios = bench.Scenarios(bench.Smoke)
+		o.ScrapeWindow = 500e6
+	default:
+		return fmt.Errorf("-size %q: want full or smoke", *size)
+	}
+	if *verbose {
+		o.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	if *workloads != "" {
+		want := strings.Split(*workloads, ",")
+		o.Scenarios = slices.DeleteFunc(o.Scenarios, func(s bench.Scenario) bool { return !slices.Contains(want, s.Workload.Name) })
+		o.ScrapeProxies = nil
+	}
+	if *strategies != "" {
+		want := strings.Split(*strategies, ",")
+		o.Strategies = slices.DeleteFunc(bench.Strategies(), func(s bench.Strategy) bool { return !slices.Contains(want, s.Name) })
+		if len(o.Strategies) == 0 {
+			return errors.New("no strategy matches -strategies")
+		}
+	}
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	for _, l := range rep.Ratios() {
+		fmt.Fprintln(stdout, l)
+	}
+	if *out == "" {
+		return nil
+	}
+	return rep.Write(*out)
+}

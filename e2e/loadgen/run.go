@@ -1,0 +1,194 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Result is the outcome of one request. Durations are wall-clock; divide
+// by the simulator's time scale for simulated time.
+type Result struct {
+	Index  int
+	Class  string
+	Model  string
+	Status int // 0 when the exchange failed before a response
+	Err    string
+	// Start is the offset of the send from the run's start.
+	Start time.Duration
+	// TTFT is the time to the first content token, E2E to the end of the
+	// stream; zero when not reached.
+	TTFT, E2E    time.Duration
+	OutputTokens int
+	PromptTokens int
+	CachedTokens int
+	// Replica is the x-modelsim-replica response header (who served).
+	Replica string
+}
+
+// OK reports a complete, successful stream.
+func (r *Result) OK() bool { return r.Status == http.StatusOK && r.Err == "" && r.OutputTokens > 0 }
+
+// Options of a run.
+type Options struct {
+	// Targets are base URLs (http://host:port); request i goes to
+	// Targets[i % len], as an L4 load balancer in front of proxies would.
+	Targets []string
+	// Path defaults to /v1/chat/completions.
+	Path string
+	// TimeScale converts the workload's simulated arrival times to wall
+	// time (wall = simulated × TimeScale); 0 means 1.
+	TimeScale float64
+	// Timeout bounds one request (wall); default 5 minutes.
+	Timeout time.Duration
+	// Client defaults to a client with enough idle connections.
+	Client *http.Client
+}
+
+// Run replays w open-loop (arrivals do not wait for earlier responses) and
+// returns one result per request, in workload order.
+func Run(ctx context.Context, w Workload, o Options) []Result {
+	if o.Path == "" {
+		o.Path = "/v1/chat/completions"
+	}
+	if o.TimeScale <= 0 {
+		o.TimeScale = 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}}
+	}
+	out := make([]Result, len(w.Requests))
+	var wg sync.WaitGroup
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for i := range w.Requests {
+		r := &w.Requests[i]
+		at := time.Duration(float64(r.At) * o.TimeScale)
+		if d := time.Until(start.Add(at)); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				wg.Wait()
+				return out[:i]
+			case <-timer.C:
+			}
+		}
+		target := o.Targets[i%len(o.Targets)] + o.Path
+		wg.Go(func() {
+			res := &out[i]
+			res.Index, res.Class, res.Model = i, r.Class, r.Model
+			res.Start = time.Since(start)
+			rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			defer cancel()
+			do(rctx, o.Client, target, r, res)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+var (
+	dataPrefix   = []byte("data: ")
+	contentToken = []byte(`"delta":{"content":"`)
+	textToken    = []byte(`"text":"`)
+	done         = []byte("[DONE]")
+)
+
+type usageChunk struct {
+	Usage *struct {
+		PromptTokens        int `json:"prompt_tokens"`
+		CompletionTokens    int `json:"completion_tokens"`
+		PromptTokensDetails *struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+	} `json:"usage"`
+	Error *struct {
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func do(ctx context.Context, c *http.Client, url string, r *Request, res *Result) {
+	t0 := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.Body))
+	if err != nil {
+		res.Err = err.Error()
+		return
+	}
+	req.Header = r.Header()
+	resp, err := c.Do(req)
+	if err != nil {
+		res.Err = err.Error()
+		return
+	}
+	defer resp.Body.Close()
+	res.Status = resp.StatusCode
+	res.Replica = resp.Header.Get("x-modelsim-replica")
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		res.Err = string(b)
+		return
+	}
+	br := bufio.NewReaderSize(resp.Body, 16<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 && bytes.HasPrefix(line, dataPrefix) {
+			data := bytes.TrimSpace(line[len(dataPrefix):])
+			switch {
+			case bytes.Equal(data, done):
+				res.E2E = time.Since(t0)
+				return
+			case isToken(data):
+				if res.OutputTokens == 0 {
+					res.TTFT = time.Since(t0)
+				}
+				res.OutputTokens++
+			case bytes.Contains(data, []byte(`"usage"`)) || bytes.Contains(data, []byte(`"error"`)):
+				var u usageChunk
+				if json.Unmarshal(data, &u) == nil {
+					if u.Error != nil {
+						res.Err = "stream error: " + u.Error.Message
+					}
+					if u.Usage != nil {
+						res.PromptTokens = u.Usage.PromptTokens
+						if d := u.Usage.PromptTokensDetails; d != nil {
+							res.CachedTokens = d.CachedTokens
+						}
+					}
+				}
+			}
+		}
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue // a very long line: its head was handled
+			}
+			if !errors.Is(err, io.EOF) || res.E2E == 0 {
+				res.Err = "stream ended without [DONE]"
+				if err != io.EOF {
+					res.Err = err.Error()
+				}
+			}
+			return
+		}
+	}
+}
+
+// isToken reports a chunk carrying generated text (not the role chunk,
+// whose content is empty).
+func isToken(data []byte) bool {
+	for _, k := range [][]byte{contentToken, textToken} {
+		if i := bytes.Index(data, k); i >= 0 && i+len(k) < len(data) && data[i+len(k)] != '"' {
+			return true
+		}
+	}
+	return false
+}

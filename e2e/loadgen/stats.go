@@ -1,0 +1,104 @@
+package loadgen
+
+import (
+	"net/http"
+	"slices"
+	"time"
+)
+
+// ClassCounts counts outcomes of one criticality class.
+type ClassCounts struct {
+	Total, OK, Shed429, Failed int
+}
+
+// Summary aggregates results. Latencies are in simulated seconds.
+type Summary struct {
+	Requests, OK int
+	// Percentiles over successful requests.
+	TTFT, ITL, E2E Percentiles
+	// TokensPerSec is output tokens of successful requests per simulated
+	// second, from the first send to the last completion.
+	TokensPerSec float64
+	// CacheHit is cached / prompt tokens over successful requests.
+	CacheHit float64
+	// ByClass counts outcomes per criticality class ("" when unset).
+	ByClass map[string]*ClassCounts
+	// PerReplica counts successful requests per serving replica.
+	PerReplica map[string]int
+}
+
+// Percentiles of a latency distribution, in seconds.
+type Percentiles struct{ P50, P90, P99 float64 }
+
+// Summarize aggregates results recorded at the given time scale.
+func Summarize(rs []Result, timeScale float64) Summary {
+	if timeScale <= 0 {
+		timeScale = 1
+	}
+	s := Summary{Requests: len(rs), ByClass: map[string]*ClassCounts{}, PerReplica: map[string]int{}}
+	var ttft, itl, e2e []float64
+	var prompt, cached, tokens int
+	var first, last time.Duration = -1, 0
+	sec := func(d time.Duration) float64 { return d.Seconds() / timeScale }
+	for i := range rs {
+		r := &rs[i]
+		cc := s.ByClass[r.Class]
+		if cc == nil {
+			cc = &ClassCounts{}
+			s.ByClass[r.Class] = cc
+		}
+		cc.Total++
+		if first < 0 || r.Start < first {
+			first = r.Start
+		}
+		switch {
+		case r.OK():
+			cc.OK++
+			s.OK++
+			s.PerReplica[r.Replica]++
+			ttft = append(ttft, sec(r.TTFT))
+			e2e = append(e2e, sec(r.E2E))
+			if r.OutputTokens > 1 {
+				itl = append(itl, sec(r.E2E-r.TTFT)/float64(r.OutputTokens-1))
+			}
+			prompt += r.PromptTokens
+			cached += r.CachedTokens
+			tokens += r.OutputTokens
+			last = max(last, r.Start+r.E2E)
+		case r.Status == http.StatusTooManyRequests:
+			cc.Shed429++
+		default:
+			cc.Failed++
+		}
+	}
+	s.TTFT, s.ITL, s.E2E = pct(ttft), pct(itl), pct(e2e)
+	if span := sec(last - first); span > 0 {
+		s.TokensPerSec = float64(tokens) / span
+	}
+	if prompt > 0 {
+		s.CacheHit = float64(cached) / float64(prompt)
+	}
+	return s
+}
+
+func pct(v []float64) Percentiles {
+	if len(v) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(v)
+	at := func(q float64) float64 { return v[min(len(v)-1, int(q*float64(len(v))))] }
+	return Percentiles{P50: at(0.50), P90: at(0.90), P99: at(0.99)}
+}
+
+// LoadImbalance is max/mean of successful requests per replica over n
+// replicas (replicas that served nothing count as 0).
+func (s *Summary) LoadImbalance(n int) float64 {
+	if s.OK == 0 || n == 0 {
+		return 0
+	}
+	m := 0
+	for _, c := range s.PerReplica {
+		m = max(m, c)
+	}
+	return float64(m) / (float64(s.OK) / float64(n))
+}
