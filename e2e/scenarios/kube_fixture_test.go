@@ -31,6 +31,7 @@ var kubeResources = map[string]schema.GroupVersionResource{
 	"InferencePool":         {Group: "inference.networking.k8s.io", Version: "v1", Resource: "inferencepools"},
 	"InferenceObjective":    {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferenceobjectives"},
 	"InferenceModelRewrite": {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferencemodelrewrites"},
+	"InferenceModel":        {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferencemodels"},
 }
 
 const e2eManager = "e2e"
@@ -119,9 +120,14 @@ func startKubeProxy(t *testing.T, xdsAddr, gateway string, port int) *kubeProxy 
 
 // chat sends one chat completion and returns the endpoint that served it.
 func (p *kubeProxy) chat(ctx context.Context) (string, error) {
+	return p.chatModel(ctx, model)
+}
+
+// chatModel sends one chat completion asking for model name m.
+func (p *kubeProxy) chatModel(ctx context.Context, m string) (string, error) {
 	var resp *http.Response
 	c, err := p.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
-		Model:     model,
+		Model:     m,
 		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello.")},
 		MaxTokens: openai.Int(4),
 	}, option.WithResponseInto(&resp))

@@ -108,9 +108,46 @@ spec:
     backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: pool-{{.NS}}}]
 `
 
+// modelsYAML gives gateway a's pool an objective, a rewrite of the client
+// model name "alias" and legacy InferenceModels (two claiming "legacy-chat":
+// the older wins), each resolving to the model the simulator serves.
+const modelsYAML = `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {name: interactive, namespace: {{.NS}}}
+spec: {priority: 10, poolRef: {name: pool-{{.NS}}}}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModelRewrite
+metadata: {name: alias, namespace: {{.NS}}}
+spec:
+  poolRef: {name: pool-{{.NS}}}
+  rules:
+  - matches: [{model: {value: alias}}]
+    targets: [{modelRewrite: {{.Model}}, weight: 100}]
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: legacy-chat, namespace: {{.NS}}}
+spec:
+  modelName: legacy-chat
+  criticality: Critical
+  poolRef: {group: inference.networking.k8s.io, kind: InferencePool, name: pool-{{.NS}}}
+  targetModels: [{name: {{.Model}}, weight: 100}]
+`
+
+const duplicateModelYAML = `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: legacy-chat-copy, namespace: {{.NS}}}
+spec:
+  modelName: legacy-chat
+  poolRef: {group: inference.networking.k8s.io, kind: InferencePool, name: pool-{{.NS}}}
+  targetModels: [{name: other-model}]
+`
+
 type fleetVars struct {
 	NS, Other     string
 	Port, PodPort int
+	Model         string
 }
 
 // TestKubeGateway runs the control plane against a real kube-apiserver: two
@@ -143,7 +180,15 @@ func TestKubeGateway(t *testing.T) {
 	}
 
 	replicas := []*replica{startReplica(t, "cp-1", c, leaseNS), startReplica(t, "cp-2", c, leaseNS)}
-	a := fleetVars{NS: "kube-a", Other: "kube-x", Port: harness.FreePort(t, "127.0.0.1"), PodPort: podPort}
+	for _, r := range replicas {
+		eventually(t, func() error {
+			if !strings.Contains(r.proc.Logs(), "informer caches synced") {
+				return fmt.Errorf("%s: caches not synced", r.name)
+			}
+			return nil
+		})
+	}
+	a := fleetVars{NS: "kube-a", Other: "kube-x", Port: harness.FreePort(t, "127.0.0.1"), PodPort: podPort, Model: model}
 	b := fleetVars{NS: "kube-b", Port: harness.FreePort(t, "127.0.0.1"), PodPort: podPort}
 	var proxyA, proxyB *kubeProxy
 
@@ -315,6 +360,50 @@ func TestKubeGateway(t *testing.T) {
 	if proxyB == nil {
 		t.FailNow()
 	}
+
+	t.Run("objectives, rewrites and legacy models reach the proxy", func(t *testing.T) {
+		applyYAML(ctx, t, c, modelsYAML, a)
+		for _, m := range []string{"alias", "legacy-chat"} {
+			eventually(t, func() error { _, err := proxyA.chatModel(ctx, m); return err })
+		}
+		cfg, err := proxyA.config(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(cfg, "inferenceobjective/kube-a/interactive") {
+			t.Errorf("objective missing from the proxy's config: %.600s", cfg)
+		}
+		applyYAML(ctx, t, c, duplicateModelYAML, a)
+		for _, want := range []struct{ kind, name, reason string }{
+			{"InferenceObjective", "interactive", "Accepted"},
+			{"InferenceModelRewrite", "alias", "Accepted"},
+			{"InferenceModel", "legacy-chat", "Accepted"},
+			{"InferenceModel", "legacy-chat-copy", "ModelNameInUse"},
+		} {
+			eventually(t, func() error {
+				obj, _, err := getTyped[struct {
+					Status struct {
+						Conditions []metav1.Condition `json:"conditions"`
+					} `json:"status"`
+				}](ctx, c, want.kind, a.NS, want.name)
+				if err != nil {
+					return err
+				}
+				st := metav1.ConditionTrue
+				if want.reason != "Accepted" {
+					st = metav1.ConditionFalse
+				}
+				if err := wantCondition(obj.Status.Conditions, "Accepted", st, want.reason); err != nil {
+					return fmt.Errorf("%s %s: %w", want.kind, want.name, err)
+				}
+				return nil
+			})
+		}
+		// The losing duplicate does not change what legacy-chat serves.
+		if _, err := proxyA.chatModel(ctx, "legacy-chat"); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	t.Run("leader fails over, status continues, proxies keep serving", func(t *testing.T) {
 		var lead, other *replica
