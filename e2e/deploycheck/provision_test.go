@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,10 +92,15 @@ func TestProvision(t *testing.T) {
 		"annotations": map[string]any{"example.com/cost-center": "42"},
 	}))
 	name := provision.ObjectName("chat", "infergate")
-	dep := waitFor(ctx, t, "Deployment with 2 replicas", func() (*appsv1.Deployment, bool) {
-		d, err := c.Clientset.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		return d, err == nil && d.Spec.Replicas != nil && *d.Spec.Replicas == 2
-	})
+	// All five objects, applied in order (the PDB last).
+	waitFor(ctx, t, "5 provisioned objects", func() (any, bool) { return nil, countProvisioned(ctx, t, c, ns, "chat") == 5 })
+	dep, err := c.Clientset.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas != 2 {
+		t.Errorf("Deployment replicas = %d, want 2 (class parameters)", *dep.Spec.Replicas)
+	}
 	t.Logf("Gateway provisioned in %s", time.Since(start).Round(time.Millisecond))
 	if dep.Labels["team"] != "a" || dep.Spec.Template.Labels["team"] != "a" || dep.Annotations["example.com/cost-center"] != "42" {
 		t.Errorf("infrastructure labels/annotations not propagated: %v %v %v", dep.Labels, dep.Spec.Template.Labels, dep.Annotations)
@@ -154,6 +158,31 @@ func TestProvision(t *testing.T) {
 		d, derr := c.Clientset.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		return nil, err == nil && derr == nil && *h.Spec.MinReplicas == 3 && *d.Spec.Replicas == 3
 	})
+
+	// The HPA scales the Deployment (played by the test through the scale
+	// subresource, as the HPA controller does); a later apply keeps its
+	// choice because it is within the HPA's bounds.
+	scale, err := c.Clientset.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 6
+	if _, err := c.Clientset.AppsV1().Deployments(ns).UpdateScale(ctx, name, scale, metav1.UpdateOptions{FieldManager: "hpa-controller"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cms.Update(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "class-params"},
+		Data:       map[string]string{"replicas": "3", "maxReplicas": "8", "cpuTarget": "70"},
+	}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "HPA CPU target 70", func() (any, bool) {
+		h, err := c.Clientset.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, metav1.GetOptions{})
+		return nil, err == nil && *h.Spec.Metrics[0].Resource.Target.AverageUtilization == 70
+	})
+	if d, err := c.Clientset.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || *d.Spec.Replicas != 6 {
+		t.Errorf("after re-provisioning, the HPA's 6 replicas became %v (err %v)", d.Spec.Replicas, err)
+	}
 
 	// The Gateway's own parameters override the class's: a ClusterIP
 	// Service and no autoscaling; its address becomes the cluster IP.
