@@ -92,14 +92,20 @@ func FuzzParseUsage(f *testing.F) {
 	})
 }
 
-// FuzzValidate: never panics on any body.
+// FuzzValidate: never panics on any body, and the combined scan finds the
+// same model as FindModel.
 func FuzzValidate(f *testing.F) {
 	for _, s := range []string{`{"model":"m","messages":[]}`, `{"model":"m","prompt":"x"}`, `{"model":`, `[]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for ep := openai.ChatCompletions; ep <= openai.Responses; ep++ {
+		f, ok, err := openai.FindModel(b)
+		for ep := openai.Unknown; ep <= openai.Responses; ep++ {
 			_ = openai.Validate(ep, b)
+			sc := openai.ScanBody(ep, b)
+			if sc.HasModel != ok || sc.Model != f || (sc.NotJSON == nil) != (err == nil) {
+				t.Fatalf("%q: scan %+v, FindModel (%+v, %v, %v)", b, sc, f, ok, err)
+			}
 		}
 	})
 }

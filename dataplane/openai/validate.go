@@ -54,12 +54,43 @@ var requirements = [...][]requirement{
 // without decoding it; the model server still validates the rest. The
 // error message is meant for the client (HTTP 400).
 func Validate(ep Endpoint, body []byte) error {
-	if ep == Unknown {
-		return nil
+	return ScanBody(ep, body).Invalid
+}
+
+// Scan is what one pass over a request body finds.
+type Scan struct {
+	// Model is the top-level "model" string when HasModel.
+	Model    ModelField
+	HasModel bool
+	// Invalid says why the body does not fit ep (nil when it does, or
+	// for Unknown endpoints).
+	Invalid error
+	// NotJSON is set when the body is not a well-formed JSON object.
+	NotJSON error
+}
+
+// ScanBody finds the model and validates the body for ep in a single
+// scan, so a 200 KB prompt is read once on the request path.
+func ScanBody(ep Endpoint, body []byte) Scan {
+	var (
+		sc   Scan
+		reqs []requirement
+		seen [4]byte // kind of each requirement's value, 0 if absent
+	)
+	if ep != Unknown {
+		reqs = requirements[ep]
 	}
-	reqs := requirements[ep]
-	var seen [4]byte // kind of each requirement's value, 0 if absent
 	err := eachTopLevel(body, func(key []byte, esc bool, vs, ve int) error {
+		if isKey(key, esc, "model") {
+			sc.Model, sc.HasModel = ModelField{}, false
+			if body[vs] == '"' {
+				name, err := decodeString(body[vs:ve])
+				if err != nil {
+					return err
+				}
+				sc.Model, sc.HasModel = ModelField{Name: name, Start: vs, End: ve}, true
+			}
+		}
 		for i, r := range reqs {
 			if isKey(key, esc, r.name) {
 				seen[i] = body[vs]
@@ -68,18 +99,24 @@ func Validate(ep Endpoint, body []byte) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("request body is not a valid JSON object: %v", err)
+		sc = Scan{NotJSON: err}
+		if ep != Unknown {
+			sc.Invalid = fmt.Errorf("request body is not a valid JSON object: %v", err)
+		}
+		return sc
 	}
 	for i, r := range reqs {
 		c := seen[i]
 		if c == 0 || c == 'n' {
-			return fmt.Errorf("missing required parameter: '%s'", r.name)
+			sc.Invalid = fmt.Errorf("missing required parameter: '%s'", r.name)
+			break
 		}
 		if !(c == '"' && r.kinds&kindString != 0 || c == '[' && r.kinds&kindArray != 0 || c == '{' && r.kinds&kindObject != 0) {
-			return fmt.Errorf("invalid type for '%s': expected %s", r.name, kindNames(r.kinds))
+			sc.Invalid = fmt.Errorf("invalid type for '%s': expected %s", r.name, kindNames(r.kinds))
+			break
 		}
 	}
-	return nil
+	return sc
 }
 
 func kindNames(k int) string {

@@ -70,8 +70,8 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 			break // report the previous attempt's failure
 		}
 		ex.beginAttempt(retry, a >= attempts)
-		if attempts > 1 && body != nil {
-			r.Body = body.NewReader()
+		if body != nil {
+			r.Body = body.Forward()
 		}
 		m.attempt(ex, r, route.Timeouts.BackendRequest, bs, ep)
 		if ex.committed || clientCtx.Err() != nil || r.Context().Err() != nil || a >= attempts {

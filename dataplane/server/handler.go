@@ -45,7 +45,12 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body     *openai.Body
 		model    openai.ModelField
 		hasModel bool
+		api      openai.Endpoint
+		invalid  error
 	)
+	if r.Method == http.MethodPost {
+		api = openai.EndpointOf(r.URL.Path)
+	}
 	if wantsBody(r) {
 		var err error
 		body, err = openai.ReadBody(r.Body, r.ContentLength, m.opts.MaxBodyBytes)
@@ -67,8 +72,10 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.TransferEncoding = nil
 		delete(r.Header, "Expect")
 		// A body that is not JSON is forwarded as is: the server behind a
-		// route decides what it accepts.
-		model, hasModel, _ = openai.FindModel(body.Bytes())
+		// route decides what it accepts. One scan finds the model and
+		// checks the OpenAI request shape (enforced for pools only).
+		sc := openai.ScanBody(api, body.Bytes())
+		model, hasModel, invalid = sc.Model, sc.HasModel, sc.Invalid
 		if hasModel {
 			// Exposed before matching so HTTPRoute header matches can send
 			// each model to its own backend.
@@ -106,16 +113,13 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if bs.cfg.IsPool() && r.Method == http.MethodPost {
 		// Model servers get only requests of the shape their API takes;
 		// anything else is answered here, cheaply, with an OpenAI error.
-		if api := openai.EndpointOf(r.URL.Path); api != openai.Unknown {
-			var b []byte
-			if body != nil {
-				b = body.Bytes()
-			}
-			if err := openai.Validate(api, b); err != nil {
-				m.metrics.Error(model.Name, model.Name, http.StatusBadRequest)
-				openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", err.Error())
-				return
-			}
+		if api != openai.Unknown && body == nil {
+			invalid = openai.Validate(api, nil)
+		}
+		if invalid != nil {
+			m.metrics.Error(model.Name, model.Name, http.StatusBadRequest)
+			openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", invalid.Error())
+			return
 		}
 	}
 

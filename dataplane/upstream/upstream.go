@@ -111,10 +111,13 @@ func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.Rever
 	return &httputil.ReverseProxy{
 		Transport:  t,
 		BufferPool: &u.bufs,
-		// Flush every write: SSE events and chunked responses reach the
-		// client as the model server produces them. For bodies with a
-		// known length the copy loop writes large chunks anyway.
-		FlushInterval: -1,
+		// FlushInterval stays 0: ReverseProxy itself flushes every write
+		// of SSE (text/event-stream) and unknown-length (chunked)
+		// responses, so events reach the client as the model server
+		// produces them. A response with a known length is written in one
+		// go instead: -1 here would also start a timer per request that
+		// flushes the headers in a write of their own.
+		FlushInterval: 0,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr

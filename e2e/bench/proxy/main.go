@@ -41,6 +41,7 @@ func main() {
 		largeKB  = flag.Int("large-kb", 220, "size of the large prompt in KB")
 		short    = flag.Bool("short", false, "quick smoke run (1 s measurements)")
 		nginxOff = flag.Bool("no-nginx", false, "skip the nginx baseline")
+		profile  = flag.String("proxy-cpuprofile", "", "write the infergate proxy's CPU profile to this file")
 	)
 	flag.Parse()
 	switch *role {
@@ -49,7 +50,7 @@ func main() {
 	case "proxy":
 		_, p, _ := net.SplitHostPort(*addr)
 		port, _ := strconv.Atoi(p)
-		if err := runProxy(uint32(port), *backend); err != nil {
+		if err := runProxy(uint32(port), *backend, *profile); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -61,7 +62,7 @@ func main() {
 		*out = filepath.Join(repoRoot(), "e2e", "bench", "results", "proxy.md")
 	}
 	cfg := runConfig{dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10}
-	if err := run(cfg, *out, !*nginxOff); err != nil {
+	if err := run(cfg, *out, !*nginxOff, *profile); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -72,7 +73,7 @@ type runConfig struct {
 	largeSize                      int
 }
 
-func run(cfg runConfig, out string, withNginx bool) error {
+func run(cfg runConfig, out string, withNginx bool, profile string) error {
 	tmp, err := os.MkdirTemp("", "infergate-bench-proxy-")
 	if err != nil {
 		return err
@@ -108,7 +109,7 @@ func run(cfg runConfig, out string, withNginx bool) error {
 	if err := start("-role", "backend", "-addr", beAddr); err != nil {
 		return err
 	}
-	if err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr); err != nil {
+	if err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile); err != nil {
 		return err
 	}
 	targets := []*target{newTarget("direct", "http://"+beAddr), newTarget("infergate", "http://"+pxAddr)}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 
@@ -23,7 +24,18 @@ const (
 // runProxy serves the proxy's request path (server.Manager, the same code
 // cmd/proxy runs once xDS delivered a config) on port, with one route to
 // an InferencePool of the backend, until SIGTERM.
-func runProxy(port uint32, backend string) error {
+func runProxy(port uint32, backend, profile string) error {
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	host, p, err := net.SplitHostPort(backend)
 	if err != nil {
 		return err
