@@ -201,6 +201,7 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 		"--xds-address=0.0.0.0:18000", "--leader-elect=true", "--leader-election-namespace=" + namespace,
 		"--controller-name=infergate.dev/gateway-controller", "--log-format=json",
 		"--proxy-xds-address=ig-infergate-controlplane." + namespace + ".svc:18000",
+		"--admin-address=0.0.0.0:18001",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("control-plane args %v lack %s", args, want)
@@ -210,6 +211,9 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 	sc, _, _ := unstructured.NestedMap(cs[0].(map[string]any), "securityContext")
 	if sc["readOnlyRootFilesystem"] != true || sc["runAsNonRoot"] != true || sc["allowPrivilegeEscalation"] != false {
 		t.Errorf("container securityContext = %v", sc)
+	}
+	if path, _, _ := unstructured.NestedString(cs[0].(map[string]any), "readinessProbe", "httpGet", "path"); path != "/readyz" {
+		t.Errorf("readiness probe path = %q, want /readyz", path)
 	}
 	for _, kind := range []string{"Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PodDisruptionBudget", "GatewayClass"} {
 		if find(objs, kind, "") == nil {
@@ -246,7 +250,11 @@ func checkVariant(t *testing.T, objs []*unstructured.Unstructured) {
 		t.Fatal("no control-plane Deployment named from fullnameOverride")
 	}
 	args := containerArgs(t, d)
-	for _, want := range []string{"--leader-elect=false", "--provision-proxies=false", "--log-level=debug", "--debounce=50ms",
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if _, ok, _ := unstructured.NestedMap(cs[0].(map[string]any), "readinessProbe", "tcpSocket"); !ok {
+		t.Error("with the admin server on loopback the readiness probe must be a TCP check")
+	}
+	for _, want := range []string{"--leader-elect=false", "--admin-address=127.0.0.1:18001", "--provision-proxies=false", "--log-level=debug", "--debounce=50ms",
 		"--proxy-image=registry.example.com/infergate/proxy:dev"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("variant args %v lack %s", args, want)
