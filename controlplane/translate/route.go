@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -72,6 +73,8 @@ func (t *translator) routeRefs(r *gwv1.HTTPRoute) *routeRefs {
 		if rr.unsupported == "" {
 			if err := checkMatches(rule.Matches); err != nil {
 				rr.unsupported = fmt.Sprintf("rule %d: %v", i, err)
+			} else if err := checkRuleFilters(&rule); err != nil {
+				rr.unsupported = fmt.Sprintf("rule %d: %v", i, err)
 			}
 		}
 		visitFilters(rule.Filters)
@@ -127,7 +130,11 @@ func (t *translator) buildRoute(gs *gatewayState, r *gwv1.HTTPRoute, i int, list
 		}
 		retry := &snapshotv1.Retry{Attempts: attempts, BackoffMs: durationMs(rt.Backoff)}
 		for _, c := range rt.Codes {
-			retry.Codes = append(retry.Codes, uint32(c))
+			// Only error statuses can be retried; the API server enforces
+			// this range, a file source may not.
+			if c >= 400 && c <= 599 {
+				retry.Codes = append(retry.Codes, uint32(c))
+			}
 		}
 		out.Retry = retry
 	}
@@ -167,6 +174,87 @@ func checkMatches(ms []gwv1.HTTPRouteMatch) error {
 					return fmt.Errorf("match %d: query parameter %s: invalid regular expression: %v", j, q.Name, err)
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// checkRuleFilters rejects filter values the proxy cannot apply: redirect
+// statuses, schemes and ports outside the API's ranges, paths not starting
+// with "/", ReplacePrefixMatch on a rule with non-PathPrefix matches (the
+// spec allows it only with PathPrefix), and a redirect together with a
+// rewrite in one rule.
+func checkRuleFilters(rule *gwv1.HTTPRouteRule) error {
+	prefixOnly := len(rule.Matches) == 0
+	if !prefixOnly {
+		prefixOnly = true
+		for _, m := range rule.Matches {
+			if m.Path != nil && m.Path.Type != nil && *m.Path.Type != gwv1.PathMatchPathPrefix {
+				prefixOnly = false
+			}
+		}
+	}
+	check := func(fs []gwv1.HTTPRouteFilter, where string) error {
+		redirect, rewrite := false, false
+		for _, f := range fs {
+			switch {
+			case f.Type == gwv1.HTTPRouteFilterRequestRedirect && f.RequestRedirect != nil:
+				redirect = true
+				rr := f.RequestRedirect
+				if rr.StatusCode != nil {
+					switch *rr.StatusCode {
+					case 301, 302, 303, 307, 308:
+					default:
+						return fmt.Errorf("%srequestRedirect: statusCode %d is not a redirect status", where, *rr.StatusCode)
+					}
+				}
+				if rr.Scheme != nil && *rr.Scheme != "http" && *rr.Scheme != "https" {
+					return fmt.Errorf("%srequestRedirect: scheme %q is not http or https", where, *rr.Scheme)
+				}
+				if rr.Port != nil && (*rr.Port < 1 || *rr.Port > 65535) {
+					return fmt.Errorf("%srequestRedirect: port %d out of range", where, *rr.Port)
+				}
+				if err := checkPathModifier(rr.Path, prefixOnly); err != nil {
+					return fmt.Errorf("%srequestRedirect: %v", where, err)
+				}
+			case f.Type == gwv1.HTTPRouteFilterURLRewrite && f.URLRewrite != nil:
+				rewrite = true
+				if err := checkPathModifier(f.URLRewrite.Path, prefixOnly); err != nil {
+					return fmt.Errorf("%surlRewrite: %v", where, err)
+				}
+			}
+		}
+		if redirect && rewrite {
+			return fmt.Errorf("%srequestRedirect and urlRewrite cannot be used together", where)
+		}
+		return nil
+	}
+	if err := check(rule.Filters, ""); err != nil {
+		return err
+	}
+	for i, br := range rule.BackendRefs {
+		if err := check(br.Filters, fmt.Sprintf("backendRefs[%d]: ", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkPathModifier(p *gwv1.HTTPPathModifier, prefixOnly bool) error {
+	if p == nil {
+		return nil
+	}
+	switch p.Type {
+	case gwv1.FullPathHTTPPathModifier:
+		if p.ReplaceFullPath != nil && !strings.HasPrefix(*p.ReplaceFullPath, "/") {
+			return fmt.Errorf("replaceFullPath %q must start with /", *p.ReplaceFullPath)
+		}
+	case gwv1.PrefixMatchHTTPPathModifier:
+		if p.ReplacePrefixMatch != nil && *p.ReplacePrefixMatch != "" && !strings.HasPrefix(*p.ReplacePrefixMatch, "/") {
+			return fmt.Errorf("replacePrefixMatch %q must start with /", *p.ReplacePrefixMatch)
+		}
+		if !prefixOnly {
+			return errors.New("replacePrefixMatch needs every match of the rule to be a PathPrefix match")
 		}
 	}
 	return nil
