@@ -40,24 +40,33 @@ const e2eManager = "e2e"
 // the way `kubectl apply --server-side` does.
 func applyYAML(ctx context.Context, t testing.TB, c *cluster.Cluster, tmpl string, data any) {
 	t.Helper()
-	for _, doc := range strings.Split(string(render(t, tmpl, data)), "\n---\n") {
+	if err := applyManifest(ctx, c, string(render(t, tmpl, data))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// applyManifest is applyYAML returning the error, for use off the test's
+// goroutine.
+func applyManifest(ctx context.Context, c *cluster.Cluster, manifest string) error {
+	for _, doc := range strings.Split(manifest, "\n---\n") {
 		if strings.TrimSpace(doc) == "" {
 			continue
 		}
 		u := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatalf("decode manifest: %v\n%s", err, doc)
+			return fmt.Errorf("decode manifest: %w\n%s", err, doc)
 		}
 		gvr, ok := kubeResources[u.GetKind()]
 		if !ok {
-			t.Fatalf("no resource known for kind %s", u.GetKind())
+			return fmt.Errorf("no resource known for kind %s", u.GetKind())
 		}
 		_, err := c.Dynamic.Resource(gvr).Namespace(u.GetNamespace()).Apply(ctx, u.GetName(), u,
 			metav1.ApplyOptions{FieldManager: e2eManager, Force: true})
 		if err != nil {
-			t.Fatalf("apply %s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+			return fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
 	}
+	return nil
 }
 
 func deleteObject(ctx context.Context, t testing.TB, c *cluster.Cluster, kind, ns, name string) {
@@ -170,18 +179,23 @@ func (p *kubeProxy) config(ctx context.Context) (string, error) {
 
 // replica is one control-plane process in Kubernetes mode.
 type replica struct {
-	name string
-	xds  string
-	args []string
-	proc *harness.Process
+	name  string
+	xds   string
+	admin string
+	args  []string
+	proc  *harness.Process
 }
 
-func startReplica(t *testing.T, name string, c *cluster.Cluster, leaseNS string) *replica {
+func startReplica(t testing.TB, name string, c *cluster.Cluster, leaseNS string) *replica {
 	t.Helper()
-	r := &replica{name: name, xds: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))}
+	r := &replica{
+		name:  name,
+		xds:   fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1")),
+		admin: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1")),
+	}
 	r.args = []string{
 		"--kubeconfig", c.Kubeconfig, "--xds-address", r.xds, "--debounce", "20ms",
-		"--admin-address", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1")),
+		"--admin-address", r.admin,
 		"--leader-election-namespace", leaseNS,
 		// Short lease timings keep the failover test quick; a clean
 		// shutdown releases the Lease anyway.
@@ -193,7 +207,7 @@ func startReplica(t *testing.T, name string, c *cluster.Cluster, leaseNS string)
 	return r
 }
 
-func (r *replica) restart(t *testing.T) {
+func (r *replica) restart(t testing.TB) {
 	t.Helper()
 	r.proc = harness.Start(t, r.name, bins.Path("controlplane"), r.args...)
 }
@@ -202,7 +216,7 @@ func (r *replica) leads() bool {
 	return strings.Contains(r.proc.Logs(), "became leader")
 }
 
-func eventually(t *testing.T, f func() error) {
+func eventually(t testing.TB, f func() error) {
 	t.Helper()
 	harness.Eventually(t, syncTimeout, f)
 }
