@@ -172,3 +172,16 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (r *bodyReader) Close() error { return nil }
+
+// WriteTo implements io.WriterTo, so the transport sends the rest of the
+// body in one write instead of copying it through a 32 KB buffer.
+func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	r.b.mu.Lock()
+	defer r.b.mu.Unlock()
+	if r.b.closed {
+		return 0, errClosed
+	}
+	n, err := w.Write(r.b.buf[r.off:])
+	r.off += n
+	return int64(n), err
+}

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -42,6 +43,7 @@ func main() {
 		short    = flag.Bool("short", false, "quick smoke run (1 s measurements)")
 		nginxOff = flag.Bool("no-nginx", false, "skip the nginx baseline")
 		profile  = flag.String("proxy-cpuprofile", "", "write the infergate proxy's CPU profile to this file")
+		cases    = flag.String("cases", "json-rate,json-max,sse-rate,sse-max,large", "comma-separated cases to run")
 	)
 	flag.Parse()
 	switch *role {
@@ -61,13 +63,17 @@ func main() {
 	if *out == "" {
 		*out = filepath.Join(repoRoot(), "e2e", "bench", "results", "proxy.md")
 	}
-	cfg := runConfig{dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10}
+	cfg := runConfig{cases: map[string]bool{}, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10}
+	for _, c := range strings.Split(*cases, ",") {
+		cfg.cases[strings.TrimSpace(c)] = true
+	}
 	if err := run(cfg, *out, !*nginxOff, *profile); err != nil {
 		log.Fatal(err)
 	}
 }
 
 type runConfig struct {
+	cases                          map[string]bool
 	dur                            time.Duration
 	rate, sseRate, conc, largeConc int
 	largeSize                      int
@@ -135,10 +141,16 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 		t.closedLoop("/ttft", large, cfg.largeConc, cfg.dur/4)
 	}
 	for _, t := range targets {
+		if !cfg.cases["json-rate"] {
+			break
+		}
 		log.Printf("%s: 1 KB JSON at %d req/s", t.name, cfg.rate)
 		rep.add("json-rate", t.name, summarize(t.fixedRate("/json", small, cfg.rate, cfg.dur)))
 	}
 	for _, t := range targets {
+		if !cfg.cases["json-max"] {
+			break
+		}
 		log.Printf("%s: 1 KB JSON, max throughput", t.name)
 		ss, rps := t.closedLoop("/json", small, cfg.conc, cfg.dur)
 		st := summarize(ss)
@@ -146,10 +158,16 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 		rep.add("json-max", t.name, st)
 	}
 	for _, t := range targets {
+		if !cfg.cases["sse-rate"] {
+			break
+		}
 		log.Printf("%s: SSE 200 events at %d req/s", t.name, cfg.sseRate)
 		rep.add("sse-rate", t.name, summarize(t.fixedRate("/sse", sse, cfg.sseRate, cfg.dur)))
 	}
 	for _, t := range targets {
+		if !cfg.cases["sse-max"] {
+			break
+		}
 		log.Printf("%s: SSE 200 events, max throughput", t.name)
 		ss, rps := t.closedLoop("/sse", sse, cfg.conc, cfg.dur)
 		st := summarize(ss)
@@ -157,6 +175,9 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 		rep.add("sse-max", t.name, st)
 	}
 	for _, t := range targets {
+		if !cfg.cases["large"] {
+			break
+		}
 		log.Printf("%s: %d KB prompt at concurrency %d", t.name, cfg.largeSize>>10, cfg.largeConc)
 		ss, rps := t.closedLoop("/ttft", large, cfg.largeConc, cfg.dur)
 		st := summarize(ss)
