@@ -18,6 +18,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -100,7 +101,7 @@ func New(core kubernetes.Interface, dyn dynamic.Interface, opts Options) *Source
 // full inputs, and again after every debounced change, until ctx is done
 // (then it returns nil). onChange runs on Run's goroutine, one call at a time.
 func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) error {
-	coreFactory := informers.NewSharedInformerFactory(s.core, 0)
+	coreFactory := informers.NewSharedInformerFactoryWithOptions(s.core, 0, informers.WithTransform(stripManagedFields))
 	listers := coreListers{
 		services: coreFactory.Core().V1().Services().Lister(),
 		slices:   coreFactory.Discovery().V1().EndpointSlices().Lister(),
@@ -230,6 +231,9 @@ func (s *Source) startInstalled(ctx context.Context, f dynamicinformer.DynamicSh
 			delete(s.missing, ci.kind.gvr)
 		}
 		ci.informer = f.ForResource(ci.kind.gvr).Informer()
+		if err := ci.informer.SetTransform(stripManagedFields); err != nil {
+			s.log.Warn("cannot strip managedFields from cached objects", "resource", ci.kind.gvr.String(), "err", err)
+		}
 		if _, err := ci.informer.AddEventHandler(s.handler()); err != nil {
 			s.log.Error("register event handler", "resource", ci.kind.gvr.String(), "err", err)
 			continue
@@ -339,4 +343,15 @@ func (s *Source) build(l *coreListers) *translate.Inputs {
 		}
 	}
 	return in
+}
+
+// stripManagedFields drops metadata.managedFields from cached objects: the
+// translator never reads them and they are often the largest part of an
+// object. Status writes omit them too, which leaves them unchanged on the
+// server.
+func stripManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
