@@ -44,6 +44,13 @@ type Options struct {
 	Image string
 	// XDSAddress is the control plane's address as proxies dial it.
 	XDSAddress string
+	// XDSCACert, XDSServerName and TokenAudience: see RenderOptions. Set
+	// XDSCACert to the CA of the xDS serving certificate (the ca.crt of the
+	// control plane's TLS Secret) and TokenAudience to the audience the
+	// control plane's TokenReviews check.
+	XDSCACert     []byte
+	XDSServerName string
+	TokenAudience string
 	// Resync re-checks every Gateway this often, repairing drift in the
 	// provisioned objects (default 10m).
 	Resync time.Duration
@@ -329,7 +336,10 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 		log.Warn("not provisioning: invalid parameters", "err", err)
 		return nil
 	}
-	objs, err := Render(gw, class, params, RenderOptions{XDSAddress: p.opts.XDSAddress})
+	objs, err := Render(gw, class, params, RenderOptions{
+		XDSAddress: p.opts.XDSAddress, XDSCACert: p.opts.XDSCACert,
+		XDSServerName: p.opts.XDSServerName, TokenAudience: p.opts.TokenAudience,
+	})
 	if err != nil {
 		log.Warn("not provisioning", "err", err)
 		return nil

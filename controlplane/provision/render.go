@@ -41,12 +41,26 @@ const (
 
 // Proxy process settings the rendered Deployment relies on.
 const (
-	// drainSeconds is the proxy's default --drain-timeout; the pod gets
-	// that plus a margin before SIGKILL.
-	drainSeconds = 30
+	// drainSeconds is the proxy's --drain-timeout and shutdownDelaySeconds
+	// its --shutdown-delay; the pod gets both plus a margin before SIGKILL.
+	drainSeconds         = 30
+	shutdownDelaySeconds = 5
 	// unprivilegedPortSysctl lets a non-root proxy bind listener ports
 	// below 1024 (a "safe" sysctl, allowed by the restricted policy).
 	unprivilegedPortSysctl = "net.ipv4.ip_unprivileged_port_start"
+)
+
+// Where the proxy finds its xDS credentials.
+const (
+	caDir     = "/etc/infergate/xds-ca"
+	tokenDir  = "/var/run/secrets/infergate.dev/xds"
+	tokenFile = "token"
+	// CAKey is the key of the CA certificate in the provisioned ConfigMap.
+	CAKey = "ca.crt"
+	// AnnotationCAHash on the pod template rolls the proxies when the CA
+	// they trust changes.
+	AnnotationCAHash = "infergate.dev/xds-ca-sha256"
+	tokenTTL         = 3600
 )
 
 // RenderOptions are the control-plane settings that go into every Gateway's
@@ -55,21 +69,39 @@ type RenderOptions struct {
 	// XDSAddress is the control plane's address as proxies dial it
 	// (the chart's Service, host:port).
 	XDSAddress string
+	// XDSCACert (PEM), when set, is the CA proxies verify the control
+	// plane's certificate with: copied into a ConfigMap in the Gateway's
+	// namespace (a pod cannot mount another namespace's), mounted, and
+	// passed as --xds-ca-file. Without it proxies dial in plaintext.
+	XDSCACert []byte
+	// XDSServerName is the name checked in the control plane's certificate
+	// (default: the host of XDSAddress).
+	XDSServerName string
+	// TokenAudience, when set, mounts a projected ServiceAccount token bound
+	// to it (the Gateway's own ServiceAccount) as --xds-token-file. Needs
+	// XDSCACert: a token is never sent in plaintext.
+	TokenAudience string
 }
 
-// Objects are what one Gateway gets. HPA is nil when autoscaling is off.
+// Objects are what one Gateway gets. HPA is nil when autoscaling is off,
+// CA when RenderOptions.XDSCACert is empty.
 type Objects struct {
 	ServiceAccount *corev1.ServiceAccount
+	CA             *corev1.ConfigMap
 	Deployment     *appsv1.Deployment
 	Service        *corev1.Service
 	HPA            *autoscalingv2.HorizontalPodAutoscaler
 	PDB            *policyv1.PodDisruptionBudget
 }
 
-// List returns the objects in apply order (the ServiceAccount before the
-// pods that use it).
+// List returns the objects in apply order (the ServiceAccount and CA
+// before the pods that use them).
 func (o *Objects) List() []runtime.Object {
-	out := []runtime.Object{o.ServiceAccount, o.Deployment, o.Service}
+	out := []runtime.Object{o.ServiceAccount}
+	if o.CA != nil {
+		out = append(out, o.CA)
+	}
+	out = append(out, o.Deployment, o.Service)
 	if o.HPA != nil {
 		out = append(out, o.HPA)
 	}
@@ -98,6 +130,9 @@ func SelectorLabels(gatewayName string) map[string]string {
 func Render(gw *gwapiv1.Gateway, class *gwapiv1.GatewayClass, p Params, opts RenderOptions) (*Objects, error) {
 	if len(gw.Spec.Listeners) == 0 {
 		return nil, fmt.Errorf("gateway %s/%s has no listeners", gw.Namespace, gw.Name)
+	}
+	if opts.TokenAudience != "" && len(opts.XDSCACert) == 0 {
+		return nil, fmt.Errorf("a ServiceAccount token for xDS needs TLS (RenderOptions.XDSCACert)")
 	}
 	name := ObjectName(gw.Name, class.Name)
 	labels, annotations := map[string]string{}, map[string]string{}
@@ -154,6 +189,13 @@ func Render(gw *gwapiv1.Gateway, class *gwapiv1.GatewayClass, p Params, opts Ren
 			},
 		},
 	}
+	if len(opts.XDSCACert) > 0 {
+		o.CA = &corev1.ConfigMap{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: meta(),
+			Data:       map[string]string{CAKey: string(opts.XDSCACert)},
+		}
+	}
 	if p.Autoscaling {
 		o.HPA = &autoscalingv2.HorizontalPodAutoscaler{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
@@ -208,6 +250,45 @@ func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opt
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
 	podLabels := maps.Clone(meta.Labels)
+	podAnnotations := maps.Clone(meta.Annotations)
+	args := []string{
+		"--gateway=" + gw.Namespace + "/" + gw.Name,
+		"--xds-address=" + opts.XDSAddress,
+		"--listen-address=0.0.0.0",
+		"--log-format=json",
+		// Endpoints of a terminating pod are withdrawn asynchronously: keep
+		// serving new requests a moment before the listeners close.
+		fmt.Sprintf("--shutdown-delay=%ds", shutdownDelaySeconds),
+		fmt.Sprintf("--drain-timeout=%ds", drainSeconds),
+	}
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	if len(opts.XDSCACert) > 0 {
+		sum := sha256.Sum256(opts.XDSCACert)
+		if podAnnotations == nil {
+			podAnnotations = map[string]string{}
+		}
+		podAnnotations[AnnotationCAHash] = hex.EncodeToString(sum[:])
+		args = append(args, "--xds-ca-file="+caDir+"/"+CAKey)
+		if opts.XDSServerName != "" {
+			args = append(args, "--xds-server-name="+opts.XDSServerName)
+		}
+		volumes = append(volumes, corev1.Volume{Name: "xds-ca", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: meta.Name}},
+		}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "xds-ca", MountPath: caDir, ReadOnly: true})
+	}
+	if opts.TokenAudience != "" {
+		args = append(args, "--xds-token-file="+tokenDir+"/"+tokenFile)
+		volumes = append(volumes, corev1.Volume{Name: "xds-token", VolumeSource: corev1.VolumeSource{
+			Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{
+				ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience: opts.TokenAudience, ExpirationSeconds: new(int64(tokenTTL)), Path: tokenFile,
+				},
+			}}},
+		}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "xds-token", MountPath: tokenDir, ReadOnly: true})
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: meta,
@@ -215,24 +296,21 @@ func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opt
 			Replicas: new(p.Replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: SelectorLabels(gw.Name)},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: maps.Clone(meta.Annotations)},
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
 				Spec: corev1.PodSpec{
 					ServiceAccountName:            meta.Name,
 					AutomountServiceAccountToken:  new(false),
-					TerminationGracePeriodSeconds: new(int64(drainSeconds + 15)),
+					TerminationGracePeriodSeconds: new(int64(shutdownDelaySeconds + drainSeconds + 10)),
 					SecurityContext:               podSec,
+					Volumes:                       volumes,
 					Containers: []corev1.Container{{
-						Name:  "proxy",
-						Image: p.Image,
-						Args: []string{
-							"--gateway=" + gw.Namespace + "/" + gw.Name,
-							"--xds-address=" + opts.XDSAddress,
-							"--listen-address=0.0.0.0",
-							"--log-format=json",
-						},
-						Env:       []corev1.EnvVar{fieldEnv("POD_NAMESPACE", "metadata.namespace"), fieldEnv("POD_NAME", "metadata.name")},
-						Ports:     containerPorts,
-						Resources: p.Resources,
+						Name:         "proxy",
+						Image:        p.Image,
+						Args:         args,
+						VolumeMounts: mounts,
+						Env:          []corev1.EnvVar{fieldEnv("POD_NAMESPACE", "metadata.namespace"), fieldEnv("POD_NAME", "metadata.name")},
+						Ports:        containerPorts,
+						Resources:    p.Resources,
 						// The proxy binds its listeners only after its first
 						// complete snapshot and closes them when draining, so
 						// an open listener port is exactly "ready"; the admin

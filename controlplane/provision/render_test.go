@@ -22,7 +22,9 @@ const testImage = "ghcr.io/infergate/proxy:test"
 
 // TestRenderGolden renders testdata/*.in.yaml (a GatewayClass, a Gateway
 // and the parameter ConfigMaps they reference: class parameters are named
-// "class-params", Gateway parameters "gateway-params") and compares with
+// "class-params", Gateway parameters "gateway-params"; a ConfigMap named
+// "render-options" sets RenderOptions' xdsCACert, xdsServerName and
+// tokenAudience) and compares with
 // *.out.yaml. Regenerate with `go test ./provision -run Golden -update`.
 func TestRenderGolden(t *testing.T) {
 	ins, err := filepath.Glob("testdata/*.in.yaml")
@@ -61,6 +63,7 @@ func renderFile(t *testing.T, path string) []byte {
 		gw    gwapiv1.Gateway
 		class gwapiv1.GatewayClass
 		data  []map[string]string
+		opts  = RenderOptions{XDSAddress: "infergate-controlplane.infergate-system.svc:18000"}
 	)
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
 	for {
@@ -81,7 +84,11 @@ func renderFile(t *testing.T, path string) []byte {
 			var cm corev1.ConfigMap
 			must(t, yaml.Unmarshal(js, &cm))
 			// Class parameters first: the Gateway's override them.
-			if cm.Name == "class-params" {
+			if cm.Name == "render-options" {
+				opts.XDSCACert = []byte(cm.Data["xdsCACert"])
+				opts.XDSServerName = cm.Data["xdsServerName"]
+				opts.TokenAudience = cm.Data["tokenAudience"]
+			} else if cm.Name == "class-params" {
 				data = append([]map[string]string{cm.Data}, data...)
 			} else {
 				data = append(data, cm.Data)
@@ -92,7 +99,7 @@ func renderFile(t *testing.T, path string) []byte {
 	if err != nil {
 		return []byte("error: " + err.Error() + "\n")
 	}
-	objs, err := Render(&gw, &class, p, RenderOptions{XDSAddress: "infergate-controlplane.infergate-system.svc:18000"})
+	objs, err := Render(&gw, &class, p, opts)
 	if err != nil {
 		return []byte("error: " + err.Error() + "\n")
 	}

@@ -202,6 +202,7 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 		"--controller-name=infergate.dev/gateway-controller", "--log-format=json",
 		"--proxy-xds-address=ig-infergate-controlplane." + namespace + ".svc:18000",
 		"--admin-address=0.0.0.0:18001",
+		"--xds-tls-secret=infergate-xds-tls", "--xds-token-audience=infergate.dev/xds",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("control-plane args %v lack %s", args, want)
@@ -236,8 +237,14 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 			if slices.Contains(res, "*") || slices.Contains(verbs, "*") {
 				t.Errorf("%s %s has a wildcard rule %v", o.GetKind(), o.GetName(), rm)
 			}
-			if slices.Contains(res, "secrets") && slices.ContainsFunc(verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
-				t.Errorf("%s %s may write secrets: %v", o.GetKind(), o.GetName(), rm)
+			// Secrets: read anywhere (listener certificates); written only
+			// in the release namespace (the xDS certificate Secret): create,
+			// and other writes to that one Secret by name.
+			names, _, _ := unstructured.NestedStringSlice(rm, "resourceNames")
+			writes := slices.ContainsFunc(verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" })
+			if slices.Contains(res, "secrets") && writes &&
+				(o.GetKind() != "Role" || (len(names) == 0 && !slices.Equal(verbs, []string{"create"}))) {
+				t.Errorf("%s %s may write secrets too broadly: %v", o.GetKind(), o.GetName(), rm)
 			}
 		}
 	}
@@ -259,6 +266,14 @@ func checkVariant(t *testing.T, objs []*unstructured.Unstructured) {
 		if !slices.Contains(args, want) {
 			t.Errorf("variant args %v lack %s", args, want)
 		}
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "--xds-tls-secret") || strings.HasPrefix(a, "--xds-token-audience") {
+			t.Errorf("xDS TLS is off but the args have %s", a)
+		}
+	}
+	if r := find(objs, "Role", "gw-controlplane"); r == nil || strings.Contains(fmt.Sprint(r.Object["rules"]), "secrets") {
+		t.Errorf("Role without xDS TLS: %v", r)
 	}
 	if find(objs, "PodDisruptionBudget", "") != nil {
 		t.Error("a PodDisruptionBudget for a single replica blocks node drains")

@@ -26,6 +26,10 @@ const (
 	xdsAddress     = "ig-infergate-controlplane.infergate-system.svc:18000"
 )
 
+// testCA stands in for the control plane's CA certificate (the API server
+// does not parse it).
+const testCA = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
+
 var (
 	gatewaysGVR = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
 	classesGVR  = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"}
@@ -73,6 +77,7 @@ func TestProvision(t *testing.T) {
 	// Gateway of ours was provisioned, without sleeping.
 	prov := provision.New(c.Clientset, c.Dynamic, provision.Options{
 		ControllerName: controllerName, Image: proxyImage, XDSAddress: xdsAddress, Workers: 1,
+		XDSCACert: []byte(testCA), TokenAudience: "infergate.dev/xds",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	runCtx, stop := context.WithCancel(ctx)
@@ -92,8 +97,8 @@ func TestProvision(t *testing.T) {
 		"annotations": map[string]any{"example.com/cost-center": "42"},
 	}))
 	name := provision.ObjectName("chat", "infergate")
-	// All five objects, applied in order (the PDB last).
-	waitFor(ctx, t, "5 provisioned objects", func() (any, bool) { return nil, countProvisioned(ctx, t, c, ns, "chat") == 5 })
+	// All six objects, applied in order (the PDB last).
+	waitFor(ctx, t, "6 provisioned objects", func() (any, bool) { return nil, countProvisioned(ctx, t, c, ns, "chat") == 6 })
 	dep, err := c.Clientset.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +121,12 @@ func TestProvision(t *testing.T) {
 	}
 	if ctr.Image != proxyImage || len(ctr.Ports) != 1 || ctr.Ports[0].ContainerPort != 8080 {
 		t.Errorf("proxy container image %s ports %v", ctr.Image, ctr.Ports)
+	}
+	if !slices.Contains(ctr.Args, "--xds-token-file=/var/run/secrets/infergate.dev/xds/token") || len(dep.Spec.Template.Spec.Volumes) != 2 {
+		t.Errorf("xDS credentials not mounted: args %v volumes %v", ctr.Args, dep.Spec.Template.Spec.Volumes)
+	}
+	if ca, err := c.Clientset.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || ca.Data[provision.CAKey] != testCA {
+		t.Errorf("CA ConfigMap: %v", err)
 	}
 	svc, err := c.Clientset.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -243,8 +254,8 @@ func TestProvision(t *testing.T) {
 	waitFor(ctx, t, "chat's objects deleted", func() (any, bool) {
 		return nil, countProvisioned(ctx, t, c, ns, "chat") == 0
 	})
-	if n := countProvisioned(ctx, t, c, ns, "marker"); n != 5 {
-		t.Errorf("marker has %d provisioned objects, want 5", n)
+	if n := countProvisioned(ctx, t, c, ns, "marker"); n != 6 {
+		t.Errorf("marker has %d provisioned objects, want 6", n)
 	}
 }
 
@@ -302,6 +313,10 @@ func countProvisioned(ctx context.Context, t *testing.T, c *cluster.Cluster, ns,
 		},
 		func() (int, error) {
 			l, err := c.Clientset.PolicyV1().PodDisruptionBudgets(ns).List(ctx, sel)
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := c.Clientset.CoreV1().ConfigMaps(ns).List(ctx, sel)
 			return len(l.Items), err
 		},
 	} {
