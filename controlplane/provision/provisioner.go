@@ -21,8 +21,11 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
@@ -70,7 +73,15 @@ type Provisioner struct {
 	classes    cache.GenericLister
 	configMaps corelisters.ConfigMapLister
 	queue      workqueue.TypedRateLimitingInterface[string]
+	events     record.EventRecorder
 }
+
+// Reasons of the Warning Events recorded on a Gateway that cannot be
+// provisioned (kubectl describe gateway shows them).
+const (
+	ReasonInvalidParameters  = "InvalidParameters"
+	ReasonProvisioningFailed = "ProvisioningFailed"
+)
 
 // New returns a Provisioner; Run starts it.
 func New(client kubernetes.Interface, dyn dynamic.Interface, opts Options) *Provisioner {
@@ -97,6 +108,10 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	p.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "provision"})
 	defer p.queue.ShutDown()
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: p.client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	p.events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "infergate-provisioner"})
 
 	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(p.dyn, p.opts.Resync)
 	gwInf := dynFactory.ForResource(gatewayGVR)
@@ -334,6 +349,7 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 		// Bad parameters leave the running proxies alone; a ConfigMap fix
 		// re-queues the Gateway.
 		log.Warn("not provisioning: invalid parameters", "err", err)
+		p.events.Event(gatewayRef(gw), corev1.EventTypeWarning, ReasonInvalidParameters, err.Error())
 		return nil
 	}
 	objs, err := Render(gw, class, params, RenderOptions{
@@ -342,6 +358,7 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 	})
 	if err != nil {
 		log.Warn("not provisioning", "err", err)
+		p.events.Event(gatewayRef(gw), corev1.EventTypeWarning, ReasonProvisioningFailed, err.Error())
 		return nil
 	}
 	if objs.HPA != nil {
@@ -356,7 +373,9 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 		}
 		applied, err := p.apply(ctx, u)
 		if err != nil {
-			return fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), ns, u.GetName(), err)
+			err = fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), ns, u.GetName(), err)
+			p.events.Event(gatewayRef(gw), corev1.EventTypeWarning, ReasonProvisioningFailed, err.Error())
+			return err
 		}
 		keep[u.GetKind()+"/"+u.GetName()] = true
 		if u.GetKind() == "Service" {
@@ -371,6 +390,13 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 	}
 	log.Debug("provisioned", "replicas", *objs.Deployment.Spec.Replicas, "service", svc.Spec.Type)
 	return p.writeAddresses(ctx, gw, Addresses(svc))
+}
+
+func gatewayRef(gw *gwapiv1.Gateway) *corev1.ObjectReference {
+	return &corev1.ObjectReference{
+		APIVersion: gwapiv1.GroupVersion.String(), Kind: "Gateway",
+		Namespace: gw.Namespace, Name: gw.Name, UID: gw.UID, ResourceVersion: gw.ResourceVersion,
+	}
 }
 
 // classOf returns gw's GatewayClass if this control plane serves it.

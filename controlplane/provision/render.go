@@ -120,6 +120,13 @@ func ObjectName(gatewayName, className string) string {
 	return name[:52] + "-" + hex.EncodeToString(sum[:])[:10]
 }
 
+// ServiceAccountFor names ("namespace/name") the ServiceAccount of the
+// proxies provisioned for Gateway namespace/gatewayName of class
+// className: the identity xDS token checks should expect for it.
+func ServiceAccountFor(namespace, gatewayName, className string) string {
+	return namespace + "/" + ObjectName(gatewayName, className)
+}
+
 // SelectorLabels select the proxy pods of the Gateway named gatewayName.
 func SelectorLabels(gatewayName string) map[string]string {
 	return map[string]string{LabelName: nameValue, LabelGateway: gatewayName}

@@ -39,7 +39,8 @@ var (
 // Gateway of our class gets its proxy objects with labels, annotations and
 // sizes from its infrastructure and parameters; parameter changes update
 // them; the Service's load-balancer address reaches Gateway.status; a
-// Gateway of another class gets nothing; deleting the Gateway removes
+// Gateway of another class gets nothing, one with bad parameters a Warning
+// Event, one leaving the class loses its objects; deleting the Gateway removes
 // everything (envtest has no garbage collector, so this is the
 // provisioner's own clean-up).
 func TestProvision(t *testing.T) {
@@ -246,6 +247,48 @@ func TestProvision(t *testing.T) {
 	if n := countProvisioned(ctx, t, c, ns, "foreign"); n != 0 {
 		t.Errorf("a Gateway of another class got %d provisioned objects", n)
 	}
+
+	// Parameters with a typo: nothing provisioned, a Warning Event says why.
+	if _, err := c.Clientset.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "typo-params"},
+		Data:       map[string]string{"replica": "3"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	create(ctx, t, c, gatewaysGVR, ns, gateway("typo", "infergate", map[string]any{
+		"parametersRef": map[string]any{"group": "", "kind": "ConfigMap", "name": "typo-params"},
+	}))
+	ev := waitFor(ctx, t, "InvalidParameters event on Gateway typo", func() (*corev1.Event, bool) {
+		l, err := c.Clientset.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=typo"})
+		if err != nil {
+			return nil, false
+		}
+		for i := range l.Items {
+			if l.Items[i].Reason == provision.ReasonInvalidParameters {
+				return &l.Items[i], true
+			}
+		}
+		return nil, false
+	})
+	t.Logf("event: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+	if n := countProvisioned(ctx, t, c, ns, "typo"); n != 0 {
+		t.Errorf("Gateway with invalid parameters got %d objects", n)
+	}
+
+	// A Gateway that moves to another class loses its proxies.
+	create(ctx, t, c, gatewaysGVR, ns, gateway("mover", "infergate", nil))
+	waitFor(ctx, t, "mover provisioned", func() (any, bool) { return nil, countProvisioned(ctx, t, c, ns, "mover") == 6 })
+	mover, err := c.Dynamic.Resource(gatewaysGVR).Namespace(ns).Get(ctx, "mover", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(mover.Object, "other", "spec", "gatewayClassName"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Dynamic.Resource(gatewaysGVR).Namespace(ns).Update(ctx, mover, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "mover's objects removed", func() (any, bool) { return nil, countProvisioned(ctx, t, c, ns, "mover") == 0 })
 
 	// Deleting the Gateway removes everything provisioned for it.
 	if err := c.Dynamic.Resource(gatewaysGVR).Namespace(ns).Delete(ctx, "chat", metav1.DeleteOptions{}); err != nil {
