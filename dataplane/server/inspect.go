@@ -107,9 +107,25 @@ func (in *inspector) write(w http.ResponseWriter, p []byte) (int, error) {
 }
 
 func (in *inspector) writeSSE(w http.ResponseWriter, p []byte) (int, error) {
+	if !in.restore {
+		// Nothing to change: pass the bytes on at once and keep only the
+		// unfinished event back, for the usage scan.
+		n, err := w.Write(p)
+		in.buf = append(in.buf, p...)
+		if end := lastEventEnd(in.buf); end > 0 {
+			for ev := range splitEvents(in.buf[:end]) {
+				in.scanUsage(ev)
+			}
+			in.buf = in.buf[:copy(in.buf, in.buf[end:])]
+		}
+		if len(in.buf) > maxInspected {
+			in.buf = in.buf[:0] // an event this large carries no usage we read
+		}
+		return n, err
+	}
 	in.buf = append(in.buf, p...)
-	end := bytes.LastIndex(in.buf, []byte("\n\n"))
-	if end < 0 {
+	end := lastEventEnd(in.buf)
+	if end == 0 {
 		if len(in.buf) > maxInspected {
 			in.mode = inspectOff
 			_, err := w.Write(in.buf)
@@ -118,24 +134,28 @@ func (in *inspector) writeSSE(w http.ResponseWriter, p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	end += 2
-	complete := in.buf[:end]
-	out := complete
-	if in.restore {
-		in.out = in.out[:0]
-		for ev := range splitEvents(complete) {
-			in.out = in.appendEvent(in.out, ev)
-		}
-		out = in.out
-	} else {
-		for ev := range splitEvents(complete) {
-			in.scanUsage(ev)
-		}
+	in.out = in.out[:0]
+	for ev := range splitEvents(in.buf[:end]) {
+		in.out = in.appendEvent(in.out, ev)
 	}
-	_, err := w.Write(out)
-	n := copy(in.buf, in.buf[end:])
-	in.buf = in.buf[:n]
+	_, err := w.Write(in.out)
+	in.buf = in.buf[:copy(in.buf, in.buf[end:])]
 	return len(p), err
+}
+
+// lastEventEnd returns the index just after the last blank line ending an
+// event in b ("\n\n" or "\r\n\r\n"), or 0.
+func lastEventEnd(b []byte) int {
+	end := bytes.LastIndex(b, []byte("\n\n"))
+	if end >= 0 {
+		end += 2
+	} else {
+		end = 0
+	}
+	if crlf := bytes.LastIndex(b, []byte("\r\n\r\n")); crlf >= 0 && crlf+4 > end {
+		end = crlf + 4
+	}
+	return end
 }
 
 // splitEvents yields the events of b, each with its terminating blank line.
@@ -143,14 +163,18 @@ func splitEvents(b []byte) func(yield func([]byte) bool) {
 	return func(yield func([]byte) bool) {
 		for len(b) > 0 {
 			i := bytes.Index(b, []byte("\n\n"))
+			n := 2
+			if j := bytes.Index(b, []byte("\r\n\r\n")); j >= 0 && (i < 0 || j < i) {
+				i, n = j, 4
+			}
 			if i < 0 {
 				yield(b)
 				return
 			}
-			if !yield(b[:i+2]) {
+			if !yield(b[:i+n]) {
 				return
 			}
-			b = b[i+2:]
+			b = b[i+n:]
 		}
 	}
 }
@@ -189,7 +213,8 @@ func (in *inspector) appendEvent(dst, ev []byte) []byte {
 func (in *inspector) finish(w http.ResponseWriter) error {
 	switch in.mode {
 	case inspectSSE:
-		if len(in.buf) > 0 {
+		// Without a rewrite every byte was passed on already.
+		if in.restore && len(in.buf) > 0 {
 			_, err := w.Write(in.buf)
 			return err
 		}

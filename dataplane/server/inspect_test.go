@@ -13,6 +13,7 @@ import (
 func FuzzInspectorSSE(f *testing.F) {
 	f.Add([]byte("data: {\"model\":\"t\",\"x\":1}\n\ndata: {\"model\":\"t\",\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"), uint8(7))
 	f.Add([]byte(": ping\n\ndata: {\"a\":\"\\n\\n\"}\n\n"), uint8(1))
+	f.Add([]byte("data: {\"model\":\"t\",\"x\":1}\r\n\r\ndata: {\"model\":\"t\"}\r\n\r\n"), uint8(3))
 	f.Fuzz(func(t *testing.T, stream []byte, cut uint8) {
 		for _, restore := range []bool{false, true} {
 			in := &inspector{restore: restore, target: "t", client: "client-model"}
