@@ -32,6 +32,8 @@ var kubeResources = map[string]schema.GroupVersionResource{
 	"InferenceObjective":    {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferenceobjectives"},
 	"InferenceModelRewrite": {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferencemodelrewrites"},
 	"InferenceModel":        {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferencemodels"},
+	"LegacyInferencePool":   {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferencepools"},
+	"Service":               {Version: "v1", Resource: "services"},
 }
 
 const e2eManager = "e2e"
@@ -56,9 +58,13 @@ func applyManifest(ctx context.Context, c *cluster.Cluster, manifest string) err
 		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
 			return fmt.Errorf("decode manifest: %w\n%s", err, doc)
 		}
-		gvr, ok := kubeResources[u.GetKind()]
+		kind := u.GetKind()
+		if kind == "InferencePool" && strings.HasPrefix(u.GetAPIVersion(), "inference.networking.x-k8s.io/") {
+			kind = "LegacyInferencePool"
+		}
+		gvr, ok := kubeResources[kind]
 		if !ok {
-			return fmt.Errorf("no resource known for kind %s", u.GetKind())
+			return fmt.Errorf("no resource known for kind %s", kind)
 		}
 		_, err := c.Dynamic.Resource(gvr).Namespace(u.GetNamespace()).Apply(ctx, u.GetName(), u,
 			metav1.ApplyOptions{FieldManager: e2eManager, Force: true})

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/harness"
 )
@@ -142,6 +144,32 @@ spec:
   modelName: legacy-chat
   poolRef: {group: inference.networking.k8s.io, kind: InferencePool, name: pool-{{.NS}}}
   targetModels: [{name: other-model}]
+`
+
+// legacyPoolYAML routes gateway b's /v1/completions to a v0.5.1
+// InferencePool, whose status starts as the CRD's "kind: Status, name:
+// default" placeholder.
+const legacyPoolYAML = `apiVersion: v1
+kind: Service
+metadata: {name: epp, namespace: {{.NS}}}
+spec: {ports: [{port: 9002}]}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: legacy, namespace: {{.NS}}}
+spec:
+  selector: {app: sim-{{.NS}}}
+  targetPortNumber: {{.PodPort}}
+  extensionRef: {name: epp}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: legacy, namespace: {{.NS}}}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v1/completions}}]
+    backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: legacy}]
 `
 
 type fleetVars struct {
@@ -403,6 +431,45 @@ func TestKubeGateway(t *testing.T) {
 		if _, err := proxyA.chatModel(ctx, "legacy-chat"); err != nil {
 			t.Fatal(err)
 		}
+	})
+
+	t.Run("legacy pool: our parent replaces the CRD's placeholder and leaves with the route", func(t *testing.T) {
+		applyYAML(ctx, t, c, legacyPoolYAML, b)
+		legacyParents := func() ([]inferencealpha.PoolStatus, error) {
+			p, _, err := getTyped[inferencealpha.InferencePool](ctx, c, "LegacyInferencePool", b.NS, "legacy")
+			if err != nil {
+				return nil, err
+			}
+			return p.Status.Parents, nil
+		}
+		eventually(t, func() error {
+			ps, err := legacyParents()
+			if err != nil {
+				return err
+			}
+			if len(ps) != 1 || ps[0].GatewayRef.Name != "gw" {
+				return fmt.Errorf("parents %+v, want only gateway gw", ps)
+			}
+			return wantCondition(ps[0].Conditions, "Accepted", metav1.ConditionTrue, "Accepted")
+		})
+		_, err := proxyB.client.Completions.New(ctx, openai.CompletionNewParams{
+			Model: openai.CompletionNewParamsModel(model), Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("hi")},
+			MaxTokens: openai.Int(4),
+		})
+		if err != nil {
+			t.Fatalf("completion through the legacy pool: %v", err)
+		}
+		deleteObject(ctx, t, c, "HTTPRoute", b.NS, "legacy")
+		eventually(t, func() error {
+			ps, err := legacyParents()
+			if err != nil {
+				return err
+			}
+			if len(ps) != 1 || ps[0].GatewayRef.Name != "default" {
+				return fmt.Errorf("parents %+v, want the default placeholder back", ps)
+			}
+			return nil
+		})
 	})
 
 	t.Run("leader fails over, status continues, proxies keep serving", func(t *testing.T) {
