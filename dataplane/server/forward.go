@@ -97,16 +97,16 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 		return
 	}
 	switch {
+	case r.Context().Err() != nil || isTimeout(ex.err):
+		ex.status = http.StatusGatewayTimeout
+		openai.WriteError(w, http.StatusGatewayTimeout, openai.TypeServer, "upstream_timeout",
+			"upstream of "+bs.cfg.Source+" timed out")
 	case ex.swallowed != 0:
 		// A retryable answer was held back and no endpoint was left to
 		// retry on: report the upstream's status.
 		ex.status = ex.swallowed
 		openai.WriteError(w, ex.swallowed, openai.TypeServer, "upstream_error",
 			"upstream of "+bs.cfg.Source+" answered "+strconv.Itoa(ex.swallowed))
-	case r.Context().Err() != nil || isTimeout(ex.err):
-		ex.status = http.StatusGatewayTimeout
-		openai.WriteError(w, http.StatusGatewayTimeout, openai.TypeServer, "upstream_timeout",
-			"upstream of "+bs.cfg.Source+" timed out")
 	default:
 		ex.status = http.StatusBadGateway
 		openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error",
