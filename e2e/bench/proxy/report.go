@@ -76,6 +76,19 @@ func (r *report) markdown() string {
 	for _, l := range r.verdicts() {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
+	b.WriteString(`
+## Reading the numbers
+
+- Everything runs on one machine: the Go load generator, the backend, the proxy
+  under test and nginx compete for the same CPUs (and, on a shared CI box, with
+  other jobs). Differences of a few hundred microseconds between runs are noise;
+  compare infergate with nginx within one report, not across reports.
+- The large-prompt case saturates the machine (150 clients × 220 KB): its TTFT is
+  mostly queueing, so "added TTFT" there tracks each proxy's throughput for large
+  bodies rather than a fixed per-request cost.
+- To see where infergate's time goes, run with ` + "`-proxy-cpuprofile cpu.out`" + ` and
+  ` + "`go tool pprof -top cpu.out`" + `.
+`)
 	return b.String()
 }
 
