@@ -30,7 +30,7 @@ import (
 
 func main() {
 	var (
-		role     = flag.String("role", "", "internal: backend or proxy (child processes)")
+		role     = flag.String("role", "", "internal: backend, proxy or plain (child processes)")
 		addr     = flag.String("addr", "", "internal: listen address of a child")
 		backend  = flag.String("backend", "", "internal: backend address for the proxy child")
 		out      = flag.String("out", "", "Markdown report path (default <repo>/e2e/bench/results/proxy.md)")
@@ -49,6 +49,8 @@ func main() {
 	switch *role {
 	case "backend":
 		log.Fatal(runBackend(*addr))
+	case "plain":
+		log.Fatal(runPlain(*addr, *backend))
 	case "proxy":
 		_, p, _ := net.SplitHostPort(*addr)
 		port, _ := strconv.Atoi(p)
@@ -118,7 +120,12 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 	if err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile); err != nil {
 		return err
 	}
-	targets := []*target{newTarget("direct", "http://"+beAddr), newTarget("infergate", "http://"+pxAddr)}
+	plainAddr := freeAddr()
+	if err := start("-role", "plain", "-addr", plainAddr, "-backend", beAddr); err != nil {
+		return err
+	}
+	targets := []*target{newTarget("direct", "http://"+beAddr), newTarget("infergate", "http://"+pxAddr),
+		newTarget("go-reverseproxy", "http://"+plainAddr)}
 	if withNginx {
 		ng, err := startNginx(tmp, ngAddr, beAddr)
 		if err != nil {

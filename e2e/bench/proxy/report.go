@@ -55,13 +55,18 @@ func (r *report) markdown() string {
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), nginxVersion)
 	fmt.Fprintf(&b, "- Backend: a Go HTTP server answering at once (JSON, or SSE events flushed one by one), so any latency beyond *direct* is the proxy's.\n")
 	fmt.Fprintf(&b, "- infergate: the proxy's request path (`dataplane/server`) in its own process, one route to an InferencePool (body model read, validation, picker, usage and SSE inspection, metrics).\n")
+	fmt.Fprintf(&b, "- go-reverseproxy: a bare `httputil.ReverseProxy` (no routing, picking, inspection or metrics) — the floor for any proxy on Go's net/http, to separate infergate's own work from the HTTP stack's.\n")
 	fmt.Fprintf(&b, "- nginx: `least_conn`, `keepalive 512` upstream, HTTP/1.1 upstream, `proxy_buffering off`, `worker_processes auto`.\n")
 	fmt.Fprintf(&b, "- Each measurement runs %s; latency cases are open loop at a fixed rate; max throughput is %d closed-loop workers.\n\n", r.cfg.dur, r.cfg.conc)
 
-	fmt.Fprintf(&b, "## 1 KB JSON request at %d req/s\n\n", r.cfg.rate)
-	r.latencyTable(&b, "json-rate", false)
-	fmt.Fprintf(&b, "## SSE response of 200 events at %d req/s (until the last event)\n\n", r.cfg.sseRate)
-	r.latencyTable(&b, "sse-rate", false)
+	if r.res["json-rate"] != nil {
+		fmt.Fprintf(&b, "## 1 KB JSON request at %d req/s\n\n", r.cfg.rate)
+		r.latencyTable(&b, "json-rate", false)
+	}
+	if r.res["sse-rate"] != nil {
+		fmt.Fprintf(&b, "## SSE response of 200 events at %d req/s (until the last event)\n\n", r.cfg.sseRate)
+		r.latencyTable(&b, "sse-rate", false)
+	}
 	fmt.Fprintf(&b, "## Maximum throughput (%d workers)\n\n", r.cfg.conc)
 	fmt.Fprintf(&b, "| target | 1 KB JSON req/s | SSE (200 events) req/s | errors |\n|---|---:|---:|---:|\n")
 	for _, t := range r.targets {
@@ -70,8 +75,10 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d |\n", t, j.rps, s.rps, j.errors+s.errors)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "## %d KB prompt at concurrency %d: time to first token\n\n", r.cfg.largeSize>>10, r.cfg.largeConc)
-	r.latencyTable(&b, "large", true)
+	if r.res["large"] != nil {
+		fmt.Fprintf(&b, "## %d KB prompt at concurrency %d: time to first token\n\n", r.cfg.largeSize>>10, r.cfg.largeConc)
+		r.latencyTable(&b, "large", true)
+	}
 	b.WriteString("## Against the targets\n\n")
 	for _, l := range r.verdicts() {
 		fmt.Fprintf(&b, "- %s\n", l)
@@ -132,6 +139,9 @@ func (r *report) verdicts() []string {
 		igm, _ := r.get("json-max", "infergate")
 		ratio := igm.rps / ng.rps
 		out = append(out, fmt.Sprintf("max req/s infergate/nginx (1 KB JSON): %.2f× (goal ≥ %.1f×) — %s", ratio, goalRPSRatio, mark(ratio >= goalRPSRatio)))
+		if gp, ok := r.get("json-max", "go-reverseproxy"); ok && gp.rps > 0 {
+			out = append(out, fmt.Sprintf("max req/s infergate/go-reverseproxy (1 KB JSON): %.2f×; go-reverseproxy/nginx: %.2f×", igm.rps/gp.rps, gp.rps/ng.rps))
+		}
 		ngs, _ := r.get("sse-max", "nginx")
 		igs, _ := r.get("sse-max", "infergate")
 		if ngs.rps > 0 {
