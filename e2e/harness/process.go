@@ -32,7 +32,7 @@ type Binaries struct {
 // TestMain; cleanup removes what it built.
 func Build() (b Binaries, cleanup func(), err error) {
 	if dir := os.Getenv("INFERGATE_BIN"); dir != "" {
-		for _, name := range []string{"controlplane", "proxy", "modelsim"} {
+		for _, name := range []string{"controlplane", "proxy", "modelsim", "infergatectl"} {
 			if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 				return Binaries{}, nil, fmt.Errorf("INFERGATE_BIN=%s: %v (run `make build`)", dir, err)
 			}
@@ -47,6 +47,7 @@ func Build() (b Binaries, cleanup func(), err error) {
 	root := repoRoot()
 	for _, c := range []struct{ mod, pkg, out string }{
 		{"controlplane", "./cmd/controlplane", "controlplane"},
+		{"controlplane", "./cmd/infergatectl", "infergatectl"},
 		{"dataplane", "./cmd/proxy", "proxy"},
 		{"e2e", "./cmd/modelsim", "modelsim"},
 	} {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -14,16 +15,41 @@ import (
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
+	"github.com/infergate/infergate/dataplane/xdsclient"
 	debugv1 "github.com/infergate/infergate/proto/debug/v1"
 )
 
 const defaultServer = "127.0.0.1:18000"
 
+// serverFlags are the flags every command talking to the control plane
+// takes: where it is and how to authenticate.
+type serverFlags struct {
+	addr, caFile, tokenFile, serverName string
+}
+
+func (s *serverFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.addr, "server", defaultServer, "control plane gRPC address (xDS + debug)")
+	fs.StringVar(&s.caFile, "ca-file", "", "PEM CA of the control plane's certificate (the ca.crt of its xDS TLS Secret); enables TLS")
+	fs.StringVar(&s.tokenFile, "token-file", "", "bearer token file, e.g. from `kubectl create token SA --audience infergate.dev/xds` for a user allowed to list Gateways (needs --ca-file)")
+	fs.StringVar(&s.serverName, "server-name", "", "name to verify in the control plane's certificate (default: the host of --server)")
+}
+
 // dial connects to the control plane's debug service.
-func dial(addr string) (debugv1.DebugClient, func(), error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (s serverFlags) dial() (debugv1.DebugClient, func(), error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if s.tokenFile != "" && s.caFile == "" {
+		return nil, nil, usageError{"--token-file needs --ca-file: tokens are only sent over TLS"}
+	}
+	if s.caFile != "" {
+		secure, err := xdsclient.SecureDialOptions(s.caFile, s.serverName, s.tokenFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = secure
+	}
+	conn, err := grpc.NewClient(s.addr, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("control plane %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("control plane %s: %w", s.addr, err)
 	}
 	return debugv1.NewDebugClient(conn), func() { conn.Close() }, nil
 }
@@ -53,7 +79,8 @@ func writeProto(w io.Writer, m proto.Message, format string) error {
 
 func runProxies(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("proxies", "proxies [--server ADDR] [-o table|json|yaml]", stdout)
-	server := fs.String("server", defaultServer, "control plane gRPC address (xDS + debug)")
+	var server serverFlags
+	server.register(fs)
 	out := fs.String("o", "table", "output: table, json or yaml")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -61,14 +88,14 @@ func runProxies(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	c, closeConn, err := dial(*server)
+	c, closeConn, err := server.dial()
 	if err != nil {
 		return err
 	}
 	defer closeConn()
 	resp, err := c.ListProxies(ctx, &debugv1.ListProxiesRequest{})
 	if err != nil {
-		return fmt.Errorf("list proxies from %s: %w", *server, err)
+		return fmt.Errorf("list proxies from %s: %w", server.addr, err)
 	}
 	if *out != "table" {
 		if err := writeProto(stdout, resp, *out); err != nil {
@@ -124,7 +151,8 @@ func runProxies(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runSnapshot(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("snapshot", "snapshot --gateway NS/NAME [--type T] [--server ADDR] [-o yaml|json]", stdout)
-	server := fs.String("server", defaultServer, "control plane gRPC address (xDS + debug)")
+	var server serverFlags
+	server.register(fs)
 	gateway := fs.String("gateway", "", "gateway as namespace/name (required)")
 	typ := fs.String("type", "", "only this resource type: Listener, Route, Backend, Endpoints, ModelRule, Manifest or a full type URL")
 	out := fs.String("o", "yaml", "output: yaml or json")
@@ -137,21 +165,22 @@ func runSnapshot(ctx context.Context, args []string, stdout io.Writer) error {
 	if *out != "yaml" && *out != "json" {
 		return usageError{fmt.Sprintf("-o %q: want yaml or json", *out)}
 	}
-	c, closeConn, err := dial(*server)
+	c, closeConn, err := server.dial()
 	if err != nil {
 		return err
 	}
 	defer closeConn()
 	resp, err := c.GetSnapshot(ctx, &debugv1.GetSnapshotRequest{Gateway: *gateway, Type: *typ})
 	if err != nil {
-		return fmt.Errorf("snapshot of %s from %s: %w", *gateway, *server, err)
+		return fmt.Errorf("snapshot of %s from %s: %w", *gateway, server.addr, err)
 	}
 	return writeProto(stdout, resp, *out)
 }
 
 func runGateways(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("gateways", "gateways [--server ADDR] [-o table|json|yaml]", stdout)
-	server := fs.String("server", defaultServer, "control plane gRPC address (xDS + debug)")
+	var server serverFlags
+	server.register(fs)
 	out := fs.String("o", "table", "output: table, json or yaml")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -159,14 +188,14 @@ func runGateways(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	c, closeConn, err := dial(*server)
+	c, closeConn, err := server.dial()
 	if err != nil {
 		return err
 	}
 	defer closeConn()
 	resp, err := c.ListGateways(ctx, &debugv1.ListGatewaysRequest{})
 	if err != nil {
-		return fmt.Errorf("list gateways from %s: %w", *server, err)
+		return fmt.Errorf("list gateways from %s: %w", server.addr, err)
 	}
 	if *out != "table" {
 		return writeProto(stdout, resp, *out)

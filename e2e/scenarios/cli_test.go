@@ -1,0 +1,116 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/infergate/infergate/e2e/harness"
+)
+
+// infergatectl runs the CLI built next to the other binaries and returns
+// its output and exit code.
+func infergatectl(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	path := bins.Path("infergatectl")
+	cmd := exec.Command(path, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("infergatectl %v: %v", args, err)
+	}
+	return out.String(), code
+}
+
+// TestInfergatectl: the debug CLI against a running control plane with two
+// proxies of one gateway.
+func TestInfergatectl(t *testing.T) {
+	if _, err := exec.LookPath(bins.Path("infergatectl")); err != nil {
+		t.Fatalf("infergatectl not built: %v", err)
+	}
+	s := startSpine(t)
+	ctx := context.Background()
+	// A second proxy for the same gateway, on another loopback address.
+	admin2 := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
+	harness.Start(t, "proxy-2", bins.Path("proxy"), "--xds-address", s.xdsAddr, "--gateway", gatewayName,
+		"--node-id", "second-proxy", "--listen-address", "127.0.0.2", "--admin-address", admin2)
+	harness.WaitHTTP(ctx, t, "http://"+admin2+"/ready", syncTimeout)
+	if _, err := s.chat(ctx); err != nil { // traffic, so endpoint state is live
+		t.Fatal(err)
+	}
+
+	t.Run("proxies lists both, in sync", func(t *testing.T) {
+		harness.Eventually(t, syncTimeout, func() error {
+			out, code := infergatectl(t, "proxies", "--server", s.xdsAddr)
+			if code != 0 {
+				return fmt.Errorf("exit %d:\n%s", code, out)
+			}
+			if !strings.Contains(out, "second-proxy") || strings.Count(out, gatewayName) != 2 || strings.Contains(out, "STALE") {
+				return fmt.Errorf("want two synced proxies of %s:\n%s", gatewayName, out)
+			}
+			return nil
+		})
+		out, code := infergatectl(t, "proxies", "--server", s.xdsAddr, "-o", "json")
+		var doc struct {
+			Proxies []struct {
+				Gateway string `json:"gateway"`
+				Types   []struct {
+					TypeURL string `json:"typeUrl"`
+					Acked   string `json:"acked"`
+				} `json:"types"`
+			} `json:"proxies"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Proxies) != 2 || len(doc.Proxies[0].Types) == 0 || doc.Proxies[0].Types[0].Acked == "" {
+			t.Fatalf("proxies -o json (exit %d):\n%s", code, out)
+		}
+	})
+
+	t.Run("snapshot shows what the gateway is served", func(t *testing.T) {
+		out, code := infergatectl(t, "snapshot", "--server", s.xdsAddr, "--gateway", gatewayName, "--type", "Route", "-o", "json")
+		if code != 0 || !strings.Contains(out, `"default/gw/default/chat/0"`) || strings.Contains(out, "Listener") {
+			t.Fatalf("snapshot --type Route (exit %d):\n%s", code, out)
+		}
+		out, code = infergatectl(t, "snapshot", "--server", s.xdsAddr, "--gateway", "default/nope")
+		if code != 1 || !strings.Contains(out, "NotFound") {
+			t.Fatalf("snapshot of an unknown gateway: exit %d:\n%s", code, out)
+		}
+	})
+
+	t.Run("proxy endpoints shows live metrics with their age", func(t *testing.T) {
+		harness.Eventually(t, syncTimeout, func() error {
+			out, code := infergatectl(t, "proxy", "endpoints", "--proxy", s.adminAddr, "-o", "json")
+			if code != 0 {
+				return fmt.Errorf("exit %d:\n%s", code, out)
+			}
+			for _, ip := range s.podIPs {
+				if !strings.Contains(out, ip) {
+					return fmt.Errorf("endpoint %s missing:\n%s", ip, out)
+				}
+			}
+			if !strings.Contains(out, `"metricsAgeMs"`) {
+				return fmt.Errorf("no metrics age:\n%s", out)
+			}
+			return nil
+		})
+		out, code := infergatectl(t, "proxy", "config", "--proxy", s.adminAddr)
+		if code != 0 || !strings.Contains(out, "default/gw") {
+			t.Fatalf("proxy config (exit %d):\n%s", code, out)
+		}
+	})
+
+	t.Run("translate works offline on the same YAML", func(t *testing.T) {
+		out, code := infergatectl(t, "translate", "-f", filepath.Join(s.dir, "fleet.yaml"))
+		if code != 0 || !strings.Contains(out, "default/gw/default/chat/0") {
+			t.Fatalf("translate (exit %d):\n%s", code, out)
+		}
+	})
+}
