@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e bench proto proto-check lint tools k8s-bins clean
+.PHONY: all build run test test-unit test-e2e bench bench-routing bench-proxy proto proto-check lint tools k8s-bins crds deploy-check clean
 
 all: build
 
@@ -57,6 +57,28 @@ bench:
 	cd controlplane && go test -run '^$$' -bench Fanout -benchtime 30x ./xds
 	cd dataplane && go test -run '^$$' -bench . -benchmem ./...
 	cd e2e && go test -run '^$$' -bench FleetStreamingCPU -benchtime 2x ./modelsim
+
+# Routing quality: 8 simulated replicas, 4 workloads x 6 strategies (round
+# robin … ours with 1 and 4 proxies); writes e2e/bench/results/routing.md + SVG.
+bench-routing:
+	cd e2e && go run ./cmd/loadgen -out bench/results
+
+# Proxy overhead: direct vs infergate vs bare ReverseProxy vs nginx (Debian
+# package, installed when missing); writes e2e/bench/results/proxy.md.
+bench-proxy:
+	@command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx; }
+	cd e2e && go run ./bench/proxy
+
+# Chart CRDs from the module cache at the pinned versions (commit the result).
+crds:
+	cd e2e && go run ./deploycheck/cmd/gencrds -dir ../deploy/helm/infergate/crds
+
+# Stale-CRD check, helm lint + template (helm v3.22.0 from the module proxy,
+# cached by version), server-side dry-run of the rendered chart and the
+# provisioning e2e against the envtest kube-apiserver. Also part of test-e2e.
+deploy-check: k8s-bins
+	cd e2e && go run ./deploycheck/cmd/gencrds -check -dir ../deploy/helm/infergate/crds
+	cd e2e && $(TEST_ENV) KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) go test $(GO_TEST_FLAGS) -run . ./deploycheck/...
 
 # Pinned code generators, built from the Go module proxy into bin/.
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
