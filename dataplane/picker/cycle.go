@@ -1,6 +1,7 @@
 package picker
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -34,9 +35,12 @@ type Cycle struct {
 	MeanQueue float64
 
 	// Prompt prefix keys, computed once when a scorer asks (PrefixKeys).
-	keys     []prefixKey
-	blocks   int
-	hashed   bool
+	keys   []prefixKey
+	blocks int
+	hashed bool
+	// adapter: 0 unknown yet, 1 the model is a LoRA adapter some endpoint
+	// runs or queues, -1 it is not.
+	adapter  int8
 	scores   []float64
 	total    []float64
 	prefixOf map[*endpoints.Endpoint]int32
@@ -59,7 +63,7 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 	}
 	c.Candidates = c.Candidates[:0]
 	c.AnyFresh, c.MeanQueue = false, 0
-	c.keys, c.blocks, c.hashed = c.keys[:0], 0, false
+	c.keys, c.blocks, c.hashed, c.adapter = c.keys[:0], 0, false, 0
 	clear(c.prefixOf)
 	return c
 }
@@ -76,6 +80,23 @@ func (c *Cycle) Model() string {
 		return c.Req.TargetModel
 	}
 	return c.Req.Model
+}
+
+// IsAdapter reports whether the request's model is a LoRA adapter that
+// some candidate reports running or waiting (vllm:lora_requests_info).
+func (c *Cycle) IsAdapter() bool {
+	if c.adapter == 0 {
+		c.adapter = -1
+		model := c.Model()
+		for i := range c.Candidates {
+			m := c.Candidates[i].Metrics
+			if m != nil && m.MaxLoRA > 0 && (slices.Contains(m.RunningAdapters, model) || slices.Contains(m.WaitingAdapters, model)) {
+				c.adapter = 1
+				break
+			}
+		}
+	}
+	return c.adapter > 0
 }
 
 // prefixKeys returns the request's prompt prefix keys and its number of

@@ -1,6 +1,7 @@
 package picker
 
 import (
+	"github.com/cespare/xxhash/v2"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -16,6 +17,8 @@ import (
 //     within LoadFactor × the pool's mean queue + Slack gets 1. The load bound moves a
 //     hot prefix to its next-ranked endpoint — the same one on every proxy,
 //     because they all see the same scraped loads.
+//     Requests for a LoRA adapter some endpoint runs are bound by adapter
+//     name instead, so adapters partition the pool the same way.
 //   - The proxy's own index of where it sent each prefix (block hash →
 //     endpoints, LRU-bounded): matched blocks / prompt blocks. It remembers
 //     spill-overs and deep prefixes (multi-turn chats) the rendezvous key
@@ -98,15 +101,21 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 			}
 		}
 	}
-	if best := s.affinity(c, keys); best >= 0 {
+	// The pool's choice gets full affinity and its runner-up half: when
+	// the load scorers overrule the first, every proxy spills the prefix
+	// to the same second replica instead of wherever is idlest for it.
+	if best, second := s.affinity(c, keys); best >= 0 {
 		out[best] = 1
+		if second >= 0 {
+			out[second] = max(out[second], 0.5)
+		}
 	}
 }
 
-// affinity returns the index of the candidate the prompt's leading blocks
-// are bound to, or -1: the key is the deepest recorded prefix of at most
-// AffinityBlocks blocks.
-func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) int {
+// affinity returns the indexes of the two candidates the prompt's leading
+// blocks are bound to first and second, or -1: the key is the deepest
+// recorded prefix of at most AffinityBlocks blocks.
+func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (int, int) {
 	k := keys[0].Hash
 	for _, pk := range keys[1:] {
 		if pk.Blocks > s.AffinityBlocks {
@@ -114,18 +123,30 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) int {
 		}
 		k = pk.Hash
 	}
+	if c.IsAdapter() {
+		// Adapter slots are the scarcer cache: bind the adapter, not the
+		// prompt, so every proxy sends an adapter's requests to the same
+		// replicas and adapters partition the pool instead of each
+		// replica swapping all of them.
+		k = xxhash.Sum64String(c.Model())
+	}
 	bound := s.LoadFactor*c.MeanQueue + s.Slack
-	best, bestW := -1, uint64(0)
+	best, second := -1, -1
+	var bestW, secondW uint64
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
 		if cd.Queue > bound || (c.AnyFresh && !cd.Fresh) {
 			continue
 		}
-		if w := mix(k ^ cd.Endpoint.Hash); best < 0 || w > bestW {
+		switch w := mix(k ^ cd.Endpoint.Hash); {
+		case best < 0 || w > bestW:
+			second, secondW = best, bestW
 			best, bestW = i, w
+		case second < 0 || w > secondW:
+			second, secondW = i, w
 		}
 	}
-	return best
+	return best, second
 }
 
 // mix is a 64-bit finaliser (splitmix64): rendezvous weights must be

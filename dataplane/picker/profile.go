@@ -41,7 +41,9 @@ func DefaultProfile() *snapshotv1.PickerProfile {
 //	queue, running  min-spread  (float, default 4): spread below which
 //	                            differences do not use the full [0,1] range
 //	prefix-cache    index-size  (int, default 65536) block hashes remembered
-//	                affinity-blocks (int, default 32), load-factor (float, 1.25)
+//	                affinity-blocks (int, default 32), load-factor (float, 1.25),
+//	                slack (float, 8): affinity holds while the endpoint's
+//	                queue ≤ load-factor × mean queue + slack
 //
 // Filters are not configurable yet: ejected endpoints are always filtered
 // out. An unknown plugin name is an error, so a typo does not silently
@@ -110,7 +112,11 @@ func newScorer(ref *snapshotv1.PluginRef) (Scorer, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.AffinityBlocks, p.LoadFactor = max(int(ab), 1), lf
+		slack, err := num("slack", p.Slack)
+		if err != nil {
+			return nil, err
+		}
+		p.AffinityBlocks, p.LoadFactor, p.Slack = max(int(ab), 1), lf, slack
 		return p, nil
 	}
 	return nil, fmt.Errorf("unknown scorer %q (want queue, running, kv-cache, prefix-cache or lora)", ref.GetName())

@@ -104,14 +104,17 @@ func TestPrefixScorerIndexAndAffinity(t *testing.T) {
 	sys := strings.Repeat("you are a helpful assistant. ", 200)
 	req := &picker.Request{Model: "m", Body: chatBody(sys, "q1")}
 	got := scoreOf(t, s, req, es)
-	ones := 0
+	ones, halves := 0, 0
 	for _, v := range got {
-		if v == 1 {
+		switch v {
+		case 1:
 			ones++
+		case 0.5:
+			halves++
 		}
 	}
-	if ones != 1 {
-		t.Fatalf("exactly one endpoint must get rendezvous affinity: %v", got)
+	if ones != 1 || halves != 1 {
+		t.Fatalf("exactly one endpoint must get rendezvous affinity and one the runner-up's: %v", got)
 	}
 	// Another scorer (another proxy) with no shared state agrees.
 	got2 := scoreOf(t, picker.NewPrefixScorer(0), &picker.Request{Model: "m", Body: chatBody(sys, "another question")}, es)
@@ -154,8 +157,8 @@ func TestPrefixScorerIndexAndAffinity(t *testing.T) {
 	for _, v := range got5 {
 		sum += v
 	}
-	if sum != 1 {
-		t.Fatalf("model must seed the chain (only rendezvous affinity expected): %v", got5)
+	if sum != 1.5 {
+		t.Fatalf("model must seed the chain (only rendezvous affinity 1 + 0.5 expected): %v", got5)
 	}
 }
 
@@ -271,5 +274,28 @@ func TestBaselines(t *testing.T) {
 	}
 	if _, err := (picker.Random{}).Pick(nil, nil); err == nil {
 		t.Fatal("random without candidates")
+	}
+}
+
+func TestSchedulersCache(t *testing.T) {
+	c := picker.NewSchedulers()
+	a, err := c.For("pool", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.For("pool", nil); b != a {
+		t.Fatal("same profile must keep the scheduler (and its prefix index)")
+	}
+	p := picker.DefaultProfile()
+	p.ShedSheddable = false
+	if b, _ := c.For("pool", p); b == a || b.Sheds() {
+		t.Fatal("a changed profile builds a new scheduler")
+	}
+	if _, err := c.For("bad", &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "x", Weight: 1}}}); err == nil {
+		t.Fatal("bad profile")
+	}
+	c.Retain(func(string) bool { return false })
+	if b, _ := c.For("pool", p); b.Sheds() {
+		t.Fatal("unexpected")
 	}
 }

@@ -108,14 +108,7 @@ func (LoRAScorer) Name() string { return "lora" }
 // Score implements Scorer.
 func (LoRAScorer) Score(c *Cycle, out []float64) {
 	model := c.Model()
-	known := false
-	for i := range c.Candidates {
-		m := c.Candidates[i].Metrics
-		if m != nil && m.MaxLoRA > 0 && (slices.Contains(m.RunningAdapters, model) || slices.Contains(m.WaitingAdapters, model)) {
-			known = true
-			break
-		}
-	}
+	known := c.IsAdapter()
 	for i := range c.Candidates {
 		m := c.Candidates[i].Metrics
 		switch {

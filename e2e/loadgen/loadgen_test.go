@@ -1,0 +1,86 @@
+package loadgen_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/e2e/loadgen"
+)
+
+func TestWorkloadsDeterministic(t *testing.T) {
+	mk := func() loadgen.Workload {
+		return loadgen.SharedPrefix("m", loadgen.SharedPrefixConfig{Groups: 4, UsersPerGroup: 2, SystemTokens: 100,
+			QuestionTokens: 10, OutputTokens: 5, StartRate: 5, EndRate: 10, Duration: 5 * time.Second, Seed: 7})
+	}
+	a, b := mk(), mk()
+	if len(a.Requests) == 0 || len(a.Requests) != len(b.Requests) {
+		t.Fatalf("%d vs %d requests", len(a.Requests), len(b.Requests))
+	}
+	for i := range a.Requests {
+		if a.Requests[i].At != b.Requests[i].At || !bytes.Equal(a.Requests[i].Body, b.Requests[i].Body) {
+			t.Fatalf("request %d differs between runs of the same seed", i)
+		}
+		if i > 0 && a.Requests[i].At < a.Requests[i-1].At {
+			t.Fatal("arrivals out of order")
+		}
+	}
+	o := loadgen.Overload("m", loadgen.OverloadConfig{PromptTokens: 10, Output: 5, Rate: 200, Duration: 10 * time.Second,
+		Critical: 0.2, Sheddable: 0.3, Seed: 1})
+	n := map[string]int{}
+	for _, r := range o.Requests {
+		n[r.Class]++
+	}
+	if c := float64(n["critical"]) / float64(len(o.Requests)); c < 0.15 || c > 0.25 {
+		t.Fatalf("critical share %.2f", c)
+	}
+	if o.Requests[0].Header().Get(loadgen.ObjectiveHeader) == "" {
+		t.Fatal("objective header missing")
+	}
+}
+
+func TestRunMeasuresStream(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(loadgen.ObjectiveHeader) == "sheddable" {
+			http.Error(w, `{"error":{"message":"shed"}}`, http.StatusTooManyRequests)
+			return
+		}
+		w.Header().Set("x-modelsim-replica", "r1")
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		w.Write([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"\",\"role\":\"assistant\"}}]}\n\n"))
+		fl.Flush()
+		time.Sleep(20 * time.Millisecond)
+		for range 3 {
+			w.Write([]byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi \"}}]}\n\n"))
+			fl.Flush()
+			time.Sleep(5 * time.Millisecond)
+		}
+		w.Write([]byte("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":64}}}\n\ndata: [DONE]\n\n"))
+	}))
+	defer srv.Close()
+	w := loadgen.Workload{Requests: []loadgen.Request{
+		{Body: []byte(`{}`), Class: "critical"},
+		{At: 10 * time.Millisecond, Body: []byte(`{}`), Class: "sheddable"},
+	}}
+	rs := loadgen.Run(context.Background(), w, loadgen.Options{Targets: []string{srv.URL}})
+	if !rs[0].OK() || rs[0].OutputTokens != 3 || rs[0].CachedTokens != 64 || rs[0].PromptTokens != 100 || rs[0].Replica != "r1" {
+		t.Fatalf("%+v", rs[0])
+	}
+	if rs[0].TTFT < 20*time.Millisecond || rs[0].E2E < rs[0].TTFT {
+		t.Fatalf("ttft %v e2e %v: the role chunk must not count as the first token", rs[0].TTFT, rs[0].E2E)
+	}
+	if rs[1].Status != http.StatusTooManyRequests {
+		t.Fatalf("%+v", rs[1])
+	}
+	s := loadgen.Summarize(rs, 0.5)
+	if s.OK != 1 || s.ByClass["sheddable"].Shed429 != 1 || s.CacheHit != 0.64 || s.TTFT.P50 < 0.04 {
+		t.Fatalf("summary %+v", s)
+	}
+	if s.LoadImbalance(2) != 2 {
+		t.Fatalf("imbalance %v", s.LoadImbalance(2))
+	}
+}
