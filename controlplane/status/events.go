@@ -72,9 +72,8 @@ func (e *NackEvents) Nack(gateway, nodeID, typeURL, reason string) {
 		Name:       name,
 		UID:        uid,
 	}
-	resource := typeURL[strings.LastIndex(typeURL, "/")+1:]
 	e.recorder.Event(ref, corev1.EventTypeWarning, ReasonConfigRejected,
-		fmt.Sprintf("proxy %s rejected %s: %s", nodeID, resource, reason))
+		fmt.Sprintf("proxy %s rejected %s: %s", nodeID, shortType(typeURL), reason))
 }
 
 // Shutdown flushes and stops the broadcaster.

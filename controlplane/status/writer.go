@@ -48,14 +48,17 @@ type Writer struct {
 	log        *slog.Logger
 	now        func() metav1.Time
 
-	mu      sync.Mutex
-	latest  *job
-	pending chan struct{}
+	mu         sync.Mutex
+	latest     *job
+	pending    chan struct{}
+	rejections func() map[string][]Rejection
 }
 
 type job struct {
 	in *translate.Inputs
 	st *translate.Status
+	// rejected is set by write when a Gateway carried rejections.
+	rejected bool
 }
 
 // NewWriter returns a writer for the GatewayClasses of controllerName.
@@ -85,6 +88,24 @@ func (w *Writer) Submit(in *translate.Inputs, st *translate.Status) {
 	}
 }
 
+// SetRejections gives the writer the current proxy rejections per Gateway
+// ("<ns>/<name>"); a Gateway with any carries ConditionConfigRejected. Call
+// before Run. Only proxies connected to this replica are known to it.
+func (w *Writer) SetRejections(fn func() map[string][]Rejection) {
+	w.mu.Lock()
+	w.rejections = fn
+	w.mu.Unlock()
+}
+
+// Kick makes Run check the latest submission again (e.g. after a proxy
+// NACKed or ACKed) without a new translation.
+func (w *Writer) Kick() {
+	select {
+	case w.pending <- struct{}{}:
+	default:
+	}
+}
+
 // Run writes the latest submission at once (statuses may have drifted while
 // another replica led), then every new one, until ctx is done.
 func (w *Writer) Run(ctx context.Context) {
@@ -94,9 +115,10 @@ func (w *Writer) Run(ctx context.Context) {
 		w.mu.Unlock()
 		var retry <-chan time.Time
 		if j != nil {
-			if _, err := w.write(ctx, j); err != nil {
+			if _, err := w.write(ctx, j); err != nil || j.rejected {
 				// Transient API errors: try again even without a new
-				// translation.
+				// translation. Rejections are re-checked too: a proxy that
+				// goes away sends no ACK to clear its NACK.
 				retry = time.After(retryAfter)
 			}
 		}
@@ -130,6 +152,14 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 			return mergeGatewayClass(cur, want, now)
 		})
 	}
+	w.mu.Lock()
+	rejectionsFn := w.rejections
+	w.mu.Unlock()
+	var rejections map[string][]Rejection
+	if rejectionsFn != nil {
+		rejections = rejectionsFn()
+	}
+	j.rejected = false
 	ours := map[string]bool{}
 	for _, o := range in.Gateways {
 		want, ok := st.Gateways[key(&o.ObjectMeta)]
@@ -137,6 +167,11 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 			continue
 		}
 		ours[key(&o.ObjectMeta)] = true
+		if rs := rejections[key(&o.ObjectMeta)]; len(rs) > 0 {
+			j.rejected = true
+			// Copy: want's slices belong to the translation.
+			want.Conditions = append(append([]metav1.Condition(nil), want.Conditions...), rejectionCondition(rs, o.Generation))
+		}
 		syncStatus(r, kube.Gateways, "Gateway", o, o.Status, func(cur gwv1.GatewayStatus) gwv1.GatewayStatus {
 			return mergeGateway(cur, want, now)
 		})

@@ -1,0 +1,58 @@
+package status
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConditionConfigRejected is the Gateway condition (implementation-specific,
+// hence the domain prefix) present while a proxy of the Gateway rejects its
+// configuration. It is absent otherwise.
+const ConditionConfigRejected = "infergate.dev/ConfigRejected"
+
+// maxRejectionMessage bounds the condition message; the first rejections
+// are enough to act on.
+const maxRejectionMessage = 1024
+
+// Rejection is a connected proxy's current refusal (NACK) of one resource
+// type of its Gateway's configuration.
+type Rejection struct {
+	Node, TypeURL, Reason string
+}
+
+// rejectionCondition summarises a Gateway's rejections, naming the resource
+// type and reason of each.
+func rejectionCondition(rs []Rejection, generation int64) metav1.Condition {
+	rs = append([]Rejection(nil), rs...)
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Node != rs[j].Node {
+			return rs[i].Node < rs[j].Node
+		}
+		return rs[i].TypeURL < rs[j].TypeURL
+	})
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("proxy %s rejected %s: %s", r.Node, shortType(r.TypeURL), r.Reason)
+	}
+	msg := strings.Join(parts, "; ")
+	if len(msg) > maxRejectionMessage {
+		msg = msg[:maxRejectionMessage-3] + "..."
+	}
+	return metav1.Condition{
+		Type:               ConditionConfigRejected,
+		Status:             metav1.ConditionTrue,
+		Reason:             ReasonConfigRejected,
+		Message:            msg,
+		ObservedGeneration: generation,
+	}
+}
+
+// shortType turns "type.googleapis.com/infergate.snapshot.v1.Route" into
+// "Route".
+func shortType(typeURL string) string {
+	s := typeURL[strings.LastIndex(typeURL, "/")+1:]
+	return s[strings.LastIndex(s, ".")+1:]
+}
