@@ -86,6 +86,9 @@ func TestChart(t *testing.T) {
 	variantObjs := render("-f", variant)
 	checkDefaults(t, defaults)
 	checkVariant(t, variantObjs)
+	for name, objs := range map[string][]*unstructured.Unstructured{"default": defaults, "variant": variantObjs} {
+		checkFlagsAccepted(t, name, containerArgs(t, find(objs, "Deployment", "")))
+	}
 
 	c := cluster.StartT(t, cluster.Options{})
 	if err := c.CreateNamespace(ctx, namespace); err != nil {
