@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,11 +14,14 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/controlplane/status"
+	"github.com/infergate/infergate/dataplane/xdsclient"
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/harness"
 )
@@ -470,6 +475,77 @@ func TestKubeGateway(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("a proxy NACK shows up as an Event and a condition on its Gateway", func(t *testing.T) {
+		var lead *replica
+		for _, r := range replicas {
+			if r.leads() {
+				lead = r
+			}
+		}
+		if lead == nil {
+			t.Fatal("no replica leads")
+		}
+		// A simulated proxy of gateway a that rejects every complete state.
+		nackCtx, stopNacking := context.WithCancel(ctx)
+		cl := xdsclient.New(xdsclient.Config{
+			Addr: lead.xds, NodeID: "rejecting-proxy", Gateway: a.NS + "/gw",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Handler: xdsclient.HandlerFunc(func(r xdsclient.Resources) error {
+				if _, ok := r.Complete(); !ok {
+					return nil
+				}
+				return errors.New("synthetic rejection for the test")
+			}),
+		})
+		done := make(chan struct{})
+		go func() { defer close(done); _ = cl.Run(nackCtx) }()
+		defer func() { stopNacking(); <-done }()
+
+		gatewayRejection := func() (*metav1.Condition, error) {
+			gw, _, err := getTyped[gwv1.Gateway](ctx, c, "Gateway", a.NS, "gw")
+			if err != nil {
+				return nil, err
+			}
+			return meta.FindStatusCondition(gw.Status.Conditions, status.ConditionConfigRejected), nil
+		}
+		eventually(t, func() error {
+			cond, err := gatewayRejection()
+			if err != nil {
+				return err
+			}
+			if cond == nil || cond.Status != metav1.ConditionTrue || !strings.Contains(cond.Message, "rejecting-proxy") || !strings.Contains(cond.Message, "synthetic rejection") {
+				return fmt.Errorf("gateway condition %s = %+v", status.ConditionConfigRejected, cond)
+			}
+			return nil
+		})
+		eventually(t, func() error {
+			list, err := c.Clientset.CoreV1().Events(a.NS).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			for _, e := range list.Items {
+				if e.Type == "Warning" && e.Reason == status.ReasonConfigRejected && e.InvolvedObject.Kind == "Gateway" &&
+					e.InvolvedObject.Name == "gw" && strings.Contains(e.Message, "synthetic rejection") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no NACK event among %d", len(list.Items))
+		})
+		// The rejecting proxy goes away: the condition follows.
+		stopNacking()
+		<-done
+		eventually(t, func() error {
+			cond, err := gatewayRejection()
+			if err == nil && cond != nil {
+				err = fmt.Errorf("condition still present: %+v", cond)
+			}
+			return err
+		})
+		if _, err := proxyA.chat(ctx); err != nil {
+			t.Fatalf("the real proxy stopped serving: %v", err)
+		}
 	})
 
 	t.Run("leader fails over, status continues, proxies keep serving", func(t *testing.T) {

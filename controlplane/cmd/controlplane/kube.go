@@ -96,8 +96,32 @@ func podNamespace() string {
 	return "infergate-system"
 }
 
+// xdsOptions turns NACKs into Events and makes the writer re-check the
+// Gateways' rejection condition when a proxy NACKs or syncs.
 func (k *kubeMode) xdsOptions() []xds.Option {
-	return []xds.Option{xds.WithOnNack(k.events.Nack)}
+	return []xds.Option{
+		xds.WithOnNack(func(gateway, nodeID, typeURL, reason string) {
+			k.events.Nack(gateway, nodeID, typeURL, reason)
+			k.writer.Kick()
+		}),
+		xds.WithOnSynced(func(string, string, string, time.Duration) { k.writer.Kick() }),
+	}
+}
+
+// attach lets the status writer read the current rejections of the proxies
+// connected to this replica.
+func (k *kubeMode) attach(x *xds.Server) {
+	k.writer.SetRejections(func() map[string][]status.Rejection {
+		out := map[string][]status.Rejection{}
+		for _, p := range x.Proxies() {
+			for _, t := range p.Types {
+				if t.Nacked != "" {
+					out[p.Gateway] = append(out[p.Gateway], status.Rejection{Node: p.NodeID, TypeURL: t.TypeURL, Reason: t.NackReason})
+				}
+			}
+		}
+		return out
+	})
 }
 
 // observe receives every translation: inputs and statuses go to the writer,

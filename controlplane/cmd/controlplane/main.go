@@ -76,6 +76,9 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	m := metrics.New(func() xds.Stats { return xdsServer.Stats() })
 	xdsOpts = append(xdsOpts, xds.WithOnNack(m.OnNack), xds.WithOnSynced(m.OnSynced))
 	xdsServer = xds.NewServer(logger.With("component", "xds"), xdsOpts...)
+	if km != nil {
+		km.attach(xdsServer)
+	}
 	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
 	xdsServer.Register(grpcServer)
 	debug.NewService(xdsServer).Register(grpcServer)
