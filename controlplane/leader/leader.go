@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,6 +61,7 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, lead fu
 	// terms carries, per leadership term, a channel closed when lead has
 	// returned.
 	terms := make(chan chan struct{}, 1)
+	var leading atomic.Bool
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   opts.LeaseDuration,
@@ -69,6 +71,7 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, lead fu
 		Name:            opts.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
+				leading.Store(true)
 				log.Info("became leader; writing status")
 				finished := make(chan struct{})
 				terms <- finished
@@ -76,7 +79,11 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, lead fu
 				lead(ctx)
 			},
 			OnStoppedLeading: func() {
-				log.Info("not leading any more; status writes stopped")
+				// client-go calls this whenever Run returns, also for a
+				// replica that never led.
+				if leading.Swap(false) {
+					log.Info("not leading any more; status writes stopped")
+				}
 			},
 			OnNewLeader: func(id string) {
 				if id != opts.Identity {
