@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
+	"github.com/infergate/infergate/controlplane/xdsauth"
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/harness"
 )
@@ -118,10 +119,16 @@ type kubeProxy struct {
 	client openai.Client
 }
 
-func startKubeProxy(t *testing.T, xdsAddr, gateway string, port int) *kubeProxy {
+// startKubeProxy starts a proxy the way a provisioned one runs: TLS to the
+// control plane trusting the CA from its Secret, authenticated with a token
+// of the Gateway's own ServiceAccount.
+func startKubeProxy(t *testing.T, c *cluster.Cluster, leaseNS, xdsAddr, gateway string, port int) *kubeProxy {
 	t.Helper()
+	ctx := context.Background()
 	p := &kubeProxy{admin: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))}
 	p.proc = harness.Start(t, "proxy "+gateway, bins.Path("proxy"),
+		"--xds-ca-file", xdsCAFile(ctx, t, c, leaseNS),
+		"--xds-token-file", proxyToken(ctx, t, c, gateway, xdsauth.DefaultAudience),
 		"--xds-address", xdsAddr, "--gateway", gateway,
 		"--listen-address", "127.0.0.1", "--admin-address", p.admin, "--drain-timeout", "2s")
 	p.client = openai.NewClient(
@@ -192,7 +199,10 @@ type replica struct {
 	proc  *harness.Process
 }
 
-func startReplica(t testing.TB, name string, c *cluster.Cluster, leaseNS string) *replica {
+// startReplica starts a control-plane replica in Kubernetes mode with its
+// production defaults (TLS from a Secret, token auth) unless extra flags
+// say otherwise.
+func startReplica(t testing.TB, name string, c *cluster.Cluster, leaseNS string, extra ...string) *replica {
 	t.Helper()
 	r := &replica{
 		name:  name,
@@ -209,6 +219,7 @@ func startReplica(t testing.TB, name string, c *cluster.Cluster, leaseNS string)
 		"--leader-election-renew-deadline", "3s",
 		"--leader-election-retry-period", "250ms",
 	}
+	r.args = append(r.args, extra...)
 	r.restart(t)
 	return r
 }

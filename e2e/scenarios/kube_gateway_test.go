@@ -21,6 +21,7 @@ import (
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
 	"github.com/infergate/infergate/controlplane/status"
+	"github.com/infergate/infergate/controlplane/xdsauth"
 	"github.com/infergate/infergate/dataplane/xdsclient"
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/harness"
@@ -233,7 +234,7 @@ func TestKubeGateway(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		proxyA = startKubeProxy(top, replicas[0].xds, a.NS+"/gw", a.Port)
+		proxyA = startKubeProxy(top, c, leaseNS, replicas[0].xds, a.NS+"/gw", a.Port)
 		eventually(t, func() error { _, err := proxyA.chat(ctx); return err })
 		t.Logf("TIMING apply → proxy serving (proxy start included): %v", since(t0))
 		seen, err := proxyA.servedBy(ctx, 12)
@@ -360,7 +361,7 @@ func TestKubeGateway(t *testing.T) {
 		if _, err := c.CreatePod(ctx, b.NS, "b-0", map[string]string{"app": "sim-kube-b"}, podIPs[3], true); err != nil {
 			t.Fatal(err)
 		}
-		proxyB = startKubeProxy(top, replicas[1].xds, b.NS+"/gw", b.Port)
+		proxyB = startKubeProxy(top, c, leaseNS, replicas[1].xds, b.NS+"/gw", b.Port)
 		eventually(t, func() error {
 			seen, err := proxyB.servedBy(ctx, 4)
 			if err == nil && seen[podIPs[3]] != 4 {
@@ -488,9 +489,14 @@ func TestKubeGateway(t *testing.T) {
 			t.Fatal("no replica leads")
 		}
 		// A simulated proxy of gateway a that rejects every complete state.
+		dial, err := xdsclient.SecureDialOptions(xdsCAFile(ctx, t, c, leaseNS), "",
+			proxyToken(ctx, t, c, a.NS+"/gw", xdsauth.DefaultAudience))
+		if err != nil {
+			t.Fatal(err)
+		}
 		nackCtx, stopNacking := context.WithCancel(ctx)
 		cl := xdsclient.New(xdsclient.Config{
-			Addr: lead.xds, NodeID: "rejecting-proxy", Gateway: a.NS + "/gw",
+			Addr: lead.xds, NodeID: "rejecting-proxy", Gateway: a.NS + "/gw", DialOptions: dial,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Handler: xdsclient.HandlerFunc(func(r xdsclient.Resources) error {
 				if _, ok := r.Complete(); !ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -50,6 +51,10 @@ type kubeMode struct {
 	dyn    dynamic.Interface
 	writer *status.Writer
 	events *status.NackEvents
+	// inputs is the latest translation input, for authorizing proxies.
+	inputs atomic.Pointer[translate.Inputs]
+	// alsoLead is extra leader-only work (proxy provisioning), or nil.
+	alsoLead func(ctx context.Context)
 }
 
 func newKubeMode(cfg kubeConfig, controllerName string, logger *slog.Logger) (*kubeMode, error) {
@@ -127,6 +132,7 @@ func (k *kubeMode) attach(x *xds.Server) {
 // observe receives every translation: inputs and statuses go to the writer,
 // which writes them only while this replica leads.
 func (k *kubeMode) observe(in *translate.Inputs, out *translate.Output) {
+	k.inputs.Store(in)
 	k.events.Observe(in)
 	k.writer.Submit(in, &out.Status)
 }
@@ -145,9 +151,15 @@ func (k *kubeMode) run(ctx context.Context, debounce time.Duration, apply func(*
 		errc <- err
 	}()
 
+	lead := func(ctx context.Context) {
+		if k.alsoLead != nil {
+			go k.alsoLead(ctx)
+		}
+		k.writer.Run(ctx)
+	}
 	if !k.cfg.leaderElect {
 		k.log.Info("leader election disabled; this replica writes status")
-		k.writer.Run(ctx)
+		lead(ctx)
 		return <-errc
 	}
 	err := leader.Run(ctx, k.core, leader.Options{
@@ -157,7 +169,7 @@ func (k *kubeMode) run(ctx context.Context, debounce time.Duration, apply func(*
 		RenewDeadline: k.cfg.renewDeadline,
 		RetryPeriod:   k.cfg.retryPeriod,
 		Logger:        k.log.With("component", "leader"),
-	}, k.writer.Run)
+	}, lead)
 	if err != nil {
 		return err
 	}

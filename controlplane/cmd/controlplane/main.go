@@ -34,6 +34,8 @@ type config struct {
 	logFormat      string
 	logLevel       string
 	kube           kubeConfig
+	security       securityConfig
+	provision      provisionConfig
 }
 
 func main() {
@@ -46,6 +48,8 @@ func main() {
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cfg.kube.register(flag.CommandLine)
+	cfg.security.register(flag.CommandLine)
+	cfg.provision.register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := newLogger(cfg.logFormat, cfg.logLevel)
@@ -72,6 +76,14 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		}
 		xdsOpts = km.xdsOptions()
 	}
+	grpcOpts, secureXDS, ca, err := secureServer(ctx, cfg.security, cfg.provision, km)
+	if err != nil {
+		return err
+	}
+	xdsOpts = append(xdsOpts, secureXDS...)
+	if km != nil {
+		km.alsoLead = km.provisioner(cfg.provision, cfg.controllerName, cfg.security.tokenAudience, ca, cfg.security.auth)
+	}
 	var xdsServer *xds.Server
 	m := metrics.New(func() xds.Stats { return xdsServer.Stats() })
 	xdsOpts = append(xdsOpts, xds.WithOnNack(m.OnNack), xds.WithOnSynced(m.OnSynced))
@@ -79,7 +91,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if km != nil {
 		km.attach(xdsServer)
 	}
-	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
+	grpcServer := grpc.NewServer(append(xds.GRPCServerOptions(), grpcOpts...)...)
 	xdsServer.Register(grpcServer)
 	debug.NewService(xdsServer).Register(grpcServer)
 
@@ -87,11 +99,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen for xDS on %s: %w", cfg.xdsAddress, err)
 	}
-	if !isLoopback(lis.Addr()) {
+	tlsOn := cfg.security.certFile != "" || (km != nil && cfg.security.tlsSecret != "")
+	if !tlsOn && !isLoopback(lis.Addr()) {
 		logger.Warn("xDS and debug gRPC are served in PLAINTEXT on a non-loopback address: anyone who can reach it can read every gateway's configuration, certificates included",
 			"address", lis.Addr().String())
 	}
-	logger.Info("serving xDS and debug gRPC", "address", lis.Addr().String())
+	logger.Info("serving xDS and debug gRPC", "address", lis.Addr().String(), "tls", tlsOn, "tokenAuth", km != nil && cfg.security.auth)
 
 	p := &pipeline{log: logger, xds: xdsServer, metrics: m, opts: translate.Options{ControllerName: cfg.controllerName}}
 	if km != nil {
