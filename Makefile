@@ -105,6 +105,8 @@ proto-check: tools
 lint: proto-check
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done
+	@for m in $(MODULES); do (cd $$m && go mod tidy -diff >/dev/null) || { echo "$$m: go.mod/go.sum not tidy: run 'go mod tidy' in $$m"; exit 1; }; done
+	@echo "modules tidy"
 
 clean:
 	rm -rf $(BIN) $(CURDIR)/.cache
