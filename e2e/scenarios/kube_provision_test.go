@@ -63,13 +63,22 @@ func TestKubeProvisioning(t *testing.T) {
 		return nil
 	})
 	for _, get := range []func() error{
-		func() error { _, err := c.Clientset.CoreV1().Services("prov").Get(ctx, name, metav1.GetOptions{}); return err },
-		func() error { _, err := c.Clientset.CoreV1().ServiceAccounts("prov").Get(ctx, name, metav1.GetOptions{}); return err },
+		func() error {
+			_, err := c.Clientset.CoreV1().Services("prov").Get(ctx, name, metav1.GetOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Clientset.CoreV1().ServiceAccounts("prov").Get(ctx, name, metav1.GetOptions{})
+			return err
+		},
 		func() error {
 			_, err := c.Clientset.AutoscalingV2().HorizontalPodAutoscalers("prov").Get(ctx, name, metav1.GetOptions{})
 			return err
 		},
-		func() error { _, err := c.Clientset.PolicyV1().PodDisruptionBudgets("prov").Get(ctx, name, metav1.GetOptions{}); return err },
+		func() error {
+			_, err := c.Clientset.PolicyV1().PodDisruptionBudgets("prov").Get(ctx, name, metav1.GetOptions{})
+			return err
+		},
 	} {
 		eventually(t, get)
 	}
