@@ -179,7 +179,7 @@ func readCRDs(path string) ([]*apiextensionsv1.CustomResourceDefinition, error) 
 func ModuleDir(ctx context.Context, module, version string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", module+"@"+version)
 	cmd.Dir = os.TempDir()
-	cmd.Env = append(envWithout(os.Environ(), "GOWORK", "GOFLAGS"), "GOWORK=off")
+	cmd.Env = append(EnvWithout(os.Environ(), "GOWORK", "GOFLAGS"), "GOWORK=off")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -196,7 +196,9 @@ func ModuleDir(ctx context.Context, module, version string) (string, error) {
 	return info.Dir, nil
 }
 
-func envWithout(env []string, names ...string) []string {
+// EnvWithout returns env without the variables named (for running the go
+// tool or helm outside the workspace's settings).
+func EnvWithout(env []string, names ...string) []string {
 	out := make([]string, 0, len(env))
 outer:
 	for _, kv := range env {

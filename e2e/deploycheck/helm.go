@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/infergate/infergate/e2e/cluster"
 )
 
 // HelmVersion is the helm the chart is checked with, built from the Go
@@ -51,7 +53,7 @@ func Helm(ctx context.Context) (string, error) {
 	defer os.RemoveAll(tmp)
 	cmd := exec.CommandContext(ctx, "go", "install", "helm.sh/helm/v3/cmd/helm@"+HelmVersion)
 	cmd.Dir = os.TempDir() // outside the workspace: helm's deps must not touch our go.mod
-	cmd.Env = append(envWithout(os.Environ(), "GOWORK", "GOFLAGS", "GOBIN"), "GOWORK=off", "GOBIN="+tmp)
+	cmd.Env = append(cluster.EnvWithout(os.Environ(), "GOWORK", "GOFLAGS", "GOBIN"), "GOWORK=off", "GOBIN="+tmp)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -69,7 +71,7 @@ func Helm(ctx context.Context) (string, error) {
 // config go under a temp dir so nothing is written to $HOME.
 func RunHelm(ctx context.Context, helm, home string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, helm, args...)
-	cmd.Env = append(envWithout(os.Environ(), "KUBECONFIG"),
+	cmd.Env = append(cluster.EnvWithout(os.Environ(), "KUBECONFIG"),
 		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
 		"HELM_DATA_HOME="+filepath.Join(home, "data"),
@@ -80,18 +82,4 @@ func RunHelm(ctx context.Context, helm, home string, args ...string) ([]byte, er
 		return nil, fmt.Errorf("helm %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.Bytes(), nil
-}
-
-func envWithout(env []string, names ...string) []string {
-	out := make([]string, 0, len(env))
-outer:
-	for _, kv := range env {
-		for _, n := range names {
-			if strings.HasPrefix(kv, n+"=") {
-				continue outer
-			}
-		}
-		out = append(out, kv)
-	}
-	return out
 }

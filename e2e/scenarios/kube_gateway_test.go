@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -578,24 +576,8 @@ func TestKubeGateway(t *testing.T) {
 		t.Logf("leader %s holds the Lease as %s", lead.name, holder)
 
 		// Load on both proxies throughout.
-		var ok, failed atomic.Int64
-		var firstErr atomic.Value
-		loadCtx, stopLoad := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		for _, p := range []*kubeProxy{proxyA, proxyB, proxyA, proxyB} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for loadCtx.Err() == nil {
-					if _, err := p.chat(ctx); err != nil {
-						failed.Add(1)
-						firstErr.CompareAndSwap(nil, err)
-					} else {
-						ok.Add(1)
-					}
-				}
-			}()
-		}
+		proxies := []*kubeProxy{proxyA, proxyB, proxyA, proxyB}
+		load := harness.StartLoad(ctx, len(proxies), func(w int) error { _, err := proxies[w].chat(ctx); return err })
 		time.Sleep(500 * time.Millisecond)
 
 		t0 := time.Now()
@@ -618,12 +600,11 @@ func TestKubeGateway(t *testing.T) {
 		})
 		t.Logf("TIMING leader SIGTERM → new route's status written by the new leader %v", since(t0))
 		time.Sleep(500 * time.Millisecond)
-		stopLoad()
-		wg.Wait()
-		if failed.Load() > 0 {
-			t.Fatalf("%d of %d requests failed during failover; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+		ok, failed, firstErr := load.Stop()
+		if failed > 0 {
+			t.Fatalf("%d of %d requests failed during failover; first: %v", failed, failed+ok, firstErr)
 		}
-		t.Logf("%d requests, none failed, during failover", ok.Load())
+		t.Logf("%d requests, none failed, during failover", ok)
 
 		// The old leader comes back as a follower; its proxy reconnects.
 		lead.restart(top)

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,29 +204,12 @@ func TestSpine(t *testing.T) {
 	})
 
 	t.Run("control plane killed while requests flow: no failed request, resync on restart", func(t *testing.T) {
-		var ok, failed atomic.Int64
-		var firstErr atomic.Value
-		loadCtx, stopLoad := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for loadCtx.Err() == nil {
-					if _, err := s.chat(ctx); err != nil {
-						failed.Add(1)
-						firstErr.CompareAndSwap(nil, err)
-					} else {
-						ok.Add(1)
-					}
-				}
-			}()
-		}
+		load := harness.StartLoad(ctx, 4, func(int) error { _, err := s.chat(ctx); return err })
 		time.Sleep(300 * time.Millisecond)
 		s.cp.Kill()
-		before := ok.Load()
+		before := load.OK()
 		time.Sleep(1500 * time.Millisecond)
-		if ok.Load() == before {
+		if load.OK() == before {
 			t.Errorf("no request completed while the control plane was down")
 		}
 		// Restart and change the world: the proxy must pick it up again.
@@ -246,12 +227,11 @@ func TestSpine(t *testing.T) {
 			}
 			return fmt.Errorf("re-added pod %s not used after control-plane restart", s.podIPs[2])
 		})
-		stopLoad()
-		wg.Wait()
-		if n := failed.Load(); n > 0 {
-			t.Fatalf("%d of %d requests failed during the control-plane outage; first: %v", n, n+ok.Load(), firstErr.Load())
+		ok, failed, firstErr := load.Stop()
+		if failed > 0 {
+			t.Fatalf("%d of %d requests failed during the control-plane outage; first: %v", failed, failed+ok, firstErr)
 		}
-		t.Logf("%d requests succeeded across the outage, none failed", ok.Load())
+		t.Logf("%d requests succeeded across the outage, none failed", ok)
 	})
 }
 
