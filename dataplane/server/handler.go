@@ -4,12 +4,15 @@ import (
 	"errors"
 	"math/rand/v2"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/upstream"
 )
 
 // Request headers the gateway reads (canonical form).
@@ -28,6 +31,7 @@ type portHandler struct {
 // model rule → picker → upstream.
 func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := h.m
+	reqID := upstream.EnsureRequestID(w, r)
 	st := m.state.Load()
 	ps := st.ports[h.port]
 	if ps == nil {
@@ -53,7 +57,24 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if wantsBody(r) {
 		var err error
+		// Bound the body read on its own: a client trickling its body
+		// (slowloris) must not hold a connection for ever.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(m.opts.BodyReadTimeout))
 		body, err = openai.ReadBody(r.Body, r.ContentLength, m.opts.MaxBodyBytes)
+		if err == nil {
+			_ = rc.SetReadDeadline(time.Time{})
+		}
+		// On failure the deadline stays: net/http drains an unread body
+		// after the handler, and must not wait for the slow client again.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			w.Header().Set("Connection", "close")
+			m.logger.Debug("request body read timed out", "request_id", reqID, "timeout", m.opts.BodyReadTimeout)
+			openai.WriteError(w, http.StatusRequestTimeout, openai.TypeInvalidRequest, "request_timeout",
+				"the request body was not received within "+m.opts.BodyReadTimeout.String())
+			return
+		}
 		if errors.Is(err, openai.ErrTooLarge) {
 			openai.WriteError(w, http.StatusRequestEntityTooLarge, openai.TypeInvalidRequest, "request_too_large",
 				"request body exceeds the gateway limit")
@@ -100,7 +121,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ref := route.PickBackend(rand.Uint64N(route.TotalWeight))
 	if ref.Backend == nil {
-		m.logger.Warn("invalid backend reference", "route", route.Name, "reason", ref.InvalidReason)
+		m.logger.Warn("invalid backend reference", "request_id", reqID, "route", route.Name, "reason", ref.InvalidReason)
 		openai.WriteError(w, http.StatusInternalServerError, openai.TypeServer, "invalid_backend_ref",
 			"route "+route.Route+" refers to an invalid backend")
 		return

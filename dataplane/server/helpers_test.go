@@ -34,12 +34,17 @@ func freePort(t testing.TB) uint32 {
 }
 
 func newManager(t testing.TB) *server.Manager {
+	return newManagerWith(t, server.Options{})
+}
+
+// newManagerWith is newManager with some options set (the test defaults
+// fill the rest).
+func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 	t.Helper()
-	m := server.New(slog.New(slog.DiscardHandler), server.Options{
-		BindAddress:  "127.0.0.1",
-		DrainTimeout: 2 * time.Second,
-		Endpoints:    endpoints.Options{Interval: 10 * time.Millisecond},
-	})
+	opts.BindAddress = "127.0.0.1"
+	opts.DrainTimeout = 2 * time.Second
+	opts.Endpoints = endpoints.Options{Interval: 10 * time.Millisecond}
+	m := server.New(slog.New(slog.DiscardHandler), opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -34,6 +34,13 @@ type Options struct {
 	// MaxBodyBytes limits JSON request bodies read for their model
 	// (default openai.DefaultMaxBodyBytes); larger bodies get 413.
 	MaxBodyBytes int64
+	// HeaderReadTimeout bounds reading a request's headers and
+	// BodyReadTimeout its body (defaults 30 s and 60 s): slow clients
+	// (slowloris) cannot hold connections open. MaxHeaderBytes limits the
+	// request headers (default 64 KiB; larger get 431).
+	HeaderReadTimeout time.Duration
+	BodyReadTimeout   time.Duration
+	MaxHeaderBytes    int
 	// DrainTimeout bounds how long a removed listener waits for its
 	// requests before its connections are closed (default 30 s).
 	DrainTimeout time.Duration
@@ -111,6 +118,15 @@ func New(logger *slog.Logger, opts Options) *Manager {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = openai.DefaultMaxBodyBytes
+	}
+	if opts.HeaderReadTimeout <= 0 {
+		opts.HeaderReadTimeout = 30 * time.Second
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = 60 * time.Second
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = 64 << 10
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
@@ -260,7 +276,8 @@ func (m *Manager) bind(port uint32, isTLS bool) (*listener, error) {
 	}
 	l.srv = &http.Server{
 		Handler:           &portHandler{m: m, port: port},
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: m.opts.HeaderReadTimeout,
+		MaxHeaderBytes:    m.opts.MaxHeaderBytes,
 		IdleTimeout:       5 * time.Minute,
 		Protocols:         protos,
 		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelDebug),

@@ -131,15 +131,15 @@ func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.Rever
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if s, ok := w.(FailureSink); ok && s.UpstreamFailed(err) {
 				// The caller decides: retry elsewhere, time out, or fail.
-				u.logger.Debug("upstream attempt failed", "endpoint", addr, "path", r.URL.Path, "err", err)
+				u.logger.Debug("upstream attempt failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
 				return
 			}
 			if r.Context().Err() != nil {
 				// The client went away; nobody is left to answer.
-				u.logger.Debug("client canceled", "endpoint", addr, "path", r.URL.Path)
+				u.logger.Debug("client canceled", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path)
 				return
 			}
-			u.logger.Warn("upstream failed", "endpoint", addr, "path", r.URL.Path, "err", err)
+			u.logger.Warn("upstream failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
 			w.Header()[ServedHeader] = served
 			msg := "upstream " + addr + " failed"
 			var ne net.Error

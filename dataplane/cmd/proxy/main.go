@@ -37,6 +37,9 @@ type options struct {
 	listenAddress string
 	adminAddress  string
 	maxBodyBytes  int64
+	headerTimeout time.Duration
+	bodyTimeout   time.Duration
+	maxHeader     int
 	drainTimeout  time.Duration
 	shutdownDelay time.Duration
 	logFormat     string
@@ -56,6 +59,9 @@ func main() {
 	flag.StringVar(&o.listenAddress, "listen-address", "0.0.0.0", "IP the Gateway's listeners bind to")
 	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /xds); keep it on loopback")
 	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 16 MiB); larger bodies get 413")
+	flag.DurationVar(&o.headerTimeout, "header-read-timeout", 30*time.Second, "time a client has to send its request headers")
+	flag.DurationVar(&o.bodyTimeout, "body-read-timeout", 60*time.Second, "time a client has to send its request body (408 after)")
+	flag.IntVar(&o.maxHeader, "max-header-bytes", 64<<10, "largest request header block; larger get 431")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests and streams may take to finish")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep accepting new requests while /ready fails, so load balancers stop sending before the listeners close (e.g. 5s on Kubernetes)")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -80,9 +86,12 @@ func main() {
 
 func run(ctx context.Context, o options, logger *slog.Logger) error {
 	mgr := server.New(logger.With("component", "server"), server.Options{
-		BindAddress:  o.listenAddress,
-		MaxBodyBytes: o.maxBodyBytes,
-		DrainTimeout: o.drainTimeout,
+		BindAddress:       o.listenAddress,
+		MaxBodyBytes:      o.maxBodyBytes,
+		HeaderReadTimeout: o.headerTimeout,
+		BodyReadTimeout:   o.bodyTimeout,
+		MaxHeaderBytes:    o.maxHeader,
+		DrainTimeout:      o.drainTimeout,
 	})
 	handler := xdsclient.HandlerFunc(func(res xdsclient.Resources) error {
 		cfg, err := config.Compile(res)

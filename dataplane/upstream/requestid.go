@@ -1,0 +1,36 @@
+package upstream
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+)
+
+// RequestIDHeader carries a request's id: kept from the client when it
+// sends one, generated otherwise, forwarded to the model server, echoed on
+// the response and attached to the proxy's log lines about the request.
+const RequestIDHeader = "X-Request-Id"
+
+// maxRequestIDLen bounds a client-chosen id, so logs cannot be flooded
+// through it.
+const maxRequestIDLen = 128
+
+// EnsureRequestID returns r's request id, generating one when the client
+// sent none (or an unusable one), and sets it on the request (for the
+// upstream) and on the response.
+func EnsureRequestID(w http.ResponseWriter, r *http.Request) string {
+	id := r.Header.Get(RequestIDHeader)
+	if id == "" || len(id) > maxRequestIDLen {
+		// 64 random bits in hex: unique enough to find a request in the
+		// logs, and cheap (no crypto/rand syscall per request).
+		id = strconv.FormatUint(rand.Uint64(), 16)
+		r.Header[RequestIDHeader] = []string{id}
+	}
+	w.Header()[RequestIDHeader] = []string{id}
+	return id
+}
+
+// RequestID is r's id as EnsureRequestID set it.
+func RequestID(r *http.Request) string {
+	return r.Header.Get(RequestIDHeader)
+}
