@@ -11,7 +11,9 @@ gateway=default/inference-gateway
 port=8080
 
 pids=()
+stopping=
 stop() {
+  stopping=1
   trap - INT TERM EXIT
   echo
   echo "stopping…"
@@ -57,4 +59,6 @@ Streaming:
 Edit $here/*.yaml while this runs and the proxy follows. Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true
-echo "a process exited; stopping the rest" >&2
+if [ -z "$stopping" ]; then
+  echo "a process exited; stopping the rest" >&2
+fi
