@@ -22,24 +22,43 @@ type usageJSON struct {
 
 // ParseUsage returns the top-level "usage" object of a JSON response body
 // (or of one SSE event's data), ok false when there is none (absent, null,
-// or the body is not a JSON object). Bodies without the word "usage" are
-// rejected by a single byte search before any scanning.
+// or the body is not a JSON object). A Responses API stream carries it one
+// level down, in the final event's "response" object
+// ({"type":"response.completed","response":{...,"usage":{...}}}), which is
+// read too. Bodies without the word "usage" are rejected by a single byte
+// search before any scanning.
 func ParseUsage(b []byte) (u Usage, ok bool) {
+	return parseUsage(b, true)
+}
+
+func parseUsage(b []byte, descend bool) (u Usage, ok bool) {
 	if bytes.Index(b, []byte(`"usage"`)) < 0 {
 		return u, false
 	}
-	var span []byte
+	var span, response []byte
 	err := eachTopLevel(b, func(key []byte, esc bool, vs, ve int) error {
-		if isKey(key, esc, "usage") {
+		switch {
+		case isKey(key, esc, "usage"):
 			span = nil
 			if b[vs] == '{' {
 				span = b[vs:ve]
 			}
+		case descend && isKey(key, esc, "response"):
+			response = nil
+			if b[vs] == '{' {
+				response = b[vs:ve]
+			}
 		}
 		return nil
 	})
-	if err != nil || span == nil {
+	if err != nil {
 		return u, false
+	}
+	if span == nil {
+		if response == nil {
+			return u, false
+		}
+		return parseUsage(response, false)
 	}
 	var j usageJSON
 	if json.Unmarshal(span, &j) != nil {

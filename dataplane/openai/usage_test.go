@@ -19,6 +19,10 @@ func TestParseUsage(t *testing.T) {
 		{`{"choices":[{"text":"\"usage\":{}"}]}`, 0, 0, false},
 		{`[DONE]`, 0, 0, false},
 		{`{"usage":{"prompt_tokens":"x"}}`, 0, 0, false},
+		// Responses API stream: usage inside the final event's response.
+		{`{"type":"response.completed","sequence_number":9,"response":{"id":"r","status":"completed","usage":{"input_tokens":11,"output_tokens":4,"total_tokens":15}}}`, 11, 4, true},
+		{`{"type":"response.output_text.delta","delta":"usage"}`, 0, 0, false},
+		{`{"type":"response.created","response":{"id":"r","usage":null}}`, 0, 0, false},
 	} {
 		u, ok := openai.ParseUsage([]byte(tc.body))
 		if ok != tc.ok || u.Input != tc.in || u.Output != tc.out {
