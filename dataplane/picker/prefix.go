@@ -41,6 +41,11 @@ type PrefixScorer struct {
 	// prefix sooner than a cold replica can prefill it.
 	LoadFactor float64
 	Slack      float64
+	// AdapterSlack replaces Slack for adapter-bound requests (default 2),
+	// whose bound counts running requests too: adapter requests rarely
+	// queue, they fill batches, so only the running count shows a replica
+	// holding too many adapters.
+	AdapterSlack float64
 
 	index *lru.Cache[uint64, entry]
 }
@@ -63,7 +68,7 @@ func NewPrefixScorer(size int) *PrefixScorer {
 	if err != nil {
 		panic(err) // only for size ≤ 0, excluded above
 	}
-	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, Slack: 8, index: idx}
+	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, Slack: 8, AdapterSlack: 2, index: idx}
 }
 
 // Name implements Scorer.
@@ -123,19 +128,43 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (int, int) {
 		}
 		k = pk.Hash
 	}
-	if c.IsAdapter() {
+	slack, adapter := s.Slack, c.IsAdapter()
+	if adapter {
 		// Adapter slots are the scarcer cache: bind the adapter, not the
 		// prompt, so every proxy sends an adapter's requests to the same
 		// replicas and adapters partition the pool instead of each
 		// replica swapping all of them.
 		k = xxhash.Sum64String(c.Model())
+		slack = s.AdapterSlack
 	}
-	bound := s.LoadFactor*c.MeanQueue + s.Slack
+	// The load the bound compares: waiting requests, plus running ones for
+	// adapters (adapter requests rarely queue, they fill batches).
+	load := func(cd *Candidate) float64 {
+		if adapter && cd.Fresh {
+			return cd.Queue + cd.Metrics.Running
+		}
+		return cd.Queue
+	}
+	mean := c.MeanQueue
+	if adapter {
+		var sum float64
+		n := 0
+		for i := range c.Candidates {
+			if cd := &c.Candidates[i]; cd.Fresh {
+				sum += load(cd)
+				n++
+			}
+		}
+		if n > 0 {
+			mean = sum / float64(n)
+		}
+	}
+	bound := s.LoadFactor*mean + slack
 	best, second := -1, -1
 	var bestW, secondW uint64
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
-		if cd.Queue > bound || (c.AnyFresh && !cd.Fresh) {
+		if load(cd) > bound || (c.AnyFresh && !cd.Fresh) {
 			continue
 		}
 		switch w := mix(k ^ cd.Endpoint.Hash); {

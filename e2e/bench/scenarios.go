@@ -39,7 +39,7 @@ func Scenarios(size Size) []Scenario {
 	return []Scenario{
 		{Workload: loadgen.SharedPrefix(model, loadgen.SharedPrefixConfig{
 			Groups: 32, UsersPerGroup: 8, SystemTokens: 4000, QuestionTokens: 400, OutputTokens: 200,
-			StartRate: 2, EndRate: 8, Duration: d(90*time.Second, 4*time.Second), Seed: 1}),
+			StartRate: 2, EndRate: 10, Duration: d(90*time.Second, 4*time.Second), Seed: 1}),
 			Fleet: modelsim.Config{EngineConfig: engineConfig(1)}},
 		{Workload: loadgen.Mixed(model, loadgen.MixedConfig{
 			MinPrompt: 50, MaxPrompt: 4000, MinOutput: 20, MaxOutput: 400, Rate: 8,
