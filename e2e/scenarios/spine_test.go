@@ -155,6 +155,8 @@ func TestSpine(t *testing.T) {
 
 	t.Run("control plane reports the connected proxy in its metrics", func(t *testing.T) {
 		harness.WaitHTTP(ctx, t, "http://"+s.cpAdminAddr+"/readyz", syncTimeout)
+		// A loopback admin port also serves profiles.
+		harness.WaitHTTP(ctx, t, "http://"+s.cpAdminAddr+"/debug/pprof/cmdline", syncTimeout)
 		harness.Eventually(t, syncTimeout, func() error {
 			body, err := httpGet(ctx, "http://"+s.cpAdminAddr+"/metrics")
 			if err != nil {

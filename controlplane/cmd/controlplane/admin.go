@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,16 +14,18 @@ import (
 	"github.com/infergate/infergate/controlplane/metrics"
 )
 
-// serveAdmin serves /metrics, /healthz, /readyz and /debug/pprof/ on addr
-// (loopback by default: pprof and metrics are not for the outside world).
-// ready reports whether the first translation has been pushed.
+// serveAdmin serves /metrics, /healthz and /readyz on addr, and
+// /debug/pprof/ too when addr is loopback (the chart binds the admin port
+// on the pod IP for probes; profiles are not for the pod network). ready
+// reports whether the first translation has been pushed.
 func serveAdmin(ctx context.Context, addr string, m *metrics.Metrics, ready *atomic.Bool, logger *slog.Logger) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-		logger.Warn("admin endpoints (metrics, pprof) bound to a non-loopback address", "address", lis.Addr().String())
+	loopback := isLoopback(lis.Addr())
+	if !loopback {
+		logger.Info("admin port off loopback: serving metrics and health there, pprof only on --pprof-address", "address", lis.Addr().String())
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
@@ -34,17 +37,42 @@ func serveAdmin(ctx context.Context, addr string, m *metrics.Metrics, ready *ato
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if loopback {
+		mountPprof(mux)
+	}
+	return serve(ctx, lis, mux, "admin (metrics, health)", logger)
+}
+
+// servePprof serves only /debug/pprof/ on addr, which must be loopback.
+func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if !isLoopback(lis.Addr()) {
+		lis.Close()
+		return fmt.Errorf("--pprof-address %s: profiles are served on loopback only", addr)
+	}
+	mux := http.NewServeMux()
+	mountPprof(mux)
+	return serve(ctx, lis, mux, "pprof", logger)
+}
+
+func mountPprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
+func serve(ctx context.Context, lis net.Listener, mux *http.ServeMux, what string, logger *slog.Logger) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	logger.Info("serving admin (metrics, health, pprof)", "address", lis.Addr().String())
+	logger.Info("serving "+what, "address", lis.Addr().String())
 	if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

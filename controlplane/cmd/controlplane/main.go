@@ -29,6 +29,7 @@ type config struct {
 	configDir      string
 	xdsAddress     string
 	adminAddress   string
+	pprofAddress   string
 	controllerName string
 	debounce       time.Duration
 	logFormat      string
@@ -42,7 +43,8 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.configDir, "config-dir", "", "serve the Kubernetes-style YAML in this directory (watched; no cluster needed)")
 	flag.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:18000", "gRPC address serving delta xDS to proxies and the debug service")
-	flag.StringVar(&cfg.adminAddress, "admin-address", "127.0.0.1:18001", "HTTP address for /metrics, /healthz, /readyz and /debug/pprof/")
+	flag.StringVar(&cfg.adminAddress, "admin-address", "127.0.0.1:18001", "HTTP address for /metrics, /healthz, /readyz (and /debug/pprof/ when it is loopback)")
+	flag.StringVar(&cfg.pprofAddress, "pprof-address", "", "loopback address serving only /debug/pprof/, for an admin address off loopback")
 	flag.StringVar(&cfg.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName served by this control plane")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
@@ -110,8 +112,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if km != nil {
 		p.observe = km.observe
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- serveAdmin(ctx, cfg.adminAddress, m, &p.ready, logger) }()
+	if cfg.pprofAddress != "" {
+		go func() { errc <- servePprof(ctx, cfg.pprofAddress, logger) }()
+	}
 	go func() { errc <- grpcServer.Serve(lis) }()
 	kubeDone := make(chan struct{})
 	go func() {
