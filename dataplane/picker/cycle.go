@@ -43,6 +43,7 @@ type Cycle struct {
 	adapter  int8
 	scores   []float64
 	total    []float64
+	matches  []prefixMatch
 	prefixOf map[*endpoints.Endpoint]int32
 }
 
@@ -65,6 +66,8 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 	c.AnyFresh, c.MeanQueue = false, 0
 	c.keys, c.blocks, c.hashed, c.adapter = c.keys[:0], 0, false, 0
 	clear(c.prefixOf)
+	clear(c.matches)
+	c.matches = c.matches[:0]
 	return c
 }
 
@@ -72,6 +75,12 @@ func putCycle(c *Cycle) {
 	c.Req = nil
 	clear(c.Candidates[:cap(c.Candidates)]) // drop endpoint pointers
 	cyclePool.Put(c)
+}
+
+// prefixMatch is an endpoint the proxy sent a prefix of blocks blocks to.
+type prefixMatch struct {
+	ep     *endpoints.Endpoint
+	blocks int32
 }
 
 // Model is the model the request goes to (after rewrites).

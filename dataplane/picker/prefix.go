@@ -94,15 +94,39 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 			if ep == nil {
 				break
 			}
-			if _, seen := c.prefixOf[ep]; !seen {
-				c.prefixOf[ep] = int32(keys[i].Blocks)
+			seen := false
+			for _, m := range c.matches {
+				if m.ep == ep {
+					seen = true
+					break
+				}
+			}
+			if !seen {
+				c.matches = append(c.matches, prefixMatch{ep: ep, blocks: int32(keys[i].Blocks)})
 			}
 		}
 	}
-	if len(c.prefixOf) > 0 {
+	// A few matching endpoints (the usual case) are compared directly;
+	// many go through a map so the pass stays linear in candidates.
+	switch {
+	case len(c.matches) == 0:
+	case len(c.matches) <= 8:
 		for i := range c.Candidates {
-			if m, ok := c.prefixOf[c.Candidates[i].Endpoint]; ok {
-				out[i] = float64(m) / float64(n)
+			ep := c.Candidates[i].Endpoint
+			for _, m := range c.matches {
+				if m.ep == ep {
+					out[i] = float64(m.blocks) / float64(n)
+					break
+				}
+			}
+		}
+	default:
+		for _, m := range c.matches {
+			c.prefixOf[m.ep] = m.blocks
+		}
+		for i := range c.Candidates {
+			if b, ok := c.prefixOf[c.Candidates[i].Endpoint]; ok {
+				out[i] = float64(b) / float64(n)
 			}
 		}
 	}

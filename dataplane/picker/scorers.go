@@ -62,14 +62,15 @@ func normalize(c *Cycle, out []float64, spread float64) {
 		lo, hi = min(lo, out[i]), max(hi, out[i])
 	}
 	d := max(hi-lo, spread)
+	if d <= 0 {
+		d = 1 // all equal: every usable value scores 1 below
+	}
+	inv := 1 / d
 	for i := range c.Candidates {
-		switch {
-		case c.AnyFresh && !c.Candidates[i].Fresh:
+		if c.AnyFresh && !c.Candidates[i].Fresh {
 			out[i] = 0
-		case d <= 0:
-			out[i] = 1
-		default:
-			out[i] = 1 - (out[i]-lo)/d
+		} else {
+			out[i] = 1 - (out[i]-lo)*inv
 		}
 	}
 }
