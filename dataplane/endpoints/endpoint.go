@@ -96,9 +96,14 @@ func (e *Endpoint) Acquire() {
 }
 
 // SinceScrape is the number of requests this proxy sent to the endpoint
-// since its metrics were last stored: pickers add it to the scraped queue so
-// a burst between two scrapes does not all land on one endpoint.
-func (e *Endpoint) SinceScrape() int64 { return e.sinceScrape.Load() }
+// since its metrics were last stored and that are still in flight: pickers
+// add it to the scraped queue so a burst between two scrapes does not all
+// land on one endpoint. Requests that already finished are not load any
+// more; min(started since the scrape, in flight now) bounds the ones still
+// open without tracking each request's scrape epoch.
+func (e *Endpoint) SinceScrape() int64 {
+	return min(e.sinceScrape.Load(), e.inFlight.Load())
+}
 
 // StaleAfter is how old the endpoint's metrics may be for decisions.
 func (e *Endpoint) StaleAfter() time.Duration { return time.Duration(e.staleAfter.Load()) }

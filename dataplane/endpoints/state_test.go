@@ -38,12 +38,21 @@ func TestSinceScrape(t *testing.T) {
 	e.Acquire()
 	e.Acquire()
 	e.Release()
-	if e.SinceScrape() != 2 || e.InFlight() != 1 {
+	// Two started since the scrape, one finished: one is still load.
+	if e.SinceScrape() != 1 || e.InFlight() != 1 {
 		t.Fatalf("since %d inflight %d", e.SinceScrape(), e.InFlight())
 	}
 	e.SetMetrics(&endpoints.Metrics{At: time.Now()})
 	if e.SinceScrape() != 0 || e.InFlight() != 1 {
 		t.Fatal("a scrape resets the since-scrape count only")
+	}
+	// Sequential requests that finish add nothing to the estimate.
+	e.Release() // the request from before the scrape
+	e.Acquire()
+	e.Release()
+	e.Acquire()
+	if e.SinceScrape() != 1 {
+		t.Fatalf("since %d after one finished and one open request", e.SinceScrape())
 	}
 	if e.Hash == 0 || e.Hash != endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"}).Hash {
 		t.Fatal("hash must be stable per address")

@@ -75,6 +75,14 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 			r.Body = body.Forward()
 		}
 		m.attempt(ex, r, route.Timeouts.BackendRequest, bs, ep)
+		if fb, ok := bs.picker.(picker.Feedback); ok {
+			// Connect errors and 5xx count against the endpoint (ejection
+			// with backoff after repeated failures); a client that went
+			// away says nothing about it.
+			if clientCtx.Err() == nil {
+				fb.Done(ep, ex.err == nil && ex.swallowed < 500 && ex.status < 500)
+			}
+		}
 		if ex.committed || clientCtx.Err() != nil || r.Context().Err() != nil || a >= attempts {
 			break
 		}
@@ -183,9 +191,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// isShed reports a picker refusal for lack of capacity (HTTP 429): every
-// picker error other than "no endpoint at all" (503) is one, which covers
-// picker.ErrShed without depending on which pickers define it.
+// isShed reports a picker refusal for lack of capacity (HTTP 429); any
+// other picker error means no usable endpoint (503).
 func isShed(err error) bool {
-	return !errors.Is(err, picker.ErrNoEndpoint)
+	return errors.Is(err, picker.ErrShed)
 }

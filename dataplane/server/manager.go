@@ -48,7 +48,9 @@ type Options struct {
 	Upstream     upstream.Options
 	// PickerFor returns the picker of a backend; it is called for every
 	// backend on each Apply, so a picker may be built from the backend's
-	// profile (Backend.Raw.Picker). Default: DefaultPicker.
+	// profile (Backend.Raw.Picker). Default: each pool's declarative
+	// profile (picker.Schedulers, kept across config versions), least
+	// in-flight for Services. Benchmarks set it to compare strategies.
 	PickerFor func(b *config.Backend) picker.Picker
 	// Metrics receives the request and pool metrics (default: a fresh
 	// metrics.Proxy, served by AdminHandler at /metrics).
@@ -57,11 +59,29 @@ type Options struct {
 
 // DefaultPicker is least in-flight for Services and least queue for
 // InferencePools.
+// DefaultPicker is the simple picker (least queue for pools, least
+// in-flight for Services), a baseline for benchmarks.
 func DefaultPicker(b *config.Backend) picker.Picker {
 	if b.IsPool() {
 		return &picker.LeastQueue{}
 	}
 	return picker.LeastInFlight{}
+}
+
+// pickerFor is the picker of backend b (see Options.PickerFor).
+func (m *Manager) pickerFor(b *config.Backend) picker.Picker {
+	if m.opts.PickerFor != nil {
+		return m.opts.PickerFor(b)
+	}
+	if !b.IsPool() {
+		return picker.LeastInFlight{}
+	}
+	s, err := m.scheds.For(b.Name, b.Raw.GetPicker())
+	if err != nil {
+		// Apply validated every profile; this is unreachable.
+		return &picker.LeastQueue{}
+	}
+	return s
 }
 
 // Manager owns the listeners, endpoint state and the current config.
@@ -70,6 +90,9 @@ type Manager struct {
 	opts   Options
 	reg    *endpoints.Registry
 	up     *upstream.Upstream
+	// scheds keeps each pool's scheduler (and its prefix index) across
+	// config versions while the pool's profile is unchanged.
+	scheds *picker.Schedulers
 
 	state atomic.Pointer[state]
 
@@ -131,9 +154,6 @@ func New(logger *slog.Logger, opts Options) *Manager {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	if opts.PickerFor == nil {
-		opts.PickerFor = DefaultPicker
-	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
@@ -142,6 +162,7 @@ func New(logger *slog.Logger, opts Options) *Manager {
 		opts:      opts,
 		reg:       endpoints.NewRegistry(logger, opts.Endpoints),
 		up:        upstream.New(logger, opts.Upstream),
+		scheds:    picker.NewSchedulers(),
 		listeners: map[uint32]*listener{},
 		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
 		metrics:   opts.Metrics,
@@ -217,6 +238,18 @@ func (m *Manager) Apply(cfg *config.Config) error {
 	if m.closed {
 		return errors.New("server closed")
 	}
+	// A pool profile naming an unknown plugin is a config error (NACK),
+	// caught before anything changes.
+	if m.opts.PickerFor == nil {
+		for _, b := range cfg.Backends {
+			if !b.IsPool() {
+				continue
+			}
+			if _, err := m.scheds.For(b.Name, b.Raw.GetPicker()); err != nil {
+				return fmt.Errorf("backend %q: picker profile: %w", b.Name, err)
+			}
+		}
+	}
 	// Bind first: a failure must leave the old config fully in place.
 	var added []*listener
 	var replaced []*listener
@@ -241,6 +274,7 @@ func (m *Manager) Apply(cfg *config.Config) error {
 	}
 	st := m.build(cfg)
 	m.state.Store(st)
+	m.scheds.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
 	for _, l := range added {
 		m.listeners[l.port] = l
 		go m.serve(l)
@@ -366,7 +400,7 @@ func (m *Manager) build(cfg *config.Config) *state {
 	}
 	eps := m.reg.Sync(specs)
 	for name, b := range cfg.Backends {
-		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: m.opts.PickerFor(b)}
+		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: m.pickerFor(b)}
 		for _, e := range b.Endpoints {
 			ep := eps[e.Address]
 			bs.eps = append(bs.eps, ep)

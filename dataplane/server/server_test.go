@@ -325,7 +325,10 @@ func TestPoolPrefersShorterQueue(t *testing.T) {
 		return s
 	}
 	var busyHits, idleHits atomic.Int64
-	busy, idle := model(10, &busyHits), model(0, &idleHits)
+	// The picker counts requests it sent since the last scrape as queued,
+	// and these fakes' /metrics never drain: the gap must exceed the 20
+	// requests sent, or the queues would rightly look level.
+	busy, idle := model(100, &busyHits), model(0, &idleHits)
 	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(busy), addr(idle)}}
 	port := freePort(t)
 	m := newManager(t)

@@ -129,6 +129,30 @@ func TestSpine(t *testing.T) {
 		}
 	})
 
+	t.Run("one long prompt keeps going to the replica that cached it", func(t *testing.T) {
+		// 4,000 characters ≈ 62 full KV blocks: the prefix-cache scorer
+		// sends every repeat to the same pod while the queues are level.
+		prompt := strings.Repeat("You are a careful assistant for the infergate docs. ", 80)
+		first := ""
+		for i := 0; i < 8; i++ {
+			var resp *http.Response
+			_, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+				Model:     model,
+				Messages:  []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(prompt), openai.UserMessage("Question?")},
+				MaxTokens: openai.Int(4),
+			}, option.WithResponseInto(&resp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := resp.Header.Get(servedHeader)
+			if first == "" {
+				first = served
+			} else if served != first {
+				t.Fatalf("request %d served by %s, the prefix lives on %s", i, served, first)
+			}
+		}
+	})
+
 	t.Run("streaming chat arrives in chunks with usage", func(t *testing.T) {
 		stream := s.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
 			Model:         model,
