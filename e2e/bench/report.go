@@ -183,9 +183,16 @@ const notes = `## How to read this
   request per replica must miss, and the run has only ~16 requests per group). Tokens/s is also bounded by
   the offered load: ours keeps up with the ramp, so its throughput is the arrival rate, while round robin
   falls behind by the ratio shown.
-- **Shared-prefix TTFT p90 (≥ 20×)**: ours' p90 (~1.2–1.5 s) is set by the unavoidable first misses (≈ 6–8 %
+- **Shared-prefix TTFT p90 (≥ 20×)**: ours' p90 (~0.8–1.5 s) is set by the unavoidable first misses (≈ 6–8 %
   of requests plus spills under load); round robin's p90 depends on how far past its capacity the ramp
-  goes and varies ±40 % between runs on this shared machine. Ramping further overloads ours as well.
+  goes and varies ±40 % between runs on this shared machine (16.1× and 26.7× in two runs on 2026-11-23,
+  before and after the queue estimate stopped counting finished requests). Ramping further overloads ours as well.
+- **4 proxies vs 1 (≤ 1.2×)**: met at 1.20× before the queue-estimate fix, 1.59× after it, although both got
+  faster (TTFT p90 1 proxy 1.22 → 0.76 s, 4 proxies 1.46 → 1.21 s). The fix lets a
+  single proxy hold affinity longer because it sees every open request to a prefix's home; each of 4 proxies
+  sees only its quarter between scrapes (50 ms × 4 apart), underestimates the home's queue and piles on
+  before the next scrape shows it. Likely remedy (not done): share the load signal faster than scrapes
+  (e.g. cached-token and queue feedback from responses), or tighten the affinity bound by the proxy count.
 - **LoRA placement (≥ 90 %)**: the probe counts a pick as "loaded" only when the adapter has *running*
   requests on that replica at pick time (modelsim exposes no resident-but-idle adapters); with ~3
   concurrent requests per adapter spread over its two replicas, an adapter is often resident but idle.
