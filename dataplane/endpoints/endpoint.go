@@ -6,6 +6,7 @@
 package endpoints
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,11 @@ type Endpoint struct {
 	Hash uint64
 
 	inFlight atomic.Int64
+	// lastScore (float64 bits) and lastScoredAt (unix ns) are the total
+	// score the picker gave this endpoint in its latest decision, for the
+	// admin API; written without allocation on the hot path.
+	lastScore    atomic.Uint64
+	lastScoredAt atomic.Int64
 	// sinceScrape counts requests this proxy started since the latest
 	// scrape: the part of the load the scraped queue cannot show yet.
 	sinceScrape atomic.Int64
@@ -142,6 +148,12 @@ func (e *Endpoint) Fresh(now time.Time, maxAge time.Duration) (*Metrics, bool) {
 	return m, true
 }
 
+// RecordScore notes the total score a pick gave the endpoint at now.
+func (e *Endpoint) RecordScore(v float64, now time.Time) {
+	e.lastScore.Store(math.Float64bits(v))
+	e.lastScoredAt.Store(now.UnixNano())
+}
+
 // Status is an endpoint's state for the admin API.
 type Status struct {
 	Address        string   `json:"address"`
@@ -159,6 +171,10 @@ type Status struct {
 	// EjectedForMs is how much longer the endpoint is ejected after
 	// failures (absent when it is not).
 	EjectedForMs *float64 `json:"ejectedForMs,omitempty"`
+	// LastScore is the weighted total the picker gave the endpoint in its
+	// latest decision over it, LastScoreAgeMs how long ago.
+	LastScore      *float64 `json:"lastScore,omitempty"`
+	LastScoreAgeMs *float64 `json:"lastScoreAgeMs,omitempty"`
 }
 
 func (e *Endpoint) status(now time.Time, scraped bool) Status {
@@ -177,6 +193,11 @@ func (e *Endpoint) status(now time.Time, scraped bool) Status {
 		s.Metrics = m
 		age := float64(now.Sub(m.At).Microseconds()) / 1000
 		s.MetricsAgeMs = &age
+	}
+	if at := e.lastScoredAt.Load(); at != 0 {
+		v := math.Float64frombits(e.lastScore.Load())
+		age := float64(now.Sub(time.Unix(0, at)).Microseconds()) / 1000
+		s.LastScore, s.LastScoreAgeMs = &v, &age
 	}
 	if msg, at := e.LastError(); msg != "" {
 		s.LastError = msg

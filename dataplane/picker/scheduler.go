@@ -93,6 +93,9 @@ func (s *Scheduler) score(c *Cycle) {
 			total[i] += ws.Weight * v
 		}
 	}
+	for i := range c.Candidates {
+		c.Candidates[i].Endpoint.RecordScore(total[i], c.Now)
+	}
 }
 
 // Rank returns the candidates ordered best first (ties in random order),

@@ -85,7 +85,7 @@ func TestInfergatectl(t *testing.T) {
 		}
 	})
 
-	t.Run("proxy endpoints shows live metrics with their age", func(t *testing.T) {
+	t.Run("proxy endpoints shows live metrics with their age and last scores", func(t *testing.T) {
 		harness.Eventually(t, syncTimeout, func() error {
 			out, code := infergatectl(t, "proxy", "endpoints", "--proxy", s.adminAddr, "-o", "json")
 			if code != 0 {
@@ -96,8 +96,10 @@ func TestInfergatectl(t *testing.T) {
 					return fmt.Errorf("endpoint %s missing:\n%s", ip, out)
 				}
 			}
-			if !strings.Contains(out, `"metricsAgeMs"`) {
-				return fmt.Errorf("no metrics age:\n%s", out)
+			for _, field := range []string{`"metricsAgeMs"`, `"inFlight"`, `"lastScore"`} {
+				if !strings.Contains(out, field) {
+					return fmt.Errorf("no %s in:\n%s", field, out)
+				}
 			}
 			return nil
 		})
