@@ -3,6 +3,7 @@ package picker
 import (
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -25,7 +26,14 @@ type Scheduler struct {
 	shed bool
 	// now defaults to time.Now; tests set it.
 	now func() time.Time
+	// scoresAt (unix ns) is when scores were last copied to the endpoints
+	// for the admin API; copying on every pick would cost two atomic
+	// stores per candidate.
+	scoresAt atomic.Int64
 }
+
+// scoreRecordEvery is how fresh the admin API's last scores are.
+const scoreRecordEvery = 100 * time.Millisecond
 
 // NewScheduler returns a scheduler with the given scorers (weights ≤ 0 are
 // dropped). shed enables load shedding of sheddable requests.
@@ -93,8 +101,10 @@ func (s *Scheduler) score(c *Cycle) {
 			total[i] += ws.Weight * v
 		}
 	}
-	for i := range c.Candidates {
-		c.Candidates[i].Endpoint.RecordScore(total[i], c.Now)
+	if now, last := c.Now.UnixNano(), s.scoresAt.Load(); now-last >= int64(scoreRecordEvery) && s.scoresAt.CompareAndSwap(last, now) {
+		for i := range c.Candidates {
+			c.Candidates[i].Endpoint.RecordScore(total[i], c.Now)
+		}
 	}
 }
 
