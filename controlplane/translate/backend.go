@@ -6,11 +6,13 @@ import (
 	"sort"
 	"strconv"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -225,15 +227,51 @@ func cleanEndpoints(eps []*snapshotv1.Endpoint) []*snapshotv1.Endpoint {
 	return out
 }
 
+// PickerProfileAnnotation on an InferencePool sets its scheduling profile
+// (YAML or JSON of the snapshot's PickerProfile: scorers with names, weights
+// and parameters, shedSheddable). Without it a pool gets
+// DefaultPickerProfile. Plugin names are checked by the proxies, which
+// reject (NACK) a profile naming a plugin they do not have.
+const PickerProfileAnnotation = "infergate.dev/picker-profile"
+
+// PickerProfileFor returns the profile the annotations ask for, or the
+// default with an error saying why the annotation could not be used.
+func PickerProfileFor(annotations map[string]string) (*snapshotv1.PickerProfile, error) {
+	raw, ok := annotations[PickerProfileAnnotation]
+	if !ok {
+		return DefaultPickerProfile(), nil
+	}
+	js, err := yaml.YAMLToJSON([]byte(raw))
+	if err != nil {
+		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %w", PickerProfileAnnotation, err)
+	}
+	p := &snapshotv1.PickerProfile{}
+	if err := protojson.Unmarshal(js, p); err != nil {
+		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %w", PickerProfileAnnotation, err)
+	}
+	if len(p.Scorers) == 0 {
+		return DefaultPickerProfile(), fmt.Errorf("annotation %s: no scorers", PickerProfileAnnotation)
+	}
+	for _, s := range p.Scorers {
+		if s.Name == "" || s.Weight < 0 {
+			return DefaultPickerProfile(), fmt.Errorf("annotation %s: scorer %q: a name and a weight ≥ 0 are required", PickerProfileAnnotation, s.Name)
+		}
+	}
+	return p, nil
+}
+
 // DefaultPickerProfile is the scheduling profile every pool gets: the
-// reference scorer weights (queue 2, KV cache 2, prefix cache 3) and shedding
-// of sheddable requests when saturated.
+// reference scorer weights (queue 2, KV cache 2, prefix cache 3), LoRA
+// affinity 2 (neutral for pools without adapters) and shedding of
+// sheddable requests when saturated. The proxy adds LoRA 2 to any profile
+// that does not name it; naming it here shows in snapshots what runs.
 func DefaultPickerProfile() *snapshotv1.PickerProfile {
 	return &snapshotv1.PickerProfile{
 		Scorers: []*snapshotv1.PluginRef{
 			{Name: "queue", Weight: 2},
 			{Name: "kv-cache", Weight: 2},
 			{Name: "prefix-cache", Weight: 3},
+			{Name: "lora", Weight: 2},
 		},
 		ShedSheddable: true,
 	}
@@ -376,11 +414,12 @@ func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, 
 }
 
 func (t *translator) poolBackend(pool *infv1.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+	profile, _ := PickerProfileFor(pool.Annotations) // the error is reported on the pool's status
 	b := &snapshotv1.Backend{
 		Kind:              snapshotv1.Backend_INFERENCE_POOL,
 		Source:            key(&pool.ObjectMeta),
 		AppProtocol:       snapshotv1.Backend_HTTP1,
-		Picker:            DefaultPickerProfile(),
+		Picker:            profile,
 		DefaultEngineType: DefaultEngineType,
 	}
 	if pool.Spec.AppProtocol == infv1.AppProtocolH2C {
@@ -395,11 +434,12 @@ func (t *translator) poolBackend(pool *infv1.InferencePool) (*snapshotv1.Backend
 }
 
 func (t *translator) legacyPoolBackend(pool *inferencealpha.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+	profile, _ := PickerProfileFor(pool.Annotations)
 	b := &snapshotv1.Backend{
 		Kind:              snapshotv1.Backend_INFERENCE_POOL,
 		Source:            key(&pool.ObjectMeta),
 		AppProtocol:       snapshotv1.Backend_HTTP1,
-		Picker:            DefaultPickerProfile(),
+		Picker:            profile,
 		DefaultEngineType: DefaultEngineType,
 	}
 	sel := func(l map[string]string) bool { return matchesLabels(pool.Spec.Selector, l) }

@@ -246,9 +246,13 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	accepted := func(ok bool, gen int64) metav1.Condition {
+	accepted := func(ok bool, gen int64, annotations map[string]string) metav1.Condition {
 		if ok {
-			return cond(string(infv1.InferencePoolConditionAccepted), true, string(infv1.InferencePoolReasonAccepted), "", gen)
+			msg := ""
+			if _, err := PickerProfileFor(annotations); err != nil {
+				msg = err.Error() + "; the default picker profile is used"
+			}
+			return cond(string(infv1.InferencePoolConditionAccepted), true, string(infv1.InferencePoolReasonAccepted), msg, gen)
 		}
 		return cond(string(infv1.InferencePoolConditionAccepted), false, string(infv1.InferencePoolReasonHTTPRouteNotAccepted),
 			"no HTTPRoute referencing this pool is accepted by the Gateway", gen)
@@ -270,7 +274,7 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 					Namespace: infv1.Namespace(gs.gw.Namespace), Name: infv1.ObjectName(gs.gw.Name),
 				},
 				ControllerName: infv1.ControllerName(t.opts.ControllerName),
-				Conditions:     []metav1.Condition{accepted(ok, p.Generation), resolved(epOK, msg, p.Generation)},
+				Conditions:     []metav1.Condition{accepted(ok, p.Generation, p.Annotations), resolved(epOK, msg, p.Generation)},
 			})
 			t.out.Status.InferencePools[key(&p.ObjectMeta)] = st
 		} else if lp := t.legacyByID(id); lp != nil {
@@ -283,7 +287,7 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 				GatewayRef: inferencealpha.ParentGatewayReference{
 					Group: ptr(gatewayGroup), Kind: ptr(kindGateway), Name: gs.gw.Name, Namespace: ptr(gs.gw.Namespace),
 				},
-				Conditions: []metav1.Condition{accepted(ok, lp.Generation), resolved(epOK, msg, lp.Generation)},
+				Conditions: []metav1.Condition{accepted(ok, lp.Generation, lp.Annotations), resolved(epOK, msg, lp.Generation)},
 			})
 			t.out.Status.LegacyInferencePools[key(&lp.ObjectMeta)] = st
 		}

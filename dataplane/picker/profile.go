@@ -8,8 +8,9 @@ import (
 )
 
 // Plugin names a PickerProfile may use (snapshot PluginRef.name). Users set
-// them on the InferencePool (see the control plane's translate package,
-// DefaultPickerProfile); a pool without a profile gets DefaultProfile.
+// a pool's profile with the InferencePool annotation infergate.dev/picker-profile
+// (translate.PickerProfileAnnotation); a pool without one gets the
+// control plane's translate.DefaultPickerProfile.
 const (
 	PluginQueue   = "queue"
 	PluginRunning = "running"
