@@ -3,6 +3,7 @@ package scenarios
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,14 @@ spec:
           kind: InferencePool
           name: pool
 `
+
+// distinctPrompt returns a prompt that differs from every other one from
+// its first characters: identical prompts share their first KV block, and
+// prefix affinity rightly keeps them on the replica that cached it, while
+// these tests need traffic spread the way distinct users' requests are.
+func distinctPrompt(text string) string {
+	return fmt.Sprintf("[%x] %s", rand.Uint64(), text)
+}
 
 func render(t testing.TB, tmpl string, data any) []byte {
 	t.Helper()

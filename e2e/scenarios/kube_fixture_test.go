@@ -150,7 +150,7 @@ func (p *kubeProxy) chatModel(ctx context.Context, m string) (string, error) {
 	var resp *http.Response
 	c, err := p.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 		Model:     m,
-		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello.")},
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(distinctPrompt("Say hello."))},
 		MaxTokens: openai.Int(4),
 	}, option.WithResponseInto(&resp))
 	if err != nil {

@@ -93,7 +93,7 @@ func (s *spine) chat(ctx context.Context) (string, error) {
 	var resp *http.Response
 	c, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 		Model:     model,
-		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello in three words.")},
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(distinctPrompt("Say hello in three words."))},
 		MaxTokens: openai.Int(8),
 	}, option.WithResponseInto(&resp))
 	if err != nil {
