@@ -77,28 +77,38 @@ func writeProto(w io.Writer, m proto.Message, format string) error {
 	return err
 }
 
-func runProxies(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("proxies", "proxies [--server ADDR] [-o table|json|yaml]", stdout)
+// listCommand parses the flags shared by the listing commands (server
+// connection, -o table|json|yaml) and connects.
+func listCommand(name string, args []string, stdout io.Writer) (debugv1.DebugClient, string, func(), error) {
+	fs := newFlags(name, name+" [--server ADDR] [--ca-file F --token-file F] [-o table|json|yaml]", stdout)
 	var server serverFlags
 	server.register(fs)
 	out := fs.String("o", "table", "output: table, json or yaml")
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, "", nil, err
 	}
 	if err := checkOutput(*out); err != nil {
-		return err
+		return nil, "", nil, err
 	}
 	c, closeConn, err := server.dial()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return c, *out, closeConn, nil
+}
+
+func runProxies(ctx context.Context, args []string, stdout io.Writer) error {
+	c, out, closeConn, err := listCommand("proxies", args, stdout)
 	if err != nil {
 		return err
 	}
 	defer closeConn()
 	resp, err := c.ListProxies(ctx, &debugv1.ListProxiesRequest{})
 	if err != nil {
-		return fmt.Errorf("list proxies from %s: %w", server.addr, err)
+		return fmt.Errorf("list proxies: %w", err)
 	}
-	if *out != "table" {
-		if err := writeProto(stdout, resp, *out); err != nil {
+	if out != "table" {
+		if err := writeProto(stdout, resp, out); err != nil {
 			return err
 		}
 	} else {
@@ -178,27 +188,17 @@ func runSnapshot(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func runGateways(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("gateways", "gateways [--server ADDR] [-o table|json|yaml]", stdout)
-	var server serverFlags
-	server.register(fs)
-	out := fs.String("o", "table", "output: table, json or yaml")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	c, closeConn, err := server.dial()
+	c, out, closeConn, err := listCommand("gateways", args, stdout)
 	if err != nil {
 		return err
 	}
 	defer closeConn()
 	resp, err := c.ListGateways(ctx, &debugv1.ListGatewaysRequest{})
 	if err != nil {
-		return fmt.Errorf("list gateways from %s: %w", server.addr, err)
+		return fmt.Errorf("list gateways: %w", err)
 	}
-	if *out != "table" {
-		return writeProto(stdout, resp, *out)
+	if out != "table" {
+		return writeProto(stdout, resp, out)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GATEWAY\tVERSION")
