@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
@@ -247,7 +248,10 @@ func PickerProfileFor(annotations map[string]string) (*snapshotv1.PickerProfile,
 	}
 	p := &snapshotv1.PickerProfile{}
 	if err := protojson.Unmarshal(js, p); err != nil {
-		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %w", PickerProfileAnnotation, err)
+		// protobuf-go varies the spaces in its error text per binary on
+		// purpose; status messages must be stable, so normalise them.
+		msg := strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "proto:")), " ")
+		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %s", PickerProfileAnnotation, msg)
 	}
 	if len(p.Scorers) == 0 {
 		return DefaultPickerProfile(), fmt.Errorf("annotation %s: no scorers", PickerProfileAnnotation)
