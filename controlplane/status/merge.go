@@ -60,48 +60,46 @@ func mergeGateway(cur, want gwv1.GatewayStatus, now metav1.Time) gwv1.GatewaySta
 // mergeHTTPRoute keeps other controllers' parent entries and replaces ours
 // (ControllerName = controller) with want's.
 func mergeHTTPRoute(cur, want gwv1.HTTPRouteStatus, controller string, now metav1.Time) gwv1.HTTPRouteStatus {
-	out := gwv1.HTTPRouteStatus{}
-	for _, p := range cur.Parents {
-		if string(p.ControllerName) != controller {
-			out.Parents = append(out.Parents, p)
-		}
-	}
-	for _, p := range want.Parents {
-		var old []metav1.Condition
-		for _, c := range cur.Parents {
-			if string(c.ControllerName) == controller && equality.Semantic.DeepEqual(c.ParentRef, p.ParentRef) {
-				old = c.Conditions
-			}
-		}
-		p.Conditions = conditions(old, p.Conditions, now)
-		out.Parents = append(out.Parents, p)
-	}
-	if out.Parents == nil {
+	parents := replaceOurs(cur.Parents, want.Parents,
+		func(p gwv1.RouteParentStatus) bool { return string(p.ControllerName) == controller },
+		func(p gwv1.RouteParentStatus) any { return p.ParentRef },
+		func(p *gwv1.RouteParentStatus) *[]metav1.Condition { return &p.Conditions }, now)
+	if parents == nil {
 		// parents is a required field of the route status.
-		out.Parents = []gwv1.RouteParentStatus{}
+		parents = []gwv1.RouteParentStatus{}
 	}
-	return out
+	return gwv1.HTTPRouteStatus{RouteStatus: gwv1.RouteStatus{Parents: parents}}
 }
 
 // mergeInferencePool keeps other controllers' parent entries and replaces
 // ours with want's, so a Gateway whose routes no longer reference the pool
 // loses its entry.
 func mergeInferencePool(cur, want infv1.InferencePoolStatus, controller string, now metav1.Time) infv1.InferencePoolStatus {
-	out := infv1.InferencePoolStatus{}
-	for _, p := range cur.Parents {
-		if string(p.ControllerName) != controller {
-			out.Parents = append(out.Parents, p)
+	return infv1.InferencePoolStatus{Parents: replaceOurs(cur.Parents, want.Parents,
+		func(p infv1.ParentStatus) bool { return string(p.ControllerName) == controller },
+		func(p infv1.ParentStatus) any { return p.ParentRef },
+		func(p *infv1.ParentStatus) *[]metav1.Condition { return &p.Conditions }, now)}
+}
+
+// replaceOurs keeps cur's parent entries that are not ours and appends
+// want's, each with its conditions' times carried over from our cur entry
+// for the same parent reference.
+func replaceOurs[P any](cur, want []P, ours func(P) bool, ref func(P) any, conds func(*P) *[]metav1.Condition, now metav1.Time) []P {
+	var out []P
+	for _, p := range cur {
+		if !ours(p) {
+			out = append(out, p)
 		}
 	}
-	for _, p := range want.Parents {
+	for _, p := range want {
 		var old []metav1.Condition
-		for _, c := range cur.Parents {
-			if string(c.ControllerName) == controller && equality.Semantic.DeepEqual(c.ParentRef, p.ParentRef) {
-				old = c.Conditions
+		for _, c := range cur {
+			if ours(c) && equality.Semantic.DeepEqual(ref(c), ref(p)) {
+				old = *conds(&c)
 			}
 		}
-		p.Conditions = conditions(old, p.Conditions, now)
-		out.Parents = append(out.Parents, p)
+		*conds(&p) = conditions(old, *conds(&p), now)
+		out = append(out, p)
 	}
 	return out
 }
