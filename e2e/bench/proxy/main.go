@@ -147,49 +147,36 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 		t.closedLoop("/json", small, cfg.conc, cfg.dur/4)
 		t.closedLoop("/ttft", large, cfg.largeConc, cfg.dur/4)
 	}
-	for _, t := range targets {
-		if !cfg.cases["json-rate"] {
-			break
-		}
-		log.Printf("%s: 1 KB JSON at %d req/s", t.name, cfg.rate)
-		rep.add("json-rate", t.name, summarize(t.fixedRate("/json", small, cfg.rate, cfg.dur)))
+	// Each case runs against every target in turn, so the targets see the
+	// same machine state as nearly as a shared box allows.
+	rate := func(path string, body []byte, rps int) func(*target) stats {
+		return func(t *target) stats { return summarize(t.fixedRate(path, body, rps, cfg.dur)) }
 	}
-	for _, t := range targets {
-		if !cfg.cases["json-max"] {
-			break
+	closed := func(path string, body []byte, conc int) func(*target) stats {
+		return func(t *target) stats {
+			ss, rps := t.closedLoop(path, body, conc, cfg.dur)
+			st := summarize(ss)
+			st.rps = rps
+			return st
 		}
-		log.Printf("%s: 1 KB JSON, max throughput", t.name)
-		ss, rps := t.closedLoop("/json", small, cfg.conc, cfg.dur)
-		st := summarize(ss)
-		st.rps = rps
-		rep.add("json-max", t.name, st)
 	}
-	for _, t := range targets {
-		if !cfg.cases["sse-rate"] {
-			break
+	for _, c := range []struct {
+		id, what string
+		run      func(*target) stats
+	}{
+		{"json-rate", fmt.Sprintf("1 KB JSON at %d req/s", cfg.rate), rate("/json", small, cfg.rate)},
+		{"json-max", "1 KB JSON, max throughput", closed("/json", small, cfg.conc)},
+		{"sse-rate", fmt.Sprintf("SSE 200 events at %d req/s", cfg.sseRate), rate("/sse", sse, cfg.sseRate)},
+		{"sse-max", "SSE 200 events, max throughput", closed("/sse", sse, cfg.conc)},
+		{"large", fmt.Sprintf("%d KB prompt at concurrency %d", cfg.largeSize>>10, cfg.largeConc), closed("/ttft", large, cfg.largeConc)},
+	} {
+		if !cfg.cases[c.id] {
+			continue
 		}
-		log.Printf("%s: SSE 200 events at %d req/s", t.name, cfg.sseRate)
-		rep.add("sse-rate", t.name, summarize(t.fixedRate("/sse", sse, cfg.sseRate, cfg.dur)))
-	}
-	for _, t := range targets {
-		if !cfg.cases["sse-max"] {
-			break
+		for _, t := range targets {
+			log.Printf("%s: %s", t.name, c.what)
+			rep.add(c.id, t.name, c.run(t))
 		}
-		log.Printf("%s: SSE 200 events, max throughput", t.name)
-		ss, rps := t.closedLoop("/sse", sse, cfg.conc, cfg.dur)
-		st := summarize(ss)
-		st.rps = rps
-		rep.add("sse-max", t.name, st)
-	}
-	for _, t := range targets {
-		if !cfg.cases["large"] {
-			break
-		}
-		log.Printf("%s: %d KB prompt at concurrency %d", t.name, cfg.largeSize>>10, cfg.largeConc)
-		ss, rps := t.closedLoop("/ttft", large, cfg.largeConc, cfg.dur)
-		st := summarize(ss)
-		st.rps = rps
-		rep.add("large", t.name, st)
 	}
 	text := rep.markdown()
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
