@@ -68,20 +68,25 @@ func DefaultPicker(b *config.Backend) picker.Picker {
 	return picker.LeastInFlight{}
 }
 
-// pickerFor is the picker of backend b (see Options.PickerFor).
-func (m *Manager) pickerFor(b *config.Backend) picker.Picker {
-	if m.opts.PickerFor != nil {
-		return m.opts.PickerFor(b)
+// pickers returns every backend's picker (see Options.PickerFor); a pool
+// profile naming an unknown plugin is a config error.
+func (m *Manager) pickers(cfg *config.Config) (map[string]picker.Picker, error) {
+	out := make(map[string]picker.Picker, len(cfg.Backends))
+	for name, b := range cfg.Backends {
+		switch {
+		case m.opts.PickerFor != nil:
+			out[name] = m.opts.PickerFor(b)
+		case !b.IsPool():
+			out[name] = picker.LeastInFlight{}
+		default:
+			s, err := m.scheds.For(b.Name, b.Raw.GetPicker())
+			if err != nil {
+				return nil, fmt.Errorf("backend %q: picker profile: %w", b.Name, err)
+			}
+			out[name] = s
+		}
 	}
-	if !b.IsPool() {
-		return picker.LeastInFlight{}
-	}
-	s, err := m.scheds.For(b.Name, b.Raw.GetPicker())
-	if err != nil {
-		// Apply validated every profile; this is unreachable.
-		return &picker.LeastQueue{}
-	}
-	return s
+	return out, nil
 }
 
 // Manager owns the listeners, endpoint state and the current config.
@@ -238,19 +243,13 @@ func (m *Manager) Apply(cfg *config.Config) error {
 	if m.closed {
 		return errors.New("server closed")
 	}
-	// A pool profile naming an unknown plugin is a config error (NACK),
-	// caught before anything changes.
-	if m.opts.PickerFor == nil {
-		for _, b := range cfg.Backends {
-			if !b.IsPool() {
-				continue
-			}
-			if _, err := m.scheds.For(b.Name, b.Raw.GetPicker()); err != nil {
-				return fmt.Errorf("backend %q: picker profile: %w", b.Name, err)
-			}
-		}
+	// Pickers first: a bad pool profile is a config error (NACK), caught
+	// before anything changes.
+	pickers, err := m.pickers(cfg)
+	if err != nil {
+		return err
 	}
-	// Bind first: a failure must leave the old config fully in place.
+	// Then bind: a failure must leave the old config fully in place.
 	var added []*listener
 	var replaced []*listener
 	for _, p := range cfg.Ports {
@@ -272,7 +271,7 @@ func (m *Manager) Apply(cfg *config.Config) error {
 		}
 		added = append(added, l)
 	}
-	st := m.build(cfg)
+	st := m.build(cfg, pickers)
 	m.state.Store(st)
 	m.scheds.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
 	for _, l := range added {
@@ -374,7 +373,7 @@ func (m *Manager) certificate(port uint32, hello *tls.ClientHelloInfo) (*tls.Cer
 
 // build derives the request-time state from cfg and brings the endpoint
 // registry in line with it.
-func (m *Manager) build(cfg *config.Config) *state {
+func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *state {
 	st := &state{cfg: cfg, ports: make(map[uint32]*portState, len(cfg.Ports)), backends: make(map[string]*backendState, len(cfg.Backends))}
 	for _, p := range cfg.Ports {
 		ps := &portState{router: router.New(p)}
@@ -400,7 +399,7 @@ func (m *Manager) build(cfg *config.Config) *state {
 	}
 	eps := m.reg.Sync(specs)
 	for name, b := range cfg.Backends {
-		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: m.pickerFor(b)}
+		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: pickers[name]}
 		for _, e := range b.Endpoints {
 			ep := eps[e.Address]
 			bs.eps = append(bs.eps, ep)
