@@ -19,15 +19,17 @@ const maxRequestIDLen = 128
 // sent none (or an unusable one), and sets it on the request (for the
 // upstream) and on the response.
 func EnsureRequestID(w http.ResponseWriter, r *http.Request) string {
-	id := r.Header.Get(RequestIDHeader)
-	if id == "" || len(id) > maxRequestIDLen {
+	vals := r.Header[RequestIDHeader]
+	if len(vals) != 1 || vals[0] == "" || len(vals[0]) > maxRequestIDLen {
 		// 64 random bits in hex: unique enough to find a request in the
 		// logs, and cheap (no crypto/rand syscall per request).
-		id = strconv.FormatUint(rand.Uint64(), 16)
-		r.Header[RequestIDHeader] = []string{id}
+		vals = []string{strconv.FormatUint(rand.Uint64(), 16)}
+		r.Header[RequestIDHeader] = vals
 	}
-	w.Header()[RequestIDHeader] = []string{id}
-	return id
+	// One slice serves both: the outgoing request's headers are cloned by
+	// the reverse proxy, and nothing edits the value in place.
+	w.Header()[RequestIDHeader] = vals
+	return vals[0]
 }
 
 // RequestID is r's id as EnsureRequestID set it.
