@@ -57,17 +57,6 @@ type Options struct {
 	Metrics *metrics.Proxy
 }
 
-// DefaultPicker is least in-flight for Services and least queue for
-// InferencePools.
-// DefaultPicker is the simple picker (least queue for pools, least
-// in-flight for Services), a baseline for benchmarks.
-func DefaultPicker(b *config.Backend) picker.Picker {
-	if b.IsPool() {
-		return &picker.LeastQueue{}
-	}
-	return picker.LeastInFlight{}
-}
-
 // pickers returns every backend's picker (see Options.PickerFor); a pool
 // profile naming an unknown plugin is a config error.
 func (m *Manager) pickers(cfg *config.Config) (map[string]picker.Picker, error) {

@@ -126,7 +126,8 @@ func (k *kubeMode) serviceAccountFor(gateway string) (string, bool) {
 // ServiceAccount of proxies deployed by hand for it.
 const annotationProxyServiceAccount = "infergate.dev/proxy-service-account"
 
-// startProvisioner returns the leader's extra work: provisioning proxies.
+// provisioner returns the leader's extra work, provisioning proxies, or
+// nil when provisioning is off.
 func (k *kubeMode) provisioner(p provisionConfig, controllerName, tokenAudience string, ca []byte, auth bool) func(ctx context.Context) {
 	if !p.enabled {
 		return nil
