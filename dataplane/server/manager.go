@@ -55,6 +55,12 @@ type Options struct {
 	// Metrics receives the request and pool metrics (default: a fresh
 	// metrics.Proxy, served by AdminHandler at /metrics).
 	Metrics *metrics.Proxy
+	// ModelListTTL is how long a backend's /v1/models answer is reused
+	// for GET /v1/models (default 30 s; refreshed in the background after
+	// it), ModelListTimeout how long asking a backend may take (default
+	// 2 s; a backend that does not answer in time is left out).
+	ModelListTTL     time.Duration
+	ModelListTimeout time.Duration
 }
 
 // pickers returns every backend's picker (see Options.PickerFor); a pool
@@ -97,7 +103,7 @@ type Manager struct {
 
 	mirrorSem chan struct{}
 	mirrors   sync.WaitGroup
-	models    modelCache
+	models    *modelCache
 	metrics   *metrics.Proxy
 }
 
@@ -151,11 +157,13 @@ func New(logger *slog.Logger, opts Options) *Manager {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
+	up := upstream.New(logger, opts.Upstream)
 	m := &Manager{
 		logger:    logger,
 		opts:      opts,
 		reg:       endpoints.NewRegistry(logger, opts.Endpoints),
-		up:        upstream.New(logger, opts.Upstream),
+		up:        up,
+		models:    newModelCache(logger, up, opts.ModelListTTL, opts.ModelListTimeout),
 		scheds:    picker.NewSchedulers(),
 		listeners: map[uint32]*listener{},
 		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
@@ -262,6 +270,7 @@ func (m *Manager) Apply(cfg *config.Config) error {
 	}
 	st := m.build(cfg, pickers)
 	m.state.Store(st)
+	m.models.retain(cfg)
 	m.scheds.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
 	for _, l := range added {
 		m.listeners[l.port] = l
@@ -416,6 +425,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.drains.Wait()
 	m.mirrors.Wait()
+	m.models.close()
 	m.reg.Close()
 	m.up.Close()
 	return errors.Join(errs...)

@@ -1,35 +1,38 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/upstream"
 )
 
-// modelsTTL is how long a pool's /v1/models answer is reused.
-const modelsTTL = 30 * time.Second
+// Defaults of Options.ModelListTTL and Options.ModelListTimeout.
+const (
+	defaultModelListTTL     = 30 * time.Second
+	defaultModelListTimeout = 2 * time.Second
+)
 
-// modelsFetchTimeout bounds asking a pool what it serves.
-const modelsFetchTimeout = 2 * time.Second
+// modelListRetry is how soon a backend whose listing failed is asked
+// again (at most every TTL): often enough to notice it is back, rarely
+// enough that a down backend costs one warning per interval, not one per
+// client listing.
+const modelListRetry = 5 * time.Second
 
-// modelCache remembers what each pool's model servers report at
-// /v1/models, keyed by backend name.
-type modelCache struct {
-	mu      sync.Mutex
-	entries map[string]modelEntry
-}
-
-type modelEntry struct {
-	names []string
-	at    time.Time
-}
+// maxModelListBytes bounds a backend's /v1/models answer.
+const maxModelListBytes = 1 << 20
 
 type modelObject struct {
 	ID      string `json:"id"`
@@ -43,10 +46,181 @@ type modelList struct {
 	Data   []modelObject `json:"data"`
 }
 
+// modelCache remembers what each backend (InferencePool or Service)
+// reports at /v1/models, keyed by backend name. A listing never waits for
+// a backend it has an answer for: a stale answer is served while one
+// background refresh (singleflight per backend) replaces it. Only a backend
+// never asked before is waited for, at most the fetch timeout.
+type modelCache struct {
+	logger       *slog.Logger
+	up           *upstream.Upstream
+	ttl, timeout time.Duration
+	group        singleflight.Group
+
+	// ctx ends fetches when the Manager closes; wg waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closed  bool
+	entries map[string]*modelEntry
+}
+
+type modelEntry struct {
+	models []modelObject // nil when the last fetch failed
+	at     time.Time     // when the last fetch ended
+	failed bool
+}
+
+func newModelCache(logger *slog.Logger, up *upstream.Upstream, ttl, timeout time.Duration) *modelCache {
+	if ttl <= 0 {
+		ttl = defaultModelListTTL
+	}
+	if timeout <= 0 {
+		timeout = defaultModelListTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &modelCache{logger: logger, up: up, ttl: ttl, timeout: timeout, ctx: ctx, cancel: cancel,
+		entries: map[string]*modelEntry{}}
+}
+
+// close cancels fetches in flight and waits for them.
+func (c *modelCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
+// retain forgets the backends cfg no longer has.
+func (c *modelCache) retain(cfg *config.Config) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.entries {
+		if cfg.Backends[name] == nil {
+			delete(c.entries, name)
+		}
+	}
+}
+
+// models returns what b's servers report: from the cache (refreshing it in
+// the background when old), or, the first time, by asking and waiting at
+// most the fetch timeout or until ctx ends. A backend that cannot answer
+// contributes nothing.
+func (c *modelCache) models(ctx context.Context, b *config.Backend) []modelObject {
+	if len(b.Endpoints) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	e := c.entries[b.Name]
+	c.mu.Unlock()
+	if e != nil {
+		age := time.Since(e.at)
+		if age >= c.ttl || (e.failed && age >= min(modelListRetry, c.ttl)) {
+			c.refresh(b)
+		}
+		return e.models
+	}
+	select {
+	case r := <-c.refresh(b):
+		models, _ := r.Val.([]modelObject)
+		return models
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// refresh asks b for its models unless a fetch for b is already running
+// (then it joins that one), and stores the answer. Once the cache is
+// closed it asks nothing.
+func (c *modelCache) refresh(b *config.Backend) <-chan singleflight.Result {
+	return c.group.DoChan(b.Name, func() (any, error) {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, nil
+		}
+		// Added under mu while not closed, so never concurrently with
+		// close's Wait.
+		c.wg.Add(1)
+		c.mu.Unlock()
+		defer c.wg.Done()
+		models, err := c.fetch(b)
+		e := &modelEntry{models: models, at: time.Now(), failed: err != nil}
+		if err != nil {
+			c.logger.Warn("listing backend models failed; left out of /v1/models", "backend", b.Source, "err", err)
+		}
+		c.mu.Lock()
+		if !c.closed {
+			c.entries[b.Name] = e
+		}
+		c.mu.Unlock()
+		return models, nil
+	})
+}
+
+// fetch asks b's endpoints in turn for GET /v1/models until one answers,
+// within the fetch timeout. A 404 is an answer: the backend serves no
+// OpenAI models (a plain Service).
+func (c *modelCache) fetch(b *config.Backend) ([]modelObject, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
+	defer cancel()
+	var err error
+	for _, ep := range b.Endpoints {
+		var models []modelObject
+		if models, err = c.fetchFrom(ctx, b.H2C, ep.Address); err == nil || ctx.Err() != nil {
+			return models, err
+		}
+	}
+	return nil, err
+}
+
+func (c *modelCache) fetchFrom(ctx context.Context, h2c bool, addr string) ([]modelObject, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header["Accept"] = []string{"application/json"}
+	resp, err := c.up.Transport(h2c).RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body := io.LimitReader(resp.Body, maxModelListBytes)
+	defer func() { _, _ = io.Copy(io.Discard, body) }() // keep the connection reusable
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return []modelObject{}, nil
+	default:
+		return nil, &httpStatusError{resp.StatusCode}
+	}
+	var list modelList
+	if err := json.NewDecoder(body).Decode(&list); err != nil {
+		return nil, err
+	}
+	out := list.Data[:0]
+	for _, d := range list.Data {
+		if d.ID != "" {
+			d.Object = "model"
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+type httpStatusError struct{ code int }
+
+func (e *httpStatusError) Error() string { return "status " + strconv.Itoa(e.code) }
+
 // serveModels answers GET /v1/models with every model a client can reach
-// through the listener the request's host selects: the model names of
-// the model rules of its pools, plus what those pools' servers report
-// (asked at their first endpoint, cached for modelsTTL).
+// through the listener the request's host selects: the model names of its
+// pools' model rules plus what every backend of its routes — pools and
+// Services — reports (see modelCache), de-duplicated, in the OpenAI list
+// format. A backend that is down or slow is left out; the listing itself
+// never fails for it.
 func (m *Manager) serveModels(w http.ResponseWriter, r *http.Request, st *state, ps *portState) {
 	ln := ps.router.Listener(r.Host)
 	if ln == nil {
@@ -54,108 +228,45 @@ func (m *Manager) serveModels(w http.ResponseWriter, r *http.Request, st *state,
 		return
 	}
 	seen := map[string]bool{}
-	var pools []*backendState
+	var backends []*config.Backend
+	byID := map[string]modelObject{}
 	for _, rt := range ln.Routes {
 		for _, ref := range rt.Backends {
 			b := ref.Backend
-			if b == nil || !b.IsPool() || seen["\x00"+b.Name] {
+			if b == nil || seen[b.Name] || st.backends[b.Name] == nil {
 				continue
 			}
-			seen["\x00"+b.Name] = true
+			seen[b.Name] = true
+			backends = append(backends, b)
 			for name := range b.Models {
-				seen[name] = true
+				if name != "" {
+					byID[name] = modelObject{ID: name, Object: "model", OwnedBy: "infergate"}
+				}
 			}
-			if bs := st.backends[b.Name]; bs != nil {
-				pools = append(pools, bs)
-			}
 		}
 	}
-	for _, names := range m.poolModels(r.Context(), pools) {
-		for _, n := range names {
-			seen[n] = true
-		}
-	}
-	out := modelList{Object: "list", Data: []modelObject{}}
-	for n := range seen {
-		if n != "" && n[0] != 0 {
-			out.Data = append(out.Data, modelObject{ID: n, Object: "model", OwnedBy: "infergate"})
-		}
-	}
-	slices.SortFunc(out.Data, func(a, b modelObject) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
-	b, _ := json.Marshal(out)
-	w.Header()["Content-Type"] = []string{"application/json"}
-	w.Header()["Content-Length"] = []string{strconv.Itoa(len(b))}
-	_, _ = w.Write(b)
-}
-
-// poolModels returns what each pool's servers report, from the cache or,
-// when stale, by asking them (concurrently). A pool that cannot answer
-// contributes its last known list, or nothing.
-func (m *Manager) poolModels(ctx context.Context, pools []*backendState) [][]string {
-	out := make([][]string, len(pools))
-	now := time.Now()
+	reported := make([][]modelObject, len(backends))
 	var wg sync.WaitGroup
-	m.models.mu.Lock()
-	if m.models.entries == nil {
-		m.models.entries = map[string]modelEntry{}
+	for i, b := range backends {
+		wg.Go(func() { reported[i] = m.models.models(r.Context(), b) })
 	}
-	for i, bs := range pools {
-		e, ok := m.models.entries[bs.cfg.Name]
-		out[i] = e.names
-		if (ok && now.Sub(e.at) < modelsTTL) || len(bs.cfg.Endpoints) == 0 {
-			continue
-		}
-		wg.Go(func() {
-			names, err := m.fetchModels(ctx, bs.cfg)
-			if err != nil {
-				m.logger.Debug("listing pool models failed", "pool", bs.cfg.Source, "err", err)
-				return
-			}
-			out[i] = names
-			m.models.mu.Lock()
-			m.models.entries[bs.cfg.Name] = modelEntry{names: names, at: time.Now()}
-			m.models.mu.Unlock()
-		})
-	}
-	m.models.mu.Unlock()
 	wg.Wait()
-	return out
+	for _, models := range reported {
+		for _, mo := range models {
+			// A server's own entry (its created time and owner) wins over
+			// the name a model rule gave.
+			if prev, ok := byID[mo.ID]; !ok || prev.OwnedBy == "infergate" && prev.Created == 0 {
+				byID[mo.ID] = mo
+			}
+		}
+	}
+	out := modelList{Object: "list", Data: make([]modelObject, 0, len(byID))}
+	for _, mo := range byID {
+		out.Data = append(out.Data, mo)
+	}
+	slices.SortFunc(out.Data, func(a, b modelObject) int { return cmp.Compare(a.ID, b.ID) })
+	body, _ := json.Marshal(out)
+	w.Header()["Content-Type"] = []string{"application/json"}
+	w.Header()["Content-Length"] = []string{strconv.Itoa(len(body))}
+	_, _ = w.Write(body)
 }
-
-func (m *Manager) fetchModels(ctx context.Context, b *config.Backend) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, modelsFetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.Endpoints[0].Address+"/v1/models", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := m.up.Transport(b.H2C).RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, &httpStatusError{resp.StatusCode}
-	}
-	var list modelList
-	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&list); err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(list.Data))
-	for _, d := range list.Data {
-		names = append(names, d.ID)
-	}
-	return names, nil
-}
-
-type httpStatusError struct{ code int }
-
-func (e *httpStatusError) Error() string { return "status " + strconv.Itoa(e.code) }
