@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/dataplane/waitqueue"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -230,7 +231,7 @@ func cleanEndpoints(eps []*snapshotv1.Endpoint) []*snapshotv1.Endpoint {
 
 // PickerProfileAnnotation on an InferencePool sets its scheduling profile
 // (YAML or JSON of the snapshot's PickerProfile: scorers with names, weights
-// and parameters, shedSheddable). Without it a pool gets
+// and parameters, shedSheddable, and the optional wait queue). Without it a pool gets
 // DefaultPickerProfile. Plugin names are checked by the proxies, which
 // reject (NACK) a profile naming a plugin they do not have.
 const PickerProfileAnnotation = "infergate.dev/picker-profile"
@@ -260,6 +261,11 @@ func PickerProfileFor(annotations map[string]string) (*snapshotv1.PickerProfile,
 		if s.Name == "" || s.Weight < 0 {
 			return DefaultPickerProfile(), fmt.Errorf("annotation %s: scorer %q: a name and a weight ≥ 0 are required", PickerProfileAnnotation, s.Name)
 		}
+	}
+	// The proxies' own check, so a queue they would reject is reported on
+	// the pool instead of NACKed.
+	if err := waitqueue.Check(p.Queue); err != nil {
+		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %w", PickerProfileAnnotation, err)
 	}
 	return p, nil
 }

@@ -39,6 +39,11 @@ type Options struct {
 	// DefaultStaleAfter), and its own requests since the last scrape fill
 	// the gap (Endpoint.SinceScrape). SetProxies changes it at run time.
 	Proxies int
+	// OnScrape, when set, is called after each successful scrape with the
+	// endpoint whose metrics were just stored (on the scraper's goroutine;
+	// it must be quick), so a wait queue learns that load changed without
+	// polling.
+	OnScrape func(*Endpoint)
 }
 
 // Registry owns every endpoint the current config names and their scrapers.
@@ -157,7 +162,7 @@ func (r *Registry) startScraper(m *managed) {
 	m.cancel = cancel
 	sc := &scraper{ep: m.ep, client: r.opts.Client, interval: r.Interval, timeout: r.opts.Timeout,
 		url: "http://" + m.spec.MetricsAddress + "/metrics", names: namesFor(m.spec.EngineType),
-		logger: r.logger.With("endpoint", m.spec.Address)}
+		logger: r.logger.With("endpoint", m.spec.Address), onScrape: r.opts.OnScrape}
 	m.wg.Go(func() { sc.run(ctx) })
 }
 

@@ -65,6 +65,7 @@ type scraper struct {
 	interval func() time.Duration
 	timeout  time.Duration
 	logger   *slog.Logger
+	onScrape func(*Endpoint) // may be nil
 }
 
 func (s *scraper) run(ctx context.Context) {
@@ -131,6 +132,9 @@ func (s *scraper) scrape(ctx context.Context) error {
 	m.At = time.Now()
 	s.ep.SetMetrics(m)
 	s.ep.scrapes.Add(1)
+	if s.onScrape != nil {
+		s.onScrape(s.ep)
+	}
 	return nil
 }
 

@@ -48,6 +48,7 @@ type Proxy struct {
 	poolsDesc  [3]*prometheus.Desc
 	poolsMu    sync.Mutex
 	poolSource func() []PoolStat
+	queue      *queueMetrics
 
 	mu     sync.RWMutex
 	series map[pair]*Series
@@ -115,6 +116,7 @@ func New() *Proxy {
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "inference_extension", Name: "scheduler_e2e_duration_seconds",
 			Help: "Time the picker took to choose an endpoint, in seconds.", Buckets: pickBuckets}),
 		series: map[pair]*Series{},
+		queue:  newQueueMetrics(),
 	}
 	p.poolsDesc = [3]*prometheus.Desc{
 		prometheus.NewDesc("inference_pool_average_kv_cache_utilization", "Mean KV-cache utilisation of the pool's pods.", []string{"name"}, nil),
@@ -122,7 +124,7 @@ func New() *Proxy {
 		prometheus.NewDesc("inference_pool_ready_pods", "Ready pods in the pool.", []string{"name"}, nil),
 	}
 	p.reg.MustRegister(p.requests, p.errors, p.duration, p.reqSize, p.respSize, p.inTokens, p.outTokens,
-		p.running, p.ntpot, p.ttft, p.tpot, p.schedule, poolCollector{p},
+		p.running, p.ntpot, p.ttft, p.tpot, p.schedule, poolCollector{p}, p.queue,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return p
 }

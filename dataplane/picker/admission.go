@@ -61,3 +61,16 @@ func (c *Cycle) saturation() float64 {
 func Shed(priority int32, saturation float64) bool {
 	return priority < 0 && saturation >= 1
 }
+
+// Headroom is how many more requests the pool takes before it is
+// saturated, for a wait queue deciding how many waiting requests to send:
+// 0 when saturated, else the requests that would bring the queue term of
+// the mean to 1 if spread evenly (at least 1). It errs low for pools full
+// by KV cache rather than queue, where one more request can still fit.
+func Headroom(cands []*endpoints.Endpoint, now time.Time) int {
+	s := Saturation(cands, now)
+	if s >= 1 {
+		return 0
+	}
+	return max(1, int((1-s)*QueueThreshold*float64(len(cands))))
+}

@@ -180,6 +180,14 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ref.Filters.Empty() {
 		applyRequestFilters(r, &ref.Filters, match)
 	}
+	// Wait for room in a saturated pool after the filters (which may set
+	// the fairness id) and before mirroring (a refused request is not).
+	if bs.queue != nil {
+		if !m.admit(w, r, bs, preq) {
+			return
+		}
+		defer bs.queue.Kick()
+	}
 	for _, fs := range [2]*config.Filters{&route.Filters, &ref.Filters} {
 		for _, mi := range fs.Mirrors {
 			if mirrorWanted(mi) {

@@ -165,3 +165,13 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// withProfile gives every backend of rs the picker profile p.
+func withProfile(rs []snapshotv1.Named, p *snapshotv1.PickerProfile) []snapshotv1.Named {
+	for _, r := range rs {
+		if b, ok := r.(*snapshotv1.Backend); ok {
+			b.Picker = p
+		}
+	}
+	return rs
+}

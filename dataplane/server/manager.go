@@ -25,6 +25,7 @@ import (
 	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/dataplane/router"
 	"github.com/infergate/infergate/dataplane/upstream"
+	"github.com/infergate/infergate/dataplane/waitqueue"
 )
 
 // Options configure a Manager. Zero values take the defaults.
@@ -93,6 +94,9 @@ type Manager struct {
 	// scheds keeps each pool's scheduler (and its prefix index) across
 	// config versions while the pool's profile is unchanged.
 	scheds *picker.Schedulers
+	// queues keeps each pool's wait queue (and who waits in it) across
+	// config versions.
+	queues *waitqueue.Set
 
 	state atomic.Pointer[state]
 
@@ -112,6 +116,9 @@ type state struct {
 	cfg      *config.Config
 	ports    map[uint32]*portState
 	backends map[string]*backendState
+	// queuesOf lists the wait queues of the pools each endpoint serves,
+	// kicked when the endpoint's metrics are scraped.
+	queuesOf map[*endpoints.Endpoint][]*waitqueue.Queue
 }
 
 type portState struct {
@@ -124,6 +131,8 @@ type backendState struct {
 	eps     []*endpoints.Endpoint
 	proxies map[*endpoints.Endpoint]*httputil.ReverseProxy
 	picker  picker.Picker
+	// queue is the pool's wait queue, nil when it has none.
+	queue *waitqueue.Queue
 }
 
 type listener struct {
@@ -161,15 +170,27 @@ func New(logger *slog.Logger, opts Options) *Manager {
 	m := &Manager{
 		logger:    logger,
 		opts:      opts,
-		reg:       endpoints.NewRegistry(logger, opts.Endpoints),
 		up:        up,
 		models:    newModelCache(logger, up, opts.ModelListTTL, opts.ModelListTimeout),
 		scheds:    picker.NewSchedulers(),
+		queues:    waitqueue.NewSet(queueObserver{opts.Metrics}),
 		listeners: map[uint32]*listener{},
 		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
 		metrics:   opts.Metrics,
 	}
+	epOpts := opts.Endpoints
+	if next := epOpts.OnScrape; next != nil {
+		epOpts.OnScrape = func(ep *endpoints.Endpoint) { m.onScrape(ep); next(ep) }
+	} else {
+		epOpts.OnScrape = m.onScrape
+	}
+	m.reg = endpoints.NewRegistry(logger, epOpts)
 	m.metrics.SetPools(m.poolStats)
+	m.metrics.SetQueues(func(f func(string, int32, int)) {
+		m.queues.Each(func(pool string, q *waitqueue.Queue) {
+			q.Lengths(func(p int32, n int) { f(pool, p, n) })
+		})
+	})
 	return m
 }
 
@@ -246,6 +267,9 @@ func (m *Manager) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := checkQueues(cfg); err != nil {
+		return err
+	}
 	// Then bind: a failure must leave the old config fully in place.
 	var added []*listener
 	var replaced []*listener
@@ -272,6 +296,7 @@ func (m *Manager) Apply(cfg *config.Config) error {
 	m.state.Store(st)
 	m.models.retain(cfg)
 	m.scheds.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
+	m.queues.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
 	for _, l := range added {
 		m.listeners[l.port] = l
 		go m.serve(l)
@@ -372,7 +397,8 @@ func (m *Manager) certificate(port uint32, hello *tls.ClientHelloInfo) (*tls.Cer
 // build derives the request-time state from cfg and brings the endpoint
 // registry in line with it.
 func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *state {
-	st := &state{cfg: cfg, ports: make(map[uint32]*portState, len(cfg.Ports)), backends: make(map[string]*backendState, len(cfg.Backends))}
+	st := &state{cfg: cfg, ports: make(map[uint32]*portState, len(cfg.Ports)), backends: make(map[string]*backendState, len(cfg.Backends)),
+		queuesOf: map[*endpoints.Endpoint][]*waitqueue.Queue{}}
 	for _, p := range cfg.Ports {
 		ps := &portState{router: router.New(p)}
 		for _, l := range p.Listeners {
@@ -403,6 +429,15 @@ func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *s
 			bs.eps = append(bs.eps, ep)
 			bs.proxies[ep] = m.up.Proxy(ep.Address, b.H2C, ep.ServedHeader())
 		}
+		if b.IsPool() {
+			if bs.queue = m.queues.For(name, b.Source, b.Raw.GetPicker().GetQueue()); bs.queue != nil {
+				eps := bs.eps
+				bs.queue.SetHeadroom(func() int { return picker.Headroom(eps, time.Now()) })
+				for _, ep := range bs.eps {
+					st.queuesOf[ep] = append(st.queuesOf[ep], bs.queue)
+				}
+			}
+		}
 		st.backends[name] = bs
 	}
 	return st
@@ -416,6 +451,8 @@ func (m *Manager) Close(ctx context.Context) error {
 	ls := m.listeners
 	m.listeners = map[uint32]*listener{}
 	m.mu.Unlock()
+	// Whoever waits is sent on rather than held until the drain ends.
+	m.queues.Retain(func(string) bool { return false })
 	var errs []error
 	for _, l := range ls {
 		if err := l.srv.Shutdown(ctx); err != nil {

@@ -14,12 +14,8 @@ func TestUnknownScorerRejected(t *testing.T) {
 	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
 	port := freePort(t)
 	m := newManager(t)
-	rs := snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool})
-	for _, r := range rs {
-		if b, ok := r.(*snapshotv1.Backend); ok {
-			b.Picker = &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "telepathy", Weight: 1}}}
-		}
-	}
+	rs := withProfile(snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool}),
+		&snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "telepathy", Weight: 1}}})
 	err := m.Apply(compile(t, rs))
 	if err == nil || !strings.Contains(err.Error(), "telepathy") {
 		t.Fatalf("Apply with an unknown scorer: %v", err)

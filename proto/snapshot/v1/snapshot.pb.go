@@ -19,6 +19,7 @@ package snapshotv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1718,6 +1719,9 @@ type PickerProfile struct {
 	Scorers []*PluginRef           `protobuf:"bytes,2,rep,name=scorers,proto3" json:"scorers,omitempty"`
 	// Requests with priority < 0 are shed when the pool is saturated.
 	ShedSheddable bool `protobuf:"varint,3,opt,name=shed_sheddable,json=shedSheddable,proto3" json:"shed_sheddable,omitempty"`
+	// When set, requests that would go to a saturated pool wait in a bounded
+	// queue of each proxy instead of being sent at once (off when unset).
+	Queue         *WaitQueue `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1773,6 +1777,79 @@ func (x *PickerProfile) GetShedSheddable() bool {
 	return false
 }
 
+func (x *PickerProfile) GetQueue() *WaitQueue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+// WaitQueue bounds a pool's wait queue. Requests wait in strict priority
+// bands (higher priority is always dispatched first) and, within a band, in
+// round robin over x-gateway-inference-fairness-id values.
+type WaitQueue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most requests waiting per proxy; 0 means 1000.
+	MaxRequests uint32 `protobuf:"varint,1,opt,name=max_requests,json=maxRequests,proto3" json:"max_requests,omitempty"`
+	// Most request-body bytes waiting per proxy; 0 means 128 MiB.
+	MaxBytes uint64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// Longest a request waits before it is answered 503; unset means 30 s.
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitQueue) Reset() {
+	*x = WaitQueue{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitQueue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitQueue) ProtoMessage() {}
+
+func (x *WaitQueue) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitQueue.ProtoReflect.Descriptor instead.
+func (*WaitQueue) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WaitQueue) GetMaxRequests() uint32 {
+	if x != nil {
+		return x.MaxRequests
+	}
+	return 0
+}
+
+func (x *WaitQueue) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *WaitQueue) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
 type PluginRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1784,7 +1861,7 @@ type PluginRef struct {
 
 func (x *PluginRef) Reset() {
 	*x = PluginRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +1873,7 @@ func (x *PluginRef) String() string {
 func (*PluginRef) ProtoMessage() {}
 
 func (x *PluginRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +1886,7 @@ func (x *PluginRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRef.ProtoReflect.Descriptor instead.
 func (*PluginRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PluginRef) GetName() string {
@@ -1845,7 +1922,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1934,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1947,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Endpoints) GetName() string {
@@ -1906,7 +1983,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +1995,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2008,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2001,7 +2078,7 @@ type ModelRule struct {
 
 func (x *ModelRule) Reset() {
 	*x = ModelRule{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2090,7 @@ func (x *ModelRule) String() string {
 func (*ModelRule) ProtoMessage() {}
 
 func (x *ModelRule) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2103,7 @@ func (x *ModelRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRule.ProtoReflect.Descriptor instead.
 func (*ModelRule) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ModelRule) GetName() string {
@@ -2088,7 +2165,7 @@ type TargetModel struct {
 
 func (x *TargetModel) Reset() {
 	*x = TargetModel{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2177,7 @@ func (x *TargetModel) String() string {
 func (*TargetModel) ProtoMessage() {}
 
 func (x *TargetModel) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2190,7 @@ func (x *TargetModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetModel.ProtoReflect.Descriptor instead.
 func (*TargetModel) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TargetModel) GetName() string {
@@ -2134,7 +2211,7 @@ var File_infergate_snapshot_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"$infergate/snapshot/v1/snapshot.proto\x12\x15infergate.snapshot.v1\"z\n" +
+	"$infergate/snapshot/v1/snapshot.proto\x12\x15infergate.snapshot.v1\x1a\x1egoogle/protobuf/duration.proto\"z\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12@\n" +
@@ -2257,11 +2334,16 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\vAppProtocol\x12\x1c\n" +
 	"\x18APP_PROTOCOL_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05HTTP1\x10\x01\x12\a\n" +
-	"\x03H2C\x10\x02\"\xae\x01\n" +
+	"\x03H2C\x10\x02\"\xe6\x01\n" +
 	"\rPickerProfile\x12:\n" +
 	"\afilters\x18\x01 \x03(\v2 .infergate.snapshot.v1.PluginRefR\afilters\x12:\n" +
 	"\ascorers\x18\x02 \x03(\v2 .infergate.snapshot.v1.PluginRefR\ascorers\x12%\n" +
-	"\x0eshed_sheddable\x18\x03 \x01(\bR\rshedSheddable\"\xc8\x01\n" +
+	"\x0eshed_sheddable\x18\x03 \x01(\bR\rshedSheddable\x126\n" +
+	"\x05queue\x18\x04 \x01(\v2 .infergate.snapshot.v1.WaitQueueR\x05queue\"x\n" +
+	"\tWaitQueue\x12!\n" +
+	"\fmax_requests\x18\x01 \x01(\rR\vmaxRequests\x12\x1b\n" +
+	"\tmax_bytes\x18\x02 \x01(\x04R\bmaxBytes\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\xc8\x01\n" +
 	"\tPluginRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x12P\n" +
@@ -2313,40 +2395,42 @@ func file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
-	(MatchType)(0),           // 0: infergate.snapshot.v1.MatchType
-	(Listener_Protocol)(0),   // 1: infergate.snapshot.v1.Listener.Protocol
-	(PathModifier_Type)(0),   // 2: infergate.snapshot.v1.PathModifier.Type
-	(Backend_Kind)(0),        // 3: infergate.snapshot.v1.Backend.Kind
-	(Backend_AppProtocol)(0), // 4: infergate.snapshot.v1.Backend.AppProtocol
-	(*Manifest)(nil),         // 5: infergate.snapshot.v1.Manifest
-	(*ResourceRef)(nil),      // 6: infergate.snapshot.v1.ResourceRef
-	(*Listener)(nil),         // 7: infergate.snapshot.v1.Listener
-	(*Certificate)(nil),      // 8: infergate.snapshot.v1.Certificate
-	(*Route)(nil),            // 9: infergate.snapshot.v1.Route
-	(*RouteMatch)(nil),       // 10: infergate.snapshot.v1.RouteMatch
-	(*PathMatch)(nil),        // 11: infergate.snapshot.v1.PathMatch
-	(*HeaderMatch)(nil),      // 12: infergate.snapshot.v1.HeaderMatch
-	(*QueryParamMatch)(nil),  // 13: infergate.snapshot.v1.QueryParamMatch
-	(*Filter)(nil),           // 14: infergate.snapshot.v1.Filter
-	(*Header)(nil),           // 15: infergate.snapshot.v1.Header
-	(*HeaderModifier)(nil),   // 16: infergate.snapshot.v1.HeaderModifier
-	(*PathModifier)(nil),     // 17: infergate.snapshot.v1.PathModifier
-	(*RequestRedirect)(nil),  // 18: infergate.snapshot.v1.RequestRedirect
-	(*URLRewrite)(nil),       // 19: infergate.snapshot.v1.URLRewrite
-	(*RequestMirror)(nil),    // 20: infergate.snapshot.v1.RequestMirror
-	(*BackendRef)(nil),       // 21: infergate.snapshot.v1.BackendRef
-	(*Timeouts)(nil),         // 22: infergate.snapshot.v1.Timeouts
-	(*Retry)(nil),            // 23: infergate.snapshot.v1.Retry
-	(*Backend)(nil),          // 24: infergate.snapshot.v1.Backend
-	(*PickerProfile)(nil),    // 25: infergate.snapshot.v1.PickerProfile
-	(*PluginRef)(nil),        // 26: infergate.snapshot.v1.PluginRef
-	(*Endpoints)(nil),        // 27: infergate.snapshot.v1.Endpoints
-	(*Endpoint)(nil),         // 28: infergate.snapshot.v1.Endpoint
-	(*ModelRule)(nil),        // 29: infergate.snapshot.v1.ModelRule
-	(*TargetModel)(nil),      // 30: infergate.snapshot.v1.TargetModel
-	nil,                      // 31: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(MatchType)(0),              // 0: infergate.snapshot.v1.MatchType
+	(Listener_Protocol)(0),      // 1: infergate.snapshot.v1.Listener.Protocol
+	(PathModifier_Type)(0),      // 2: infergate.snapshot.v1.PathModifier.Type
+	(Backend_Kind)(0),           // 3: infergate.snapshot.v1.Backend.Kind
+	(Backend_AppProtocol)(0),    // 4: infergate.snapshot.v1.Backend.AppProtocol
+	(*Manifest)(nil),            // 5: infergate.snapshot.v1.Manifest
+	(*ResourceRef)(nil),         // 6: infergate.snapshot.v1.ResourceRef
+	(*Listener)(nil),            // 7: infergate.snapshot.v1.Listener
+	(*Certificate)(nil),         // 8: infergate.snapshot.v1.Certificate
+	(*Route)(nil),               // 9: infergate.snapshot.v1.Route
+	(*RouteMatch)(nil),          // 10: infergate.snapshot.v1.RouteMatch
+	(*PathMatch)(nil),           // 11: infergate.snapshot.v1.PathMatch
+	(*HeaderMatch)(nil),         // 12: infergate.snapshot.v1.HeaderMatch
+	(*QueryParamMatch)(nil),     // 13: infergate.snapshot.v1.QueryParamMatch
+	(*Filter)(nil),              // 14: infergate.snapshot.v1.Filter
+	(*Header)(nil),              // 15: infergate.snapshot.v1.Header
+	(*HeaderModifier)(nil),      // 16: infergate.snapshot.v1.HeaderModifier
+	(*PathModifier)(nil),        // 17: infergate.snapshot.v1.PathModifier
+	(*RequestRedirect)(nil),     // 18: infergate.snapshot.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 19: infergate.snapshot.v1.URLRewrite
+	(*RequestMirror)(nil),       // 20: infergate.snapshot.v1.RequestMirror
+	(*BackendRef)(nil),          // 21: infergate.snapshot.v1.BackendRef
+	(*Timeouts)(nil),            // 22: infergate.snapshot.v1.Timeouts
+	(*Retry)(nil),               // 23: infergate.snapshot.v1.Retry
+	(*Backend)(nil),             // 24: infergate.snapshot.v1.Backend
+	(*PickerProfile)(nil),       // 25: infergate.snapshot.v1.PickerProfile
+	(*WaitQueue)(nil),           // 26: infergate.snapshot.v1.WaitQueue
+	(*PluginRef)(nil),           // 27: infergate.snapshot.v1.PluginRef
+	(*Endpoints)(nil),           // 28: infergate.snapshot.v1.Endpoints
+	(*Endpoint)(nil),            // 29: infergate.snapshot.v1.Endpoint
+	(*ModelRule)(nil),           // 30: infergate.snapshot.v1.ModelRule
+	(*TargetModel)(nil),         // 31: infergate.snapshot.v1.TargetModel
+	nil,                         // 32: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(*durationpb.Duration)(nil), // 33: google.protobuf.Duration
 }
 var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	6,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
@@ -2378,16 +2462,18 @@ var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	3,  // 26: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
 	4,  // 27: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
 	25, // 28: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
-	26, // 29: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	26, // 30: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	31, // 31: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	28, // 32: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	30, // 33: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	27, // 29: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	27, // 30: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	26, // 31: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	33, // 32: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	32, // 33: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	29, // 34: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	31, // 35: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
@@ -2408,7 +2494,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_snapshot_v1_snapshot_proto_rawDesc), len(file_infergate_snapshot_v1_snapshot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
