@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -56,6 +57,11 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 	retry := route.Retry
 	if retry != nil && (body != nil || r.Body == nil || r.Body == http.NoBody) {
 		attempts = retry.Attempts
+	}
+	if body != nil {
+		// Marks the body as the proxy's own, replayable copy (see
+		// upstream.Proxy); the transport may also use it to resend.
+		r.GetBody = func() (io.ReadCloser, error) { return body.Forward(), nil }
 	}
 	cands := bs.eps
 	var tried []*endpoints.Endpoint

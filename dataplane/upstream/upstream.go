@@ -122,6 +122,15 @@ func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.Rever
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = addr
 			pr.SetXForwarded()
+			if pr.In.GetBody != nil {
+				// The caller owns this body and keeps it readable (and
+				// replayable through GetBody) however late the transport
+				// reads it, so ReverseProxy's guard against reads after
+				// ServeHTTP returns is not needed. Without the guard the
+				// transport sees an in-memory reader and sends the headers
+				// and a small body in one write instead of two syscalls.
+				pr.Out.Body = pr.In.Body
+			}
 			StripGatewayHeaders(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {
