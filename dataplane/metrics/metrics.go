@@ -212,8 +212,18 @@ type Result struct {
 }
 
 // Done records a request started with Start.
-func (s *Series) Done(r Result) {
+func (s *Series) Done(r Result) { s.DoneAs(s, r) }
+
+// DoneAs records a request started with Start on s whose answer came from
+// final's target (a retry went to a backend with another target model):
+// the running gauge goes down where it went up, the outcome counts under
+// final.
+func (s *Series) DoneAs(final *Series, r Result) {
 	s.running.Dec()
+	final.record(r)
+}
+
+func (s *Series) record(r Result) {
 	if r.Status == 0 || r.Status >= 400 {
 		s.p.errors.WithLabelValues(s.model, s.target, strconv.Itoa(r.Status)).Inc()
 		return

@@ -214,21 +214,27 @@ func counter(t *testing.T, status int, hits *atomic.Int32) *httptest.Server {
 	return s
 }
 
-func TestRetries(t *testing.T) {
-	var bad, good, aborts atomic.Int32
-	badBE := counter(t, 503, &bad)
-	goodBE := counter(t, 200, &good)
-	// Sends the status line and part of the body, then dies: the client
-	// has seen the response, so it must not be retried.
-	abortBE := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		aborts.Add(1)
+// aborting is a backend that sends the status line and part of an SSE
+// body, then dies: the client has seen the response, so the request must
+// not be sent anywhere again.
+func aborting(t *testing.T, hits *atomic.Int32) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(200)
 		fmt.Fprint(w, "data: 1\n\n")
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	}))
-	t.Cleanup(abortBE.Close)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestRetries(t *testing.T) {
+	var bad, good, aborts atomic.Int32
+	badBE := counter(t, 503, &bad)
+	goodBE := counter(t, 200, &good)
+	abortBE := aborting(t, &aborts)
 	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 
 	withRetry := func(rt *snapshotv1.Route, attempts uint32, codes ...uint32) *snapshotv1.Route {

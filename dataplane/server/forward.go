@@ -16,13 +16,30 @@ import (
 	"github.com/infergate/infergate/dataplane/picker"
 )
 
-// forward sends r to an endpoint of bs, applying the rule's timeouts and
-// retries. A retry happens only while the client has received nothing (see
-// exchange), goes to an endpoint not tried yet when one is left, and needs
-// a replayable body: a buffered one, or none.
-func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.Route, ref *config.BackendRef, bs *backendState, preq *picker.Request, body *openai.Body) {
+// forward sends c's request (aimed at the weighted pick, see aim) to an
+// endpoint of its backend, applying the rule's timeouts and retries. A
+// retry happens only while the client has received nothing (see exchange),
+// needs a replayable body (a buffered one, or none), and goes to another
+// backendRef of the rule when one is left (see call.next), else to an
+// endpoint of the same backend not tried yet when one is left.
+func (m *Manager) forward(w http.ResponseWriter, c *call) {
 	ex := newExchange(w)
 	defer ex.release()
+	route, r, body, bs, preq := c.route, c.r, c.body, c.bs, c.preq
+	clientCtx := r.Context()
+	if d := route.Timeouts.Request; d > 0 {
+		ctx, cancel := context.WithTimeout(clientCtx, d)
+		defer cancel()
+		r = r.WithContext(ctx)
+		c.r = r
+	}
+	attempts, retry := c.attempts(), route.Retry
+	if body != nil {
+		// Marks the body as the proxy's own, replayable copy (see
+		// upstream.Proxy); the transport may also use it to resend.
+		r.GetBody = func() (io.ReadCloser, error) { return body.Forward(), nil }
+	}
+
 	var series *metrics.Series
 	if bs.cfg.IsPool() || preq.Model != "" {
 		series = m.metrics.Series(preq.Model, preq.TargetModel)
@@ -31,55 +48,53 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 			n = body.Len()
 		}
 		series.Start(n)
-		start := time.Now()
+		start, target := time.Now(), preq.TargetModel
 		defer func() {
 			res := metrics.Result{Start: start, FirstByte: ex.firstByte, End: time.Now(), Status: ex.status,
 				ResponseBytes: ex.written, HasUsage: ex.insp.found, Input: ex.insp.usage.Input, Output: ex.insp.usage.Output,
 				Streamed: ex.insp.mode == inspectSSE}
-			series.Done(res)
+			// The outcome counts under the target that answered.
+			final := series
+			if preq.TargetModel != target {
+				final = m.metrics.Series(preq.Model, preq.TargetModel)
+			}
+			series.DoneAs(final, res)
 		}()
 	}
-	ex.respFilters = [2]*config.HeaderModifier{route.Filters.ResponseHeaders, ref.Filters.ResponseHeaders}
-	if bs.cfg.IsPool() {
-		ex.inspect = true
-		if preq.TargetModel != preq.Model {
-			ex.insp.restore, ex.insp.target, ex.insp.client = true, preq.TargetModel, preq.Model
-		}
-	}
 
-	clientCtx := r.Context()
-	if d := route.Timeouts.Request; d > 0 {
-		ctx, cancel := context.WithTimeout(clientCtx, d)
-		defer cancel()
-		r = r.WithContext(ctx)
-	}
-	attempts := 1
-	retry := route.Retry
-	if retry != nil && (body != nil || r.Body == nil || r.Body == http.NoBody) {
-		attempts = retry.Attempts
-	}
-	if body != nil {
-		// Marks the body as the proxy's own, replayable copy (see
-		// upstream.Proxy); the transport may also use it to resend.
-		r.GetBody = func() (io.ReadCloser, error) { return body.Forward(), nil }
-	}
 	cands := bs.eps
 	var tried []*endpoints.Endpoint
+	sent := false
 	for a := 1; ; a++ {
+		ref, bs := c.ref, c.bs
 		t0 := time.Now()
 		ep, err := bs.picker.Pick(preq, cands)
 		m.metrics.ObservePick(time.Since(t0))
 		if err != nil {
-			if a == 1 {
+			// Nothing was sent: another backendRef may take the attempt
+			// (a pool's refusal to take more, 429, stands).
+			if !isShed(err) && a < attempts && m.moveOn(c, ref) {
+				cands = untried(c.bs.eps, tried)
+				continue
+			}
+			if !sent {
 				ex.status = writePickError(w, err, bs)
 				return
 			}
 			break // report the previous attempt's failure
 		}
+		ex.respFilters = [2]*config.HeaderModifier{route.Filters.ResponseHeaders, ref.Filters.ResponseHeaders}
+		ex.inspect = bs.cfg.IsPool()
+		ex.insp.restore = ex.inspect && preq.TargetModel != preq.Model
+		if ex.insp.restore {
+			ex.insp.target, ex.insp.client = preq.TargetModel, preq.Model
+		}
 		ex.beginAttempt(retry, a >= attempts)
 		if body != nil {
 			r.Body = body.Forward()
 		}
+		sent = true
+		m.fireMirrors(c)
 		m.attempt(ex, r, route.Timeouts.BackendRequest, bs, ep)
 		if fb, ok := bs.picker.(picker.Feedback); ok {
 			// Connect errors and 5xx count against the endpoint (ejection
@@ -95,14 +110,16 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 		if ex.err == nil && ex.swallowed == 0 {
 			break // nothing to retry: the upstream answered without a status
 		}
-		m.logger.Debug("retrying", "route", route.Name, "endpoint", ep.Address, "attempt", a,
+		m.logger.Debug("retrying", "route", route.Name, "backend", bs.cfg.Source, "endpoint", ep.Address, "attempt", a,
 			"status", ex.swallowed, "err", ex.err)
 		if retry.Backoff > 0 && !sleepCtx(r.Context(), retry.Backoff) {
 			break
 		}
 		tried = append(tried, ep)
-		cands = untried(bs.eps, tried)
+		m.moveOn(c, ref)
+		cands = untried(c.bs.eps, tried)
 	}
+	bs = c.bs
 	if ex.committed {
 		ex.finish()
 		return
@@ -126,6 +143,17 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, route *config.
 		openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error",
 			"upstream of "+bs.cfg.Source+" failed")
 	}
+}
+
+// moveOn aims c at the backendRef for the next attempt after one at ref
+// failed, and reports whether that is another backendRef.
+func (m *Manager) moveOn(c *call, ref *config.BackendRef) bool {
+	next, bs := c.next()
+	if next == ref {
+		return false
+	}
+	m.aim(c, next, bs)
+	return true
 }
 
 // attempt proxies one attempt to ep, bounded by perAttempt when set.

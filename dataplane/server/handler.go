@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/dataplane/upstream"
@@ -131,71 +130,42 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bs := st.backends[ref.Name]
-	if bs.cfg.IsPool() && r.Method == http.MethodPost {
-		// Model servers get only requests of the shape their API takes;
-		// anything else is answered here, cheaply, with an OpenAI error.
-		if api != openai.Unknown && body == nil {
-			invalid = openai.Validate(api, nil)
-		}
-		if invalid != nil {
-			m.metrics.Error(model.Name, model.Name, http.StatusBadRequest)
-			openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", invalid.Error())
-			return
-		}
+	// Model servers get only requests of the shape their API takes;
+	// anything else is answered here, cheaply, with an OpenAI error.
+	if r.Method == http.MethodPost && api != openai.Unknown && body == nil {
+		invalid = openai.Validate(api, nil)
+	}
+	if r.Method != http.MethodPost {
+		invalid = nil
+	}
+	if bs.cfg.IsPool() && invalid != nil {
+		m.metrics.Error(model.Name, model.Name, http.StatusBadRequest)
+		openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", invalid.Error())
+		return
 	}
 
-	preq := &picker.Request{Header: r.Header}
-	if body != nil {
-		preq.Body = body.Bytes()
+	var objective string
+	if obj := r.Header[objectiveHeader]; len(obj) > 0 {
+		objective = obj[0]
 	}
-	if hasModel {
-		preq.Model, preq.TargetModel = model.Name, model.Name
-	}
-	if bs.cfg.IsPool() {
-		var rule *config.ModelRule
-		if hasModel {
-			rule = bs.cfg.Models[model.Name]
-		}
-		// An objective named by the client decides the priority; the
-		// model's own rule is the fallback.
-		preq.Priority = 0
-		if obj := r.Header[objectiveHeader]; len(obj) > 0 && bs.cfg.Objectives[obj[0]] != nil {
-			preq.Priority = bs.cfg.Objectives[obj[0]].Priority
-		} else if rule != nil {
-			preq.Priority = rule.Priority
-		}
-		if rule != nil && rule.TotalWeight > 0 {
-			if target := rule.PickTarget(rand.Uint64N(rule.TotalWeight)); target != "" && target != model.Name {
-				body.Replace(openai.RewriteModel(body.Bytes(), model, target))
-				r.ContentLength = int64(body.Len())
-				preq.TargetModel, preq.Body = target, body.Bytes()
-			}
-		}
-	}
-
-	// Filters: the rule's, then the backendRef's.
+	// The rule's filters; the backendRef's are applied per attempt.
 	if !route.Filters.Empty() {
 		applyRequestFilters(r, &route.Filters, match)
 	}
-	if !ref.Filters.Empty() {
-		applyRequestFilters(r, &ref.Filters, match)
-	}
+	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{},
+		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective}
+	c.keepBase()
+	m.aim(&c, ref, bs)
 	// Wait for room in a saturated pool after the filters (which may set
 	// the fairness id) and before mirroring (a refused request is not).
+	// A retry that moves to another pool goes straight to its picker.
 	if bs.queue != nil {
-		if !m.admit(w, r, bs, preq) {
+		if !m.admit(w, c.r, bs, c.preq) {
 			return
 		}
 		defer bs.queue.Kick()
 	}
-	for _, fs := range [2]*config.Filters{&route.Filters, &ref.Filters} {
-		for _, mi := range fs.Mirrors {
-			if mirrorWanted(mi) {
-				m.mirror(st, mi, r, preq.Body)
-			}
-		}
-	}
-	m.forward(w, r, route, ref, bs, preq, body)
+	m.forward(w, &c)
 }
 
 // wantsBody reports whether the request body should be buffered to read its

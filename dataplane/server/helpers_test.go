@@ -175,3 +175,17 @@ func withProfile(rs []snapshotv1.Named, p *snapshotv1.PickerProfile) []snapshotv
 	}
 	return rs
 }
+
+// scrapeMetrics returns m's /metrics page.
+func scrapeMetrics(t *testing.T, m *server.Manager) string {
+	t.Helper()
+	admin := httptest.NewServer(m.AdminHandler())
+	defer admin.Close()
+	resp, err := http.Get(admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -3,7 +3,6 @@ package server_test
 import (
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -30,15 +29,7 @@ func TestProxyMetrics(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	admin := httptest.NewServer(m.AdminHandler())
-	t.Cleanup(admin.Close)
-	resp, err := http.Get(admin.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	text := string(b)
+	text := scrapeMetrics(t, m)
 	labels := `{model_name="food-review",target_model_name="food-review-lora"}`
 	for _, want := range []string{
 		`inference_objective_request_total` + labels + ` 2`,
