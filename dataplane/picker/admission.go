@@ -67,7 +67,22 @@ func Shed(priority int32, saturation float64) bool {
 // 0 when saturated, else the requests that would bring the queue term of
 // the mean to 1 if spread evenly (at least 1). It errs low for pools full
 // by KV cache rather than queue, where one more request can still fit.
+//
+// Without evidence of load it does not hold requests back: with no
+// endpoint (the picker answers 503 at once) or no endpoint with fresh
+// metrics (scraping broken: waiting for metrics that may never come would
+// turn every request into a timeout) it returns at least 1.
 func Headroom(cands []*endpoints.Endpoint, now time.Time) int {
+	anyFresh := false
+	for _, e := range cands {
+		if _, ok := e.Fresh(now, e.StaleAfter()); ok {
+			anyFresh = true
+			break
+		}
+	}
+	if !anyFresh {
+		return max(1, len(cands))
+	}
 	s := Saturation(cands, now)
 	if s >= 1 {
 		return 0

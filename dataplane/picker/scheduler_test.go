@@ -211,6 +211,32 @@ func TestSaturationAndShed(t *testing.T) {
 	}
 }
 
+func TestHeadroom(t *testing.T) {
+	now := time.Now()
+	es := eps(2)
+	if got := picker.Headroom(es, now); got != 2 {
+		t.Fatalf("no metrics yet: headroom %d, want 2 (nothing known, nothing held)", got)
+	}
+	es[0].SetMetrics(&endpoints.Metrics{Waiting: 1, At: now})
+	es[1].SetMetrics(&endpoints.Metrics{KVCacheUsage: 0.4, At: now})
+	// Saturation (0.2 + 0.5)/2 = 0.35: 0.65 × 5 × 2 = 6.5 more requests.
+	if got := picker.Headroom(es, now); got != 6 {
+		t.Fatalf("headroom %d, want 6", got)
+	}
+	es[1].SetMetrics(&endpoints.Metrics{Waiting: 9, At: now})
+	if got := picker.Headroom(es, now); got != 0 {
+		t.Fatalf("saturated pool: headroom %d", got)
+	}
+	es[1].SetMetrics(&endpoints.Metrics{At: now.Add(-time.Second)})
+	// (1 + 0.2)/2 = 0.6: 0.4 × 5 × 2 = 4.
+	if got := picker.Headroom(es, now); got != 4 {
+		t.Fatalf("one stale (counts 1) and one at 0.2: headroom %d, want 4", got)
+	}
+	if got := picker.Headroom(nil, now); got != 1 {
+		t.Fatalf("no endpoints: headroom %d, want 1 (the picker answers)", got)
+	}
+}
+
 func TestSchedulerEjectsAndRanks(t *testing.T) {
 	es := eps(3)
 	fresh(es[0], endpoints.Metrics{Waiting: 0})

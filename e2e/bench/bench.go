@@ -20,12 +20,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/e2e/loadgen"
 	"github.com/infergate/infergate/e2e/modelsim"
 	"github.com/infergate/infergate/e2e/modelsim/engine"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // Strategy is one way of picking, run with Proxies proxies.
@@ -34,6 +38,9 @@ type Strategy struct {
 	Proxies int
 	// New returns the pool picker of one proxy.
 	New func() picker.Picker
+	// Queue, when set, turns the pool's wait queue on; its TTL is in
+	// simulated time (scaled like the workload).
+	Queue *snapshotv1.WaitQueue
 }
 
 // Strategies are the baselines and ours, in report order.
@@ -56,6 +63,9 @@ func Strategies() []Strategy {
 				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
 		}},
 		{Name: "ours", Proxies: 1, New: ours},
+		// The wait queue with its default bounds; its 30 s default TTL is
+		// given explicitly so it is scaled to simulated time.
+		{Name: "ours + queue", Proxies: 1, New: ours, Queue: &snapshotv1.WaitQueue{Ttl: durationpb.New(30 * time.Second)}},
 		{Name: "ours ×4 proxies", Proxies: 4, New: ours},
 	}
 }
@@ -191,7 +201,14 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 	}
 	// The reference scrape interval is 50 ms of model time.
 	interval := time.Duration(float64(50*time.Millisecond) * o.TimeScale)
-	proxies, err := startProxies(st.Proxies, fleet.Addrs(), newPicker, interval, o.Logger)
+	var queue *snapshotv1.WaitQueue
+	if st.Queue != nil {
+		queue = proto.CloneOf(st.Queue)
+		if ttl := st.Queue.GetTtl(); ttl != nil {
+			queue.Ttl = durationpb.New(time.Duration(float64(ttl.AsDuration()) * o.TimeScale))
+		}
+	}
+	proxies, err := startProxies(st.Proxies, fleet.Addrs(), newPicker, queue, interval, o.Logger)
 	if err != nil {
 		return nil, err
 	}

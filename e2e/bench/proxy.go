@@ -26,8 +26,9 @@ const (
 var objectives = map[string]int32{"critical": 1, "standard": 0, "sheddable": -1}
 
 // poolConfig compiles a gateway with one HTTP listener on port routing
-// everything to an InferencePool of addrs, with the criticality objectives.
-func poolConfig(port uint32, addrs []string) (*config.Config, error) {
+// everything to an InferencePool of addrs, with the criticality objectives
+// and the wait queue when queue is set.
+func poolConfig(port uint32, addrs []string, queue *snapshotv1.WaitQueue) (*config.Config, error) {
 	eps := &snapshotv1.Endpoints{Name: poolName + "/endpoints"}
 	for _, a := range addrs {
 		host, p, err := net.SplitHostPort(a)
@@ -37,13 +38,15 @@ func poolConfig(port uint32, addrs []string) (*config.Config, error) {
 		pn, _ := strconv.Atoi(p)
 		eps.Endpoints = append(eps.Endpoints, &snapshotv1.Endpoint{Address: host, Port: uint32(pn), Pod: "bench/" + a, EngineType: "vllm"})
 	}
+	profile := picker.DefaultProfile()
+	profile.Queue = queue
 	rs := []snapshotv1.Named{
 		&snapshotv1.Listener{Name: gateway + "/http", Gateway: gateway, Port: port, Protocol: snapshotv1.Listener_HTTP},
 		&snapshotv1.Route{Name: gateway + "/bench/route/0", Route: "bench/route", Listeners: []string{gateway + "/http"},
 			Matches:  []*snapshotv1.RouteMatch{{Path: &snapshotv1.PathMatch{Type: snapshotv1.MatchType_PATH_PREFIX, Value: "/"}}},
 			Backends: []*snapshotv1.BackendRef{{Backend: poolName, Weight: 1}}},
 		&snapshotv1.Backend{Name: poolName, Kind: snapshotv1.Backend_INFERENCE_POOL, Source: "bench/pool",
-			AppProtocol: snapshotv1.Backend_HTTP1, Endpoints: eps.Name, Picker: picker.DefaultProfile(), DefaultEngineType: "vllm"},
+			AppProtocol: snapshotv1.Backend_HTTP1, Endpoints: eps.Name, Picker: profile, DefaultEngineType: "vllm"},
 		eps,
 	}
 	for name, prio := range objectives {
@@ -63,7 +66,7 @@ type proxy struct {
 // startProxies starts n proxies whose pool picker comes from newPicker.
 // scrapeInterval is the per-endpoint scrape interval of a single proxy;
 // each proxy is told how many proxies share the servers.
-func startProxies(n int, addrs []string, newPicker func(*config.Backend) picker.Picker, scrapeInterval time.Duration, logger *slog.Logger) ([]*proxy, error) {
+func startProxies(n int, addrs []string, newPicker func(*config.Backend) picker.Picker, queue *snapshotv1.WaitQueue, scrapeInterval time.Duration, logger *slog.Logger) ([]*proxy, error) {
 	var out []*proxy
 	for range n {
 		port, err := freePort()
@@ -71,7 +74,7 @@ func startProxies(n int, addrs []string, newPicker func(*config.Backend) picker.
 			closeProxies(out)
 			return nil, err
 		}
-		cfg, err := poolConfig(port, addrs)
+		cfg, err := poolConfig(port, addrs, queue)
 		if err != nil {
 			closeProxies(out)
 			return nil, err

@@ -75,6 +75,10 @@ func (r *Report) Ratios() []string {
 		out = append(out, fmt.Sprintf("overload (ours): critical success %.1f%% (target ≥ 99%%, %s); sheddable answered 429: %.1f%%; failed without a status or with another error: %d",
 			100*crit, check(crit >= 0.99), 100*shed, lost))
 	}
+	if off, on := r.cell("overload", "ours"), r.cell("overload", "ours + queue"); off != nil && on != nil {
+		out = append(out, "overload, wait queue off → on: "+classShift(off.Summary, on.Summary, "critical")+"; "+
+			classShift(off.Summary, on.Summary, "standard")+"; "+classShift(off.Summary, on.Summary, "sheddable"))
+	}
 	if ours := r.cell("lora", "ours"); ours != nil {
 		out = append(out, fmt.Sprintf("LoRA (ours): %.1f%% of picks on a replica running the adapter (target ≥ 90%%, %s); max/mean load %.2f (target ≤ 1.5, %s)",
 			100*ours.LoRALoaded, check(ours.LoRALoaded >= 0.9), ours.Imbalance, check(ours.Imbalance <= 1.5)))
@@ -139,7 +143,7 @@ func (r *Report) Markdown() string {
 						b.WriteString(" – |")
 						continue
 					}
-					fmt.Fprintf(&b, " %.1f %% / %.1f %%", 100*float64(cc.OK)/float64(cc.Total), 100*float64(cc.Shed429)/float64(cc.Total))
+					fmt.Fprintf(&b, " %.1f %% / %.1f %%, TTFT p90 %s", 100*float64(cc.OK)/float64(cc.Total), 100*float64(cc.Shed429)/float64(cc.Total), secs(cc.TTFT.P90))
 					if cc.Failed > 0 {
 						fmt.Fprintf(&b, " (%d failed)", cc.Failed)
 					}
@@ -166,7 +170,9 @@ const notes = `## How to read this
 - **round-robin** is what a Kubernetes Service does; **random** and **least-in-flight** (this proxy's own open requests) need no metrics;
   **queue+kv** is the reference picker's scorers without prefix affinity (min-max queue ×2, 1 − KV ×2, shedding);
   **ours** is ` + "`picker.FromProfile(nil)`" + `: queue ×2 (min-max with a spread floor of 4 requests), KV ×2, prefix ×3
-  (rendezvous affinity of the prompt's leading blocks with bounded load + the proxy's own LRU prefix index), LoRA ×2, shedding.
+  (rendezvous affinity of the prompt's leading blocks with bounded load + the proxy's own LRU prefix index), LoRA ×2, shedding;
+  **ours + queue** is ours with the pool's wait queue on (default bounds, TTL 30 s simulated): requests to a saturated pool wait
+  in the proxy, critical first, and fail with 503 after the TTL (counted as failed).
 - TTFT is measured by the client at the first streamed token; ITL is per request (end − first token) / (tokens − 1); tokens/s is
   successful output tokens over the span from the first send to the last completion. Cache hit is the simulator's
   ` + "`cached_tokens / prompt_tokens`" + ` from each response's usage.
@@ -266,4 +272,17 @@ func (r *Report) SVG() string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// classShift describes how one class fared without and with the wait
+// queue: share served, TTFT p90 of those served, and requests that failed
+// (with the queue: 503 after its TTL).
+func classShift(off, on loadgen.Summary, class string) string {
+	a, b := off.ByClass[class], on.ByClass[class]
+	if a == nil || b == nil {
+		return class + " –"
+	}
+	okRate := func(c *loadgen.ClassCounts) float64 { return 100 * float64(c.OK) / float64(c.Total) }
+	return fmt.Sprintf("%s ok %.1f%% → %.1f%%, TTFT p90 %s → %s, failed %d → %d",
+		class, okRate(a), okRate(b), secs(a.TTFT.P90), secs(b.TTFT.P90), a.Failed, b.Failed)
 }

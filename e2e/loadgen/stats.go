@@ -9,6 +9,9 @@ import (
 // ClassCounts counts outcomes of one criticality class.
 type ClassCounts struct {
 	Total, OK, Shed429, Failed int
+	// TTFT of the class's successful requests.
+	TTFT Percentiles
+	ttft []float64
 }
 
 // Summary aggregates results. Latencies are in simulated seconds.
@@ -57,6 +60,7 @@ func Summarize(rs []Result, timeScale float64) Summary {
 			s.OK++
 			s.PerReplica[r.Replica]++
 			ttft = append(ttft, sec(r.TTFT))
+			cc.ttft = append(cc.ttft, sec(r.TTFT))
 			e2e = append(e2e, sec(r.E2E))
 			if r.OutputTokens > 1 {
 				itl = append(itl, sec(r.E2E-r.TTFT)/float64(r.OutputTokens-1))
@@ -72,6 +76,9 @@ func Summarize(rs []Result, timeScale float64) Summary {
 		}
 	}
 	s.TTFT, s.ITL, s.E2E = pct(ttft), pct(itl), pct(e2e)
+	for _, cc := range s.ByClass {
+		cc.TTFT, cc.ttft = pct(cc.ttft), nil
+	}
 	if span := sec(last - first); span > 0 {
 		s.TokensPerSec = float64(tokens) / span
 	}
