@@ -123,7 +123,7 @@ type state struct {
 
 type portState struct {
 	router *router.Router
-	certs  []tls.Certificate // HTTPS ports only
+	certs  portCerts // HTTPS ports only
 }
 
 type backendState struct {
@@ -382,16 +382,12 @@ func (m *Manager) certificate(port uint32, hello *tls.ClientHelloInfo) (*tls.Cer
 	if st == nil {
 		return nil, errors.New("no config")
 	}
-	ps := st.ports[port]
-	if ps == nil || len(ps.certs) == 0 {
-		return nil, fmt.Errorf("no certificate for port %d", port)
-	}
-	for i := range ps.certs {
-		if hello.SupportsCertificate(&ps.certs[i]) == nil {
-			return &ps.certs[i], nil
+	if ps := st.ports[port]; ps != nil {
+		if c := ps.certs.pick(ps.router, hello); c != nil {
+			return c, nil
 		}
 	}
-	return &ps.certs[0], nil
+	return nil, fmt.Errorf("no certificate for port %d", port)
 }
 
 // build derives the request-time state from cfg and brings the endpoint
@@ -400,18 +396,7 @@ func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *s
 	st := &state{cfg: cfg, ports: make(map[uint32]*portState, len(cfg.Ports)), backends: make(map[string]*backendState, len(cfg.Backends)),
 		queuesOf: map[*endpoints.Endpoint][]*waitqueue.Queue{}}
 	for _, p := range cfg.Ports {
-		ps := &portState{router: router.New(p)}
-		for _, l := range p.Listeners {
-			if l.Raw == nil {
-				continue
-			}
-			for _, c := range l.Raw.GetCertificates() {
-				// Compile validated the pairs; an error here cannot happen.
-				if cert, err := tls.X509KeyPair(c.GetCertPem(), c.GetKeyPem()); err == nil {
-					ps.certs = append(ps.certs, cert)
-				}
-			}
-		}
+		ps := &portState{router: router.New(p), certs: newPortCerts(p)}
 		st.ports[p.Port] = ps
 	}
 	var specs []endpoints.Spec

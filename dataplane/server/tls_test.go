@@ -74,3 +74,55 @@ func TestHTTPSListener(t *testing.T) {
 		client.CloseIdleConnections()
 	}
 }
+
+// httpsGet fetches path over HTTPS on port with SNI host, trusting only
+// pool, and returns the error of the exchange (nil on a 200).
+func httpsGet(port uint32, host string, pool *x509.CertPool) error {
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: host}}}
+	defer client.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", "https://127.0.0.1:"+strconv.Itoa(int(port))+"/tls", nil)
+	req.Host = host
+	return ok200(client.Do(req))
+}
+
+// TestHTTPSListenersShareAPort: each listener's own certificates answer
+// the names it serves, even when another listener's wildcard certificate
+// would also cover them; and new certificates apply without a rebind.
+func TestHTTPSListenersShareAPort(t *testing.T) {
+	svc := backendSpec{name: "svc", addrs: []string{addr(echo(t))}}
+	wildCert, wildKey, wildPool := selfSigned(t, "*.example.com")
+	bCert, bKey, bPool := selfSigned(t, "b.example.com")
+	port := freePort(t)
+	https := func(name, host string, cert, key []byte) *snapshotv1.Listener {
+		return &snapshotv1.Listener{Name: gw + "/" + name, Gateway: gw, Port: port, Protocol: snapshotv1.Listener_HTTPS, Hostname: host,
+			Certificates: []*snapshotv1.Certificate{{Name: "ns/" + name, CertPem: cert, KeyPem: key}}}
+	}
+	config := func(bCert, bKey []byte) []snapshotv1.Named {
+		rs := snapshot(nil, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc})
+		a, b := https("a", "*.example.com", wildCert, wildKey), https("b", "b.example.com", bCert, bKey)
+		rs[0].(*snapshotv1.Route).Listeners = []string{a.Name, b.Name}
+		return append(rs, a, b)
+	}
+	m := newManager(t)
+	apply(t, m, config(bCert, bKey))
+	if err := httpsGet(port, "b.example.com", bPool); err != nil {
+		t.Errorf("b.example.com with its listener's certificate: %v", err)
+	}
+	if err := httpsGet(port, "a.example.com", wildPool); err != nil {
+		t.Errorf("a.example.com with the wildcard listener's certificate: %v", err)
+	}
+
+	// A renewed certificate is served on the next handshake.
+	addrBefore := m.Addr(port).String()
+	b2Cert, b2Key, b2Pool := selfSigned(t, "b.example.com")
+	apply(t, m, config(b2Cert, b2Key))
+	if err := httpsGet(port, "b.example.com", b2Pool); err != nil {
+		t.Errorf("renewed certificate: %v", err)
+	}
+	if err := httpsGet(port, "b.example.com", bPool); err == nil {
+		t.Errorf("the replaced certificate is still served")
+	}
+	if m.Addr(port).String() != addrBefore {
+		t.Errorf("listener rebound for a certificate change")
+	}
+}
