@@ -350,3 +350,17 @@ func Host(h string) string {
 	}
 	return h
 }
+
+// ServesHost reports whether rt takes requests for host (as Host returns
+// it): rt has no hostnames, or one equal to host, or a wildcard matching it.
+func ServesHost(rt *config.Route, host string) bool {
+	if len(rt.Hostnames) == 0 {
+		return true
+	}
+	for _, h := range rt.Hostnames {
+		if h == host || strings.HasPrefix(h, "*.") && wildcardMatch(h[1:], host) {
+			return true
+		}
+	}
+	return false
+}

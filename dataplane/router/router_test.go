@@ -240,3 +240,21 @@ func BenchmarkRoute(b *testing.B) {
 		rt.Match(req)
 	}
 }
+
+func TestServesHost(t *testing.T) {
+	for _, tc := range []struct {
+		hosts []string
+		host  string
+		want  bool
+	}{
+		{nil, "any.test", true},
+		{[]string{"a.test"}, "a.test", true},
+		{[]string{"a.test"}, "b.test", false},
+		{[]string{"b.test", "*.example.com"}, "x.example.com", true},
+		{[]string{"*.example.com"}, "example.com", false},
+	} {
+		if got := router.ServesHost(&config.Route{Hostnames: tc.hosts}, tc.host); got != tc.want {
+			t.Errorf("%v serves %q: %v, want %v", tc.hosts, tc.host, got, tc.want)
+		}
+	}
+}

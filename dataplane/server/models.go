@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/router"
 	"github.com/infergate/infergate/dataplane/upstream"
 )
 
@@ -217,7 +218,8 @@ func (e *httpStatusError) Error() string { return "status " + strconv.Itoa(e.cod
 
 // serveModels answers GET /v1/models with every model a client can reach
 // through the listener the request's host selects: the model names of its
-// pools' model rules plus what every backend of its routes — pools and
+// pools' model rules plus what every backend of its routes for that host
+// (route hostnames apply) — pools and
 // Services — reports (see modelCache), de-duplicated, in the OpenAI list
 // format. A backend that is down or slow is left out; the listing itself
 // never fails for it.
@@ -227,10 +229,14 @@ func (m *Manager) serveModels(w http.ResponseWriter, r *http.Request, st *state,
 		openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found", "no listener for host "+r.Host)
 		return
 	}
+	host := router.Host(r.Host)
 	seen := map[string]bool{}
 	var backends []*config.Backend
 	byID := map[string]modelObject{}
 	for _, rt := range ln.Routes {
+		if !router.ServesHost(rt, host) {
+			continue
+		}
 		for _, ref := range rt.Backends {
 			b := ref.Backend
 			if b == nil || seen[b.Name] || st.backends[b.Name] == nil {

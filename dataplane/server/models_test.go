@@ -22,10 +22,17 @@ type listedModel struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-// listModels gets /v1/models on port and returns the model ids in order.
+// listModels gets /v1/models on port and returns the models and their
+// ids in order.
 func listModels(t *testing.T, port uint32) ([]listedModel, string) {
 	t.Helper()
-	resp, err := http.Get(url(port, "/v1/models"))
+	req, _ := http.NewRequest("GET", url(port, "/v1/models"), nil)
+	return listModelsReq(t, req)
+}
+
+func listModelsReq(t *testing.T, req *http.Request) ([]listedModel, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,13 +97,20 @@ func TestListModelsAcrossBackends(t *testing.T) {
 	otherSvc := backendSpec{name: "other", addrs: []string{addr(other)}}
 	port, otherPort := freePort(t), freePort(t)
 	otherRoute := route("other", "/", ref(otherSvc, 1))
+	// Only for requests to its hostname.
+	hostOnly := backendSpec{name: "host-only", addrs: []string{addr(listingServer(t, new(atomic.Int32), func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"object":"list","data":[{"id":"host-only-model"}]}`)
+	}))}}
+	hostRoute := route("host", "/host", ref(hostOnly, 1))
+	hostRoute.Hostnames = []string{"*.models.test"}
 	m := newManagerWith(t, server.Options{ModelListTTL: time.Second, ModelListTimeout: 100 * time.Millisecond})
 	rs := snapshot([]uint32{port, otherPort}, []*snapshotv1.Route{
 		route("pool", "/v1", ref(pool, 1)),
 		route("split", "/split", ref(goodSvc, 1), ref(slowSvc, 1)),
 		route("rest", "/", ref(failSvc, 1), ref(plainSvc, 1), ref(goodSvc, 1)),
 		otherRoute,
-	}, []backendSpec{pool, goodSvc, slowSvc, failSvc, plainSvc, otherSvc},
+		hostRoute,
+	}, []backendSpec{pool, goodSvc, slowSvc, failSvc, plainSvc, otherSvc, hostOnly},
 		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
 			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}})
 	otherRoute.Listeners = []string{fmt.Sprintf("%s/l%d", gw, otherPort)}
@@ -135,6 +149,11 @@ func TestListModelsAcrossBackends(t *testing.T) {
 	}
 	if _, got := listModels(t, otherPort); got != "other-listener-model" {
 		t.Errorf("other listener lists %q", got)
+	}
+	req, _ := http.NewRequest("GET", url(port, "/v1/models"), nil)
+	req.Host = "a.models.test"
+	if _, got := listModelsReq(t, req); got != "base-model,food-review,food-review-lora,host-only-model,svc-model" {
+		t.Errorf("for a.models.test: %q", got)
 	}
 
 	// After the TTL the old answer is served while a refresh runs; the
