@@ -42,6 +42,8 @@ type options struct {
 	maxHeader     int
 	drainTimeout  time.Duration
 	shutdownDelay time.Duration
+	modelsTTL     time.Duration
+	modelsTimeout time.Duration
 	logFormat     string
 	logLevel      string
 }
@@ -64,6 +66,8 @@ func main() {
 	flag.IntVar(&o.maxHeader, "max-header-bytes", 64<<10, "largest request header block; larger get 431")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests and streams may take to finish")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep accepting new requests while /ready fails, so load balancers stop sending before the listeners close (e.g. 5s on Kubernetes)")
+	flag.DurationVar(&o.modelsTTL, "models-ttl", 30*time.Second, "how long a backend's /v1/models answer is reused for GET /v1/models before it is refreshed in the background")
+	flag.DurationVar(&o.modelsTimeout, "models-timeout", 2*time.Second, "how long asking a backend for its /v1/models may take; a backend that does not answer in time is left out of the listing")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.Parse()
@@ -92,6 +96,8 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		BodyReadTimeout:   o.bodyTimeout,
 		MaxHeaderBytes:    o.maxHeader,
 		DrainTimeout:      o.drainTimeout,
+		ModelListTTL:      o.modelsTTL,
+		ModelListTimeout:  o.modelsTimeout,
 	})
 	handler := xdsclient.HandlerFunc(func(res xdsclient.Resources) error {
 		cfg, err := config.Compile(res)
