@@ -47,7 +47,7 @@ func (m *Manager) onScrape(ep *endpoints.Endpoint) {
 // place for it, nothing when the client went away. Sheddable requests of
 // a pool that sheds do not wait: the picker refuses them at once when the
 // pool is saturated, as without a queue.
-func (m *Manager) admit(w http.ResponseWriter, r *http.Request, bs *backendState, preq *picker.Request) bool {
+func (m *Manager) admit(w http.ResponseWriter, r *http.Request, route *config.Route, bs *backendState, preq *picker.Request) bool {
 	if s, ok := bs.picker.(interface{ Sheds() bool }); ok && preq.Priority < 0 && s.Sheds() {
 		return true
 	}
@@ -55,7 +55,10 @@ func (m *Manager) admit(w http.ResponseWriter, r *http.Request, bs *backendState
 	if v := r.Header[fairnessHeader]; len(v) > 0 {
 		flow = v[0]
 	}
-	err := bs.queue.Wait(r.Context(), waitqueue.Request{Priority: preq.Priority, Flow: flow, Bytes: int64(len(preq.Body))})
+	// The route's request timeout bounds the wait too (the forward after
+	// it starts its own).
+	err := bs.queue.Wait(r.Context(), waitqueue.Request{Priority: preq.Priority, Flow: flow, Bytes: int64(len(preq.Body)),
+		MaxWait: route.Timeouts.Request})
 	var status int
 	switch {
 	case err == nil:

@@ -19,6 +19,9 @@ type Request struct {
 	Flow string
 	// Bytes is the request body size, counted against MaxBytes.
 	Bytes int64
+	// MaxWait, when > 0 and shorter than the queue's TTL, is the TTL of
+	// this request (the route's request timeout).
+	MaxWait time.Duration
 }
 
 // Queue is one pool's wait queue. It is safe for concurrent use.
@@ -119,6 +122,9 @@ func (q *Queue) Wait(ctx context.Context, r Request) error {
 	w := &waiter{req: r, at: time.Now(), ready: make(chan struct{})}
 	q.mu.Lock()
 	ttl := q.cfg.TTL
+	if r.MaxWait > 0 {
+		ttl = min(ttl, r.MaxWait)
+	}
 	if !q.makeRoom(r) {
 		q.mu.Unlock()
 		q.observe(r.Priority, Rejected, 0)

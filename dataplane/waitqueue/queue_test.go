@@ -195,6 +195,11 @@ func TestTTL(t *testing.T) {
 	if h.q.Len() != 0 || h.obs.count(TTLExpired) != 1 {
 		t.Fatalf("after TTL: len %d, ttl outcomes %d", h.q.Len(), h.obs.count(TTLExpired))
 	}
+	// A shorter MaxWait (the route's timeout) wins over the queue's TTL.
+	h.q.SetConfig(Config{MaxRequests: 10, MaxBytes: 10, TTL: time.Hour})
+	if err := h.q.Wait(context.Background(), Request{MaxWait: 10 * time.Millisecond}); !errors.Is(err, ErrTTL) {
+		t.Fatalf("Wait with MaxWait: %v, want ErrTTL", err)
+	}
 }
 
 func TestCancelLeavesAtOnce(t *testing.T) {
