@@ -4,10 +4,12 @@ package snapshot
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -74,6 +76,26 @@ func TypeURL(r snapshotv1.Named) string {
 // Manifest returns the set's manifest.
 func (s *Set) Manifest() *snapshotv1.Manifest {
 	return s.Resources[snapshotv1.TypeManifest][0].(*snapshotv1.Manifest)
+}
+
+// ProxyCount is the proxy count the set's Manifest carries (0 = unset).
+func (s *Set) ProxyCount() int {
+	return int(s.Manifest().GetProxyCount())
+}
+
+// WithProxyCount returns s with its Manifest carrying n proxies (see
+// Manifest.proxy_count). The count is not configuration: the version and
+// every other resource are shared with s, so serving the result re-sends
+// only the Manifest. s itself is not modified.
+func (s *Set) WithProxyCount(n int) *Set {
+	if n == s.ProxyCount() {
+		return s
+	}
+	m := proto.CloneOf(s.Manifest())
+	m.ProxyCount = uint32(max(n, 0))
+	byType := maps.Clone(s.Resources)
+	byType[snapshotv1.TypeManifest] = []snapshotv1.Named{m}
+	return &Set{Gateway: s.Gateway, Version: s.Version, Resources: byType}
 }
 
 // Count is the number of resources, the Manifest excluded.

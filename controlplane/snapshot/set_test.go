@@ -49,3 +49,28 @@ func TestNewSetRejectsAmbiguity(t *testing.T) {
 		t.Fatal("want error for duplicate name")
 	}
 }
+
+// TestWithProxyCount: the count rides in the Manifest alone; the version,
+// every other resource and the original set stay as they were.
+func TestWithProxyCount(t *testing.T) {
+	a, err := NewSet("ns/gw", []snapshotv1.Named{&snapshotv1.Route{Name: "ns/gw/default/r/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := a.WithProxyCount(16)
+	if b.Version != a.Version || b.Manifest().GetVersion() != a.Version {
+		t.Errorf("count changed the version: %s → %s", a.Version, b.Version)
+	}
+	if b.ProxyCount() != 16 || a.ProxyCount() != 0 {
+		t.Errorf("counts: new %d (want 16), original %d (want 0, untouched)", b.ProxyCount(), a.ProxyCount())
+	}
+	if b.Resources[TypeURL(&snapshotv1.Route{})][0] != a.Resources[TypeURL(&snapshotv1.Route{})][0] {
+		t.Error("routes not shared")
+	}
+	if snapshotv1.Hash(b.Manifest()) == snapshotv1.Hash(a.Manifest()) {
+		t.Error("the Manifest's content did not change, so it would not be re-sent")
+	}
+	if a.WithProxyCount(0) != a {
+		t.Error("an unchanged count should return the set itself")
+	}
+}

@@ -288,8 +288,16 @@ type Manifest struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Content hash over all resources; equal snapshots have equal versions on
 	// every control-plane replica.
-	Version       string         `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Resources     []*ResourceRef `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	Version   string         `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Resources []*ResourceRef `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	// How many proxies serve this gateway, as the control plane counts them:
+	// max(its xDS streams for the gateway, the gateway's Ready proxy pods in
+	// Kubernetes), at least 1. Each proxy scrapes a model server every
+	// 50 ms × proxy_count, so the scrape load on a model server does not grow
+	// with the number of proxies. It is not configuration: version does not
+	// cover it, and a change re-sends only this Manifest. 0 (an older control
+	// plane) means 1.
+	ProxyCount    uint32 `protobuf:"varint,4,opt,name=proxy_count,json=proxyCount,proto3" json:"proxy_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +351,13 @@ func (x *Manifest) GetResources() []*ResourceRef {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *Manifest) GetProxyCount() uint32 {
+	if x != nil {
+		return x.ProxyCount
+	}
+	return 0
 }
 
 type ResourceRef struct {
@@ -2211,11 +2226,13 @@ var File_infergate_snapshot_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"$infergate/snapshot/v1/snapshot.proto\x12\x15infergate.snapshot.v1\x1a\x1egoogle/protobuf/duration.proto\"z\n" +
+	"$infergate/snapshot/v1/snapshot.proto\x12\x15infergate.snapshot.v1\x1a\x1egoogle/protobuf/duration.proto\"\x9b\x01\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12@\n" +
-	"\tresources\x18\x03 \x03(\v2\".infergate.snapshot.v1.ResourceRefR\tresources\"P\n" +
+	"\tresources\x18\x03 \x03(\v2\".infergate.snapshot.v1.ResourceRefR\tresources\x12\x1f\n" +
+	"\vproxy_count\x18\x04 \x01(\rR\n" +
+	"proxyCount\"P\n" +
 	"\vResourceRef\x12\x19\n" +
 	"\btype_url\x18\x01 \x01(\tR\atypeUrl\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
