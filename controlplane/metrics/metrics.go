@@ -108,6 +108,7 @@ type statsCollector struct {
 var (
 	descProxies   = prometheus.NewDesc("infergate_controlplane_connected_proxies", "Open delta ADS streams.", nil, nil)
 	descPushes    = prometheus.NewDesc("infergate_controlplane_snapshot_pushes_total", "Per-gateway snapshots installed in the xDS cache.", nil, nil)
+	descCounts    = prometheus.NewDesc("infergate_controlplane_proxy_count_pushes_total", "Manifests re-published because a gateway's proxy count changed (the count sets the proxies' scrape interval).", nil, nil)
 	descResponses = prometheus.NewDesc("infergate_controlplane_xds_responses_total", "Delta xDS responses sent.", nil, nil)
 	descSent      = prometheus.NewDesc("infergate_controlplane_xds_resources_sent_total", "Resources added or updated in delta responses.", nil, nil)
 	descRemoved   = prometheus.NewDesc("infergate_controlplane_xds_resources_removed_total", "Resources removed in delta responses.", nil, nil)
@@ -116,7 +117,7 @@ var (
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProxies, descPushes, descResponses, descSent, descRemoved, descAcks, descNacks} {
+	for _, d := range []*prometheus.Desc{descProxies, descPushes, descCounts, descResponses, descSent, descRemoved, descAcks, descNacks} {
 		ch <- d
 	}
 }
@@ -125,6 +126,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(descProxies, prometheus.GaugeValue, float64(s.ConnectedProxies))
 	ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(s.SnapshotUpdates))
+	ch <- prometheus.MustNewConstMetric(descCounts, prometheus.CounterValue, float64(s.ProxyCountUpdates))
 	ch <- prometheus.MustNewConstMetric(descResponses, prometheus.CounterValue, float64(s.Responses))
 	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(s.ResourcesSent))
 	ch <- prometheus.MustNewConstMetric(descRemoved, prometheus.CounterValue, float64(s.ResourcesRemoved))

@@ -14,7 +14,9 @@ import (
 )
 
 func TestMetricsExposition(t *testing.T) {
-	m := New(func() xds.Stats { return xds.Stats{ConnectedProxies: 3, SnapshotUpdates: 7, Acks: 11, Nacks: 2} })
+	m := New(func() xds.Stats {
+		return xds.Stats{ConnectedProxies: 3, SnapshotUpdates: 7, ProxyCountUpdates: 5, Acks: 11, Nacks: 2}
+	})
 	m.Translated(4*time.Millisecond, map[string]int{"default/gw": 12}, nil)
 	m.Translated(2*time.Millisecond, map[string]int{"default/gw": 13}, errors.New("boom"))
 	m.OnNack("default/gw", "node-1", snapshotv1.TypeRoute, "bad regex")
@@ -48,6 +50,7 @@ func TestMetricsExposition(t *testing.T) {
 	for name, want := range map[string]float64{
 		"infergate_controlplane_connected_proxies":          3,
 		"infergate_controlplane_snapshot_pushes_total":      7,
+		"infergate_controlplane_proxy_count_pushes_total":   5,
 		"infergate_controlplane_xds_acks_total":             11,
 		"infergate_controlplane_xds_nacks_total":            2,
 		"infergate_controlplane_translate_duration_seconds": 2,

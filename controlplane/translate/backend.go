@@ -341,7 +341,7 @@ func (t *translator) serviceBackend(res resolvedRef) (*snapshotv1.Backend, []*sn
 		return b, nil
 	}
 	for _, p := range t.podsByNS[res.ns] {
-		if !podServing(p) || !matchesLabels(svc.Spec.Selector, p.Labels) {
+		if !PodServing(p) || !matchesLabels(svc.Spec.Selector, p.Labels) {
 			continue
 		}
 		if port := targetPort(p, sp); port > 0 {
@@ -377,9 +377,10 @@ func ptrStr(s *string) string {
 	return *s
 }
 
-// podServing: Ready, has an IP, not terminating. Terminating pods leave a
-// pool at once rather than when their readiness flips.
-func podServing(p *corev1.Pod) bool {
+// PodServing reports whether a pod takes traffic: Ready, has an IP, not
+// terminating. Terminating pods leave a pool at once rather than when their
+// readiness flips.
+func PodServing(p *corev1.Pod) bool {
 	if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
 		return false
 	}
@@ -408,7 +409,7 @@ func matchesLabels[K, V ~string](sel map[K]V, lbls map[string]string) bool {
 func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, ports []int32) []*snapshotv1.Endpoint {
 	var eps []*snapshotv1.Endpoint
 	for _, p := range t.podsByNS[ns] {
-		if !podServing(p) || !sel(p.Labels) {
+		if !PodServing(p) || !sel(p.Labels) {
 			continue
 		}
 		for _, port := range ports {

@@ -81,6 +81,14 @@ func (r *recorder) completeAt(v string) bool {
 
 func startClient(t testing.TB, addr, gateway, node string, h xdsclient.Handler) *xdsclient.Client {
 	t.Helper()
+	c, _ := startStoppableClient(t, addr, gateway, node, h)
+	return c
+}
+
+// startStoppableClient is startClient with a function that ends the client
+// (and its stream) before the test does; the test's cleanup stops it too.
+func startStoppableClient(t testing.TB, addr, gateway, node string, h xdsclient.Handler) (*xdsclient.Client, func()) {
+	t.Helper()
 	c := xdsclient.New(xdsclient.Config{
 		Addr: addr, NodeID: node, Gateway: gateway, Pod: "default/" + node,
 		Handler: h, Logger: quietLogger(),
@@ -90,13 +98,17 @@ func startClient(t testing.TB, addr, gateway, node string, h xdsclient.Handler) 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("client %s: Run: %v", node, err)
-		}
-	})
-	return c
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("client %s: Run: %v", node, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return c, stop
 }
 
 func eventually(t testing.TB, what string, cond func() bool) {

@@ -89,6 +89,7 @@ func (s *Server) onStreamClosed(id int64, node *corev3.Node) {
 	s.pmu.Unlock()
 	if p != nil && p.node != nil {
 		s.log.Info("xds: proxy disconnected", "node", node.GetId(), "gateway", p.gateway, "address", p.address)
+		s.countsMayHaveChanged()
 	}
 }
 
@@ -121,6 +122,7 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 		s.pmu.Lock()
 		p.node, p.gateway = node, gw
 		s.pmu.Unlock()
+		s.countsMayHaveChanged()
 		s.ensureServed(gw)
 		s.pmu.Lock()
 	}
@@ -227,20 +229,6 @@ func (s *Server) onResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp
 	t := p.typ(resp.GetTypeUrl())
 	t.sent = resp.GetSystemVersionInfo()
 	t.pending[resp.GetNonce()] = resp.GetSystemVersionInfo()
-}
-
-// connectedGateways is the set of gateways with at least one identified
-// proxy.
-func (s *Server) connectedGateways() map[string]bool {
-	s.pmu.Lock()
-	defer s.pmu.Unlock()
-	out := map[string]bool{}
-	for _, p := range s.proxies {
-		if p.gateway != "" {
-			out[p.gateway] = true
-		}
-	}
-	return out
 }
 
 // Proxies lists the identified proxies, ordered by gateway then node id.

@@ -1,6 +1,7 @@
 // Package xds serves per-gateway snapshots to proxies over delta ADS
-// (go-control-plane's delta server and snapshot cache) and tracks what every
-// connected proxy has been sent, ACKed and NACKed.
+// (go-control-plane's delta server and snapshot cache), tracks what every
+// connected proxy has been sent, ACKed and NACKed, and tells each gateway's
+// proxies how many of them there are (Manifest.proxy_count, see Run).
 package xds
 
 import (
@@ -29,6 +30,8 @@ type options struct {
 	onNack    []func(gateway, nodeID, typeURL, reason string)
 	onSynced  []func(gateway, nodeID, version string, sinceUpdate time.Duration)
 	authorize func(ctx context.Context, node *corev3.Node) error
+	// countDelay coalesces proxy-count changes (see Run).
+	countDelay time.Duration
 }
 
 // WithOnNack registers a hook called (outside any lock, on the stream's
@@ -54,6 +57,13 @@ func WithAuthorizer(fn func(ctx context.Context, node *corev3.Node) error) Optio
 	return func(o *options) { o.authorize = fn }
 }
 
+// WithProxyCountDelay sets how long Run collects proxy-count changes before
+// re-publishing the affected Manifests (default 1 s): a rolling restart of a
+// fleet of proxies then makes a handful of pushes, not one per stream.
+func WithProxyCountDelay(d time.Duration) Option {
+	return func(o *options) { o.countDelay = d }
+}
+
 // Server serves snapshot.Sets to proxies over delta ADS.
 type Server struct {
 	log   *slog.Logger
@@ -62,9 +72,15 @@ type Server struct {
 	xds   serverv3.Server
 
 	// mu guards the served world. It is taken before pmu, never after.
-	mu        sync.Mutex
+	mu sync.Mutex
+	// sets are the served snapshots, each Manifest carrying the gateway's
+	// proxy count as published; snaps are their cache form.
 	sets      map[string]*snapshot.Set
+	snaps     map[string]*resourceSnapshot
 	updatedAt map[string]time.Time
+	// proxyPods is the number of Ready proxy pods per gateway (Kubernetes
+	// mode; see SetProxyPods).
+	proxyPods map[string]int
 	// emptied holds gateways the cache serves an empty snapshot for.
 	emptied map[string]bool
 	// ready is set by the first Update: before it, proxies of unknown
@@ -75,11 +91,15 @@ type Server struct {
 	pmu     sync.Mutex
 	proxies map[int64]*proxy
 
+	// countsChanged wakes Run when a stream joins or leaves a gateway or
+	// the pod counts change; buffered 1, sent to without blocking.
+	countsChanged chan struct{}
+
 	stats counters
 }
 
 type counters struct {
-	snapshotUpdates, responses, resourcesSent, resourcesRemoved, acks, nacks atomic.Uint64
+	snapshotUpdates, proxyCountUpdates, responses, resourcesSent, resourcesRemoved, acks, nacks atomic.Uint64
 }
 
 // NewServer builds a server with an empty world; call Update to serve.
@@ -88,14 +108,20 @@ func NewServer(logger *slog.Logger, opts ...Option) *Server {
 		logger = slog.Default()
 	}
 	s := &Server{
-		log:       logger,
-		sets:      map[string]*snapshot.Set{},
-		updatedAt: map[string]time.Time{},
-		emptied:   map[string]bool{},
-		proxies:   map[int64]*proxy{},
+		log:           logger,
+		sets:          map[string]*snapshot.Set{},
+		snaps:         map[string]*resourceSnapshot{},
+		updatedAt:     map[string]time.Time{},
+		proxyPods:     map[string]int{},
+		emptied:       map[string]bool{},
+		proxies:       map[int64]*proxy{},
+		countsChanged: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(&s.opts)
+	}
+	if s.opts.countDelay <= 0 {
+		s.opts.countDelay = time.Second
 	}
 	// ads=true only affects SotW name matching; delta ignores it.
 	s.cache = cachev3.NewSnapshotCache(true, gatewayHash{}, cacheLogger{logger})
@@ -125,35 +151,39 @@ func (s *Server) Register(g *grpc.Server) {
 // Update replaces the whole world: sets maps gateway ("ns/name") to its
 // snapshot. A gateway missing from the map gets an empty snapshot, so its
 // proxies see every resource removed; a gateway whose Set.Version did not
-// change is not pushed again.
+// change is not pushed again. A new snapshot's Manifest carries the
+// gateway's current proxy count (see Run).
 func (s *Server) Update(sets map[string]*snapshot.Set) {
 	ctx := context.Background()
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	streams := s.streamsPerGateway()
 	next := make(map[string]*snapshot.Set, len(sets))
+	nextSnaps := make(map[string]*resourceSnapshot, len(sets))
 	for gw, set := range sets {
 		if set == nil {
 			continue
 		}
 		if old, ok := s.sets[gw]; ok && old.Version == set.Version {
-			next[gw] = old
+			next[gw], nextSnaps[gw] = old, s.snaps[gw]
 			continue
 		}
+		set = set.WithProxyCount(proxyCount(streams[gw], s.proxyPods[gw]))
 		snap, err := newResourceSnapshot(set)
 		if err != nil {
 			// Cannot happen for sets built by snapshot.NewSet; keep serving
 			// the previous snapshot rather than a broken one.
 			s.log.Error("xds: cannot serve snapshot, keeping previous", "gateway", gw, "version", set.Version, "err", err)
 			if old, ok := s.sets[gw]; ok {
-				next[gw] = old
+				next[gw], nextSnaps[gw] = old, s.snaps[gw]
 			}
 			continue
 		}
 		if err := s.cache.SetSnapshot(ctx, gw, snap); err != nil {
 			s.log.Error("xds: set snapshot", "gateway", gw, "err", err)
 		}
-		next[gw] = set
+		next[gw], nextSnaps[gw] = set, snap
 		s.updatedAt[gw] = now
 		delete(s.emptied, gw)
 		s.stats.snapshotUpdates.Add(1)
@@ -166,7 +196,7 @@ func (s *Server) Update(sets map[string]*snapshot.Set) {
 			s.log.Info("xds: gateway removed, serving empty snapshot", "gateway", gw)
 		}
 	}
-	s.sets = next
+	s.sets, s.snaps = next, nextSnaps
 	s.ready = true
 	s.gcEmptiedLocked()
 }
@@ -186,9 +216,9 @@ func (s *Server) gcEmptiedLocked() {
 	if len(s.emptied) == 0 {
 		return
 	}
-	connected := s.connectedGateways()
+	connected := s.streamsPerGateway()
 	for gw := range s.emptied {
-		if !connected[gw] {
+		if connected[gw] == 0 {
 			s.cache.ClearSnapshot(gw)
 			delete(s.emptied, gw)
 			delete(s.updatedAt, gw)
@@ -257,6 +287,9 @@ type Stats struct {
 	ConnectedProxies int
 	// SnapshotUpdates counts per-gateway snapshots installed (pushes).
 	SnapshotUpdates uint64
+	// ProxyCountUpdates counts Manifests re-published for a new proxy
+	// count alone (see Run).
+	ProxyCountUpdates uint64
 	// Responses counts delta responses sent; ResourcesSent and
 	// ResourcesRemoved the resources added/updated and removed in them.
 	Responses, ResourcesSent, ResourcesRemoved uint64
@@ -269,12 +302,13 @@ func (s *Server) Stats() Stats {
 	n := len(s.proxies)
 	s.pmu.Unlock()
 	return Stats{
-		ConnectedProxies: n,
-		SnapshotUpdates:  s.stats.snapshotUpdates.Load(),
-		Responses:        s.stats.responses.Load(),
-		ResourcesSent:    s.stats.resourcesSent.Load(),
-		ResourcesRemoved: s.stats.resourcesRemoved.Load(),
-		Acks:             s.stats.acks.Load(),
-		Nacks:            s.stats.nacks.Load(),
+		ConnectedProxies:  n,
+		SnapshotUpdates:   s.stats.snapshotUpdates.Load(),
+		ProxyCountUpdates: s.stats.proxyCountUpdates.Load(),
+		Responses:         s.stats.responses.Load(),
+		ResourcesSent:     s.stats.resourcesSent.Load(),
+		ResourcesRemoved:  s.stats.resourcesRemoved.Load(),
+		Acks:              s.stats.acks.Load(),
+		Nacks:             s.stats.nacks.Load(),
 	}
 }

@@ -2,12 +2,14 @@ package xds
 
 import (
 	"fmt"
+	"maps"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/infergate/infergate/controlplane/snapshot"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // emptyVersion is the system version of the snapshot served to a gateway the
@@ -44,24 +46,45 @@ func newResourceSnapshot(set *snapshot.Set) (*resourceSnapshot, error) {
 		versions:  make(map[string]map[string]string, len(set.Resources)),
 	}
 	for typeURL, rs := range set.Resources {
-		byName := make(map[string]types.Resource, len(rs))
-		withTTL := make(map[string]types.ResourceWithTTL, len(rs))
-		versions := make(map[string]string, len(rs))
-		for _, r := range rs {
-			name := r.GetName()
-			b, err := cachev3.MarshalResource(r)
-			if err != nil {
-				return nil, fmt.Errorf("gateway %s: marshal %s %q: %w", set.Gateway, typeURL, name, err)
-			}
-			byName[name] = r
-			withTTL[name] = types.ResourceWithTTL{Resource: r}
-			versions[name] = cachev3.HashResource(b)
+		if err := s.index(set.Gateway, typeURL, rs); err != nil {
+			return nil, err
 		}
-		s.resources[typeURL] = byName
-		s.ttl[typeURL] = withTTL
-		s.versions[typeURL] = versions
 	}
 	return s, nil
+}
+
+// withManifest returns a copy of s serving set's Manifest, every other type
+// shared with s: what a proxy-count change re-publishes. set must have s's
+// version and resources.
+func (s *resourceSnapshot) withManifest(set *snapshot.Set) (*resourceSnapshot, error) {
+	c := &resourceSnapshot{
+		version:   s.version,
+		resources: maps.Clone(s.resources),
+		ttl:       maps.Clone(s.ttl),
+		versions:  maps.Clone(s.versions),
+	}
+	return c, c.index(set.Gateway, snapshotv1.TypeManifest, set.Resources[snapshotv1.TypeManifest])
+}
+
+// index adds the resources of one type, replacing what s held of it.
+func (s *resourceSnapshot) index(gateway, typeURL string, rs []snapshotv1.Named) error {
+	byName := make(map[string]types.Resource, len(rs))
+	withTTL := make(map[string]types.ResourceWithTTL, len(rs))
+	versions := make(map[string]string, len(rs))
+	for _, r := range rs {
+		name := r.GetName()
+		b, err := cachev3.MarshalResource(r)
+		if err != nil {
+			return fmt.Errorf("gateway %s: marshal %s %q: %w", gateway, typeURL, name, err)
+		}
+		byName[name] = r
+		withTTL[name] = types.ResourceWithTTL{Resource: r}
+		versions[name] = cachev3.HashResource(b)
+	}
+	s.resources[typeURL] = byName
+	s.ttl[typeURL] = withTTL
+	s.versions[typeURL] = versions
+	return nil
 }
 
 // emptySnapshot has no resource of any type.

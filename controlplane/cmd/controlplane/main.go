@@ -118,6 +118,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		go func() { errc <- servePprof(ctx, cfg.pprofAddress, logger) }()
 	}
 	go func() { errc <- grpcServer.Serve(lis) }()
+	// Re-publishes a gateway's proxy count as proxies come and go.
+	go xdsServer.Run(ctx)
 	kubeDone := make(chan struct{})
 	go func() {
 		if km != nil {

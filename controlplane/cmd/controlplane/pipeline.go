@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/controlplane/metrics"
+	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/translate"
 	"github.com/infergate/infergate/controlplane/xds"
@@ -41,6 +42,11 @@ func (p *pipeline) apply(in *translate.Inputs) {
 		p.log.Error("building snapshots failed; keeping the previous ones", "err", err)
 		return
 	}
+	// The proxy count each gateway's Manifest carries builds on its Ready
+	// proxy pods (Kubernetes; YAML rarely lists proxy pods). Counted here,
+	// beside the translator rather than in it, so the snapshot version stays
+	// a hash of configuration alone.
+	p.xds.SetProxyPods(provision.ReadyProxies(in.Pods))
 	p.xds.Update(sets)
 	p.ready.Store(true)
 	resources := 0
