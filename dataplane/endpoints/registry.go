@@ -88,9 +88,13 @@ func NewRegistry(logger *slog.Logger, opts Options) *Registry {
 
 // SetProxies sets how many proxies share the scrape load (values < 1 mean
 // 1). Scrapers pick the new interval up after their current wait; endpoints
-// get the matching staleness bound.
+// get the matching staleness bound. The proxy calls it with the count its
+// control plane sends (Manifest.proxy_count).
 func (r *Registry) SetProxies(n int) {
-	r.proxies.Store(int64(max(n, 1)))
+	n = max(n, 1)
+	if old := r.proxies.Swap(int64(n)); old != int64(n) {
+		r.logger.Info("scrape interval changed", "proxies", n, "interval", r.Interval(), "staleAfter", r.staleAfter())
+	}
 	stale := int64(r.staleAfter())
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -99,10 +103,29 @@ func (r *Registry) SetProxies(n int) {
 	}
 }
 
+// Proxies is the number of proxies the scrape load is shared by.
+func (r *Registry) Proxies() int { return int(r.proxies.Load()) }
+
 // Interval is the current interval between two scrapes of one endpoint by
 // this proxy.
 func (r *Registry) Interval() time.Duration {
 	return r.opts.Interval * time.Duration(r.proxies.Load())
+}
+
+// Schedule is how a proxy scrapes its model servers, for the admin API.
+type Schedule struct {
+	// Proxies is the number of proxies sharing the scrape load (the
+	// control plane's Manifest.proxy_count).
+	Proxies int `json:"proxies"`
+	// Interval between two scrapes of one endpoint by this proxy, and
+	// StaleAfter how old its metrics may be for decisions (Go durations).
+	Interval   string `json:"interval"`
+	StaleAfter string `json:"staleAfter"`
+}
+
+// Schedule returns the current scrape schedule.
+func (r *Registry) Schedule() Schedule {
+	return Schedule{Proxies: r.Proxies(), Interval: r.Interval().String(), StaleAfter: r.staleAfter().String()}
 }
 
 // staleAfter is how long one scrape stays usable at the current interval.

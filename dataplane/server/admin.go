@@ -3,13 +3,17 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/endpoints"
 )
 
 // AdminHandler serves the proxy's admin API:
 //
 //	/healthz    200 while the process runs
 //	/ready      200 once a config is applied, 503 before
-//	/config     the compiled config as JSON (503 before the first)
+//	/config     the compiled config as JSON (503 before the first), with
+//	            the scrape schedule ("scraping": proxy count, interval)
 //	/endpoints  per-endpoint state: scraped metrics and their age,
 //	            in-flight requests, last scrape error
 //	/metrics    Prometheus metrics (requests, tokens, TTFT, pools, picker)
@@ -32,7 +36,10 @@ func (m *Manager) AdminHandler() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no config yet"})
 			return
 		}
-		writeJSON(w, http.StatusOK, cfg)
+		writeJSON(w, http.StatusOK, struct {
+			*config.Config
+			Scraping endpoints.Schedule `json:"scraping"`
+		}{cfg, m.reg.Schedule()})
 	})
 	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, m.reg.Statuses())

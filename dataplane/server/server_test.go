@@ -450,6 +450,17 @@ func TestAdmin(t *testing.T) {
 	if c != 200 || !strings.Contains(body, `"ns/gw/ns/r/0"`) || !strings.Contains(body, `"pathType": "PathPrefix"`) || !strings.Contains(body, `"kind": "InferencePool"`) {
 		t.Fatalf("config %d: %s", c, body)
 	}
+	if !strings.Contains(body, `"scraping": {
+    "proxies": 1,
+    "interval": "10ms",
+    "staleAfter": "200ms"
+  }`) {
+		t.Fatalf("config lacks the scrape schedule: %s", body)
+	}
+	m.Endpoints().SetProxies(80) // test interval 10 ms × 80
+	if _, body = status("/config"); !strings.Contains(body, `"proxies": 80`) || !strings.Contains(body, `"interval": "800ms"`) || !strings.Contains(body, `"staleAfter": "3.2s"`) {
+		t.Fatalf("config does not show 80 proxies' schedule: %s", body)
+	}
 	c, body = status("/endpoints")
 	if c != 200 || !strings.Contains(body, addr(be)) || !strings.Contains(body, `"inFlight": 0`) {
 		t.Fatalf("endpoints %d: %s", c, body)

@@ -47,6 +47,20 @@ func (r Resources) Complete() (*snapshotv1.Manifest, bool) {
 	return m, true
 }
 
+// Manifest returns the Manifest held, or nil when there is none or more than
+// one. Unlike Complete it does not check the other resources.
+func (r Resources) Manifest() *snapshotv1.Manifest {
+	ms := r[snapshotv1.TypeManifest]
+	if len(ms) != 1 {
+		return nil
+	}
+	for _, v := range ms {
+		m, _ := v.(*snapshotv1.Manifest)
+		return m
+	}
+	return nil
+}
+
 // Empty reports whether no resource at all is held: the control plane serves
 // nothing for this gateway (it was deleted, or never existed).
 func (r Resources) Empty() bool {

@@ -70,3 +70,22 @@ func TestComplete(t *testing.T) {
 		t.Error("a type with no resources is empty")
 	}
 }
+
+func TestManifest(t *testing.T) {
+	l := &snapshotv1.Listener{Name: "default/a/http", Port: 80}
+	m := manifestOf(l)
+	// Incomplete states still name their Manifest (the proxy count in it
+	// applies whatever else is held).
+	if got := hold(m).Manifest(); got != m {
+		t.Errorf("Manifest() = %v, want the one held", got)
+	}
+	if got := hold(nil, l).Manifest(); got != nil {
+		t.Errorf("no manifest held: Manifest() = %v", got)
+	}
+	two := hold(m)
+	other := &snapshotv1.Manifest{Name: "default/b", Version: "w"}
+	two[snapshotv1.TypeManifest][other.GetName()] = other
+	if got := two.Manifest(); got != nil {
+		t.Errorf("two manifests held: Manifest() = %v, want nil", got)
+	}
+}

@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/xdsclient"
 )
@@ -99,29 +98,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		ModelListTTL:      o.modelsTTL,
 		ModelListTimeout:  o.modelsTimeout,
 	})
-	handler := xdsclient.HandlerFunc(func(res xdsclient.Resources) error {
-		cfg, err := config.Compile(res)
-		if errors.Is(err, config.ErrIncomplete) {
-			// Part of a snapshot: accept what arrived and wait for the rest;
-			// the running config stays in place.
-			logger.Debug("snapshot incomplete, waiting for the rest", "reason", err)
-			return nil
-		}
-		if err != nil {
-			logger.Warn("rejecting snapshot, keeping the last good config", "err", err)
-			return err
-		}
-		if cur := mgr.Config(); cur != nil && cur.Version == cfg.Version {
-			// A resource of the next snapshot arrived before its manifest:
-			// the manifest still names the running config.
-			return nil
-		}
-		if err := mgr.Apply(cfg); err != nil {
-			logger.Warn("applying snapshot failed, keeping the last good config", "version", cfg.Version, "err", err)
-			return err
-		}
-		return nil
-	})
+	handler := configHandler(mgr, logger)
 	dialOpts, err := xdsclient.SecureDialOptions(o.xdsCAFile, o.xdsServerName, o.xdsTokenFile)
 	if err != nil {
 		return err
