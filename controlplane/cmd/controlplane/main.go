@@ -32,6 +32,7 @@ type config struct {
 	pprofAddress   string
 	controllerName string
 	debounce       time.Duration
+	countDelay     time.Duration
 	logFormat      string
 	logLevel       string
 	kube           kubeConfig
@@ -47,6 +48,7 @@ func main() {
 	flag.StringVar(&cfg.pprofAddress, "pprof-address", "", "loopback address serving only /debug/pprof/, for an admin address off loopback")
 	flag.StringVar(&cfg.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName served by this control plane")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
+	flag.DurationVar(&cfg.countDelay, "proxy-count-delay", time.Second, "how long changes in a gateway's proxy count (which sets its proxies' scrape interval) are collected before its Manifest is re-sent")
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cfg.kube.register(flag.CommandLine)
@@ -88,7 +90,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	var xdsServer *xds.Server
 	m := metrics.New(func() xds.Stats { return xdsServer.Stats() })
-	xdsOpts = append(xdsOpts, xds.WithOnNack(m.OnNack), xds.WithOnSynced(m.OnSynced))
+	xdsOpts = append(xdsOpts, xds.WithOnNack(m.OnNack), xds.WithOnSynced(m.OnSynced), xds.WithProxyCountDelay(cfg.countDelay))
 	xdsServer = xds.NewServer(logger.With("component", "xds"), xdsOpts...)
 	if km != nil {
 		km.attach(xdsServer)
