@@ -173,8 +173,20 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 
 func (r *bodyReader) Close() error { return nil }
 
-// WriteTo implements io.WriterTo, so the transport sends the rest of the
-// body in one write instead of copying it through a 32 KB buffer.
+// Len is the number of bytes not read yet (0 once the body is closed), so
+// a writer can tell that WriteTo sends no more than it expects.
+func (r *bodyReader) Len() int {
+	r.b.mu.Lock()
+	defer r.b.mu.Unlock()
+	if r.b.closed {
+		return 0
+	}
+	return max(len(r.b.buf)-r.off, 0)
+}
+
+// WriteTo implements io.WriterTo, so the upstream connection (see
+// upstream's conn) sends the rest of the body in one write instead of
+// copying it through a 32 KB buffer.
 func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
 	r.b.mu.Lock()
 	defer r.b.mu.Unlock()

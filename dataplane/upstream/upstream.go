@@ -65,7 +65,7 @@ func New(logger *slog.Logger, opts Options) *Upstream {
 	if opts.IdleConnTimeout <= 0 {
 		opts.IdleConnTimeout = 90 * time.Second
 	}
-	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	dialer := dialer{&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}}
 	base := func() *http.Transport {
 		return &http.Transport{
 			DialContext:           dialer.DialContext,
