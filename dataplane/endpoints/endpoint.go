@@ -38,10 +38,13 @@ type Endpoint struct {
 	// staleAfter is how old metrics may be for decisions; it grows with the
 	// scrape interval (see Options.Proxies).
 	staleAfter atomic.Int64 // nanoseconds
-	health     health
-	metrics    atomic.Pointer[Metrics]
-	lastErr    atomic.Pointer[scrapeError]
-	scrapes    atomic.Uint64
+	// proxies is how many proxies share the endpoint (Options.Proxies):
+	// the multiplier from this proxy's unseen requests to everyone's.
+	proxies atomic.Int64
+	health  health
+	metrics atomic.Pointer[Metrics]
+	lastErr atomic.Pointer[scrapeError]
+	scrapes atomic.Uint64
 	// servedHeader is the value slice of x-gateway-destination-endpoint-served,
 	// built once so the response path does not allocate it.
 	servedHeader []string
@@ -80,6 +83,7 @@ func newEndpoint(s Spec) *Endpoint {
 		servedHeader:   []string{s.Address},
 	}
 	e.staleAfter.Store(int64(DefaultStaleAfter))
+	e.proxies.Store(1)
 	return e
 }
 
@@ -109,6 +113,17 @@ func (e *Endpoint) Acquire() {
 // open without tracking each request's scrape epoch.
 func (e *Endpoint) SinceScrape() int64 {
 	return min(e.sinceScrape.Load(), e.inFlight.Load())
+}
+
+// Unseen estimates the requests every proxy together sent to the endpoint
+// since this proxy's last scrape and that are still open: SinceScrape ×
+// the number of proxies. A load balancer in front of N proxies gives each
+// 1/N of the traffic, and the proxies agree on where a prompt goes, so a
+// burst this proxy sees is ~1/N of the burst the server gets. Without the
+// factor, each of N proxies underestimates a hot replica N-fold between
+// scrapes (which are N times rarer per proxy) and they pile onto it.
+func (e *Endpoint) Unseen() float64 {
+	return float64(e.SinceScrape() * e.proxies.Load())
 }
 
 // StaleAfter is how old the endpoint's metrics may be for decisions.

@@ -37,7 +37,8 @@ type Options struct {
 	// about one scrape per Interval however many proxies there are; a
 	// proxy's metrics then count as fresh for 4 of its intervals (at least
 	// DefaultStaleAfter), and its own requests since the last scrape fill
-	// the gap (Endpoint.SinceScrape). SetProxies changes it at run time.
+	// the gap, multiplied by Proxies (Endpoint.Unseen). SetProxies changes
+	// it at run time.
 	Proxies int
 	// OnScrape, when set, is called after each successful scrape with the
 	// endpoint whose metrics were just stored (on the scraper's goroutine;
@@ -95,16 +96,21 @@ func (r *Registry) SetProxies(n int) {
 	if old := r.proxies.Swap(int64(n)); old != int64(n) {
 		r.logger.Info("scrape interval changed", "proxies", n, "interval", r.Interval(), "staleAfter", r.staleAfter())
 	}
-	stale := int64(r.staleAfter())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range r.eps {
-		m.ep.staleAfter.Store(stale)
+		r.configure(m.ep)
 	}
 }
 
 // Proxies is the number of proxies the scrape load is shared by.
 func (r *Registry) Proxies() int { return int(r.proxies.Load()) }
+
+// configure gives ep the settings that follow the proxy count.
+func (r *Registry) configure(ep *Endpoint) {
+	ep.staleAfter.Store(int64(r.staleAfter()))
+	ep.proxies.Store(r.proxies.Load())
+}
 
 // Interval is the current interval between two scrapes of one endpoint by
 // this proxy.
@@ -163,7 +169,7 @@ func (r *Registry) Sync(specs []Spec) map[string]*Endpoint {
 		m := r.eps[addr]
 		if m == nil {
 			ep := newEndpoint(s)
-			ep.staleAfter.Store(int64(r.staleAfter()))
+			r.configure(ep)
 			m = &managed{ep: ep, spec: s}
 			if s.Scrape && !r.done {
 				r.startScraper(m)

@@ -114,3 +114,27 @@ func TestScrapeRateIndependentOfProxies(t *testing.T) {
 		t.Fatalf("4 proxies scraped %d times, 1 proxy %d", four, one)
 	}
 }
+
+// TestUnseenScalesWithProxies: between scrapes each of N proxies sees 1/N
+// of the requests, so its estimate of what the server got since the scrape
+// is its own count × N — and follows SetProxies at run time.
+func TestUnseenScalesWithProxies(t *testing.T) {
+	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
+	defer reg.Close()
+	e := reg.Sync([]endpoints.Spec{{Address: "10.0.0.1:8000"}})["10.0.0.1:8000"]
+	e.Acquire()
+	e.Acquire()
+	e.Acquire()
+	e.Release()
+	if got := e.Unseen(); got != 8 {
+		t.Fatalf("2 open requests × 4 proxies: unseen %v", got)
+	}
+	reg.SetProxies(1)
+	if got := e.Unseen(); got != 2 {
+		t.Fatalf("after SetProxies(1): unseen %v", got)
+	}
+	e.SetMetrics(&endpoints.Metrics{At: time.Now()})
+	if got := e.Unseen(); got != 0 {
+		t.Fatalf("a scrape shows everything sent before it: unseen %v", got)
+	}
+}

@@ -33,7 +33,7 @@ func Saturation(cands []*endpoints.Endpoint, now time.Time) float64 {
 			sum++
 			continue
 		}
-		q := (m.Waiting + float64(e.SinceScrape())) / QueueThreshold
+		q := (m.Waiting + e.Unseen()) / QueueThreshold
 		sum += max(q, m.KVCacheUsage/KVThreshold)
 	}
 	return sum / float64(len(cands))

@@ -17,7 +17,8 @@ type Candidate struct {
 	// bound. Scorers treat stale endpoints as unknown-and-busy.
 	Fresh bool
 	// Queue is the estimated waiting queue: the scraped queue plus the
-	// requests this proxy sent since that scrape; for stale endpoints (when
+	// requests all proxies sent since that scrape, as estimated from this
+	// proxy's (Endpoint.Unseen); for stale endpoints (when
 	// no endpoint is fresh) the proxy's own in-flight count.
 	Queue float64
 }
@@ -138,7 +139,7 @@ func (c *Cycle) load(cands []*endpoints.Endpoint) {
 		cd := &c.Candidates[i]
 		switch {
 		case cd.Fresh:
-			cd.Queue = cd.Metrics.Waiting + float64(cd.Endpoint.SinceScrape())
+			cd.Queue = cd.Metrics.Waiting + cd.Endpoint.Unseen()
 		case !c.AnyFresh:
 			// Nothing is known about any endpoint: own in-flight requests
 			// are the best signal left.
