@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,5 +83,56 @@ func TestRunMeasuresStream(t *testing.T) {
 	}
 	if s.LoadImbalance(2) != 2 {
 		t.Fatalf("imbalance %v", s.LoadImbalance(2))
+	}
+}
+
+// TestRunClosedLoop: a closed-loop workload keeps exactly Concurrency
+// requests open until all are sent, whatever their arrival times say.
+func TestRunClosedLoop(t *testing.T) {
+	var open, peak, total atomic.Int64
+	// The first three requests wait for each other (at most a second), so
+	// a closed loop of 3 must reach 3 open requests however slow the box.
+	third := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := open.Add(1)
+		defer open.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		switch total.Add(1) {
+		case 3:
+			close(third)
+		case 1, 2:
+			select {
+			case <-third:
+			case <-time.After(time.Second):
+			}
+		}
+		time.Sleep(time.Millisecond)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Write([]byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"))
+	}))
+	defer srv.Close()
+	w := loadgen.Workload{Concurrency: 3}
+	for range 20 {
+		// Arrival times far in the future must not matter closed-loop.
+		w.Requests = append(w.Requests, loadgen.Request{At: time.Hour, Body: []byte(`{}`)})
+	}
+	rs := loadgen.Run(context.Background(), w, loadgen.Options{Targets: []string{srv.URL}})
+	if len(rs) != 20 || total.Load() != 20 {
+		t.Fatalf("%d results, %d requests served", len(rs), total.Load())
+	}
+	if peak.Load() != 3 {
+		t.Fatalf("peak concurrency %d, want 3", peak.Load())
+	}
+	for i, r := range rs {
+		if !r.OK() || r.Index != i {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	// Canceled early: only the requests sent are returned, in order.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if rs := loadgen.Run(ctx, w, loadgen.Options{Targets: []string{srv.URL}}); len(rs) != 0 {
+		t.Fatalf("canceled run returned %d results", len(rs))
 	}
 }

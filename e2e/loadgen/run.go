@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,8 +52,9 @@ type Options struct {
 	Client *http.Client
 }
 
-// Run replays w open-loop (arrivals do not wait for earlier responses) and
-// returns one result per request, in workload order.
+// Run replays w open-loop (arrivals do not wait for earlier responses), or
+// closed-loop when w.Concurrency is set, and returns one result per request
+// in workload order.
 func Run(ctx context.Context, w Workload, o Options) []Result {
 	if o.Path == "" {
 		o.Path = "/v1/chat/completions"
@@ -67,13 +69,24 @@ func Run(ctx context.Context, w Workload, o Options) []Result {
 		o.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}}
 	}
 	out := make([]Result, len(w.Requests))
-	var wg sync.WaitGroup
 	start := time.Now()
+	send := func(i int) {
+		r := &w.Requests[i]
+		res := &out[i]
+		res.Index, res.Class, res.Model = i, r.Class, r.Model
+		res.Start = time.Since(start)
+		rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		do(rctx, o.Client, o.Targets[i%len(o.Targets)]+o.Path, r, res)
+	}
+	if w.Concurrency > 0 {
+		return runClosed(ctx, w, out, send)
+	}
+	var wg sync.WaitGroup
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for i := range w.Requests {
-		r := &w.Requests[i]
-		at := time.Duration(float64(r.At) * o.TimeScale)
+		at := time.Duration(float64(w.Requests[i].At) * o.TimeScale)
 		if d := time.Until(start.Add(at)); d > 0 {
 			timer.Reset(d)
 			select {
@@ -83,18 +96,33 @@ func Run(ctx context.Context, w Workload, o Options) []Result {
 			case <-timer.C:
 			}
 		}
-		target := o.Targets[i%len(o.Targets)] + o.Path
-		wg.Go(func() {
-			res := &out[i]
-			res.Index, res.Class, res.Model = i, r.Class, r.Model
-			res.Start = time.Since(start)
-			rctx, cancel := context.WithTimeout(ctx, o.Timeout)
-			defer cancel()
-			do(rctx, o.Client, target, r, res)
-		})
+		wg.Go(func() { send(i) })
 	}
 	wg.Wait()
 	return out
+}
+
+// runClosed sends the requests in order from w.Concurrency workers, each
+// starting its next request when the previous one ends; it stops early,
+// returning what was sent, when ctx ends.
+func runClosed(ctx context.Context, w Workload, out []Result, send func(int)) []Result {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range w.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(out) {
+					return
+				}
+				send(i)
+			}
+		})
+	}
+	wg.Wait()
+	// Requests are taken in order, so the ones sent are a prefix (all of
+	// them unless ctx ended first).
+	return out[:min(int(next.Load()), len(out))]
 }
 
 var (

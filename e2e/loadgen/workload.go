@@ -34,8 +34,13 @@ type Workload struct {
 	Name        string
 	Description string
 	Requests    []Request
-	// Duration is the arrival window (simulated).
+	// Duration is the arrival window (simulated); 0 for a closed loop.
 	Duration time.Duration
+	// Concurrency > 0 replays the requests closed-loop instead of at their
+	// arrival times: that many users each send their next request as soon
+	// as the previous one ends. It measures what a fleet serves when it is
+	// never short of work (throughput at saturation).
+	Concurrency int
 }
 
 // ObjectiveHeader carries the request's InferenceObjective (criticality).
@@ -90,6 +95,9 @@ func chatBody(model, system, user string, maxTokens int) []byte {
 // linearly from r0 to r1 requests per second over d.
 func poisson(rng *rand.Rand, r0, r1 float64, d time.Duration) []time.Duration {
 	var out []time.Duration
+	if d <= 0 || r0 <= 0 && r1 <= 0 {
+		return nil // no window or no rate: no arrivals (and no NaN loop)
+	}
 	t := 0.0
 	end := d.Seconds()
 	for {
@@ -109,7 +117,10 @@ type SharedPrefixConfig struct {
 	OutputTokens                 int
 	StartRate, EndRate           float64 // requests per simulated second
 	Duration                     time.Duration
-	Seed                         uint64
+	// Concurrency > 0 makes a closed-loop workload of Requests requests
+	// instead (rates and duration unused).
+	Concurrency, Requests int
+	Seed                  uint64
 }
 
 // SharedPrefix is the workload of the reference picker's published
@@ -121,10 +132,19 @@ func SharedPrefix(model string, c SharedPrefixConfig) Workload {
 	for i := range systems {
 		systems[i] = fmt.Sprintf("You are assistant %d. ", i) + text(rng, c.SystemTokens*4)
 	}
+	shape := fmt.Sprintf("%d groups × %d users, %d-token system prompt per group, %d-token question, %d-token answer",
+		c.Groups, c.UsersPerGroup, c.SystemTokens, c.QuestionTokens, c.OutputTokens)
 	w := Workload{Name: "shared-prefix", Duration: c.Duration, Description: fmt.Sprintf(
-		"%d groups × %d users, %d-token system prompt per group, %d-token question, %d-token answer, Poisson arrivals ramped %.1f→%.1f req/s over %s (simulated)",
-		c.Groups, c.UsersPerGroup, c.SystemTokens, c.QuestionTokens, c.OutputTokens, c.StartRate, c.EndRate, c.Duration)}
-	for _, at := range poisson(rng, c.StartRate, c.EndRate, c.Duration) {
+		"%s, Poisson arrivals ramped %.1f→%.1f req/s over %s (simulated)", shape, c.StartRate, c.EndRate, c.Duration)}
+	var arrivals []time.Duration
+	if c.Concurrency > 0 {
+		w = Workload{Name: "shared-prefix-saturated", Concurrency: c.Concurrency, Description: fmt.Sprintf(
+			"%s, closed loop: %d users each send their next request when the previous ends, %d requests", shape, c.Concurrency, c.Requests)}
+		arrivals = make([]time.Duration, c.Requests)
+	} else {
+		arrivals = poisson(rng, c.StartRate, c.EndRate, c.Duration)
+	}
+	for _, at := range arrivals {
 		g := rng.IntN(c.Groups)
 		u := rng.IntN(c.UsersPerGroup)
 		q := fmt.Sprintf("user %d asks: ", u) + text(rng, c.QuestionTokens*4)
