@@ -62,11 +62,11 @@ func Strategies() []Strategy {
 			return picker.NewScheduler([]picker.WeightedScorer{
 				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
 		}},
-		{Name: "ours", Proxies: 1, New: ours},
+		{Name: oursName, Proxies: 1, New: ours},
 		// The wait queue with its default bounds; its 30 s default TTL is
 		// given explicitly so it is scaled to simulated time.
 		{Name: "ours + queue", Proxies: 1, New: ours, Queue: &snapshotv1.WaitQueue{Ttl: durationpb.New(30 * time.Second)}},
-		{Name: "ours ×4 proxies", Proxies: 4, New: ours},
+		{Name: oursFourName, Proxies: 4, New: ours},
 	}
 }
 
@@ -88,7 +88,12 @@ type Options struct {
 	// (none when empty) and ScrapeWindow its length (default 2 s).
 	ScrapeProxies []int
 	ScrapeWindow  time.Duration
-	Logger        *slog.Logger
+	// ParityRuns is how many times the shared-prefix workload runs with
+	// ours on 1 and on 4 proxies for the parity ratio (default 1: the grid's
+	// own cells). One run's TTFT p90 varies by tens of percent on a shared
+	// machine; the ratio of medians over alternating runs does not.
+	ParityRuns int
+	Logger     *slog.Logger
 	// Progress, when set, gets one line per finished cell.
 	Progress func(string)
 }
@@ -119,9 +124,12 @@ type Report struct {
 	Scenarios   []Scenario
 	Cells       []Cell
 	ScrapeRates []ScrapeRate
-	Started     time.Time
-	Wall        time.Duration
-	GoMaxProcs  int
+	// Parity holds the shared-prefix runs of ours on 1 proxy ([0]) and on
+	// 4 proxies ([1]), the grid's cells first.
+	Parity     [2][]Cell
+	Started    time.Time
+	Wall       time.Duration
+	GoMaxProcs int
 }
 
 // Run runs every scenario with every strategy.
@@ -156,6 +164,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 	}
+	if err := runParity(ctx, o, rep); err != nil {
+		return rep, err
+	}
 	for _, n := range o.ScrapeProxies {
 		r, err := measureScrapes(ctx, o, n)
 		if err != nil {
@@ -168,6 +179,53 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.Wall = time.Since(rep.Started)
 	return rep, nil
+}
+
+// Strategy names the parity comparison uses.
+const (
+	oursName     = "ours"
+	oursFourName = "ours ×4 proxies"
+)
+
+// runParity repeats the shared-prefix cells of ours on 1 and 4 proxies,
+// alternating, until each has o.ParityRuns results.
+func runParity(ctx context.Context, o Options, rep *Report) error {
+	var sc *Scenario
+	for i := range o.Scenarios {
+		if o.Scenarios[i].Workload.Name == "shared-prefix" {
+			sc = &o.Scenarios[i]
+		}
+	}
+	var sts [2]*Strategy
+	for i := range o.Strategies {
+		switch o.Strategies[i].Name {
+		case oursName:
+			sts[0] = &o.Strategies[i]
+		case oursFourName:
+			sts[1] = &o.Strategies[i]
+		}
+	}
+	if sc == nil || sts[0] == nil || sts[1] == nil {
+		return nil
+	}
+	for k, st := range sts {
+		if c := rep.cell(sc.Workload.Name, st.Name); c != nil {
+			rep.Parity[k] = append(rep.Parity[k], *c)
+		}
+	}
+	for run := len(rep.Parity[0]); run < o.ParityRuns; run++ {
+		for k, st := range sts {
+			cell, err := runCell(ctx, o, *sc, *st)
+			if err != nil {
+				return fmt.Errorf("parity %s: %w", st.Name, err)
+			}
+			rep.Parity[k] = append(rep.Parity[k], *cell)
+			if o.Progress != nil {
+				o.Progress(fmt.Sprintf("parity run %d/%d %-16s ttft p90 %6.3fs", run+1, o.ParityRuns, st.Name, cell.Summary.TTFT.P90))
+			}
+		}
+	}
+	return nil
 }
 
 func startFleet(ctx context.Context, o Options, fc modelsim.Config) (*modelsim.Fleet, error) {

@@ -12,8 +12,9 @@ import (
 )
 
 // TestSmoke runs every workload (a few seconds each at a small size) with
-// round robin and ours through real in-process proxies, and checks the
-// harness end to end: every request is answered, the report renders.
+// round robin and ours (1 and 4 proxies) through real in-process proxies,
+// and checks the harness end to end: every request is answered, the parity
+// runs repeat, the report renders.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet and proxies")
@@ -22,7 +23,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var strategies []bench.Strategy
 	for _, s := range bench.Strategies() {
-		if s.Name == "round-robin" || s.Name == "ours ×4 proxies" {
+		if s.Name == "round-robin" || s.Name == "ours" || s.Name == "ours ×4 proxies" {
 			strategies = append(strategies, s)
 		}
 	}
@@ -37,7 +38,7 @@ func TestSmoke(t *testing.T) {
 		w.Requests = w.Requests[:n]
 	}
 	rep, err := bench.Run(ctx, bench.Options{TimeScale: 0.1, Scenarios: scs, Strategies: strategies,
-		ScrapeProxies: []int{1, 4}, ScrapeWindow: 300 * time.Millisecond})
+		ScrapeProxies: []int{1, 4}, ScrapeWindow: 300 * time.Millisecond, ParityRuns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +58,17 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s/%s: no latency measured: %+v", c.Workload, c.Strategy, s)
 		}
 	}
+	if len(rep.Parity[0]) != 2 || len(rep.Parity[1]) != 2 {
+		t.Errorf("parity runs: %d on 1 proxy, %d on 4, want 2 each", len(rep.Parity[0]), len(rep.Parity[1]))
+	}
 	dir := t.TempDir()
 	if err := rep.Write(dir); err != nil {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
 	svg, _ := os.ReadFile(filepath.Join(dir, "ttft.svg"))
-	if !strings.Contains(string(md), "## shared-prefix") || !strings.Contains(string(svg), "<svg") {
+	if !strings.Contains(string(md), "## shared-prefix") || !strings.Contains(string(md), "## shared-prefix-saturated") ||
+		!strings.Contains(string(md), "## 4 proxies vs 1 proxy") || !strings.Contains(string(svg), "<svg") {
 		t.Fatalf("report incomplete:\n%s", md)
 	}
 	if len(rep.Ratios()) == 0 {

@@ -40,11 +40,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scale := fs.Float64("time-scale", 0.25, "wall seconds per simulated second")
 	workloads := fs.String("workloads", "", "comma-separated workload names (default all)")
 	strategies := fs.String("strategies", "", "comma-separated strategy names (default all)")
+	parity := fs.Int("parity-runs", 3, "runs of shared-prefix with ours on 1 and on 4 proxies for the parity ratio (median)")
 	verbose := fs.Bool("v", false, "log proxies and replicas to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := bench.Options{TimeScale: *scale, ScrapeProxies: []int{1, 4, 16},
+	o := bench.Options{TimeScale: *scale, ScrapeProxies: []int{1, 4, 16}, ParityRuns: *parity,
 		Progress: func(s string) { fmt.Fprintln(stdout, s) }}
 	switch *size {
 	case "full":
