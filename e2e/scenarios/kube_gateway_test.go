@@ -18,6 +18,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/status"
 	"github.com/infergate/infergate/controlplane/xdsauth"
 	"github.com/infergate/infergate/dataplane/xdsclient"
@@ -292,6 +293,39 @@ func TestKubeGateway(t *testing.T) {
 			}
 			return err
 		})
+	})
+
+	t.Run("Ready proxy pods set the proxy count the proxies scrape by", func(t *testing.T) {
+		// Stand-ins for the provisioned proxy pods of kube-a/gw (no kubelet
+		// runs them). The one real proxy's stream counts 1; the pods raise
+		// the count every control-plane replica publishes.
+		countIs := func(n int) func() error {
+			return func() error {
+				got, err := scrapeSchedule(ctx, proxyA.admin)
+				if err == nil && got.Proxies != n {
+					err = fmt.Errorf("proxy scrapes as one of %d proxies (interval %s), want %d", got.Proxies, got.Interval, n)
+				}
+				return err
+			}
+		}
+		eventually(t, countIs(1))
+		names := []string{"gw-proxy-0", "gw-proxy-1", "gw-proxy-2"}
+		for i, name := range names {
+			if _, err := c.CreatePod(ctx, a.NS, name, provision.SelectorLabels("gw"), fmt.Sprintf("127.0.0.%d", 71+i), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, countIs(3))
+		if _, err := c.SetPodReady(ctx, a.NS, names[0], false); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, countIs(2))
+		for _, name := range names {
+			if err := c.DeletePod(ctx, a.NS, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, countIs(1))
 	})
 
 	t.Run("status of class, gateway, route and pool", func(t *testing.T) {
