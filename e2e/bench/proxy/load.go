@@ -15,11 +15,12 @@ import (
 type target struct {
 	name   string
 	base   string // "http://127.0.0.1:port"
+	pid    int    // the proxy process (with its children), 0 for direct
 	client *http.Client
 }
 
-func newTarget(name, base string) *target {
-	return &target{name: name, base: base, client: &http.Client{Transport: &http.Transport{
+func newTarget(name, base string, pid int) *target {
+	return &target{name: name, base: base, pid: pid, client: &http.Client{Transport: &http.Transport{
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 4096,
 		IdleConnTimeout:     time.Minute,
@@ -118,6 +119,10 @@ type stats struct {
 	n, errors                    int
 	p50, p99, firstP50, firstP99 time.Duration
 	rps                          float64
+	// proxyCPU, backendCPU and loadCPU are the CPU time the proxy
+	// process (none for direct), the backend and the load generator (a
+	// net/http client) used per successful request.
+	proxyCPU, backendCPU, loadCPU time.Duration
 }
 
 func summarize(ss []sample) stats {

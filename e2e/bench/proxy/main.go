@@ -105,34 +105,37 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 			}
 		}
 	}()
-	start := func(args ...string) error {
+	start := func(args ...string) (int, error) {
 		c := exec.Command(self, args...)
 		c.Stderr = os.Stderr
 		if err := c.Start(); err != nil {
-			return err
+			return 0, err
 		}
 		children = append(children, c)
-		return nil
+		return c.Process.Pid, nil
 	}
-	if err := start("-role", "backend", "-addr", beAddr); err != nil {
+	bePID, err := start("-role", "backend", "-addr", beAddr)
+	if err != nil {
 		return err
 	}
-	if err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile); err != nil {
+	pxPID, err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile)
+	if err != nil {
 		return err
 	}
 	plainAddr := freeAddr()
-	if err := start("-role", "plain", "-addr", plainAddr, "-backend", beAddr); err != nil {
+	plainPID, err := start("-role", "plain", "-addr", plainAddr, "-backend", beAddr)
+	if err != nil {
 		return err
 	}
-	targets := []*target{newTarget("direct", "http://"+beAddr), newTarget("infergate", "http://"+pxAddr),
-		newTarget("go-reverseproxy", "http://"+plainAddr)}
+	targets := []*target{newTarget("direct", "http://"+beAddr, 0), newTarget("infergate", "http://"+pxAddr, pxPID),
+		newTarget("go-reverseproxy", "http://"+plainAddr, plainPID)}
 	if withNginx {
 		ng, err := startNginx(tmp, ngAddr, beAddr)
 		if err != nil {
 			return err
 		}
 		children = append(children, ng)
-		targets = append(targets, newTarget("nginx", "http://"+ngAddr))
+		targets = append(targets, newTarget("nginx", "http://"+ngAddr, ng.Process.Pid))
 	}
 	small := prompt(1<<10, false)
 	for _, t := range targets {
@@ -175,7 +178,15 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 		}
 		for _, t := range targets {
 			log.Printf("%s: %s", t.name, c.what)
-			rep.add(c.id, t.name, c.run(t))
+			var pids []int
+			if t.pid != 0 {
+				pids = append(pids, t.pid)
+			}
+			px, be, lg := startCPU(pids...), startCPU(bePID), startCPU(os.Getpid())
+			st := c.run(t)
+			ok := st.n - st.errors
+			st.proxyCPU, st.backendCPU, st.loadCPU = px.perRequest(ok), be.perRequest(ok), lg.perRequest(ok)
+			rep.add(c.id, t.name, st)
 		}
 	}
 	text := rep.markdown()

@@ -43,6 +43,14 @@ func added(d time.Duration) string {
 	return fmt.Sprintf("%+.3f", float64(d)/float64(time.Millisecond))
 }
 
+// us formats a CPU time per request in microseconds, "—" when unmeasured.
+func us(d time.Duration) string {
+	if d <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond))
+}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	nginxVersion := "not run"
@@ -57,7 +65,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- infergate: the proxy's request path (`dataplane/server`) in its own process, one route to an InferencePool (body model read, validation, picker, usage and SSE inspection, metrics).\n")
 	fmt.Fprintf(&b, "- go-reverseproxy: a bare `httputil.ReverseProxy` (no routing, picking, inspection or metrics) — the floor for any proxy on Go's net/http, to separate infergate's own work from the HTTP stack's.\n")
 	fmt.Fprintf(&b, "- nginx: `least_conn`, `keepalive 512` upstream, HTTP/1.1 upstream, `proxy_buffering off`, `worker_processes auto`.\n")
-	fmt.Fprintf(&b, "- Each measurement runs %s; latency cases are open loop at a fixed rate; max throughput is %d closed-loop workers.\n\n", r.cfg.dur, r.cfg.conc)
+	fmt.Fprintf(&b, "- Each measurement runs %s; latency cases are open loop at a fixed rate; max throughput is %d closed-loop workers.\n", r.cfg.dur, r.cfg.conc)
+	fmt.Fprintf(&b, "- CPU µs/req: user + system CPU time of the proxy's process (nginx: master and workers), of the backend and of the load generator during the measurement, per successful request (from /proc).\n\n")
 
 	if r.res["json-rate"] != nil {
 		fmt.Fprintf(&b, "## 1 KB JSON request at %d req/s\n\n", r.cfg.rate)
@@ -68,11 +77,11 @@ func (r *report) markdown() string {
 		r.latencyTable(&b, "sse-rate", false)
 	}
 	fmt.Fprintf(&b, "## Maximum throughput (%d workers)\n\n", r.cfg.conc)
-	fmt.Fprintf(&b, "| target | 1 KB JSON req/s | SSE (200 events) req/s | errors |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| target | 1 KB JSON req/s | proxy CPU µs/req | backend CPU µs/req | load generator CPU µs/req | SSE (200 events) req/s | proxy CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range r.targets {
 		j, _ := r.get("json-max", t)
 		s, _ := r.get("sse-max", t)
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d |\n", t, j.rps, s.rps, j.errors+s.errors)
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.0f | %s | %d |\n", t, j.rps, us(j.proxyCPU), us(j.backendCPU), us(j.loadCPU), s.rps, us(s.proxyCPU), j.errors+s.errors)
 	}
 	b.WriteString("\n")
 	if r.res["large"] != nil {
@@ -82,6 +91,12 @@ func (r *report) markdown() string {
 	b.WriteString("## Against the targets\n\n")
 	for _, l := range r.verdicts() {
 		fmt.Fprintf(&b, "- %s\n", l)
+	}
+	if why := r.explain(); len(why) > 0 {
+		b.WriteString("\n## Why the missed targets are missed\n\n")
+		for _, l := range why {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
 	}
 	b.WriteString(`
 ## Reading the numbers
@@ -105,7 +120,7 @@ func (r *report) latencyTable(b *strings.Builder, c string, first bool) {
 	if first {
 		what = "TTFT"
 	}
-	fmt.Fprintf(b, "| target | %s p50 ms | %s p99 ms | added p50 ms | added p99 ms | req/s | requests | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", what, what)
+	fmt.Fprintf(b, "| target | %s p50 ms | %s p99 ms | added p50 ms | added p99 ms | req/s | proxy CPU µs/req | backend CPU µs/req | requests | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n", what, what)
 	for _, t := range r.targets {
 		s, _ := r.get(c, t)
 		p50, p99, d50, d99 := s.p50, s.p99, d.p50, d.p99
@@ -116,7 +131,8 @@ func (r *report) latencyTable(b *strings.Builder, c string, first bool) {
 		if s.rps > 0 {
 			rps = fmt.Sprintf("%.0f", s.rps)
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %d | %d |\n", t, ms(p50), ms(p99), added(p50-d50), added(p99-d99), rps, s.n, s.errors)
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", t, ms(p50), ms(p99), added(p50-d50), added(p99-d99), rps,
+			us(s.proxyCPU), us(s.backendCPU), s.n, s.errors)
 	}
 	b.WriteString("\n")
 }
@@ -130,11 +146,12 @@ func (r *report) verdicts() []string {
 		}
 		return "MISSED"
 	}
-	d, _ := r.get("json-rate", "direct")
-	ig, _ := r.get("json-rate", "infergate")
-	a50, a99 := ig.p50-d.p50, ig.p99-d.p99
-	out = append(out, fmt.Sprintf("added p50 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a50), ms(goalAddedP50), mark(a50 <= goalAddedP50)))
-	out = append(out, fmt.Sprintf("added p99 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a99), ms(goalAddedP99), mark(a99 <= goalAddedP99)))
+	if d, ok := r.get("json-rate", "direct"); ok {
+		ig, _ := r.get("json-rate", "infergate")
+		a50, a99 := ig.p50-d.p50, ig.p99-d.p99
+		out = append(out, fmt.Sprintf("added p50 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a50), ms(goalAddedP50), mark(a50 <= goalAddedP50)))
+		out = append(out, fmt.Sprintf("added p99 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a99), ms(goalAddedP99), mark(a99 <= goalAddedP99)))
+	}
 	if ng, ok := r.get("json-max", "nginx"); ok && ng.rps > 0 {
 		igm, _ := r.get("json-max", "infergate")
 		ratio := igm.rps / ng.rps
@@ -148,13 +165,14 @@ func (r *report) verdicts() []string {
 			out = append(out, fmt.Sprintf("max req/s infergate/nginx (SSE 200 events): %.2f×", igs.rps/ngs.rps))
 		}
 	}
-	dl, _ := r.get("large", "direct")
-	il, _ := r.get("large", "infergate")
-	at := il.firstP50 - dl.firstP50
-	out = append(out, fmt.Sprintf("added TTFT p50 for %d KB prompts at concurrency %d: %s ms (goal ≤ %s ms) — %s",
-		r.cfg.largeSize>>10, r.cfg.largeConc, added(at), ms(goalAddedTTFT), mark(at <= goalAddedTTFT)))
-	if nl, ok := r.get("large", "nginx"); ok {
-		out = append(out, fmt.Sprintf("added TTFT p50 through nginx for comparison: %s ms", added(nl.firstP50-dl.firstP50)))
+	if dl, ok := r.get("large", "direct"); ok {
+		il, _ := r.get("large", "infergate")
+		at := il.firstP50 - dl.firstP50
+		out = append(out, fmt.Sprintf("added TTFT p50 for %d KB prompts at concurrency %d: %s ms (goal ≤ %s ms) — %s",
+			r.cfg.largeSize>>10, r.cfg.largeConc, added(at), ms(goalAddedTTFT), mark(at <= goalAddedTTFT)))
+		if nl, ok := r.get("large", "nginx"); ok {
+			out = append(out, fmt.Sprintf("added TTFT p50 through nginx for comparison: %s ms", added(nl.firstP50-dl.firstP50)))
+		}
 	}
 	return out
 }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// explain says, from the measured numbers, why each missed target is
+// missed: which part is the HTTP stack's floor (the bare ReverseProxy and
+// the Go backend show it) and which part is infergate's own work.
+func (r *report) explain() []string {
+	var out []string
+	if l := r.explainLatency(); l != "" {
+		out = append(out, l)
+	}
+	if l := r.explainP99(); l != "" {
+		out = append(out, l)
+	}
+	if l := r.explainThroughput(); l != "" {
+		out = append(out, l)
+	}
+	if l := r.explainTTFT(); l != "" {
+		out = append(out, l)
+	}
+	return out
+}
+
+// rateCase returns the direct, infergate and bare ReverseProxy results of
+// the 1 KB latency case, ok false when it did not run.
+func (r *report) rateCase() (d, ig, gp stats, ok bool) {
+	d, ok1 := r.get("json-rate", "direct")
+	ig, ok2 := r.get("json-rate", "infergate")
+	gp, ok3 := r.get("json-rate", "go-reverseproxy")
+	return d, ig, gp, ok1 && ok2 && ok3
+}
+
+func (r *report) explainLatency() string {
+	d, ig, gp, ok := r.rateCase()
+	if !ok || ig.p50-d.p50 <= goalAddedP50 {
+		return ""
+	}
+	s := fmt.Sprintf("**Added p50 at %d req/s.** The machine is mostly idle at this rate, so the added latency is hand-offs and wake-ups, not CPU: "+
+		"infergate adds %s ms, the bare `httputil.ReverseProxy` %s ms", r.cfg.rate, added(ig.p50-d.p50), added(gp.p50-d.p50))
+	if ng, ok := r.get("json-rate", "nginx"); ok {
+		s += fmt.Sprintf(", nginx %s ms", added(ng.p50-d.p50))
+	}
+	s += ". Through a proxy on Go's net/http a request changes goroutines four times (the client connection's, " +
+		"the upstream connection's writer and reader goroutines of `http.Transport`, and back), and on an idle machine each hand-off " +
+		"may wake a parked thread; nginx serves both connections from one event loop."
+	if gp.p50-d.p50 > goalAddedP50 {
+		s += " The bare ReverseProxy alone is above the goal, so the goal is below the floor of the net/http server and Transport this proxy is built on."
+	}
+	return s
+}
+
+func (r *report) explainP99() string {
+	d, ig, gp, ok := r.rateCase()
+	if !ok || ig.p99-d.p99 <= goalAddedP99 {
+		return ""
+	}
+	return fmt.Sprintf("**Added p99 at %d req/s.** The p99 of %d requests is its %d slowest: a request that waited for a CPU another process "+
+		"(load generator, backend, another job) held. In the same run the bare ReverseProxy added %s ms at p99, infergate %s ms; compare them "+
+		"across a few runs before reading a difference into one.", r.cfg.rate, ig.n, ig.n/100, added(gp.p99-d.p99), added(ig.p99-d.p99))
+}
+
+func (r *report) explainThroughput() string {
+	ig, ok1 := r.get("json-max", "infergate")
+	gp, ok2 := r.get("json-max", "go-reverseproxy")
+	ng, ok3 := r.get("json-max", "nginx")
+	if !ok1 || !ok2 || !ok3 || ng.rps <= 0 || ig.rps >= goalRPSRatio*ng.rps || ig.proxyCPU <= 0 || ng.proxyCPU <= 0 {
+		return ""
+	}
+	d, _ := r.get("json-max", "direct")
+	// At saturation the CPUs are the bottleneck: at nginx's rate the whole
+	// machine spends ncpu/rps per request. Running at goalRPSRatio of that
+	// rate leaves the proxy nginx's own share plus the difference.
+	ncpu := float64(runtime.NumCPU())
+	atNginx := time.Duration(ncpu / ng.rps * float64(time.Second))
+	atGoal := time.Duration(ncpu / (goalRPSRatio * ng.rps) * float64(time.Second))
+	allowance := ng.proxyCPU + atGoal - atNginx
+	s := fmt.Sprintf("**Max req/s against nginx.** At saturation the %d shared CPUs are the limit, so throughput follows the CPU each request costs. "+
+		"Per 1 KB request the infergate process used %s µs of CPU, the bare ReverseProxy %s µs and nginx %s µs; the backend — a net/http server with an "+
+		"empty handler — used %s µs. Reaching %.1f× nginx's rate leaves the proxy about %s µs per request (nginx's own plus what the machine gains by "+
+		"running %.0f%% slower).", runtime.NumCPU(), us(ig.proxyCPU), us(gp.proxyCPU), us(ng.proxyCPU), us(d.backendCPU), goalRPSRatio, us(allowance),
+		(1-goalRPSRatio)*100)
+	s += fmt.Sprintf(" A proxy on Go's net/http is a net/http server (the backend's shows its cost, %s µs) plus a net/http client (`http.Transport`, "+
+		"with a writer and a reader goroutine per upstream connection; the load generator, a plain client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
+	if diff := ig.proxyCPU - gp.proxyCPU; diff <= 0 {
+		s += fmt.Sprintf(". infergate's process used %s µs less than the bare ReverseProxy (which sends the headers and the body of each request "+
+			"in two writes), so its own work — body scan, routing, picking, response inspection, metrics — is not where the gap is.", signedUS(-diff)[1:])
+	} else {
+		s += fmt.Sprintf("; infergate's own work — body scan, routing, picking, response inspection, metrics — adds %s µs to the bare ReverseProxy.", us(diff))
+	}
+	if d.backendCPU > 0 && d.loadCPU > 0 && allowance < d.backendCPU+d.loadCPU {
+		s += " A net/http server and client alone cost more than the allowance, so the goal needs an HTTP stack without per-request goroutine " +
+			"hand-offs (an event-loop server, an upstream client that writes and reads on the caller's goroutine), not less work in the request path."
+	}
+	return s
+}
+
+func (r *report) explainTTFT() string {
+	dl, ok1 := r.get("large", "direct")
+	il, ok2 := r.get("large", "infergate")
+	if !ok1 || !ok2 || il.firstP50-dl.firstP50 <= goalAddedTTFT || dl.rps <= 0 {
+		return ""
+	}
+	c := float64(r.cfg.largeConc)
+	// Closed loop at saturation: time in the system ≈ clients / throughput
+	// (Little's law), so added TTFT is set by the rate the proxy sustains.
+	need := c / (c/dl.rps + goalAddedTTFT.Seconds())
+	s := fmt.Sprintf("**Added TTFT for %d KB prompts.** %d clients in a closed loop keep the machine saturated, so TTFT is mostly queueing: "+
+		"by Little's law it is about clients ÷ throughput, and +%s ms needs ≥ %.0f req/s where direct reaches %.0f. infergate reached %.0f req/s",
+		r.cfg.largeSize>>10, r.cfg.largeConc, ms(goalAddedTTFT), need, dl.rps, il.rps)
+	if nl, ok := r.get("large", "nginx"); ok {
+		s += fmt.Sprintf(", nginx %.0f req/s (+%s ms)", nl.rps, ms(nl.firstP50-dl.firstP50))
+	}
+	s += fmt.Sprintf(". Every proxy copies each prompt through the kernel twice more (client → proxy, proxy → backend); per request the infergate "+
+		"process used %s µs of CPU", us(il.proxyCPU))
+	if nl, ok := r.get("large", "nginx"); ok {
+		s += fmt.Sprintf(" and nginx %s µs", us(nl.proxyCPU))
+	}
+	s += fmt.Sprintf(", the backend %s µs to read the same body once.", us(il.backendCPU))
+	if nl, ok := r.get("large", "nginx"); ok && nl.rps < need {
+		s += " nginx does not reach the needed rate either: on this machine the goal is below what a proxy that reads and forwards the body can do."
+	}
+	return s
+}
+
+func signedUS(d time.Duration) string {
+	return fmt.Sprintf("%+.0f", float64(d)/float64(time.Microsecond))
+}
