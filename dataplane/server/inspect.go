@@ -144,37 +144,55 @@ func (in *inspector) writeSSE(w http.ResponseWriter, p []byte) (int, error) {
 }
 
 // lastEventEnd returns the index just after the last blank line ending an
-// event in b ("\n\n" or "\r\n\r\n"), or 0.
+// event in b ("\n\n" or "\r\n\r\n"), or 0. Both end in '\n', so it walks
+// back over newlines only: bytes.LastIndex would rescan the whole buffer
+// for the "\r\n\r\n" an LF stream never has.
 func lastEventEnd(b []byte) int {
-	end := bytes.LastIndex(b, []byte("\n\n"))
-	if end >= 0 {
-		end += 2
-	} else {
-		end = 0
+	for j := len(b); ; {
+		j = bytes.LastIndexByte(b[:j], '\n')
+		if j < 0 {
+			return 0
+		}
+		if j >= 1 && b[j-1] == '\n' || j >= 3 && b[j-1] == '\r' && b[j-2] == '\n' && b[j-3] == '\r' {
+			return j + 1
+		}
 	}
-	if crlf := bytes.LastIndex(b, []byte("\r\n\r\n")); crlf >= 0 && crlf+4 > end {
-		end = crlf + 4
+}
+
+// eventEnd returns the index just after the first blank line ending an
+// event in b, or -1. One pass over the newlines: looking for each
+// terminator with bytes.Index would rescan the rest of a many-event chunk
+// per event for the one that is absent.
+func eventEnd(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		j += i
+		if j+1 < len(b) && b[j+1] == '\n' {
+			return j + 2 // "\n\n"
+		}
+		if j >= 1 && b[j-1] == '\r' && j+2 < len(b) && b[j+1] == '\r' && b[j+2] == '\n' {
+			return j + 3 // "\r\n\r\n"
+		}
+		i = j + 1
 	}
-	return end
 }
 
 // splitEvents yields the events of b, each with its terminating blank line.
 func splitEvents(b []byte) func(yield func([]byte) bool) {
 	return func(yield func([]byte) bool) {
 		for len(b) > 0 {
-			i := bytes.Index(b, []byte("\n\n"))
-			n := 2
-			if j := bytes.Index(b, []byte("\r\n\r\n")); j >= 0 && (i < 0 || j < i) {
-				i, n = j, 4
-			}
-			if i < 0 {
+			e := eventEnd(b)
+			if e < 0 {
 				yield(b)
 				return
 			}
-			if !yield(b[:i+n]) {
+			if !yield(b[:e]) {
 				return
 			}
-			b = b[i+n:]
+			b = b[e:]
 		}
 	}
 }

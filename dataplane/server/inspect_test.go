@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -55,3 +57,87 @@ func TestInspectorUsage(t *testing.T) {
 		t.Fatalf("usage %+v %v, body %q", in.usage, in.found, rec.Body)
 	}
 }
+
+// refLastEventEnd and refSplitEvents are the plain definitions the fast
+// scans must agree with.
+func refLastEventEnd(b []byte) int {
+	end := bytes.LastIndex(b, []byte("\n\n"))
+	if end >= 0 {
+		end += 2
+	} else {
+		end = 0
+	}
+	if crlf := bytes.LastIndex(b, []byte("\r\n\r\n")); crlf >= 0 && crlf+4 > end {
+		end = crlf + 4
+	}
+	return end
+}
+
+func refSplitEvents(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := bytes.Index(b, []byte("\n\n"))
+		n := 2
+		if j := bytes.Index(b, []byte("\r\n\r\n")); j >= 0 && (i < 0 || j < i) {
+			i, n = j, 4
+		}
+		if i < 0 {
+			return append(out, b)
+		}
+		out = append(out, b[:i+n])
+		b = b[i+n:]
+	}
+	return out
+}
+
+// FuzzEventBoundaries: the event scans find the same boundaries as the
+// plain definitions, for LF, CRLF and mixed line ends.
+func FuzzEventBoundaries(f *testing.F) {
+	for _, s := range []string{"data: a\n\ndata: b\n\n", "data: a\r\n\r\ndata: b\r\n\r\n", "\n\n\n", "\r\n\r\n\n\n", "a\n\r\n\r\n", "\r\n\n", "x"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := lastEventEnd(b), refLastEventEnd(b); got != want {
+			t.Fatalf("%q: lastEventEnd %d, want %d", b, got, want)
+		}
+		var got [][]byte
+		for ev := range splitEvents(b) {
+			got = append(got, ev)
+		}
+		if want := refSplitEvents(b); len(got) != len(want) || len(got) > 0 && !bytes.Equal(bytes.Join(got, []byte{0}), bytes.Join(want, []byte{0})) {
+			t.Fatalf("%q: events %q, want %q", b, got, want)
+		}
+	})
+}
+
+// BenchmarkInspectorSSE passes a 200-event stream through the inspector in
+// the chunks a proxy reads when events arrive faster than it forwards them
+// (the whole stream at once), and one event per write.
+func BenchmarkInspectorSSE(b *testing.B) {
+	ev := `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"tok "}}]}` + "\n\n"
+	stream := []byte(strings.Repeat(ev, 200) + `data: {"choices":[],"usage":{"prompt_tokens":256,"completion_tokens":200}}` + "\n\ndata: [DONE]\n\n")
+	for _, chunk := range []int{len(stream), len(ev)} {
+		b.Run(fmt.Sprintf("chunk-%d", chunk), func(b *testing.B) {
+			b.SetBytes(int64(len(stream)))
+			in := &inspector{}
+			w := discardWriter{httptest.NewRecorder().Header()}
+			for b.Loop() {
+				in.reset()
+				in.begin(http.Header{"Content-Type": {"text/event-stream"}}, 200)
+				for i := 0; i < len(stream); i += chunk {
+					in.write(w, stream[i:min(i+chunk, len(stream))])
+				}
+				in.finish(w)
+				if !in.found {
+					b.Fatal("usage not found")
+				}
+			}
+		})
+	}
+}
+
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d discardWriter) WriteHeader(int)             {}
