@@ -92,6 +92,10 @@ func (r *report) explainThroughput() string {
 	} else {
 		s += fmt.Sprintf("; infergate's own work — body scan, routing, picking, response inspection, metrics — adds %s µs to the bare ReverseProxy.", us(diff))
 	}
+	if ig.loadCPU > 0 && ng.loadCPU > 0 && ig.loadCPU > ng.loadCPU {
+		s += fmt.Sprintf(" The load generator also used %s µs per request through infergate against %s µs through nginx: on shared CPUs a "+
+			"target that answers later makes its client cost more too, which the throughput ratio includes.", us(ig.loadCPU), us(ng.loadCPU))
+	}
 	if d.backendCPU > 0 && d.loadCPU > 0 && allowance < d.backendCPU+d.loadCPU {
 		s += " A net/http server and client alone cost more than the allowance, so the goal needs an HTTP stack without per-request goroutine " +
 			"hand-offs (an event-loop server, an upstream client that writes and reads on the caller's goroutine), not less work in the request path."
