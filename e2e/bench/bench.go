@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -107,8 +106,8 @@ type Cell struct {
 	Workload, Strategy string
 	Proxies            int
 	Summary            loadgen.Summary
-	// LoRALoaded is the fraction of picks that went to a replica where the
-	// request's adapter was running at pick time (LoRA workload only).
+	// LoRALoaded is the fraction of LoRA requests admitted on a replica that
+	// had their adapter loaded already (no load needed; LoRA workload only).
 	LoRALoaded float64
 	Imbalance  float64 // max/mean successful requests per replica
 	Wall       time.Duration
@@ -251,19 +250,7 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 		return nil, err
 	}
 	defer fleet.Close()
-	byAddr := map[string]*modelsim.Replica{}
-	for _, r := range fleet.Replicas() {
-		byAddr[r.Addr()] = r
-	}
-	var picks, loaded atomic.Int64
-	lora := len(sc.Fleet.LoRAModules) > 0
-	newPicker := func(*config.Backend) picker.Picker {
-		p := st.New()
-		if !lora {
-			return p
-		}
-		return &loraProbe{inner: p, replicas: byAddr, picks: &picks, loaded: &loaded}
-	}
+	newPicker := func(*config.Backend) picker.Picker { return st.New() }
 	// The reference scrape interval is 50 ms of model time.
 	interval := time.Duration(float64(50*time.Millisecond) * o.TimeScale)
 	var queue *snapshotv1.WaitQueue
@@ -291,38 +278,25 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 	}
 	cell := &Cell{Workload: sc.Workload.Name, Strategy: st.Name, Proxies: st.Proxies, Summary: loadgen.Summarize(rs, o.TimeScale)}
 	cell.Imbalance = cell.Summary.LoadImbalance(o.Replicas)
-	if n := picks.Load(); n > 0 {
-		cell.LoRALoaded = float64(loaded.Load()) / float64(n)
-	}
+	cell.LoRALoaded = loraPlacement(fleet)
 	cell.Wall = time.Since(t0)
 	return cell, nil
 }
 
-// loraProbe records, for every pick, whether the picked replica was
-// running the request's adapter at that moment (ground truth from the
-// simulator, not the proxy's scraped view).
-type loraProbe struct {
-	inner         picker.Picker
-	replicas      map[string]*modelsim.Replica
-	picks, loaded *atomic.Int64
-}
-
-func (p *loraProbe) Pick(req *picker.Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
-	ep, err := p.inner.Pick(req, cands)
-	if err != nil {
-		return ep, err
+// loraPlacement is the fraction of the fleet's LoRA requests whose adapter
+// was already resident in a slot of the replica when it admitted them
+// (simulator ground truth; 0 without LoRA requests).
+func loraPlacement(f *modelsim.Fleet) float64 {
+	var resident, all int64
+	for _, r := range f.Replicas() {
+		c := r.Stats().LoRA
+		resident += c.Resident
+		all += c.Resident + c.Loaded
 	}
-	if r := p.replicas[ep.Address]; r != nil {
-		p.picks.Add(1)
-		model := req.TargetModel
-		if model == "" {
-			model = req.Model
-		}
-		if slices.Contains(r.Engine().Stats().RunningAdapters, model) {
-			p.loaded.Add(1)
-		}
+	if all == 0 {
+		return 0
 	}
-	return ep, nil
+	return float64(resident) / float64(all)
 }
 
 // measureScrapes runs n proxies' endpoint registries (what scrapes) against

@@ -87,7 +87,7 @@ func (r *Report) Ratios() []string {
 			classShift(off.Summary, on.Summary, "standard")+"; "+classShift(off.Summary, on.Summary, "sheddable"))
 	}
 	if ours := r.cell("lora", "ours"); ours != nil {
-		out = append(out, fmt.Sprintf("LoRA (ours): %.1f%% of picks on a replica running the adapter (target ≥ 90%%, %s); max/mean load %.2f (target ≤ 1.5, %s)",
+		out = append(out, fmt.Sprintf("LoRA (ours): %.1f%% of requests on a replica with the adapter loaded (target ≥ 90%%, %s); max/mean load %.2f (target ≤ 1.5, %s)",
 			100*ours.LoRALoaded, check(ours.LoRALoaded >= 0.9), ours.Imbalance, check(ours.Imbalance <= 1.5)))
 	}
 	return out
@@ -145,7 +145,7 @@ func (r *Report) Markdown() string {
 		extra := ""
 		switch w.Name {
 		case "lora":
-			extra = " on running adapter |"
+			extra = " adapter loaded |"
 		case "overload":
 			extra = " critical ok / 429 | standard ok / 429 | sheddable ok / 429 |"
 		}
@@ -215,8 +215,8 @@ const notes = `## How to read this
 - TTFT is measured by the client at the first streamed token; ITL is per request (end − first token) / (tokens − 1); tokens/s is
   successful output tokens over the span from the first send to the last completion. Cache hit is the simulator's
   ` + "`cached_tokens / prompt_tokens`" + ` from each response's usage.
-- "on running adapter" is ground truth from the simulator at pick time (the adapter had running requests on the picked replica);
-  an adapter resident but idle counts as not loaded, so this undercounts.
+- "adapter loaded" is ground truth from the simulator: the share of LoRA requests whose adapter was already resident in one of
+  the replica's ` + "`max-loras`" + ` slots (running or idle) when the replica admitted them, so no adapter load was needed.
 
 ## Why targets are missed
 

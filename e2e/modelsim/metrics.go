@@ -83,6 +83,8 @@ type metricSet struct {
 
 	waiting, running, kvUsage, cacheHitRate prometheus.Gauge
 	loraInfo                                *prometheus.GaugeVec
+	loraAdmitted                            *prometheus.CounterVec
+	loraEvictions                           prometheus.Counter
 	prefixQueries, prefixHits               prometheus.Counter
 	promptTokens, genTokens, preemptions    prometheus.Counter
 	ttft, itl, tpot, e2e, queue             prometheus.Observer
@@ -165,6 +167,16 @@ func newMetricSet(flavor, model string, cfg engine.Config, loraEnabled bool) *me
 			[]string{"max_lora", "waiting_lora_adapters", "running_lora_adapters"})
 		m.reg.MustRegister(m.loraInfo)
 	}
+	if loraEnabled {
+		// Simulator ground truth, not a model-server metric: real engines
+		// do not export whether an adapter was resident at admission.
+		m.loraAdmitted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "modelsim_lora_requests_admitted_total",
+			Help: "LoRA requests by whether their adapter was resident at first admission or had to be loaded.", ConstLabels: labels},
+			[]string{"adapter"})
+		m.loraEvictions = prometheus.NewCounter(prometheus.CounterOpts{Name: "modelsim_lora_evictions_total",
+			Help: "Adapter loads that evicted an idle resident adapter.", ConstLabels: labels})
+		m.reg.MustRegister(m.loraAdmitted, m.loraEvictions)
+	}
 	return m
 }
 
@@ -244,6 +256,16 @@ func (m *metricSet) Observe(ev engine.Event) {
 		add(m.genTokens, 1)
 	case engine.EvPreempted:
 		add(m.preemptions, 1)
+	case engine.EvAdapterAdmitted:
+		if m.loraAdmitted == nil {
+			return
+		}
+		state := "resident"
+		if ev.N > 0 {
+			state = "loaded"
+		}
+		m.loraAdmitted.WithLabelValues(state).Inc()
+		add(m.loraEvictions, ev.M)
 	case engine.EvFinished:
 		observe(m.e2e, ev.Dur)
 		if ev.M > 1 {

@@ -2,11 +2,14 @@ package modelsim
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go/v3"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/infergate/infergate/e2e/modelsim/engine"
 )
 
 func chat(t *testing.T, r *Replica, modelName, prompt string, maxTokens int64) *openai.ChatCompletion {
@@ -120,6 +123,17 @@ func TestMetricsGaugesUnderLoad(t *testing.T) {
 		t.Error("no lora_requests_info series with running adapter a")
 	}
 	<-done
+	// The first request loaded the adapter: ground truth in stats and metrics.
+	if s := r.Stats(); s.LoRA != (engine.LoRACounts{Loaded: 1}) || !slices.Equal(s.ResidentAdapters, []string{"a"}) {
+		t.Errorf("LoRA stats %+v, resident %v", s.LoRA, s.ResidentAdapters)
+	}
+	loaded := false
+	for _, m := range scrape(t, r)["modelsim_lora_requests_admitted_total"].GetMetric() {
+		loaded = loaded || labelsOf(m)["adapter"] == "loaded" && m.GetCounter().GetValue() == 1
+	}
+	if !loaded {
+		t.Error(`no modelsim_lora_requests_admitted_total{adapter="loaded"} 1`)
+	}
 }
 
 func TestMetricsSGLang(t *testing.T) {

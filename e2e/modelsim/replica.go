@@ -59,6 +59,12 @@ type ReplicaStats struct {
 	Waiting         int
 	Running         int
 	KVUsage         float64
+	// LoRA is the ground truth of adapter placement: requests whose adapter
+	// was resident at admission, requests that loaded it, and evictions.
+	LoRA engine.LoRACounts
+	// ResidentAdapters are the adapters in LoRA slots now, running or idle
+	// (vllm:lora_requests_info shows only running and waiting ones).
+	ResidentAdapters []string
 }
 
 // NewReplica builds a replica named name on clock (shared by a fleet so all
@@ -133,15 +139,17 @@ func (r *Replica) SetSlowFactor(f float64) { r.eng.SetSlowFactor(f) }
 func (r *Replica) Stats() ReplicaStats {
 	s := r.eng.Stats()
 	return ReplicaStats{
-		Served:          r.served.Load(),
-		Failed:          r.failed.Load(),
-		PromptTokens:    r.promptTokens.Load(),
-		CachedTokens:    r.cachedTokens.Load(),
-		GeneratedTokens: r.genTokens.Load(),
-		Scrapes:         r.scrapes.Load(),
-		Waiting:         s.Waiting,
-		Running:         s.Running,
-		KVUsage:         s.KVUsage,
+		Served:           r.served.Load(),
+		Failed:           r.failed.Load(),
+		PromptTokens:     r.promptTokens.Load(),
+		CachedTokens:     r.cachedTokens.Load(),
+		GeneratedTokens:  r.genTokens.Load(),
+		Scrapes:          r.scrapes.Load(),
+		Waiting:          s.Waiting,
+		Running:          s.Running,
+		KVUsage:          s.KVUsage,
+		LoRA:             s.LoRA,
+		ResidentAdapters: s.ResidentAdapters,
 	}
 }
 

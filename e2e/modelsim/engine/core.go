@@ -94,6 +94,10 @@ const (
 	EvToken                        // a later token: Dur = inter-token latency
 	EvFinished                     // Dur = end-to-end latency, First = TTFT, N = prompt, M = generated
 	EvPreempted
+	// EvAdapterAdmitted: a LoRA request's first admission; N = 1 when its
+	// adapter had to be loaded (0: it was resident), M = 1 when the load
+	// evicted another adapter.
+	EvAdapterAdmitted
 )
 
 // Event is one observation for metrics.
@@ -114,7 +118,8 @@ type StepResult struct {
 	Scheduled  int
 }
 
-// Stats is the engine's gauge state.
+// Stats is the engine's gauge state, plus LoRA placement counters since
+// start.
 type Stats struct {
 	Waiting, Running int
 	KVUsage          float64
@@ -122,6 +127,19 @@ type Stats struct {
 	CachedBlocks     int
 	RunningAdapters  []string
 	WaitingAdapters  []string
+	// ResidentAdapters are the adapters in LoRA slots (running or idle),
+	// least recently used first.
+	ResidentAdapters []string
+	LoRA             LoRACounts
+}
+
+// LoRACounts is the ground truth of LoRA placement: how adapter requests
+// found their adapter when first admitted. A request admitted again after
+// preemption counts once, at its first admission.
+type LoRACounts struct {
+	Resident  int64 // adapter already in a slot: no load
+	Loaded    int64 // adapter loaded for the request
+	Evictions int64 // loads that evicted an idle adapter
 }
 
 // Core is the scheduler state machine: deterministic, single-goroutine and
@@ -132,6 +150,7 @@ type Core struct {
 	lora    *loraSlots
 	waiting []*Request
 	running []*Request
+	counts  LoRACounts
 }
 
 // NewCore builds a core with cfg (zero fields defaulted).
@@ -201,6 +220,8 @@ func (c *Core) Stats() Stats {
 	}
 	s.RunningAdapters = adapters(c.running)
 	s.WaitingAdapters = adapters(c.waiting)
+	s.ResidentAdapters = slices.Clone(c.lora.resident)
+	s.LoRA = c.counts
 	return s
 }
 
@@ -301,9 +322,12 @@ func (c *Core) Step(now time.Time, slow float64) StepResult {
 			}
 			r.blocks = blocks
 			if r.Adapter != "" {
-				c.lora.use(r.Adapter)
+				evicted := c.lora.use(r.Adapter)
 				if load {
 					res.Work.LoRALoads++
+				}
+				if !r.admitted {
+					res.Events = append(res.Events, c.countAdapter(r, load, evicted))
 				}
 			}
 			res.Events = append(res.Events, Event{Kind: EvPrefixQuery, N: r.promptLen, M: r.kvTokens})
@@ -370,6 +394,23 @@ func (c *Core) Step(now time.Time, slow float64) StepResult {
 		res.Touched = append(res.Touched, r)
 	}
 	return res
+}
+
+// countAdapter records how r's adapter was found at r's first admission.
+func (c *Core) countAdapter(r *Request, loaded bool, evicted string) Event {
+	r.adapterLoaded, r.adapterEvicted = loaded, evicted
+	ev := Event{Kind: EvAdapterAdmitted}
+	if loaded {
+		c.counts.Loaded++
+		ev.N = 1
+	} else {
+		c.counts.Resident++
+	}
+	if evicted != "" {
+		c.counts.Evictions++
+		ev.M = 1
+	}
+	return ev
 }
 
 func (c *Core) finish(r *Request) {

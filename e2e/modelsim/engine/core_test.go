@@ -288,3 +288,42 @@ func TestPrefillOnlyRequestThatCannotFitIsRejected(t *testing.T) {
 		t.Fatal("63-token prefill-only request did not finish")
 	}
 }
+
+// The placement ground truth: a request whose adapter sits idle in a slot
+// is admitted without a load; one whose adapter is absent loads it,
+// evicting the least recently used idle adapter when the slots are full.
+func TestLoRAPlacementCounts(t *testing.T) {
+	c := NewCore(Config{MaxLoRAs: 2})
+	seq := []struct {
+		adapter, evicts string
+		loaded          bool
+	}{
+		{"a", "", true},  // empty slot
+		{"b", "", true},  // second empty slot
+		{"a", "", false}, // resident and idle: no load
+		{"c", "b", true}, // slots full: b is least recently used
+		{"a", "", false}, // still resident
+		{"b", "c", true}, // back, evicting c
+		{"", "", false},  // base model: not counted
+	}
+	var reqs []*Request
+	for i, s := range seq {
+		r := NewRequest(text(fmt.Sprint(i), 100), 5, s.adapter)
+		r.Arrival = t0.Add(time.Duration(i) * time.Second) // one at a time
+		reqs = append(reqs, r)
+	}
+	simRun(t, c, reqs, nil)
+	for i, s := range seq {
+		p := reqs[i]
+		if p.adapterLoaded != s.loaded || p.adapterEvicted != s.evicts {
+			t.Errorf("request %d (%q): loaded %v evicted %q, want %v %q", i, s.adapter, p.adapterLoaded, p.adapterEvicted, s.loaded, s.evicts)
+		}
+	}
+	want := LoRACounts{Resident: 2, Loaded: 4, Evictions: 2}
+	if got := c.Stats().LoRA; got != want {
+		t.Errorf("counts %+v, want %+v", got, want)
+	}
+	if got := JoinAdapters(c.Stats().ResidentAdapters); got != "a,b" {
+		t.Errorf("resident %q, want a,b (least recently used first)", got)
+	}
+}

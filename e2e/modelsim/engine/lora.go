@@ -41,13 +41,15 @@ func (s *loraSlots) admit(a string) (ok, load bool) {
 }
 
 // use marks a as running one more request, loading it (evicting an idle
-// resident) when needed. Call only after admit said ok.
-func (s *loraSlots) use(a string) {
+// resident) when needed, and returns the adapter it evicted ("" if none).
+// Call only after admit said ok.
+func (s *loraSlots) use(a string) (evicted string) {
 	if i := s.isResident(a); i >= 0 {
 		s.resident = append(s.resident[:i], s.resident[i+1:]...)
 	} else if len(s.resident) >= s.max {
 		for i, r := range s.resident {
 			if s.running[r] == 0 {
+				evicted = r
 				s.resident = append(s.resident[:i], s.resident[i+1:]...)
 				break
 			}
@@ -55,6 +57,7 @@ func (s *loraSlots) use(a string) {
 	}
 	s.resident = append(s.resident, a)
 	s.running[a]++
+	return evicted
 }
 
 func (s *loraSlots) done(a string) {

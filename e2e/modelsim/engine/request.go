@@ -31,8 +31,12 @@ type Request struct {
 	firstAt     time.Time
 	lastTokenAt time.Time
 	queuedFor   time.Duration
-	finished    bool
-	cancelled   bool
+	// adapterLoaded and adapterEvicted: how the adapter was found at the
+	// first admission (see Progress).
+	adapterLoaded  bool
+	adapterEvicted string
+	finished       bool
+	cancelled      bool
 
 	mu     sync.Mutex
 	prog   Progress
@@ -50,6 +54,12 @@ type Progress struct {
 	Finished   time.Time
 	Done       bool
 	Err        error
+	// AdapterLoaded is true when the request's LoRA adapter was not
+	// resident at its first admission and had to be loaded; AdapterEvicted
+	// names the idle adapter that load swapped out ("" if a slot was free).
+	// Both are zero for base-model requests and before admission.
+	AdapterLoaded  bool
+	AdapterEvicted string
 }
 
 // NewRequest builds a request; the engine computes tokens and block hashes on Submit.
@@ -74,13 +84,15 @@ func (r *Request) total() int { return r.promptLen + r.generated }
 func (r *Request) publish(err error) {
 	r.mu.Lock()
 	r.prog = Progress{
-		PromptTokens: r.promptLen,
-		CachedTokens: r.cached,
-		Generated:    r.generated,
-		QueueTime:    r.queuedFor,
-		FirstToken:   r.firstAt,
-		Done:         r.finished || err != nil,
-		Err:          err,
+		PromptTokens:   r.promptLen,
+		CachedTokens:   r.cached,
+		Generated:      r.generated,
+		QueueTime:      r.queuedFor,
+		FirstToken:     r.firstAt,
+		Done:           r.finished || err != nil,
+		Err:            err,
+		AdapterLoaded:  r.adapterLoaded,
+		AdapterEvicted: r.adapterEvicted,
 	}
 	if r.finished {
 		r.prog.Finished = r.lastTokenAt
