@@ -34,6 +34,26 @@ vllm:e2e_request_latency_seconds_sum{model_name="m1"} 4.5
 vllm:e2e_request_latency_seconds_count{model_name="m1"} 3
 `
 
+// tritonMetrics is Triton Inference Server's TensorRT-LLM backend
+// exposition (two models, one family per signal kind).
+const tritonMetrics = `# HELP nv_trt_llm_request_metrics TRT LLM request metrics
+# TYPE nv_trt_llm_request_metrics gauge
+nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="waiting",version="1"} 2
+nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="context",version="1"} 1
+nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="scheduled",version="1"} 4
+nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="max",version="1"} 512
+nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="active",version="1"} 6
+nv_trt_llm_request_metrics{model="draft",request_type="waiting",version="1"} 1
+nv_trt_llm_request_metrics{model="draft",request_type="scheduled",version="1"} 1
+# HELP nv_trt_llm_kv_cache_block_metrics TRT LLM KV cache block metrics
+# TYPE nv_trt_llm_kv_cache_block_metrics gauge
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per",model="tensorrt_llm",version="1"} 64
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="used",model="tensorrt_llm",version="1"} 3000
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="free",model="tensorrt_llm",version="1"} 3000
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max",model="tensorrt_llm",version="1"} 6000
+nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction",model="tensorrt_llm",version="1"} 0.25
+`
+
 func TestParseEngine(t *testing.T) {
 	m, err := endpoints.ParseEngine(strings.NewReader(fmt.Sprintf(vllmMetrics, 7)), "vllm")
 	if err != nil {
@@ -49,6 +69,19 @@ func TestParseEngine(t *testing.T) {
 	m, err = endpoints.ParseEngine(strings.NewReader("sglang:num_queue_reqs 2\nsglang:token_usage 0.1\n"), "sglang")
 	if err != nil || m.Waiting != 2 || m.KVCacheUsage != 0.1 {
 		t.Fatalf("sglang: %+v %v", m, err)
+	}
+	m, err = endpoints.ParseEngine(strings.NewReader(tritonMetrics), "triton")
+	if err != nil || m.Waiting != 3 || m.Running != 5 || m.KVCacheUsage != 0.25 {
+		t.Fatalf("triton: %+v %v", m, err)
+	}
+	// Without the fraction block type, used / max.
+	noFraction := strings.ReplaceAll(tritonMetrics, `kv_cache_block_type="fraction"`, `kv_cache_block_type="reused"`)
+	m, err = endpoints.ParseEngine(strings.NewReader(noFraction), "triton-tensorrt-llm")
+	if err != nil || m.KVCacheUsage != 0.5 {
+		t.Fatalf("triton used/max: %+v %v", m, err)
+	}
+	if _, err := endpoints.ParseEngine(strings.NewReader(fmt.Sprintf(vllmMetrics, 1)), "triton"); err == nil {
+		t.Fatal("vLLM names on a triton endpoint must be an error")
 	}
 	if _, err := endpoints.ParseEngine(strings.NewReader("up 1\n"), "vllm"); err == nil {
 		t.Fatal("a body without load metrics must be an error")

@@ -15,9 +15,11 @@ func FuzzParseEngine(f *testing.F) {
 	f.Add([]byte(loraMetrics))
 	f.Add([]byte("sglang:num_queue_reqs 2\nsglang:token_usage NaN\n"))
 	f.Add([]byte("trtllm_num_requests_waiting +Inf\n"))
+	f.Add([]byte(tritonMetrics))
+	f.Add([]byte("nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"used\"} 5\nnv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"max\"} 0\n"))
 	f.Add([]byte("vllm:lora_requests_info{max_lora=\"x\",running_lora_adapters=\",,\"} 1\nvllm:num_requests_running 1\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, eng := range []string{"vllm", "sglang", "trtllm", ""} {
+		for _, eng := range []string{"vllm", "sglang", "trtllm", "triton", ""} {
 			m, err := endpoints.ParseEngine(bytes.NewReader(b), eng)
 			if err != nil {
 				continue

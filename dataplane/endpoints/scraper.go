@@ -17,40 +17,6 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// metricNames are the series carrying one engine's load signals.
-type metricNames struct {
-	waiting []string
-	running []string
-	kv      []string // first present wins (newer name first)
-	lora    string   // info gauge with adapter labels; "" when the engine has none
-}
-
-var engineMetrics = map[string]metricNames{
-	"vllm": {
-		waiting: []string{"vllm:num_requests_waiting"},
-		running: []string{"vllm:num_requests_running"},
-		kv:      []string{"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"},
-		lora:    "vllm:lora_requests_info",
-	},
-	"sglang": {
-		waiting: []string{"sglang:num_queue_reqs"},
-		running: []string{"sglang:num_running_reqs"},
-		kv:      []string{"sglang:token_usage"},
-	},
-	"trtllm": {
-		waiting: []string{"trtllm_num_requests_waiting"},
-		running: []string{"trtllm_num_requests_running"},
-		kv:      []string{"trtllm_kv_cache_utilization"},
-	},
-}
-
-func namesFor(engine string) metricNames {
-	if n, ok := engineMetrics[engine]; ok {
-		return n
-	}
-	return engineMetrics["vllm"]
-}
-
 // maxMetricsBytes bounds what one scrape reads, so a broken server cannot
 // make the proxy buffer without limit.
 const maxMetricsBytes = 4 << 20
@@ -161,11 +127,8 @@ func parse(r io.Reader, names metricNames) (*Metrics, error) {
 	if v, ok := sum(fams, names.running); ok {
 		m.Running, found = v, true
 	}
-	for _, n := range names.kv {
-		if v, ok := maxOf(fams[n]); ok {
-			m.KVCacheUsage, found = v, true
-			break
-		}
+	if v, ok := kvUsage(fams, names); ok {
+		m.KVCacheUsage, found = v, true
 	}
 	if !found {
 		return nil, fmt.Errorf("none of %v, %v, %v present", names.waiting, names.running, names.kv)
@@ -174,6 +137,25 @@ func parse(r io.Reader, names metricNames) (*Metrics, error) {
 		parseLoRA(fams[names.lora], &m)
 	}
 	return &m, nil
+}
+
+// kvUsage is the first present KV utilisation series, else used / max
+// blocks when the engine exposes those.
+func kvUsage(fams map[string]*dto.MetricFamily, names metricNames) (float64, bool) {
+	for _, sel := range names.kv {
+		if v, ok := maxOf(fams, sel); ok {
+			return v, true
+		}
+	}
+	if names.kvUsed.name == "" {
+		return 0, false
+	}
+	used, ok1 := maxOf(fams, names.kvUsed)
+	total, ok2 := maxOf(fams, names.kvMax)
+	if !ok1 || !ok2 || total <= 0 {
+		return 0, false
+	}
+	return min(used/total, 1), true
 }
 
 // parseLoRA reads vLLM's lora_requests_info: one series per label set seen
@@ -214,32 +196,34 @@ func splitAdapters(s string) []string {
 	return out
 }
 
-// sum adds the series of the first present family: a server exposing one
-// series per model (label model_name) queues them all.
-func sum(fams map[string]*dto.MetricFamily, names []string) (float64, bool) {
-	for _, n := range names {
-		f := fams[n]
-		if f == nil || len(f.GetMetric()) == 0 {
-			continue
-		}
+// sum adds the samples of the first present series: a server exposing one
+// sample per model (label model_name) queues them all.
+func sum(fams map[string]*dto.MetricFamily, sels []series) (float64, bool) {
+	for _, sel := range sels {
 		var t float64
-		for _, mt := range f.GetMetric() {
-			t += value(mt)
+		found := false
+		for _, mt := range fams[sel.name].GetMetric() {
+			if sel.matches(mt) {
+				t += value(mt)
+				found = true
+			}
 		}
-		return t, true
+		if found {
+			return t, true
+		}
 	}
 	return 0, false
 }
 
-func maxOf(f *dto.MetricFamily) (float64, bool) {
-	if f == nil || len(f.GetMetric()) == 0 {
-		return 0, false
+// maxOf is the largest sample of sel.
+func maxOf(fams map[string]*dto.MetricFamily, sel series) (float64, bool) {
+	v, found := math.Inf(-1), false
+	for _, mt := range fams[sel.name].GetMetric() {
+		if sel.matches(mt) {
+			v, found = math.Max(v, value(mt)), true
+		}
 	}
-	v := math.Inf(-1)
-	for _, mt := range f.GetMetric() {
-		v = math.Max(v, value(mt))
-	}
-	return v, true
+	return v, found
 }
 
 func value(m *dto.Metric) float64 {

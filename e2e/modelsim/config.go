@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/infergate/infergate/e2e/modelsim/engine"
@@ -20,7 +21,8 @@ type Config struct {
 	ServedModelNames []string
 	// LoRAModules are adapter names, each also served as a model name.
 	LoRAModules []string
-	// Engine selects metric names: "vllm" (default), "sglang" or "trtllm".
+	// Engine selects metric names: "vllm" (default), "sglang", "trtllm" or
+	// "triton" (Triton Inference Server with the TensorRT-LLM backend).
 	Engine string
 	// Engine sizing and cost model (zero fields take engine defaults).
 	EngineConfig engine.Config
@@ -49,8 +51,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Engine == "" {
 		c.Engine = EngineVLLM
 	}
-	if !slices.Contains([]string{EngineVLLM, EngineSGLang, EngineTRTLLM}, c.Engine) {
-		return c, fmt.Errorf("unknown engine %q (want vllm, sglang or trtllm)", c.Engine)
+	if !slices.Contains(Engines, c.Engine) {
+		return c, fmt.Errorf("unknown engine %q (want one of %s)", c.Engine, strings.Join(Engines, ", "))
 	}
 	if c.TimeScale <= 0 {
 		c.TimeScale = 1

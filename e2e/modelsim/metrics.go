@@ -1,7 +1,10 @@
 package modelsim
 
 import (
+	"cmp"
+	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +18,13 @@ const (
 	EngineVLLM   = "vllm"
 	EngineSGLang = "sglang"
 	EngineTRTLLM = "trtllm"
+	// EngineTriton is Triton Inference Server with the TensorRT-LLM
+	// backend: signals are label values of two gauge families.
+	EngineTriton = "triton"
 )
+
+// Engines lists the flavours Config.Engine accepts.
+var Engines = []string{EngineVLLM, EngineSGLang, EngineTRTLLM, EngineTriton}
 
 // metricNames lists one model server's metric names; "" = not exposed.
 type metricNames struct {
@@ -23,6 +32,7 @@ type metricNames struct {
 	cacheInfo                   string
 	cacheBlockSize, cacheBlocks string // cacheInfo label names
 	tokensPerBlock, maxBlocks   string // trtllm's separate cache-shape gauges
+	usedBlocks                  string
 	loraInfo                    string
 	prefixQueries, prefixHits   string
 	cacheHitRate                string
@@ -30,6 +40,8 @@ type metricNames struct {
 	preemptions                 string
 	ttft, itl, tpot, e2e, queue string
 	extraLabels                 prometheus.Labels
+	// modelLabel names the served model (default model_name).
+	modelLabel string
 }
 
 func namesFor(flavor string) metricNames {
@@ -51,6 +63,15 @@ func namesFor(flavor string) metricNames {
 			ttft:      "trtllm_time_to_first_token_seconds", tpot: "trtllm_time_per_output_token_seconds",
 			e2e: "trtllm_e2e_request_latency_seconds", queue: "trtllm_request_queue_time_seconds",
 			extraLabels: prometheus.Labels{"engine_type": "trtllm"},
+		}
+	case EngineTriton:
+		// Names with {label=value} are one sample of a labelled family.
+		const req, kv = "nv_trt_llm_request_metrics", "nv_trt_llm_kv_cache_block_metrics"
+		return metricNames{
+			waiting: req + "{request_type=waiting}", running: req + "{request_type=scheduled}",
+			kvUsage: kv + "{kv_cache_block_type=fraction}", tokensPerBlock: kv + "{kv_cache_block_type=tokens_per}",
+			maxBlocks: kv + "{kv_cache_block_type=max}", usedBlocks: kv + "{kv_cache_block_type=used}",
+			modelLabel: "model", extraLabels: prometheus.Labels{"version": "1"},
 		}
 	default:
 		return metricNames{
@@ -82,6 +103,7 @@ type metricSet struct {
 	names metricNames
 
 	waiting, running, kvUsage, cacheHitRate prometheus.Gauge
+	usedBlocks                              prometheus.Gauge
 	loraInfo                                *prometheus.GaugeVec
 	loraAdmitted                            *prometheus.CounterVec
 	loraEvictions                           prometheus.Counter
@@ -105,17 +127,29 @@ const maxLoRASeries = 8
 func newMetricSet(flavor, model string, cfg engine.Config, loraEnabled bool) *metricSet {
 	n := namesFor(flavor)
 	m := &metricSet{reg: prometheus.NewRegistry(), names: n, maxLoRAs: cfg.MaxLoRAs, loraEnabled: loraEnabled}
-	labels := prometheus.Labels{"model_name": model}
+	modelLabel := cmp.Or(n.modelLabel, "model_name")
+	labels := prometheus.Labels{modelLabel: model}
 	for k, v := range n.extraLabels {
 		labels[k] = v
 	}
+	families := map[string]*prometheus.GaugeVec{}
 	gauge := func(name, help string) prometheus.Gauge {
 		if name == "" {
 			return nil
 		}
-		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
-		m.reg.MustRegister(g)
-		return g
+		family, label, value, ok := splitSelector(name)
+		if !ok {
+			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+			m.reg.MustRegister(g)
+			return g
+		}
+		vec := families[family]
+		if vec == nil {
+			vec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: family, Help: help, ConstLabels: labels}, []string{label})
+			m.reg.MustRegister(vec)
+			families[family] = vec
+		}
+		return vec.WithLabelValues(value)
 	}
 	counter := func(name, help string) prometheus.Counter {
 		if name == "" {
@@ -162,6 +196,7 @@ func newMetricSet(flavor, model string, cfg engine.Config, loraEnabled bool) *me
 	if g := gauge(n.maxBlocks, "Maximum number of KV cache blocks."); g != nil {
 		g.Set(float64(cfg.KVBlocks))
 	}
+	m.usedBlocks = gauge(n.usedBlocks, "Used KV cache blocks.")
 	if n.loraInfo != "" && loraEnabled {
 		m.loraInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: n.loraInfo, Help: "Running stats on lora requests."},
 			[]string{"max_lora", "waiting_lora_adapters", "running_lora_adapters"})
@@ -186,6 +221,9 @@ func (m *metricSet) refresh(s engine.Stats, now time.Time) {
 	m.waiting.Set(float64(s.Waiting))
 	m.running.Set(float64(s.Running))
 	m.kvUsage.Set(s.KVUsage)
+	if m.usedBlocks != nil {
+		m.usedBlocks.Set(math.Round(s.KVUsage * float64(s.KVBlocks)))
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cacheHitRate != nil && m.hitQueries > 0 {
@@ -211,6 +249,16 @@ func (m *metricSet) refresh(s engine.Stats, now time.Time) {
 		m.loraInfo.Delete(m.loraSeries[0])
 		m.loraSeries = m.loraSeries[1:]
 	}
+}
+
+// splitSelector splits "family{label=value}" (ok false for a plain name).
+func splitSelector(s string) (family, label, value string, ok bool) {
+	family, rest, ok := strings.Cut(s, "{")
+	if !ok {
+		return s, "", "", false
+	}
+	label, value, ok = strings.Cut(strings.TrimSuffix(rest, "}"), "=")
+	return family, label, value, ok
 }
 
 func sameLabels(a, b prometheus.Labels) bool {

@@ -2,6 +2,7 @@ package modelsim
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/e2e/modelsim/engine"
 )
 
@@ -173,5 +175,40 @@ func TestMetricsTRTLLM(t *testing.T) {
 	}
 	if v := single(t, mfs, "trtllm_kv_cache_max_blocks").GetGauge().GetValue(); v != 2048 {
 		t.Errorf("max blocks %v", v)
+	}
+}
+
+// Triton's TensorRT-LLM backend: signals are label values of two families,
+// and the proxy's parser reads them back.
+func TestMetricsTriton(t *testing.T) {
+	f := startFleet(t, FleetConfig{Config: Config{Engine: EngineTriton}})
+	r := f.Replica(0)
+	chat(t, r, testModel, "hello", 4)
+	mfs := scrape(t, r)
+	want := map[string]float64{"tokens_per": 16, "max": 2048, "used": 0, "fraction": 0}
+	for _, m := range mfs["nv_trt_llm_kv_cache_block_metrics"].GetMetric() {
+		l := labelsOf(m)
+		if v, ok := want[l["kv_cache_block_type"]]; !ok || v != m.GetGauge().GetValue() || l["model"] != testModel || l["version"] != "1" {
+			t.Errorf("kv block sample %v = %v", l, m.GetGauge().GetValue())
+		}
+		delete(want, l["kv_cache_block_type"])
+	}
+	if len(want) > 0 {
+		t.Errorf("kv block types missing: %v", want)
+	}
+	types := map[string]bool{}
+	for _, m := range mfs["nv_trt_llm_request_metrics"].GetMetric() {
+		types[labelsOf(m)["request_type"]] = true
+	}
+	if !types["waiting"] || !types["scheduled"] {
+		t.Errorf("request types %v", types)
+	}
+	resp, err := http.Get(r.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := endpoints.ParseEngine(resp.Body, "triton"); err != nil {
+		t.Errorf("the proxy cannot parse it: %v", err)
 	}
 }

@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		namePrefix  = fs.String("name-prefix", "", "replica names <prefix>-<i> (default sim-<ip>-<port>)")
 		model       = fs.String("model", modelsim.DefaultModel, "base model name")
 		served      = fs.String("served-model-name", "", "comma-separated names to serve instead of --model")
-		engineType  = fs.String("engine", modelsim.EngineVLLM, "metric names to expose: vllm, sglang or trtllm")
+		engineType  = fs.String("engine", modelsim.EngineVLLM, "metric names to expose: "+strings.Join(modelsim.Engines, ", "))
 		loras       = fs.String("lora-modules", "", "comma-separated LoRA adapters served as model names (name or name=path)")
 		maxLoRAs    = fs.Int("max-loras", def.MaxLoRAs, "adapters resident at once")
 		loraLoad    = fs.Duration("lora-load-time", cost.LoRALoad, "simulated time to load an adapter")

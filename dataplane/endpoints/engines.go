@@ -1,0 +1,100 @@
+package endpoints
+
+import (
+	"fmt"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// series selects the samples of one metric family, optionally only those
+// with one label value: Triton's TensorRT-LLM backend puts several signals
+// in one family told apart by a label.
+type series struct{ name, label, value string }
+
+func (s series) matches(m *dto.Metric) bool {
+	if s.label == "" {
+		return true
+	}
+	for _, l := range m.GetLabel() {
+		if l.GetName() == s.label {
+			return l.GetValue() == s.value
+		}
+	}
+	return false
+}
+
+func (s series) String() string {
+	if s.label == "" {
+		return s.name
+	}
+	return fmt.Sprintf("%s{%s=%q}", s.name, s.label, s.value)
+}
+
+func plain(names ...string) []series {
+	out := make([]series, len(names))
+	for i, n := range names {
+		out[i] = series{name: n}
+	}
+	return out
+}
+
+// metricNames are the series carrying one engine's load signals.
+type metricNames struct {
+	waiting []series
+	running []series
+	kv      []series // first present wins (newer name first)
+	// kvUsed / kvMax blocks stand in for kv when none of it is present
+	// (Triton releases without the "fraction" block type).
+	kvUsed, kvMax series
+	lora          string // info gauge with adapter labels; "" when the engine has none
+}
+
+// Triton Inference Server's TensorRT-LLM backend families.
+const (
+	tritonRequests = "nv_trt_llm_request_metrics"
+	tritonKVBlocks = "nv_trt_llm_kv_cache_block_metrics"
+)
+
+// engineMetrics maps the pod label inference.networking.k8s.io/engine-type
+// to its metric names (the Inference Extension's model-server protocol).
+// Read-only.
+var engineMetrics = map[string]metricNames{
+	"vllm": {
+		waiting: plain("vllm:num_requests_waiting"),
+		running: plain("vllm:num_requests_running"),
+		kv:      plain("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+		lora:    "vllm:lora_requests_info",
+	},
+	"sglang": {
+		waiting: plain("sglang:num_queue_reqs"),
+		running: plain("sglang:num_running_reqs"),
+		kv:      plain("sglang:token_usage"),
+	},
+	"trtllm": {
+		waiting: plain("trtllm_num_requests_waiting"),
+		running: plain("trtllm_num_requests_running"),
+		kv:      plain("trtllm_kv_cache_utilization"),
+	},
+	"triton": {
+		waiting: []series{{tritonRequests, "request_type", "waiting"}},
+		running: []series{{tritonRequests, "request_type", "scheduled"}},
+		kv:      []series{{tritonKVBlocks, "kv_cache_block_type", "fraction"}},
+		kvUsed:  series{tritonKVBlocks, "kv_cache_block_type", "used"},
+		kvMax:   series{tritonKVBlocks, "kv_cache_block_type", "max"},
+	},
+}
+
+// engineAliases are other names of an engine type: the Inference
+// Extension's conformance configs call Triton with TensorRT-LLM
+// "triton-tensorrt-llm".
+var engineAliases = map[string]string{"triton-tensorrt-llm": "triton"}
+
+func namesFor(engine string) metricNames {
+	if a, ok := engineAliases[engine]; ok {
+		engine = a
+	}
+	if n, ok := engineMetrics[engine]; ok {
+		return n
+	}
+	return engineMetrics["vllm"]
+}
