@@ -165,8 +165,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.Cells = append(rep.Cells, *cell)
 			if o.Progress != nil {
 				s := cell.Summary
-				o.Progress(fmt.Sprintf("%-14s %-16s ok %4d/%-4d ttft p50 %6.3fs p90 %8.3fs  tok/s %7.0f  cache %5.1f%%  max/mean %.2f (%s)",
-					sc.Workload.Name, st.Name, s.OK, s.Requests, s.TTFT.P50, s.TTFT.P90, s.TokensPerSec, 100*s.CacheHit, cell.Imbalance, cell.Wall.Round(time.Second/10)))
+				line := fmt.Sprintf("%-14s %-16s ok %4d/%-4d ttft p50 %6.3fs p90 %8.3fs  tok/s %7.0f  cache %5.1f%%  max/mean %.2f",
+					sc.Workload.Name, st.Name, s.OK, s.Requests, s.TTFT.P50, s.TTFT.P90, s.TokensPerSec, 100*s.CacheHit, cell.Imbalance)
+				if len(sc.Fleet.LoRAModules) > 0 {
+					line += fmt.Sprintf("  adapter loaded %5.1f%%", 100*cell.LoRALoaded)
+				}
+				o.Progress(fmt.Sprintf("%s (%s)", line, cell.Wall.Round(time.Second/10)))
 			}
 		}
 	}
