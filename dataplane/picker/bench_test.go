@@ -37,6 +37,33 @@ func benchPick(b *testing.B, n int) {
 	}
 }
 
+// BenchmarkPickLoRA picks for 16 adapters on 64 endpoints with 4 slots each
+// (home plan, own send memory, scraped adapters).
+func BenchmarkPickLoRA(b *testing.B) {
+	es := eps(64)
+	now := time.Now()
+	for i, e := range es {
+		e.SetMetrics(&endpoints.Metrics{Waiting: float64(i % 3), Running: float64(i % 9), KVCacheUsage: float64(i%10) / 10,
+			MaxLoRA: 4, RunningAdapters: []string{fmt.Sprintf("adapter-%d", i%16), fmt.Sprintf("adapter-%d", (i+5)%16)}, At: now.Add(time.Hour)})
+	}
+	sched, err := picker.FromProfile(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]*picker.Request, 16)
+	for i := range reqs {
+		reqs[i] = &picker.Request{Model: fmt.Sprintf("adapter-%d", i), Body: chatBody("", fmt.Sprintf("question %d", i))}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := sched.Pick(reqs[i%len(reqs)], es); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 func BenchmarkPick64(b *testing.B)  { benchPick(b, 64) }
 func BenchmarkPick256(b *testing.B) { benchPick(b, 256) }
 

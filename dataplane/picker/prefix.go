@@ -1,7 +1,6 @@
 package picker
 
 import (
-	"github.com/cespare/xxhash/v2"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -17,8 +16,9 @@ import (
 //     within LoadFactor × the pool's mean queue + Slack gets 1. The load bound moves a
 //     hot prefix to its next-ranked endpoint — the same one on every proxy,
 //     because they all see the same scraped loads.
-//     Requests for a LoRA adapter some endpoint runs are bound by adapter
-//     name instead, so adapters partition the pool the same way.
+//     Requests for a LoRA adapter get no rendezvous affinity: LoRAScorer
+//     places them by adapter, and a per-prompt binding would pull them off
+//     their adapter's home endpoints.
 //   - The proxy's own index of where it sent each prefix (block hash →
 //     endpoints, LRU-bounded): matched blocks / prompt blocks. It remembers
 //     spill-overs and deep prefixes (multi-turn chats) the rendezvous key
@@ -41,11 +41,6 @@ type PrefixScorer struct {
 	// prefix sooner than a cold replica can prefill it.
 	LoadFactor float64
 	Slack      float64
-	// AdapterSlack replaces Slack for adapter-bound requests (default 2),
-	// whose bound counts running requests too: adapter requests rarely
-	// queue, they fill batches, so only the running count shows a replica
-	// holding too many adapters.
-	AdapterSlack float64
 
 	index *lru.Cache[uint64, entry]
 }
@@ -68,7 +63,7 @@ func NewPrefixScorer(size int) *PrefixScorer {
 	if err != nil {
 		panic(err) // only for size ≤ 0, excluded above
 	}
-	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, Slack: 8, AdapterSlack: 2, index: idx}
+	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, Slack: 8, index: idx}
 }
 
 // Name implements Scorer.
@@ -133,6 +128,9 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 	// The pool's choice gets full affinity and its runner-up half: when
 	// the load scorers overrule the first, every proxy spills the prefix
 	// to the same second replica instead of wherever is idlest for it.
+	if c.IsAdapter() {
+		return
+	}
 	if best, second := s.affinity(c, keys); best >= 0 {
 		out[best] = 1
 		if second >= 0 {
@@ -152,43 +150,12 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (int, int) {
 		}
 		k = pk.Hash
 	}
-	slack, adapter := s.Slack, c.IsAdapter()
-	if adapter {
-		// Adapter slots are the scarcer cache: bind the adapter, not the
-		// prompt, so every proxy sends an adapter's requests to the same
-		// replicas and adapters partition the pool instead of each
-		// replica swapping all of them.
-		k = xxhash.Sum64String(c.Model())
-		slack = s.AdapterSlack
-	}
-	// The load the bound compares: waiting requests, plus running ones for
-	// adapters (adapter requests rarely queue, they fill batches).
-	load := func(cd *Candidate) float64 {
-		if adapter && cd.Fresh {
-			return cd.Queue + cd.Metrics.Running
-		}
-		return cd.Queue
-	}
-	mean := c.MeanQueue
-	if adapter {
-		var sum float64
-		n := 0
-		for i := range c.Candidates {
-			if cd := &c.Candidates[i]; cd.Fresh {
-				sum += load(cd)
-				n++
-			}
-		}
-		if n > 0 {
-			mean = sum / float64(n)
-		}
-	}
-	bound := s.LoadFactor*mean + slack
+	bound := s.LoadFactor*c.MeanQueue + s.Slack
 	best, second := -1, -1
 	var bestW, secondW uint64
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
-		if load(cd) > bound || (c.AnyFresh && !cd.Fresh) {
+		if cd.Queue > bound || (c.AnyFresh && !cd.Fresh) {
 			continue
 		}
 		switch w := mix(k ^ cd.Endpoint.Hash); {

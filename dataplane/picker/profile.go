@@ -3,6 +3,7 @@ package picker
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -45,6 +46,10 @@ func DefaultProfile() *snapshotv1.PickerProfile {
 //	                affinity-blocks (int, default 32), load-factor (float, 1.25),
 //	                slack (float, 8): affinity holds while the endpoint's
 //	                queue ≤ load-factor × mean queue + slack
+//	lora            load-factor (float, 1.25), slack (float, 2): an adapter's
+//	                home endpoints keep it while queue + running ≤
+//	                load-factor × mean + slack; recent-seconds (float, 2):
+//	                how long this proxy's own sends mark an adapter resident
 //
 // Filters are not configurable yet: ejected endpoints are always filtered
 // out. An unknown plugin name is an error, so a typo does not silently
@@ -67,58 +72,50 @@ func FromProfile(p *snapshotv1.PickerProfile) (*Scheduler, error) {
 		ws = append(ws, WeightedScorer{Scorer: sc, Weight: ref.GetWeight()})
 	}
 	if !hasLoRA {
-		ws = append(ws, WeightedScorer{Scorer: LoRAScorer{}, Weight: defaultLoRAWeight})
+		ws = append(ws, WeightedScorer{Scorer: NewLoRAScorer(), Weight: defaultLoRAWeight})
 	}
 	return NewScheduler(ws, p.GetShedSheddable()), nil
 }
 
 func newScorer(ref *snapshotv1.PluginRef) (Scorer, error) {
 	params := ref.GetParameters()
-	num := func(key string, def float64) (float64, error) {
+	// num reads a parameter ≥ 0 (def when absent); the first bad one is
+	// the error returned with the scorer.
+	var bad error
+	num := func(key string, def float64) float64 {
 		v, ok := params[key]
 		if !ok {
-			return def, nil
+			return def
 		}
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f < 0 {
-			return 0, fmt.Errorf("scorer %s: parameter %s=%q: want a number ≥ 0", ref.GetName(), key, v)
+			if bad == nil {
+				bad = fmt.Errorf("scorer %s: parameter %s=%q: want a number ≥ 0", ref.GetName(), key, v)
+			}
+			return def
 		}
-		return f, nil
+		return f
 	}
 	if ref.GetWeight() < 0 {
 		return nil, fmt.Errorf("scorer %s: negative weight %v", ref.GetName(), ref.GetWeight())
 	}
 	switch ref.GetName() {
 	case PluginQueue:
-		s, err := num("min-spread", 4)
-		return QueueScorer{MinSpread: s}, err
+		return QueueScorer{MinSpread: num("min-spread", 4)}, bad
 	case PluginRunning:
-		s, err := num("min-spread", 4)
-		return RunningScorer{MinSpread: s}, err
+		return RunningScorer{MinSpread: num("min-spread", 4)}, bad
 	case PluginKVCache:
 		return KVCacheScorer{}, nil
 	case PluginLoRA:
-		return LoRAScorer{}, nil
+		l := NewLoRAScorer()
+		l.LoadFactor, l.Slack = num("load-factor", l.LoadFactor), num("slack", l.Slack)
+		l.Recent = time.Duration(num("recent-seconds", l.Recent.Seconds()) * float64(time.Second))
+		return l, bad
 	case PluginPrefix:
-		size, err := num("index-size", DefaultPrefixIndexSize)
-		if err != nil {
-			return nil, err
-		}
-		p := NewPrefixScorer(int(size))
-		ab, err := num("affinity-blocks", float64(p.AffinityBlocks))
-		if err != nil {
-			return nil, err
-		}
-		lf, err := num("load-factor", p.LoadFactor)
-		if err != nil {
-			return nil, err
-		}
-		slack, err := num("slack", p.Slack)
-		if err != nil {
-			return nil, err
-		}
-		p.AffinityBlocks, p.LoadFactor, p.Slack = max(int(ab), 1), lf, slack
-		return p, nil
+		p := NewPrefixScorer(int(num("index-size", DefaultPrefixIndexSize)))
+		p.AffinityBlocks = max(int(num("affinity-blocks", float64(p.AffinityBlocks))), 1)
+		p.LoadFactor, p.Slack = num("load-factor", p.LoadFactor), num("slack", p.Slack)
+		return p, bad
 	}
 	return nil, fmt.Errorf("unknown scorer %q (want queue, running, kv-cache, prefix-cache or lora)", ref.GetName())
 }

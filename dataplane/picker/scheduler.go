@@ -21,7 +21,8 @@ type WeightedScorer struct {
 // safe for concurrent use.
 type Scheduler struct {
 	scorers []WeightedScorer
-	prefix  *PrefixScorer // nil when the profile has no prefix scorer
+	// recorders are the scorers that learn from each final pick.
+	recorders []Recorder
 	// shed refuses sheddable requests when the pool is saturated.
 	shed bool
 	// now defaults to time.Now; tests set it.
@@ -44,8 +45,8 @@ func NewScheduler(scorers []WeightedScorer, shed bool) *Scheduler {
 			continue
 		}
 		s.scorers = append(s.scorers, ws)
-		if p, ok := ws.Scorer.(*PrefixScorer); ok {
-			s.prefix = p
+		if r, ok := ws.Scorer.(Recorder); ok {
+			s.recorders = append(s.recorders, r)
 		}
 	}
 	return s
@@ -85,8 +86,8 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 		}
 	}
 	ep := c.Candidates[best].Endpoint
-	if s.prefix != nil {
-		s.prefix.Record(c, ep)
+	for _, r := range s.recorders {
+		r.Record(c, ep)
 	}
 	return ep, nil
 }
@@ -151,12 +152,20 @@ func (s *Scheduler) Rank(req *Request, cands []*endpoints.Endpoint, dst []*endpo
 // Picked records that req was finally served by ep (after Rank and
 // retries), so later requests sharing its prefix follow it.
 func (s *Scheduler) Picked(req *Request, ep *endpoints.Endpoint) {
-	if s.prefix == nil {
+	if len(s.recorders) == 0 {
 		return
 	}
 	c := getCycle(req, s.now(), 0)
 	defer putCycle(c)
-	s.prefix.Record(c, ep)
+	for _, r := range s.recorders {
+		r.Record(c, ep)
+	}
+}
+
+// Recorder is a scorer that learns where requests finally went (prefix
+// index, adapter placement memory).
+type Recorder interface {
+	Record(c *Cycle, ep *endpoints.Endpoint)
 }
 
 // Done is the feedback the server gives after each attempt to an

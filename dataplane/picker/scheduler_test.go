@@ -73,24 +73,6 @@ func TestKVCacheScorer(t *testing.T) {
 	}
 }
 
-func TestLoRAScorer(t *testing.T) {
-	es := eps(5)
-	fresh(es[0], endpoints.Metrics{MaxLoRA: 2, RunningAdapters: []string{"a"}})
-	fresh(es[1], endpoints.Metrics{MaxLoRA: 2, RunningAdapters: []string{"b"}})
-	fresh(es[2], endpoints.Metrics{MaxLoRA: 2, RunningAdapters: []string{"b", "c"}, WaitingAdapters: []string{"a"}})
-	fresh(es[3], endpoints.Metrics{MaxLoRA: 2, RunningAdapters: []string{"b", "c"}})
-	fresh(es[4], endpoints.Metrics{}) // no LoRA state
-	got := scoreOf(t, picker.LoRAScorer{}, &picker.Request{Model: "x", TargetModel: "a"}, es)
-	if want := []float64{1, 0.8, 0.6, 0, 1}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("got %v want %v", got, want)
-	}
-	// A model no endpoint knows as an adapter is neutral.
-	got = scoreOf(t, picker.LoRAScorer{}, &picker.Request{Model: "base"}, es)
-	if fmt.Sprint(got) != "[1 1 1 1 1]" {
-		t.Fatalf("unknown model: %v", got)
-	}
-}
-
 func chatBody(system, question string) []byte {
 	return fmt.Appendf(nil, `{"model":"m","stream":true,"messages":[{"role":"system","content":%q},{"role":"user","content":%q}]}`, system, question)
 }

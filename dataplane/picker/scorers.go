@@ -1,9 +1,6 @@
 package picker
 
-import (
-	"math"
-	"slices"
-)
+import "math"
 
 // Scorer rates every candidate of a cycle in [0, 1] (higher is better),
 // writing out[i] for c.Candidates[i].
@@ -92,37 +89,6 @@ func (KVCacheScorer) Score(c *Cycle, out []float64) {
 			out[i] = 0
 		default:
 			out[i] = 1
-		}
-	}
-}
-
-// LoRAScorer prefers endpoints that have the request's adapter: 1.0 when it
-// runs there, 0.8 when a slot is free to load it, 0.6 when it is waiting
-// there for a slot, 0 otherwise. A model that no endpoint reports as an
-// adapter (a base model, or an adapter nobody loaded yet) scores 1
-// everywhere, so the load scorers place it.
-type LoRAScorer struct{}
-
-// Name implements Scorer.
-func (LoRAScorer) Name() string { return "lora" }
-
-// Score implements Scorer.
-func (LoRAScorer) Score(c *Cycle, out []float64) {
-	model := c.Model()
-	known := c.IsAdapter()
-	for i := range c.Candidates {
-		m := c.Candidates[i].Metrics
-		switch {
-		case !known || m == nil || m.MaxLoRA == 0:
-			out[i] = 1
-		case slices.Contains(m.RunningAdapters, model):
-			out[i] = 1
-		case len(m.RunningAdapters) < m.MaxLoRA:
-			out[i] = 0.8
-		case slices.Contains(m.WaitingAdapters, model):
-			out[i] = 0.6
-		default:
-			out[i] = 0
 		}
 	}
 }

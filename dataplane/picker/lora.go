@@ -1,0 +1,301 @@
+package picker
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// LoRAScorer places LoRA adapter requests where the adapter is, or will
+// stay, resident in one of the server's max_lora slots. A server swaps idle
+// adapters out to load others, so placement is good only if each server
+// sees few enough adapters to keep them all loaded. Scores, first that
+// applies:
+//
+//   - 1: the endpoint is in the adapter's home set and within the load
+//     bound. Every proxy computes the same home sets without shared state:
+//     the pool's adapters (scraped running/waiting ones plus those this
+//     proxy sent recently), in hash order, each take the k endpoints of
+//     their rendezvous ranking that still have a slot free in the plan,
+//     where k = Σ max_lora / adapters (at least 1). An endpoint gets at most
+//     its max_lora homes (more only when adapters outnumber slots), so
+//     homes balance load and keep each server's adapters resident.
+//   - 0.7: the adapter is likely resident: it runs there (scraped), or this
+//     proxy sent it there within Recent (idle adapters are not scraped).
+//   - 0.5: a slot is free there (fewer running adapters than max_lora), or
+//     the endpoint reports no LoRA state.
+//   - 0.4: the adapter is waiting there for a slot.
+//   - 0.
+//
+// The load bound (queue + running ≤ LoadFactor × pool mean + Slack) moves
+// a busy home's excess to the other homes first (they score 1), then to
+// endpoints holding the adapter. Models no endpoint reports as an adapter
+// and this proxy never sent as one, and pools without LoRA state, score 1
+// everywhere, so the load scorers place them.
+type LoRAScorer struct {
+	// LoadFactor and Slack bound home affinity (defaults 1.25 and 2). The
+	// load counts running requests too: adapter requests rarely queue,
+	// they fill batches.
+	LoadFactor float64
+	Slack      float64
+	// Recent is how long this proxy's own sends mark an adapter as resident
+	// on an endpoint (default 2 s); an adapter this proxy sent within
+	// 5 × Recent counts as active in the home plan.
+	Recent time.Duration
+
+	mu   sync.Mutex
+	sent map[string]*adapterSends
+
+	plan   atomic.Pointer[homePlan]
+	planAt atomic.Int64 // unix ns of the plan's computation
+}
+
+// adapterSends are the endpoints (by hash) this proxy sent an adapter to
+// and when (unix ns), newest first.
+type adapterSends [4]struct {
+	ep uint64
+	at int64
+}
+
+// homePlan maps adapters to their home endpoints (by hash).
+type homePlan map[string][]uint64
+
+// planEvery is how often the home plan is recomputed: the scrape interval,
+// since scrapes are what changes it.
+const planEvery = 50 * time.Millisecond
+
+// NewLoRAScorer returns a LoRA scorer with the default bounds.
+func NewLoRAScorer() *LoRAScorer {
+	return &LoRAScorer{LoadFactor: 1.25, Slack: 2, Recent: 2 * time.Second, sent: make(map[string]*adapterSends)}
+}
+
+// Name implements Scorer.
+func (*LoRAScorer) Name() string { return "lora" }
+
+// Score implements Scorer.
+func (s *LoRAScorer) Score(c *Cycle, out []float64) {
+	cands := c.Candidates
+	for i := range cands {
+		out[i] = 1
+	}
+	if !loraPool(cands) {
+		return
+	}
+	model := c.Model()
+	sends, known := s.sends(model)
+	if !c.IsAdapter() && !known {
+		return
+	}
+	now := c.Now.UnixNano()
+	if last := s.planAt.Load(); now-last >= int64(planEvery) && s.planAt.CompareAndSwap(last, now) {
+		s.plan.Store(s.buildPlan(cands, now))
+	}
+	var homes []uint64
+	if p := s.plan.Load(); p != nil {
+		homes = (*p)[model]
+	}
+	bound := s.LoadFactor*meanLoad(cands) + s.Slack
+	recent := now - int64(s.Recent)
+	for i := range cands {
+		cd := &cands[i]
+		m := cd.Metrics
+		switch {
+		case m == nil || m.MaxLoRA == 0:
+			out[i] = 0.5 // no LoRA state (not scraped yet): as good as a free slot
+		case slices.Contains(homes, cd.Endpoint.Hash) && cd.Fresh && adapterLoad(cd) <= bound:
+			out[i] = 1
+		case slices.Contains(m.RunningAdapters, model) || sentSince(&sends, cd.Endpoint.Hash, recent):
+			out[i] = 0.7
+		case len(m.RunningAdapters) < m.MaxLoRA:
+			out[i] = 0.5
+		case slices.Contains(m.WaitingAdapters, model):
+			out[i] = 0.4
+		default:
+			out[i] = 0
+		}
+	}
+}
+
+// Record notes that the request went to ep (the scheduler calls it after a
+// pick) when its model is an adapter.
+func (s *LoRAScorer) Record(c *Cycle, ep *endpoints.Endpoint) {
+	model := c.Model()
+	if model == "" {
+		return
+	}
+	now := c.Now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.sent[model]
+	if e == nil {
+		if !c.IsAdapter() {
+			return
+		}
+		e = new(adapterSends)
+		s.sent[model] = e
+	}
+	// Move ep to the front, dropping its older entry or the oldest.
+	j := len(e) - 1
+	for i := range e {
+		if e[i].ep == ep.Hash {
+			j = i
+			break
+		}
+	}
+	copy(e[1:j+1], e[:j])
+	e[0].ep, e[0].at = ep.Hash, now
+}
+
+// sends returns a copy of what this proxy sent model to, and whether it
+// ever sent it as an adapter (and has not forgotten it).
+func (s *LoRAScorer) sends(model string) (adapterSends, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.sent[model]; e != nil {
+		return *e, true
+	}
+	return adapterSends{}, false
+}
+
+func sentSince(e *adapterSends, ep uint64, since int64) bool {
+	for _, x := range e {
+		if x.ep == ep && x.at >= since {
+			return true
+		}
+	}
+	return false
+}
+
+// buildPlan computes the home plan from the candidates' scraped adapters
+// and this proxy's recent sends, forgetting adapters not sent for
+// 5 × Recent.
+func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
+	type slotted struct {
+		hash  uint64
+		slots int
+		homes int
+	}
+	var eps []slotted
+	seen := map[string]bool{}
+	var adapters []string
+	add := func(a string) {
+		if !seen[a] {
+			seen[a] = true
+			adapters = append(adapters, a)
+		}
+	}
+	slots := 0
+	for i := range cands {
+		m := cands[i].Metrics
+		if m == nil || m.MaxLoRA == 0 {
+			continue
+		}
+		eps = append(eps, slotted{hash: cands[i].Endpoint.Hash, slots: m.MaxLoRA})
+		slots += m.MaxLoRA
+		for _, a := range m.RunningAdapters {
+			add(a)
+		}
+		for _, a := range m.WaitingAdapters {
+			add(a)
+		}
+	}
+	forget := now - 5*int64(s.Recent)
+	s.mu.Lock()
+	for a, e := range s.sent {
+		if e[0].at < forget {
+			delete(s.sent, a)
+			continue
+		}
+		add(a)
+	}
+	s.mu.Unlock()
+	plan := make(homePlan, len(adapters))
+	if len(eps) == 0 || len(adapters) == 0 {
+		return &plan
+	}
+	k := min(max(slots/len(adapters), 1), len(eps))
+	// Each endpoint takes max_lora homes, more only when the adapters
+	// need more homes than there are slots.
+	spread := (len(adapters)*k + len(eps) - 1) / len(eps)
+	keyed := make([]namedHash, len(adapters))
+	for i, a := range adapters {
+		keyed[i] = namedHash{xxhash.Sum64String(a), a}
+	}
+	// Hash order: the same on every proxy, and unrelated to names.
+	slices.SortFunc(keyed, func(a, b namedHash) int {
+		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.name, b.name))
+	})
+	// Rounds: every adapter takes its first home before any takes its
+	// second, so early adapters in hash order do not crowd out later ones.
+	// An adapter that finds no endpoint with a free planned slot takes its
+	// best-ranked one anyway (packing slots exactly can dead-end).
+	homes := make([]uint64, len(adapters)*k) // one backing array for all
+	for i, a := range keyed {
+		plan[a.name] = homes[i*k : i*k : (i+1)*k]
+	}
+	for range k {
+		for _, a := range keyed {
+			own := plan[a.name]
+			best := -1
+			for _, capped := range []bool{true, false} {
+				var bestW uint64
+				for j := range eps {
+					e := &eps[j]
+					if (capped && e.homes >= max(e.slots, spread)) || slices.Contains(own, e.hash) {
+						continue
+					}
+					if w := mix(a.hash ^ e.hash); best < 0 || w > bestW {
+						best, bestW = j, w
+					}
+				}
+				if best >= 0 {
+					break
+				}
+			}
+			eps[best].homes++
+			plan[a.name] = append(own, eps[best].hash)
+		}
+	}
+	return &plan
+}
+
+type namedHash struct {
+	hash uint64
+	name string
+}
+
+// loraPool reports whether any candidate reports LoRA state.
+func loraPool(cands []Candidate) bool {
+	for i := range cands {
+		if m := cands[i].Metrics; m != nil && m.MaxLoRA > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// adapterLoad is the load the home bound compares: queued plus running
+// requests.
+func adapterLoad(cd *Candidate) float64 { return cd.Queue + cd.Metrics.Running }
+
+// meanLoad is the mean adapterLoad over fresh candidates.
+func meanLoad(cands []Candidate) float64 {
+	var sum float64
+	n := 0
+	for i := range cands {
+		if cd := &cands[i]; cd.Fresh {
+			sum += adapterLoad(cd)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
