@@ -21,11 +21,15 @@ import (
 //   - 1: the endpoint is in the adapter's home set and within the load
 //     bound. Every proxy computes the same home sets without shared state:
 //     the pool's adapters (scraped running/waiting ones plus those this
-//     proxy sent recently), in hash order, each take the k endpoints of
-//     their rendezvous ranking that still have a slot free in the plan,
-//     where k = Σ max_lora / adapters (at least 1). An endpoint gets at most
-//     its max_lora homes (more only when adapters outnumber slots), so
-//     homes balance load and keep each server's adapters resident.
+//     proxy sent recently), in hash order, take turns picking the
+//     endpoints of their rendezvous ranking that still have a slot free in
+//     the plan, k each, where k = Σ max_lora / adapters (at least 1, at
+//     most MaxHomes). An endpoint gets at most its max_lora homes (more
+//     only when adapters outnumber slots), so homes balance load and keep
+//     each server's adapters resident.
+//   - 0.8: the endpoint is the adapter's overflow (the next-ranked one)
+//     and within the bound: a busy adapter's excess goes to the same
+//     endpoint from every proxy, so its demand grows its home set there.
 //   - 0.7: the adapter is likely resident: it runs there (scraped), or this
 //     proxy sent it there within Recent (idle adapters are not scraped).
 //   - 0.5: a slot is free there (fewer running adapters than max_lora), or
@@ -35,7 +39,7 @@ import (
 //
 // The load bound (queue + running ≤ LoadFactor × pool mean + Slack) moves
 // a busy home's excess to the other homes first (they score 1), then to
-// endpoints holding the adapter. Models no endpoint reports as an adapter
+// the overflow, then to endpoints holding the adapter. Models no endpoint reports as an adapter
 // and this proxy never sent as one, and pools without LoRA state, score 1
 // everywhere, so the load scorers place them.
 type LoRAScorer struct {
@@ -48,6 +52,9 @@ type LoRAScorer struct {
 	// on an endpoint (default 2 s); an adapter this proxy sent within
 	// 5 × Recent counts as active in the home plan.
 	Recent time.Duration
+	// MaxHomes bounds an adapter's home set (default 2); beyond it, an
+	// adapter's demand spreads through the load bound to its overflow.
+	MaxHomes int
 
 	mu   sync.Mutex
 	sent map[string]*adapterSends
@@ -63,8 +70,16 @@ type adapterSends [4]struct {
 	at int64
 }
 
-// homePlan maps adapters to their home endpoints (by hash).
-type homePlan map[string][]uint64
+// homePlan maps adapters to their endpoints (by hash).
+type homePlan map[string]adapterPlan
+
+// adapterPlan is an adapter's home endpoints and its overflow: the
+// endpoint ranked next, where every proxy sends the adapter's requests
+// when its homes are over the load bound.
+type adapterPlan struct {
+	homes    []uint64
+	overflow uint64 // 0: none
+}
 
 // planEvery is how often the home plan is recomputed: the scrape interval,
 // since scrapes are what changes it.
@@ -72,11 +87,21 @@ const planEvery = 50 * time.Millisecond
 
 // NewLoRAScorer returns a LoRA scorer with the default bounds.
 func NewLoRAScorer() *LoRAScorer {
-	return &LoRAScorer{LoadFactor: 1.25, Slack: 2, Recent: 2 * time.Second, sent: make(map[string]*adapterSends)}
+	return &LoRAScorer{LoadFactor: 1.25, Slack: 2, Recent: 2 * time.Second, MaxHomes: 2, sent: make(map[string]*adapterSends)}
 }
 
 // Name implements Scorer.
 func (*LoRAScorer) Name() string { return "lora" }
+
+// Prepare implements Preparer: a model this proxy sent as an adapter is
+// one even while no endpoint reports it (idle adapters are not scraped).
+func (s *LoRAScorer) Prepare(c *Cycle) {
+	if c.adapter <= 0 && loraPool(c.Candidates) {
+		if _, known := s.sends(c.Model()); known {
+			c.adapter = 1
+		}
+	}
+}
 
 // Score implements Scorer.
 func (s *LoRAScorer) Score(c *Cycle, out []float64) {
@@ -96,9 +121,9 @@ func (s *LoRAScorer) Score(c *Cycle, out []float64) {
 	if last := s.planAt.Load(); now-last >= int64(planEvery) && s.planAt.CompareAndSwap(last, now) {
 		s.plan.Store(s.buildPlan(cands, now))
 	}
-	var homes []uint64
+	var ap adapterPlan
 	if p := s.plan.Load(); p != nil {
-		homes = (*p)[model]
+		ap = (*p)[model]
 	}
 	bound := s.LoadFactor*meanLoad(cands) + s.Slack
 	recent := now - int64(s.Recent)
@@ -108,18 +133,30 @@ func (s *LoRAScorer) Score(c *Cycle, out []float64) {
 		switch {
 		case m == nil || m.MaxLoRA == 0:
 			out[i] = 0.5 // no LoRA state (not scraped yet): as good as a free slot
-		case slices.Contains(homes, cd.Endpoint.Hash) && cd.Fresh && adapterLoad(cd) <= bound:
+		case !cd.Fresh || adapterLoad(cd) > bound:
+			out[i] = residentScore(m, model, &sends, cd.Endpoint.Hash, recent)
+		case slices.Contains(ap.homes, cd.Endpoint.Hash):
 			out[i] = 1
-		case slices.Contains(m.RunningAdapters, model) || sentSince(&sends, cd.Endpoint.Hash, recent):
-			out[i] = 0.7
-		case len(m.RunningAdapters) < m.MaxLoRA:
-			out[i] = 0.5
-		case slices.Contains(m.WaitingAdapters, model):
-			out[i] = 0.4
+		case ap.overflow == cd.Endpoint.Hash:
+			out[i] = 0.8
 		default:
-			out[i] = 0
+			out[i] = residentScore(m, model, &sends, cd.Endpoint.Hash, recent)
 		}
 	}
+}
+
+// residentScore rates an endpoint outside the adapter's in-bound homes:
+// 0.7 likely resident, 0.5 free slot, 0.4 waiting there, else 0.
+func residentScore(m *endpoints.Metrics, model string, sends *adapterSends, ep uint64, recent int64) float64 {
+	switch {
+	case slices.Contains(m.RunningAdapters, model) || sentSince(sends, ep, recent):
+		return 0.7
+	case len(m.RunningAdapters) < m.MaxLoRA:
+		return 0.5
+	case slices.Contains(m.WaitingAdapters, model):
+		return 0.4
+	}
+	return 0
 }
 
 // Record notes that the request went to ep (the scheduler calls it after a
@@ -172,16 +209,18 @@ func sentSince(e *adapterSends, ep uint64, since int64) bool {
 	return false
 }
 
+// planEndpoint is an endpoint as the home plan fills it.
+type planEndpoint struct {
+	hash       uint64
+	slots      int // max_lora
+	cap, homes int // homes it may take, homes taken
+}
+
 // buildPlan computes the home plan from the candidates' scraped adapters
 // and this proxy's recent sends, forgetting adapters not sent for
 // 5 × Recent.
 func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
-	type slotted struct {
-		hash  uint64
-		slots int
-		homes int
-	}
-	var eps []slotted
+	var eps []planEndpoint
 	seen := map[string]bool{}
 	var adapters []string
 	add := func(a string) {
@@ -196,7 +235,7 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 		if m == nil || m.MaxLoRA == 0 {
 			continue
 		}
-		eps = append(eps, slotted{hash: cands[i].Endpoint.Hash, slots: m.MaxLoRA})
+		eps = append(eps, planEndpoint{hash: cands[i].Endpoint.Hash, slots: m.MaxLoRA})
 		slots += m.MaxLoRA
 		for _, a := range m.RunningAdapters {
 			add(a)
@@ -219,10 +258,15 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 	if len(eps) == 0 || len(adapters) == 0 {
 		return &plan
 	}
-	k := min(max(slots/len(adapters), 1), len(eps))
+	k := min(max(slots/len(adapters), 1), max(s.MaxHomes, 1), len(eps))
 	// Each endpoint takes max_lora homes, more only when the adapters
 	// need more homes than there are slots.
 	spread := (len(adapters)*k + len(eps) - 1) / len(eps)
+	index := make(map[uint64]int, len(eps))
+	for j := range eps {
+		eps[j].cap = max(eps[j].slots, spread)
+		index[eps[j].hash] = j
+	}
 	keyed := make([]namedHash, len(adapters))
 	for i, a := range adapters {
 		keyed[i] = namedHash{xxhash.Sum64String(a), a}
@@ -233,36 +277,78 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 	})
 	// Rounds: every adapter takes its first home before any takes its
 	// second, so early adapters in hash order do not crowd out later ones.
-	// An adapter that finds no endpoint with a free planned slot takes its
-	// best-ranked one anyway (packing slots exactly can dead-end).
-	homes := make([]uint64, len(adapters)*k) // one backing array for all
-	for i, a := range keyed {
-		plan[a.name] = homes[i*k : i*k : (i+1)*k]
+	backing := make([]uint64, len(adapters)*k)
+	homes := make([][]uint64, len(keyed))
+	for i := range keyed {
+		homes[i] = backing[i*k : i*k : (i+1)*k]
 	}
 	for range k {
-		for _, a := range keyed {
-			own := plan[a.name]
-			best := -1
-			for _, capped := range []bool{true, false} {
-				var bestW uint64
-				for j := range eps {
-					e := &eps[j]
-					if (capped && e.homes >= max(e.slots, spread)) || slices.Contains(own, e.hash) {
-						continue
-					}
-					if w := mix(a.hash ^ e.hash); best < 0 || w > bestW {
-						best, bestW = j, w
-					}
-				}
-				if best >= 0 {
-					break
-				}
+		for i, a := range keyed {
+			j := rankFirst(eps, a.hash, homes[i], true)
+			if j < 0 {
+				j = unblock(homes, i, eps, index)
 			}
-			eps[best].homes++
-			plan[a.name] = append(own, eps[best].hash)
+			if j < 0 {
+				j = rankFirst(eps, a.hash, homes[i], false) // slots exhausted: over plan
+			}
+			eps[j].homes++
+			homes[i] = append(homes[i], eps[j].hash)
 		}
 	}
+	for i, a := range keyed {
+		ap := adapterPlan{homes: homes[i]}
+		if j := rankFirst(eps, a.hash, homes[i], false); j >= 0 {
+			ap.overflow = eps[j].hash
+		}
+		plan[a.name] = ap
+	}
 	return &plan
+}
+
+// rankFirst is the index of the endpoint ranked highest for adapter hash a
+// (rendezvous) that is not in own and, when capped, has a home left to
+// give; -1 when there is none.
+func rankFirst(eps []planEndpoint, a uint64, own []uint64, capped bool) int {
+	best, bestW := -1, uint64(0)
+	for j := range eps {
+		e := &eps[j]
+		if (capped && e.homes >= e.cap) || slices.Contains(own, e.hash) {
+			continue
+		}
+		if w := mix(a ^ e.hash); best < 0 || w > bestW {
+			best, bestW = j, w
+		}
+	}
+	return best
+}
+
+// unblock resolves the dead end of exact packing, where every endpoint
+// with a home left is already one of adapter i's: it moves another
+// adapter's home g to such an endpoint f and returns g for adapter i, or
+// -1 when no such move exists.
+func unblock(homes [][]uint64, i int, eps []planEndpoint, index map[uint64]int) int {
+	own := homes[i]
+	for _, fh := range own {
+		f := index[fh]
+		if eps[f].homes >= eps[f].cap {
+			continue
+		}
+		for b, hs := range homes {
+			if b == i || slices.Contains(hs, fh) {
+				continue
+			}
+			for x, gh := range hs {
+				if !slices.Contains(own, gh) {
+					hs[x] = fh
+					eps[f].homes++
+					g := index[gh]
+					eps[g].homes--
+					return g
+				}
+			}
+		}
+	}
+	return -1
 }
 
 type namedHash struct {

@@ -88,15 +88,38 @@ func TestLoRAScorerHomesBalancedAndAgreed(t *testing.T) {
 		}
 	}
 	for _, e := range es {
-		// Exact packing can dead-end: one endpoint may take one more.
-		if n := perEndpoint[e.Address]; n < 3 || n > 5 {
-			t.Errorf("%s is home to %d adapters, want 4 (its slots) ± 1", e.Address, n)
+		if n := perEndpoint[e.Address]; n != 4 {
+			t.Errorf("%s is home to %d adapters, want 4 (its slots)", e.Address, n)
 		}
 	}
-	// Fewer adapters than slots: more homes each, still within slots.
+	// Fewer adapters than slots: MaxHomes homes each, and one overflow
+	// endpoint (0.8) that is not a home.
 	es = loraFleet(8, 4, adapters[:4])
-	if h := homes(scoreOf(t, picker.NewLoRAScorer(), &picker.Request{Model: "adapter-00"}, es), es); len(h) != 8 {
-		t.Errorf("4 adapters on 32 slots: homes %v, want all 8", h)
+	s := picker.NewLoRAScorer()
+	s.MaxHomes = 3
+	got := scoreOf(t, s, &picker.Request{Model: "adapter-00"}, es)
+	if h := homes(got, es); len(h) != 3 {
+		t.Errorf("4 adapters on 32 slots, MaxHomes 3: homes %v", h)
+	}
+	if n := slices.Index(got, 0.8); n < 0 || slices.Index(got[n+1:], 0.8) >= 0 {
+		t.Errorf("want exactly one overflow endpoint: %v", got)
+	}
+	// More adapters than slots: one home each, spread evenly.
+	many := adapterNames(40)
+	es = loraFleet(8, 2, many)
+	s = picker.NewLoRAScorer()
+	perEndpoint = map[string]int{}
+	for _, a := range many {
+		h := homes(scoreOf(t, s, &picker.Request{Model: a}, es), es)
+		if len(h) != 1 {
+			t.Fatalf("%s: homes %v, want 1", a, h)
+		}
+		perEndpoint[h[0]]++
+	}
+	for _, e := range es {
+		if n := perEndpoint[e.Address]; n != 5 {
+			t.Errorf("40 adapters on 8 endpoints: %s is home to %d, want 5", e.Address, n)
+		}
 	}
 }
 
@@ -167,18 +190,44 @@ func TestLoRAScorerRemembersSends(t *testing.T) {
 
 func TestLoRAProfileParameters(t *testing.T) {
 	ok := &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "lora", Weight: 3,
-		Parameters: map[string]string{"load-factor": "1.5", "slack": "4", "recent-seconds": "0.5"}}}}
+		Parameters: map[string]string{"load-factor": "1.5", "slack": "4", "recent-seconds": "0.5", "max-homes": "3"}}}}
 	s, err := picker.FromProfile(ok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := s.Scorers()[0].Scorer.(*picker.LoRAScorer)
-	if l.LoadFactor != 1.5 || l.Slack != 4 || l.Recent != 500*time.Millisecond {
+	if l.LoadFactor != 1.5 || l.Slack != 4 || l.Recent != 500*time.Millisecond || l.MaxHomes != 3 {
 		t.Fatalf("parameters not applied: %+v", l)
 	}
 	bad := &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "lora", Weight: 1,
 		Parameters: map[string]string{"slack": "-1"}}}}
 	if _, err := picker.FromProfile(bad); err == nil {
 		t.Fatal("negative slack must be refused")
+	}
+}
+
+// Exact packing (adapters × homes = slots) dead-ends for some adapter sets:
+// the last adapter finds only its own home with a slot left. The plan then
+// moves another adapter's home, so every endpoint still has exactly its
+// slots' worth of homes.
+func TestLoRAScorerExactPackingNeverOverfills(t *testing.T) {
+	for set := range 30 {
+		adapters := make([]string, 12)
+		for i := range adapters {
+			adapters[i] = fmt.Sprintf("set%d-adapter-%d", set, i)
+		}
+		es := loraFleet(6, 4, adapters)
+		s := picker.NewLoRAScorer()
+		perEndpoint := map[string]int{}
+		for _, a := range adapters {
+			for _, h := range homes(scoreOf(t, s, &picker.Request{Model: a}, es), es) {
+				perEndpoint[h]++
+			}
+		}
+		for _, e := range es {
+			if n := perEndpoint[e.Address]; n != 4 {
+				t.Fatalf("set %d: %s is home to %d adapters, want 4: %v", set, e.Address, n, perEndpoint)
+			}
+		}
 	}
 }

@@ -21,9 +21,12 @@ const (
 )
 
 // Default weights: the reference picker's queue 2, KV 2, prefix 3, plus
-// LoRA affinity 2, which is neutral (1 everywhere) for pools without
-// adapters, so it is on unless a profile names it with weight 0.
-const defaultLoRAWeight = 2
+// LoRA affinity 4, which is neutral (1 everywhere) for pools without
+// adapters and for base-model requests, so it is on unless a profile names
+// it with weight 0. It outweighs a queue difference of a few requests: an
+// adapter load stalls a whole batch step and evicts another adapter,
+// which costs its next request the same.
+const defaultLoRAWeight = 4
 
 // DefaultProfile is the profile of a pool that has none.
 func DefaultProfile() *snapshotv1.PickerProfile {
@@ -49,7 +52,8 @@ func DefaultProfile() *snapshotv1.PickerProfile {
 //	lora            load-factor (float, 1.25), slack (float, 2): an adapter's
 //	                home endpoints keep it while queue + running ≤
 //	                load-factor × mean + slack; recent-seconds (float, 2):
-//	                how long this proxy's own sends mark an adapter resident
+//	                how long this proxy's own sends mark an adapter resident;
+//	                max-homes (int, 2): endpoints an adapter is homed on at most
 //
 // Filters are not configurable yet: ejected endpoints are always filtered
 // out. An unknown plugin name is an error, so a typo does not silently
@@ -110,6 +114,7 @@ func newScorer(ref *snapshotv1.PluginRef) (Scorer, error) {
 		l := NewLoRAScorer()
 		l.LoadFactor, l.Slack = num("load-factor", l.LoadFactor), num("slack", l.Slack)
 		l.Recent = time.Duration(num("recent-seconds", l.Recent.Seconds()) * float64(time.Second))
+		l.MaxHomes = max(int(num("max-homes", float64(l.MaxHomes))), 1)
 		return l, bad
 	case PluginPrefix:
 		p := NewPrefixScorer(int(num("index-size", DefaultPrefixIndexSize)))

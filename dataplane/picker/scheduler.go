@@ -21,7 +21,9 @@ type WeightedScorer struct {
 // safe for concurrent use.
 type Scheduler struct {
 	scorers []WeightedScorer
-	// recorders are the scorers that learn from each final pick.
+	// preparers classify the request before any scorer runs; recorders
+	// are the scorers that learn from each final pick.
+	preparers []Preparer
 	recorders []Recorder
 	// shed refuses sheddable requests when the pool is saturated.
 	shed bool
@@ -47,6 +49,9 @@ func NewScheduler(scorers []WeightedScorer, shed bool) *Scheduler {
 		s.scorers = append(s.scorers, ws)
 		if r, ok := ws.Scorer.(Recorder); ok {
 			s.recorders = append(s.recorders, r)
+		}
+		if p, ok := ws.Scorer.(Preparer); ok {
+			s.preparers = append(s.preparers, p)
 		}
 	}
 	return s
@@ -93,6 +98,9 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 }
 
 func (s *Scheduler) score(c *Cycle) {
+	for _, p := range s.preparers {
+		p.Prepare(c)
+	}
 	n := len(c.Candidates)
 	total, scores := c.total[:n], c.scores[:n]
 	clear(total)
@@ -160,6 +168,13 @@ func (s *Scheduler) Picked(req *Request, ep *endpoints.Endpoint) {
 	for _, r := range s.recorders {
 		r.Record(c, ep)
 	}
+}
+
+// Preparer is a scorer that classifies the request for all scorers before
+// they run (LoRAScorer marks models it knows as adapters, which the prefix
+// scorer then leaves alone).
+type Preparer interface {
+	Prepare(c *Cycle)
 }
 
 // Recorder is a scorer that learns where requests finally went (prefix
