@@ -15,3 +15,20 @@ func ScoreForTest(s Scorer, req *Request, es []*endpoints.Endpoint, now time.Tim
 	s.Score(c, out)
 	return out
 }
+
+// LoRAHomesForTest returns the addresses of model's home endpoints in the
+// plan s computes for es.
+func LoRAHomesForTest(s *LoRAScorer, model string, es []*endpoints.Endpoint, now time.Time) []string {
+	c := getCycle(&Request{Model: model}, now, len(es))
+	defer putCycle(c)
+	c.load(es)
+	var out []string
+	for _, h := range (*s.buildPlan(c.Candidates, now.UnixNano()))[model].homes {
+		for _, e := range es {
+			if e.Hash == h {
+				out = append(out, e.Address)
+			}
+		}
+	}
+	return out
+}

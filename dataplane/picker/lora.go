@@ -20,8 +20,8 @@ import (
 //
 //   - 1: the endpoint is in the adapter's home set and within the load
 //     bound. Every proxy computes the same home sets without shared state:
-//     the pool's adapters (scraped running/waiting ones plus those this
-//     proxy sent recently), in hash order, take turns picking the
+//     the pool's adapters (those endpoints reported running or waiting in
+//     the last 5 × Recent), in hash order, take turns picking the
 //     endpoints of their rendezvous ranking that still have a slot free in
 //     the plan, k each, where k = Σ max_lora / adapters (at least 1, at
 //     most MaxHomes). An endpoint gets at most its max_lora homes (more
@@ -32,25 +32,26 @@ import (
 //     endpoint from every proxy, so its demand grows its home set there.
 //   - 0.7: the adapter is likely resident: it runs there (scraped), or this
 //     proxy sent it there within Recent (idle adapters are not scraped).
-//   - 0.5: a slot is free there (fewer running adapters than max_lora), or
-//     the endpoint reports no LoRA state.
-//   - 0.4: the adapter is waiting there for a slot.
-//   - 0.
+//   - 0.5: a slot is free or holds an idle adapter, or the endpoint
+//     reports no LoRA state yet.
+//   - 0.2 / 0: every slot holds another adapter with running requests, so
+//     the request would wait for one to drain (0.2 when the adapter already
+//     waits there). This rule comes first: such a wait can starve.
 //
 // The load bound (queue + running ≤ LoadFactor × pool mean + Slack) moves
 // a busy home's excess to the other homes first (they score 1), then to
-// the overflow, then to endpoints holding the adapter. Models no endpoint reports as an adapter
-// and this proxy never sent as one, and pools without LoRA state, score 1
-// everywhere, so the load scorers place them.
+// the overflow, then to endpoints holding the adapter. Models no endpoint
+// reports as an adapter and this proxy never sent as one, and pools
+// without LoRA state, score 1 everywhere, so the load scorers place them.
 type LoRAScorer struct {
-	// LoadFactor and Slack bound home affinity (defaults 1.25 and 2). The
+	// LoadFactor and Slack bound home affinity (defaults 1.25 and 4). The
 	// load counts running requests too: adapter requests rarely queue,
 	// they fill batches.
 	LoadFactor float64
 	Slack      float64
 	// Recent is how long this proxy's own sends mark an adapter as resident
-	// on an endpoint (default 2 s); an adapter this proxy sent within
-	// 5 × Recent counts as active in the home plan.
+	// on an endpoint (default 2 s); an adapter some endpoint reported
+	// within 5 × Recent counts as active in the home plan.
 	Recent time.Duration
 	// MaxHomes bounds an adapter's home set (default 2); beyond it, an
 	// adapter's demand spreads through the load bound to its overflow.
@@ -58,6 +59,9 @@ type LoRAScorer struct {
 
 	mu   sync.Mutex
 	sent map[string]*adapterSends
+	// scraped is when an endpoint last reported each adapter running or
+	// waiting (unix ns), as the plan saw it.
+	scraped map[string]int64
 
 	plan   atomic.Pointer[homePlan]
 	planAt atomic.Int64 // unix ns of the plan's computation
@@ -87,7 +91,7 @@ const planEvery = 50 * time.Millisecond
 
 // NewLoRAScorer returns a LoRA scorer with the default bounds.
 func NewLoRAScorer() *LoRAScorer {
-	return &LoRAScorer{LoadFactor: 1.25, Slack: 2, Recent: 2 * time.Second, MaxHomes: 2, sent: make(map[string]*adapterSends)}
+	return &LoRAScorer{LoadFactor: 1.25, Slack: 4, Recent: 2 * time.Second, MaxHomes: 2, sent: make(map[string]*adapterSends), scraped: make(map[string]int64)}
 }
 
 // Name implements Scorer.
@@ -130,33 +134,28 @@ func (s *LoRAScorer) Score(c *Cycle, out []float64) {
 	for i := range cands {
 		cd := &cands[i]
 		m := cd.Metrics
+		running := m != nil && slices.Contains(m.RunningAdapters, model)
 		switch {
 		case m == nil || m.MaxLoRA == 0:
 			out[i] = 0.5 // no LoRA state (not scraped yet): as good as a free slot
-		case !cd.Fresh || adapterLoad(cd) > bound:
-			out[i] = residentScore(m, model, &sends, cd.Endpoint.Hash, recent)
-		case slices.Contains(ap.homes, cd.Endpoint.Hash):
+		case !running && len(m.RunningAdapters) >= m.MaxLoRA:
+			// Every slot holds another adapter with running requests: the
+			// request would wait until one drains, which under steady
+			// traffic to those adapters may be never.
+			out[i] = 0
+			if slices.Contains(m.WaitingAdapters, model) {
+				out[i] = 0.2 // one load there will serve the waiting ones too
+			}
+		case cd.Fresh && adapterLoad(cd) <= bound && slices.Contains(ap.homes, cd.Endpoint.Hash):
 			out[i] = 1
-		case ap.overflow == cd.Endpoint.Hash:
+		case cd.Fresh && adapterLoad(cd) <= bound && ap.overflow == cd.Endpoint.Hash:
 			out[i] = 0.8
+		case running || sentSince(&sends, cd.Endpoint.Hash, recent):
+			out[i] = 0.7 // likely resident (an idle adapter is not scraped)
 		default:
-			out[i] = residentScore(m, model, &sends, cd.Endpoint.Hash, recent)
+			out[i] = 0.5 // a slot is free or idle
 		}
 	}
-}
-
-// residentScore rates an endpoint outside the adapter's in-bound homes:
-// 0.7 likely resident, 0.5 free slot, 0.4 waiting there, else 0.
-func residentScore(m *endpoints.Metrics, model string, sends *adapterSends, ep uint64, recent int64) float64 {
-	switch {
-	case slices.Contains(m.RunningAdapters, model) || sentSince(sends, ep, recent):
-		return 0.7
-	case len(m.RunningAdapters) < m.MaxLoRA:
-		return 0.5
-	case slices.Contains(m.WaitingAdapters, model):
-		return 0.4
-	}
-	return 0
 }
 
 // Record notes that the request went to ep (the scheduler calls it after a
@@ -216,20 +215,16 @@ type planEndpoint struct {
 	cap, homes int // homes it may take, homes taken
 }
 
-// buildPlan computes the home plan from the candidates' scraped adapters
-// and this proxy's recent sends, forgetting adapters not sent for
-// 5 × Recent.
+// buildPlan computes the home plan. Its adapters are those any endpoint
+// reported running or waiting within 5 × Recent: scrapes are what every
+// proxy sees alike (each proxy's own sends differ), and the window keeps
+// an adapter that is idle for a moment from reshuffling the plan. Sends
+// older than that are forgotten too.
 func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 	var eps []planEndpoint
-	seen := map[string]bool{}
-	var adapters []string
-	add := func(a string) {
-		if !seen[a] {
-			seen[a] = true
-			adapters = append(adapters, a)
-		}
-	}
 	slots := 0
+	forget := now - 5*int64(s.Recent)
+	s.mu.Lock()
 	for i := range cands {
 		m := cands[i].Metrics
 		if m == nil || m.MaxLoRA == 0 {
@@ -238,20 +233,24 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 		eps = append(eps, planEndpoint{hash: cands[i].Endpoint.Hash, slots: m.MaxLoRA})
 		slots += m.MaxLoRA
 		for _, a := range m.RunningAdapters {
-			add(a)
+			s.scraped[a] = now
 		}
 		for _, a := range m.WaitingAdapters {
-			add(a)
+			s.scraped[a] = now
 		}
 	}
-	forget := now - 5*int64(s.Recent)
-	s.mu.Lock()
+	adapters := make([]string, 0, len(s.scraped))
+	for a, at := range s.scraped {
+		if at < forget {
+			delete(s.scraped, a)
+			continue
+		}
+		adapters = append(adapters, a)
+	}
 	for a, e := range s.sent {
 		if e[0].at < forget {
 			delete(s.sent, a)
-			continue
 		}
-		add(a)
 	}
 	s.mu.Unlock()
 	plan := make(homePlan, len(adapters))

@@ -110,7 +110,7 @@ func TestLoRAScorerHomesBalancedAndAgreed(t *testing.T) {
 	s = picker.NewLoRAScorer()
 	perEndpoint = map[string]int{}
 	for _, a := range many {
-		h := homes(scoreOf(t, s, &picker.Request{Model: a}, es), es)
+		h := picker.LoRAHomesForTest(s, a, es, time.Now())
 		if len(h) != 1 {
 			t.Fatalf("%s: homes %v, want 1", a, h)
 		}
@@ -123,8 +123,9 @@ func TestLoRAScorerHomesBalancedAndAgreed(t *testing.T) {
 	}
 }
 
-// Outside the home set: likely resident 0.7, free slot 0.5, waiting 0.4,
-// full 0; a home over the load bound loses its 1.
+// Outside the home set: likely resident 0.7, free slot 0.5; slots all
+// busy with other adapters 0, or 0.2 when the adapter waits there; a home
+// over the load bound loses its 1.
 func TestLoRAScorerFallbackRules(t *testing.T) {
 	es := eps(5)
 	fresh(es[0], endpoints.Metrics{MaxLoRA: 2, RunningAdapters: []string{"a"}, Running: 1})
@@ -135,7 +136,7 @@ func TestLoRAScorerFallbackRules(t *testing.T) {
 	s := picker.NewLoRAScorer()
 	s.LoadFactor, s.Slack = 0, 0 // every home is over the bound
 	got := scoreOf(t, s, &picker.Request{Model: "x", TargetModel: "a"}, es)
-	if want := []float64{0.7, 0.5, 0.4, 0, 0.5}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []float64{0.7, 0.5, 0.2, 0, 0.5}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v want %v", got, want)
 	}
 	// With room under the bound, the homes score 1.
@@ -143,6 +144,14 @@ func TestLoRAScorerFallbackRules(t *testing.T) {
 	got = scoreOf(t, s, &picker.Request{Model: "a"}, es)
 	if n := len(homes(got, es)); n == 0 {
 		t.Fatalf("no home within the bound: %v", got)
+	}
+	// A home whose slots all run other adapters would make the request
+	// wait (possibly forever): it scores 0, under a free endpoint.
+	// Whichever endpoint is a's home, the two running b and c score 0.
+	es = loraFleet(3, 1, []string{"b", "a", "c"})
+	got = scoreOf(t, picker.NewLoRAScorer(), &picker.Request{Model: "a"}, es)
+	if got[0] != 0 || got[1] < 0.7 || got[2] != 0 {
+		t.Fatalf("slots busy with other adapters: %v, want [0 ≥0.7 0]", got)
 	}
 	// A loaded home loses its affinity to an idle one.
 	es = loraFleet(2, 1, []string{"a"})

@@ -49,7 +49,7 @@ func DefaultProfile() *snapshotv1.PickerProfile {
 //	                affinity-blocks (int, default 32), load-factor (float, 1.25),
 //	                slack (float, 8): affinity holds while the endpoint's
 //	                queue ≤ load-factor × mean queue + slack
-//	lora            load-factor (float, 1.25), slack (float, 2): an adapter's
+//	lora            load-factor (float, 1.25), slack (float, 4): an adapter's
 //	                home endpoints keep it while queue + running ≤
 //	                load-factor × mean + slack; recent-seconds (float, 2):
 //	                how long this proxy's own sends mark an adapter resident;
