@@ -84,8 +84,11 @@ func (m *Manager) forward(w http.ResponseWriter, c *call) {
 			break // report the previous attempt's failure
 		}
 		ex.respFilters = [2]*config.HeaderModifier{route.Filters.ResponseHeaders, ref.Filters.ResponseHeaders}
-		ex.inspect = bs.cfg.IsPool()
-		ex.insp.restore = ex.inspect && preq.TargetModel != preq.Model
+		// Model servers behind a plain Service answer OpenAI requests too:
+		// their usage feeds the same per-model metrics. Only pools rewrite
+		// the model, so only they need it restored.
+		ex.inspect = bs.cfg.IsPool() || preq.Model != ""
+		ex.insp.restore = bs.cfg.IsPool() && preq.TargetModel != preq.Model
 		if ex.insp.restore {
 			ex.insp.target, ex.insp.client = preq.TargetModel, preq.Model
 		}

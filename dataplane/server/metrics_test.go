@@ -57,3 +57,36 @@ func TestProxyMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyMetricsService: a model server behind a plain Service (no pool)
+// gets the same per-model usage metrics from its JSON and SSE responses.
+func TestProxyMetricsService(t *testing.T) {
+	be := modelServer(t)
+	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	for _, body := range []string{
+		`{"model":"food-review","messages":[]}`,
+		`{"model":"food-review","messages":[],"stream":true,"stream_options":{"include_usage":true}}`,
+	} {
+		resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	text := scrapeMetrics(t, m)
+	labels := `{model_name="food-review",target_model_name="food-review"}`
+	for _, want := range []string{
+		`inference_objective_request_total` + labels + ` 2`,
+		`inference_objective_input_tokens_sum` + labels + ` 14`,
+		`inference_objective_output_tokens_sum` + labels + ` 6`,
+		`infergate_proxy_time_to_first_token_seconds_count` + labels + ` 2`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
