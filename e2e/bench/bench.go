@@ -110,7 +110,19 @@ type Cell struct {
 	// had their adapter loaded already (no load needed; LoRA workload only).
 	LoRALoaded float64
 	Imbalance  float64 // max/mean successful requests per replica
-	Wall       time.Duration
+	// Closed is set for closed-loop workloads, whose throughput is the
+	// steady one (Summary.SteadyTokensPerSec).
+	Closed bool
+	Wall   time.Duration
+}
+
+// TokensPerSec is the cell's throughput: while saturated for closed-loop
+// workloads, over the whole run otherwise.
+func (c *Cell) TokensPerSec() float64 {
+	if c.Closed {
+		return c.Summary.SteadyTokensPerSec
+	}
+	return c.Summary.TokensPerSec
 }
 
 // ScrapeRate is the per-server scrape rate seen with a number of proxies.
@@ -166,7 +178,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if o.Progress != nil {
 				s := cell.Summary
 				line := fmt.Sprintf("%-14s %-16s ok %4d/%-4d ttft p50 %6.3fs p90 %8.3fs  tok/s %7.0f  cache %5.1f%%  max/mean %.2f",
-					sc.Workload.Name, st.Name, s.OK, s.Requests, s.TTFT.P50, s.TTFT.P90, s.TokensPerSec, 100*s.CacheHit, cell.Imbalance)
+					sc.Workload.Name, st.Name, s.OK, s.Requests, s.TTFT.P50, s.TTFT.P90, cell.TokensPerSec(), 100*s.CacheHit, cell.Imbalance)
 				if len(sc.Fleet.LoRAModules) > 0 {
 					line += fmt.Sprintf("  adapter loaded %5.1f%%", 100*cell.LoRALoaded)
 				}
@@ -282,6 +294,7 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 	}
 	cell := &Cell{Workload: sc.Workload.Name, Strategy: st.Name, Proxies: st.Proxies, Summary: loadgen.Summarize(rs, o.TimeScale)}
 	cell.Imbalance = cell.Summary.LoadImbalance(o.Replicas)
+	cell.Closed = sc.Workload.Concurrency > 0
 	cell.LoRALoaded = loraPlacement(fleet)
 	cell.Wall = time.Since(t0)
 	return cell, nil

@@ -136,3 +136,23 @@ func TestRunClosedLoop(t *testing.T) {
 		t.Fatalf("canceled run returned %d results", len(rs))
 	}
 }
+
+// TestSteadyThroughput: only requests done by the last send count, over
+// the first-to-last-send span; the drain after it does not dilute the rate.
+func TestSteadyThroughput(t *testing.T) {
+	ok := func(start, e2e time.Duration, tokens int) loadgen.Result {
+		return loadgen.Result{Status: http.StatusOK, Start: start, TTFT: e2e / 2, E2E: e2e, OutputTokens: tokens}
+	}
+	rs := []loadgen.Result{
+		ok(0, 2*time.Second, 100),             // done at 2 s
+		ok(time.Second, 3*time.Second, 100),   // done at 4 s
+		ok(4*time.Second, 10*time.Second, 50), // the last send, done at 14 s: drain
+	}
+	s := loadgen.Summarize(rs, 1)
+	if s.SteadyTokensPerSec != 50 { // 200 tokens over 0–4 s
+		t.Fatalf("steady %v tokens/s, want 50", s.SteadyTokensPerSec)
+	}
+	if want := 250.0 / 14; s.TokensPerSec != want {
+		t.Fatalf("overall %v tokens/s, want %v", s.TokensPerSec, want)
+	}
+}

@@ -22,6 +22,13 @@ type Summary struct {
 	// TokensPerSec is output tokens of successful requests per simulated
 	// second, from the first send to the last completion.
 	TokensPerSec float64
+	// SteadyTokensPerSec counts only requests that completed by the time
+	// the last request was sent, over the span from the first send to the
+	// last send. For a closed loop that is the window in which every user
+	// has a request open — the fleet's throughput at saturation — without
+	// the drain at the end, whose length depends on which replica happens
+	// to hold the last requests rather than on how fast the fleet serves.
+	SteadyTokensPerSec float64
 	// CacheHit is cached / prompt tokens over successful requests.
 	CacheHit float64
 	// ByClass counts outcomes per criticality class ("" when unset).
@@ -82,10 +89,29 @@ func Summarize(rs []Result, timeScale float64) Summary {
 	if span := sec(last - first); span > 0 {
 		s.TokensPerSec = float64(tokens) / span
 	}
+	s.SteadyTokensPerSec = steadyThroughput(rs, first, sec)
 	if prompt > 0 {
 		s.CacheHit = float64(cached) / float64(prompt)
 	}
 	return s
+}
+
+// steadyThroughput is SteadyTokensPerSec; first is the earliest send.
+func steadyThroughput(rs []Result, first time.Duration, sec func(time.Duration) float64) float64 {
+	var lastSend time.Duration
+	for i := range rs {
+		lastSend = max(lastSend, rs[i].Start)
+	}
+	tokens := 0
+	for i := range rs {
+		if r := &rs[i]; r.OK() && r.Start+r.E2E <= lastSend {
+			tokens += r.OutputTokens
+		}
+	}
+	if span := sec(lastSend - first); span > 0 {
+		return float64(tokens) / span
+	}
+	return 0
 }
 
 func pct(v []float64) Percentiles {
