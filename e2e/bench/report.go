@@ -246,7 +246,7 @@ var whyMissed = map[string]string{
   share the prefix's KV blocks. Two things cap it here: in the simulator's cost model (an 8B model on one H100)
   decoding 200 tokens over ~4.6k-token contexts costs about as much replica time as a cache hit saves on
   prefill; and ours' hit rate at saturation (cache hit column, ~70–80 % across runs) stays below the ~86 %
-  ceiling of 600 requests over 32 groups, because when a prefix's home replica is the busiest, the load
+  ceiling of 600 requests over 32 groups — most likely (not yet verified per replica) because when a prefix's home replica is the busiest, the load
   scorers move part of its traffic to the runner-up, so prefixes live on two replicas and compete for KV.
   Across runs on 2026-11-23 the ratio was 1.57–1.84× (whole-run span) and 1.69× (saturated span).
 `,
