@@ -246,9 +246,11 @@ var whyMissed = map[string]string{
   share the prefix's KV blocks. Two things cap it here: in the simulator's cost model (an 8B model on one H100)
   decoding 200 tokens over ~4.6k-token contexts costs about as much replica time as a cache hit saves on
   prefill; and ours' hit rate at saturation (cache hit column, ~70–80 % across runs) stays below the ~86 %
-  ceiling of 600 requests over 32 groups — most likely (not yet verified per replica) because when a prefix's home replica is the busiest, the load
-  scorers move part of its traffic to the runner-up, so prefixes live on two replicas and compete for KV.
-  Across runs on 2026-11-23 the ratio was 1.57–1.84× (whole-run span) and 1.69× (saturated span).
+  ceiling of 600 requests over 32 groups. Routing spills are not the main loss: raising the prefix weight to 4
+  or 6, or removing the affinity load bound, moved the hit rate only to 76–78 % and throughput within noise
+  (1,455–1,543 vs 1,444–1,456 tokens/s, single runs on 2026-11-23). The remaining suspect, not verified, is KV
+  eviction on replicas that rendezvous hashing gives 6 or more of the 32 prefixes (2,048 blocks hold about 5
+  prefixes next to a full batch). Across runs the ratio was 1.57–1.84× (whole-run span) and 1.69× (saturated span).
 `,
 	"ttft": `- **Shared-prefix TTFT p90 (≥ 20×)**: ours' p90 is set by the unavoidable first misses per group and replica plus
   spills under load; round robin's p90 depends on how far past its capacity the ramp goes and moves by ±40 %
