@@ -243,14 +243,14 @@ const howToRead = `## How to read this
 var whyMissed = map[string]string{
 	"throughput": `- **Shared-prefix throughput (≥ 1.8×)** is measured closed-loop while every user has a request open. Ours'
   edge is prefix-cache hits (fewer prefill tokens) and more sequences per batch because a group's requests
-  share the prefix's KV blocks. Two things cap it here: in the simulator's cost model (an 8B model on one H100)
-  decoding 200 tokens over ~4.6k-token contexts costs about as much replica time as a cache hit saves on
-  prefill; and ours' hit rate at saturation (cache hit column, ~70–80 % across runs) stays below the ~86 %
-  ceiling of 600 requests over 32 groups. Routing spills are not the main loss: raising the prefix weight to 4
-  or 6, or removing the affinity load bound, moved the hit rate only to 76–78 % and throughput within noise
-  (1,455–1,543 vs 1,444–1,456 tokens/s, single runs on 2026-11-23). The remaining suspect, not verified, is KV
-  eviction on replicas that rendezvous hashing gives 6 or more of the 32 prefixes (2,048 blocks hold about 5
-  prefixes next to a full batch). Across runs the ratio was 1.57–1.84× (whole-run span) and 1.69× (saturated span).
+  share the prefix's KV blocks. What caps it is decode: in the simulator's cost model (an 8B model on one
+  H100) a full batch of 16 sequences over ~4.6k-token contexts decodes at ~50 ms per step, so the 200 answer
+  tokens cost ~0.7 s of replica time per request whatever the routing, next to ~1.1 s of prefill that a hit
+  saves. Ours spends ~1.1 s of replica time per request (7.4 req/s on 8 replicas) against round robin's ~1.8 s.
+  Routing is not what is left: raising the prefix weight to 4 or 6, removing the affinity load bound, or even
+  giving every replica 4× the KV (hits 81 %) moved throughput only within run-to-run noise (1,455–1,543 vs
+  1,444–1,456 tokens/s, single runs on 2026-11-23). Across runs the ratio was 1.57–1.84× (whole-run span)
+  and 1.69× (saturated span).
 `,
 	"ttft": `- **Shared-prefix TTFT p90 (≥ 20×)**: ours' p90 is set by the unavoidable first misses per group and replica plus
   spills under load; round robin's p90 depends on how far past its capacity the ramp goes and moves by ±40 %
