@@ -139,7 +139,7 @@ func SharedPrefix(model string, c SharedPrefixConfig) Workload {
 	var arrivals []time.Duration
 	if c.Concurrency > 0 {
 		w = Workload{Name: "shared-prefix-saturated", Concurrency: c.Concurrency, Description: fmt.Sprintf(
-			"%s, closed loop: %d users each send their next request when the previous ends, %d requests", shape, c.Concurrency, c.Requests)}
+			"%s, closed loop: %d users each send their next request when the previous ends", shape, c.Concurrency)}
 		arrivals = make([]time.Duration, c.Requests)
 	} else {
 		arrivals = poisson(rng, c.StartRate, c.EndRate, c.Duration)
