@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -16,7 +18,8 @@ import (
 // → listener → body model read → route → pick → upstream (keep-alive) →
 // httptest backend and back, with a 1 KB JSON chat request. The direct
 // sub-benchmark is the same request straight to the backend, so the
-// difference is what the proxy adds. Allocations include the client's and
+// difference is what the proxy adds; lean and stdlib are the proxy's two
+// HTTP/1 upstream clients (--upstream-http1). Allocations include the client's and
 // the backend's.
 func BenchmarkProxyRequest(b *testing.B) {
 	resp := []byte(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hello"}}]}`)
@@ -26,13 +29,16 @@ func BenchmarkProxyRequest(b *testing.B) {
 		w.Write(resp)
 	}))
 	b.Cleanup(be.Close)
-	for _, kind := range []string{"service", "pool"} {
-		pool := backendSpec{name: kind, pool: kind == "pool", addrs: []string{addr(be)}}
-		port := freePort(b)
-		m := newManager(b)
-		apply(b, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/v1", ref(pool, 1))}, []backendSpec{pool}))
-		b.Run(kind, func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), false) })
-		b.Run(kind+"-parallel", func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), true) })
+	for _, client := range []upstream.HTTP1Mode{upstream.HTTP1Lean, upstream.HTTP1Stdlib} {
+		for _, kind := range []string{"service", "pool"} {
+			pool := backendSpec{name: kind, pool: kind == "pool", addrs: []string{addr(be)}}
+			port := freePort(b)
+			m := newManagerWith(b, server.Options{Upstream: upstream.Options{HTTP1: client}})
+			apply(b, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/v1", ref(pool, 1))}, []backendSpec{pool}))
+			name := string(client) + "/" + kind
+			b.Run(name, func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), false) })
+			b.Run(name+"-parallel", func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), true) })
+		}
 	}
 	b.Run("direct", func(b *testing.B) { benchPost(b, be.URL+"/v1/chat/completions", false) })
 	b.Run("direct-parallel", func(b *testing.B) { benchPost(b, be.URL+"/v1/chat/completions", true) })

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/infergate/infergate/dataplane/config/configtest"
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -39,9 +41,17 @@ func newManager(t testing.TB) *server.Manager {
 }
 
 // newManagerWith is newManager with some options set (the test defaults
-// fill the rest).
+// fill the rest). INFERGATE_TEST_UPSTREAM_HTTP1=stdlib runs the tests on
+// the other HTTP/1 upstream client.
 func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 	t.Helper()
+	if opts.Upstream.HTTP1 == "" {
+		mode, err := upstream.ParseHTTP1Mode(os.Getenv("INFERGATE_TEST_UPSTREAM_HTTP1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Upstream.HTTP1 = mode
+	}
 	opts.BindAddress = "127.0.0.1"
 	opts.DrainTimeout = 2 * time.Second
 	opts.Endpoints = endpoints.Options{Interval: 10 * time.Millisecond}

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -129,7 +128,7 @@ type portState struct {
 type backendState struct {
 	cfg     *config.Backend
 	eps     []*endpoints.Endpoint
-	proxies map[*endpoints.Endpoint]*httputil.ReverseProxy
+	proxies map[*endpoints.Endpoint]http.Handler
 	picker  picker.Picker
 	// queue is the pool's wait queue, nil when it has none.
 	queue *waitqueue.Queue
@@ -408,7 +407,7 @@ func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *s
 	}
 	eps := m.reg.Sync(specs)
 	for name, b := range cfg.Backends {
-		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]*httputil.ReverseProxy, len(b.Endpoints)), picker: pickers[name]}
+		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]http.Handler, len(b.Endpoints)), picker: pickers[name]}
 		for _, e := range b.Endpoints {
 			ep := eps[e.Address]
 			bs.eps = append(bs.eps, ep)

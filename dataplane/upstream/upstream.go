@@ -1,12 +1,21 @@
 // Package upstream forwards requests to model servers and Services. It owns
-// the shared, tuned transports (one HTTP/1.1, one cleartext HTTP/2) and
-// builds one httputil.ReverseProxy per endpoint, so the destination needs no
-// per-request context plumbing.
+// the shared upstream clients and builds one handler per endpoint, so the
+// destination needs no per-request context plumbing.
+//
+// Plain HTTP/1.1 endpoints are served by default by a lean client (lean.go)
+// that does each exchange on the calling goroutine with net/http's wire
+// code and a connection pool of its own (pool.go); see lean.go for why it
+// exists and why not fasthttp. HTTP1Stdlib selects httputil.ReverseProxy
+// over a tuned http.Transport instead, which also serves cleartext HTTP/2
+// (h2c) endpoints and the requests the lean client leaves to it (streamed
+// uploads, protocol upgrades).
 package upstream
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,14 +53,47 @@ type Options struct {
 	MaxIdleConnsPerHost int
 	// IdleConnTimeout (default 90 s).
 	IdleConnTimeout time.Duration
+	// HTTP1 selects the client for plain HTTP/1.1 endpoints (default
+	// HTTP1Lean).
+	HTTP1 HTTP1Mode
 }
 
-// Upstream holds the transports shared by every endpoint proxy.
+// HTTP1Mode names a client for plain HTTP/1.1 endpoints.
+type HTTP1Mode string
+
+const (
+	// HTTP1Lean is the lean client of lean.go.
+	HTTP1Lean HTTP1Mode = "lean"
+	// HTTP1Stdlib is httputil.ReverseProxy over http.Transport.
+	HTTP1Stdlib HTTP1Mode = "stdlib"
+)
+
+// ParseHTTP1Mode parses a --upstream-http1 value ("" is the default).
+func ParseHTTP1Mode(s string) (HTTP1Mode, error) {
+	switch m := HTTP1Mode(s); m {
+	case "":
+		return HTTP1Lean, nil
+	case HTTP1Lean, HTTP1Stdlib:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown HTTP/1 upstream client %q (want %q or %q)", s, HTTP1Lean, HTTP1Stdlib)
+}
+
+// Upstream holds the clients shared by every endpoint proxy.
 type Upstream struct {
 	logger *slog.Logger
+	opts   Options
 	http1  *http.Transport
 	h2c    *http.Transport
 	bufs   bufferPool
+
+	// The lean client's: a dialer, buffers lent per request, and the idle
+	// connections per endpoint address, kept across config versions.
+	dialer           *net.Dialer
+	writers, readers sync.Pool
+	mu               sync.Mutex
+	pools            map[string]*hostPool
+	closed           bool
 }
 
 // New returns an Upstream with tuned transports.
@@ -65,7 +107,11 @@ func New(logger *slog.Logger, opts Options) *Upstream {
 	if opts.IdleConnTimeout <= 0 {
 		opts.IdleConnTimeout = 90 * time.Second
 	}
-	dialer := dialer{&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}}
+	if opts.HTTP1 == "" {
+		opts.HTTP1 = HTTP1Lean
+	}
+	netDialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	dialer := dialer{netDialer}
 	base := func() *http.Transport {
 		return &http.Transport{
 			DialContext:           dialer.DialContext,
@@ -87,23 +133,70 @@ func New(logger *slog.Logger, opts Options) *Upstream {
 	h2.Protocols = new(http.Protocols)
 	// Prior-knowledge HTTP/2 over cleartext for http:// URLs.
 	h2.Protocols.SetUnencryptedHTTP2(true)
-	return &Upstream{logger: logger, http1: h1, h2c: h2}
+	u := &Upstream{logger: logger, opts: opts, http1: h1, h2c: h2, dialer: netDialer, pools: map[string]*hostPool{}}
+	// Prompts of hundreds of KB go out in few syscalls (see writeRequest).
+	u.writers.New = func() any { return bufio.NewWriterSize(nil, 64<<10) }
+	u.readers.New = func() any { return bufio.NewReaderSize(nil, 32<<10) }
+	return u
 }
 
 // Close drops idle upstream connections.
 func (u *Upstream) Close() {
 	u.http1.CloseIdleConnections()
 	u.h2c.CloseIdleConnections()
+	u.mu.Lock()
+	u.closed = true
+	pools := u.pools
+	u.pools = map[string]*hostPool{}
+	u.mu.Unlock()
+	for _, p := range pools {
+		p.close()
+	}
+}
+
+// poolFor returns the lean client's pool for addr.
+func (u *Upstream) poolFor(addr string) *hostPool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p := u.pools[addr]
+	if p == nil {
+		p = newHostPool(addr, u.dialer, u.opts.MaxIdleConnsPerHost, u.opts.IdleConnTimeout, u.forgetPool)
+		if u.closed {
+			p.close()
+		}
+		u.pools[addr] = p
+	}
+	return p
 }
 
 // Proxy returns a handler forwarding to addr ("ip:port"). served is the
 // shared value of the ServedHeader response header. The handler returns
 // after the response body has been fully copied (or the exchange failed),
 // which is when the caller releases the endpoint. Connect failures and bad
-// upstream responses become 502 OpenAI errors; a failure after the response
-// started aborts the client connection, as only that tells the client the
-// stream is incomplete.
-func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.ReverseProxy {
+// upstream responses go to a FailureSink, else become 502 OpenAI errors; a
+// failure after the response started aborts the client connection, as
+// only that tells the client the stream is incomplete.
+func (u *Upstream) Proxy(addr string, h2c bool, served []string) http.Handler {
+	std := u.reverseProxy(addr, h2c, served)
+	if h2c || u.opts.HTTP1 == HTTP1Stdlib {
+		return std
+	}
+	return &leanProxy{u: u, addr: addr, pool: u.poolFor(addr), served: served, std: std}
+}
+
+// forgetPool drops p, which has no idle connection left: a handler still
+// holding it keeps working, and the next Proxy for its address starts a
+// new pool.
+func (u *Upstream) forgetPool(p *hostPool) {
+	u.mu.Lock()
+	if u.pools[p.addr] == p {
+		delete(u.pools, p.addr)
+	}
+	u.mu.Unlock()
+}
+
+// reverseProxy returns the net/http proxy to addr.
+func (u *Upstream) reverseProxy(addr string, h2c bool, served []string) *httputil.ReverseProxy {
 	t := u.http1
 	if h2c {
 		t = u.h2c
@@ -138,27 +231,33 @@ func (u *Upstream) Proxy(addr string, h2c bool, served []string) *httputil.Rever
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if s, ok := w.(FailureSink); ok && s.UpstreamFailed(err) {
-				// The caller decides: retry elsewhere, time out, or fail.
-				u.logger.Debug("upstream attempt failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
-				return
-			}
-			if r.Context().Err() != nil {
-				// The client went away; nobody is left to answer.
-				u.logger.Debug("client canceled", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path)
-				return
-			}
-			u.logger.Warn("upstream failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
-			w.Header()[ServedHeader] = served
-			msg := "upstream " + addr + " failed"
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-				msg = "upstream " + addr + " timed out"
-			}
-			openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error", msg)
+			u.fail(w, r, addr, served, err)
 		},
 		ErrorLog: slog.NewLogLogger(u.logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// fail handles an exchange with addr that failed before the response
+// started.
+func (u *Upstream) fail(w http.ResponseWriter, r *http.Request, addr string, served []string, err error) {
+	if s, ok := w.(FailureSink); ok && s.UpstreamFailed(err) {
+		// The caller decides: retry elsewhere, time out, or fail.
+		u.logger.Debug("upstream attempt failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
+		return
+	}
+	if r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		u.logger.Debug("client canceled", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path)
+		return
+	}
+	u.logger.Warn("upstream failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
+	w.Header()[ServedHeader] = served
+	msg := "upstream " + addr + " failed"
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		msg = "upstream " + addr + " timed out"
+	}
+	openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error", msg)
 }
 
 // FailureSink is implemented by a ResponseWriter that handles upstream

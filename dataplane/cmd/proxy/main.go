@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/dataplane/upstream"
 	"github.com/infergate/infergate/dataplane/xdsclient"
 )
 
@@ -45,6 +46,8 @@ type options struct {
 	modelsTimeout time.Duration
 	logFormat     string
 	logLevel      string
+	upstreamHTTP1 string
+	http1Mode     upstream.HTTP1Mode
 }
 
 func main() {
@@ -69,11 +72,15 @@ func main() {
 	flag.DurationVar(&o.modelsTimeout, "models-timeout", 2*time.Second, "how long asking a backend for its /v1/models may take; a backend that does not answer in time is left out of the listing")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	flag.StringVar(&o.upstreamHTTP1, "upstream-http1", string(upstream.HTTP1Lean), "client for plain HTTP/1.1 upstreams: lean (exchange on the request's goroutine, own connection pool) or stdlib (httputil.ReverseProxy over http.Transport)")
 	flag.Parse()
 
 	logger, err := newLogger(o.logFormat, o.logLevel)
 	if err == nil && (o.gateway == "" || strings.Count(o.gateway, "/") != 1) {
 		err = fmt.Errorf("--gateway namespace/name is required")
+	}
+	if err == nil {
+		o.http1Mode, err = upstream.ParseHTTP1Mode(o.upstreamHTTP1)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
@@ -97,6 +104,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		DrainTimeout:      o.drainTimeout,
 		ModelListTTL:      o.modelsTTL,
 		ModelListTimeout:  o.modelsTimeout,
+		Upstream:          upstream.Options{HTTP1: o.http1Mode},
 	})
 	handler := configHandler(mgr, logger)
 	dialOpts, err := xdsclient.SecureDialOptions(o.xdsCAFile, o.xdsServerName, o.xdsTokenFile)

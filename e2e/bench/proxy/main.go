@@ -7,6 +7,7 @@
 //
 //	go run ./bench/proxy            # from e2e/, about two minutes
 //	go run ./bench/proxy -short     # a quick smoke run
+//	go run ./bench/proxy -upstream-http1 stdlib   # infergate on httputil.ReverseProxy
 //
 // Backend, proxy and nginx each run as their own process (the command
 // re-executes itself for the first two), so the load generator does not
@@ -43,6 +44,7 @@ func main() {
 		short    = flag.Bool("short", false, "quick smoke run (1 s measurements)")
 		nginxOff = flag.Bool("no-nginx", false, "skip the nginx baseline")
 		profile  = flag.String("proxy-cpuprofile", "", "write the infergate proxy's CPU profile to this file")
+		http1    = flag.String("upstream-http1", "", "infergate's client for the HTTP/1.1 backend: lean or stdlib (default: the proxy's default)")
 		cases    = flag.String("cases", "json-rate,json-max,sse-rate,sse-max,large", "comma-separated cases to run")
 	)
 	flag.Parse()
@@ -54,7 +56,7 @@ func main() {
 	case "proxy":
 		_, p, _ := net.SplitHostPort(*addr)
 		port, _ := strconv.Atoi(p)
-		if err := runProxy(uint32(port), *backend, *profile); err != nil {
+		if err := runProxy(uint32(port), *backend, *profile, *http1); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -65,7 +67,7 @@ func main() {
 	if *out == "" {
 		*out = filepath.Join(repoRoot(), "e2e", "bench", "results", "proxy.md")
 	}
-	cfg := runConfig{cases: map[string]bool{}, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10}
+	cfg := runConfig{cases: map[string]bool{}, http1: *http1, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10}
 	for _, c := range strings.Split(*cases, ",") {
 		cfg.cases[strings.TrimSpace(c)] = true
 	}
@@ -76,6 +78,7 @@ func main() {
 
 type runConfig struct {
 	cases                          map[string]bool
+	http1                          string
 	dur                            time.Duration
 	rate, sseRate, conc, largeConc int
 	largeSize                      int
@@ -118,7 +121,7 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 	if err != nil {
 		return err
 	}
-	pxPID, err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile)
+	pxPID, err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile, "-upstream-http1", cfg.http1)
 	if err != nil {
 		return err
 	}

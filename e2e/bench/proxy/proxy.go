@@ -13,6 +13,7 @@ import (
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/config/configtest"
 	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -23,8 +24,13 @@ const (
 
 // runProxy serves the proxy's request path (server.Manager, the same code
 // cmd/proxy runs once xDS delivered a config) on port, with one route to
-// an InferencePool of the backend, until SIGTERM.
-func runProxy(port uint32, backend, profile string) error {
+// an InferencePool of the backend, until SIGTERM. http1 selects the
+// client for the backend (upstream.ParseHTTP1Mode).
+func runProxy(port uint32, backend, profile, http1 string) error {
+	mode, err := upstream.ParseHTTP1Mode(http1)
+	if err != nil {
+		return err
+	}
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -55,7 +61,7 @@ func runProxy(port uint32, backend, profile string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m := server.New(logger, server.Options{BindAddress: "127.0.0.1"})
+	m := server.New(logger, server.Options{BindAddress: "127.0.0.1", Upstream: upstream.Options{HTTP1: mode}})
 	if err := m.Apply(cfg); err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/infergate/infergate/dataplane/upstream"
 )
 
 // Targets from the issue: what the proxy may add.
@@ -62,7 +64,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Machine: %s/%s, %d CPUs (load generator, backend, proxy and nginx share them), %s; %s.\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), nginxVersion)
 	fmt.Fprintf(&b, "- Backend: a Go HTTP server answering at once (JSON, or SSE events flushed one by one), so any latency beyond *direct* is the proxy's.\n")
-	fmt.Fprintf(&b, "- infergate: the proxy's request path (`dataplane/server`) in its own process, one route to an InferencePool (body model read, validation, picker, usage and SSE inspection, metrics).\n")
+	fmt.Fprintf(&b, "- infergate: the proxy's request path (`dataplane/server`) in its own process, one route to an InferencePool (body model read, validation, picker, usage and SSE inspection, metrics); HTTP/1 upstream client: %s.\n", http1Client(r.cfg.http1))
 	fmt.Fprintf(&b, "- go-reverseproxy: a bare `httputil.ReverseProxy` (no routing, picking, inspection or metrics) — the floor for any proxy on Go's net/http, to separate infergate's own work from the HTTP stack's.\n")
 	fmt.Fprintf(&b, "- nginx: `least_conn`, `keepalive 512` upstream, HTTP/1.1 upstream, `proxy_buffering off`, `worker_processes auto`.\n")
 	fmt.Fprintf(&b, "- Each measurement runs %s; latency cases are open loop at a fixed rate; max throughput is %d closed-loop workers.\n", r.cfg.dur, r.cfg.conc)
@@ -184,4 +186,14 @@ func (r *report) summary() string {
 		b.WriteString("  " + l + "\n")
 	}
 	return b.String()
+}
+
+// http1Client names the infergate proxy's HTTP/1 upstream client of a run
+// (`--upstream-http1`).
+func http1Client(flagValue string) string {
+	mode, err := upstream.ParseHTTP1Mode(flagValue)
+	if err != nil {
+		return flagValue
+	}
+	return "`" + string(mode) + "`"
 }
