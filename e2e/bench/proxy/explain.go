@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/infergate/infergate/dataplane/upstream"
 )
 
 // explain says, from the measured numbers, why each missed target is
@@ -45,11 +47,15 @@ func (r *report) explainLatency() string {
 	if ng, ok := r.get("json-rate", "nginx"); ok {
 		s += fmt.Sprintf(", nginx %s ms", added(ng.p50-d.p50))
 	}
-	s += ". Through a proxy on Go's net/http a request changes goroutines four times (the client connection's, " +
-		"the upstream connection's writer and reader goroutines of `http.Transport`, and back), and on an idle machine each hand-off " +
+	s += ". Through a proxy on `http.Transport` a request changes goroutines four times (the client connection's, " +
+		"the upstream connection's writer and reader goroutines, and back), and on an idle machine each hand-off " +
 		"may wake a parked thread; nginx serves both connections from one event loop."
+	if r.lean() {
+		s += " infergate's lean upstream client keeps the request on one goroutine, but it still parks twice on the network (for the " +
+			"client's request and for the upstream's answer) and Go's netpoller has to wake it, often on a parked thread."
+	}
 	if gp.p50-d.p50 > goalAddedP50 {
-		s += " The bare ReverseProxy alone is above the goal, so the goal is below the floor of the net/http server and Transport this proxy is built on."
+		s += " The bare ReverseProxy alone is above the goal, so the goal is below the floor of the net/http server and Transport it is built on."
 	}
 	return s
 }
@@ -84,8 +90,14 @@ func (r *report) explainThroughput() string {
 		"empty handler — used %s µs. Reaching %.1f× nginx's rate leaves the proxy about %s µs per request (nginx's own plus what the machine gains by "+
 		"running %.0f%% slower).", runtime.NumCPU(), us(ig.proxyCPU), us(gp.proxyCPU), us(ng.proxyCPU), us(d.backendCPU), goalRPSRatio, us(allowance),
 		(1-goalRPSRatio)*100)
-	s += fmt.Sprintf(" A proxy on Go's net/http is a net/http server (the backend's shows its cost, %s µs) plus a net/http client (`http.Transport`, "+
-		"with a writer and a reader goroutine per upstream connection; the load generator, a plain client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
+	if r.lean() {
+		s += fmt.Sprintf(" A proxy on Go's net/http is a net/http server (the backend's shows its cost, %s µs) plus an upstream client: infergate's "+
+			"lean one writes and reads on the request's goroutine, where the bare ReverseProxy's `http.Transport` hands each request to a writer "+
+			"and a reader goroutine (the load generator, a plain `http.Transport` client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
+	} else {
+		s += fmt.Sprintf(" A proxy on Go's net/http is a net/http server (the backend's shows its cost, %s µs) plus a net/http client (`http.Transport`, "+
+			"with a writer and a reader goroutine per upstream connection; the load generator, a plain client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
+	}
 	if diff := ig.proxyCPU - gp.proxyCPU; diff <= 0 {
 		s += fmt.Sprintf(". infergate's process used %s µs less than the bare ReverseProxy (which sends the headers and the body of each request "+
 			"in two writes), so its own work — body scan, routing, picking, response inspection, metrics — is not where the gap is.", signedUS(-diff)[1:])
@@ -96,7 +108,14 @@ func (r *report) explainThroughput() string {
 		s += fmt.Sprintf(" The load generator also used %s µs per request through infergate against %s µs through nginx: on shared CPUs a "+
 			"target that answers later makes its client cost more too, which the throughput ratio includes.", us(ig.loadCPU), us(ng.loadCPU))
 	}
-	if d.backendCPU > 0 && d.loadCPU > 0 && allowance < d.backendCPU+d.loadCPU {
+	switch {
+	case r.lean() && ig.proxyCPU <= allowance:
+		s += fmt.Sprintf(" With the lean upstream client infergate's process stays within the allowance (%s of %s µs): what holds the rate "+
+			"back is the CPU the rest of the machine spends per request through it, such as the load generator's above.", us(ig.proxyCPU), us(allowance))
+	case r.lean() && d.backendCPU > 0:
+		s += fmt.Sprintf(" With the lean upstream client infergate's process is %s µs above the allowance of %s µs, of which a net/http "+
+			"server alone (the backend's cost) takes %s µs.", us(ig.proxyCPU-allowance), us(allowance), us(d.backendCPU))
+	case d.backendCPU > 0 && d.loadCPU > 0 && allowance < d.backendCPU+d.loadCPU:
 		s += " A net/http server and client alone cost more than the allowance, so the goal needs an HTTP stack without per-request goroutine " +
 			"hand-offs (an event-loop server, an upstream client that writes and reads on the caller's goroutine), not less work in the request path."
 	}
@@ -129,6 +148,13 @@ func (r *report) explainTTFT() string {
 		s += " nginx does not reach the needed rate either: on this machine the goal is below what a proxy that reads and forwards the body can do."
 	}
 	return s
+}
+
+// lean reports whether the run's infergate proxy used the lean HTTP/1
+// upstream client.
+func (r *report) lean() bool {
+	mode, err := upstream.ParseHTTP1Mode(r.cfg.http1)
+	return err == nil && mode == upstream.HTTP1Lean
 }
 
 func signedUS(d time.Duration) string {
