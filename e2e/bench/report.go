@@ -256,7 +256,7 @@ var whyMissed = map[string]string{
   4k-token prefill — and cold requests are ~8–11 % of this workload (each of 32 groups' first request on its
   home replica, 6 %, plus spills to a second replica when the home is overloaded near the end of the ramp).
   The p90 therefore sits on the edge between the two modes: across runs on 2026-11-23 ours' p90 was
-  0.36–1.5 s (median of repeated runs ~1.2–1.4 s), i.e. 14–56× round robin's ~20 s. Raising the affinity
+  0.48–1.5 s (median of repeated runs ~1.2–1.4 s), i.e. 13–42× round robin's ~20 s. Raising the affinity
   load bound's slack from 8 to 16 requests did not move the median. Round robin's p90 itself moves by
   ±40 % between runs on this shared machine.
 `,
