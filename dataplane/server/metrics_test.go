@@ -17,18 +17,11 @@ func TestProxyMetrics(t *testing.T) {
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool},
 		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
 			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}}))
-	for _, body := range []string{
+	postChats(t, port,
 		`{"model":"food-review","messages":[]}`,
 		`{"model":"food-review","messages":[],"stream":true,"stream_options":{"include_usage":true}}`,
 		`{"model":"food-review"}`, // 400
-	} {
-		resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	)
 	text := scrapeMetrics(t, m)
 	labels := `{model_name="food-review",target_model_name="food-review-lora"}`
 	for _, want := range []string{
@@ -66,17 +59,10 @@ func TestProxyMetricsService(t *testing.T) {
 	port := freePort(t)
 	m := newManager(t)
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
-	for _, body := range []string{
+	postChats(t, port,
 		`{"model":"food-review","messages":[]}`,
 		`{"model":"food-review","messages":[],"stream":true,"stream_options":{"include_usage":true}}`,
-	} {
-		resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	)
 	text := scrapeMetrics(t, m)
 	labels := `{model_name="food-review",target_model_name="food-review"}`
 	for _, want := range []string{
@@ -88,5 +74,19 @@ func TestProxyMetricsService(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// postChats sends each body to the listener's chat completions endpoint and
+// reads the response whole.
+func postChats(t *testing.T, port uint32, bodies ...string) {
+	t.Helper()
+	for _, body := range bodies {
+		resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }
