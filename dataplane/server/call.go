@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/openai"
@@ -22,6 +23,9 @@ type call struct {
 	st    *state
 	route *config.Route
 	match *config.Match
+	// deadline ends the whole request (the rule's timeouts.request), set
+	// before any wait in a pool's queue so the wait counts against it.
+	deadline time.Time
 	// r is the request attempts send (the rule's filters applied); aim
 	// adds the backendRef's.
 	r    *http.Request

@@ -27,8 +27,8 @@ func (m *Manager) forward(w http.ResponseWriter, c *call) {
 	defer ex.release()
 	route, r, body, bs, preq := c.route, c.r, c.body, c.bs, c.preq
 	clientCtx := r.Context()
-	if d := route.Timeouts.Request; d > 0 {
-		ctx, cancel := context.WithTimeout(clientCtx, d)
+	if !c.deadline.IsZero() {
+		ctx, cancel := context.WithDeadline(clientCtx, c.deadline)
 		defer cancel()
 		r = r.WithContext(ctx)
 		c.r = r

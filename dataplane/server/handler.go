@@ -154,6 +154,11 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{},
 		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective}
+	if d := route.Timeouts.Request; d > 0 {
+		// Gateway API's request timeout covers the whole request, time
+		// spent waiting in a pool's queue included.
+		c.deadline = time.Now().Add(d)
+	}
 	c.keepBase()
 	m.aim(&c, ref, bs)
 	// Wait for room in a saturated pool after the filters (which may set

@@ -221,3 +221,50 @@ func TestWaitQueueInvalidRejected(t *testing.T) {
 		t.Fatalf("Apply with a negative queue ttl: %v", err)
 	}
 }
+
+// TestWaitQueueCountsAgainstRequestTimeout: the rule's request timeout
+// covers the whole request, so time spent in a pool's queue shortens what
+// is left for the upstream: a request that waits ~300 ms and then meets a
+// 500 ms upstream under a 600 ms timeout gets 504, not an answer at 800 ms.
+func TestWaitQueueCountsAgainstRequestTimeout(t *testing.T) {
+	var waiting atomic.Int64
+	waiting.Store(10)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			fmt.Fprintf(w, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting %d\n", waiting.Load())
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"c","object":"text_completion","choices":[]}`)
+	}))
+	t.Cleanup(be.Close)
+	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	rt := route("r", "/", ref(pool, 1))
+	rt.Timeouts = &snapshotv1.Timeouts{RequestMs: 600}
+	rs := snapshot([]uint32{port}, []*snapshotv1.Route{rt}, []backendSpec{pool})
+	apply(t, m, withProfile(rs, &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "queue", Weight: 1}},
+		Queue: &snapshotv1.WaitQueue{Ttl: durationpb.New(10 * time.Second)}}))
+	waitFor(t, "the saturated pod scraped", func() bool {
+		s := m.Endpoints().Statuses()
+		return len(s) == 1 && s[0].Metrics != nil && s[0].Metrics.Waiting == 10
+	})
+	time.AfterFunc(300*time.Millisecond, func() { waiting.Store(0) }) // the next scrape dispatches
+	start := time.Now()
+	resp, err := http.Post(url(port, "/v1/completions"), "application/json", strings.NewReader(`{"model":"m","prompt":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d after %v (%s): the queue wait must count against the request timeout", resp.StatusCode, time.Since(start), b)
+	}
+}
