@@ -103,7 +103,10 @@ func TestListModelsAcrossBackends(t *testing.T) {
 	}))}}
 	hostRoute := route("host", "/host", ref(hostOnly, 1))
 	hostRoute.Hostnames = []string{"*.models.test"}
-	m := newManagerWith(t, server.Options{ModelListTTL: time.Second, ModelListTimeout: 100 * time.Millisecond})
+	// The TTL leaves the first phase room on a loaded machine (at 1 s, four
+	// suites in parallel made it outlive the TTL and ask the failing
+	// backend twice) and still expires well within waitFor's 5 s below.
+	m := newManagerWith(t, server.Options{ModelListTTL: 2500 * time.Millisecond, ModelListTimeout: 100 * time.Millisecond})
 	rs := snapshot([]uint32{port, otherPort}, []*snapshotv1.Route{
 		route("pool", "/v1", ref(pool, 1)),
 		route("split", "/split", ref(goodSvc, 1), ref(slowSvc, 1)),
