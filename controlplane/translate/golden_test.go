@@ -3,6 +3,7 @@ package translate_test
 import (
 	"bytes"
 	"flag"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -30,7 +31,7 @@ func TestGolden(t *testing.T) {
 	for _, in := range ins {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
-			inputs, err := file.LoadFile(in)
+			inputs, err := file.LoadFile(in, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}

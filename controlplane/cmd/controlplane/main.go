@@ -130,7 +130,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 			return
 		}
 		logger.Info("watching configuration directory", "dir", cfg.configDir)
-		errc <- file.Watch(ctx, cfg.configDir, cfg.debounce, p.apply)
+		errc <- file.Watch(ctx, cfg.configDir, cfg.debounce, logger, p.apply)
 	}()
 
 	select {

@@ -34,12 +34,12 @@ func runTranslate(_ context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	// The loader logs skipped kinds; keep stdout clean for the document.
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var in *translate.Inputs
 	if st.IsDir() {
-		in, err = file.Load(*path)
+		in, err = file.Load(*path, log)
 	} else {
-		in, err = file.LoadFile(*path)
+		in, err = file.LoadFile(*path, log)
 	}
 	if err != nil {
 		return err

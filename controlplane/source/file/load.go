@@ -31,17 +31,8 @@ import (
 // translator inputs. Objects of kinds the translator does not read are
 // skipped with a log line. The first bad document fails the whole load with
 // an error naming the file, the document index (1-based) and the line.
-func Load(dir string) (*translate.Inputs, error) {
-	return load(dir, slog.Default())
-}
-
-// LoadWithLogger is Load logging skipped objects to log instead of slog's
-// default logger.
-func LoadWithLogger(dir string, log *slog.Logger) (*translate.Inputs, error) {
-	return load(dir, log)
-}
-
-func load(dir string, log *slog.Logger) (*translate.Inputs, error) {
+// Skipped objects are logged to log.
+func Load(dir string, log *slog.Logger) (*translate.Inputs, error) {
 	in := &translate.Inputs{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -69,14 +60,14 @@ func load(dir string, log *slog.Logger) (*translate.Inputs, error) {
 }
 
 // LoadFile reads one manifest file (any extension) into translator inputs,
-// with the same decoding and errors as Load.
-func LoadFile(path string) (*translate.Inputs, error) {
+// with the same decoding, errors and logging as Load.
+func LoadFile(path string, log *slog.Logger) (*translate.Inputs, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	in := &translate.Inputs{}
-	if err := decodeFile(path, data, in, slog.Default()); err != nil {
+	if err := decodeFile(path, data, in, log); err != nil {
 		return nil, err
 	}
 	return in, nil

@@ -69,7 +69,7 @@ func TestLoadDirectory(t *testing.T) {
 	write(t, filepath.Join(dir, ".hidden", "x.yaml"), "not: [valid")
 
 	var logs bytes.Buffer
-	in, err := load(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	in, err := Load(dir, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestLoadErrorsNameFileDocumentAndLine(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "bad.yaml")
 			write(t, path, c.data)
-			_, err := Load(dir)
+			_, err := Load(dir, slog.New(slog.DiscardHandler))
 			if err == nil {
 				t.Fatal("no error")
 			}

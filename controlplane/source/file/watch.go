@@ -29,17 +29,8 @@ const maxDelayFactor = 10
 // the caller keeps serving the last good inputs; this also holds for the
 // initial load, so a typo at start-up does not stop the process. onChange
 // runs on Watch's goroutine. Watch returns nil when ctx is cancelled, or an
-// error when the directory cannot be watched.
-func Watch(ctx context.Context, dir string, debounce time.Duration, onChange func(*translate.Inputs)) error {
-	return watch(ctx, dir, debounce, onChange, slog.Default())
-}
-
-// WatchWithLogger is Watch logging to log instead of slog's default logger.
-func WatchWithLogger(ctx context.Context, dir string, debounce time.Duration, log *slog.Logger, onChange func(*translate.Inputs)) error {
-	return watch(ctx, dir, debounce, onChange, log)
-}
-
-func watch(ctx context.Context, dir string, debounce time.Duration, onChange func(*translate.Inputs), log *slog.Logger) error {
+// error when the directory cannot be watched. It logs to log.
+func Watch(ctx context.Context, dir string, debounce time.Duration, log *slog.Logger, onChange func(*translate.Inputs)) error {
 	if debounce <= 0 {
 		debounce = 100 * time.Millisecond
 	}
@@ -60,7 +51,7 @@ func watch(ctx context.Context, dir string, debounce time.Duration, onChange fun
 	}
 
 	reload := func() {
-		in, err := load(dir, log)
+		in, err := Load(dir, log)
 		if err != nil {
 			log.Error("config not loaded; keeping the last good one", "dir", dir, "err", err)
 			return

@@ -3,7 +3,6 @@ package file
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -49,8 +48,7 @@ func TestWatch(t *testing.T) {
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- watch(ctx, dir, 20*time.Millisecond, func(in *translate.Inputs) { changes <- in },
-			slog.New(slog.NewTextHandler(logs, nil)))
+		done <- Watch(ctx, dir, 20*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)), func(in *translate.Inputs) { changes <- in })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -111,7 +109,7 @@ func TestWatch(t *testing.T) {
 }
 
 func TestWatchMissingDirectory(t *testing.T) {
-	err := Watch(context.Background(), filepath.Join(t.TempDir(), "nope"), 0, func(*translate.Inputs) {})
+	err := Watch(context.Background(), filepath.Join(t.TempDir(), "nope"), 0, slog.New(slog.DiscardHandler), func(*translate.Inputs) {})
 	if err == nil {
 		t.Fatal("no error for a missing directory")
 	}
@@ -136,8 +134,7 @@ func TestWatchConfigMapSymlinkSwap(t *testing.T) {
 	changes := make(chan *translate.Inputs, 16)
 	done := make(chan error, 1)
 	go func() {
-		done <- watch(ctx, dir, 20*time.Millisecond, func(in *translate.Inputs) { changes <- in },
-			slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- Watch(ctx, dir, 20*time.Millisecond, slog.New(slog.DiscardHandler), func(in *translate.Inputs) { changes <- in })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
