@@ -9,7 +9,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
-	"time"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
 )
@@ -70,61 +69,4 @@ func (LeastInFlight) Pick(_ *Request, cands []*endpoints.Endpoint) (*endpoints.E
 		return nil, ErrNoEndpoint
 	}
 	return best, nil
-}
-
-// DefaultStaleAfter is how old scraped metrics may be and still count
-// (the reference picker's 200 ms).
-const DefaultStaleAfter = 200 * time.Millisecond
-
-// LeastQueue is the InferencePool picker: the endpoint with the smallest
-// scraped waiting queue plus this proxy's own in-flight requests to it
-// (which covers the requests sent since the last scrape). Endpoints with
-// fresh metrics are preferred over stale ones — a stale endpoint's queue is
-// unknown, and ranking it by in-flight alone would make a silent server look
-// idle. When no endpoint is fresh (metrics unavailable), it degrades to least
-// in-flight so the pool still serves. Ties are broken at random.
-type LeastQueue struct {
-	// StaleAfter defaults to DefaultStaleAfter.
-	StaleAfter time.Duration
-	// Now defaults to time.Now; tests set it.
-	Now func() time.Time
-}
-
-// Pick implements Picker.
-func (p *LeastQueue) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
-	stale := p.StaleAfter
-	if stale <= 0 {
-		stale = DefaultStaleAfter
-	}
-	var now time.Time
-	if p.Now != nil {
-		now = p.Now()
-	} else {
-		now = time.Now()
-	}
-	var (
-		best  *endpoints.Endpoint
-		score float64
-		ties  uint64
-	)
-	for _, e := range cands {
-		m, fresh := e.Fresh(now, stale)
-		if !fresh {
-			continue
-		}
-		s := m.Waiting + float64(e.InFlight())
-		switch {
-		case best == nil || s < score:
-			best, score, ties = e, s, 1
-		case s == score:
-			ties++
-			if rand.Uint64N(ties) == 0 {
-				best = e
-			}
-		}
-	}
-	if best != nil {
-		return best, nil
-	}
-	return LeastInFlight{}.Pick(req, cands)
 }

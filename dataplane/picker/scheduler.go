@@ -117,59 +117,6 @@ func (s *Scheduler) score(c *Cycle) {
 	}
 }
 
-// Rank returns the candidates ordered best first (ties in random order),
-// appended to dst: the first is what Pick would choose, the rest are the
-// fallbacks for retries. Unlike Pick it records nothing in the prefix
-// index; call Picked with the endpoint finally used. It returns ErrShed
-// like Pick.
-func (s *Scheduler) Rank(req *Request, cands []*endpoints.Endpoint, dst []*endpoints.Endpoint) ([]*endpoints.Endpoint, error) {
-	if len(cands) == 0 {
-		return dst, ErrNoEndpoint
-	}
-	c := getCycle(req, s.now(), len(cands))
-	defer putCycle(c)
-	c.load(cands)
-	if s.shed && Shed(req.Priority, c.saturation()) {
-		return dst, ErrShed
-	}
-	s.score(c)
-	// Shuffle first so the stable sort leaves ties in random order.
-	rand.Shuffle(len(c.Candidates), func(i, j int) {
-		c.Candidates[i], c.Candidates[j] = c.Candidates[j], c.Candidates[i]
-		c.total[i], c.total[j] = c.total[j], c.total[i]
-	})
-	order := make([]int, len(c.Candidates))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		switch {
-		case c.total[a] > c.total[b]:
-			return -1
-		case c.total[a] < c.total[b]:
-			return 1
-		}
-		return 0
-	})
-	for _, i := range order {
-		dst = append(dst, c.Candidates[i].Endpoint)
-	}
-	return dst, nil
-}
-
-// Picked records that req was finally served by ep (after Rank and
-// retries), so later requests sharing its prefix follow it.
-func (s *Scheduler) Picked(req *Request, ep *endpoints.Endpoint) {
-	if len(s.recorders) == 0 {
-		return
-	}
-	c := getCycle(req, s.now(), 0)
-	defer putCycle(c)
-	for _, r := range s.recorders {
-		r.Record(c, ep)
-	}
-}
-
 // Preparer is a scorer that classifies the request for all scorers before
 // they run (LoRAScorer marks models it knows as adapters, which the prefix
 // scorer then leaves alone).
@@ -177,7 +124,7 @@ type Preparer interface {
 	Prepare(c *Cycle)
 }
 
-// Recorder is a scorer that learns where requests finally went (prefix
+// Recorder is a scorer that learns where a pick sent the request (prefix
 // index, adapter placement memory).
 type Recorder interface {
 	Record(c *Cycle, ep *endpoints.Endpoint)
@@ -190,13 +137,6 @@ func (s *Scheduler) Done(ep *endpoints.Endpoint, ok bool) {
 	ep.ReportResult(ok, s.now())
 }
 
-// Ranker is implemented by pickers that can order all candidates for
-// retries (Scheduler).
-type Ranker interface {
-	Rank(req *Request, cands []*endpoints.Endpoint, dst []*endpoints.Endpoint) ([]*endpoints.Endpoint, error)
-	Picked(req *Request, ep *endpoints.Endpoint)
-}
-
 // Feedback is implemented by pickers that learn from outcomes: the server
 // calls Done after every attempt to an endpoint with ok = false for
 // connect errors and 5xx responses.
@@ -206,6 +146,5 @@ type Feedback interface {
 
 var (
 	_ Picker   = (*Scheduler)(nil)
-	_ Ranker   = (*Scheduler)(nil)
 	_ Feedback = (*Scheduler)(nil)
 )
