@@ -165,7 +165,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the fairness id) and before mirroring (a refused request is not).
 	// A retry that moves to another pool goes straight to its picker.
 	if bs.queue != nil {
-		if !m.admit(w, c.r, route, bs, c.preq) {
+		if !m.admit(w, &c) {
 			return
 		}
 		defer bs.queue.Kick()

@@ -10,7 +10,6 @@ import (
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
-	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/dataplane/waitqueue"
 )
 
@@ -47,7 +46,8 @@ func (m *Manager) onScrape(ep *endpoints.Endpoint) {
 // place for it, nothing when the client went away. Sheddable requests of
 // a pool that sheds do not wait: the picker refuses them at once when the
 // pool is saturated, as without a queue.
-func (m *Manager) admit(w http.ResponseWriter, r *http.Request, route *config.Route, bs *backendState, preq *picker.Request) bool {
+func (m *Manager) admit(w http.ResponseWriter, c *call) bool {
+	r, bs, preq := c.r, c.bs, c.preq
 	if s, ok := bs.picker.(interface{ Sheds() bool }); ok && preq.Priority < 0 && s.Sheds() {
 		return true
 	}
@@ -55,10 +55,14 @@ func (m *Manager) admit(w http.ResponseWriter, r *http.Request, route *config.Ro
 	if v := r.Header[fairnessHeader]; len(v) > 0 {
 		flow = v[0]
 	}
-	// The route's request timeout bounds the wait too (the forward after
-	// it starts its own).
+	// The request's deadline bounds the wait too: what is left of it after
+	// the wait is what the forward gets.
+	var maxWait time.Duration
+	if !c.deadline.IsZero() {
+		maxWait = max(time.Until(c.deadline), time.Nanosecond)
+	}
 	err := bs.queue.Wait(r.Context(), waitqueue.Request{Priority: preq.Priority, Flow: flow, Bytes: int64(len(preq.Body)),
-		MaxWait: route.Timeouts.Request})
+		MaxWait: maxWait})
 	var status int
 	switch {
 	case err == nil:
