@@ -20,7 +20,7 @@ type Request struct {
 	// Bytes is the request body size, counted against MaxBytes.
 	Bytes int64
 	// MaxWait, when > 0 and shorter than the queue's TTL, is the TTL of
-	// this request (the route's request timeout).
+	// this request (what is left of its request timeout).
 	MaxWait time.Duration
 }
 
