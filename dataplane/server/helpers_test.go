@@ -212,3 +212,17 @@ func ok200(resp *http.Response, err error) error {
 	}
 	return nil
 }
+
+// foodReviewPool serves be as the one pool behind a fresh proxy's listener,
+// with the model rule food-review → food-review-lora (the rewrite most
+// OpenAI-surface tests exercise), and returns the proxy and its port.
+func foodReviewPool(t *testing.T, be *httptest.Server) (*server.Manager, uint32) {
+	t.Helper()
+	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool},
+		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
+			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}}))
+	return m, port
+}

@@ -11,12 +11,7 @@ import (
 
 func TestProxyMetrics(t *testing.T) {
 	be := modelServer(t)
-	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool},
-		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
-			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}}))
+	m, port := foodReviewPool(t, be)
 	postChats(t, port,
 		`{"model":"food-review","messages":[]}`,
 		`{"model":"food-review","messages":[],"stream":true,"stream_options":{"include_usage":true}}`,

@@ -103,12 +103,7 @@ func modelServer(t *testing.T) *httptest.Server {
 
 func TestModelRestoredInResponses(t *testing.T) {
 	be := modelServer(t)
-	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool},
-		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
-			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}}))
+	_, port := foodReviewPool(t, be)
 
 	resp, err := http.Post(url(port, "/v1/chat/completions"), "application/json", strings.NewReader(`{"model":"food-review","messages":[]}`))
 	if err != nil {
@@ -149,12 +144,7 @@ func TestModelRestoredInResponses(t *testing.T) {
 
 func TestListModels(t *testing.T) {
 	be := modelServer(t)
-	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool},
-		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
-			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}}))
+	_, port := foodReviewPool(t, be)
 	if _, got := listModels(t, port); got != "base-model,food-review,food-review-lora" {
 		t.Errorf("models %q", got)
 	}

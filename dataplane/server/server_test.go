@@ -350,12 +350,7 @@ func TestPoolPrefersShorterQueue(t *testing.T) {
 
 func TestModelRuleRewritesBody(t *testing.T) {
 	be := echo(t)
-	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool},
-		&snapshotv1.ModelRule{Name: gw + "/InferenceModel/ns/fr", Pool: pool.resourceName(), ModelName: "food-review",
-			Targets: []*snapshotv1.TargetModel{{Name: "food-review-lora", Weight: 1}}}))
+	_, port := foodReviewPool(t, be)
 	resp, err := http.Post(url(port, "/v1/completions"), "application/json", strings.NewReader(`{"model":"food-review","prompt":"x"}`))
 	if err != nil {
 		t.Fatal(err)
