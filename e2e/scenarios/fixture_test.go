@@ -11,29 +11,27 @@ import (
 	"text/template"
 )
 
-// fleetYAML describes a gateway, a route to an inference pool and its pods,
-// the way a user writes them; pods point at simulated model servers on
-// loopback addresses.
-const fleetYAML = `apiVersion: gateway.networking.k8s.io/v1
+// gatewayYAML is the GatewayClass and the Gateway "default/gw" with one
+// HTTP listener on {{.GatewayPort}} that the file-mode fixtures route
+// through; each appends its own routes, pools and pods.
+const gatewayYAML = `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
-metadata:
-  name: infergate
-spec:
-  controllerName: infergate.dev/gateway-controller
+metadata: {name: infergate}
+spec: {controllerName: infergate.dev/gateway-controller}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata:
-  name: gw
-  namespace: default
+metadata: {name: gw, namespace: default}
 spec:
   gatewayClassName: infergate
-  listeners:
-    - name: http
-      protocol: HTTP
-      port: {{.GatewayPort}}
+  listeners: [{name: http, protocol: HTTP, port: {{.GatewayPort}}}]
 ---
-apiVersion: gateway.networking.k8s.io/v1
+`
+
+// fleetYAML describes a gateway, a route to an inference pool and its pods,
+// the way a user writes them; pods point at simulated model servers on
+// loopback addresses.
+const fleetYAML = gatewayYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
   name: chat

@@ -18,19 +18,7 @@ import (
 // filtersYAML routes to plain Services whose "pods" are servers of this test
 // process on loopback addresses, through every HTTPRoute filter, a retry
 // and a timeout.
-const filtersYAML = `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: infergate}
-spec: {controllerName: infergate.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: infergate
-  listeners: [{name: http, protocol: HTTP, port: {{.GatewayPort}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
+const filtersYAML = gatewayYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: filters, namespace: default}
 spec:

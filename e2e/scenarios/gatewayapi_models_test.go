@@ -18,19 +18,7 @@ import (
 // the proxy reads from the body (X-Gateway-Model-Name): model-a and model-b
 // to their own pool, "shared" split 50/50 across both pools in one rule,
 // and "alias" rewritten to model-a by an InferenceModelRewrite.
-const manyModelsYAML = `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: infergate}
-spec: {controllerName: infergate.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: infergate
-  listeners: [{name: http, protocol: HTTP, port: {{.GatewayPort}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
+const manyModelsYAML = gatewayYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: models, namespace: default}
 spec:
