@@ -574,3 +574,10 @@ func TestParseHTTP1Mode(t *testing.T) {
 		t.Error("h2c endpoint got the lean client")
 	}
 }
+
+// idleCount is the number of idle connections (for tests).
+func (p *hostPool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}

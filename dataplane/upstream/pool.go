@@ -126,13 +126,6 @@ func (p *hostPool) close() {
 	closeAll(idle)
 }
 
-// idleCount is the number of idle connections (for tests).
-func (p *hostPool) idleCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle)
-}
-
 func closeAll(conns []idleConn) {
 	for _, ic := range conns {
 		ic.c.Close()
