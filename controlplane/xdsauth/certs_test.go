@@ -2,6 +2,8 @@ package xdsauth
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -92,4 +94,14 @@ func TestServiceAccountUser(t *testing.T) {
 			t.Errorf("serviceAccount(%q) = %q, want %q", user, got, want)
 		}
 	}
+}
+
+// ClientConfig trusts only the CA in caPEM, as a proxy or infergatectl
+// does (their real config is xdsclient.SecureDialOptions).
+func ClientConfig(caPEM []byte, serverName string) (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no PEM certificate in the CA file")
+	}
+	return &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
 }
