@@ -17,7 +17,9 @@ import (
 //
 //	/json  a ~300 B chat.completion JSON
 //	/sse   200 SSE chunk events flushed one by one, then a usage chunk and [DONE]
-//	/ttft  10 SSE events (the first one is the time to first token)
+//	/ttft  10 SSE events (the first one is the time to first token); with
+//	       ?wait=<duration> the first event comes that long after the body
+//	       was read, like a model server's prefill
 //
 // /metrics answers like an idle vLLM so the proxy's scraper sees a
 // healthy pool.
@@ -43,7 +45,18 @@ func runBackend(addr string) error {
 		_, _ = w.Write(jsonResp)
 	})
 	mux.HandleFunc("POST /sse", func(w http.ResponseWriter, r *http.Request) { stream(w, r, 200) })
-	mux.HandleFunc("POST /ttft", func(w http.ResponseWriter, r *http.Request) { stream(w, r, 10) })
+	mux.HandleFunc("POST /ttft", func(w http.ResponseWriter, r *http.Request) {
+		if v := r.URL.Query().Get("wait"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				http.Error(w, "wait: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			_, _ = io.Copy(io.Discard, r.Body) // the prompt arrives before prefill starts
+			time.Sleep(d)
+		}
+		stream(w, r, 10)
+	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n")
 	})
