@@ -137,22 +137,33 @@ func TestRunClosedLoop(t *testing.T) {
 	}
 }
 
-// TestSteadyThroughput: only requests done by the last send count, over
-// the first-to-last-send span; the drain after it does not dilute the rate.
+// TestSteadyThroughput: the window opens after a warm-up of as many
+// completions as requests were in flight at the first completion and
+// closes at the last send; completions before it (the start) and after it
+// (the drain) do not dilute the rate.
 func TestSteadyThroughput(t *testing.T) {
 	ok := func(start, e2e time.Duration, tokens int) loadgen.Result {
 		return loadgen.Result{Status: http.StatusOK, Start: start, TTFT: e2e / 2, E2E: e2e, OutputTokens: tokens}
 	}
 	rs := []loadgen.Result{
-		ok(0, 2*time.Second, 100),             // done at 2 s
-		ok(time.Second, 3*time.Second, 100),   // done at 4 s
-		ok(4*time.Second, 10*time.Second, 50), // the last send, done at 14 s: drain
+		// Two users send at once: the warm-up is two completions (1 s, 3 s).
+		ok(0, time.Second, 1000),
+		ok(0, 3*time.Second, 1000),
+		ok(time.Second, 4*time.Second, 100),   // done at 5 s: in the window
+		ok(3*time.Second, 4*time.Second, 100), // done at 7 s: in the window
+		ok(5*time.Second, 2*time.Second, 100), // done at 7 s: in the window
+		ok(7*time.Second, 10*time.Second, 50), // the last send, done at 17 s: drain
+		{Status: http.StatusTooManyRequests, Start: 6 * time.Second, E2E: time.Millisecond},
 	}
 	s := loadgen.Summarize(rs, 1)
-	if s.SteadyTokensPerSec != 50 { // 200 tokens over 0–4 s
-		t.Fatalf("steady %v tokens/s, want 50", s.SteadyTokensPerSec)
+	if want := 300.0 / 4; s.SteadyTokensPerSec != want { // 3–7 s
+		t.Fatalf("steady %v tokens/s, want %v", s.SteadyTokensPerSec, want)
 	}
-	if want := 250.0 / 14; s.TokensPerSec != want {
+	if want := 2350.0 / 17; s.TokensPerSec != want {
 		t.Fatalf("overall %v tokens/s, want %v", s.TokensPerSec, want)
+	}
+	// Every request sent before anything completed: no window.
+	if s := loadgen.Summarize(rs[:2], 1); s.SteadyTokensPerSec != 0 {
+		t.Fatalf("steady %v tokens/s without a window, want 0", s.SteadyTokensPerSec)
 	}
 }

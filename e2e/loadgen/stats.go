@@ -22,12 +22,16 @@ type Summary struct {
 	// TokensPerSec is output tokens of successful requests per simulated
 	// second, from the first send to the last completion.
 	TokensPerSec float64
-	// SteadyTokensPerSec counts only requests that completed by the time
-	// the last request was sent, over the span from the first send to the
-	// last send. For a closed loop that is the window in which every user
-	// has a request open — the fleet's throughput at saturation — without
-	// the drain at the end, whose length depends on which replica happens
-	// to hold the last requests rather than on how fast the fleet serves.
+	// SteadyTokensPerSec is the output tokens of successful requests that
+	// completed inside the steady window, per simulated second of it. The
+	// window closes at the last send: for a closed loop every user has a
+	// request open until then, so this is the fleet's throughput at
+	// saturation, without the drain at the end (whose length depends on
+	// which replica holds the last requests, not on how fast the fleet
+	// serves). It opens after a warm-up of as many completions as requests
+	// were in flight at the first completion — for a closed loop one per
+	// user — so the start, when every user sends at once into empty
+	// caches, does not count (0 when the run is too short for a window).
 	SteadyTokensPerSec float64
 	// CacheHit is cached / prompt tokens over successful requests.
 	CacheHit float64
@@ -89,29 +93,48 @@ func Summarize(rs []Result, timeScale float64) Summary {
 	if span := sec(last - first); span > 0 {
 		s.TokensPerSec = float64(tokens) / span
 	}
-	s.SteadyTokensPerSec = steadyThroughput(rs, first, sec)
+	s.SteadyTokensPerSec = steadyThroughput(rs, sec)
 	if prompt > 0 {
 		s.CacheHit = float64(cached) / float64(prompt)
 	}
 	return s
 }
 
-// steadyThroughput is SteadyTokensPerSec; first is the earliest send.
-func steadyThroughput(rs []Result, first time.Duration, sec func(time.Duration) float64) float64 {
+// steadyThroughput is SteadyTokensPerSec.
+func steadyThroughput(rs []Result, sec func(time.Duration) float64) float64 {
 	var lastSend time.Duration
+	var ends []time.Duration
 	for i := range rs {
-		lastSend = max(lastSend, rs[i].Start)
+		r := &rs[i]
+		lastSend = max(lastSend, r.Start)
+		if r.OK() {
+			ends = append(ends, r.Start+r.E2E)
+		}
+	}
+	if len(ends) == 0 {
+		return 0
+	}
+	slices.Sort(ends)
+	warm := 0 // requests in flight when the first one completed
+	for i := range rs {
+		if rs[i].Start < ends[0] {
+			warm++
+		}
+	}
+	if warm > len(ends) {
+		return 0
+	}
+	open := ends[warm-1]
+	if lastSend <= open {
+		return 0
 	}
 	tokens := 0
 	for i := range rs {
-		if r := &rs[i]; r.OK() && r.Start+r.E2E <= lastSend {
+		if r := &rs[i]; r.OK() && r.Start+r.E2E > open && r.Start+r.E2E <= lastSend {
 			tokens += r.OutputTokens
 		}
 	}
-	if span := sec(lastSend - first); span > 0 {
-		return float64(tokens) / span
-	}
-	return 0
+	return float64(tokens) / sec(lastSend-open)
 }
 
 func pct(v []float64) Percentiles {
