@@ -91,12 +91,12 @@ type Options struct {
 	// (none when empty) and ScrapeWindow its length (default 2 s).
 	ScrapeProxies []int
 	ScrapeWindow  time.Duration
-	// ParityRuns is how many times the shared-prefix workload runs with
-	// ours on 1 and on 4 proxies for the parity ratio (default 1: the grid's
-	// own cells). One run's TTFT p90 varies by tens of percent on a shared
-	// machine; the ratio of medians over alternating runs does not.
-	ParityRuns int
-	Logger     *slog.Logger
+	// Repeats is how many runs each comparison of Repeats() gets (default
+	// 1: the grid's own cells). One run's TTFT p90 or throughput varies by
+	// tens of percent on a shared machine; the ratio of medians over
+	// alternating runs much less.
+	Repeats int
+	Logger  *slog.Logger
 	// Progress, when set, gets one line per finished cell.
 	Progress func(string)
 }
@@ -139,9 +139,9 @@ type Report struct {
 	Scenarios   []Scenario
 	Cells       []Cell
 	ScrapeRates []ScrapeRate
-	// Parity holds the shared-prefix runs of ours on 1 proxy ([0]) and on
-	// 4 proxies ([1]), the grid's cells first.
-	Parity     [2][]Cell
+	// Repeated holds the runs of the comparisons in Repeats(), the grid's
+	// cells first.
+	Repeated   []Repeat
 	Started    time.Time
 	Wall       time.Duration
 	GoMaxProcs int
@@ -186,7 +186,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 	}
-	if err := runParity(ctx, o, rep); err != nil {
+	if err := runRepeats(ctx, o, rep); err != nil {
 		return rep, err
 	}
 	for _, n := range o.ScrapeProxies {
@@ -203,49 +203,72 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// Strategy names the parity comparison uses.
+// Strategy names the repeated comparisons use.
 const (
-	oursName     = "ours"
-	oursFourName = "ours ×4 proxies"
+	roundRobinName = "round-robin"
+	oursName       = "ours"
+	oursFourName   = "ours ×4 proxies"
 )
 
-// runParity repeats the shared-prefix cells of ours on 1 and 4 proxies,
-// alternating, until each has o.ParityRuns results.
-func runParity(ctx context.Context, o Options, rep *Report) error {
-	var sc *Scenario
-	for i := range o.Scenarios {
-		if o.Scenarios[i].Workload.Name == "shared-prefix" {
-			sc = &o.Scenarios[i]
+// Repeat is a comparison of two strategies on one workload whose single
+// runs vary by more than its target's margin; both run alternately and the
+// report compares medians.
+type Repeat struct {
+	Workload   string
+	Strategies [2]string
+	Runs       [2][]Cell
+}
+
+// Repeats are the comparisons a run repeats: ours on 1 vs 4 proxies on the
+// shared-prefix workload (TTFT p90), and round robin vs ours at saturation
+// (throughput).
+func Repeats() []Repeat {
+	return []Repeat{
+		{Workload: "shared-prefix", Strategies: [2]string{oursName, oursFourName}},
+		{Workload: "shared-prefix-saturated", Strategies: [2]string{roundRobinName, oursName}},
+	}
+}
+
+// runRepeats repeats each comparison's cells, alternating, until each side
+// has o.Repeats results.
+func runRepeats(ctx context.Context, o Options, rep *Report) error {
+	for _, rp := range Repeats() {
+		var sc *Scenario
+		for i := range o.Scenarios {
+			if o.Scenarios[i].Workload.Name == rp.Workload {
+				sc = &o.Scenarios[i]
+			}
 		}
-	}
-	var sts [2]*Strategy
-	for i := range o.Strategies {
-		switch o.Strategies[i].Name {
-		case oursName:
-			sts[0] = &o.Strategies[i]
-		case oursFourName:
-			sts[1] = &o.Strategies[i]
+		var sts [2]*Strategy
+		for i := range o.Strategies {
+			for k, name := range rp.Strategies {
+				if o.Strategies[i].Name == name {
+					sts[k] = &o.Strategies[i]
+				}
+			}
 		}
-	}
-	if sc == nil || sts[0] == nil || sts[1] == nil {
-		return nil
-	}
-	for k, st := range sts {
-		if c := rep.cell(sc.Workload.Name, st.Name); c != nil {
-			rep.Parity[k] = append(rep.Parity[k], *c)
+		if sc == nil || sts[0] == nil || sts[1] == nil {
+			continue
 		}
-	}
-	for run := len(rep.Parity[0]); run < o.ParityRuns; run++ {
 		for k, st := range sts {
-			cell, err := runCell(ctx, o, *sc, *st)
-			if err != nil {
-				return fmt.Errorf("parity %s: %w", st.Name, err)
-			}
-			rep.Parity[k] = append(rep.Parity[k], *cell)
-			if o.Progress != nil {
-				o.Progress(fmt.Sprintf("parity run %d/%d %-16s ttft p90 %6.3fs", run+1, o.ParityRuns, st.Name, cell.Summary.TTFT.P90))
+			if c := rep.cell(sc.Workload.Name, st.Name); c != nil {
+				rp.Runs[k] = append(rp.Runs[k], *c)
 			}
 		}
+		for run := len(rp.Runs[0]); run < o.Repeats; run++ {
+			for k, st := range sts {
+				cell, err := runCell(ctx, o, *sc, *st)
+				if err != nil {
+					return fmt.Errorf("repeat %s / %s: %w", rp.Workload, st.Name, err)
+				}
+				rp.Runs[k] = append(rp.Runs[k], *cell)
+				if o.Progress != nil {
+					o.Progress(fmt.Sprintf("repeat %d/%d %s %-16s ttft p90 %6.3fs  tok/s %7.0f", run+1, o.Repeats, rp.Workload, st.Name,
+						cell.Summary.TTFT.P90, cell.TokensPerSec()))
+				}
+			}
+		}
+		rep.Repeated = append(rep.Repeated, rp)
 	}
 	return nil
 }

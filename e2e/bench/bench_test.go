@@ -38,7 +38,7 @@ func TestSmoke(t *testing.T) {
 		w.Requests = w.Requests[:n]
 	}
 	rep, err := bench.Run(ctx, bench.Options{TimeScale: 0.1, Scenarios: scs, Strategies: strategies,
-		ScrapeProxies: []int{1, 4}, ScrapeWindow: 300 * time.Millisecond, ParityRuns: 2})
+		ScrapeProxies: []int{1, 4}, ScrapeWindow: 300 * time.Millisecond, Repeats: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +58,13 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s/%s: no latency measured: %+v", c.Workload, c.Strategy, s)
 		}
 	}
-	if len(rep.Parity[0]) != 2 || len(rep.Parity[1]) != 2 {
-		t.Errorf("parity runs: %d on 1 proxy, %d on 4, want 2 each", len(rep.Parity[0]), len(rep.Parity[1]))
+	if len(rep.Repeated) != len(bench.Repeats()) {
+		t.Errorf("%d repeated comparisons, want %d", len(rep.Repeated), len(bench.Repeats()))
+	}
+	for _, rp := range rep.Repeated {
+		if len(rp.Runs[0]) != 2 || len(rp.Runs[1]) != 2 {
+			t.Errorf("%s: %d runs of %s, %d of %s, want 2 each", rp.Workload, len(rp.Runs[0]), rp.Strategies[0], len(rp.Runs[1]), rp.Strategies[1])
+		}
 	}
 	dir := t.TempDir()
 	if err := rep.Write(dir); err != nil {

@@ -48,7 +48,7 @@ func Scenarios(size Size) []Scenario {
 		// 192 users keep the 8 × 16 batch slots full with a queue behind.
 		{Workload: loadgen.SharedPrefix(model, loadgen.SharedPrefixConfig{
 			Groups: 32, UsersPerGroup: 8, SystemTokens: 4000, QuestionTokens: 400, OutputTokens: 200,
-			Concurrency: 192, Requests: map[Size]int{Full: 600, Smoke: 40}[size], Seed: 5}),
+			Concurrency: 192, Requests: map[Size]int{Full: 1000, Smoke: 40}[size], Seed: 5}),
 			Fleet: modelsim.Config{EngineConfig: engineConfig(1)}},
 		{Workload: loadgen.Mixed(model, loadgen.MixedConfig{
 			MinPrompt: 50, MaxPrompt: 4000, MinOutput: 20, MaxOutput: 400, Rate: 8,

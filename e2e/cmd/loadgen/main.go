@@ -40,12 +40,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scale := fs.Float64("time-scale", 0.25, "wall seconds per simulated second")
 	workloads := fs.String("workloads", "", "comma-separated workload names (default all)")
 	strategies := fs.String("strategies", "", "comma-separated strategy names (default all)")
-	parity := fs.Int("parity-runs", 3, "runs of shared-prefix with ours on 1 and on 4 proxies for the parity ratio (median)")
+	repeats := fs.Int("repeats", 3, "runs of the comparisons whose single runs vary (shared-prefix: ours on 1 vs 4 proxies; shared-prefix-saturated: round robin vs ours); the headline ratios compare medians")
 	verbose := fs.Bool("v", false, "log proxies and replicas to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := bench.Options{TimeScale: *scale, ScrapeProxies: []int{1, 4, 16}, ParityRuns: *parity,
+	o := bench.Options{TimeScale: *scale, ScrapeProxies: []int{1, 4, 16}, Repeats: *repeats,
 		Progress: func(s string) { fmt.Fprintln(stdout, s) }}
 	switch *size {
 	case "full":
