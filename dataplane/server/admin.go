@@ -3,9 +3,11 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/waitqueue"
 )
 
 // AdminHandler serves the proxy's admin API:
@@ -16,6 +18,9 @@ import (
 //	            the scrape schedule ("scraping": proxy count, interval)
 //	/endpoints  per-endpoint state: scraped metrics and their age,
 //	            in-flight requests, last scrape error
+//	/queues     the pools' wait queues: bounds, waiting requests and
+//	            bytes, headroom, and per priority band the waiting
+//	            requests, fairness flows and the oldest wait
 //	/metrics    Prometheus metrics (requests, tokens, TTFT, pools, picker)
 func (m *Manager) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -43,6 +48,13 @@ func (m *Manager) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, m.reg.Statuses())
+	})
+	mux.HandleFunc("GET /queues", func(w http.ResponseWriter, _ *http.Request) {
+		qs := m.queues.Statuses(time.Now())
+		if qs == nil {
+			qs = []waitqueue.Status{} // [] rather than null: no pool has a queue
+		}
+		writeJSON(w, http.StatusOK, qs)
 	})
 	return mux
 }

@@ -155,6 +155,10 @@ func TestWaitQueueRequestPath(t *testing.T) {
 	waitFor(t, "first waiting", func() bool { return queued() == 1 })
 	second := async(bg, "", "tenant-a")
 	waitFor(t, "second waiting", func() bool { return queued() == 2 })
+	checkQueuesAdmin(t, m, `"pool": "ns/pool"`, `"maxRequests": 2`, `"ttl": "400ms"`, `"waiting": 2`, `"headroom": 0`,
+		`"priority": 0,
+        "waiting": 2,
+        "flows": 1,`)
 	resp, err = send(bg, "", "tenant-a")
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +208,25 @@ func TestWaitQueueRequestPath(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || outcome("dispatched") != 2 {
 		t.Fatalf("status %d, dispatched %v", resp.StatusCode, outcome("dispatched"))
+	}
+}
+
+// checkQueuesAdmin asserts the admin API's /queues answer contains each of
+// want (indented JSON).
+func checkQueuesAdmin(t *testing.T, m *server.Manager, want ...string) {
+	t.Helper()
+	admin := httptest.NewServer(m.AdminHandler())
+	defer admin.Close()
+	resp, err := http.Get(admin.URL + "/queues")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, w := range want {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), w) {
+			t.Fatalf("/queues %d lacks %s:\n%s", resp.StatusCode, w, b)
+		}
 	}
 }
 

@@ -363,3 +363,35 @@ func TestConfigFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestStatus: the admin view lists bands highest priority first with their
+// waiting requests, flows and oldest wait, and the queue's totals.
+func TestStatus(t *testing.T) {
+	h := newHarness(t, Config{MaxRequests: 10, MaxBytes: 1000, TTL: time.Minute})
+	if s := h.q.Status(time.Now()); s.Waiting != 0 || len(s.Bands) != 0 || s.MaxRequests != 10 || s.TTL != Duration(time.Minute) {
+		t.Fatalf("empty queue: %+v", s)
+	}
+	h.add(context.Background(), "a1", Request{Priority: 0, Flow: "a", Bytes: 10})
+	h.add(context.Background(), "a2", Request{Priority: 0, Flow: "a", Bytes: 20})
+	h.add(context.Background(), "b1", Request{Priority: 0, Flow: "b", Bytes: 30})
+	h.add(context.Background(), "c1", Request{Priority: 3, Flow: "c", Bytes: 40})
+	h.room.Store(2)
+	s := h.q.Status(time.Now().Add(time.Second))
+	if s.Pool != "pool" || s.Waiting != 4 || s.Bytes != 100 || s.Headroom != 2 {
+		t.Fatalf("totals: %+v", s)
+	}
+	if len(s.Bands) != 2 || s.Bands[0].Priority != 3 || s.Bands[0].Waiting != 1 || s.Bands[0].Flows != 1 ||
+		s.Bands[1].Priority != 0 || s.Bands[1].Waiting != 3 || s.Bands[1].Flows != 2 {
+		t.Fatalf("bands: %+v", s.Bands)
+	}
+	if s.Bands[1].Oldest < Duration(time.Second) {
+		t.Fatalf("oldest wait %v, want ≥ 1s (status taken a second later)", time.Duration(s.Bands[1].Oldest))
+	}
+	set := NewSet(nil)
+	set.For("z", "ns/z", &snapshotv1.WaitQueue{})
+	set.For("a", "ns/a", &snapshotv1.WaitQueue{})
+	if st := set.Statuses(time.Now()); len(st) != 2 || st[0].Pool != "ns/a" || st[1].Pool != "ns/z" {
+		t.Fatalf("set statuses: %+v", st)
+	}
+	h.room.Store(0)
+}

@@ -107,6 +107,10 @@ func TestInfergatectl(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "default/gw") {
 			t.Fatalf("proxy config (exit %d):\n%s", code, out)
 		}
+		// No pool of this gateway has a wait queue: an empty list, not an error.
+		if out, code := infergatectl(t, "proxy", "queues", "--proxy", s.adminAddr); code != 0 || out != "[]\n" {
+			t.Fatalf("proxy queues (exit %d):\n%s", code, out)
+		}
 	})
 
 	t.Run("translate works offline on the same YAML", func(t *testing.T) {

@@ -48,7 +48,7 @@ func commands() []command {
 		{"snapshot", "the resources the control plane serves one gateway", runSnapshot},
 		{"gateways", "gateways the control plane has snapshots for", runGateways},
 		{"translate", "offline: YAML in, snapshot + statuses out, no cluster", runTranslate},
-		{"proxy", "a proxy's compiled config or live endpoint state (admin port)", runProxy},
+		{"proxy", "a proxy's compiled config, live endpoint state or wait queues (admin port)", runProxy},
 	}
 }
 
