@@ -190,15 +190,22 @@ func withProfile(rs []snapshotv1.Named, p *snapshotv1.PickerProfile) []snapshotv
 // scrapeMetrics returns m's /metrics page.
 func scrapeMetrics(t *testing.T, m *server.Manager) string {
 	t.Helper()
+	_, body := adminGet(t, m, "/metrics")
+	return body
+}
+
+// adminGet returns the status and body of m's admin API at path.
+func adminGet(t *testing.T, m *server.Manager, path string) (int, string) {
+	t.Helper()
 	admin := httptest.NewServer(m.AdminHandler())
 	defer admin.Close()
-	resp, err := http.Get(admin.URL + "/metrics")
+	resp, err := http.Get(admin.URL + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return resp.StatusCode, string(b)
 }
 
 // ok200 closes the response and says why it is not a 200, if it is not.

@@ -215,17 +215,10 @@ func TestWaitQueueRequestPath(t *testing.T) {
 // want (indented JSON).
 func checkQueuesAdmin(t *testing.T, m *server.Manager, want ...string) {
 	t.Helper()
-	admin := httptest.NewServer(m.AdminHandler())
-	defer admin.Close()
-	resp, err := http.Get(admin.URL + "/queues")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	code, body := adminGet(t, m, "/queues")
 	for _, w := range want {
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), w) {
-			t.Fatalf("/queues %d lacks %s:\n%s", resp.StatusCode, w, b)
+		if code != http.StatusOK || !strings.Contains(body, w) {
+			t.Fatalf("/queues %d lacks %s:\n%s", code, w, body)
 		}
 	}
 }

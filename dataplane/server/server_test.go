@@ -419,17 +419,7 @@ func TestH2CUpstream(t *testing.T) {
 
 func TestAdmin(t *testing.T) {
 	m := newManager(t)
-	admin := httptest.NewServer(m.AdminHandler())
-	t.Cleanup(admin.Close)
-	status := func(path string) (int, string) {
-		resp, err := http.Get(admin.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	status := func(path string) (int, string) { return adminGet(t, m, path) }
 	if c, _ := status("/ready"); c != 503 || m.Ready() {
 		t.Fatalf("ready before config: %d", c)
 	}
