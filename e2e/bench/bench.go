@@ -99,6 +99,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// Progress, when set, gets one line per finished cell.
 	Progress func(string)
+	// Results, when set, gets every cell's per-request results with the
+	// workload they replay (for loadgen.WriteCSV).
+	Results func(c *Cell, w loadgen.Workload, rs []loadgen.Result)
 }
 
 // Cell is one workload × strategy result.
@@ -320,6 +323,9 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 	cell.Closed = sc.Workload.Concurrency > 0
 	cell.LoRALoaded = loraPlacement(fleet)
 	cell.Wall = time.Since(t0)
+	if o.Results != nil {
+		o.Results(cell, sc.Workload, rs)
+	}
 	return cell, nil
 }
 

@@ -5,6 +5,7 @@
 //	go run ./cmd/loadgen -out bench/results          # the full benchmark (make bench-routing)
 //	go run ./cmd/loadgen -size smoke -out /tmp/x      # seconds, checks the harness
 //	go run ./cmd/loadgen -workloads shared-prefix -strategies round-robin,ours
+//	go run ./cmd/loadgen -workloads shared-prefix -strategies ours -dump /tmp/rq  # plus one CSV per cell
 package main
 
 import (
@@ -16,11 +17,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/infergate/infergate/e2e/bench"
+	"github.com/infergate/infergate/e2e/loadgen"
 )
 
 func main() {
@@ -42,6 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	strategies := fs.String("strategies", "", "comma-separated strategy names (default all)")
 	repeats := fs.Int("repeats", 3, "runs of the comparisons whose single runs vary (shared-prefix: ours on 1 vs 4 proxies; shared-prefix-saturated: round robin vs ours); the headline ratios compare medians")
 	verbose := fs.Bool("v", false, "log proxies and replicas to stderr")
+	dump := fs.String("dump", "", "directory for one CSV of per-request results per cell (NN-workload-strategy.csv; none: no dump)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,7 +75,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errors.New("no strategy matches -strategies")
 		}
 	}
+	var dumpErr error
+	if *dump != "" {
+		if err := os.MkdirAll(*dump, 0o755); err != nil {
+			return err
+		}
+		cells := 0
+		o.Results = func(c *bench.Cell, w loadgen.Workload, rs []loadgen.Result) {
+			cells++
+			if err := dumpCell(filepath.Join(*dump, fmt.Sprintf("%02d-%s-%s.csv", cells, c.Workload, fileName(c.Strategy))), w, rs, *scale); err != nil && dumpErr == nil {
+				dumpErr = err
+			}
+		}
+	}
 	rep, err := bench.Run(ctx, o)
+	if err == nil {
+		err = dumpErr
+	}
 	if err != nil {
 		return err
 	}
@@ -83,4 +103,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return rep.Write(*out)
+}
+
+func dumpCell(path string, w loadgen.Workload, rs []loadgen.Result, scale float64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := loadgen.WriteCSV(f, w, rs, scale); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// fileName turns a strategy name ("ours ×4 proxies") into a file name part.
+func fileName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '+' {
+			return r
+		}
+		return '_'
+	}, s)
 }
