@@ -18,6 +18,7 @@ import (
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/config/configtest"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -42,7 +43,8 @@ func newManager(t testing.TB) *server.Manager {
 
 // newManagerWith is newManager with some options set (the test defaults
 // fill the rest). INFERGATE_TEST_UPSTREAM_HTTP1=stdlib runs the tests on
-// the other HTTP/1 upstream client.
+// the other HTTP/1 upstream client, INFERGATE_TEST_HTTP1_SERVER=stdlib on
+// net/http's server instead of the lean one.
 func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 	t.Helper()
 	if opts.Upstream.HTTP1 == "" {
@@ -51,6 +53,13 @@ func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 			t.Fatal(err)
 		}
 		opts.Upstream.HTTP1 = mode
+	}
+	if opts.HTTP1Server == "" {
+		mode, err := http1.ParseMode(os.Getenv("INFERGATE_TEST_HTTP1_SERVER"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.HTTP1Server = mode
 	}
 	opts.BindAddress = "127.0.0.1"
 	opts.DrainTimeout = 2 * time.Second

@@ -19,6 +19,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
@@ -61,6 +62,9 @@ type Options struct {
 	// 2 s; a backend that does not answer in time is left out).
 	ModelListTTL     time.Duration
 	ModelListTimeout time.Duration
+	// HTTP1Server selects the server for HTTP/1 connections (default
+	// http1.Lean; HTTP/2 connections are served by net/http either way).
+	HTTP1Server http1.Mode
 }
 
 // pickers returns every backend's picker (see Options.PickerFor); a pool
@@ -138,7 +142,26 @@ type listener struct {
 	port uint32
 	tls  bool
 	ln   net.Listener
+	// srv is net/http's server: all of the port's connections with
+	// Options.HTTP1Server stdlib, the HTTP/2 ones under lean, which
+	// serves the HTTP/1 ones.
 	srv  *http.Server
+	lean *http1.Server
+}
+
+func (l *listener) shutdown(ctx context.Context) error {
+	if l.lean != nil {
+		return l.lean.Shutdown(ctx)
+	}
+	return l.srv.Shutdown(ctx)
+}
+
+func (l *listener) close() {
+	if l.lean != nil {
+		l.lean.Close()
+		return
+	}
+	l.srv.Close()
 }
 
 // New returns a Manager with no listeners; it serves nothing until the
@@ -164,6 +187,9 @@ func New(logger *slog.Logger, opts Options) *Manager {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
+	}
+	if opts.HTTP1Server == "" {
+		opts.HTTP1Server = http1.Lean
 	}
 	up := upstream.New(logger, opts.Upstream)
 	m := &Manager{
@@ -340,20 +366,37 @@ func (m *Manager) bind(port uint32, isTLS bool) (*listener, error) {
 	if isTLS {
 		l.srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
+			// h2 listed, so net/http serves HTTP/2 on the TLS connections
+			// the lean server hands it.
+			NextProtos: []string{"h2", "http/1.1"},
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return m.certificate(port, hello)
 			},
 		}
 	}
-	m.logger.Info("listening", "addr", ln.Addr().String(), "tls", isTLS)
+	if m.opts.HTTP1Server == http1.Lean {
+		l.lean = &http1.Server{
+			Handler:           l.srv.Handler,
+			H2:                l.srv,
+			TLSConfig:         l.srv.TLSConfig,
+			ReadHeaderTimeout: l.srv.ReadHeaderTimeout,
+			IdleTimeout:       l.srv.IdleTimeout,
+			MaxHeaderBytes:    l.srv.MaxHeaderBytes,
+			Logger:            m.logger,
+		}
+	}
+	m.logger.Info("listening", "addr", ln.Addr().String(), "tls", isTLS, "http1", m.opts.HTTP1Server)
 	return l, nil
 }
 
 func (m *Manager) serve(l *listener) {
 	var err error
-	if l.tls {
+	switch {
+	case l.lean != nil:
+		err = l.lean.Serve(l.ln)
+	case l.tls:
 		err = l.srv.ServeTLS(l.ln, "", "")
-	} else {
+	default:
 		err = l.srv.Serve(l.ln)
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -368,8 +411,8 @@ func (m *Manager) drain(l *listener) {
 	m.drains.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.DrainTimeout)
 		defer cancel()
-		if err := l.srv.Shutdown(ctx); err != nil {
-			l.srv.Close()
+		if err := l.shutdown(ctx); err != nil {
+			l.close()
 		}
 	})
 }
@@ -439,8 +482,8 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.queues.Retain(func(string) bool { return false })
 	var errs []error
 	for _, l := range ls {
-		if err := l.srv.Shutdown(ctx); err != nil {
-			l.srv.Close()
+		if err := l.shutdown(ctx); err != nil {
+			l.close()
 			errs = append(errs, err)
 		}
 	}

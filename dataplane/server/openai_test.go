@@ -2,17 +2,14 @@ package server_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -160,13 +157,7 @@ func (p *recordingPicker) Pick(req *picker.Request, c []*endpoints.Endpoint) (*e
 
 func TestPriorityFromObjectiveThenModel(t *testing.T) {
 	rec := &recordingPicker{}
-	m := server.New(slog.New(slog.DiscardHandler), server.Options{BindAddress: "127.0.0.1",
-		PickerFor: func(*config.Backend) picker.Picker { return rec }})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = m.Close(ctx)
-	})
+	m := newManagerWith(t, server.Options{PickerFor: func(*config.Backend) picker.Picker { return rec }})
 	be := modelServer(t)
 	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
 	port := freePort(t)

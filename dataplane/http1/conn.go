@@ -1,0 +1,547 @@
+package http1
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Connection states, for Shutdown: idle connections are closed at once,
+// new ones after newConnGrace (as net/http does), active ones when their
+// request is done.
+const (
+	stateNew int32 = iota
+	stateActive
+	stateIdle
+)
+
+// newConnGrace is how long Shutdown lets a new connection send its first
+// request (net/http's 5 s).
+const newConnGrace = 5 * time.Second
+
+// rstAvoidanceDelay is how long a connection closed after an error reply
+// keeps reading, so the client sees the reply before a TCP reset
+// (net/http's value).
+const rstAvoidanceDelay = 500 * time.Millisecond
+
+// h2Preface opens every prior-knowledge HTTP/2 connection.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	// aLongTimeAgo is a deadline in the past: it interrupts a blocked read.
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+// conn is one client connection, served by one goroutine.
+type conn struct {
+	s          *Server
+	raw        net.Conn // as accepted: what Shutdown and Close close
+	rwc        net.Conn // raw, or the *tls.Conn after a TLS handshake
+	ctx        context.Context
+	remoteAddr string
+	tlsState   *tls.ConnectionState
+	created    time.Time
+	state      atomic.Int32
+
+	r  connReader
+	br *bufio.Reader
+	bw *bufio.Writer
+
+	// watch starts watching for the client going away once a request has
+	// run for WatchAfter.
+	watch      *time.Timer
+	hijacked   bool
+	lastMethod string
+	// pend holds the first bytes of a response of unknown length, so a
+	// short one gets a Content-Length instead of chunks.
+	pend []byte
+	// dateSec/date cache the Date header for the current second.
+	dateSec int64
+	date    []byte
+	scratch [20]byte
+}
+
+func (s *Server) newConn(rwc net.Conn, base context.Context) *conn {
+	c := &conn{s: s, raw: rwc, rwc: rwc, created: time.Now()}
+	c.r.c = c
+	c.r.cond.L = &c.r.mu
+	if !s.track(c) {
+		return nil
+	}
+	c.ctx = context.WithValue(base, http.LocalAddrContextKey, rwc.LocalAddr())
+	return c
+}
+
+// serve serves the connection until it closes, is handed to H2 or is
+// hijacked.
+func (c *conn) serve() {
+	owned := true // false once the connection belongs to someone else
+	var w *response
+	defer func() {
+		if err := recover(); err != nil && err != http.ErrAbortHandler {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.s.logger().Error("http1: panic serving request", "remote", c.remoteAddr, "err", fmt.Sprint(err), "stack", string(buf))
+		}
+		if w != nil {
+			w.cancel()
+			c.endWatch()
+		}
+		if owned && !c.hijacked {
+			c.rwc.Close()
+			c.release()
+		}
+		c.s.untrack(c)
+	}()
+	if ra := c.rwc.RemoteAddr(); ra != nil {
+		c.remoteAddr = ra.String()
+	}
+	if c.s.TLSConfig != nil {
+		if !c.handshake() {
+			return
+		}
+		if c.tlsState.NegotiatedProtocol == "h2" {
+			owned = false
+			c.s.handoff(c.rwc)
+			return
+		}
+	}
+	c.r.rwc = c.rwc
+	c.r.remain = math.MaxInt64
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.r)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(connWriter{c})
+
+	hdrTimeout, idleTimeout := c.s.ReadHeaderTimeout, c.s.IdleTimeout
+	if hdrTimeout > 0 {
+		c.rwc.SetReadDeadline(time.Now().Add(hdrTimeout))
+	}
+	if c.tlsState == nil && c.h2Preface() {
+		c.rwc.SetReadDeadline(time.Time{})
+		owned = false
+		c.s.handoff(&replayConn{Conn: c.rwc, br: c.br})
+		return
+	}
+	for first := true; ; first = false {
+		if !first && c.br.Buffered() == 0 {
+			// Wait for the next request; a pipelined one is already here.
+			c.state.Store(stateIdle)
+			if idleTimeout > 0 {
+				c.rwc.SetReadDeadline(time.Now().Add(idleTimeout))
+			} else {
+				c.rwc.SetReadDeadline(time.Time{})
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		c.state.Store(stateActive)
+		if !first && hdrTimeout > 0 {
+			c.rwc.SetReadDeadline(time.Now().Add(hdrTimeout))
+		}
+		req, err := c.readRequest()
+		if c.s.shutdown.Load() {
+			return
+		}
+		if err != nil {
+			c.replyError(err)
+			return
+		}
+		c.rwc.SetReadDeadline(time.Time{})
+		w = c.newResponse(req)
+		if w == nil {
+			return // 417 sent
+		}
+		c.s.Handler.ServeHTTP(w, w.req)
+		c.endWatch()
+		if c.hijacked {
+			return
+		}
+		w.finish()
+		w.cancel()
+		reuse := w.reuse()
+		w = nil
+		if !reuse {
+			return
+		}
+	}
+}
+
+// handshake runs the TLS handshake within ReadHeaderTimeout; a client
+// that speaks plain HTTP to the TLS port gets a 400 like net/http gives.
+func (c *conn) handshake() bool {
+	tc := tls.Server(c.rwc, c.s.TLSConfig)
+	c.rwc = tc
+	if d := c.s.ReadHeaderTimeout; d > 0 {
+		tc.SetDeadline(time.Now().Add(d))
+	}
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			re.Conn.Close()
+		}
+		c.s.logger().Debug("http1: TLS handshake error", "remote", c.remoteAddr, "err", err)
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.tlsState = &st
+	return true
+}
+
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+// h2Preface reports whether the connection opens with the HTTP/2 preface
+// (prior-knowledge h2c). The first 14 bytes are checked before waiting
+// for all 24, so a short HTTP/1 request is never waited on.
+func (c *conn) h2Preface() bool {
+	if b, err := c.br.Peek(1); err != nil || b[0] != 'P' {
+		return false
+	}
+	for _, n := range []int{len("PRI * HTTP/2.0"), len(h2Preface)} {
+		b, err := c.br.Peek(n)
+		if err != nil || string(b) != h2Preface[:n] {
+			return false
+		}
+	}
+	return true
+}
+
+// replayConn gives H2 what was read while looking for the preface.
+type replayConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if c.br != nil {
+		if c.br.Buffered() > 0 {
+			return c.br.Read(p)
+		}
+		c.br = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// release returns the buffers to their pools.
+func (c *conn) release() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.br = nil
+	}
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw = nil
+	}
+}
+
+// statusError is a request refused before the handler, answered with its
+// status and closed.
+type statusError struct {
+	code int
+	text string
+}
+
+func (e statusError) Error() string { return http.StatusText(e.code) + ": " + e.text }
+
+var errTooLarge = errors.New("http1: request headers too large")
+
+// readRequest reads the next request with net/http's parser and applies
+// the checks net/http's server adds to it.
+func (c *conn) readRequest() (*http.Request, error) {
+	c.r.setLimit(c.s.maxHeaderBytes() + 4096) // net/http's slack
+	if c.lastMethod == http.MethodPost {
+		// RFC 7230 section 3: tolerate a stray CRLF after a POST body.
+		peek, _ := c.br.Peek(4)
+		n := 0
+		for n < len(peek) && (peek[n] == '\r' || peek[n] == '\n') {
+			n++
+		}
+		c.br.Discard(n)
+	}
+	req, err := http.ReadRequest(c.br)
+	if err != nil {
+		if c.r.hitLimit() {
+			return nil, errTooLarge
+		}
+		return nil, err
+	}
+	c.r.setLimit(math.MaxInt64)
+	c.lastMethod = req.Method
+	if req.ProtoMajor != 1 {
+		return nil, statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
+	}
+	// http.ReadRequest drops the Host header once it set req.Host (and
+	// refused several), so a missing and an empty Host look alike here.
+	if req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
+		return nil, statusError{http.StatusBadRequest, "missing required Host header"}
+	}
+	if req.URL.Host == "" && req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
+		return nil, statusError{http.StatusBadRequest, "malformed Host header"}
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return nil, statusError{http.StatusBadRequest, "invalid header name"}
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return nil, statusError{http.StatusBadRequest, "invalid header value"}
+			}
+		}
+	}
+	return req, nil
+}
+
+// replyError answers a request that could not be read, as net/http does,
+// and leaves the connection to be closed.
+func (c *conn) replyError(err error) {
+	const errorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	var se statusError
+	switch {
+	case errors.Is(err, errTooLarge):
+		const msg = "431 Request Header Fields Too Large"
+		io.WriteString(c.rwc, "HTTP/1.1 "+msg+errorHeaders+msg)
+		c.closeWriteAndWait()
+	case strings.HasPrefix(err.Error(), "unsupported transfer encoding"):
+		io.WriteString(c.rwc, "HTTP/1.1 501 Not Implemented"+errorHeaders+"Unsupported transfer encoding")
+	case isCommonNetReadError(err):
+		// The client went away or timed out: nobody to answer.
+	case errors.As(err, &se):
+		status := fmt.Sprintf("%d %s: %s", se.code, http.StatusText(se.code), se.text)
+		io.WriteString(c.rwc, "HTTP/1.1 "+status+errorHeaders+status)
+	default:
+		const msg = "400 Bad Request"
+		io.WriteString(c.rwc, "HTTP/1.1 "+msg+errorHeaders+msg)
+	}
+}
+
+func isCommonNetReadError(err error) bool {
+	if err == io.EOF {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "read"
+}
+
+// closeWriteAndWait half-closes the connection and lingers, so the client
+// reads an error reply before the close resets the connection.
+func (c *conn) closeWriteAndWait() {
+	c.bw.Flush()
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	time.Sleep(rstAvoidanceDelay)
+}
+
+// startWatch arms the disconnect watch for w's request.
+func (c *conn) startWatch(w *response, bodyDone bool) {
+	r := &c.r
+	r.mu.Lock()
+	r.cur, r.bodyDone, r.wantBG = w, bodyDone, false
+	r.pipelined = c.br.Buffered() > 0
+	r.mu.Unlock()
+	if c.watch == nil {
+		c.watch = time.AfterFunc(c.s.watchAfter(), c.onWatch)
+	} else {
+		c.watch.Reset(c.s.watchAfter())
+	}
+}
+
+// onWatch runs when a request is still in flight after WatchAfter: the
+// connection is read in the background from then on (once the handler is
+// done with the body), so a client that goes away cancels the request.
+func (c *conn) onWatch() {
+	r := &c.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return
+	}
+	if !r.bodyDone {
+		r.wantBG = true
+		return
+	}
+	r.startBackgroundReadLocked()
+}
+
+// bodyEOF is called by the request body when the handler read all of it.
+func (c *conn) bodyEOF() {
+	pipelined := c.br.Buffered() > 0
+	r := &c.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bodyDone, r.pipelined = true, pipelined
+	if r.cur != nil && r.wantBG {
+		r.startBackgroundReadLocked()
+	}
+}
+
+// endWatch disarms the watch and ends a background read.
+func (c *conn) endWatch() {
+	if c.watch != nil {
+		c.watch.Stop()
+	}
+	c.r.mu.Lock()
+	c.r.cur = nil
+	c.r.mu.Unlock()
+	c.r.abortPendingRead()
+}
+
+// connReader is what the connection's bufio.Reader reads from: it limits
+// the header bytes and carries the background read that notices a client
+// going away (a byte it reads is kept for the next request).
+type connReader struct {
+	c      *conn
+	rwc    net.Conn
+	remain int64
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	inRead  bool
+	aborted bool
+	hasByte bool
+	byteBuf [1]byte
+	// cur is the request in flight (nil between requests); bodyDone says
+	// its body was read to the end, wantBG that the watch fired before,
+	// pipelined that the next request is already buffered (the client is
+	// plainly still there).
+	cur       *response
+	bodyDone  bool
+	wantBG    bool
+	pipelined bool
+	// werr is the first failed write to the connection.
+	werr error
+}
+
+func (r *connReader) setLimit(n int64) { r.remain = n }
+func (r *connReader) hitLimit() bool   { return r.remain <= 0 }
+
+func (r *connReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	if r.inRead {
+		r.mu.Unlock()
+		if r.c.hijacked {
+			panic("invalid Body.Read call. After hijacked, the original Request must not be used")
+		}
+		panic("invalid concurrent Body.Read call")
+	}
+	if r.remain <= 0 {
+		r.mu.Unlock()
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		r.mu.Unlock()
+		return 0, nil
+	}
+	if int64(len(p)) > r.remain {
+		p = p[:r.remain]
+	}
+	if r.hasByte {
+		p[0] = r.byteBuf[0]
+		r.hasByte = false
+		r.remain--
+		r.mu.Unlock()
+		return 1, nil
+	}
+	r.inRead = true
+	r.mu.Unlock()
+	n, err := r.rwc.Read(p)
+	r.mu.Lock()
+	r.inRead = false
+	if err != nil && r.cur != nil {
+		r.cur.cancel()
+	}
+	r.remain -= int64(n)
+	r.mu.Unlock()
+	r.cond.Broadcast()
+	return n, err
+}
+
+func (r *connReader) startBackgroundReadLocked() {
+	if r.pipelined || r.inRead || r.hasByte {
+		return
+	}
+	r.inRead = true
+	r.rwc.SetReadDeadline(time.Time{})
+	go r.backgroundRead()
+}
+
+func (r *connReader) backgroundRead() {
+	n, err := r.rwc.Read(r.byteBuf[:])
+	r.mu.Lock()
+	if n == 1 {
+		r.hasByte = true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && r.aborted && ne.Timeout() {
+		// abortPendingRead ended the read: not the client's doing.
+	} else if err != nil && r.cur != nil {
+		r.cur.cancel()
+	}
+	r.aborted = false
+	r.inRead = false
+	r.mu.Unlock()
+	r.cond.Broadcast()
+}
+
+// abortPendingRead interrupts a read in progress and waits for it to end.
+func (r *connReader) abortPendingRead() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.inRead {
+		return
+	}
+	r.aborted = true
+	r.rwc.SetReadDeadline(aLongTimeAgo)
+	for r.inRead {
+		r.cond.Wait()
+	}
+	r.rwc.SetReadDeadline(time.Time{})
+}
+
+// connWriter is what the connection's bufio.Writer writes to: a failed
+// write cancels the request in flight, as it does in net/http.
+type connWriter struct{ c *conn }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	n, err := w.c.rwc.Write(p)
+	if err != nil {
+		r := &w.c.r
+		r.mu.Lock()
+		r.werr = err
+		if r.cur != nil {
+			r.cur.cancel()
+		}
+		r.mu.Unlock()
+	}
+	return n, err
+}
