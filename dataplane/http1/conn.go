@@ -122,7 +122,11 @@ func (c *conn) serve() {
 		}
 	}
 	c.r.rwc = c.rwc
-	c.r.remain = math.MaxInt64
+	// Header bytes are counted from the first read (the preface check
+	// reads ahead); bytes of the next request already buffered with the
+	// previous one come on top, at most one buffer.
+	headerLimit := c.s.maxHeaderBytes() + 4096 // net/http's slack
+	c.r.setLimit(headerLimit)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.r)
 	c.bw = writerPool.Get().(*bufio.Writer)
@@ -139,6 +143,9 @@ func (c *conn) serve() {
 		return
 	}
 	for first := true; ; first = false {
+		if !first {
+			c.r.setLimit(headerLimit)
+		}
 		if !first && c.br.Buffered() == 0 {
 			// Wait for the next request; a pipelined one is already here.
 			c.state.Store(stateIdle)
@@ -169,15 +176,21 @@ func (c *conn) serve() {
 			return // 417 sent
 		}
 		c.s.Handler.ServeHTTP(w, w.req)
+		// As in net/http, the request's context ends with the handler.
+		w.cancel()
 		c.endWatch()
 		if c.hijacked {
 			return
 		}
 		w.finish()
-		w.cancel()
-		reuse := w.reuse()
+		reuse, unread := w.reuse(), w.body.rc != nil && !w.body.drained()
 		w = nil
 		if !reuse {
+			if unread {
+				// The client may still be sending the body: closing now
+				// would reset the connection before it read the answer.
+				c.closeWriteAndWait()
+			}
 			return
 		}
 	}
@@ -274,7 +287,6 @@ var errTooLarge = errors.New("http1: request headers too large")
 // readRequest reads the next request with net/http's parser and applies
 // the checks net/http's server adds to it.
 func (c *conn) readRequest() (*http.Request, error) {
-	c.r.setLimit(c.s.maxHeaderBytes() + 4096) // net/http's slack
 	if c.lastMethod == http.MethodPost {
 		// RFC 7230 section 3: tolerate a stray CRLF after a POST body.
 		peek, _ := c.br.Peek(4)
@@ -356,10 +368,9 @@ func isCommonNetReadError(err error) bool {
 // reads an error reply before the close resets the connection.
 func (c *conn) closeWriteAndWait() {
 	c.bw.Flush()
-	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		time.Sleep(rstAvoidanceDelay)
 	}
-	time.Sleep(rstAvoidanceDelay)
 }
 
 // startWatch arms the disconnect watch for w's request.

@@ -366,6 +366,8 @@ func (w *response) Write(p []byte) (int, error) {
 	case len(w.c.pend)+len(p) <= bufferBeforeChunkingSize:
 		w.c.pend = append(w.c.pend, p...)
 		return len(p), nil
+	case len(w.c.pend) == 0:
+		w.finishHead(p, false) // sniffed from p
 	default:
 		if err := w.flushPending(false); err != nil {
 			return 0, err

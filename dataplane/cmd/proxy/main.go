@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
 	"github.com/infergate/infergate/dataplane/xdsclient"
@@ -48,6 +49,8 @@ type options struct {
 	logLevel      string
 	upstreamHTTP1 string
 	http1Mode     upstream.HTTP1Mode
+	http1Server   string
+	http1Srv      http1.Mode
 }
 
 func main() {
@@ -73,6 +76,7 @@ func main() {
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.StringVar(&o.upstreamHTTP1, "upstream-http1", string(upstream.HTTP1Lean), "client for plain HTTP/1.1 upstreams: lean (exchange on the request's goroutine, own connection pool) or stdlib (httputil.ReverseProxy over http.Transport)")
+	flag.StringVar(&o.http1Server, "http1-server", string(http1.Lean), "server for HTTP/1 client connections: lean (one goroutine per connection, no per-request hand-offs) or stdlib (net/http's server); HTTP/2 is served by net/http either way")
 	flag.Parse()
 
 	logger, err := newLogger(o.logFormat, o.logLevel)
@@ -81,6 +85,9 @@ func main() {
 	}
 	if err == nil {
 		o.http1Mode, err = upstream.ParseHTTP1Mode(o.upstreamHTTP1)
+	}
+	if err == nil {
+		o.http1Srv, err = http1.ParseMode(o.http1Server)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
@@ -105,6 +112,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		ModelListTTL:      o.modelsTTL,
 		ModelListTimeout:  o.modelsTimeout,
 		Upstream:          upstream.Options{HTTP1: o.http1Mode},
+		HTTP1Server:       o.http1Srv,
 	})
 	handler := configHandler(mgr, logger)
 	dialOpts, err := xdsclient.SecureDialOptions(o.xdsCAFile, o.xdsServerName, o.xdsTokenFile)

@@ -8,6 +8,7 @@
 //	go run ./bench/proxy            # from e2e/, about two minutes
 //	go run ./bench/proxy -short     # a quick smoke run
 //	go run ./bench/proxy -upstream-http1 stdlib   # infergate on httputil.ReverseProxy
+//	go run ./bench/proxy -http1-server stdlib     # infergate on net/http's server
 //
 // Backend, proxy and nginx each run as their own process (the command
 // re-executes itself for the first two), so the load generator does not
@@ -46,6 +47,7 @@ func main() {
 		nginxOff = flag.Bool("no-nginx", false, "skip the nginx baseline")
 		profile  = flag.String("proxy-cpuprofile", "", "write the infergate proxy's CPU profile to this file")
 		http1    = flag.String("upstream-http1", "", "infergate's client for the HTTP/1.1 backend: lean or stdlib (default: the proxy's default)")
+		h1server = flag.String("http1-server", "", "infergate's server for the clients' HTTP/1 connections: lean or stdlib (default: the proxy's default)")
 		cases    = flag.String("cases", "json-rate,json-max,sse-rate,sse-max,large,large-saturated", "comma-separated cases to run")
 	)
 	flag.Parse()
@@ -57,7 +59,7 @@ func main() {
 	case "proxy":
 		_, p, _ := net.SplitHostPort(*addr)
 		port, _ := strconv.Atoi(p)
-		if err := runProxy(uint32(port), *backend, *profile, *http1); err != nil {
+		if err := runProxy(uint32(port), *backend, *profile, *http1, *h1server); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -68,7 +70,7 @@ func main() {
 	if *out == "" {
 		*out = filepath.Join(repoRoot(), "e2e", "bench", "results", "proxy.md")
 	}
-	cfg := runConfig{cases: map[string]bool{}, http1: *http1, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10, largeTTFT: *largeTT}
+	cfg := runConfig{cases: map[string]bool{}, http1: *http1, h1server: *h1server, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10, largeTTFT: *largeTT}
 	for _, c := range strings.Split(*cases, ",") {
 		cfg.cases[strings.TrimSpace(c)] = true
 	}
@@ -80,6 +82,7 @@ func main() {
 type runConfig struct {
 	cases                          map[string]bool
 	http1                          string
+	h1server                       string
 	dur                            time.Duration
 	rate, sseRate, conc, largeConc int
 	largeSize                      int
@@ -123,7 +126,7 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 	if err != nil {
 		return err
 	}
-	pxPID, err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile, "-upstream-http1", cfg.http1)
+	pxPID, err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile, "-upstream-http1", cfg.http1, "-http1-server", cfg.h1server)
 	if err != nil {
 		return err
 	}

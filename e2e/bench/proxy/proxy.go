@@ -12,6 +12,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/config/configtest"
+	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -25,9 +26,14 @@ const (
 // runProxy serves the proxy's request path (server.Manager, the same code
 // cmd/proxy runs once xDS delivered a config) on port, with one route to
 // an InferencePool of the backend, until SIGTERM. http1 selects the
-// client for the backend (upstream.ParseHTTP1Mode).
-func runProxy(port uint32, backend, profile, http1 string) error {
-	mode, err := upstream.ParseHTTP1Mode(http1)
+// client for the backend (upstream.ParseHTTP1Mode), h1server the server
+// for the load generator's connections (http1.ParseMode).
+func runProxy(port uint32, backend, profile, http1Client, h1server string) error {
+	mode, err := upstream.ParseHTTP1Mode(http1Client)
+	if err != nil {
+		return err
+	}
+	srvMode, err := http1.ParseMode(h1server)
 	if err != nil {
 		return err
 	}
@@ -61,7 +67,7 @@ func runProxy(port uint32, backend, profile, http1 string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m := server.New(logger, server.Options{BindAddress: "127.0.0.1", Upstream: upstream.Options{HTTP1: mode}})
+	m := server.New(logger, server.Options{BindAddress: "127.0.0.1", Upstream: upstream.Options{HTTP1: mode}, HTTP1Server: srvMode})
 	if err := m.Apply(cfg); err != nil {
 		return err
 	}
