@@ -101,6 +101,7 @@ func (c *conn) serve() {
 		if w != nil {
 			w.cancel()
 			c.endWatch()
+			w.body.finish() // nobody reads the buffers we give back below
 		}
 		if owned && !c.hijacked {
 			c.rwc.Close()

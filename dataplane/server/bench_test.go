@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -18,8 +19,9 @@ import (
 // → listener → body model read → route → pick → upstream (keep-alive) →
 // httptest backend and back, with a 1 KB JSON chat request. The direct
 // sub-benchmark is the same request straight to the backend, so the
-// difference is what the proxy adds; lean and stdlib are the proxy's two
-// HTTP/1 upstream clients (--upstream-http1). Allocations include the client's and
+// difference is what the proxy adds. Names are server/client/kind: the
+// proxy's HTTP/1 server (--http1-server) and upstream client
+// (--upstream-http1), lean or stdlib. Allocations include the client's and
 // the backend's.
 func BenchmarkProxyRequest(b *testing.B) {
 	resp := []byte(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hello"}}]}`)
@@ -29,13 +31,16 @@ func BenchmarkProxyRequest(b *testing.B) {
 		w.Write(resp)
 	}))
 	b.Cleanup(be.Close)
-	for _, client := range []upstream.HTTP1Mode{upstream.HTTP1Lean, upstream.HTTP1Stdlib} {
+	for _, modes := range []struct {
+		server http1.Mode
+		client upstream.HTTP1Mode
+	}{{http1.Lean, upstream.HTTP1Lean}, {http1.Stdlib, upstream.HTTP1Lean}, {http1.Stdlib, upstream.HTTP1Stdlib}} {
 		for _, kind := range []string{"service", "pool"} {
 			pool := backendSpec{name: kind, pool: kind == "pool", addrs: []string{addr(be)}}
 			port := freePort(b)
-			m := newManagerWith(b, server.Options{Upstream: upstream.Options{HTTP1: client}})
+			m := newManagerWith(b, server.Options{Upstream: upstream.Options{HTTP1: modes.client}, HTTP1Server: modes.server})
 			apply(b, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/v1", ref(pool, 1))}, []backendSpec{pool}))
-			name := string(client) + "/" + kind
+			name := string(modes.server) + "/" + string(modes.client) + "/" + kind
 			b.Run(name, func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), false) })
 			b.Run(name+"-parallel", func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), true) })
 		}

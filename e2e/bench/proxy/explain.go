@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/upstream"
 )
 
@@ -50,7 +51,12 @@ func (r *report) explainLatency() string {
 	s += ". Through a proxy on `http.Transport` a request changes goroutines four times (the client connection's, " +
 		"the upstream connection's writer and reader goroutines, and back), and on an idle machine each hand-off " +
 		"may wake a parked thread; nginx serves both connections from one event loop."
-	if r.lean() {
+	switch {
+	case r.lean() && r.leanServer():
+		s += " infergate's lean HTTP/1 server and lean upstream client keep the whole exchange on the client connection's goroutine (without " +
+			"net/http's per-request background read), but it still parks twice on the network (for the client's request and for the upstream's " +
+			"answer) and Go's netpoller has to wake it, often on a parked thread."
+	case r.lean():
 		s += " infergate's lean upstream client keeps the request on one goroutine, but it still parks twice on the network (for the " +
 			"client's request and for the upstream's answer) and Go's netpoller has to wake it, often on a parked thread."
 	}
@@ -90,11 +96,18 @@ func (r *report) explainThroughput() string {
 		"empty handler — used %s µs. Reaching %.1f× nginx's rate leaves the proxy about %s µs per request (nginx's own plus what the machine gains by "+
 		"running %.0f%% slower).", runtime.NumCPU(), us(ig.proxyCPU), us(gp.proxyCPU), us(ng.proxyCPU), us(d.backendCPU), goalRPSRatio, us(allowance),
 		(1-goalRPSRatio)*100)
-	if r.lean() {
+	switch {
+	case r.lean() && r.leanServer():
+		s += fmt.Sprintf(" infergate serves its clients with its lean HTTP/1 server (one goroutine per connection, the response written straight "+
+			"into the connection's buffer, no per-request background-read goroutine; the backend, a net/http server with an empty handler, shows "+
+			"what net/http's server costs: %s µs) and its backend with its lean client, which writes and reads on the request's goroutine where "+
+			"the bare ReverseProxy's `http.Transport` hands each request to a writer and a reader goroutine (the load generator, a plain "+
+			"`http.Transport` client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
+	case r.lean():
 		s += fmt.Sprintf(" A proxy on Go's net/http is a net/http server (the backend's shows its cost, %s µs) plus an upstream client: infergate's "+
 			"lean one writes and reads on the request's goroutine, where the bare ReverseProxy's `http.Transport` hands each request to a writer "+
 			"and a reader goroutine (the load generator, a plain `http.Transport` client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
-	} else {
+	default:
 		s += fmt.Sprintf(" A proxy on Go's net/http is a net/http server (the backend's shows its cost, %s µs) plus a net/http client (`http.Transport`, "+
 			"with a writer and a reader goroutine per upstream connection; the load generator, a plain client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
 	}
@@ -109,6 +122,10 @@ func (r *report) explainThroughput() string {
 			"target that answers later makes its client cost more too, which the throughput ratio includes.", us(ig.loadCPU), us(ng.loadCPU))
 	}
 	switch {
+	case r.lean() && r.leanServer() && ig.proxyCPU > allowance:
+		s += fmt.Sprintf(" With its lean server and client infergate's process is %s µs above the allowance of %s µs: what is left is "+
+			"mostly system calls (a read and a write on each of its two connections per request), the Go scheduler waking the goroutine "+
+			"that parked on each read, and its own request path.", us(ig.proxyCPU-allowance), us(allowance))
 	case r.lean() && ig.proxyCPU <= allowance:
 		s += fmt.Sprintf(" With the lean upstream client infergate's process stays within the allowance (%s of %s µs): what holds the rate "+
 			"back is the CPU the rest of the machine spends per request through it, such as the load generator's above.", us(ig.proxyCPU), us(allowance))
@@ -164,6 +181,13 @@ func (r *report) explainSaturated() string {
 		s += fmt.Sprintf(" and nginx %s µs", us(nl.proxyCPU))
 	}
 	return s + fmt.Sprintf(", the backend %s µs to read the same body once.", us(il.backendCPU))
+}
+
+// leanServer reports whether the run's infergate proxy served its clients
+// with the lean HTTP/1 server.
+func (r *report) leanServer() bool {
+	mode, err := http1.ParseMode(r.cfg.h1server)
+	return err == nil && mode == http1.Lean
 }
 
 // lean reports whether the run's infergate proxy used the lean HTTP/1
