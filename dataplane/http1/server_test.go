@@ -39,9 +39,12 @@ func TestFraming(t *testing.T) {
 			w.(http.Flusher).Flush()
 			io.WriteString(w, "b")
 		},
-		"/empty":       func(w http.ResponseWriter, r *http.Request) {},
-		"/nocontent":   func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) },
-		"/notmodified": func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "text/plain"); w.WriteHeader(304) },
+		"/empty":     func(w http.ResponseWriter, r *http.Request) {},
+		"/nocontent": func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) },
+		"/notmodified": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(304)
+		},
 		"/typed": func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{}`)
