@@ -176,7 +176,11 @@ func (c *conn) serve() {
 		if w == nil {
 			return // 417 sent
 		}
-		c.s.Handler.ServeHTTP(w, w.req)
+		handler := c.s.Handler
+		if w.req.RequestURI == "*" && w.req.Method == http.MethodOptions {
+			handler = optionsHandler{} // as net/http answers it
+		}
+		handler.ServeHTTP(w, w.req)
 		// As in net/http, the request's context ends with the handler.
 		w.cancel()
 		c.endWatch()
@@ -556,4 +560,15 @@ func (w connWriter) Write(p []byte) (int, error) {
 		r.mu.Unlock()
 	}
 	return n, err
+}
+
+// optionsHandler answers "OPTIONS *" like net/http's server: 200, empty;
+// a body over 4 KiB is not read (and the connection closes).
+type optionsHandler struct{}
+
+func (optionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", "0")
+	if r.ContentLength != 0 {
+		io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 4<<10))
+	}
 }

@@ -169,6 +169,17 @@ func TestPipelining(t *testing.T) {
 	}
 }
 
+func TestOptionsStar(t *testing.T) {
+	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("handler called for %s %s", r.Method, r.RequestURI)
+	}), nil)
+	rc := dial(t, addr)
+	rc.send("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read("OPTIONS"); resp.StatusCode != 200 || resp.ContentLength != 0 || body != "" || resp.Close {
+		t.Fatalf("OPTIONS *: %d, length %d, %q, close=%v", resp.StatusCode, resp.ContentLength, body, resp.Close)
+	}
+}
+
 func TestConnectionClose(t *testing.T) {
 	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/handler-closes" {
