@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"mime"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -66,8 +65,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// On failure the deadline stays: net/http drains an unread body
 		// after the handler, and must not wait for the slow client again.
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if isTimeout(err) {
 			w.Header().Set("Connection", "close")
 			m.logger.Debug("request body read timed out", "request_id", reqID, "timeout", m.opts.BodyReadTimeout)
 			openai.WriteError(w, http.StatusRequestTimeout, openai.TypeInvalidRequest, "request_timeout",

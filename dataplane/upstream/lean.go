@@ -234,11 +234,19 @@ func copyBody(w io.Writer, body io.Reader, n int64) error {
 func (p *leanProxy) respond(w http.ResponseWriter, r *http.Request, x *leanExchange) {
 	resp := x.resp
 	removeHopHeaders(resp.Header)
-	resp.Header[ServedHeader] = p.served
 	h := w.Header()
 	for k, vv := range resp.Header {
-		h[k] = append(h[k], vv...)
+		if k == ServedHeader {
+			continue // ours, below: an upstream cannot name another endpoint
+		}
+		// resp is this exchange's alone, so its value slices (capped by
+		// the parser: an append copies) move over without a copy.
+		if old, ok := h[k]; ok {
+			vv = append(old, vv...)
+		}
+		h[k] = vv
 	}
+	h[ServedHeader] = append(h[ServedHeader], p.served...)
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
