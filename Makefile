@@ -39,6 +39,8 @@ test: lint test-unit test-e2e
 
 test-unit:
 	@for m in $(MODULES); do echo "== go test $$m (unit)"; (cd $$m && $(TEST_ENV) go test $(GO_TEST_FLAGS) -short ./...); done
+	@echo "== go test dataplane/server on net/http's server (--http1-server stdlib)"
+	cd dataplane && $(TEST_ENV) INFERGATE_TEST_HTTP1_SERVER=stdlib go test $(GO_TEST_FLAGS) -short ./server
 
 test-e2e: build k8s-bins
 	@echo "== go test e2e (real binaries, envtest kube-apiserver, simulator fleet)"
