@@ -113,3 +113,33 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseUsage: the usage of a chat completion as the proxy reads it
+// from every JSON response, against decoding the same object with
+// encoding/json (what it did before).
+func BenchmarkParseUsage(b *testing.B) {
+	body := []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,` +
+		`"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],` +
+		`"usage":{"prompt_tokens":512,"completion_tokens":64,"total_tokens":576,"prompt_tokens_details":{"cached_tokens":0}}}`)
+	b.Run("scan", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if u, ok := openai.ParseUsage(body); !ok || u.Input != 512 {
+				b.Fatal(u, ok)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		usage := []byte(`{"prompt_tokens":512,"completion_tokens":64,"total_tokens":576,"prompt_tokens_details":{"cached_tokens":0}}`)
+		for b.Loop() {
+			var v struct {
+				P int64 `json:"prompt_tokens"`
+				C int64 `json:"completion_tokens"`
+			}
+			if json.Unmarshal(usage, &v) != nil || v.P != 512 {
+				b.Fatal(v)
+			}
+		}
+	})
+}
