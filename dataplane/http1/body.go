@@ -46,6 +46,7 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 		b.expectContinue = false
 		b.w.sendContinue()
 	}
+	b.w.c.clearStaleDeadline()
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
 	switch {

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -64,9 +65,12 @@ type conn struct {
 
 	// watch starts watching for the client going away once a request has
 	// run for WatchAfter.
-	watch      *time.Timer
-	hijacked   bool
-	lastMethod string
+	watch    *time.Timer
+	hijacked bool
+	// staleDeadline says the connection's read deadline is still the one
+	// for reading the request head.
+	staleDeadline atomic.Bool
+	lastMethod    string
 	// pend holds the first bytes of a response of unknown length, so a
 	// short one gets a Content-Length instead of chunks.
 	pend []byte
@@ -160,7 +164,7 @@ func (c *conn) serve() {
 			}
 		}
 		c.state.Store(stateActive)
-		if !first && hdrTimeout > 0 {
+		if !first && hdrTimeout > 0 && !c.headBuffered() {
 			c.rwc.SetReadDeadline(time.Now().Add(hdrTimeout))
 		}
 		req, err := c.readRequest()
@@ -171,7 +175,11 @@ func (c *conn) serve() {
 			c.replyError(err)
 			return
 		}
-		c.rwc.SetReadDeadline(time.Time{})
+		// The deadline of the head is lifted before the body is read
+		// (clearStaleDeadline) unless the handler sets its own first: a
+		// request without a body, or whose handler bounds the body read,
+		// saves a deadline change.
+		c.staleDeadline.Store(hdrTimeout > 0 || idleTimeout > 0)
 		w = c.newResponse(req)
 		if w == nil {
 			return // 417 sent
@@ -246,6 +254,21 @@ func (c *conn) h2Preface() bool {
 		}
 	}
 	return true
+}
+
+// headBuffered reports whether the next request's head is already in the
+// buffer, so reading it cannot block and needs no deadline of its own.
+func (c *conn) headBuffered() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
+}
+
+// clearStaleDeadline lifts the head's read deadline before the body is
+// read.
+func (c *conn) clearStaleDeadline() {
+	if c.staleDeadline.Load() && c.staleDeadline.Swap(false) {
+		c.rwc.SetReadDeadline(time.Time{})
+	}
 }
 
 // replayConn gives H2 what was read while looking for the preface.
@@ -507,6 +530,7 @@ func (r *connReader) startBackgroundReadLocked() {
 		return
 	}
 	r.inRead = true
+	r.c.staleDeadline.Store(false)
 	r.rwc.SetReadDeadline(time.Time{})
 	go r.backgroundRead()
 }

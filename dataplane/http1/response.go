@@ -426,7 +426,10 @@ func (w *response) FlushError() error {
 }
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController.
-func (w *response) SetReadDeadline(t time.Time) error  { return w.c.rwc.SetReadDeadline(t) }
+func (w *response) SetReadDeadline(t time.Time) error {
+	w.c.staleDeadline.Store(false)
+	return w.c.rwc.SetReadDeadline(t)
+}
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
 
 // EnableFullDuplex lets the handler read the body after it started the
@@ -465,6 +468,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
+	c.staleDeadline.Store(false)
 	c.rwc.SetDeadline(time.Time{})
 	return c.rwc, bufio.NewReadWriter(c.br, c.bw), nil
 }

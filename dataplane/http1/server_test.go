@@ -261,6 +261,38 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
+// TestBodyDeadlines: the header timeout does not bound the body, on the
+// first request or a later one; a deadline the handler sets does.
+func TestBodyDeadlines(t *testing.T) {
+	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bounded" {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "error")
+			return
+		}
+		w.Write(b)
+	}), func(s *Server) { s.ReadHeaderTimeout = 50 * time.Millisecond })
+	rc := dial(t, addr)
+	for i := range 2 {
+		rc.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+		time.Sleep(150 * time.Millisecond)
+		rc.send("slow")
+		if _, body := rc.read("POST"); body != "slow" {
+			t.Fatalf("request %d: %q", i, body)
+		}
+	}
+	rc.send("POST /bounded HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+	time.Sleep(150 * time.Millisecond)
+	rc.send("slow")
+	if _, body := rc.read("POST"); body != "error" {
+		t.Fatalf("handler's deadline: %q", body)
+	}
+}
+
 // TestDisconnectCancels: a request still running when its client goes
 // away gets its context cancelled, with and without a body read first.
 func TestDisconnectCancels(t *testing.T) {
