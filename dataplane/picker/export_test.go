@@ -32,3 +32,35 @@ func LoRAHomesForTest(s *LoRAScorer, model string, es []*endpoints.Endpoint, now
 	}
 	return out
 }
+
+// PrefixPickForTest is the prefix scorer's part of a pick at now: it
+// returns the addresses its affinity ranks first and second ("" for none)
+// and records the prompt as sent to the first.
+func PrefixPickForTest(s *PrefixScorer, req *Request, es []*endpoints.Endpoint, now time.Time) (first, second string) {
+	c := getCycle(req, now, len(es))
+	defer putCycle(c)
+	c.load(es)
+	keys, n := c.prefixKeys()
+	if n == 0 {
+		return "", ""
+	}
+	b, sec, _ := s.affinity(c, keys)
+	if sec >= 0 {
+		second = c.Candidates[sec].Endpoint.Address
+	}
+	if b < 0 {
+		return "", second
+	}
+	s.Record(c, c.Candidates[b].Endpoint)
+	return c.Candidates[b].Endpoint.Address, second
+}
+
+// MatchHomesForTest exposes the prefix plan's matching: keys to endpoint
+// hashes with capacity per endpoint.
+func MatchHomesForTest(keys, eps []uint64, capacity int) map[uint64]uint64 {
+	homes, _ := matchHomes(keys, eps, capacity)
+	return homes
+}
+
+// Mix is the rendezvous weight function.
+func Mix(x uint64) uint64 { return mix(x) }

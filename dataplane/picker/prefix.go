@@ -1,6 +1,9 @@
 package picker
 
 import (
+	"math"
+	"time"
+
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -16,6 +19,10 @@ import (
 //     within LoadFactor × the pool's mean queue + Slack gets 1. The load bound moves a
 //     hot prefix to its next-ranked endpoint — the same one on every proxy,
 //     because they all see the same scraped loads.
+//     Prefixes this proxy sends repeatedly are balanced over endpoints
+//     (Balance, MinHomes): a hot prefix's first choice is its home in a
+//     plan that caps how many hot prefixes one endpoint homes (see
+//     prefixHomes), not its top rendezvous rank.
 //     Requests for a LoRA adapter get no rendezvous affinity: LoRAScorer
 //     places them by adapter, and a per-prompt binding would pull them off
 //     their adapter's home endpoints.
@@ -41,8 +48,16 @@ type PrefixScorer struct {
 	// prefix sooner than a cold replica can prefill it.
 	LoadFactor float64
 	Slack      float64
+	// Balance caps the hot prefixes (those this proxy sent at least
+	// twice within Window) an endpoint homes at Balance × their mean per
+	// endpoint, rounded up and at least MinHomes (defaults 1.25, 3, 2
+	// minutes); 0 turns the plan off (plain rendezvous).
+	Balance  float64
+	MinHomes int
+	Window   time.Duration
 
 	index *lru.Cache[uint64, entry]
+	homes prefixHomes
 }
 
 // entry is the endpoints a block hash was last sent to, newest first.
@@ -63,7 +78,7 @@ func NewPrefixScorer(size int) *PrefixScorer {
 	if err != nil {
 		panic(err) // only for size ≤ 0, excluded above
 	}
-	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, Slack: 8, index: idx}
+	return &PrefixScorer{AffinityBlocks: 32, LoadFactor: 1.25, Slack: 8, Balance: 1.25, MinHomes: 3, Window: 2 * time.Minute, index: idx}
 }
 
 // Name implements Scorer.
@@ -128,12 +143,19 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 	// The pool's choice gets full affinity and its runner-up half: when
 	// the load scorers overrule the first, every proxy spills the prefix
 	// to the same second replica instead of wherever is idlest for it.
+	// Not for a hot prefix at its planned home: the home holds it cached
+	// and runs its other requests, so its KV use and queue run higher than
+	// a cold replica's, and with the runner-up at half a queue of two
+	// would spill the prefix into a full prefill there — slower than the
+	// wait, and its blocks evict the runner-up's own prefixes. A hot
+	// prefix leaves its home at the load bound (the runner-up then ranks
+	// first), or when queue and KV differences outweigh all affinity.
 	if c.IsAdapter() {
 		return
 	}
-	if best, second := s.affinity(c, keys); best >= 0 {
+	if best, second, homed := s.affinity(c, keys); best >= 0 {
 		out[best] = 1
-		if second >= 0 {
+		if second >= 0 && !homed {
 			out[second] = max(out[second], 0.5)
 		}
 	}
@@ -141,8 +163,11 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 
 // affinity returns the indexes of the two candidates the prompt's leading
 // blocks are bound to first and second, or -1: the key is the deepest
-// recorded prefix of at most AffinityBlocks blocks.
-func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (int, int) {
+// recorded prefix of at most AffinityBlocks blocks. A hot prefix's planned
+// home ranks first (homed reports it is best); the others follow by
+// whether the prefix fits the plan there (see homesPlan), then by
+// rendezvous weight.
+func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (best, second int, homed bool) {
 	k := keys[0].Hash
 	for _, pk := range keys[1:] {
 		if pk.Blocks > s.AffinityBlocks {
@@ -150,23 +175,37 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (int, int) {
 		}
 		k = pk.Hash
 	}
+	var home uint64
+	var plan *homesPlan
+	if s.Balance > 0 {
+		plan, home = s.homes.home(c, k, s.index.Contains(k), s)
+	}
 	bound := s.LoadFactor*c.MeanQueue + s.Slack
-	best, second := -1, -1
+	best, second = -1, -1
+	// Candidates rank by whether the prefix fits the plan there, then by
+	// weight.
 	var bestW, secondW uint64
+	var bestFit, secondFit bool
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
 		if cd.Queue > bound || (c.AnyFresh && !cd.Fresh) {
 			continue
 		}
-		switch w := mix(k ^ cd.Endpoint.Hash); {
-		case best < 0 || w > bestW:
-			second, secondW = best, bestW
-			best, bestW = i, w
-		case second < 0 || w > secondW:
-			second, secondW = i, w
+		h := cd.Endpoint.Hash
+		w := mix(k ^ h)
+		fit := plan.fits(i, h, w)
+		if home != 0 && h == home {
+			w, fit = math.MaxUint64, true
+		}
+		switch {
+		case best < 0 || fit && !bestFit || fit == bestFit && w > bestW:
+			second, secondW, secondFit = best, bestW, bestFit
+			best, bestW, bestFit = i, w, fit
+		case second < 0 || fit && !secondFit || fit == secondFit && w > secondW:
+			second, secondW, secondFit = i, w, fit
 		}
 	}
-	return best, second
+	return best, second, best >= 0 && c.Candidates[best].Endpoint.Hash == home
 }
 
 // mix is a 64-bit finaliser (splitmix64): rendezvous weights must be

@@ -48,7 +48,11 @@ func DefaultProfile() *snapshotv1.PickerProfile {
 //	prefix-cache    index-size  (int, default 65536) block hashes remembered
 //	                affinity-blocks (int, default 32), load-factor (float, 1.25),
 //	                slack (float, 8): affinity holds while the endpoint's
-//	                queue ≤ load-factor × mean queue + slack
+//	                queue ≤ load-factor × mean queue + slack;
+//	                balance (float, 1.25; 0 off), min-homes (int, 3),
+//	                window-seconds (float, 120): prefixes this proxy sent
+//	                twice within the window are homed at most
+//	                max(min-homes, ⌈balance × prefixes / endpoints⌉) per endpoint
 //	lora            load-factor (float, 1.25), slack (float, 4): an adapter's
 //	                home endpoints keep it while queue + running ≤
 //	                load-factor × mean + slack; recent-seconds (float, 2):
@@ -120,6 +124,8 @@ func newScorer(ref *snapshotv1.PluginRef) (Scorer, error) {
 		p := NewPrefixScorer(int(num("index-size", DefaultPrefixIndexSize)))
 		p.AffinityBlocks = max(int(num("affinity-blocks", float64(p.AffinityBlocks))), 1)
 		p.LoadFactor, p.Slack = num("load-factor", p.LoadFactor), num("slack", p.Slack)
+		p.Balance, p.MinHomes = num("balance", p.Balance), max(int(num("min-homes", float64(p.MinHomes))), 1)
+		p.Window = time.Duration(num("window-seconds", p.Window.Seconds()) * float64(time.Second))
 		return p, bad
 	}
 	return nil, fmt.Errorf("unknown scorer %q (want queue, running, kv-cache, prefix-cache or lora)", ref.GetName())

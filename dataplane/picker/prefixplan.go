@@ -1,0 +1,224 @@
+package picker
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// prefixHomes balances shared prefixes over endpoints. Plain rendezvous
+// hashing puts a prefix on its highest-ranked endpoint whatever else lives
+// there, so with tens of hot prefixes some endpoints home twice the mean
+// (32 prefixes on 8 endpoints: the busiest gets 7 on average) — their
+// queues grow and their KV cache evicts prefixes, and each eviction or
+// spill costs a cold prefill of the whole prompt.
+//
+// The plan caps the hot prefixes an endpoint homes at
+// max(MinHomes, ⌈Balance × prefixes / endpoints⌉) and places them by the
+// unique stable matching of prefixes and endpoints under the rendezvous
+// weights (each pair's weight is what both sides rank by): a prefix keeps
+// its rendezvous choice unless that endpoint is full of prefixes that rank
+// it higher. The matching depends only on the set of prefixes and
+// endpoints, not on the order prefixes were seen, so proxies that see the
+// same hot prefixes compute the same homes without shared state; a new
+// prefix moves at most a short chain of others.
+//
+// A prefix is hot once this proxy sends it a second time (its affinity key
+// is in the own index) and stays so until unused for Window; prompts that
+// are never repeated never enter the plan, so they cost no rebuilds.
+type prefixHomes struct {
+	mu sync.Mutex
+	// hot maps affinity keys to when this proxy last sent them (unix ns).
+	hot map[uint64]int64
+	// dirty is set when a key joined hot since the last build.
+	dirty bool
+	// expireAt is when the oldest hot key expires (unix ns; 0: none).
+	expireAt int64
+
+	plan    atomic.Pointer[homesPlan]
+	builtAt atomic.Int64
+}
+
+// homesPlan maps hot affinity keys to their home endpoint's hash, and
+// says which endpoints a prefix that is not hot yet fits: eps are the
+// endpoints the plan was built over (hashes, in candidate order) and a key
+// fits eps[j] when its weight there is above fitW[j] — 0 when eps[j] has
+// room for one more hot prefix, else the lowest weight it holds. A new
+// prefix goes where the plan would put it once hot, rather than to an
+// endpoint that is full and would hand it on (a second cold prefill).
+type homesPlan struct {
+	homes map[uint64]uint64
+	eps   []uint64
+	fitW  []uint64
+}
+
+// fits reports whether a prefix of weight w on candidate i (endpoint
+// hash h) fits the plan there; endpoints the plan does not know fit.
+func (pl *homesPlan) fits(i int, h, w uint64) bool {
+	return pl == nil || i >= len(pl.eps) || pl.eps[i] != h || w > pl.fitW[i]
+}
+
+// maxHotPrefixes bounds the plan: beyond it the least recently used keys
+// drop out (they keep plain rendezvous affinity).
+const maxHotPrefixes = 4096
+
+// home returns the plan and the planned home (endpoint hash) of key k,
+// marking k used at now; 0 when k is not hot. hot reports whether this
+// proxy sent the key before. The plan is rebuilt over cands at most every
+// planEvery when a key joined, and when the oldest key expires.
+func (h *prefixHomes) home(c *Cycle, k uint64, hot bool, p *PrefixScorer) (*homesPlan, uint64) {
+	now := c.Now.UnixNano()
+	rebuild := false
+	if hot {
+		h.mu.Lock()
+		if h.hot == nil {
+			h.hot = make(map[uint64]int64)
+		}
+		if _, ok := h.hot[k]; !ok {
+			h.dirty = true
+		}
+		h.hot[k] = now
+		rebuild = h.dirty || (h.expireAt != 0 && now >= h.expireAt)
+		h.mu.Unlock()
+	}
+	if last := h.builtAt.Load(); rebuild && now-last >= int64(planEvery) && h.builtAt.CompareAndSwap(last, now) {
+		h.plan.Store(h.build(c.Candidates, now, p))
+	}
+	pl := h.plan.Load()
+	if !hot || pl == nil {
+		return pl, 0
+	}
+	return pl, pl.homes[k]
+}
+
+// build drops expired keys and matches the rest to the candidates.
+func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *homesPlan {
+	h.mu.Lock()
+	forget := now - int64(p.Window)
+	keys := make([]uint64, 0, len(h.hot))
+	var oldest int64
+	for k, at := range h.hot {
+		if at < forget {
+			delete(h.hot, k)
+			continue
+		}
+		keys = append(keys, k)
+		if oldest == 0 || at < oldest {
+			oldest = at
+		}
+	}
+	if len(keys) > maxHotPrefixes {
+		// Rare: keep the most recently used.
+		sortByRecency(keys, h.hot)
+		for _, k := range keys[maxHotPrefixes:] {
+			delete(h.hot, k)
+		}
+		keys = keys[:maxHotPrefixes]
+		oldest = h.hot[keys[len(keys)-1]]
+	}
+	h.dirty, h.expireAt = false, 0
+	if oldest != 0 {
+		h.expireAt = oldest + int64(p.Window)
+	}
+	h.mu.Unlock()
+	eps := make([]uint64, len(cands))
+	for i := range cands {
+		eps[i] = cands[i].Endpoint.Hash
+	}
+	homes, holds := matchHomes(keys, eps, homeCap(len(keys), len(eps), p.Balance, p.MinHomes))
+	// Room for a new prefix: the capacity with one more hot prefix.
+	next := homeCap(len(keys)+1, len(eps), p.Balance, p.MinHomes)
+	fitW := make([]uint64, len(eps))
+	for j, hs := range holds {
+		if len(hs) < next {
+			continue
+		}
+		fitW[j] = math.MaxUint64
+		for _, x := range hs {
+			fitW[j] = min(fitW[j], x)
+		}
+	}
+	return &homesPlan{homes: homes, eps: eps, fitW: fitW}
+}
+
+// homeCap is how many hot prefixes an endpoint may home: the balance
+// factor's share, at least minHomes, and enough for all of them.
+func homeCap(keys, eps int, balance float64, minHomes int) int {
+	if eps == 0 {
+		return 0
+	}
+	c := max(int(math.Ceil(balance*float64(keys)/float64(eps))), minHomes, 1)
+	return max(c, (keys+eps-1)/eps)
+}
+
+// matchHomes is the stable matching of keys to endpoints (by hash) with
+// capacity per endpoint, both sides ranking pairs by the rendezvous weight
+// mix(key ^ endpoint). With one weight per pair the stable matching is
+// unique — the greedy one taking pairs by descending weight — and
+// deferred acceptance finds it in O(proposals × endpoints) without
+// sorting keys × endpoints pairs.
+// It also returns the weights each endpoint holds.
+func matchHomes(keys, eps []uint64, capacity int) (map[uint64]uint64, [][]uint64) {
+	plan := make(map[uint64]uint64, len(keys))
+	weights := make([][]uint64, len(eps))
+	if len(eps) == 0 || capacity <= 0 {
+		return plan, weights
+	}
+	type held struct {
+		w   uint64
+		key int
+	}
+	holds := make([][]held, len(eps))
+	// below[i] is the weight of key i's last proposal: it next proposes to
+	// the best endpoint ranked strictly below it.
+	below := make([]uint64, len(keys))
+	first := make([]bool, len(keys))
+	free := make([]int, len(keys))
+	for i := range keys {
+		free[i], first[i] = i, true
+	}
+	for len(free) > 0 {
+		i := free[len(free)-1]
+		free = free[:len(free)-1]
+		j, w := -1, uint64(0)
+		for e, eh := range eps {
+			if x := mix(keys[i] ^ eh); (first[i] || x < below[i]) && (j < 0 || x > w) {
+				j, w = e, x
+			}
+		}
+		if j < 0 {
+			continue // unreachable while capacity × endpoints ≥ keys
+		}
+		first[i], below[i] = false, w
+		if len(holds[j]) < capacity {
+			holds[j] = append(holds[j], held{w, i})
+			continue
+		}
+		m := 0
+		for x := range holds[j] {
+			if holds[j][x].w < holds[j][m].w {
+				m = x
+			}
+		}
+		if holds[j][m].w < w {
+			free = append(free, holds[j][m].key)
+			holds[j][m] = held{w, i}
+		} else {
+			free = append(free, i)
+		}
+	}
+	for j, hs := range holds {
+		for _, x := range hs {
+			plan[keys[x.key]] = eps[j]
+			weights[j] = append(weights[j], x.w)
+		}
+	}
+	return plan, weights
+}
+
+// sortByRecency orders keys most recently used first.
+func sortByRecency(keys []uint64, at map[uint64]int64) {
+	slices.SortFunc(keys, func(a, b uint64) int { return cmp.Compare(at[b], at[a]) })
+}
