@@ -51,7 +51,10 @@ type PrefixScorer struct {
 	// Balance caps the hot prefixes (those this proxy sent at least
 	// twice within Window) an endpoint homes at Balance × their mean per
 	// endpoint, rounded up and at least MinHomes (defaults 1.25, 3, 2
-	// minutes); 0 turns the plan off (plain rendezvous).
+	// minutes); 0 turns the plan off (plain rendezvous). Below a few
+	// prefixes per endpoint balancing buys little — a replica's KV holds
+	// several long prompts — while each change of the cap as prefixes
+	// appear moves some of them, a cold prefill each.
 	Balance  float64
 	MinHomes int
 	Window   time.Duration

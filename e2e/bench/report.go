@@ -246,7 +246,7 @@ const howToRead = `## How to read this
 - **round-robin** is what a Kubernetes Service does; **random** and **least-in-flight** (this proxy's own open requests) need no metrics;
   **queue+kv** is the reference picker's scorers without prefix affinity (min-max queue ×2, 1 − KV ×2, shedding);
   **ours** is ` + "`picker.FromProfile(nil)`" + `: queue ×2 (min-max with a spread floor of 4 requests), KV ×2, prefix ×3
-  (rendezvous affinity of the prompt's leading blocks with bounded load + the proxy's own LRU prefix index), LoRA ×4 (adapter home sets: see the README), shedding;
+  (rendezvous affinity of the prompt's leading blocks with bounded load, repeated prefixes balanced over replicas, + the proxy's own LRU prefix index), LoRA ×4 (adapter home sets: see the README), shedding;
   **ours + queue** is ours with the pool's wait queue on (default bounds, TTL 30 s simulated): requests to a saturated pool wait
   in the proxy, critical first, and fail with 503 after the TTL (counted as failed).
 - TTFT is measured by the client at the first streamed token; ITL is per request (end − first token) / (tokens − 1); tokens/s is
