@@ -276,18 +276,26 @@ var whyMissed = map[string]string{
   1,444–1,456 tokens/s, single runs on 2026-11-23). Across runs the ratio was 1.57–1.84× (whole-run span)
   and 1.69× (saturated span).
 `,
-	"ttft": `- **Shared-prefix TTFT p90 (≥ 20×)**: ours' TTFT is bimodal — ~0.2 s for a prefix hit, 1–1.5 s for a cold
-  4k-token prefill — and cold requests are ~8–11 % of this workload (each of 32 groups' first request on its
-  home replica, 6 %, plus spills to a second replica when the home is overloaded near the end of the ramp).
-  The p90 therefore sits on the edge between the two modes: across runs on 2026-11-23 ours' p90 was
-  0.48–1.5 s (median of repeated runs ~1.2–1.4 s), i.e. 13–42× round robin's ~20 s. Raising the affinity
-  load bound's slack from 8 to 16 requests did not move the median. Round robin's p90 itself moves by
-  ±40 % between runs on this shared machine.
+	"ttft": `- **Shared-prefix TTFT p90 (≥ 20×)**: ours' TTFT is bimodal — ~0.2 s for a prefix hit, 1.2–1.6 s for a cold
+  4k-token prefill — so the p90 is a hit only while at most 51 of the 513 requests are slow. 32 are unavoidable
+  (each group's first request), and each cold prefill holds its replica's token budget for about a second, so
+  hits arriving there meanwhile wait too (~10–17 per run). Per-request dumps (` + "`-dump`" + `) on 2026-11-24: with
+  plain rendezvous affinity 87–103 requests were slow (busy homes of 7 prefixes queued and evicted, the queue
+  and KV scorers spilled hits into cold prefills elsewhere; p90 1.24–1.38 s); balancing hot prefixes over
+  replicas brought that to 39–71 (p90 0.31–1.22 s, median ~0.9 s over 8 runs). What is left beyond the first
+  requests and their convoys is load: prefixes are balanced by count, not by request rate, so near the end of
+  the ramp the busiest home (~1.5× the mean) queues. Round robin's p90 itself moves by ±40 % between runs on
+  this shared machine.
 `,
 	"parity": `- **4 proxies vs 1 (≤ 1.2×)**: each of 4 proxies scrapes every 50 ms × 4 and sees a quarter of the requests
   between scrapes (its estimate scales its own open requests by the proxy count, which assumes its share is
   representative), and its own prefix index holds a quarter of the history; the rendezvous affinity all
-  proxies share carries the rest. Single runs vary by tens of percent, hence the median of repeated runs.
+  proxies share carries the rest. The hot-prefix plan is per proxy too: a prefix is hot at a proxy once that
+  proxy sent it twice, so with 4 proxies plans form later and differ while prefixes appear, and replicas that
+  took many prefixes' first requests keep them longer — per-request dumps on 2026-11-24 showed 9–15 spills and
+  6–10 evictions per run on 4 proxies against 1–4 and 0–3 on one (TTFT p90 ~1.2 s on 4 proxies, as before
+  the plan, while one proxy's fell to 0.3–1.2 s). Single runs vary by tens of percent, hence the median of
+  repeated runs.
 `,
 	"scrape": `- **Scrape load (≤ 2×)**: each proxy scrapes every 50 ms × the proxy count it is told; a miss here means
   scrapers did not take up the longer interval within the measurement window.
