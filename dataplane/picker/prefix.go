@@ -185,10 +185,12 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (best, second int, h
 	}
 	bound := s.LoadFactor*c.MeanQueue + s.Slack
 	best, second = -1, -1
-	// Candidates rank by whether the prefix fits the plan there, then by
-	// weight.
+	// Candidates rank by whether the prefix fits the plan there (the top
+	// bit of the rank), then by weight; the home ranks above all.
+	if plan != nil && !plan.full {
+		plan = nil // everything fits
+	}
 	var bestW, secondW uint64
-	var bestFit, secondFit bool
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
 		if cd.Queue > bound || (c.AnyFresh && !cd.Fresh) {
@@ -196,16 +198,20 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (best, second int, h
 		}
 		h := cd.Endpoint.Hash
 		w := mix(k ^ h)
-		fit := plan.fits(i, h, w)
-		if home != 0 && h == home {
-			w, fit = math.MaxUint64, true
+		switch {
+		case home != 0 && h == home:
+			w = math.MaxUint64
+		case plan == nil || plan.fits(i, h, w):
+			w = w>>1 | 1<<63
+		default:
+			w >>= 1
 		}
 		switch {
-		case best < 0 || fit && !bestFit || fit == bestFit && w > bestW:
-			second, secondW, secondFit = best, bestW, bestFit
-			best, bestW, bestFit = i, w, fit
-		case second < 0 || fit && !secondFit || fit == secondFit && w > secondW:
-			second, secondW, secondFit = i, w, fit
+		case best < 0 || w > bestW:
+			second, secondW = best, bestW
+			best, bestW = i, w
+		case second < 0 || w > secondW:
+			second, secondW = i, w
 		}
 	}
 	return best, second, best >= 0 && c.Candidates[best].Endpoint.Hash == home

@@ -52,12 +52,15 @@ type homesPlan struct {
 	homes map[uint64]uint64
 	eps   []uint64
 	fitW  []uint64
+	// full reports that some endpoint has no room (fitW not all 0).
+	full bool
 }
 
 // fits reports whether a prefix of weight w on candidate i (endpoint
 // hash h) fits the plan there; endpoints the plan does not know fit.
+// Only for a full plan.
 func (pl *homesPlan) fits(i int, h, w uint64) bool {
-	return pl == nil || i >= len(pl.eps) || pl.eps[i] != h || w > pl.fitW[i]
+	return i >= len(pl.eps) || pl.eps[i] != h || w > pl.fitW[i]
 }
 
 // maxHotPrefixes bounds the plan: beyond it the least recently used keys
@@ -131,16 +134,18 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *home
 	// Room for a new prefix: the capacity with one more hot prefix.
 	next := homeCap(len(keys)+1, len(eps), p.Balance, p.MinHomes)
 	fitW := make([]uint64, len(eps))
+	full := false
 	for j, hs := range holds {
 		if len(hs) < next {
 			continue
 		}
+		full = true
 		fitW[j] = math.MaxUint64
 		for _, x := range hs {
 			fitW[j] = min(fitW[j], x)
 		}
 	}
-	return &homesPlan{homes: homes, eps: eps, fitW: fitW}
+	return &homesPlan{homes: homes, eps: eps, fitW: fitW, full: full}
 }
 
 // homeCap is how many hot prefixes an endpoint may home: the balance
