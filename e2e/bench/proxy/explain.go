@@ -99,10 +99,9 @@ func (r *report) explainThroughput() string {
 	switch {
 	case r.lean() && r.leanServer():
 		s += fmt.Sprintf(" infergate serves its clients with its lean HTTP/1 server (one goroutine per connection, the response written straight "+
-			"into the connection's buffer, no per-request background-read goroutine; the backend, a net/http server with an empty handler, shows "+
-			"what net/http's server costs: %s µs) and its backend with its lean client, which writes and reads on the request's goroutine where "+
-			"the bare ReverseProxy's `http.Transport` hands each request to a writer and a reader goroutine (the load generator, a plain "+
-			"`http.Transport` client, used %s µs per request)", us(d.backendCPU), us(d.loadCPU))
+			"into the connection's buffer, no per-request background-read goroutine as in the backend's net/http server) and its backend with its "+
+			"lean client, which writes and reads on the request's goroutine where the bare ReverseProxy's `http.Transport` hands each request to a "+
+			"writer and a reader goroutine (the load generator, a plain `http.Transport` client, used %s µs per request)", us(d.loadCPU))
 	case r.lean():
 		s += fmt.Sprintf(" A proxy on Go's net/http is a net/http server (the backend's shows its cost, %s µs) plus an upstream client: infergate's "+
 			"lean one writes and reads on the request's goroutine, where the bare ReverseProxy's `http.Transport` hands each request to a writer "+
@@ -127,8 +126,12 @@ func (r *report) explainThroughput() string {
 			"mostly system calls (a read and a write on each of its two connections per request), the Go scheduler waking the goroutine "+
 			"that parked on each read, and its own request path.", us(ig.proxyCPU-allowance), us(allowance))
 	case r.lean() && ig.proxyCPU <= allowance:
-		s += fmt.Sprintf(" With the lean upstream client infergate's process stays within the allowance (%s of %s µs): what holds the rate "+
-			"back is the CPU the rest of the machine spends per request through it, such as the load generator's above.", us(ig.proxyCPU), us(allowance))
+		with := "the lean upstream client"
+		if r.leanServer() {
+			with = "its lean server and client"
+		}
+		s += fmt.Sprintf(" With %s infergate's process stays within the allowance (%s of %s µs): what holds the rate "+
+			"back is the CPU the rest of the machine spends per request through it, such as the load generator's above.", with, us(ig.proxyCPU), us(allowance))
 	case r.lean() && d.backendCPU > 0:
 		s += fmt.Sprintf(" With the lean upstream client infergate's process is %s µs above the allowance of %s µs, of which a net/http "+
 			"server alone (the backend's cost) takes %s µs.", us(ig.proxyCPU-allowance), us(allowance), us(d.backendCPU))
