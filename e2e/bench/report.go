@@ -282,7 +282,7 @@ var whyMissed = map[string]string{
   hits arriving there meanwhile wait too (~10–17 per run). Per-request dumps (` + "`-dump`" + `) on 2026-11-24: with
   plain rendezvous affinity 52–103 requests were slow (busy homes of 7 prefixes queued and evicted, the queue
   and KV scorers spilled hits into cold prefills elsewhere; p90 0.81–1.39 s, median 1.27 s over 6 runs);
-  balancing hot prefixes over replicas brought that to 39–71 (p90 0.31–1.21 s, median 0.79 s over 6 runs),
+  balancing hot prefixes over replicas brought that to 39–71 (p90 0.31–1.21 s, median 0.88 s over 9 runs),
   so the ratio clears 20× in about half the runs. What is left beyond the first
   requests and their convoys is load: prefixes are balanced by count, not by request rate, so near the end of
   the ramp the busiest home (~1.5× the mean) queues. Round robin's p90 itself moves by ±40 % between runs on
@@ -294,7 +294,7 @@ var whyMissed = map[string]string{
   proxies share carries the rest. The hot-prefix plan is per proxy too: a prefix is hot at a proxy once that
   proxy sent it twice, so with 4 proxies plans form later and differ while prefixes appear, and replicas that
   took many prefixes' first requests keep them longer — per-request dumps on 2026-11-24 showed 9–15 spills and
-  6–10 evictions per run on 4 proxies against 1–4 and 0–3 on one (TTFT p90 1.21–1.22 s on 4 proxies, as
+  6–10 evictions per run on 4 proxies against 1–4 and 0–3 on one (TTFT p90 1.21–1.33 s on 4 proxies, as
   before the plan at 1.06–1.30 s, while one proxy's fell to 0.3–1.2 s). Single runs vary by tens of percent, hence the median of
   repeated runs.
 `,
