@@ -64,7 +64,7 @@ func main() {
 	flag.StringVar(&o.nodeID, "node-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "xDS node id, unique per proxy")
 	flag.StringVar(&o.pod, "pod", podFromEnv(), "namespace/name of this proxy's pod, shown by `infergatectl proxies` (default from POD_NAMESPACE/POD_NAME)")
 	flag.StringVar(&o.listenAddress, "listen-address", "0.0.0.0", "IP the Gateway's listeners bind to")
-	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /xds); keep it on loopback")
+	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /queues, /metrics, /xds); keep it on loopback")
 	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 16 MiB); larger bodies get 413")
 	flag.DurationVar(&o.headerTimeout, "header-read-timeout", 30*time.Second, "time a client has to send its request headers")
 	flag.DurationVar(&o.bodyTimeout, "body-read-timeout", 60*time.Second, "time a client has to send its request body (408 after)")
