@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"time"
 )
@@ -95,7 +96,10 @@ func (s *Server) publishProxyCounts() {
 			continue
 		}
 		next := set.WithProxyCount(n)
-		snap, err := s.snaps[gw].withManifest(next)
+		snap, err := s.servedLocked(gw)
+		if err == nil {
+			snap, err = snap.withManifest(next)
+		}
 		if err != nil {
 			s.log.Error("xds: cannot serve proxy count, keeping the previous", "gateway", gw, "err", err)
 			continue
@@ -106,9 +110,24 @@ func (s *Server) publishProxyCounts() {
 		}
 		s.log.Info("xds: proxy count changed", "gateway", gw, "from", set.ProxyCount(), "to", n,
 			"streams", streams[gw], "pods", s.proxyPods[gw])
-		s.sets[gw], s.snaps[gw] = next, snap
+		s.sets[gw] = next
 		s.stats.proxyCountUpdates.Add(1)
 	}
+}
+
+// servedLocked is the snapshot the cache serves to gw, the cache form of
+// s.sets[gw] (Update and publishProxyCounts set both under mu). The
+// caller holds mu.
+func (s *Server) servedLocked(gw string) (*resourceSnapshot, error) {
+	cur, err := s.cache.GetSnapshot(gw)
+	if err != nil {
+		return nil, err
+	}
+	snap, ok := cur.(*resourceSnapshot)
+	if !ok {
+		return nil, fmt.Errorf("cache holds a %T for gateway %s", cur, gw)
+	}
+	return snap, nil
 }
 
 // streamsPerGateway counts the identified streams of every gateway. It

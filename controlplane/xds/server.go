@@ -74,9 +74,8 @@ type Server struct {
 	// mu guards the served world. It is taken before pmu, never after.
 	mu sync.Mutex
 	// sets are the served snapshots, each Manifest carrying the gateway's
-	// proxy count as published; snaps are their cache form.
+	// proxy count as published; the cache holds them as resourceSnapshots.
 	sets      map[string]*snapshot.Set
-	snaps     map[string]*resourceSnapshot
 	updatedAt map[string]time.Time
 	// proxyPods is the number of Ready proxy pods per gateway (Kubernetes
 	// mode; see SetProxyPods).
@@ -110,7 +109,6 @@ func NewServer(logger *slog.Logger, opts ...Option) *Server {
 	s := &Server{
 		log:           logger,
 		sets:          map[string]*snapshot.Set{},
-		snaps:         map[string]*resourceSnapshot{},
 		updatedAt:     map[string]time.Time{},
 		proxyPods:     map[string]int{},
 		emptied:       map[string]bool{},
@@ -160,13 +158,12 @@ func (s *Server) Update(sets map[string]*snapshot.Set) {
 	defer s.mu.Unlock()
 	streams := s.streamsPerGateway()
 	next := make(map[string]*snapshot.Set, len(sets))
-	nextSnaps := make(map[string]*resourceSnapshot, len(sets))
 	for gw, set := range sets {
 		if set == nil {
 			continue
 		}
 		if old, ok := s.sets[gw]; ok && old.Version == set.Version {
-			next[gw], nextSnaps[gw] = old, s.snaps[gw]
+			next[gw] = old
 			continue
 		}
 		set = set.WithProxyCount(proxyCount(streams[gw], s.proxyPods[gw]))
@@ -176,14 +173,14 @@ func (s *Server) Update(sets map[string]*snapshot.Set) {
 			// the previous snapshot rather than a broken one.
 			s.log.Error("xds: cannot serve snapshot, keeping previous", "gateway", gw, "version", set.Version, "err", err)
 			if old, ok := s.sets[gw]; ok {
-				next[gw], nextSnaps[gw] = old, s.snaps[gw]
+				next[gw] = old
 			}
 			continue
 		}
 		if err := s.cache.SetSnapshot(ctx, gw, snap); err != nil {
 			s.log.Error("xds: set snapshot", "gateway", gw, "err", err)
 		}
-		next[gw], nextSnaps[gw] = set, snap
+		next[gw] = set
 		s.updatedAt[gw] = now
 		delete(s.emptied, gw)
 		s.stats.snapshotUpdates.Add(1)
@@ -196,7 +193,7 @@ func (s *Server) Update(sets map[string]*snapshot.Set) {
 			s.log.Info("xds: gateway removed, serving empty snapshot", "gateway", gw)
 		}
 	}
-	s.sets, s.snaps = next, nextSnaps
+	s.sets = next
 	s.ready = true
 	s.gcEmptiedLocked()
 }
