@@ -60,20 +60,16 @@ func (s *Server) countsMayHaveChanged() {
 // returns to its published value in the meantime causes none. Without Run,
 // counts are still applied to every new snapshot version by Update.
 func (s *Server) Run(ctx context.Context) {
-	t := time.NewTimer(0)
-	<-t.C
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.countsChanged:
 		}
-		t.Reset(s.opts.countDelay)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return
-		case <-t.C:
+		case <-time.After(s.opts.countDelay):
 		}
 		// Wake-ups during the delay are covered by this publish.
 		select {
