@@ -43,19 +43,6 @@ var outboundSkipped = func() map[string]bool {
 	return m
 }()
 
-// namedInConnection reports whether the Connection header values name k
-// (such headers are hop-by-hop too).
-func namedInConnection(conn []string, k string) bool {
-	for _, v := range conn {
-		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" && strings.EqualFold(tok, k) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // removeHopHeaders deletes the hop-by-hop headers of a response, those
 // its Connection header names included.
 func removeHopHeaders(h http.Header) {
@@ -103,7 +90,8 @@ func writeHead(bw *bufio.Writer, r *http.Request, addr string, contentLength int
 	bw.WriteString("\r\n")
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if outboundSkipped[k] || len(conn) > 0 && namedInConnection(conn, k) {
+		// Headers the Connection header names are hop-by-hop too.
+		if outboundSkipped[k] || len(conn) > 0 && httpguts.HeaderValuesContainsToken(conn, k) {
 			continue
 		}
 		if !httpguts.ValidHeaderFieldName(k) {
