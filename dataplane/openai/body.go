@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -73,12 +74,17 @@ func (b *Body) Bytes() []byte { return b.buf }
 // Len is the body length in bytes.
 func (b *Body) Len() int { return len(b.buf) }
 
-// Replace swaps the content (after a model rewrite) and rewinds.
-func (b *Body) Replace(p []byte) {
+// RewriteModel puts name in place of the model string at f (as FindModel
+// found it in this body) and rewinds. The rest of the body moves within
+// its own buffer: a rewritten copy put back would copy the whole prompt
+// twice. It returns where the new name sits.
+func (b *Body) RewriteModel(f ModelField, name string) ModelField {
+	q := quote(name)
 	b.mu.Lock()
-	b.buf = append(b.buf[:0], p...)
+	b.buf = slices.Replace(b.buf, f.Start, f.End, q...)
 	b.off = 0
 	b.mu.Unlock()
+	return ModelField{Name: name, Start: f.Start, End: f.Start + len(q)}
 }
 
 // Read implements io.Reader.

@@ -98,11 +98,17 @@ func eachTopLevel(b []byte, fn func(key []byte, esc bool, vs, ve int) error) err
 
 // RewriteModel returns body with the model string at f replaced by name.
 func RewriteModel(body []byte, f ModelField, name string) []byte {
-	q, _ := json.Marshal(name) // a string always marshals
+	q := quote(name)
 	out := make([]byte, 0, len(body)-(f.End-f.Start)+len(q))
 	out = append(out, body[:f.Start]...)
 	out = append(out, q...)
 	return append(out, body[f.End:]...)
+}
+
+// quote returns name as a JSON string.
+func quote(name string) []byte {
+	q, _ := json.Marshal(name) // a string always marshals
+	return q
 }
 
 func trailing(b []byte, i int) error {

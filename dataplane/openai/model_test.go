@@ -158,3 +158,35 @@ func BenchmarkFindModel(b *testing.B) {
 		}
 	}
 }
+
+// TestBodyRewriteModel: the body rewritten in place holds what RewriteModel
+// returns, for a longer and then a shorter name, and reads from the start.
+func TestBodyRewriteModel(t *testing.T) {
+	orig := []byte(`{"stream":true, "model" : "food-review", "messages":[{"role":"user","content":"hi"}]}`)
+	b, err := openai.ReadBody(bytes.NewReader(orig), int64(len(orig)), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Read(make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	f, ok, err := openai.FindModel(orig)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	want := orig
+	for _, name := range []string{`food-review-"lora"-long`, "m"} {
+		want = openai.RewriteModel(want, f, name)
+		f = b.RewriteModel(f, name)
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Fatalf("%q: body %s, want %s", name, b.Bytes(), want)
+		}
+		if got, ok, err := openai.FindModel(want); err != nil || !ok || got != f {
+			t.Fatalf("%q: field %+v, FindModel says %+v (%v, %v)", name, f, got, ok, err)
+		}
+		if all, err := io.ReadAll(b); err != nil || !bytes.Equal(all, want) {
+			t.Fatalf("%q: read %s, %v", name, all, err)
+		}
+	}
+}

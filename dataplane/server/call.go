@@ -118,10 +118,8 @@ func (m *Manager) aim(c *call, ref *config.BackendRef, bs *backendState) {
 	if c.hasModel && c.body != nil {
 		// The body names the model the previous backendRef wanted (or the
 		// client's); put this one's there, the client's for a Service.
-		if f := c.inBody; f.Name != target {
-			old := c.body.Len()
-			c.body.Replace(openai.RewriteModel(c.body.Bytes(), f, target))
-			c.inBody = openai.ModelField{Name: target, Start: f.Start, End: f.End + c.body.Len() - old}
+		if c.inBody.Name != target {
+			c.inBody = c.body.RewriteModel(c.inBody, target)
 			c.r.ContentLength = int64(c.body.Len())
 		}
 	}
