@@ -32,10 +32,10 @@ type prefixHomes struct {
 	mu sync.Mutex
 	// hot maps affinity keys to when this proxy last sent them (unix ns).
 	hot map[uint64]int64
-	// dirty is set when a key joined hot since the last build.
-	dirty bool
-	// expireAt is when the oldest hot key expires (unix ns; 0: none).
-	expireAt int64
+	// due is when the plan needs a rebuild (unix ns): at once when a key
+	// joined hot since the last build, else when the oldest hot key
+	// expires (math.MaxInt64: never).
+	due int64
 
 	plan    atomic.Pointer[homesPlan]
 	builtAt atomic.Int64
@@ -80,10 +80,10 @@ func (h *prefixHomes) home(c *Cycle, k uint64, hot bool, p *PrefixScorer) (*home
 			h.hot = make(map[uint64]int64)
 		}
 		if _, ok := h.hot[k]; !ok {
-			h.dirty = true
+			h.due = math.MinInt64
 		}
 		h.hot[k] = now
-		rebuild = h.dirty || (h.expireAt != 0 && now >= h.expireAt)
+		rebuild = now >= h.due
 		h.mu.Unlock()
 	}
 	if last := h.builtAt.Load(); rebuild && now-last >= int64(planEvery) && h.builtAt.CompareAndSwap(last, now) {
@@ -121,9 +121,9 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *home
 		keys = keys[:maxHotPrefixes]
 		oldest = h.hot[keys[len(keys)-1]]
 	}
-	h.dirty, h.expireAt = false, 0
+	h.due = math.MaxInt64
 	if oldest != 0 {
-		h.expireAt = oldest + int64(p.Window)
+		h.due = oldest + int64(p.Window)
 	}
 	h.mu.Unlock()
 	eps := make([]uint64, len(cands))
