@@ -86,47 +86,60 @@ func FromProfile(p *snapshotv1.PickerProfile) (*Scheduler, error) {
 }
 
 func newScorer(ref *snapshotv1.PluginRef) (Scorer, error) {
-	params := ref.GetParameters()
-	// num reads a parameter ≥ 0 (def when absent); the first bad one is
-	// the error returned with the scorer.
-	var bad error
-	num := func(key string, def float64) float64 {
-		v, ok := params[key]
-		if !ok {
-			return def
-		}
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 {
-			if bad == nil {
-				bad = fmt.Errorf("scorer %s: parameter %s=%q: want a number ≥ 0", ref.GetName(), key, v)
-			}
-			return def
-		}
-		return f
-	}
 	if ref.GetWeight() < 0 {
 		return nil, fmt.Errorf("scorer %s: negative weight %v", ref.GetName(), ref.GetWeight())
 	}
+	ps := params{ref: ref}
 	switch ref.GetName() {
 	case PluginQueue:
-		return QueueScorer{MinSpread: num("min-spread", 4)}, bad
+		return QueueScorer{MinSpread: ps.num("min-spread", 4)}, ps.bad
 	case PluginRunning:
-		return RunningScorer{MinSpread: num("min-spread", 4)}, bad
+		return RunningScorer{MinSpread: ps.num("min-spread", 4)}, ps.bad
 	case PluginKVCache:
 		return KVCacheScorer{}, nil
 	case PluginLoRA:
 		l := NewLoRAScorer()
-		l.LoadFactor, l.Slack = num("load-factor", l.LoadFactor), num("slack", l.Slack)
-		l.Recent = time.Duration(num("recent-seconds", l.Recent.Seconds()) * float64(time.Second))
-		l.MaxHomes = max(int(num("max-homes", float64(l.MaxHomes))), 1)
-		return l, bad
+		l.LoadFactor, l.Slack = ps.num("load-factor", l.LoadFactor), ps.num("slack", l.Slack)
+		l.Recent = ps.seconds("recent-seconds", l.Recent)
+		l.MaxHomes = ps.count("max-homes", l.MaxHomes)
+		return l, ps.bad
 	case PluginPrefix:
-		p := NewPrefixScorer(int(num("index-size", DefaultPrefixIndexSize)))
-		p.AffinityBlocks = max(int(num("affinity-blocks", float64(p.AffinityBlocks))), 1)
-		p.LoadFactor, p.Slack = num("load-factor", p.LoadFactor), num("slack", p.Slack)
-		p.Balance, p.MinHomes = num("balance", p.Balance), max(int(num("min-homes", float64(p.MinHomes))), 1)
-		p.Window = time.Duration(num("window-seconds", p.Window.Seconds()) * float64(time.Second))
-		return p, bad
+		p := NewPrefixScorer(int(ps.num("index-size", DefaultPrefixIndexSize)))
+		p.AffinityBlocks = ps.count("affinity-blocks", p.AffinityBlocks)
+		p.LoadFactor, p.Slack = ps.num("load-factor", p.LoadFactor), ps.num("slack", p.Slack)
+		p.Balance, p.MinHomes = ps.num("balance", p.Balance), ps.count("min-homes", p.MinHomes)
+		p.Window = ps.seconds("window-seconds", p.Window)
+		return p, ps.bad
 	}
 	return nil, fmt.Errorf("unknown scorer %q (want queue, running, kv-cache, prefix-cache or lora)", ref.GetName())
+}
+
+// params reads a plugin's parameters, each a number ≥ 0 or absent (the
+// default); bad is the first bad one, returned with the scorer.
+type params struct {
+	ref *snapshotv1.PluginRef
+	bad error
+}
+
+func (p *params) num(key string, def float64) float64 {
+	v, ok := p.ref.GetParameters()[key]
+	if !ok {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 {
+		if p.bad == nil {
+			p.bad = fmt.Errorf("scorer %s: parameter %s=%q: want a number ≥ 0", p.ref.GetName(), key, v)
+		}
+		return def
+	}
+	return f
+}
+
+// count reads a whole number, at least 1 (fractions are cut).
+func (p *params) count(key string, def int) int { return max(int(p.num(key, float64(def))), 1) }
+
+// seconds reads a duration given in (fractional) seconds.
+func (p *params) seconds(key string, def time.Duration) time.Duration {
+	return time.Duration(p.num(key, def.Seconds()) * float64(time.Second))
 }
