@@ -23,8 +23,14 @@ const (
 // fresh metrics counts 1. The pool is saturated at ≥ 1. Waiting includes
 // the requests this proxy sent since the last scrape.
 func Saturation(cands []*endpoints.Endpoint, now time.Time) float64 {
+	s, _ := saturation(cands, now)
+	return s
+}
+
+// saturation is Saturation, and whether any endpoint has fresh metrics.
+func saturation(cands []*endpoints.Endpoint, now time.Time) (s float64, anyFresh bool) {
 	if len(cands) == 0 {
-		return 1
+		return 1, false
 	}
 	var sum float64
 	for _, e := range cands {
@@ -33,10 +39,16 @@ func Saturation(cands []*endpoints.Endpoint, now time.Time) float64 {
 			sum++
 			continue
 		}
-		q := (m.Waiting + e.Unseen()) / QueueThreshold
-		sum += max(q, m.KVCacheUsage/KVThreshold)
+		anyFresh = true
+		sum += fullness(m.Waiting+e.Unseen(), m)
 	}
-	return sum / float64(len(cands))
+	return sum / float64(len(cands)), anyFresh
+}
+
+// fullness is one fresh endpoint's term of the saturation: 1 when its
+// queue (with the requests sent since the scrape) or KV cache is full.
+func fullness(queue float64, m *endpoints.Metrics) float64 {
+	return max(queue/QueueThreshold, m.KVCacheUsage/KVThreshold)
 }
 
 func (c *Cycle) saturation() float64 {
@@ -50,7 +62,7 @@ func (c *Cycle) saturation() float64 {
 			sum++
 			continue
 		}
-		sum += max(cd.Queue/QueueThreshold, cd.Metrics.KVCacheUsage/KVThreshold)
+		sum += fullness(cd.Queue, cd.Metrics)
 	}
 	return sum / float64(len(c.Candidates))
 }
@@ -73,17 +85,10 @@ func Shed(priority int32, saturation float64) bool {
 // metrics (scraping broken: waiting for metrics that may never come would
 // turn every request into a timeout) it returns at least 1.
 func Headroom(cands []*endpoints.Endpoint, now time.Time) int {
-	anyFresh := false
-	for _, e := range cands {
-		if _, ok := e.Fresh(now, e.StaleAfter()); ok {
-			anyFresh = true
-			break
-		}
-	}
+	s, anyFresh := saturation(cands, now)
 	if !anyFresh {
 		return max(1, len(cands))
 	}
-	s := Saturation(cands, now)
 	if s >= 1 {
 		return 0
 	}
