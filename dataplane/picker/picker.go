@@ -1,8 +1,8 @@
 // Package picker chooses the endpoint that serves a request among a
-// backend's ready endpoints. The Picker interface is the seam the full
-// scheduling framework (filters → weighted scorers → pick) plugs into; the
-// two pickers here are the baseline: least in-flight for Services, least
-// queue for InferencePools.
+// backend's ready endpoints: LeastInFlight for Services, and for
+// InferencePools the Scheduler (filters → weighted scorers → pick) that
+// FromProfile builds from the pool's picker profile. RoundRobin and Random
+// are baselines for the routing benchmark.
 package picker
 
 import (
