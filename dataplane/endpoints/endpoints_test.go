@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/internal/testwait"
 )
 
 const vllmMetrics = `# HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -122,9 +123,9 @@ func TestRegistryScrapes(t *testing.T) {
 		t.Fatalf("endpoints %d, scraping %d", len(eps), reg.Scraping())
 	}
 	ep := eps[addr]
-	waitFor(t, func() bool { m := ep.Metrics(); return m != nil && m.Waiting == 5 })
+	testwait.Until(t, "the first scrape", func() bool { m := ep.Metrics(); return m != nil && m.Waiting == 5 })
 	waiting.Store(9)
-	waitFor(t, func() bool { return ep.Metrics().Waiting == 9 })
+	testwait.Until(t, "a scrape seeing 9 waiting", func() bool { return ep.Metrics().Waiting == 9 })
 	if m, fresh := ep.Fresh(time.Now(), time.Second); !fresh || m.KVCacheUsage != 0.42 {
 		t.Fatalf("fresh %v %+v", fresh, m)
 	}
@@ -163,19 +164,8 @@ func TestScrapeErrorRecorded(t *testing.T) {
 	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Interval: 10 * time.Millisecond})
 	t.Cleanup(reg.Close)
 	ep := reg.Sync([]endpoints.Spec{{Address: addr, MetricsAddress: addr, Scrape: true}})[addr]
-	waitFor(t, func() bool { msg, _ := ep.LastError(); return strings.Contains(msg, "status 500") })
+	testwait.Until(t, "the scrape error", func() bool { msg, _ := ep.LastError(); return strings.Contains(msg, "status 500") })
 	if ep.Metrics() != nil {
 		t.Fatal("no metrics expected")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

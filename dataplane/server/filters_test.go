@@ -12,6 +12,8 @@ import (
 	"time"
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+
+	"github.com/infergate/infergate/dataplane/internal/testwait"
 )
 
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -178,7 +180,7 @@ func TestRequestMirror(t *testing.T) {
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(mirrored) }
 	post("/all", `{"model":"m","n":1}`)
-	waitFor(t, "mirror copy", func() bool { return count() == 1 })
+	testwait.Until(t, "mirror copy", func() bool { return count() == 1 })
 	mu.Lock()
 	if mirrored[0] != `/all {"model":"m","n":1}` {
 		t.Errorf("mirror got %q", mirrored[0])
@@ -192,7 +194,7 @@ func TestRequestMirror(t *testing.T) {
 		post("/half", `{"model":"m"}`)
 	}
 	time.Sleep(100 * time.Millisecond)
-	waitFor(t, "mirrors settle", func() bool {
+	testwait.Until(t, "mirrors settle", func() bool {
 		return m.Endpoints().Statuses()[1].InFlight == 0 && m.Endpoints().Statuses()[0].InFlight == 0
 	})
 	got := count() - 1

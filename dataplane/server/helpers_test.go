@@ -175,17 +175,6 @@ func expectError(t *testing.T, resp *http.Response, status int, code string) {
 	}
 }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // withProfile gives every backend of rs the picker profile p.
 func withProfile(rs []snapshotv1.Named, p *snapshotv1.PickerProfile) []snapshotv1.Named {
 	for _, r := range rs {

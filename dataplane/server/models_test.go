@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/dataplane/internal/testwait"
 	"github.com/infergate/infergate/dataplane/server"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -162,7 +163,7 @@ func TestListModelsAcrossBackends(t *testing.T) {
 	// After the TTL the old answer is served while a refresh runs; the
 	// new one shows up afterwards.
 	goodList.Store(`[{"id":"svc-model-v2"}]`)
-	waitFor(t, "refreshed listing", func() bool {
+	testwait.Until(t, "refreshed listing", func() bool {
 		_, got := listModels(t, port)
 		return got == "base-model,food-review,food-review-lora,svc-model-v2"
 	})

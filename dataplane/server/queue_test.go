@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/infergate/infergate/dataplane/internal/testwait"
 	"github.com/infergate/infergate/dataplane/server"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -88,7 +89,7 @@ func TestWaitQueueRequestPath(t *testing.T) {
 		&snapshotv1.ModelRule{Name: gw + "/batch", Pool: pool.resourceName(), Objective: "batch", Priority: -1})
 	apply(t, m, withProfile(rs, &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "queue", Weight: 1}}, ShedSheddable: true,
 		Queue: &snapshotv1.WaitQueue{MaxRequests: 2, Ttl: durationpb.New(400 * time.Millisecond)}}))
-	waitFor(t, "the saturated pod scraped", func() bool {
+	testwait.Until(t, "the saturated pod scraped", func() bool {
 		s := m.Endpoints().Statuses()
 		return len(s) == 1 && s[0].Metrics != nil && s[0].Metrics.Waiting == 10
 	})
@@ -144,17 +145,17 @@ func TestWaitQueueRequestPath(t *testing.T) {
 	// A client that goes away leaves the queue at once.
 	ctx, cancel := context.WithCancel(bg)
 	gone := async(ctx, "", "tenant-a")
-	waitFor(t, "one request waiting", func() bool { return queued() == 1 })
+	testwait.Until(t, "one request waiting", func() bool { return queued() == 1 })
 	cancel()
 	<-gone
-	waitFor(t, "the canceled request out of the queue", func() bool { return queued() == 0 && outcome("canceled") == 1 })
+	testwait.Until(t, "the canceled request out of the queue", func() bool { return queued() == 0 && outcome("canceled") == 1 })
 
 	// Fill the queue (2) from one tenant; a third from that tenant is
 	// refused, a critical one evicts the tenant's newest.
 	first := async(bg, "", "tenant-a")
-	waitFor(t, "first waiting", func() bool { return queued() == 1 })
+	testwait.Until(t, "first waiting", func() bool { return queued() == 1 })
 	second := async(bg, "", "tenant-a")
-	waitFor(t, "second waiting", func() bool { return queued() == 2 })
+	testwait.Until(t, "second waiting", func() bool { return queued() == 2 })
 	checkQueuesAdmin(t, m, `"pool": "ns/pool"`, `"maxRequests": 2`, `"ttl": "400ms"`, `"waiting": 2`, `"headroom": 0`,
 		`"priority": 0,
         "waiting": 2,
@@ -268,7 +269,7 @@ func TestWaitQueueCountsAgainstRequestTimeout(t *testing.T) {
 	rs := snapshot([]uint32{port}, []*snapshotv1.Route{rt}, []backendSpec{pool})
 	apply(t, m, withProfile(rs, &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "queue", Weight: 1}},
 		Queue: &snapshotv1.WaitQueue{Ttl: durationpb.New(10 * time.Second)}}))
-	waitFor(t, "the saturated pod scraped", func() bool {
+	testwait.Until(t, "the saturated pod scraped", func() bool {
 		s := m.Endpoints().Statuses()
 		return len(s) == 1 && s[0].Metrics != nil && s[0].Metrics.Waiting == 10
 	})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/config/configtest"
+	"github.com/infergate/infergate/dataplane/internal/testwait"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -188,7 +189,7 @@ func TestSSEEventByEvent(t *testing.T) {
 		t.Fatalf("rest: %q", rest)
 	}
 	// Released once the body is done, not at header time.
-	waitFor(t, "in-flight released", func() bool { return m.Endpoints().Statuses()[0].InFlight == 0 })
+	testwait.Until(t, "in-flight released", func() bool { return m.Endpoints().Statuses()[0].InFlight == 0 })
 }
 
 func TestClientDisconnectCancelsUpstream(t *testing.T) {
@@ -222,7 +223,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("upstream request not canceled after the client went away")
 	}
-	waitFor(t, "in-flight released", func() bool { return m.Endpoints().Statuses()[0].InFlight == 0 })
+	testwait.Until(t, "in-flight released", func() bool { return m.Endpoints().Statuses()[0].InFlight == 0 })
 }
 
 func TestListenersFollowConfig(t *testing.T) {
@@ -248,7 +249,7 @@ func TestListenersFollowConfig(t *testing.T) {
 	}
 	apply(t, m, snapshot([]uint32{b}, routes(), []backendSpec{svc}))
 	http.DefaultClient.CloseIdleConnections()
-	waitFor(t, "port a closed", func() bool {
+	testwait.Until(t, "port a closed", func() bool {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a))
 		if err == nil {
 			c.Close()
@@ -324,7 +325,7 @@ func TestPoolPrefersShorterQueue(t *testing.T) {
 	port := freePort(t)
 	m := newManager(t)
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool}))
-	waitFor(t, "both endpoints scraped", func() bool {
+	testwait.Until(t, "both endpoints scraped", func() bool {
 		for _, s := range m.Endpoints().Statuses() {
 			if s.Metrics == nil {
 				return false

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/dataplane/internal/testwait"
 )
 
 // backend is an httptest server that counts the connections it accepted
@@ -74,17 +76,6 @@ type sink struct {
 }
 
 func (s *sink) UpstreamFailed(err error) bool { s.err = err; return true }
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	t.Helper()
@@ -168,7 +159,7 @@ func TestLeanNoReuse(t *testing.T) {
 			if n := be.opened.Load(); n != 2 {
 				t.Errorf("%d upstream connections for 2 requests, want 2 (no reuse)", n)
 			}
-			waitFor(t, "the backend to see every connection closed", func() bool { return be.closed.Load() == 2 })
+			testwait.Until(t, "the backend to see every connection closed", func() bool { return be.closed.Load() == 2 })
 		})
 	}
 }
@@ -193,7 +184,7 @@ func TestLeanIdleTimeout(t *testing.T) {
 	if n := h.pool.idleCount(); n != 1 {
 		t.Fatalf("%d idle connections after a request, want 1", n)
 	}
-	waitFor(t, "the idle connection to be closed", func() bool { return be.closed.Load() == 1 })
+	testwait.Until(t, "the idle connection to be closed", func() bool { return be.closed.Load() == 1 })
 	if n := h.pool.idleCount(); n != 0 {
 		t.Errorf("%d idle connections after the timeout, want 0", n)
 	}
@@ -283,7 +274,7 @@ func TestLeanStreaming(t *testing.T) {
 			if rest, _ := io.ReadAll(rd); string(rest) != "\ndata: 2\n\n" {
 				t.Fatalf("rest %q", rest)
 			}
-			waitFor(t, "the connection back in the pool", func() bool { return h.pool.idleCount() == 1 })
+			testwait.Until(t, "the connection back in the pool", func() bool { return h.pool.idleCount() == 1 })
 		})
 	}
 }
@@ -429,7 +420,7 @@ func TestLeanStaleConnection(t *testing.T) {
 		t.Fatalf("first: %d %q", w.Code, w.Body)
 	}
 	<-served
-	waitFor(t, "the server to close", func() bool {
+	testwait.Until(t, "the server to close", func() bool {
 		// The pooled connection reads EOF once the server's close arrived.
 		c := h.pool.get()
 		if c == nil {

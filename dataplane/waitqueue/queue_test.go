@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+
+	"github.com/infergate/infergate/dataplane/internal/testwait"
 )
 
 // harness is a queue whose pool headroom the test sets, with the waiters
@@ -68,7 +70,7 @@ func (h *harness) add(ctx context.Context, id string, r Request) {
 	h.wg.Go(func() {
 		h.done <- result{id, h.q.Wait(ctx, r)}
 	})
-	waitFor(h.t, "waiter "+id+" queued", func() bool { return h.q.Len() > before || len(h.done) > 0 })
+	testwait.Until(h.t, "waiter "+id+" queued", func() bool { return h.q.Len() > before || len(h.done) > 0 })
 }
 
 // next dispatches one waiter and returns its id.
@@ -93,17 +95,6 @@ func (h *harness) recv() result {
 		h.t.Fatal("no waiter returned")
 	}
 	return result{}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestFastPathAndNoOvertaking(t *testing.T) {
@@ -342,7 +333,7 @@ func TestConcurrentNoLeak(t *testing.T) {
 		t.Fatalf("empty queue keeps %d bytes, %d bands", q.bytes, len(q.bands))
 	}
 	q.mu.Unlock()
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
+	testwait.Until(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
 }
 
 func TestConfigFrom(t *testing.T) {
