@@ -1,15 +1,14 @@
 package main
 
 import (
+	"math"
 	"os"
 	"strconv"
 	"strings"
 	"time"
-)
 
-// userHZ is the unit of the CPU times in /proc/<pid>/stat (USER_HZ, 100 on
-// every Linux architecture Go supports).
-const userHZ = 100
+	"github.com/prometheus/procfs"
+)
 
 // procCPU returns the CPU time (user + system) used so far by pid and its
 // child processes (nginx's workers), or false where /proc is not there.
@@ -31,28 +30,17 @@ func procCPU(pid int) (time.Duration, bool) {
 	return total, true
 }
 
+// statCPU is one process's user + system CPU time, from /proc/<pid>/stat.
 func statCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, false
 	}
-	// The command name (field 2) may hold spaces; fields count from after
-	// its closing parenthesis, where field 3 (state) is the first.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
+	st, err := p.Stat()
+	if err != nil {
 		return 0, false
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, false
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(utime+stime) * time.Second / userHZ, true
+	return time.Duration(math.Round(st.CPUTime() * float64(time.Second))), true
 }
 
 // cpuMeter measures the CPU a set of processes uses during a measurement.
