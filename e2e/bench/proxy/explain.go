@@ -188,17 +188,11 @@ func (r *report) explainSaturated() string {
 
 // leanServer reports whether the run's infergate proxy served its clients
 // with the lean HTTP/1 server.
-func (r *report) leanServer() bool {
-	mode, err := http1.ParseMode(r.cfg.h1server)
-	return err == nil && mode == http1.Lean
-}
+func (r *report) leanServer() bool { return r.cfg.h1server == http1.Lean }
 
 // lean reports whether the run's infergate proxy used the lean HTTP/1
 // upstream client.
-func (r *report) lean() bool {
-	mode, err := upstream.ParseHTTP1Mode(r.cfg.http1)
-	return err == nil && mode == upstream.HTTP1Lean
-}
+func (r *report) lean() bool { return r.cfg.http1 == upstream.HTTP1Lean }
 
 func signedUS(d time.Duration) string {
 	return fmt.Sprintf("%+.0f", float64(d)/float64(time.Microsecond))

@@ -28,6 +28,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/infergate/infergate/dataplane/http1"
+	"github.com/infergate/infergate/dataplane/upstream"
 )
 
 func main() {
@@ -46,11 +49,21 @@ func main() {
 		short    = flag.Bool("short", false, "quick smoke run (1 s measurements)")
 		nginxOff = flag.Bool("no-nginx", false, "skip the nginx baseline")
 		profile  = flag.String("proxy-cpuprofile", "", "write the infergate proxy's CPU profile to this file")
-		http1    = flag.String("upstream-http1", "", "infergate's client for the HTTP/1.1 backend: lean or stdlib (default: the proxy's default)")
+		h1client = flag.String("upstream-http1", "", "infergate's client for the HTTP/1.1 backend: lean or stdlib (default: the proxy's default)")
 		h1server = flag.String("http1-server", "", "infergate's server for the clients' HTTP/1 connections: lean or stdlib (default: the proxy's default)")
 		cases    = flag.String("cases", "json-rate,json-max,sse-rate,sse-max,large,large-saturated", "comma-separated cases to run")
 	)
 	flag.Parse()
+	// Parsed once here: the proxy child serves with these modes and the
+	// report names and explains them.
+	clientMode, err := upstream.ParseHTTP1Mode(*h1client)
+	if err != nil {
+		log.Fatal(err)
+	}
+	serverMode, err := http1.ParseMode(*h1server)
+	if err != nil {
+		log.Fatal(err)
+	}
 	switch *role {
 	case "backend":
 		log.Fatal(runBackend(*addr))
@@ -59,7 +72,7 @@ func main() {
 	case "proxy":
 		_, p, _ := net.SplitHostPort(*addr)
 		port, _ := strconv.Atoi(p)
-		if err := runProxy(uint32(port), *backend, *profile, *http1, *h1server); err != nil {
+		if err := runProxy(uint32(port), *backend, *profile, clientMode, serverMode); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -70,7 +83,7 @@ func main() {
 	if *out == "" {
 		*out = filepath.Join(repoRoot(), "e2e", "bench", "results", "proxy.md")
 	}
-	cfg := runConfig{cases: map[string]bool{}, http1: *http1, h1server: *h1server, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10, largeTTFT: *largeTT}
+	cfg := runConfig{cases: map[string]bool{}, http1: clientMode, h1server: serverMode, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10, largeTTFT: *largeTT}
 	for _, c := range strings.Split(*cases, ",") {
 		cfg.cases[strings.TrimSpace(c)] = true
 	}
@@ -81,8 +94,8 @@ func main() {
 
 type runConfig struct {
 	cases                          map[string]bool
-	http1                          string
-	h1server                       string
+	http1                          upstream.HTTP1Mode
+	h1server                       http1.Mode
 	dur                            time.Duration
 	rate, sseRate, conc, largeConc int
 	largeSize                      int
@@ -126,7 +139,7 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 	if err != nil {
 		return err
 	}
-	pxPID, err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile, "-upstream-http1", cfg.http1, "-http1-server", cfg.h1server)
+	pxPID, err := start("-role", "proxy", "-addr", pxAddr, "-backend", beAddr, "-proxy-cpuprofile", profile, "-upstream-http1", string(cfg.http1), "-http1-server", string(cfg.h1server))
 	if err != nil {
 		return err
 	}

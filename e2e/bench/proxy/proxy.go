@@ -25,18 +25,9 @@ const (
 
 // runProxy serves the proxy's request path (server.Manager, the same code
 // cmd/proxy runs once xDS delivered a config) on port, with one route to
-// an InferencePool of the backend, until SIGTERM. http1 selects the
-// client for the backend (upstream.ParseHTTP1Mode), h1server the server
-// for the load generator's connections (http1.ParseMode).
-func runProxy(port uint32, backend, profile, http1Client, h1server string) error {
-	mode, err := upstream.ParseHTTP1Mode(http1Client)
-	if err != nil {
-		return err
-	}
-	srvMode, err := http1.ParseMode(h1server)
-	if err != nil {
-		return err
-	}
+// an InferencePool of the backend, until SIGTERM. mode is the client for
+// the backend, srvMode the server for the load generator's connections.
+func runProxy(port uint32, backend, profile string, mode upstream.HTTP1Mode, srvMode http1.Mode) error {
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {

@@ -6,9 +6,6 @@ import (
 	"runtime"
 	"strings"
 	"time"
-
-	"github.com/infergate/infergate/dataplane/http1"
-	"github.com/infergate/infergate/dataplane/upstream"
 )
 
 // Targets from the issue: what the proxy may add.
@@ -66,7 +63,7 @@ func (r *report) markdown() string {
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), nginxVersion)
 	fmt.Fprintf(&b, "- Backend: a Go HTTP server answering at once (JSON, or SSE events flushed one by one), so any latency beyond *direct* is the proxy's; "+
 		"in the large-prompt case it reads the prompt and waits %s before the first event, like a model server's prefill (the reference case the goal comes from: 158 ms).\n", r.cfg.largeTTFT)
-	fmt.Fprintf(&b, "- infergate: the proxy's request path (`dataplane/server`) in its own process, one route to an InferencePool (body model read, validation, picker, usage and SSE inspection, metrics); HTTP/1 server: %s; HTTP/1 upstream client: %s.\n", http1Server(r.cfg.h1server), http1Client(r.cfg.http1))
+	fmt.Fprintf(&b, "- infergate: the proxy's request path (`dataplane/server`) in its own process, one route to an InferencePool (body model read, validation, picker, usage and SSE inspection, metrics); HTTP/1 server: `%s`; HTTP/1 upstream client: `%s`.\n", r.cfg.h1server, r.cfg.http1)
 	fmt.Fprintf(&b, "- go-reverseproxy: a bare `httputil.ReverseProxy` (no routing, picking, inspection or metrics) — the floor for any proxy on Go's net/http, to separate infergate's own work from the HTTP stack's.\n")
 	fmt.Fprintf(&b, "- nginx: `least_conn`, `keepalive 512` upstream, HTTP/1.1 upstream, `proxy_buffering off`, `worker_processes auto`.\n")
 	fmt.Fprintf(&b, "- Each measurement runs %s; latency cases are open loop at a fixed rate; max throughput is %d closed-loop workers.\n", r.cfg.dur, r.cfg.conc)
@@ -205,24 +202,4 @@ func (r *report) summary() string {
 		b.WriteString("  " + l + "\n")
 	}
 	return b.String()
-}
-
-// http1Server names the infergate proxy's server for HTTP/1 client
-// connections of a run (`--http1-server`).
-func http1Server(flagValue string) string {
-	mode, err := http1.ParseMode(flagValue)
-	if err != nil {
-		return flagValue
-	}
-	return "`" + string(mode) + "`"
-}
-
-// http1Client names the infergate proxy's HTTP/1 upstream client of a run
-// (`--upstream-http1`).
-func http1Client(flagValue string) string {
-	mode, err := upstream.ParseHTTP1Mode(flagValue)
-	if err != nil {
-		return flagValue
-	}
-	return "`" + string(mode) + "`"
 }
