@@ -32,10 +32,9 @@ func (r *report) explain() []string {
 // rateCase returns the direct, infergate and bare ReverseProxy results of
 // the 1 KB latency case, ok false when it did not run.
 func (r *report) rateCase() (d, ig, gp stats, ok bool) {
-	d, ok1 := r.get("json-rate", "direct")
-	ig, ok2 := r.get("json-rate", "infergate")
+	d, ig, ok = r.pair("json-rate")
 	gp, ok3 := r.get("json-rate", "go-reverseproxy")
-	return d, ig, gp, ok1 && ok2 && ok3
+	return d, ig, gp, ok && ok3
 }
 
 func (r *report) explainLatency() string {
@@ -146,9 +145,8 @@ func (r *report) explainThroughput() string {
 // with a model server's TTFT the machine is far from saturated, so what a
 // proxy adds is its own store-and-forward of the prompt.
 func (r *report) explainTTFT() string {
-	dl, ok1 := r.get("large", "direct")
-	il, ok2 := r.get("large", "infergate")
-	if !ok1 || !ok2 || il.firstP50-dl.firstP50 <= goalAddedTTFT {
+	dl, il, ok := r.pair("large")
+	if !ok || il.firstP50-dl.firstP50 <= goalAddedTTFT {
 		return ""
 	}
 	s := fmt.Sprintf("**Added TTFT for %d KB prompts.** At %.0f req/s (%d clients, backend TTFT %s) infergate added %s ms at p50 "+
@@ -165,9 +163,8 @@ func (r *report) explainTTFT() string {
 // system ≈ clients ÷ throughput), so added TTFT follows the rate a proxy
 // sustains for large bodies.
 func (r *report) explainSaturated() string {
-	dl, ok1 := r.get("large-saturated", "direct")
-	il, ok2 := r.get("large-saturated", "infergate")
-	if !ok1 || !ok2 || dl.rps <= 0 {
+	dl, il, ok := r.pair("large-saturated")
+	if !ok || dl.rps <= 0 {
 		return ""
 	}
 	c := float64(r.cfg.largeConc)
@@ -175,12 +172,13 @@ func (r *report) explainSaturated() string {
 	s := fmt.Sprintf("%d clients in a closed loop against a backend answering at once keep the machine saturated, so TTFT here is mostly "+
 		"queueing: by Little's law it is about clients ÷ throughput, and +%s ms would need ≥ %.0f req/s where direct reaches %.0f. "+
 		"infergate reached %.0f req/s", r.cfg.largeConc, ms(goalAddedTTFT), need, dl.rps, il.rps)
-	if nl, ok := r.get("large-saturated", "nginx"); ok {
+	nl, withNginx := r.get("large-saturated", "nginx")
+	if withNginx {
 		s += fmt.Sprintf(", nginx %.0f req/s", nl.rps)
 	}
 	s += fmt.Sprintf(". Every proxy copies each prompt through the kernel twice more (client → proxy, proxy → backend); per request the "+
 		"infergate process used %s µs of CPU", us(il.proxyCPU))
-	if nl, ok := r.get("large-saturated", "nginx"); ok {
+	if withNginx {
 		s += fmt.Sprintf(" and nginx %s µs", us(nl.proxyCPU))
 	}
 	return s + fmt.Sprintf(", the backend %s µs to read the same body once.", us(il.backendCPU))

@@ -37,6 +37,14 @@ func (r *report) get(c, target string) (stats, bool) {
 	return s, ok
 }
 
+// pair returns the direct and infergate results of case c, the two every
+// comparison starts from; ok false when the case did not run.
+func (r *report) pair(c string) (direct, infergate stats, ok bool) {
+	d, ok1 := r.get(c, "direct")
+	ig, ok2 := r.get(c, "infergate")
+	return d, ig, ok1 && ok2
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/float64(time.Millisecond)) }
 
 func added(d time.Duration) string {
@@ -156,8 +164,7 @@ func (r *report) verdicts() []string {
 		}
 		return "MISSED"
 	}
-	if d, ok := r.get("json-rate", "direct"); ok {
-		ig, _ := r.get("json-rate", "infergate")
+	if d, ig, ok := r.pair("json-rate"); ok {
 		a50, a99 := ig.p50-d.p50, ig.p99-d.p99
 		out = append(out, fmt.Sprintf("added p50 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a50), ms(goalAddedP50), mark(a50 <= goalAddedP50)))
 		out = append(out, fmt.Sprintf("added p99 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a99), ms(goalAddedP99), mark(a99 <= goalAddedP99)))
@@ -175,8 +182,7 @@ func (r *report) verdicts() []string {
 			out = append(out, fmt.Sprintf("max req/s infergate/nginx (SSE 200 events): %.2f×", igs.rps/ngs.rps))
 		}
 	}
-	if dl, ok := r.get("large", "direct"); ok {
-		il, _ := r.get("large", "infergate")
+	if dl, il, ok := r.pair("large"); ok {
 		at := il.firstP50 - dl.firstP50
 		out = append(out, fmt.Sprintf("added TTFT p50 for %d KB prompts at concurrency %d (model server TTFT %s): %s ms (goal ≤ %s ms) — %s",
 			r.cfg.largeSize>>10, r.cfg.largeConc, r.cfg.largeTTFT, added(at), ms(goalAddedTTFT), mark(at <= goalAddedTTFT)))
@@ -184,8 +190,7 @@ func (r *report) verdicts() []string {
 			out = append(out, fmt.Sprintf("added TTFT p50 through nginx for comparison: %s ms", added(nl.firstP50-dl.firstP50)))
 		}
 	}
-	if dl, ok := r.get("large-saturated", "direct"); ok {
-		il, _ := r.get("large-saturated", "infergate")
+	if dl, il, ok := r.pair("large-saturated"); ok {
 		line := fmt.Sprintf("saturated variant (backend answering at once), added TTFT p50: infergate %s ms", added(il.firstP50-dl.firstP50))
 		if nl, ok := r.get("large-saturated", "nginx"); ok {
 			line += fmt.Sprintf(", nginx %s ms", added(nl.firstP50-dl.firstP50))
