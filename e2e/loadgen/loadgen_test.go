@@ -167,3 +167,23 @@ func TestSteadyThroughput(t *testing.T) {
 		t.Fatalf("steady %v tokens/s without a window, want 0", s.SteadyTokensPerSec)
 	}
 }
+
+// TestQuantile: nearest rank, index ⌊q·n⌋ clamped to the last value; the
+// zero value without values.
+func TestQuantile(t *testing.T) {
+	v := []time.Duration{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0, 10}, {0.5, 60}, {0.9, 100}, {0.99, 100}, {1, 100}} {
+		if got := loadgen.Quantile(v, c.q); got != c.want {
+			t.Errorf("Quantile(1..10 ×10, %v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := loadgen.Quantile([]float64{3}, 0.5); got != 3 {
+		t.Errorf("one value: %v", got)
+	}
+	if got := loadgen.Quantile([]float64(nil), 0.5); got != 0 {
+		t.Errorf("no values: %v", got)
+	}
+}

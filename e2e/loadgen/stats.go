@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"time"
@@ -138,12 +139,19 @@ func steadyThroughput(rs []Result, sec func(time.Duration) float64) float64 {
 }
 
 func pct(v []float64) Percentiles {
-	if len(v) == 0 {
-		return Percentiles{}
-	}
 	slices.Sort(v)
-	at := func(q float64) float64 { return v[min(len(v)-1, int(q*float64(len(v))))] }
-	return Percentiles{P50: at(0.50), P90: at(0.90), P99: at(0.99)}
+	return Percentiles{P50: Quantile(v, 0.50), P90: Quantile(v, 0.90), P99: Quantile(v, 0.99)}
+}
+
+// Quantile is the q-quantile of sorted by nearest rank: the value at index
+// ⌊q·n⌋ (the last one for q close to 1), the zero value when sorted is
+// empty. Every latency percentile of the benchmarks is this one.
+func Quantile[T cmp.Ordered](sorted []T, q float64) T {
+	if len(sorted) == 0 {
+		var zero T
+		return zero
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 // LoadImbalance is max/mean of successful requests per replica over n

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/infergate/infergate/e2e/loadgen"
 )
 
 // target is one way to reach the backend: directly, through infergate, or
@@ -136,15 +138,9 @@ func summarize(ss []sample) stats {
 		tot = append(tot, s.total)
 		first = append(first, s.first)
 	}
-	st.p50, st.p99 = pct(tot, 0.50), pct(tot, 0.99)
-	st.firstP50, st.firstP99 = pct(first, 0.50), pct(first, 0.99)
+	slices.Sort(tot)
+	slices.Sort(first)
+	st.p50, st.p99 = loadgen.Quantile(tot, 0.50), loadgen.Quantile(tot, 0.99)
+	st.firstP50, st.firstP99 = loadgen.Quantile(first, 0.50), loadgen.Quantile(first, 0.99)
 	return st
-}
-
-func pct(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	return ds[min(int(q*float64(len(ds))), len(ds)-1)]
 }
