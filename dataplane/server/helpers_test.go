@@ -192,6 +192,28 @@ func scrapeMetrics(t *testing.T, m *server.Manager) string {
 	return body
 }
 
+// checkMetrics scrapes m's /metrics page, reports each wanted line it
+// lacks (with the page's own series logged then) and returns the page.
+func checkMetrics(t *testing.T, m *server.Manager, want ...string) string {
+	t.Helper()
+	text := scrapeMetrics(t, m)
+	lacks := false
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("metrics lack %s", w)
+			lacks = true
+		}
+	}
+	if lacks {
+		for l := range strings.SplitSeq(text, "\n") {
+			if strings.HasPrefix(l, "inference") || strings.HasPrefix(l, "infergate") {
+				t.Log(l)
+			}
+		}
+	}
+	return text
+}
+
 // adminGet returns the status and body of m's admin API at path.
 func adminGet(t *testing.T, m *server.Manager, path string) (int, string) {
 	t.Helper()
@@ -216,6 +238,17 @@ func ok200(resp *http.Response, err error) error {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// serviceAt serves be as the plain Service behind one route for "/" on a
+// fresh port.
+func serviceAt(t *testing.T, be *httptest.Server) (*server.Manager, uint32) {
+	t.Helper()
+	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
+	port := freePort(t)
+	m := newManager(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	return m, port
 }
 
 // foodReviewPool serves be as the one pool behind a fresh proxy's listener,

@@ -24,10 +24,7 @@ func TestRequestID(t *testing.T) {
 		seen <- r.Header.Get("X-Request-Id")
 	}))
 	t.Cleanup(be.Close)
-	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	_, port := serviceAt(t, be)
 
 	for _, sent := range []string{"client-chosen-id", ""} {
 		req, _ := http.NewRequest(http.MethodGet, url(port, "/x"), nil)

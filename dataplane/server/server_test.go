@@ -60,10 +60,7 @@ func decodeEcho(t *testing.T, resp *http.Response) echoed {
 
 func TestProxyForwards(t *testing.T) {
 	be := echo(t)
-	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	_, port := serviceAt(t, be)
 
 	body := `{"model":"llama","messages":[{"role":"user","content":"hi"}]}`
 	req, _ := http.NewRequest("POST", url(port, "/v1/chat/completions"), strings.NewReader(body))
@@ -204,10 +201,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		close(canceled)
 	}))
 	t.Cleanup(be.Close)
-	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	m, port := serviceAt(t, be)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", url(port, "/v1/completions"), strings.NewReader(`{"model":"m"}`))
@@ -484,10 +478,7 @@ func TestWeightedBackends(t *testing.T) {
 
 func TestChunkedAndExpect(t *testing.T) {
 	be := echo(t)
-	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	_, port := serviceAt(t, be)
 	pr, pw := io.Pipe()
 	go func() {
 		pw.Write([]byte(`{"model":`))
@@ -510,10 +501,7 @@ func TestChunkedAndExpect(t *testing.T) {
 // TestClientH2C: clients may speak prior-knowledge HTTP/2 in clear text to
 // an HTTP listener, streaming responses included.
 func TestClientH2C(t *testing.T) {
-	svc := backendSpec{name: "svc", addrs: []string{addr(echo(t))}}
-	port := freePort(t)
-	m := newManager(t)
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
+	_, port := serviceAt(t, echo(t))
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
