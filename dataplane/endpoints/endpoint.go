@@ -35,12 +35,10 @@ type Endpoint struct {
 	// sinceScrape counts requests this proxy started since the latest
 	// scrape: the part of the load the scraped queue cannot show yet.
 	sinceScrape atomic.Int64
-	// staleAfter is how old metrics may be for decisions; it grows with the
-	// scrape interval (see Options.Proxies).
-	staleAfter atomic.Int64 // nanoseconds
-	// proxies is how many proxies share the endpoint (Options.Proxies):
-	// the multiplier from this proxy's unseen requests to everyone's.
-	proxies atomic.Int64
+	// sched is the registry's scrape schedule: the proxy count multiplies
+	// this proxy's unseen requests to everyone's, and the interval sets
+	// how old metrics may be for decisions.
+	sched   *schedule
 	health  health
 	metrics atomic.Pointer[Metrics]
 	lastErr atomic.Pointer[scrapeError]
@@ -73,18 +71,16 @@ type scrapeError struct {
 	at  time.Time
 }
 
-func newEndpoint(s Spec) *Endpoint {
-	e := &Endpoint{
+func newEndpoint(s Spec, sched *schedule) *Endpoint {
+	return &Endpoint{
 		Address:        s.Address,
 		MetricsAddress: s.MetricsAddress,
 		Pod:            s.Pod,
 		EngineType:     s.EngineType,
 		Hash:           xxhash.Sum64String(s.Address),
 		servedHeader:   []string{s.Address},
+		sched:          sched,
 	}
-	e.staleAfter.Store(int64(DefaultStaleAfter))
-	e.proxies.Store(1)
-	return e
 }
 
 // DefaultStaleAfter is how old scraped metrics may be and still count for
@@ -93,7 +89,7 @@ const DefaultStaleAfter = 200 * time.Millisecond
 
 // New returns a standalone endpoint (no scraper), for tests and callers that
 // manage state themselves.
-func New(s Spec) *Endpoint { return newEndpoint(s) }
+func New(s Spec) *Endpoint { return newEndpoint(s, newSchedule(defaultInterval, 1)) }
 
 // InFlight is the number of requests this proxy has open to the endpoint.
 func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
@@ -123,11 +119,11 @@ func (e *Endpoint) SinceScrape() int64 {
 // factor, each of N proxies underestimates a hot replica N-fold between
 // scrapes (which are N times rarer per proxy) and they pile onto it.
 func (e *Endpoint) Unseen() float64 {
-	return float64(e.SinceScrape() * e.proxies.Load())
+	return float64(e.SinceScrape() * e.sched.proxies.Load())
 }
 
 // StaleAfter is how old the endpoint's metrics may be for decisions.
-func (e *Endpoint) StaleAfter() time.Duration { return time.Duration(e.staleAfter.Load()) }
+func (e *Endpoint) StaleAfter() time.Duration { return e.sched.staleAfter() }
 
 // Release ends a request counted by Acquire.
 func (e *Endpoint) Release() { e.inFlight.Add(-1) }

@@ -51,8 +51,7 @@ type Options struct {
 type Registry struct {
 	logger *slog.Logger
 	opts   Options
-
-	proxies atomic.Int64
+	sched  *schedule
 
 	mu   sync.Mutex
 	eps  map[string]*managed
@@ -69,7 +68,7 @@ type managed struct {
 // NewRegistry returns an empty registry.
 func NewRegistry(logger *slog.Logger, opts Options) *Registry {
 	if opts.Interval <= 0 {
-		opts.Interval = 50 * time.Millisecond
+		opts.Interval = defaultInterval
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
@@ -82,41 +81,48 @@ func NewRegistry(logger *slog.Logger, opts Options) *Registry {
 			DisableCompression:  true,
 		}}
 	}
-	r := &Registry{logger: logger, opts: opts, eps: map[string]*managed{}}
-	r.proxies.Store(int64(max(opts.Proxies, 1)))
-	return r
+	return &Registry{logger: logger, opts: opts, sched: newSchedule(opts.Interval, opts.Proxies), eps: map[string]*managed{}}
 }
+
+// defaultInterval is Options.Interval's default.
+const defaultInterval = 50 * time.Millisecond
+
+// schedule is the scrape schedule a registry's endpoints share, so a new
+// proxy count reaches all of them at once.
+type schedule struct {
+	base    time.Duration // Options.Interval
+	proxies atomic.Int64  // ≥ 1
+}
+
+func newSchedule(base time.Duration, proxies int) *schedule {
+	s := &schedule{base: base}
+	s.proxies.Store(int64(max(proxies, 1)))
+	return s
+}
+
+// interval is the time between two scrapes of one endpoint by this proxy.
+func (s *schedule) interval() time.Duration { return s.base * time.Duration(s.proxies.Load()) }
+
+// staleAfter is how long one scrape stays usable at the current interval.
+func (s *schedule) staleAfter() time.Duration { return max(DefaultStaleAfter, 4*s.interval()) }
 
 // SetProxies sets how many proxies share the scrape load (values < 1 mean
 // 1). Scrapers pick the new interval up after their current wait; endpoints
-// get the matching staleness bound. The proxy calls it with the count its
-// control plane sends (Manifest.proxy_count).
+// get the matching staleness bound and unseen-request factor. The proxy
+// calls it with the count its control plane sends (Manifest.proxy_count).
 func (r *Registry) SetProxies(n int) {
 	n = max(n, 1)
-	if old := r.proxies.Swap(int64(n)); old != int64(n) {
-		r.logger.Info("scrape interval changed", "proxies", n, "interval", r.Interval(), "staleAfter", r.staleAfter())
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.eps {
-		r.configure(m.ep)
+	if old := r.sched.proxies.Swap(int64(n)); old != int64(n) {
+		r.logger.Info("scrape interval changed", "proxies", n, "interval", r.Interval(), "staleAfter", r.sched.staleAfter())
 	}
 }
 
 // Proxies is the number of proxies the scrape load is shared by.
-func (r *Registry) Proxies() int { return int(r.proxies.Load()) }
-
-// configure gives ep the settings that follow the proxy count.
-func (r *Registry) configure(ep *Endpoint) {
-	ep.staleAfter.Store(int64(r.staleAfter()))
-	ep.proxies.Store(r.proxies.Load())
-}
+func (r *Registry) Proxies() int { return int(r.sched.proxies.Load()) }
 
 // Interval is the current interval between two scrapes of one endpoint by
 // this proxy.
-func (r *Registry) Interval() time.Duration {
-	return r.opts.Interval * time.Duration(r.proxies.Load())
-}
+func (r *Registry) Interval() time.Duration { return r.sched.interval() }
 
 // Schedule is how a proxy scrapes its model servers, for the admin API.
 type Schedule struct {
@@ -131,12 +137,7 @@ type Schedule struct {
 
 // Schedule returns the current scrape schedule.
 func (r *Registry) Schedule() Schedule {
-	return Schedule{Proxies: r.Proxies(), Interval: r.Interval().String(), StaleAfter: r.staleAfter().String()}
-}
-
-// staleAfter is how long one scrape stays usable at the current interval.
-func (r *Registry) staleAfter() time.Duration {
-	return max(DefaultStaleAfter, 4*r.Interval())
+	return Schedule{Proxies: r.Proxies(), Interval: r.Interval().String(), StaleAfter: r.sched.staleAfter().String()}
 }
 
 // Sync makes the registry hold exactly the given endpoints: new addresses
@@ -168,8 +169,7 @@ func (r *Registry) Sync(specs []Spec) map[string]*Endpoint {
 	for addr, s := range want {
 		m := r.eps[addr]
 		if m == nil {
-			ep := newEndpoint(s)
-			r.configure(ep)
+			ep := newEndpoint(s, r.sched)
 			m = &managed{ep: ep, spec: s}
 			if s.Scrape && !r.done {
 				r.startScraper(m)
