@@ -34,6 +34,8 @@ type Cycle struct {
 	AnyFresh bool
 	// MeanQueue is the mean Queue over the candidates with a known queue.
 	MeanQueue float64
+	// LoRA reports whether any candidate reports LoRA state (max_lora > 0).
+	LoRA bool
 
 	// Prompt prefix keys, computed once when a scorer asks (PrefixKeys).
 	keys   []prefixKey
@@ -64,7 +66,7 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 		c.total = make([]float64, n)
 	}
 	c.Candidates = c.Candidates[:0]
-	c.AnyFresh, c.MeanQueue = false, 0
+	c.AnyFresh, c.MeanQueue, c.LoRA = false, 0, false
 	c.keys, c.blocks, c.hashed, c.adapter = c.keys[:0], 0, false, 0
 	clear(c.prefixOf)
 	clear(c.matches)
@@ -97,6 +99,9 @@ func (c *Cycle) Model() string {
 func (c *Cycle) IsAdapter() bool {
 	if c.adapter == 0 {
 		c.adapter = -1
+		if !c.LoRA {
+			return false
+		}
 		model := c.Model()
 		for i := range c.Candidates {
 			m := c.Candidates[i].Metrics
@@ -137,6 +142,7 @@ func (c *Cycle) load(cands []*endpoints.Endpoint) {
 	var n int
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
+		c.LoRA = c.LoRA || (cd.Metrics != nil && cd.Metrics.MaxLoRA > 0)
 		switch {
 		case cd.Fresh:
 			cd.Queue = cd.Metrics.Waiting + cd.Endpoint.Unseen()

@@ -100,7 +100,7 @@ func (*LoRAScorer) Name() string { return "lora" }
 // Prepare implements Preparer: a model this proxy sent as an adapter is
 // one even while no endpoint reports it (idle adapters are not scraped).
 func (s *LoRAScorer) Prepare(c *Cycle) {
-	if c.adapter <= 0 && loraPool(c.Candidates) {
+	if c.adapter <= 0 && c.LoRA {
 		if _, known := s.sends(c.Model()); known {
 			c.adapter = 1
 		}
@@ -113,7 +113,7 @@ func (s *LoRAScorer) Score(c *Cycle, out []float64) {
 	for i := range cands {
 		out[i] = 1
 	}
-	if !loraPool(cands) {
+	if !c.LoRA {
 		return
 	}
 	model := c.Model()
@@ -353,16 +353,6 @@ func unblock(homes [][]uint64, i int, eps []planEndpoint, index map[uint64]int) 
 type namedHash struct {
 	hash uint64
 	name string
-}
-
-// loraPool reports whether any candidate reports LoRA state.
-func loraPool(cands []Candidate) bool {
-	for i := range cands {
-		if m := cands[i].Metrics; m != nil && m.MaxLoRA > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // adapterLoad is the load the home bound compares: queued plus running
