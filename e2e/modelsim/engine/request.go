@@ -32,7 +32,8 @@ type Request struct {
 	lastTokenAt time.Time
 	queuedFor   time.Duration
 	// adapterLoaded and adapterEvicted: how the adapter was found at the
-	// first admission (see Progress).
+	// first admission (loaded rather than resident; the idle adapter the
+	// load swapped out, "" if a slot was free); Stats.LoRA has the totals.
 	adapterLoaded  bool
 	adapterEvicted string
 	finished       bool
@@ -54,12 +55,6 @@ type Progress struct {
 	Finished   time.Time
 	Done       bool
 	Err        error
-	// AdapterLoaded is true when the request's LoRA adapter was not
-	// resident at its first admission and had to be loaded; AdapterEvicted
-	// names the idle adapter that load swapped out ("" if a slot was free).
-	// Both are zero for base-model requests and before admission.
-	AdapterLoaded  bool
-	AdapterEvicted string
 }
 
 // NewRequest builds a request; the engine computes tokens and block hashes on Submit.
@@ -84,15 +79,13 @@ func (r *Request) total() int { return r.promptLen + r.generated }
 func (r *Request) publish(err error) {
 	r.mu.Lock()
 	r.prog = Progress{
-		PromptTokens:   r.promptLen,
-		CachedTokens:   r.cached,
-		Generated:      r.generated,
-		QueueTime:      r.queuedFor,
-		FirstToken:     r.firstAt,
-		Done:           r.finished || err != nil,
-		Err:            err,
-		AdapterLoaded:  r.adapterLoaded,
-		AdapterEvicted: r.adapterEvicted,
+		PromptTokens: r.promptLen,
+		CachedTokens: r.cached,
+		Generated:    r.generated,
+		QueueTime:    r.queuedFor,
+		FirstToken:   r.firstAt,
+		Done:         r.finished || err != nil,
+		Err:          err,
 	}
 	if r.finished {
 		r.prog.Finished = r.lastTokenAt
