@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/upstream"
 )
 
 // forward sends c's request (aimed at the weighted pick, see aim) to an
@@ -131,7 +131,7 @@ func (m *Manager) forward(w http.ResponseWriter, c *call) {
 		return
 	}
 	switch {
-	case r.Context().Err() != nil || isTimeout(ex.err):
+	case r.Context().Err() != nil || upstream.IsTimeout(ex.err):
 		ex.status = http.StatusGatewayTimeout
 		openai.WriteError(w, http.StatusGatewayTimeout, openai.TypeServer, "upstream_timeout",
 			"upstream of "+bs.cfg.Source+" timed out")
@@ -207,14 +207,6 @@ func writePickError(w http.ResponseWriter, err error, bs *backendState) int {
 	openai.WriteError(w, http.StatusServiceUnavailable, openai.TypeServer, "no_healthy_upstream",
 		"no ready endpoint for "+bs.cfg.Source)
 	return http.StatusServiceUnavailable
-}
-
-func isTimeout(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

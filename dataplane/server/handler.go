@@ -65,7 +65,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// On failure the deadline stays: net/http drains an unread body
 		// after the handler, and must not wait for the slow client again.
-		if isTimeout(err) {
+		if upstream.IsTimeout(err) {
 			w.Header().Set("Connection", "close")
 			m.logger.Debug("request body read timed out", "request_id", reqID, "timeout", m.opts.BodyReadTimeout)
 			openai.WriteError(w, http.StatusRequestTimeout, openai.TypeInvalidRequest, "request_timeout",

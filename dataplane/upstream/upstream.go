@@ -253,11 +253,20 @@ func (u *Upstream) fail(w http.ResponseWriter, r *http.Request, addr string, ser
 	u.logger.Warn("upstream failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
 	w.Header()[ServedHeader] = served
 	msg := "upstream " + addr + " failed"
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+	if IsTimeout(err) {
 		msg = "upstream " + addr + " timed out"
 	}
 	openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error", msg)
+}
+
+// IsTimeout reports whether err is a deadline that passed: the context's,
+// or a connection's (a read or write timeout).
+func IsTimeout(err error) bool {
+	if err == nil {
+		return false // errors.As would allocate its target for nothing
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // FailureSink is implemented by a ResponseWriter that handles upstream
