@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -179,14 +180,7 @@ func (m *Manager) attempt(ex *exchange, r *http.Request, perAttempt time.Duratio
 func untried(all, tried []*endpoints.Endpoint) []*endpoints.Endpoint {
 	out := make([]*endpoints.Endpoint, 0, len(all))
 	for _, e := range all {
-		seen := false
-		for _, t := range tried {
-			if t == e {
-				seen = true
-				break
-			}
-		}
-		if !seen {
+		if !slices.Contains(tried, e) {
 			out = append(out, e)
 		}
 	}
