@@ -77,6 +77,14 @@ type sink struct {
 
 func (s *sink) UpstreamFailed(err error) bool { s.err = err; return true }
 
+// replayablePost is a POST whose body can be sent again (GetBody), as the
+// proxy's buffered bodies can.
+func replayablePost(body string) *http.Request {
+	r := httptest.NewRequest("POST", "/v1/completions", strings.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+	return r
+}
+
 func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	t.Helper()
 	resp, err := c.Get(url)
@@ -99,11 +107,8 @@ func TestLeanPoolReuse(t *testing.T) {
 	_, h := leanTo(t, be.addr(), Options{})
 	body := `{"model":"m"}`
 	for i := range 3 {
-		r := httptest.NewRequest("POST", "/v1/completions", nil)
-		r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, replayablePost(body))
 		if w.Code != 200 || w.Body.String() != "ok" {
 			t.Fatalf("request %d: %d %q", i, w.Code, w.Body)
 		}
@@ -409,11 +414,8 @@ func TestLeanStaleConnection(t *testing.T) {
 	_, h := leanTo(t, addr, Options{})
 	body := `{"model":"m"}`
 	post := func() *httptest.ResponseRecorder {
-		r := httptest.NewRequest("POST", "/v1/completions", nil)
-		r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, replayablePost(body))
 		return w
 	}
 	if w := post(); w.Code != 200 || w.Body.String() != "ok" {
