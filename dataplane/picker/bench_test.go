@@ -17,15 +17,21 @@ func benchPick(b *testing.B, n int) {
 		e.SetMetrics(&endpoints.Metrics{Waiting: float64(i % 7), Running: float64(i % 5), KVCacheUsage: float64(i%10) / 10,
 			MaxLoRA: 4, RunningAdapters: []string{"a", "b"}, At: now.Add(time.Hour)})
 	}
-	sched, err := picker.FromProfile(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	// 32 groups sharing 4k-token system prompts, as in the benchmark.
 	reqs := make([]*picker.Request, 32)
 	for i := range reqs {
 		sys := fmt.Sprintf("group %d: ", i) + strings.Repeat("you are a helpful assistant. ", 600)
 		reqs[i] = &picker.Request{Model: "m", Body: chatBody(sys, "question")}
+	}
+	benchPicks(b, reqs, es)
+}
+
+// benchPicks measures the default profile's picks over es, cycling
+// through reqs.
+func benchPicks(b *testing.B, reqs []*picker.Request, es []*endpoints.Endpoint) {
+	sched, err := picker.FromProfile(nil)
+	if err != nil {
+		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	i := 0
@@ -46,22 +52,11 @@ func BenchmarkPickLoRA(b *testing.B) {
 		e.SetMetrics(&endpoints.Metrics{Waiting: float64(i % 3), Running: float64(i % 9), KVCacheUsage: float64(i%10) / 10,
 			MaxLoRA: 4, RunningAdapters: []string{fmt.Sprintf("adapter-%d", i%16), fmt.Sprintf("adapter-%d", (i+5)%16)}, At: now.Add(time.Hour)})
 	}
-	sched, err := picker.FromProfile(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	reqs := make([]*picker.Request, 16)
 	for i := range reqs {
 		reqs[i] = &picker.Request{Model: fmt.Sprintf("adapter-%d", i), Body: chatBody("", fmt.Sprintf("question %d", i))}
 	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := sched.Pick(reqs[i%len(reqs)], es); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
+	benchPicks(b, reqs, es)
 }
 
 func BenchmarkPick64(b *testing.B)  { benchPick(b, 64) }
