@@ -49,11 +49,15 @@ type metricNames struct {
 	lora          string // info gauge with adapter labels; "" when the engine has none
 }
 
-// Triton Inference Server's TensorRT-LLM backend families.
-const (
-	tritonRequests = "nv_trt_llm_request_metrics"
-	tritonKVBlocks = "nv_trt_llm_kv_cache_block_metrics"
-)
+// tritonRequests and tritonKVBlocks select one signal of Triton Inference
+// Server's TensorRT-LLM backend families by its type label.
+func tritonRequests(typ string) series {
+	return series{"nv_trt_llm_request_metrics", "request_type", typ}
+}
+
+func tritonKVBlocks(typ string) series {
+	return series{"nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", typ}
+}
 
 // engineMetrics maps the pod label inference.networking.k8s.io/engine-type
 // to its metric names (the Inference Extension's model-server protocol).
@@ -76,11 +80,11 @@ var engineMetrics = map[string]metricNames{
 		kv:      plain("trtllm_kv_cache_utilization"),
 	},
 	"triton": {
-		waiting: []series{{tritonRequests, "request_type", "waiting"}},
-		running: []series{{tritonRequests, "request_type", "scheduled"}},
-		kv:      []series{{tritonKVBlocks, "kv_cache_block_type", "fraction"}},
-		kvUsed:  series{tritonKVBlocks, "kv_cache_block_type", "used"},
-		kvMax:   series{tritonKVBlocks, "kv_cache_block_type", "max"},
+		waiting: []series{tritonRequests("waiting")},
+		running: []series{tritonRequests("scheduled")},
+		kv:      []series{tritonKVBlocks("fraction")},
+		kvUsed:  tritonKVBlocks("used"),
+		kvMax:   tritonKVBlocks("max"),
 	},
 }
 
