@@ -63,8 +63,8 @@ type LoRAScorer struct {
 	// waiting (unix ns), as the plan saw it.
 	scraped map[string]int64
 
-	plan   atomic.Pointer[homePlan]
-	planAt atomic.Int64 // unix ns of the plan's computation
+	plan    atomic.Pointer[homePlan]
+	planned every
 }
 
 // adapterSends are the endpoints (by hash) this proxy sent an adapter to
@@ -122,7 +122,7 @@ func (s *LoRAScorer) Score(c *Cycle, out []float64) {
 		return
 	}
 	now := c.Now.UnixNano()
-	if last := s.planAt.Load(); now-last >= int64(planEvery) && s.planAt.CompareAndSwap(last, now) {
+	if s.planned.claim(now, planEvery) {
 		s.plan.Store(s.buildPlan(cands, now))
 	}
 	var ap adapterPlan

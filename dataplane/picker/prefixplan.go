@@ -37,8 +37,8 @@ type prefixHomes struct {
 	// expires (math.MaxInt64: never).
 	due int64
 
-	plan    atomic.Pointer[homesPlan]
-	builtAt atomic.Int64
+	plan  atomic.Pointer[homesPlan]
+	built every
 }
 
 // homesPlan maps hot affinity keys to their home endpoint's hash, and
@@ -86,7 +86,7 @@ func (h *prefixHomes) home(c *Cycle, k uint64, hot bool, p *PrefixScorer) (*home
 		rebuild = now >= h.due
 		h.mu.Unlock()
 	}
-	if last := h.builtAt.Load(); rebuild && now-last >= int64(planEvery) && h.builtAt.CompareAndSwap(last, now) {
+	if rebuild && h.built.claim(now, planEvery) {
 		h.plan.Store(h.build(c.Candidates, now, p))
 	}
 	pl := h.plan.Load()

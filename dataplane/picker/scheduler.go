@@ -3,7 +3,6 @@ package picker
 import (
 	"math/rand/v2"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -29,10 +28,10 @@ type Scheduler struct {
 	shed bool
 	// now defaults to time.Now; tests set it.
 	now func() time.Time
-	// scoresAt (unix ns) is when scores were last copied to the endpoints
-	// for the admin API; copying on every pick would cost two atomic
-	// stores per candidate.
-	scoresAt atomic.Int64
+	// recordScores paces copying scores to the endpoints for the admin
+	// API; copying on every pick would cost two atomic stores per
+	// candidate.
+	recordScores every
 }
 
 // scoreRecordEvery is how fresh the admin API's last scores are.
@@ -110,7 +109,7 @@ func (s *Scheduler) score(c *Cycle) {
 			total[i] += ws.Weight * v
 		}
 	}
-	if now, last := c.Now.UnixNano(), s.scoresAt.Load(); now-last >= int64(scoreRecordEvery) && s.scoresAt.CompareAndSwap(last, now) {
+	if s.recordScores.claim(c.Now.UnixNano(), scoreRecordEvery) {
 		for i := range c.Candidates {
 			c.Candidates[i].Endpoint.RecordScore(total[i], c.Now)
 		}
