@@ -71,12 +71,12 @@ func (p *leanProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.std.ServeHTTP(w, r)
 		return
 	}
-	x, err := p.roundTrip(w, r)
-	if err != nil {
+	var x leanExchange // on the stack: nothing keeps it past the request
+	if err := p.roundTrip(w, r, &x); err != nil {
 		p.u.fail(w, r, p.addr, p.served, err)
 		return
 	}
-	p.respond(w, r, x)
+	p.respond(w, r, &x)
 }
 
 // leanExchange is one request on one connection.
@@ -89,17 +89,17 @@ type leanExchange struct {
 	stop func() bool
 }
 
-// roundTrip sends r and reads the response head. A reused connection the
+// roundTrip sends r and reads the response head into x. A reused connection the
 // server had closed fails before any byte of a response arrives; that
 // attempt is repeated once, on a new connection. (A server that closes a
 // connection on a request it got without answering looks the same, and
 // gets the request once more.)
-func (p *leanProxy) roundTrip(w http.ResponseWriter, r *http.Request) (*leanExchange, error) {
+func (p *leanProxy) roundTrip(w http.ResponseWriter, r *http.Request, x *leanExchange) error {
 	ctx := r.Context()
 	body := r.Body
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		var c net.Conn
 		if try == 0 {
@@ -109,29 +109,29 @@ func (p *leanProxy) roundTrip(w http.ResponseWriter, r *http.Request) (*leanExch
 		if !reused {
 			var err error
 			if c, err = p.pool.dial(ctx); err != nil {
-				return nil, ctxErr(ctx, err)
+				return ctxErr(ctx, err)
 			}
 		}
 		// Aborts a blocked write or read (a model server may think for
 		// tens of seconds before the first byte) when the client goes away
 		// or a timeout fires; the server sees the connection close.
 		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
-		x := &leanExchange{c: c, stop: stop}
+		*x = leanExchange{c: c, stop: stop}
 		stale, err := p.send(w, x, r, body, reused)
 		if err == nil {
-			return x, nil
+			return nil
 		}
 		p.close(x)
 		if ctx.Err() == nil && stale && try == 0 {
 			p.u.logger.Debug("retrying on a fresh upstream connection", "request_id", RequestID(r), "endpoint", p.addr, "err", err)
 			if r.GetBody != nil {
 				if body, err = r.GetBody(); err != nil {
-					return nil, err
+					return err
 				}
 			}
 			continue
 		}
-		return nil, ctxErr(ctx, err)
+		return ctxErr(ctx, err)
 	}
 }
 
