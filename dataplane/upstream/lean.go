@@ -294,8 +294,9 @@ func (p *leanProxy) respond(w http.ResponseWriter, r *http.Request, x *leanExcha
 
 // copyResponse copies the body, flushing after every read when stream.
 func (p *leanProxy) copyResponse(w http.ResponseWriter, body io.Reader, stream bool) error {
-	buf := p.u.bufs.Get()
-	defer p.u.bufs.Put(buf)
+	bp := p.u.bufs.get()
+	defer p.u.bufs.put(bp)
+	buf := *bp
 	var fl http.Flusher
 	if stream {
 		fl, _ = w.(http.Flusher)

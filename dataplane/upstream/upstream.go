@@ -286,15 +286,22 @@ func (u *Upstream) Transport(h2c bool) http.RoundTripper {
 	return u.http1
 }
 
-// bufferPool recycles the 32 KB copy buffers of ReverseProxy, which would
-// otherwise allocate one per request.
+// bufferPool recycles the 32 KB copy buffers of ReverseProxy and the lean
+// client, which would otherwise allocate one per request.
 type bufferPool struct{ p sync.Pool }
 
-func (b *bufferPool) Get() []byte {
+// get and put lend a buffer without allocating; Get and Put are
+// httputil.BufferPool's, whose Put has to box the slice it is given.
+func (b *bufferPool) get() *[]byte {
 	if v := b.p.Get(); v != nil {
-		return *v.(*[]byte)
+		return v.(*[]byte)
 	}
-	return make([]byte, 32<<10)
+	buf := make([]byte, 32<<10)
+	return &buf
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) put(buf *[]byte) { b.p.Put(buf) }
+
+func (b *bufferPool) Get() []byte { return *b.get() }
+
+func (b *bufferPool) Put(buf []byte) { b.put(&buf) }
