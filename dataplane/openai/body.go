@@ -1,7 +1,6 @@
 package openai
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"slices"
@@ -136,25 +135,8 @@ func (b *Body) release() {
 	}
 }
 
-// copyForwardLimit is the body size up to which Forward hands the transport
-// an independent in-memory copy.
-const copyForwardLimit = 64 << 10
-
-// Forward returns the body to send upstream. Small bodies are an
-// independent copy behind a bytes.Reader: net/http recognises that as
-// in-memory and writes the request headers and body in one syscall
-// instead of flushing the headers first, and being a copy it stays valid
-// however late a transport reads it. Larger bodies are a reader over the
-// buffer (see NewReader), where one more syscall does not matter.
-func (b *Body) Forward() io.ReadCloser {
-	if len(b.buf) <= copyForwardLimit {
-		return io.NopCloser(bytes.NewReader(bytes.Clone(b.buf)))
-	}
-	return b.NewReader()
-}
-
-// NewReader returns an independent reader over the body for one more
-// attempt at sending it (a retry or a mirror). Closing it does not release
+// NewReader returns an independent reader over the body for one attempt
+// at sending it. Closing it does not release
 // the body; reading after the body is closed fails.
 func (b *Body) NewReader() io.ReadCloser { return &bodyReader{b: b} }
 

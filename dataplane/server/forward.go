@@ -38,7 +38,7 @@ func (m *Manager) forward(w http.ResponseWriter, c *call) {
 	if body != nil {
 		// Marks the body as the proxy's own, replayable copy (see
 		// upstream.Proxy); the transport may also use it to resend.
-		r.GetBody = func() (io.ReadCloser, error) { return body.Forward(), nil }
+		r.GetBody = func() (io.ReadCloser, error) { return body.NewReader(), nil }
 	}
 
 	var series *metrics.Series
@@ -95,7 +95,7 @@ func (m *Manager) forward(w http.ResponseWriter, c *call) {
 		}
 		ex.beginAttempt(retry, a >= attempts)
 		if body != nil {
-			r.Body = body.Forward()
+			r.Body = body.NewReader()
 		}
 		sent = true
 		m.fireMirrors(c)

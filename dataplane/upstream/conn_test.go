@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strings"
 	"testing"
+
+	"github.com/infergate/infergate/dataplane/openai"
 )
 
 // countConn records the writes reaching the connection.
@@ -42,5 +45,35 @@ func TestConnReadFromWritesBodyOnce(t *testing.T) {
 				t.Errorf("%d writes, want %d", cc.writes, tc.writes)
 			}
 		})
+	}
+}
+
+// TestInMemory: a small buffered body reaches http.Transport as a copy it
+// recognises as in memory; a large one, or one of unknown size, as it is.
+func TestInMemory(t *testing.T) {
+	for _, tc := range []struct {
+		size int
+		copy bool
+	}{{0, true}, {1 << 10, true}, {inMemoryLimit, true}, {inMemoryLimit + 1, false}} {
+		src := bytes.Repeat([]byte("x"), tc.size)
+		b, err := openai.ReadBody(bytes.NewReader(src), int64(len(src)), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := b.NewReader()
+		out := inMemory(in)
+		if (out != in) != tc.copy {
+			t.Fatalf("%d bytes: copied %v, want %v", tc.size, out != in, tc.copy)
+		}
+		// A copy outlives the body's buffer.
+		b.Close()
+		got, err := io.ReadAll(out)
+		if tc.copy && (err != nil || !bytes.Equal(got, src)) {
+			t.Errorf("%d bytes: copy read %d bytes, %v", tc.size, len(got), err)
+		}
+	}
+	other := io.NopCloser(strings.NewReader("streamed"))
+	if out := inMemory(other); out != other {
+		t.Errorf("a body of unknown size became %T", out)
 	}
 }

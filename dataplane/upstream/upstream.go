@@ -13,9 +13,11 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -220,9 +222,8 @@ func (u *Upstream) reverseProxy(addr string, h2c bool, served []string) *httputi
 				// replayable through GetBody) however late the transport
 				// reads it, so ReverseProxy's guard against reads after
 				// ServeHTTP returns is not needed. Without the guard the
-				// transport sees an in-memory reader and sends the headers
-				// and a small body in one write instead of two syscalls.
-				pr.Out.Body = pr.In.Body
+				// transport can see an in-memory reader (see inMemory).
+				pr.Out.Body = inMemory(pr.In.Body)
 			}
 			StripGatewayHeaders(pr.Out.Header)
 		},
@@ -235,6 +236,28 @@ func (u *Upstream) reverseProxy(addr string, h2c bool, served []string) *httputi
 		},
 		ErrorLog: slog.NewLogLogger(u.logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// inMemoryLimit is the body size up to which inMemory copies a body.
+const inMemoryLimit = 64 << 10
+
+// inMemory returns a small buffered body (one that knows its length) as a
+// copy behind a bytes.Reader: http.Transport recognises that as in memory
+// and writes the request head and body in one syscall instead of flushing
+// the head first, and being a copy it stays valid however late the
+// transport reads it. A larger one, where one more syscall does not
+// matter, and any other body go as they are. The lean client needs no
+// copy: it writes a body itself, on the caller's goroutine.
+func inMemory(body io.ReadCloser) io.ReadCloser {
+	wt, ok := body.(sizedWriterTo)
+	if !ok || wt.Len() > inMemoryLimit {
+		return body
+	}
+	b := make([]byte, wt.Len())
+	if _, err := io.ReadFull(body, b); err != nil {
+		return body // closed under us: the transport reads the same error
+	}
+	return io.NopCloser(bytes.NewReader(b))
 }
 
 // fail handles an exchange with addr that failed before the response
