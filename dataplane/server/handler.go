@@ -129,12 +129,10 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	bs := st.backends[ref.Name]
 	// Model servers get only requests of the shape their API takes;
-	// anything else is answered here, cheaply, with an OpenAI error.
-	if r.Method == http.MethodPost && api != openai.Unknown && body == nil {
+	// anything else is answered here, cheaply, with an OpenAI error. (api
+	// is Unknown, and invalid nil, for all but POSTs.)
+	if api != openai.Unknown && body == nil {
 		invalid = openai.Validate(api, nil)
-	}
-	if r.Method != http.MethodPost {
-		invalid = nil
 	}
 	if bs.cfg.IsPool() && invalid != nil {
 		m.metrics.Error(model.Name, model.Name, http.StatusBadRequest)
