@@ -43,36 +43,32 @@ func statCPU(pid int) (time.Duration, bool) {
 	return time.Duration(math.Round(st.CPUTime() * float64(time.Second))), true
 }
 
-// cpuMeter measures the CPU a set of processes uses during a measurement.
+// cpuMeter measures the CPU a process (with its children) uses during a
+// measurement.
 type cpuMeter struct {
-	pids  []int
+	pid   int
 	start time.Duration
 	ok    bool
 }
 
-func startCPU(pids ...int) *cpuMeter {
-	m := &cpuMeter{pids: pids, ok: len(pids) > 0}
-	m.start, m.ok = m.read()
-	return m
-}
-
-func (m *cpuMeter) read() (time.Duration, bool) {
-	var sum time.Duration
-	for _, p := range m.pids {
-		c, ok := procCPU(p)
-		if !ok {
-			return 0, false
-		}
-		sum += c
+// startCPU starts measuring pid; pid 0 (no process, as for direct) measures
+// nothing.
+func startCPU(pid int) *cpuMeter {
+	m := &cpuMeter{pid: pid}
+	if pid != 0 {
+		m.start, m.ok = procCPU(pid)
 	}
-	return sum, len(m.pids) > 0
+	return m
 }
 
 // perRequest returns the CPU used since start divided by n requests, 0
 // when it cannot be measured.
 func (m *cpuMeter) perRequest(n int) time.Duration {
-	end, ok := m.read()
-	if !ok || !m.ok || n <= 0 {
+	if !m.ok || n <= 0 {
+		return 0
+	}
+	end, ok := procCPU(m.pid)
+	if !ok {
 		return 0
 	}
 	return (end - m.start) / time.Duration(n)
