@@ -10,9 +10,9 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// procCPU returns the CPU time (user + system) used so far by pid and its
+// treeCPU returns the CPU time (user + system) used so far by pid and its
 // child processes (nginx's workers), or false where /proc is not there.
-func procCPU(pid int) (time.Duration, bool) {
+func treeCPU(pid int) (time.Duration, bool) {
 	total, ok := statCPU(pid)
 	if !ok {
 		return 0, false
@@ -43,20 +43,27 @@ func statCPU(pid int) (time.Duration, bool) {
 	return time.Duration(math.Round(st.CPUTime() * float64(time.Second))), true
 }
 
-// cpuMeter measures the CPU a process (with its children) uses during a
-// measurement.
+// cpuMeter measures the CPU a process uses during a measurement.
 type cpuMeter struct {
 	pid   int
+	read  func(pid int) (time.Duration, bool)
 	start time.Duration
 	ok    bool
 }
 
-// startCPU starts measuring pid; pid 0 (no process, as for direct) measures
-// nothing.
-func startCPU(pid int) *cpuMeter {
-	m := &cpuMeter{pid: pid}
+// startCPU starts measuring pid alone; pid 0 (no process, as for direct)
+// measures nothing. The load generator is measured this way: its children
+// are the backend and the proxies, whose CPU is reported apart.
+func startCPU(pid int) *cpuMeter { return startMeter(pid, statCPU) }
+
+// startTreeCPU starts measuring pid with its child processes (a proxy:
+// nginx's master and workers).
+func startTreeCPU(pid int) *cpuMeter { return startMeter(pid, treeCPU) }
+
+func startMeter(pid int, read func(int) (time.Duration, bool)) *cpuMeter {
+	m := &cpuMeter{pid: pid, read: read}
 	if pid != 0 {
-		m.start, m.ok = procCPU(pid)
+		m.start, m.ok = read(pid)
 	}
 	return m
 }
@@ -67,7 +74,7 @@ func (m *cpuMeter) perRequest(n int) time.Duration {
 	if !m.ok || n <= 0 {
 		return 0
 	}
-	end, ok := procCPU(m.pid)
+	end, ok := m.read(m.pid)
 	if !ok {
 		return 0
 	}

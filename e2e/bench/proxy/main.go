@@ -205,7 +205,7 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 		}
 		for _, t := range targets {
 			log.Printf("%s: %s", t.name, c.what)
-			px, be, lg := startCPU(t.pid), startCPU(bePID), startCPU(os.Getpid())
+			px, be, lg := startTreeCPU(t.pid), startCPU(bePID), startCPU(os.Getpid())
 			st := c.run(t)
 			ok := st.n - st.errors
 			st.proxyCPU, st.backendCPU, st.loadCPU = px.perRequest(ok), be.perRequest(ok), lg.perRequest(ok)
