@@ -143,6 +143,10 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 			}
 		}
 	}
+	// Adapter requests get no rendezvous affinity: LoRAScorer places them.
+	if c.IsAdapter() {
+		return
+	}
 	// The pool's choice gets full affinity and its runner-up half: when
 	// the load scorers overrule the first, every proxy spills the prefix
 	// to the same second replica instead of wherever is idlest for it.
@@ -153,9 +157,6 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 	// wait, and its blocks evict the runner-up's own prefixes. A hot
 	// prefix leaves its home at the load bound (the runner-up then ranks
 	// first), or when queue and KV differences outweigh all affinity.
-	if c.IsAdapter() {
-		return
-	}
 	if best, second, homed := s.affinity(c, keys); best >= 0 {
 		out[best] = 1
 		if second >= 0 && !homed {
