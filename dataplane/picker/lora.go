@@ -261,10 +261,8 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 	// Each endpoint takes max_lora homes, more only when the adapters
 	// need more homes than there are slots.
 	spread := (len(adapters)*k + len(eps) - 1) / len(eps)
-	index := make(map[uint64]int, len(eps))
 	for j := range eps {
 		eps[j].cap = max(eps[j].slots, spread)
-		index[eps[j].hash] = j
 	}
 	keyed := make([]namedHash, len(adapters))
 	for i, a := range adapters {
@@ -276,8 +274,9 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 	})
 	// Rounds: every adapter takes its first home before any takes its
 	// second, so early adapters in hash order do not crowd out later ones.
-	backing := make([]uint64, len(adapters)*k)
-	homes := make([][]uint64, len(keyed))
+	// Homes are indexes into eps while planning, hashes in the plan.
+	backing := make([]int, len(adapters)*k)
+	homes := make([][]int, len(keyed))
 	for i := range keyed {
 		homes[i] = backing[i*k : i*k : (i+1)*k]
 	}
@@ -285,17 +284,21 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 		for i, a := range keyed {
 			j := rankFirst(eps, a.hash, homes[i], true)
 			if j < 0 {
-				j = unblock(homes, i, eps, index)
+				j = unblock(homes, i, eps)
 			}
 			if j < 0 {
 				j = rankFirst(eps, a.hash, homes[i], false) // slots exhausted: over plan
 			}
 			eps[j].homes++
-			homes[i] = append(homes[i], eps[j].hash)
+			homes[i] = append(homes[i], j)
 		}
 	}
+	hashes := make([]uint64, len(adapters)*k)
 	for i, a := range keyed {
-		ap := adapterPlan{homes: homes[i]}
+		ap := adapterPlan{homes: hashes[i*k : i*k : (i+1)*k]}
+		for _, j := range homes[i] {
+			ap.homes = append(ap.homes, eps[j].hash)
+		}
 		if j := rankFirst(eps, a.hash, homes[i], false); j >= 0 {
 			ap.overflow = eps[j].hash
 		}
@@ -305,13 +308,13 @@ func (s *LoRAScorer) buildPlan(cands []Candidate, now int64) *homePlan {
 }
 
 // rankFirst is the index of the endpoint ranked highest for adapter hash a
-// (rendezvous) that is not in own and, when capped, has a home left to
-// give; -1 when there is none.
-func rankFirst(eps []planEndpoint, a uint64, own []uint64, capped bool) int {
+// (rendezvous) that is not in own (indexes into eps) and, when capped, has
+// a home left to give; -1 when there is none.
+func rankFirst(eps []planEndpoint, a uint64, own []int, capped bool) int {
 	best, bestW := -1, uint64(0)
 	for j := range eps {
 		e := &eps[j]
-		if (capped && e.homes >= e.cap) || slices.Contains(own, e.hash) {
+		if (capped && e.homes >= e.cap) || slices.Contains(own, j) {
 			continue
 		}
 		if w := mix(a ^ e.hash); best < 0 || w > bestW {
@@ -325,22 +328,20 @@ func rankFirst(eps []planEndpoint, a uint64, own []uint64, capped bool) int {
 // with a home left is already one of adapter i's: it moves another
 // adapter's home g to such an endpoint f and returns g for adapter i, or
 // -1 when no such move exists.
-func unblock(homes [][]uint64, i int, eps []planEndpoint, index map[uint64]int) int {
+func unblock(homes [][]int, i int, eps []planEndpoint) int {
 	own := homes[i]
-	for _, fh := range own {
-		f := index[fh]
+	for _, f := range own {
 		if eps[f].homes >= eps[f].cap {
 			continue
 		}
 		for b, hs := range homes {
-			if b == i || slices.Contains(hs, fh) {
+			if b == i || slices.Contains(hs, f) {
 				continue
 			}
-			for x, gh := range hs {
-				if !slices.Contains(own, gh) {
-					hs[x] = fh
+			for x, g := range hs {
+				if !slices.Contains(own, g) {
+					hs[x] = f
 					eps[f].homes++
-					g := index[gh]
 					eps[g].homes--
 					return g
 				}
