@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -20,10 +21,8 @@ const dumpPrefixBytes = 512
 // percentiles: which replica served, how much of the prompt was cached, and
 // a prefix key grouping requests that share their prompt's head.
 func WriteCSV(out io.Writer, w Workload, rs []Result, timeScale float64) error {
-	if timeScale <= 0 {
-		timeScale = 1
-	}
-	sec := func(v float64) string { return strconv.FormatFloat(v/timeScale, 'f', 4, 64) }
+	toSim := simSeconds(timeScale)
+	sec := func(d time.Duration) string { return strconv.FormatFloat(toSim(d), 'f', 4, 64) }
 	cw := csv.NewWriter(out)
 	_ = cw.Write([]string{"index", "start_s", "class", "model", "prefix", "status", "ttft_s", "e2e_s",
 		"prompt_tokens", "cached_tokens", "output_tokens", "replica", "error"})
@@ -34,8 +33,8 @@ func WriteCSV(out io.Writer, w Workload, rs []Result, timeScale float64) error {
 		}
 		body := w.Requests[r.Index].Body
 		key := xxhash.Sum64(body[:min(len(body), dumpPrefixBytes)])
-		_ = cw.Write([]string{strconv.Itoa(r.Index), sec(r.Start.Seconds()), r.Class, r.Model,
-			strconv.FormatUint(key, 16), strconv.Itoa(r.Status), sec(r.TTFT.Seconds()), sec(r.E2E.Seconds()),
+		_ = cw.Write([]string{strconv.Itoa(r.Index), sec(r.Start), r.Class, r.Model,
+			strconv.FormatUint(key, 16), strconv.Itoa(r.Status), sec(r.TTFT), sec(r.E2E),
 			strconv.Itoa(r.PromptTokens), strconv.Itoa(r.CachedTokens), strconv.Itoa(r.OutputTokens), r.Replica, r.Err})
 	}
 	cw.Flush()

@@ -47,14 +47,11 @@ type Percentiles struct{ P50, P90, P99 float64 }
 
 // Summarize aggregates results recorded at the given time scale.
 func Summarize(rs []Result, timeScale float64) Summary {
-	if timeScale <= 0 {
-		timeScale = 1
-	}
 	s := Summary{Requests: len(rs), ByClass: map[string]*ClassCounts{}, PerReplica: map[string]int{}}
 	var ttft, itl, e2e []float64
 	var prompt, cached, tokens int
 	var first, last time.Duration = -1, 0
-	sec := func(d time.Duration) float64 { return d.Seconds() / timeScale }
+	sec := simSeconds(timeScale)
 	for i := range rs {
 		r := &rs[i]
 		cc := s.ByClass[r.Class]
@@ -99,6 +96,15 @@ func Summarize(rs []Result, timeScale float64) Summary {
 		s.CacheHit = float64(cached) / float64(prompt)
 	}
 	return s
+}
+
+// simSeconds converts wall durations recorded at timeScale (wall seconds
+// per simulated second; ≤ 0 means 1) to simulated seconds.
+func simSeconds(timeScale float64) func(time.Duration) float64 {
+	if timeScale <= 0 {
+		timeScale = 1
+	}
+	return func(d time.Duration) float64 { return d.Seconds() / timeScale }
 }
 
 // steadyThroughput is SteadyTokensPerSec.
