@@ -62,6 +62,10 @@ type Metrics struct {
 	RunningAdapters []string `json:"runningAdapters,omitempty"`
 	WaitingAdapters []string `json:"waitingAdapters,omitempty"`
 	MaxLoRA         int      `json:"maxLora,omitempty"`
+	// adapters is a 64-bit filter of RunningAdapters and WaitingAdapters,
+	// set by SetMetrics: a picker asking every endpoint whether it reports
+	// a model rules most out without comparing names.
+	adapters uint64
 	// At is when the scrape completed.
 	At time.Time `json:"at"`
 }
@@ -131,11 +135,26 @@ func (e *Endpoint) Release() { e.inFlight.Add(-1) }
 // Metrics returns the latest scrape, or nil before the first success.
 func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 
-// SetMetrics records a scrape (the scraper calls it; tests may too).
+// SetMetrics records a scrape (the scraper calls it; tests may too). It
+// takes m over: it fills m's adapter filter, and readers share m.
 func (e *Endpoint) SetMetrics(m *Metrics) {
+	m.adapters = 0
+	for _, a := range m.RunningAdapters {
+		m.adapters |= AdapterBit(a)
+	}
+	for _, a := range m.WaitingAdapters {
+		m.adapters |= AdapterBit(a)
+	}
 	e.metrics.Store(m)
 	e.sinceScrape.Store(0)
 }
+
+// AdapterBit is adapter name a's bit in the filter MayReportAdapter reads.
+func AdapterBit(a string) uint64 { return 1 << (xxhash.Sum64String(a) & 63) }
+
+// MayReportAdapter reports whether the adapter whose AdapterBit is bit may
+// be in RunningAdapters or WaitingAdapters; false is certain.
+func (m *Metrics) MayReportAdapter(bit uint64) bool { return m.adapters&bit != 0 }
 
 // LastError returns the most recent scrape error and when it happened; ""
 // when the latest scrape succeeded.

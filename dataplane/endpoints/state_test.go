@@ -1,6 +1,7 @@
 package endpoints_test
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -136,5 +137,39 @@ func TestUnseenScalesWithProxies(t *testing.T) {
 	e.SetMetrics(&endpoints.Metrics{At: time.Now()})
 	if got := e.Unseen(); got != 0 {
 		t.Fatalf("a scrape shows everything sent before it: unseen %v", got)
+	}
+}
+
+// TestAdapterFilter: SetMetrics fills the filter from the running and
+// waiting adapters, so a reported adapter always passes it, and an
+// adapter whose bit no reported one shares never does.
+func TestAdapterFilter(t *testing.T) {
+	e := endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"})
+	running, waiting := []string{"a", "food-review-1"}, []string{"sql-lora"}
+	e.SetMetrics(&endpoints.Metrics{MaxLoRA: 4, RunningAdapters: running, WaitingAdapters: waiting, At: time.Now()})
+	m := e.Metrics()
+	var bits uint64
+	for _, a := range append(running, waiting...) {
+		if !m.MayReportAdapter(endpoints.AdapterBit(a)) {
+			t.Fatalf("reported adapter %q does not pass the filter", a)
+		}
+		bits |= endpoints.AdapterBit(a)
+	}
+	ruledOut := 0
+	for i := range 100 {
+		bit := endpoints.AdapterBit(fmt.Sprintf("other-%d", i))
+		if bit&bits == 0 {
+			ruledOut++
+			if m.MayReportAdapter(bit) {
+				t.Fatalf("other-%d passes the filter without a reported adapter on its bit", i)
+			}
+		}
+	}
+	if ruledOut == 0 {
+		t.Fatal("no unreported name was ruled out")
+	}
+	e.SetMetrics(&endpoints.Metrics{At: time.Now()})
+	if e.Metrics().MayReportAdapter(bits) {
+		t.Fatal("a scrape without adapters passes the filter")
 	}
 }

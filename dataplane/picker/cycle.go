@@ -103,9 +103,10 @@ func (c *Cycle) IsAdapter() bool {
 			return false
 		}
 		model := c.Model()
+		bit := endpoints.AdapterBit(model)
 		for i := range c.Candidates {
 			m := c.Candidates[i].Metrics
-			if m != nil && m.MaxLoRA > 0 && (slices.Contains(m.RunningAdapters, model) || slices.Contains(m.WaitingAdapters, model)) {
+			if m != nil && m.MaxLoRA > 0 && m.MayReportAdapter(bit) && (slices.Contains(m.RunningAdapters, model) || slices.Contains(m.WaitingAdapters, model)) {
 				c.adapter = 1
 				break
 			}
