@@ -190,16 +190,15 @@ func (w *response) writeStatusLine(code int) {
 	bw.WriteString("\r\n")
 }
 
-// writeHeaders writes the handler's headers except the framing ones
-// (finishHead writes those) and trailers; informational heads get all.
+// writeHeaders writes the handler's headers except the framing ones and
+// trailers. A final head's framing headers and Connection follow in
+// finishHead; an informational head gets Connection now and no framing
+// headers at all (net/http's excludedHeadersNoBody).
 func (w *response) writeHeaders(h http.Header, informational bool) {
 	bw := w.c.bw
 	for k, vv := range h {
 		switch k {
 		case "Content-Length", "Transfer-Encoding":
-			if informational {
-				continue // net/http's excludedHeadersNoBody
-			}
 			continue
 		case "Connection":
 			if !informational {
