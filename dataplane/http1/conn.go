@@ -126,7 +126,6 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	c.r.rwc = c.rwc
 	// Header bytes are counted from the first read (the preface check
 	// reads ahead); bytes of the next request already buffered with the
 	// previous one come on top, at most one buffer.
@@ -459,8 +458,7 @@ func (c *conn) endWatch() {
 // the header bytes and carries the background read that notices a client
 // going away (a byte it reads is kept for the next request).
 type connReader struct {
-	c      *conn
-	rwc    net.Conn
+	c      *conn // reads c.rwc
 	remain int64
 
 	mu      sync.Mutex
@@ -513,7 +511,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	r.inRead = true
 	r.mu.Unlock()
-	n, err := r.rwc.Read(p)
+	n, err := r.c.rwc.Read(p)
 	r.mu.Lock()
 	r.inRead = false
 	if err != nil && r.cur != nil {
@@ -531,12 +529,12 @@ func (r *connReader) startBackgroundReadLocked() {
 	}
 	r.inRead = true
 	r.c.staleDeadline.Store(false)
-	r.rwc.SetReadDeadline(time.Time{})
+	r.c.rwc.SetReadDeadline(time.Time{})
 	go r.backgroundRead()
 }
 
 func (r *connReader) backgroundRead() {
-	n, err := r.rwc.Read(r.byteBuf[:])
+	n, err := r.c.rwc.Read(r.byteBuf[:])
 	r.mu.Lock()
 	if n == 1 {
 		r.hasByte = true
@@ -561,11 +559,11 @@ func (r *connReader) abortPendingRead() {
 		return
 	}
 	r.aborted = true
-	r.rwc.SetReadDeadline(aLongTimeAgo)
+	r.c.rwc.SetReadDeadline(aLongTimeAgo)
 	for r.inRead {
 		r.cond.Wait()
 	}
-	r.rwc.SetReadDeadline(time.Time{})
+	r.c.rwc.SetReadDeadline(time.Time{})
 }
 
 // connWriter is what the connection's bufio.Writer writes to: a failed
