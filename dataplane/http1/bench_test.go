@@ -31,7 +31,7 @@ func BenchmarkServe(b *testing.B) {
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	servers := map[string]func(net.Listener) error{
 		"lean": func(ln net.Listener) error {
-			s := &Server{Handler: h, H2: &http.Server{Handler: h}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
+			s := &Server{Std: &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}}
 			b.Cleanup(func() { s.Close() })
 			return s.Serve(ln)
 		},

@@ -91,7 +91,7 @@ func (s *Server) newConn(rwc net.Conn, base context.Context) *conn {
 	return c
 }
 
-// serve serves the connection until it closes, is handed to H2 or is
+// serve serves the connection until it closes, is handed to Std or is
 // hijacked.
 func (c *conn) serve() {
 	owned := true // false once the connection belongs to someone else
@@ -116,7 +116,7 @@ func (c *conn) serve() {
 	if ra := c.rwc.RemoteAddr(); ra != nil {
 		c.remoteAddr = ra.String()
 	}
-	if c.s.TLSConfig != nil {
+	if c.s.tlsConfig != nil {
 		if !c.handshake() {
 			return
 		}
@@ -136,7 +136,7 @@ func (c *conn) serve() {
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(connWriter{c})
 
-	hdrTimeout, idleTimeout := c.s.ReadHeaderTimeout, c.s.IdleTimeout
+	hdrTimeout, idleTimeout := c.s.Std.ReadHeaderTimeout, c.s.Std.IdleTimeout
 	if hdrTimeout > 0 {
 		c.rwc.SetReadDeadline(time.Now().Add(hdrTimeout))
 	}
@@ -183,7 +183,7 @@ func (c *conn) serve() {
 		if w == nil {
 			return // 417 sent
 		}
-		handler := c.s.Handler
+		handler := c.s.Std.Handler
 		if w.req.RequestURI == "*" && w.req.Method == http.MethodOptions {
 			handler = optionsHandler{} // as net/http answers it
 		}
@@ -211,9 +211,9 @@ func (c *conn) serve() {
 // handshake runs the TLS handshake within ReadHeaderTimeout; a client
 // that speaks plain HTTP to the TLS port gets a 400 like net/http gives.
 func (c *conn) handshake() bool {
-	tc := tls.Server(c.rwc, c.s.TLSConfig)
+	tc := tls.Server(c.rwc, c.s.tlsConfig)
 	c.rwc = tc
-	if d := c.s.ReadHeaderTimeout; d > 0 {
+	if d := c.s.Std.ReadHeaderTimeout; d > 0 {
 		tc.SetDeadline(time.Now().Add(d))
 	}
 	if err := tc.HandshakeContext(c.ctx); err != nil {
@@ -270,7 +270,7 @@ func (c *conn) clearStaleDeadline() {
 	}
 }
 
-// replayConn gives H2 what was read while looking for the preface.
+// replayConn gives Std what was read while looking for the preface.
 type replayConn struct {
 	net.Conn
 	br *bufio.Reader

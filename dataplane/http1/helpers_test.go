@@ -31,7 +31,7 @@ func startServer(t testing.TB, h http.Handler, configure func(*Server)) (string,
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	s := &Server{Handler: h, H2: &http.Server{Handler: h, Protocols: protos}}
+	s := &Server{Std: &http.Server{Handler: h, Protocols: protos}}
 	if configure != nil {
 		configure(s)
 	}
@@ -125,12 +125,12 @@ func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 // serveInput serves one connection whose client sends input and then
 // closes, and returns what the server wrote.
 func serveInput(h http.Handler, input string) string {
-	s := &Server{Handler: h, H2: &http.Server{Handler: h}, ReadHeaderTimeout: time.Second, MaxHeaderBytes: 4 << 10}
+	s := &Server{Std: &http.Server{Handler: h, ReadHeaderTimeout: time.Second, MaxHeaderBytes: 4 << 10}}
 	s.conns = map[*conn]struct{}{}
 	s.h2ln = newHandoffListener(nil)
 	s.h2ln.Close() // a connection handed to HTTP/2 is closed
 	fc := &fakeConn{in: strings.NewReader(input)}
-	c := s.newConn(fc, context.WithValue(context.Background(), http.ServerContextKey, s.H2))
+	c := s.newConn(fc, context.WithValue(context.Background(), http.ServerContextKey, s.Std))
 	c.serve()
 	fc.mu.Lock()
 	defer fc.mu.Unlock()

@@ -11,8 +11,8 @@
 //
 // Connections that speak HTTP/2 — TLS connections that negotiate h2 by
 // ALPN and cleartext connections that open with the HTTP/2 preface — are
-// handed to an *http.Server (Server.H2), which serves them exactly as it
-// would on its own.
+// handed to net/http's server (Server.Std), which serves them exactly as
+// it would on its own.
 package http1
 
 import (
@@ -62,29 +62,30 @@ const maxPostHandlerReadBytes = 256 << 10
 
 // Server serves HTTP/1.1 on one listener. Set the fields before Serve.
 type Server struct {
-	// Handler answers every HTTP/1 request.
-	Handler http.Handler
-	// H2 serves the connections that speak HTTP/2 (its Handler, Protocols
-	// and TLSConfig must match this server's; for TLS its TLSConfig must
-	// offer "h2"). It is also the http.ServerContextKey value of every
-	// request, as net/http would set it.
-	H2 *http.Server
-	// TLSConfig, when set, makes the listener serve TLS (it should offer
-	// "h2" and "http/1.1" by ALPN).
-	TLSConfig *tls.Config
-	// ReadHeaderTimeout bounds reading a request's headers (and the TLS
-	// handshake), IdleTimeout the wait for the next request on a kept
-	// connection. Zero means none.
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	// MaxHeaderBytes limits the request headers (default
-	// http.DefaultMaxHeaderBytes); larger get 431.
-	MaxHeaderBytes int
+	// Std is the net/http server this one stands in for. Its Handler
+	// (required), TLSConfig, ReadHeaderTimeout, IdleTimeout and
+	// MaxHeaderBytes apply to the HTTP/1 connections too (its other
+	// settings do not, not even ReadTimeout as a fallback); it serves the
+	// connections that speak HTTP/2 (its Protocols must allow them, and
+	// for TLS its TLSConfig must offer "h2" and "http/1.1" by ALPN); and it
+	// is the http.ServerContextKey value of every request, as net/http
+	// would set it.
+	//
+	// A TLSConfig (as it is when Serve is called) makes the listener serve
+	// TLS. ReadHeaderTimeout bounds reading a request's headers (and the
+	// TLS handshake), IdleTimeout the wait for the next request on a kept
+	// connection; zero means none. MaxHeaderBytes limits the request
+	// headers (default http.DefaultMaxHeaderBytes); larger get 431.
+	Std *http.Server
 	// WatchAfter is how long a request runs before the connection is
 	// watched for the client going away (default DefaultWatchAfter).
 	WatchAfter time.Duration
 	// Logger receives what net/http would log to ErrorLog (default: discard).
 	Logger *slog.Logger
+
+	// tlsConfig is Std's as Serve found it: serving HTTP/2 makes
+	// net/http give a server without one a TLSConfig of its own.
+	tlsConfig *tls.Config
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -108,12 +109,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.conns = map[*conn]struct{}{}
 	s.h2ln = newHandoffListener(ln.Addr())
 	s.h2done = make(chan struct{})
+	s.tlsConfig = s.Std.TLSConfig
 	s.mu.Unlock()
 	go func() {
 		defer close(s.h2done)
-		_ = s.H2.Serve(s.h2ln)
+		_ = s.Std.Serve(s.h2ln)
 	}()
-	base := context.WithValue(context.Background(), http.ServerContextKey, s.H2)
+	base := context.WithValue(context.Background(), http.ServerContextKey, s.Std)
 	var delay time.Duration
 	for {
 		rw, err := ln.Accept()
@@ -150,8 +152,8 @@ func (s *Server) logger() *slog.Logger {
 }
 
 func (s *Server) maxHeaderBytes() int64 {
-	if s.MaxHeaderBytes > 0 {
-		return int64(s.MaxHeaderBytes)
+	if s.Std.MaxHeaderBytes > 0 {
+		return int64(s.Std.MaxHeaderBytes)
 	}
 	return http.DefaultMaxHeaderBytes
 }
@@ -182,7 +184,7 @@ func (s *Server) untrack(c *conn) {
 	s.served.Done()
 }
 
-// handoff gives a connection that speaks HTTP/2 to H2.
+// handoff gives a connection that speaks HTTP/2 to Std.
 func (s *Server) handoff(c net.Conn) {
 	if !s.h2ln.push(c) {
 		c.Close()
@@ -191,13 +193,13 @@ func (s *Server) handoff(c net.Conn) {
 
 // Shutdown stops accepting, closes idle connections, lets requests in
 // flight finish and closes their connections after, like
-// http.Server.Shutdown; the HTTP/2 connections are shut down by H2. It
+// http.Server.Shutdown; the HTTP/2 connections are shut down by Std. It
 // returns ctx's error if ctx ends first (connections may remain: Close
 // them).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopAccepting()
 	h2err := make(chan error, 1)
-	go func() { h2err <- s.H2.Shutdown(ctx) }()
+	go func() { h2err <- s.Std.Shutdown(ctx) }()
 	done := make(chan struct{})
 	go func() {
 		s.served.Wait()
@@ -220,7 +222,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listener and every connection at once.
 func (s *Server) Close() error {
 	s.stopAccepting()
-	err := s.H2.Close()
+	err := s.Std.Close()
 	s.mu.Lock()
 	for c := range s.conns {
 		c.raw.Close()
@@ -258,7 +260,7 @@ func (s *Server) closeIdle() {
 	}
 }
 
-// handoffListener is the listener H2 serves: it returns the connections
+// handoffListener is the listener Std serves: it returns the connections
 // handed to it.
 type handoffListener struct {
 	addr   net.Addr

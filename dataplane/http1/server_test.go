@@ -204,7 +204,7 @@ func TestConnectionClose(t *testing.T) {
 func TestMalformed(t *testing.T) {
 	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Errorf("handler called for %s %s", r.Method, r.URL)
-	}), func(s *Server) { s.MaxHeaderBytes = 1 << 10 })
+	}), func(s *Server) { s.Std.MaxHeaderBytes = 1 << 10 })
 	for _, tc := range []struct {
 		name, req string
 		status    int
@@ -236,8 +236,8 @@ func TestMalformed(t *testing.T) {
 
 func TestTimeouts(t *testing.T) {
 	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), func(s *Server) {
-		s.ReadHeaderTimeout = 100 * time.Millisecond
-		s.IdleTimeout = 300 * time.Millisecond
+		s.Std.ReadHeaderTimeout = 100 * time.Millisecond
+		s.Std.IdleTimeout = 300 * time.Millisecond
 	})
 	// Headers that never end: closed after ReadHeaderTimeout.
 	rc := dial(t, addr)
@@ -275,7 +275,7 @@ func TestBodyDeadlines(t *testing.T) {
 			return
 		}
 		w.Write(b)
-	}), func(s *Server) { s.ReadHeaderTimeout = 50 * time.Millisecond })
+	}), func(s *Server) { s.Std.ReadHeaderTimeout = 50 * time.Millisecond })
 	rc := dial(t, addr)
 	for i := range 2 {
 		rc.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
@@ -424,7 +424,7 @@ func TestRequestFields(t *testing.T) {
 		r.URL.Path != "/p" || r.Header.Get("X-A") != "b" || r.Header.Get("Host") != "" || r.TLS != nil || r.Proto != "HTTP/1.1" {
 		t.Fatalf("request: %+v", r)
 	}
-	if r.Context().Value(http.ServerContextKey) != s.H2 {
+	if r.Context().Value(http.ServerContextKey) != s.Std {
 		t.Error("no http.ServerContextKey")
 	}
 	if la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr); la == nil || la.String() != addr {
@@ -538,8 +538,7 @@ func TestTLS(t *testing.T) {
 		fmt.Fprintf(w, "%s tls=%v", r.Proto, r.TLS != nil && r.TLS.HandshakeComplete)
 	})
 	addr, _ := startServer(t, h, func(s *Server) {
-		s.TLSConfig = cfg
-		s.H2 = &http.Server{Handler: h, TLSConfig: cfg}
+		s.Std = &http.Server{Handler: h, TLSConfig: cfg}
 	})
 	for _, h2 := range []bool{false, true} {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: h2}

@@ -375,15 +375,7 @@ func (m *Manager) bind(port uint32, isTLS bool) (*listener, error) {
 		}
 	}
 	if m.opts.HTTP1Server == http1.Lean {
-		l.lean = &http1.Server{
-			Handler:           l.srv.Handler,
-			H2:                l.srv,
-			TLSConfig:         l.srv.TLSConfig,
-			ReadHeaderTimeout: l.srv.ReadHeaderTimeout,
-			IdleTimeout:       l.srv.IdleTimeout,
-			MaxHeaderBytes:    l.srv.MaxHeaderBytes,
-			Logger:            m.logger,
-		}
+		l.lean = &http1.Server{Std: l.srv, Logger: m.logger}
 	}
 	m.logger.Info("listening", "addr", ln.Addr().String(), "tls", isTLS, "http1", m.opts.HTTP1Server)
 	return l, nil
