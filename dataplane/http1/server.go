@@ -91,7 +91,6 @@ type Server struct {
 	ln       net.Listener
 	conns    map[*conn]struct{}
 	h2ln     *handoffListener
-	h2done   chan struct{}
 	shutdown atomic.Bool
 	served   sync.WaitGroup
 }
@@ -108,13 +107,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.conns = map[*conn]struct{}{}
 	s.h2ln = newHandoffListener(ln.Addr())
-	s.h2done = make(chan struct{})
 	s.tlsConfig = s.Std.TLSConfig
 	s.mu.Unlock()
-	go func() {
-		defer close(s.h2done)
-		_ = s.Std.Serve(s.h2ln)
-	}()
+	// Std serves the connections handed to it until Shutdown or Close
+	// (Std's, which closes h2ln).
+	go s.Std.Serve(s.h2ln)
 	base := context.WithValue(context.Background(), http.ServerContextKey, s.Std)
 	var delay time.Duration
 	for {
