@@ -285,7 +285,7 @@ func (w *response) finishHead(p []byte, final bool) {
 	default:
 		w.closeAfter = true
 	}
-	if hasCL && w.status != http.StatusNotModified && w.status != http.StatusNoContent && w.status >= 200 {
+	if hasCL && w.bodyAllowed { // not for 1xx, 204, 304
 		bw.WriteString("Content-Length: ")
 		bw.Write(strconv.AppendInt(w.c.scratch[:0], w.contentLength, 10))
 		bw.WriteString("\r\n")
