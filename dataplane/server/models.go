@@ -118,8 +118,7 @@ func (c *modelCache) models(ctx context.Context, b *config.Backend) []modelObjec
 	e := c.entries[b.Name]
 	c.mu.Unlock()
 	if e != nil {
-		age := time.Since(e.at)
-		if age >= c.ttl || (e.failed && age >= min(modelListRetry, c.ttl)) {
+		if c.stale(e) {
 			c.refresh(b)
 		}
 		return e.models
@@ -133,6 +132,12 @@ func (c *modelCache) models(ctx context.Context, b *config.Backend) []modelObjec
 	}
 }
 
+// stale reports whether e is due for a refresh.
+func (c *modelCache) stale(e *modelEntry) bool {
+	age := time.Since(e.at)
+	return age >= c.ttl || (e.failed && age >= min(modelListRetry, c.ttl))
+}
+
 // refresh asks b for its models unless a fetch for b is already running
 // (then it joins that one), and stores the answer. Once the cache is
 // closed it asks nothing.
@@ -142,6 +147,13 @@ func (c *modelCache) refresh(b *config.Backend) <-chan singleflight.Result {
 		if c.closed {
 			c.mu.Unlock()
 			return nil, nil
+		}
+		// A caller that looked up the entry before the previous fetch
+		// stored it can start this flight after that fetch's flight ended;
+		// the fresh answer is its answer, not a second fetch.
+		if e := c.entries[b.Name]; e != nil && !c.stale(e) {
+			c.mu.Unlock()
+			return e.models, nil
 		}
 		// Added under mu while not closed, so never concurrently with
 		// close's Wait.
