@@ -35,9 +35,13 @@ type Endpoint struct {
 	// sinceScrape counts requests this proxy started since the latest
 	// scrape: the part of the load the scraped queue cannot show yet.
 	sinceScrape atomic.Int64
-	// sched is the registry's scrape schedule: the proxy count multiplies
-	// this proxy's unseen requests to everyone's, and the interval sets
-	// how old metrics may be for decisions.
+	// sendRate (float64 bits) is SendRate; rateAt (unix ns) is when the
+	// scrape that last updated it was taken.
+	sendRate atomic.Uint64
+	rateAt   atomic.Int64
+	// sched is the registry's scrape schedule: the proxy count turns this
+	// proxy's send rate into the other proxies' unseen requests, and the
+	// interval sets how old metrics may be for decisions.
 	sched   *schedule
 	health  health
 	metrics atomic.Pointer[Metrics]
@@ -116,14 +120,55 @@ func (e *Endpoint) SinceScrape() int64 {
 }
 
 // Unseen estimates the requests every proxy together sent to the endpoint
-// since this proxy's last scrape and that are still open: SinceScrape ×
-// the number of proxies. A load balancer in front of N proxies gives each
-// 1/N of the traffic, and the proxies agree on where a prompt goes, so a
-// burst this proxy sees is ~1/N of the burst the server gets. Without the
-// factor, each of N proxies underestimates a hot replica N-fold between
-// scrapes (which are N times rarer per proxy) and they pile onto it.
-func (e *Endpoint) Unseen() float64 {
-	return float64(e.SinceScrape() * e.sched.proxies.Load())
+// since its latest scrape (taken at m.At) and that are still open, at now:
+// this proxy's own (SinceScrape, exact) plus the other proxies' — Proxies −
+// 1 times this proxy's recent send rate to the endpoint (SendRate) times
+// the scrape's age. A load balancer in front of N proxies gives each 1/N
+// of the traffic, and the proxies agree on where a prompt goes, so each
+// other proxy sends about what this one does. The rate rather than this
+// proxy's own count since the scrape scales the estimate: a single own
+// request would otherwise count N times, and with 4 proxies make a
+// replica look 4 requests busier than its peers until the next scrape —
+// enough for the queue scorer to move a prefix off its home (a cold
+// prefill) although the other proxies sent nothing there.
+func (e *Endpoint) Unseen(m *Metrics, now time.Time) float64 {
+	own := float64(e.SinceScrape())
+	others := e.sched.proxies.Load() - 1
+	if others <= 0 || m == nil {
+		return own
+	}
+	age := now.Sub(m.At).Seconds()
+	if age <= 0 {
+		return own
+	}
+	return own + float64(others)*e.SendRate()*age
+}
+
+// SendRate is this proxy's recent rate of requests to the endpoint (per
+// second), averaged over scrapes with a time constant of rateWindow.
+func (e *Endpoint) SendRate() float64 { return math.Float64frombits(e.sendRate.Load()) }
+
+// rateWindow is SendRate's time constant: long enough to smooth the
+// fraction of a request a 50 ms scrape interval sees, short enough to
+// follow a prefix moving to the endpoint within a second.
+const rateWindow = time.Second
+
+// noteSends folds the requests sent since the previous scrape into
+// SendRate (the scraper calls it via SetMetrics, one goroutine per
+// endpoint).
+func (e *Endpoint) noteSends(sent int64, at time.Time) {
+	prev := e.rateAt.Swap(at.UnixNano())
+	if prev == 0 {
+		return
+	}
+	dt := time.Duration(at.UnixNano() - prev)
+	if dt <= 0 {
+		return
+	}
+	a := 1 - math.Exp(-dt.Seconds()/rateWindow.Seconds())
+	r := e.SendRate()
+	r += a * (float64(sent)/dt.Seconds() - r)
+	e.sendRate.Store(math.Float64bits(r))
 }
 
 // StaleAfter is how old the endpoint's metrics may be for decisions.
@@ -146,7 +191,7 @@ func (e *Endpoint) SetMetrics(m *Metrics) {
 		m.adapters |= AdapterBit(a)
 	}
 	e.metrics.Store(m)
-	e.sinceScrape.Store(0)
+	e.noteSends(e.sinceScrape.Swap(0), m.At)
 }
 
 // AdapterBit is adapter name a's bit in the filter MayReportAdapter reads.

@@ -36,9 +36,9 @@ type Options struct {
 	// 1). Each proxy scrapes every Interval × Proxies, so a server sees
 	// about one scrape per Interval however many proxies there are; a
 	// proxy's metrics then count as fresh for 4 of its intervals (at least
-	// DefaultStaleAfter), and its own requests since the last scrape fill
-	// the gap, multiplied by Proxies (Endpoint.Unseen). SetProxies changes
-	// it at run time.
+	// DefaultStaleAfter), and its own requests since the last scrape plus
+	// Proxies − 1 times its own send rate fill the gap (Endpoint.Unseen).
+	// SetProxies changes it at run time.
 	Proxies int
 	// OnScrape, when set, is called after each successful scrape with the
 	// endpoint whose metrics were just stored (on the scraper's goroutine;

@@ -3,6 +3,7 @@ package endpoints_test
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -118,25 +119,66 @@ func TestScrapeRateIndependentOfProxies(t *testing.T) {
 
 // TestUnseenScalesWithProxies: between scrapes each of N proxies sees 1/N
 // of the requests, so its estimate of what the server got since the scrape
-// is its own count × N — and follows SetProxies at run time.
+// is its own open requests plus N − 1 times its own send rate over the
+// scrape's age — and follows SetProxies at run time.
 func TestUnseenScalesWithProxies(t *testing.T) {
 	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
 	defer reg.Close()
 	e := reg.Sync([]endpoints.Spec{{Address: "10.0.0.1:8000"}})["10.0.0.1:8000"]
+	// A steady 20 requests/s of this proxy: one per 50 ms scrape, each
+	// finished before the next scrape, for 5 rate windows.
+	t0 := time.Unix(1000, 0)
+	at := t0
+	for range 100 {
+		e.SetMetrics(&endpoints.Metrics{At: at})
+		e.Acquire()
+		e.Release()
+		at = at.Add(50 * time.Millisecond)
+	}
+	m := &endpoints.Metrics{At: at}
+	e.SetMetrics(m)
+	if r := e.SendRate(); math.Abs(r-20) > 0.5 {
+		t.Fatalf("send rate %v, want ~20/s", r)
+	}
+	// 100 ms after the scrape, 3 other proxies sending 20/s each: ~6.
+	if got := e.Unseen(m, at.Add(100*time.Millisecond)); math.Abs(got-6) > 0.2 {
+		t.Fatalf("3 proxies × 20/s × 100 ms: unseen %v", got)
+	}
+	// This proxy's own open requests count once each, exactly.
 	e.Acquire()
 	e.Acquire()
-	e.Acquire()
-	e.Release()
-	if got := e.Unseen(); got != 8 {
-		t.Fatalf("2 open requests × 4 proxies: unseen %v", got)
+	if got := e.Unseen(m, at); got != 2 {
+		t.Fatalf("2 own requests at the scrape's time: unseen %v", got)
 	}
 	reg.SetProxies(1)
-	if got := e.Unseen(); got != 2 {
-		t.Fatalf("after SetProxies(1): unseen %v", got)
+	if got := e.Unseen(m, at.Add(100*time.Millisecond)); got != 2 {
+		t.Fatalf("after SetProxies(1) only own requests count: unseen %v", got)
 	}
-	e.SetMetrics(&endpoints.Metrics{At: time.Now()})
-	if got := e.Unseen(); got != 0 {
+	m = &endpoints.Metrics{At: at.Add(time.Millisecond)}
+	e.SetMetrics(m)
+	if got := e.Unseen(m, m.At); got != 0 {
 		t.Fatalf("a scrape shows everything sent before it: unseen %v", got)
+	}
+}
+
+// TestUnseenOwnRequestCountsOnce: with 4 proxies and no traffic before, a
+// request this proxy just sent is one request more on the server, not
+// four: the other proxies' part comes from the send rate, which one
+// request barely moves.
+func TestUnseenOwnRequestCountsOnce(t *testing.T) {
+	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
+	defer reg.Close()
+	e := reg.Sync([]endpoints.Spec{{Address: "10.0.0.1:8000"}})["10.0.0.1:8000"]
+	at := time.Unix(1000, 0)
+	for range 20 {
+		e.SetMetrics(&endpoints.Metrics{At: at})
+		at = at.Add(50 * time.Millisecond)
+	}
+	m := &endpoints.Metrics{At: at}
+	e.SetMetrics(m)
+	e.Acquire()
+	if got := e.Unseen(m, at.Add(20*time.Millisecond)); got != 1 {
+		t.Fatalf("one own request after an idle second: unseen %v", got)
 	}
 }
 

@@ -40,7 +40,7 @@ func saturation(cands []*endpoints.Endpoint, now time.Time) (s float64, anyFresh
 			continue
 		}
 		anyFresh = true
-		sum += fullness(m.Waiting+e.Unseen(), m)
+		sum += fullness(m.Waiting+e.Unseen(m, now), m)
 	}
 	return sum / float64(len(cands)), anyFresh
 }

@@ -146,7 +146,7 @@ func (c *Cycle) load(cands []*endpoints.Endpoint) {
 		c.LoRA = c.LoRA || (cd.Metrics != nil && cd.Metrics.MaxLoRA > 0)
 		switch {
 		case cd.Fresh:
-			cd.Queue = cd.Metrics.Waiting + cd.Endpoint.Unseen()
+			cd.Queue = cd.Metrics.Waiting + cd.Endpoint.Unseen(cd.Metrics, c.Now)
 		case !c.AnyFresh:
 			// Nothing is known about any endpoint: own in-flight requests
 			// are the best signal left.

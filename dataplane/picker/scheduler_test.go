@@ -3,6 +3,7 @@ package picker_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +305,46 @@ func TestSchedulersCache(t *testing.T) {
 	c.Retain(func(string) bool { return false })
 	if b, _ := c.For("pool", p); b.Sheds() {
 		t.Fatal("unexpected")
+	}
+}
+
+// With 4 proxies, the request this proxy just sent to a prompt's endpoint
+// counts as one request more there until the next scrape, not as four: the
+// prompt's next request stays where its prefix is cached instead of moving
+// to the runner-up, which every proxy would otherwise do after each of its
+// own sends.
+func TestFourProxiesOwnSendKeepsAffinity(t *testing.T) {
+	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
+	defer reg.Close()
+	var specs []endpoints.Spec
+	for i := range 8 {
+		specs = append(specs, endpoints.Spec{Address: fmt.Sprintf("10.0.0.%d:8000", i+1)})
+	}
+	var es []*endpoints.Endpoint
+	for _, e := range reg.Sync(specs) {
+		es = append(es, e)
+	}
+	// Plain rendezvous affinity: the runner-up gets half the prefix score.
+	s, err := picker.FromProfile(&snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{
+		{Name: picker.PluginQueue, Weight: 2}, {Name: picker.PluginKVCache, Weight: 2},
+		{Name: picker.PluginPrefix, Weight: 3, Parameters: map[string]string{"balance": "0"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		fresh(e, endpoints.Metrics{})
+	}
+	req := &picker.Request{Model: "m", Body: chatBody(strings.Repeat("be helpful and brief. ", 150), "q")}
+	first, err := s.Pick(req, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Acquire()
+	next, err := s.Pick(req, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next != first {
+		t.Fatalf("one own request moved the prompt from %s to %s", first.Address, next.Address)
 	}
 }
