@@ -39,9 +39,13 @@ func mergeGatewayClass(cur, want gwv1.GatewayClassStatus, now metav1.Time) gwv1.
 	return want
 }
 
-// mergeGateway: a Gateway's status is entirely ours.
+// mergeGateway: a Gateway's conditions and listeners are the translator's;
+// its addresses belong to the provisioner (provision.writeAddresses), which
+// reads them from the proxy Service. Dropping them here would make the two
+// overwrite each other in a loop.
 func mergeGateway(cur, want gwv1.GatewayStatus, now metav1.Time) gwv1.GatewayStatus {
 	want.Conditions = conditions(cur.Conditions, want.Conditions, now)
+	want.Addresses = cur.Addresses
 	listeners := make([]gwv1.ListenerStatus, len(want.Listeners))
 	for i, l := range want.Listeners {
 		var old []metav1.Condition

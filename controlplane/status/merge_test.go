@@ -124,3 +124,19 @@ func TestMergeGatewayListeners(t *testing.T) {
 		t.Fatalf("listener %+v", got.Listeners[0])
 	}
 }
+
+// The provisioner writes a Gateway's addresses; a status write of the
+// translator's conditions must keep them (they used to be wiped, and the
+// two writers then rewrote the Gateway every few hundred milliseconds).
+func TestMergeGatewayKeepsAddresses(t *testing.T) {
+	ip := gwv1.IPAddressType
+	cur := gwv1.GatewayStatus{Addresses: []gwv1.GatewayStatusAddress{{Type: &ip, Value: "10.0.0.7"}}}
+	want := gwv1.GatewayStatus{Conditions: []metav1.Condition{c("Accepted", metav1.ConditionTrue, "Accepted", metav1.Time{})}}
+	got := mergeGateway(cur, want, now)
+	if len(got.Addresses) != 1 || got.Addresses[0].Value != "10.0.0.7" {
+		t.Fatalf("addresses %+v, want the provisioner's 10.0.0.7 kept", got.Addresses)
+	}
+	if len(got.Conditions) != 1 {
+		t.Fatalf("conditions %+v", got.Conditions)
+	}
+}
