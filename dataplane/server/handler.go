@@ -34,7 +34,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ps := st.ports[h.port]
 	if ps == nil {
 		// The port is draining after its listener was removed.
-		openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found", "no listener on this port")
+		notFound(w, r, "no listener on this port")
 		return
 	}
 
@@ -103,8 +103,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	route, match := ps.router.Match(r)
 	if route == nil {
-		openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found",
-			"no route for "+r.Host+r.URL.Path)
+		notFound(w, r, "no route for "+r.Host+r.URL.Path)
 		return
 	}
 	if red := route.Filters.Redirect; red != nil {
@@ -194,4 +193,16 @@ func wantsBody(r *http.Request) bool {
 		return false
 	}
 	return mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "application/x-www-form-urlencoded"
+}
+
+// notFound answers a request no listener or route takes with the OpenAI
+// error JSON — except HEAD: its answer has no content, so it gets no
+// Content-Type either (a client reading "application/json" would try to
+// parse the empty body; gateway-api's conformance suite does).
+func notFound(w http.ResponseWriter, r *http.Request, msg string) {
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found", msg)
 }

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/infergate/infergate/dataplane/config"
-	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/router"
 	"github.com/infergate/infergate/dataplane/upstream"
 )
@@ -238,7 +237,7 @@ func (e *httpStatusError) Error() string { return "status " + strconv.Itoa(e.cod
 func (m *Manager) serveModels(w http.ResponseWriter, r *http.Request, st *state, ps *portState) {
 	ln := ps.router.Listener(r.Host)
 	if ln == nil {
-		openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found", "no listener for host "+r.Host)
+		notFound(w, r, "no listener for host "+r.Host)
 		return
 	}
 	host := router.Host(r.Host)

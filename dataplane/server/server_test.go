@@ -135,6 +135,16 @@ func TestErrorResponses(t *testing.T) {
 			expectError(t, resp, tc.status, tc.code)
 		})
 	}
+	t.Run("HEAD /nothing", func(t *testing.T) {
+		resp, err := http.Head(url(port, "/nothing"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 || resp.Header.Get("Content-Type") != "" {
+			t.Fatalf("HEAD without a route: status %d, Content-Type %q; want 404 and none", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	})
 	t.Run("413", func(t *testing.T) {
 		big := `{"model":"m","x":"` + strings.Repeat("a", 17<<20) + `"}`
 		resp, err := http.Post(url(port, "/down"), "application/json", strings.NewReader(big))
