@@ -344,6 +344,13 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 			Conditions:     []metav1.Condition{l.accepted, l.conflicted, p, l.resolved},
 		})
 	}
+	if msg := invalidParameters(gs.gw); msg != "" {
+		// The provisioner runs no proxies for it (see provision.gatewayParamsRef).
+		st.Conditions = append(st.Conditions,
+			cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonInvalidParameters), msg, gen),
+			cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), msg, gen))
+		return st
+	}
 	switch {
 	case invalid == 0:
 		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), "", gen))
@@ -360,6 +367,19 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), "no listener can be served", gen))
 	}
 	return st
+}
+
+// invalidParameters says why the Gateway's spec.infrastructure.parametersRef
+// cannot be used, or "" when it can (or is unset): only a core ConfigMap
+// in the Gateway's namespace holds proxy parameters.
+func invalidParameters(gw *gwv1.Gateway) string {
+	if gw.Spec.Infrastructure == nil || gw.Spec.Infrastructure.ParametersRef == nil {
+		return ""
+	}
+	if r := gw.Spec.Infrastructure.ParametersRef; r.Group != "" || r.Kind != "ConfigMap" {
+		return fmt.Sprintf("infrastructure.parametersRef: %s/%s %q is not supported; only a core ConfigMap", r.Group, r.Kind, r.Name)
+	}
+	return ""
 }
 
 func ptr[T any](v T) *T { return &v }
