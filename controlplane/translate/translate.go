@@ -8,6 +8,7 @@
 package translate
 
 import (
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -242,6 +243,7 @@ func (t *translator) acceptClasses() {
 		t.out.Status.GatewayClasses[c.Name] = gwv1.GatewayClassStatus{
 			Conditions: []metav1.Condition{cond(string(gwv1.GatewayClassConditionStatusAccepted), true,
 				string(gwv1.GatewayClassReasonAccepted), "Handled by "+t.opts.ControllerName, c.Generation)},
+			SupportedFeatures: slices.Clone(SupportedFeatures),
 		}
 	}
 	for _, g := range t.in.Gateways {
