@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e bench bench-routing bench-proxy proto proto-check lint tools k8s-bins crds deploy-check clean
+.PHONY: all build run test test-unit test-e2e test-conformance conformance bench bench-routing bench-proxy proto proto-check lint tools k8s-bins crds deploy-check clean
 
 all: build
 
@@ -35,7 +35,7 @@ build:
 run: build
 	@examples/quickstart/run.sh
 
-test: lint test-unit test-e2e
+test: lint test-unit test-e2e test-conformance
 
 test-unit:
 	@for m in $(MODULES); do echo "== go test $$m (unit)"; (cd $$m && $(TEST_ENV) go test $(GO_TEST_FLAGS) -short ./...); done
@@ -45,6 +45,30 @@ test-unit:
 test-e2e: build k8s-bins
 	@echo "== go test e2e (real binaries, envtest kube-apiserver, simulator fleet)"
 	cd e2e && $(TEST_ENV) KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) go test $(GO_TEST_FLAGS) -run . ./...
+
+# gateway-api's own conformance suite (GATEWAY-HTTP profile, features read
+# from the GatewayClass status) against the control plane and proxies on an
+# envtest kube-apiserver, the harness playing kubelet and load balancer
+# (~40 s). Prints a line per test and a summary; the full log goes to
+# .cache/conformance/. `make conformance` also writes the suite's report to
+# e2e/conformance/report.yaml; `make test` runs it without the report.
+# Pass suite flags with CONFORMANCE_ARGS, e.g. "-run-test=HTTPRouteWeight".
+CONFORMANCE_ARGS ?=
+define run_conformance
+	@rm -rf $(CURDIR)/.cache/conformance/pods && mkdir -p $(CURDIR)/.cache/conformance/pods
+	@echo "== gateway-api conformance (full log: .cache/conformance/go-test.log)"
+	cd e2e/conformance && $(TEST_ENV) INFERGATE_CONFORMANCE=1 \
+	  CONFORMANCE_REPORT=$(1) CONFORMANCE_LOG_DIR=$(CURDIR)/.cache/conformance/pods \
+	  KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) \
+	  go test -count=1 -parallel 16 -timeout 20m -run TestGatewayAPIConformance $(if $(CONFORMANCE_ARGS),-args $(CONFORMANCE_ARGS)) 2>&1 \
+	  | tee $(CURDIR)/.cache/conformance/go-test.log | grep --line-buffered -E '^([0-9:]{8} conformance:|\| |(ok|FAIL)\s)'
+endef
+
+conformance: build k8s-bins
+	$(call run_conformance,$(CURDIR)/e2e/conformance/report.yaml)
+
+test-conformance: build k8s-bins
+	$(call run_conformance,)
 
 # etcd + kube-apiserver built from the Go module proxy, cached by version.
 k8s-bins:

@@ -1,0 +1,262 @@
+package conformance
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// container is a pod's running workload: an in-process echo server, a
+// bin/proxy process, or nothing (an image the HTTP profile does not use).
+type container struct {
+	pod     *corev1.Pod
+	ip      string
+	dir     string
+	log     *podLog
+	logFile *os.File
+	started time.Time
+	failed  error
+
+	echo *echoServer
+	proc *process
+	// probePort is the TCP readiness probe's port, 0 for none.
+	probePort int
+}
+
+// What a container of the suite's base manifests runs. Only echo-basic's
+// HTTP mode matters to the HTTP profile; its gRPC/TCP/UDP modes and
+// coredns back GRPCRoute, TCPRoute and UDPRoute tests, which do not run.
+func isEchoBasic(ct corev1.Container, env map[string]string) bool {
+	if !strings.Contains(ct.Image, "/gateway-api/echo-basic") {
+		return false
+	}
+	return env["GRPC_ECHO_SERVER"] == "" && env["TCP_ECHO_SERVER"] == "" && env["UDP_ECHO_SERVER"] == ""
+}
+
+func (n *node) startContainer(ctx context.Context, c *container) error {
+	spec := c.pod.Spec
+	if len(spec.Containers) != 1 {
+		return fmt.Errorf("%d containers; the harness runs pods of one", len(spec.Containers))
+	}
+	ct := spec.Containers[0]
+	mounts, err := n.materializeVolumes(ctx, c)
+	if err != nil {
+		return err
+	}
+	env := map[string]string{}
+	for _, e := range ct.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			switch e.ValueFrom.FieldRef.FieldPath {
+			case "metadata.name":
+				env[e.Name] = c.pod.Name
+			case "metadata.namespace":
+				env[e.Name] = c.pod.Namespace
+			case "status.podIP":
+				env[e.Name] = c.ip
+			}
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		}
+	}
+	if p := ct.ReadinessProbe; p != nil && p.TCPSocket != nil {
+		c.probePort = p.TCPSocket.Port.IntValue()
+	}
+	switch {
+	case c.pod.Labels["app.kubernetes.io/name"] == proxyAppName:
+		return n.startProxy(c, ct, env, mounts)
+	case isEchoBasic(ct, env):
+		var cert *tls.Certificate
+		if crt, key := env["TLS_SERVER_CERT"], env["TLS_SERVER_PRIVKEY"]; crt != "" && key != "" {
+			pair, err := tls.LoadX509KeyPair(hostPath(mounts, crt), hostPath(mounts, key))
+			if err != nil {
+				return fmt.Errorf("echo TLS: %w", err)
+			}
+			cert = &pair
+		}
+		c.echo, err = startEcho(c.ip, echoIdentity{
+			Namespace: env["NAMESPACE"], Ingress: env["INGRESS_NAME"], Service: env["SERVICE_NAME"], Pod: env["POD_NAME"],
+		}, cert, c.log)
+		return err
+	default:
+		c.log.printf("image %s is not run by the conformance harness (not used by the HTTP profile)", ct.Image)
+		return nil
+	}
+}
+
+// startProxy runs bin/proxy with the Deployment's arguments, as the pod
+// would: mounted paths point into the pod's directory, listeners bind the
+// pod's IP, the admin port sits on it too.
+func (n *node) startProxy(c *container, ct corev1.Container, envVars, mounts map[string]string) error {
+	var args []string
+	for _, a := range ct.Args {
+		name, value, ok := strings.Cut(a, "=")
+		switch {
+		case ok && name == "--listen-address":
+			a = name + "=" + c.ip
+		case ok:
+			a = name + "=" + hostPath(mounts, value)
+		}
+		args = append(args, a)
+	}
+	args = append(args, "--admin-address="+net.JoinHostPort(c.ip, "19000"), "--node-id="+c.pod.Name)
+	var env []string
+	for k, v := range envVars {
+		env = append(env, k+"="+v)
+	}
+	p, err := startProcess(c.log, env, n.opts.ProxyBinary, args...)
+	if err != nil {
+		return err
+	}
+	c.proc = p
+	go func() {
+		<-p.done
+		c.log.printf("[harness] proxy exited: %v", p.err)
+	}()
+	return nil
+}
+
+// probe runs the readiness probe: a TCP connect to the pod's port.
+func (c *container) probe() bool {
+	if c.proc != nil && c.proc.exited() {
+		return false
+	}
+	if c.probePort == 0 {
+		return true
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.ip, strconv.Itoa(c.probePort)), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+// stop ends the container (its process or echo server) and removes its
+// volumes.
+func (c *container) stop() {
+	if c.echo != nil {
+		c.echo.Close()
+	}
+	if c.proc != nil {
+		c.proc.stop()
+	}
+	_ = c.logFile.Close()
+	_ = os.RemoveAll(c.dir)
+}
+
+// materializeVolumes writes the pod's Secret, ConfigMap and projected
+// ServiceAccount token volumes under its directory, as a kubelet mounts
+// them, and returns container mount path → host directory.
+func (n *node) materializeVolumes(ctx context.Context, c *container) (map[string]string, error) {
+	byName := map[string]string{}
+	for _, v := range c.pod.Spec.Volumes {
+		dir := filepath.Join(c.dir, "volumes", v.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		files := map[string][]byte{}
+		switch {
+		case v.Secret != nil:
+			s, err := n.cs.CoreV1().Secrets(c.pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			project(files, s.Data, v.Secret.Items)
+		case v.ConfigMap != nil:
+			cm, err := n.cs.CoreV1().ConfigMaps(c.pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			data := map[string][]byte{}
+			for k, val := range cm.Data {
+				data[k] = []byte(val)
+			}
+			project(files, data, v.ConfigMap.Items)
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				if t := src.ServiceAccountToken; t != nil {
+					tok, err := n.token(ctx, c.pod, t)
+					if err != nil {
+						return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+					}
+					files[t.Path] = []byte(tok)
+				}
+			}
+		}
+		for name, data := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				return nil, err
+			}
+		}
+		byName[v.Name] = dir
+	}
+	mounts := map[string]string{}
+	for _, ct := range c.pod.Spec.Containers {
+		for _, m := range ct.VolumeMounts {
+			if dir, ok := byName[m.Name]; ok {
+				mounts[m.MountPath] = dir
+			}
+		}
+	}
+	return mounts, nil
+}
+
+// project copies data (all keys, or the listed items) into files.
+func project(files, data map[string][]byte, items []corev1.KeyToPath) {
+	if len(items) == 0 {
+		for k, v := range data {
+			files[k] = v
+		}
+		return
+	}
+	for _, it := range items {
+		if v, ok := data[it.Key]; ok {
+			files[it.Path] = v
+		}
+	}
+}
+
+// token requests the pod's ServiceAccount token for a projected volume.
+func (n *node) token(ctx context.Context, pod *corev1.Pod, p *corev1.ServiceAccountTokenProjection) (string, error) {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	tr, err := n.cs.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{Audiences: []string{p.Audience}, ExpirationSeconds: p.ExpirationSeconds},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", pod.Namespace, sa, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// hostPath maps a path inside the container to the host file behind its
+// mount; other values pass through.
+func hostPath(mounts map[string]string, p string) string {
+	best := ""
+	for mp := range mounts {
+		if (p == mp || strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	if best == "" {
+		return p
+	}
+	return filepath.Join(mounts[best], strings.TrimPrefix(p, best))
+}
