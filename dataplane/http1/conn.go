@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/infergate/infergate/dataplane/rawconn"
 )
 
 // Connection states, for Shutdown: idle connections are closed at once,
@@ -53,6 +55,7 @@ type conn struct {
 	s          *Server
 	raw        net.Conn // as accepted: what Shutdown and Close close
 	rwc        net.Conn // raw, or the *tls.Conn after a TLS handshake
+	sock       net.Conn // requests and responses: rwc, raw syscalls for TCP (rawconn)
 	ctx        context.Context
 	remoteAddr string
 	tlsState   *tls.ConnectionState
@@ -125,6 +128,9 @@ func (c *conn) serve() {
 			c.s.handoff(c.rwc)
 			return
 		}
+		c.sock = c.rwc
+	} else {
+		c.sock = rawconn.New(c.rwc)
 	}
 	// Header bytes are counted from the first read (the preface check
 	// reads ahead); bytes of the next request already buffered with the
@@ -458,7 +464,7 @@ func (c *conn) endWatch() {
 // the header bytes and carries the background read that notices a client
 // going away (a byte it reads is kept for the next request).
 type connReader struct {
-	c      *conn // reads c.rwc
+	c      *conn // reads c.sock
 	remain int64
 
 	mu      sync.Mutex
@@ -511,7 +517,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	r.inRead = true
 	r.mu.Unlock()
-	n, err := r.c.rwc.Read(p)
+	n, err := r.c.sock.Read(p)
 	r.mu.Lock()
 	r.inRead = false
 	if err != nil && r.cur != nil {
@@ -534,7 +540,7 @@ func (r *connReader) startBackgroundReadLocked() {
 }
 
 func (r *connReader) backgroundRead() {
-	n, err := r.c.rwc.Read(r.byteBuf[:])
+	n, err := r.c.sock.Read(r.byteBuf[:])
 	r.mu.Lock()
 	if n == 1 {
 		r.hasByte = true
@@ -571,7 +577,7 @@ func (r *connReader) abortPendingRead() {
 type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
-	n, err := w.c.rwc.Write(p)
+	n, err := w.c.sock.Write(p)
 	if err != nil {
 		r := &w.c.r
 		r.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/infergate/infergate/dataplane/rawconn"
 )
 
 // hostPool keeps the idle keep-alive connections to one endpoint address
@@ -65,9 +67,16 @@ func (p *hostPool) get() net.Conn {
 	return nil
 }
 
-// dial opens a new connection, bounded by ctx and the dial timeout.
+// dial opens a new connection, bounded by ctx and the dial timeout. Its
+// reads and writes are raw system calls (see rawconn): every exchange on
+// it is one write and a read or two, made by the goroutine serving the
+// client.
 func (p *hostPool) dial(ctx context.Context) (net.Conn, error) {
-	return p.dialer.DialContext(ctx, "tcp", p.addr)
+	c, err := p.dialer.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	return rawconn.New(c), nil
 }
 
 // put returns c for reuse, or closes it when the pool is full or closed.

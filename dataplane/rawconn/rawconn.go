@@ -1,0 +1,161 @@
+// Package rawconn reads and writes TCP sockets with raw system calls.
+//
+// A read or write on a net.Conn goes through syscall.Read/Write, which
+// tell the Go scheduler that the thread may block (entersyscall and
+// exitsyscall). On a socket that cannot block — Go's sockets are
+// non-blocking, and the netpoller parks the goroutine when there is
+// nothing to read — that bookkeeping buys nothing, and it costs a thread
+// wake-up whenever the process was idle before: the first system call
+// after all Ps went idle wakes sysmon, the runtime's monitor thread,
+// which then polls every 20 µs for a millisecond. A proxy at moderate
+// load is idle between most requests, so each request paid for a wake-up
+// (a futex call on its path) and for a thread competing with it for the
+// CPUs. Here the same reads and writes are made with syscall.RawSyscall
+// inside the connection's syscall.RawConn, so the netpoller, deadlines
+// and Close work exactly as they do for the net.Conn; only the
+// scheduler's syscall bookkeeping is left out. Go's own netpoller makes
+// its epoll calls the same way.
+package rawconn
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// Conn is a TCP connection whose Read and Write use raw system calls;
+// everything else is the embedded net.Conn's.
+type Conn struct {
+	net.Conn
+	rc syscall.RawConn
+
+	// The callbacks handed to rc and their arguments and results: set up
+	// once so that a read or write allocates nothing. net.Conn allows
+	// concurrent calls, so reads and writes each hold their own lock.
+	rmu     sync.Mutex
+	rp      []byte
+	rn      int
+	rerr    error
+	readFn  func(uintptr) bool
+	wmu     sync.Mutex
+	wp      []byte
+	wn      int
+	werr    error
+	writeFn func(uintptr) bool
+}
+
+// New returns c with raw reads and writes when it is a TCP connection on
+// a platform this package supports, else c itself.
+func New(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok || !supported {
+		return c
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	rw := &Conn{Conn: c, rc: rc}
+	rw.readFn = rw.read
+	rw.writeFn = rw.write
+	return rw
+}
+
+// Read implements net.Conn like (*net.TCPConn).Read.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.rp, c.rn, c.rerr = p, 0, nil
+	err := c.rc.Read(c.readFn)
+	c.rp = nil
+	return c.result("read", c.rn, err, c.rerr)
+}
+
+// read is the read callback: false asks the netpoller to wait until the
+// socket is readable.
+func (c *Conn) read(fd uintptr) bool {
+	for {
+		n, errno := rawRead(fd, c.rp)
+		switch errno {
+		case 0:
+			if n == 0 {
+				c.rerr = io.EOF
+			}
+			c.rn = n
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		c.rerr = errno
+		return true
+	}
+}
+
+// Write implements net.Conn like (*net.TCPConn).Write: all of p is
+// written unless an error says why not.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wp, c.wn, c.werr = p, 0, nil
+	err := c.rc.Write(c.writeFn)
+	c.wp = nil
+	return c.result("write", c.wn, err, c.werr)
+}
+
+// write is the write callback: it writes what the socket buffer takes
+// and returns false to wait until it takes more.
+func (c *Conn) write(fd uintptr) bool {
+	for c.wn < len(c.wp) {
+		n, errno := rawWrite(fd, c.wp[c.wn:])
+		switch errno {
+		case 0:
+			if n == 0 {
+				c.werr = io.ErrUnexpectedEOF
+				return true
+			}
+			c.wn += n
+			continue
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		c.werr = errno
+		return true
+	}
+	return true
+}
+
+// result returns what *net.TCPConn's Read or Write (op) would for n bytes
+// and err, the RawConn's error (a deadline, a closed connection), or
+// cerr, the callback's (an errno, or EOF). RawConn names its operations
+// raw-read and raw-write; callers tell a read error from a write error by
+// the name, and a system call's by its *os.SyscallError.
+func (c *Conn) result(op string, n int, err, cerr error) (int, error) {
+	switch {
+	case err != nil:
+		if oe, ok := err.(*net.OpError); ok {
+			err = oe.Err
+		}
+	case cerr == io.EOF:
+		return n, io.EOF
+	case cerr != nil:
+		err = cerr
+		if errno, ok := cerr.(syscall.Errno); ok {
+			err = os.NewSyscallError(op, errno)
+		}
+	default:
+		return n, nil
+	}
+	return n, &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// NetConn returns the underlying connection (as crypto/tls.Conn's does).
+func (c *Conn) NetConn() net.Conn { return c.Conn }
