@@ -171,6 +171,10 @@ func (e *Endpoint) noteSends(sent int64, at time.Time) {
 	e.sendRate.Store(math.Float64bits(r))
 }
 
+// Proxies is the number of proxies that share the endpoint's traffic (the
+// registry's proxy count).
+func (e *Endpoint) Proxies() int { return int(e.sched.proxies.Load()) }
+
 // StaleAfter is how old the endpoint's metrics may be for decisions.
 func (e *Endpoint) StaleAfter() time.Duration { return e.sched.staleAfter() }
 

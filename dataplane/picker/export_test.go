@@ -64,3 +64,12 @@ func MatchHomesForTest(keys, eps []uint64, capacity int) map[uint64]uint64 {
 
 // Mix is the rendezvous weight function.
 func Mix(x uint64) uint64 { return mix(x) }
+
+// PlannedForTest is the number of keys in s's current prefix plan.
+func PlannedForTest(s *PrefixScorer) int {
+	pl := s.homes.plan.Load()
+	if pl == nil {
+		return 0
+	}
+	return len(pl.homes)
+}

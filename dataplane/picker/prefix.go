@@ -19,10 +19,11 @@ import (
 //     within LoadFactor × the pool's mean queue + Slack gets 1. The load bound moves a
 //     hot prefix to its next-ranked endpoint — the same one on every proxy,
 //     because they all see the same scraped loads.
-//     Prefixes this proxy sends repeatedly are balanced over endpoints
-//     (Balance, MinHomes): a hot prefix's first choice is its home in a
-//     plan that caps how many hot prefixes one endpoint homes (see
-//     prefixHomes), not its top rendezvous rank.
+//     Prefixes this proxy sends repeatedly (with several proxies: from
+//     the first time, while few) are balanced over endpoints (Balance,
+//     MinHomes): a hot prefix's first choice is its home in a plan that
+//     caps how many hot prefixes one endpoint homes (see prefixHomes), not
+//     its top rendezvous rank.
 //     Requests for a LoRA adapter get no rendezvous affinity: LoRAScorer
 //     places them by adapter, and a per-prompt binding would pull them off
 //     their adapter's home endpoints.
@@ -182,7 +183,7 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (best, second int, h
 	var home uint64
 	var plan *homesPlan
 	if s.Balance > 0 {
-		plan, home = s.homes.home(c, k, s.index.Contains(k), s)
+		plan, home = s.homes.home(c, k, s.index.Contains(k), c.Candidates[0].Endpoint.Proxies(), s)
 	}
 	bound := s.LoadFactor*c.MeanQueue + s.Slack
 	best, second = -1, -1

@@ -28,10 +28,24 @@ import (
 // A prefix is hot once this proxy sends it a second time (its affinity key
 // is in the own index) and stays so until unused for Window; prompts that
 // are never repeated never enter the plan, so they cost no rebuilds.
+//
+// With N > 1 proxies each sees about 1/N of a prefix's requests, so a
+// prefix the pool has sent many times may be new to this proxy: waiting
+// for its second request here puts it in this proxy's plan N times later
+// than in one proxy's, and until every proxy has it their plans differ
+// and move prefixes between replicas (each move a cold prefill). So with
+// N > 1 a prefix sent once also joins the plan (a tentative key), as long
+// as the tentative keys are no more than max(hot keys, tentativePerEndpoint
+// × endpoints): beyond that most of them are unique prompts, which would
+// crowd the shared prefixes out of the plan, and only hot keys count.
 type prefixHomes struct {
 	mu sync.Mutex
 	// hot maps affinity keys to when this proxy last sent them (unix ns).
 	hot map[uint64]int64
+	// once maps the keys this proxy sent once, with N > 1 proxies, to
+	// when; tentative reports whether the current plan includes them.
+	once      map[uint64]int64
+	tentative bool
 	// due is when the plan needs a rebuild (unix ns): at once when a key
 	// joined hot since the last build, else when the oldest hot key
 	// expires (math.MaxInt64: never).
@@ -64,53 +78,77 @@ func (pl *homesPlan) fits(i int, h, w uint64) bool {
 }
 
 // maxHotPrefixes bounds the plan: beyond it the least recently used keys
-// drop out (they keep plain rendezvous affinity).
+// drop out (they keep plain rendezvous affinity). It bounds the tentative
+// keys too, which are then far over tentativeOK's limit anyway.
 const maxHotPrefixes = 4096
 
+// tentativePerEndpoint is how many tentative keys per endpoint the plan
+// takes even before as many keys are hot: a replica's KV cache holds a few
+// long prefixes, so a pool whose proxies each see a few per endpoint is
+// one of shared prefixes.
+const tentativePerEndpoint = 4
+
+// tentativeOK reports whether the plan takes the tentative keys.
+func tentativeOK(once, hot, eps int) bool { return once <= max(hot, tentativePerEndpoint*eps) }
+
 // home returns the plan and the planned home (endpoint hash) of key k,
-// marking k used at now; 0 when k is not hot. hot reports whether this
-// proxy sent the key before. The plan is rebuilt over cands at most every
-// planEvery when a key joined, and when the oldest key expires.
-func (h *prefixHomes) home(c *Cycle, k uint64, hot bool, p *PrefixScorer) (*homesPlan, uint64) {
+// marking k used at now; 0 when k is not in the plan. sent reports
+// whether this proxy sent the key before, and proxies is the number of
+// proxies. The plan is rebuilt over cands at most every planEvery when a
+// key joined (or the tentative keys stop or start counting), and when the
+// oldest key expires.
+func (h *prefixHomes) home(c *Cycle, k uint64, sent bool, proxies int, p *PrefixScorer) (*homesPlan, uint64) {
+	if !sent && proxies <= 1 {
+		return h.plan.Load(), 0
+	}
 	now := c.Now.UnixNano()
-	rebuild := false
-	if hot {
-		h.mu.Lock()
-		if h.hot == nil {
-			h.hot = make(map[uint64]int64)
-		}
-		if _, ok := h.hot[k]; !ok {
+	h.mu.Lock()
+	if h.hot == nil {
+		h.hot, h.once = make(map[uint64]int64), make(map[uint64]int64)
+	}
+	_, inHot := h.hot[k]
+	_, inOnce := h.once[k]
+	switch {
+	case sent:
+		// A tentative key the plan counts is in it already.
+		if !inHot && !(inOnce && h.tentative) {
 			h.due = math.MinInt64
 		}
+		delete(h.once, k)
 		h.hot[k] = now
-		rebuild = now >= h.due
-		h.mu.Unlock()
+	case inHot:
+		// Sent before, since evicted from the own index: still hot.
+		h.hot[k] = now
+	case inOnce:
+		h.once[k] = now
+	case len(h.once) < maxHotPrefixes:
+		h.once[k] = now
+		if h.tentative || tentativeOK(len(h.once), len(h.hot), len(c.Candidates)) {
+			h.due = math.MinInt64
+		}
 	}
+	rebuild := now >= h.due
+	h.mu.Unlock()
 	if rebuild && h.built.claim(now, planEvery) {
 		h.plan.Store(h.build(c.Candidates, now, p))
 	}
 	pl := h.plan.Load()
-	if !hot || pl == nil {
-		return pl, 0
+	if pl == nil {
+		return nil, 0
 	}
 	return pl, pl.homes[k]
 }
 
-// build drops expired keys and matches the rest to the candidates.
+// build drops expired keys and matches the rest to the candidates: the
+// hot keys, and the tentative ones while tentativeOK.
 func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *homesPlan {
 	h.mu.Lock()
 	forget := now - int64(p.Window)
-	keys := make([]uint64, 0, len(h.hot))
-	var oldest int64
-	for k, at := range h.hot {
-		if at < forget {
-			delete(h.hot, k)
-			continue
-		}
+	oldest := expire(h.hot, forget, 0)
+	oldest = expire(h.once, forget, oldest)
+	keys := make([]uint64, 0, len(h.hot)+len(h.once))
+	for k := range h.hot {
 		keys = append(keys, k)
-		if oldest == 0 || at < oldest {
-			oldest = at
-		}
 	}
 	if len(keys) > maxHotPrefixes {
 		// Rare: keep the most recently used.
@@ -119,7 +157,12 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *home
 			delete(h.hot, k)
 		}
 		keys = keys[:maxHotPrefixes]
-		oldest = h.hot[keys[len(keys)-1]]
+	}
+	h.tentative = tentativeOK(len(h.once), len(h.hot), len(cands))
+	if h.tentative {
+		for k := range h.once {
+			keys = append(keys, k)
+		}
 	}
 	h.due = math.MaxInt64
 	if oldest != 0 {
@@ -221,6 +264,21 @@ func matchHomes(keys, eps []uint64, capacity int) (map[uint64]uint64, [][]uint64
 		}
 	}
 	return plan, weights
+}
+
+// expire deletes the keys of at used before forget and returns the oldest
+// use left, or oldest when that is older (0: none).
+func expire(at map[uint64]int64, forget, oldest int64) int64 {
+	for k, t := range at {
+		if t < forget {
+			delete(at, k)
+			continue
+		}
+		if oldest == 0 || t < oldest {
+			oldest = t
+		}
+	}
+	return oldest
 }
 
 // sortByRecency orders keys most recently used first.

@@ -2,6 +2,7 @@ package picker_test
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -268,5 +269,103 @@ func TestPrefixHomesNoRunnerUpAtHome(t *testing.T) {
 	}
 	if sum != 1.5 {
 		t.Fatalf("a new prompt's scores sum to %v, want 1.5 (choice and runner-up)", sum)
+	}
+}
+
+// proxyFleet is n idle endpoints of a proxy that is one of proxies.
+func proxyFleet(t *testing.T, n, proxies int) []*endpoints.Endpoint {
+	t.Helper()
+	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: proxies})
+	t.Cleanup(reg.Close)
+	specs := make([]endpoints.Spec, n)
+	for i := range specs {
+		specs[i] = endpoints.Spec{Address: fmt.Sprintf("10.0.0.%d:8000", i+1)}
+	}
+	byAddr := reg.Sync(specs)
+	es := make([]*endpoints.Endpoint, n)
+	for i, s := range specs {
+		es[i] = byAddr[s.Address]
+		fresh(es[i], endpoints.Metrics{})
+	}
+	return es
+}
+
+// sendOnce sends every request once, a plan rebuild interval apart, in
+// the given order, and returns where each went.
+func sendOnce(s *picker.PrefixScorer, reqs []*picker.Request, order []int, es []*endpoints.Endpoint, now time.Time) []string {
+	out := make([]string, len(reqs))
+	for n, i := range order {
+		out[i], _ = picker.PrefixPickForTest(s, reqs[i], es, now.Add(time.Duration(n)*100*time.Millisecond))
+	}
+	return out
+}
+
+// With 4 proxies a prefix joins the plan at its first request to this
+// proxy (each proxy sees a quarter of a prefix's requests, and waiting for
+// a second one here would leave the proxies' plans apart 4 times longer):
+// two proxies that each got the 32 group prompts once, in different
+// orders, agree on every home, and the homes are balanced (at most
+// ⌈1.25 × 32 / 8⌉ = 5 per endpoint, where rendezvous alone puts more on
+// one, see TestPrefixHomesBalanced).
+func TestPrefixHomesFirstSightingWithProxies(t *testing.T) {
+	now := time.Now()
+	reqs := groupRequests(32, "q")
+	fwd, rev := make([]int, len(reqs)), make([]int, len(reqs))
+	for i := range reqs {
+		fwd[i], rev[i] = i, len(reqs)-1-i
+	}
+	a, b := picker.NewPrefixScorer(0), picker.NewPrefixScorer(0)
+	esA, esB := proxyFleet(t, 8, 4), proxyFleet(t, 8, 4)
+	sendOnce(a, reqs, fwd, esA, now)
+	sendOnce(b, reqs, rev, esB, now)
+	if n := picker.PlannedForTest(a); n != len(reqs) {
+		t.Fatalf("plan holds %d of %d prompts sent once", n, len(reqs))
+	}
+	later := now.Add(10 * time.Second)
+	homesA := sendOnce(a, reqs, fwd, esA, later)
+	homesB := sendOnce(b, reqs, fwd, esB, later)
+	for i := range reqs {
+		if homesA[i] != homesB[i] {
+			t.Fatalf("prompt %d: proxies home it on %s and %s", i, homesA[i], homesB[i])
+		}
+	}
+	if m := maxPerEndpoint(homesA); m > 5 {
+		t.Fatalf("an endpoint homes %d prefixes, cap 5", m)
+	}
+	// One proxy waits for the second request: nothing is planned yet.
+	one := picker.NewPrefixScorer(0)
+	sendOnce(one, reqs, fwd, proxyFleet(t, 8, 1), now)
+	if n := picker.PlannedForTest(one); n != 0 {
+		t.Fatalf("one proxy planned %d prompts sent once", n)
+	}
+}
+
+// Prompts sent once stop counting when there are more of them than 4 per
+// endpoint and than prompts sent twice: most are then unique prompts,
+// which would crowd the shared prefixes out of the plan. Prompts sent
+// twice still count.
+func TestPrefixHomesTentativeBounded(t *testing.T) {
+	now := time.Now()
+	es := proxyFleet(t, 8, 4)
+	s := picker.NewPrefixScorer(0)
+	var reqs []*picker.Request
+	order := []int{}
+	for i := range 34 {
+		reqs = append(reqs, &picker.Request{Model: "m", Body: chatBody(fmt.Sprintf("unique prompt %d ", i)+strings.Repeat("z", 2100), "q")})
+		order = append(order, i)
+	}
+	sendOnce(s, reqs[:32], order[:32], es, now)
+	if n := picker.PlannedForTest(s); n != 32 {
+		t.Fatalf("32 prompts sent once on 8 endpoints: %d planned, want 32", n)
+	}
+	at := now.Add(10 * time.Second)
+	picker.PrefixPickForTest(s, reqs[32], es, at)
+	if n := picker.PlannedForTest(s); n != 0 {
+		t.Fatalf("33 prompts sent once on 8 endpoints: %d planned, want 0", n)
+	}
+	picker.PrefixPickForTest(s, reqs[33], es, at.Add(time.Second))
+	picker.PrefixPickForTest(s, reqs[0], es, at.Add(2*time.Second))
+	if n := picker.PlannedForTest(s); n != 1 {
+		t.Fatalf("one prompt sent twice among 33 sent once: %d planned, want 1", n)
 	}
 }

@@ -51,7 +51,8 @@ func DefaultProfile() *snapshotv1.PickerProfile {
 //	                queue ≤ load-factor × mean queue + slack;
 //	                balance (float, 1.25; 0 off), min-homes (int, 3),
 //	                window-seconds (float, 120): prefixes this proxy sent
-//	                twice within the window are homed at most
+//	                twice within the window (with several proxies also once,
+//	                while at most 4 per endpoint) are homed at most
 //	                max(min-homes, ⌈balance × prefixes / endpoints⌉) per endpoint
 //	lora            load-factor (float, 1.25), slack (float, 4): an adapter's
 //	                home endpoints keep it while queue + running ≤
