@@ -52,13 +52,15 @@ test-e2e: build k8s-bins
 # (~40 s). Prints a line per test and a summary; the full log goes to
 # .cache/conformance/. `make conformance` also writes the suite's report to
 # e2e/conformance/report.yaml; `make test` runs it without the report.
-# Pass suite flags with CONFORMANCE_ARGS, e.g. "-run-test=HTTPRouteWeight".
+# Pass suite flags with CONFORMANCE_ARGS, e.g. "-run-test=HTTPRouteWeight";
+# CONFORMANCE_CHANNEL=experimental installs the experimental-channel CRDs.
 CONFORMANCE_ARGS ?=
+CONFORMANCE_CHANNEL ?= standard
 define run_conformance
 	@rm -rf $(CURDIR)/.cache/conformance/pods && mkdir -p $(CURDIR)/.cache/conformance/pods
 	@echo "== gateway-api conformance (full log: .cache/conformance/go-test.log)"
 	cd e2e/conformance && $(TEST_ENV) INFERGATE_CONFORMANCE=1 \
-	  CONFORMANCE_REPORT=$(1) CONFORMANCE_LOG_DIR=$(CURDIR)/.cache/conformance/pods \
+	  CONFORMANCE_REPORT=$(1) CONFORMANCE_CHANNEL=$(CONFORMANCE_CHANNEL) CONFORMANCE_LOG_DIR=$(CURDIR)/.cache/conformance/pods \
 	  KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) \
 	  go test -count=1 -parallel 16 -timeout 20m -run TestGatewayAPIConformance $(if $(CONFORMANCE_ARGS),-args $(CONFORMANCE_ARGS)) 2>&1 \
 	  | tee $(CURDIR)/.cache/conformance/go-test.log | grep --line-buffered -E '^([0-9:]{8} conformance:|\| |(ok|FAIL)\s)'

@@ -93,7 +93,18 @@ func TestGatewayAPIConformance(t *testing.T) {
 	}
 	progress("logs of the control plane and every pod: %s", logDir)
 
-	c := cluster.StartT(t, cluster.Options{CRDs: []cluster.CRDSet{cluster.GatewayAPI, cluster.InferencePoolV1}})
+	// CONFORMANCE_CHANNEL=experimental installs gateway-api's experimental
+	// CRDs (e.g. HTTPRoute retry); the default is the standard channel the
+	// chart installs.
+	experimental := false
+	switch ch := os.Getenv("CONFORMANCE_CHANNEL"); ch {
+	case "", "standard":
+	case "experimental":
+		experimental = true
+	default:
+		t.Fatalf("CONFORMANCE_CHANNEL=%q: want standard or experimental", ch)
+	}
+	c := cluster.StartT(t, cluster.Options{CRDs: []cluster.CRDSet{cluster.GatewayAPI, cluster.InferencePoolV1}, GatewayExperimental: experimental})
 	progress("kube-apiserver up (%s)", c.StartupTime.Round(time.Millisecond))
 	if err := c.CreateNamespace(ctx, systemNS); err != nil {
 		t.Fatal(err)

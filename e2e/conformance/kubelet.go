@@ -44,10 +44,10 @@ type nodeOptions struct {
 	Logger *slog.Logger
 }
 
-// node plays what a cluster adds to a bare API server for the suite:
-// kubelet (Deployment pods, their containers, readiness, logs), the
-// EndpointSlice controller and a cloud load balancer for LoadBalancer
-// Services. It is level-triggered: any change to a watched object, and a
+// node plays what a cluster adds to a bare API server for the suite: the
+// Deployment controller and kubelet (pods, their containers, readiness,
+// logs) and a cloud load balancer for LoadBalancer Services (see
+// reconcileServices for why there is no EndpointSlice controller). It is level-triggered: any change to a watched object, and a
 // short tick for readiness probes, re-runs reconcile over everything.
 type node struct {
 	cs   kubernetes.Interface
@@ -328,7 +328,7 @@ func (n *node) stopAll() {
 	wg.Wait()
 }
 
-// selectorMatches reports whether pod p is Ready and selected by sel.
+// selectorMatches reports whether sel (a Service selector) selects pod p.
 func selectorMatches(sel map[string]string, p *corev1.Pod) bool {
 	return len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(p.Labels))
 }
