@@ -38,6 +38,11 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if misdirected(ps, r) {
+		openai.WriteError(w, http.StatusMisdirectedRequest, openai.TypeInvalidRequest, "misdirected_request",
+			"host "+r.Host+" is not served by the listener TLS server name "+r.TLS.ServerName+" selected")
+		return
+	}
 	if r.Method == http.MethodGet && r.URL.Path == "/v1/models" {
 		m.serveModels(w, r, st, ps)
 		return
@@ -205,4 +210,16 @@ func notFound(w http.ResponseWriter, r *http.Request, msg string) {
 		return
 	}
 	openai.WriteError(w, http.StatusNotFound, openai.TypeInvalidRequest, "route_not_found", msg)
+}
+
+// misdirected reports whether an HTTPS request's Host selects another
+// listener than its TLS server name did: the connection was set up (and its
+// certificate chosen) for one listener, and an HTTP/2 client may reuse it
+// for a host whose certificate also matched — that request must be retried
+// on a connection of its own (421, RFC 9110 §15.5.20). No SNI, no check.
+func misdirected(ps *portState, r *http.Request) bool {
+	if r.TLS == nil || r.TLS.ServerName == "" {
+		return false
+	}
+	return ps.router.Listener(r.TLS.ServerName) != ps.router.Listener(r.Host)
 }

@@ -126,3 +126,46 @@ func TestHTTPSListenersShareAPort(t *testing.T) {
 		t.Errorf("listener rebound for a certificate change")
 	}
 }
+
+// TestHTTPSMisdirectedRequest: a request whose Host selects another
+// listener than the TLS server name it came with gets 421; a Host the same
+// listener serves is fine.
+func TestHTTPSMisdirectedRequest(t *testing.T) {
+	svc := backendSpec{name: "svc", addrs: []string{addr(echo(t))}}
+	wildCert, wildKey, wildPool := selfSigned(t, "*.example.com")
+	bCert, bKey, bPool := selfSigned(t, "b.example.com")
+	port := freePort(t)
+	https := func(name, host string, cert, key []byte) *snapshotv1.Listener {
+		return &snapshotv1.Listener{Name: gw + "/" + name, Gateway: gw, Port: port, Protocol: snapshotv1.Listener_HTTPS, Hostname: host,
+			Certificates: []*snapshotv1.Certificate{{Name: "ns/" + name, CertPem: cert, KeyPem: key}}}
+	}
+	rs := snapshot(nil, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc})
+	a, b := https("a", "*.example.com", wildCert, wildKey), https("b", "b.example.com", bCert, bKey)
+	rs[0].(*snapshotv1.Route).Listeners = []string{a.Name, b.Name}
+	apply(t, newManager(t), append(rs, a, b))
+
+	for _, tc := range []struct {
+		sni, host string
+		pool      *x509.CertPool
+		want      int
+	}{
+		{"a.example.com", "a.example.com", wildPool, 200},
+		{"a.example.com", "c.example.com:" + strconv.Itoa(int(port)), wildPool, 200}, // same wildcard listener
+		{"a.example.com", "b.example.com", wildPool, 421},
+		{"b.example.com", "a.example.com", bPool, 421},
+		{"b.example.com", "B.example.com", bPool, 200},
+	} {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tc.pool, ServerName: tc.sni}, ForceAttemptHTTP2: true}}
+		req, _ := http.NewRequest("GET", "https://127.0.0.1:"+strconv.Itoa(int(port))+"/tls", nil)
+		req.Host = tc.host
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("SNI %s, Host %s: %v", tc.sni, tc.host, err)
+		}
+		resp.Body.Close()
+		client.CloseIdleConnections()
+		if resp.StatusCode != tc.want {
+			t.Errorf("SNI %s, Host %s: status %d, want %d", tc.sni, tc.host, resp.StatusCode, tc.want)
+		}
+	}
+}
