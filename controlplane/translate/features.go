@@ -13,15 +13,15 @@ import (
 // standard channel, `make conformance`), so the suite run with features
 // inferred from the GatewayClass passes. Left out although implemented:
 // HTTPRouteRetry (the standard-channel CRD has no `retry` field, so the API
-// server drops it). Not implemented: CORS, 421 for misdirected HTTPS
-// requests, static addresses, client certificate validation, backend TLS,
-// ListenerSet.
+// server drops it). Not implemented: CORS, static addresses, client
+// certificate validation, backend TLS, ListenerSet.
 var SupportedFeatures = sortedFeatures(
 	features.SupportGateway,
 	features.SupportHTTPRoute,
 	features.SupportReferenceGrant,
 	features.SupportGatewayPort8080,
 	features.SupportGatewayHTTPListenerIsolation,
+	features.SupportGatewayHTTPSListenerDetectMisdirectedRequests,
 	features.SupportGatewayInfrastructure,
 	features.SupportGatewayAddressEmpty,
 	features.SupportHTTPRoute303RedirectStatusCode,
