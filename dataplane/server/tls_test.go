@@ -85,6 +85,20 @@ func httpsGet(port uint32, host string, pool *x509.CertPool) error {
 	return ok200(client.Do(req))
 }
 
+// wildcardAndExact is a snapshot of the HTTPS listeners "*.example.com"
+// and "b.example.com" sharing port, each with its certificate, and a route
+// on both to svc.
+func wildcardAndExact(svc backendSpec, port uint32, wildCert, wildKey, bCert, bKey []byte) []snapshotv1.Named {
+	https := func(name, host string, cert, key []byte) *snapshotv1.Listener {
+		return &snapshotv1.Listener{Name: gw + "/" + name, Gateway: gw, Port: port, Protocol: snapshotv1.Listener_HTTPS, Hostname: host,
+			Certificates: []*snapshotv1.Certificate{{Name: "ns/" + name, CertPem: cert, KeyPem: key}}}
+	}
+	rs := snapshot(nil, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc})
+	a, b := https("a", "*.example.com", wildCert, wildKey), https("b", "b.example.com", bCert, bKey)
+	rs[0].(*snapshotv1.Route).Listeners = []string{a.Name, b.Name}
+	return append(rs, a, b)
+}
+
 // TestHTTPSListenersShareAPort: each listener's own certificates answer
 // the names it serves, even when another listener's wildcard certificate
 // would also cover them; and new certificates apply without a rebind.
@@ -93,15 +107,8 @@ func TestHTTPSListenersShareAPort(t *testing.T) {
 	wildCert, wildKey, wildPool := selfSigned(t, "*.example.com")
 	bCert, bKey, bPool := selfSigned(t, "b.example.com")
 	port := freePort(t)
-	https := func(name, host string, cert, key []byte) *snapshotv1.Listener {
-		return &snapshotv1.Listener{Name: gw + "/" + name, Gateway: gw, Port: port, Protocol: snapshotv1.Listener_HTTPS, Hostname: host,
-			Certificates: []*snapshotv1.Certificate{{Name: "ns/" + name, CertPem: cert, KeyPem: key}}}
-	}
 	config := func(bCert, bKey []byte) []snapshotv1.Named {
-		rs := snapshot(nil, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc})
-		a, b := https("a", "*.example.com", wildCert, wildKey), https("b", "b.example.com", bCert, bKey)
-		rs[0].(*snapshotv1.Route).Listeners = []string{a.Name, b.Name}
-		return append(rs, a, b)
+		return wildcardAndExact(svc, port, wildCert, wildKey, bCert, bKey)
 	}
 	m := newManager(t)
 	apply(t, m, config(bCert, bKey))
@@ -135,14 +142,7 @@ func TestHTTPSMisdirectedRequest(t *testing.T) {
 	wildCert, wildKey, wildPool := selfSigned(t, "*.example.com")
 	bCert, bKey, bPool := selfSigned(t, "b.example.com")
 	port := freePort(t)
-	https := func(name, host string, cert, key []byte) *snapshotv1.Listener {
-		return &snapshotv1.Listener{Name: gw + "/" + name, Gateway: gw, Port: port, Protocol: snapshotv1.Listener_HTTPS, Hostname: host,
-			Certificates: []*snapshotv1.Certificate{{Name: "ns/" + name, CertPem: cert, KeyPem: key}}}
-	}
-	rs := snapshot(nil, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc})
-	a, b := https("a", "*.example.com", wildCert, wildKey), https("b", "b.example.com", bCert, bKey)
-	rs[0].(*snapshotv1.Route).Listeners = []string{a.Name, b.Name}
-	apply(t, newManager(t), append(rs, a, b))
+	apply(t, newManager(t), wildcardAndExact(svc, port, wildCert, wildKey, bCert, bKey))
 
 	for _, tc := range []struct {
 		sni, host string
