@@ -6,11 +6,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${INFERGATE_BIN:-$(cd "$here/../.." && pwd)/bin}
 xds=127.0.0.1:18000
+cpadmin=127.0.0.1:18001
 admin=127.0.0.1:19000
 gateway=default/inference-gateway
 port=8080
 
 pids=()
+names=()
 stopping=
 stop() {
   stopping=1
@@ -27,14 +29,27 @@ start() {
   local name=$1; shift
   "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
   pids+=($!)
+  names+=("$name")
+}
+
+# exited prints the name of a started process that is no longer running.
+exited() {
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then echo "${names[$i]}"; return 0; fi
+  done
+  return 1
 }
 
 start modelsim "$bin/modelsim" --replicas 3 --address 127.0.0.11 --port 8000 --model meta-llama/Llama-3.1-8B-Instruct
-start controlplane "$bin/controlplane" --config-dir "$here" --xds-address "$xds"
+start controlplane "$bin/controlplane" --config-dir "$here" --xds-address "$xds" --admin-address "$cpadmin"
 start proxy "$bin/proxy" --xds-address "$xds" --gateway "$gateway" --listen-address 127.0.0.1 --admin-address "$admin"
 
 for _ in $(seq 1 100); do
   if curl -fsS "http://$admin/ready" >/dev/null 2>&1; then break; fi
+  if gone=$(exited); then
+    echo "the $gone exited while starting; see its log above (is a port in use? $xds, $cpadmin, $admin, :$port, 127.0.0.11-13:8000)" >&2
+    exit 1
+  fi
   sleep 0.1
 done
 if ! curl -fsS "http://$admin/ready" >/dev/null 2>&1; then
@@ -45,7 +60,7 @@ fi
 cat <<MSG
 
 infergate is serving gateway $gateway on http://127.0.0.1:$port
-  control plane (xDS + debug gRPC) $xds, proxy admin http://$admin
+  control plane (xDS + debug gRPC) $xds, its metrics http://$cpadmin, proxy admin http://$admin
   model servers: simulated vLLM on 127.0.0.11-13:8000
 
 Try a chat completion (the x-gateway-destination-endpoint-served header names the pod):
