@@ -48,6 +48,11 @@ const (
 	// unprivilegedPortSysctl lets a non-root proxy bind listener ports
 	// below 1024 (a "safe" sysctl, allowed by the restricted policy).
 	unprivilegedPortSysctl = "net.ipv4.ip_unprivileged_port_start"
+	// The proxy's admin API (loopback only) and its probe endpoint (the
+	// pod's address, /ready and /healthz only) sit on these ports, or the
+	// next ones no listener uses.
+	adminPort  = 19000
+	healthPort = 19001
 )
 
 // Where the proxy finds its xDS credentials.
@@ -239,11 +244,22 @@ func listenerPorts(gw *gwapiv1.Gateway) []int32 {
 	return ports
 }
 
+// sparePort is want, or the next port after it that taken lacks.
+func sparePort(taken []int32, want int32) int32 {
+	for slices.Contains(taken, want) {
+		want++
+	}
+	return want
+}
+
 func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opts RenderOptions, ports []int32) *appsv1.Deployment {
 	var containerPorts []corev1.ContainerPort
 	for _, port := range ports {
 		containerPorts = append(containerPorts, corev1.ContainerPort{ContainerPort: port, Protocol: corev1.ProtocolTCP})
 	}
+	admin := sparePort(ports, adminPort)
+	health := sparePort(append(slices.Clone(ports), admin), healthPort)
+	containerPorts = append(containerPorts, corev1.ContainerPort{Name: "health", ContainerPort: health, Protocol: corev1.ProtocolTCP})
 	podSec := &corev1.PodSecurityContext{
 		RunAsNonRoot:   new(true),
 		RunAsUser:      new(int64(65532)),
@@ -262,6 +278,8 @@ func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opt
 		"--gateway=" + gw.Namespace + "/" + gw.Name,
 		"--xds-address=" + opts.XDSAddress,
 		"--listen-address=0.0.0.0",
+		fmt.Sprintf("--admin-address=127.0.0.1:%d", admin),
+		fmt.Sprintf("--health-address=0.0.0.0:%d", health),
 		"--log-format=json",
 		// Endpoints of a terminating pod are withdrawn asynchronously: keep
 		// serving new requests a moment before the listeners close.
@@ -318,13 +336,19 @@ func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opt
 						Env:          []corev1.EnvVar{fieldEnv("POD_NAMESPACE", "metadata.namespace"), fieldEnv("POD_NAME", "metadata.name")},
 						Ports:        containerPorts,
 						Resources:    p.Resources,
-						// The proxy binds its listeners only after its first
-						// complete snapshot and closes them when draining, so
-						// an open listener port is exactly "ready"; the admin
-						// /ready endpoint stays on loopback.
+						// Ready once the first complete snapshot is applied
+						// (its listeners bound), unready from SIGTERM on. Not
+						// "a listener port is open": a Gateway whose
+						// listeners are all invalid binds none, and its
+						// proxies must still become Ready.
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(ports[0])}},
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("health")}},
 							PeriodSeconds: 2,
+						},
+						LivenessProbe: &corev1.Probe{
+							ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("health")}},
+							PeriodSeconds:    10,
+							FailureThreshold: 3,
 						},
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: new(false),

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // container is a pod's running workload: an in-process echo server, a
@@ -29,8 +31,10 @@ type container struct {
 
 	echo *echoServer
 	proc *process
-	// probePort is the TCP readiness probe's port, 0 for none.
+	// probePort is the readiness probe's port, 0 for none; probePath is
+	// its HTTP GET path, "" for a TCP probe.
 	probePort int
+	probePath string
 }
 
 // What a container of the suite's base manifests runs. Only echo-basic's
@@ -69,8 +73,13 @@ func (n *node) startContainer(ctx context.Context, c *container) error {
 			env[e.Name] = e.Value
 		}
 	}
-	if p := ct.ReadinessProbe; p != nil && p.TCPSocket != nil {
-		c.probePort = p.TCPSocket.Port.IntValue()
+	if p := ct.ReadinessProbe; p != nil {
+		switch {
+		case p.TCPSocket != nil:
+			c.probePort = containerPort(ct, p.TCPSocket.Port)
+		case p.HTTPGet != nil:
+			c.probePort, c.probePath = containerPort(ct, p.HTTPGet.Port), p.HTTPGet.Path
+		}
 	}
 	switch {
 	case c.pod.Labels["app.kubernetes.io/name"] == proxyAppName:
@@ -104,6 +113,9 @@ func (n *node) startProxy(c *container, ct corev1.Container, envVars, mounts map
 		switch {
 		case ok && name == "--listen-address":
 			a = name + "=" + c.ip
+		case ok && name == "--health-address":
+			_, port, _ := net.SplitHostPort(value)
+			a = name + "=" + net.JoinHostPort(c.ip, port)
 		case ok:
 			a = name + "=" + hostPath(mounts, value)
 		}
@@ -126,20 +138,45 @@ func (n *node) startProxy(c *container, ct corev1.Container, envVars, mounts map
 	return nil
 }
 
-// probe runs the readiness probe: a TCP connect to the pod's port.
+// containerPort resolves a probe's port, a number or the name of one of
+// ct's ports (0 when the name is unknown, as the kubelet would fail it).
+func containerPort(ct corev1.Container, port intstr.IntOrString) int {
+	if port.Type == intstr.Int {
+		return port.IntValue()
+	}
+	for _, p := range ct.Ports {
+		if p.Name == port.StrVal {
+			return int(p.ContainerPort)
+		}
+	}
+	return 0
+}
+
+// probe runs the readiness probe as the kubelet does: a TCP connect to
+// the pod's port, or an HTTP GET answered with 2xx or 3xx.
 func (c *container) probe() bool {
 	if c.proc != nil && c.proc.exited() {
 		return false
 	}
 	if c.probePort == 0 {
+		return c.probePath == ""
+	}
+	addr := net.JoinHostPort(c.ip, strconv.Itoa(c.probePort))
+	if c.probePath == "" {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		_ = conn.Close()
 		return true
 	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.ip, strconv.Itoa(c.probePort)), 200*time.Millisecond)
+	client := http.Client{Timeout: time.Second}
+	resp, err := client.Get("http://" + addr + c.probePath)
 	if err != nil {
 		return false
 	}
-	_ = conn.Close()
-	return true
+	_ = resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 400
 }
 
 // stop ends the container (its process or echo server) and removes its

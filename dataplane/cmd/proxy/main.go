@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -37,6 +36,7 @@ type options struct {
 	pod           string
 	listenAddress string
 	adminAddress  string
+	healthAddress string
 	maxBodyBytes  int64
 	headerTimeout time.Duration
 	bodyTimeout   time.Duration
@@ -65,6 +65,7 @@ func main() {
 	flag.StringVar(&o.pod, "pod", podFromEnv(), "namespace/name of this proxy's pod, shown by `infergatectl proxies` (default from POD_NAMESPACE/POD_NAME)")
 	flag.StringVar(&o.listenAddress, "listen-address", "0.0.0.0", "IP the Gateway's listeners bind to")
 	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /queues, /metrics, /xds); keep it on loopback")
+	flag.StringVar(&o.healthAddress, "health-address", "", "address serving only GET /ready and /healthz, for a kubelet's probes (e.g. 0.0.0.0:19001; off when empty)")
 	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 16 MiB); larger bodies get 413")
 	flag.DurationVar(&o.headerTimeout, "header-read-timeout", 30*time.Second, "time a client has to send its request headers")
 	flag.DurationVar(&o.bodyTimeout, "body-read-timeout", 60*time.Second, "time a client has to send its request body (408 after)")
@@ -147,27 +148,24 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	// listeners still finish what they have.
 	var draining atomic.Bool
 	adminHandler := mgr.AdminHandler()
+	ready := readyHandler(&draining, adminHandler)
 	mux := http.NewServeMux()
 	mux.Handle("/", adminHandler)
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
-		if draining.Load() {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"draining"}` + "\n"))
-			return
-		}
-		adminHandler.ServeHTTP(w, r)
-	})
+	mux.Handle("GET /ready", ready)
 	mux.HandleFunc("GET /xds", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"connected": client.Connected(), "types": client.Status()})
 	})
-	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := admin.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("admin server", "err", err)
+	admin := serveHTTP(logger, "admin", adminLis, mux)
+	if o.healthAddress != "" {
+		healthLis, err := net.Listen("tcp", o.healthAddress)
+		if err != nil {
+			_ = admin.Close()
+			return fmt.Errorf("health listener %s: %w", o.healthAddress, err)
 		}
-	}()
+		health := serveHTTP(logger, "health", healthLis, healthMux(ready, adminHandler))
+		defer health.Close()
+	}
 	logger.Info("proxy starting", "gateway", o.gateway, "xds", o.xdsAddress, "admin", adminLis.Addr().String(), "node", o.nodeID)
 
 	xdsCtx, stopXDS := context.WithCancel(context.Background())
