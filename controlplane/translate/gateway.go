@@ -102,6 +102,11 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	sortByName(res.Backends)
 	sortByName(res.Endpoints)
 	sortByName(res.ModelRules)
+	if invalidParameters(gw) != "" {
+		// Not accepted: no proxy is provisioned for it, and a proxy run by
+		// hand for it must not serve it either. Its status still says why.
+		res = &GatewayResources{Gateway: gs.name}
+	}
 	t.out.Gateways[gs.name] = res
 	t.out.Status.Gateways[gs.name] = gatewayStatus(gs)
 }
