@@ -13,7 +13,7 @@ import (
 // standard channel, `make conformance`), so the suite run with features
 // inferred from the GatewayClass passes. Left out although implemented:
 // HTTPRouteRetry (the standard-channel CRD has no `retry` field, so the API
-// server drops it). Not implemented: CORS, static addresses, client
+// server drops it). Not implemented: static addresses, client
 // certificate validation, backend TLS, ListenerSet.
 var SupportedFeatures = sortedFeatures(
 	features.SupportGateway,
@@ -31,6 +31,7 @@ var SupportedFeatures = sortedFeatures(
 	features.SupportHTTPRouteBackendProtocolWebSocket,
 	features.SupportHTTPRouteBackendRequestHeaderModification,
 	features.SupportHTTPRouteBackendTimeout,
+	features.SupportHTTPRouteCORS,
 	features.SupportHTTPRouteDestinationPortMatching,
 	features.SupportHTTPRouteHostRewrite,
 	features.SupportHTTPRouteMethodMatching,

@@ -57,7 +57,7 @@ func (t *translator) routeRefs(r *gwv1.HTTPRoute) *routeRefs {
 		for _, f := range fs {
 			switch f.Type {
 			case gwv1.HTTPRouteFilterRequestHeaderModifier, gwv1.HTTPRouteFilterResponseHeaderModifier,
-				gwv1.HTTPRouteFilterRequestRedirect, gwv1.HTTPRouteFilterURLRewrite:
+				gwv1.HTTPRouteFilterRequestRedirect, gwv1.HTTPRouteFilterURLRewrite, gwv1.HTTPRouteFilterCORS:
 			case gwv1.HTTPRouteFilterRequestMirror:
 				if f.RequestMirror != nil {
 					visit(f.RequestMirror.BackendRef)
@@ -195,7 +195,7 @@ func checkRuleFilters(rule *gwv1.HTTPRouteRule) error {
 		}
 	}
 	check := func(fs []gwv1.HTTPRouteFilter, where string) error {
-		redirect, rewrite := false, false
+		redirect, rewrite, cors := false, false, false
 		for _, f := range fs {
 			switch {
 			case f.Type == gwv1.HTTPRouteFilterRequestRedirect && f.RequestRedirect != nil:
@@ -221,6 +221,17 @@ func checkRuleFilters(rule *gwv1.HTTPRouteRule) error {
 				rewrite = true
 				if err := checkPathModifier(f.URLRewrite.Path, prefixOnly); err != nil {
 					return fmt.Errorf("%surlRewrite: %v", where, err)
+				}
+			case f.Type == gwv1.HTTPRouteFilterCORS:
+				if f.CORS == nil {
+					return fmt.Errorf("%sfilter type CORS needs cors", where)
+				}
+				if cors {
+					return fmt.Errorf("%sCORS filter cannot be repeated", where)
+				}
+				cors = true
+				if err := checkCORS(f.CORS); err != nil {
+					return fmt.Errorf("%scors: %v", where, err)
 				}
 			}
 		}
@@ -345,6 +356,8 @@ func (t *translator) translateFilters(gs *gatewayState, routeNS string, fs []gwv
 				rw.Hostname = string(*f.URLRewrite.Hostname)
 			}
 			out = append(out, &snapshotv1.Filter{Kind: &snapshotv1.Filter_UrlRewrite{UrlRewrite: rw}})
+		case f.Type == gwv1.HTTPRouteFilterCORS && f.CORS != nil:
+			out = append(out, &snapshotv1.Filter{Kind: &snapshotv1.Filter_Cors{Cors: corsFilter(f.CORS)}})
 		case f.Type == gwv1.HTTPRouteFilterRequestMirror && f.RequestMirror != nil:
 			m := f.RequestMirror
 			pct := 100.0

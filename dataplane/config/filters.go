@@ -18,12 +18,13 @@ type Filters struct {
 	Redirect        *Redirect       `json:"redirect,omitempty"`
 	Rewrite         *Rewrite        `json:"rewrite,omitempty"`
 	Mirrors         []*Mirror       `json:"mirrors,omitempty"`
+	CORS            *CORS           `json:"cors,omitempty"`
 }
 
 // Empty reports whether no filter is set, so the request path can skip them
 // with one check.
 func (f *Filters) Empty() bool {
-	return f.RequestHeaders == nil && f.ResponseHeaders == nil && f.Redirect == nil && f.Rewrite == nil && len(f.Mirrors) == 0
+	return f.RequestHeaders == nil && f.ResponseHeaders == nil && f.Redirect == nil && f.Rewrite == nil && len(f.Mirrors) == 0 && f.CORS == nil
 }
 
 // Header is one header name (canonical MIME form) and value.
@@ -195,6 +196,12 @@ func compileFilters(fs []*snapshotv1.Filter, backends map[string]*Backend) (Filt
 				return out, fmt.Errorf("filters[%d]: urlRewrite: %w", i, err)
 			}
 			out.Rewrite = &Rewrite{Hostname: k.UrlRewrite.GetHostname(), Path: pm}
+		case *snapshotv1.Filter_Cors:
+			c, err := compileCORS(k.Cors)
+			if err != nil {
+				return out, fmt.Errorf("filters[%d]: cors: %w", i, err)
+			}
+			out.CORS = c
 		case *snapshotv1.Filter_RequestMirror:
 			name := k.RequestMirror.GetBackend().GetBackend()
 			if name == "" {

@@ -40,6 +40,8 @@ type call struct {
 	poolsOK bool
 	// objective is the X-Gateway-Inference-Objective the client sent.
 	objective string
+	// cors is set when a CORS filter allowed the request's origin.
+	cors corsRequest
 
 	ref *config.BackendRef
 	bs  *backendState

@@ -26,6 +26,8 @@ type exchange struct {
 	retry *config.Retry
 	// respFilters modify the response headers at commit.
 	respFilters [2]*config.HeaderModifier
+	// cors sets the CORS response headers at commit, over the backend's.
+	cors corsRequest
 
 	committed bool
 	status    int
@@ -113,6 +115,9 @@ func (ex *exchange) WriteHeader(code int) {
 		if f != nil {
 			f.Apply(h)
 		}
+	}
+	if ex.cors.cors != nil {
+		ex.cors.cors.Actual(h, ex.cors.origin)
 	}
 	if ex.inspect {
 		ex.insp.begin(h, code)

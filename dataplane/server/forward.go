@@ -26,6 +26,7 @@ import (
 func (m *Manager) forward(w http.ResponseWriter, c *call) {
 	ex := newExchange(w)
 	defer ex.release()
+	ex.cors = c.cors
 	route, r, body, bs, preq := c.route, c.r, c.body, c.bs, c.preq
 	clientCtx := r.Context()
 	if !c.deadline.IsZero() {

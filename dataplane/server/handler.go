@@ -111,6 +111,13 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r, "no route for "+r.Host+r.URL.Path)
 		return
 	}
+	var cors corsRequest
+	if route.Filters.CORS != nil {
+		var done bool
+		if cors, done = handleCORS(w, r, route.Filters.CORS); done {
+			return
+		}
+	}
 	if red := route.Filters.Redirect; red != nil {
 		redirect(w, r, red, match)
 		return
@@ -126,6 +133,13 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, http.StatusInternalServerError, openai.TypeServer, "invalid_backend_ref",
 			"route "+route.Route+" refers to an invalid backend")
 		return
+	}
+	if route.Filters.CORS == nil && ref.Filters.CORS != nil {
+		// A backendRef's CORS filter applies when its rule has none.
+		var done bool
+		if cors, done = handleCORS(w, r, ref.Filters.CORS); done {
+			return
+		}
 	}
 	if red := ref.Filters.Redirect; red != nil {
 		redirect(w, r, red, match)
@@ -153,7 +167,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		applyRequestFilters(r, &route.Filters, match)
 	}
 	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{},
-		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective}
+		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective, cors: cors}
 	if d := route.Timeouts.Request; d > 0 {
 		// Gateway API's request timeout covers the whole request, time
 		// spent waiting in a pool's queue included.

@@ -179,7 +179,7 @@ func (x PathModifier_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathModifier_Type.Descriptor instead.
 func (PathModifier_Type) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{12, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type Backend_Kind int32
@@ -228,7 +228,7 @@ func (x Backend_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Backend_Kind.Descriptor instead.
 func (Backend_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type Backend_AppProtocol int32
@@ -277,7 +277,7 @@ func (x Backend_AppProtocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Backend_AppProtocol.Descriptor instead.
 func (Backend_AppProtocol) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19, 1}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20, 1}
 }
 
 // Manifest is the table of contents of one gateway's snapshot. Its name is the
@@ -972,6 +972,7 @@ type Filter struct {
 	//	*Filter_RequestRedirect
 	//	*Filter_UrlRewrite
 	//	*Filter_RequestMirror
+	//	*Filter_Cors
 	Kind          isFilter_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1059,6 +1060,15 @@ func (x *Filter) GetRequestMirror() *RequestMirror {
 	return nil
 }
 
+func (x *Filter) GetCors() *CORS {
+	if x != nil {
+		if x, ok := x.Kind.(*Filter_Cors); ok {
+			return x.Cors
+		}
+	}
+	return nil
+}
+
 type isFilter_Kind interface {
 	isFilter_Kind()
 }
@@ -1083,6 +1093,10 @@ type Filter_RequestMirror struct {
 	RequestMirror *RequestMirror `protobuf:"bytes,5,opt,name=request_mirror,json=requestMirror,proto3,oneof"`
 }
 
+type Filter_Cors struct {
+	Cors *CORS `protobuf:"bytes,6,opt,name=cors,proto3,oneof"`
+}
+
 func (*Filter_RequestHeaderModifier) isFilter_Kind() {}
 
 func (*Filter_ResponseHeaderModifier) isFilter_Kind() {}
@@ -1092,6 +1106,99 @@ func (*Filter_RequestRedirect) isFilter_Kind() {}
 func (*Filter_UrlRewrite) isFilter_Kind() {}
 
 func (*Filter_RequestMirror) isFilter_Kind() {}
+
+func (*Filter_Cors) isFilter_Kind() {}
+
+// CORS is the HTTPRoute CORS filter: the proxy answers preflight requests
+// itself and adds Access-Control-* headers to responses of allowed origins.
+type CORS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "*" alone, or "<scheme>://<host>[:<port>]" where the host may start with
+	// "*." (any number of labels) or be "*".
+	AllowOrigins     []string `protobuf:"bytes,1,rep,name=allow_origins,json=allowOrigins,proto3" json:"allow_origins,omitempty"`
+	AllowCredentials bool     `protobuf:"varint,2,opt,name=allow_credentials,json=allowCredentials,proto3" json:"allow_credentials,omitempty"`
+	// Method names, or "*" alone.
+	AllowMethods []string `protobuf:"bytes,3,rep,name=allow_methods,json=allowMethods,proto3" json:"allow_methods,omitempty"`
+	// Header names, or "*" alone.
+	AllowHeaders  []string `protobuf:"bytes,4,rep,name=allow_headers,json=allowHeaders,proto3" json:"allow_headers,omitempty"`
+	ExposeHeaders []string `protobuf:"bytes,5,rep,name=expose_headers,json=exposeHeaders,proto3" json:"expose_headers,omitempty"`
+	// Access-Control-Max-Age of preflight answers; 0 means the API default, 5.
+	MaxAgeSeconds uint32 `protobuf:"varint,6,opt,name=max_age_seconds,json=maxAgeSeconds,proto3" json:"max_age_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CORS) Reset() {
+	*x = CORS{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CORS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CORS) ProtoMessage() {}
+
+func (x *CORS) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CORS.ProtoReflect.Descriptor instead.
+func (*CORS) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CORS) GetAllowOrigins() []string {
+	if x != nil {
+		return x.AllowOrigins
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowCredentials() bool {
+	if x != nil {
+		return x.AllowCredentials
+	}
+	return false
+}
+
+func (x *CORS) GetAllowMethods() []string {
+	if x != nil {
+		return x.AllowMethods
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowHeaders() []string {
+	if x != nil {
+		return x.AllowHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetExposeHeaders() []string {
+	if x != nil {
+		return x.ExposeHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetMaxAgeSeconds() uint32 {
+	if x != nil {
+		return x.MaxAgeSeconds
+	}
+	return 0
+}
 
 type Header struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1103,7 +1210,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1222,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1235,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Header) GetName() string {
@@ -1156,7 +1263,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1275,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1288,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1215,7 +1322,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1334,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1347,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PathModifier) GetType() PathModifier_Type {
@@ -1272,7 +1379,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1391,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1404,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1345,7 +1452,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1464,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1477,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1398,7 +1505,7 @@ type RequestMirror struct {
 
 func (x *RequestMirror) Reset() {
 	*x = RequestMirror{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1517,7 @@ func (x *RequestMirror) String() string {
 func (*RequestMirror) ProtoMessage() {}
 
 func (x *RequestMirror) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1530,7 @@ func (x *RequestMirror) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestMirror.ProtoReflect.Descriptor instead.
 func (*RequestMirror) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestMirror) GetBackend() *BackendRef {
@@ -1455,7 +1562,7 @@ type BackendRef struct {
 
 func (x *BackendRef) Reset() {
 	*x = BackendRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1574,7 @@ func (x *BackendRef) String() string {
 func (*BackendRef) ProtoMessage() {}
 
 func (x *BackendRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1587,7 @@ func (x *BackendRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRef.ProtoReflect.Descriptor instead.
 func (*BackendRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BackendRef) GetBackend() string {
@@ -1522,7 +1629,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1641,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1654,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Timeouts) GetRequestMs() uint64 {
@@ -1578,7 +1685,7 @@ type Retry struct {
 
 func (x *Retry) Reset() {
 	*x = Retry{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1697,7 @@ func (x *Retry) String() string {
 func (*Retry) ProtoMessage() {}
 
 func (x *Retry) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1710,7 @@ func (x *Retry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retry.ProtoReflect.Descriptor instead.
 func (*Retry) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Retry) GetAttempts() uint32 {
@@ -1649,7 +1756,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1768,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1781,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Backend) GetName() string {
@@ -1743,7 +1850,7 @@ type PickerProfile struct {
 
 func (x *PickerProfile) Reset() {
 	*x = PickerProfile{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1862,7 @@ func (x *PickerProfile) String() string {
 func (*PickerProfile) ProtoMessage() {}
 
 func (x *PickerProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1875,7 @@ func (x *PickerProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickerProfile.ProtoReflect.Descriptor instead.
 func (*PickerProfile) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PickerProfile) GetFilters() []*PluginRef {
@@ -1816,7 +1923,7 @@ type WaitQueue struct {
 
 func (x *WaitQueue) Reset() {
 	*x = WaitQueue{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1935,7 @@ func (x *WaitQueue) String() string {
 func (*WaitQueue) ProtoMessage() {}
 
 func (x *WaitQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1948,7 @@ func (x *WaitQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitQueue.ProtoReflect.Descriptor instead.
 func (*WaitQueue) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WaitQueue) GetMaxRequests() uint32 {
@@ -1876,7 +1983,7 @@ type PluginRef struct {
 
 func (x *PluginRef) Reset() {
 	*x = PluginRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +1995,7 @@ func (x *PluginRef) String() string {
 func (*PluginRef) ProtoMessage() {}
 
 func (x *PluginRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +2008,7 @@ func (x *PluginRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRef.ProtoReflect.Descriptor instead.
 func (*PluginRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PluginRef) GetName() string {
@@ -1937,7 +2044,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2056,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2069,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Endpoints) GetName() string {
@@ -1998,7 +2105,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2117,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2130,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2093,7 +2200,7 @@ type ModelRule struct {
 
 func (x *ModelRule) Reset() {
 	*x = ModelRule{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2212,7 @@ func (x *ModelRule) String() string {
 func (*ModelRule) ProtoMessage() {}
 
 func (x *ModelRule) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2225,7 @@ func (x *ModelRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRule.ProtoReflect.Descriptor instead.
 func (*ModelRule) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ModelRule) GetName() string {
@@ -2180,7 +2287,7 @@ type TargetModel struct {
 
 func (x *TargetModel) Reset() {
 	*x = TargetModel{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2299,7 @@ func (x *TargetModel) String() string {
 func (*TargetModel) ProtoMessage() {}
 
 func (x *TargetModel) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2312,7 @@ func (x *TargetModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetModel.ProtoReflect.Descriptor instead.
 func (*TargetModel) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TargetModel) GetName() string {
@@ -2284,15 +2391,23 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\x0fQueryParamMatch\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .infergate.snapshot.v1.MatchTypeR\x04type\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\tR\x05value\"\xbe\x03\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\"\xf1\x03\n" +
 	"\x06Filter\x12_\n" +
 	"\x17request_header_modifier\x18\x01 \x01(\v2%.infergate.snapshot.v1.HeaderModifierH\x00R\x15requestHeaderModifier\x12a\n" +
 	"\x18response_header_modifier\x18\x02 \x01(\v2%.infergate.snapshot.v1.HeaderModifierH\x00R\x16responseHeaderModifier\x12S\n" +
 	"\x10request_redirect\x18\x03 \x01(\v2&.infergate.snapshot.v1.RequestRedirectH\x00R\x0frequestRedirect\x12D\n" +
 	"\vurl_rewrite\x18\x04 \x01(\v2!.infergate.snapshot.v1.URLRewriteH\x00R\n" +
 	"urlRewrite\x12M\n" +
-	"\x0erequest_mirror\x18\x05 \x01(\v2$.infergate.snapshot.v1.RequestMirrorH\x00R\rrequestMirrorB\x06\n" +
-	"\x04kind\"2\n" +
+	"\x0erequest_mirror\x18\x05 \x01(\v2$.infergate.snapshot.v1.RequestMirrorH\x00R\rrequestMirror\x121\n" +
+	"\x04cors\x18\x06 \x01(\v2\x1b.infergate.snapshot.v1.CORSH\x00R\x04corsB\x06\n" +
+	"\x04kind\"\xf1\x01\n" +
+	"\x04CORS\x12#\n" +
+	"\rallow_origins\x18\x01 \x03(\tR\fallowOrigins\x12+\n" +
+	"\x11allow_credentials\x18\x02 \x01(\bR\x10allowCredentials\x12#\n" +
+	"\rallow_methods\x18\x03 \x03(\tR\fallowMethods\x12#\n" +
+	"\rallow_headers\x18\x04 \x03(\tR\fallowHeaders\x12%\n" +
+	"\x0eexpose_headers\x18\x05 \x03(\tR\rexposeHeaders\x12&\n" +
+	"\x0fmax_age_seconds\x18\x06 \x01(\rR\rmaxAgeSeconds\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\x8a\x01\n" +
@@ -2412,7 +2527,7 @@ func file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(MatchType)(0),              // 0: infergate.snapshot.v1.MatchType
 	(Listener_Protocol)(0),      // 1: infergate.snapshot.v1.Listener.Protocol
@@ -2429,25 +2544,26 @@ var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(*HeaderMatch)(nil),         // 12: infergate.snapshot.v1.HeaderMatch
 	(*QueryParamMatch)(nil),     // 13: infergate.snapshot.v1.QueryParamMatch
 	(*Filter)(nil),              // 14: infergate.snapshot.v1.Filter
-	(*Header)(nil),              // 15: infergate.snapshot.v1.Header
-	(*HeaderModifier)(nil),      // 16: infergate.snapshot.v1.HeaderModifier
-	(*PathModifier)(nil),        // 17: infergate.snapshot.v1.PathModifier
-	(*RequestRedirect)(nil),     // 18: infergate.snapshot.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 19: infergate.snapshot.v1.URLRewrite
-	(*RequestMirror)(nil),       // 20: infergate.snapshot.v1.RequestMirror
-	(*BackendRef)(nil),          // 21: infergate.snapshot.v1.BackendRef
-	(*Timeouts)(nil),            // 22: infergate.snapshot.v1.Timeouts
-	(*Retry)(nil),               // 23: infergate.snapshot.v1.Retry
-	(*Backend)(nil),             // 24: infergate.snapshot.v1.Backend
-	(*PickerProfile)(nil),       // 25: infergate.snapshot.v1.PickerProfile
-	(*WaitQueue)(nil),           // 26: infergate.snapshot.v1.WaitQueue
-	(*PluginRef)(nil),           // 27: infergate.snapshot.v1.PluginRef
-	(*Endpoints)(nil),           // 28: infergate.snapshot.v1.Endpoints
-	(*Endpoint)(nil),            // 29: infergate.snapshot.v1.Endpoint
-	(*ModelRule)(nil),           // 30: infergate.snapshot.v1.ModelRule
-	(*TargetModel)(nil),         // 31: infergate.snapshot.v1.TargetModel
-	nil,                         // 32: infergate.snapshot.v1.PluginRef.ParametersEntry
-	(*durationpb.Duration)(nil), // 33: google.protobuf.Duration
+	(*CORS)(nil),                // 15: infergate.snapshot.v1.CORS
+	(*Header)(nil),              // 16: infergate.snapshot.v1.Header
+	(*HeaderModifier)(nil),      // 17: infergate.snapshot.v1.HeaderModifier
+	(*PathModifier)(nil),        // 18: infergate.snapshot.v1.PathModifier
+	(*RequestRedirect)(nil),     // 19: infergate.snapshot.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 20: infergate.snapshot.v1.URLRewrite
+	(*RequestMirror)(nil),       // 21: infergate.snapshot.v1.RequestMirror
+	(*BackendRef)(nil),          // 22: infergate.snapshot.v1.BackendRef
+	(*Timeouts)(nil),            // 23: infergate.snapshot.v1.Timeouts
+	(*Retry)(nil),               // 24: infergate.snapshot.v1.Retry
+	(*Backend)(nil),             // 25: infergate.snapshot.v1.Backend
+	(*PickerProfile)(nil),       // 26: infergate.snapshot.v1.PickerProfile
+	(*WaitQueue)(nil),           // 27: infergate.snapshot.v1.WaitQueue
+	(*PluginRef)(nil),           // 28: infergate.snapshot.v1.PluginRef
+	(*Endpoints)(nil),           // 29: infergate.snapshot.v1.Endpoints
+	(*Endpoint)(nil),            // 30: infergate.snapshot.v1.Endpoint
+	(*ModelRule)(nil),           // 31: infergate.snapshot.v1.ModelRule
+	(*TargetModel)(nil),         // 32: infergate.snapshot.v1.TargetModel
+	nil,                         // 33: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
 }
 var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	6,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
@@ -2455,42 +2571,43 @@ var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	8,  // 2: infergate.snapshot.v1.Listener.certificates:type_name -> infergate.snapshot.v1.Certificate
 	10, // 3: infergate.snapshot.v1.Route.matches:type_name -> infergate.snapshot.v1.RouteMatch
 	14, // 4: infergate.snapshot.v1.Route.filters:type_name -> infergate.snapshot.v1.Filter
-	21, // 5: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
-	22, // 6: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
-	23, // 7: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
+	22, // 5: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
+	23, // 6: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
+	24, // 7: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
 	11, // 8: infergate.snapshot.v1.RouteMatch.path:type_name -> infergate.snapshot.v1.PathMatch
 	12, // 9: infergate.snapshot.v1.RouteMatch.headers:type_name -> infergate.snapshot.v1.HeaderMatch
 	13, // 10: infergate.snapshot.v1.RouteMatch.query_params:type_name -> infergate.snapshot.v1.QueryParamMatch
 	0,  // 11: infergate.snapshot.v1.PathMatch.type:type_name -> infergate.snapshot.v1.MatchType
 	0,  // 12: infergate.snapshot.v1.HeaderMatch.type:type_name -> infergate.snapshot.v1.MatchType
 	0,  // 13: infergate.snapshot.v1.QueryParamMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	16, // 14: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	16, // 15: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	18, // 16: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
-	19, // 17: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
-	20, // 18: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
-	15, // 19: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
-	15, // 20: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
-	2,  // 21: infergate.snapshot.v1.PathModifier.type:type_name -> infergate.snapshot.v1.PathModifier.Type
-	17, // 22: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
-	17, // 23: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
-	21, // 24: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
-	14, // 25: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
-	3,  // 26: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
-	4,  // 27: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
-	25, // 28: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
-	27, // 29: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	27, // 30: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	26, // 31: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
-	33, // 32: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
-	32, // 33: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	29, // 34: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	31, // 35: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	17, // 14: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	17, // 15: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	19, // 16: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
+	20, // 17: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
+	21, // 18: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
+	15, // 19: infergate.snapshot.v1.Filter.cors:type_name -> infergate.snapshot.v1.CORS
+	16, // 20: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
+	16, // 21: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
+	2,  // 22: infergate.snapshot.v1.PathModifier.type:type_name -> infergate.snapshot.v1.PathModifier.Type
+	18, // 23: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
+	18, // 24: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
+	22, // 25: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
+	14, // 26: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
+	3,  // 27: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
+	4,  // 28: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
+	26, // 29: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
+	28, // 30: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	28, // 31: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	27, // 32: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	34, // 33: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	33, // 34: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	30, // 35: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	32, // 36: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
@@ -2504,6 +2621,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 		(*Filter_RequestRedirect)(nil),
 		(*Filter_UrlRewrite)(nil),
 		(*Filter_RequestMirror)(nil),
+		(*Filter_Cors)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2511,7 +2629,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_snapshot_v1_snapshot_proto_rawDesc), len(file_infergate_snapshot_v1_snapshot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
