@@ -2,6 +2,7 @@ package translate
 
 import (
 	"slices"
+	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/gateway-api/pkg/features"
@@ -48,6 +49,32 @@ var SupportedFeatures = sortedFeatures(
 	features.SupportHTTPRouteResponseHeaderModification,
 	features.SupportHTTPRouteSchemeRedirect,
 )
+
+// ExperimentalFeatures are implemented features whose fields only the
+// experimental-channel CRDs have (the standard-channel HTTPRoute CRD has no
+// `retry`, so the API server drops it): published, in addition to
+// SupportedFeatures, when the cluster's HTTPRoute CRD is experimental
+// (Inputs.GatewayAPIChannel), and passing there
+// (`make conformance CONFORMANCE_CHANNEL=experimental`).
+var ExperimentalFeatures = sortedFeatures(
+	features.SupportHTTPRouteRetry,
+	features.SupportHTTPRouteRetryBackendTimeout,
+	features.SupportHTTPRouteRetryConnectionError,
+)
+
+// ChannelExperimental is the value of the CRDs' gateway.networking.k8s.io/channel
+// annotation in gateway-api's experimental channel.
+const ChannelExperimental = "experimental"
+
+// featuresFor is what a GatewayClass publishes under the given channel.
+func featuresFor(channel string) []gwv1.SupportedFeature {
+	out := slices.Clone(SupportedFeatures)
+	if channel == ChannelExperimental {
+		out = append(out, ExperimentalFeatures...)
+		slices.SortFunc(out, func(a, b gwv1.SupportedFeature) int { return strings.Compare(string(a.Name), string(b.Name)) })
+	}
+	return out
+}
 
 // sortedFeatures lists names in ascending order, as the API asks.
 func sortedFeatures(names ...features.FeatureName) []gwv1.SupportedFeature {

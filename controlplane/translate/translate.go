@@ -8,7 +8,6 @@
 package translate
 
 import (
-	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +45,13 @@ type Inputs struct {
 	InferenceModelRewrites []*inferencealpha.InferenceModelRewrite
 	InferenceModels        []*inferencealpha.InferenceModel
 	LegacyInferencePools   []*inferencealpha.InferencePool
+
+	// GatewayAPIChannel is the release channel of the cluster's Gateway
+	// API CRDs (the HTTPRoute CRD's gateway.networking.k8s.io/channel
+	// annotation): "experimental" adds ExperimentalFeatures to what
+	// GatewayClasses publish. Empty (file mode, or the CRD unreadable)
+	// counts as standard.
+	GatewayAPIChannel string
 }
 
 // Options configure a translation.
@@ -243,7 +249,7 @@ func (t *translator) acceptClasses() {
 		t.out.Status.GatewayClasses[c.Name] = gwv1.GatewayClassStatus{
 			Conditions: []metav1.Condition{cond(string(gwv1.GatewayClassConditionStatusAccepted), true,
 				string(gwv1.GatewayClassReasonAccepted), "Handled by "+t.opts.ControllerName, c.Generation)},
-			SupportedFeatures: slices.Clone(SupportedFeatures),
+			SupportedFeatures: featuresFor(t.in.GatewayAPIChannel),
 		}
 	}
 	for _, g := range t.in.Gateways {

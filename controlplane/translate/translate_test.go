@@ -47,3 +47,32 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// TestSupportedFeaturesFollowChannel: the retry features are published
+// only when the cluster's CRDs are experimental (the standard HTTPRoute CRD
+// has no retry field), and the list stays sorted either way.
+func TestSupportedFeaturesFollowChannel(t *testing.T) {
+	for _, tc := range []struct {
+		channel   string
+		wantRetry bool
+	}{{"", false}, {"standard", false}, {translate.ChannelExperimental, true}} {
+		in := &translate.Inputs{
+			GatewayClasses:    []*gwv1.GatewayClass{{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Spec: gwv1.GatewayClassSpec{ControllerName: translate.DefaultControllerName}}},
+			GatewayAPIChannel: tc.channel,
+		}
+		got := translate.Translate(in, translate.Options{}).Status.GatewayClasses["c"].SupportedFeatures
+		names := map[gwv1.FeatureName]bool{}
+		for i, f := range got {
+			names[f.Name] = true
+			if i > 0 && got[i-1].Name >= f.Name {
+				t.Errorf("channel %q: %s before %s, want ascending", tc.channel, got[i-1].Name, f.Name)
+			}
+		}
+		if !names["HTTPRoute"] || names["HTTPRouteRetry"] != tc.wantRetry || names["HTTPRouteRetryConnectionError"] != tc.wantRetry {
+			t.Errorf("channel %q: HTTPRoute %v, HTTPRouteRetry %v, want retry %v", tc.channel, names["HTTPRoute"], names["HTTPRouteRetry"], tc.wantRetry)
+		}
+		if len(got) != len(translate.SupportedFeatures)+map[bool]int{true: len(translate.ExperimentalFeatures)}[tc.wantRetry] {
+			t.Errorf("channel %q: %d features", tc.channel, len(got))
+		}
+	}
+}

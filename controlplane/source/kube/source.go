@@ -59,6 +59,10 @@ type Source struct {
 	mu      sync.Mutex
 	custom  []*customInformer
 	missing map[schema.GroupVersionResource]bool // logged as not installed
+	// channel is the Gateway API CRDs' release channel (refreshChannel);
+	// channelWarned that failing to read it was logged.
+	channel       string
+	channelWarned bool
 }
 
 type customInformer struct {
@@ -137,6 +141,7 @@ func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) erro
 	}
 	s.log.Info("informer caches synced")
 
+	s.refreshChannel(ctx)
 	go s.pollDiscovery(ctx, dynFactory)
 
 	onChange(s.build(&listers))
@@ -268,9 +273,10 @@ func (s *Source) waitCustomSynced(ctx context.Context) bool {
 	return true
 }
 
-// pollDiscovery picks up CRDs installed after start. A newly watched kind
-// takes part in inputs once its cache has synced, so a half-filled cache
-// never makes objects disappear from the proxies.
+// pollDiscovery picks up CRDs installed after start, and a change of the
+// Gateway API CRDs' channel (an upgrade to experimental). A newly watched
+// kind takes part in inputs once its cache has synced, so a half-filled
+// cache never makes objects disappear from the proxies.
 func (s *Source) pollDiscovery(ctx context.Context, f dynamicinformer.DynamicSharedInformerFactory) {
 	t := time.NewTicker(s.opts.DiscoveryInterval)
 	defer t.Stop()
@@ -279,6 +285,9 @@ func (s *Source) pollDiscovery(ctx context.Context, f dynamicinformer.DynamicSha
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if s.refreshChannel(ctx) {
+			s.trigger()
 		}
 		s.mu.Lock()
 		missing := len(s.missing) > 0
@@ -326,6 +335,7 @@ func (s *Source) build(l *coreListers) *translate.Inputs {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	in.GatewayAPIChannel = s.channel
 	for _, ci := range s.custom {
 		if !ci.synced {
 			continue
