@@ -75,6 +75,20 @@ func mergeHTTPRoute(cur, want gwv1.HTTPRouteStatus, controller string, now metav
 	return gwv1.HTTPRouteStatus{RouteStatus: gwv1.RouteStatus{Parents: parents}}
 }
 
+// mergeBackendTLSPolicy keeps other controllers' ancestor entries and
+// replaces ours with want's.
+func mergeBackendTLSPolicy(cur, want gwv1.PolicyStatus, controller string, now metav1.Time) gwv1.PolicyStatus {
+	ancestors := replaceOurs(cur.Ancestors, want.Ancestors,
+		func(a gwv1.PolicyAncestorStatus) bool { return string(a.ControllerName) == controller },
+		func(a gwv1.PolicyAncestorStatus) any { return a.AncestorRef },
+		func(a *gwv1.PolicyAncestorStatus) *[]metav1.Condition { return &a.Conditions }, now)
+	if ancestors == nil {
+		// ancestors is a required field of the policy status.
+		ancestors = []gwv1.PolicyAncestorStatus{}
+	}
+	return gwv1.PolicyStatus{Ancestors: ancestors}
+}
+
 // mergeInferencePool keeps other controllers' parent entries and replaces
 // ours with want's, so a Gateway whose routes no longer reference the pool
 // loses its entry.

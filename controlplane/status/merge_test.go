@@ -140,3 +140,27 @@ func TestMergeGatewayKeepsAddresses(t *testing.T) {
 		t.Fatalf("conditions %+v", got.Conditions)
 	}
 }
+
+func TestMergeBackendTLSPolicyAncestors(t *testing.T) {
+	gw := gwv1.ParentReference{Name: "gw"}
+	other := gwv1.PolicyAncestorStatus{AncestorRef: gwv1.ParentReference{Name: "theirs"}, ControllerName: "example.com/other",
+		Conditions: []metav1.Condition{c("Accepted", metav1.ConditionTrue, "Accepted", t0)}}
+	stale := gwv1.PolicyAncestorStatus{AncestorRef: gwv1.ParentReference{Name: "old"}, ControllerName: ours,
+		Conditions: []metav1.Condition{c("Accepted", metav1.ConditionTrue, "Accepted", t0)}}
+	cur := gwv1.PolicyStatus{Ancestors: []gwv1.PolicyAncestorStatus{other, stale}}
+	want := gwv1.PolicyStatus{Ancestors: []gwv1.PolicyAncestorStatus{{AncestorRef: gw, ControllerName: ours,
+		Conditions: []metav1.Condition{c("Accepted", metav1.ConditionFalse, "Conflicted", metav1.Time{})}}}}
+
+	got := mergeBackendTLSPolicy(cur, want, ours, now)
+	if len(got.Ancestors) != 2 || got.Ancestors[0].ControllerName != "example.com/other" || got.Ancestors[1].AncestorRef.Name != "gw" {
+		t.Fatalf("ancestors %+v: want the other controller's entry and ours, without the stale one", got.Ancestors)
+	}
+	if lt := got.Ancestors[1].Conditions[0].LastTransitionTime; !lt.Equal(&now) {
+		t.Errorf("new condition got transition time %v, want %v", lt, now)
+	}
+	// No Gateway of ours uses the policy any more: an empty list, never nil
+	// (ancestors is required).
+	if got := mergeBackendTLSPolicy(gwv1.PolicyStatus{Ancestors: []gwv1.PolicyAncestorStatus{stale}}, gwv1.PolicyStatus{}, ours, now); got.Ancestors == nil || len(got.Ancestors) != 0 {
+		t.Errorf("ancestors %+v, want an empty list", got.Ancestors)
+	}
+}

@@ -6,7 +6,8 @@
 // conditions whose status did not change is carried over, so an unchanged
 // status compares equal), and writes through the status subresource with the
 // cached resourceVersion. A conflict re-reads the object and merges again.
-// Other controllers' parent entries on HTTPRoutes and InferencePools are kept.
+// Other controllers' parent entries on HTTPRoutes and InferencePools (and
+// ancestor entries on BackendTLSPolicies) are kept.
 package status
 
 import (
@@ -182,6 +183,12 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 		want := st.HTTPRoutes[key(&o.ObjectMeta)]
 		syncStatus(r, kube.HTTPRoutes, "HTTPRoute", o, o.Status, func(cur gwv1.HTTPRouteStatus) gwv1.HTTPRouteStatus {
 			return mergeHTTPRoute(cur, want, w.controller, now)
+		})
+	}
+	for _, o := range in.BackendTLSPolicies {
+		want := st.BackendTLSPolicies[key(&o.ObjectMeta)]
+		syncStatus(r, kube.BackendTLSPolicies, "BackendTLSPolicy", o, o.Status, func(cur gwv1.PolicyStatus) gwv1.PolicyStatus {
+			return mergeBackendTLSPolicy(cur, want, w.controller, now)
 		})
 	}
 	for _, o := range in.InferencePools {

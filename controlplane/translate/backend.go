@@ -184,6 +184,7 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 		switch res.kind {
 		case refService:
 			b, eps = t.serviceBackend(res)
+			b.Tls = t.backendTLS(gs, res.ns, res.name, servicePort(t.services[res.ns+"/"+res.name], res.port))
 		case refPool:
 			b, eps = t.poolBackend(t.pools[res.ns+"/"+res.name])
 		case refLegacyPool:

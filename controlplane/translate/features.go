@@ -15,10 +15,12 @@ import (
 // inferred from the GatewayClass passes. Left out although implemented:
 // HTTPRouteRetry (the standard-channel CRD has no `retry` field, so the API
 // server drops it). Not implemented: static addresses, client
-// certificate validation, backend TLS, ListenerSet.
+// certificate validation, backend client certificates, ListenerSet.
 var SupportedFeatures = sortedFeatures(
 	features.SupportGateway,
 	features.SupportHTTPRoute,
+	features.SupportBackendTLSPolicy,
+	features.SupportBackendTLSPolicySANValidation,
 	features.SupportReferenceGrant,
 	features.SupportGatewayPort8080,
 	features.SupportGatewayHTTPListenerIsolation,

@@ -38,7 +38,10 @@ type Inputs struct {
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Pods           []*corev1.Pod
 	Secrets        []*corev1.Secret
+	ConfigMaps     []*corev1.ConfigMap
 	Namespaces     []*corev1.Namespace
+
+	BackendTLSPolicies []*gwv1.BackendTLSPolicy
 
 	// Alpha group inference.networking.x-k8s.io/v1alpha2.
 	InferenceObjectives    []*inferencealpha.InferenceObjective
@@ -121,6 +124,10 @@ type Status struct {
 	InferenceModels        map[string]inferencealpha.ModelStatus         `json:"inferenceModels,omitempty"`
 	InferenceObjectives    map[string]inferencealpha.ModelStatus         `json:"inferenceObjectives,omitempty"`
 	InferenceModelRewrites map[string]inferencealpha.ModelStatus         `json:"inferenceModelRewrites,omitempty"`
+	// BackendTLSPolicies lists, per policy, one ancestor per Gateway of ours
+	// using a Service it targets; a policy none uses is absent and loses
+	// our ancestor entries.
+	BackendTLSPolicies map[string]gwv1.PolicyStatus `json:"backendTLSPolicies,omitempty"`
 }
 
 // Translate computes every served gateway's resources and all statuses.
@@ -147,6 +154,7 @@ type translator struct {
 
 	services   map[string]*corev1.Service
 	secrets    map[string]*corev1.Secret
+	configMaps map[string]*corev1.ConfigMap
 	namespaces map[string]*corev1.Namespace
 	pools      map[string]*infv1.InferencePool
 	legacy     map[string]*inferencealpha.InferencePool
@@ -159,6 +167,10 @@ type translator struct {
 	// refs caches resolved backendRefs per route (they do not depend on the
 	// gateway).
 	refs map[*gwv1.HTTPRoute]*routeRefs
+	// tlsPolicies are the BackendTLSPolicies, oldest first; tlsByTarget the
+	// one applying to each Service (port) they target.
+	tlsPolicies []*tlsPolicy
+	tlsByTarget map[tlsTarget]*tlsPolicy
 }
 
 func newTranslator(in *Inputs, opts Options) *translator {
@@ -168,6 +180,7 @@ func newTranslator(in *Inputs, opts Options) *translator {
 		classes:    map[string]*gwv1.GatewayClass{},
 		services:   map[string]*corev1.Service{},
 		secrets:    map[string]*corev1.Secret{},
+		configMaps: map[string]*corev1.ConfigMap{},
 		namespaces: map[string]*corev1.Namespace{},
 		pools:      map[string]*infv1.InferencePool{},
 		legacy:     map[string]*inferencealpha.InferencePool{},
@@ -186,6 +199,7 @@ func newTranslator(in *Inputs, opts Options) *translator {
 				InferenceModels:        map[string]inferencealpha.ModelStatus{},
 				InferenceObjectives:    map[string]inferencealpha.ModelStatus{},
 				InferenceModelRewrites: map[string]inferencealpha.ModelStatus{},
+				BackendTLSPolicies:     map[string]gwv1.PolicyStatus{},
 			},
 		},
 	}
@@ -194,6 +208,9 @@ func newTranslator(in *Inputs, opts Options) *translator {
 	}
 	for _, s := range in.Secrets {
 		t.secrets[key(&s.ObjectMeta)] = s
+	}
+	for _, c := range in.ConfigMaps {
+		t.configMaps[key(&c.ObjectMeta)] = c
 	}
 	for _, n := range in.Namespaces {
 		t.namespaces[n.Name] = n
@@ -232,10 +249,12 @@ func newTranslator(in *Inputs, opts Options) *translator {
 func (t *translator) run() *Output {
 	t.acceptClasses()
 	t.models = t.indexModels()
+	t.indexBackendTLS()
 	for _, gw := range t.gateways {
 		t.translateGateway(gw)
 	}
 	t.modelStatuses()
+	t.tlsPolicyStatuses()
 	return t.out
 }
 

@@ -342,6 +342,12 @@ func compileBackend(b *snapshotv1.Backend, eps map[string]*snapshotv1.Endpoints)
 	default:
 		return nil, fmt.Errorf("kind: unsupported %v", b.GetKind())
 	}
+	if t := b.GetTls(); t != nil {
+		var err error
+		if cb.TLS, err = compileBackendTLS(t); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
 	if b.GetEndpoints() == "" {
 		return cb, nil
 	}

@@ -162,7 +162,9 @@ type Backend struct {
 	Kind   BackendKind `json:"kind"`
 	Source string      `json:"source"`
 	// H2C is true when the backend speaks cleartext HTTP/2.
-	H2C       bool        `json:"h2c,omitempty"`
+	H2C bool `json:"h2c,omitempty"`
+	// TLS is set when the proxy speaks TLS to the endpoints.
+	TLS       *BackendTLS `json:"tls,omitempty"`
 	Endpoints []*Endpoint `json:"endpoints"`
 	// DefaultEngineType applies to endpoints without their own.
 	DefaultEngineType string `json:"defaultEngineType,omitempty"`

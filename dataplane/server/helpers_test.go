@@ -79,6 +79,7 @@ type backendSpec struct {
 	pool  bool
 	h2c   bool
 	addrs []string // "127.0.0.1:port"
+	tls   *snapshotv1.BackendTLS
 }
 
 func (b backendSpec) resourceName() string {
@@ -116,7 +117,7 @@ func snapshot(ports []uint32, routes []*snapshotv1.Route, backends []backendSpec
 			p, _ := strconv.Atoi(port)
 			eps.Endpoints = append(eps.Endpoints, &snapshotv1.Endpoint{Address: host, Port: uint32(p), Pod: "ns/" + a})
 		}
-		rs = append(rs, &snapshotv1.Backend{Name: b.resourceName(), Kind: kind, Source: "ns/" + b.name, AppProtocol: ap, Endpoints: eps.Name}, eps)
+		rs = append(rs, &snapshotv1.Backend{Name: b.resourceName(), Kind: kind, Source: "ns/" + b.name, AppProtocol: ap, Endpoints: eps.Name, Tls: b.tls}, eps)
 	}
 	return append(rs, extra...)
 }

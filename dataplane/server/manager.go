@@ -441,12 +441,21 @@ func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *s
 		}
 	}
 	eps := m.reg.Sync(specs)
+	tlsKeys := map[string]bool{}
 	for name, b := range cfg.Backends {
 		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]http.Handler, len(b.Endpoints)), picker: pickers[name]}
 		for _, e := range b.Endpoints {
 			ep := eps[e.Address]
 			bs.eps = append(bs.eps, ep)
-			bs.proxies[ep] = m.up.Proxy(ep.Address, b.H2C, ep.ServedHeader())
+			switch t := b.TLS; {
+			case t == nil:
+				bs.proxies[ep] = m.up.Proxy(ep.Address, b.H2C, ep.ServedHeader())
+			case t.Invalid != "":
+				bs.proxies[ep] = unusableTLS(b, m.logger)
+			default:
+				tlsKeys[t.Key] = true
+				bs.proxies[ep] = m.up.ProxyTLS(ep.Address, t.Config, t.Key, ep.ServedHeader())
+			}
 		}
 		if b.IsPool() {
 			if bs.queue = m.queues.For(name, b.Source, b.Raw.GetPicker().GetQueue()); bs.queue != nil {
@@ -459,6 +468,7 @@ func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *s
 		}
 		st.backends[name] = bs
 	}
+	m.up.RetainTLS(tlsKeys)
 	return st
 }
 

@@ -34,6 +34,14 @@ func (m *Manager) mirror(st *state, mi *config.Mirror, r *http.Request, body []b
 		m.logger.Debug("mirror dropped: too many in flight", "backend", mi.Name)
 		return
 	}
+	t, scheme := m.up.Transport(bs.cfg.H2C), "http"
+	if bt := bs.cfg.TLS; bt != nil {
+		if bt.Invalid != "" {
+			<-m.mirrorSem
+			return
+		}
+		t, scheme = m.up.TLSTransport(bt.Key, bt.Config), "https"
+	}
 	ep, err := bs.picker.Pick(&picker.Request{Header: r.Header}, bs.eps)
 	if err != nil {
 		<-m.mirrorSem
@@ -44,7 +52,7 @@ func (m *Manager) mirror(st *state, mi *config.Mirror, r *http.Request, body []b
 	ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
 	out := r.Clone(ctx)
 	out.RequestURI = ""
-	out.URL.Scheme, out.URL.Host = "http", ep.Address
+	out.URL.Scheme, out.URL.Host = scheme, ep.Address
 	upstream.StripGatewayHeaders(out.Header)
 	if body != nil {
 		cp := bytes.Clone(body)
@@ -54,7 +62,6 @@ func (m *Manager) mirror(st *state, mi *config.Mirror, r *http.Request, body []b
 	} else {
 		out.Body, out.ContentLength = http.NoBody, 0
 	}
-	t := m.up.Transport(bs.cfg.H2C)
 	m.mirrors.Go(func() {
 		defer func() { <-m.mirrorSem }()
 		defer cancel()

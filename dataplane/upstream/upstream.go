@@ -88,6 +88,8 @@ type Upstream struct {
 	http1  *http.Transport
 	h2c    *http.Transport
 	bufs   bufferPool
+	// base builds a transport with the shared tuning.
+	base func() *http.Transport
 
 	// The lean client's: a dialer, buffers lent per request, and the idle
 	// connections per endpoint address, kept across config versions.
@@ -96,6 +98,8 @@ type Upstream struct {
 	mu               sync.Mutex
 	pools            map[string]*hostPool
 	closed           bool
+	// tls holds one transport per backend TLS setting (see ProxyTLS).
+	tls map[string]*http.Transport
 }
 
 // New returns an Upstream with tuned transports.
@@ -128,6 +132,7 @@ func New(logger *slog.Logger, opts Options) *Upstream {
 			ReadBufferSize:  32 << 10,
 		}
 	}
+	u := &Upstream{logger: logger, opts: opts, dialer: netDialer, pools: map[string]*hostPool{}, base: base, tls: map[string]*http.Transport{}}
 	h1 := base()
 	h1.Protocols = new(http.Protocols)
 	h1.Protocols.SetHTTP1(true)
@@ -135,7 +140,7 @@ func New(logger *slog.Logger, opts Options) *Upstream {
 	h2.Protocols = new(http.Protocols)
 	// Prior-knowledge HTTP/2 over cleartext for http:// URLs.
 	h2.Protocols.SetUnencryptedHTTP2(true)
-	u := &Upstream{logger: logger, opts: opts, http1: h1, h2c: h2, dialer: netDialer, pools: map[string]*hostPool{}}
+	u.http1, u.h2c = h1, h2
 	// Prompts of hundreds of KB go out in few syscalls (see writeRequest).
 	u.writers.New = func() any { return bufio.NewWriterSize(nil, 64<<10) }
 	u.readers.New = func() any { return bufio.NewReaderSize(nil, 32<<10) }
@@ -150,6 +155,9 @@ func (u *Upstream) Close() {
 	u.closed = true
 	pools := u.pools
 	u.pools = map[string]*hostPool{}
+	for _, t := range u.tls {
+		t.CloseIdleConnections()
+	}
 	u.mu.Unlock()
 	for _, p := range pools {
 		p.close()
@@ -179,7 +187,11 @@ func (u *Upstream) poolFor(addr string) *hostPool {
 // failure after the response started aborts the client connection, as
 // only that tells the client the stream is incomplete.
 func (u *Upstream) Proxy(addr string, h2c bool, served []string) http.Handler {
-	std := u.reverseProxy(addr, h2c, served)
+	t, scheme := u.http1, "http"
+	if h2c {
+		t = u.h2c
+	}
+	std := u.reverseProxy(addr, t, scheme, served)
 	if h2c || u.opts.HTTP1 == HTTP1Stdlib {
 		return std
 	}
@@ -197,12 +209,8 @@ func (u *Upstream) forgetPool(p *hostPool) {
 	u.mu.Unlock()
 }
 
-// reverseProxy returns the net/http proxy to addr.
-func (u *Upstream) reverseProxy(addr string, h2c bool, served []string) *httputil.ReverseProxy {
-	t := u.http1
-	if h2c {
-		t = u.h2c
-	}
+// reverseProxy returns the net/http proxy to addr over t.
+func (u *Upstream) reverseProxy(addr string, t *http.Transport, scheme string, served []string) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Transport:  t,
 		BufferPool: &u.bufs,
@@ -214,7 +222,7 @@ func (u *Upstream) reverseProxy(addr string, h2c bool, served []string) *httputi
 		// flushes the headers in a write of their own.
 		FlushInterval: 0,
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Scheme = scheme
 			pr.Out.URL.Host = addr
 			pr.SetXForwarded()
 			if pr.In.GetBody != nil {

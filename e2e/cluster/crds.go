@@ -82,6 +82,7 @@ func sourceFor(set CRDSet, gatewayExperimental bool) (crdSource, error) {
 			dir + "gateway.networking.k8s.io_gateways.yaml",
 			dir + "gateway.networking.k8s.io_httproutes.yaml",
 			dir + "gateway.networking.k8s.io_referencegrants.yaml",
+			dir + "gateway.networking.k8s.io_backendtlspolicies.yaml",
 		}}, nil
 	case InferencePoolV1:
 		return crdSource{InferenceExtModule, InferencePoolVersion, []string{

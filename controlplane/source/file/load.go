@@ -172,6 +172,10 @@ func decoder(apiVersionKind string) func([]byte, *translate.Inputs) error {
 		return add(true, func(in *translate.Inputs, o *gwv1b1.ReferenceGrant) {
 			in.ReferenceGrants = append(in.ReferenceGrants, o)
 		})
+	case "gateway.networking.k8s.io/v1/BackendTLSPolicy":
+		return add(true, func(in *translate.Inputs, o *gwv1.BackendTLSPolicy) {
+			in.BackendTLSPolicies = append(in.BackendTLSPolicies, o)
+		})
 	case "inference.networking.k8s.io/v1/InferencePool":
 		return add(true, func(in *translate.Inputs, o *infv1.InferencePool) { in.InferencePools = append(in.InferencePools, o) })
 	case inferencealpha.APIVersion + "/" + inferencealpha.KindInferenceObjective:
@@ -194,6 +198,8 @@ func decoder(apiVersionKind string) func([]byte, *translate.Inputs) error {
 		return add(true, func(in *translate.Inputs, o *corev1.Service) { in.Services = append(in.Services, o) })
 	case "v1/Pod":
 		return add(true, func(in *translate.Inputs, o *corev1.Pod) { in.Pods = append(in.Pods, o) })
+	case "v1/ConfigMap":
+		return add(true, func(in *translate.Inputs, o *corev1.ConfigMap) { in.ConfigMaps = append(in.ConfigMaps, o) })
 	case "v1/Namespace":
 		return add(false, func(in *translate.Inputs, o *corev1.Namespace) { in.Namespaces = append(in.Namespaces, o) })
 	case "v1/Secret":

@@ -111,6 +111,7 @@ func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) erro
 		slices:   coreFactory.Discovery().V1().EndpointSlices().Lister(),
 		pods:     coreFactory.Core().V1().Pods().Lister(),
 		secrets:  coreFactory.Core().V1().Secrets().Lister(),
+		cms:      coreFactory.Core().V1().ConfigMaps().Lister(),
 		nsLister: coreFactory.Core().V1().Namespaces().Lister(),
 	}
 	for _, inf := range []cache.SharedIndexInformer{
@@ -118,6 +119,7 @@ func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) erro
 		coreFactory.Discovery().V1().EndpointSlices().Informer(),
 		coreFactory.Core().V1().Pods().Informer(),
 		coreFactory.Core().V1().Secrets().Informer(),
+		coreFactory.Core().V1().ConfigMaps().Informer(),
 		coreFactory.Core().V1().Namespaces().Informer(),
 	} {
 		if _, err := inf.AddEventHandler(s.handler()); err != nil {
@@ -307,6 +309,7 @@ type coreListers struct {
 	slices    discoverylisters.EndpointSliceLister
 	pods      corelisters.PodLister
 	secrets   corelisters.SecretLister
+	cms       corelisters.ConfigMapLister
 	nsLister  corelisters.NamespaceLister
 	informers []cache.SharedIndexInformer
 }
@@ -329,6 +332,9 @@ func (s *Source) build(l *coreListers) *translate.Inputs {
 	}
 	if in.Secrets, err = l.secrets.List(everything); err != nil {
 		s.log.Error("list secrets", "err", err)
+	}
+	if in.ConfigMaps, err = l.cms.List(everything); err != nil {
+		s.log.Error("list configmaps", "err", err)
 	}
 	if in.Namespaces, err = l.nsLister.List(everything); err != nil {
 		s.log.Error("list namespaces", "err", err)

@@ -1750,8 +1750,11 @@ type Backend struct {
 	Picker *PickerProfile `protobuf:"bytes,6,opt,name=picker,proto3" json:"picker,omitempty"`
 	// Default engine type for endpoints without the engine-type label.
 	DefaultEngineType string `protobuf:"bytes,7,opt,name=default_engine_type,json=defaultEngineType,proto3" json:"default_engine_type,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// TLS to originate to the endpoints (a BackendTLSPolicy targets the
+	// Service port); unset means plain text.
+	Tls           *BackendTLS `protobuf:"bytes,8,opt,name=tls,proto3" json:"tls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
@@ -1833,6 +1836,152 @@ func (x *Backend) GetDefaultEngineType() string {
 	return ""
 }
 
+func (x *Backend) GetTls() *BackendTLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+// BackendTLS is how a proxy speaks TLS to a backend's endpoints, from the
+// BackendTLSPolicy that applies to the Service port.
+type BackendTLS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Server name sent as SNI, and the name the certificate must carry unless
+	// subject_alt_names are given.
+	Hostname string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// PEM CA certificates the endpoint's chain must verify against.
+	CaPem []byte `protobuf:"bytes,2,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	// Verify against the system's trust store instead
+	// (WellKnownCACertificates: System).
+	SystemRoots bool `protobuf:"varint,3,opt,name=system_roots,json=systemRoots,proto3" json:"system_roots,omitempty"`
+	// When set, the certificate must carry one of these (instead of hostname).
+	SubjectAltNames []*SubjectAltName `protobuf:"bytes,4,rep,name=subject_alt_names,json=subjectAltNames,proto3" json:"subject_alt_names,omitempty"`
+	// Why the policy cannot be applied (no valid CA certificate): requests to
+	// the backend then fail with 503 rather than go out unverified.
+	InvalidReason string `protobuf:"bytes,5,opt,name=invalid_reason,json=invalidReason,proto3" json:"invalid_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackendTLS) Reset() {
+	*x = BackendTLS{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackendTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackendTLS) ProtoMessage() {}
+
+func (x *BackendTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackendTLS.ProtoReflect.Descriptor instead.
+func (*BackendTLS) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BackendTLS) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *BackendTLS) GetCaPem() []byte {
+	if x != nil {
+		return x.CaPem
+	}
+	return nil
+}
+
+func (x *BackendTLS) GetSystemRoots() bool {
+	if x != nil {
+		return x.SystemRoots
+	}
+	return false
+}
+
+func (x *BackendTLS) GetSubjectAltNames() []*SubjectAltName {
+	if x != nil {
+		return x.SubjectAltNames
+	}
+	return nil
+}
+
+func (x *BackendTLS) GetInvalidReason() string {
+	if x != nil {
+		return x.InvalidReason
+	}
+	return ""
+}
+
+// SubjectAltName is one DNS name or one URI.
+type SubjectAltName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Uri           string                 `protobuf:"bytes,2,opt,name=uri,proto3" json:"uri,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectAltName) Reset() {
+	*x = SubjectAltName{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectAltName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectAltName) ProtoMessage() {}
+
+func (x *SubjectAltName) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectAltName.ProtoReflect.Descriptor instead.
+func (*SubjectAltName) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SubjectAltName) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *SubjectAltName) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
 // PickerProfile is the declarative scheduling profile of a pool: filters, then
 // weighted scorers, then a picker.
 type PickerProfile struct {
@@ -1850,7 +1999,7 @@ type PickerProfile struct {
 
 func (x *PickerProfile) Reset() {
 	*x = PickerProfile{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2011,7 @@ func (x *PickerProfile) String() string {
 func (*PickerProfile) ProtoMessage() {}
 
 func (x *PickerProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2024,7 @@ func (x *PickerProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickerProfile.ProtoReflect.Descriptor instead.
 func (*PickerProfile) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PickerProfile) GetFilters() []*PluginRef {
@@ -1923,7 +2072,7 @@ type WaitQueue struct {
 
 func (x *WaitQueue) Reset() {
 	*x = WaitQueue{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2084,7 @@ func (x *WaitQueue) String() string {
 func (*WaitQueue) ProtoMessage() {}
 
 func (x *WaitQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2097,7 @@ func (x *WaitQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitQueue.ProtoReflect.Descriptor instead.
 func (*WaitQueue) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WaitQueue) GetMaxRequests() uint32 {
@@ -1983,7 +2132,7 @@ type PluginRef struct {
 
 func (x *PluginRef) Reset() {
 	*x = PluginRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2144,7 @@ func (x *PluginRef) String() string {
 func (*PluginRef) ProtoMessage() {}
 
 func (x *PluginRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2157,7 @@ func (x *PluginRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRef.ProtoReflect.Descriptor instead.
 func (*PluginRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PluginRef) GetName() string {
@@ -2044,7 +2193,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2205,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2218,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Endpoints) GetName() string {
@@ -2105,7 +2254,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2266,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2279,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2200,7 +2349,7 @@ type ModelRule struct {
 
 func (x *ModelRule) Reset() {
 	*x = ModelRule{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2361,7 @@ func (x *ModelRule) String() string {
 func (*ModelRule) ProtoMessage() {}
 
 func (x *ModelRule) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2374,7 @@ func (x *ModelRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRule.ProtoReflect.Descriptor instead.
 func (*ModelRule) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ModelRule) GetName() string {
@@ -2287,7 +2436,7 @@ type TargetModel struct {
 
 func (x *TargetModel) Reset() {
 	*x = TargetModel{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2448,7 @@ func (x *TargetModel) String() string {
 func (*TargetModel) ProtoMessage() {}
 
 func (x *TargetModel) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2461,7 @@ func (x *TargetModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetModel.ProtoReflect.Descriptor instead.
 func (*TargetModel) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TargetModel) GetName() string {
@@ -2450,7 +2599,7 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12\x14\n" +
 	"\x05codes\x18\x02 \x03(\rR\x05codes\x12\x1d\n" +
 	"\n" +
-	"backoff_ms\x18\x03 \x01(\x04R\tbackoffMs\"\xc9\x03\n" +
+	"backoff_ms\x18\x03 \x01(\x04R\tbackoffMs\"\xfe\x03\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x04kind\x18\x02 \x01(\x0e2#.infergate.snapshot.v1.Backend.KindR\x04kind\x12\x16\n" +
@@ -2458,7 +2607,8 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\fapp_protocol\x18\x04 \x01(\x0e2*.infergate.snapshot.v1.Backend.AppProtocolR\vappProtocol\x12\x1c\n" +
 	"\tendpoints\x18\x05 \x01(\tR\tendpoints\x12<\n" +
 	"\x06picker\x18\x06 \x01(\v2$.infergate.snapshot.v1.PickerProfileR\x06picker\x12.\n" +
-	"\x13default_engine_type\x18\a \x01(\tR\x11defaultEngineType\"=\n" +
+	"\x13default_engine_type\x18\a \x01(\tR\x11defaultEngineType\x123\n" +
+	"\x03tls\x18\b \x01(\v2!.infergate.snapshot.v1.BackendTLSR\x03tls\"=\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aSERVICE\x10\x01\x12\x12\n" +
@@ -2466,7 +2616,17 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\vAppProtocol\x12\x1c\n" +
 	"\x18APP_PROTOCOL_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05HTTP1\x10\x01\x12\a\n" +
-	"\x03H2C\x10\x02\"\xe6\x01\n" +
+	"\x03H2C\x10\x02\"\xdc\x01\n" +
+	"\n" +
+	"BackendTLS\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x15\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\x12!\n" +
+	"\fsystem_roots\x18\x03 \x01(\bR\vsystemRoots\x12Q\n" +
+	"\x11subject_alt_names\x18\x04 \x03(\v2%.infergate.snapshot.v1.SubjectAltNameR\x0fsubjectAltNames\x12%\n" +
+	"\x0einvalid_reason\x18\x05 \x01(\tR\rinvalidReason\">\n" +
+	"\x0eSubjectAltName\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x10\n" +
+	"\x03uri\x18\x02 \x01(\tR\x03uri\"\xe6\x01\n" +
 	"\rPickerProfile\x12:\n" +
 	"\afilters\x18\x01 \x03(\v2 .infergate.snapshot.v1.PluginRefR\afilters\x12:\n" +
 	"\ascorers\x18\x02 \x03(\v2 .infergate.snapshot.v1.PluginRefR\ascorers\x12%\n" +
@@ -2527,7 +2687,7 @@ func file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(MatchType)(0),              // 0: infergate.snapshot.v1.MatchType
 	(Listener_Protocol)(0),      // 1: infergate.snapshot.v1.Listener.Protocol
@@ -2555,15 +2715,17 @@ var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(*Timeouts)(nil),            // 23: infergate.snapshot.v1.Timeouts
 	(*Retry)(nil),               // 24: infergate.snapshot.v1.Retry
 	(*Backend)(nil),             // 25: infergate.snapshot.v1.Backend
-	(*PickerProfile)(nil),       // 26: infergate.snapshot.v1.PickerProfile
-	(*WaitQueue)(nil),           // 27: infergate.snapshot.v1.WaitQueue
-	(*PluginRef)(nil),           // 28: infergate.snapshot.v1.PluginRef
-	(*Endpoints)(nil),           // 29: infergate.snapshot.v1.Endpoints
-	(*Endpoint)(nil),            // 30: infergate.snapshot.v1.Endpoint
-	(*ModelRule)(nil),           // 31: infergate.snapshot.v1.ModelRule
-	(*TargetModel)(nil),         // 32: infergate.snapshot.v1.TargetModel
-	nil,                         // 33: infergate.snapshot.v1.PluginRef.ParametersEntry
-	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
+	(*BackendTLS)(nil),          // 26: infergate.snapshot.v1.BackendTLS
+	(*SubjectAltName)(nil),      // 27: infergate.snapshot.v1.SubjectAltName
+	(*PickerProfile)(nil),       // 28: infergate.snapshot.v1.PickerProfile
+	(*WaitQueue)(nil),           // 29: infergate.snapshot.v1.WaitQueue
+	(*PluginRef)(nil),           // 30: infergate.snapshot.v1.PluginRef
+	(*Endpoints)(nil),           // 31: infergate.snapshot.v1.Endpoints
+	(*Endpoint)(nil),            // 32: infergate.snapshot.v1.Endpoint
+	(*ModelRule)(nil),           // 33: infergate.snapshot.v1.ModelRule
+	(*TargetModel)(nil),         // 34: infergate.snapshot.v1.TargetModel
+	nil,                         // 35: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(*durationpb.Duration)(nil), // 36: google.protobuf.Duration
 }
 var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	6,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
@@ -2595,19 +2757,21 @@ var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	14, // 26: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
 	3,  // 27: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
 	4,  // 28: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
-	26, // 29: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
-	28, // 30: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	28, // 31: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	27, // 32: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
-	34, // 33: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
-	33, // 34: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	30, // 35: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	32, // 36: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	28, // 29: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
+	26, // 30: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
+	27, // 31: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
+	30, // 32: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	30, // 33: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	29, // 34: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	36, // 35: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	35, // 36: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	32, // 37: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	34, // 38: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
@@ -2629,7 +2793,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_snapshot_v1_snapshot_proto_rawDesc), len(file_infergate_snapshot_v1_snapshot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
