@@ -14,8 +14,8 @@ import (
 // standard channel, `make conformance`), so the suite run with features
 // inferred from the GatewayClass passes. Left out although implemented:
 // HTTPRouteRetry (the standard-channel CRD has no `retry` field, so the API
-// server drops it). Not implemented: static addresses, client
-// certificate validation, backend client certificates, ListenerSet.
+// server drops it; see ExperimentalFeatures). Not implemented: static
+// addresses, backend client certificates, ListenerSet.
 var SupportedFeatures = sortedFeatures(
 	features.SupportGateway,
 	features.SupportHTTPRoute,
@@ -23,6 +23,8 @@ var SupportedFeatures = sortedFeatures(
 	features.SupportBackendTLSPolicySANValidation,
 	features.SupportReferenceGrant,
 	features.SupportGatewayPort8080,
+	features.SupportGatewayFrontendClientCertificateValidation,
+	features.SupportGatewayFrontendClientCertificateValidationInsecureFallback,
 	features.SupportGatewayHTTPListenerIsolation,
 	features.SupportGatewayHTTPSListenerDetectMisdirectedRequests,
 	features.SupportGatewayInfrastructure,

@@ -50,8 +50,10 @@ type listenerState struct {
 	allowsHTTP     bool
 	nsSelector     labels.Selector // nil unless From=Selector and valid
 
-	certs    []*snapshotv1.Certificate
-	attached map[string]bool // route keys
+	certs []*snapshotv1.Certificate
+	// clientValidation is set when the listener checks client certificates.
+	clientValidation *snapshotv1.ClientValidation
+	attached         map[string]bool // route keys
 }
 
 // programmed reports whether the listener is served (emitted as a resource).
@@ -81,13 +83,14 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	for _, l := range gs.listeners {
 		if l.programmed() {
 			res.Listeners = append(res.Listeners, &snapshotv1.Listener{
-				Name:         l.name,
-				Gateway:      gs.name,
-				SectionName:  string(l.spec.Name),
-				Port:         uint32(l.spec.Port),
-				Protocol:     listenerProtocol(l.spec.Protocol),
-				Hostname:     l.hostname,
-				Certificates: l.certs,
+				Name:             l.name,
+				Gateway:          gs.name,
+				SectionName:      string(l.spec.Name),
+				Port:             uint32(l.spec.Port),
+				Protocol:         listenerProtocol(l.spec.Protocol),
+				Hostname:         l.hostname,
+				Certificates:     l.certs,
+				ClientValidation: l.clientValidation,
 			})
 		}
 	}
@@ -149,6 +152,7 @@ func (t *translator) buildListeners(gs *gatewayState) {
 		case spec.Protocol == gwv1.HTTPProtocolType:
 		case spec.Protocol == gwv1.HTTPSProtocolType:
 			t.listenerCerts(gs, l)
+			t.listenerClientValidation(gs, l)
 		default:
 			l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol),
 				fmt.Sprintf("protocol %q is not supported; use HTTP or HTTPS", spec.Protocol), gen)
@@ -370,6 +374,11 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), "", gen))
 	} else {
 		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), "no listener can be served", gen))
+	}
+	if insecureFrontendValidation(gs.gw) {
+		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionInsecureFrontendValidationMode), true,
+			string(gwv1.GatewayReasonConfigurationChanged),
+			"spec.tls.frontend uses AllowInsecureFallback: clients without a valid certificate are accepted", gen))
 	}
 	return st
 }

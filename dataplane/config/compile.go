@@ -153,6 +153,9 @@ func compileListeners(c *Config, ls []*snapshotv1.Listener) (map[string]*Listene
 			byPort[l.GetPort()] = pg
 			c.Ports = append(c.Ports, pg)
 		}
+		if err := setClientValidation(pg, l); err != nil {
+			return nil, fmt.Errorf("listener %q: clientValidation: %w", l.GetName(), err)
+		}
 		for _, other := range pg.Listeners {
 			if other.Hostname == cl.Hostname {
 				return nil, fmt.Errorf("listener %q: hostname: %q on port %d conflicts with listener %q", l.GetName(), host, l.GetPort(), other.Name)

@@ -6,6 +6,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"net/netip"
 	"regexp"
 
@@ -33,6 +34,12 @@ type Config struct {
 type Port struct {
 	Port      uint32      `json:"port"`
 	Listeners []*Listener `json:"listeners"`
+	// ClientCAs is set when the port's HTTPS listeners check client
+	// certificates (the Gateway's spec.tls.frontend applies per port).
+	ClientCAs *x509.CertPool `json:"-"`
+	// ClientValidation describes it for the JSON dump: "" (none),
+	// "AllowValidOnly" or "AllowInsecureFallback".
+	ClientValidation string `json:"clientValidation,omitempty"`
 }
 
 // Listener is one Gateway listener with the routes attached to it.

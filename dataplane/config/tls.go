@@ -112,3 +112,33 @@ func verifySANs(cs tls.ConnectionState, roots *x509.CertPool, dnsNames, uris []s
 	}
 	return fmt.Errorf("backend certificate matches none of the subjectAltNames %v", append(dnsNames, uris...))
 }
+
+// setClientValidation takes l's client-certificate validation for its
+// port. The Gateway API sets it per port, so every HTTPS listener of a port
+// must carry the same.
+func setClientValidation(p *Port, l *snapshotv1.Listener) error {
+	cv := l.GetClientValidation()
+	mode := ""
+	if cv != nil {
+		mode = "AllowValidOnly"
+		if cv.GetAllowInsecureFallback() {
+			mode = "AllowInsecureFallback"
+		}
+	}
+	if len(p.Listeners) > 0 {
+		prev := p.Listeners[0].Raw.GetClientValidation()
+		if mode != p.ClientValidation || !proto.Equal(prev, cv) {
+			return fmt.Errorf("differs from listener %q on port %d", p.Listeners[0].Name, p.Port)
+		}
+		return nil
+	}
+	if cv == nil {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(cv.GetCaPem()) {
+		return errors.New("caPem: no certificate")
+	}
+	p.ClientCAs, p.ClientValidation = pool, mode
+	return nil
+}

@@ -127,6 +127,9 @@ type state struct {
 type portState struct {
 	router *router.Router
 	certs  portCerts // HTTPS ports only
+	// clientTLS is the handshake config of an HTTPS port that checks
+	// client certificates; nil keeps the listener's own.
+	clientTLS *tls.Config
 }
 
 type backendState struct {
@@ -364,14 +367,16 @@ func (m *Manager) bind(port uint32, isTLS bool) (*listener, error) {
 		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelDebug),
 	}
 	if isTLS {
-		l.srv.TLSConfig = &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			// h2 listed, so net/http serves HTTP/2 on the TLS connections
-			// the lean server hands it.
-			NextProtos: []string{"h2", "http/1.1"},
-			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return m.certificate(port, hello)
-			},
+		l.srv.TLSConfig = m.serverTLS(port)
+		l.srv.TLSConfig.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			// Client certificates are asked for as the current config
+			// says, so a changed CA or mode applies without rebinding.
+			if st := m.state.Load(); st != nil {
+				if ps := st.ports[port]; ps != nil {
+					return ps.clientTLS, nil
+				}
+			}
+			return nil, nil
 		}
 	}
 	if m.opts.HTTP1Server == http1.Lean {
@@ -409,6 +414,19 @@ func (m *Manager) drain(l *listener) {
 	})
 }
 
+// serverTLS is the handshake config of HTTPS port port.
+func (m *Manager) serverTLS(port uint32) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// h2 listed, so net/http serves HTTP/2 on the TLS connections
+		// the lean server hands it.
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return m.certificate(port, hello)
+		},
+	}
+}
+
 // certificate picks the certificate for an HTTPS handshake from the current
 // config, so certificate changes apply without rebinding.
 func (m *Manager) certificate(port uint32, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -431,6 +449,16 @@ func (m *Manager) build(cfg *config.Config, pickers map[string]picker.Picker) *s
 		queuesOf: map[*endpoints.Endpoint][]*waitqueue.Queue{}}
 	for _, p := range cfg.Ports {
 		ps := &portState{router: router.New(p), certs: newPortCerts(p)}
+		if p.ClientCAs != nil {
+			ps.clientTLS = m.serverTLS(p.Port)
+			ps.clientTLS.ClientCAs = p.ClientCAs
+			ps.clientTLS.ClientAuth = tls.RequireAndVerifyClientCert
+			if p.ClientValidation == "AllowInsecureFallback" {
+				// Asked for, passed to nobody, never required: the
+				// backend is left to decide (the mode's documented risk).
+				ps.clientTLS.ClientAuth = tls.RequestClientCert
+			}
+		}
 		st.ports[p.Port] = ps
 	}
 	var specs []endpoints.Spec

@@ -179,7 +179,7 @@ func (x PathModifier_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathModifier_Type.Descriptor instead.
 func (PathModifier_Type) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type Backend_Kind int32
@@ -228,7 +228,7 @@ func (x Backend_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Backend_Kind.Descriptor instead.
 func (Backend_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type Backend_AppProtocol int32
@@ -277,7 +277,7 @@ func (x Backend_AppProtocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Backend_AppProtocol.Descriptor instead.
 func (Backend_AppProtocol) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20, 1}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21, 1}
 }
 
 // Manifest is the table of contents of one gateway's snapshot. Its name is the
@@ -434,9 +434,12 @@ type Listener struct {
 	// Empty matches any host; may be a wildcard such as "*.example.com".
 	Hostname string `protobuf:"bytes,6,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// Certificates for HTTPS listeners, in the order the Gateway lists them.
-	Certificates  []*Certificate `protobuf:"bytes,7,rep,name=certificates,proto3" json:"certificates,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Certificates []*Certificate `protobuf:"bytes,7,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// Client certificates an HTTPS listener requires (the Gateway's
+	// spec.tls.frontend for the listener's port); unset: none asked for.
+	ClientValidation *ClientValidation `protobuf:"bytes,8,opt,name=client_validation,json=clientValidation,proto3" json:"client_validation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Listener) Reset() {
@@ -518,6 +521,69 @@ func (x *Listener) GetCertificates() []*Certificate {
 	return nil
 }
 
+func (x *Listener) GetClientValidation() *ClientValidation {
+	if x != nil {
+		return x.ClientValidation
+	}
+	return nil
+}
+
+// ClientValidation is how an HTTPS listener checks client certificates.
+type ClientValidation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PEM CA certificates a client's chain must verify against.
+	CaPem []byte `protobuf:"bytes,1,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	// Accept clients without a certificate or with one that does not verify
+	// (AllowInsecureFallback); otherwise the handshake fails.
+	AllowInsecureFallback bool `protobuf:"varint,2,opt,name=allow_insecure_fallback,json=allowInsecureFallback,proto3" json:"allow_insecure_fallback,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *ClientValidation) Reset() {
+	*x = ClientValidation{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientValidation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientValidation) ProtoMessage() {}
+
+func (x *ClientValidation) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientValidation.ProtoReflect.Descriptor instead.
+func (*ClientValidation) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClientValidation) GetCaPem() []byte {
+	if x != nil {
+		return x.CaPem
+	}
+	return nil
+}
+
+func (x *ClientValidation) GetAllowInsecureFallback() bool {
+	if x != nil {
+		return x.AllowInsecureFallback
+	}
+	return false
+}
+
 type Certificate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "<ns>/<secret-name>"
@@ -530,7 +596,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +608,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +621,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Certificate) GetName() string {
@@ -609,7 +675,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +687,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +700,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Route) GetName() string {
@@ -734,7 +800,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +812,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +825,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RouteMatch) GetPath() *PathMatch {
@@ -800,7 +866,7 @@ type PathMatch struct {
 
 func (x *PathMatch) Reset() {
 	*x = PathMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +878,7 @@ func (x *PathMatch) String() string {
 func (*PathMatch) ProtoMessage() {}
 
 func (x *PathMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +891,7 @@ func (x *PathMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathMatch.ProtoReflect.Descriptor instead.
 func (*PathMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PathMatch) GetType() MatchType {
@@ -854,7 +920,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +932,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +945,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeaderMatch) GetType() MatchType {
@@ -914,7 +980,7 @@ type QueryParamMatch struct {
 
 func (x *QueryParamMatch) Reset() {
 	*x = QueryParamMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +992,7 @@ func (x *QueryParamMatch) String() string {
 func (*QueryParamMatch) ProtoMessage() {}
 
 func (x *QueryParamMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1005,7 @@ func (x *QueryParamMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParamMatch.ProtoReflect.Descriptor instead.
 func (*QueryParamMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QueryParamMatch) GetType() MatchType {
@@ -980,7 +1046,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1058,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1071,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Filter) GetKind() isFilter_Kind {
@@ -1130,7 +1196,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1208,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1221,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -1210,7 +1276,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1288,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1301,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Header) GetName() string {
@@ -1263,7 +1329,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1341,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1354,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1322,7 +1388,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1400,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1413,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PathModifier) GetType() PathModifier_Type {
@@ -1379,7 +1445,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1457,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1470,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1452,7 +1518,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1530,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1543,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1505,7 +1571,7 @@ type RequestMirror struct {
 
 func (x *RequestMirror) Reset() {
 	*x = RequestMirror{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1583,7 @@ func (x *RequestMirror) String() string {
 func (*RequestMirror) ProtoMessage() {}
 
 func (x *RequestMirror) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1596,7 @@ func (x *RequestMirror) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestMirror.ProtoReflect.Descriptor instead.
 func (*RequestMirror) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequestMirror) GetBackend() *BackendRef {
@@ -1562,7 +1628,7 @@ type BackendRef struct {
 
 func (x *BackendRef) Reset() {
 	*x = BackendRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1640,7 @@ func (x *BackendRef) String() string {
 func (*BackendRef) ProtoMessage() {}
 
 func (x *BackendRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1653,7 @@ func (x *BackendRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRef.ProtoReflect.Descriptor instead.
 func (*BackendRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BackendRef) GetBackend() string {
@@ -1629,7 +1695,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1707,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1720,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Timeouts) GetRequestMs() uint64 {
@@ -1685,7 +1751,7 @@ type Retry struct {
 
 func (x *Retry) Reset() {
 	*x = Retry{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1763,7 @@ func (x *Retry) String() string {
 func (*Retry) ProtoMessage() {}
 
 func (x *Retry) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1776,7 @@ func (x *Retry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retry.ProtoReflect.Descriptor instead.
 func (*Retry) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Retry) GetAttempts() uint32 {
@@ -1759,7 +1825,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1837,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1850,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Backend) GetName() string {
@@ -1866,7 +1932,7 @@ type BackendTLS struct {
 
 func (x *BackendTLS) Reset() {
 	*x = BackendTLS{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1944,7 @@ func (x *BackendTLS) String() string {
 func (*BackendTLS) ProtoMessage() {}
 
 func (x *BackendTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +1957,7 @@ func (x *BackendTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendTLS.ProtoReflect.Descriptor instead.
 func (*BackendTLS) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BackendTLS) GetHostname() string {
@@ -1940,7 +2006,7 @@ type SubjectAltName struct {
 
 func (x *SubjectAltName) Reset() {
 	*x = SubjectAltName{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2018,7 @@ func (x *SubjectAltName) String() string {
 func (*SubjectAltName) ProtoMessage() {}
 
 func (x *SubjectAltName) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2031,7 @@ func (x *SubjectAltName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAltName.ProtoReflect.Descriptor instead.
 func (*SubjectAltName) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubjectAltName) GetHostname() string {
@@ -1999,7 +2065,7 @@ type PickerProfile struct {
 
 func (x *PickerProfile) Reset() {
 	*x = PickerProfile{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2077,7 @@ func (x *PickerProfile) String() string {
 func (*PickerProfile) ProtoMessage() {}
 
 func (x *PickerProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2090,7 @@ func (x *PickerProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickerProfile.ProtoReflect.Descriptor instead.
 func (*PickerProfile) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PickerProfile) GetFilters() []*PluginRef {
@@ -2072,7 +2138,7 @@ type WaitQueue struct {
 
 func (x *WaitQueue) Reset() {
 	*x = WaitQueue{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2150,7 @@ func (x *WaitQueue) String() string {
 func (*WaitQueue) ProtoMessage() {}
 
 func (x *WaitQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2163,7 @@ func (x *WaitQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitQueue.ProtoReflect.Descriptor instead.
 func (*WaitQueue) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WaitQueue) GetMaxRequests() uint32 {
@@ -2132,7 +2198,7 @@ type PluginRef struct {
 
 func (x *PluginRef) Reset() {
 	*x = PluginRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2210,7 @@ func (x *PluginRef) String() string {
 func (*PluginRef) ProtoMessage() {}
 
 func (x *PluginRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2223,7 @@ func (x *PluginRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRef.ProtoReflect.Descriptor instead.
 func (*PluginRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PluginRef) GetName() string {
@@ -2193,7 +2259,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2271,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2284,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Endpoints) GetName() string {
@@ -2254,7 +2320,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2332,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2345,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2349,7 +2415,7 @@ type ModelRule struct {
 
 func (x *ModelRule) Reset() {
 	*x = ModelRule{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2427,7 @@ func (x *ModelRule) String() string {
 func (*ModelRule) ProtoMessage() {}
 
 func (x *ModelRule) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2440,7 @@ func (x *ModelRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRule.ProtoReflect.Descriptor instead.
 func (*ModelRule) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ModelRule) GetName() string {
@@ -2436,7 +2502,7 @@ type TargetModel struct {
 
 func (x *TargetModel) Reset() {
 	*x = TargetModel{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2514,7 @@ func (x *TargetModel) String() string {
 func (*TargetModel) ProtoMessage() {}
 
 func (x *TargetModel) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2527,7 @@ func (x *TargetModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetModel.ProtoReflect.Descriptor instead.
 func (*TargetModel) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TargetModel) GetName() string {
@@ -2492,7 +2558,7 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\vResourceRef\x12\x19\n" +
 	"\btype_url\x18\x01 \x01(\tR\atypeUrl\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
-	"\x04hash\x18\x03 \x01(\tR\x04hash\"\xd4\x02\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\"\xaa\x03\n" +
 	"\bListener\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12!\n" +
@@ -2500,11 +2566,15 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\x04port\x18\x04 \x01(\rR\x04port\x12D\n" +
 	"\bprotocol\x18\x05 \x01(\x0e2(.infergate.snapshot.v1.Listener.ProtocolR\bprotocol\x12\x1a\n" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\x12F\n" +
-	"\fcertificates\x18\a \x03(\v2\".infergate.snapshot.v1.CertificateR\fcertificates\"9\n" +
+	"\fcertificates\x18\a \x03(\v2\".infergate.snapshot.v1.CertificateR\fcertificates\x12T\n" +
+	"\x11client_validation\x18\b \x01(\v2'.infergate.snapshot.v1.ClientValidationR\x10clientValidation\"9\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04HTTP\x10\x01\x12\t\n" +
-	"\x05HTTPS\x10\x02\"U\n" +
+	"\x05HTTPS\x10\x02\"a\n" +
+	"\x10ClientValidation\x12\x15\n" +
+	"\x06ca_pem\x18\x01 \x01(\fR\x05caPem\x126\n" +
+	"\x17allow_insecure_fallback\x18\x02 \x01(\bR\x15allowInsecureFallback\"U\n" +
 	"\vCertificate\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x17\n" +
@@ -2687,7 +2757,7 @@ func file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(MatchType)(0),              // 0: infergate.snapshot.v1.MatchType
 	(Listener_Protocol)(0),      // 1: infergate.snapshot.v1.Listener.Protocol
@@ -2697,81 +2767,83 @@ var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(*Manifest)(nil),            // 5: infergate.snapshot.v1.Manifest
 	(*ResourceRef)(nil),         // 6: infergate.snapshot.v1.ResourceRef
 	(*Listener)(nil),            // 7: infergate.snapshot.v1.Listener
-	(*Certificate)(nil),         // 8: infergate.snapshot.v1.Certificate
-	(*Route)(nil),               // 9: infergate.snapshot.v1.Route
-	(*RouteMatch)(nil),          // 10: infergate.snapshot.v1.RouteMatch
-	(*PathMatch)(nil),           // 11: infergate.snapshot.v1.PathMatch
-	(*HeaderMatch)(nil),         // 12: infergate.snapshot.v1.HeaderMatch
-	(*QueryParamMatch)(nil),     // 13: infergate.snapshot.v1.QueryParamMatch
-	(*Filter)(nil),              // 14: infergate.snapshot.v1.Filter
-	(*CORS)(nil),                // 15: infergate.snapshot.v1.CORS
-	(*Header)(nil),              // 16: infergate.snapshot.v1.Header
-	(*HeaderModifier)(nil),      // 17: infergate.snapshot.v1.HeaderModifier
-	(*PathModifier)(nil),        // 18: infergate.snapshot.v1.PathModifier
-	(*RequestRedirect)(nil),     // 19: infergate.snapshot.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 20: infergate.snapshot.v1.URLRewrite
-	(*RequestMirror)(nil),       // 21: infergate.snapshot.v1.RequestMirror
-	(*BackendRef)(nil),          // 22: infergate.snapshot.v1.BackendRef
-	(*Timeouts)(nil),            // 23: infergate.snapshot.v1.Timeouts
-	(*Retry)(nil),               // 24: infergate.snapshot.v1.Retry
-	(*Backend)(nil),             // 25: infergate.snapshot.v1.Backend
-	(*BackendTLS)(nil),          // 26: infergate.snapshot.v1.BackendTLS
-	(*SubjectAltName)(nil),      // 27: infergate.snapshot.v1.SubjectAltName
-	(*PickerProfile)(nil),       // 28: infergate.snapshot.v1.PickerProfile
-	(*WaitQueue)(nil),           // 29: infergate.snapshot.v1.WaitQueue
-	(*PluginRef)(nil),           // 30: infergate.snapshot.v1.PluginRef
-	(*Endpoints)(nil),           // 31: infergate.snapshot.v1.Endpoints
-	(*Endpoint)(nil),            // 32: infergate.snapshot.v1.Endpoint
-	(*ModelRule)(nil),           // 33: infergate.snapshot.v1.ModelRule
-	(*TargetModel)(nil),         // 34: infergate.snapshot.v1.TargetModel
-	nil,                         // 35: infergate.snapshot.v1.PluginRef.ParametersEntry
-	(*durationpb.Duration)(nil), // 36: google.protobuf.Duration
+	(*ClientValidation)(nil),    // 8: infergate.snapshot.v1.ClientValidation
+	(*Certificate)(nil),         // 9: infergate.snapshot.v1.Certificate
+	(*Route)(nil),               // 10: infergate.snapshot.v1.Route
+	(*RouteMatch)(nil),          // 11: infergate.snapshot.v1.RouteMatch
+	(*PathMatch)(nil),           // 12: infergate.snapshot.v1.PathMatch
+	(*HeaderMatch)(nil),         // 13: infergate.snapshot.v1.HeaderMatch
+	(*QueryParamMatch)(nil),     // 14: infergate.snapshot.v1.QueryParamMatch
+	(*Filter)(nil),              // 15: infergate.snapshot.v1.Filter
+	(*CORS)(nil),                // 16: infergate.snapshot.v1.CORS
+	(*Header)(nil),              // 17: infergate.snapshot.v1.Header
+	(*HeaderModifier)(nil),      // 18: infergate.snapshot.v1.HeaderModifier
+	(*PathModifier)(nil),        // 19: infergate.snapshot.v1.PathModifier
+	(*RequestRedirect)(nil),     // 20: infergate.snapshot.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 21: infergate.snapshot.v1.URLRewrite
+	(*RequestMirror)(nil),       // 22: infergate.snapshot.v1.RequestMirror
+	(*BackendRef)(nil),          // 23: infergate.snapshot.v1.BackendRef
+	(*Timeouts)(nil),            // 24: infergate.snapshot.v1.Timeouts
+	(*Retry)(nil),               // 25: infergate.snapshot.v1.Retry
+	(*Backend)(nil),             // 26: infergate.snapshot.v1.Backend
+	(*BackendTLS)(nil),          // 27: infergate.snapshot.v1.BackendTLS
+	(*SubjectAltName)(nil),      // 28: infergate.snapshot.v1.SubjectAltName
+	(*PickerProfile)(nil),       // 29: infergate.snapshot.v1.PickerProfile
+	(*WaitQueue)(nil),           // 30: infergate.snapshot.v1.WaitQueue
+	(*PluginRef)(nil),           // 31: infergate.snapshot.v1.PluginRef
+	(*Endpoints)(nil),           // 32: infergate.snapshot.v1.Endpoints
+	(*Endpoint)(nil),            // 33: infergate.snapshot.v1.Endpoint
+	(*ModelRule)(nil),           // 34: infergate.snapshot.v1.ModelRule
+	(*TargetModel)(nil),         // 35: infergate.snapshot.v1.TargetModel
+	nil,                         // 36: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(*durationpb.Duration)(nil), // 37: google.protobuf.Duration
 }
 var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	6,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
 	1,  // 1: infergate.snapshot.v1.Listener.protocol:type_name -> infergate.snapshot.v1.Listener.Protocol
-	8,  // 2: infergate.snapshot.v1.Listener.certificates:type_name -> infergate.snapshot.v1.Certificate
-	10, // 3: infergate.snapshot.v1.Route.matches:type_name -> infergate.snapshot.v1.RouteMatch
-	14, // 4: infergate.snapshot.v1.Route.filters:type_name -> infergate.snapshot.v1.Filter
-	22, // 5: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
-	23, // 6: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
-	24, // 7: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
-	11, // 8: infergate.snapshot.v1.RouteMatch.path:type_name -> infergate.snapshot.v1.PathMatch
-	12, // 9: infergate.snapshot.v1.RouteMatch.headers:type_name -> infergate.snapshot.v1.HeaderMatch
-	13, // 10: infergate.snapshot.v1.RouteMatch.query_params:type_name -> infergate.snapshot.v1.QueryParamMatch
-	0,  // 11: infergate.snapshot.v1.PathMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	0,  // 12: infergate.snapshot.v1.HeaderMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	0,  // 13: infergate.snapshot.v1.QueryParamMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	17, // 14: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	17, // 15: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	19, // 16: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
-	20, // 17: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
-	21, // 18: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
-	15, // 19: infergate.snapshot.v1.Filter.cors:type_name -> infergate.snapshot.v1.CORS
-	16, // 20: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
-	16, // 21: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
-	2,  // 22: infergate.snapshot.v1.PathModifier.type:type_name -> infergate.snapshot.v1.PathModifier.Type
-	18, // 23: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
-	18, // 24: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
-	22, // 25: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
-	14, // 26: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
-	3,  // 27: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
-	4,  // 28: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
-	28, // 29: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
-	26, // 30: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
-	27, // 31: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
-	30, // 32: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	30, // 33: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	29, // 34: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
-	36, // 35: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
-	35, // 36: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	32, // 37: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	34, // 38: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	9,  // 2: infergate.snapshot.v1.Listener.certificates:type_name -> infergate.snapshot.v1.Certificate
+	8,  // 3: infergate.snapshot.v1.Listener.client_validation:type_name -> infergate.snapshot.v1.ClientValidation
+	11, // 4: infergate.snapshot.v1.Route.matches:type_name -> infergate.snapshot.v1.RouteMatch
+	15, // 5: infergate.snapshot.v1.Route.filters:type_name -> infergate.snapshot.v1.Filter
+	23, // 6: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
+	24, // 7: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
+	25, // 8: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
+	12, // 9: infergate.snapshot.v1.RouteMatch.path:type_name -> infergate.snapshot.v1.PathMatch
+	13, // 10: infergate.snapshot.v1.RouteMatch.headers:type_name -> infergate.snapshot.v1.HeaderMatch
+	14, // 11: infergate.snapshot.v1.RouteMatch.query_params:type_name -> infergate.snapshot.v1.QueryParamMatch
+	0,  // 12: infergate.snapshot.v1.PathMatch.type:type_name -> infergate.snapshot.v1.MatchType
+	0,  // 13: infergate.snapshot.v1.HeaderMatch.type:type_name -> infergate.snapshot.v1.MatchType
+	0,  // 14: infergate.snapshot.v1.QueryParamMatch.type:type_name -> infergate.snapshot.v1.MatchType
+	18, // 15: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	18, // 16: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	20, // 17: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
+	21, // 18: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
+	22, // 19: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
+	16, // 20: infergate.snapshot.v1.Filter.cors:type_name -> infergate.snapshot.v1.CORS
+	17, // 21: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
+	17, // 22: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
+	2,  // 23: infergate.snapshot.v1.PathModifier.type:type_name -> infergate.snapshot.v1.PathModifier.Type
+	19, // 24: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
+	19, // 25: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
+	23, // 26: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
+	15, // 27: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
+	3,  // 28: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
+	4,  // 29: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
+	29, // 30: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
+	27, // 31: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
+	28, // 32: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
+	31, // 33: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	31, // 34: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	30, // 35: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	37, // 36: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	36, // 37: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	33, // 38: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	35, // 39: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
@@ -2779,7 +2851,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 	if File_infergate_snapshot_v1_snapshot_proto != nil {
 		return
 	}
-	file_infergate_snapshot_v1_snapshot_proto_msgTypes[9].OneofWrappers = []any{
+	file_infergate_snapshot_v1_snapshot_proto_msgTypes[10].OneofWrappers = []any{
 		(*Filter_RequestHeaderModifier)(nil),
 		(*Filter_ResponseHeaderModifier)(nil),
 		(*Filter_RequestRedirect)(nil),
@@ -2793,7 +2865,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_snapshot_v1_snapshot_proto_rawDesc), len(file_infergate_snapshot_v1_snapshot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
