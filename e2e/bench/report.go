@@ -289,15 +289,16 @@ var whyMissed = map[string]string{
   the ramp the busiest home (~1.5× the mean) queues. Round robin's p90 itself moves by ±40 % between runs on
   this shared machine.
 `,
-	"parity": `- **4 proxies vs 1 (≤ 1.2×)**: each of 4 proxies scrapes every 50 ms × 4 and sees a quarter of the requests
-  between scrapes (its estimate scales its own open requests by the proxy count, which assumes its share is
-  representative), and its own prefix index holds a quarter of the history; the rendezvous affinity all
-  proxies share carries the rest. The hot-prefix plan is per proxy too: a prefix is hot at a proxy once that
-  proxy sent it twice, so with 4 proxies plans form later and differ while prefixes appear, and replicas that
-  took many prefixes' first requests keep them longer — per-request dumps on 2026-11-24 showed 9–15 spills and
-  6–10 evictions per run on 4 proxies against 1–4 and 0–3 on one (TTFT p90 1.21–1.33 s on 4 proxies, as
-  before the plan at 1.06–1.30 s, while one proxy's fell to 0.3–1.2 s). Single runs vary by tens of percent, hence the median of
-  repeated runs.
+	"parity": `- **4 proxies vs 1 (≤ 1.2×)**: as for round robin vs ours, the p90 is a prefix hit only while at most 51 of the
+  513 requests are slow, 32 of them each group's first, so a handful of extra cold prefills moves it from ~0.5 s
+  to ~1.2 s, on one proxy as on four. Four proxies pay extra cold prefills where their hot-prefix plans differ: each
+  proxy builds its plan from its own quarter of the traffic, so the plans agree only once every proxy has had a
+  request of every prefix — in these runs the last of the 32 reached some proxies after 60–80 of the 90 s — and a
+  proxy that lacks a prefix can home others elsewhere. Per-request dumps on 2026-11-24 (` + "`-dump`" + `, 13 runs each):
+  cache misses per run 36–72 (median 47) on 4 proxies against 35–53 (median 38) on one, where 4 proxies had 42–74
+  (median 52) with the send-rate estimate of the other proxies' requests alone (12 runs) and 41–65 before it (3
+  runs). On this shared machine a loaded minute adds slow requests to either side, and single runs vary by tens of
+  percent, hence the median of repeated runs.
 `,
 	"scrape": `- **Scrape load (≤ 2×)**: each proxy scrapes every 50 ms × the proxy count it is told; a miss here means
   scrapers did not take up the longer interval within the measurement window.
