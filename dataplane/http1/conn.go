@@ -66,9 +66,8 @@ type conn struct {
 	br *bufio.Reader
 	bw *bufio.Writer
 
-	// watch starts watching for the client going away once a request has
-	// run for WatchAfter.
-	watch    *time.Timer
+	// we is the connection's place in the server's watcher (startWatch).
+	we       watchEntry
 	hijacked bool
 	// staleDeadline says the connection's read deadline is still the one
 	// for reading the request head.
@@ -406,29 +405,26 @@ func (c *conn) closeWriteAndWait() {
 	}
 }
 
-// startWatch arms the disconnect watch for w's request.
+// startWatch lists w's request with the server's watcher, which starts
+// the disconnect watch once the request has run for WatchAfter.
 func (c *conn) startWatch(w *response, bodyDone bool) {
 	r := &c.r
 	r.mu.Lock()
 	r.cur, r.bodyDone, r.wantBG = w, bodyDone, false
 	r.pipelined = c.br.Buffered() > 0
 	r.mu.Unlock()
-	if c.watch == nil {
-		c.watch = time.AfterFunc(c.s.watchAfter(), c.onWatch)
-	} else {
-		c.watch.Reset(c.s.watchAfter())
-	}
+	c.s.watch.add(c, w)
 }
 
-// onWatch runs when a request is still in flight after WatchAfter: the
+// onWatch runs when request w is still in flight after WatchAfter: the
 // connection is read in the background from then on (once the handler is
 // done with the body), so a client that goes away cancels the request.
-func (c *conn) onWatch() {
+func (c *conn) onWatch(w *response) {
 	r := &c.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cur == nil {
-		return
+	if r.cur != w {
+		return // w ended meanwhile
 	}
 	if !r.bodyDone {
 		r.wantBG = true
@@ -449,11 +445,10 @@ func (c *conn) bodyEOF() {
 	}
 }
 
-// endWatch disarms the watch and ends a background read.
+// endWatch takes the request off the watcher's list and ends a
+// background read.
 func (c *conn) endWatch() {
-	if c.watch != nil {
-		c.watch.Stop()
-	}
+	c.s.watch.remove(c)
 	c.r.mu.Lock()
 	c.r.cur = nil
 	c.r.mu.Unlock()

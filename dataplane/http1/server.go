@@ -87,6 +87,8 @@ type Server struct {
 	// net/http give a server without one a TLSConfig of its own.
 	tlsConfig *tls.Config
 
+	watch watcher
+
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*conn]struct{}
@@ -108,6 +110,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.conns = map[*conn]struct{}{}
 	s.h2ln = newHandoffListener(ln.Addr())
 	s.tlsConfig = s.Std.TLSConfig
+	s.watch.after = s.watchAfter()
 	s.mu.Unlock()
 	// Std serves the connections handed to it until Shutdown or Close
 	// (Std's, which closes h2ln).
