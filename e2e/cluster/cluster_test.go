@@ -26,6 +26,7 @@ var expectedCRDs = map[cluster.CRDSet][]string{
 		"gateways.gateway.networking.k8s.io",
 		"httproutes.gateway.networking.k8s.io",
 		"referencegrants.gateway.networking.k8s.io",
+		"backendtlspolicies.gateway.networking.k8s.io",
 	},
 	cluster.InferencePoolV1: {"inferencepools.inference.networking.k8s.io"},
 	cluster.InferenceAlpha: {
@@ -63,6 +64,7 @@ func TestLoadCRDs(t *testing.T) {
 		"inferenceobjectives.inference.networking.x-k8s.io":    "v1alpha2",
 		"inferencemodelrewrites.inference.networking.x-k8s.io": "v1alpha2",
 		"httproutes.gateway.networking.k8s.io":                 "v1",
+		"backendtlspolicies.gateway.networking.k8s.io":         "v1",
 	}
 	crds, err := cluster.LoadCRDs(ctx, false, cluster.AllCRDs...)
 	if err != nil {
