@@ -120,8 +120,11 @@ func TestProvision(t *testing.T) {
 			t.Errorf("proxy args %v lack %s", ctr.Args, want)
 		}
 	}
-	if ctr.Image != proxyImage || len(ctr.Ports) != 1 || ctr.Ports[0].ContainerPort != 8080 {
-		t.Errorf("proxy container image %s ports %v", ctr.Image, ctr.Ports)
+	// The listener port, and the probe port the readiness probe names.
+	if ctr.Image != proxyImage || len(ctr.Ports) != 2 || ctr.Ports[0].ContainerPort != 8080 ||
+		ctr.Ports[1].Name != "health" || ctr.ReadinessProbe == nil || ctr.ReadinessProbe.HTTPGet == nil ||
+		ctr.ReadinessProbe.HTTPGet.Port.StrVal != "health" || !slices.Contains(ctr.Args, fmt.Sprintf("--health-address=0.0.0.0:%d", ctr.Ports[1].ContainerPort)) {
+		t.Errorf("proxy container image %s ports %v readiness %v args %v", ctr.Image, ctr.Ports, ctr.ReadinessProbe, ctr.Args)
 	}
 	if !slices.Contains(ctr.Args, "--xds-token-file=/var/run/secrets/infergate.dev/xds/token") || len(dep.Spec.Template.Spec.Volumes) != 2 {
 		t.Errorf("xDS credentials not mounted: args %v volumes %v", ctr.Args, dep.Spec.Template.Spec.Volumes)
