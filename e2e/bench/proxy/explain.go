@@ -53,8 +53,10 @@ func (r *report) explainLatency() string {
 	switch {
 	case r.lean() && r.leanServer():
 		s += " infergate's lean HTTP/1 server and lean upstream client keep the whole exchange on the client connection's goroutine (without " +
-			"net/http's per-request background read), but it still parks twice on the network (for the client's request and for the upstream's " +
-			"answer) and Go's netpoller has to wake it, often on a parked thread."
+			"net/http's per-request background read) and make their socket reads and writes raw system calls (so an idle process does not " +
+			"wake the runtime's sysmon thread on every request), but the exchange still parks twice on the network (for the client's request and for the " +
+			"upstream's answer) and Go's netpoller has to wake it, often on a parked thread; each of its two writes also runs the receiving end's " +
+			"loopback TCP path in the kernel within the write, as nginx's do."
 	case r.lean():
 		s += " infergate's lean upstream client keeps the request on one goroutine, but it still parks twice on the network (for the " +
 			"client's request and for the upstream's answer) and Go's netpoller has to wake it, often on a parked thread."
