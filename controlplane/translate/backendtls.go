@@ -221,5 +221,3 @@ func (t *translator) tlsPolicyStatuses() {
 		t.out.Status.BackendTLSPolicies[key(&tp.p.ObjectMeta)] = st
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }
