@@ -45,6 +45,7 @@ type tlsTarget string
 // Service port wins over one naming the whole Service for that port.
 func (t *translator) indexBackendTLS() {
 	t.tlsByTarget = map[tlsTarget]*tlsPolicy{}
+	t.tlsByService = map[tlsTarget][]*tlsPolicy{}
 	ps := slices.Clone(t.in.BackendTLSPolicies)
 	sort.Slice(ps, func(i, j int) bool { return olderFirst(&ps[i].ObjectMeta, &ps[j].ObjectMeta) })
 	for _, p := range ps {
@@ -55,6 +56,9 @@ func (t *translator) indexBackendTLS() {
 				continue
 			}
 			target := tlsTarget(p.Namespace + "/" + string(ref.Name))
+			if byService := t.tlsByService[target]; !slices.Contains(byService, tp) {
+				t.tlsByService[target] = append(byService, tp)
+			}
 			if ref.SectionName != nil && *ref.SectionName != "" {
 				target += tlsTarget("#" + string(*ref.SectionName))
 			}
@@ -168,15 +172,11 @@ func caPEM(cm *corev1.ConfigMap, w *bytes.Buffer) error {
 
 // backendTLS returns the TLS a Service port's endpoints are spoken to with
 // (nil: plain text) and records gs's Gateway as an ancestor of the
-// policies targeting the Service.
+// policies targeting the Service (any of its ports, conflicted or not).
 func (t *translator) backendTLS(gs *gatewayState, ns, svc string, sp *corev1.ServicePort) *snapshotv1.BackendTLS {
 	whole := tlsTarget(ns + "/" + svc)
-	for _, tp := range t.tlsPolicies {
-		for _, ref := range tp.p.Spec.TargetRefs {
-			if tp.p.Namespace == ns && ref.Group == "" && ref.Kind == "Service" && string(ref.Name) == svc {
-				tp.gateways[gs.name] = gs.gw
-			}
-		}
+	for _, tp := range t.tlsByService[whole] {
+		tp.gateways[gs.name] = gs.gw
 	}
 	if sp != nil && sp.Name != "" {
 		if tp := t.tlsByTarget[whole+tlsTarget("#"+sp.Name)]; tp != nil {

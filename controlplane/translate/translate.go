@@ -168,9 +168,11 @@ type translator struct {
 	// gateway).
 	refs map[*gwv1.HTTPRoute]*routeRefs
 	// tlsPolicies are the BackendTLSPolicies, oldest first; tlsByTarget the
-	// one applying to each Service (port) they target.
-	tlsPolicies []*tlsPolicy
-	tlsByTarget map[tlsTarget]*tlsPolicy
+	// one applying to each Service (port) they target; tlsByService all
+	// that target a Service or one of its ports, by "<ns>/<svc>".
+	tlsPolicies  []*tlsPolicy
+	tlsByTarget  map[tlsTarget]*tlsPolicy
+	tlsByService map[tlsTarget][]*tlsPolicy
 }
 
 func newTranslator(in *Inputs, opts Options) *translator {
