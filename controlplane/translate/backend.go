@@ -183,8 +183,7 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 		var eps []*snapshotv1.Endpoint
 		switch res.kind {
 		case refService:
-			b, eps = t.serviceBackend(res)
-			b.Tls = t.backendTLS(gs, res.ns, res.name, servicePort(t.services[res.ns+"/"+res.name], res.port))
+			b, eps = t.serviceBackend(gs, res)
 		case refPool:
 			b, eps = t.poolBackend(t.pools[res.ns+"/"+res.name])
 		case refLegacyPool:
@@ -290,11 +289,12 @@ func DefaultPickerProfile() *snapshotv1.PickerProfile {
 
 // serviceBackend takes endpoints from the Service's EndpointSlices, or, when
 // it has none (the file source often lists only Pods), from the Pods its
-// selector matches.
-func (t *translator) serviceBackend(res resolvedRef) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+// selector matches, and the TLS of the BackendTLSPolicy for its port.
+func (t *translator) serviceBackend(gs *gatewayState, res resolvedRef) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
 	svc := t.services[res.ns+"/"+res.name]
 	sp := servicePort(svc, res.port)
-	b := &snapshotv1.Backend{Kind: snapshotv1.Backend_SERVICE, Source: res.ns + "/" + res.name, AppProtocol: snapshotv1.Backend_HTTP1}
+	b := &snapshotv1.Backend{Kind: snapshotv1.Backend_SERVICE, Source: res.ns + "/" + res.name, AppProtocol: snapshotv1.Backend_HTTP1,
+		Tls: t.backendTLS(gs, res.ns, res.name, sp)}
 	if sp.AppProtocol != nil && *sp.AppProtocol == appProtocolH2C {
 		b.AppProtocol = snapshotv1.Backend_H2C
 	}

@@ -178,7 +178,7 @@ func (t *translator) backendTLS(gs *gatewayState, ns, svc string, sp *corev1.Ser
 	for _, tp := range t.tlsByService[whole] {
 		tp.gateways[gs.name] = gs.gw
 	}
-	if sp != nil && sp.Name != "" {
+	if sp.Name != "" {
 		if tp := t.tlsByTarget[whole+tlsTarget("#"+sp.Name)]; tp != nil {
 			return tp.tls
 		}
