@@ -51,9 +51,8 @@ func compileBackendTLS(t *snapshotv1.BackendTLS) (*BackendTLS, error) {
 			return nil, fmt.Errorf("system roots: %w", err)
 		}
 	} else {
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(t.GetCaPem()) {
-			return nil, errors.New("caPem: no certificate")
+		if roots, err = caPool(t.GetCaPem()); err != nil {
+			return nil, err
 		}
 	}
 	var dnsNames, uris []string
@@ -135,10 +134,19 @@ func setClientValidation(p *Port, l *snapshotv1.Listener) error {
 	if cv == nil {
 		return nil
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(cv.GetCaPem()) {
-		return errors.New("caPem: no certificate")
+	pool, err := caPool(cv.GetCaPem())
+	if err != nil {
+		return err
 	}
 	p.ClientCAs, p.ClientValidation = pool, mode
 	return nil
+}
+
+// caPool is the pool of the CA certificates in pem, which must hold one.
+func caPool(pem []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("caPem: no certificate")
+	}
+	return pool, nil
 }
