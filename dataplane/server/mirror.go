@@ -25,8 +25,8 @@ const mirrorTimeout = 60 * time.Second
 // touches the client's response.
 func (m *Manager) mirror(st *state, mi *config.Mirror, r *http.Request, body []byte) {
 	bs := st.backends[mi.Name]
-	if bs == nil || len(bs.eps) == 0 {
-		return
+	if bs == nil || len(bs.eps) == 0 || bs.cfg.TLS != nil && bs.cfg.TLS.Invalid != "" {
+		return // nowhere to send it (an unusable BackendTLSPolicy: 503s only)
 	}
 	select {
 	case m.mirrorSem <- struct{}{}:
@@ -36,10 +36,6 @@ func (m *Manager) mirror(st *state, mi *config.Mirror, r *http.Request, body []b
 	}
 	t, scheme := m.up.Transport(bs.cfg.H2C), "http"
 	if bt := bs.cfg.TLS; bt != nil {
-		if bt.Invalid != "" {
-			<-m.mirrorSem
-			return
-		}
 		t, scheme = m.up.TLSTransport(bt.Key, bt.Config), "https"
 	}
 	ep, err := bs.picker.Pick(&picker.Request{Header: r.Header}, bs.eps)
