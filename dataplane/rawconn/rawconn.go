@@ -29,21 +29,21 @@ import (
 // everything else is the embedded net.Conn's.
 type Conn struct {
 	net.Conn
-	rc syscall.RawConn
+	r, w half
+}
 
-	// The callbacks handed to rc and their arguments and results: set up
-	// once so that a read or write allocates nothing. net.Conn allows
-	// concurrent calls, so reads and writes each hold their own lock.
-	rmu     sync.Mutex
-	rp      []byte
-	rn      int
-	rerr    error
-	readFn  func(uintptr) bool
-	wmu     sync.Mutex
-	wp      []byte
-	wn      int
-	werr    error
-	writeFn func(uintptr) bool
+// half is one direction of a Conn. The callback handed to the RawConn and
+// its arguments and results live here, set up once so that a read or
+// write allocates nothing. net.Conn allows concurrent calls, so reads and
+// writes each hold their own lock.
+type half struct {
+	mu  sync.Mutex
+	op  string                            // "read" or "write", for errors
+	run func(func(fd uintptr) bool) error // the RawConn's Read or Write
+	fn  func(fd uintptr) bool             // the callback run calls
+	p   []byte
+	n   int
+	err error // the callback's
 }
 
 // New returns c with raw reads and writes when it is a TCP connection on
@@ -57,9 +57,9 @@ func New(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	rw := &Conn{Conn: c, rc: rc}
-	rw.readFn = rw.read
-	rw.writeFn = rw.write
+	rw := &Conn{Conn: c}
+	rw.r = half{op: "read", run: rc.Read, fn: rw.read}
+	rw.w = half{op: "write", run: rc.Write, fn: rw.write}
 	return rw
 }
 
@@ -68,32 +68,27 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.rp, c.rn, c.rerr = p, 0, nil
-	err := c.rc.Read(c.readFn)
-	c.rp = nil
-	return c.result("read", c.rn, err, c.rerr)
+	return c.do(&c.r, p)
 }
 
 // read is the read callback: false asks the netpoller to wait until the
 // socket is readable.
 func (c *Conn) read(fd uintptr) bool {
 	for {
-		n, errno := rawRead(fd, c.rp)
+		n, errno := rawRead(fd, c.r.p)
 		switch errno {
 		case 0:
 			if n == 0 {
-				c.rerr = io.EOF
+				c.r.err = io.EOF
 			}
-			c.rn = n
+			c.r.n = n
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		c.rerr = errno
+		c.r.err = errno
 		return true
 	}
 }
@@ -101,33 +96,39 @@ func (c *Conn) read(fd uintptr) bool {
 // Write implements net.Conn like (*net.TCPConn).Write: all of p is
 // written unless an error says why not.
 func (c *Conn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wp, c.wn, c.werr = p, 0, nil
-	err := c.rc.Write(c.writeFn)
-	c.wp = nil
-	return c.result("write", c.wn, err, c.werr)
+	return c.do(&c.w, p)
+}
+
+// do runs h's callback on p inside the RawConn, which waits in the
+// netpoller whenever the callback returns false.
+func (c *Conn) do(h *half, p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.p, h.n, h.err = p, 0, nil
+	err := h.run(h.fn)
+	h.p = nil
+	return c.result(h.op, h.n, err, h.err)
 }
 
 // write is the write callback: it writes what the socket buffer takes
 // and returns false to wait until it takes more.
 func (c *Conn) write(fd uintptr) bool {
-	for c.wn < len(c.wp) {
-		n, errno := rawWrite(fd, c.wp[c.wn:])
+	for c.w.n < len(c.w.p) {
+		n, errno := rawWrite(fd, c.w.p[c.w.n:])
 		switch errno {
 		case 0:
 			if n == 0 {
-				c.werr = io.ErrUnexpectedEOF
+				c.w.err = io.ErrUnexpectedEOF
 				return true
 			}
-			c.wn += n
+			c.w.n += n
 			continue
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		c.werr = errno
+		c.w.err = errno
 		return true
 	}
 	return true
