@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/infergate/infergate/controlplane/translate"
 )
 
 // FieldManager owns the provisioned objects and Gateway.status.addresses
@@ -310,15 +312,13 @@ func classParamsRef(c *gwapiv1.GatewayClass) (ns, name string, ok bool) {
 	return string(*r.Namespace), r.Name, true
 }
 
+// gatewayParamsRef is the ConfigMap (in the Gateway's namespace) a Gateway's
+// infrastructure.parametersRef names, when it is one the translator accepts.
 func gatewayParamsRef(gw *gwapiv1.Gateway) (string, bool) {
-	if gw.Spec.Infrastructure == nil || gw.Spec.Infrastructure.ParametersRef == nil {
+	if gw.Spec.Infrastructure == nil || gw.Spec.Infrastructure.ParametersRef == nil || translate.InvalidParameters(gw) != "" {
 		return "", false
 	}
-	r := gw.Spec.Infrastructure.ParametersRef
-	if r.Group != "" || r.Kind != "ConfigMap" {
-		return "", false
-	}
-	return r.Name, true
+	return gw.Spec.Infrastructure.ParametersRef.Name, true
 }
 
 // reconcile brings the objects of Gateway key in line with the cluster:
@@ -429,8 +429,8 @@ func (p *Provisioner) params(gw *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (
 			return Params{}, fmt.Errorf("infrastructure parametersRef ConfigMap %s/%s: %w", gw.Namespace, name, err)
 		}
 		data = append(data, cm.Data)
-	} else if gw.Spec.Infrastructure != nil && gw.Spec.Infrastructure.ParametersRef != nil {
-		return Params{}, fmt.Errorf("infrastructure parametersRef must be a core ConfigMap")
+	} else if msg := translate.InvalidParameters(gw); msg != "" {
+		return Params{}, errors.New(msg)
 	}
 	return ParseParams(p.opts.Image, data...)
 }

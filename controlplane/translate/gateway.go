@@ -105,7 +105,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	sortByName(res.Backends)
 	sortByName(res.Endpoints)
 	sortByName(res.ModelRules)
-	if invalidParameters(gw) != "" {
+	if InvalidParameters(gw) != "" {
 		// Not accepted: no proxy is provisioned for it, and a proxy run by
 		// hand for it must not serve it either. Its status still says why.
 		res = &GatewayResources{Gateway: gs.name}
@@ -353,8 +353,8 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 			Conditions:     []metav1.Condition{l.accepted, l.conflicted, p, l.resolved},
 		})
 	}
-	if msg := invalidParameters(gs.gw); msg != "" {
-		// The provisioner runs no proxies for it (see provision.gatewayParamsRef).
+	if msg := InvalidParameters(gs.gw); msg != "" {
+		// The provisioner runs no proxies for it either.
 		st.Conditions = append(st.Conditions,
 			cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonInvalidParameters), msg, gen),
 			cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), msg, gen))
@@ -383,10 +383,11 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 	return st
 }
 
-// invalidParameters says why the Gateway's spec.infrastructure.parametersRef
+// InvalidParameters says why the Gateway's spec.infrastructure.parametersRef
 // cannot be used, or "" when it can (or is unset): only a core ConfigMap
-// in the Gateway's namespace holds proxy parameters.
-func invalidParameters(gw *gwv1.Gateway) string {
+// in the Gateway's namespace holds proxy parameters. The provisioner
+// applies the same rule (it provisions nothing for such a Gateway).
+func InvalidParameters(gw *gwv1.Gateway) string {
 	if gw.Spec.Infrastructure == nil || gw.Spec.Infrastructure.ParametersRef == nil {
 		return ""
 	}
