@@ -46,21 +46,24 @@ func wildcardAlone[S ~string](field string, vs []S) error {
 }
 
 func corsFilter(c *gwv1.HTTPCORSFilter) *snapshotv1.CORS {
-	out := &snapshotv1.CORS{MaxAgeSeconds: uint32(max(c.MaxAge, 0))}
+	out := &snapshotv1.CORS{
+		MaxAgeSeconds: uint32(max(c.MaxAge, 0)),
+		AllowOrigins:  plainStrings(c.AllowOrigins),
+		AllowMethods:  plainStrings(c.AllowMethods),
+		AllowHeaders:  plainStrings(c.AllowHeaders),
+		ExposeHeaders: plainStrings(c.ExposeHeaders),
+	}
 	if c.AllowCredentials != nil {
 		out.AllowCredentials = *c.AllowCredentials
 	}
-	for _, o := range c.AllowOrigins {
-		out.AllowOrigins = append(out.AllowOrigins, string(o))
-	}
-	for _, m := range c.AllowMethods {
-		out.AllowMethods = append(out.AllowMethods, string(m))
-	}
-	for _, h := range c.AllowHeaders {
-		out.AllowHeaders = append(out.AllowHeaders, string(h))
-	}
-	for _, h := range c.ExposeHeaders {
-		out.ExposeHeaders = append(out.ExposeHeaders, string(h))
+	return out
+}
+
+// plainStrings converts the API's typed strings (nil stays nil).
+func plainStrings[S ~string](vs []S) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, string(v))
 	}
 	return out
 }
