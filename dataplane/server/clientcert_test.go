@@ -3,8 +3,6 @@ package server_test
 import (
 	"crypto/tls"
 	"encoding/pem"
-	"net/http"
-	"strconv"
 	"testing"
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -36,11 +34,7 @@ func TestClientCertificateValidation(t *testing.T) {
 		rs[0].(*snapshotv1.Route).Listeners = []string{ln.Name}
 		return append(rs, ln)
 	}
-	get := func(certs ...tls.Certificate) error {
-		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvPool, ServerName: "a.example.com", Certificates: certs}}}
-		defer client.CloseIdleConnections()
-		return ok200(client.Get("https://127.0.0.1:" + strconv.Itoa(int(port)) + "/tls"))
-	}
+	get := func(certs ...tls.Certificate) error { return httpsGet(port, "a.example.com", srvPool, certs...) }
 	m := newManager(t)
 	apply(t, m, config(&snapshotv1.ClientValidation{CaPem: trustedCA}))
 	if err := get(trusted); err != nil {

@@ -88,10 +88,11 @@ func TestHTTPSListener(t *testing.T) {
 	}
 }
 
-// httpsGet fetches path over HTTPS on port with SNI host, trusting only
-// pool, and returns the error of the exchange (nil on a 200).
-func httpsGet(port uint32, host string, pool *x509.CertPool) error {
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: host}}}
+// httpsGet fetches /tls over HTTPS on port with SNI and Host host, trusting
+// only pool and presenting certs, and returns the error of the exchange
+// (nil on a 200).
+func httpsGet(port uint32, host string, pool *x509.CertPool, certs ...tls.Certificate) error {
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: host, Certificates: certs}}}
 	defer client.CloseIdleConnections()
 	req, _ := http.NewRequest("GET", "https://127.0.0.1:"+strconv.Itoa(int(port))+"/tls", nil)
 	req.Host = host
