@@ -23,23 +23,23 @@ type watcher struct {
 	armed      bool // the timer will fire
 }
 
-// watchEntry is a connection's place in the watcher's list.
+// watchEntry is a connection's place in the watcher's list; the zero
+// value is off the list.
 type watchEntry struct {
 	prev, next *conn
-	listed     bool
-	w          *response // the request in flight
+	w          *response // the request in flight; nil: not listed
 	start      time.Time
 }
 
-// add lists c's request w.
+// add lists c's request w (not nil).
 func (wt *watcher) add(c *conn, w *response) {
 	wt.mu.Lock()
 	defer wt.mu.Unlock()
 	e := &c.we
-	if e.listed {
+	if e.w != nil {
 		wt.unlinkLocked(c)
 	}
-	*e = watchEntry{prev: wt.tail, listed: true, w: w, start: time.Now()}
+	*e = watchEntry{prev: wt.tail, w: w, start: time.Now()}
 	if wt.tail != nil {
 		wt.tail.we.next = c
 	} else {
@@ -60,7 +60,7 @@ func (wt *watcher) add(c *conn, w *response) {
 // remove takes c's request off the list (if it is on it).
 func (wt *watcher) remove(c *conn) {
 	wt.mu.Lock()
-	if c.we.listed {
+	if c.we.w != nil {
 		wt.unlinkLocked(c)
 	}
 	wt.mu.Unlock()
