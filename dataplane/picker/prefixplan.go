@@ -2,6 +2,7 @@ package picker
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -143,20 +144,21 @@ func (h *prefixHomes) home(c *Cycle, k uint64, sent bool, proxies int, p *Prefix
 // hot keys, and the tentative ones while tentativeOK.
 func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *homesPlan {
 	h.mu.Lock()
+	if len(h.hot) > maxHotPrefixes {
+		// Rare: keep the most recently used. Before expire, so that the
+		// oldest use it returns is one of the keys kept.
+		keys := slices.Collect(maps.Keys(h.hot))
+		sortByRecency(keys, h.hot)
+		for _, k := range keys[maxHotPrefixes:] {
+			delete(h.hot, k)
+		}
+	}
 	forget := now - int64(p.Window)
 	oldest := expire(h.hot, forget, 0)
 	oldest = expire(h.once, forget, oldest)
 	keys := make([]uint64, 0, len(h.hot)+len(h.once))
 	for k := range h.hot {
 		keys = append(keys, k)
-	}
-	if len(keys) > maxHotPrefixes {
-		// Rare: keep the most recently used.
-		sortByRecency(keys, h.hot)
-		for _, k := range keys[maxHotPrefixes:] {
-			delete(h.hot, k)
-		}
-		keys = keys[:maxHotPrefixes]
 	}
 	h.tentative = tentativeOK(len(h.once), len(h.hot), len(cands))
 	if h.tentative {
