@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -116,12 +117,11 @@ func TestGatewayAPIConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cpLog.Close() })
-	cp := startLogged(t, cpLog, bins.Path("controlplane"),
+	startLogged(t, cpLog, bins.Path("controlplane"),
 		"--kubeconfig", c.Kubeconfig, "--xds-address", xds,
 		"--admin-address", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1")),
 		"--leader-election-namespace", systemNS, "--debounce", "20ms",
 		"--provision-proxies", "--proxy-image", "infergate.test/proxy:conformance", "--proxy-xds-address", xds)
-	t.Cleanup(cp.stop)
 
 	if err := applyClass(ctx, c); err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestGatewayAPIConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	progress("running gateway-api %s conformance, profiles %v, features %v", cluster.GatewayAPIVersion, opts.ConformanceProfiles, sortedFeatures(cs.SupportedFeatures))
+	progress("running gateway-api %s conformance, profiles %v, features %v", cluster.GatewayAPIVersion, opts.ConformanceProfiles, sets.List(cs.SupportedFeatures))
 	cs.Setup(t, tests.ConformanceTests)
 	progress("base manifests ready (%s since start)", since(started))
 	// The suite counts as running until Run's cleanup: report from a

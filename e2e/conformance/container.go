@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/infergate/infergate/e2e/harness"
 )
 
 // container is a pod's running workload: an in-process echo server, a
@@ -30,7 +32,7 @@ type container struct {
 	failed  error
 
 	echo *echoServer
-	proc *process
+	proc *harness.Process
 	// probePort is the readiness probe's port, 0 for none; probePath is
 	// its HTTP GET path, "" for a TCP probe.
 	probePort int
@@ -126,14 +128,13 @@ func (n *node) startProxy(c *container, ct corev1.Container, envVars, mounts map
 	for k, v := range envVars {
 		env = append(env, k+"="+v)
 	}
-	p, err := startProcess(c.log, env, n.opts.ProxyBinary, args...)
+	p, err := harness.Launch(c.log, env, n.opts.ProxyBinary, args...)
 	if err != nil {
 		return err
 	}
 	c.proc = p
 	go func() {
-		<-p.done
-		c.log.printf("[harness] proxy exited: %v", p.err)
+		c.log.printf("[harness] proxy exited: %v", p.Wait())
 	}()
 	return nil
 }
@@ -155,7 +156,7 @@ func containerPort(ct corev1.Container, port intstr.IntOrString) int {
 // probe runs the readiness probe as the kubelet does: a TCP connect to
 // the pod's port, or an HTTP GET answered with 2xx or 3xx.
 func (c *container) probe() bool {
-	if c.proc != nil && c.proc.exited() {
+	if c.proc != nil && c.proc.Exited() {
 		return false
 	}
 	if c.probePort == 0 {
@@ -186,7 +187,7 @@ func (c *container) stop() {
 		c.echo.Close()
 	}
 	if c.proc != nil {
-		c.proc.stop()
+		c.proc.Stop(5 * time.Second)
 	}
 	_ = c.logFile.Close()
 	_ = os.RemoveAll(c.dir)

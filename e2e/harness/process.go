@@ -84,16 +84,12 @@ type Process struct {
 // stderr are logged line by line with the process name as prefix.
 func Start(t testing.TB, name, path string, args ...string) *Process {
 	t.Helper()
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
-	cmd.Stdout = pw
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
+	p, err := Launch(pw, nil, path, args...)
+	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &Process{Name: name, cmd: cmd, done: make(chan struct{})}
+	p.Name = name
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -106,12 +102,30 @@ func Start(t testing.TB, name, path string, args ...string) *Process {
 		}
 	}()
 	go func() {
-		p.err = cmd.Wait()
+		<-p.done
 		pw.Close()
-		close(p.done)
 	}()
 	t.Cleanup(func() { p.Stop(5 * time.Second) })
 	return p
+}
+
+// Launch runs a binary in its own process group with the test's
+// environment plus env, its stdout and stderr going to out. The caller
+// stops it (Stop, Kill); Logs stays empty.
+func Launch(out io.Writer, env []string, path string, args ...string) (*Process, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{Name: filepath.Base(path), cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
 }
 
 // Logs returns everything the process printed so far.
