@@ -61,7 +61,10 @@ type Options struct {
 	Resync time.Duration
 	// Workers reconcile Gateways concurrently (default 2).
 	Workers int
-	Logger  *slog.Logger
+	// ListenerPorts, when set, adds the ports of ListenerSet listeners to
+	// each Gateway's Service and Deployment; a change re-renders them.
+	ListenerPorts *ListenerPorts
+	Logger        *slog.Logger
 }
 
 // Provisioner keeps every Gateway of the class provisioned.
@@ -148,6 +151,10 @@ func (p *Provisioner) Run(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+	}
+	if lp := p.opts.ListenerPorts; lp != nil {
+		lp.notify(func(gateway string) { p.queue.Add(gateway) })
+		defer lp.notify(nil)
 	}
 	dynFactory.Start(ctx.Done())
 	coreFactory.Start(ctx.Done())
@@ -352,10 +359,14 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 		p.events.Event(gatewayRef(gw), corev1.EventTypeWarning, ReasonInvalidParameters, err.Error())
 		return nil
 	}
-	objs, err := Render(gw, class, params, RenderOptions{
+	ro := RenderOptions{
 		XDSAddress: p.opts.XDSAddress, XDSCACert: p.opts.XDSCACert,
 		XDSServerName: p.opts.XDSServerName, TokenAudience: p.opts.TokenAudience,
-	})
+	}
+	if p.opts.ListenerPorts != nil {
+		ro.ExtraPorts = p.opts.ListenerPorts.Get(key)
+	}
+	objs, err := Render(gw, class, params, ro)
 	if err != nil {
 		log.Warn("not provisioning", "err", err)
 		p.events.Event(gatewayRef(gw), corev1.EventTypeWarning, ReasonProvisioningFailed, err.Error())

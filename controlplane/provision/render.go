@@ -86,6 +86,10 @@ type RenderOptions struct {
 	// to it (the Gateway's own ServiceAccount) as --xds-token-file. Needs
 	// XDSCACert: a token is never sent in plaintext.
 	TokenAudience string
+	// ExtraPorts are listener ports the Gateway's proxies serve beyond its
+	// own listeners' (from ListenerSets; see ListenerPorts): Service and
+	// container ports too.
+	ExtraPorts []int32
 }
 
 // Objects are what one Gateway gets. HPA is nil when autoscaling is off,
@@ -179,7 +183,7 @@ func Render(gw *gwapiv1.Gateway, class *gwapiv1.GatewayClass, p Params, opts Ren
 			}},
 		}
 	}
-	ports := listenerPorts(gw)
+	ports := listenerPorts(gw, opts.ExtraPorts)
 	o := &Objects{
 		ServiceAccount: &corev1.ServiceAccount{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
@@ -232,12 +236,16 @@ func Render(gw *gwapiv1.Gateway, class *gwapiv1.GatewayClass, p Params, opts Ren
 	return o, nil
 }
 
-// listenerPorts are the Gateway's distinct listener ports, ascending.
-func listenerPorts(gw *gwapiv1.Gateway) []int32 {
+// listenerPorts are the distinct ports of the Gateway's listeners and
+// extra, ascending.
+func listenerPorts(gw *gwapiv1.Gateway, extra []int32) []int32 {
 	var ports []int32
 	for _, l := range gw.Spec.Listeners {
-		if !slices.Contains(ports, l.Port) {
-			ports = append(ports, l.Port)
+		extra = append(extra[:len(extra):len(extra)], l.Port)
+	}
+	for _, p := range extra {
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
 		}
 	}
 	slices.Sort(ports)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,8 +24,8 @@ const testImage = "ghcr.io/infergate/proxy:test"
 // TestRenderGolden renders testdata/*.in.yaml (a GatewayClass, a Gateway
 // and the parameter ConfigMaps they reference: class parameters are named
 // "class-params", Gateway parameters "gateway-params"; a ConfigMap named
-// "render-options" sets RenderOptions' xdsCACert, xdsServerName and
-// tokenAudience) and compares with
+// "render-options" sets RenderOptions' xdsCACert, xdsServerName,
+// tokenAudience and extraPorts, comma-separated) and compares with
 // *.out.yaml. Regenerate with `go test ./provision -run Golden -update`.
 func TestRenderGolden(t *testing.T) {
 	ins, err := filepath.Glob("testdata/*.in.yaml")
@@ -88,6 +89,11 @@ func renderFile(t *testing.T, path string) []byte {
 				opts.XDSCACert = []byte(cm.Data["xdsCACert"])
 				opts.XDSServerName = cm.Data["xdsServerName"]
 				opts.TokenAudience = cm.Data["tokenAudience"]
+				for _, f := range strings.FieldsFunc(cm.Data["extraPorts"], func(r rune) bool { return r == ',' }) {
+					port, err := strconv.ParseInt(f, 10, 32)
+					must(t, err)
+					opts.ExtraPorts = append(opts.ExtraPorts, int32(port))
+				}
 			} else if cm.Name == "class-params" {
 				data = append([]map[string]string{cm.Data}, data...)
 			} else {

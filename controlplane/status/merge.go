@@ -46,19 +46,41 @@ func mergeGatewayClass(cur, want gwv1.GatewayClassStatus, now metav1.Time) gwv1.
 func mergeGateway(cur, want gwv1.GatewayStatus, now metav1.Time) gwv1.GatewayStatus {
 	want.Conditions = conditions(cur.Conditions, want.Conditions, now)
 	want.Addresses = cur.Addresses
-	listeners := make([]gwv1.ListenerStatus, len(want.Listeners))
-	for i, l := range want.Listeners {
+	want.Listeners = mergeListeners(cur.Listeners, want.Listeners,
+		func(l *gwv1.ListenerStatus) (gwv1.SectionName, *[]metav1.Condition) { return l.Name, &l.Conditions }, now)
+	return want
+}
+
+// mergeListenerSet: a ListenerSet's status is wholly the translator's
+// (the controller of its parent Gateway).
+func mergeListenerSet(cur, want gwv1.ListenerSetStatus, now metav1.Time) gwv1.ListenerSetStatus {
+	want.Conditions = conditions(cur.Conditions, want.Conditions, now)
+	want.Listeners = mergeListeners(cur.Listeners, want.Listeners,
+		func(l *gwv1.ListenerEntryStatus) (gwv1.SectionName, *[]metav1.Condition) {
+			return l.Name, &l.Conditions
+		}, now)
+	return want
+}
+
+// mergeListeners carries over the transition times of listener conditions
+// (Gateway or ListenerSet listeners, matched by name).
+func mergeListeners[L any](cur, want []L, fields func(*L) (gwv1.SectionName, *[]metav1.Condition), now metav1.Time) []L {
+	if want == nil {
+		return nil
+	}
+	out := make([]L, len(want))
+	for i, l := range want {
+		name, conds := fields(&l)
 		var old []metav1.Condition
-		for _, c := range cur.Listeners {
-			if c.Name == l.Name {
-				old = c.Conditions
+		for j := range cur {
+			if n, c := fields(&cur[j]); n == name {
+				old = *c
 			}
 		}
-		l.Conditions = conditions(old, l.Conditions, now)
-		listeners[i] = l
+		*conds = conditions(old, *conds, now)
+		out[i] = l
 	}
-	want.Listeners = listeners
-	return want
+	return out
 }
 
 // mergeHTTPRoute keeps other controllers' parent entries and replaces ours

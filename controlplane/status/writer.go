@@ -177,6 +177,15 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 			return mergeGateway(cur, want, now)
 		})
 	}
+	for _, o := range in.ListenerSets {
+		want, ok := st.ListenerSets[key(&o.ObjectMeta)]
+		if !ok {
+			continue
+		}
+		syncStatus(r, kube.ListenerSets, "ListenerSet", o, o.Status, func(cur gwv1.ListenerSetStatus) gwv1.ListenerSetStatus {
+			return mergeListenerSet(cur, want, now)
+		})
+	}
 	// Every route and pool is visited, not only those in st: one that lost
 	// its last Gateway of ours must lose our parent entries.
 	for _, o := range in.HTTPRoutes {

@@ -19,10 +19,13 @@ func (t *translator) attachRoute(gs *gatewayState, r *gwv1.HTTPRoute) {
 	accepted := false
 	refs := t.routeRefs(r)
 	for _, pr := range r.Spec.ParentRefs {
-		if !refersTo(pr, r.Namespace, gs.gw) {
+		candidates, c, ok := gs.parentListeners(pr, r)
+		if !ok {
 			continue
 		}
-		c := t.attachParent(gs, r, pr, attached)
+		if c.Type == "" {
+			c = t.attachParent(candidates, r, pr, attached)
+		}
 		if c.Status == metav1.ConditionTrue && refs.unsupported != "" {
 			c = cond(string(gwv1.RouteConditionAccepted), false, string(gwv1.RouteReasonUnsupportedValue), refs.unsupported, r.Generation)
 		}
@@ -93,13 +96,33 @@ func refersTo(pr gwv1.ParentReference, routeNS string, gw *gwv1.Gateway) bool {
 	return ns == gw.Namespace && string(pr.Name) == gw.Name
 }
 
-// attachParent evaluates one parentRef against the gateway's listeners, in
+// parentListeners resolves a parentRef of r against the gateway: the
+// listeners it may attach to (a Gateway parentRef: the Gateway's own; a
+// ListenerSet parentRef: that set's), or a ready Accepted=False condition
+// (the set is not attached to the Gateway). ok is false when the parentRef
+// names neither the gateway nor one of its ListenerSets.
+func (gs *gatewayState) parentListeners(pr gwv1.ParentReference, r *gwv1.HTTPRoute) (ls []*listenerState, c metav1.Condition, ok bool) {
+	if refersTo(pr, r.Namespace, gs.gw) {
+		return gs.listeners, c, true
+	}
+	s := gs.setsByKey[setParentKey(pr, r.Namespace)]
+	if s == nil {
+		return nil, c, false
+	}
+	if !s.allowed() {
+		return nil, cond(string(gwv1.RouteConditionAccepted), false, string(gwv1.RouteReasonNoMatchingParent),
+			"ListenerSet "+s.key+" is not accepted by Gateway "+gs.name, r.Generation), true
+	}
+	return s.listeners, c, true
+}
+
+// attachParent evaluates one parentRef against the listeners it names, in
 // the order the spec's reasons imply: a matching listener must exist, allow
 // the route, and share a hostname with it.
-func (t *translator) attachParent(gs *gatewayState, r *gwv1.HTTPRoute, pr gwv1.ParentReference, attached map[*listenerState]bool) metav1.Condition {
+func (t *translator) attachParent(candidates []*listenerState, r *gwv1.HTTPRoute, pr gwv1.ParentReference, attached map[*listenerState]bool) metav1.Condition {
 	gen := r.Generation
 	var matching []*listenerState
-	for _, l := range gs.listeners {
+	for _, l := range candidates {
 		if pr.SectionName != nil && *pr.SectionName != l.spec.Name {
 			continue
 		}
@@ -114,7 +137,10 @@ func (t *translator) attachParent(gs *gatewayState, r *gwv1.HTTPRoute, pr gwv1.P
 	}
 	var allowed []*listenerState
 	for _, l := range matching {
-		if l.allowsHTTP && t.allowsNamespace(gs, l, r.Namespace) {
+		// A listener that lost a conflict to an earlier one is not there
+		// for routes.
+		lost := l.conflicted.Status == metav1.ConditionTrue && l.accepted.Status == metav1.ConditionFalse
+		if l.allowsHTTP && !lost && t.allowsNamespace(l, r.Namespace) {
 			allowed = append(allowed, l)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 // inferred from the GatewayClass passes. Left out although implemented:
 // HTTPRouteRetry (the standard-channel CRD has no `retry` field, so the API
 // server drops it; see ExperimentalFeatures). Not implemented: static
-// addresses, backend client certificates, ListenerSet.
+// addresses, backend client certificates.
 var SupportedFeatures = sortedFeatures(
 	features.SupportGateway,
 	features.SupportHTTPRoute,
@@ -52,6 +52,7 @@ var SupportedFeatures = sortedFeatures(
 	features.SupportHTTPRouteRequestTimeout,
 	features.SupportHTTPRouteResponseHeaderModification,
 	features.SupportHTTPRouteSchemeRedirect,
+	features.SupportListenerSet,
 )
 
 // ExperimentalFeatures are implemented features whose fields only the

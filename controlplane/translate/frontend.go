@@ -58,7 +58,7 @@ func (t *translator) listenerClientValidation(gs *gatewayState, l *listenerState
 	if v == nil {
 		return
 	}
-	gen := gs.gw.Generation
+	gen := l.gen
 	var pems bytes.Buffer
 	var bad []string
 	for _, ref := range v.CACertificateRefs {

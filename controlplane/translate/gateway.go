@@ -23,8 +23,12 @@ const (
 // gatewayState is the work-in-progress translation of one Gateway.
 type gatewayState struct {
 	gw        *gwv1.Gateway
-	name      string // "<ns>/<name>"
-	listeners []*listenerState
+	name      string           // "<ns>/<name>"
+	listeners []*listenerState // the Gateway's own
+	// sets are the ListenerSets naming the Gateway as parent, in
+	// precedence order (oldest first); setsByKey by "<ns>/<name>".
+	sets      []*listenerSetState
+	setsByKey map[string]*listenerSetState
 
 	routes    []*snapshotv1.Route
 	backends  map[string]*snapshotv1.Backend
@@ -37,11 +41,20 @@ type gatewayState struct {
 	poolAccepted map[string]bool
 }
 
-// listenerState is one Gateway listener with its validation result.
+// listenerState is one listener, of the Gateway or of a ListenerSet
+// attached to it, with its validation result.
 type listenerState struct {
 	spec     *gwv1.Listener
-	name     string // resource name "<gw>/<section>"
+	name     string // resource name "<gw>/<section>", "<gw>/<set-ns>/<set>/<section>"
 	hostname string
+	// ns, kind and gen are those of the object defining the listener: ns
+	// is what allowedRoutes "Same" means and where certificateRefs are
+	// resolved from (ReferenceGrants name kind), gen the conditions'
+	// observedGeneration.
+	ns    string
+	kind  string
+	gen   int64
+	owner string // "<kind> <ns>/<name>" for messages
 
 	accepted       metav1.Condition
 	conflicted     metav1.Condition
@@ -73,6 +86,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 		poolAccepted: map[string]bool{},
 	}
 	t.buildListeners(gs)
+	t.mergeListenerSets(gs)
 	for _, r := range t.routes {
 		t.attachRoute(gs, r)
 	}
@@ -80,7 +94,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	rules := t.modelRules(gs)
 
 	res := &GatewayResources{Gateway: gs.name, Routes: gs.routes, ModelRules: rules}
-	for _, l := range gs.listeners {
+	for _, l := range gs.allListeners() {
 		if l.programmed() {
 			res.Listeners = append(res.Listeners, &snapshotv1.Listener{
 				Name:             l.name,
@@ -112,6 +126,17 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	}
 	t.out.Gateways[gs.name] = res
 	t.out.Status.Gateways[gs.name] = gatewayStatus(gs)
+	t.listenerSetStatuses(gs)
+}
+
+// allListeners are the Gateway's own listeners, then those of its
+// ListenerSets in precedence order.
+func (gs *gatewayState) allListeners() []*listenerState {
+	out := gs.listeners
+	for _, s := range gs.sets {
+		out = append(out[:len(out):len(out)], s.listeners...)
+	}
+	return out
 }
 
 func sortByName[T interface{ GetName() string }](s []T) {
@@ -131,37 +156,47 @@ func listenerProtocol(p gwv1.ProtocolType) snapshotv1.Listener_Protocol {
 // buildListeners validates every listener of the gateway: protocol, conflicts
 // on a shared port, certificates and allowed route kinds.
 func (t *translator) buildListeners(gs *gatewayState) {
-	gen := gs.gw.Generation
 	for i := range gs.gw.Spec.Listeners {
 		spec := &gs.gw.Spec.Listeners[i]
-		l := &listenerState{
-			spec:     spec,
-			name:     gs.name + "/" + string(spec.Name),
-			attached: map[string]bool{},
-		}
-		if spec.Hostname != nil {
-			l.hostname = strings.ToLower(string(*spec.Hostname))
-		}
-		l.accepted = cond(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "", gen)
-		l.conflicted = cond(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "", gen)
-		l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "", gen)
-		switch {
-		case spec.Port < 1 || spec.Port > 65535:
-			l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonPortUnavailable),
-				fmt.Sprintf("port %d is out of range 1-65535", spec.Port), gen)
-		case spec.Protocol == gwv1.HTTPProtocolType:
-		case spec.Protocol == gwv1.HTTPSProtocolType:
-			t.listenerCerts(gs, l)
-			t.listenerClientValidation(gs, l)
-		default:
-			l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol),
-				fmt.Sprintf("protocol %q is not supported; use HTTP or HTTPS", spec.Protocol), gen)
-		}
-		t.listenerKinds(gs, l)
-		t.listenerNamespaces(gs, l)
-		gs.listeners = append(gs.listeners, l)
+		gs.listeners = append(gs.listeners, t.newListener(gs, spec, gs.name+"/"+string(spec.Name), &gs.gw.ObjectMeta, kindGateway))
 	}
 	markConflicts(gs)
+}
+
+// newListener validates one listener defined by the object meta (of kind
+// kind): everything but conflicts with other listeners.
+func (t *translator) newListener(gs *gatewayState, spec *gwv1.Listener, name string, owner *metav1.ObjectMeta, kind string) *listenerState {
+	gen := owner.Generation
+	l := &listenerState{
+		spec:     spec,
+		name:     name,
+		ns:       owner.Namespace,
+		kind:     kind,
+		gen:      gen,
+		owner:    kind + " " + key(owner),
+		attached: map[string]bool{},
+	}
+	if spec.Hostname != nil {
+		l.hostname = strings.ToLower(string(*spec.Hostname))
+	}
+	l.accepted = cond(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "", gen)
+	l.conflicted = cond(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "", gen)
+	l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "", gen)
+	switch {
+	case spec.Port < 1 || spec.Port > 65535:
+		l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonPortUnavailable),
+			fmt.Sprintf("port %d is out of range 1-65535", spec.Port), gen)
+	case spec.Protocol == gwv1.HTTPProtocolType:
+	case spec.Protocol == gwv1.HTTPSProtocolType:
+		t.listenerCerts(l)
+		t.listenerClientValidation(gs, l)
+	default:
+		l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol),
+			fmt.Sprintf("protocol %q is not supported; use HTTP or HTTPS", spec.Protocol), gen)
+	}
+	t.listenerKinds(l)
+	t.listenerNamespaces(l)
+	return l
 }
 
 // markConflicts applies the spec's listener conflict rules: listeners sharing
@@ -202,8 +237,8 @@ func markConflicts(gs *gatewayState) {
 // listenerCerts resolves an HTTPS listener's certificate Secrets. Any bad
 // reference marks ResolvedRefs False; the listener is served only when all
 // references resolve.
-func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
-	gen := gs.gw.Generation
+func (t *translator) listenerCerts(l *listenerState) {
+	gen := l.gen
 	fail := func(reason gwv1.ListenerConditionReason, msg string) {
 		if l.resolved.Status == metav1.ConditionTrue {
 			l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), false, string(reason), msg, gen)
@@ -227,7 +262,7 @@ func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
 		if ref.Kind != nil {
 			kind = string(*ref.Kind)
 		}
-		ns := gs.gw.Namespace
+		ns := l.ns
 		if ref.Namespace != nil && *ref.Namespace != "" {
 			ns = string(*ref.Namespace)
 		}
@@ -235,7 +270,7 @@ func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
 			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("certificateRef %s/%s is not a Secret", group, kind))
 			continue
 		}
-		if ns != gs.gw.Namespace && !t.granted(gatewayGroup, kindGateway, gs.gw.Namespace, "", "Secret", ns, string(ref.Name)) {
+		if ns != l.ns && !t.granted(gatewayGroup, l.kind, l.ns, "", "Secret", ns, string(ref.Name)) {
 			fail(gwv1.ListenerReasonRefNotPermitted, fmt.Sprintf("no ReferenceGrant in %s allows Secret %s", ns, ref.Name))
 			continue
 		}
@@ -258,7 +293,7 @@ func (t *translator) listenerCerts(gs *gatewayState, l *listenerState) {
 }
 
 // listenerKinds computes supportedKinds; HTTPRoute is the only kind we serve.
-func (t *translator) listenerKinds(gs *gatewayState, l *listenerState) {
+func (t *translator) listenerKinds(l *listenerState) {
 	httpRoute := gwv1.RouteGroupKind{Group: ptr(gwv1.Group(gatewayGroup)), Kind: kindHTTP}
 	if p := l.spec.Protocol; p != gwv1.HTTPProtocolType && p != gwv1.HTTPSProtocolType {
 		l.supportedKinds = []gwv1.RouteGroupKind{}
@@ -290,11 +325,11 @@ func (t *translator) listenerKinds(gs *gatewayState, l *listenerState) {
 	}
 	if len(bad) > 0 {
 		l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), false, string(gwv1.ListenerReasonInvalidRouteKinds),
-			"unsupported route kinds: "+strings.Join(bad, ", "), gs.gw.Generation)
+			"unsupported route kinds: "+strings.Join(bad, ", "), l.gen)
 	}
 }
 
-func (t *translator) listenerNamespaces(gs *gatewayState, l *listenerState) {
+func (t *translator) listenerNamespaces(l *listenerState) {
 	ar := l.spec.AllowedRoutes
 	if ar == nil || ar.Namespaces == nil || ar.Namespaces.From == nil || *ar.Namespaces.From != gwv1.NamespacesFromSelector {
 		return
@@ -307,14 +342,15 @@ func (t *translator) listenerNamespaces(gs *gatewayState, l *listenerState) {
 	if err != nil {
 		l.nsSelector = labels.Nothing()
 		l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedValue),
-			"invalid allowedRoutes.namespaces.selector: "+err.Error(), gs.gw.Generation)
+			"invalid allowedRoutes.namespaces.selector: "+err.Error(), l.gen)
 		return
 	}
 	l.nsSelector = sel
 }
 
-// allowsNamespace applies allowedRoutes.namespaces (default Same).
-func (t *translator) allowsNamespace(gs *gatewayState, l *listenerState, ns string) bool {
+// allowsNamespace applies allowedRoutes.namespaces (default Same: the
+// namespace of the Gateway or ListenerSet defining the listener).
+func (t *translator) allowsNamespace(l *listenerState, ns string) bool {
 	from := gwv1.NamespacesFromSame
 	if ar := l.spec.AllowedRoutes; ar != nil && ar.Namespaces != nil && ar.Namespaces.From != nil {
 		from = *ar.Namespaces.From
@@ -323,7 +359,7 @@ func (t *translator) allowsNamespace(gs *gatewayState, l *listenerState, ns stri
 	case gwv1.NamespacesFromAll:
 		return true
 	case gwv1.NamespacesFromSame:
-		return ns == gs.gw.Namespace
+		return ns == l.ns
 	case gwv1.NamespacesFromSelector:
 		n := t.namespaces[ns]
 		if n == nil || l.nsSelector == nil {
@@ -334,24 +370,43 @@ func (t *translator) allowsNamespace(gs *gatewayState, l *listenerState, ns stri
 	return false
 }
 
+// conditions are the listener's status conditions. One not served is
+// Programmed=False for the reason it lost a conflict (a ListenerSet
+// listener that came later), else Invalid.
+func (l *listenerState) conditions() []metav1.Condition {
+	p := cond(string(gwv1.ListenerConditionProgrammed), true, string(gwv1.ListenerReasonProgrammed), "", l.gen)
+	switch {
+	case l.programmed():
+	case l.accepted.Status == metav1.ConditionFalse && l.conflicted.Status == metav1.ConditionTrue:
+		p = cond(string(gwv1.ListenerConditionProgrammed), false, l.conflicted.Reason, l.conflicted.Message, l.gen)
+	default:
+		p = cond(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "listener is not valid; see other conditions", l.gen)
+	}
+	return []metav1.Condition{l.accepted, l.conflicted, p, l.resolved}
+}
+
+// status is the listener's status entry. A ListenerSet's entries have the
+// same fields (gwv1.ListenerEntryStatus converts from it).
+func (l *listenerState) status() gwv1.ListenerStatus {
+	return gwv1.ListenerStatus{
+		Name:           l.spec.Name,
+		SupportedKinds: l.supportedKinds,
+		AttachedRoutes: int32(len(l.attached)),
+		Conditions:     l.conditions(),
+	}
+}
+
 func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 	gen := gs.gw.Generation
 	var st gwv1.GatewayStatus
 	programmed, invalid := 0, 0
 	for _, l := range gs.listeners {
-		p := cond(string(gwv1.ListenerConditionProgrammed), true, string(gwv1.ListenerReasonProgrammed), "", gen)
 		if l.programmed() {
 			programmed++
 		} else {
 			invalid++
-			p = cond(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "listener is not valid; see other conditions", gen)
 		}
-		st.Listeners = append(st.Listeners, gwv1.ListenerStatus{
-			Name:           l.spec.Name,
-			SupportedKinds: l.supportedKinds,
-			AttachedRoutes: int32(len(l.attached)),
-			Conditions:     []metav1.Condition{l.accepted, l.conflicted, p, l.resolved},
-		})
+		st.Listeners = append(st.Listeners, l.status())
 	}
 	if msg := InvalidParameters(gs.gw); msg != "" {
 		// The provisioner runs no proxies for it either.

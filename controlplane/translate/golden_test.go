@@ -87,6 +87,7 @@ func shuffle(in *translate.Inputs) {
 	sh(len(in.ReferenceGrants), func(i, j int) {
 		in.ReferenceGrants[i], in.ReferenceGrants[j] = in.ReferenceGrants[j], in.ReferenceGrants[i]
 	})
+	sh(len(in.ListenerSets), func(i, j int) { in.ListenerSets[i], in.ListenerSets[j] = in.ListenerSets[j], in.ListenerSets[i] })
 	sh(len(in.InferencePools), func(i, j int) {
 		in.InferencePools[i], in.InferencePools[j] = in.InferencePools[j], in.InferencePools[i]
 	})

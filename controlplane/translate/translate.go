@@ -31,6 +31,7 @@ type Inputs struct {
 	Gateways        []*gwv1.Gateway
 	HTTPRoutes      []*gwv1.HTTPRoute
 	ReferenceGrants []*gwv1b1.ReferenceGrant
+	ListenerSets    []*gwv1.ListenerSet
 
 	InferencePools []*infv1.InferencePool
 
@@ -124,6 +125,9 @@ type Status struct {
 	InferenceModels        map[string]inferencealpha.ModelStatus         `json:"inferenceModels,omitempty"`
 	InferenceObjectives    map[string]inferencealpha.ModelStatus         `json:"inferenceObjectives,omitempty"`
 	InferenceModelRewrites map[string]inferencealpha.ModelStatus         `json:"inferenceModelRewrites,omitempty"`
+	// ListenerSets holds the status of every ListenerSet whose parentRef
+	// names a Gateway of ours.
+	ListenerSets map[string]gwv1.ListenerSetStatus `json:"listenerSets,omitempty"`
 	// BackendTLSPolicies lists, per policy, one ancestor per Gateway of ours
 	// using a Service it targets; a policy none uses is absent and loses
 	// our ancestor entries.
@@ -151,6 +155,8 @@ type translator struct {
 	classes  map[string]*gwv1.GatewayClass // ours only, by name
 	gateways []*gwv1.Gateway               // ours only, sorted
 	routes   []*gwv1.HTTPRoute             // sorted
+	// listenerSets in precedence order: oldest first, then by key.
+	listenerSets []*gwv1.ListenerSet
 
 	services   map[string]*corev1.Service
 	secrets    map[string]*corev1.Secret
@@ -196,6 +202,7 @@ func newTranslator(in *Inputs, opts Options) *translator {
 				GatewayClasses:         map[string]gwv1.GatewayClassStatus{},
 				Gateways:               map[string]gwv1.GatewayStatus{},
 				HTTPRoutes:             map[string]gwv1.HTTPRouteStatus{},
+				ListenerSets:           map[string]gwv1.ListenerSetStatus{},
 				InferencePools:         map[string]infv1.InferencePoolStatus{},
 				LegacyInferencePools:   map[string]inferencealpha.InferencePoolStatus{},
 				InferenceModels:        map[string]inferencealpha.ModelStatus{},
@@ -243,6 +250,8 @@ func newTranslator(in *Inputs, opts Options) *translator {
 	for _, g := range in.ReferenceGrants {
 		t.grants[g.Namespace] = append(t.grants[g.Namespace], g)
 	}
+	t.listenerSets = append([]*gwv1.ListenerSet(nil), in.ListenerSets...)
+	sort.Slice(t.listenerSets, func(i, j int) bool { return olderFirst(&t.listenerSets[i].ObjectMeta, &t.listenerSets[j].ObjectMeta) })
 	t.routes = append([]*gwv1.HTTPRoute(nil), in.HTTPRoutes...)
 	sort.Slice(t.routes, func(i, j int) bool { return key(&t.routes[i].ObjectMeta) < key(&t.routes[j].ObjectMeta) })
 	return t

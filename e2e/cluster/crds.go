@@ -83,6 +83,7 @@ func sourceFor(set CRDSet, gatewayExperimental bool) (crdSource, error) {
 			dir + "gateway.networking.k8s.io_httproutes.yaml",
 			dir + "gateway.networking.k8s.io_referencegrants.yaml",
 			dir + "gateway.networking.k8s.io_backendtlspolicies.yaml",
+			dir + "gateway.networking.k8s.io_listenersets.yaml",
 		}}, nil
 	case InferencePoolV1:
 		return crdSource{InferenceExtModule, InferencePoolVersion, []string{

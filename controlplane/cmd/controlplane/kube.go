@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/infergate/infergate/controlplane/leader"
+	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/source/kube"
 	"github.com/infergate/infergate/controlplane/status"
 	"github.com/infergate/infergate/controlplane/translate"
@@ -55,6 +56,9 @@ type kubeMode struct {
 	inputs atomic.Pointer[translate.Inputs]
 	// alsoLead is extra leader-only work (proxy provisioning), or nil.
 	alsoLead func(ctx context.Context)
+	// ports are the translated listener ports per Gateway, for the
+	// provisioner (ListenerSet listeners need Service ports too).
+	ports *provision.ListenerPorts
 }
 
 func newKubeMode(cfg kubeConfig, controllerName string, logger *slog.Logger) (*kubeMode, error) {
@@ -90,6 +94,7 @@ func newKubeMode(cfg kubeConfig, controllerName string, logger *slog.Logger) (*k
 		dyn:    dyn,
 		writer: status.NewWriter(dyn, controllerName, logger.With("component", "status")),
 		events: status.NewNackEvents(core, "infergate-controlplane"),
+		ports:  provision.NewListenerPorts(),
 	}, nil
 }
 
@@ -133,6 +138,7 @@ func (k *kubeMode) attach(x *xds.Server) {
 // which writes them only while this replica leads.
 func (k *kubeMode) observe(in *translate.Inputs, out *translate.Output) {
 	k.inputs.Store(in)
+	k.ports.Update(out)
 	k.events.Observe(in)
 	k.writer.Submit(in, &out.Status)
 }

@@ -137,6 +137,7 @@ func (k *kubeMode) provisioner(p provisionConfig, controllerName, tokenAudience 
 		Image:          p.image,
 		XDSAddress:     p.xdsAddress,
 		XDSCACert:      ca,
+		ListenerPorts:  k.ports,
 		Logger:         k.log.With("component", "provision"),
 	}
 	if auth && len(ca) > 0 {

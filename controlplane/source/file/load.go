@@ -172,6 +172,8 @@ func decoder(apiVersionKind string) func([]byte, *translate.Inputs) error {
 		return add(true, func(in *translate.Inputs, o *gwv1b1.ReferenceGrant) {
 			in.ReferenceGrants = append(in.ReferenceGrants, o)
 		})
+	case "gateway.networking.k8s.io/v1/ListenerSet":
+		return add(true, func(in *translate.Inputs, o *gwv1.ListenerSet) { in.ListenerSets = append(in.ListenerSets, o) })
 	case "gateway.networking.k8s.io/v1/BackendTLSPolicy":
 		return add(true, func(in *translate.Inputs, o *gwv1.BackendTLSPolicy) {
 			in.BackendTLSPolicies = append(in.BackendTLSPolicies, o)

@@ -21,6 +21,7 @@ var (
 	Gateways               = schema.GroupVersionResource{Group: gwv1.GroupName, Version: "v1", Resource: "gateways"}
 	HTTPRoutes             = schema.GroupVersionResource{Group: gwv1.GroupName, Version: "v1", Resource: "httproutes"}
 	ReferenceGrants        = schema.GroupVersionResource{Group: gwv1.GroupName, Version: "v1beta1", Resource: "referencegrants"}
+	ListenerSets           = schema.GroupVersionResource{Group: gwv1.GroupName, Version: "v1", Resource: "listenersets"}
 	BackendTLSPolicies     = schema.GroupVersionResource{Group: gwv1.GroupName, Version: "v1", Resource: "backendtlspolicies"}
 	InferencePools         = schema.GroupVersionResource{Group: infv1.GroupName, Version: "v1", Resource: "inferencepools"}
 	InferenceObjectives    = alpha(inferencealpha.ResourceInferenceObjectives)
@@ -48,6 +49,7 @@ func customKinds() []customKind {
 		{Gateways, appendTo(func(in *translate.Inputs) *[]*gwv1.Gateway { return &in.Gateways })},
 		{HTTPRoutes, appendTo(func(in *translate.Inputs) *[]*gwv1.HTTPRoute { return &in.HTTPRoutes })},
 		{ReferenceGrants, appendTo(func(in *translate.Inputs) *[]*gwv1b1.ReferenceGrant { return &in.ReferenceGrants })},
+		{ListenerSets, appendTo(func(in *translate.Inputs) *[]*gwv1.ListenerSet { return &in.ListenerSets })},
 		{BackendTLSPolicies, appendTo(func(in *translate.Inputs) *[]*gwv1.BackendTLSPolicy { return &in.BackendTLSPolicies })},
 		{InferencePools, appendTo(func(in *translate.Inputs) *[]*infv1.InferencePool { return &in.InferencePools })},
 		{InferenceObjectives, appendTo(func(in *translate.Inputs) *[]*inferencealpha.InferenceObjective { return &in.InferenceObjectives })},
