@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -178,15 +179,23 @@ func (t *translator) backendTLS(gs *gatewayState, ns, svc string, sp *corev1.Ser
 	for _, tp := range t.tlsByService[whole] {
 		tp.gateways[gs.name] = gs.gw
 	}
+	tp := t.tlsByTarget[whole]
 	if sp.Name != "" {
-		if tp := t.tlsByTarget[whole+tlsTarget("#"+sp.Name)]; tp != nil {
-			return tp.tls
+		if port := t.tlsByTarget[whole+tlsTarget("#"+sp.Name)]; port != nil {
+			tp = port
 		}
 	}
-	if tp := t.tlsByTarget[whole]; tp != nil {
+	switch {
+	case tp == nil:
+		return nil
+	case gs.clientCert == nil || tp.tls.GetInvalidReason() != "":
 		return tp.tls
 	}
-	return nil
+	// The policy's settings are shared by every Gateway; the client
+	// certificate is this Gateway's.
+	out := proto.CloneOf(tp.tls)
+	out.ClientCertificate = gs.clientCert
+	return out
 }
 
 // tlsPolicyStatuses gives each policy one ancestor per Gateway of ours

@@ -15,7 +15,7 @@ import (
 // inferred from the GatewayClass passes. Left out although implemented:
 // HTTPRouteRetry (the standard-channel CRD has no `retry` field, so the API
 // server drops it; see ExperimentalFeatures). Not implemented: static
-// addresses, backend client certificates.
+// addresses.
 var SupportedFeatures = sortedFeatures(
 	features.SupportGateway,
 	features.SupportHTTPRoute,
@@ -29,6 +29,7 @@ var SupportedFeatures = sortedFeatures(
 	features.SupportGatewayHTTPSListenerDetectMisdirectedRequests,
 	features.SupportGatewayInfrastructure,
 	features.SupportGatewayAddressEmpty,
+	features.SupportGatewayBackendClientCertificate,
 	features.SupportHTTPRoute303RedirectStatusCode,
 	features.SupportHTTPRoute307RedirectStatusCode,
 	features.SupportHTTPRoute308RedirectStatusCode,

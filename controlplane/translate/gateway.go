@@ -1,12 +1,10 @@
 package translate
 
 import (
-	"crypto/tls"
 	"fmt"
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -29,6 +27,11 @@ type gatewayState struct {
 	// precedence order (oldest first); setsByKey by "<ns>/<name>".
 	sets      []*listenerSetState
 	setsByKey map[string]*listenerSetState
+	// clientCert is what proxies present to TLS backends asking for a
+	// client certificate (spec.tls.backend); resolvedRefs the Gateway's
+	// ResolvedRefs condition, set when spec.tls.backend names one.
+	clientCert   *snapshotv1.Certificate
+	resolvedRefs *metav1.Condition
 
 	routes    []*snapshotv1.Route
 	backends  map[string]*snapshotv1.Backend
@@ -87,6 +90,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	}
 	t.buildListeners(gs)
 	t.mergeListenerSets(gs)
+	t.backendClientCert(gs)
 	for _, r := range t.routes {
 		t.attachRoute(gs, r)
 	}
@@ -255,40 +259,15 @@ func (t *translator) listenerCerts(l *listenerState) {
 		return
 	}
 	for _, ref := range cfg.CertificateRefs {
-		group, kind := "", "Secret"
-		if ref.Group != nil {
-			group = string(*ref.Group)
+		cert, notPermitted, msg := t.secretCert(ref, l.kind, l.ns)
+		switch {
+		case notPermitted:
+			fail(gwv1.ListenerReasonRefNotPermitted, msg)
+		case cert == nil:
+			fail(gwv1.ListenerReasonInvalidCertificateRef, msg)
+		default:
+			l.certs = append(l.certs, cert)
 		}
-		if ref.Kind != nil {
-			kind = string(*ref.Kind)
-		}
-		ns := l.ns
-		if ref.Namespace != nil && *ref.Namespace != "" {
-			ns = string(*ref.Namespace)
-		}
-		if (group != "" && group != "core") || kind != "Secret" {
-			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("certificateRef %s/%s is not a Secret", group, kind))
-			continue
-		}
-		if ns != l.ns && !t.granted(gatewayGroup, l.kind, l.ns, "", "Secret", ns, string(ref.Name)) {
-			fail(gwv1.ListenerReasonRefNotPermitted, fmt.Sprintf("no ReferenceGrant in %s allows Secret %s", ns, ref.Name))
-			continue
-		}
-		s := t.secrets[ns+"/"+string(ref.Name)]
-		if s == nil {
-			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("Secret %s/%s not found", ns, ref.Name))
-			continue
-		}
-		crt, key := s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
-		if len(crt) == 0 || len(key) == 0 {
-			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("Secret %s/%s lacks tls.crt or tls.key", ns, ref.Name))
-			continue
-		}
-		if _, err := tls.X509KeyPair(crt, key); err != nil {
-			fail(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("Secret %s/%s: %v", ns, ref.Name, err))
-			continue
-		}
-		l.certs = append(l.certs, &snapshotv1.Certificate{Name: ns + "/" + string(ref.Name), CertPem: crt, KeyPem: key})
 	}
 }
 
@@ -407,6 +386,9 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 			invalid++
 		}
 		st.Listeners = append(st.Listeners, l.status())
+	}
+	if gs.resolvedRefs != nil {
+		st.Conditions = append(st.Conditions, *gs.resolvedRefs)
 	}
 	if msg := InvalidParameters(gs.gw); msg != "" {
 		// The provisioner runs no proxies for it either.

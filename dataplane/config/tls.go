@@ -22,6 +22,9 @@ type BackendTLS struct {
 	ServerName  string   `json:"serverName"`
 	SystemRoots bool     `json:"systemRoots,omitempty"`
 	SANs        []string `json:"subjectAltNames,omitempty"`
+	// ClientCertificate names the certificate presented when the endpoint
+	// asks for one (the Gateway's spec.tls.backend), "" for none.
+	ClientCertificate string `json:"clientCertificate,omitempty"`
 	// Invalid says why requests to the backend fail (503) instead.
 	Invalid string `json:"invalid,omitempty"`
 	// Key identifies the settings (a hash of the resource), so a proxy
@@ -72,6 +75,14 @@ func compileBackendTLS(t *snapshotv1.BackendTLS) (*BackendTLS, error) {
 		}
 	}
 	cfg := &tls.Config{ServerName: out.ServerName, RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if cc := t.GetClientCertificate(); cc != nil {
+		pair, err := tls.X509KeyPair(cc.GetCertPem(), cc.GetKeyPem())
+		if err != nil {
+			return nil, fmt.Errorf("clientCertificate %q: %w", cc.GetName(), err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+		out.ClientCertificate = cc.GetName()
+	}
 	if len(out.SANs) > 0 {
 		// With subjectAltNames the certificate must carry one of them and
 		// need not carry hostname (which stays the SNI): verify the chain

@@ -16,6 +16,8 @@ func TestCompileBackendTLS(t *testing.T) {
 		"no certificate": {&snapshotv1.BackendTLS{Hostname: "a.example.com", CaPem: []byte("not pem")}, "caPem"},
 		"empty san":      {&snapshotv1.BackendTLS{Hostname: "a.example.com", SystemRoots: true, SubjectAltNames: []*snapshotv1.SubjectAltName{{}}}, "subjectAltNames[0]"},
 		"system roots":   {&snapshotv1.BackendTLS{Hostname: "a.example.com", SystemRoots: true}, ""},
+		"bad client certificate": {&snapshotv1.BackendTLS{Hostname: "a.example.com", SystemRoots: true,
+			ClientCertificate: &snapshotv1.Certificate{Name: "ns/client", CertPem: []byte("not pem")}}, `clientCertificate "ns/client"`},
 		// An invalid policy compiles: its requests are answered with 503.
 		"invalid": {&snapshotv1.BackendTLS{InvalidReason: "no valid CA certificate"}, ""},
 	} {

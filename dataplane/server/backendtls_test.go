@@ -3,10 +3,8 @@ package server_test
 import (
 	"crypto/tls"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -28,17 +26,12 @@ func TestBackendTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	var mirrored atomic.Int32
-	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a := startTLSBackend(t, &tls.Config{Certificates: []tls.Certificate{pair}}, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/mirror" && r.TLS.ServerName == "backend.example.com" {
 			mirrored.Add(1)
 		}
 		_, _ = io.WriteString(w, "sni="+r.TLS.ServerName+" host="+r.Host)
-	}))
-	be.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
-	be.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
-	be.StartTLS()
-	t.Cleanup(be.Close)
-	a := strings.TrimPrefix(be.URL, "https://")
+	})
 
 	var backends []backendSpec
 	var routes []*snapshotv1.Route
@@ -69,11 +62,7 @@ func TestBackendTLS(t *testing.T) {
 	m := newManager(t)
 	apply(t, m, snapshot([]uint32{port}, routes, backends))
 
-	for _, tc := range []struct {
-		path   string
-		status int
-		body   string
-	}{
+	expectPaths(t, port, "client.example", []pathCase{
 		{"/ok", 200, "sni=backend.example.com host=client.example"},
 		{"/hostmismatch", 502, ""},
 		{"/wrongca", 502, ""},
@@ -82,18 +71,6 @@ func TestBackendTLS(t *testing.T) {
 		{"/sanwrongca", 502, ""},
 		{"/invalid", 503, "backend_tls_invalid"},
 		{"/mirror", 200, ""},
-	} {
-		req, _ := http.NewRequest("GET", url(port, tc.path), nil)
-		req.Host = "client.example"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.body) {
-			t.Errorf("%s: %d %q, want %d with %q", tc.path, resp.StatusCode, b, tc.status, tc.body)
-		}
-	}
+	})
 	testwait.Until(t, "the mirror to reach the TLS backend", func() bool { return mirrored.Load() == 1 })
 }

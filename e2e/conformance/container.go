@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -87,22 +88,46 @@ func (n *node) startContainer(ctx context.Context, c *container) error {
 	case c.pod.Labels["app.kubernetes.io/name"] == proxyAppName:
 		return n.startProxy(c, ct, env, mounts)
 	case isEchoBasic(ct, env):
-		var cert *tls.Certificate
-		if crt, key := env["TLS_SERVER_CERT"], env["TLS_SERVER_PRIVKEY"]; crt != "" && key != "" {
-			pair, err := tls.LoadX509KeyPair(hostPath(mounts, crt), hostPath(mounts, key))
-			if err != nil {
-				return fmt.Errorf("echo TLS: %w", err)
-			}
-			cert = &pair
+		serverTLS, err := echoTLSConfig(env, mounts)
+		if err != nil {
+			return err
 		}
 		c.echo, err = startEcho(c.ip, echoIdentity{
 			Namespace: env["NAMESPACE"], Ingress: env["INGRESS_NAME"], Service: env["SERVICE_NAME"], Pod: env["POD_NAME"],
-		}, cert, c.log)
+		}, serverTLS, c.log)
 		return err
 	default:
 		c.log.printf("image %s is not run by the conformance harness (not used by the HTTP profile)", ct.Image)
 		return nil
 	}
+}
+
+// echoTLSConfig is echo-basic's HTTPS setup from its environment: a
+// certificate (TLS_SERVER_CERT, TLS_SERVER_PRIVKEY) and, with
+// TLS_CLIENT_CACERTS, client certificates required and verified against
+// those CAs. nil: no HTTPS.
+func echoTLSConfig(env, mounts map[string]string) (*tls.Config, error) {
+	crt, key := env["TLS_SERVER_CERT"], env["TLS_SERVER_PRIVKEY"]
+	if crt == "" || key == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(hostPath(mounts, crt), hostPath(mounts, key))
+	if err != nil {
+		return nil, fmt.Errorf("echo TLS: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if ca := env["TLS_CLIENT_CACERTS"]; ca != "" {
+		pem, err := os.ReadFile(hostPath(mounts, ca))
+		if err != nil {
+			return nil, fmt.Errorf("echo client CAs: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("echo client CAs: no PEM certificate in %s", ca)
+		}
+		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, pool
+	}
+	return cfg, nil
 }
 
 // startProxy runs bin/proxy with the Deployment's arguments, as the pod

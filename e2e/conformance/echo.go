@@ -74,8 +74,9 @@ type echoServer struct {
 	servers  []*http.Server
 }
 
-// startEcho starts the servers on ip. cert, when not nil, enables HTTPS.
-func startEcho(ip string, id echoIdentity, cert *tls.Certificate, log *podLog) (*echoServer, error) {
+// startEcho starts the servers on ip. serverTLS, when not nil, enables
+// HTTPS.
+func startEcho(ip string, id echoIdentity, serverTLS *tls.Config, log *podLog) (*echoServer, error) {
 	e := &echoServer{id: id, log: log, attempts: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) })
@@ -110,10 +111,9 @@ func startEcho(ip string, id echoIdentity, cert *tls.Certificate, log *podLog) (
 		{echoHTTPPort, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, false},
 		{echoH2CPort, &http.Server{Handler: h2c, Protocols: h2cProtocols, ReadHeaderTimeout: time.Second}, false},
 	}
-	if cert != nil {
+	if serverTLS != nil {
 		ls = append(ls, listener{echoHTTPSPort, &http.Server{
-			Handler: handler, ReadHeaderTimeout: 10 * time.Second,
-			TLSConfig: &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12},
+			Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: serverTLS,
 		}, true})
 	}
 	for _, l := range ls {

@@ -1926,8 +1926,11 @@ type BackendTLS struct {
 	// Why the policy cannot be applied (no valid CA certificate): requests to
 	// the backend then fail with 503 rather than go out unverified.
 	InvalidReason string `protobuf:"bytes,5,opt,name=invalid_reason,json=invalidReason,proto3" json:"invalid_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The certificate the proxy presents when the endpoint asks for one (the
+	// Gateway's spec.tls.backend.clientCertificateRef); unset: none.
+	ClientCertificate *Certificate `protobuf:"bytes,6,opt,name=client_certificate,json=clientCertificate,proto3" json:"client_certificate,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *BackendTLS) Reset() {
@@ -1993,6 +1996,13 @@ func (x *BackendTLS) GetInvalidReason() string {
 		return x.InvalidReason
 	}
 	return ""
+}
+
+func (x *BackendTLS) GetClientCertificate() *Certificate {
+	if x != nil {
+		return x.ClientCertificate
+	}
+	return nil
 }
 
 // SubjectAltName is one DNS name or one URI.
@@ -2686,14 +2696,15 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\vAppProtocol\x12\x1c\n" +
 	"\x18APP_PROTOCOL_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05HTTP1\x10\x01\x12\a\n" +
-	"\x03H2C\x10\x02\"\xdc\x01\n" +
+	"\x03H2C\x10\x02\"\xaf\x02\n" +
 	"\n" +
 	"BackendTLS\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x15\n" +
 	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\x12!\n" +
 	"\fsystem_roots\x18\x03 \x01(\bR\vsystemRoots\x12Q\n" +
 	"\x11subject_alt_names\x18\x04 \x03(\v2%.infergate.snapshot.v1.SubjectAltNameR\x0fsubjectAltNames\x12%\n" +
-	"\x0einvalid_reason\x18\x05 \x01(\tR\rinvalidReason\">\n" +
+	"\x0einvalid_reason\x18\x05 \x01(\tR\rinvalidReason\x12Q\n" +
+	"\x12client_certificate\x18\x06 \x01(\v2\".infergate.snapshot.v1.CertificateR\x11clientCertificate\">\n" +
 	"\x0eSubjectAltName\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x10\n" +
 	"\x03uri\x18\x02 \x01(\tR\x03uri\"\xe6\x01\n" +
@@ -2832,18 +2843,19 @@ var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	29, // 30: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
 	27, // 31: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
 	28, // 32: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
-	31, // 33: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	31, // 34: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	30, // 35: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
-	37, // 36: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
-	36, // 37: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	33, // 38: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	35, // 39: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	9,  // 33: infergate.snapshot.v1.BackendTLS.client_certificate:type_name -> infergate.snapshot.v1.Certificate
+	31, // 34: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	31, // 35: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	30, // 36: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	37, // 37: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	36, // 38: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	33, // 39: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	35, // 40: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
