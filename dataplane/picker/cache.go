@@ -52,3 +52,17 @@ func (s *Schedulers) Retain(keep func(pool string) bool) {
 		}
 	}
 }
+
+// Prefixes returns the prefix scorer of every pool whose scheduler has
+// one, by pool name (for the fleet-key exchange).
+func (s *Schedulers) Prefixes() map[string]*PrefixScorer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*PrefixScorer, len(s.pools))
+	for name, c := range s.pools {
+		if p := c.sched.Prefix(); p != nil {
+			out[name] = p
+		}
+	}
+	return out
+}

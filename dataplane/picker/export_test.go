@@ -73,3 +73,13 @@ func PlannedForTest(s *PrefixScorer) int {
 	}
 	return len(pl.homes)
 }
+
+// PlannedHomesForTest is s's current prefix plan: affinity key → home
+// endpoint hash.
+func PlannedHomesForTest(s *PrefixScorer) map[uint64]uint64 {
+	pl := s.homes.plan.Load()
+	if pl == nil {
+		return nil
+	}
+	return pl.homes
+}

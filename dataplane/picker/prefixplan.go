@@ -52,6 +52,10 @@ type prefixHomes struct {
 	// expires (math.MaxInt64: never).
 	due int64
 
+	// fleet are the pool's keys as all its proxies report them (see
+	// FleetKeys; nil without a control plane that aggregates them).
+	fleet *FleetKeys
+
 	plan  atomic.Pointer[homesPlan]
 	built every
 }
@@ -130,19 +134,38 @@ func (h *prefixHomes) home(c *Cycle, k uint64, sent bool, proxies int, p *Prefix
 	}
 	rebuild := now >= h.due
 	h.mu.Unlock()
-	if rebuild && h.built.claim(now, planEvery) {
-		h.plan.Store(h.build(c.Candidates, now, p))
-	}
 	pl := h.plan.Load()
+	// The endpoints changed since the plan was built: its homes may name
+	// endpoints that are gone and leave new ones empty.
+	rebuild = rebuild || (pl != nil && !pl.over(c.Candidates))
+	if rebuild && h.built.claim(now, planEvery) {
+		pl = h.build(c.Candidates, now, p, proxies)
+		h.plan.Store(pl)
+	}
 	if pl == nil {
 		return nil, 0
 	}
 	return pl, pl.homes[k]
 }
 
+// over reports whether the plan was built over exactly these candidates.
+func (pl *homesPlan) over(cands []Candidate) bool {
+	if len(pl.eps) != len(cands) {
+		return false
+	}
+	for i := range cands {
+		if cands[i].Endpoint.Hash != pl.eps[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // build drops expired keys and matches the rest to the candidates: the
-// hot keys, and the tentative ones while tentativeOK.
-func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *homesPlan {
+// hot keys, own and the fleet's, and the tentative ones while tentativeOK.
+// The fleet's tentative keys count only with several proxies, as the own
+// ones do.
+func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer, proxies int) *homesPlan {
 	h.mu.Lock()
 	if len(h.hot) > maxHotPrefixes {
 		// Rare: keep the most recently used. Before expire, so that the
@@ -156,15 +179,10 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *home
 	forget := now - int64(p.Window)
 	oldest := expire(h.hot, forget, 0)
 	oldest = expire(h.once, forget, oldest)
-	keys := make([]uint64, 0, len(h.hot)+len(h.once))
-	for k := range h.hot {
-		keys = append(keys, k)
-	}
-	h.tentative = tentativeOK(len(h.once), len(h.hot), len(cands))
+	keys, once := h.keys(proxies)
+	h.tentative = tentativeOK(len(once), len(keys), len(cands))
 	if h.tentative {
-		for k := range h.once {
-			keys = append(keys, k)
-		}
+		keys = append(keys, once...)
 	}
 	h.due = math.MaxInt64
 	if oldest != 0 {
@@ -191,6 +209,47 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer) *home
 		}
 	}
 	return &homesPlan{homes: homes, eps: eps, fitW: fitW, full: full}
+}
+
+// keys returns the hot keys and the tentative ones (not hot), own and the
+// fleet's, each once. The caller holds mu.
+func (h *prefixHomes) keys(proxies int) (hot, once []uint64) {
+	f := h.fleet
+	if f == nil {
+		f = &FleetKeys{}
+	}
+	hot = make([]uint64, 0, len(h.hot)+len(f.Hot))
+	for k := range h.hot {
+		hot = append(hot, k)
+	}
+	for _, k := range f.Hot {
+		if _, own := h.hot[k]; !own {
+			hot = append(hot, k)
+		}
+	}
+	if len(f.Hot) > 0 {
+		// The fleet's hot keys may repeat own ones sent once here.
+		slices.Sort(hot)
+		hot = slices.Compact(hot)
+	}
+	isHot := func(k uint64) bool { _, ok := slices.BinarySearch(hot, k); return ok }
+	if len(f.Hot) == 0 {
+		isHot = func(k uint64) bool { _, ok := h.hot[k]; return ok }
+	}
+	once = make([]uint64, 0, len(h.once))
+	for k := range h.once {
+		if !isHot(k) {
+			once = append(once, k)
+		}
+	}
+	if proxies > 1 && len(f.Once) > 0 {
+		for _, k := range f.Once {
+			if _, own := h.once[k]; !own && !isHot(k) {
+				once = append(once, k)
+			}
+		}
+	}
+	return hot, once
 }
 
 // homeCap is how many hot prefixes an endpoint may home: the balance

@@ -147,3 +147,13 @@ var (
 	_ Picker   = (*Scheduler)(nil)
 	_ Feedback = (*Scheduler)(nil)
 )
+
+// Prefix returns the scheduler's prefix scorer, nil when it has none.
+func (s *Scheduler) Prefix() *PrefixScorer {
+	for _, ws := range s.scorers {
+		if p, ok := ws.Scorer.(*PrefixScorer); ok {
+			return p
+		}
+	}
+	return nil
+}
