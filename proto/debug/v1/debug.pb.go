@@ -9,6 +9,7 @@
 package debugv1
 
 import (
+	v1 "github.com/infergate/infergate/proto/fleet/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
@@ -338,10 +339,14 @@ func (x *GetSnapshotRequest) GetType() string {
 }
 
 type GetSnapshotResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Gateway       string                 `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Resources     []*anypb.Any           `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Gateway   string                 `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Version   string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Resources []*anypb.Any           `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The fleet-wide prefix keys this control-plane replica serves the
+	// gateway's proxies (not part of the snapshot or its version: they are
+	// hints that change with traffic); left out when a type is asked for.
+	FleetKeys     *v1.FleetKeys `protobuf:"bytes,4,opt,name=fleet_keys,json=fleetKeys,proto3" json:"fleet_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +398,13 @@ func (x *GetSnapshotResponse) GetVersion() string {
 func (x *GetSnapshotResponse) GetResources() []*anypb.Any {
 	if x != nil {
 		return x.Resources
+	}
+	return nil
+}
+
+func (x *GetSnapshotResponse) GetFleetKeys() *v1.FleetKeys {
+	if x != nil {
+		return x.FleetKeys
 	}
 	return nil
 }
@@ -533,7 +545,7 @@ var File_infergate_debug_v1_debug_proto protoreflect.FileDescriptor
 
 const file_infergate_debug_v1_debug_proto_rawDesc = "" +
 	"\n" +
-	"\x1einfergate/debug/v1/debug.proto\x12\x12infergate.debug.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n" +
+	"\x1einfergate/debug/v1/debug.proto\x12\x12infergate.debug.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1einfergate/fleet/v1/fleet.proto\"\x14\n" +
 	"\x12ListProxiesRequest\"J\n" +
 	"\x13ListProxiesResponse\x123\n" +
 	"\aproxies\x18\x01 \x03(\v2\x19.infergate.debug.v1.ProxyR\aproxies\"\xa8\x02\n" +
@@ -555,11 +567,13 @@ const file_infergate_debug_v1_debug_proto_rawDesc = "" +
 	"nackReason\"B\n" +
 	"\x12GetSnapshotRequest\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x12\n" +
-	"\x04type\x18\x02 \x01(\tR\x04type\"}\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\xbb\x01\n" +
 	"\x13GetSnapshotResponse\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x122\n" +
-	"\tresources\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\tresources\"\x15\n" +
+	"\tresources\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\tresources\x12<\n" +
+	"\n" +
+	"fleet_keys\x18\x04 \x01(\v2\x1d.infergate.fleet.v1.FleetKeysR\tfleetKeys\"\x15\n" +
 	"\x13ListGatewaysRequest\"V\n" +
 	"\x14ListGatewaysResponse\x12>\n" +
 	"\bgateways\x18\x01 \x03(\v2\".infergate.debug.v1.GatewayVersionR\bgateways\"D\n" +
@@ -596,6 +610,7 @@ var file_infergate_debug_v1_debug_proto_goTypes = []any{
 	(*GatewayVersion)(nil),        // 8: infergate.debug.v1.GatewayVersion
 	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 	(*anypb.Any)(nil),             // 10: google.protobuf.Any
+	(*v1.FleetKeys)(nil),          // 11: infergate.fleet.v1.FleetKeys
 }
 var file_infergate_debug_v1_debug_proto_depIdxs = []int32{
 	2,  // 0: infergate.debug.v1.ListProxiesResponse.proxies:type_name -> infergate.debug.v1.Proxy
@@ -603,18 +618,19 @@ var file_infergate_debug_v1_debug_proto_depIdxs = []int32{
 	9,  // 2: infergate.debug.v1.Proxy.last_sync:type_name -> google.protobuf.Timestamp
 	3,  // 3: infergate.debug.v1.Proxy.types:type_name -> infergate.debug.v1.TypeSync
 	10, // 4: infergate.debug.v1.GetSnapshotResponse.resources:type_name -> google.protobuf.Any
-	8,  // 5: infergate.debug.v1.ListGatewaysResponse.gateways:type_name -> infergate.debug.v1.GatewayVersion
-	0,  // 6: infergate.debug.v1.Debug.ListProxies:input_type -> infergate.debug.v1.ListProxiesRequest
-	4,  // 7: infergate.debug.v1.Debug.GetSnapshot:input_type -> infergate.debug.v1.GetSnapshotRequest
-	6,  // 8: infergate.debug.v1.Debug.ListGateways:input_type -> infergate.debug.v1.ListGatewaysRequest
-	1,  // 9: infergate.debug.v1.Debug.ListProxies:output_type -> infergate.debug.v1.ListProxiesResponse
-	5,  // 10: infergate.debug.v1.Debug.GetSnapshot:output_type -> infergate.debug.v1.GetSnapshotResponse
-	7,  // 11: infergate.debug.v1.Debug.ListGateways:output_type -> infergate.debug.v1.ListGatewaysResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	11, // 5: infergate.debug.v1.GetSnapshotResponse.fleet_keys:type_name -> infergate.fleet.v1.FleetKeys
+	8,  // 6: infergate.debug.v1.ListGatewaysResponse.gateways:type_name -> infergate.debug.v1.GatewayVersion
+	0,  // 7: infergate.debug.v1.Debug.ListProxies:input_type -> infergate.debug.v1.ListProxiesRequest
+	4,  // 8: infergate.debug.v1.Debug.GetSnapshot:input_type -> infergate.debug.v1.GetSnapshotRequest
+	6,  // 9: infergate.debug.v1.Debug.ListGateways:input_type -> infergate.debug.v1.ListGatewaysRequest
+	1,  // 10: infergate.debug.v1.Debug.ListProxies:output_type -> infergate.debug.v1.ListProxiesResponse
+	5,  // 11: infergate.debug.v1.Debug.GetSnapshot:output_type -> infergate.debug.v1.GetSnapshotResponse
+	7,  // 12: infergate.debug.v1.Debug.ListGateways:output_type -> infergate.debug.v1.ListGatewaysResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_infergate_debug_v1_debug_proto_init() }
