@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/infergate/infergate/controlplane/fleet"
 	"github.com/infergate/infergate/controlplane/xds"
 	debugv1 "github.com/infergate/infergate/proto/debug/v1"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -21,7 +22,8 @@ import (
 // Service answers Debug RPCs from the xDS server's state.
 type Service struct {
 	debugv1.UnimplementedDebugServer
-	xds *xds.Server
+	xds   *xds.Server
+	fleet *fleet.Aggregator
 }
 
 var _ debugv1.DebugServer = (*Service)(nil)
@@ -29,6 +31,13 @@ var _ debugv1.DebugServer = (*Service)(nil)
 // NewService builds the Debug service over x.
 func NewService(x *xds.Server) *Service {
 	return &Service{xds: x}
+}
+
+// WithFleetKeys makes GetSnapshot show the fleet-wide prefix keys agg
+// serves each gateway.
+func (s *Service) WithFleetKeys(agg *fleet.Aggregator) *Service {
+	s.fleet = agg
+	return s
 }
 
 // Register adds the Debug service to g.
@@ -83,7 +92,11 @@ func (s *Service) GetSnapshot(_ context.Context, req *debugv1.GetSnapshotRequest
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode snapshot: %v", err)
 	}
-	return &debugv1.GetSnapshotResponse{Gateway: set.Gateway, Version: set.Version, Resources: res}, nil
+	out := &debugv1.GetSnapshotResponse{Gateway: set.Gateway, Version: set.Version, Resources: res}
+	if s.fleet != nil && typeURL == "" {
+		out.FleetKeys, _ = s.fleet.Keys(req.GetGateway())
+	}
+	return out, nil
 }
 
 // ListGateways lists the gateways with a snapshot and their versions.

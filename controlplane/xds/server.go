@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/infergate/infergate/controlplane/snapshot"
 )
@@ -139,6 +140,20 @@ type deltaOnly struct{ serverv3.Server }
 
 func (deltaOnly) StreamAggregatedResources(discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	return status.Error(codes.Unimplemented, "infergate serves delta xDS only (DeltaAggregatedResources)")
+}
+
+// AuthorizeGateway admits a stream of another service for gateway's
+// proxies (the fleet-key exchange) as an xDS stream for that gateway is
+// admitted: through the WithAuthorizer hook, nil without one.
+func (s *Server) AuthorizeGateway(ctx context.Context, gateway string) error {
+	if s.opts.authorize == nil {
+		return nil
+	}
+	md, err := structpb.NewStruct(map[string]any{MetadataGateway: gateway})
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return s.opts.authorize(ctx, &corev3.Node{Cluster: gateway, Metadata: md})
 }
 
 // Register adds the ADS service to g.

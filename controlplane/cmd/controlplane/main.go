@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/infergate/infergate/controlplane/debug"
+	"github.com/infergate/infergate/controlplane/fleet"
 	"github.com/infergate/infergate/controlplane/metrics"
 	"github.com/infergate/infergate/controlplane/source/file"
 	"github.com/infergate/infergate/controlplane/translate"
@@ -33,6 +34,7 @@ type config struct {
 	controllerName string
 	debounce       time.Duration
 	countDelay     time.Duration
+	fleetPushEvery time.Duration
 	logFormat      string
 	logLevel       string
 	kube           kubeConfig
@@ -48,6 +50,7 @@ func main() {
 	flag.StringVar(&cfg.pprofAddress, "pprof-address", "", "loopback address serving only /debug/pprof/, for an admin address off loopback")
 	flag.StringVar(&cfg.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName served by this control plane")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
+	flag.DurationVar(&cfg.fleetPushEvery, "fleet-keys-push-interval", 250*time.Millisecond, "shortest time between two sends of a gateway's fleet-wide prefix keys to one proxy; changes in between go out together")
 	flag.DurationVar(&cfg.countDelay, "proxy-count-delay", time.Second, "how long changes in a gateway's proxy count (which sets its proxies' scrape interval) are collected before its Manifest is re-sent")
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -97,7 +100,9 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	grpcServer := grpc.NewServer(append(xds.GRPCServerOptions(), grpcOpts...)...)
 	xdsServer.Register(grpcServer)
-	debug.NewService(xdsServer).Register(grpcServer)
+	fleetKeys := fleet.NewAggregator(fleet.Options{PushEvery: cfg.fleetPushEvery})
+	fleet.NewService(fleetKeys, logger.With("component", "fleet"), xdsServer.AuthorizeGateway).Register(grpcServer)
+	debug.NewService(xdsServer).WithFleetKeys(fleetKeys).Register(grpcServer)
 
 	lis, err := net.Listen("tcp", cfg.xdsAddress)
 	if err != nil {

@@ -1,0 +1,308 @@
+// Package fleet aggregates the prefix affinity keys a gateway's proxies
+// use (their reports on the PrefixKeys stream) and serves every proxy of
+// the gateway the whole set per pool, so each proxy plans a shared
+// prefix's home from its first request to any of them (see
+// dataplane/picker FleetKeys). The keys are soft hints: a proxy that
+// loses the stream plans over its own keys.
+//
+// Every control-plane replica serves the stream, and each aggregates only
+// the proxies connected to it: proxies of one gateway spread over several
+// replicas share keys only within each replica's group.
+package fleet
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"cmp"
+
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
+)
+
+// Options of an Aggregator.
+type Options struct {
+	// MaxKeys bounds the keys kept per pool (default 4096, the proxy's
+	// own plan bound): beyond it the least recently used are dropped.
+	MaxKeys int
+	// PushEvery is the shortest time between two sends to one proxy
+	// (default 250 ms): key changes in between go out together.
+	PushEvery time.Duration
+	// DefaultWindow is how long a key is kept after its last use when a
+	// report gives no window (default 2 min, the prefix scorer's);
+	// MaxWindow caps reported windows (default 1 h).
+	DefaultWindow, MaxWindow time.Duration
+	// Now defaults to time.Now; tests set it.
+	Now func() time.Time
+}
+
+// Limits on one report, so a bad proxy cannot make the aggregator hold
+// unbounded state: longer reports are refused.
+const (
+	maxPoolsPerReport = 1024
+	maxPoolName       = 512
+)
+
+// Aggregator holds the keys of every gateway's pools.
+type Aggregator struct {
+	opts Options
+
+	mu       sync.Mutex
+	gateways map[string]*gateway
+}
+
+type gateway struct {
+	pools map[string]*pool
+	// version counts changes of the served set (new key, a key turning
+	// hot, expiry); streams send when it differs from what they sent.
+	version uint64
+	// subs are the streams of the gateway, woken on a change.
+	subs map[chan struct{}]struct{}
+	// cached is the served set at version cachedAt.
+	cached   *fleetv1.FleetKeys
+	cachedAt uint64
+}
+
+type pool struct {
+	window time.Duration
+	keys   map[uint64]*keyState
+}
+
+type keyState struct {
+	last int64 // unix ns of the last use any proxy reported
+	// by is the first proxy that reported the key; a second proxy
+	// reporting it makes it hot.
+	by  string
+	hot bool
+}
+
+// NewAggregator returns an empty aggregator.
+func NewAggregator(o Options) *Aggregator {
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = 4096
+	}
+	if o.PushEvery <= 0 {
+		o.PushEvery = 250 * time.Millisecond
+	}
+	if o.DefaultWindow <= 0 {
+		o.DefaultWindow = 2 * time.Minute
+	}
+	if o.MaxWindow <= 0 {
+		o.MaxWindow = time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Aggregator{opts: o, gateways: map[string]*gateway{}}
+}
+
+// validate checks a report before any of it is applied.
+func (a *Aggregator) validate(r *fleetv1.KeyReport) error {
+	if len(r.GetPools()) > maxPoolsPerReport {
+		return fmt.Errorf("report has %d pools, at most %d", len(r.GetPools()), maxPoolsPerReport)
+	}
+	for _, p := range r.GetPools() {
+		switch {
+		case p.GetPool() == "" || len(p.GetPool()) > maxPoolName:
+			return fmt.Errorf("pool name %q: want 1 to %d bytes", p.GetPool(), maxPoolName)
+		case len(p.GetKeys()) > a.opts.MaxKeys:
+			return fmt.Errorf("pool %s: %d keys in one report, at most %d", p.GetPool(), len(p.GetKeys()), a.opts.MaxKeys)
+		case p.GetWindow() != nil && (p.GetWindow().CheckValid() != nil || p.GetWindow().AsDuration() < 0):
+			return fmt.Errorf("pool %s: bad window %v", p.GetPool(), p.GetWindow())
+		}
+		for _, k := range p.GetKeys() {
+			if k.GetAge() != nil && (k.GetAge().CheckValid() != nil || k.GetAge().AsDuration() < 0) {
+				return fmt.Errorf("pool %s: key %x: bad age %v", p.GetPool(), k.GetKey(), k.GetAge())
+			}
+		}
+	}
+	return nil
+}
+
+// Ingest applies a report of node, a proxy of gw, and wakes the gateway's
+// streams when the served set changed. A bad report is refused whole.
+func (a *Aggregator) Ingest(gw, node string, r *fleetv1.KeyReport) error {
+	if err := a.validate(r); err != nil {
+		return err
+	}
+	now := a.opts.Now().UnixNano()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	g := a.gatewayLocked(gw)
+	changed := false
+	for _, pr := range r.GetPools() {
+		p := g.pools[pr.GetPool()]
+		if p == nil {
+			p = &pool{window: a.opts.DefaultWindow, keys: map[uint64]*keyState{}}
+			g.pools[pr.GetPool()] = p
+		}
+		if w := pr.GetWindow(); w != nil && w.AsDuration() > 0 {
+			p.window = min(w.AsDuration(), a.opts.MaxWindow)
+		}
+		for _, k := range pr.GetKeys() {
+			last := now - int64(k.GetAge().AsDuration())
+			st := p.keys[k.GetKey()]
+			if st == nil {
+				p.keys[k.GetKey()] = &keyState{last: last, by: node, hot: k.GetHot()}
+				changed = true
+				continue
+			}
+			st.last = max(st.last, last)
+			if !st.hot && (k.GetHot() || st.by != node) {
+				st.hot = true
+				changed = true
+			}
+		}
+		if len(p.keys) > a.opts.MaxKeys {
+			p.trim(a.opts.MaxKeys)
+			changed = true
+		}
+	}
+	if a.expireLocked(g, now) || changed {
+		a.changedLocked(g)
+	}
+	return nil
+}
+
+// trim keeps the max most recently used keys.
+func (p *pool) trim(max int) {
+	keys := slices.Collect(maps.Keys(p.keys))
+	slices.SortFunc(keys, func(x, y uint64) int { return cmp.Compare(p.keys[y].last, p.keys[x].last) })
+	for _, k := range keys[max:] {
+		delete(p.keys, k)
+	}
+}
+
+// expireLocked drops the keys unused for their pool's window and reports
+// whether any went.
+func (a *Aggregator) expireLocked(g *gateway, now int64) bool {
+	gone := false
+	for name, p := range g.pools {
+		forget := now - int64(p.window)
+		for k, st := range p.keys {
+			if st.last < forget {
+				delete(p.keys, k)
+				gone = true
+			}
+		}
+		if len(p.keys) == 0 {
+			delete(g.pools, name)
+		}
+	}
+	return gone
+}
+
+func (a *Aggregator) gatewayLocked(gw string) *gateway {
+	g := a.gateways[gw]
+	if g == nil {
+		g = &gateway{pools: map[string]*pool{}, subs: map[chan struct{}]struct{}{}}
+		a.gateways[gw] = g
+	}
+	return g
+}
+
+func (a *Aggregator) changedLocked(g *gateway) {
+	g.version++
+	for ch := range g.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Keys returns the served set of gw after dropping expired keys, and its
+// version (0: the gateway never had keys). Pools and keys are sorted, so
+// equal sets compare equal.
+func (a *Aggregator) Keys(gw string) (*fleetv1.FleetKeys, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	g := a.gateways[gw]
+	if g == nil {
+		return &fleetv1.FleetKeys{}, 0
+	}
+	if a.expireLocked(g, a.opts.Now().UnixNano()) {
+		a.changedLocked(g)
+	}
+	if g.cached == nil || g.cachedAt != g.version {
+		g.cached, g.cachedAt = g.set(), g.version
+	}
+	return g.cached, g.version
+}
+
+func (g *gateway) set() *fleetv1.FleetKeys {
+	out := &fleetv1.FleetKeys{}
+	for _, name := range slices.Sorted(maps.Keys(g.pools)) {
+		ps := &fleetv1.PoolSet{Pool: name}
+		for k, st := range g.pools[name].keys {
+			if st.hot {
+				ps.Hot = append(ps.Hot, k)
+			} else {
+				ps.Once = append(ps.Once, k)
+			}
+		}
+		slices.Sort(ps.Hot)
+		slices.Sort(ps.Once)
+		out.Pools = append(out.Pools, ps)
+	}
+	return out
+}
+
+// subscribe returns a channel woken when gw's set changes; it starts
+// signalled, so the stream sends the current set first.
+func (a *Aggregator) subscribe(gw string) chan struct{} {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gatewayLocked(gw).subs[ch] = struct{}{}
+	return ch
+}
+
+// unsubscribe removes a stream; a gateway without streams and keys is
+// forgotten.
+func (a *Aggregator) unsubscribe(gw string, ch chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	g := a.gateways[gw]
+	if g == nil {
+		return
+	}
+	delete(g.subs, ch)
+	if len(g.subs) == 0 && len(g.pools) == 0 {
+		delete(a.gateways, gw)
+	}
+}
+
+// Stat is one pool's aggregated keys, for the debug API.
+type Stat struct {
+	Gateway, Pool string
+	Hot, Once     int
+	Window        time.Duration
+	Streams       int
+}
+
+// Stats summarises every gateway's pools, sorted.
+func (a *Aggregator) Stats() []Stat {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []Stat
+	for _, gw := range slices.Sorted(maps.Keys(a.gateways)) {
+		g := a.gateways[gw]
+		for _, name := range slices.Sorted(maps.Keys(g.pools)) {
+			p := g.pools[name]
+			st := Stat{Gateway: gw, Pool: name, Window: p.window, Streams: len(g.subs)}
+			for _, k := range p.keys {
+				if k.hot {
+					st.Hot++
+				} else {
+					st.Once++
+				}
+			}
+			out = append(out, st)
+		}
+	}
+	return out
+}

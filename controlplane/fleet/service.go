@@ -1,0 +1,119 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
+)
+
+// Service serves the PrefixKeys stream from an Aggregator.
+type Service struct {
+	fleetv1.UnimplementedPrefixKeysServer
+	agg *Aggregator
+	log *slog.Logger
+	// authorize checks a stream's gateway before anything is read from or
+	// sent to it (nil: every stream is admitted).
+	authorize func(ctx context.Context, gateway string) error
+}
+
+// NewService serves agg; authorize (may be nil) admits a stream for a
+// gateway the way the xDS stream is admitted (use a gRPC status error).
+func NewService(agg *Aggregator, logger *slog.Logger, authorize func(ctx context.Context, gateway string) error) *Service {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Service{agg: agg, log: logger, authorize: authorize}
+}
+
+// Register adds the service to g.
+func (s *Service) Register(g *grpc.Server) { fleetv1.RegisterPrefixKeysServer(g, s) }
+
+// Exchange implements PrefixKeys: reports in, the gateway's set out, at
+// most one send per PushEvery and only when the set changed.
+func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	gw, node := first.GetGateway(), first.GetNodeId()
+	if node == "" || strings.Count(gw, "/") != 1 || strings.HasPrefix(gw, "/") || strings.HasSuffix(gw, "/") {
+		return status.Errorf(codes.InvalidArgument, "the first report must name the proxy (node_id) and its gateway as ns/name, got node %q gateway %q", node, gw)
+	}
+	if s.authorize != nil {
+		if err := s.authorize(ctx, gw); err != nil {
+			return err
+		}
+	}
+	wake := s.agg.subscribe(gw)
+	defer s.agg.unsubscribe(gw, wake)
+	if err := s.ingest(gw, node, first); err != nil {
+		return err
+	}
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err == nil {
+				err = s.ingest(gw, node, r)
+			}
+			if err != nil {
+				recvErr <- err
+				return
+			}
+		}
+	}()
+	var sent uint64
+	var last time.Time
+	// hold is set while a change waits for PushEvery since the last send.
+	var hold <-chan time.Time
+	for {
+		select {
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+			if hold != nil {
+				continue
+			}
+			if wait := s.agg.opts.PushEvery - time.Since(last); wait > 0 {
+				hold = time.After(wait)
+				continue
+			}
+		case <-hold:
+			hold = nil
+		}
+		set, v := s.agg.Keys(gw)
+		if v == sent {
+			continue
+		}
+		if err := stream.Send(set); err != nil {
+			return err
+		}
+		sent, last = v, time.Now()
+	}
+}
+
+func (s *Service) ingest(gw, node string, r *fleetv1.KeyReport) error {
+	if (r.GetGateway() != "" && r.GetGateway() != gw) || (r.GetNodeId() != "" && r.GetNodeId() != node) {
+		return status.Errorf(codes.InvalidArgument, "a stream reports for one proxy of one gateway (%s, %s), got %s, %s", node, gw, r.GetNodeId(), r.GetGateway())
+	}
+	if err := s.agg.Ingest(gw, node, r); err != nil {
+		s.log.Warn("fleet: refusing key report", "gateway", gw, "node", node, "err", err)
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
