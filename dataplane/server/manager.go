@@ -269,6 +269,10 @@ func (m *Manager) Config() *config.Config {
 // Endpoints returns the registry of endpoint state.
 func (m *Manager) Endpoints() *endpoints.Registry { return m.reg }
 
+// Schedulers returns the pools' schedulers (for the fleet-key exchange,
+// dataplane/fleetkeys); unused when Options.PickerFor is set.
+func (m *Manager) Schedulers() *picker.Schedulers { return m.scheds }
+
 // Addr returns the bound address of a config port, or nil.
 func (m *Manager) Addr(port uint32) net.Addr {
 	m.mu.Lock()

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/infergate/infergate/dataplane/fleetkeys"
 	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
@@ -51,6 +52,7 @@ type options struct {
 	http1Mode     upstream.HTTP1Mode
 	http1Server   string
 	http1Srv      http1.Mode
+	fleetEvery    time.Duration
 }
 
 func main() {
@@ -78,6 +80,7 @@ func main() {
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.StringVar(&o.upstreamHTTP1, "upstream-http1", string(upstream.HTTP1Lean), "client for plain HTTP/1.1 upstreams: lean (exchange on the request's goroutine, own connection pool) or stdlib (httputil.ReverseProxy over http.Transport)")
 	flag.StringVar(&o.http1Server, "http1-server", string(http1.Lean), "server for HTTP/1 client connections: lean (one goroutine per connection, no per-request hand-offs) or stdlib (net/http's server); HTTP/2 is served by net/http either way")
+	flag.DurationVar(&o.fleetEvery, "fleet-keys-interval", 250*time.Millisecond, "how often the proxy reports the prefix affinity keys it used to the control plane, which shares every pool's keys with all the gateway's proxies so they home shared prefixes alike (0: off, each proxy plans over its own keys)")
 	flag.Parse()
 
 	logger, err := newLogger(o.logFormat, o.logLevel)
@@ -156,6 +159,10 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"connected": client.Connected(), "types": client.Status()})
 	})
+	mux.HandleFunc("GET /fleet-keys", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(fleetkeys.InUse(mgr.Schedulers()))
+	})
 	admin := serveHTTP(logger, "admin", adminLis, mux)
 	if o.healthAddress != "" {
 		healthLis, err := net.Listen("tcp", o.healthAddress)
@@ -171,6 +178,16 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	xdsCtx, stopXDS := context.WithCancel(context.Background())
 	xdsDone := make(chan error, 1)
 	go func() { xdsDone <- client.Run(xdsCtx) }()
+	fleetDone := make(chan error, 1)
+	if o.fleetEvery > 0 {
+		keys := fleetkeys.New(fleetkeys.Config{
+			Addr: o.xdsAddress, DialOptions: dialOpts, NodeID: o.nodeID, Gateway: o.gateway,
+			Pools: mgr.Schedulers(), ReportEvery: o.fleetEvery, Logger: logger.With("component", "fleetkeys"),
+		})
+		go func() { fleetDone <- keys.Run(xdsCtx) }()
+	} else {
+		fleetDone <- nil
+	}
 
 	<-ctx.Done()
 	draining.Store(true)
@@ -184,6 +201,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	err = mgr.Close(drainCtx)
 	stopXDS()
 	<-xdsDone
+	if err := <-fleetDone; err != nil {
+		logger.Warn("fleet keys client failed", "err", err)
+	}
 	_ = admin.Close()
 	return err
 }

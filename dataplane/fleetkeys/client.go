@@ -1,0 +1,266 @@
+// Package fleetkeys is the proxy's side of the fleet-wide prefix keys: it
+// reports the affinity keys each pool's prefix scorer used to the control
+// plane (PrefixKeys stream) and hands every scorer its pool's keys as all
+// the gateway's proxies report them, so the proxies' prefix plans agree
+// from a prefix's first request to any of them (picker.FleetKeys). The
+// keys are hints: when the stream is gone for Grace the scorers fall back
+// to their own keys.
+package fleetkeys
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/infergate/infergate/dataplane/picker"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
+)
+
+// Pools gives the prefix scorer of each pool by name (the Backend
+// resource name), e.g. *picker.Schedulers.
+type Pools interface {
+	Prefixes() map[string]*picker.PrefixScorer
+}
+
+// Config of a Client.
+type Config struct {
+	// Addr and DialOptions reach the control plane as for xDS (empty
+	// DialOptions: plaintext, loopback only).
+	Addr        string
+	DialOptions []grpc.DialOption
+	NodeID      string
+	Gateway     string
+	Pools       Pools
+	// ReportEvery is how often the keys used since the last report are
+	// sent (default 250 ms).
+	ReportEvery time.Duration
+	// Grace is how long the fleet keys outlive a lost stream before the
+	// scorers fall back to their own (default 10 s): a reconnect to
+	// another control-plane replica then changes no plan.
+	Grace time.Duration
+	// BackoffMin and BackoffMax bound the delay between reconnects
+	// (defaults 250 ms and 30 s).
+	BackoffMin, BackoffMax time.Duration
+	Logger                 *slog.Logger
+}
+
+// Client exchanges keys with the control plane until its context ends.
+type Client struct {
+	cfg Config
+	// fleet is the last set received per pool, as handed to the scorers;
+	// only Run's goroutines touch it, through apply.
+	fleet map[string]*picker.FleetKeys
+	set   chan map[string]*picker.FleetKeys
+}
+
+// New returns a client; Run starts it.
+func New(cfg Config) *Client {
+	if cfg.ReportEvery <= 0 {
+		cfg.ReportEvery = 250 * time.Millisecond
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 250 * time.Millisecond
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Client{cfg: cfg, set: make(chan map[string]*picker.FleetKeys, 1)}
+}
+
+// Run keeps a stream open until ctx is done, then returns nil; it returns
+// early only when the gRPC client cannot be created.
+func (c *Client) Run(ctx context.Context) error {
+	opts := c.cfg.DialOptions
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
+	if err != nil {
+		return fmt.Errorf("fleet keys client for %s: %w", c.cfg.Addr, err)
+	}
+	defer conn.Close()
+	api := fleetv1.NewPrefixKeysClient(conn)
+	applied := make(chan struct{})
+	defer func() { <-applied }()
+	go c.applyLoop(ctx, applied)
+
+	backoff := c.cfg.BackoffMin
+	for {
+		answered, err := c.stream(ctx, api)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.lost()
+		if answered {
+			backoff = c.cfg.BackoffMin
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.cfg.Logger.Warn("fleet keys stream ended, reconnecting", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, c.cfg.BackoffMax)
+	}
+}
+
+// lost tells the apply loop that the stream is gone (nil set).
+func (c *Client) lost() {
+	select {
+	case <-c.set:
+	default:
+	}
+	c.set <- nil
+}
+
+// applyLoop hands the latest sets to the pools' scorers: at once when a
+// set arrives, on every report tick for pools created since, and nil for
+// all once the stream has been gone for Grace.
+func (c *Client) applyLoop(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	var fleet map[string]*picker.FleetKeys
+	tick := time.NewTicker(c.cfg.ReportEvery)
+	defer tick.Stop()
+	var expire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-c.set:
+			if f == nil {
+				if expire == nil && fleet != nil {
+					expire = time.After(c.cfg.Grace)
+				}
+				continue
+			}
+			fleet, expire = f, nil
+		case <-expire:
+			fleet, expire = nil, nil
+			c.cfg.Logger.Info("fleet keys lost with the control plane, planning prefixes over own keys")
+		case <-tick.C:
+		}
+		for name, p := range c.cfg.Pools.Prefixes() {
+			p.SetFleetKeys(fleet[name])
+		}
+	}
+}
+
+// stream runs one Exchange stream; answered reports whether the control
+// plane sent anything.
+func (c *Client) stream(ctx context.Context, api fleetv1.PrefixKeysClient) (answered bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := api.Exchange(ctx)
+	if err != nil {
+		return false, err
+	}
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- c.report(ctx, st) }()
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			cancel()
+			if serr := <-sendErr; serr != nil && ctx.Err() == nil {
+				return answered, serr
+			}
+			return answered, err
+		}
+		answered = true
+		f := Sets(msg)
+		select {
+		case <-c.set:
+		default:
+		}
+		c.set <- f
+	}
+}
+
+// report sends the keys used since the previous report every ReportEvery,
+// from the start of the stream (the first report names the proxy).
+func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClient) error {
+	var since int64
+	var buf []picker.KeyUse
+	tick := time.NewTicker(c.cfg.ReportEvery)
+	defer tick.Stop()
+	first := true
+	for {
+		now := time.Now()
+		r := &fleetv1.KeyReport{}
+		if first {
+			r.NodeId, r.Gateway = c.cfg.NodeID, c.cfg.Gateway
+		}
+		for name, p := range c.cfg.Pools.Prefixes() {
+			buf = p.KeysUsedSince(since, buf[:0])
+			if len(buf) == 0 {
+				continue
+			}
+			pk := &fleetv1.PoolKeys{Pool: name, Window: durationpb.New(p.Window), Keys: make([]*fleetv1.KeyUse, len(buf))}
+			for i, u := range buf {
+				pk.Keys[i] = &fleetv1.KeyUse{Key: u.Key, Age: durationpb.New(max(0, now.Sub(time.Unix(0, u.Last)))), Hot: u.Hot}
+			}
+			r.Pools = append(r.Pools, pk)
+		}
+		if first || len(r.Pools) > 0 {
+			if err := st.Send(r); err != nil {
+				return err
+			}
+			first = false
+		}
+		// The next report overlaps this one by an interval: a pick that
+		// took its time before now may record its key after the scan.
+		// Reporting a key twice changes nothing.
+		since = now.Add(-c.cfg.ReportEvery).UnixNano()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Sets converts a FleetKeys message to picker form per pool.
+func Sets(msg *fleetv1.FleetKeys) map[string]*picker.FleetKeys {
+	out := make(map[string]*picker.FleetKeys, len(msg.GetPools()))
+	for _, ps := range msg.GetPools() {
+		out[ps.GetPool()] = &picker.FleetKeys{Hot: ps.GetHot(), Once: ps.GetOnce()}
+	}
+	return out
+}
+
+// PoolKeys is one pool's fleet keys as the admin API shows them (hex).
+type PoolKeys struct {
+	Hot  []string `json:"hot"`
+	Once []string `json:"once"`
+}
+
+// InUse returns the fleet keys each pool's plan is built over, by pool
+// (pools without fleet keys are left out), for the proxy's admin API.
+func InUse(p Pools) map[string]PoolKeys {
+	out := map[string]PoolKeys{}
+	hex := func(ks []uint64) []string {
+		s := make([]string, len(ks))
+		for i, k := range ks {
+			s[i] = fmt.Sprintf("%016x", k)
+		}
+		return s
+	}
+	for name, s := range p.Prefixes() {
+		if f := s.FleetKeysInUse(); f != nil {
+			out[name] = PoolKeys{Hot: hex(f.Hot), Once: hex(f.Once)}
+		}
+	}
+	return out
+}
