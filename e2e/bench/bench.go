@@ -42,6 +42,10 @@ type Strategy struct {
 	Queue *snapshotv1.WaitQueue
 	// Only, when set, limits the strategy to these workloads.
 	Only []string
+	// FleetKeys shares the proxies' prefix affinity keys through the
+	// control plane's aggregator over loopback gRPC, as production proxies
+	// do (see fleet.go).
+	FleetKeys bool
 }
 
 // Strategies are the baselines and ours, in report order.
@@ -69,7 +73,7 @@ func Strategies() []Strategy {
 		// Only where the fleet is overloaded: elsewhere the queue never
 		// holds anything back and the cells would repeat "ours".
 		{Name: "ours + queue", Proxies: 1, New: ours, Queue: &snapshotv1.WaitQueue{Ttl: durationpb.New(30 * time.Second)}, Only: []string{"overload"}},
-		{Name: oursFourName, Proxies: 4, New: ours},
+		{Name: oursFourName, Proxies: 4, New: ours, FleetKeys: true},
 	}
 }
 
@@ -266,8 +270,8 @@ func runRepeats(ctx context.Context, o Options, rep *Report) error {
 				}
 				rp.Runs[k] = append(rp.Runs[k], *cell)
 				if o.Progress != nil {
-					o.Progress(fmt.Sprintf("repeat %d/%d %s %-16s ttft p90 %6.3fs  tok/s %7.0f", run+1, o.Repeats, rp.Workload, st.Name,
-						cell.Summary.TTFT.P90, cell.TokensPerSec()))
+					o.Progress(fmt.Sprintf("repeat %d/%d %s %-16s ttft p90 %6.3fs  tok/s %7.0f  cache %5.1f%%", run+1, o.Repeats, rp.Workload, st.Name,
+						cell.Summary.TTFT.P90, cell.TokensPerSec(), 100*cell.Summary.CacheHit))
 				}
 			}
 		}
@@ -302,11 +306,23 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 			queue.Ttl = durationpb.New(time.Duration(float64(ttl.AsDuration()) * o.TimeScale))
 		}
 	}
-	proxies, err := startProxies(st.Proxies, fleet.Addrs(), newPicker, queue, interval, o.Logger)
+	pools := make([]*proxyPools, st.Proxies)
+	pickerOf := func(i int) func(*config.Backend) picker.Picker {
+		pools[i] = &proxyPools{}
+		return pools[i].capture(newPicker)
+	}
+	proxies, err := startProxies(st.Proxies, fleet.Addrs(), pickerOf, queue, interval, o.Logger)
 	if err != nil {
 		return nil, err
 	}
 	defer closeProxies(proxies)
+	if st.FleetKeys {
+		stop, err := startFleetKeys(pools, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	// Let every proxy scrape once before traffic starts.
 	time.Sleep(max(3*interval*time.Duration(st.Proxies), 50*time.Millisecond))
 	targets := make([]string, len(proxies))

@@ -63,12 +63,12 @@ type proxy struct {
 	url string
 }
 
-// startProxies starts n proxies whose pool picker comes from newPicker.
+// startProxies starts n proxies, proxy i's pool picker from pickerOf(i).
 // scrapeInterval is the per-endpoint scrape interval of a single proxy;
 // each proxy is told how many proxies share the servers.
-func startProxies(n int, addrs []string, newPicker func(*config.Backend) picker.Picker, queue *snapshotv1.WaitQueue, scrapeInterval time.Duration, logger *slog.Logger) ([]*proxy, error) {
+func startProxies(n int, addrs []string, pickerOf func(i int) func(*config.Backend) picker.Picker, queue *snapshotv1.WaitQueue, scrapeInterval time.Duration, logger *slog.Logger) ([]*proxy, error) {
 	var out []*proxy
-	for range n {
+	for i := range n {
 		port, err := freePort()
 		if err != nil {
 			closeProxies(out)
@@ -82,7 +82,7 @@ func startProxies(n int, addrs []string, newPicker func(*config.Backend) picker.
 		m := server.New(logger, server.Options{
 			BindAddress: "127.0.0.1",
 			Endpoints:   endpoints.Options{Interval: scrapeInterval, Proxies: n},
-			PickerFor:   newPicker,
+			PickerFor:   pickerOf(i),
 		})
 		if err := m.Apply(cfg); err != nil {
 			closeProxies(out)

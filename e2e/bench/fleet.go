@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"github.com/infergate/infergate/controlplane/fleet"
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/fleetkeys"
+	"github.com/infergate/infergate/dataplane/picker"
+)
+
+// Fleet-wide prefix keys in the benchmark. Production proxies report the
+// affinity keys they use to the control plane, which serves each gateway's
+// proxies the union per pool (controlplane/fleet, dataplane/fleetkeys).
+// The benchmark has no control plane, so a strategy with FleetKeys runs the
+// control plane's aggregator on a loopback gRPC server and one fleetkeys
+// client per in-process proxy, with the production report and push
+// intervals: the keys travel the production path, over real gRPC streams.
+
+// proxyPools is one proxy's pools' prefix scorers (fleetkeys.Pools),
+// filled as the proxy builds its pickers.
+type proxyPools struct {
+	mu    sync.Mutex
+	pools map[string]*picker.PrefixScorer
+}
+
+func (p *proxyPools) Prefixes() map[string]*picker.PrefixScorer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.pools)
+}
+
+// capture wraps a proxy's picker constructor to note each pool's prefix
+// scorer.
+func (p *proxyPools) capture(newPicker func(*config.Backend) picker.Picker) func(*config.Backend) picker.Picker {
+	return func(b *config.Backend) picker.Picker {
+		pk := newPicker(b)
+		if s, ok := pk.(*picker.Scheduler); ok && s.Prefix() != nil {
+			p.mu.Lock()
+			if p.pools == nil {
+				p.pools = map[string]*picker.PrefixScorer{}
+			}
+			p.pools[b.Name] = s.Prefix()
+			p.mu.Unlock()
+		}
+		return pk
+	}
+}
+
+// startFleetKeys serves an aggregator on loopback and connects a client
+// for each proxy's pools; stop ends them all.
+func startFleetKeys(pools []*proxyPools, logger *slog.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := grpc.NewServer()
+	fleet.NewService(fleet.NewAggregator(fleet.Options{}), logger, nil).Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, p := range pools {
+		c := fleetkeys.New(fleetkeys.Config{Addr: lis.Addr().String(), NodeID: fmt.Sprintf("proxy-%d", i), Gateway: gateway,
+			Pools: p, Logger: logger})
+		wg.Go(func() { _ = c.Run(ctx) })
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+		srv.Stop()
+	}, nil
+}
