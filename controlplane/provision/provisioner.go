@@ -351,6 +351,12 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 		return p.prune(ctx, ns, name, nil)
 	}
 	log := p.log.With("gateway", key, "class", class.Name)
+	if msg := translate.UnsupportedAddress(gw); msg != "" {
+		// Not Accepted (the translator says why): like bad parameters, the
+		// running proxies are left alone.
+		log.Warn("not provisioning: unsupported address", "err", msg)
+		return nil
+	}
 	params, err := p.params(gw, class)
 	if err != nil {
 		// Bad parameters leave the running proxies alone; a ConfigMap fix

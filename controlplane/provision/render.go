@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/infergate/infergate/controlplane/translate"
 )
 
 // Labels on every provisioned object. The selector uses only LabelName and
@@ -387,7 +389,7 @@ func renderService(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, ports 
 			Protocol:   corev1.ProtocolTCP,
 		})
 	}
-	return &corev1.Service{
+	svc := &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: meta,
 		Spec: corev1.ServiceSpec{
@@ -396,4 +398,13 @@ func renderService(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, ports 
 			Ports:    sp,
 		},
 	}
+	// A static address (spec.addresses) is asked of the load balancer with
+	// loadBalancerIP, the field load-balancer controllers still honour
+	// (deprecated for lack of dual-stack, not replaced). It takes one:
+	// with more, or another Service type, none is asked for and the
+	// Gateway says AddressNotUsable (translate).
+	if static := translate.StaticAddresses(gw); len(static) == 1 && p.ServiceType == corev1.ServiceTypeLoadBalancer {
+		svc.Spec.LoadBalancerIP = static[0]
+	}
+	return svc
 }

@@ -14,8 +14,7 @@ import (
 // standard channel, `make conformance`), so the suite run with features
 // inferred from the GatewayClass passes. Left out although implemented:
 // HTTPRouteRetry (the standard-channel CRD has no `retry` field, so the API
-// server drops it; see ExperimentalFeatures). Not implemented: static
-// addresses.
+// server drops it; see ExperimentalFeatures).
 var SupportedFeatures = sortedFeatures(
 	features.SupportGateway,
 	features.SupportHTTPRoute,
@@ -23,6 +22,7 @@ var SupportedFeatures = sortedFeatures(
 	features.SupportBackendTLSPolicySANValidation,
 	features.SupportReferenceGrant,
 	features.SupportGatewayPort8080,
+	features.SupportGatewayStaticAddresses,
 	features.SupportGatewayFrontendClientCertificateValidation,
 	features.SupportGatewayFrontendClientCertificateValidationInsecureFallback,
 	features.SupportGatewayHTTPListenerIsolation,

@@ -123,7 +123,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	sortByName(res.Backends)
 	sortByName(res.Endpoints)
 	sortByName(res.ModelRules)
-	if InvalidParameters(gw) != "" {
+	if _, msg := refusal(gw); msg != "" {
 		// Not accepted: no proxy is provisioned for it, and a proxy run by
 		// hand for it must not serve it either. Its status still says why.
 		res = &GatewayResources{Gateway: gs.name}
@@ -390,10 +390,10 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 	if gs.resolvedRefs != nil {
 		st.Conditions = append(st.Conditions, *gs.resolvedRefs)
 	}
-	if msg := InvalidParameters(gs.gw); msg != "" {
+	if reason, msg := refusal(gs.gw); msg != "" {
 		// The provisioner runs no proxies for it either.
 		st.Conditions = append(st.Conditions,
-			cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonInvalidParameters), msg, gen),
+			cond(string(gwv1.GatewayConditionAccepted), false, string(reason), msg, gen),
 			cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), msg, gen))
 		return st
 	}
@@ -407,9 +407,13 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionAccepted), false, string(gwv1.GatewayReasonListenersNotValid),
 			"no listener is valid", gen))
 	}
-	if programmed > 0 {
+	notUsable := addressNotUsable(gs.gw)
+	switch {
+	case programmed > 0 && notUsable != "":
+		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), notUsable, gen))
+	case programmed > 0:
 		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), "", gen))
-	} else {
+	default:
 		st.Conditions = append(st.Conditions, cond(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), "no listener can be served", gen))
 	}
 	if insecureFrontendValidation(gs.gw) {
@@ -418,6 +422,18 @@ func gatewayStatus(gs *gatewayState) gwv1.GatewayStatus {
 			"spec.tls.frontend uses AllowInsecureFallback: clients without a valid certificate are accepted", gen))
 	}
 	return st
+}
+
+// refusal says why the Gateway's own spec (not its listeners) keeps it
+// from being Accepted, with the condition reason; "" when nothing does.
+func refusal(gw *gwv1.Gateway) (gwv1.GatewayConditionReason, string) {
+	if msg := InvalidParameters(gw); msg != "" {
+		return gwv1.GatewayReasonInvalidParameters, msg
+	}
+	if msg := UnsupportedAddress(gw); msg != "" {
+		return gwv1.GatewayReasonUnsupportedAddress, msg
+	}
+	return "", ""
 }
 
 // InvalidParameters says why the Gateway's spec.infrastructure.parametersRef

@@ -42,7 +42,7 @@ func (t *translator) mergeListenerSets(gs *gatewayState) {
 		s := &listenerSetState{ls: ls, key: key(&ls.ObjectMeta)}
 		gs.sets = append(gs.sets, s)
 		gs.setsByKey[s.key] = s
-		if msg := InvalidParameters(gs.gw); msg != "" {
+		if _, msg := refusal(gs.gw); msg != "" {
 			s.refused, s.msg = gwv1.ListenerSetReasonParentNotAccepted, "Gateway "+gs.name+" is not accepted: "+msg
 			continue
 		}

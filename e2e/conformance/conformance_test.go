@@ -139,7 +139,9 @@ func TestGatewayAPIConformance(t *testing.T) {
 		return nil
 	})
 
-	n := newNode(c.Clientset, nodeOptions{ProxyBinary: bins.Path("proxy"), Dir: logDir, IPs: freeIPPool(t), Logger: logger})
+	ips := freeIPPool(t)
+	n := newNode(c.Clientset, nodeOptions{ProxyBinary: bins.Path("proxy"), Dir: logDir, IPs: ips,
+		StaticIPs: []string{ips.staticAddress(1)}, Logger: logger})
 	var nodeDone sync.WaitGroup
 	nodeCtx, stopNode := context.WithCancel(ctx)
 	nodeDone.Go(func() { n.run(nodeCtx) })
@@ -221,6 +223,10 @@ func suiteOptions(t *testing.T, cfg *rest.Config, n *node) suite.ConformanceOpti
 		// pods' IPs, which here are loopback addresses the API server
 		// refuses in EndpointSlices ("may not be in the loopback range").
 		SkipTests: []string{"HTTPRouteServiceTypes"},
+		// GatewayStaticAddresses: the load balancer's pool holds one static
+		// address; one outside it (TEST-NET-1) it cannot assign.
+		UsableNetworkAddresses:   []gwv1.GatewaySpecAddress{{Type: new(gwv1.IPAddressType), Value: n.opts.StaticIPs[0]}},
+		UnusableNetworkAddresses: []gwv1.GatewaySpecAddress{{Type: new(gwv1.IPAddressType), Value: "192.0.2.1"}},
 	}
 	flags.ApplyAll(&co)
 	return suite.ConformanceOptions{

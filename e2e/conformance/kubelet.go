@@ -40,8 +40,11 @@ type nodeOptions struct {
 	// Dir holds the pods' volumes and log files.
 	Dir string
 	// IPs hands out pod IPs (each pod gets its own loopback address).
-	IPs    *ipPool
-	Logger *slog.Logger
+	IPs *ipPool
+	// StaticIPs are the load balancer's pool of static addresses
+	// (spec.loadBalancerIP); see staticLB.
+	StaticIPs []string
+	Logger    *slog.Logger
 }
 
 // node plays what a cluster adds to a bare API server for the suite: the
@@ -58,6 +61,7 @@ type node struct {
 	pods        cacheLister[*corev1.Pod]
 	services    cacheLister[*corev1.Service]
 	kick        chan struct{}
+	lb          *staticLB
 
 	mu      sync.Mutex
 	running map[string]*container // by pod "ns/name"
@@ -74,13 +78,15 @@ func (l cacheLister[T]) list() []T {
 }
 
 func newNode(cs kubernetes.Interface, opts nodeOptions) *node {
-	return &node{cs: cs, opts: opts, log: opts.Logger, kick: make(chan struct{}, 1), running: map[string]*container{}}
+	return &node{cs: cs, opts: opts, log: opts.Logger, kick: make(chan struct{}, 1), running: map[string]*container{},
+		lb: newStaticLB(opts.StaticIPs, opts.Logger)}
 }
 
 // run watches Deployments, Pods and Services until ctx ends, then stops
 // every container it started.
 func (n *node) run(ctx context.Context) {
 	defer n.stopAll()
+	defer n.lb.close()
 	f := informers.NewSharedInformerFactory(n.cs, 0)
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { n.trigger() },
@@ -342,6 +348,12 @@ type ipPool struct {
 }
 
 func newIPPool(second byte) *ipPool { return &ipPool{second: second} }
+
+// staticAddress is the pool's address for a load balancer's static IP:
+// 127.<second>.255.<host>, far above the pod addresses next hands out.
+func (p *ipPool) staticAddress(host byte) string {
+	return net.IPv4(127, p.second, 255, host).String()
+}
 
 func (p *ipPool) next() string {
 	p.mu.Lock()

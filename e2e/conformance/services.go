@@ -9,11 +9,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // reconcileServices plays the cloud load balancer: a LoadBalancer
 // Service's ingress is the IPs of its Ready pods. The proxies bind their
-// pod IPs, so that is where a client reaches the Gateway.
+// pod IPs, so that is where a client reaches the Gateway. A Service asking
+// for a static address (spec.loadBalancerIP) gets it when it is in the
+// load balancer's pool — the address then listens on the Service's ports
+// and passes connections to the Ready pods (staticLB) — and stays pending
+// (no ingress) when it is not, as on a cloud.
 //
 // There is no EndpointSlice controller: the API server refuses loopback
 // addresses in EndpointSlices ("may not be in the loopback range"), and
@@ -21,17 +26,52 @@ import (
 // its selector matches — the same pods a slice would list.
 func (n *node) reconcileServices(ctx context.Context) {
 	pods := n.pods.list()
+	type pending struct {
+		svc     *corev1.Service
+		ingress []corev1.LoadBalancerIngress
+		static  []string // frontends the static address needs
+	}
+	var all []pending
+	frontends := map[string][]string{}
 	for _, svc := range n.services.list() {
 		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Spec.Selector) == 0 || svc.DeletionTimestamp != nil {
 			continue
 		}
-		var ingress []corev1.LoadBalancerIngress
+		var ready []*corev1.Pod
 		for _, p := range pods {
 			if p.Namespace == svc.Namespace && p.DeletionTimestamp == nil && p.Status.PodIP != "" &&
 				selectorMatches(svc.Spec.Selector, p) && podReady(p) {
-				ingress = append(ingress, corev1.LoadBalancerIngress{IP: p.Status.PodIP})
+				ready = append(ready, p)
 			}
 		}
+		pd := pending{svc: svc}
+		switch ip := svc.Spec.LoadBalancerIP; {
+		case ip == "":
+			for _, p := range ready {
+				pd.ingress = append(pd.ingress, corev1.LoadBalancerIngress{IP: p.Status.PodIP})
+			}
+		case !n.lb.owns(ip):
+			n.log.Debug("load balancer: requested address is not in the pool", "service", svc.Namespace+"/"+svc.Name, "ip", ip)
+		case len(ready) > 0:
+			for _, sp := range svc.Spec.Ports {
+				addr := hostPort(ip, sp.Port)
+				for _, p := range ready {
+					frontends[addr] = append(frontends[addr], hostPort(p.Status.PodIP, targetPort(sp, p)))
+				}
+				pd.static = append(pd.static, addr)
+			}
+			pd.ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+		}
+		all = append(all, pd)
+	}
+	up := n.lb.sync(frontends)
+	for _, pd := range all {
+		for _, addr := range pd.static {
+			if !up[addr] {
+				pd.ingress = nil
+			}
+		}
+		svc, ingress := pd.svc, pd.ingress
 		slices.SortFunc(ingress, func(a, b corev1.LoadBalancerIngress) int { return strings.Compare(a.IP, b.IP) })
 		if len(ingress) == len(svc.Status.LoadBalancer.Ingress) && (len(ingress) == 0 || reflect.DeepEqual(svc.Status.LoadBalancer.Ingress, ingress)) {
 			continue
@@ -42,4 +82,22 @@ func (n *node) reconcileServices(ctx context.Context) {
 			n.log.Warn("load balancer status", "service", s.Namespace+"/"+s.Name, "err", err)
 		}
 	}
+}
+
+// targetPort is the pod port a Service port sends to: a number, or the
+// pod's container port of that name, else the Service port itself.
+func targetPort(sp corev1.ServicePort, p *corev1.Pod) int32 {
+	switch {
+	case sp.TargetPort.Type == intstr.Int && sp.TargetPort.IntVal != 0:
+		return sp.TargetPort.IntVal
+	case sp.TargetPort.Type == intstr.String:
+		for _, c := range p.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name == sp.TargetPort.StrVal {
+					return cp.ContainerPort
+				}
+			}
+		}
+	}
+	return sp.Port
 }
