@@ -27,6 +27,7 @@ var expectedCRDs = map[cluster.CRDSet][]string{
 		"httproutes.gateway.networking.k8s.io",
 		"referencegrants.gateway.networking.k8s.io",
 		"backendtlspolicies.gateway.networking.k8s.io",
+		"listenersets.gateway.networking.k8s.io",
 	},
 	cluster.InferencePoolV1: {"inferencepools.inference.networking.k8s.io"},
 	cluster.InferenceAlpha: {
@@ -65,6 +66,7 @@ func TestLoadCRDs(t *testing.T) {
 		"inferencemodelrewrites.inference.networking.x-k8s.io": "v1alpha2",
 		"httproutes.gateway.networking.k8s.io":                 "v1",
 		"backendtlspolicies.gateway.networking.k8s.io":         "v1",
+		"listenersets.gateway.networking.k8s.io":               "v1",
 	}
 	crds, err := cluster.LoadCRDs(ctx, false, cluster.AllCRDs...)
 	if err != nil {
