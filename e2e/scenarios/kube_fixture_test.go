@@ -28,6 +28,7 @@ var kubeResources = map[string]schema.GroupVersionResource{
 	"GatewayClass":          {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"},
 	"Gateway":               {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"},
 	"HTTPRoute":             {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"},
+	"ListenerSet":           {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "listenersets"},
 	"ReferenceGrant":        {Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "referencegrants"},
 	"InferencePool":         {Group: "inference.networking.k8s.io", Version: "v1", Resource: "inferencepools"},
 	"InferenceObjective":    {Group: "inference.networking.x-k8s.io", Version: "v1alpha2", Resource: "inferenceobjectives"},

@@ -3,11 +3,13 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/e2e/cluster"
@@ -23,12 +25,24 @@ kind: Gateway
 metadata: {name: gw, namespace: prov}
 spec:
   gatewayClassName: infergate
+  allowedListeners: {namespaces: {from: Same}}
   listeners: [{name: http, protocol: HTTP, port: 8080}]
+`
+
+// provisionListenerSetYAML adds a listener on a port the Gateway itself
+// does not list.
+const provisionListenerSetYAML = `apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: extra, namespace: prov}
+spec:
+  parentRef: {name: gw}
+  listeners: [{name: api, protocol: HTTP, port: 9090, hostname: api.example.com}]
 `
 
 // TestKubeProvisioning: the control-plane binary with --provision-proxies
 // (as the chart runs it) creates a Gateway's proxy objects, wired for TLS
-// and token auth to itself, and removes them with the Gateway. The
+// and token auth to itself, gives a ListenerSet's listener a Service port
+// (and the set its status), and removes them with the Gateway. The
 // provisioner's own behaviour is covered in e2e/deploycheck.
 func TestKubeProvisioning(t *testing.T) {
 	ctx := context.Background()
@@ -82,6 +96,31 @@ func TestKubeProvisioning(t *testing.T) {
 	} {
 		eventually(t, get)
 	}
+
+	// A ListenerSet's listener port reaches the Service through the
+	// translation (the provisioner reads only the Gateway itself).
+	applyYAML(ctx, t, c, provisionListenerSetYAML, nil)
+	eventually(t, func() error {
+		svc, err := c.Clientset.CoreV1().Services("prov").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		var ports []int32
+		for _, p := range svc.Spec.Ports {
+			ports = append(ports, p.Port)
+		}
+		if !slices.Equal(ports, []int32{8080, 9090}) {
+			return fmt.Errorf("service ports %v, want [8080 9090]", ports)
+		}
+		return nil
+	})
+	eventually(t, func() error {
+		ls, _, err := getTyped[gwv1.ListenerSet](ctx, c, "ListenerSet", "prov", "extra")
+		if err != nil {
+			return err
+		}
+		return wantCondition(ls.Status.Conditions, "Programmed", metav1.ConditionTrue, "Programmed")
+	})
 
 	deleteObject(ctx, t, c, "Gateway", "prov", "gw")
 	eventually(t, func() error {
