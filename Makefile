@@ -49,7 +49,7 @@ test-e2e: build k8s-bins
 # gateway-api's own conformance suite (GATEWAY-HTTP profile, features read
 # from the GatewayClass status) against the control plane and proxies on an
 # envtest kube-apiserver, the harness playing kubelet and load balancer
-# (~40 s). Prints a line per test and a summary; the full log goes to
+# (~60 s). Prints a line per test and a summary; the full log goes to
 # .cache/conformance/. `make conformance` also writes the suite's report to
 # e2e/conformance/report.yaml; `make test` runs it without the report.
 # Pass suite flags with CONFORMANCE_ARGS, e.g. "-run-test=HTTPRouteWeight";
