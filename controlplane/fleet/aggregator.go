@@ -11,13 +11,12 @@
 package fleet
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
 	"sync"
 	"time"
-
-	"cmp"
 
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
@@ -261,8 +260,9 @@ func (a *Aggregator) subscribe(gw string) chan struct{} {
 	return ch
 }
 
-// unsubscribe removes a stream; a gateway without streams and keys is
-// forgotten.
+// unsubscribe removes a stream. A gateway whose last stream left is
+// forgotten, keys and all: nobody is served them, and proxies report all
+// their keys again when they reconnect.
 func (a *Aggregator) unsubscribe(gw string, ch chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -271,38 +271,7 @@ func (a *Aggregator) unsubscribe(gw string, ch chan struct{}) {
 		return
 	}
 	delete(g.subs, ch)
-	if len(g.subs) == 0 && len(g.pools) == 0 {
+	if len(g.subs) == 0 {
 		delete(a.gateways, gw)
 	}
-}
-
-// Stat is one pool's aggregated keys, for the debug API.
-type Stat struct {
-	Gateway, Pool string
-	Hot, Once     int
-	Window        time.Duration
-	Streams       int
-}
-
-// Stats summarises every gateway's pools, sorted.
-func (a *Aggregator) Stats() []Stat {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []Stat
-	for _, gw := range slices.Sorted(maps.Keys(a.gateways)) {
-		g := a.gateways[gw]
-		for _, name := range slices.Sorted(maps.Keys(g.pools)) {
-			p := g.pools[name]
-			st := Stat{Gateway: gw, Pool: name, Window: p.window, Streams: len(g.subs)}
-			for _, k := range p.keys {
-				if k.hot {
-					st.Hot++
-				} else {
-					st.Once++
-				}
-			}
-			out = append(out, st)
-		}
-	}
-	return out
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -240,7 +241,8 @@ func Sets(msg *fleetv1.FleetKeys) map[string]*picker.FleetKeys {
 	return out
 }
 
-// PoolKeys is one pool's fleet keys as the admin API shows them (hex).
+// PoolKeys is one pool's fleet keys as the admin API shows them: decimal
+// strings, as the control plane's snapshot dump (protojson) shows them.
 type PoolKeys struct {
 	Hot  []string `json:"hot"`
 	Once []string `json:"once"`
@@ -250,16 +252,16 @@ type PoolKeys struct {
 // (pools without fleet keys are left out), for the proxy's admin API.
 func InUse(p Pools) map[string]PoolKeys {
 	out := map[string]PoolKeys{}
-	hex := func(ks []uint64) []string {
+	str := func(ks []uint64) []string {
 		s := make([]string, len(ks))
 		for i, k := range ks {
-			s[i] = fmt.Sprintf("%016x", k)
+			s[i] = strconv.FormatUint(k, 10)
 		}
 		return s
 	}
 	for name, s := range p.Prefixes() {
 		if f := s.FleetKeysInUse(); f != nil {
-			out[name] = PoolKeys{Hot: hex(f.Hot), Once: hex(f.Once)}
+			out[name] = PoolKeys{Hot: str(f.Hot), Once: str(f.Once)}
 		}
 	}
 	return out
