@@ -291,13 +291,15 @@ var whyMissed = map[string]string{
 `,
 	"parity": `- **4 proxies vs 1 (≤ 1.2×)**: as for round robin vs ours, the p90 is a prefix hit only while at most 51 of the
   513 requests are slow, 32 of them each group's first, so a handful of extra cold prefills moves it from ~0.5 s
-  to ~1.2 s, on one proxy as on four. Four proxies pay extra cold prefills where their hot-prefix plans differ: each
-  proxy builds its plan from its own quarter of the traffic, so the plans agree only once every proxy has had a
-  request of every prefix — in these runs the last of the 32 reached some proxies after 60–80 of the 90 s — and a
-  proxy that lacks a prefix can home others elsewhere. Per-request dumps on 2026-11-24 (` + "`-dump`" + `, 13 runs each):
-  cache misses per run 36–72 (median 47) on 4 proxies against 35–53 (median 38) on one, where 4 proxies had 42–74
-  (median 52) with the send-rate estimate of the other proxies' requests alone (12 runs) and 41–65 before it (3
-  runs). On this shared machine a loaded minute adds slow requests to either side, and single runs vary by tens of
+  to ~1.2 s, on one proxy as on four. Four proxies used to pay extra cold prefills where their hot-prefix plans
+  differed: each proxy planned over its own quarter of the traffic, so the plans agreed only once every proxy had
+  had a request of every prefix (60–80 of the 90 s), and cache misses per run were 36–72 (median 47) on 4 proxies
+  against 35–53 (median 38) on one (13 runs each). Now the proxies share their affinity keys through the control
+  plane (fleet keys, see the README; here the real aggregator and clients over loopback gRPC), so every proxy
+  plans a prefix from its first request to any of them. Per-request dumps on 2026-11-24 (` + "`-dump`" + `, 10 runs
+  each, the build before and after alternating): misses per run on 4 proxies median 42 before, 38 after
+  (34–43 but for two runs hit by a loaded minute), on one proxy 44 and 42. On this shared machine a loaded minute
+  adds slow requests to either side, and single runs vary by tens of
   percent, hence the median of repeated runs.
 `,
 	"scrape": `- **Scrape load (≤ 2×)**: each proxy scrapes every 50 ms × the proxy count it is told; a miss here means
