@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -44,6 +45,11 @@ func (t *translator) mergeListenerSets(gs *gatewayState) {
 		gs.setsByKey[s.key] = s
 		if _, msg := refusal(gs.gw); msg != "" {
 			s.refused, s.msg = gwv1.ListenerSetReasonParentNotAccepted, "Gateway "+gs.name+" is not accepted: "+msg
+			continue
+		}
+		if !slices.ContainsFunc(gs.listeners, (*listenerState).programmed) {
+			// The Gateway is not Accepted either (ListenersNotValid).
+			s.refused, s.msg = gwv1.ListenerSetReasonParentNotAccepted, "Gateway "+gs.name+" is not accepted: none of its own listeners is valid"
 			continue
 		}
 		if !t.allowsListenerSet(gs.gw, ls.Namespace) {
