@@ -164,3 +164,29 @@ func TestMergeBackendTLSPolicyAncestors(t *testing.T) {
 		t.Errorf("ancestors %+v, want an empty list", got.Ancestors)
 	}
 }
+
+// TestMergeListenerSet: set and listener conditions keep their transition
+// times; an empty wanted status (the parent Gateway is gone) clears what
+// the set carried.
+func TestMergeListenerSet(t *testing.T) {
+	cur := gwv1.ListenerSetStatus{
+		Conditions: []metav1.Condition{c("Accepted", metav1.ConditionTrue, "Accepted", t0)},
+		Listeners: []gwv1.ListenerEntryStatus{{Name: "a", AttachedRoutes: 1,
+			Conditions: []metav1.Condition{c("Programmed", metav1.ConditionTrue, "Programmed", t0)}}},
+	}
+	want := gwv1.ListenerSetStatus{
+		Conditions: []metav1.Condition{c("Accepted", metav1.ConditionTrue, "Accepted", metav1.Time{})},
+		Listeners: []gwv1.ListenerEntryStatus{{Name: "a", AttachedRoutes: 2,
+			Conditions: []metav1.Condition{c("Programmed", metav1.ConditionTrue, "Programmed", metav1.Time{})}}},
+	}
+	got := mergeListenerSet(cur, want, now)
+	if !got.Conditions[0].LastTransitionTime.Equal(&t0) || !got.Listeners[0].Conditions[0].LastTransitionTime.Equal(&t0) {
+		t.Errorf("unchanged conditions lost their transition time: %+v", got)
+	}
+	if got.Listeners[0].AttachedRoutes != 2 {
+		t.Errorf("attachedRoutes = %d, want 2", got.Listeners[0].AttachedRoutes)
+	}
+	if cleared := mergeListenerSet(cur, gwv1.ListenerSetStatus{}, now); len(cleared.Conditions) != 0 || len(cleared.Listeners) != 0 {
+		t.Errorf("an empty wanted status left %+v", cleared)
+	}
+}

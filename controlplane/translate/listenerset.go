@@ -198,3 +198,16 @@ func (t *translator) listenerSetStatuses(gs *gatewayState) {
 	gst.AttachedListenerSets = &attached
 	t.out.Status.Gateways[gs.name] = gst
 }
+
+// orphanedListenerSets gives an empty status to every ListenerSet whose
+// parent Gateway does not exist (deleted, or never created): whatever it
+// says — Accepted by a Gateway of ours that is gone, say — is stale, and
+// no controller is left to correct it. Sets of other controllers'
+// Gateways are left to them.
+func (t *translator) orphanedListenerSets() {
+	for _, ls := range t.listenerSets {
+		if !slices.ContainsFunc(t.in.Gateways, func(gw *gwv1.Gateway) bool { return setParentIs(ls, gw) }) {
+			t.out.Status.ListenerSets[key(&ls.ObjectMeta)] = gwv1.ListenerSetStatus{}
+		}
+	}
+}

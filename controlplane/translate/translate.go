@@ -126,7 +126,8 @@ type Status struct {
 	InferenceObjectives    map[string]inferencealpha.ModelStatus         `json:"inferenceObjectives,omitempty"`
 	InferenceModelRewrites map[string]inferencealpha.ModelStatus         `json:"inferenceModelRewrites,omitempty"`
 	// ListenerSets holds the status of every ListenerSet whose parentRef
-	// names a Gateway of ours.
+	// names a Gateway of ours, and an empty one for those whose parent
+	// Gateway does not exist (clearing what a gone Gateway left).
 	ListenerSets map[string]gwv1.ListenerSetStatus `json:"listenerSets,omitempty"`
 	// BackendTLSPolicies lists, per policy, one ancestor per Gateway of ours
 	// using a Service it targets; a policy none uses is absent and loses
@@ -264,6 +265,7 @@ func (t *translator) run() *Output {
 	for _, gw := range t.gateways {
 		t.translateGateway(gw)
 	}
+	t.orphanedListenerSets()
 	t.modelStatuses()
 	t.tlsPolicyStatuses()
 	return t.out
