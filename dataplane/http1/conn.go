@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/infergate/infergate/dataplane/httphead"
 	"github.com/infergate/infergate/dataplane/rawconn"
 )
 
@@ -65,6 +66,9 @@ type conn struct {
 	r  connReader
 	br *bufio.Reader
 	bw *bufio.Writer
+	// body reads the body of a request httphead parsed; one request at a
+	// time uses it (its reqBody refuses reads once the request is done).
+	body httphead.Body
 
 	// we is the connection's place in the server's watcher (startWatch).
 	we       watchEntry
@@ -316,8 +320,8 @@ func (e statusError) Error() string { return http.StatusText(e.code) + ": " + e.
 
 var errTooLarge = errors.New("http1: request headers too large")
 
-// readRequest reads the next request with net/http's parser and applies
-// the checks net/http's server adds to it.
+// readRequest reads the next request (with httphead's parser or
+// net/http's) and applies the checks net/http's server adds to it.
 func (c *conn) readRequest() (*http.Request, error) {
 	if c.lastMethod == http.MethodPost {
 		// RFC 7230 section 3: tolerate a stray CRLF after a POST body.
@@ -328,12 +332,18 @@ func (c *conn) readRequest() (*http.Request, error) {
 		}
 		c.br.Discard(n)
 	}
-	req, err := http.ReadRequest(c.br)
-	if err != nil {
-		if c.r.hitLimit() {
-			return nil, errTooLarge
+	// The common request is parsed without net/http's per-field
+	// allocations; anything else, malformed input included, goes to
+	// net/http's parser as it is.
+	req, ok := httphead.ReadRequest(c.br, &c.body)
+	if !ok {
+		var err error
+		if req, err = http.ReadRequest(c.br); err != nil {
+			if c.r.hitLimit() {
+				return nil, errTooLarge
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	c.r.setLimit(math.MaxInt64)
 	c.lastMethod = req.Method

@@ -234,6 +234,63 @@ func TestMalformed(t *testing.T) {
 	}
 }
 
+// TestHeadLikeNetHTTP: requests on both sides of httphead's fast path —
+// the common form it parses and the malformed or unusual ones it leaves
+// to net/http's parser — get the status and error text net/http's own
+// server gives them, and the handler sees the same request. (An empty
+// Host field is the one known difference, from before httphead: net/http
+// takes it, this server answers 400 as for a missing one — see
+// readRequest.)
+func TestHeadLikeNetHTTP(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s host=%q cl=%d te=%v close=%v body=%q hdr=%v", r.Method, r.RequestURI, r.Proto, r.Host,
+			r.ContentLength, r.TransferEncoding, r.Close, body, r.Header)
+	})
+	lean, _ := startServer(t, h, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	std := &http.Server{Handler: h}
+	go std.Serve(ln)
+	t.Cleanup(func() { std.Close() })
+	for _, req := range []string{
+		"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 2\r\nx-lower: a\r\nX-Lower:  b \r\n\r\n{}",
+		"GET / HTTP/1.1\nHost: gw\n\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX: folded\r\n more\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX: a\x00b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX: caf\xc3\xa9\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: +1\r\n\r\nx",
+		"GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
+		"GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+		"GET / HTTP/1.1\r\nHost: gw\r\nContent-Length:\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+		"GET /%zz HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"GET //x/y HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"GET http://other/y HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"G@T / HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"GET  / HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"GET / HTTP/1.1 \r\nHost: gw\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\n: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nPragma: no-cache\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+	} {
+		got, want := exchangeRaw(t, lean, req), exchangeRaw(t, ln.Addr().String(), req)
+		if got != want {
+			t.Errorf("%q:\n lean   %s\n stdlib %s", req, got, want)
+		}
+	}
+}
+
+// exchangeRaw sends req and returns the status and body of the answer.
+func exchangeRaw(t *testing.T, addr, req string) string {
+	rc := dial(t, addr)
+	rc.send(req)
+	resp, body := rc.read("GET")
+	return resp.Status + " " + body
+}
+
 func TestTimeouts(t *testing.T) {
 	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), func(s *Server) {
 		s.Std.ReadHeaderTimeout = 100 * time.Millisecond

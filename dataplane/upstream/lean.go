@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infergate/infergate/dataplane/httphead"
 )
 
 // The lean HTTP/1.1 client does a whole exchange on the goroutine serving
@@ -18,9 +20,10 @@ import (
 // connection (writeLoop, readLoop) and back, and each hop may have to wake
 // a parked thread — on a proxy doing little else per request those hops
 // are a large share of its CPU. Only the connection pool and cancellation
-// are its own; the wire format is net/http's: http.ReadResponse parses the
-// responses (chunked bodies and trailers included) and writeHead writes
-// the request head the way (*http.Request).Write does.
+// are its own; the wire format is net/http's: httphead parses the common
+// responses as http.ReadResponse would, which parses the rest (chunked
+// bodies and trailers included), and writeHead writes the request head
+// the way (*http.Request).Write does.
 //
 // valyala/fasthttp's HostClient was the other candidate, but it has no
 // per-request cancellation (only timeouts), and an inference request must
@@ -148,9 +151,14 @@ func (p *leanProxy) send(w http.ResponseWriter, x *leanExchange, r *http.Request
 		return reused && connFailed(err), err
 	}
 	for n := 0; ; n++ {
-		resp, err := http.ReadResponse(x.br, r)
-		if err != nil {
-			return false, err
+		// The common response is parsed without net/http's per-field
+		// allocations; anything else goes to net/http's parser as it is.
+		resp, ok := httphead.ReadResponse(x.br, r)
+		if !ok {
+			var err error
+			if resp, err = http.ReadResponse(x.br, r); err != nil {
+				return false, err
+			}
 		}
 		code := resp.StatusCode
 		if code >= 200 {
