@@ -2,7 +2,6 @@ package http1
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -29,7 +28,7 @@ const bufferBeforeChunkingSize = 2048
 type response struct {
 	c      *conn
 	req    *http.Request
-	cancel context.CancelFunc
+	ctx    *reqCtx
 	header http.Header
 	body   reqBody
 
@@ -64,11 +63,11 @@ type response struct {
 // newResponse prepares w for req; nil when the request was answered
 // already (an expectation it cannot meet).
 func (c *conn) newResponse(req *http.Request) *response {
-	ctx, cancel := context.WithCancel(c.ctx)
+	ctx := &reqCtx{Context: c.ctx}
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.remoteAddr
 	req.TLS = c.tlsState
-	w := &response{c: c, req: req, cancel: cancel, contentLength: -1,
+	w := &response{c: c, req: req, ctx: ctx, contentLength: -1,
 		is11: req.ProtoAtLeast(1, 1), isHEAD: req.Method == http.MethodHead,
 		wants10KeepAlive: req.ProtoMajor == 1 && req.ProtoMinor == 0 && hasToken(req.Header["Connection"], "keep-alive"),
 		wantsClose:       req.Close || hasToken(req.Header["Connection"], "close"),
@@ -89,13 +88,16 @@ func (c *conn) newResponse(req *http.Request) *response {
 			w.Header().Set("Connection", "close")
 			w.WriteHeader(http.StatusExpectationFailed)
 			w.finish()
-			cancel()
+			ctx.cancel()
 			return nil
 		}
 	}
 	c.startWatch(w, bodyDone)
 	return w
 }
+
+// cancel ends the request's context.
+func (w *response) cancel() { w.ctx.cancel() }
 
 // Header implements http.ResponseWriter.
 func (w *response) Header() http.Header {

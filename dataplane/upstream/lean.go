@@ -118,7 +118,7 @@ func (p *leanProxy) roundTrip(w http.ResponseWriter, r *http.Request, x *leanExc
 		// Aborts a blocked write or read (a model server may think for
 		// tens of seconds before the first byte) when the client goes away
 		// or a timeout fires; the server sees the connection close.
-		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+		stop := afterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 		*x = leanExchange{c: c, stop: stop}
 		stale, err := p.send(w, x, r, body, reused)
 		if err == nil {
@@ -380,6 +380,23 @@ func isEventStream(h http.Header) bool {
 	}
 	mt, _, _ := strings.Cut(ct[0], ";")
 	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+}
+
+// afterFuncer is a context with an AfterFunc of its own, such as the
+// lean HTTP/1 server's request contexts (see http1), which hook a
+// cancellation for less than context.AfterFunc does on other contexts.
+type afterFuncer interface {
+	AfterFunc(func()) func() bool
+}
+
+// afterFunc is context.AfterFunc, through ctx's own AfterFunc when it has
+// one (context.AfterFunc would use it too, but only after allocating a
+// context of its own to cancel).
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if a, ok := ctx.(afterFuncer); ok {
+		return a.AfterFunc(f)
+	}
+	return context.AfterFunc(ctx, f)
 }
 
 // ctxErr prefers the context's error: it says why a read or write failed
