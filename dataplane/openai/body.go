@@ -35,6 +35,8 @@ type Body struct {
 	buf    []byte
 	off    int
 	closed bool
+	// pooled is the pool's slice header buf came from (nil if none).
+	pooled *[]byte
 }
 
 // ReadBody reads r (whose length is contentLength, -1 when unknown) into a
@@ -43,7 +45,8 @@ func ReadBody(r io.Reader, contentLength, limit int64) (*Body, error) {
 	if contentLength > limit {
 		return nil, ErrTooLarge
 	}
-	b := &Body{buf: (*bufPool.Get().(*[]byte))[:0]}
+	bp := bufPool.Get().(*[]byte)
+	b := &Body{buf: (*bp)[:0], pooled: bp}
 	if contentLength > 0 && int64(cap(b.buf)) < contentLength {
 		b.buf = make([]byte, 0, contentLength)
 	}
@@ -127,11 +130,16 @@ func (b *Body) Close() error {
 }
 
 func (b *Body) release() {
-	buf := b.buf
-	b.buf, b.closed = nil, true
+	buf, bp := b.buf, b.pooled
+	b.buf, b.pooled, b.closed = nil, nil, true
 	if cap(buf) <= maxPooledCap {
-		buf = buf[:0]
-		bufPool.Put(&buf)
+		// The pool's own slice header goes back (a new one would be
+		// allocated), now holding the buffer this body ended with.
+		if bp == nil {
+			bp = new([]byte)
+		}
+		*bp = buf[:0]
+		bufPool.Put(bp)
 	}
 }
 

@@ -65,10 +65,13 @@ func parseUsage(b []byte, descend bool) (u Usage, ok bool) {
 	}
 	j, fast := usageFields(span)
 	if !fast {
-		j = usageJSON{}
-		if json.Unmarshal(span, &j) != nil {
+		// Its own variable: one json.Unmarshal is handed escapes, and
+		// would cost the fast path an allocation if it were j.
+		slow := new(usageJSON)
+		if json.Unmarshal(span, slow) != nil {
 			return u, false
 		}
+		j = *slow
 	}
 	return Usage{Input: j.PromptTokens + j.InputTokens, Output: j.CompletionTokens + j.OutputTokens}, true
 }

@@ -254,7 +254,13 @@ func (p *leanProxy) respond(w http.ResponseWriter, r *http.Request, x *leanExcha
 		}
 		h[k] = vv
 	}
-	h[ServedHeader] = append(h[ServedHeader], p.served...)
+	if len(h[ServedHeader]) == 0 {
+		// Shared, as the stdlib path shares it: its capacity is its
+		// length, so an append elsewhere copies it.
+		h[ServedHeader] = p.served
+	} else {
+		h[ServedHeader] = append(h[ServedHeader], p.served...)
+	}
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
