@@ -296,9 +296,11 @@ var whyMissed = map[string]string{
   had a request of every prefix (60–80 of the 90 s), and cache misses per run were 36–72 (median 47) on 4 proxies
   against 35–53 (median 38) on one (13 runs each). Now the proxies share their affinity keys through the control
   plane (fleet keys, see the README; here the real aggregator and clients over loopback gRPC), so every proxy
-  plans a prefix from its first request to any of them. Per-request dumps on 2026-11-24 (` + "`-dump`" + `, 10 runs
-  each, the build before and after alternating): misses per run on 4 proxies median 42 before, 38 after
-  (34–43 but for two runs hit by a loaded minute), on one proxy 44 and 42. On this shared machine a loaded minute
+  plans a prefix from its first request to any of them. On 2026-11-24, 4 invocations of 5 runs each of the build
+  before and after, alternating (20 runs per side; ` + "`-dump`" + ` per-request results): cache misses per run on 4 proxies
+  median 43.5 before, 37.5 after (on one proxy 40.5 and 41), 4 proxies' TTFT p90 median 1.19 s before, 0.88 s after
+  (below 0.7 s in 10 of 20 runs, before in 2), the 4-vs-1 ratio of medians 1.11× before (per invocation 0.91–1.81×),
+  0.73× after (0.39–1.01×). On this shared machine a loaded minute
   adds slow requests to either side, and single runs vary by tens of
   percent, hence the median of repeated runs.
 `,
