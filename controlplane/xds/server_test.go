@@ -297,3 +297,25 @@ func TestAuthorizerAndMissingGateway(t *testing.T) {
 		t.Errorf("unknown gateway got resources: %v", ru.state())
 	}
 }
+
+// AuthorizeGateway runs the xDS authoriser for another service's stream
+// (the fleet keys): the hook sees the gateway as an xDS node would carry
+// it, and without a hook every gateway is admitted.
+func TestAuthorizeGateway(t *testing.T) {
+	srv := xds.NewServer(quietLogger(), xds.WithAuthorizer(func(_ context.Context, node *corev3.Node) error {
+		if node.GetMetadata().GetFields()[xds.MetadataGateway].GetStringValue() != gwA {
+			return status.Error(codes.PermissionDenied, "not your gateway")
+		}
+		return nil
+	}))
+	ctx := context.Background()
+	if err := srv.AuthorizeGateway(ctx, gwA); err != nil {
+		t.Errorf("%s refused: %v", gwA, err)
+	}
+	if err := srv.AuthorizeGateway(ctx, gwB); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("%s: %v, want PermissionDenied", gwB, err)
+	}
+	if err := xds.NewServer(quietLogger()).AuthorizeGateway(ctx, gwB); err != nil {
+		t.Errorf("without an authoriser: %v", err)
+	}
+}
