@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
 
@@ -44,6 +46,14 @@ const (
 	maxPoolName       = 512
 )
 
+// maxOnceServed bounds the once keys served per pool: when a pool has
+// more of them than this and than hot keys, most are unique prompts,
+// which no proxy plans over (a proxy takes keys sent once only while
+// there are at most max(hot keys, 4 per endpoint) of them), and serving
+// them would re-send the whole set at every new prompt. Then only the
+// hot keys are served. 256 is 4 per endpoint for 64 endpoints.
+const maxOnceServed = 256
+
 // Aggregator holds the keys of every gateway's pools.
 type Aggregator struct {
 	opts Options
@@ -54,12 +64,14 @@ type Aggregator struct {
 
 type gateway struct {
 	pools map[string]*pool
-	// version counts changes of the served set (new key, a key turning
-	// hot, expiry); streams send when it differs from what they sent.
-	version uint64
+	// version counts changes of the keys (new key, a key turning hot,
+	// expiry); served counts changes of the set served, which leaves out
+	// some (see maxOnceServed). Streams send when served differs from
+	// what they sent.
+	version, served uint64
 	// subs are the streams of the gateway, woken on a change.
 	subs map[chan struct{}]struct{}
-	// cached is the served set at version cachedAt.
+	// cached is the served set, built at version cachedAt.
 	cached   *fleetv1.FleetKeys
 	cachedAt uint64
 }
@@ -196,7 +208,7 @@ func (a *Aggregator) expireLocked(g *gateway, now int64) bool {
 func (a *Aggregator) gatewayLocked(gw string) *gateway {
 	g := a.gateways[gw]
 	if g == nil {
-		g = &gateway{pools: map[string]*pool{}, subs: map[chan struct{}]struct{}{}}
+		g = &gateway{pools: map[string]*pool{}, subs: map[chan struct{}]struct{}{}, cached: &fleetv1.FleetKeys{}}
 		a.gateways[gw] = g
 	}
 	return g
@@ -213,7 +225,7 @@ func (a *Aggregator) changedLocked(g *gateway) {
 }
 
 // Keys returns the served set of gw after dropping expired keys, and its
-// version (0: the gateway never had keys). Pools and keys are sorted, so
+// version (0: nothing served yet). Pools and keys are sorted, so
 // equal sets compare equal.
 func (a *Aggregator) Keys(gw string) (*fleetv1.FleetKeys, uint64) {
 	a.mu.Lock()
@@ -225,10 +237,14 @@ func (a *Aggregator) Keys(gw string) (*fleetv1.FleetKeys, uint64) {
 	if a.expireLocked(g, a.opts.Now().UnixNano()) {
 		a.changedLocked(g)
 	}
-	if g.cached == nil || g.cachedAt != g.version {
-		g.cached, g.cachedAt = g.set(), g.version
+	if g.cachedAt != g.version {
+		if next := g.set(); !proto.Equal(next, g.cached) {
+			g.cached = next
+			g.served++
+		}
+		g.cachedAt = g.version
 	}
-	return g.cached, g.version
+	return g.cached, g.served
 }
 
 func (g *gateway) set() *fleetv1.FleetKeys {
@@ -241,6 +257,9 @@ func (g *gateway) set() *fleetv1.FleetKeys {
 			} else {
 				ps.Once = append(ps.Once, k)
 			}
+		}
+		if len(ps.Once) > max(len(ps.Hot), maxOnceServed) {
+			ps.Once = nil
 		}
 		slices.Sort(ps.Hot)
 		slices.Sort(ps.Once)

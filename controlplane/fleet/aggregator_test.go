@@ -187,3 +187,34 @@ func FuzzIngest(f *testing.F) {
 		}
 	})
 }
+
+// Once keys are served while there are at most maxOnceServed of them (or
+// of hot keys): beyond, most are unique prompts no proxy plans over, and
+// each new one would re-send the set. Then only hot keys are served, and
+// a further unique prompt changes nothing served.
+func TestAggregatorServesOnceKeysOnlyWhileFew(t *testing.T) {
+	a, _ := newTestAggregator(Options{})
+	mustIngest(t, a, "ns/gw", "a", report("p", time.Minute, use(1, 0, true)))
+	var keys []*fleetv1.KeyUse
+	for i := range maxOnceServed {
+		keys = append(keys, use(uint64(100+i), 0, false))
+	}
+	mustIngest(t, a, "ns/gw", "a", report("p", time.Minute, keys...))
+	if ps := poolSet(t, a, "ns/gw", "p"); len(ps.GetOnce()) != maxOnceServed || len(ps.GetHot()) != 1 {
+		t.Fatalf("%d once and %d hot keys served, want %d and 1", len(ps.GetOnce()), len(ps.GetHot()), maxOnceServed)
+	}
+	mustIngest(t, a, "ns/gw", "a", report("p", time.Minute, use(99, 0, false)))
+	ps := poolSet(t, a, "ns/gw", "p")
+	if len(ps.GetOnce()) != 0 || !slices.Equal(ps.GetHot(), []uint64{1}) {
+		t.Fatalf("beyond the bound: once %d, hot %v; want none and [1]", len(ps.GetOnce()), ps.GetHot())
+	}
+	_, v := a.Keys("ns/gw")
+	mustIngest(t, a, "ns/gw", "a", report("p", time.Minute, use(98, 0, false)))
+	if _, v2 := a.Keys("ns/gw"); v2 != v {
+		t.Fatalf("a unique prompt beyond the bound changed the served version %d → %d", v, v2)
+	}
+	mustIngest(t, a, "ns/gw", "b", report("p", time.Minute, use(98, 0, false)))
+	if _, v3 := a.Keys("ns/gw"); v3 == v {
+		t.Fatal("a key turning hot left the served version")
+	}
+}
