@@ -250,3 +250,58 @@ func TestParseAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per request (net/http: %v), want at most 7 and half of net/http's", fast, std)
 	}
 }
+
+// BenchmarkReadRequest compares the fast path with net/http's parser on
+// a typical proxied request head (the body stays unread).
+func BenchmarkReadRequest(b *testing.B) {
+	raw := []byte(requestSeeds[0])
+	br := bufio.NewReaderSize(nil, 4096)
+	var body Body
+	b.Run("httphead", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			br.Reset(bytes.NewReader(raw))
+			br.Peek(len(raw))
+			if _, ok := ReadRequest(br, &body); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("net-http", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			br.Reset(bytes.NewReader(raw))
+			br.Peek(len(raw))
+			if _, err := http.ReadRequest(br); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkReadResponse does the same for a model server's JSON answer.
+func BenchmarkReadResponse(b *testing.B) {
+	raw := []byte(responseSeeds[0])
+	br := bufio.NewReaderSize(nil, 4096)
+	req, _ := http.NewRequest(http.MethodPost, "http://x/", nil)
+	b.Run("httphead", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			br.Reset(bytes.NewReader(raw))
+			br.Peek(len(raw))
+			if _, ok := ReadResponse(br, req); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("net-http", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			br.Reset(bytes.NewReader(raw))
+			br.Peek(len(raw))
+			if _, err := http.ReadResponse(br, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
