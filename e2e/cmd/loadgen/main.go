@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scale := fs.Float64("time-scale", 0.25, "wall seconds per simulated second")
 	workloads := fs.String("workloads", "", "comma-separated workload names (default all)")
 	strategies := fs.String("strategies", "", "comma-separated strategy names (default all)")
-	repeats := fs.Int("repeats", 3, "runs of the comparisons whose single runs vary (shared-prefix: ours on 1 vs 4 proxies; shared-prefix-saturated: round robin vs ours); the headline ratios compare medians")
+	repeats := fs.Int("repeats", 5, "runs of the comparisons whose single runs vary (shared-prefix: ours on 1 vs 4 proxies; shared-prefix-saturated: round robin vs ours); the headline ratios compare medians")
 	verbose := fs.Bool("v", false, "log proxies and replicas to stderr")
 	dump := fs.String("dump", "", "directory for one CSV of per-request results per cell (NN-workload-strategy.csv; none: no dump)")
 	if err := fs.Parse(args); err != nil {
