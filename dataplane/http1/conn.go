@@ -381,7 +381,7 @@ func (c *conn) replyError(err error) {
 		const msg = "431 Request Header Fields Too Large"
 		io.WriteString(c.rwc, "HTTP/1.1 "+msg+errorHeaders+msg)
 		c.closeWriteAndWait()
-	case strings.HasPrefix(err.Error(), "unsupported transfer encoding"):
+	case isUnsupportedTE(err):
 		io.WriteString(c.rwc, "HTTP/1.1 501 Not Implemented"+errorHeaders+"Unsupported transfer encoding")
 	case isCommonNetReadError(err):
 		// The client went away or timed out: nobody to answer.
@@ -392,6 +392,14 @@ func (c *conn) replyError(err error) {
 		const msg = "400 Bad Request"
 		io.WriteString(c.rwc, "HTTP/1.1 "+msg+errorHeaders+msg)
 	}
+}
+
+// isUnsupportedTE reports whether err is net/http's unsupportedTEError
+// (unexported, so known by its two messages): a coding other than chunked,
+// or more than one Transfer-Encoding field.
+func isUnsupportedTE(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unsupported transfer encoding") || strings.HasPrefix(msg, "too many transfer encodings")
 }
 
 func isCommonNetReadError(err error) bool {

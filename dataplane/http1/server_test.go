@@ -247,12 +247,13 @@ func TestHeadLikeNetHTTP(t *testing.T) {
 		fmt.Fprintf(w, "%s %s %s host=%q cl=%d te=%v close=%v body=%q hdr=%v", r.Method, r.RequestURI, r.Proto, r.Host,
 			r.ContentLength, r.TransferEncoding, r.Close, body, r.Header)
 	})
-	lean, _ := startServer(t, h, nil)
+	const maxHeaderBytes = 1 << 10
+	lean, _ := startServer(t, h, func(s *Server) { s.Std.MaxHeaderBytes = maxHeaderBytes })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	std := &http.Server{Handler: h}
+	std := &http.Server{Handler: h, MaxHeaderBytes: maxHeaderBytes}
 	go std.Serve(ln)
 	t.Cleanup(func() { std.Close() })
 	for _, req := range []string{
@@ -275,6 +276,51 @@ func TestHeadLikeNetHTTP(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: gw\r\n: x\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: gw\r\nPragma: no-cache\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+		// HTTP/1.0, with and without keep-alive and Host.
+		"GET / HTTP/1.0\r\nHost: gw\r\n\r\n",
+		"GET / HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+		"POST / HTTP/1.0\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi",
+		// Transfer-Encoding variants, alone and with Content-Length.
+		"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\ntransfer-encoding: Chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nhi",
+		"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding:\r\nContent-Length: 2\r\n\r\nhi",
+		// Content-Length forms the fast path parses or leaves.
+		"POST / HTTP/1.1\r\nHost: gw\r\ncontent-length:  007 \r\n\r\n1234567",
+		"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 1 2\r\n\r\nxy",
+		"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 0x1\r\n\r\nx",
+		"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 99999999999999999999\r\n\r\n",
+		// Expectations (the 100 Continue comes before the answer).
+		"POST / HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+		"POST / HTTP/1.1\r\nHost: gw\r\nexpect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi",
+		"GET / HTTP/1.0\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+		// Field bytes, names and line ends.
+		"GET / HTTP/1.1\r\nHost: gw\r\nX: a\rb\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX: a\nY: b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX: a\x7fb\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX:\tv \t\r\n\r\n",
+		"GET / HTTP/1.1\r\n X: lead\r\nHost: gw\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX : a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\n" + strings.Repeat("n", 70) + ": long name\r\n\r\n",
+		"GET / HTTP/1.1\r\nhost: gw:8080\r\nx-forwarded-for: 10.0.0.1\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: g\tw\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nTe: trailers\r\nTrailer: X\r\n\r\n",
+		// Targets: absolute, authority, asterisk, non-ASCII.
+		"GET http://other/y?q=1 HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"CONNECT gw:443 HTTP/1.1\r\nHost: gw:443\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"GET /a%2Fb?q=%20#frag HTTP/1.1\r\nHost: gw\r\n\r\n",
+		// Heads within and beyond MaxHeaderBytes (plus net/http's 4 KiB slack).
+		"GET / HTTP/1.1\r\nHost: gw\r\nX-Big: " + strings.Repeat("b", 2<<10) + "\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: gw\r\nX-Big: " + strings.Repeat("b", 6<<10) + "\r\n\r\n",
 	} {
 		got, want := exchangeRaw(t, lean, req), exchangeRaw(t, ln.Addr().String(), req)
 		if got != want {
@@ -283,12 +329,19 @@ func TestHeadLikeNetHTTP(t *testing.T) {
 	}
 }
 
-// exchangeRaw sends req and returns the status and body of the answer.
+// exchangeRaw sends req and returns the statuses of the interim answers
+// (100 Continue) and the status and body of the final one.
 func exchangeRaw(t *testing.T, addr, req string) string {
 	rc := dial(t, addr)
 	rc.send(req)
-	resp, body := rc.read("GET")
-	return resp.Status + " " + body
+	var interim string
+	for {
+		resp, body := rc.read("GET")
+		if resp.StatusCode >= 200 {
+			return interim + resp.Status + " " + body
+		}
+		interim += resp.Status + ", "
+	}
 }
 
 func TestTimeouts(t *testing.T) {
