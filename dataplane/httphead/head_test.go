@@ -45,6 +45,22 @@ var requestSeeds = []string{
 	"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
 	"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n",
+	"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: Chunked\r\nContent-Length: 9\r\n\r\n1\r\na\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\na",
+	"POST / HTTP/1.1\r\nHost: a\r\ncontent-length:  007 \r\n\r\n1234567",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nexpect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi",
+	"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX: a\nY: b\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX:\tv \t\r\n\r\n",
+	"GET / HTTP/1.1\r\n X: lead\r\nHost: a\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX : a\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn: long name\r\n\r\n",
+	"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET /a%2Fb?q=%20#frag HTTP/1.1\r\nHost: a\r\n\r\n",
 }
 
 // FuzzReadRequest checks ReadRequest against http.ReadRequest: a request
@@ -146,6 +162,13 @@ var responseSeeds = []string{
 	"HTTP/1.1 200 \xffOK\r\nContent-Length: 1\r\n\r\na",
 	"HTTP/1.1 200\tOK\r\nContent-Length: 1\r\n\r\na",
 	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTrailer: X\r\n\r\na",
+	"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nContent-Length: 9\r\n\r\n1\r\na\r\n0\r\n\r\n",
+	"HTTP/1.1 200 OK\r\ncontent-length: 007\r\n\r\n1234567",
+	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX: a\rb\r\n\r\na",
+	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n X: lead\r\n\r\na",
+	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX: folded\r\n more\r\n\r\na",
+	"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+	"HTTP/1.1 200 OK\nContent-Length: 1\n\na",
 }
 
 // FuzzReadResponse checks ReadResponse against http.ReadResponse, as
