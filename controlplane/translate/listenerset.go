@@ -68,21 +68,12 @@ func (t *translator) mergeListenerSets(gs *gatewayState) {
 	}
 }
 
-// setParentIs reports whether the ListenerSet's parentRef names gw
-// (group and kind default to Gateway's, the namespace to the set's).
+// setParentIs reports whether the ListenerSet's parentRef names gw, as a
+// route's parentRef would (group and kind default to Gateway's, the
+// namespace to the set's).
 func setParentIs(ls *gwv1.ListenerSet, gw *gwv1.Gateway) bool {
 	p := ls.Spec.ParentRef
-	if p.Group != nil && string(*p.Group) != gatewayGroup {
-		return false
-	}
-	if p.Kind != nil && string(*p.Kind) != kindGateway {
-		return false
-	}
-	ns := ls.Namespace
-	if p.Namespace != nil && *p.Namespace != "" {
-		ns = string(*p.Namespace)
-	}
-	return ns == gw.Namespace && string(p.Name) == gw.Name
+	return refersTo(gwv1.ParentReference{Group: p.Group, Kind: p.Kind, Namespace: p.Namespace, Name: p.Name}, ls.Namespace, gw)
 }
 
 // setParentKey is "<ns>/<name>" of the ListenerSet a route's parentRef
