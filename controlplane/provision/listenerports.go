@@ -32,12 +32,10 @@ func (l *ListenerPorts) Update(out *translate.Output) {
 	for gw, res := range out.Gateways {
 		var ports []int32
 		for _, ln := range res.Listeners {
-			if p := int32(ln.GetPort()); !slices.Contains(ports, p) {
-				ports = append(ports, p)
-			}
+			ports = append(ports, int32(ln.GetPort()))
 		}
 		slices.Sort(ports)
-		next[gw] = ports
+		next[gw] = slices.Compact(ports)
 	}
 	l.mu.Lock()
 	prev, changed := l.ports, l.changed

@@ -241,17 +241,12 @@ func Render(gw *gwapiv1.Gateway, class *gwapiv1.GatewayClass, p Params, opts Ren
 // listenerPorts are the distinct ports of the Gateway's listeners and
 // extra, ascending.
 func listenerPorts(gw *gwapiv1.Gateway, extra []int32) []int32 {
-	var ports []int32
+	ports := slices.Clone(extra)
 	for _, l := range gw.Spec.Listeners {
-		extra = append(extra[:len(extra):len(extra)], l.Port)
-	}
-	for _, p := range extra {
-		if !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
+		ports = append(ports, l.Port)
 	}
 	slices.Sort(ports)
-	return ports
+	return slices.Compact(ports)
 }
 
 // sparePort is want, or the next port after it that taken lacks.
