@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,14 +37,7 @@ func newStaticLB(pool []string, log *slog.Logger) *staticLB {
 }
 
 // owns reports whether ip is in the pool.
-func (lb *staticLB) owns(ip string) bool {
-	for _, p := range lb.pool {
-		if p == ip {
-			return true
-		}
-	}
-	return false
-}
+func (lb *staticLB) owns(ip string) bool { return slices.Contains(lb.pool, ip) }
 
 // sync makes the listening addresses exactly want ("<ip>:<port>" → the
 // targets for it), opening new ones and closing those no longer wanted.
