@@ -137,10 +137,7 @@ func (t *translator) attachParent(candidates []*listenerState, r *gwv1.HTTPRoute
 	}
 	var allowed []*listenerState
 	for _, l := range matching {
-		// A listener that lost a conflict to an earlier one is not there
-		// for routes.
-		lost := l.conflicted.Status == metav1.ConditionTrue && l.accepted.Status == metav1.ConditionFalse
-		if l.allowsHTTP && !lost && t.allowsNamespace(l, r.Namespace) {
+		if l.allowsHTTP && !l.lostConflict() && t.allowsNamespace(l, r.Namespace) {
 			allowed = append(allowed, l)
 		}
 	}

@@ -79,6 +79,13 @@ func (l *listenerState) programmed() bool {
 		(l.resolved.Status == metav1.ConditionTrue || l.resolved.Reason == string(gwv1.ListenerReasonInvalidRouteKinds))
 }
 
+// lostConflict reports whether the listener lost a conflict to an earlier
+// one (markLaterConflict): it is then neither accepted nor there for
+// routes.
+func (l *listenerState) lostConflict() bool {
+	return l.conflicted.Status == metav1.ConditionTrue && l.accepted.Status == metav1.ConditionFalse
+}
+
 func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	gs := &gatewayState{
 		gw:           gw,
@@ -356,7 +363,7 @@ func (l *listenerState) conditions() []metav1.Condition {
 	p := cond(string(gwv1.ListenerConditionProgrammed), true, string(gwv1.ListenerReasonProgrammed), "", l.gen)
 	switch {
 	case l.programmed():
-	case l.accepted.Status == metav1.ConditionFalse && l.conflicted.Status == metav1.ConditionTrue:
+	case l.lostConflict():
 		p = cond(string(gwv1.ListenerConditionProgrammed), false, l.conflicted.Reason, l.conflicted.Message, l.gen)
 	default:
 		p = cond(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "listener is not valid; see other conditions", l.gen)
