@@ -36,6 +36,15 @@ func (s *listenerSetState) allowed() bool { return s.refused == "" }
 // same hostname) and is not served, while the earlier one is left alone.
 func (t *translator) mergeListenerSets(gs *gatewayState) {
 	gs.setsByKey = map[string]*listenerSetState{}
+	// Why the Gateway itself is not accepted, "" when it is: then no set
+	// is taken.
+	notAccepted := ""
+	if _, msg := refusal(gs.gw); msg != "" {
+		notAccepted = "Gateway " + gs.name + " is not accepted: " + msg
+	} else if !slices.ContainsFunc(gs.listeners, (*listenerState).programmed) {
+		// The Gateway is not Accepted either (ListenersNotValid).
+		notAccepted = "Gateway " + gs.name + " is not accepted: none of its own listeners is valid"
+	}
 	for _, ls := range t.listenerSets {
 		if !setParentIs(ls, gs.gw) {
 			continue
@@ -43,13 +52,8 @@ func (t *translator) mergeListenerSets(gs *gatewayState) {
 		s := &listenerSetState{ls: ls, key: key(&ls.ObjectMeta)}
 		gs.sets = append(gs.sets, s)
 		gs.setsByKey[s.key] = s
-		if _, msg := refusal(gs.gw); msg != "" {
-			s.refused, s.msg = gwv1.ListenerSetReasonParentNotAccepted, "Gateway "+gs.name+" is not accepted: "+msg
-			continue
-		}
-		if !slices.ContainsFunc(gs.listeners, (*listenerState).programmed) {
-			// The Gateway is not Accepted either (ListenersNotValid).
-			s.refused, s.msg = gwv1.ListenerSetReasonParentNotAccepted, "Gateway "+gs.name+" is not accepted: none of its own listeners is valid"
+		if notAccepted != "" {
+			s.refused, s.msg = gwv1.ListenerSetReasonParentNotAccepted, notAccepted
 			continue
 		}
 		if !t.allowsListenerSet(gs.gw, ls.Namespace) {
