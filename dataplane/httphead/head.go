@@ -37,7 +37,7 @@ func head(buf []byte) []byte {
 
 // Field names whose presence sends a message to net/http: they change
 // framing or connection handling (Transfer-Encoding, Connection, Trailer,
-// Te) or net/http rewrites them (Pragma).
+// Te, Upgrade) or net/http rewrites them (Pragma).
 func unusual(key string) bool {
 	switch key {
 	case "Transfer-Encoding", "Connection", "Trailer", "Pragma", "Te", "Upgrade":
