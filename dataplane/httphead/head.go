@@ -11,7 +11,7 @@
 // ReadResponse then return ok=false having consumed nothing, and the
 // caller hands the same bytes to net/http. So malformed and unusual
 // messages — folded lines, bare LFs, obs-text, Transfer-Encoding,
-// Connection, duplicate Host or Content-Length fields, HTTP/1.0, CONNECT,
+// Connection other than a single keep-alive, duplicate Host or Content-Length fields, HTTP/1.0, CONNECT,
 // absolute URIs — get exactly net/http's answer, and what is parsed here
 // comes out as net/http would have produced it (the fuzz tests check both
 // against net/http).
@@ -20,6 +20,7 @@ package httphead
 import (
 	"bytes"
 	"net/http"
+	"strings"
 )
 
 // crlf2 ends a head.
@@ -44,6 +45,15 @@ func unusual(key string) bool {
 		return true
 	}
 	return false
+}
+
+// keepAlive reports whether a field is "Connection: keep-alive", which
+// changes nothing on HTTP/1.1 (keep-alive is its default) but which some
+// clients send on every request — openai-python's httpx among them — so
+// it stays on the fast path. Any other Connection value, or a second
+// Connection field, goes to net/http.
+func keepAlive(key, v string) bool {
+	return key == "Connection" && strings.EqualFold(v, "keep-alive")
 }
 
 // fields parses the header fields of s (the head as a string, from the
@@ -88,7 +98,7 @@ func fields(s string) (h http.Header, cl string, hasCL, ok bool) {
 			return nil, "", false, false
 		}
 		key, kok := canonical(kbuf[:0], line[:colon])
-		if !kok || unusual(key) {
+		if !kok {
 			return nil, "", false, false
 		}
 		v := line[colon+1:]
@@ -98,8 +108,11 @@ func fields(s string) (h http.Header, cl string, hasCL, ok bool) {
 			}
 		}
 		v = trim(v)
+		if unusual(key) && !keepAlive(key, v) {
+			return nil, "", false, false
+		}
 		if vv, dup := h[key]; dup {
-			if key == "Content-Length" || key == "Host" {
+			if key == "Content-Length" || key == "Host" || key == "Connection" {
 				return nil, "", false, false
 			}
 			h[key] = append(vv, v)

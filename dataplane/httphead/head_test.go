@@ -33,6 +33,12 @@ var requestSeeds = []string{
 	"GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
 	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+	"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}",
+	"GET / HTTP/1.1\r\nHost: a\r\nconnection:  Keep-Alive \r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: keep-alive\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n",
@@ -85,6 +91,26 @@ func TestReadRequestMatchesNetHTTP(t *testing.T) {
 	}
 	if taken < 4 {
 		t.Fatalf("the fast path took %d of the seed requests; the common ones must be taken", taken)
+	}
+}
+
+// TestKeepAliveTaken checks the heads openai-python (httpx) sends — with
+// "Connection: keep-alive" on every request — and backends answering with
+// it stay on the fast path, where any other Connection use does not.
+func TestKeepAliveTaken(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}": true,
+		"GET / HTTP/1.1\r\nHost: a\r\nconnection:  Keep-Alive \r\n\r\n":                                                                       true,
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n":                                                                              false,
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: keep-alive\r\n\r\n":                                               false,
+	} {
+		if got := checkRequest(t, []byte(raw)); got != want {
+			t.Errorf("%q: taken %v, want %v", raw, got, want)
+		}
+	}
+	raw := "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\na"
+	if !checkResponse(t, []byte(raw), false) {
+		t.Errorf("%q: not taken", raw)
 	}
 }
 
@@ -156,6 +182,8 @@ var responseSeeds = []string{
 	"HTTP/1.1 100 Continue\r\n\r\n",
 	"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\na",
 	"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na",
+	"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\na",
+	"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\nstream",
 	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
 	"HTTP/1.1  200 OK\r\nContent-Length: 1\r\n\r\na",
 	"HTTP/1.1 2000 OK\r\nContent-Length: 1\r\n\r\na",
