@@ -51,6 +51,7 @@ func main() {
 		profile  = flag.String("proxy-cpuprofile", "", "write the infergate proxy's CPU profile to this file")
 		h1client = flag.String("upstream-http1", "", "infergate's client for the HTTP/1.1 backend: lean or stdlib (default: the proxy's default)")
 		h1server = flag.String("http1-server", "", "infergate's server for the clients' HTTP/1 connections: lean or stdlib (default: the proxy's default)")
+		rounds   = flag.Int("rounds", 3, "rounds of every case (each round runs each case against every target in turn); the report shows per column the median over rounds, the counts summed")
 		cases    = flag.String("cases", "json-rate,json-max,sse-rate,sse-max,large,large-saturated", "comma-separated cases to run")
 	)
 	flag.Parse()
@@ -83,7 +84,10 @@ func main() {
 	if *out == "" {
 		*out = filepath.Join(repoRoot(), "e2e", "bench", "results", "proxy.md")
 	}
-	cfg := runConfig{cases: map[string]bool{}, http1: clientMode, h1server: serverMode, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10, largeTTFT: *largeTT}
+	if *rounds < 1 {
+		log.Fatalf("-rounds %d: want at least 1", *rounds)
+	}
+	cfg := runConfig{rounds: *rounds, cases: map[string]bool{}, http1: clientMode, h1server: serverMode, dur: *dur, rate: *rate, sseRate: *sseRate, conc: *conc, largeConc: *largeC, largeSize: *largeKB << 10, largeTTFT: *largeTT}
 	for _, c := range strings.Split(*cases, ",") {
 		cfg.cases[strings.TrimSpace(c)] = true
 	}
@@ -93,6 +97,7 @@ func main() {
 }
 
 type runConfig struct {
+	rounds                         int
 	cases                          map[string]bool
 	http1                          upstream.HTTP1Mode
 	h1server                       http1.Mode
@@ -189,27 +194,34 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 			return st
 		}
 	}
-	for _, c := range []struct {
+	type benchCase struct {
 		id, what string
 		run      func(*target) stats
-	}{
+	}
+	all := []benchCase{
 		{"json-rate", fmt.Sprintf("1 KB JSON at %d req/s", cfg.rate), rate("/json", small, cfg.rate)},
 		{"json-max", "1 KB JSON, max throughput", closed("/json", small, cfg.conc)},
 		{"sse-rate", fmt.Sprintf("SSE 200 events at %d req/s", cfg.sseRate), rate("/sse", sse, cfg.sseRate)},
 		{"sse-max", "SSE 200 events, max throughput", closed("/sse", sse, cfg.conc)},
 		{"large", fmt.Sprintf("%d KB prompt at concurrency %d, backend TTFT %s", cfg.largeSize>>10, cfg.largeConc, cfg.largeTTFT), closed(largeModel, large, cfg.largeConc)},
 		{"large-saturated", fmt.Sprintf("%d KB prompt at concurrency %d, backend answering at once", cfg.largeSize>>10, cfg.largeConc), closed("/ttft", large, cfg.largeConc)},
-	} {
-		if !cfg.cases[c.id] {
-			continue
-		}
-		for _, t := range targets {
-			log.Printf("%s: %s", t.name, c.what)
-			px, be, lg := startTreeCPU(t.pid), startCPU(bePID), startCPU(os.Getpid())
-			st := c.run(t)
-			ok := st.n - st.errors
-			st.proxyCPU, st.backendCPU, st.loadCPU = px.perRequest(ok), be.perRequest(ok), lg.perRequest(ok)
-			rep.add(c.id, t.name, st)
+	}
+	// Rounds are the outer loop, so a minute of load from elsewhere on a
+	// shared machine spoils one round of a case, not every measurement of
+	// it; the report takes medians over rounds.
+	for round := 1; round <= cfg.rounds; round++ {
+		for _, c := range all {
+			if !cfg.cases[c.id] {
+				continue
+			}
+			for _, t := range targets {
+				log.Printf("round %d/%d %s: %s", round, cfg.rounds, t.name, c.what)
+				px, be, lg := startTreeCPU(t.pid), startCPU(bePID), startCPU(os.Getpid())
+				st := c.run(t)
+				ok := st.n - st.errors
+				st.proxyCPU, st.backendCPU, st.loadCPU = px.perRequest(ok), be.perRequest(ok), lg.perRequest(ok)
+				rep.add(c.id, t.name, st)
+			}
 		}
 	}
 	text := rep.markdown()

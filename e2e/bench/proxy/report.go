@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,22 +20,66 @@ const (
 type report struct {
 	cfg     runConfig
 	targets []string
-	res     map[string]map[string]stats // case → target → stats
+	res     map[string]map[string][]stats // case → target → one per round
 }
 
 func (r *report) add(c, target string, s stats) {
 	if r.res == nil {
-		r.res = map[string]map[string]stats{}
+		r.res = map[string]map[string][]stats{}
 	}
 	if r.res[c] == nil {
-		r.res[c] = map[string]stats{}
+		r.res[c] = map[string][]stats{}
 	}
-	r.res[c][target] = s
+	r.res[c][target] = append(r.res[c][target], s)
 }
 
+// get returns the rounds of case c against target merged: per column the
+// median over rounds, requests and errors summed.
 func (r *report) get(c, target string) (stats, bool) {
-	s, ok := r.res[c][target]
-	return s, ok
+	rs := r.res[c][target]
+	if len(rs) == 0 {
+		return stats{}, false
+	}
+	m := stats{
+		p50: medianOf(rs, func(s stats) time.Duration { return s.p50 }), p99: medianOf(rs, func(s stats) time.Duration { return s.p99 }),
+		firstP50: medianOf(rs, func(s stats) time.Duration { return s.firstP50 }), firstP99: medianOf(rs, func(s stats) time.Duration { return s.firstP99 }),
+		rps:      medianOf(rs, func(s stats) float64 { return s.rps }),
+		proxyCPU: medianOf(rs, func(s stats) time.Duration { return s.proxyCPU }), backendCPU: medianOf(rs, func(s stats) time.Duration { return s.backendCPU }),
+		loadCPU: medianOf(rs, func(s stats) time.Duration { return s.loadCPU }),
+	}
+	for _, s := range rs {
+		m.n += s.n
+		m.errors += s.errors
+	}
+	return m, true
+}
+
+// medianOf is the median of one column over rounds (the mean of the two
+// middle ones for an even count).
+func medianOf[T time.Duration | float64](rs []stats, col func(stats) T) T {
+	v := make([]T, len(rs))
+	for i, s := range rs {
+		v[i] = col(s)
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// roundsMet counts the rounds of case c in which ok holds for the
+// infergate result against the same round's result of target base.
+func (r *report) roundsMet(c, base string, ok func(ig, b stats) bool) (met, of int) {
+	igs, bs := r.res[c]["infergate"], r.res[c][base]
+	for i := range min(len(igs), len(bs)) {
+		if ok(igs[i], bs[i]) {
+			met++
+		}
+		of++
+	}
+	return met, of
 }
 
 // pair returns the direct and infergate results of case c, the two every
@@ -75,6 +120,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- go-reverseproxy: a bare `httputil.ReverseProxy` (no routing, picking, inspection or metrics) — the floor for any proxy on Go's net/http, to separate infergate's own work from the HTTP stack's.\n")
 	fmt.Fprintf(&b, "- nginx: `least_conn`, `keepalive 512` upstream, HTTP/1.1 upstream, `proxy_buffering off`, `worker_processes auto`.\n")
 	fmt.Fprintf(&b, "- Each measurement runs %s; latency cases are open loop at a fixed rate; max throughput is %d closed-loop workers.\n", r.cfg.dur, r.cfg.conc)
+	fmt.Fprintf(&b, "- %d rounds (`-rounds`): each round runs every case against every target in turn; the tables show per column the median over the rounds (requests and errors: their sums), and the verdicts count the rounds within the goal, since one round on a shared 2-core machine can be spoiled by load from elsewhere.\n", r.cfg.rounds)
 	fmt.Fprintf(&b, "- CPU µs/req: user + system CPU time of the proxy's process (nginx: master and workers), of the backend and of the load generator during the measurement, per successful request (from /proc).\n\n")
 
 	if r.res["json-rate"] != nil {
@@ -166,13 +212,15 @@ func (r *report) verdicts() []string {
 	}
 	if d, ig, ok := r.pair("json-rate"); ok {
 		a50, a99 := ig.p50-d.p50, ig.p99-d.p99
-		out = append(out, fmt.Sprintf("added p50 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a50), ms(goalAddedP50), mark(a50 <= goalAddedP50)))
+		met, of := r.roundsMet("json-rate", "direct", func(ig, d stats) bool { return ig.p50-d.p50 <= goalAddedP50 })
+		out = append(out, fmt.Sprintf("added p50 at %d req/s: %s ms (goal ≤ %s ms) — %s; rounds within the goal: %d of %d", r.cfg.rate, added(a50), ms(goalAddedP50), mark(a50 <= goalAddedP50), met, of))
 		out = append(out, fmt.Sprintf("added p99 at %d req/s: %s ms (goal ≤ %s ms) — %s", r.cfg.rate, added(a99), ms(goalAddedP99), mark(a99 <= goalAddedP99)))
 	}
 	if ng, ok := r.get("json-max", "nginx"); ok && ng.rps > 0 {
 		igm, _ := r.get("json-max", "infergate")
 		ratio := igm.rps / ng.rps
-		out = append(out, fmt.Sprintf("max req/s infergate/nginx (1 KB JSON): %.2f× (goal ≥ %.1f×) — %s", ratio, goalRPSRatio, mark(ratio >= goalRPSRatio)))
+		met, of := r.roundsMet("json-max", "nginx", func(ig, ng stats) bool { return ng.rps > 0 && ig.rps/ng.rps >= goalRPSRatio })
+		out = append(out, fmt.Sprintf("max req/s infergate/nginx (1 KB JSON): %.2f× (goal ≥ %.1f×) — %s; rounds within the goal: %d of %d", ratio, goalRPSRatio, mark(ratio >= goalRPSRatio), met, of))
 		if gp, ok := r.get("json-max", "go-reverseproxy"); ok && gp.rps > 0 {
 			out = append(out, fmt.Sprintf("max req/s infergate/go-reverseproxy (1 KB JSON): %.2f×; go-reverseproxy/nginx: %.2f×", igm.rps/gp.rps, gp.rps/ng.rps))
 		}
