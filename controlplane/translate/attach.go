@@ -99,10 +99,16 @@ func refersTo(pr gwv1.ParentReference, routeNS string, gw *gwv1.Gateway) bool {
 // parentListeners resolves a parentRef of r against the gateway: the
 // listeners it may attach to (a Gateway parentRef: the Gateway's own; a
 // ListenerSet parentRef: that set's), or a ready Accepted=False condition
-// (the set is not attached to the Gateway). ok is false when the parentRef
+// (the Gateway is not accepted, or the set is not attached to it). ok is false when the parentRef
 // names neither the gateway nor one of its ListenerSets.
 func (gs *gatewayState) parentListeners(pr gwv1.ParentReference, r *gwv1.HTTPRoute) (ls []*listenerState, c metav1.Condition, ok bool) {
 	if refersTo(pr, r.Namespace, gs.gw) {
+		if _, msg := refusal(gs.gw); msg != "" {
+			// It serves nothing (its snapshot is empty), so a route
+			// reporting Accepted there would claim traffic it never gets.
+			return nil, cond(string(gwv1.RouteConditionAccepted), false, string(gwv1.RouteReasonNoMatchingParent),
+				"Gateway "+gs.name+" is not accepted: "+msg, r.Generation), true
+		}
 		return gs.listeners, c, true
 	}
 	s := gs.setsByKey[setParentKey(pr, r.Namespace)]
