@@ -8,14 +8,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,47 +179,14 @@ func (p *Process) Wait() error {
 }
 
 // FreePort returns a TCP port that is free on host at the time of the call.
-// It picks below the kernel's ephemeral range when there is room: a port
-// from that range, once released, may be taken by any outgoing connection
-// (16 proxies' scrapes and streams make hundreds) before the process it
-// was picked for binds it — "address already in use" in a test that did
-// nothing wrong. Ports below the range are only ever bound explicitly.
 func FreePort(t testing.TB, host string) int {
 	t.Helper()
-	if lo, ok := ephemeralLow(); ok && lo > minPickPort+1000 {
-		for range 100 {
-			port := minPickPort + rand.IntN(lo-minPickPort)
-			l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-			if err == nil {
-				l.Close()
-				return port
-			}
-		}
-	}
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatalf("free port on %s: %v", host, err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// minPickPort is the lowest port FreePort picks: above the well-known and
-// common service ports.
-const minPickPort = 20000
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux).
-func ephemeralLow() (int, bool) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, false
-	}
-	lo, err := strconv.Atoi(f[0])
-	return lo, err == nil
 }
 
 // FreePortOn returns a port that is free on every host listed, so that
