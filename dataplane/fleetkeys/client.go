@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/redial"
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
 
@@ -97,25 +97,12 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() { <-applied }()
 	go c.applyLoop(ctx, applied)
 
-	backoff := c.cfg.BackoffMin
-	for {
+	redial.Loop(ctx, c.cfg.BackoffMin, c.cfg.BackoffMax, c.cfg.Logger, "fleet keys", func(ctx context.Context) (bool, error) {
 		answered, err := c.stream(ctx, api)
-		if ctx.Err() != nil {
-			return nil
-		}
 		c.lost()
-		if answered {
-			backoff = c.cfg.BackoffMin
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		c.cfg.Logger.Warn("fleet keys stream ended, reconnecting", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		backoff = min(backoff*2, c.cfg.BackoffMax)
-	}
+		return answered, err
+	})
+	return nil
 }
 
 // lost tells the apply loop that the stream is gone (nil set).

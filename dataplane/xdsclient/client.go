@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/infergate/infergate/dataplane/redial"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -150,29 +150,12 @@ func (c *Client) Run(ctx context.Context) error {
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 
-	backoff := c.cfg.BackoffMin
-	for {
+	redial.Loop(ctx, c.cfg.BackoffMin, c.cfg.BackoffMax, c.log, "xds", func(ctx context.Context) (bool, error) {
 		answered, err := c.stream(ctx, ads)
 		c.setConnected(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if answered {
-			backoff = c.cfg.BackoffMin
-		}
-		// Jitter in [backoff/2, backoff] so a fleet of proxies does not
-		// reconnect in lockstep after a control-plane restart.
-		wait := backoff/2 + rand.N(backoff/2+1)
-		c.log.Warn("xds stream ended, reconnecting", "err", err, "in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		backoff = min(backoff*2, c.cfg.BackoffMax)
-	}
+		return answered, err
+	})
+	return nil
 }
 
 // stream runs one ADS stream; answered reports whether the server sent
