@@ -212,41 +212,33 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer, proxi
 }
 
 // keys returns the hot keys and the tentative ones (not hot), own and the
-// fleet's, each once. The caller holds mu.
+// fleet's, each once; the fleet's tentative keys only with several
+// proxies. The caller holds mu.
 func (h *prefixHomes) keys(proxies int) (hot, once []uint64) {
 	f := h.fleet
 	if f == nil {
 		f = &FleetKeys{}
 	}
-	hot = make([]uint64, 0, len(h.hot)+len(f.Hot))
+	seen := make(map[uint64]bool, len(h.hot)+len(f.Hot)+len(h.once))
+	add := func(dst []uint64, k uint64) []uint64 {
+		if seen[k] {
+			return dst
+		}
+		seen[k] = true
+		return append(dst, k)
+	}
 	for k := range h.hot {
-		hot = append(hot, k)
+		hot = add(hot, k)
 	}
 	for _, k := range f.Hot {
-		if _, own := h.hot[k]; !own {
-			hot = append(hot, k)
-		}
+		hot = add(hot, k)
 	}
-	if len(f.Hot) > 0 {
-		// The fleet's hot keys may repeat own ones sent once here.
-		slices.Sort(hot)
-		hot = slices.Compact(hot)
-	}
-	isHot := func(k uint64) bool { _, ok := slices.BinarySearch(hot, k); return ok }
-	if len(f.Hot) == 0 {
-		isHot = func(k uint64) bool { _, ok := h.hot[k]; return ok }
-	}
-	once = make([]uint64, 0, len(h.once))
 	for k := range h.once {
-		if !isHot(k) {
-			once = append(once, k)
-		}
+		once = add(once, k)
 	}
-	if proxies > 1 && len(f.Once) > 0 {
+	if proxies > 1 {
 		for _, k := range f.Once {
-			if _, own := h.once[k]; !own && !isHot(k) {
-				once = append(once, k)
-			}
+			once = add(once, k)
 		}
 	}
 	return hot, once
