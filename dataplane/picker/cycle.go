@@ -43,11 +43,17 @@ type Cycle struct {
 	hashed bool
 	// adapter: 0 unknown yet, 1 the model is a LoRA adapter some endpoint
 	// runs or queues, -1 it is not.
-	adapter  int8
-	scores   []float64
-	total    []float64
-	matches  []prefixMatch
-	prefixOf map[*endpoints.Endpoint]int32
+	adapter int8
+	// source is the scheduler's PrefixSource (nil: none); sourceOut its
+	// answer for this request once asked (nil: no answer).
+	source    *PrefixSource
+	sourced   bool
+	sourceBuf []int
+	sourceOut []int
+	scores    []float64
+	total     []float64
+	matches   []prefixMatch
+	prefixOf  map[*endpoints.Endpoint]int32
 }
 
 var cyclePool = sync.Pool{New: func() any {
@@ -68,6 +74,7 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 	c.Candidates = c.Candidates[:0]
 	c.AnyFresh, c.MeanQueue, c.LoRA = false, 0, false
 	c.keys, c.blocks, c.hashed, c.adapter = c.keys[:0], 0, false, 0
+	c.source, c.sourced, c.sourceOut = nil, false, nil
 	clear(c.prefixOf)
 	clear(c.matches)
 	c.matches = c.matches[:0]

@@ -17,6 +17,9 @@ import (
 const (
 	// BlockChars is the block size in bytes of prompt text.
 	BlockChars = 64
+	// charsPerToken estimates a prompt's tokens from its bytes where no
+	// tokenizer says better (English BPE averages about 4).
+	charsPerToken = 4
 	// MaxBlocks bounds how much of a prompt is hashed (256 blocks ≈ 4k
 	// tokens): beyond it, prefixes are long enough to tell apart.
 	MaxBlocks = 256

@@ -97,6 +97,9 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 	if n == 0 {
 		return
 	}
+	// A prefix source (KV events, an oracle) knows better than the own
+	// index where it has an answer.
+	known := c.cachedTokens()
 	// Own index: deepest position first, so each endpoint gets its longest
 	// match.
 	for i := len(keys) - 1; i >= 0; i-- {
@@ -143,6 +146,17 @@ func (s *PrefixScorer) Score(c *Cycle, out []float64) {
 				out[i] = float64(b) / float64(n)
 			}
 		}
+	}
+	if known != nil {
+		// What the source knows replaces the guesses: the own index where
+		// it knows nothing, no rendezvous affinity.
+		tokens := float64(len(promptStart(c.Req.Body))) / charsPerToken
+		for i, t := range known {
+			if t >= 0 && tokens > 0 {
+				out[i] = min(float64(t)/tokens, 1)
+			}
+		}
+		return
 	}
 	// Adapter requests get no rendezvous affinity: LoRAScorer places them.
 	if c.IsAdapter() {

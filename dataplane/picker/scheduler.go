@@ -3,6 +3,7 @@ package picker
 import (
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -32,6 +33,8 @@ type Scheduler struct {
 	// API; copying on every pick would cost two atomic stores per
 	// candidate.
 	recordScores every
+	// source is the optional PrefixSource (SetPrefixSource).
+	source atomic.Pointer[PrefixSource]
 }
 
 // scoreRecordEvery is how fresh the admin API's last scores are.
@@ -70,6 +73,7 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 	}
 	c := getCycle(req, s.now(), len(cands))
 	defer putCycle(c)
+	c.source = s.source.Load()
 	c.load(cands)
 	if s.shed && Shed(req.Priority, c.saturation()) {
 		return nil, ErrShed

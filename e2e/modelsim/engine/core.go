@@ -206,6 +206,23 @@ func (c *Core) Remove(r *Request) {
 	r.cancelled = true
 }
 
+// CachedTokens is how many leading tokens of a request with this prompt
+// and adapter the prefix cache holds now: what admission would reuse if
+// it happened at once (at most all but the prompt's last token). It is
+// ground truth for routing oracles; a real server does not export it.
+func (c *Core) CachedTokens(prompt []byte, adapter string) int {
+	hashes := BlockHashes(prompt, c.cfg.BlockSize, adapter)
+	limit := (max(NumTokens(len(prompt)), 1) - 1) / c.cfg.BlockSize
+	n := 0
+	for _, h := range hashes[:min(len(hashes), limit)] {
+		if _, ok := c.kv.cached[h]; !ok {
+			break
+		}
+		n++
+	}
+	return n * c.cfg.BlockSize
+}
+
 // Idle reports whether there is no work at all.
 func (c *Core) Idle() bool { return len(c.waiting) == 0 && len(c.running) == 0 }
 

@@ -78,7 +78,17 @@ func (r *Request) total() int { return r.promptLen + r.generated }
 
 func (r *Request) publish(err error) {
 	r.mu.Lock()
-	r.prog = Progress{
+	r.prog = r.progress(err)
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+// progress is the request's state as the scheduler holds it.
+func (r *Request) progress(err error) Progress {
+	p := Progress{
 		PromptTokens: r.promptLen,
 		CachedTokens: r.cached,
 		Generated:    r.generated,
@@ -88,11 +98,13 @@ func (r *Request) publish(err error) {
 		Err:          err,
 	}
 	if r.finished {
-		r.prog.Finished = r.lastTokenAt
+		p.Finished = r.lastTokenAt
 	}
-	r.mu.Unlock()
-	select {
-	case r.notify <- struct{}{}:
-	default:
-	}
+	return p
 }
+
+// State is the request's state as a Core driven directly (without an
+// Engine) left it after its last Step: for callers that step a Core in
+// simulated time on their own goroutine and read the requests a step
+// touched. Engine users read Progress instead.
+func (r *Request) State() Progress { return r.progress(nil) }
