@@ -24,7 +24,7 @@ import (
 //	/metrics    Prometheus metrics (requests, tokens, TTFT, pools, picker)
 func (m *Manager) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.metrics.Handler())
+	mux.Handle("GET /metrics", m.pl.Metrics().Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -44,13 +44,13 @@ func (m *Manager) AdminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, struct {
 			*config.Config
 			Scraping endpoints.Schedule `json:"scraping"`
-		}{cfg, m.reg.Schedule()})
+		}{cfg, m.pl.Endpoints().Schedule()})
 	})
 	mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, m.reg.Statuses())
+		writeJSON(w, http.StatusOK, m.pl.Endpoints().Statuses())
 	})
 	mux.HandleFunc("GET /queues", func(w http.ResponseWriter, _ *http.Request) {
-		qs := m.queues.Statuses(time.Now())
+		qs := m.pl.Queues().Statuses(time.Now())
 		if qs == nil {
 			qs = []waitqueue.Status{} // [] rather than null: no pool has a queue
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/infergate/infergate/dataplane/http1"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -41,7 +42,8 @@ func BenchmarkProxyRequest(b *testing.B) {
 		for _, kind := range []string{"service", "pool"} {
 			pool := backendSpec{name: kind, pool: kind == "pool", addrs: []string{addr(be)}}
 			port := freePort(b)
-			m := newManagerWith(b, server.Options{Upstream: upstream.Options{HTTP1: modes.client}, HTTP1Server: modes.server})
+			m := newManagerWith(b, server.Options{HTTP1Server: modes.server,
+				Pipeline: pipeline.Options{Upstream: upstream.Options{HTTP1: modes.client}}})
 			apply(b, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/v1", ref(pool, 1))}, []backendSpec{pool}))
 			name := string(modes.server) + "/" + string(modes.client) + "/" + kind
 			b.Run(name, func(b *testing.B) { benchPost(b, url(port, "/v1/chat/completions"), false) })

@@ -47,12 +47,12 @@ func newManager(t testing.TB) *server.Manager {
 // net/http's server instead of the lean one.
 func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 	t.Helper()
-	if opts.Upstream.HTTP1 == "" {
+	if opts.Pipeline.Upstream.HTTP1 == "" {
 		mode, err := upstream.ParseHTTP1Mode(os.Getenv("INFERGATE_TEST_UPSTREAM_HTTP1"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts.Upstream.HTTP1 = mode
+		opts.Pipeline.Upstream.HTTP1 = mode
 	}
 	if opts.HTTP1Server == "" {
 		mode, err := http1.ParseMode(os.Getenv("INFERGATE_TEST_HTTP1_SERVER"))
@@ -63,7 +63,7 @@ func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 	}
 	opts.BindAddress = "127.0.0.1"
 	opts.DrainTimeout = 2 * time.Second
-	opts.Endpoints = endpoints.Options{Interval: 10 * time.Millisecond}
+	opts.Pipeline.Endpoints = endpoints.Options{Interval: 10 * time.Millisecond}
 	m := server.New(slog.New(slog.DiscardHandler), opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -13,6 +13,7 @@ import (
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 )
 
@@ -49,7 +50,8 @@ func TestSlowClients(t *testing.T) {
 	be := echo(t)
 	svc := backendSpec{name: "svc", addrs: []string{addr(be)}}
 	port := freePort(t)
-	m := newManagerWith(t, server.Options{HeaderReadTimeout: 200 * time.Millisecond, BodyReadTimeout: 200 * time.Millisecond, MaxHeaderBytes: 4 << 10})
+	m := newManagerWith(t, server.Options{HeaderReadTimeout: 200 * time.Millisecond, MaxHeaderBytes: 4 << 10,
+		Pipeline: pipeline.Options{BodyReadTimeout: 200 * time.Millisecond}})
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(svc, 1))}, []backendSpec{svc}))
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/internal/testwait"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -104,7 +105,7 @@ func TestListModelsAcrossBackends(t *testing.T) {
 	hostRoute.Hostnames = []string{"*.models.test"}
 	// A TTL no loaded machine outlives, so "asked once within the TTL" is
 	// exact; TestListModelsRefreshAfterTTL covers expiry.
-	m := newManagerWith(t, server.Options{ModelListTTL: time.Hour, ModelListTimeout: 100 * time.Millisecond})
+	m := newManagerWith(t, server.Options{Pipeline: pipeline.Options{ModelListTTL: time.Hour, ModelListTimeout: 100 * time.Millisecond}})
 	rs := snapshot([]uint32{port, otherPort}, []*snapshotv1.Route{
 		route("pool", "/v1", ref(pool, 1)),
 		route("split", "/split", ref(goodSvc, 1), ref(slowSvc, 1)),
@@ -168,7 +169,7 @@ func TestListModelsRefreshAfterTTL(t *testing.T) {
 	})
 	svc := backendSpec{name: "good", addrs: []string{addr(good)}}
 	port := freePort(t)
-	m := newManagerWith(t, server.Options{ModelListTTL: 100 * time.Millisecond, ModelListTimeout: time.Second})
+	m := newManagerWith(t, server.Options{Pipeline: pipeline.Options{ModelListTTL: 100 * time.Millisecond, ModelListTimeout: time.Second}})
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("rest", "/", ref(svc, 1))}, []backendSpec{svc}))
 	if _, got := listModels(t, port); got != "svc-model" {
 		t.Fatalf("models %q, want svc-model", got)

@@ -14,6 +14,7 @@ import (
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -157,7 +158,7 @@ func (p *recordingPicker) Pick(req *picker.Request, c []*endpoints.Endpoint) (*e
 
 func TestPriorityFromObjectiveThenModel(t *testing.T) {
 	rec := &recordingPicker{}
-	m := newManagerWith(t, server.Options{PickerFor: func(*config.Backend) picker.Picker { return rec }})
+	m := newManagerWith(t, server.Options{Pipeline: pipeline.Options{PickerFor: func(*config.Backend) picker.Picker { return rec }}})
 	be := modelServer(t)
 	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
 	port := freePort(t)

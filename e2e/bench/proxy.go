@@ -12,6 +12,7 @@ import (
 	"github.com/infergate/infergate/dataplane/config/configtest"
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -81,8 +82,10 @@ func startProxies(n int, addrs []string, pickerOf func(i int) func(*config.Backe
 		}
 		m := server.New(logger, server.Options{
 			BindAddress: "127.0.0.1",
-			Endpoints:   endpoints.Options{Interval: scrapeInterval, Proxies: n},
-			PickerFor:   pickerOf(i),
+			Pipeline: pipeline.Options{
+				Endpoints: endpoints.Options{Interval: scrapeInterval, Proxies: n},
+				PickerFor: pickerOf(i),
+			},
 		})
 		if err := m.Apply(cfg); err != nil {
 			closeProxies(out)

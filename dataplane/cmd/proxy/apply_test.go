@@ -11,6 +11,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config/configtest"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/xdsclient"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -34,7 +35,7 @@ func withCount(res xdsclient.Resources, n uint32) xdsclient.Resources {
 func TestConfigHandlerAppliesProxyCount(t *testing.T) {
 	mgr := server.New(slog.New(slog.DiscardHandler), server.Options{
 		BindAddress: "127.0.0.1",
-		Endpoints:   endpoints.Options{Interval: 10 * time.Millisecond},
+		Pipeline:    pipeline.Options{Endpoints: endpoints.Options{Interval: 10 * time.Millisecond}},
 	})
 	t.Cleanup(func() { _ = mgr.Close(context.Background()) })
 	h := configHandler(mgr, slog.New(slog.DiscardHandler))

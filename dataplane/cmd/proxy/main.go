@@ -22,6 +22,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/fleetkeys"
 	"github.com/infergate/infergate/dataplane/http1"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
 	"github.com/infergate/infergate/dataplane/xdsclient"
@@ -108,15 +109,17 @@ func main() {
 func run(ctx context.Context, o options, logger *slog.Logger) error {
 	mgr := server.New(logger.With("component", "server"), server.Options{
 		BindAddress:       o.listenAddress,
-		MaxBodyBytes:      o.maxBodyBytes,
 		HeaderReadTimeout: o.headerTimeout,
-		BodyReadTimeout:   o.bodyTimeout,
 		MaxHeaderBytes:    o.maxHeader,
 		DrainTimeout:      o.drainTimeout,
-		ModelListTTL:      o.modelsTTL,
-		ModelListTimeout:  o.modelsTimeout,
-		Upstream:          upstream.Options{HTTP1: o.http1Mode},
 		HTTP1Server:       o.http1Srv,
+		Pipeline: pipeline.Options{
+			MaxBodyBytes:     o.maxBodyBytes,
+			BodyReadTimeout:  o.bodyTimeout,
+			ModelListTTL:     o.modelsTTL,
+			ModelListTimeout: o.modelsTimeout,
+			Upstream:         upstream.Options{HTTP1: o.http1Mode},
+		},
 	})
 	handler := configHandler(mgr, logger)
 	dialOpts, err := xdsclient.SecureDialOptions(o.xdsCAFile, o.xdsServerName, o.xdsTokenFile)

@@ -13,6 +13,7 @@ import (
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/config/configtest"
 	"github.com/infergate/infergate/dataplane/http1"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -58,7 +59,8 @@ func runProxy(port uint32, backend, profile string, mode upstream.HTTP1Mode, srv
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m := server.New(logger, server.Options{BindAddress: "127.0.0.1", Upstream: upstream.Options{HTTP1: mode}, HTTP1Server: srvMode})
+	m := server.New(logger, server.Options{BindAddress: "127.0.0.1", HTTP1Server: srvMode,
+		Pipeline: pipeline.Options{Upstream: upstream.Options{HTTP1: mode}}})
 	if err := m.Apply(cfg); err != nil {
 		return err
 	}

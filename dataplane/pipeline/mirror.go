@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ const mirrorTimeout = 60 * time.Second
 // mirror sends a copy of r (headers and body as forwarded upstream) to the
 // mirror's backend in the background and discards the answer. It never
 // touches the client's response.
-func (m *Manager) mirror(st *state, mi *config.Mirror, r *http.Request, body []byte) {
+func (m *Pipeline) mirror(st *state, mi *config.Mirror, r *http.Request, body []byte) {
 	bs := st.backends[mi.Name]
 	if bs == nil || len(bs.eps) == 0 || bs.cfg.TLS != nil && bs.cfg.TLS.Invalid != "" {
 		return // nowhere to send it (an unusable BackendTLSPolicy: 503s only)

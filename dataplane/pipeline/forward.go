@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 // needs a replayable body (a buffered one, or none), and goes to another
 // backendRef of the rule when one is left (see call.next), else to an
 // endpoint of the same backend not tried yet when one is left.
-func (m *Manager) forward(w http.ResponseWriter, c *call) {
+func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 	ex := newExchange(w)
 	defer ex.release()
 	ex.cors = c.cors
@@ -152,7 +152,7 @@ func (m *Manager) forward(w http.ResponseWriter, c *call) {
 
 // moveOn aims c at the backendRef for the next attempt after one at ref
 // failed, and reports whether that is another backendRef.
-func (m *Manager) moveOn(c *call, ref *config.BackendRef) bool {
+func (m *Pipeline) moveOn(c *call, ref *config.BackendRef) bool {
 	next, bs := c.next()
 	if next == ref {
 		return false
@@ -162,7 +162,7 @@ func (m *Manager) moveOn(c *call, ref *config.BackendRef) bool {
 }
 
 // attempt proxies one attempt to ep, bounded by perAttempt when set.
-func (m *Manager) attempt(ex *exchange, r *http.Request, perAttempt time.Duration, bs *backendState, ep *endpoints.Endpoint) {
+func (m *Pipeline) attempt(ex *exchange, r *http.Request, perAttempt time.Duration, bs *backendState, ep *endpoints.Endpoint) {
 	if perAttempt > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), perAttempt)
 		defer cancel()

@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"cmp"
@@ -57,7 +57,7 @@ type modelCache struct {
 	ttl, timeout time.Duration
 	group        singleflight.Group
 
-	// ctx ends fetches when the Manager closes; wg waits for them.
+	// ctx ends fetches when the Pipeline closes; wg waits for them.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -234,7 +234,7 @@ func (e *httpStatusError) Error() string { return "status " + strconv.Itoa(e.cod
 // Services — reports (see modelCache), de-duplicated, in the OpenAI list
 // format. A backend that is down or slow is left out; the listing itself
 // never fails for it.
-func (m *Manager) serveModels(w http.ResponseWriter, r *http.Request, st *state, ps *portState) {
+func (m *Pipeline) serveModels(w http.ResponseWriter, r *http.Request, st *state, ps *portState) {
 	ln := ps.router.Listener(r.Host)
 	if ln == nil {
 		notFound(w, r, "no listener for host "+r.Host)

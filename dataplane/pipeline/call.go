@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"math/rand/v2"
@@ -87,7 +87,7 @@ func (c *call) keepBase() {
 // aim readies c for attempts at ref: the backendRef's filters on the
 // request (starting again from the rule's when the previous attempt went
 // elsewhere), and a pool's model rule on the body and priority.
-func (m *Manager) aim(c *call, ref *config.BackendRef, bs *backendState) {
+func (m *Pipeline) aim(c *call, ref *config.BackendRef, bs *backendState) {
 	if c.ref != nil && c.base != nil {
 		c.r.Header = c.base.header.Clone()
 		*c.r.URL = c.base.url
@@ -136,7 +136,7 @@ func (m *Manager) aim(c *call, ref *config.BackendRef, bs *backendState) {
 // fireMirrors fires the mirrors of the rule and of c's backendRef that have
 // not fired yet for this request: a request is mirrored once per
 // backendRef it is sent to, and only when it is sent.
-func (m *Manager) fireMirrors(c *call) {
+func (m *Pipeline) fireMirrors(c *call) {
 	if !c.rulesMirrored {
 		c.rulesMirrored = true
 		m.mirrorAll(c, c.route.Filters.Mirrors)
@@ -147,7 +147,7 @@ func (m *Manager) fireMirrors(c *call) {
 	}
 }
 
-func (m *Manager) mirrorAll(c *call, mirrors []*config.Mirror) {
+func (m *Pipeline) mirrorAll(c *call, mirrors []*config.Mirror) {
 	for _, mi := range mirrors {
 		if mirrorWanted(mi) {
 			m.mirror(c.st, mi, c.r, c.preq.Body)

@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"errors"
@@ -21,7 +21,7 @@ const (
 
 // portHandler serves one bound port with whatever config is current.
 type portHandler struct {
-	m    *Manager
+	m    *Pipeline
 	port uint32
 }
 

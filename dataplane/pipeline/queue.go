@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"errors"
@@ -32,7 +32,7 @@ func checkQueues(cfg *config.Config) error {
 
 // onScrape lets the wait queues of the pools ep serves dispatch what its
 // fresh metrics make room for.
-func (m *Manager) onScrape(ep *endpoints.Endpoint) {
+func (m *Pipeline) onScrape(ep *endpoints.Endpoint) {
 	if st := m.state.Load(); st != nil {
 		for _, q := range st.queuesOf[ep] {
 			q.Kick()
@@ -46,7 +46,7 @@ func (m *Manager) onScrape(ep *endpoints.Endpoint) {
 // place for it, nothing when the client went away. Sheddable requests of
 // a pool that sheds do not wait: the picker refuses them at once when the
 // pool is saturated, as without a queue.
-func (m *Manager) admit(w http.ResponseWriter, c *call) bool {
+func (m *Pipeline) admit(w http.ResponseWriter, c *call) bool {
 	r, bs, preq := c.r, c.bs, c.preq
 	if s, ok := bs.picker.(interface{ Sheds() bool }); ok && preq.Priority < 0 && s.Sheds() {
 		return true

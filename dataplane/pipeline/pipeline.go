@@ -1,0 +1,377 @@
+// Package pipeline is the proxy's request path: everything between a
+// request arriving on a bound port and the model server's answer leaving
+// it. Reading the body's model, matching the route (router), the rule's
+// filters (filters.go: header modifiers, redirects, URL rewrites; cors.go),
+// waiting in a saturated pool's queue (queue.go: admit), picking the
+// endpoint (picker), forwarding with timeouts and retries (forward.go, with
+// exchange.go holding back a retryable answer so the next attempt can go
+// elsewhere, and call.go moving an attempt to another backendRef), request
+// mirroring (mirror.go), reading usage and restoring the client's model in
+// responses (inspect.go), and answering GET /v1/models (models.go).
+//
+// A Pipeline serves with a State derived from one compiled config and
+// swapped atomically by Publish: each request loads the current state once
+// and finishes on it. Binding ports is the listener manager's job
+// (dataplane/server), which hands each port's requests to Handler.
+package pipeline
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/metrics"
+	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/dataplane/router"
+	"github.com/infergate/infergate/dataplane/upstream"
+	"github.com/infergate/infergate/dataplane/waitqueue"
+)
+
+// Options configure a Pipeline. Zero values take the defaults.
+type Options struct {
+	// MaxBodyBytes limits JSON request bodies read for their model
+	// (default openai.DefaultMaxBodyBytes); larger bodies get 413.
+	MaxBodyBytes int64
+	// BodyReadTimeout bounds reading a request's body (default 60 s): a
+	// slow client (slowloris) cannot hold a connection open.
+	BodyReadTimeout time.Duration
+	Endpoints       endpoints.Options
+	Upstream        upstream.Options
+	// PickerFor returns the picker of a backend; it is called for every
+	// backend on each Prepare, so a picker may be built from the backend's
+	// profile (Backend.Raw.Picker). Default: each pool's declarative
+	// profile (picker.Schedulers, kept across config versions), least
+	// in-flight for Services. Benchmarks set it to compare strategies.
+	PickerFor func(b *config.Backend) picker.Picker
+	// Metrics receives the request and pool metrics (default: a fresh
+	// metrics.Proxy).
+	Metrics *metrics.Proxy
+	// ModelListTTL is how long a backend's /v1/models answer is reused
+	// for GET /v1/models (default 30 s; refreshed in the background after
+	// it), ModelListTimeout how long asking a backend may take (default
+	// 2 s; a backend that does not answer in time is left out).
+	ModelListTTL     time.Duration
+	ModelListTimeout time.Duration
+}
+
+// Pipeline serves requests with the current State. It owns what requests
+// share across config versions: endpoint state, upstream connections, the
+// pools' schedulers and wait queues, mirrors in flight and the model
+// listing cache.
+type Pipeline struct {
+	logger *slog.Logger
+	opts   Options
+	reg    *endpoints.Registry
+	up     *upstream.Upstream
+	// scheds keeps each pool's scheduler (and its prefix index) across
+	// config versions while the pool's profile is unchanged.
+	scheds *picker.Schedulers
+	// queues keeps each pool's wait queue (and who waits in it) across
+	// config versions.
+	queues *waitqueue.Set
+
+	state atomic.Pointer[state]
+
+	mirrorSem chan struct{}
+	mirrors   sync.WaitGroup
+	models    *modelCache
+	metrics   *metrics.Proxy
+}
+
+// state is everything a request needs, immutable once published.
+type state struct {
+	cfg      *config.Config
+	ports    map[uint32]*portState
+	backends map[string]*backendState
+	// queuesOf lists the wait queues of the pools each endpoint serves,
+	// kicked when the endpoint's metrics are scraped.
+	queuesOf map[*endpoints.Endpoint][]*waitqueue.Queue
+}
+
+type portState struct {
+	router *router.Router
+	certs  portCerts // HTTPS ports only
+	// clientTLS is the handshake config of an HTTPS port that checks
+	// client certificates; nil keeps the listener's own.
+	clientTLS *tls.Config
+}
+
+type backendState struct {
+	cfg     *config.Backend
+	eps     []*endpoints.Endpoint
+	proxies map[*endpoints.Endpoint]http.Handler
+	picker  picker.Picker
+	// queue is the pool's wait queue, nil when it has none.
+	queue *waitqueue.Queue
+}
+
+// New returns a Pipeline with no config: Handler answers nothing until the
+// first Publish.
+func New(logger *slog.Logger, opts Options) *Pipeline {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = openai.DefaultMaxBodyBytes
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = 60 * time.Second
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	up := upstream.New(logger, opts.Upstream)
+	m := &Pipeline{
+		logger:    logger,
+		opts:      opts,
+		up:        up,
+		models:    newModelCache(logger, up, opts.ModelListTTL, opts.ModelListTimeout),
+		scheds:    picker.NewSchedulers(),
+		queues:    waitqueue.NewSet(queueObserver{opts.Metrics}),
+		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
+		metrics:   opts.Metrics,
+	}
+	epOpts := opts.Endpoints
+	if next := epOpts.OnScrape; next != nil {
+		epOpts.OnScrape = func(ep *endpoints.Endpoint) { m.onScrape(ep); next(ep) }
+	} else {
+		epOpts.OnScrape = m.onScrape
+	}
+	m.reg = endpoints.NewRegistry(logger, epOpts)
+	m.metrics.SetPools(m.poolStats)
+	m.metrics.SetQueues(func(f func(string, int32, int)) {
+		m.queues.Each(func(pool string, q *waitqueue.Queue) {
+			q.Lengths(func(p int32, n int) { f(pool, p, n) })
+		})
+	})
+	return m
+}
+
+// Metrics returns the proxy metrics.
+func (m *Pipeline) Metrics() *metrics.Proxy { return m.metrics }
+
+// Ready reports whether a config has been published.
+func (m *Pipeline) Ready() bool { return m.state.Load() != nil }
+
+// Config returns the config being served, or nil before the first Publish.
+func (m *Pipeline) Config() *config.Config {
+	if st := m.state.Load(); st != nil {
+		return st.cfg
+	}
+	return nil
+}
+
+// Endpoints returns the registry of endpoint state.
+func (m *Pipeline) Endpoints() *endpoints.Registry { return m.reg }
+
+// Schedulers returns the pools' schedulers (for the fleet-key exchange,
+// dataplane/fleetkeys); unused when Options.PickerFor is set.
+func (m *Pipeline) Schedulers() *picker.Schedulers { return m.scheds }
+
+// Queues returns the pools' wait queues.
+func (m *Pipeline) Queues() *waitqueue.Set { return m.queues }
+
+// Handler returns the handler of the requests bound port port receives.
+func (m *Pipeline) Handler(port uint32) http.Handler { return &portHandler{m: m, port: port} }
+
+// poolStats summarises every InferencePool of the current config for the
+// inference_pool_* gauges.
+func (m *Pipeline) poolStats() []metrics.PoolStat {
+	st := m.state.Load()
+	if st == nil {
+		return nil
+	}
+	var out []metrics.PoolStat
+	for _, bs := range st.backends {
+		if !bs.cfg.IsPool() {
+			continue
+		}
+		ps := metrics.PoolStat{Name: bs.cfg.Source, ReadyPods: len(bs.eps)}
+		n := 0
+		for _, e := range bs.eps {
+			if em := e.Metrics(); em != nil {
+				ps.AvgKVCache += em.KVCacheUsage
+				ps.AvgQueue += em.Waiting
+				n++
+			}
+		}
+		if n > 0 {
+			ps.AvgKVCache /= float64(n)
+			ps.AvgQueue /= float64(n)
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// Prepared is a config checked by Prepare, ready to Publish.
+type Prepared struct {
+	cfg     *config.Config
+	pickers map[string]picker.Picker
+}
+
+// Prepare checks what of cfg only the pipeline can judge — each pool's
+// picker profile and wait queue — without changing what is served: an
+// error is a config error (NACK).
+func (m *Pipeline) Prepare(cfg *config.Config) (*Prepared, error) {
+	pickers, err := m.pickers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkQueues(cfg); err != nil {
+		return nil, err
+	}
+	return &Prepared{cfg: cfg, pickers: pickers}, nil
+}
+
+// pickers returns every backend's picker (see Options.PickerFor); a pool
+// profile naming an unknown plugin is a config error.
+func (m *Pipeline) pickers(cfg *config.Config) (map[string]picker.Picker, error) {
+	out := make(map[string]picker.Picker, len(cfg.Backends))
+	for name, b := range cfg.Backends {
+		switch {
+		case m.opts.PickerFor != nil:
+			out[name] = m.opts.PickerFor(b)
+		case !b.IsPool():
+			out[name] = picker.LeastInFlight{}
+		default:
+			s, err := m.scheds.For(b.Name, b.Raw.GetPicker())
+			if err != nil {
+				return nil, fmt.Errorf("backend %q: picker profile: %w", b.Name, err)
+			}
+			out[name] = s
+		}
+	}
+	return out, nil
+}
+
+// Publish serves p's config from now on: it brings the endpoint registry in
+// line with it, swaps the state, and drops what no pool of it uses.
+func (m *Pipeline) Publish(p *Prepared) {
+	cfg := p.cfg
+	m.state.Store(m.build(cfg, p.pickers))
+	m.models.retain(cfg)
+	m.scheds.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
+	m.queues.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
+}
+
+// ServerTLS is the handshake config of HTTPS port port: certificates (and
+// client certificate checks, see ClientTLS) come from the current config,
+// so their changes apply without rebinding.
+func (m *Pipeline) ServerTLS(port uint32) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// h2 listed, so net/http serves HTTP/2 on the TLS connections
+		// the lean server hands it.
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return m.certificate(port, hello)
+		},
+	}
+}
+
+// ClientTLS returns the handshake config of HTTPS port port when the
+// current config checks client certificates there, nil to keep
+// ServerTLS's.
+func (m *Pipeline) ClientTLS(port uint32) *tls.Config {
+	if st := m.state.Load(); st != nil {
+		if ps := st.ports[port]; ps != nil {
+			return ps.clientTLS
+		}
+	}
+	return nil
+}
+
+// certificate picks the certificate for an HTTPS handshake from the current
+// config, so certificate changes apply without rebinding.
+func (m *Pipeline) certificate(port uint32, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	st := m.state.Load()
+	if st == nil {
+		return nil, errors.New("no config")
+	}
+	if ps := st.ports[port]; ps != nil {
+		if c := ps.certs.pick(ps.router, hello); c != nil {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("no certificate for port %d", port)
+}
+
+// build derives the request-time state from cfg and brings the endpoint
+// registry in line with it.
+func (m *Pipeline) build(cfg *config.Config, pickers map[string]picker.Picker) *state {
+	st := &state{cfg: cfg, ports: make(map[uint32]*portState, len(cfg.Ports)), backends: make(map[string]*backendState, len(cfg.Backends)),
+		queuesOf: map[*endpoints.Endpoint][]*waitqueue.Queue{}}
+	for _, p := range cfg.Ports {
+		ps := &portState{router: router.New(p), certs: newPortCerts(p)}
+		if p.ClientCAs != nil {
+			ps.clientTLS = m.ServerTLS(p.Port)
+			ps.clientTLS.ClientCAs = p.ClientCAs
+			ps.clientTLS.ClientAuth = tls.RequireAndVerifyClientCert
+			if p.ClientValidation == "AllowInsecureFallback" {
+				// Asked for, passed to nobody, never required: the
+				// backend is left to decide (the mode's documented risk).
+				ps.clientTLS.ClientAuth = tls.RequestClientCert
+			}
+		}
+		st.ports[p.Port] = ps
+	}
+	var specs []endpoints.Spec
+	for _, b := range cfg.Backends {
+		for _, e := range b.Endpoints {
+			specs = append(specs, endpoints.Spec{Address: e.Address, MetricsAddress: e.MetricsAddress,
+				Pod: e.Pod, EngineType: e.EngineType, Scrape: b.IsPool()})
+		}
+	}
+	eps := m.reg.Sync(specs)
+	tlsKeys := map[string]bool{}
+	for name, b := range cfg.Backends {
+		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]http.Handler, len(b.Endpoints)), picker: pickers[name]}
+		for _, e := range b.Endpoints {
+			ep := eps[e.Address]
+			bs.eps = append(bs.eps, ep)
+			switch t := b.TLS; {
+			case t == nil:
+				bs.proxies[ep] = m.up.Proxy(ep.Address, b.H2C, ep.ServedHeader())
+			case t.Invalid != "":
+				bs.proxies[ep] = unusableTLS(b, m.logger)
+			default:
+				tlsKeys[t.Key] = true
+				bs.proxies[ep] = m.up.ProxyTLS(ep.Address, t.Config, t.Key, ep.ServedHeader())
+			}
+		}
+		if b.IsPool() {
+			if bs.queue = m.queues.For(name, b.Source, b.Raw.GetPicker().GetQueue()); bs.queue != nil {
+				eps := bs.eps
+				bs.queue.SetHeadroom(func() int { return picker.Headroom(eps, time.Now()) })
+				for _, ep := range bs.eps {
+					st.queuesOf[ep] = append(st.queuesOf[ep], bs.queue)
+				}
+			}
+		}
+		st.backends[name] = bs
+	}
+	m.up.RetainTLS(tlsKeys)
+	return st
+}
+
+// Release sends on whoever waits in a pool's queue rather than holding
+// them until a drain ends; call it before shutting the listeners down.
+func (m *Pipeline) Release() {
+	m.queues.Retain(func(string) bool { return false })
+}
+
+// Close waits for the mirrors in flight, then stops the model listing,
+// the scrapers and idle upstream connections. Call it after the listeners
+// have shut down.
+func (m *Pipeline) Close() {
+	m.mirrors.Wait()
+	m.models.close()
+	m.reg.Close()
+	m.up.Close()
+}
