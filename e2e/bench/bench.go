@@ -329,8 +329,11 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 	for i, p := range proxies {
 		targets[i] = p.url
 	}
-	rs := loadgen.Run(ctx, sc.Workload, loadgen.Options{Targets: targets, TimeScale: o.TimeScale,
+	rs, err := loadgen.Run(ctx, sc.Workload, loadgen.Options{Targets: targets, TimeScale: o.TimeScale,
 		Timeout: time.Duration(float64(10*time.Minute) * o.TimeScale)})
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

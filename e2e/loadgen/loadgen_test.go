@@ -67,7 +67,10 @@ func TestRunMeasuresStream(t *testing.T) {
 		{Body: []byte(`{}`), Class: "critical"},
 		{At: 10 * time.Millisecond, Body: []byte(`{}`), Class: "sheddable"},
 	}}
-	rs := loadgen.Run(context.Background(), w, loadgen.Options{Targets: []string{srv.URL}})
+	rs, err := loadgen.Run(context.Background(), w, loadgen.Options{Targets: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !rs[0].OK() || rs[0].OutputTokens != 3 || rs[0].CachedTokens != 64 || rs[0].PromptTokens != 100 || rs[0].Replica != "r1" {
 		t.Fatalf("%+v", rs[0])
 	}
@@ -117,7 +120,10 @@ func TestRunClosedLoop(t *testing.T) {
 		// Arrival times far in the future must not matter closed-loop.
 		w.Requests = append(w.Requests, loadgen.Request{At: time.Hour, Body: []byte(`{}`)})
 	}
-	rs := loadgen.Run(context.Background(), w, loadgen.Options{Targets: []string{srv.URL}})
+	rs, err := loadgen.Run(context.Background(), w, loadgen.Options{Targets: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(rs) != 20 || total.Load() != 20 {
 		t.Fatalf("%d results, %d requests served", len(rs), total.Load())
 	}
@@ -132,7 +138,7 @@ func TestRunClosedLoop(t *testing.T) {
 	// Canceled early: only the requests sent are returned, in order.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if rs := loadgen.Run(ctx, w, loadgen.Options{Targets: []string{srv.URL}}); len(rs) != 0 {
+	if rs, err := loadgen.Run(ctx, w, loadgen.Options{Targets: []string{srv.URL}}); err != nil || len(rs) != 0 {
 		t.Fatalf("canceled run returned %d results", len(rs))
 	}
 }

@@ -52,10 +52,18 @@ type Options struct {
 	Client *http.Client
 }
 
-// Run replays w open-loop (arrivals do not wait for earlier responses), or
-// closed-loop when w.Concurrency is set, and returns one result per request
-// in workload order.
-func Run(ctx context.Context, w Workload, o Options) []Result {
+// Run replays w open-loop (arrivals do not wait for earlier responses,
+// except the turns of a session, which wait for the previous turn and
+// their think time), or closed-loop when w.Concurrency is set, and returns
+// one result per request sent, in workload order. A canceled ctx stops it
+// early; the requests not sent by then have no result.
+func Run(ctx context.Context, w Workload, o Options) ([]Result, error) {
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	if len(o.Targets) == 0 {
+		return nil, errors.New("loadgen: no targets")
+	}
 	if o.Path == "" {
 		o.Path = "/v1/chat/completions"
 	}
@@ -69,37 +77,74 @@ func Run(ctx context.Context, w Workload, o Options) []Result {
 		o.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}}
 	}
 	out := make([]Result, len(w.Requests))
+	sent := make([]bool, len(w.Requests))
 	start := time.Now()
 	send := func(i int) {
 		r := &w.Requests[i]
 		res := &out[i]
 		res.Index, res.Class, res.Model = i, r.Class, r.Model
 		res.Start = time.Since(start)
+		sent[i] = true
 		rctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 		do(rctx, o.Client, o.Targets[i%len(o.Targets)]+o.Path, r, res)
 	}
 	if w.Concurrency > 0 {
-		return runClosed(ctx, w, out, send)
+		return runClosed(ctx, w, out, send), nil
 	}
+	wall := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.TimeScale) }
 	var wg sync.WaitGroup
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for i := range w.Requests {
-		at := time.Duration(float64(w.Requests[i].At) * o.TimeScale)
-		if d := time.Until(start.Add(at)); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-ctx.Done():
-				wg.Wait()
-				return out[:i]
-			case <-timer.C:
-			}
+	for _, chain := range w.schedule() {
+		if d := time.Until(start.Add(wall(w.Requests[chain[0]].At))); d > 0 && !sleep(ctx, timer, d) {
+			break
 		}
-		wg.Go(func() { send(i) })
+		wg.Go(func() {
+			// A session's turns in order, each after its think time; a
+			// separate timer, since the arrival loop owns the other.
+			var t *time.Timer
+			for k, i := range chain {
+				if k > 0 {
+					if t == nil {
+						t = time.NewTimer(0)
+						defer t.Stop()
+					}
+					if !sleep(ctx, t, wall(w.Requests[i].Delay)) {
+						return
+					}
+				}
+				send(i)
+			}
+		})
 	}
 	wg.Wait()
-	return out
+	var got []Result
+	for i := range out {
+		if sent[i] {
+			got = append(got, out[i])
+		}
+	}
+	return got, nil
+}
+
+// sleep waits d on t (which must be stopped or drained) and reports false
+// when ctx ended first.
+func sleep(ctx context.Context, t *time.Timer, d time.Duration) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if d <= 0 {
+		return true
+	}
+	t.Reset(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // runClosed sends the requests in order from w.Concurrency workers, each

@@ -27,6 +27,17 @@ type Request struct {
 	Class string
 	// MaxTokens is the number of tokens asked for.
 	MaxTokens int
+	// Session, when > 0, makes the request one turn of a conversation:
+	// the first request of a session is sent at At, every later one
+	// (higher index, same Session) Delay after the session's previous
+	// request ended, whatever its outcome — a user reading an answer
+	// before asking the next question. Its At is then ignored.
+	// Workload.After resolves sessions to the index each request waits
+	// for. 0: an independent request, sent at At.
+	Session int
+	// Delay is the think time (simulated) between the end of the
+	// session's previous request and this one's send.
+	Delay time.Duration
 }
 
 // Workload is a named, fixed-seed list of requests in arrival order.
@@ -79,15 +90,29 @@ func text(rng *rand.Rand, n int) string {
 // chatBody renders a streaming chat request with a system and a user
 // message; tokens are 4 characters in the simulator.
 func chatBody(model, system, user string, maxTokens int) []byte {
+	var msgs []message
+	if system != "" {
+		msgs = append(msgs, message{"system", system})
+	}
+	return chatRequest(model, append(msgs, message{"user", user}), maxTokens)
+}
+
+// message is one chat message.
+type message struct{ role, content string }
+
+// chatRequest renders a streaming chat request of msgs.
+func chatRequest(model string, msgs []message, maxTokens int) []byte {
 	var b strings.Builder
 	b.WriteString(`{"model":`)
 	b.WriteString(strconv.Quote(model))
 	b.WriteString(`,"messages":[`)
-	if system != "" {
-		fmt.Fprintf(&b, `{"role":"system","content":%s},`, strconv.Quote(system))
+	for i, m := range msgs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"role":%s,"content":%s}`, strconv.Quote(m.role), strconv.Quote(m.content))
 	}
-	fmt.Fprintf(&b, `{"role":"user","content":%s}],"max_tokens":%d,"stream":true,"stream_options":{"include_usage":true}}`,
-		strconv.Quote(user), maxTokens)
+	fmt.Fprintf(&b, `],"max_tokens":%d,"stream":true,"stream_options":{"include_usage":true}}`, maxTokens)
 	return []byte(b.String())
 }
 
