@@ -29,6 +29,9 @@ type FleetConfig struct {
 	NamePrefix string
 	// ShutdownTimeout bounds how long Close waits for in-flight requests (default 5 s).
 	ShutdownTimeout time.Duration
+	// Overrides, when set, change replica i (in listen order) from Config;
+	// replicas beyond the list keep Config.
+	Overrides []ReplicaOverride
 }
 
 // Fleet is a running set of replicas sharing one simulated clock.
@@ -81,6 +84,15 @@ func StartFleet(ctx context.Context, fc FleetConfig) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(fc.Overrides) > len(addrs) {
+		return nil, fmt.Errorf("%d replica overrides for %d replicas", len(fc.Overrides), len(addrs))
+	}
+	cfgs := make([]Config, len(addrs))
+	for i := range cfgs {
+		if cfgs[i], err = fc.replicaConfig(i, cfg); err != nil {
+			return nil, err
+		}
+	}
 	clock := engine.NewClock(cfg.TimeScale)
 	var lns []net.Listener
 	closeAll := func() {
@@ -107,7 +119,7 @@ func StartFleet(ctx context.Context, fc FleetConfig) (*Fleet, error) {
 		if fc.NamePrefix != "" {
 			name = fc.NamePrefix + "-" + strconv.Itoa(i)
 		}
-		rcfg := cfg
+		rcfg := cfgs[i]
 		rcfg.Logger = cfg.Logger.With("replica", name)
 		r, err := NewReplica(name, rcfg, clock)
 		if err != nil {

@@ -24,6 +24,13 @@ type Engine struct {
 
 	slow atomic.Uint64 // float64 bits
 
+	// coreMu guards core while the engine goroutine plans a step (drain,
+	// Step, Stats), so that readers of the true state (peek.go) see it
+	// between steps; it is not held while a step's time passes.
+	coreMu sync.Mutex
+	// submitted counts accepted Submits (peek.go).
+	submitted atomic.Int64
+
 	mu      sync.Mutex
 	inbox   []*Request
 	cancels []*Request
@@ -91,6 +98,7 @@ func (e *Engine) Submit(r *Request) error {
 		return ErrQueueFull
 	}
 	e.inbox = append(e.inbox, r)
+	e.submitted.Add(1)
 	e.mu.Unlock()
 	e.poke()
 	return nil
@@ -152,10 +160,12 @@ func (e *Engine) Run(ctx context.Context) {
 	var prevEnd time.Time
 	busy := false
 	for {
+		e.coreMu.Lock()
 		latest := e.drain()
 		if e.core.Idle() {
 			busy = false
 			e.publishStats()
+			e.coreMu.Unlock()
 			select {
 			case <-e.wake:
 				continue
@@ -177,6 +187,7 @@ func (e *Engine) Run(ctx context.Context) {
 			// Nothing can run (all waiting requests blocked); wait for a change.
 			busy = false
 			e.publishStats()
+			e.coreMu.Unlock()
 			select {
 			case <-e.wake:
 				continue
@@ -185,6 +196,7 @@ func (e *Engine) Run(ctx context.Context) {
 				return
 			}
 		}
+		e.coreMu.Unlock()
 		if err := e.clock.SleepUntil(ctx, res.End, timer); err != nil {
 			e.stop()
 			return
@@ -197,7 +209,9 @@ func (e *Engine) Run(ctx context.Context) {
 				e.obs.Observe(ev)
 			}
 		}
+		e.coreMu.Lock()
 		e.publishStats()
+		e.coreMu.Unlock()
 		prevEnd, busy = res.End, true
 	}
 }
@@ -206,6 +220,8 @@ func (e *Engine) stop() {
 	e.mu.Lock()
 	e.stopped = true
 	e.mu.Unlock()
+	e.coreMu.Lock()
+	defer e.coreMu.Unlock()
 	e.drain()
 	for _, r := range append(e.core.waiting, e.core.running...) {
 		r.publish(ErrStopped)

@@ -1,0 +1,31 @@
+package engine
+
+// Ground truth for routing oracles: what a replica holds right now, read
+// under the engine's core lock between steps. A real server exports none
+// of this (only scraped gauges and, for some, KV events); the routing
+// benchmark's oracle uses it to bound what any picker could do.
+
+// CachedTokens is Core.CachedTokens on the running engine: the prefix
+// cache as the step being executed left it (a request arriving now is
+// admitted at the earliest when that step ends).
+func (e *Engine) CachedTokens(prompt []byte, adapter string) int {
+	e.coreMu.Lock()
+	defer e.coreMu.Unlock()
+	return e.core.CachedTokens(prompt, adapter)
+}
+
+// Load is the engine's state now — as the step being executed leaves it,
+// plus the requests submitted since (waiting) — rather than Stats' state
+// as of the last step's end.
+func (e *Engine) Load() Stats {
+	e.coreMu.Lock()
+	s := e.core.Stats()
+	e.coreMu.Unlock()
+	e.mu.Lock()
+	s.Waiting += len(e.inbox)
+	e.mu.Unlock()
+	return s
+}
+
+// Submitted counts the requests Submit accepted since the engine started.
+func (e *Engine) Submitted() int64 { return e.submitted.Load() }
