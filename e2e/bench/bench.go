@@ -31,57 +31,21 @@ import (
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
-// Strategy is one way of picking, run with Proxies proxies.
-type Strategy struct {
-	Name    string
-	Proxies int
-	// New returns the pool picker of one proxy.
-	New func() picker.Picker
-	// Queue, when set, turns the pool's wait queue on; its TTL is in
-	// simulated time (scaled like the workload).
-	Queue *snapshotv1.WaitQueue
-	// Only, when set, limits the strategy to these workloads.
-	Only []string
-	// FleetKeys shares the proxies' prefix affinity keys through the
-	// control plane's aggregator over loopback gRPC, as production proxies
-	// do (see fleet.go).
-	FleetKeys bool
-}
-
-// Strategies are the baselines and ours, in report order.
-func Strategies() []Strategy {
-	ours := func() picker.Picker {
-		s, err := picker.FromProfile(nil)
-		if err != nil {
-			panic(err) // the default profile always builds
-		}
-		return s
-	}
-	return []Strategy{
-		{Name: "round-robin", Proxies: 1, New: func() picker.Picker { return &picker.RoundRobin{} }},
-		{Name: "random", Proxies: 1, New: func() picker.Picker { return picker.Random{} }},
-		{Name: "least-in-flight", Proxies: 1, New: func() picker.Picker { return picker.LeastInFlight{} }},
-		{Name: "queue+kv", Proxies: 1, New: func() picker.Picker {
-			// The reference scorers without prefix affinity: plain min-max
-			// queue (no spread floor) and KV, shedding like the reference.
-			return picker.NewScheduler([]picker.WeightedScorer{
-				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
-		}},
-		{Name: oursName, Proxies: 1, New: ours},
-		// The wait queue with its default bounds; its 30 s default TTL is
-		// given explicitly so it is scaled to simulated time.
-		// Only where the fleet is overloaded: elsewhere the queue never
-		// holds anything back and the cells would repeat "ours".
-		{Name: "ours + queue", Proxies: 1, New: ours, Queue: &snapshotv1.WaitQueue{Ttl: durationpb.New(30 * time.Second)}, Only: []string{"overload"}},
-		{Name: oursFourName, Proxies: 4, New: ours, FleetKeys: true},
-	}
-}
-
 // Scenario is a workload with the fleet it runs on.
 type Scenario struct {
 	Workload loadgen.Workload
 	// Fleet shapes the replicas (LoRA adapters, KV size).
 	Fleet modelsim.Config
+	// Replicas is the fleet's size (0: Options.Replicas) and Overrides
+	// change single replicas (a heterogeneous fleet).
+	Replicas  int
+	Overrides []modelsim.ReplicaOverride
+	// Fleet describes the replicas for the report when they are not the
+	// default ones.
+	FleetNote string
+	// SharedPrefixes marks workloads whose prompts repeat prefixes, where
+	// ours is held to the oracle.
+	SharedPrefixes bool
 }
 
 // Options of a benchmark run.
@@ -95,10 +59,10 @@ type Options struct {
 	// (none when empty) and ScrapeWindow its length (default 2 s).
 	ScrapeProxies []int
 	ScrapeWindow  time.Duration
-	// Repeats is how many runs each comparison of Repeats() gets (default
-	// 1: the grid's own cells). One run's TTFT p90 or throughput varies by
-	// tens of percent on a shared machine; the ratio of medians over
-	// alternating runs much less.
+	// Repeats is how many runs in all the cells of a comparison whose
+	// verdict is in doubt get (default 1: the grid's own cells). One run's
+	// TTFT p90 or throughput varies by tens of percent on a shared
+	// machine; the median over alternating runs much less.
 	Repeats int
 	Logger  *slog.Logger
 	// Progress, when set, gets one line per finished cell.
@@ -108,11 +72,15 @@ type Options struct {
 	Results func(c *Cell, w loadgen.Workload, rs []loadgen.Result)
 }
 
-// Cell is one workload × strategy result.
+// Cell is one run of a workload × strategy.
 type Cell struct {
 	Workload, Strategy string
+	Kind               Kind
 	Proxies            int
-	Summary            loadgen.Summary
+	// Run numbers the runs of the same workload × strategy from 1 (the
+	// grid's).
+	Run     int
+	Summary loadgen.Summary
 	// LoRALoaded is the fraction of LoRA requests admitted on a replica that
 	// had their adapter loaded already (no load needed; LoRA workload only).
 	LoRALoaded float64
@@ -120,7 +88,17 @@ type Cell struct {
 	// Closed is set for closed-loop workloads, whose throughput is the
 	// steady one (Summary.SteadyTokensPerSec).
 	Closed bool
-	Wall   time.Duration
+	// Requests are the successful requests' outcomes, for explaining a
+	// missed target.
+	Requests []Outcome
+	Wall     time.Duration
+}
+
+// Outcome is one successful request in simulated seconds.
+type Outcome struct {
+	TTFT, E2E              float64
+	Prompt, Cached, Output int
+	Replica                string
 }
 
 // TokensPerSec is the cell's throughput: while saturated for closed-loop
@@ -141,20 +119,26 @@ type ScrapeRate struct {
 
 // Report is a whole run.
 type Report struct {
-	Replicas    int
-	TimeScale   float64
-	Scenarios   []Scenario
+	Replicas   int
+	TimeScale  float64
+	Scenarios  []Scenario
+	Strategies []Strategy
+	// Cells are every run, the grid's first.
 	Cells       []Cell
 	ScrapeRates []ScrapeRate
-	// Repeated holds the runs of the comparisons in Repeats(), the grid's
-	// cells first.
-	Repeated   []Repeat
+	// Repeated lists, per workload, the strategies repeated because a
+	// verdict involving them was in doubt after the grid.
+	Repeated map[string][]string
+	Repeats  int
+	// Load is the machine's 1-minute load average after each cell.
+	Load       []float64
 	Started    time.Time
 	Wall       time.Duration
 	GoMaxProcs int
 }
 
-// Run runs every scenario with every strategy.
+// Run runs every scenario with every strategy, then repeats the cells of
+// the comparisons in doubt.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Replicas <= 0 {
 		o.Replicas = 8
@@ -171,25 +155,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.ScrapeWindow <= 0 {
 		o.ScrapeWindow = 2 * time.Second
 	}
-	rep := &Report{Replicas: o.Replicas, TimeScale: o.TimeScale, Scenarios: o.Scenarios, Started: time.Now(), GoMaxProcs: runtime.GOMAXPROCS(0)}
-	for _, sc := range o.Scenarios {
+	o.Repeats = max(o.Repeats, 1)
+	rep := &Report{Replicas: o.Replicas, TimeScale: o.TimeScale, Scenarios: o.Scenarios, Strategies: o.Strategies,
+		Repeats: o.Repeats, Repeated: map[string][]string{}, Started: time.Now(), GoMaxProcs: runtime.GOMAXPROCS(0)}
+	for i := range o.Scenarios {
+		sc := &o.Scenarios[i]
 		for _, st := range o.Strategies {
 			if st.Only != nil && !slices.Contains(st.Only, sc.Workload.Name) {
 				continue
 			}
-			cell, err := runCell(ctx, o, sc, st)
-			if err != nil {
-				return rep, fmt.Errorf("%s / %s: %w", sc.Workload.Name, st.Name, err)
-			}
-			rep.Cells = append(rep.Cells, *cell)
-			if o.Progress != nil {
-				s := cell.Summary
-				line := fmt.Sprintf("%-14s %-16s ok %4d/%-4d ttft p50 %6.3fs p90 %8.3fs  tok/s %7.0f  cache %5.1f%%  max/mean %.2f",
-					sc.Workload.Name, st.Name, s.OK, s.Requests, s.TTFT.P50, s.TTFT.P90, cell.TokensPerSec(), 100*s.CacheHit, cell.Imbalance)
-				if len(sc.Fleet.LoRAModules) > 0 {
-					line += fmt.Sprintf("  adapter loaded %5.1f%%", 100*cell.LoRALoaded)
-				}
-				o.Progress(fmt.Sprintf("%s (%s)", line, cell.Wall.Round(time.Second/10)))
+			if err := rep.run(ctx, o, sc, st); err != nil {
+				return rep, err
 			}
 		}
 	}
@@ -210,95 +186,69 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// Strategy names the repeated comparisons use.
-const (
-	roundRobinName = "round-robin"
-	oursName       = "ours"
-	oursFourName   = "ours ×4 proxies"
-)
-
-// Repeat is a comparison of two strategies on one workload whose single
-// runs vary by more than its target's margin; both run alternately and the
-// report compares medians.
-type Repeat struct {
-	Workload   string
-	Strategies [2]string
-	Runs       [2][]Cell
-}
-
-// Repeats are the comparisons a run repeats: ours on 1 vs 4 proxies on the
-// shared-prefix workload (TTFT p90), and round robin vs ours at saturation
-// (throughput).
-func Repeats() []Repeat {
-	return []Repeat{
-		{Workload: "shared-prefix", Strategies: [2]string{oursName, oursFourName}},
-		{Workload: "shared-prefix-saturated", Strategies: [2]string{roundRobinName, oursName}},
+// run runs one cell and records it.
+func (r *Report) run(ctx context.Context, o Options, sc *Scenario, st Strategy) error {
+	cell, err := runCell(ctx, o, sc, st)
+	if err != nil {
+		return fmt.Errorf("%s / %s: %w", sc.Workload.Name, st.Name, err)
 	}
-}
-
-// runRepeats repeats each comparison's cells, alternating, until each side
-// has o.Repeats results.
-func runRepeats(ctx context.Context, o Options, rep *Report) error {
-	for _, rp := range Repeats() {
-		var sc *Scenario
-		for i := range o.Scenarios {
-			if o.Scenarios[i].Workload.Name == rp.Workload {
-				sc = &o.Scenarios[i]
-			}
+	cell.Run = len(r.runs(sc.Workload.Name, st.Name)) + 1
+	r.Cells = append(r.Cells, *cell)
+	if l, ok := loadAverage(); ok {
+		r.Load = append(r.Load, l)
+	}
+	if o.Progress != nil {
+		s := cell.Summary
+		line := fmt.Sprintf("%-22s %-16s run %d  ok %4d/%-4d ttft p50 %6.3fs p90 %7.3fs p99 %7.3fs  e2e p90 %7.2fs  tok/s %6.0f  cache %5.1f%%  max/mean %.2f",
+			sc.Workload.Name, st.Name, cell.Run, s.OK, s.Requests, s.TTFT.P50, s.TTFT.P90, s.TTFT.P99, s.E2E.P90, cell.TokensPerSec(), 100*s.CacheHit, cell.Imbalance)
+		if len(sc.Fleet.LoRAModules) > 0 {
+			line += fmt.Sprintf("  adapter loaded %5.1f%%", 100*cell.LoRALoaded)
 		}
-		var sts [2]*Strategy
-		for i := range o.Strategies {
-			for k, name := range rp.Strategies {
-				if o.Strategies[i].Name == name {
-					sts[k] = &o.Strategies[i]
-				}
-			}
-		}
-		if sc == nil || sts[0] == nil || sts[1] == nil {
-			continue
-		}
-		for k, st := range sts {
-			if c := rep.cell(sc.Workload.Name, st.Name); c != nil {
-				rp.Runs[k] = append(rp.Runs[k], *c)
-			}
-		}
-		for run := len(rp.Runs[0]); run < o.Repeats; run++ {
-			for k, st := range sts {
-				cell, err := runCell(ctx, o, *sc, *st)
-				if err != nil {
-					return fmt.Errorf("repeat %s / %s: %w", rp.Workload, st.Name, err)
-				}
-				rp.Runs[k] = append(rp.Runs[k], *cell)
-				if o.Progress != nil {
-					o.Progress(fmt.Sprintf("repeat %d/%d %s %-16s ttft p90 %6.3fs  tok/s %7.0f  cache %5.1f%%", run+1, o.Repeats, rp.Workload, st.Name,
-						cell.Summary.TTFT.P90, cell.TokensPerSec(), 100*cell.Summary.CacheHit))
-				}
-			}
-		}
-		rep.Repeated = append(rep.Repeated, rp)
+		o.Progress(fmt.Sprintf("%s (%s)", line, cell.Wall.Round(time.Second/10)))
 	}
 	return nil
 }
 
-func startFleet(ctx context.Context, o Options, fc modelsim.Config) (*modelsim.Fleet, error) {
+func startFleet(ctx context.Context, o Options, sc *Scenario) (*modelsim.Fleet, error) {
+	fc := sc.Fleet
 	fc.TimeScale = o.TimeScale
-	listen := make([]string, o.Replicas)
+	n := sc.Replicas
+	if n <= 0 {
+		n = o.Replicas
+	}
+	listen := make([]string, n)
 	for i := range listen {
 		listen[i] = "127.0.0.1:0"
 	}
-	return modelsim.StartFleet(ctx, modelsim.FleetConfig{Config: fc, Listen: listen, NamePrefix: "replica", ShutdownTimeout: time.Second})
+	return modelsim.StartFleet(ctx, modelsim.FleetConfig{Config: fc, Listen: listen, NamePrefix: "replica",
+		ShutdownTimeout: time.Second, Overrides: sc.Overrides})
 }
 
-func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, error) {
+// noScrapeInterval is the scrape interval of strategies whose picker sets
+// the metrics itself: one scrape at the start, none during a cell.
+const noScrapeInterval = time.Hour
+
+func runCell(ctx context.Context, o Options, sc *Scenario, st Strategy) (*Cell, error) {
 	t0 := time.Now()
-	fleet, err := startFleet(ctx, o, sc.Fleet)
+	fleet, err := startFleet(ctx, o, sc)
 	if err != nil {
 		return nil, err
 	}
 	defer fleet.Close()
-	newPicker := func(*config.Backend) picker.Picker { return st.New() }
+	env := &Env{Fleet: fleet, Scenario: sc, TimeScale: o.TimeScale}
+	if st.Start != nil {
+		stop, err := st.Start(ctx, env)
+		if err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
+		defer stop()
+	}
+	newPicker := func(*config.Backend) picker.Picker { return st.New(env) }
 	// The reference scrape interval is 50 ms of model time.
 	interval := time.Duration(float64(50*time.Millisecond) * o.TimeScale)
+	if st.NoScrape {
+		interval = noScrapeInterval
+	}
 	var queue *snapshotv1.WaitQueue
 	if st.Queue != nil {
 		queue = proto.CloneOf(st.Queue)
@@ -324,7 +274,7 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 		defer stop()
 	}
 	// Let every proxy scrape once before traffic starts.
-	time.Sleep(max(3*interval*time.Duration(st.Proxies), 50*time.Millisecond))
+	time.Sleep(max(3*min(interval, 50*time.Millisecond)*time.Duration(st.Proxies), 50*time.Millisecond))
 	targets := make([]string, len(proxies))
 	for i, p := range proxies {
 		targets[i] = p.url
@@ -337,15 +287,30 @@ func runCell(ctx context.Context, o Options, sc Scenario, st Strategy) (*Cell, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cell := &Cell{Workload: sc.Workload.Name, Strategy: st.Name, Proxies: st.Proxies, Summary: loadgen.Summarize(rs, o.TimeScale)}
-	cell.Imbalance = cell.Summary.LoadImbalance(o.Replicas)
+	cell := &Cell{Workload: sc.Workload.Name, Strategy: st.Name, Kind: st.Kind, Proxies: st.Proxies,
+		Summary: loadgen.Summarize(rs, o.TimeScale)}
+	cell.Imbalance = cell.Summary.LoadImbalance(fleet.Len())
 	cell.Closed = sc.Workload.Concurrency > 0
 	cell.LoRALoaded = loraPlacement(fleet)
+	cell.Requests = outcomes(rs, o.TimeScale)
 	cell.Wall = time.Since(t0)
 	if o.Results != nil {
 		o.Results(cell, sc.Workload, rs)
 	}
 	return cell, nil
+}
+
+// outcomes keeps the successful requests' numbers.
+func outcomes(rs []loadgen.Result, timeScale float64) []Outcome {
+	var out []Outcome
+	for i := range rs {
+		r := &rs[i]
+		if r.OK() {
+			out = append(out, Outcome{TTFT: r.TTFT.Seconds() / timeScale, E2E: r.E2E.Seconds() / timeScale,
+				Prompt: r.PromptTokens, Cached: r.CachedTokens, Output: r.OutputTokens, Replica: r.Replica})
+		}
+	}
+	return out
 }
 
 // loraPlacement is the fraction of the fleet's LoRA requests whose adapter
@@ -367,7 +332,7 @@ func loraPlacement(f *modelsim.Fleet) float64 {
 // measureScrapes runs n proxies' endpoint registries (what scrapes) against
 // an idle fleet for the scrape window and returns the per-server rate.
 func measureScrapes(ctx context.Context, o Options, n int) (ScrapeRate, error) {
-	fleet, err := startFleet(ctx, o, modelsim.Config{})
+	fleet, err := startFleet(ctx, o, &Scenario{})
 	if err != nil {
 		return ScrapeRate{}, err
 	}

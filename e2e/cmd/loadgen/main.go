@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scale := fs.Float64("time-scale", 0.25, "wall seconds per simulated second")
 	workloads := fs.String("workloads", "", "comma-separated workload names (default all)")
 	strategies := fs.String("strategies", "", "comma-separated strategy names (default all)")
-	repeats := fs.Int("repeats", 5, "runs of the comparisons whose single runs vary (shared-prefix: ours on 1 vs 4 proxies; shared-prefix-saturated: round robin vs ours); the headline ratios compare medians")
+	repeats := fs.Int("repeats", 3, "runs in all of the cells whose verdict is in doubt after the first run (a ratio within a single run's noise of its target); ratios and tables then use medians")
 	verbose := fs.Bool("v", false, "log proxies and replicas to stderr")
 	dump := fs.String("dump", "", "directory for one CSV of per-request results per cell (NN-workload-strategy.csv; none: no dump)")
 	if err := fs.Parse(args); err != nil {
@@ -65,15 +64,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *workloads != "" {
 		want := strings.Split(*workloads, ",")
+		for _, name := range want {
+			if !slices.ContainsFunc(o.Scenarios, func(s bench.Scenario) bool { return s.Workload.Name == name }) {
+				return fmt.Errorf("-workloads: no workload %q (have %s)", name, names(o.Scenarios, func(s bench.Scenario) string { return s.Workload.Name }))
+			}
+		}
 		o.Scenarios = slices.DeleteFunc(o.Scenarios, func(s bench.Scenario) bool { return !slices.Contains(want, s.Workload.Name) })
 		o.ScrapeProxies = nil
 	}
 	if *strategies != "" {
 		want := strings.Split(*strategies, ",")
-		o.Strategies = slices.DeleteFunc(bench.Strategies(), func(s bench.Strategy) bool { return !slices.Contains(want, s.Name) })
-		if len(o.Strategies) == 0 {
-			return errors.New("no strategy matches -strategies")
+		all := bench.Strategies()
+		for _, name := range want {
+			if !slices.ContainsFunc(all, func(s bench.Strategy) bool { return s.Name == name }) {
+				return fmt.Errorf("-strategies: no strategy %q (have %s)", name, names(all, func(s bench.Strategy) string { return s.Name }))
+			}
 		}
+		o.Strategies = slices.DeleteFunc(all, func(s bench.Strategy) bool { return !slices.Contains(want, s.Name) })
 	}
 	var dumpErr error
 	if *dump != "" {
@@ -115,6 +122,15 @@ func dumpCell(path string, w loadgen.Workload, rs []loadgen.Result, scale float6
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// names lists the names of vs for an error message.
+func names[T any](vs []T, name func(T) string) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = name(v)
+	}
+	return strings.Join(out, ", ")
 }
 
 // fileName turns a strategy name ("ours ×4 proxies") into a file name part.

@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/infergate/infergate/e2e/loadgen"
+)
+
+// synthetic returns a cell with the given TTFT p90 (p99 = 2×, E2E p90 =
+// 3×) and throughput.
+func synthetic(workload, strategy string, kind Kind, run int, p90, tput float64) Cell {
+	s := loadgen.Summary{OK: 10, Requests: 10, TokensPerSec: tput, CacheHit: 0.5}
+	s.TTFT = loadgen.Percentiles{P50: p90 / 2, P90: p90, P99: 2 * p90}
+	s.E2E = loadgen.Percentiles{P50: p90, P90: 3 * p90, P99: 4 * p90}
+	var reqs []Outcome
+	for i := range 10 {
+		// One slow, cold request on replica-1 per cell.
+		o := Outcome{TTFT: p90 / 2, E2E: p90, Prompt: 100, Cached: 90, Output: 10, Replica: "replica-0"}
+		if i == 9 {
+			o = Outcome{TTFT: 2 * p90, E2E: 3 * p90, Prompt: 100, Cached: 0, Output: 10, Replica: "replica-1"}
+		}
+		reqs = append(reqs, o)
+	}
+	return Cell{Workload: workload, Strategy: strategy, Kind: kind, Run: run, Summary: s, Imbalance: 1.2, Requests: reqs}
+}
+
+func syntheticReport() *Report {
+	r := &Report{Repeats: 3, Repeated: map[string][]string{}}
+	for _, st := range Strategies() {
+		if st.Name != "ours + queue" {
+			r.Strategies = append(r.Strategies, st)
+		}
+	}
+	r.Scenarios = []Scenario{
+		{Workload: loadgen.Workload{Name: "w"}, SharedPrefixes: true},
+		{Workload: loadgen.Workload{Name: "v"}},
+	}
+	add := func(w, s string, run int, p90, tput float64) {
+		kind := Baseline
+		for _, st := range r.Strategies {
+			if st.Name == s {
+				kind = st.Kind
+			}
+		}
+		r.Cells = append(r.Cells, synthetic(w, s, kind, run, p90, tput))
+	}
+	// w: approx-prefix is the best baseline on latency, round robin on
+	// throughput; ours beats both on latency by far, loses 10 % on
+	// throughput (in doubt); 4 proxies are 1.2× (in doubt); the oracle 1.25× (in
+	// doubt, met).
+	add("w", "round-robin", 1, 4, 1000)
+	add("w", "random", 1, 6, 900)
+	add("w", "least-in-flight", 1, 3, 950)
+	add("w", "queue+kv", 1, 3.5, 990)
+	add("w", "approx-prefix", 1, 2, 980)
+	add("w", "ours", 1, 0.5, 900)
+	add("w", oursFourName, 1, 0.6, 900)
+	add("w", "oracle", 1, 0.4, 1000)
+	// v: ours is 1.0× the best baseline (least-in-flight) on latency, runs
+	// repeated: medians decide.
+	for run, p := range []float64{1.0, 1.5, 0.9} {
+		add("v", "least-in-flight", run+1, p, 1000)
+	}
+	add("v", "round-robin", 1, 1.3, 1000)
+	for run, p := range []float64{1.2, 0.95, 3} {
+		add("v", "ours", run+1, p, 1000)
+	}
+	return r
+}
+
+func TestMatrix(t *testing.T) {
+	r := syntheticReport()
+	cmp, contenders := r.Matrix("w")
+	if len(cmp) != len(matrixMetrics) {
+		t.Fatalf("%d comparisons", len(cmp))
+	}
+	if c := cmp[0]; c.B != "approx-prefix" || c.Ratio != 0.25 || !c.Met() || c.InDoubt() {
+		t.Fatalf("TTFT p90: %+v", c)
+	}
+	if c := cmp[3]; c.B != "round-robin" || c.Ratio != 0.9 || c.Met() || !c.InDoubt() {
+		t.Fatalf("throughput: %+v", c)
+	}
+	// Contenders: the throughput baselines within 8 % of the best.
+	slices.Sort(contenders)
+	if !slices.Equal(contenders, []string{"approx-prefix", "least-in-flight", "queue+kv", "round-robin"}) {
+		t.Fatalf("contenders %v", contenders)
+	}
+	// Medians: v's ours median 1.2, least-in-flight's 1.0.
+	cmp, _ = r.Matrix("v")
+	if c := cmp[0]; c.B != "least-in-flight" || math.Abs(c.Ratio-1.2) > 1e-9 || c.RunsA != 3 || c.RunsB != 3 || c.Met() {
+		t.Fatalf("v TTFT p90: %+v", c)
+	}
+}
+
+func TestComparisonsAndDoubt(t *testing.T) {
+	r := syntheticReport()
+	var got []string
+	for _, c := range r.Comparisons(&r.Scenarios[0]) {
+		got = append(got, c.What+c.A+"/"+c.B)
+	}
+	if !slices.Equal(got, []string{"4 proxies vs 1," + oursFourName + "/ours", "ours vs oracle,ours/oracle"}) {
+		t.Fatalf("comparisons %q", got)
+	}
+	if cs := r.Comparisons(&r.Scenarios[1]); len(cs) != 0 {
+		t.Fatalf("v: %d comparisons without ×4 or oracle runs", len(cs))
+	}
+	doubt := r.inDoubt()
+	for _, want := range []string{"ours", oursFourName, "oracle", "round-robin"} {
+		if !slices.Contains(doubt["w"], want) {
+			t.Errorf("w in doubt: %v, missing %s", doubt["w"], want)
+		}
+	}
+	if slices.Contains(doubt["w"], "random") {
+		t.Errorf("random (far from the best everywhere) in doubt: %v", doubt["w"])
+	}
+}
+
+// TestMarkdown: the matrix marks verdicts, tables use medians, and every
+// miss gets numbers.
+func TestMarkdown(t *testing.T) {
+	r := syntheticReport()
+	md := r.Markdown()
+	for _, want := range []string{
+		"| w | 0.25× ✅ (approx-prefix) |",
+		"| 0.90× ❌ (round-robin) |",
+		"| v | 1.20× ❌ (least-in-flight) |",
+		"**w, ours vs best baseline ours/round-robin on throughput = 0.90×** (target ≥ 0.95×): cache hit 50.0 % vs 50.0 %",
+		"of ours's 10 requests (10.0 %) took longer than 1.00 s (least-in-flight's TTFT p90); 100 % of them had less than half their prompt cached",
+		"| ours | 1 | 3 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(md)
+	}
+	if svg := r.RatioSVG(); !strings.Contains(svg, "throughput 0.90×") || !strings.Contains(svg, "#c62828") {
+		t.Error("ratio plot lacks the missed throughput bar")
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	all := Strategies()
+	ours := 0
+	for i, s := range all {
+		if s.Kind == Ours {
+			ours++
+		}
+		for _, o := range all[:i] {
+			if o.Name == s.Name {
+				t.Fatalf("%q twice", s.Name)
+			}
+		}
+	}
+	if ours != 1 {
+		t.Fatalf("%d Ours strategies", ours)
+	}
+	for name, s := range map[string]Strategy{
+		"duplicate":   {Name: "ours", Kind: Variant, Proxies: 1, New: newOurs},
+		"second ours": {Name: "ours 2", Kind: Ours, Proxies: 1, New: newOurs},
+		"no picker":   {Name: "x", Proxies: 1},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: registered", name)
+				}
+			}()
+			r := &Registry{}
+			registerOurs(r)
+			r.Add(s)
+		}()
+	}
+}
