@@ -86,8 +86,9 @@ bench:
 	cd dataplane && go test -run '^$$' -bench . -benchmem ./...
 	cd e2e && go test -run '^$$' -bench FleetStreamingCPU -benchtime 2x ./modelsim
 
-# Routing quality: 8 simulated replicas, 4 workloads x 6 strategies (round
-# robin … ours with 1 and 4 proxies); writes e2e/bench/results/routing.md + SVG.
+# Routing quality: simulated fleets, 11 workloads x the registered strategies
+# (baselines, ours on 1 and 4 proxies, the oracle), repeats where a verdict is
+# in doubt; writes e2e/bench/results/report.md + SVGs (see e2e/bench/README.md).
 bench-routing:
 	cd e2e && go run ./cmd/loadgen -out bench/results
 

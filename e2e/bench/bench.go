@@ -243,7 +243,6 @@ func runCell(ctx context.Context, o Options, sc *Scenario, st Strategy) (*Cell, 
 		}
 		defer stop()
 	}
-	newPicker := func(*config.Backend) picker.Picker { return st.New(env) }
 	// The reference scrape interval is 50 ms of model time.
 	interval := time.Duration(float64(50*time.Millisecond) * o.TimeScale)
 	if st.NoScrape {
@@ -256,12 +255,19 @@ func runCell(ctx context.Context, o Options, sc *Scenario, st Strategy) (*Cell, 
 			queue.Ttl = durationpb.New(time.Duration(float64(ttl.AsDuration()) * o.TimeScale))
 		}
 	}
+	ps := &proxySetup{addrs: fleet.Addrs(), queue: queue, scrapeInterval: interval, logger: o.Logger}
 	pools := make([]*proxyPools, st.Proxies)
-	pickerOf := func(i int) func(*config.Backend) picker.Picker {
-		pools[i] = &proxyPools{}
-		return pools[i].capture(newPicker)
+	if st.New != nil {
+		newPicker := func(*config.Backend) picker.Picker { return st.New(env) }
+		ps.pickerOf = func(i int) func(*config.Backend) picker.Picker {
+			pools[i] = &proxyPools{}
+			return pools[i].capture(newPicker)
+		}
 	}
-	proxies, err := startProxies(st.Proxies, fleet.Addrs(), pickerOf, queue, interval, o.Logger)
+	if st.Configure != nil {
+		ps.configure = func(rs []snapshotv1.Named) ([]snapshotv1.Named, error) { return st.Configure(env, rs) }
+	}
+	proxies, err := startProxies(st.Proxies, ps)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/infergate/infergate/e2e/bench"
 	"github.com/infergate/infergate/e2e/loadgen"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // TestSmoke runs every workload (a few seconds each at a small size) with
@@ -36,6 +38,18 @@ func TestSmoke(t *testing.T) {
 		}
 		strategies = append(strategies, s)
 	}
+	// A strategy that only edits the config: the pool's own picker with a
+	// queue-only profile (the hook an external picker uses).
+	strategies = append(strategies, bench.Strategy{Name: "profile", Kind: bench.Baseline, Proxies: 1, Only: []string{"multi-turn"},
+		Configure: func(_ *bench.Env, rs []snapshotv1.Named) ([]snapshotv1.Named, error) {
+			for _, r := range rs {
+				if b, ok := r.(*snapshotv1.Backend); ok {
+					b.Picker = &snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "queue", Weight: 1}}}
+					return rs, nil
+				}
+			}
+			return nil, errors.New("no backend")
+		}})
 	scs := bench.Scenarios(bench.Smoke)
 	for i := range scs {
 		// Half a second of simulated arrivals is enough to exercise the
@@ -58,7 +72,7 @@ func TestSmoke(t *testing.T) {
 			grid++
 		}
 	}
-	if want := len(scs) + 4; grid != want {
+	if want := len(scs) + 5; grid != want {
 		t.Fatalf("%d cells in the grid, want %d", grid, want)
 	}
 	for _, c := range rep.Cells {

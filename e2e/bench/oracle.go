@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"time"
 
@@ -35,7 +37,10 @@ func registerOracle(r *Registry) {
 type oracle struct {
 	sched    *picker.Scheduler
 	replicas map[string]*modelsim.Replica // by address
-	prefix   *truthPrefix
+	// static are the replicas' metrics as a scrape parses them (cache
+	// shape, adapter slots); each pick copies them and sets the load.
+	static map[string]endpoints.Metrics
+	prefix *truthPrefix
 
 	mu sync.Mutex
 	// picks counts the requests sent to each replica, so that those not
@@ -44,9 +49,11 @@ type oracle struct {
 }
 
 func newOracle(env *Env) picker.Picker {
-	o := &oracle{sched: newOurs(env).(*picker.Scheduler), replicas: map[string]*modelsim.Replica{}, picks: map[string]int64{}}
+	o := &oracle{sched: newOurs(env).(*picker.Scheduler), replicas: map[string]*modelsim.Replica{},
+		static: map[string]endpoints.Metrics{}, picks: map[string]int64{}}
 	for _, r := range env.Fleet.Replicas() {
 		o.replicas[r.Addr()] = r
+		o.static[r.Addr()] = scrapeOnce(r)
 	}
 	o.prefix = &truthPrefix{replicas: o.replicas}
 	return o
@@ -67,21 +74,32 @@ func (o *oracle) Pick(req *picker.Request, cands []*endpoints.Endpoint) (*endpoi
 		// refused before its engine stays counted until the proxy
 		// releases it, so the proxy's own open requests bound it.
 		transit := max(0, min(o.picks[e.Address]-r.Submitted(), e.InFlight()))
-		e.SetMetrics(&endpoints.Metrics{
-			Waiting:         float64(s.Waiting) + float64(transit),
-			Running:         float64(s.Running),
-			KVCacheUsage:    s.KVUsage,
-			RunningAdapters: s.RunningAdapters,
-			WaitingAdapters: s.WaitingAdapters,
-			MaxLoRA:         r.MaxLoRAs(),
-			At:              now,
-		})
+		m := o.static[e.Address]
+		m.Waiting, m.Running, m.KVCacheUsage = float64(s.Waiting)+float64(transit), float64(s.Running), s.KVUsage
+		m.RunningAdapters, m.WaitingAdapters, m.At = s.RunningAdapters, s.WaitingAdapters, now
+		e.SetMetrics(&m)
 	}
 	ep, err := o.sched.Pick(req, cands)
 	if err == nil {
 		o.picks[ep.Address]++
 	}
 	return ep, err
+}
+
+// scrapeOnce parses the replica's /metrics the way the proxy's scraper
+// does (served in-process), for what does not change during a cell: the
+// cache shape and the adapter slots, and whatever else the scraper learns
+// to read.
+func scrapeOnce(r *modelsim.Replica) endpoints.Metrics {
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	m, err := endpoints.ParseEngine(rec.Body, "vllm")
+	if err != nil || m == nil {
+		// The simulator's own exposition always parses; without it the
+		// oracle still knows the load.
+		return endpoints.Metrics{MaxLoRA: r.MaxLoRAs()}
+	}
+	return *m
 }
 
 // Done implements picker.Feedback.

@@ -26,10 +26,25 @@ const (
 // priority an InferenceObjective would give them.
 var objectives = map[string]int32{"critical": 1, "standard": 0, "sheddable": -1}
 
+// proxySetup is what the proxies of a cell are built from.
+type proxySetup struct {
+	addrs []string
+	// pickerOf returns proxy i's PickerFor (nil: the pool's own profile).
+	pickerOf func(i int) func(*config.Backend) picker.Picker
+	queue    *snapshotv1.WaitQueue
+	// scrapeInterval is a single proxy's per-endpoint scrape interval;
+	// each proxy is told how many proxies share the servers.
+	scrapeInterval time.Duration
+	// configure, when set, edits the snapshot resources before compiling.
+	configure func([]snapshotv1.Named) ([]snapshotv1.Named, error)
+	logger    *slog.Logger
+}
+
 // poolConfig compiles a gateway with one HTTP listener on port routing
 // everything to an InferencePool of addrs, with the criticality objectives
 // and the wait queue when queue is set.
-func poolConfig(port uint32, addrs []string, queue *snapshotv1.WaitQueue) (*config.Config, error) {
+func poolConfig(port uint32, ps *proxySetup) (*config.Config, error) {
+	addrs, queue := ps.addrs, ps.queue
 	eps := &snapshotv1.Endpoints{Name: poolName + "/endpoints"}
 	for _, a := range addrs {
 		host, p, err := net.SplitHostPort(a)
@@ -54,6 +69,12 @@ func poolConfig(port uint32, addrs []string, queue *snapshotv1.WaitQueue) (*conf
 		rs = append(rs, &snapshotv1.ModelRule{Name: gateway + "/inferenceobjective/bench/" + name, Pool: poolName,
 			Objective: name, Priority: prio})
 	}
+	if ps.configure != nil {
+		var err error
+		if rs, err = ps.configure(rs); err != nil {
+			return nil, err
+		}
+	}
 	return config.Compile(configtest.Resources(gateway, rs...))
 }
 
@@ -64,10 +85,8 @@ type proxy struct {
 	url string
 }
 
-// startProxies starts n proxies, proxy i's pool picker from pickerOf(i).
-// scrapeInterval is the per-endpoint scrape interval of a single proxy;
-// each proxy is told how many proxies share the servers.
-func startProxies(n int, addrs []string, pickerOf func(i int) func(*config.Backend) picker.Picker, queue *snapshotv1.WaitQueue, scrapeInterval time.Duration, logger *slog.Logger) ([]*proxy, error) {
+// startProxies starts n proxies as ps says.
+func startProxies(n int, ps *proxySetup) ([]*proxy, error) {
 	var out []*proxy
 	for i := range n {
 		port, err := freePort()
@@ -75,18 +94,17 @@ func startProxies(n int, addrs []string, pickerOf func(i int) func(*config.Backe
 			closeProxies(out)
 			return nil, err
 		}
-		cfg, err := poolConfig(port, addrs, queue)
+		cfg, err := poolConfig(port, ps)
 		if err != nil {
 			closeProxies(out)
 			return nil, err
 		}
-		m := server.New(logger, server.Options{
-			BindAddress: "127.0.0.1",
-			Pipeline: pipeline.Options{
-				Endpoints: endpoints.Options{Interval: scrapeInterval, Proxies: n},
-				PickerFor: pickerOf(i),
-			},
-		})
+		opts := server.Options{BindAddress: "127.0.0.1",
+			Pipeline: pipeline.Options{Endpoints: endpoints.Options{Interval: ps.scrapeInterval, Proxies: n}}}
+		if ps.pickerOf != nil {
+			opts.Pipeline.PickerFor = ps.pickerOf(i)
+		}
+		m := server.New(ps.logger, opts)
 		if err := m.Apply(cfg); err != nil {
 			closeProxies(out)
 			return nil, fmt.Errorf("apply: %w", err)

@@ -53,8 +53,15 @@ type Strategy struct {
 	// About is one line for the report's "how to read this".
 	About   string
 	Proxies int
-	// New returns the pool picker of one proxy in a cell.
+	// New returns the pool picker of one proxy in a cell; nil leaves the
+	// proxy its own picker for the pool's profile (the default profile,
+	// or whatever Configure makes of it).
 	New func(env *Env) picker.Picker
+	// Configure, when set, edits each proxy's snapshot resources (one
+	// listener, route, pool backend, its endpoints and the objectives)
+	// before they are compiled: say, to point the pool at an external
+	// endpoint picker.
+	Configure func(env *Env, resources []snapshotv1.Named) ([]snapshotv1.Named, error)
 	// Start, when set, runs before the cell's proxies start (say, an
 	// external picker process) and returns what stops it after the cell.
 	Start func(ctx context.Context, env *Env) (stop func(), err error)
@@ -77,8 +84,9 @@ type Strategy struct {
 // unique.
 type Registry struct{ list []Strategy }
 
-// Add registers s; a second strategy of the same name, a strategy without
-// a picker, or a second Ours is a programming error and panics.
+// Add registers s; a second strategy of the same name, one that sets
+// neither New nor Configure (it would be ours under another name), or a
+// second Ours is a programming error and panics.
 func (r *Registry) Add(s Strategy) {
 	for _, o := range r.list {
 		if o.Name == s.Name {
@@ -88,8 +96,11 @@ func (r *Registry) Add(s Strategy) {
 			panic(fmt.Sprintf("bench: strategies %q and %q are both Ours", o.Name, s.Name))
 		}
 	}
-	if s.New == nil || s.Proxies <= 0 {
-		panic(fmt.Sprintf("bench: strategy %q needs New and Proxies ≥ 1", s.Name))
+	if s.New == nil && s.Configure == nil || s.Proxies <= 0 {
+		panic(fmt.Sprintf("bench: strategy %q needs New or Configure, and Proxies ≥ 1", s.Name))
+	}
+	if s.FleetKeys && s.New == nil {
+		panic(fmt.Sprintf("bench: strategy %q shares fleet keys, which come from the pickers New returns", s.Name))
 	}
 	r.list = append(r.list, s)
 }

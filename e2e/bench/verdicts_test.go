@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/infergate/infergate/e2e/loadgen"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // synthetic returns a cell with the given TTFT p90 (p99 = 2×, E2E p90 =
@@ -163,6 +164,7 @@ func TestRegistry(t *testing.T) {
 		"duplicate":   {Name: "ours", Kind: Variant, Proxies: 1, New: newOurs},
 		"second ours": {Name: "ours 2", Kind: Ours, Proxies: 1, New: newOurs},
 		"no picker":   {Name: "x", Proxies: 1},
+		"fleet keys":  {Name: "y", Proxies: 2, FleetKeys: true, Configure: func(_ *Env, rs []snapshotv1.Named) ([]snapshotv1.Named, error) { return rs, nil }},
 	} {
 		func() {
 			defer func() {
