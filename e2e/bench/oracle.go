@@ -20,10 +20,9 @@ import (
 //     running, KV use, adapters) plus the requests this oracle sent it
 //     that have not reached its engine yet — the scraper stays idle
 //     (Strategy.NoScrape), so no stale scrape overwrites them.
-//   - Cached prefixes: truthPrefix answers, per candidate, how many
-//     leading prompt tokens its prefix cache holds now
-//     (modelsim.Replica.CachedPromptTokens), the shape of picker's
-//     planned PrefixSource.
+//   - Cached prefixes: truthPrefix, the scheduler's picker.PrefixSource,
+//     answers per candidate how many leading prompt tokens its prefix
+//     cache holds now (modelsim.Replica.CachedTokens).
 //
 // Picks are serialised: each sees the state the previous one left,
 // including the request it just sent.
@@ -56,6 +55,7 @@ func newOracle(env *Env) picker.Picker {
 		o.static[r.Addr()] = scrapeOnce(r)
 	}
 	o.prefix = &truthPrefix{replicas: o.replicas}
+	o.sched.SetPrefixSource(o.prefix)
 	return o
 }
 
@@ -116,13 +116,17 @@ type truthPrefix struct {
 // not a replica of the fleet; false when the body is not a request the
 // replicas would serve.
 func (t *truthPrefix) CachedTokens(req *picker.Request, cands []picker.Candidate, out []int) bool {
+	g, err := modelsim.ParseGeneration(req.Body)
+	if err != nil {
+		return false
+	}
 	for i := range cands {
 		r := t.replicas[cands[i].Endpoint.Address]
 		if r == nil {
 			out[i] = -1
 			continue
 		}
-		n, err := r.CachedPromptTokens(req.Body)
+		n, err := r.CachedTokens(g)
 		if err != nil {
 			return false
 		}
@@ -130,3 +134,5 @@ func (t *truthPrefix) CachedTokens(req *picker.Request, cands []picker.Candidate
 	}
 	return true
 }
+
+var _ picker.PrefixSource = (*truthPrefix)(nil)

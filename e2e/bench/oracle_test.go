@@ -105,4 +105,14 @@ func TestTruthPrefix(t *testing.T) {
 	if o.prefix.CachedTokens(&picker.Request{Body: []byte(`{"model":`)}, cands, out) {
 		t.Fatal("a bad body answered")
 	}
+	// The scheduler hears it: with equal (idle) load the replica holding
+	// the prefix wins the first pick of a fresh oracle, whose own index
+	// knows nothing (a coin flip each without the source).
+	for i := range 6 {
+		fresh := newOracle(env)
+		got, err := fresh.Pick(&picker.Request{Model: modelsim.DefaultModel, Body: []byte(body("third"))}, eps[:2])
+		if err != nil || got != eps[1] {
+			t.Fatalf("oracle %d picked %v (%v); want the replica holding the prefix", i, got.Address, err)
+		}
+	}
 }

@@ -18,14 +18,25 @@ import (
 // It fails like the API would for a body it cannot parse or a model it
 // does not serve.
 func (r *Replica) CachedPromptTokens(body []byte) (int, error) {
-	parse := ParseCompletionRequest
-	if bytes.Contains(body, []byte(`"messages"`)) {
-		parse = ParseChatRequest
-	}
-	g, err := parse(body)
+	g, err := ParseGeneration(body)
 	if err != nil {
 		return 0, err
 	}
+	return r.CachedTokens(g)
+}
+
+// ParseGeneration parses a chat request body (one with "messages") or a
+// text completion body, as the API does.
+func ParseGeneration(body []byte) (GenerationRequest, error) {
+	if bytes.Contains(body, []byte(`"messages"`)) {
+		return ParseChatRequest(body)
+	}
+	return ParseCompletionRequest(body)
+}
+
+// CachedTokens is CachedPromptTokens for a parsed request (parse once,
+// ask every replica); it fails for a model the replica does not serve.
+func (r *Replica) CachedTokens(g GenerationRequest) (int, error) {
 	adapter, aerr := r.resolve(g.Model)
 	if aerr != nil {
 		return 0, aerr
