@@ -12,13 +12,14 @@ import (
 	"github.com/infergate/infergate/e2e/modelsim"
 )
 
-func testFleet(t *testing.T, n int) (*Env, []*endpoints.Endpoint) {
+// testFleet starts n replicas at the given time scale.
+func testFleet(t *testing.T, n int, scale float64) (*Env, []*endpoints.Endpoint) {
 	t.Helper()
 	listen := make([]string, n)
 	for i := range listen {
 		listen[i] = "127.0.0.1:0"
 	}
-	f, err := modelsim.StartFleet(context.Background(), modelsim.FleetConfig{Config: modelsim.Config{TimeScale: 0.05}, Listen: listen, ShutdownTimeout: time.Second})
+	f, err := modelsim.StartFleet(context.Background(), modelsim.FleetConfig{Config: modelsim.Config{TimeScale: scale}, Listen: listen, ShutdownTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func testFleet(t *testing.T, n int) (*Env, []*endpoints.Endpoint) {
 	for _, a := range f.Addrs() {
 		eps = append(eps, endpoints.New(endpoints.Spec{Address: a}))
 	}
-	return &Env{Fleet: f, Scenario: &Scenario{}, TimeScale: 0.05}, eps
+	return &Env{Fleet: f, Scenario: &Scenario{}, TimeScale: scale}, eps
 }
 
 func send(t *testing.T, ctx context.Context, url, body string) {
@@ -47,13 +48,15 @@ func send(t *testing.T, ctx context.Context, url, body string) {
 // replica's true load, plus the requests it sent that have not reached
 // the replica yet.
 func TestOracleLoad(t *testing.T) {
-	env, eps := testFleet(t, 2)
+	// Real time, so that the long request is still running however
+	// slowly this machine gets to look (it is canceled at the end).
+	env, eps := testFleet(t, 2, 1)
 	o := newOracle(env).(*oracle)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r0 := env.Fleet.Replica(0)
 	go send(t, ctx, r0.URL(), `{"model":"`+modelsim.DefaultModel+`","messages":[{"role":"user","content":"x"}],"max_tokens":5000,"stream":true}`)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for r0.Load().Running != 1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
@@ -87,7 +90,7 @@ func TestOracleLoad(t *testing.T) {
 // of the request, -1 for an endpoint outside the fleet, and gives up on a
 // body no replica would serve.
 func TestTruthPrefix(t *testing.T) {
-	env, eps := testFleet(t, 2)
+	env, eps := testFleet(t, 2, 0.05)
 	o := newOracle(env).(*oracle)
 	system := strings.Repeat("abcd", 500)
 	body := func(q string) string {

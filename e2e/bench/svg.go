@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// SVG draws TTFT p90 per workload (rows) and strategy (bars), log scale.
+// SVG draws TTFT p90 per workload (rows) and strategy (bars), log scale;
+// repeated cells show their median.
 func (r *Report) SVG() string {
 	var strategies []string
 	var workloads []string
@@ -53,9 +54,8 @@ func (r *Report) SVG() string {
 	for _, w := range workloads {
 		fmt.Fprintf(&b, `<text x="5" y="%.0f" font-weight="bold">%s</text>`+"\n", y+barH, w)
 		for i, s := range strategies {
-			c := r.cell(w, s)
-			if c != nil {
-				v := c.Summary.TTFT.P90
+			if r.cell(w, s) != nil {
+				v := r.value(w, s, ttftP90.get) // the median over runs
 				fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.1f" height="%.0f" fill="%s"/><text x="%.1f" y="%.0f">%s %s</text>`+"\n",
 					left, y, max(x(v)-left, 1), barH-2, colors[i%len(colors)], x(v)+3, y+barH-4, s, secs(v))
 			}
