@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
-	"github.com/infergate/infergate/dataplane/waitqueue"
+	"github.com/infergate/infergate/proto/pickerprofile"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -231,9 +231,11 @@ func cleanEndpoints(eps []*snapshotv1.Endpoint) []*snapshotv1.Endpoint {
 
 // PickerProfileAnnotation on an InferencePool sets its scheduling profile
 // (YAML or JSON of the snapshot's PickerProfile: scorers with names, weights
-// and parameters, shedSheddable, and the optional wait queue). Without it a pool gets
-// DefaultPickerProfile. Plugin names are checked by the proxies, which
-// reject (NACK) a profile naming a plugin they do not have.
+// and parameters, shedSheddable, and the optional wait queue). Without it a
+// pool gets DefaultPickerProfile. The profile is checked completely against
+// the contract the proxies build from (proto/pickerprofile), so a bad one
+// is reported on the pool's status and the proxies get the default: they
+// never receive a profile they would refuse.
 const PickerProfileAnnotation = "infergate.dev/picker-profile"
 
 // PickerProfileFor returns the profile the annotations ask for, or the
@@ -254,38 +256,16 @@ func PickerProfileFor(annotations map[string]string) (*snapshotv1.PickerProfile,
 		msg := strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "proto:")), " ")
 		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %s", PickerProfileAnnotation, msg)
 	}
-	if len(p.Scorers) == 0 {
-		return DefaultPickerProfile(), fmt.Errorf("annotation %s: no scorers", PickerProfileAnnotation)
-	}
-	for _, s := range p.Scorers {
-		if s.Name == "" || s.Weight < 0 {
-			return DefaultPickerProfile(), fmt.Errorf("annotation %s: scorer %q: a name and a weight ≥ 0 are required", PickerProfileAnnotation, s.Name)
-		}
-	}
-	// The proxies' own check, so a queue they would reject is reported on
-	// the pool instead of NACKed.
-	if err := waitqueue.Check(p.Queue); err != nil {
+	if err := pickerprofile.Validate(p); err != nil {
 		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %w", PickerProfileAnnotation, err)
 	}
 	return p, nil
 }
 
-// DefaultPickerProfile is the scheduling profile every pool gets: the
-// reference scorer weights (queue 2, KV cache 2, prefix cache 3), LoRA
-// affinity 2 (neutral for pools without adapters) and shedding of
-// sheddable requests when saturated. The proxy adds LoRA 2 to any profile
-// that does not name it; naming it here shows in snapshots what runs.
-func DefaultPickerProfile() *snapshotv1.PickerProfile {
-	return &snapshotv1.PickerProfile{
-		Scorers: []*snapshotv1.PluginRef{
-			{Name: "queue", Weight: 2},
-			{Name: "kv-cache", Weight: 2},
-			{Name: "prefix-cache", Weight: 3},
-			{Name: "lora", Weight: 2},
-		},
-		ShedSheddable: true,
-	}
-}
+// DefaultPickerProfile is the scheduling profile of a pool without the
+// annotation: the contract's default (pickerprofile.Default), which names
+// every plugin it runs so snapshots show it.
+func DefaultPickerProfile() *snapshotv1.PickerProfile { return pickerprofile.Default() }
 
 // serviceBackend takes endpoints from the Service's EndpointSlices, or, when
 // it has none (the file source often lists only Pods), from the Pods its

@@ -246,13 +246,9 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	accepted := func(ok bool, gen int64, annotations map[string]string) metav1.Condition {
+	accepted := func(ok bool, gen int64) metav1.Condition {
 		if ok {
-			msg := ""
-			if _, err := PickerProfileFor(annotations); err != nil {
-				msg = err.Error() + "; the default picker profile is used"
-			}
-			return cond(string(infv1.InferencePoolConditionAccepted), true, string(infv1.InferencePoolReasonAccepted), msg, gen)
+			return cond(string(infv1.InferencePoolConditionAccepted), true, string(infv1.InferencePoolReasonAccepted), "", gen)
 		}
 		return cond(string(infv1.InferencePoolConditionAccepted), false, string(infv1.InferencePoolReasonHTTPRouteNotAccepted),
 			"no HTTPRoute referencing this pool is accepted by the Gateway", gen)
@@ -274,7 +270,7 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 					Namespace: infv1.Namespace(gs.gw.Namespace), Name: infv1.ObjectName(gs.gw.Name),
 				},
 				ControllerName: infv1.ControllerName(t.opts.ControllerName),
-				Conditions:     []metav1.Condition{accepted(ok, p.Generation, p.Annotations), resolved(epOK, msg, p.Generation)},
+				Conditions:     withProfile([]metav1.Condition{accepted(ok, p.Generation), resolved(epOK, msg, p.Generation)}, p.Annotations, p.Generation),
 			})
 			t.out.Status.InferencePools[key(&p.ObjectMeta)] = st
 		} else if lp := t.legacyByID(id); lp != nil {
@@ -287,11 +283,34 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 				GatewayRef: inferencealpha.ParentGatewayReference{
 					Group: ptr(gatewayGroup), Kind: ptr(kindGateway), Name: gs.gw.Name, Namespace: ptr(gs.gw.Namespace),
 				},
-				Conditions: []metav1.Condition{accepted(ok, lp.Generation, lp.Annotations), resolved(epOK, msg, lp.Generation)},
+				Conditions: withProfile([]metav1.Condition{accepted(ok, lp.Generation), resolved(epOK, msg, lp.Generation)}, lp.Annotations, lp.Generation),
 			})
 			t.out.Status.LegacyInferencePools[key(&lp.ObjectMeta)] = st
 		}
 	}
+}
+
+// Condition on a pool's parent status that reports its picker profile
+// annotation (PickerProfileAnnotation), present only on pools that have one:
+// True (Valid) when the proxies run it, False (Invalid) with the reason when
+// they run the default profile instead.
+const (
+	ConditionPickerProfile     = "infergate.dev/PickerProfile"
+	ReasonPickerProfileValid   = "Valid"
+	ReasonPickerProfileInvalid = "Invalid"
+)
+
+// withProfile appends the PickerProfile condition to a pool parent's
+// conditions when the pool has the annotation.
+func withProfile(conds []metav1.Condition, annotations map[string]string, gen int64) []metav1.Condition {
+	if _, ok := annotations[PickerProfileAnnotation]; !ok {
+		return conds
+	}
+	if _, err := PickerProfileFor(annotations); err != nil {
+		return append(conds, cond(ConditionPickerProfile, false, ReasonPickerProfileInvalid,
+			err.Error()+"; the pool runs the default picker profile", gen))
+	}
+	return append(conds, cond(ConditionPickerProfile, true, ReasonPickerProfileValid, "", gen))
 }
 
 func (t *translator) poolByID(id string) *infv1.InferencePool {

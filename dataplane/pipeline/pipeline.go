@@ -33,6 +33,8 @@ import (
 	"github.com/infergate/infergate/dataplane/router"
 	"github.com/infergate/infergate/dataplane/upstream"
 	"github.com/infergate/infergate/dataplane/waitqueue"
+	"github.com/infergate/infergate/proto/pickerprofile"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // Options configure a Pipeline. Zero values take the defaults.
@@ -209,52 +211,64 @@ func (m *Pipeline) poolStats() []metrics.PoolStat {
 	return out
 }
 
-// Prepared is a config checked by Prepare, ready to Publish.
+// Prepared is a config readied by Prepare, to Publish.
 type Prepared struct {
 	cfg     *config.Config
 	pickers map[string]picker.Picker
+	// profiles are the profiles the pools run (a refused one replaced by
+	// the default).
+	profiles map[string]*snapshotv1.PickerProfile
 }
 
-// Prepare checks what of cfg only the pipeline can judge — each pool's
-// picker profile and wait queue — without changing what is served: an
-// error is a config error (NACK).
+// Prepare builds what cfg's backends pick with, without changing what is
+// served. It does not fail for a pool's profile: one the profile contract
+// (proto/pickerprofile) refuses runs the default profile instead, logged
+// at error level. The control plane validates with the same contract and
+// sends the default itself for a bad annotation, so this means version
+// skew or a bug, and one pool's profile must not keep every other change
+// of the gateway from being applied (a NACK would).
 func (m *Pipeline) Prepare(cfg *config.Config) (*Prepared, error) {
-	pickers, err := m.pickers(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkQueues(cfg); err != nil {
-		return nil, err
-	}
-	return &Prepared{cfg: cfg, pickers: pickers}, nil
-}
-
-// pickers returns every backend's picker (see Options.PickerFor); a pool
-// profile naming an unknown plugin is a config error.
-func (m *Pipeline) pickers(cfg *config.Config) (map[string]picker.Picker, error) {
-	out := make(map[string]picker.Picker, len(cfg.Backends))
+	p := &Prepared{cfg: cfg, pickers: make(map[string]picker.Picker, len(cfg.Backends)),
+		profiles: map[string]*snapshotv1.PickerProfile{}}
 	for name, b := range cfg.Backends {
 		switch {
 		case m.opts.PickerFor != nil:
-			out[name] = m.opts.PickerFor(b)
+			p.pickers[name] = m.opts.PickerFor(b)
 		case !b.IsPool():
-			out[name] = picker.LeastInFlight{}
-		default:
-			s, err := m.scheds.For(b.Name, b.Raw.GetPicker())
-			if err != nil {
-				return nil, fmt.Errorf("backend %q: picker profile: %w", b.Name, err)
-			}
-			out[name] = s
+			p.pickers[name] = picker.LeastInFlight{}
+			continue
 		}
+		prof := b.Raw.GetPicker()
+		if err := pickerprofile.Validate(prof); err != nil {
+			m.logger.Error("pool picker profile refused; the pool runs the default profile", "backend", b.Name,
+				"pool", b.Source, "err", err)
+			prof = pickerprofile.Default()
+		}
+		p.profiles[name] = prof
+		if m.opts.PickerFor != nil {
+			continue
+		}
+		s, err := m.scheds.For(b.Name, prof)
+		if err != nil {
+			// A validated profile builds (picker's own test); this is a
+			// bug, and the default still serves.
+			m.logger.Error("pool picker profile does not build; the pool runs the default profile", "backend", b.Name,
+				"pool", b.Source, "err", err)
+			p.profiles[name] = pickerprofile.Default()
+			if s, err = m.scheds.For(b.Name, nil); err != nil {
+				return nil, fmt.Errorf("backend %q: default picker profile: %w", b.Name, err)
+			}
+		}
+		p.pickers[name] = s
 	}
-	return out, nil
+	return p, nil
 }
 
 // Publish serves p's config from now on: it brings the endpoint registry in
 // line with it, swaps the state, and drops what no pool of it uses.
 func (m *Pipeline) Publish(p *Prepared) {
 	cfg := p.cfg
-	m.state.Store(m.build(cfg, p.pickers))
+	m.state.Store(m.build(cfg, p))
 	m.models.retain(cfg)
 	m.scheds.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
 	m.queues.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
@@ -304,7 +318,7 @@ func (m *Pipeline) certificate(port uint32, hello *tls.ClientHelloInfo) (*tls.Ce
 
 // build derives the request-time state from cfg and brings the endpoint
 // registry in line with it.
-func (m *Pipeline) build(cfg *config.Config, pickers map[string]picker.Picker) *state {
+func (m *Pipeline) build(cfg *config.Config, prep *Prepared) *state {
 	st := &state{cfg: cfg, ports: make(map[uint32]*portState, len(cfg.Ports)), backends: make(map[string]*backendState, len(cfg.Backends)),
 		queuesOf: map[*endpoints.Endpoint][]*waitqueue.Queue{}}
 	for _, p := range cfg.Ports {
@@ -331,7 +345,7 @@ func (m *Pipeline) build(cfg *config.Config, pickers map[string]picker.Picker) *
 	eps := m.reg.Sync(specs)
 	tlsKeys := map[string]bool{}
 	for name, b := range cfg.Backends {
-		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]http.Handler, len(b.Endpoints)), picker: pickers[name]}
+		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]http.Handler, len(b.Endpoints)), picker: prep.pickers[name]}
 		for _, e := range b.Endpoints {
 			ep := eps[e.Address]
 			bs.eps = append(bs.eps, ep)
@@ -346,7 +360,7 @@ func (m *Pipeline) build(cfg *config.Config, pickers map[string]picker.Picker) *
 			}
 		}
 		if b.IsPool() {
-			if bs.queue = m.queues.For(name, b.Source, b.Raw.GetPicker().GetQueue()); bs.queue != nil {
+			if bs.queue = m.queues.For(name, b.Source, prep.profiles[name].GetQueue()); bs.queue != nil {
 				eps := bs.eps
 				bs.queue.SetHeadroom(func() int { return picker.Headroom(eps, time.Now()) })
 				for _, ep := range bs.eps {

@@ -2,11 +2,9 @@ package pipeline
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
@@ -15,20 +13,6 @@ import (
 
 // fairnessHeader names the flow a request waits in (canonical form).
 const fairnessHeader = "X-Gateway-Inference-Fairness-Id"
-
-// checkQueues validates every pool's wait queue: a bad one is a config
-// error (NACK), like an unknown scorer.
-func checkQueues(cfg *config.Config) error {
-	for name, b := range cfg.Backends {
-		if !b.IsPool() {
-			continue
-		}
-		if err := waitqueue.Check(b.Raw.GetPicker().GetQueue()); err != nil {
-			return fmt.Errorf("backend %q: picker profile: %w", name, err)
-		}
-	}
-	return nil
-}
 
 // onScrape lets the wait queues of the pools ep serves dispatch what its
 // fresh metrics make room for.

@@ -150,8 +150,7 @@ func (m *Manager) Apply(cfg *config.Config) error {
 	if m.closed {
 		return errors.New("server closed")
 	}
-	// Pickers and queues first: a bad pool profile is a config error
-	// (NACK), caught before anything changes.
+	// Pickers first, built before anything changes.
 	prep, err := m.pl.Prepare(cfg)
 	if err != nil {
 		return err

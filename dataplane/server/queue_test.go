@@ -224,21 +224,6 @@ func checkQueuesAdmin(t *testing.T, m *server.Manager, want ...string) {
 	}
 }
 
-// TestWaitQueueInvalidRejected: a queue the proxy cannot use fails Apply
-// (NACK) instead of silently running without it.
-func TestWaitQueueInvalidRejected(t *testing.T) {
-	be := echo(t)
-	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
-	port := freePort(t)
-	m := newManager(t)
-	rs := withProfile(snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool}),
-		&snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{{Name: "queue", Weight: 1}},
-			Queue: &snapshotv1.WaitQueue{Ttl: durationpb.New(-time.Second)}})
-	if err := m.Apply(compile(t, rs)); err == nil || !strings.Contains(err.Error(), "ttl") {
-		t.Fatalf("Apply with a negative queue ttl: %v", err)
-	}
-}
-
 // TestWaitQueueCountsAgainstRequestTimeout: the rule's request timeout
 // covers the whole request, so time spent in a pool's queue shortens what
 // is left for the upstream: a request that waits ~300 ms and then meets a

@@ -17,51 +17,20 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/infergate/infergate/proto/pickerprofile"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
-// Defaults for a WaitQueue whose fields are zero or unset.
-const (
-	DefaultMaxRequests = 1000
-	DefaultMaxBytes    = 128 << 20
-	DefaultTTL         = 30 * time.Second
-	// MaxTTL bounds the TTL a profile may ask for: a request held longer
-	// than this is better answered and retried by the client.
-	MaxTTL = time.Hour
-)
-
-// Config bounds one queue.
-type Config struct {
-	// MaxRequests and MaxBytes (request body bytes) bound what waits.
-	MaxRequests int
-	MaxBytes    int64
-	// TTL is the longest a request waits.
-	TTL time.Duration
-}
+// Config bounds one queue: MaxRequests and MaxBytes (request body bytes)
+// bound what waits, TTL is the longest a request waits. The defaults and
+// the domain of each bound are the profile contract's (proto/pickerprofile),
+// which the control plane validates with too.
+type Config = pickerprofile.QueueBounds
 
 // ConfigFrom returns the config of a profile's queue with defaults filled
 // in; ok is false when p is nil (no queue).
 func ConfigFrom(p *snapshotv1.WaitQueue) (cfg Config, ok bool, err error) {
-	if p == nil {
-		return Config{}, false, nil
-	}
-	cfg = Config{MaxRequests: int(p.GetMaxRequests()), MaxBytes: int64(p.GetMaxBytes()), TTL: DefaultTTL}
-	if cfg.MaxRequests == 0 {
-		cfg.MaxRequests = DefaultMaxRequests
-	}
-	if cfg.MaxBytes <= 0 { // 0, or a uint64 beyond int64
-		cfg.MaxBytes = DefaultMaxBytes
-	}
-	if d := p.GetTtl(); d != nil {
-		if err := d.CheckValid(); err != nil {
-			return Config{}, false, fmt.Errorf("queue ttl: %w", err)
-		}
-		cfg.TTL = d.AsDuration()
-		if cfg.TTL <= 0 || cfg.TTL > MaxTTL {
-			return Config{}, false, fmt.Errorf("queue ttl %v: want > 0 and ≤ %v", cfg.TTL, MaxTTL)
-		}
-	}
-	return cfg, true, nil
+	return pickerprofile.QueueOf(p)
 }
 
 // Outcome is how a request's wait ended.

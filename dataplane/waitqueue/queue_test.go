@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/infergate/infergate/proto/pickerprofile"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 
 	"github.com/infergate/infergate/dataplane/internal/testwait"
@@ -341,7 +342,7 @@ func TestConfigFrom(t *testing.T) {
 		t.Fatalf("nil: on %v err %v", on, err)
 	}
 	cfg, on, err := ConfigFrom(&snapshotv1.WaitQueue{})
-	if !on || err != nil || cfg != (Config{MaxRequests: DefaultMaxRequests, MaxBytes: DefaultMaxBytes, TTL: DefaultTTL}) {
+	if !on || err != nil || cfg != (Config{MaxRequests: pickerprofile.DefaultQueueRequests, MaxBytes: pickerprofile.DefaultQueueBytes, TTL: pickerprofile.DefaultQueueTTL}) {
 		t.Fatalf("empty: %+v %v %v", cfg, on, err)
 	}
 	cfg, _, err = ConfigFrom(&snapshotv1.WaitQueue{MaxRequests: 5, MaxBytes: 7, Ttl: durationpb.New(time.Second)})

@@ -17,17 +17,11 @@ type Set struct {
 // NewSet returns an empty set whose queues report to obs (may be nil).
 func NewSet(obs Observer) *Set { return &Set{obs: obs, pools: map[string]*Queue{}} }
 
-// Check validates a profile's queue without changing anything.
-func Check(p *snapshotv1.WaitQueue) error {
-	_, _, err := ConfigFrom(p)
-	return err
-}
-
 // For returns the queue of the pool named name (label is its name in
 // metrics) for p, nil when p is nil (no queue), reusing the pool's queue
 // with the new bounds. A queue switched off
-// dispatches whatever waits in it. Call Check first: an invalid p is
-// treated as no queue.
+// dispatches whatever waits in it. An invalid p (see
+// pickerprofile.Validate) is treated as no queue.
 func (s *Set) For(name, label string, p *snapshotv1.WaitQueue) *Queue {
 	cfg, on, err := ConfigFrom(p)
 	s.mu.Lock()
