@@ -6,6 +6,7 @@
 package endpoints
 
 import (
+	"errors"
 	"math"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,9 @@ type Endpoint struct {
 	Hash uint64
 
 	inFlight atomic.Int64
+	// firstByte (float64 nanoseconds) is the smoothed time to first byte
+	// (see Observed).
+	firstByte atomic.Uint64
 	// lastScore (float64 bits) and lastScoredAt (unix ns) are the total
 	// score the picker gave this endpoint in its latest decision, for the
 	// admin API; written without allocation on the hot path.
@@ -74,9 +78,17 @@ type Metrics struct {
 	At time.Time `json:"at"`
 }
 
+// scrapeError is why the latest scrape gave no usable sample.
 type scrapeError struct {
 	msg string
 	at  time.Time
+	// since is when the scrapes started failing (the first of the run).
+	since time.Time
+	// invalid marks a sample with out-of-domain values: unlike a scrape
+	// that failed (the last good sample ages out as usual), it makes the
+	// endpoint's metrics unusable at once — a server that reports
+	// nonsense may have reported nonsense before.
+	invalid bool
 }
 
 func newEndpoint(s Spec, sched *schedule) *Endpoint {
@@ -214,14 +226,43 @@ func (e *Endpoint) LastError() (string, time.Time) {
 	return "", time.Time{}
 }
 
+// MetricsProblem says why the endpoint's scraped metrics are not usable
+// for decisions, for pickers that keep such an endpoint in rotation on
+// the proxy's own signals (see Observed): "" when the latest scrape gave a
+// valid sample, else the reason (unreachable, timed out, too large, not
+// an exposition, or an out-of-domain value) and since when scrapes have
+// been failing. Freshness is Fresh's to say: a failed scrape leaves the
+// previous sample to age out, an invalid one makes it stale at once.
+func (e *Endpoint) MetricsProblem() (reason string, since time.Time) {
+	if le := e.lastErr.Load(); le != nil {
+		return le.msg, le.since
+	}
+	return "", time.Time{}
+}
+
+// scrapeFailed records a scrape that gave no usable sample at now.
+func (e *Endpoint) scrapeFailed(err error, now time.Time) {
+	se := &scrapeError{msg: err.Error(), at: now, since: now}
+	if prev := e.lastErr.Load(); prev != nil {
+		se.since = prev.since
+	}
+	var inv *InvalidError
+	se.invalid = errors.As(err, &inv)
+	e.lastErr.Store(se)
+}
+
 // ServedHeader is the shared, read-only value for the
 // x-gateway-destination-endpoint-served response header.
 func (e *Endpoint) ServedHeader() []string { return e.servedHeader }
 
-// Fresh reports whether the endpoint has metrics no older than maxAge.
+// Fresh reports whether the endpoint has metrics no older than maxAge
+// and its latest scrape did not report out-of-domain values.
 func (e *Endpoint) Fresh(now time.Time, maxAge time.Duration) (*Metrics, bool) {
 	m := e.metrics.Load()
 	if m == nil || now.Sub(m.At) > maxAge {
+		return m, false
+	}
+	if le := e.lastErr.Load(); le != nil && le.invalid {
 		return m, false
 	}
 	return m, true
@@ -247,6 +288,16 @@ type Status struct {
 	MetricsAgeMs   *float64 `json:"metricsAgeMs,omitempty"`
 	LastError      string   `json:"lastError,omitempty"`
 	LastErrorAgeMs *float64 `json:"lastErrorAgeMs,omitempty"`
+	// MetricsFailingForMs is how long scrapes have given no usable
+	// sample (absent while they do).
+	MetricsFailingForMs *float64 `json:"metricsFailingForMs,omitempty"`
+	// MetricsInvalid is true when the latest scrape reported values
+	// outside their domain (LastError says which): the metrics count as
+	// stale.
+	MetricsInvalid bool `json:"metricsInvalid,omitempty"`
+	// FirstByteMs is the proxy's smoothed time to first byte from the
+	// endpoint (absent before its first response).
+	FirstByteMs *float64 `json:"firstByteMs,omitempty"`
 	// EjectedForMs is how much longer the endpoint is ejected after
 	// failures (absent when it is not).
 	EjectedForMs *float64 `json:"ejectedForMs,omitempty"`
@@ -278,10 +329,15 @@ func (e *Endpoint) status(now time.Time, scraped bool) Status {
 		age := float64(now.Sub(time.Unix(0, at)).Microseconds()) / 1000
 		s.LastScore, s.LastScoreAgeMs = &v, &age
 	}
-	if msg, at := e.LastError(); msg != "" {
-		s.LastError = msg
-		age := float64(now.Sub(at).Microseconds()) / 1000
-		s.LastErrorAgeMs = &age
+	if le := e.lastErr.Load(); le != nil {
+		s.LastError = le.msg
+		age := float64(now.Sub(le.at).Microseconds()) / 1000
+		failing := float64(now.Sub(le.since).Microseconds()) / 1000
+		s.LastErrorAgeMs, s.MetricsFailingForMs, s.MetricsInvalid = &age, &failing, le.invalid
+	}
+	if fb := e.Observed(now).FirstByte; fb > 0 {
+		ms := float64(fb.Microseconds()) / 1000
+		s.FirstByteMs = &ms
 	}
 	if until := e.health.until.Load(); until > now.UnixNano() {
 		left := float64(until-now.UnixNano()) / 1e6

@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"fmt"
+	"slices"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -101,4 +102,22 @@ func namesFor(engine string) metricNames {
 		return n
 	}
 	return engineMetrics["vllm"]
+}
+
+// families are the metric family names parse reads.
+func (n metricNames) families() []string {
+	var out []string
+	add := func(ss ...series) {
+		for _, s := range ss {
+			if s.name != "" && !slices.Contains(out, s.name) {
+				out = append(out, s.name)
+			}
+		}
+	}
+	add(n.waiting...)
+	add(n.running...)
+	add(n.kv...)
+	add(n.kvUsed, n.kvMax)
+	add(series{name: n.lora})
+	return out
 }
