@@ -9,3 +9,4 @@ const supported = false
 
 func rawRead(uintptr, []byte) (int, syscall.Errno)  { panic("rawconn: unsupported platform") }
 func rawWrite(uintptr, []byte) (int, syscall.Errno) { panic("rawconn: unsupported platform") }
+func rawPeek(uintptr, []byte) (int, syscall.Errno)  { panic("rawconn: unsupported platform") }

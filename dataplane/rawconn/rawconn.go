@@ -18,6 +18,7 @@
 package rawconn
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -30,6 +31,8 @@ import (
 type Conn struct {
 	net.Conn
 	r, w half
+	// peek is Idle's callback, set up once like the halves'.
+	peek func(fd uintptr) bool
 }
 
 // half is one direction of a Conn. The callback handed to the RawConn and
@@ -60,7 +63,47 @@ func New(c net.Conn) net.Conn {
 	rw := &Conn{Conn: c}
 	rw.r = half{op: "read", run: rc.Read, fn: rw.read}
 	rw.w = half{op: "write", run: rc.Write, fn: rw.write}
+	rw.peek = rw.peekFn
 	return rw
+}
+
+// ErrUnsolicited is Idle's answer for an idle connection with bytes to
+// read: no request asked for them (a server's "408 Request Timeout"
+// before it closes, say), so the next response would be misread.
+var ErrUnsolicited = errors.New("rawconn: unsolicited bytes on an idle connection")
+
+// Idle checks, without waiting, that an idle keep-alive connection can
+// carry a request: nil when it is open with nothing to read, io.EOF when
+// the peer closed it, ErrUnsolicited when there are bytes to read, else
+// the socket's error. http.Transport learns the same from the read it
+// keeps pending on every idle connection; a connection without one (the
+// lean upstream client's) asks before writing a request on it, since a
+// request written to a connection the server already closed cannot be
+// told apart from one the server read and then dropped — and a POST
+// must then not be sent again.
+func (c *Conn) Idle() error {
+	_, err := c.do(&c.r, nil, c.peek)
+	return err
+}
+
+// peekFn is Idle's callback: one non-blocking peek, never a wait.
+func (c *Conn) peekFn(fd uintptr) bool {
+	var b [1]byte
+	for {
+		n, errno := rawPeek(fd, b[:])
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN:
+		case errno != 0:
+			c.r.err = errno
+		case n == 0:
+			c.r.err = io.EOF
+		default:
+			c.r.err = ErrUnsolicited
+		}
+		return true
+	}
 }
 
 // Read implements net.Conn like (*net.TCPConn).Read.
@@ -68,7 +111,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	return c.do(&c.r, p)
+	return c.do(&c.r, p, c.r.fn)
 }
 
 // read is the read callback: false asks the netpoller to wait until the
@@ -96,16 +139,16 @@ func (c *Conn) read(fd uintptr) bool {
 // Write implements net.Conn like (*net.TCPConn).Write: all of p is
 // written unless an error says why not.
 func (c *Conn) Write(p []byte) (int, error) {
-	return c.do(&c.w, p)
+	return c.do(&c.w, p, c.w.fn)
 }
 
-// do runs h's callback on p inside the RawConn, which waits in the
-// netpoller whenever the callback returns false.
-func (c *Conn) do(h *half, p []byte) (int, error) {
+// do runs fn (h's callback, or Idle's) on p inside h's RawConn method,
+// which waits in the netpoller whenever the callback returns false.
+func (c *Conn) do(h *half, p []byte, fn func(fd uintptr) bool) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.p, h.n, h.err = p, 0, nil
-	err := h.run(h.fn)
+	err := h.run(fn)
 	h.p = nil
 	return c.result(h.op, h.n, err, h.err)
 }

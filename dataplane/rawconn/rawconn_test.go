@@ -238,3 +238,68 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestIdle: an idle connection is usable until the peer sends something
+// unasked or closes it, and checking never waits or takes a byte.
+func TestIdle(t *testing.T) {
+	if !supported {
+		t.Skip("raw connections are Linux only")
+	}
+	raw, plain := pair(t)
+	c := raw.(*Conn)
+	if err := c.Idle(); err != nil {
+		t.Fatalf("open idle connection: %v", err)
+	}
+	const unasked = "HTTP/1.1 408 Request Timeout\r\n\r\n"
+	if _, err := plain.Write([]byte(unasked)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return errors.Is(c.Idle(), ErrUnsolicited) })
+	b := make([]byte, 8)
+	n, err := c.Read(b)
+	if err != nil || string(b[:n]) != "HTTP/1.1" {
+		t.Fatalf("Idle took bytes: read %q, %v", b[:n], err)
+	}
+	io.CopyN(io.Discard, c, int64(len(unasked)-n))
+	plain.Close()
+	waitFor(t, func() bool { return c.Idle() == io.EOF })
+
+	// A reset (SO_LINGER 0) is the socket's error.
+	raw, plain = pair(t)
+	plain.(*net.TCPConn).SetLinger(0)
+	plain.Close()
+	waitFor(t, func() bool {
+		err := raw.(*Conn).Idle()
+		return err != nil && errors.Is(err, syscall.ECONNRESET)
+	})
+	// A past deadline (a cancelled request's) fails the check at once.
+	raw, _ = pair(t)
+	raw.SetReadDeadline(time.Unix(1, 0))
+	if err := raw.(*Conn).Idle(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("past deadline: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, f func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !f(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func BenchmarkIdle(b *testing.B) {
+	if !supported {
+		b.Skip("raw connections are Linux only")
+	}
+	raw, _ := pair(b)
+	c := raw.(*Conn)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Idle(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

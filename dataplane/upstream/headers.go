@@ -58,7 +58,17 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
-var errInvalidHost = errors.New("upstream: invalid Host header")
+var errInvalidHost = &RequestError{errors.New("invalid Host header")}
+
+// RequestError is a request the proxy cannot forward as it is — a header
+// field it would have to write that HTTP/1.1 cannot carry (a CR or LF in
+// a value, say). It is the client's error (400), never the endpoint's,
+// and the same on any connection.
+type RequestError struct{ Err error }
+
+func (e *RequestError) Error() string { return "request cannot be forwarded: " + e.Err.Error() }
+
+func (e *RequestError) Unwrap() error { return e.Err }
 
 // writeHead writes the HTTP/1.1 request head r is forwarded with: what
 // httputil.ReverseProxy (with SetXForwarded and StripGatewayHeaders) and
@@ -95,11 +105,11 @@ func writeHead(bw *bufio.Writer, r *http.Request, addr string, contentLength int
 			continue
 		}
 		if !httpguts.ValidHeaderFieldName(k) {
-			return errors.New("upstream: invalid header field name " + strconv.Quote(k))
+			return &RequestError{errors.New("invalid header field name " + strconv.Quote(k))}
 		}
 		for _, v := range vv {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				return errors.New("upstream: invalid header field value for " + strconv.Quote(k))
+				return &RequestError{errors.New("invalid header field value for " + strconv.Quote(k))}
 			}
 			if v == "" && k == "User-Agent" {
 				continue // as net/http: an empty User-Agent means none

@@ -92,11 +92,21 @@ type leanExchange struct {
 	stop func() bool
 }
 
-// roundTrip sends r and reads the response head into x. A reused connection the
-// server had closed fails before any byte of a response arrives; that
-// attempt is repeated once, on a new connection. (A server that closes a
-// connection on a request it got without answering looks the same, and
-// gets the request once more.)
+// roundTrip sends r and reads the response head into x, on an idle
+// connection of the pool when one is usable, else on a new one.
+//
+// A request is sent again — once, on a new connection — only when the
+// first attempt went out on a reused connection and either nothing of it
+// was written, or nothing of a response came back and the request is
+// replayable (idempotent, or with an Idempotency-Key: see replayable), as
+// http.Transport decides. A written POST is never repeated: a server that
+// closes the connection after reading a request cannot be told from one
+// that closed it idle just as the request went out, and repeating a
+// generation bills it twice. The idle check before each reuse (see
+// hostPool.get) makes the second case rare. A request that never reached
+// the server (connect failed, or nothing written on a new connection)
+// fails with a *NotSentError, so the caller may send it to another
+// endpoint.
 func (p *leanProxy) roundTrip(w http.ResponseWriter, r *http.Request, x *leanExchange) error {
 	ctx := r.Context()
 	body := r.Body
@@ -112,7 +122,10 @@ func (p *leanProxy) roundTrip(w http.ResponseWriter, r *http.Request, x *leanExc
 		if !reused {
 			var err error
 			if c, err = p.pool.dial(ctx); err != nil {
-				return ctxErr(ctx, err)
+				if cerr := ctx.Err(); cerr != nil {
+					return cerr
+				}
+				return &NotSentError{Err: err}
 			}
 		}
 		// Aborts a blocked write or read (a model server may think for
@@ -120,35 +133,90 @@ func (p *leanProxy) roundTrip(w http.ResponseWriter, r *http.Request, x *leanExc
 		// or a timeout fires; the server sees the connection close.
 		stop := afterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 		*x = leanExchange{c: c, stop: stop}
-		stale, err := p.send(w, x, r, body, reused)
+		progress, err := p.send(w, x, r, body)
 		if err == nil {
 			return nil
 		}
 		p.close(x)
-		if ctx.Err() == nil && stale && try == 0 {
-			p.u.logger.Debug("retrying on a fresh upstream connection", "request_id", RequestID(r), "endpoint", p.addr, "err", err)
-			if r.GetBody != nil {
-				if body, err = r.GetBody(); err != nil {
-					return err
-				}
-			}
-			continue
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
 		}
-		return ctxErr(ctx, err)
+		var reqErr *RequestError
+		if errors.As(err, &reqErr) {
+			return err // the same on any connection
+		}
+		retry := reused && try == 0 && (progress == nothingWritten || progress == nothingRead && replayable(r))
+		if !retry {
+			if progress == nothingWritten {
+				return &NotSentError{Err: err}
+			}
+			return err
+		}
+		p.u.logger.Debug("retrying on a fresh upstream connection", "request_id", RequestID(r), "endpoint", p.addr, "err", err)
+		if r.GetBody != nil {
+			if body, err = r.GetBody(); err != nil {
+				return err
+			}
+		}
 	}
 }
 
+// progress is how far an exchange got before it failed.
+type progress int
+
+const (
+	nothingWritten progress = iota // no byte of the request left
+	nothingRead                    // the request (or part) left, no response byte came
+	responded                      // a response started
+)
+
+// replayable reports whether r may be sent again after it was written:
+// an idempotent method, or an Idempotency-Key (the IETF draft's, or its
+// X- form) — net/http's rule — with a body that can be sent again.
+func replayable(r *http.Request) bool {
+	if r.Body != nil && r.Body != http.NoBody && r.GetBody == nil {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, ok := r.Header["Idempotency-Key"]
+	if !ok {
+		_, ok = r.Header["X-Idempotency-Key"]
+	}
+	return ok
+}
+
+// NotSentError is an attempt that failed before any byte of the request
+// reached the endpoint (the connection was refused or reset, or timed
+// out, before a write): the endpoint cannot have processed it, so it may
+// go to another endpoint whatever its method.
+type NotSentError struct{ Err error }
+
+func (e *NotSentError) Error() string { return "request not sent: " + e.Err.Error() }
+
+func (e *NotSentError) Unwrap() error { return e.Err }
+
+// NotSent reports whether err says the request never reached the
+// endpoint.
+func NotSent(err error) bool {
+	var ns *NotSentError
+	return errors.As(err, &ns)
+}
+
 // send writes the request and reads the response head (passing on 1xx
-// responses). stale reports a failure that a server closing an idle
-// connection explains: on a reused connection, nothing of a response read.
-func (p *leanProxy) send(w http.ResponseWriter, x *leanExchange, r *http.Request, body io.Reader, reused bool) (stale bool, err error) {
-	if err := p.u.writeRequest(x.c, r, body, p.addr); err != nil {
-		// The server cannot have acted on a request it did not get whole.
-		return reused && connFailed(err), err
+// responses), reporting how far it got.
+func (p *leanProxy) send(w http.ResponseWriter, x *leanExchange, r *http.Request, body io.Reader) (progress, error) {
+	if written, err := p.u.writeRequest(x.c, r, body, p.addr); err != nil {
+		if written == 0 {
+			return nothingWritten, err
+		}
+		return nothingRead, err
 	}
 	x.br = p.u.getReader(x.c)
 	if _, err := x.br.Peek(1); err != nil {
-		return reused && connFailed(err), err
+		return nothingRead, err
 	}
 	for n := 0; ; n++ {
 		// The common response is parsed without net/http's per-field
@@ -157,19 +225,19 @@ func (p *leanProxy) send(w http.ResponseWriter, x *leanExchange, r *http.Request
 		if !ok {
 			var err error
 			if resp, err = http.ReadResponse(x.br, r); err != nil {
-				return false, err
+				return responded, err
 			}
 		}
 		code := resp.StatusCode
 		if code >= 200 {
 			x.resp = resp
-			return false, nil
+			return responded, nil
 		}
 		if code == http.StatusSwitchingProtocols {
-			return false, errProtocolSwitch
+			return responded, errProtocolSwitch
 		}
 		if n == maxInformational {
-			return false, errors.New("upstream sent too many 1xx responses")
+			return responded, errors.New("upstream sent too many 1xx responses")
 		}
 		if code != http.StatusContinue {
 			// 103 Early Hints and the like. 100 Continue is not: nothing
@@ -180,44 +248,51 @@ func (p *leanProxy) send(w http.ResponseWriter, x *leanExchange, r *http.Request
 	}
 }
 
-// connFailed reports an error of the connection itself (closed or reset
-// by the server), not of the request.
-func connFailed(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
 // writeRequest writes the request head and body, in one write when they
-// fit the buffer together.
-func (u *Upstream) writeRequest(c net.Conn, r *http.Request, body io.Reader, addr string) error {
+// fit the buffer together, and returns how many bytes left.
+func (u *Upstream) writeRequest(c net.Conn, r *http.Request, body io.Reader, addr string) (written int64, err error) {
 	n := r.ContentLength
 	if body == nil || body == http.NoBody {
 		n = 0
 	}
+	cw := countingWriter{w: c}
 	bw := u.writers.Get().(*bufio.Writer)
-	bw.Reset(c)
+	bw.Reset(&cw)
 	defer func() {
 		bw.Reset(nil)
 		u.writers.Put(bw)
 	}()
 	if err := writeHead(bw, r, addr, n); err != nil {
-		return err
+		return cw.n, err
 	}
 	if n == 0 {
-		return bw.Flush()
+		return cw.n, bw.Flush()
 	}
 	if n <= int64(bw.Available()) {
 		if err := copyBody(bw, body, n); err != nil {
-			return err
+			return cw.n, err
 		}
-		return bw.Flush()
+		return cw.n, bw.Flush()
 	}
 	if err := bw.Flush(); err != nil {
-		return err
+		return cw.n, err
 	}
 	// A large body goes out in one write of its own: the proxy's bodies
 	// write themselves (io.WriterTo) straight from their buffer.
-	return copyBody(c, body, n)
+	err = copyBody(&cw, body, n)
+	return cw.n, err
+}
+
+// countingWriter counts the bytes the connection took.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // copyBody writes exactly n bytes of body to w.
@@ -242,6 +317,7 @@ func copyBody(w io.Writer, body io.Reader, n int64) error {
 func (p *leanProxy) respond(w http.ResponseWriter, r *http.Request, x *leanExchange) {
 	resp := x.resp
 	removeHopHeaders(resp.Header)
+	dropEcho(resp.Header, r)
 	h := w.Header()
 	for k, vv := range resp.Header {
 		if k == ServedHeader {

@@ -521,8 +521,12 @@ func TestLeanRequestWrites(t *testing.T) {
 		r := httptest.NewRequest("POST", "/v1/completions", nil)
 		r.ContentLength = int64(tc.size)
 		c := &countConn{}
-		if err := u.writeRequest(c, r, bytes.NewReader(body), "10.0.0.1:8000"); err != nil {
+		written, err := u.writeRequest(c, r, bytes.NewReader(body), "10.0.0.1:8000")
+		if err != nil {
 			t.Fatal(err)
+		}
+		if written != int64(c.buf.Len()) {
+			t.Errorf("%d bytes: reported %d written, the connection took %d", tc.size, written, c.buf.Len())
 		}
 		if c.writes != tc.writes {
 			t.Errorf("%d bytes: %d writes, want %d", tc.size, c.writes, tc.writes)
@@ -541,10 +545,10 @@ func TestLeanRequestWrites(t *testing.T) {
 	r := httptest.NewRequest("POST", "/", nil)
 	r.ContentLength = 3
 	c := &countConn{}
-	if err := u.writeRequest(c, r, strings.NewReader("toolong"), "a:1"); err != nil || !strings.HasSuffix(c.buf.String(), "\r\n\r\ntoo") {
+	if _, err := u.writeRequest(c, r, strings.NewReader("toolong"), "a:1"); err != nil || !strings.HasSuffix(c.buf.String(), "\r\n\r\ntoo") {
 		t.Errorf("long body: %v, sent %q", err, c.buf.String())
 	}
-	if err := u.writeRequest(&countConn{}, r, strings.NewReader("a"), "a:1"); err == nil {
+	if _, err := u.writeRequest(&countConn{}, r, strings.NewReader("a"), "a:1"); err == nil {
 		t.Error("short body accepted")
 	}
 }

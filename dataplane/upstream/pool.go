@@ -14,9 +14,10 @@ import (
 // only while no request uses it; the request that takes it owns it until
 // it puts it back (after a response read to its end) or closes it.
 //
-// Unlike http.Transport, no goroutine watches an idle connection, so one
-// the server closed is only noticed when the next request uses it; the
-// caller then retries once on a fresh connection (see lean.go's stale).
+// Unlike http.Transport, no goroutine watches an idle connection: get
+// checks one before handing it out (a non-blocking peek, see
+// rawconn.Conn.Idle), so one the server closed — a keep-alive timeout
+// shorter than ours, a restart — is dropped instead of failing a request.
 type hostPool struct {
 	addr    string
 	dialer  *net.Dialer
@@ -43,8 +44,23 @@ func newHostPool(addr string, dialer *net.Dialer, maxIdle int, timeout time.Dura
 	return &hostPool{addr: addr, dialer: dialer, maxIdle: maxIdle, timeout: timeout, empty: empty}
 }
 
-// get returns an idle connection, or nil when none is left.
+// get returns a usable idle connection, or nil when none is left.
 func (p *hostPool) get() net.Conn {
+	for {
+		c := p.take()
+		if c == nil {
+			return nil
+		}
+		ic, ok := c.(interface{ Idle() error })
+		if !ok || ic.Idle() == nil {
+			return c
+		}
+		c.Close()
+	}
+}
+
+// take returns the newest idle connection that has not expired, or nil.
+func (p *hostPool) take() net.Conn {
 	p.mu.Lock()
 	n := len(p.idle)
 	if n == 0 {

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"time"
 
@@ -236,13 +237,24 @@ func (u *Upstream) reverseProxy(addr string, t *http.Transport, scheme string, s
 			StripGatewayHeaders(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			dropEcho(resp.Header, resp.Request)
 			resp.Header[ServedHeader] = served
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			u.fail(w, r, addr, served, err)
+			u.fail(w, r, addr, served, classify(err))
 		},
 		ErrorLog: slog.NewLogLogger(u.logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// dropEcho removes from an upstream response the request id the proxy
+// already put on the client's response (EnsureRequestID sets it on the
+// request it forwards and on the response alike): servers that echo
+// X-Request-Id — vLLM does — would otherwise make it appear twice.
+func dropEcho(h http.Header, out *http.Request) {
+	if out != nil && len(out.Header[RequestIDHeader]) > 0 {
+		delete(h, RequestIDHeader)
 	}
 }
 
@@ -281,6 +293,12 @@ func (u *Upstream) fail(w http.ResponseWriter, r *http.Request, addr string, ser
 		u.logger.Debug("client canceled", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path)
 		return
 	}
+	var re *RequestError
+	if errors.As(err, &re) {
+		u.logger.Info("request cannot be forwarded", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
+		openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", re.Error())
+		return
+	}
 	u.logger.Warn("upstream failed", "request_id", RequestID(r), "endpoint", addr, "path", r.URL.Path, "err", err)
 	w.Header()[ServedHeader] = served
 	msg := "upstream " + addr + " failed"
@@ -288,6 +306,23 @@ func (u *Upstream) fail(w http.ResponseWriter, r *http.Request, addr string, ser
 		msg = "upstream " + addr + " timed out"
 	}
 	openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error", msg)
+}
+
+// classify gives http.Transport's errors the lean client's types: a
+// failed dial never reached the endpoint (*NotSentError), a header net/http
+// refuses to write is the request's fault (*RequestError). Transport's own
+// "nothing written" case on a fresh connection is not exported, so it
+// stays a plain error there.
+func classify(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return &NotSentError{Err: err}
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "net/http: invalid header field") || strings.HasPrefix(msg, "http: invalid Host header") {
+		return &RequestError{Err: err}
+	}
+	return err
 }
 
 // IsTimeout reports whether err is a deadline that passed: the context's,
