@@ -162,4 +162,3 @@ func TestScrapeBounded(t *testing.T) {
 		t.Fatalf("%d scrapes of a failing endpoint in 1 s: no backoff", n)
 	}
 }
-

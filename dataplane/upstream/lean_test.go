@@ -371,12 +371,35 @@ func TestLeanLeavesRequestAlone(t *testing.T) {
 // the connection when closeAfter is set (without saying so).
 func rawBackend(t *testing.T, reply string, closeAfter bool) (addr string, accepted *atomic.Int32, served chan string) {
 	t.Helper()
+	accepted = new(atomic.Int32)
+	served = make(chan string, 16)
+	addr = serveConns(t, func(c net.Conn) {
+		accepted.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(req.Body)
+			c.Write([]byte(reply))
+			served <- string(b)
+			if closeAfter {
+				return
+			}
+		}
+	})
+	return addr, accepted, served
+}
+
+// serveConns accepts loopback connections until the test ends, each
+// served by serve on a goroutine of its own and closed after it.
+func serveConns(t *testing.T, serve func(net.Conn)) (addr string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted = new(atomic.Int32)
-	served = make(chan string, 16)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -385,26 +408,13 @@ func rawBackend(t *testing.T, reply string, closeAfter bool) (addr string, accep
 			if err != nil {
 				return
 			}
-			accepted.Add(1)
 			wg.Go(func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					b, _ := io.ReadAll(req.Body)
-					c.Write([]byte(reply))
-					served <- string(b)
-					if closeAfter {
-						return
-					}
-				}
+				serve(c)
 			})
 		}
 	})
-	return ln.Addr().String(), accepted, served
+	return ln.Addr().String()
 }
 
 // TestLeanStaleConnection: a pooled connection the server closed is
