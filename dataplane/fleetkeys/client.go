@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/infergate/infergate/dataplane/picker"
@@ -46,7 +45,7 @@ type Config struct {
 	// another control-plane replica then changes no plan.
 	Grace time.Duration
 	// BackoffMin and BackoffMax bound the delay between reconnects
-	// (defaults 250 ms and 30 s).
+	// (defaults redial.DefaultMin and DefaultMax: 250 ms and 1 s).
 	BackoffMin, BackoffMax time.Duration
 	Logger                 *slog.Logger
 }
@@ -68,12 +67,7 @@ func New(cfg Config) *Client {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
-	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = 250 * time.Millisecond
-	}
-	if cfg.BackoffMax < cfg.BackoffMin {
-		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
-	}
+	cfg.BackoffMin, cfg.BackoffMax = redial.Bounds(cfg.BackoffMin, cfg.BackoffMax)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -83,11 +77,7 @@ func New(cfg Config) *Client {
 // Run keeps a stream open until ctx is done, then returns nil; it returns
 // early only when the gRPC client cannot be created.
 func (c *Client) Run(ctx context.Context) error {
-	opts := c.cfg.DialOptions
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
-	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
+	conn, err := redial.Dial(c.cfg.Addr, c.cfg.DialOptions)
 	if err != nil {
 		return fmt.Errorf("fleet keys client for %s: %w", c.cfg.Addr, err)
 	}

@@ -8,7 +8,52 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
 )
+
+// Default bounds of the wait between reconnects. The cap is what a
+// control plane coming back waits for its proxies: with jitter a proxy
+// retries within 0.5–1 s of any moment, so every proxy is back in sync
+// within about a second and a half of a restart (gRPC's own reconnect
+// backoff, 120 s at most by default, is capped alike by Dial). A refused
+// connection costs the control plane next to nothing, so retrying once a
+// second while it is away is cheap even for many proxies.
+const (
+	DefaultMin = 250 * time.Millisecond
+	DefaultMax = time.Second
+)
+
+// Dial is grpc.NewClient for a stream Loop keeps open: with the caller's
+// options (plaintext when there are none: loopback only), then extra, and
+// gRPC's connection backoff bounded like Loop's waits, so a channel that
+// failed while the control plane was away does not sit in a long backoff
+// after it returned.
+func Dial(addr string, opts []grpc.DialOption, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	opts = append(opts[:len(opts):len(opts)], extra...)
+	opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: DefaultMin, Multiplier: 1.6, Jitter: 0.2, MaxDelay: DefaultMax},
+		MinConnectTimeout: 5 * time.Second,
+	}))
+	return grpc.NewClient(addr, opts...)
+}
+
+// Bounds returns a client's configured wait bounds with the defaults for
+// zero values (the cap at least the floor).
+func Bounds(lo, hi time.Duration) (time.Duration, time.Duration) {
+	if lo <= 0 {
+		lo = DefaultMin
+	}
+	if hi <= 0 {
+		hi = DefaultMax
+	}
+	return lo, max(lo, hi)
+}
 
 // Loop runs stream until ctx is done. After each end it waits a random
 // time in [backoff/2, backoff] — jitter, so a fleet of proxies does not

@@ -20,7 +20,6 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -68,7 +67,8 @@ type Config struct {
 	// xds.GRPCServerOptions permits; 0 leaves gRPC's default (no pings).
 	KeepaliveTime time.Duration
 	// BackoffMin and BackoffMax bound the jittered exponential delay between
-	// reconnection attempts (defaults 250ms and 30s).
+	// reconnection attempts (defaults redial.DefaultMin and DefaultMax:
+	// 250 ms and 1 s).
 	BackoffMin, BackoffMax time.Duration
 }
 
@@ -108,12 +108,7 @@ func New(cfg Config) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = 250 * time.Millisecond
-	}
-	if cfg.BackoffMax < cfg.BackoffMin {
-		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
-	}
+	cfg.BackoffMin, cfg.BackoffMax = redial.Bounds(cfg.BackoffMin, cfg.BackoffMax)
 	if cfg.Handler == nil {
 		cfg.Handler = HandlerFunc(func(Resources) error { return nil })
 	}
@@ -134,16 +129,13 @@ func New(cfg Config) *Client {
 // returns nil. It returns early only when the gRPC client cannot be created
 // (a malformed address or dial options).
 func (c *Client) Run(ctx context.Context) error {
-	opts := c.cfg.DialOptions
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
+	var extra []grpc.DialOption
 	if c.cfg.KeepaliveTime > 0 {
-		opts = append(opts[:len(opts):len(opts)], grpc.WithKeepaliveParams(keepalive.ClientParameters{
+		extra = append(extra, grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time: c.cfg.KeepaliveTime, Timeout: 10 * time.Second,
 		}))
 	}
-	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
+	conn, err := redial.Dial(c.cfg.Addr, c.cfg.DialOptions, extra...)
 	if err != nil {
 		return fmt.Errorf("xds client for %s: %w", c.cfg.Addr, err)
 	}
