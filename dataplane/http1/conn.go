@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/textproto"
 	"runtime"
 	"strings"
 	"sync"
@@ -336,13 +337,29 @@ func (c *conn) readRequest() (*http.Request, error) {
 	// allocations; anything else, malformed input included, goes to
 	// net/http's parser as it is.
 	req, ok := httphead.ReadRequest(c.br, &c.body)
+	var hosts []string
 	if !ok {
+		// http.ReadRequest drops the Host fields, which net/http's server
+		// still checks for an absolute-form target: the head is read
+		// again from the bytes it consumed (this path is the unusual
+		// requests' only).
+		consumed := append([]byte(nil), peekBuffered(c.br)...)
+		c.r.mu.Lock()
+		c.r.capture = &consumed
+		c.r.mu.Unlock()
 		var err error
-		if req, err = http.ReadRequest(c.br); err != nil {
+		req, err = http.ReadRequest(c.br)
+		c.r.mu.Lock()
+		c.r.capture = nil
+		c.r.mu.Unlock()
+		if err != nil {
 			if c.r.hitLimit() {
 				return nil, errTooLarge
 			}
 			return nil, err
+		}
+		if req.URL.Host != "" {
+			hosts = hostFields(consumed)
 		}
 	}
 	c.r.setLimit(math.MaxInt64)
@@ -358,6 +375,16 @@ func (c *conn) readRequest() (*http.Request, error) {
 	if req.URL.Host == "" && req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
 		return nil, statusError{http.StatusBadRequest, "malformed Host header"}
 	}
+	if req.URL.Host != "" {
+		// An absolute-form target names the host, but HTTP/1.1 still
+		// requires a Host field, and a valid one (RFC 9112 section 3.2).
+		if len(hosts) == 0 && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
+			return nil, statusError{http.StatusBadRequest, "missing required Host header"}
+		}
+		if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
+			return nil, statusError{http.StatusBadRequest, "malformed Host header"}
+		}
+	}
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			return nil, statusError{http.StatusBadRequest, "invalid header name"}
@@ -369,6 +396,24 @@ func (c *conn) readRequest() (*http.Request, error) {
 		}
 	}
 	return req, nil
+}
+
+// peekBuffered returns the bytes br holds unread.
+func peekBuffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return b
+}
+
+// hostFields returns the values of the Host fields in the request head
+// at the start of b, which http.ReadRequest accepted (so it has its end
+// and well-formed lines), as net/http's server sees them.
+func hostFields(b []byte) []string {
+	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(b)))
+	if _, err := tp.ReadLine(); err != nil {
+		return nil
+	}
+	h, _ := tp.ReadMIMEHeader()
+	return h["Host"]
 }
 
 // replyError answers a request that could not be read, as net/http does,
@@ -496,6 +541,8 @@ type connReader struct {
 	pipelined bool
 	// werr is the first failed write to the connection.
 	werr error
+	// capture, when non-nil, collects every byte read (see hostFields).
+	capture *[]byte
 }
 
 func (r *connReader) setLimit(n int64) { r.remain = n }
@@ -525,6 +572,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0] = r.byteBuf[0]
 		r.hasByte = false
 		r.remain--
+		if r.capture != nil {
+			*r.capture = append(*r.capture, p[0])
+		}
 		r.mu.Unlock()
 		return 1, nil
 	}
@@ -537,6 +587,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		r.cur.cancel()
 	}
 	r.remain -= int64(n)
+	if r.capture != nil {
+		*r.capture = append(*r.capture, p[:n]...)
+	}
 	r.mu.Unlock()
 	r.cond.Broadcast()
 	return n, err
