@@ -37,22 +37,58 @@ type Body struct {
 	closed bool
 	// pooled is the pool's slice header buf came from (nil if none).
 	pooled *[]byte
+	// budget, when set, holds reserved bytes for this body's buffer.
+	budget   *Budget
+	reserved int64
 }
+
+// minGrow is the least a buffer of unknown final size grows by.
+const minGrow = 32 << 10
 
 // ReadBody reads r (whose length is contentLength, -1 when unknown) into a
 // pooled buffer, failing with ErrTooLarge beyond limit bytes.
 func ReadBody(r io.Reader, contentLength, limit int64) (*Body, error) {
+	return ReadBodyWithin(r, contentLength, limit, nil)
+}
+
+// ReadBodyWithin is ReadBody within budget (nil: none): the buffer's
+// capacity is reserved before it is allocated — a declared length at
+// once, before any of the body is read — and ErrBudget returned when the
+// budget cannot cover it. The reservation is given back on Close.
+func ReadBodyWithin(r io.Reader, contentLength, limit int64, budget *Budget) (*Body, error) {
 	if contentLength > limit {
 		return nil, ErrTooLarge
 	}
-	bp := bufPool.Get().(*[]byte)
-	b := &Body{buf: (*bp)[:0], pooled: bp}
-	if contentLength > 0 && int64(cap(b.buf)) < contentLength {
-		b.buf = make([]byte, 0, contentLength)
+	b := &Body{budget: budget}
+	if contentLength > 0 && contentLength > 16<<10 {
+		// One buffer of the declared size (plus one byte, to see a body
+		// longer than declared without growing).
+		if !b.grow(contentLength + 1) {
+			return nil, ErrBudget
+		}
+	} else {
+		bp := bufPool.Get().(*[]byte)
+		b.buf, b.pooled = (*bp)[:0], bp
+		if !budget.reserve(int64(cap(b.buf))) {
+			b.buf, b.pooled = nil, nil
+			bufPool.Put(bp)
+			return nil, ErrBudget
+		}
+		b.reserved = int64(cap(b.buf))
 	}
 	for {
 		if len(b.buf) == cap(b.buf) {
-			b.buf = append(b.buf, 0)[:len(b.buf)]
+			// Grow by doubling, but never past limit+1: a body one byte
+			// over the limit is too large, however long it goes on.
+			want := min(max(2*int64(cap(b.buf)), minGrow), limit+1)
+			if want <= int64(cap(b.buf)) || !b.grow(want) {
+				err := ErrTooLarge
+				if want > int64(cap(b.buf)) {
+					err = ErrBudget
+				}
+				b.release()
+				return nil, err
+			}
 		}
 		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
 		b.buf = b.buf[:len(b.buf)+n]
@@ -68,6 +104,24 @@ func ReadBody(r io.Reader, contentLength, limit int64) (*Body, error) {
 			return nil, err
 		}
 	}
+}
+
+// grow moves the body to a buffer of capacity n, reserving the difference
+// first; false when the budget does not cover it.
+func (b *Body) grow(n int64) bool {
+	if !b.budget.reserve(n - b.reserved) {
+		return false
+	}
+	b.reserved = n
+	nb := make([]byte, len(b.buf), n)
+	copy(nb, b.buf)
+	if b.pooled != nil {
+		*b.pooled = b.buf[:0]
+		bufPool.Put(b.pooled)
+		b.pooled = nil
+	}
+	b.buf = nb
+	return true
 }
 
 // Bytes returns the body; valid until Close.
@@ -132,6 +186,8 @@ func (b *Body) Close() error {
 func (b *Body) release() {
 	buf, bp := b.buf, b.pooled
 	b.buf, b.pooled, b.closed = nil, nil, true
+	b.budget.release(b.reserved)
+	b.reserved = 0
 	if cap(buf) <= maxPooledCap {
 		// The pool's own slice header goes back (a new one would be
 		// allocated), now holding the buffer this body ended with.
