@@ -40,6 +40,8 @@ type Config struct {
 	FailRate     float64       // fraction of requests answered 500
 	StartupDelay time.Duration // simulated; /health and the API answer 503 until it passed
 	SlowFactor   float64       // multiplies step durations (slow mode); 0 means 1
+	// MetricsFault breaks /metrics the way one of MetricsFaults says.
+	MetricsFault string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -68,6 +70,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.FailRate < 0 || c.FailRate > 1 {
 		return c, fmt.Errorf("fail rate %v outside [0,1]", c.FailRate)
+	}
+	if err := validMetricsFault(c.MetricsFault); err != nil {
+		return c, err
 	}
 	if c.SlowFactor <= 0 {
 		c.SlowFactor = 1

@@ -98,7 +98,10 @@ func NewReplica(name string, cfg Config, clock *engine.Clock) (*Replica, error) 
 	r.mux.HandleFunc("POST /v1/embeddings", r.embeddings)
 	r.mux.HandleFunc("GET /v1/models", r.models)
 	r.mux.HandleFunc("GET /health", r.health)
-	metricsHandler := promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{})
+	var metricsHandler http.Handler = promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{})
+	if cfg.MetricsFault != "" {
+		metricsHandler = r.faultyMetrics(metricsHandler, cfg.MetricsFault)
+	}
 	r.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, req *http.Request) {
 		r.scrapes.Add(1)
 		r.metrics.refresh(r.eng.Stats(), time.Now())

@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		failRate    = fs.Float64("fail-rate", 0, "fraction of requests answered 500")
 		startup     = fs.Duration("startup-delay", 0, "simulated time during which /health and the API answer 503")
 		slow        = fs.Float64("slow-factor", 1, "multiply every step's duration (slow mode)")
+		metricsBad  = fs.String("metrics-fault", "", "break /metrics: "+strings.Join(modelsim.MetricsFaults, ", ")+" (fault injection)")
 		embedDim    = fs.Int("embedding-dim", 384, "embedding vector length")
 		logLevel    = fs.String("log-level", "info", "debug, info, warn or error")
 	)
@@ -112,6 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			FailRate:     *failRate,
 			StartupDelay: *startup,
 			SlowFactor:   *slow,
+			MetricsFault: *metricsBad,
 			Logger:       logger,
 		},
 		Replicas:   *replicas,
