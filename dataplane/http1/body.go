@@ -14,6 +14,9 @@ import (
 type reqBody struct {
 	rc io.ReadCloser
 	w  *response
+	// orig is the request http.ReadRequest returned, whose Trailer its
+	// chunked body reader fills in at the end (w.req is a copy).
+	orig *http.Request
 
 	// mu serialises reads and Close, which net/http allows from another
 	// goroutine than the handler's (http.Transport reads the body of a
@@ -52,6 +55,11 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.sawEOF = true
+		if b.orig != nil && b.w.req.Trailer == nil {
+			// Undeclared trailers: net/http's reader made a new map on
+			// the request it knows; declared ones share the map.
+			b.w.req.Trailer = b.orig.Trailer
+		}
 		b.w.c.bodyEOF()
 	case err != nil:
 		b.err = err

@@ -160,15 +160,17 @@ func (c *conn) serve() {
 		if !first {
 			c.r.setLimit(headerLimit)
 		}
-		if !first && c.br.Buffered() == 0 {
-			// Wait for the next request; a pipelined one is already here.
+		if !first && c.br.Buffered() < 4 {
+			// Wait for the next request (a pipelined one is already
+			// here). Like net/http, wait for four bytes: a connection
+			// that ends with fewer after a request gets no answer.
 			c.state.Store(stateIdle)
 			if idleTimeout > 0 {
 				c.rwc.SetReadDeadline(time.Now().Add(idleTimeout))
 			} else {
 				c.rwc.SetReadDeadline(time.Time{})
 			}
-			if _, err := c.br.Peek(1); err != nil {
+			if _, err := c.br.Peek(4); err != nil {
 				return
 			}
 		}

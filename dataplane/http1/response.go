@@ -64,6 +64,7 @@ type response struct {
 // already (an expectation it cannot meet).
 func (c *conn) newResponse(req *http.Request) *response {
 	ctx := &reqCtx{Context: c.ctx}
+	orig := req
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.remoteAddr
 	req.TLS = c.tlsState
@@ -74,7 +75,7 @@ func (c *conn) newResponse(req *http.Request) *response {
 	}
 	bodyDone := req.Body == nil || req.Body == http.NoBody
 	if !bodyDone {
-		w.body = reqBody{rc: req.Body, w: w}
+		w.body = reqBody{rc: req.Body, w: w, orig: orig}
 		req.Body = &w.body
 	}
 	if expect := req.Header["Expect"]; len(expect) > 0 {
@@ -151,8 +152,8 @@ func (w *response) WriteHeader(code int) {
 		w.te = te[0]
 	}
 	w.connHeader = h["Connection"]
-	if hasToken(w.connHeader, "close") {
-		w.closeAfter = true
+	if len(w.connHeader) > 0 && w.connHeader[0] == "close" {
+		w.closeAfter = true // as net/http: the exact value only
 	}
 	_, w.hasType = h["Content-Type"]
 	if ce := h["Content-Encoding"]; len(ce) > 0 && ce[0] != "" {
@@ -536,6 +537,27 @@ func bodyAllowedForStatus(status int) bool {
 	return true
 }
 
+// hasToken reports whether token (lower case) appears in the first value
+// of a field, ASCII case-insensitively, between space, tab or comma
+// boundaries: net/http's server reads Connection and Expect this way
+// (its unexported hasToken), looser than a comma-separated token list —
+// "Connection: close 0" asks it to close.
 func hasToken(vv []string, token string) bool {
-	return len(vv) > 0 && httpguts.HeaderValuesContainsToken(vv, token)
+	if len(vv) == 0 || len(token) > len(vv[0]) || token == "" {
+		return false
+	}
+	v := vv[0]
+	boundary := func(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
+	for sp := 0; sp+len(token) <= len(v); sp++ {
+		if sp > 0 && !boundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !boundary(v[end]) {
+			continue
+		}
+		if strings.EqualFold(v[sp:sp+len(token)], token) {
+			return true
+		}
+	}
+	return false
 }
