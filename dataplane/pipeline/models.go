@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -34,16 +35,50 @@ const modelListRetry = 5 * time.Second
 // maxModelListBytes bounds a backend's /v1/models answer.
 const maxModelListBytes = 1 << 20
 
+// modelObject is one entry of a /v1/models list with every field its
+// server reported, kept as it came: clients read more than the OpenAI
+// basics (vLLM adds max_model_len, root, parent and permission), and the
+// listing must not drop what they rely on.
 type modelObject struct {
-	ID      string `json:"id"`
-	Object  string `json:"object"`
-	Created int64  `json:"created"`
-	OwnedBy string `json:"owned_by"`
+	ID     string
+	fields map[string]json.RawMessage
+}
+
+// MarshalJSON writes the fields as reported ("object" is always "model").
+func (m modelObject) MarshalJSON() ([]byte, error) { return json.Marshal(m.fields) }
+
+// ruleModel is the entry of a model only a model rule names.
+func ruleModel(id string) modelObject {
+	return modelObject{ID: id, fields: map[string]json.RawMessage{
+		"id": quoteJSON(id), "object": json.RawMessage(`"model"`), "created": json.RawMessage("0"), "owned_by": json.RawMessage(`"infergate"`)}}
+}
+
+// fromRule reports whether m is ruleModel's placeholder.
+func (m modelObject) fromRule() bool { return string(m.fields["owned_by"]) == `"infergate"` && string(m.fields["created"]) == "0" }
+
+// merge adds to m the fields of o (the same model from another server)
+// that m lacks: the first server's values stand, nothing is dropped.
+func (m modelObject) merge(o modelObject) {
+	for k, v := range o.fields {
+		if _, ok := m.fields[k]; !ok {
+			m.fields[k] = v
+		}
+	}
+}
+
+func quoteJSON(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
 }
 
 type modelList struct {
 	Object string        `json:"object"`
 	Data   []modelObject `json:"data"`
+}
+
+// reportedList is a server's /v1/models answer, its entries as they came.
+type reportedList struct {
+	Data []map[string]json.RawMessage `json:"data"`
 }
 
 // modelCache remembers what each backend (InferencePool or Service)
@@ -209,16 +244,26 @@ func (c *modelCache) fetchFrom(ctx context.Context, h2c bool, addr string) ([]mo
 	default:
 		return nil, &httpStatusError{resp.StatusCode}
 	}
-	var list modelList
+	var list reportedList
 	if err := json.NewDecoder(body).Decode(&list); err != nil {
 		return nil, err
 	}
-	out := list.Data[:0]
-	for _, d := range list.Data {
-		if d.ID != "" {
-			d.Object = "model"
-			out = append(out, d)
+	out := make([]modelObject, 0, len(list.Data))
+	for _, fields := range list.Data {
+		var id string
+		if err := json.Unmarshal(fields["id"], &id); err != nil || id == "" {
+			continue // not a model entry
 		}
+		fields["object"] = json.RawMessage(`"model"`)
+		// The OpenAI model object's other fields, for clients that
+		// require them, when the server left them out.
+		if _, ok := fields["created"]; !ok {
+			fields["created"] = json.RawMessage("0")
+		}
+		if _, ok := fields["owned_by"]; !ok {
+			fields["owned_by"] = json.RawMessage(`""`)
+		}
+		out = append(out, modelObject{ID: id, fields: fields})
 	}
 	return out, nil
 }
@@ -257,7 +302,7 @@ func (m *Pipeline) serveModels(w http.ResponseWriter, r *http.Request, st *state
 			backends = append(backends, b)
 			for name := range b.Models {
 				if name != "" {
-					byID[name] = modelObject{ID: name, Object: "model", OwnedBy: "infergate"}
+					byID[name] = ruleModel(name)
 				}
 			}
 		}
@@ -270,11 +315,16 @@ func (m *Pipeline) serveModels(w http.ResponseWriter, r *http.Request, st *state
 	wg.Wait()
 	for _, models := range reported {
 		for _, mo := range models {
-			// A server's own entry (its created time and owner) wins over
-			// the name a model rule gave.
-			if prev, ok := byID[mo.ID]; !ok || prev.OwnedBy == "infergate" && prev.Created == 0 {
-				byID[mo.ID] = mo
+			// A server's own entry wins over the name a model rule gave;
+			// the same model from several backends keeps every field any
+			// of them reported (the first backend's value where two
+			// differ). Entries are copied: the cache shares its own.
+			prev, ok := byID[mo.ID]
+			if !ok || prev.fromRule() {
+				byID[mo.ID] = modelObject{ID: mo.ID, fields: maps.Clone(mo.fields)}
+				continue
 			}
+			prev.merge(mo)
 		}
 	}
 	out := modelList{Object: "list", Data: make([]modelObject, 0, len(byID))}

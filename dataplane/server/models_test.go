@@ -180,3 +180,46 @@ func TestListModelsRefreshAfterTTL(t *testing.T) {
 		return got == "svc-model-v2"
 	})
 }
+
+// TestListModelsKeepsServerFields: every field a model server reports
+// reaches the client (vLLM's max_model_len, root, parent, permission),
+// and the same model from two backends keeps the fields of both, the
+// first backend's value where they differ.
+func TestListModelsKeepsServerFields(t *testing.T) {
+	a := listingServer(t, new(atomic.Int32), func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"object":"list","data":[{"id":"m","object":"model","created":1,"owned_by":"vllm","root":"/models/m","parent":null,`+
+			`"max_model_len":8192,"permission":[{"id":"modelperm-1","allow_sampling":true}]}]}`)
+	})
+	b := listingServer(t, new(atomic.Int32), func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"object":"list","data":[{"id":"m","created":2,"max_model_len":4096,"x_extra":"kept"},{"id":7},{"name":"no id"}]}`)
+	})
+	sa, sb := backendSpec{name: "a", addrs: []string{addr(a)}}, backendSpec{name: "b", addrs: []string{addr(b)}}
+	port := freePort(t)
+	m := newManagerWith(t, server.Options{Pipeline: pipeline.Options{ModelListTTL: time.Hour, ModelListTimeout: time.Second}})
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("rest", "/", ref(sa, 1), ref(sb, 1))}, []backendSpec{sa, sb}))
+	resp, err := http.Get(url(port, "/v1/models"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Data []map[string]any `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Data) != 1 {
+		t.Fatalf("entries %v, want the one model with a string id", list.Data)
+	}
+	got := list.Data[0]
+	want := map[string]any{"id": "m", "object": "model", "created": 1.0, "owned_by": "vllm", "root": "/models/m", "parent": nil,
+		"max_model_len": 8192.0, "x_extra": "kept"}
+	for k, v := range want {
+		if gv, ok := got[k]; !ok || gv != v {
+			t.Errorf("%s = %v (present %v), want %v", k, gv, ok, v)
+		}
+	}
+	if perm, ok := got["permission"].([]any); !ok || len(perm) != 1 {
+		t.Errorf("permission %v", got["permission"])
+	}
+}
