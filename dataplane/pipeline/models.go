@@ -54,7 +54,9 @@ func ruleModel(id string) modelObject {
 }
 
 // fromRule reports whether m is ruleModel's placeholder.
-func (m modelObject) fromRule() bool { return string(m.fields["owned_by"]) == `"infergate"` && string(m.fields["created"]) == "0" }
+func (m modelObject) fromRule() bool {
+	return string(m.fields["owned_by"]) == `"infergate"` && string(m.fields["created"]) == "0"
+}
 
 // merge adds to m the fields of o (the same model from another server)
 // that m lacks: the first server's values stand, nothing is dropped.
