@@ -49,6 +49,7 @@ type Proxy struct {
 	poolsMu    sync.Mutex
 	poolSource func() []PoolStat
 	queue      *queueMetrics
+	upstream   *upstreamMetrics
 
 	mu     sync.RWMutex
 	series map[pair]*Series
@@ -115,8 +116,9 @@ func New() *Proxy {
 		tpot:  hist("infergate_proxy", "time_per_output_token_seconds", "Time after the first byte per further output token of streamed responses, in seconds.", perTokenBuckets),
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "inference_extension", Name: "scheduler_e2e_duration_seconds",
 			Help: "Time the picker took to choose an endpoint, in seconds.", Buckets: pickBuckets}),
-		series: map[pair]*Series{},
-		queue:  newQueueMetrics(),
+		series:   map[pair]*Series{},
+		queue:    newQueueMetrics(),
+		upstream: newUpstreamMetrics(),
 	}
 	p.poolsDesc = [3]*prometheus.Desc{
 		prometheus.NewDesc("inference_pool_average_kv_cache_utilization", "Mean KV-cache utilisation of the pool's pods.", []string{"name"}, nil),
@@ -126,6 +128,7 @@ func New() *Proxy {
 	p.reg.MustRegister(p.requests, p.errors, p.duration, p.reqSize, p.respSize, p.inTokens, p.outTokens,
 		p.running, p.ntpot, p.ttft, p.tpot, p.schedule, poolCollector{p}, p.queue,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.reg.MustRegister(p.upstream.collectors()...)
 	return p
 }
 
@@ -209,6 +212,10 @@ type Result struct {
 	Input, Output int64
 	// Streamed is true for SSE responses.
 	Streamed bool
+	// Cut is true when the response started but the model server's
+	// stream broke off (or went silent past the idle timeout): an error
+	// (ErrorStreamCut) whatever the status sent.
+	Cut bool
 }
 
 // Done records a request started with Start.
@@ -224,6 +231,10 @@ func (s *Series) DoneAs(final *Series, r Result) {
 }
 
 func (s *Series) record(r Result) {
+	if r.Cut {
+		s.p.errors.WithLabelValues(s.model, s.target, ErrorStreamCut).Inc()
+		return
+	}
 	if r.Status == 0 || r.Status >= 400 {
 		s.p.errors.WithLabelValues(s.model, s.target, strconv.Itoa(r.Status)).Inc()
 		return

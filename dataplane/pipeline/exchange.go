@@ -38,6 +38,15 @@ type exchange struct {
 	// inspect turns on the response inspector (model server responses).
 	inspect bool
 	insp    inspector
+	// wd watches the current attempt (nil when unbounded); timedOut is
+	// why it ended the attempt, if it did.
+	wd       *watchdog
+	timedOut *upstreamTimeout
+	// cut is set when the committed response broke off before its end
+	// (the stream was cut, or went silent past the idle timeout); cutErr
+	// is the upstream client's reason, when it gave one.
+	cut    bool
+	cutErr error
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -64,7 +73,7 @@ func (ex *exchange) release() {
 // beginAttempt prepares an attempt; last says no further attempt follows,
 // so its response is always passed on.
 func (ex *exchange) beginAttempt(retry *config.Retry, last bool) {
-	ex.err, ex.swallowed = nil, 0
+	ex.err, ex.swallowed, ex.timedOut, ex.cutErr = nil, 0, nil, nil
 	if retry != nil && !last {
 		ex.retry = retry
 		if ex.staged == nil {
@@ -90,6 +99,9 @@ func (ex *exchange) Header() http.Header {
 
 // WriteHeader implements http.ResponseWriter.
 func (ex *exchange) WriteHeader(code int) {
+	if ex.wd != nil {
+		ex.wd.touch(code >= 200)
+	}
 	if ex.committed || ex.swallowed != 0 {
 		return
 	}
@@ -131,6 +143,9 @@ func (ex *exchange) Write(p []byte) (int, error) {
 	if !ex.committed {
 		ex.WriteHeader(http.StatusOK)
 	}
+	if ex.wd != nil {
+		ex.wd.touch(false)
+	}
 	if ex.swallowed != 0 {
 		return len(p), nil
 	}
@@ -166,3 +181,6 @@ func (ex *exchange) UpstreamFailed(err error) bool {
 	ex.err = err
 	return true
 }
+
+// UpstreamCut implements upstream.CutSink.
+func (ex *exchange) UpstreamCut(err error) { ex.cutErr = err }

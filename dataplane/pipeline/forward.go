@@ -54,7 +54,7 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		defer func() {
 			res := metrics.Result{Start: start, FirstByte: ex.firstByte, End: time.Now(), Status: ex.status,
 				ResponseBytes: ex.written, HasUsage: ex.insp.found, Input: ex.insp.usage.Input, Output: ex.insp.usage.Output,
-				Streamed: ex.insp.mode == inspectSSE}
+				Streamed: ex.insp.mode == inspectSSE, Cut: ex.cut}
 			// The outcome counts under the target that answered.
 			final := series
 			if preq.TargetModel != target {
@@ -64,10 +64,14 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		}()
 	}
 
+	// left is what the route's retry policy allows after the first
+	// attempt; notSent the extra attempts for failures that never reached
+	// an endpoint, which any request may take.
+	left, notSent := attempts-1, m.opts.NotSentRetries
 	cands := bs.eps
 	var tried []*endpoints.Endpoint
-	sent := false
-	for a := 1; ; a++ {
+	var last *endpoints.Endpoint // the endpoint of the latest attempt
+	for {
 		ref, bs := c.ref, c.bs
 		t0 := time.Now()
 		ep, err := bs.picker.Pick(preq, cands)
@@ -75,12 +79,17 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		if err != nil {
 			// Nothing was sent: another backendRef may take the attempt
 			// (a pool's refusal to take more, 429, stands).
-			if !isShed(err) && a < attempts && m.moveOn(c, ref) {
+			if !isShed(err) && (left > 0 || notSent > 0) && m.moveOn(c, ref) {
+				if notSent > 0 {
+					notSent--
+				} else {
+					left--
+				}
 				cands = untried(c.bs.eps, tried)
 				continue
 			}
-			if !sent {
-				ex.status = writePickError(w, err, bs)
+			if last == nil {
+				ex.status = m.writePickError(w, r, err, bs)
 				return
 			}
 			break // report the previous attempt's failure
@@ -94,30 +103,37 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		if ex.insp.restore {
 			ex.insp.target, ex.insp.client = preq.TargetModel, preq.Model
 		}
-		ex.beginAttempt(retry, a >= attempts)
+		ex.beginAttempt(retry, left == 0)
 		if body != nil {
 			r.Body = body.NewReader()
 		}
-		sent = true
+		last = ep
 		m.fireMirrors(c)
-		m.attempt(ex, r, route.Timeouts.BackendRequest, bs, ep)
-		if fb, ok := bs.picker.(picker.Feedback); ok {
-			// Connect errors and 5xx count against the endpoint (ejection
-			// with backoff after repeated failures); a client that went
-			// away says nothing about it.
-			if clientCtx.Err() == nil {
-				fb.Done(ep, ex.err == nil && ex.swallowed < 500 && ex.status < 500)
-			}
-		}
-		if ex.committed || clientCtx.Err() != nil || r.Context().Err() != nil || a >= attempts {
+		m.attempt(ex, r, route, bs, ep, clientCtx)
+		if ex.committed || clientCtx.Err() != nil || r.Context().Err() != nil {
 			break
 		}
-		if ex.err == nil && ex.swallowed == 0 {
-			break // nothing to retry: the upstream answered without a status
+		var reason string
+		switch {
+		case isRequestError(ex.err):
+			// The same on any endpoint: the client's to fix.
+		case upstream.NotSent(ex.err) && notSent > 0:
+			notSent--
+			reason = metrics.RetryNotSent
+		case left > 0 && ex.swallowed != 0:
+			left--
+			reason = metrics.RetryStatus
+		case left > 0 && ex.err != nil:
+			left--
+			reason = metrics.RetryError
 		}
-		m.logger.Debug("retrying", "route", route.Name, "backend", bs.cfg.Source, "endpoint", ep.Address, "attempt", a,
-			"status", ex.swallowed, "err", ex.err)
-		if retry.Backoff > 0 && !sleepCtx(r.Context(), retry.Backoff) {
+		if reason == "" {
+			break
+		}
+		m.metrics.Retry(reason)
+		m.logger.Debug("retrying", "request_id", upstream.RequestID(r), "route", route.Name, "backend", bs.cfg.Source,
+			"endpoint", ep.Address, "reason", reason, "status", ex.swallowed, "err", ex.err)
+		if reason != metrics.RetryNotSent && retry.Backoff > 0 && !sleepCtx(r.Context(), retry.Backoff) {
 			break
 		}
 		tried = append(tried, ep)
@@ -132,22 +148,58 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 	if clientCtx.Err() != nil {
 		return
 	}
+	m.writeUpstreamError(w, r, ex, bs, last)
+}
+
+// writeUpstreamError answers a request whose last attempt, at ep, failed
+// before anything reached the client: 400 for a request that cannot be
+// forwarded, 504 for a timeout, the held-back status of a retried answer,
+// else 502. Every 5xx names ep (x-gateway-destination-endpoint-served)
+// and is logged with the request id, the endpoint and the cause.
+func (m *Pipeline) writeUpstreamError(w http.ResponseWriter, r *http.Request, ex *exchange, bs *backendState, ep *endpoints.Endpoint) {
+	if isRequestError(ex.err) {
+		ex.status = http.StatusBadRequest
+		m.logger.Info("request cannot be forwarded", "request_id", upstream.RequestID(r), "backend", bs.cfg.Source, "err", ex.err)
+		openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", ex.err.Error())
+		return
+	}
+	var status int
+	var code, msg, cause string
 	switch {
+	case ex.timedOut != nil:
+		status, code, cause = http.StatusGatewayTimeout, "upstream_timeout", ex.timedOut.Error()
+		msg = "endpoint " + ep.Address + " of " + bs.cfg.Source + " timed out: " + cause
 	case r.Context().Err() != nil || upstream.IsTimeout(ex.err):
-		ex.status = http.StatusGatewayTimeout
-		openai.WriteError(w, http.StatusGatewayTimeout, openai.TypeServer, "upstream_timeout",
-			"upstream of "+bs.cfg.Source+" timed out")
+		status, code, cause = http.StatusGatewayTimeout, "upstream_timeout", "route timeout"
+		if ex.err != nil && r.Context().Err() == nil {
+			cause = ex.err.Error()
+		}
+		msg = "upstream of " + bs.cfg.Source + " timed out"
 	case ex.swallowed != 0:
 		// A retryable answer was held back and no endpoint was left to
 		// retry on: report the upstream's status.
-		ex.status = ex.swallowed
-		openai.WriteError(w, ex.swallowed, openai.TypeServer, "upstream_error",
-			"upstream of "+bs.cfg.Source+" answered "+strconv.Itoa(ex.swallowed))
+		status, code = ex.swallowed, "upstream_error"
+		cause = "endpoint answered " + strconv.Itoa(ex.swallowed)
+		msg = "upstream of " + bs.cfg.Source + " answered " + strconv.Itoa(ex.swallowed)
 	default:
-		ex.status = http.StatusBadGateway
-		openai.WriteError(w, http.StatusBadGateway, openai.TypeServer, "upstream_error",
-			"upstream of "+bs.cfg.Source+" failed")
+		status, code, cause = http.StatusBadGateway, "upstream_error", "no response"
+		if ex.err != nil {
+			cause = ex.err.Error()
+		}
+		msg = "upstream of " + bs.cfg.Source + " failed"
 	}
+	ex.status = status
+	w.Header()[upstream.ServedHeader] = ep.ServedHeader()
+	m.logger.Warn("upstream request failed", "request_id", upstream.RequestID(r), "status", status, "backend", bs.cfg.Source,
+		"endpoint", ep.Address, "cause", cause)
+	openai.WriteError(w, status, openai.TypeServer, code, msg)
+}
+
+// isRequestError reports an attempt that failed for the request itself
+// (a header that cannot be written), not for its endpoint.
+func isRequestError(err error) bool {
+	var re *upstream.RequestError
+	return err != nil && errors.As(err, &re)
 }
 
 // moveOn aims c at the backendRef for the next attempt after one at ref
@@ -161,11 +213,33 @@ func (m *Pipeline) moveOn(c *call, ref *config.BackendRef) bool {
 	return true
 }
 
-// attempt proxies one attempt to ep, bounded by perAttempt when set.
-func (m *Pipeline) attempt(ex *exchange, r *http.Request, perAttempt time.Duration, bs *backendState, ep *endpoints.Endpoint) {
-	if perAttempt > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), perAttempt)
+// attempt proxies one attempt to ep, bounded by the route's per-attempt
+// timeout when set and, for pools, by the first-byte and stream-idle
+// timeouts (see watchdog; the route's timeouts replace the first-byte
+// one). It reports the outcome to the picker (ejection after repeated
+// failures) unless the client went away or the request was at fault, and
+// marks a response that started and then broke off (the upstream client
+// aborts the client connection by panicking, which passes through here)
+// as cut.
+func (m *Pipeline) attempt(ex *exchange, r *http.Request, route *config.Route, bs *backendState, ep *endpoints.Endpoint, clientCtx context.Context) {
+	ctx := r.Context()
+	if d := route.Timeouts.BackendRequest; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
+	}
+	if bs.cfg.IsPool() {
+		firstByte := m.opts.FirstByteTimeout
+		if route.Timeouts.Request > 0 || route.Timeouts.BackendRequest > 0 {
+			firstByte = 0
+		}
+		wctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		if ex.wd = watch(max(firstByte, 0), max(m.opts.StreamIdleTimeout, 0), cancel); ex.wd != nil {
+			ctx = wctx
+		}
+	}
+	if ctx != r.Context() {
 		r = r.WithContext(ctx)
 	}
 	// Released when the response body (a whole SSE stream) has been
@@ -173,7 +247,48 @@ func (m *Pipeline) attempt(ex *exchange, r *http.Request, perAttempt time.Durati
 	// the client connection.
 	ep.Acquire()
 	defer ep.Release()
+	start := time.Now()
+	completed := false
+	defer func() {
+		if ex.wd != nil {
+			ex.timedOut, ex.wd = ex.wd.stop(), nil
+		}
+		if !completed && ex.committed {
+			ex.cut = true
+		}
+		m.attemptDone(ex, r, bs, ep, start, completed, clientCtx)
+	}()
 	bs.proxies[ep].ServeHTTP(ex, r)
+	completed = true
+}
+
+// attemptDone records an attempt's outcome: the endpoint's time to first
+// byte, the picker's feedback, and a log line for a stream cut short.
+func (m *Pipeline) attemptDone(ex *exchange, r *http.Request, bs *backendState, ep *endpoints.Endpoint, start time.Time, completed bool, clientCtx context.Context) {
+	if !ex.firstByte.IsZero() && ex.firstByte.After(start) {
+		ep.ObserveFirstByte(ex.firstByte.Sub(start))
+	}
+	if clientCtx.Err() != nil || isRequestError(ex.err) {
+		// A client that went away, or a request that cannot be sent,
+		// says nothing about the endpoint.
+		return
+	}
+	if ex.cut {
+		cause := "response body copy failed"
+		switch {
+		case ex.timedOut != nil:
+			cause = ex.timedOut.Error()
+		case ex.cutErr != nil:
+			cause = ex.cutErr.Error()
+		}
+		m.logger.Warn("upstream stream cut", "request_id", upstream.RequestID(r), "status", ex.status, "backend", bs.cfg.Source,
+			"endpoint", ep.Address, "bytes", ex.written, "cause", cause)
+	}
+	if fb, ok := bs.picker.(picker.Feedback); ok {
+		// Connect errors, 5xx, timeouts and cut streams count against the
+		// endpoint (ejection with backoff after repeated failures).
+		fb.Done(ep, completed && ex.err == nil && ex.timedOut == nil && ex.swallowed < 500 && ex.status < 500)
+	}
 }
 
 // untried returns the endpoints of all not in tried, or all of them when
@@ -192,13 +307,15 @@ func untried(all, tried []*endpoints.Endpoint) []*endpoints.Endpoint {
 }
 
 // writePickError answers a request no endpoint was picked for and returns
-// the status it sent.
-func writePickError(w http.ResponseWriter, err error, bs *backendState) int {
+// the status it sent; a 503 is logged (there is no endpoint to name).
+func (m *Pipeline) writePickError(w http.ResponseWriter, r *http.Request, err error, bs *backendState) int {
 	if isShed(err) {
 		openai.WriteError(w, http.StatusTooManyRequests, openai.TypeOverloaded, "overloaded",
 			"pool "+bs.cfg.Source+" is saturated; request shed")
 		return http.StatusTooManyRequests
 	}
+	m.logger.Warn("no endpoint for request", "request_id", upstream.RequestID(r), "status", http.StatusServiceUnavailable,
+		"backend", bs.cfg.Source, "endpoint", "", "cause", err.Error())
 	openai.WriteError(w, http.StatusServiceUnavailable, openai.TypeServer, "no_healthy_upstream",
 		"no ready endpoint for "+bs.cfg.Source)
 	return http.StatusServiceUnavailable

@@ -353,7 +353,9 @@ func (p *leanProxy) respond(w http.ResponseWriter, r *http.Request, x *leanExcha
 	if err := p.copyResponse(w, resp.Body, stream); err != nil {
 		p.close(x)
 		ctx := r.Context()
-		if ctx.Err() == nil {
+		if s, ok := w.(CutSink); ok {
+			s.UpstreamCut(err) // the caller logs it, with what it knows
+		} else if ctx.Err() == nil {
 			p.u.logger.Warn("upstream response cut short", "request_id", RequestID(r), "endpoint", p.addr, "err", err)
 		}
 		if ctx.Value(http.ServerContextKey) != nil {

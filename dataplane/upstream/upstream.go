@@ -343,6 +343,13 @@ type FailureSink interface {
 	UpstreamFailed(err error) bool
 }
 
+// CutSink is implemented by a ResponseWriter that wants to know why a
+// response that had started was cut short: UpstreamCut is called with
+// the upstream's error just before the client connection is aborted.
+type CutSink interface {
+	UpstreamCut(err error)
+}
+
 // Transport returns the shared transport for HTTP/1.1 or cleartext HTTP/2
 // upstreams (for requests the caller sends itself, such as mirrors).
 func (u *Upstream) Transport(h2c bool) http.RoundTripper {
