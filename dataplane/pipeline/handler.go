@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/dataplane/upstream"
@@ -64,7 +66,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// (slowloris) must not hold a connection for ever.
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(m.opts.BodyReadTimeout))
-		body, err = openai.ReadBody(r.Body, r.ContentLength, m.opts.MaxBodyBytes)
+		body, err = openai.ReadBodyWithin(r.Body, r.ContentLength, m.opts.MaxBodyBytes, m.budget)
 		if err == nil {
 			_ = rc.SetReadDeadline(time.Time{})
 		}
@@ -75,6 +77,17 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			m.logger.Debug("request body read timed out", "request_id", reqID, "timeout", m.opts.BodyReadTimeout)
 			openai.WriteError(w, http.StatusRequestTimeout, openai.TypeInvalidRequest, "request_timeout",
 				"the request body was not received within "+m.opts.BodyReadTimeout.String())
+			return
+		}
+		if errors.Is(err, openai.ErrBudget) {
+			// The request is fine; the proxy has too much buffered right
+			// now. The client may retry, here or on another replica.
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Retry-After", "1")
+			m.logger.Warn("request body refused: buffered body budget spent", "request_id", reqID, "status", http.StatusServiceUnavailable,
+				"endpoint", "", "cause", err.Error(), "budget", m.budget.Limit(), "content_length", r.ContentLength)
+			openai.WriteError(w, http.StatusServiceUnavailable, openai.TypeServer, "body_budget_exceeded",
+				"the gateway is buffering too many request bodies right now; retry shortly")
 			return
 		}
 		if errors.Is(err, openai.ErrTooLarge) {
@@ -101,7 +114,14 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		model, hasModel, invalid = sc.Model, sc.HasModel, sc.Invalid
 		if hasModel {
 			// Exposed before matching so HTTPRoute header matches can send
-			// each model to its own backend.
+			// each model to its own backend — so it must be a value a
+			// header can carry: a CR or LF (escaped in the JSON) is the
+			// client's error, not a reason to fail at the endpoint.
+			if !httpguts.ValidHeaderFieldValue(model.Name) {
+				openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_model",
+					"the model name contains characters that cannot be forwarded (control characters such as CR or LF)")
+				return
+			}
 			r.Header[modelHeader] = []string{model.Name}
 		}
 	}

@@ -62,7 +62,36 @@ type Options struct {
 	// 2 s; a backend that does not answer in time is left out).
 	ModelListTTL     time.Duration
 	ModelListTimeout time.Duration
+	// FirstByteTimeout bounds how long a pool's endpoint may take to start
+	// answering an attempt, StreamIdleTimeout how long it may then go
+	// without sending anything (between stream events): a frozen model
+	// server's requests end with 504, or a cut stream, and count against
+	// it (ejection). A route's own timeouts (HTTPRoute timeouts.request or
+	// backendRequest) replace the first-byte bound. Defaults
+	// DefaultFirstByteTimeout and DefaultStreamIdleTimeout; negative turns
+	// one off.
+	FirstByteTimeout  time.Duration
+	StreamIdleTimeout time.Duration
+	// NotSentRetries is how many more attempts a request may take, on
+	// other endpoints, after attempts that never reached a model server —
+	// the connection was refused or reset before any byte went out —
+	// whatever the route's retry policy (default DefaultNotSentRetries;
+	// negative: none). Such a request cannot have been processed, so
+	// sending it elsewhere is always safe.
+	NotSentRetries int
+	// BodyBudget bounds the bytes of all request bodies buffered at once
+	// (default DefaultBodyBudget; negative: unbounded); a body that does
+	// not fit gets 503.
+	BodyBudget int64
 }
+
+// Defaults of Options.
+const (
+	DefaultFirstByteTimeout  = 5 * time.Minute
+	DefaultStreamIdleTimeout = 60 * time.Second
+	DefaultNotSentRetries    = 2
+	DefaultBodyBudget        = 1 << 30
+)
 
 // Pipeline serves requests with the current State. It owns what requests
 // share across config versions: endpoint state, upstream connections, the
@@ -86,6 +115,8 @@ type Pipeline struct {
 	mirrors   sync.WaitGroup
 	models    *modelCache
 	metrics   *metrics.Proxy
+	// budget bounds the request bodies buffered at once.
+	budget *openai.Budget
 }
 
 // state is everything a request needs, immutable once published.
@@ -127,6 +158,10 @@ func New(logger *slog.Logger, opts Options) *Pipeline {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
+	opts.FirstByteTimeout = orDefault(opts.FirstByteTimeout, DefaultFirstByteTimeout)
+	opts.StreamIdleTimeout = orDefault(opts.StreamIdleTimeout, DefaultStreamIdleTimeout)
+	opts.NotSentRetries = max(orDefault(opts.NotSentRetries, DefaultNotSentRetries), 0)
+	opts.BodyBudget = orDefault(opts.BodyBudget, DefaultBodyBudget)
 	up := upstream.New(logger, opts.Upstream)
 	m := &Pipeline{
 		logger:    logger,
@@ -137,6 +172,7 @@ func New(logger *slog.Logger, opts Options) *Pipeline {
 		queues:    waitqueue.NewSet(queueObserver{opts.Metrics}),
 		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
 		metrics:   opts.Metrics,
+		budget:    openai.NewBudget(opts.BodyBudget),
 	}
 	epOpts := opts.Endpoints
 	if next := epOpts.OnScrape; next != nil {
@@ -146,12 +182,22 @@ func New(logger *slog.Logger, opts Options) *Pipeline {
 	}
 	m.reg = endpoints.NewRegistry(logger, epOpts)
 	m.metrics.SetPools(m.poolStats)
+	m.metrics.SetBodyBudget(m.budget)
 	m.metrics.SetQueues(func(f func(string, int32, int)) {
 		m.queues.Each(func(pool string, q *waitqueue.Queue) {
 			q.Lengths(func(p int32, n int) { f(pool, p, n) })
 		})
 	})
 	return m
+}
+
+// orDefault is v, or def when v is zero; negative values stay (they
+// turn the option off).
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // Metrics returns the proxy metrics.
