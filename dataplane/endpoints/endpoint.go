@@ -301,6 +301,9 @@ type Status struct {
 	// EjectedForMs is how much longer the endpoint is ejected after
 	// failures (absent when it is not).
 	EjectedForMs *float64 `json:"ejectedForMs,omitempty"`
+	// Failures is the number of consecutive failed requests (connect
+	// errors, 5xx, timeouts, cut streams) the proxy sent it.
+	Failures int `json:"failures,omitempty"`
 	// LastScore is the weighted total the picker gave the endpoint in its
 	// latest decision over it, LastScoreAgeMs how long ago.
 	LastScore      *float64 `json:"lastScore,omitempty"`
@@ -339,6 +342,7 @@ func (e *Endpoint) status(now time.Time, scraped bool) Status {
 		ms := float64(fb.Microseconds()) / 1000
 		s.FirstByteMs = &ms
 	}
+	s.Failures = int(e.health.failures.Load())
 	if until := e.health.until.Load(); until > now.UnixNano() {
 		left := float64(until-now.UnixNano()) / 1e6
 		s.EjectedForMs = &left

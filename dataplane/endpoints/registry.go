@@ -56,6 +56,9 @@ type Registry struct {
 	mu   sync.Mutex
 	eps  map[string]*managed
 	done bool
+	// ownClient is set when the scrape client is the registry's own,
+	// whose idle connections Close closes.
+	ownClient bool
 }
 
 type managed struct {
@@ -73,7 +76,8 @@ func NewRegistry(logger *slog.Logger, opts Options) *Registry {
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
 	}
-	if opts.Client == nil {
+	own := opts.Client == nil
+	if own {
 		opts.Client = &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 2,
@@ -81,7 +85,7 @@ func NewRegistry(logger *slog.Logger, opts Options) *Registry {
 			DisableCompression:  true,
 		}}
 	}
-	return &Registry{logger: logger, opts: opts, sched: newSchedule(opts.Interval, opts.Proxies), eps: map[string]*managed{}}
+	return &Registry{logger: logger, opts: opts, sched: newSchedule(opts.Interval, opts.Proxies), eps: map[string]*managed{}, ownClient: own}
 }
 
 // defaultInterval is Options.Interval's default.
@@ -235,5 +239,8 @@ func (r *Registry) Close() {
 	r.mu.Unlock()
 	for _, m := range ms {
 		m.wg.Wait()
+	}
+	if r.ownClient {
+		r.opts.Client.CloseIdleConnections()
 	}
 }

@@ -47,6 +47,12 @@ func newManager(t testing.TB) *server.Manager {
 // net/http's server instead of the lean one.
 func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 	t.Helper()
+	return newManagerLogged(t, opts, slog.New(slog.DiscardHandler))
+}
+
+// newManagerLogged is newManagerWith logging to logger.
+func newManagerLogged(t testing.TB, opts server.Options, logger *slog.Logger) *server.Manager {
+	t.Helper()
 	if opts.Pipeline.Upstream.HTTP1 == "" {
 		mode, err := upstream.ParseHTTP1Mode(os.Getenv("INFERGATE_TEST_UPSTREAM_HTTP1"))
 		if err != nil {
@@ -64,7 +70,7 @@ func newManagerWith(t testing.TB, opts server.Options) *server.Manager {
 	opts.BindAddress = "127.0.0.1"
 	opts.DrainTimeout = 2 * time.Second
 	opts.Pipeline.Endpoints = endpoints.Options{Interval: 10 * time.Millisecond}
-	m := server.New(slog.New(slog.DiscardHandler), opts)
+	m := server.New(logger, opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
