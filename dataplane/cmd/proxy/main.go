@@ -40,6 +40,10 @@ type options struct {
 	adminAddress  string
 	healthAddress string
 	maxBodyBytes  int64
+	bodyBudget    int64
+	firstByte     time.Duration
+	streamIdle    time.Duration
+	notSent       int
 	headerTimeout time.Duration
 	bodyTimeout   time.Duration
 	maxHeader     int
@@ -70,6 +74,10 @@ func main() {
 	flag.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (/ready, /healthz, /config, /endpoints, /queues, /metrics, /xds); keep it on loopback")
 	flag.StringVar(&o.healthAddress, "health-address", "", "address serving only GET /ready and /healthz, for a kubelet's probes (e.g. 0.0.0.0:19001; off when empty)")
 	flag.Int64Var(&o.maxBodyBytes, "max-body-bytes", 0, "largest JSON request body read for its model (0 = default 16 MiB); larger bodies get 413")
+	flag.Int64Var(&o.bodyBudget, "max-buffered-body-bytes", defaultBodyBudget(), "bytes of request bodies buffered at once across all requests (default: a quarter of the container's memory limit, at least 64 MiB; 1 GiB without a limit; -1 = unbounded); a body beyond it gets 503")
+	flag.DurationVar(&o.firstByte, "upstream-first-byte-timeout", pipeline.DefaultFirstByteTimeout, "how long a pool's model server may take to start answering before the request ends with 504 and counts against it (a route's timeouts replace it; -1s = off)")
+	flag.DurationVar(&o.streamIdle, "upstream-idle-timeout", pipeline.DefaultStreamIdleTimeout, "how long a pool's model server may go without sending anything once it started answering (between stream events) before the response is cut and counts against it (-1s = off)")
+	flag.IntVar(&o.notSent, "not-sent-retries", pipeline.DefaultNotSentRetries, "attempts on other endpoints for a request whose attempt never reached its endpoint (connection refused or reset before a byte went out), whatever the route's retry policy (-1 = none)")
 	flag.DurationVar(&o.headerTimeout, "header-read-timeout", 30*time.Second, "time a client has to send its request headers")
 	flag.DurationVar(&o.bodyTimeout, "body-read-timeout", 60*time.Second, "time a client has to send its request body (408 after)")
 	flag.IntVar(&o.maxHeader, "max-header-bytes", 64<<10, "largest request header block; larger get 431")
@@ -114,11 +122,15 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		DrainTimeout:      o.drainTimeout,
 		HTTP1Server:       o.http1Srv,
 		Pipeline: pipeline.Options{
-			MaxBodyBytes:     o.maxBodyBytes,
-			BodyReadTimeout:  o.bodyTimeout,
-			ModelListTTL:     o.modelsTTL,
-			ModelListTimeout: o.modelsTimeout,
-			Upstream:         upstream.Options{HTTP1: o.http1Mode},
+			MaxBodyBytes:      o.maxBodyBytes,
+			BodyReadTimeout:   o.bodyTimeout,
+			ModelListTTL:      o.modelsTTL,
+			ModelListTimeout:  o.modelsTimeout,
+			Upstream:          upstream.Options{HTTP1: o.http1Mode},
+			BodyBudget:        o.bodyBudget,
+			FirstByteTimeout:  o.firstByte,
+			StreamIdleTimeout: o.streamIdle,
+			NotSentRetries:    o.notSent,
 		},
 	})
 	handler := configHandler(mgr, logger)
