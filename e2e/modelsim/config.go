@@ -42,6 +42,8 @@ type Config struct {
 	SlowFactor   float64       // multiplies step durations (slow mode); 0 means 1
 	// MetricsFault breaks /metrics the way one of MetricsFaults says.
 	MetricsFault string
+	// KVEvents, when enabled, publishes KV-cache events (vLLM's --kv-events-config).
+	KVEvents *KVEventsConfig
 	// Logger; nil discards.
 	Logger *slog.Logger
 }

@@ -128,6 +128,11 @@ func StartFleet(ctx context.Context, fc FleetConfig) (*Fleet, error) {
 			return nil, err
 		}
 		r.addr = ln.Addr().String()
+		if err := r.enableKVEvents(runCtx, addr.IP.String()); err != nil {
+			cancel()
+			closeAll()
+			return nil, fmt.Errorf("replica %s: %w", name, err)
+		}
 		srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 		f.replicas = append(f.replicas, r)
 		f.servers = append(f.servers, srv)

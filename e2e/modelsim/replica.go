@@ -45,6 +45,8 @@ type Replica struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
+	kv *kvPublisher // KV event publisher; nil when events are off
+
 	served, failed, promptTokens, cachedTokens, genTokens, scrapes atomic.Int64
 }
 
@@ -98,6 +100,7 @@ func NewReplica(name string, cfg Config, clock *engine.Clock) (*Replica, error) 
 	r.mux.HandleFunc("POST /v1/embeddings", r.embeddings)
 	r.mux.HandleFunc("GET /v1/models", r.models)
 	r.mux.HandleFunc("GET /health", r.health)
+	r.mux.HandleFunc("POST /reset_prefix_cache", r.resetPrefixCache)
 	var metricsHandler http.Handler = promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{})
 	if cfg.MetricsFault != "" {
 		metricsHandler = r.faultyMetrics(metricsHandler, cfg.MetricsFault)

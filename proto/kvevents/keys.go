@@ -40,3 +40,20 @@ func AppendBlockKeys(dst []uint64, parent uint64, tokens []uint32, blockSize int
 	}
 	return dst
 }
+
+// ByteTokens appends the token ids of modelsim's default tokenizer to dst:
+// every 4 bytes of text are one token, read as a little-endian integer (a
+// partial last token zero-padded). It is no model's tokenizer; a pool
+// served by the simulator with its default tokenizer is matched with it.
+func ByteTokens(dst []uint32, text []byte) []uint32 {
+	for len(text) >= 4 {
+		dst = append(dst, binary.LittleEndian.Uint32(text))
+		text = text[4:]
+	}
+	if len(text) > 0 {
+		var pad [4]byte
+		copy(pad[:], text)
+		dst = append(dst, binary.LittleEndian.Uint32(pad[:]))
+	}
+	return dst
+}

@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		metricsBad  = fs.String("metrics-fault", "", "break /metrics: "+strings.Join(modelsim.MetricsFaults, ", ")+" (fault injection)")
 		embedDim    = fs.Int("embedding-dim", 384, "embedding vector length")
 		logLevel    = fs.String("log-level", "info", "debug, info, warn or error")
+		kvEvents    = fs.String("kv-events-config", "", `publish KV-cache events as vLLM does, same JSON, e.g. '{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5558"}' (a * host is each replica's own address; port 0 picks one)`)
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,6 +91,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	var kvCfg *modelsim.KVEventsConfig
+	if *kvEvents != "" {
+		var err error
+		if kvCfg, err = modelsim.ParseKVEventsConfig(*kvEvents); err != nil {
+			return fmt.Errorf("--kv-events-config: %w", err)
+		}
+	}
 	var adapters []string
 	for _, l := range splitList(*loras) {
 		name, _, _ := strings.Cut(l, "=")
@@ -114,6 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			StartupDelay: *startup,
 			SlowFactor:   *slow,
 			MetricsFault: *metricsBad,
+			KVEvents:     kvCfg,
 			Logger:       logger,
 		},
 		Replicas:   *replicas,
@@ -128,6 +137,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, r := range fleet.Replicas() {
 		fmt.Fprintf(stdout, "modelsim replica %s listening on %s\n", r.Name(), r.URL())
+		if a := r.KVEventsAddr(); a != "" {
+			fmt.Fprintf(stdout, "modelsim replica %s kv events on %s replay %s\n", r.Name(), a, r.KVReplayAddr())
+		}
 	}
 	<-ctx.Done()
 	logger.Info("shutting down", "replicas", fleet.Len())

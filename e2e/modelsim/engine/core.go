@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/infergate/infergate/proto/kvevents"
 )
 
 // Config sizes one engine. Zero fields take the defaults of DefaultConfig.
@@ -116,6 +118,10 @@ type StepResult struct {
 	Touched    []*Request
 	Events     []Event
 	Scheduled  int
+	// KV are the prefix-cache changes of the step (BlockStored for blocks
+	// published, BlockRemoved for cached blocks evicted), when KV events
+	// are on (Core.EnableKVEvents); they belong to the step's end.
+	KV []kvevents.Event
 }
 
 // Stats is the engine's gauge state, plus LoRA placement counters since
@@ -364,6 +370,7 @@ func (c *Core) Step(now time.Time, slow float64) StepResult {
 	res.Scheduled = len(sched)
 	if len(sched) == 0 {
 		res.End = now
+		res.KV = c.kv.takeEvents()
 		return res
 	}
 	for _, it := range sched {
@@ -381,10 +388,7 @@ func (c *Core) Step(now time.Time, slow float64) StepResult {
 		r := it.r
 		wasPrefill := r.kvTokens < r.promptLen
 		r.kvTokens += it.n
-		for r.registered < len(r.hashes) && (r.registered+1)*c.cfg.BlockSize <= r.kvTokens {
-			c.kv.register(r.blocks[r.registered], r.hashes[r.registered])
-			r.registered++
-		}
+		c.registerBlocks(r)
 		if r.kvTokens < r.total() {
 			continue // still prefilling
 		}
@@ -410,6 +414,7 @@ func (c *Core) Step(now time.Time, slow float64) StepResult {
 		}
 		res.Touched = append(res.Touched, r)
 	}
+	res.KV = c.kv.takeEvents()
 	return res
 }
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/infergate/infergate/proto/kvevents"
 )
 
 // Observer receives metric events from the engine goroutine, in simulated
@@ -36,8 +38,12 @@ type Engine struct {
 	cancels []*Request
 	stats   Stats
 	stopped bool
-	wake    chan struct{}
-	done    chan struct{}
+	// kvSink receives KV events (SetKVSink); resetCache asks the engine
+	// goroutine for a prefix-cache reset.
+	kvSink     func([]kvevents.Event)
+	resetCache bool
+	wake       chan struct{}
+	done       chan struct{}
 }
 
 // maxLagReal bounds how far (in wall time) the engine may run behind its
@@ -126,9 +132,12 @@ func (e *Engine) Done() <-chan struct{} { return e.done }
 // latest arrival among them.
 func (e *Engine) drain() time.Time {
 	e.mu.Lock()
-	in, cancels := e.inbox, e.cancels
-	e.inbox, e.cancels = nil, nil
+	in, cancels, reset := e.inbox, e.cancels, e.resetCache
+	e.inbox, e.cancels, e.resetCache = nil, nil, false
 	e.mu.Unlock()
+	if reset {
+		e.emitKV(e.core.ResetPrefixCache())
+	}
 	var latest time.Time
 	for _, r := range in {
 		e.core.waiting = append(e.core.waiting, r)
@@ -204,6 +213,7 @@ func (e *Engine) Run(ctx context.Context) {
 		for _, r := range res.Touched {
 			r.publish(nil)
 		}
+		e.emitKV(res.KV)
 		if e.obs != nil {
 			for _, ev := range res.Events {
 				e.obs.Observe(ev)

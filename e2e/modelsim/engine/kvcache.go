@@ -15,6 +15,8 @@ type kvCache struct {
 	head, tail int
 	numFree    int
 	cached     map[uint64]int // prefix hash → block index
+	// events collects KV events while on (see kvevents.go); nil when off.
+	events *kvEventLog
 }
 
 type kvBlock struct {
@@ -136,6 +138,7 @@ func (c *kvCache) grow(owned []int, tokens int) ([]int, bool) {
 			// Evicting: the prefix this block held is gone from the cache.
 			if c.cached[b.hash] == i {
 				delete(c.cached, b.hash)
+				c.evicted(b.hash)
 			}
 			b.hashed = false
 		}
@@ -148,13 +151,14 @@ func (c *kvCache) grow(owned []int, tokens int) ([]int, bool) {
 // register publishes the hash of a fully computed prompt block so later
 // requests can hit it. If another request already published the same prefix,
 // this block stays private (vLLM keeps the first copy).
-func (c *kvCache) register(block int, hash uint64) {
+func (c *kvCache) register(block int, hash uint64) bool {
 	if _, dup := c.cached[hash]; dup {
-		return
+		return false
 	}
 	b := &c.blocks[block]
 	b.hash, b.hashed = hash, true
 	c.cached[hash] = block
+	return true
 }
 
 // release returns a request's blocks, tail first.
