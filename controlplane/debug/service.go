@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/infergate/infergate/controlplane/fleet"
+	"github.com/infergate/infergate/controlplane/kvindex"
 	"github.com/infergate/infergate/controlplane/xds"
 	debugv1 "github.com/infergate/infergate/proto/debug/v1"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -24,6 +25,7 @@ type Service struct {
 	debugv1.UnimplementedDebugServer
 	xds   *xds.Server
 	fleet *fleet.Aggregator
+	kv    *kvindex.Index
 }
 
 var _ debugv1.DebugServer = (*Service)(nil)

@@ -64,6 +64,9 @@ func New(stats func() xds.Stats) *Metrics {
 	return m
 }
 
+// Register adds a collector (e.g. the KV index, read at scrape time).
+func (m *Metrics) Register(c prometheus.Collector) { m.reg.MustRegister(c) }
+
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/proto/kvevents"
 	"github.com/infergate/infergate/proto/pickerprofile"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -259,7 +260,38 @@ func PickerProfileFor(annotations map[string]string) (*snapshotv1.PickerProfile,
 	if err := pickerprofile.Validate(p); err != nil {
 		return DefaultPickerProfile(), fmt.Errorf("annotation %s: %w", PickerProfileAnnotation, err)
 	}
+	// KV events the proxies could not use leave the rest of the profile
+	// in force: the pool keeps approximate prefix matching.
+	if err := kvevents.CheckConfig(p.KvEvents); err != nil {
+		p.KvEvents = nil
+		return p, &ApproximateMatching{Reason: err.Error()}
+	}
 	return p, nil
+}
+
+// ApproximateMatching is PickerProfileFor's answer for a profile whose
+// kvEvents cannot be used: the profile applies without them, and prefix
+// matching stays approximate.
+type ApproximateMatching struct{ Reason string }
+
+func (a *ApproximateMatching) Error() string {
+	return fmt.Sprintf("annotation %s: %s; prefix matching stays approximate", PickerProfileAnnotation, a.Reason)
+}
+
+// KVEventsPortAnnotation and KVReplayPortAnnotation on a model-server pod
+// name its KV-event ports, overriding the pool profile's kvEvents ports.
+const (
+	KVEventsPortAnnotation = "infergate.dev/kv-events-port"
+	KVReplayPortAnnotation = "infergate.dev/kv-events-replay-port"
+)
+
+// portAnnotation reads a port annotation (0: absent or not a port).
+func portAnnotation(annotations map[string]string, key string) uint32 {
+	v, err := strconv.ParseUint(annotations[key], 10, 16)
+	if err != nil || v == 0 {
+		return 0
+	}
+	return uint32(v)
 }
 
 // DefaultPickerProfile is the scheduling profile of a pool without the
@@ -395,10 +427,12 @@ func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, 
 		}
 		for _, port := range ports {
 			eps = append(eps, &snapshotv1.Endpoint{
-				Address:    p.Status.PodIP,
-				Port:       uint32(port),
-				Pod:        ns + "/" + p.Name,
-				EngineType: p.Labels[EngineTypeLabel],
+				Address:      p.Status.PodIP,
+				Port:         uint32(port),
+				Pod:          ns + "/" + p.Name,
+				EngineType:   p.Labels[EngineTypeLabel],
+				KvEventsPort: portAnnotation(p.Annotations, KVEventsPortAnnotation),
+				KvReplayPort: portAnnotation(p.Annotations, KVReplayPortAnnotation),
 			})
 		}
 	}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -292,12 +293,17 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 
 // Condition on a pool's parent status that reports its picker profile
 // annotation (PickerProfileAnnotation), present only on pools that have one:
-// True (Valid) when the proxies run it, False (Invalid) with the reason when
-// they run the default profile instead.
+// True (Valid) when the proxies run it, True (ApproximatePrefixMatching)
+// when they run it without its unusable kvEvents, False (Invalid) with the
+// reason when they run the default profile instead.
 const (
 	ConditionPickerProfile     = "infergate.dev/PickerProfile"
 	ReasonPickerProfileValid   = "Valid"
 	ReasonPickerProfileInvalid = "Invalid"
+	// ReasonApproximatePrefixMatching: the proxies run the profile, but
+	// its kvEvents cannot be used (no usable tokenizer), so prefix
+	// matching stays approximate; the message says why.
+	ReasonApproximatePrefixMatching = "ApproximatePrefixMatching"
 )
 
 // withProfile appends the PickerProfile condition to a pool parent's
@@ -306,7 +312,10 @@ func withProfile(conds []metav1.Condition, annotations map[string]string, gen in
 	if _, ok := annotations[PickerProfileAnnotation]; !ok {
 		return conds
 	}
-	if _, err := PickerProfileFor(annotations); err != nil {
+	var approx *ApproximateMatching
+	if _, err := PickerProfileFor(annotations); errors.As(err, &approx) {
+		return append(conds, cond(ConditionPickerProfile, true, ReasonApproximatePrefixMatching, err.Error(), gen))
+	} else if err != nil {
 		return append(conds, cond(ConditionPickerProfile, false, ReasonPickerProfileInvalid,
 			err.Error()+"; the pool runs the default picker profile", gen))
 	}

@@ -88,7 +88,7 @@ func Effective(p *snapshotv1.PickerProfile) *snapshotv1.PickerProfile {
 		return p
 	}
 	return &snapshotv1.PickerProfile{Filters: p.GetFilters(), ShedSheddable: p.GetShedSheddable(), Queue: p.GetQueue(),
-		Scorers: append(slices.Clip(p.GetScorers()), add...)}
+		KvEvents: p.GetKvEvents(), Scorers: append(slices.Clip(p.GetScorers()), add...)}
 }
 
 // Values are a plugin's parameters with defaults filled in.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/infergate/infergate/controlplane/debug"
 	"github.com/infergate/infergate/controlplane/fleet"
+	"github.com/infergate/infergate/controlplane/kvindex"
 	"github.com/infergate/infergate/controlplane/metrics"
 	"github.com/infergate/infergate/controlplane/source/file"
 	"github.com/infergate/infergate/controlplane/translate"
@@ -35,6 +36,7 @@ type config struct {
 	debounce       time.Duration
 	countDelay     time.Duration
 	fleetPushEvery time.Duration
+	kvMaxBlocks    int
 	logFormat      string
 	logLevel       string
 	kube           kubeConfig
@@ -51,6 +53,7 @@ func main() {
 	flag.StringVar(&cfg.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName served by this control plane")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
 	flag.DurationVar(&cfg.fleetPushEvery, "fleet-keys-push-interval", 250*time.Millisecond, "shortest time between two sends of a gateway's fleet-wide prefix keys to one proxy; changes in between go out together")
+	flag.IntVar(&cfg.kvMaxBlocks, "kv-max-blocks-per-server", 1<<18, "KV-cache blocks indexed per model server at most (pools with KV events on); beyond it the oldest stored are dropped")
 	flag.DurationVar(&cfg.countDelay, "proxy-count-delay", time.Second, "how long changes in a gateway's proxy count (which sets its proxies' scrape interval) are collected before its Manifest is re-sent")
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -102,7 +105,10 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	xdsServer.Register(grpcServer)
 	fleetKeys := fleet.NewAggregator(fleet.Options{PushEvery: cfg.fleetPushEvery})
 	fleet.NewService(fleetKeys, logger.With("component", "fleet"), xdsServer.AuthorizeGateway).Register(grpcServer)
-	debug.NewService(xdsServer).WithFleetKeys(fleetKeys).Register(grpcServer)
+	kvIndex := kvindex.New(ctx, kvindex.Options{MaxBlocksPerServer: cfg.kvMaxBlocks}, logger.With("component", "kvindex"))
+	m.Register(kvIndex)
+	kvindex.NewService(kvIndex, xdsServer.AuthorizeGateway).Register(grpcServer)
+	debug.NewService(xdsServer).WithFleetKeys(fleetKeys).WithKVIndex(kvIndex).Register(grpcServer)
 
 	lis, err := net.Listen("tcp", cfg.xdsAddress)
 	if err != nil {
@@ -115,7 +121,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	logger.Info("serving xDS and debug gRPC", "address", lis.Addr().String(), "tls", tlsOn, "tokenAuth", km != nil && cfg.security.auth)
 
-	p := &pipeline{log: logger, xds: xdsServer, metrics: m, opts: translate.Options{ControllerName: cfg.controllerName}}
+	p := &pipeline{log: logger, xds: xdsServer, metrics: m, kv: kvIndex, opts: translate.Options{ControllerName: cfg.controllerName}}
 	if km != nil {
 		p.observe = km.observe
 	}

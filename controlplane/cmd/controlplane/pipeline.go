@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/infergate/infergate/controlplane/kvindex"
 	"github.com/infergate/infergate/controlplane/metrics"
 	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/snapshot"
@@ -26,6 +27,8 @@ type pipeline struct {
 	// observe, when set, receives every translation (Kubernetes mode: the
 	// status writer and NACK events).
 	observe func(*translate.Inputs, *translate.Output)
+	// kv follows the snapshots' pools with KV events on.
+	kv *kvindex.Index
 }
 
 func (p *pipeline) apply(in *translate.Inputs) {
@@ -48,6 +51,9 @@ func (p *pipeline) apply(in *translate.Inputs) {
 	// a hash of configuration alone.
 	p.xds.SetProxyPods(provision.ReadyProxies(in.Pods))
 	p.xds.Update(sets)
+	if p.kv != nil {
+		p.kv.Update(sets)
+	}
 	p.ready.Store(true)
 	resources := 0
 	perGateway := make(map[string]int, len(sets))

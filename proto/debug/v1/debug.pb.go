@@ -26,6 +26,331 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetKVEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "<ns>/<name>"; empty: every gateway's pools.
+	Gateway       string `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKVEventsRequest) Reset() {
+	*x = GetKVEventsRequest{}
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKVEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKVEventsRequest) ProtoMessage() {}
+
+func (x *GetKVEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKVEventsRequest.ProtoReflect.Descriptor instead.
+func (*GetKVEventsRequest) Descriptor() ([]byte, []int) {
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetKVEventsRequest) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+type GetKVEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pools         []*KVPool              `protobuf:"bytes,1,rep,name=pools,proto3" json:"pools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKVEventsResponse) Reset() {
+	*x = GetKVEventsResponse{}
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKVEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKVEventsResponse) ProtoMessage() {}
+
+func (x *GetKVEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKVEventsResponse.ProtoReflect.Descriptor instead.
+func (*GetKVEventsResponse) Descriptor() ([]byte, []int) {
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetKVEventsResponse) GetPools() []*KVPool {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+type KVPool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool's Backend resource name.
+	Pool    string      `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	Servers []*KVServer `protobuf:"bytes,2,rep,name=servers,proto3" json:"servers,omitempty"`
+	// Blocks indexed over the pool's servers.
+	Blocks        int64 `protobuf:"varint,3,opt,name=blocks,proto3" json:"blocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVPool) Reset() {
+	*x = KVPool{}
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVPool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVPool) ProtoMessage() {}
+
+func (x *KVPool) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVPool.ProtoReflect.Descriptor instead.
+func (*KVPool) Descriptor() ([]byte, []int) {
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *KVPool) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *KVPool) GetServers() []*KVServer {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *KVPool) GetBlocks() int64 {
+	if x != nil {
+		return x.Blocks
+	}
+	return 0
+}
+
+// KVServer is one model server's event subscription.
+type KVServer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "ip:port" of the serving endpoint.
+	Endpoint string `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// tcp://ip:port of its PUB socket.
+	EventsAddress string `protobuf:"bytes,2,opt,name=events_address,json=eventsAddress,proto3" json:"events_address,omitempty"`
+	Connected     bool   `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	// Last sequence number applied (-1: none yet).
+	LastSeq int64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	Batches int64 `protobuf:"varint,5,opt,name=batches,proto3" json:"batches,omitempty"`
+	Events  int64 `protobuf:"varint,6,opt,name=events,proto3" json:"events,omitempty"`
+	// Sequence gaps seen, replays that closed one, resyncs (the server's
+	// blocks dropped: gap not replayable, publisher restarted, cache cleared).
+	Gaps    int64 `protobuf:"varint,7,opt,name=gaps,proto3" json:"gaps,omitempty"`
+	Replays int64 `protobuf:"varint,8,opt,name=replays,proto3" json:"replays,omitempty"`
+	Resyncs int64 `protobuf:"varint,9,opt,name=resyncs,proto3" json:"resyncs,omitempty"`
+	// Batches that did not decode; events naming blocks (or parents) the
+	// index does not hold.
+	Malformed     int64 `protobuf:"varint,10,opt,name=malformed,proto3" json:"malformed,omitempty"`
+	UnknownBlocks int64 `protobuf:"varint,11,opt,name=unknown_blocks,json=unknownBlocks,proto3" json:"unknown_blocks,omitempty"`
+	// Blocks indexed for the server, and whether the cap dropped some.
+	Blocks        int64                  `protobuf:"varint,12,opt,name=blocks,proto3" json:"blocks,omitempty"`
+	DroppedBlocks int64                  `protobuf:"varint,13,opt,name=dropped_blocks,json=droppedBlocks,proto3" json:"dropped_blocks,omitempty"`
+	BlockSize     uint32                 `protobuf:"varint,14,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
+	LastEvent     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_event,json=lastEvent,proto3" json:"last_event,omitempty"`
+	// The last error (connection, decoding), if any.
+	Error         string `protobuf:"bytes,16,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVServer) Reset() {
+	*x = KVServer{}
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVServer) ProtoMessage() {}
+
+func (x *KVServer) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVServer.ProtoReflect.Descriptor instead.
+func (*KVServer) Descriptor() ([]byte, []int) {
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KVServer) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *KVServer) GetEventsAddress() string {
+	if x != nil {
+		return x.EventsAddress
+	}
+	return ""
+}
+
+func (x *KVServer) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *KVServer) GetLastSeq() int64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *KVServer) GetBatches() int64 {
+	if x != nil {
+		return x.Batches
+	}
+	return 0
+}
+
+func (x *KVServer) GetEvents() int64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *KVServer) GetGaps() int64 {
+	if x != nil {
+		return x.Gaps
+	}
+	return 0
+}
+
+func (x *KVServer) GetReplays() int64 {
+	if x != nil {
+		return x.Replays
+	}
+	return 0
+}
+
+func (x *KVServer) GetResyncs() int64 {
+	if x != nil {
+		return x.Resyncs
+	}
+	return 0
+}
+
+func (x *KVServer) GetMalformed() int64 {
+	if x != nil {
+		return x.Malformed
+	}
+	return 0
+}
+
+func (x *KVServer) GetUnknownBlocks() int64 {
+	if x != nil {
+		return x.UnknownBlocks
+	}
+	return 0
+}
+
+func (x *KVServer) GetBlocks() int64 {
+	if x != nil {
+		return x.Blocks
+	}
+	return 0
+}
+
+func (x *KVServer) GetDroppedBlocks() int64 {
+	if x != nil {
+		return x.DroppedBlocks
+	}
+	return 0
+}
+
+func (x *KVServer) GetBlockSize() uint32 {
+	if x != nil {
+		return x.BlockSize
+	}
+	return 0
+}
+
+func (x *KVServer) GetLastEvent() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEvent
+	}
+	return nil
+}
+
+func (x *KVServer) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ListProxiesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -34,7 +359,7 @@ type ListProxiesRequest struct {
 
 func (x *ListProxiesRequest) Reset() {
 	*x = ListProxiesRequest{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[0]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +371,7 @@ func (x *ListProxiesRequest) String() string {
 func (*ListProxiesRequest) ProtoMessage() {}
 
 func (x *ListProxiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[0]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +384,7 @@ func (x *ListProxiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxiesRequest.ProtoReflect.Descriptor instead.
 func (*ListProxiesRequest) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{0}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{4}
 }
 
 type ListProxiesResponse struct {
@@ -71,7 +396,7 @@ type ListProxiesResponse struct {
 
 func (x *ListProxiesResponse) Reset() {
 	*x = ListProxiesResponse{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[1]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -83,7 +408,7 @@ func (x *ListProxiesResponse) String() string {
 func (*ListProxiesResponse) ProtoMessage() {}
 
 func (x *ListProxiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[1]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -96,7 +421,7 @@ func (x *ListProxiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxiesResponse.ProtoReflect.Descriptor instead.
 func (*ListProxiesResponse) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{1}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListProxiesResponse) GetProxies() []*Proxy {
@@ -124,7 +449,7 @@ type Proxy struct {
 
 func (x *Proxy) Reset() {
 	*x = Proxy{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[2]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +461,7 @@ func (x *Proxy) String() string {
 func (*Proxy) ProtoMessage() {}
 
 func (x *Proxy) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[2]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +474,7 @@ func (x *Proxy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proxy.ProtoReflect.Descriptor instead.
 func (*Proxy) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{2}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Proxy) GetNodeId() string {
@@ -222,7 +547,7 @@ type TypeSync struct {
 
 func (x *TypeSync) Reset() {
 	*x = TypeSync{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[3]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +559,7 @@ func (x *TypeSync) String() string {
 func (*TypeSync) ProtoMessage() {}
 
 func (x *TypeSync) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[3]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +572,7 @@ func (x *TypeSync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypeSync.ProtoReflect.Descriptor instead.
 func (*TypeSync) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{3}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TypeSync) GetTypeUrl() string {
@@ -296,7 +621,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[4]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +633,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[4]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +646,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{4}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetSnapshotRequest) GetGateway() string {
@@ -353,7 +678,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[5]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +690,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[5]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +703,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{5}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetSnapshotResponse) GetGateway() string {
@@ -417,7 +742,7 @@ type ListGatewaysRequest struct {
 
 func (x *ListGatewaysRequest) Reset() {
 	*x = ListGatewaysRequest{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[6]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +754,7 @@ func (x *ListGatewaysRequest) String() string {
 func (*ListGatewaysRequest) ProtoMessage() {}
 
 func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[6]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +767,7 @@ func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysRequest.ProtoReflect.Descriptor instead.
 func (*ListGatewaysRequest) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{6}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{10}
 }
 
 type ListGatewaysResponse struct {
@@ -454,7 +779,7 @@ type ListGatewaysResponse struct {
 
 func (x *ListGatewaysResponse) Reset() {
 	*x = ListGatewaysResponse{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[7]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +791,7 @@ func (x *ListGatewaysResponse) String() string {
 func (*ListGatewaysResponse) ProtoMessage() {}
 
 func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[7]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +804,7 @@ func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysResponse.ProtoReflect.Descriptor instead.
 func (*ListGatewaysResponse) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{7}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListGatewaysResponse) GetGateways() []*GatewayVersion {
@@ -499,7 +824,7 @@ type GatewayVersion struct {
 
 func (x *GatewayVersion) Reset() {
 	*x = GatewayVersion{}
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[8]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +836,7 @@ func (x *GatewayVersion) String() string {
 func (*GatewayVersion) ProtoMessage() {}
 
 func (x *GatewayVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_debug_v1_debug_proto_msgTypes[8]
+	mi := &file_infergate_debug_v1_debug_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +849,7 @@ func (x *GatewayVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayVersion.ProtoReflect.Descriptor instead.
 func (*GatewayVersion) Descriptor() ([]byte, []int) {
-	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{8}
+	return file_infergate_debug_v1_debug_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GatewayVersion) GetGateway() string {
@@ -545,7 +870,35 @@ var File_infergate_debug_v1_debug_proto protoreflect.FileDescriptor
 
 const file_infergate_debug_v1_debug_proto_rawDesc = "" +
 	"\n" +
-	"\x1einfergate/debug/v1/debug.proto\x12\x12infergate.debug.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1einfergate/fleet/v1/fleet.proto\"\x14\n" +
+	"\x1einfergate/debug/v1/debug.proto\x12\x12infergate.debug.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1einfergate/fleet/v1/fleet.proto\".\n" +
+	"\x12GetKVEventsRequest\x12\x18\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\"G\n" +
+	"\x13GetKVEventsResponse\x120\n" +
+	"\x05pools\x18\x01 \x03(\v2\x1a.infergate.debug.v1.KVPoolR\x05pools\"l\n" +
+	"\x06KVPool\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x126\n" +
+	"\aservers\x18\x02 \x03(\v2\x1c.infergate.debug.v1.KVServerR\aservers\x12\x16\n" +
+	"\x06blocks\x18\x03 \x01(\x03R\x06blocks\"\xf4\x03\n" +
+	"\bKVServer\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12%\n" +
+	"\x0eevents_address\x18\x02 \x01(\tR\reventsAddress\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x12\x19\n" +
+	"\blast_seq\x18\x04 \x01(\x03R\alastSeq\x12\x18\n" +
+	"\abatches\x18\x05 \x01(\x03R\abatches\x12\x16\n" +
+	"\x06events\x18\x06 \x01(\x03R\x06events\x12\x12\n" +
+	"\x04gaps\x18\a \x01(\x03R\x04gaps\x12\x18\n" +
+	"\areplays\x18\b \x01(\x03R\areplays\x12\x18\n" +
+	"\aresyncs\x18\t \x01(\x03R\aresyncs\x12\x1c\n" +
+	"\tmalformed\x18\n" +
+	" \x01(\x03R\tmalformed\x12%\n" +
+	"\x0eunknown_blocks\x18\v \x01(\x03R\runknownBlocks\x12\x16\n" +
+	"\x06blocks\x18\f \x01(\x03R\x06blocks\x12%\n" +
+	"\x0edropped_blocks\x18\r \x01(\x03R\rdroppedBlocks\x12\x1d\n" +
+	"\n" +
+	"block_size\x18\x0e \x01(\rR\tblockSize\x129\n" +
+	"\n" +
+	"last_event\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tlastEvent\x12\x14\n" +
+	"\x05error\x18\x10 \x01(\tR\x05error\"\x14\n" +
 	"\x12ListProxiesRequest\"J\n" +
 	"\x13ListProxiesResponse\x123\n" +
 	"\aproxies\x18\x01 \x03(\v2\x19.infergate.debug.v1.ProxyR\aproxies\"\xa8\x02\n" +
@@ -579,11 +932,12 @@ const file_infergate_debug_v1_debug_proto_rawDesc = "" +
 	"\bgateways\x18\x01 \x03(\v2\".infergate.debug.v1.GatewayVersionR\bgateways\"D\n" +
 	"\x0eGatewayVersion\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion2\xaa\x02\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion2\x8a\x03\n" +
 	"\x05Debug\x12^\n" +
 	"\vListProxies\x12&.infergate.debug.v1.ListProxiesRequest\x1a'.infergate.debug.v1.ListProxiesResponse\x12^\n" +
 	"\vGetSnapshot\x12&.infergate.debug.v1.GetSnapshotRequest\x1a'.infergate.debug.v1.GetSnapshotResponse\x12a\n" +
-	"\fListGateways\x12'.infergate.debug.v1.ListGatewaysRequest\x1a(.infergate.debug.v1.ListGatewaysResponseB7Z5github.com/infergate/infergate/proto/debug/v1;debugv1b\x06proto3"
+	"\fListGateways\x12'.infergate.debug.v1.ListGatewaysRequest\x1a(.infergate.debug.v1.ListGatewaysResponse\x12^\n" +
+	"\vGetKVEvents\x12&.infergate.debug.v1.GetKVEventsRequest\x1a'.infergate.debug.v1.GetKVEventsResponseB7Z5github.com/infergate/infergate/proto/debug/v1;debugv1b\x06proto3"
 
 var (
 	file_infergate_debug_v1_debug_proto_rawDescOnce sync.Once
@@ -597,40 +951,49 @@ func file_infergate_debug_v1_debug_proto_rawDescGZIP() []byte {
 	return file_infergate_debug_v1_debug_proto_rawDescData
 }
 
-var file_infergate_debug_v1_debug_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_infergate_debug_v1_debug_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_infergate_debug_v1_debug_proto_goTypes = []any{
-	(*ListProxiesRequest)(nil),    // 0: infergate.debug.v1.ListProxiesRequest
-	(*ListProxiesResponse)(nil),   // 1: infergate.debug.v1.ListProxiesResponse
-	(*Proxy)(nil),                 // 2: infergate.debug.v1.Proxy
-	(*TypeSync)(nil),              // 3: infergate.debug.v1.TypeSync
-	(*GetSnapshotRequest)(nil),    // 4: infergate.debug.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),   // 5: infergate.debug.v1.GetSnapshotResponse
-	(*ListGatewaysRequest)(nil),   // 6: infergate.debug.v1.ListGatewaysRequest
-	(*ListGatewaysResponse)(nil),  // 7: infergate.debug.v1.ListGatewaysResponse
-	(*GatewayVersion)(nil),        // 8: infergate.debug.v1.GatewayVersion
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*anypb.Any)(nil),             // 10: google.protobuf.Any
-	(*v1.FleetKeys)(nil),          // 11: infergate.fleet.v1.FleetKeys
+	(*GetKVEventsRequest)(nil),    // 0: infergate.debug.v1.GetKVEventsRequest
+	(*GetKVEventsResponse)(nil),   // 1: infergate.debug.v1.GetKVEventsResponse
+	(*KVPool)(nil),                // 2: infergate.debug.v1.KVPool
+	(*KVServer)(nil),              // 3: infergate.debug.v1.KVServer
+	(*ListProxiesRequest)(nil),    // 4: infergate.debug.v1.ListProxiesRequest
+	(*ListProxiesResponse)(nil),   // 5: infergate.debug.v1.ListProxiesResponse
+	(*Proxy)(nil),                 // 6: infergate.debug.v1.Proxy
+	(*TypeSync)(nil),              // 7: infergate.debug.v1.TypeSync
+	(*GetSnapshotRequest)(nil),    // 8: infergate.debug.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),   // 9: infergate.debug.v1.GetSnapshotResponse
+	(*ListGatewaysRequest)(nil),   // 10: infergate.debug.v1.ListGatewaysRequest
+	(*ListGatewaysResponse)(nil),  // 11: infergate.debug.v1.ListGatewaysResponse
+	(*GatewayVersion)(nil),        // 12: infergate.debug.v1.GatewayVersion
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*anypb.Any)(nil),             // 14: google.protobuf.Any
+	(*v1.FleetKeys)(nil),          // 15: infergate.fleet.v1.FleetKeys
 }
 var file_infergate_debug_v1_debug_proto_depIdxs = []int32{
-	2,  // 0: infergate.debug.v1.ListProxiesResponse.proxies:type_name -> infergate.debug.v1.Proxy
-	9,  // 1: infergate.debug.v1.Proxy.connected_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: infergate.debug.v1.Proxy.last_sync:type_name -> google.protobuf.Timestamp
-	3,  // 3: infergate.debug.v1.Proxy.types:type_name -> infergate.debug.v1.TypeSync
-	10, // 4: infergate.debug.v1.GetSnapshotResponse.resources:type_name -> google.protobuf.Any
-	11, // 5: infergate.debug.v1.GetSnapshotResponse.fleet_keys:type_name -> infergate.fleet.v1.FleetKeys
-	8,  // 6: infergate.debug.v1.ListGatewaysResponse.gateways:type_name -> infergate.debug.v1.GatewayVersion
-	0,  // 7: infergate.debug.v1.Debug.ListProxies:input_type -> infergate.debug.v1.ListProxiesRequest
-	4,  // 8: infergate.debug.v1.Debug.GetSnapshot:input_type -> infergate.debug.v1.GetSnapshotRequest
-	6,  // 9: infergate.debug.v1.Debug.ListGateways:input_type -> infergate.debug.v1.ListGatewaysRequest
-	1,  // 10: infergate.debug.v1.Debug.ListProxies:output_type -> infergate.debug.v1.ListProxiesResponse
-	5,  // 11: infergate.debug.v1.Debug.GetSnapshot:output_type -> infergate.debug.v1.GetSnapshotResponse
-	7,  // 12: infergate.debug.v1.Debug.ListGateways:output_type -> infergate.debug.v1.ListGatewaysResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	2,  // 0: infergate.debug.v1.GetKVEventsResponse.pools:type_name -> infergate.debug.v1.KVPool
+	3,  // 1: infergate.debug.v1.KVPool.servers:type_name -> infergate.debug.v1.KVServer
+	13, // 2: infergate.debug.v1.KVServer.last_event:type_name -> google.protobuf.Timestamp
+	6,  // 3: infergate.debug.v1.ListProxiesResponse.proxies:type_name -> infergate.debug.v1.Proxy
+	13, // 4: infergate.debug.v1.Proxy.connected_at:type_name -> google.protobuf.Timestamp
+	13, // 5: infergate.debug.v1.Proxy.last_sync:type_name -> google.protobuf.Timestamp
+	7,  // 6: infergate.debug.v1.Proxy.types:type_name -> infergate.debug.v1.TypeSync
+	14, // 7: infergate.debug.v1.GetSnapshotResponse.resources:type_name -> google.protobuf.Any
+	15, // 8: infergate.debug.v1.GetSnapshotResponse.fleet_keys:type_name -> infergate.fleet.v1.FleetKeys
+	12, // 9: infergate.debug.v1.ListGatewaysResponse.gateways:type_name -> infergate.debug.v1.GatewayVersion
+	4,  // 10: infergate.debug.v1.Debug.ListProxies:input_type -> infergate.debug.v1.ListProxiesRequest
+	8,  // 11: infergate.debug.v1.Debug.GetSnapshot:input_type -> infergate.debug.v1.GetSnapshotRequest
+	10, // 12: infergate.debug.v1.Debug.ListGateways:input_type -> infergate.debug.v1.ListGatewaysRequest
+	0,  // 13: infergate.debug.v1.Debug.GetKVEvents:input_type -> infergate.debug.v1.GetKVEventsRequest
+	5,  // 14: infergate.debug.v1.Debug.ListProxies:output_type -> infergate.debug.v1.ListProxiesResponse
+	9,  // 15: infergate.debug.v1.Debug.GetSnapshot:output_type -> infergate.debug.v1.GetSnapshotResponse
+	11, // 16: infergate.debug.v1.Debug.ListGateways:output_type -> infergate.debug.v1.ListGatewaysResponse
+	1,  // 17: infergate.debug.v1.Debug.GetKVEvents:output_type -> infergate.debug.v1.GetKVEventsResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_infergate_debug_v1_debug_proto_init() }
@@ -644,7 +1007,7 @@ func file_infergate_debug_v1_debug_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_debug_v1_debug_proto_rawDesc), len(file_infergate_debug_v1_debug_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

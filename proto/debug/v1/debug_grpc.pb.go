@@ -24,6 +24,7 @@ const (
 	Debug_ListProxies_FullMethodName  = "/infergate.debug.v1.Debug/ListProxies"
 	Debug_GetSnapshot_FullMethodName  = "/infergate.debug.v1.Debug/GetSnapshot"
 	Debug_ListGateways_FullMethodName = "/infergate.debug.v1.Debug/ListGateways"
+	Debug_GetKVEvents_FullMethodName  = "/infergate.debug.v1.Debug/GetKVEvents"
 )
 
 // DebugClient is the client API for Debug service.
@@ -36,6 +37,8 @@ type DebugClient interface {
 	GetSnapshot(ctx context.Context, in *GetSnapshotRequest, opts ...grpc.CallOption) (*GetSnapshotResponse, error)
 	// Gateways the control plane currently has snapshots for.
 	ListGateways(ctx context.Context, in *ListGatewaysRequest, opts ...grpc.CallOption) (*ListGatewaysResponse, error)
+	// The KV-event subscriptions of a gateway's pools and their block index.
+	GetKVEvents(ctx context.Context, in *GetKVEventsRequest, opts ...grpc.CallOption) (*GetKVEventsResponse, error)
 }
 
 type debugClient struct {
@@ -76,6 +79,16 @@ func (c *debugClient) ListGateways(ctx context.Context, in *ListGatewaysRequest,
 	return out, nil
 }
 
+func (c *debugClient) GetKVEvents(ctx context.Context, in *GetKVEventsRequest, opts ...grpc.CallOption) (*GetKVEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetKVEventsResponse)
+	err := c.cc.Invoke(ctx, Debug_GetKVEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DebugServer is the server API for Debug service.
 // All implementations must embed UnimplementedDebugServer
 // for forward compatibility.
@@ -86,6 +99,8 @@ type DebugServer interface {
 	GetSnapshot(context.Context, *GetSnapshotRequest) (*GetSnapshotResponse, error)
 	// Gateways the control plane currently has snapshots for.
 	ListGateways(context.Context, *ListGatewaysRequest) (*ListGatewaysResponse, error)
+	// The KV-event subscriptions of a gateway's pools and their block index.
+	GetKVEvents(context.Context, *GetKVEventsRequest) (*GetKVEventsResponse, error)
 	mustEmbedUnimplementedDebugServer()
 }
 
@@ -104,6 +119,9 @@ func (UnimplementedDebugServer) GetSnapshot(context.Context, *GetSnapshotRequest
 }
 func (UnimplementedDebugServer) ListGateways(context.Context, *ListGatewaysRequest) (*ListGatewaysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGateways not implemented")
+}
+func (UnimplementedDebugServer) GetKVEvents(context.Context, *GetKVEventsRequest) (*GetKVEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetKVEvents not implemented")
 }
 func (UnimplementedDebugServer) mustEmbedUnimplementedDebugServer() {}
 func (UnimplementedDebugServer) testEmbeddedByValue()               {}
@@ -180,6 +198,24 @@ func _Debug_ListGateways_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Debug_GetKVEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetKVEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DebugServer).GetKVEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Debug_GetKVEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DebugServer).GetKVEvents(ctx, req.(*GetKVEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Debug_ServiceDesc is the grpc.ServiceDesc for Debug service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -198,6 +234,10 @@ var Debug_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListGateways",
 			Handler:    _Debug_ListGateways_Handler,
+		},
+		{
+			MethodName: "GetKVEvents",
+			Handler:    _Debug_GetKVEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -2068,7 +2068,11 @@ type PickerProfile struct {
 	ShedSheddable bool `protobuf:"varint,3,opt,name=shed_sheddable,json=shedSheddable,proto3" json:"shed_sheddable,omitempty"`
 	// When set, requests that would go to a saturated pool wait in a bounded
 	// queue of each proxy instead of being sent at once (off when unset).
-	Queue         *WaitQueue `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
+	Queue *WaitQueue `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
+	// When set, the control plane subscribes to the pool's model servers'
+	// KV-cache events and proxies match prompts against the blocks they
+	// hold (precise prefix matching); off when unset.
+	KvEvents      *KVEvents `protobuf:"bytes,5,opt,name=kv_events,json=kvEvents,proto3" json:"kv_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2131,6 +2135,157 @@ func (x *PickerProfile) GetQueue() *WaitQueue {
 	return nil
 }
 
+func (x *PickerProfile) GetKvEvents() *KVEvents {
+	if x != nil {
+		return x.KvEvents
+	}
+	return nil
+}
+
+// KVEvents is where a pool's model servers publish KV-cache events (vLLM's
+// --kv-events-config) and how a proxy turns prompts into their token ids.
+type KVEvents struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PUB port of vLLM's "endpoint" (5557 when 0); a pod annotation
+	// infergate.dev/kv-events-port overrides it. A pod serving several
+	// targetPorts (data parallel) publishes rank i on port + i, as vLLM does.
+	Port uint32 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	// ROUTER port of vLLM's "replay_endpoint" (annotation
+	// infergate.dev/kv-events-replay-port); 0: no replay, a sequence gap
+	// drops the server's blocks until it stores them again.
+	ReplayPort uint32 `protobuf:"varint,2,opt,name=replay_port,json=replayPort,proto3" json:"replay_port,omitempty"`
+	// ZeroMQ topic prefix to subscribe to (vLLM's "topic"; "" takes all).
+	Topic         string     `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
+	Tokenizer     *Tokenizer `protobuf:"bytes,4,opt,name=tokenizer,proto3" json:"tokenizer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVEvents) Reset() {
+	*x = KVEvents{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVEvents) ProtoMessage() {}
+
+func (x *KVEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVEvents.ProtoReflect.Descriptor instead.
+func (*KVEvents) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *KVEvents) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *KVEvents) GetReplayPort() uint32 {
+	if x != nil {
+		return x.ReplayPort
+	}
+	return 0
+}
+
+func (x *KVEvents) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *KVEvents) GetTokenizer() *Tokenizer {
+	if x != nil {
+		return x.Tokenizer
+	}
+	return nil
+}
+
+// Tokenizer names how a proxy tokenizes a pool's prompts; exactly one of
+// builtin and path is set.
+type Tokenizer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "bytes": modelsim's default tokenizer (4 bytes of rendered prompt per
+	// token), for the simulator.
+	Builtin string `protobuf:"bytes,1,opt,name=builtin,proto3" json:"builtin,omitempty"`
+	// A Hugging Face tokenizer.json on the proxy's file system (a mounted
+	// volume in Kubernetes).
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// How chat messages are rendered before tokenizing: "llama3" (default).
+	ChatTemplate  string `protobuf:"bytes,3,opt,name=chat_template,json=chatTemplate,proto3" json:"chat_template,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tokenizer) Reset() {
+	*x = Tokenizer{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tokenizer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tokenizer) ProtoMessage() {}
+
+func (x *Tokenizer) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tokenizer.ProtoReflect.Descriptor instead.
+func (*Tokenizer) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Tokenizer) GetBuiltin() string {
+	if x != nil {
+		return x.Builtin
+	}
+	return ""
+}
+
+func (x *Tokenizer) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Tokenizer) GetChatTemplate() string {
+	if x != nil {
+		return x.ChatTemplate
+	}
+	return ""
+}
+
 // WaitQueue bounds a pool's wait queue. Requests wait in strict priority
 // bands (higher priority is always dispatched first) and, within a band, in
 // round robin over x-gateway-inference-fairness-id values.
@@ -2148,7 +2303,7 @@ type WaitQueue struct {
 
 func (x *WaitQueue) Reset() {
 	*x = WaitQueue{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2315,7 @@ func (x *WaitQueue) String() string {
 func (*WaitQueue) ProtoMessage() {}
 
 func (x *WaitQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2328,7 @@ func (x *WaitQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitQueue.ProtoReflect.Descriptor instead.
 func (*WaitQueue) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WaitQueue) GetMaxRequests() uint32 {
@@ -2208,7 +2363,7 @@ type PluginRef struct {
 
 func (x *PluginRef) Reset() {
 	*x = PluginRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2375,7 @@ func (x *PluginRef) String() string {
 func (*PluginRef) ProtoMessage() {}
 
 func (x *PluginRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2388,7 @@ func (x *PluginRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRef.ProtoReflect.Descriptor instead.
 func (*PluginRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PluginRef) GetName() string {
@@ -2269,7 +2424,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2436,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2449,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Endpoints) GetName() string {
@@ -2323,14 +2478,18 @@ type Endpoint struct {
 	// Port serving /metrics; 0 means the endpoint port.
 	MetricsPort uint32 `protobuf:"varint,5,opt,name=metrics_port,json=metricsPort,proto3" json:"metrics_port,omitempty"`
 	// Weight for Service backends (EndpointSlice hints are not used).
-	Weight        uint32 `protobuf:"varint,6,opt,name=weight,proto3" json:"weight,omitempty"`
+	Weight uint32 `protobuf:"varint,6,opt,name=weight,proto3" json:"weight,omitempty"`
+	// KV-event ports of this endpoint from the pod's annotations (0: the
+	// pool's KVEvents ports).
+	KvEventsPort  uint32 `protobuf:"varint,7,opt,name=kv_events_port,json=kvEventsPort,proto3" json:"kv_events_port,omitempty"`
+	KvReplayPort  uint32 `protobuf:"varint,8,opt,name=kv_replay_port,json=kvReplayPort,proto3" json:"kv_replay_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2501,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2514,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2400,6 +2559,20 @@ func (x *Endpoint) GetWeight() uint32 {
 	return 0
 }
 
+func (x *Endpoint) GetKvEventsPort() uint32 {
+	if x != nil {
+		return x.KvEventsPort
+	}
+	return 0
+}
+
+func (x *Endpoint) GetKvReplayPort() uint32 {
+	if x != nil {
+		return x.KvReplayPort
+	}
+	return 0
+}
+
 // ModelRule maps a client-facing model name (or an InferenceObjective name
 // used through the x-gateway-inference-objective header) to a priority and
 // weighted target models on one pool.
@@ -2425,7 +2598,7 @@ type ModelRule struct {
 
 func (x *ModelRule) Reset() {
 	*x = ModelRule{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2610,7 @@ func (x *ModelRule) String() string {
 func (*ModelRule) ProtoMessage() {}
 
 func (x *ModelRule) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2623,7 @@ func (x *ModelRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRule.ProtoReflect.Descriptor instead.
 func (*ModelRule) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ModelRule) GetName() string {
@@ -2512,7 +2685,7 @@ type TargetModel struct {
 
 func (x *TargetModel) Reset() {
 	*x = TargetModel{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2697,7 @@ func (x *TargetModel) String() string {
 func (*TargetModel) ProtoMessage() {}
 
 func (x *TargetModel) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2710,7 @@ func (x *TargetModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetModel.ProtoReflect.Descriptor instead.
 func (*TargetModel) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TargetModel) GetName() string {
@@ -2707,12 +2880,23 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\x12client_certificate\x18\x06 \x01(\v2\".infergate.snapshot.v1.CertificateR\x11clientCertificate\">\n" +
 	"\x0eSubjectAltName\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x10\n" +
-	"\x03uri\x18\x02 \x01(\tR\x03uri\"\xe6\x01\n" +
+	"\x03uri\x18\x02 \x01(\tR\x03uri\"\xa4\x02\n" +
 	"\rPickerProfile\x12:\n" +
 	"\afilters\x18\x01 \x03(\v2 .infergate.snapshot.v1.PluginRefR\afilters\x12:\n" +
 	"\ascorers\x18\x02 \x03(\v2 .infergate.snapshot.v1.PluginRefR\ascorers\x12%\n" +
 	"\x0eshed_sheddable\x18\x03 \x01(\bR\rshedSheddable\x126\n" +
-	"\x05queue\x18\x04 \x01(\v2 .infergate.snapshot.v1.WaitQueueR\x05queue\"x\n" +
+	"\x05queue\x18\x04 \x01(\v2 .infergate.snapshot.v1.WaitQueueR\x05queue\x12<\n" +
+	"\tkv_events\x18\x05 \x01(\v2\x1f.infergate.snapshot.v1.KVEventsR\bkvEvents\"\x95\x01\n" +
+	"\bKVEvents\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1f\n" +
+	"\vreplay_port\x18\x02 \x01(\rR\n" +
+	"replayPort\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\x12>\n" +
+	"\ttokenizer\x18\x04 \x01(\v2 .infergate.snapshot.v1.TokenizerR\ttokenizer\"^\n" +
+	"\tTokenizer\x12\x18\n" +
+	"\abuiltin\x18\x01 \x01(\tR\abuiltin\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12#\n" +
+	"\rchat_template\x18\x03 \x01(\tR\fchatTemplate\"x\n" +
 	"\tWaitQueue\x12!\n" +
 	"\fmax_requests\x18\x01 \x01(\rR\vmaxRequests\x12\x1b\n" +
 	"\tmax_bytes\x18\x02 \x01(\x04R\bmaxBytes\x12+\n" +
@@ -2728,7 +2912,7 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\tEndpoints\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
-	"\tendpoints\x18\x02 \x03(\v2\x1f.infergate.snapshot.v1.EndpointR\tendpoints\"\xa6\x01\n" +
+	"\tendpoints\x18\x02 \x03(\v2\x1f.infergate.snapshot.v1.EndpointR\tendpoints\"\xf2\x01\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x10\n" +
@@ -2736,7 +2920,9 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\vengine_type\x18\x04 \x01(\tR\n" +
 	"engineType\x12!\n" +
 	"\fmetrics_port\x18\x05 \x01(\rR\vmetricsPort\x12\x16\n" +
-	"\x06weight\x18\x06 \x01(\rR\x06weight\"\xe2\x01\n" +
+	"\x06weight\x18\x06 \x01(\rR\x06weight\x12$\n" +
+	"\x0ekv_events_port\x18\a \x01(\rR\fkvEventsPort\x12$\n" +
+	"\x0ekv_replay_port\x18\b \x01(\rR\fkvReplayPort\"\xe2\x01\n" +
 	"\tModelRule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
@@ -2768,7 +2954,7 @@ func file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(MatchType)(0),              // 0: infergate.snapshot.v1.MatchType
 	(Listener_Protocol)(0),      // 1: infergate.snapshot.v1.Listener.Protocol
@@ -2800,14 +2986,16 @@ var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(*BackendTLS)(nil),          // 27: infergate.snapshot.v1.BackendTLS
 	(*SubjectAltName)(nil),      // 28: infergate.snapshot.v1.SubjectAltName
 	(*PickerProfile)(nil),       // 29: infergate.snapshot.v1.PickerProfile
-	(*WaitQueue)(nil),           // 30: infergate.snapshot.v1.WaitQueue
-	(*PluginRef)(nil),           // 31: infergate.snapshot.v1.PluginRef
-	(*Endpoints)(nil),           // 32: infergate.snapshot.v1.Endpoints
-	(*Endpoint)(nil),            // 33: infergate.snapshot.v1.Endpoint
-	(*ModelRule)(nil),           // 34: infergate.snapshot.v1.ModelRule
-	(*TargetModel)(nil),         // 35: infergate.snapshot.v1.TargetModel
-	nil,                         // 36: infergate.snapshot.v1.PluginRef.ParametersEntry
-	(*durationpb.Duration)(nil), // 37: google.protobuf.Duration
+	(*KVEvents)(nil),            // 30: infergate.snapshot.v1.KVEvents
+	(*Tokenizer)(nil),           // 31: infergate.snapshot.v1.Tokenizer
+	(*WaitQueue)(nil),           // 32: infergate.snapshot.v1.WaitQueue
+	(*PluginRef)(nil),           // 33: infergate.snapshot.v1.PluginRef
+	(*Endpoints)(nil),           // 34: infergate.snapshot.v1.Endpoints
+	(*Endpoint)(nil),            // 35: infergate.snapshot.v1.Endpoint
+	(*ModelRule)(nil),           // 36: infergate.snapshot.v1.ModelRule
+	(*TargetModel)(nil),         // 37: infergate.snapshot.v1.TargetModel
+	nil,                         // 38: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(*durationpb.Duration)(nil), // 39: google.protobuf.Duration
 }
 var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	6,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
@@ -2844,18 +3032,20 @@ var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	27, // 31: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
 	28, // 32: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
 	9,  // 33: infergate.snapshot.v1.BackendTLS.client_certificate:type_name -> infergate.snapshot.v1.Certificate
-	31, // 34: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	31, // 35: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	30, // 36: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
-	37, // 37: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
-	36, // 38: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	33, // 39: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	35, // 40: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	33, // 34: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	33, // 35: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	32, // 36: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	30, // 37: infergate.snapshot.v1.PickerProfile.kv_events:type_name -> infergate.snapshot.v1.KVEvents
+	31, // 38: infergate.snapshot.v1.KVEvents.tokenizer:type_name -> infergate.snapshot.v1.Tokenizer
+	39, // 39: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	38, // 40: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	35, // 41: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	37, // 42: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
@@ -2877,7 +3067,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_snapshot_v1_snapshot_proto_rawDesc), len(file_infergate_snapshot_v1_snapshot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
