@@ -66,3 +66,13 @@ func (s *Schedulers) Prefixes() map[string]*PrefixScorer {
 	}
 	return out
 }
+
+// Each calls fn with every pool's profile and scheduler (for attaching a
+// pool's PrefixSource); fn must not call back into s.
+func (s *Schedulers) Each(fn func(pool string, profile *snapshotv1.PickerProfile, sched *Scheduler)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, c := range s.pools {
+		fn(name, c.profile, c.sched)
+	}
+}

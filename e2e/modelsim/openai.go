@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/infergate/infergate/proto/kvevents"
 )
 
 // maxBodyBytes bounds request bodies; larger ones get 413-free 400s via the decoder.
@@ -148,8 +150,7 @@ func ParseChatRequest(body []byte) (GenerationRequest, error) {
 	if aerr != nil {
 		return GenerationRequest{}, aerr
 	}
-	var b strings.Builder
-	b.WriteString("<|begin_of_text|>")
+	prompt := kvevents.AppendLlama3Begin(nil)
 	for i, m := range req.Messages {
 		if m.Role == "" {
 			return GenerationRequest{}, badRequest("messages[%d].role is required", i)
@@ -158,16 +159,12 @@ func ParseChatRequest(body []byte) (GenerationRequest, error) {
 		if err != nil {
 			return GenerationRequest{}, badRequest("messages[%d].content: %v", i, err)
 		}
-		b.WriteString("<|start_header_id|>")
-		b.WriteString(m.Role)
-		b.WriteString("<|end_header_id|>\n\n")
-		b.WriteString(content)
-		b.WriteString("<|eot_id|>")
+		prompt = kvevents.AppendLlama3Message(prompt, m.Role, content)
 	}
-	b.WriteString("<|start_header_id|>assistant<|end_header_id|>\n\n")
+	prompt = kvevents.AppendLlama3End(prompt)
 	return GenerationRequest{
 		Model:        req.Model,
-		Prompt:       []byte(b.String()),
+		Prompt:       prompt,
 		MaxTokens:    maxTok,
 		Stream:       req.Stream,
 		IncludeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage,

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/fleetkeys"
+	"github.com/infergate/infergate/dataplane/kvindex"
 	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
@@ -58,6 +59,7 @@ type options struct {
 	http1Server   string
 	http1Srv      http1.Mode
 	fleetEvery    time.Duration
+	kvIndex       bool
 }
 
 func main() {
@@ -89,6 +91,7 @@ func main() {
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.StringVar(&o.upstreamHTTP1, "upstream-http1", string(upstream.HTTP1Lean), "client for plain HTTP/1.1 upstreams: lean (exchange on the request's goroutine, own connection pool) or stdlib (httputil.ReverseProxy over http.Transport)")
 	flag.StringVar(&o.http1Server, "http1-server", string(http1.Lean), "server for HTTP/1 client connections: lean (one goroutine per connection, no per-request hand-offs) or stdlib (net/http's server); HTTP/2 is served by net/http either way")
+	flag.BoolVar(&o.kvIndex, "kv-index", true, "follow the control plane's KV-cache block index (pools whose profile turns kvEvents on match prompts against what their model servers hold)")
 	flag.DurationVar(&o.fleetEvery, "fleet-keys-interval", 250*time.Millisecond, "how often the proxy reports the prefix affinity keys it used to the control plane, which shares every pool's keys with all the gateway's proxies so they home shared prefixes alike (0: off, each proxy plans over its own keys)")
 	flag.Parse()
 
@@ -178,6 +181,14 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(fleetkeys.InUse(mgr.Schedulers()))
 	})
+	var kvClient *kvindex.Client
+	if o.kvIndex {
+		kvClient = kvindex.New(kvindex.Config{
+			Addr: o.xdsAddress, DialOptions: dialOpts, NodeID: o.nodeID, Gateway: o.gateway,
+			Pools: mgr.Schedulers(), Logger: logger.With("component", "kvindex"),
+		})
+		kvindex.RegisterAdmin(mux, kvClient)
+	}
 	admin := serveHTTP(logger, "admin", adminLis, mux)
 	if o.healthAddress != "" {
 		healthLis, err := net.Listen("tcp", o.healthAddress)
@@ -204,6 +215,13 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		fleetDone <- nil
 	}
 
+	kvDone := make(chan error, 1)
+	if kvClient != nil {
+		go func() { kvDone <- kvClient.Run(xdsCtx) }()
+	} else {
+		kvDone <- nil
+	}
+
 	<-ctx.Done()
 	draining.Store(true)
 	if o.shutdownDelay > 0 {
@@ -218,6 +236,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	<-xdsDone
 	if err := <-fleetDone; err != nil {
 		logger.Warn("fleet keys client failed", "err", err)
+	}
+	if err := <-kvDone; err != nil {
+		logger.Warn("kv index client failed", "err", err)
 	}
 	_ = admin.Close()
 	return err
