@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/fleetkeys"
-	"github.com/infergate/infergate/dataplane/kvindex"
 	"github.com/infergate/infergate/dataplane/http1"
+	"github.com/infergate/infergate/dataplane/kvindex"
 	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
