@@ -298,5 +298,56 @@ func TestSpecs(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("specs\n%v\nwant\n%v", got, want)
 	}
-	_ = strconv.Itoa
+}
+
+// A publisher that restarts while the subscription is away and is past
+// the old sequence numbers when it is back: the old blocks must go, and
+// the new life's history comes from its replay buffer.
+func TestIndexRestartWhileAway(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	x := New(ctx, Options{PushEvery: time.Millisecond, BackoffMin: 20 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	old := newFakeServer(t, true)
+	port, replayPort := old.port, old.replayPort
+	const gw, pool = "ns/gw", "ns/gw/inferencepool/ns/p"
+	x.Update(poolSet(t, gw, pool, &snapshotv1.KVEvents{Topic: "kv"},
+		&snapshotv1.Endpoint{Address: "127.0.0.1", Port: 8001, Pod: "ns/a", KvEventsPort: uint32(port), KvReplayPort: uint32(replayPort)}))
+	old.waitSubscribed(t)
+	old.publish(t, 0, true, true, stored(0, false, []uint32{1, 2}, 100))
+	blocks := func() int64 { return x.Stats(gw)[0].Servers[0].Blocks }
+	eventually(t, "old life's block", func() bool { return blocks() == 1 })
+	_ = old.pub.Close()
+	_ = old.router.Close()
+
+	// The new life listens on the same ports with three batches buffered.
+	pctx, pcancel := context.WithCancel(context.Background())
+	defer pcancel()
+	nu := &fakeServer{pub: zmq4.NewPub(pctx), router: zmq4.NewRouter(pctx), ring: map[uint64][]byte{}}
+	defer nu.pub.Close()
+	defer nu.router.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for nu.pub.Listen("tcp://127.0.0.1:"+strconv.Itoa(port)) != nil || nu.router.Listen("tcp://127.0.0.1:"+strconv.Itoa(replayPort)) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("ports not free again")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	go nu.serveReplay()
+	nu.publish(t, 0, true, false, stored(0, false, []uint32{5, 6}, 500))
+	nu.publish(t, 1, true, false, stored(500, true, []uint32{7, 8}, 501))
+	nu.waitSubscribed(t)
+	nu.publish(t, 2, true, true, kvevents.Event{Kind: kvevents.BlockRemoved, BlockHashes: []uint64{501}})
+	eventually(t, "new life's history only", func() bool {
+		st := x.Stats(gw)[0].Servers[0]
+		return st.LastSeq == 2 && st.Blocks == 1 && st.Resyncs == 1
+	})
+	k := kvevents.AppendBlockKeys(nil, kvevents.RootKey(""), []uint32{5, 6}, 2)[0]
+	x.mu.Lock()
+	s := x.pools[gw][pool].servers[0]
+	x.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.idx.refs[k]; !ok || len(s.idx.refs) != 1 {
+		t.Fatalf("index after the restart: %v", s.idx.refs)
+	}
 }

@@ -28,9 +28,13 @@ type server struct {
 	mu      sync.Mutex
 	idx     *blocks
 	lastSeq int64 // -1 before the first batch
-	st      ServerStats
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// reconnected is set when a subscription after the first one starts:
+	// the publisher may have restarted meanwhile.
+	reconnected bool
+	subscribed  bool
+	st          ServerStats
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 // ServerStats count a subscription's life.
@@ -107,6 +111,8 @@ func (s *server) subscribe(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.st.Connected, s.st.Err = true, ""
+	s.reconnected = s.subscribed && s.lastSeq >= 0
+	s.subscribed = true
 	s.mu.Unlock()
 	var dec kvevents.Decoder
 	dec.Limits = s.opts.Limits
@@ -137,12 +143,22 @@ func (s *server) malformed(err error) {
 // handle applies one published batch in sequence order: a gap is closed
 // from the replay socket when the server has one and still buffers the
 // missed batches, otherwise (and when the publisher restarted) the
-// server's blocks are dropped and rebuilt from the events that follow.
+// server's blocks are dropped and rebuilt from the events that follow. The
+// first batch of a subscription, and the first after a reconnect (vLLM
+// numbers batches from 0 in every life and says nothing else of a restart,
+// so one while we were away cannot be told from a network blip), rebuild
+// the index from the history the replay socket still buffers.
 func (s *server) handle(ctx context.Context, dec *kvevents.Decoder, batch *kvevents.Batch, seq uint64, payload []byte) {
 	s.mu.Lock()
-	last := s.lastSeq
+	last, recon := s.lastSeq, s.reconnected
+	s.reconnected = false
 	s.mu.Unlock()
 	switch {
+	case recon:
+		s.resync("resubscribed: the publisher may have restarted", seq)
+		if seq > 0 {
+			s.replay(ctx, dec, batch, 0, seq, true)
+		}
 	case last >= 0 && int64(seq) == last:
 		return // a duplicate
 	case last >= 0 && int64(seq) < last:
@@ -150,17 +166,17 @@ func (s *server) handle(ctx context.Context, dec *kvevents.Decoder, batch *kveve
 		// cache it describes is a new one.
 		s.resync("publisher restarted", seq)
 		if seq > 0 {
-			s.replay(ctx, dec, batch, 0, seq)
+			s.replay(ctx, dec, batch, 0, seq, true)
 		}
+	case last < 0 && seq > 0:
+		s.replay(ctx, dec, batch, 0, seq, true)
 	case int64(seq) > last+1:
 		from := uint64(last + 1)
-		if last >= 0 {
-			s.mu.Lock()
-			s.st.Gaps++
-			s.mu.Unlock()
-			s.totals.gaps.Add(1)
-		}
-		if !s.replay(ctx, dec, batch, from, seq) && last >= 0 {
+		s.mu.Lock()
+		s.st.Gaps++
+		s.mu.Unlock()
+		s.totals.gaps.Add(1)
+		if !s.replay(ctx, dec, batch, from, seq, false) {
 			s.resync(fmt.Sprintf("sequence gap %d..%d not replayable", from, seq-1), seq)
 		}
 	}
@@ -168,8 +184,10 @@ func (s *server) handle(ctx context.Context, dec *kvevents.Decoder, batch *kveve
 }
 
 // replay fetches batches [from, to) and applies them in order; it reports
-// whether all of them were applied.
-func (s *server) replay(ctx context.Context, dec *kvevents.Decoder, batch *kvevents.Batch, from, to uint64) bool {
+// whether all of them were applied. With history, the server may no longer
+// buffer the first ones: what it has, contiguous up to to, is applied
+// (chains stored before it stay unknown; nothing unknown is claimed).
+func (s *server) replay(ctx context.Context, dec *kvevents.Decoder, batch *kvevents.Batch, from, to uint64, history bool) bool {
 	if s.replayAddr == "" {
 		return false
 	}
@@ -200,6 +218,9 @@ func (s *server) replay(ctx context.Context, dec *kvevents.Decoder, batch *kveve
 		}
 		if seq < next || seq >= to {
 			continue // before the gap, or published since: the PUB socket delivers it
+		}
+		if seq != next && history && next == from {
+			next = seq // the buffer starts later: history from there
 		}
 		if seq != next {
 			err = fmt.Errorf("replay starts at %d, missed from %d: the server no longer buffers them", seq, next)

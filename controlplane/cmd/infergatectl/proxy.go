@@ -14,14 +14,15 @@ import (
 // runProxy reads a proxy's admin endpoints: `config` is the compiled config,
 // `endpoints` the live picker state (scraped metrics with their age,
 // in-flight counts, ejections), `queues` the pools' wait queues (waiting
-// requests per priority band, fairness flows, oldest wait, headroom).
+// requests per priority band, fairness flows, oldest wait, headroom),
+// `kv-index` the KV-cache block index per pool (servers and their blocks).
 func runProxy(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || (args[0] != "config" && args[0] != "endpoints" && args[0] != "queues") {
+	if len(args) == 0 || (args[0] != "config" && args[0] != "endpoints" && args[0] != "queues" && args[0] != "kv-index") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: infergatectl proxy config|endpoints|queues [--proxy ADDR] [-o json|yaml]")
+			fmt.Fprintln(stdout, "Usage: infergatectl proxy config|endpoints|queues|kv-index [--proxy ADDR] [-o json|yaml]")
 			return nil
 		}
-		return usageError{"want 'proxy config', 'proxy endpoints' or 'proxy queues'"}
+		return usageError{"want 'proxy config', 'proxy endpoints', 'proxy queues' or 'proxy kv-index'"}
 	}
 	what := args[0]
 	fs := newFlags("proxy "+what, "proxy "+what+" [--proxy ADDR] [-o json|yaml]", stdout)
