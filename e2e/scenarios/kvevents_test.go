@@ -254,7 +254,7 @@ func TestPreciseRoutingFromKVEvents(t *testing.T) {
 	if code != 0 || !strings.Contains(out, y) {
 		t.Fatalf("kv-match (exit %d):\n%s", code, out)
 	}
-	t.Logf("infergatectl kv-events:\n%s", out)
+	t.Logf("infergatectl kv-match:\n%s", out)
 }
 
 func writeBody(t *testing.T, prompt string) string {
