@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/dataplane/redial"
@@ -38,6 +37,8 @@ type Config struct {
 	// Grace is how long the index outlives a lost stream before the pools
 	// fall back to approximate matching (default 10 s).
 	Grace                  time.Duration
+	// BackoffMin and BackoffMax bound the delay between reconnects
+	// (defaults redial.DefaultMin and DefaultMax).
 	BackoffMin, BackoffMax time.Duration
 	Logger                 *slog.Logger
 }
@@ -69,12 +70,7 @@ func New(cfg Config) *Client {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
-	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = 250 * time.Millisecond
-	}
-	if cfg.BackoffMax < cfg.BackoffMin {
-		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
-	}
+	cfg.BackoffMin, cfg.BackoffMax = redial.Bounds(cfg.BackoffMin, cfg.BackoffMax)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -83,13 +79,8 @@ func New(cfg Config) *Client {
 
 // Run keeps the stream open until ctx is done.
 func (c *Client) Run(ctx context.Context) error {
-	opts := c.cfg.DialOptions
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
 	// A pool's first sync can be large (8 bytes per block per server).
-	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
+	conn, err := redial.Dial(c.cfg.Addr, c.cfg.DialOptions, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("kv index client for %s: %w", c.cfg.Addr, err)
 	}
