@@ -36,7 +36,7 @@ type Config struct {
 	AttachEvery time.Duration
 	// Grace is how long the index outlives a lost stream before the pools
 	// fall back to approximate matching (default 10 s).
-	Grace                  time.Duration
+	Grace time.Duration
 	// BackoffMin and BackoffMax bound the delay between reconnects
 	// (defaults redial.DefaultMin and DefaultMax).
 	BackoffMin, BackoffMax time.Duration
