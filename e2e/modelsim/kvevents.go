@@ -3,6 +3,7 @@ package modelsim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -110,6 +111,9 @@ type KVEventStats struct {
 	Batches, Events, Replays int64
 	// LastSeq is the last sequence number published (-1: none yet).
 	LastSeq int64
+	// Subscribed: a subscriber's subscription reached the PUB socket
+	// (events published before are lost to it, as with vLLM).
+	Subscribed bool
 }
 
 type kvPublisher struct {
@@ -244,7 +248,11 @@ func (p *kvPublisher) stats() KVEventStats {
 	p.mu.Lock()
 	last := int64(p.next) - 1
 	p.mu.Unlock()
-	return KVEventStats{Batches: p.batches.Load(), Events: p.events.Load(), Replays: p.reps.Load(), LastSeq: last}
+	subscribed := false
+	if t, ok := p.pub.(zmq4.Topics); ok {
+		subscribed = len(t.Topics()) > 0
+	}
+	return KVEventStats{Batches: p.batches.Load(), Events: p.events.Load(), Replays: p.reps.Load(), LastSeq: last, Subscribed: subscribed}
 }
 
 // KVEventsAddr is the replica's KV event PUB endpoint ("" when off).
@@ -274,10 +282,27 @@ func (r *Replica) KVEventStats() KVEventStats {
 // ResetPrefixCache empties the replica's prefix cache (AllBlocksCleared).
 func (r *Replica) ResetPrefixCache() { r.eng.ResetPrefixCache() }
 
-// enableKVEvents starts publishing for a replica listening on ip; called
-// before the engine runs.
+// StartKVEvents turns KV events on for a running replica (a fleet started
+// without them), publishing until ctx ends; cfg's wildcard host is the
+// replica's address. It fails when events are on already.
+func (r *Replica) StartKVEvents(ctx context.Context, cfg *KVEventsConfig) error {
+	if r.kv != nil {
+		return errors.New("kv events are on already")
+	}
+	host, _, err := net.SplitHostPort(r.addr)
+	if err != nil {
+		return fmt.Errorf("replica %s is not listening", r.name)
+	}
+	return r.startKVEvents(ctx, cfg, host)
+}
+
+// enableKVEvents starts publishing for a replica listening on ip, when its
+// config asks for it; called before the engine runs.
 func (r *Replica) enableKVEvents(ctx context.Context, ip string) error {
-	cfg := r.cfg.KVEvents
+	return r.startKVEvents(ctx, r.cfg.KVEvents, ip)
+}
+
+func (r *Replica) startKVEvents(ctx context.Context, cfg *KVEventsConfig, ip string) error {
 	if cfg == nil || !cfg.Enable || cfg.Publisher == "null" {
 		return nil
 	}

@@ -40,7 +40,7 @@ type Engine struct {
 	stopped bool
 	// kvSink receives KV events (SetKVSink); resetCache asks the engine
 	// goroutine for a prefix-cache reset.
-	kvSink     func([]kvevents.Event)
+	kvSink     atomic.Pointer[func([]kvevents.Event)]
 	resetCache bool
 	wake       chan struct{}
 	done       chan struct{}

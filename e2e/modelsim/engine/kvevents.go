@@ -101,15 +101,20 @@ func (c *Core) ResetPrefixCache() []kvevents.Event {
 }
 
 // SetKVSink turns KV events on: after each step, sink gets the step's
-// prefix-cache changes, on the engine goroutine, in order. Call before Run.
+// prefix-cache changes, on the engine goroutine, in order. It may be
+// called while the engine runs; prefixes cached before are never
+// announced (as when a subscriber joins late).
 func (e *Engine) SetKVSink(sink func([]kvevents.Event)) {
+	// The sink first: a step that records events must find it.
+	e.kvSink.Store(&sink)
+	e.coreMu.Lock()
 	e.core.EnableKVEvents()
-	e.kvSink = sink
+	e.coreMu.Unlock()
 }
 
 func (e *Engine) emitKV(evs []kvevents.Event) {
-	if e.kvSink != nil && len(evs) > 0 {
-		e.kvSink(evs)
+	if p := e.kvSink.Load(); p != nil && len(evs) > 0 {
+		(*p)(evs)
 	}
 }
 
