@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e test-conformance conformance bench bench-routing bench-proxy proto proto-check lint tools k8s-bins crds deploy-check clean
+.PHONY: all build run test test-unit test-e2e test-conformance conformance bench bench-routing bench-proxy proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
 
 all: build
 
@@ -136,6 +136,21 @@ lint: proto-check
 	@for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done
 	@for m in $(MODULES); do (cd $$m && go mod tidy -diff >/dev/null) || { echo "$$m: go.mod/go.sum not tidy: run 'go mod tidy' in $$m"; exit 1; }; done
 	@echo "modules tidy"
+	@$(MAKE) --no-print-directory boundaries
+
+# The planes share only the proto module (snapshot types, the contracts both
+# validate with, the xDS client): no package of one plane — tests included —
+# imports the other, and proto imports neither.
+define check_boundary
+	@bad=$$(cd $(1) && go list -deps -test ./... | grep -E '^github.com/infergate/infergate/($(2))(/|$$)' || true); \
+	if [ -n "$$bad" ]; then echo "$(1) must not import $(2):"; echo "$$bad"; \
+	  (cd $(1) && go list -test -f '{{.ImportPath}}: {{join .Imports " "}}' ./... | grep -E 'infergate/infergate/($(2))' | head -20); exit 1; fi
+endef
+boundaries:
+	$(call check_boundary,controlplane,dataplane)
+	$(call check_boundary,dataplane,controlplane)
+	$(call check_boundary,proto,dataplane|controlplane|e2e)
+	@echo "plane boundaries hold (controlplane ↮ dataplane; proto imports neither)"
 
 clean:
 	rm -rf $(BIN) $(CURDIR)/.cache

@@ -8,7 +8,6 @@ require (
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/go-zeromq/zmq4 v0.17.0
-	github.com/infergate/infergate/dataplane v0.0.0-00010101000000-000000000000
 	github.com/infergate/infergate/proto v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.73.1
@@ -85,7 +84,4 @@ require (
 
 // Sibling modules of this repository; go.work ties them together for
 // builds, these make each module tidy and buildable on its own.
-replace (
-	github.com/infergate/infergate/dataplane => ../dataplane
-	github.com/infergate/infergate/proto => ../proto
-)
+replace github.com/infergate/infergate/proto => ../proto

@@ -17,9 +17,9 @@ import (
 	"github.com/infergate/infergate/controlplane/debug"
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/xds"
-	"github.com/infergate/infergate/dataplane/xdsclient"
 	debugv1 "github.com/infergate/infergate/proto/debug/v1"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 const gw = "default/a"
@@ -65,7 +65,7 @@ func TestDebugService(t *testing.T) {
 	proxy := xdsclient.New(xdsclient.Config{
 		Addr: lis.Addr().String(), NodeID: "proxy-1", Gateway: gw, Pod: "default/proxy-1", Logger: logger,
 		Handler: xdsclient.HandlerFunc(func(r xdsclient.Resources) error {
-			if _, ok := r.Complete(); ok && r[snapshotv1.TypeRoute][gw+"/default/bad/0"] != nil {
+			if _, ok := r.Complete(); ok && r[snapshotv1.TypeRoute][gw+"/default/bad/0"].Message != nil {
 				return errors.New("route bad: invalid")
 			}
 			return nil

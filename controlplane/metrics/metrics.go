@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/infergate/infergate/controlplane/xds"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // Metrics is the control plane's registry and the instruments the pipeline
@@ -86,21 +87,12 @@ func (m *Metrics) Translated(d time.Duration, resources map[string]int, err erro
 
 // OnNack is an xds.WithOnNack hook.
 func (m *Metrics) OnNack(gateway, _ /* nodeID */, typeURL, _ /* reason */ string) {
-	m.nacks.WithLabelValues(gateway, shortType(typeURL)).Inc()
+	m.nacks.WithLabelValues(gateway, snapshotv1.TypeName(typeURL)).Inc()
 }
 
 // OnSynced is an xds.WithOnSynced hook.
 func (m *Metrics) OnSynced(_, _, _ string, sinceUpdate time.Duration) {
 	m.syncLatency.Observe(sinceUpdate.Seconds())
-}
-
-func shortType(typeURL string) string {
-	for i := len(typeURL) - 1; i >= 0; i-- {
-		if typeURL[i] == '.' {
-			return typeURL[i+1:]
-		}
-	}
-	return typeURL
 }
 
 // statsCollector exposes the xDS server's own counters at scrape time.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"sort"
-	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"google.golang.org/protobuf/proto"
@@ -40,11 +39,11 @@ func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
 		typeURL := TypeURL(r)
 		name := r.GetName()
 		if name == "" {
-			return nil, fmt.Errorf("gateway %s: %s without a name", gateway, shortType(typeURL))
+			return nil, fmt.Errorf("gateway %s: %s without a name", gateway, snapshotv1.TypeName(typeURL))
 		}
 		key := typeURL + "\x00" + name
 		if seen[key] {
-			return nil, fmt.Errorf("gateway %s: duplicate %s %q", gateway, shortType(typeURL), name)
+			return nil, fmt.Errorf("gateway %s: duplicate %s %q", gateway, snapshotv1.TypeName(typeURL), name)
 		}
 		seen[key] = true
 		byType[typeURL] = append(byType[typeURL], r)
@@ -124,8 +123,4 @@ func (s *Set) Any(typeURL string) ([]*anypb.Any, error) {
 		}
 	}
 	return out, nil
-}
-
-func shortType(typeURL string) string {
-	return typeURL[strings.LastIndex(typeURL, ".")+1:]
 }

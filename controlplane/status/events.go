@@ -14,6 +14,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/translate"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // ReasonConfigRejected is the reason of the Warning Event recorded when a
@@ -73,7 +74,7 @@ func (e *NackEvents) Nack(gateway, nodeID, typeURL, reason string) {
 		UID:        uid,
 	}
 	e.recorder.Event(ref, corev1.EventTypeWarning, ReasonConfigRejected,
-		fmt.Sprintf("proxy %s rejected %s: %s", nodeID, shortType(typeURL), reason))
+		fmt.Sprintf("proxy %s rejected %s: %s", nodeID, snapshotv1.TypeName(typeURL), reason))
 }
 
 // Shutdown flushes and stops the broadcaster.

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // ConditionConfigRejected is the Gateway condition (implementation-specific,
@@ -35,7 +37,7 @@ func rejectionCondition(rs []Rejection, generation int64) metav1.Condition {
 	})
 	parts := make([]string, len(rs))
 	for i, r := range rs {
-		parts[i] = fmt.Sprintf("proxy %s rejected %s: %s", r.Node, shortType(r.TypeURL), r.Reason)
+		parts[i] = fmt.Sprintf("proxy %s rejected %s: %s", r.Node, snapshotv1.TypeName(r.TypeURL), r.Reason)
 	}
 	msg := strings.Join(parts, "; ")
 	if len(msg) > maxRejectionMessage {
@@ -48,11 +50,4 @@ func rejectionCondition(rs []Rejection, generation int64) metav1.Condition {
 		Message:            msg,
 		ObservedGeneration: generation,
 	}
-}
-
-// shortType turns "type.googleapis.com/infergate.snapshot.v1.Route" into
-// "Route".
-func shortType(typeURL string) string {
-	s := typeURL[strings.LastIndex(typeURL, "/")+1:]
-	return s[strings.LastIndex(s, ".")+1:]
 }

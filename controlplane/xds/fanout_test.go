@@ -7,7 +7,7 @@ import (
 
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/xds"
-	"github.com/infergate/infergate/dataplane/xdsclient"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 // BenchmarkFanout measures, with N proxies of one gateway connected over

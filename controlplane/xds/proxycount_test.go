@@ -10,8 +10,8 @@ import (
 
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/xds"
-	"github.com/infergate/infergate/dataplane/xdsclient"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 // manifest is the Manifest the handler last held (nil without one).

@@ -13,8 +13,8 @@ import (
 
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/xds"
-	"github.com/infergate/infergate/dataplane/xdsclient"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 const gwA, gwB = "default/a", "default/b"
@@ -63,7 +63,7 @@ func TestDeliverUpdateDeleteRemove(t *testing.T) {
 	if sent := after.ResourcesSent - before.ResourcesSent; sent != 2 {
 		t.Errorf("resources resent for one changed route = %d, want 2 (route + manifest)", sent)
 	}
-	route := rec.state()[snapshotv1.TypeRoute][gwA+"/default/r2/0"].(*snapshotv1.Route)
+	route := rec.state()[snapshotv1.TypeRoute][gwA+"/default/r2/0"].Message.(*snapshotv1.Route)
 	if route.GetMatches()[0].GetPath().GetValue() != "/b2" {
 		t.Errorf("route r2 not updated: %v", route)
 	}

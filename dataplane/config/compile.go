@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -27,7 +25,7 @@ var ErrIncomplete = errors.New("snapshot incomplete")
 // ignored, so leftovers from an older snapshot never leak in. Any other error
 // is a validation failure naming the resource and field; the caller keeps its
 // previous Config and reports the error (NACK).
-func Compile(res map[string]map[string]proto.Message) (*Config, error) {
+func Compile(res snapshotv1.Resources) (*Config, error) {
 	mf, err := manifest(res)
 	if err != nil {
 		return nil, err
@@ -41,14 +39,15 @@ func Compile(res map[string]map[string]proto.Message) (*Config, error) {
 		rules     []*snapshotv1.ModelRule
 	)
 	for _, ref := range mf.GetResources() {
-		m, ok := res[ref.GetTypeUrl()][ref.GetName()]
+		held, ok := res[ref.GetTypeUrl()][ref.GetName()]
 		if !ok {
-			return nil, fmt.Errorf("%w: %s %q missing", ErrIncomplete, shortType(ref.GetTypeUrl()), ref.GetName())
+			return nil, fmt.Errorf("%w: %s %q missing", ErrIncomplete, snapshotv1.TypeName(ref.GetTypeUrl()), ref.GetName())
 		}
-		if h := snapshotv1.Hash(m); h != ref.GetHash() {
-			return nil, fmt.Errorf("%w: %s %q has hash %s, manifest wants %s", ErrIncomplete, shortType(ref.GetTypeUrl()), ref.GetName(), h, ref.GetHash())
+		// The hash of the bytes as received (see snapshotv1.Hash).
+		if held.Hash != ref.GetHash() {
+			return nil, fmt.Errorf("%w: %s %q has hash %s, manifest wants %s", ErrIncomplete, snapshotv1.TypeName(ref.GetTypeUrl()), ref.GetName(), held.Hash, ref.GetHash())
 		}
-		switch r := m.(type) {
+		switch r := held.Message.(type) {
 		case *snapshotv1.Listener:
 			listeners = append(listeners, r)
 		case *snapshotv1.Route:
@@ -100,7 +99,7 @@ func Compile(res map[string]map[string]proto.Message) (*Config, error) {
 	return c, nil
 }
 
-func manifest(res map[string]map[string]proto.Message) (*snapshotv1.Manifest, error) {
+func manifest(res snapshotv1.Resources) (*snapshotv1.Manifest, error) {
 	ms := res[snapshotv1.TypeManifest]
 	if len(ms) == 0 {
 		return nil, fmt.Errorf("%w: no manifest", ErrIncomplete)
@@ -109,9 +108,9 @@ func manifest(res map[string]map[string]proto.Message) (*snapshotv1.Manifest, er
 		return nil, fmt.Errorf("%d manifests; a proxy serves exactly one gateway", len(ms))
 	}
 	for name, m := range ms {
-		mf, ok := m.(*snapshotv1.Manifest)
+		mf, ok := m.Message.(*snapshotv1.Manifest)
 		if !ok {
-			return nil, fmt.Errorf("manifest %q has type %T", name, m)
+			return nil, fmt.Errorf("manifest %q has type %T", name, m.Message)
 		}
 		return mf, nil
 	}
@@ -430,8 +429,4 @@ func addModelRule(backends map[string]*Backend, r *snapshotv1.ModelRule) error {
 		b.Objectives[mr.Objective] = mr
 	}
 	return nil
-}
-
-func shortType(typeURL string) string {
-	return typeURL[strings.LastIndex(typeURL, ".")+1:]
 }

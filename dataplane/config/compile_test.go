@@ -81,7 +81,7 @@ func TestCompileIncomplete(t *testing.T) {
 		t.Fatalf("missing resource: got %v, want ErrIncomplete", err)
 	}
 	res = configtest.Resources(gw, valid()...)
-	res[snapshotv1.TypeListener][gw+"/http"] = &snapshotv1.Listener{Name: gw + "/http", Port: 9999}
+	res.Add(&snapshotv1.Listener{Name: gw + "/http", Port: 9999})
 	if _, err := config.Compile(res); !errors.Is(err, config.ErrIncomplete) {
 		t.Fatalf("hash mismatch: got %v, want ErrIncomplete", err)
 	}
@@ -93,7 +93,7 @@ func TestCompileIncomplete(t *testing.T) {
 
 func TestCompileIgnoresUnlisted(t *testing.T) {
 	res := configtest.Resources(gw, valid()...)
-	res[snapshotv1.TypeRoute]["leftover"] = &snapshotv1.Route{Name: "leftover", Listeners: []string{"nope"}}
+	res.Add(&snapshotv1.Route{Name: "leftover", Listeners: []string{"nope"}})
 	c, err := config.Compile(res)
 	if err != nil {
 		t.Fatal(err)

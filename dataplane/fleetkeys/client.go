@@ -18,8 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/infergate/infergate/dataplane/picker"
-	"github.com/infergate/infergate/dataplane/redial"
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
+	"github.com/infergate/infergate/proto/redial"
 )
 
 // Pools gives the prefix scorer of each pool by name (the Backend

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/infergate/infergate/dataplane/picker"
-	"github.com/infergate/infergate/dataplane/redial"
 	kvindexv1 "github.com/infergate/infergate/proto/kvindex/v1"
+	"github.com/infergate/infergate/proto/redial"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 

@@ -17,9 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/infergate/infergate/dataplane/xdsclient"
 	"github.com/infergate/infergate/e2e/cluster"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 const (
@@ -73,7 +73,7 @@ func (p *simProxy) update(r xdsclient.Resources) error {
 	}
 	endpoints := 0
 	for _, m := range r[snapshotv1.TypeEndpoints] {
-		if e, ok := m.(*snapshotv1.Endpoints); ok {
+		if e, ok := m.Message.(*snapshotv1.Endpoints); ok {
 			endpoints += len(e.GetEndpoints())
 		}
 	}

@@ -21,9 +21,9 @@ import (
 	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/status"
 	"github.com/infergate/infergate/controlplane/xdsauth"
-	"github.com/infergate/infergate/dataplane/xdsclient"
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/harness"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 const kubeController = "infergate.dev/gateway-controller"

@@ -15,8 +15,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
-	"github.com/infergate/infergate/dataplane/xdsclient"
 	debugv1 "github.com/infergate/infergate/proto/debug/v1"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 const defaultServer = "127.0.0.1:18000"
@@ -133,7 +134,7 @@ func runProxies(ctx context.Context, args []string, stdout io.Writer) error {
 					st = "NACK: " + ts.NackReason
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(gw), dash(node), dash(pod), dash(addr),
-					shortType(ts.TypeUrl), dash(ts.Sent), dash(ts.Acked), dash(ts.Nacked), sync, st)
+					snapshotv1.TypeName(ts.TypeUrl), dash(ts.Sent), dash(ts.Acked), dash(ts.Nacked), sync, st)
 			}
 			if len(p.Types) == 0 {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t-\t-\t-\t%s\t%s\n", dash(p.Gateway), dash(p.NodeId), dash(p.Pod), dash(p.Address), sync, state)
@@ -152,7 +153,7 @@ func runProxies(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		for _, ts := range p.Types {
 			if ts.NackReason != "" {
-				return exitError{code: exitStale, msg: fmt.Sprintf("proxy %s rejected %s: %s", p.NodeId, shortType(ts.TypeUrl), ts.NackReason)}
+				return exitError{code: exitStale, msg: fmt.Sprintf("proxy %s rejected %s: %s", p.NodeId, snapshotv1.TypeName(ts.TypeUrl), ts.NackReason)}
 			}
 		}
 	}
@@ -213,8 +214,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func shortType(typeURL string) string {
-	return typeURL[strings.LastIndex(typeURL, ".")+1:]
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/server"
-	"github.com/infergate/infergate/dataplane/xdsclient"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 // configHandler is the proxy's xDS handler: it compiles every complete

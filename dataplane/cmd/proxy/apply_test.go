@@ -13,8 +13,8 @@ import (
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
-	"github.com/infergate/infergate/dataplane/xdsclient"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 const gw = "ns/gw"
@@ -25,7 +25,8 @@ func withCount(res xdsclient.Resources, n uint32) xdsclient.Resources {
 	mf := proto.CloneOf(res.Manifest())
 	mf.ProxyCount = n
 	out := maps.Clone(res)
-	out[snapshotv1.TypeManifest] = map[string]proto.Message{gw: mf}
+	delete(out, snapshotv1.TypeManifest) // a new inner map: res's stays as it is
+	out.Add(mf)
 	return out
 }
 
@@ -75,7 +76,8 @@ func TestConfigHandlerAppliesProxyCount(t *testing.T) {
 	mf.Version = "next"
 	mf.ProxyCount = 2
 	mf.Resources = append(mf.Resources, &snapshotv1.ResourceRef{TypeUrl: snapshotv1.TypeRoute, Name: gw + "/ns/r/0", Hash: "0"})
-	next[snapshotv1.TypeManifest] = map[string]proto.Message{gw: mf}
+	delete(next, snapshotv1.TypeManifest)
+	next.Add(mf)
 	if err := h(next); err != nil {
 		t.Fatalf("incomplete snapshot: %v", err)
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
-	"github.com/infergate/infergate/dataplane/xdsclient"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 type options struct {

@@ -1,7 +1,11 @@
-// Package xdsclient is the proxy's delta ADS client: it subscribes to every
-// snapshot type on one stream, keeps the full resource state, hands it to a
+// Package xdsclient is the delta ADS client of the snapshot protocol: it
+// subscribes to every snapshot type on one stream, keeps the full resource
+// state with the hash of each resource's bytes as received, hands it to a
 // Handler after each response, ACKs or NACKs with the handler's verdict, and
-// reconnects with backoff, resuming with the versions it holds.
+// reconnects with backoff, resuming with the versions it holds. The proxy
+// runs it (dataplane/cmd/proxy); the control plane's tests and infergatectl
+// speak the protocol with it too, which is why it lives in the proto module
+// both planes import rather than in either plane.
 package xdsclient
 
 import (
@@ -24,7 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/infergate/infergate/dataplane/redial"
+	"github.com/infergate/infergate/proto/redial"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -227,7 +231,7 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	if _, err := newMessage(typeURL); err != nil {
 		return err
 	}
-	decoded := make(map[string]proto.Message, len(resp.GetResources()))
+	decoded := make(map[string]snapshotv1.Resource, len(resp.GetResources()))
 	for _, r := range resp.GetResources() {
 		msg, _ := newMessage(typeURL)
 		if r.GetResource() == nil {
@@ -242,7 +246,10 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		if msg.GetName() != r.GetName() {
 			return fmt.Errorf("%s %q: body is named %q", typeURL, r.GetName(), msg.GetName())
 		}
-		decoded[r.GetName()] = msg
+		// The hash of the bytes as received, not of the message encoded
+		// again: encodings may differ between the control plane's protobuf
+		// and ours (field order, map order), the content does not.
+		decoded[r.GetName()] = snapshotv1.Resource{Message: msg, Hash: snapshotv1.HashBytes(r.GetResource().GetValue())}
 	}
 	if len(decoded) == 0 && len(resp.GetRemovedResources()) == 0 {
 		return c.lastErr
@@ -252,7 +259,7 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	// holding it.
 	byName := maps.Clone(c.state[typeURL])
 	if byName == nil {
-		byName = map[string]proto.Message{}
+		byName = map[string]snapshotv1.Resource{}
 	}
 	versions := maps.Clone(c.versions[typeURL])
 	if versions == nil {

@@ -1,35 +1,28 @@
-package xdsclient
+package snapshotv1_test
 
 import (
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
+
+type Resources = snapshotv1.Resources
 
 func manifestOf(rs ...snapshotv1.Named) *snapshotv1.Manifest {
 	m := &snapshotv1.Manifest{Name: "default/a", Version: "v"}
 	for _, r := range rs {
-		typeURL := "type.googleapis.com/" + string(r.ProtoReflect().Descriptor().FullName())
-		m.Resources = append(m.Resources, &snapshotv1.ResourceRef{TypeUrl: typeURL, Name: r.GetName(), Hash: snapshotv1.Hash(r)})
+		m.Resources = append(m.Resources, &snapshotv1.ResourceRef{TypeUrl: snapshotv1.TypeURL(r), Name: r.GetName(), Hash: snapshotv1.Hash(r)})
 	}
 	return m
 }
 
 func hold(m *snapshotv1.Manifest, rs ...snapshotv1.Named) Resources {
 	out := Resources{}
-	add := func(typeURL string, r snapshotv1.Named) {
-		if out[typeURL] == nil {
-			out[typeURL] = map[string]proto.Message{}
-		}
-		out[typeURL][r.GetName()] = r
-	}
 	if m != nil {
-		add(snapshotv1.TypeManifest, m)
+		out.Add(m)
 	}
 	for _, r := range rs {
-		add("type.googleapis.com/"+string(r.ProtoReflect().Descriptor().FullName()), r)
+		out.Add(r)
 	}
 	return out
 }
@@ -84,8 +77,24 @@ func TestManifest(t *testing.T) {
 	}
 	two := hold(m)
 	other := &snapshotv1.Manifest{Name: "default/b", Version: "w"}
-	two[snapshotv1.TypeManifest][other.GetName()] = other
+	two.Add(other)
 	if got := two.Manifest(); got != nil {
 		t.Errorf("two manifests held: Manifest() = %v, want nil", got)
+	}
+}
+
+func TestTypeName(t *testing.T) {
+	for url, want := range map[string]string{
+		snapshotv1.TypeRoute: "Route",
+		"type.googleapis.com/envoy.service.discovery.v3.DeltaDiscoveryRequest": "DeltaDiscoveryRequest",
+		"Plain": "Plain",
+		"":      "",
+	} {
+		if got := snapshotv1.TypeName(url); got != want {
+			t.Errorf("TypeName(%q) = %q, want %q", url, got, want)
+		}
+	}
+	if got := snapshotv1.TypeURL(&snapshotv1.Route{}); got != snapshotv1.TypeRoute {
+		t.Errorf("TypeURL(Route) = %q", got)
 	}
 }
