@@ -12,7 +12,6 @@ package fleet
 
 import (
 	"cmp"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -25,26 +24,23 @@ import (
 
 // Options of an Aggregator.
 type Options struct {
-	// MaxKeys bounds the keys kept per pool (default 4096, the proxy's
-	// own plan bound): beyond it the least recently used are dropped.
+	// MaxKeys bounds the keys kept per pool (default and most
+	// fleetv1.MaxKeysPerPool, the proxy's own plan bound): beyond it the
+	// least recently used are dropped. A report of more keys for one pool
+	// is refused (fleetv1.CheckReport), so a bad proxy cannot make the
+	// aggregator hold unbounded state.
 	MaxKeys int
 	// PushEvery is the shortest time between two sends to one proxy
 	// (default 250 ms): key changes in between go out together.
 	PushEvery time.Duration
 	// DefaultWindow is how long a key is kept after its last use when a
-	// report gives no window (default 2 min, the prefix scorer's);
-	// MaxWindow caps reported windows (default 1 h).
+	// report gives no window (default fleetv1.DefaultKeyWindow, the prefix
+	// scorer's); MaxWindow caps reported windows (default and most
+	// fleetv1.MaxKeyWindow).
 	DefaultWindow, MaxWindow time.Duration
 	// Now defaults to time.Now; tests set it.
 	Now func() time.Time
 }
-
-// Limits on one report, so a bad proxy cannot make the aggregator hold
-// unbounded state: longer reports are refused.
-const (
-	maxPoolsPerReport = 1024
-	maxPoolName       = 512
-)
 
 // maxOnceServed bounds the once keys served per pool: when a pool has
 // more of them than this and than hot keys, most are unique prompts,
@@ -91,17 +87,17 @@ type keyState struct {
 
 // NewAggregator returns an empty aggregator.
 func NewAggregator(o Options) *Aggregator {
-	if o.MaxKeys <= 0 {
-		o.MaxKeys = 4096
+	if o.MaxKeys <= 0 || o.MaxKeys > fleetv1.MaxKeysPerPool {
+		o.MaxKeys = fleetv1.MaxKeysPerPool
 	}
 	if o.PushEvery <= 0 {
 		o.PushEvery = 250 * time.Millisecond
 	}
 	if o.DefaultWindow <= 0 {
-		o.DefaultWindow = 2 * time.Minute
+		o.DefaultWindow = fleetv1.DefaultKeyWindow
 	}
-	if o.MaxWindow <= 0 {
-		o.MaxWindow = time.Hour
+	if o.MaxWindow <= 0 || o.MaxWindow > fleetv1.MaxKeyWindow {
+		o.MaxWindow = fleetv1.MaxKeyWindow
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -109,33 +105,10 @@ func NewAggregator(o Options) *Aggregator {
 	return &Aggregator{opts: o, gateways: map[string]*gateway{}}
 }
 
-// validate checks a report before any of it is applied.
-func (a *Aggregator) validate(r *fleetv1.KeyReport) error {
-	if len(r.GetPools()) > maxPoolsPerReport {
-		return fmt.Errorf("report has %d pools, at most %d", len(r.GetPools()), maxPoolsPerReport)
-	}
-	for _, p := range r.GetPools() {
-		switch {
-		case p.GetPool() == "" || len(p.GetPool()) > maxPoolName:
-			return fmt.Errorf("pool name %q: want 1 to %d bytes", p.GetPool(), maxPoolName)
-		case len(p.GetKeys()) > a.opts.MaxKeys:
-			return fmt.Errorf("pool %s: %d keys in one report, at most %d", p.GetPool(), len(p.GetKeys()), a.opts.MaxKeys)
-		case p.GetWindow() != nil && (p.GetWindow().CheckValid() != nil || p.GetWindow().AsDuration() < 0):
-			return fmt.Errorf("pool %s: bad window %v", p.GetPool(), p.GetWindow())
-		}
-		for _, k := range p.GetKeys() {
-			if k.GetAge() != nil && (k.GetAge().CheckValid() != nil || k.GetAge().AsDuration() < 0) {
-				return fmt.Errorf("pool %s: key %x: bad age %v", p.GetPool(), k.GetKey(), k.GetAge())
-			}
-		}
-	}
-	return nil
-}
-
 // Ingest applies a report of node, a proxy of gw, and wakes the gateway's
 // streams when the served set changed. A bad report is refused whole.
 func (a *Aggregator) Ingest(gw, node string, r *fleetv1.KeyReport) error {
-	if err := a.validate(r); err != nil {
+	if err := fleetv1.CheckReport(r, a.opts.MaxKeys); err != nil {
 		return err
 	}
 	now := a.opts.Now().UnixNano()

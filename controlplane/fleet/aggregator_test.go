@@ -138,7 +138,7 @@ func TestAggregatorRefusesBadReports(t *testing.T) {
 		"no pool name":    report("", time.Minute, use(1, 0, false)),
 		"negative age":    report("p", time.Minute, use(1, -time.Second, false)),
 		"negative window": report("p", -time.Minute, use(1, 0, false)),
-		"too many pools":  {Pools: make([]*fleetv1.PoolKeys, maxPoolsPerReport+1)},
+		"too many pools":  {Pools: make([]*fleetv1.PoolKeys, fleetv1.MaxPoolsPerReport+1)},
 	}
 	for name, r := range bad {
 		if err := a.Ingest("ns/gw", "a", r); err == nil {

@@ -124,15 +124,17 @@ func (t *translator) buildRoute(gs *gatewayState, r *gwv1.HTTPRoute, i int, list
 	if rt := rule.Retry; rt != nil {
 		// Gateway API counts retries; the snapshot counts attempts. An
 		// unset count means one retry (implementation-specific default).
+		// Attempts beyond snapshotv1.MaxRetryAttempts are capped, as the
+		// proxies would cap them, so the snapshot shows what runs.
 		attempts := uint32(2)
 		if rt.Attempts != nil {
-			attempts = uint32(max(*rt.Attempts, 0)) + 1
+			attempts = uint32(min(max(*rt.Attempts, 0)+1, snapshotv1.MaxRetryAttempts))
 		}
 		retry := &snapshotv1.Retry{Attempts: attempts, BackoffMs: durationMs(rt.Backoff)}
 		for _, c := range rt.Codes {
 			// Only error statuses can be retried; the API server enforces
 			// this range, a file source may not.
-			if c >= 400 && c <= 599 {
+			if c >= 0 && snapshotv1.RetryableStatus(uint32(c)) {
 				retry.Codes = append(retry.Codes, uint32(c))
 			}
 		}

@@ -278,16 +278,16 @@ func compileRetry(r *snapshotv1.Retry) (*Retry, error) {
 	if r == nil || r.GetAttempts() < 2 {
 		return nil, nil
 	}
-	// More attempts than this only multiply load on a failing backend.
-	out := &Retry{Attempts: int(min(r.GetAttempts(), 10)), Backoff: time.Duration(r.GetBackoffMs()) * time.Millisecond}
-	for i, c := range r.GetCodes() {
-		if c < 400 || c > 599 {
+	out := &Retry{Attempts: int(min(r.GetAttempts(), snapshotv1.MaxRetryAttempts)), Backoff: time.Duration(r.GetBackoffMs()) * time.Millisecond}
+	codes := r.GetCodes()
+	if len(codes) == 0 {
+		codes = snapshotv1.DefaultRetryCodes()
+	}
+	for i, c := range codes {
+		if !snapshotv1.RetryableStatus(c) {
 			return nil, fmt.Errorf("retry: codes[%d]: %d is not an error status", i, c)
 		}
 		out.Codes = append(out.Codes, int(c))
-	}
-	if len(out.Codes) == 0 {
-		out.Codes = []int{502, 503, 504}
 	}
 	return out, nil
 }

@@ -8,9 +8,11 @@
 package fleetkeys
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -181,7 +183,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 			r.NodeId, r.Gateway = c.cfg.NodeID, c.cfg.Gateway
 		}
 		for name, p := range c.cfg.Pools.Prefixes() {
-			buf = p.KeysUsedSince(since, buf[:0])
+			buf = capKeys(p.KeysUsedSince(since, buf[:0]))
 			if len(buf) == 0 {
 				continue
 			}
@@ -207,6 +209,26 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 		case <-tick.C:
 		}
 	}
+}
+
+// capKeys keeps at most fleetv1.MaxKeysPerPool of a pool's keys — hot ones
+// first, then the most recently used — since the control plane refuses a
+// longer report whole. A proxy's hot and once keys are each bounded by its
+// plan, so together they can exceed it.
+func capKeys(keys []picker.KeyUse) []picker.KeyUse {
+	if len(keys) <= fleetv1.MaxKeysPerPool {
+		return keys
+	}
+	slices.SortFunc(keys, func(a, b picker.KeyUse) int {
+		if a.Hot != b.Hot {
+			if a.Hot {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(b.Last, a.Last)
+	})
+	return keys[:fleetv1.MaxKeysPerPool]
 }
 
 // Sets converts a FleetKeys message to picker form per pool.

@@ -95,3 +95,36 @@ func TestClientAppliesAndFallsBack(t *testing.T) {
 		t.Fatalf("fleet keys dropped %v after the stream ended, before the 300 ms grace", d)
 	}
 }
+
+// TestCapKeys: a pool's report never exceeds what the control plane
+// accepts; hot keys go first, then the most recently used.
+func TestCapKeys(t *testing.T) {
+	n := fleetv1.MaxKeysPerPool + 100
+	keys := make([]picker.KeyUse, 0, n)
+	for i := range n {
+		keys = append(keys, picker.KeyUse{Key: uint64(i), Last: int64(i), Hot: i%1000 == 0})
+	}
+	got := capKeys(keys)
+	if len(got) != fleetv1.MaxKeysPerPool {
+		t.Fatalf("%d keys kept, want %d", len(got), fleetv1.MaxKeysPerPool)
+	}
+	for i, k := range got[:5] {
+		if !k.Hot {
+			t.Fatalf("key %d not hot: %+v", i, k)
+		}
+	}
+	// The 100 oldest once keys (Last 1…100, but not the hot 0) are cut.
+	for _, k := range got {
+		if !k.Hot && k.Last <= 100 {
+			t.Fatalf("old key %+v kept over newer ones", k)
+		}
+	}
+	if err := fleetv1.CheckReport(&fleetv1.KeyReport{Pools: []*fleetv1.PoolKeys{{Pool: "p", Keys: make([]*fleetv1.KeyUse, len(got))}}},
+		fleetv1.MaxKeysPerPool); err != nil {
+		t.Fatalf("capped report refused: %v", err)
+	}
+	short := []picker.KeyUse{{Key: 1}}
+	if got := capKeys(short); len(got) != 1 {
+		t.Fatalf("a short list was changed: %v", got)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
 
 // prefixHomes balances shared prefixes over endpoints. Plain rendezvous
@@ -84,8 +86,10 @@ func (pl *homesPlan) fits(i int, h, w uint64) bool {
 
 // maxHotPrefixes bounds the plan: beyond it the least recently used keys
 // drop out (they keep plain rendezvous affinity). It bounds the tentative
-// keys too, which are then far over tentativeOK's limit anyway.
-const maxHotPrefixes = 4096
+// keys too, which are then far over tentativeOK's limit anyway. It is the
+// fleet-key limit, so the plan holds as many keys as the control plane
+// serves for a pool.
+const maxHotPrefixes = fleetv1.MaxKeysPerPool
 
 // tentativePerEndpoint is how many tentative keys per endpoint the plan
 // takes even before as many keys are hot: a replica's KV cache holds a few

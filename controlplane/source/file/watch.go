@@ -13,26 +13,27 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/infergate/infergate/controlplane/source/debounce"
 	"github.com/infergate/infergate/controlplane/translate"
 )
 
 // maxDelayFactor bounds how long a steady stream of events can postpone a
-// reload: at most maxDelayFactor × debounce after the first event.
+// reload: at most maxDelayFactor × quiet after the first event.
 const maxDelayFactor = 10
 
 // Watch loads dir, calls onChange with the inputs, then reloads on every
 // change under dir (new subdirectories included), debounced: a reload runs
-// once events have been quiet for debounce, and never later than
-// 10 × debounce after the first event of a burst.
+// once events have been quiet for quiet, and never later than 10 × quiet
+// after the first event of a burst.
 //
 // A load that fails (a bad file) is logged and onChange is not called, so
 // the caller keeps serving the last good inputs; this also holds for the
 // initial load, so a typo at start-up does not stop the process. onChange
 // runs on Watch's goroutine. Watch returns nil when ctx is cancelled, or an
 // error when the directory cannot be watched. It logs to log.
-func Watch(ctx context.Context, dir string, debounce time.Duration, log *slog.Logger, onChange func(*translate.Inputs)) error {
-	if debounce <= 0 {
-		debounce = 100 * time.Millisecond
+func Watch(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, onChange func(*translate.Inputs)) error {
+	if quiet <= 0 {
+		quiet = 100 * time.Millisecond
 	}
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -60,40 +61,44 @@ func Watch(ctx context.Context, dir string, debounce time.Duration, log *slog.Lo
 	}
 	reload()
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var burstStart time.Time
-	pending := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return errors.New("file watcher closed")
+	// The watcher's events become changes on their own goroutine, so a
+	// reload never holds them up; it ends when Watch returns.
+	changed := debounce.NewSignal()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					failed <- errors.New("file watcher closed")
+					cancel()
+					return
+				}
+				if relevant(w, ev, log) {
+					changed.Notify()
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					failed <- errors.New("file watcher closed")
+					cancel()
+					return
+				}
+				log.Warn("file watcher error", "dir", dir, "err", err)
 			}
-			if !relevant(w, ev, log) {
-				continue
-			}
-			now := time.Now()
-			if !pending {
-				pending, burstStart = true, now
-			}
-			delay := debounce
-			if deadline := burstStart.Add(maxDelayFactor * debounce); now.Add(delay).After(deadline) {
-				delay = max(deadline.Sub(now), 0)
-			}
-			timer.Reset(delay)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return errors.New("file watcher closed")
-			}
-			log.Warn("file watcher error", "dir", dir, "err", err)
-		case <-timer.C:
-			pending = false
-			reload()
 		}
+	}()
+	for changed.Wait(ctx, quiet, maxDelayFactor*quiet) {
+		reload()
+	}
+	select {
+	case err := <-failed:
+		return err
+	default:
+		return nil
 	}
 }
 

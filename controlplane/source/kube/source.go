@@ -31,6 +31,7 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/infergate/infergate/controlplane/source/debounce"
 	"github.com/infergate/infergate/controlplane/translate"
 )
 
@@ -54,7 +55,7 @@ type Source struct {
 	dyn  dynamic.Interface
 	disc discovery.DiscoveryInterface
 
-	notify chan struct{}
+	changed debounce.Signal
 
 	mu      sync.Mutex
 	custom  []*customInformer
@@ -92,7 +93,7 @@ func New(core kubernetes.Interface, dyn dynamic.Interface, opts Options) *Source
 		core:    core,
 		dyn:     dyn,
 		disc:    core.Discovery(),
-		notify:  make(chan struct{}, 1),
+		changed: debounce.NewSignal(),
 		missing: map[schema.GroupVersionResource]bool{},
 	}
 	for _, k := range customKinds() {
@@ -147,53 +148,17 @@ func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) erro
 	go s.pollDiscovery(ctx, dynFactory)
 
 	onChange(s.build(&listers))
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.notify:
-		}
-		if !s.debounce(ctx) {
-			return nil
-		}
+	for s.changed.Wait(ctx, s.opts.Debounce, s.opts.MaxDelay) {
 		onChange(s.build(&listers))
 	}
-}
-
-// debounce waits until events have been quiet for Debounce, or MaxDelay has
-// passed since the first one. It returns false when ctx is done.
-func (s *Source) debounce(ctx context.Context) bool {
-	deadline := time.Now().Add(s.opts.MaxDelay)
-	t := time.NewTimer(s.opts.Debounce)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		case <-s.notify:
-			d := min(s.opts.Debounce, time.Until(deadline))
-			if d <= 0 {
-				return true
-			}
-			t.Reset(d)
-		}
-	}
-}
-
-func (s *Source) trigger() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
+	return nil
 }
 
 func (s *Source) handler() cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.trigger() },
-		UpdateFunc: func(any, any) { s.trigger() },
-		DeleteFunc: func(any) { s.trigger() },
+		AddFunc:    func(any) { s.changed.Notify() },
+		UpdateFunc: func(any, any) { s.changed.Notify() },
+		DeleteFunc: func(any) { s.changed.Notify() },
 	}
 }
 
@@ -289,7 +254,7 @@ func (s *Source) pollDiscovery(ctx context.Context, f dynamicinformer.DynamicSha
 		case <-t.C:
 		}
 		if s.refreshChannel(ctx) {
-			s.trigger()
+			s.changed.Notify()
 		}
 		s.mu.Lock()
 		missing := len(s.missing) > 0
@@ -299,7 +264,7 @@ func (s *Source) pollDiscovery(ctx context.Context, f dynamicinformer.DynamicSha
 		}
 		s.startInstalled(ctx, f)
 		if s.waitCustomSynced(ctx) {
-			s.trigger()
+			s.changed.Notify()
 		}
 	}
 }
