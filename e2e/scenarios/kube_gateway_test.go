@@ -20,6 +20,7 @@ import (
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
 	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/status"
+	"github.com/infergate/infergate/controlplane/translate"
 	"github.com/infergate/infergate/controlplane/xdsauth"
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/harness"
@@ -177,6 +178,32 @@ spec:
     backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: legacy}]
 `
 
+// profileTypoYAML adds a pool whose picker profile has a typo, and a route
+// with a new rule to the fleet's good pool next to one to the typo'd pool.
+const profileTypoYAML = `apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: typo
+  namespace: {{.NS}}
+  annotations:
+    infergate.dev/picker-profile: |
+      scorers: [{name: queue, weight: 2}, {name: prefix-cach, weight: 3}]
+spec:
+  selector: {matchLabels: {app: sim-{{.NS}}}}
+  targetPorts: [{number: {{.PodPort}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: isolation, namespace: {{.NS}}}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v1/completions}}]
+    backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: pool-{{.NS}}}]
+  - matches: [{path: {type: PathPrefix, value: /v1/typo}}]
+    backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: typo}]
+`
+
 type fleetVars struct {
 	NS, Other     string
 	Port, PodPort int
@@ -249,6 +276,74 @@ func TestKubeGateway(t *testing.T) {
 	if proxyA == nil {
 		t.FailNow()
 	}
+
+	t.Run("one pool's bad picker profile does not hold back another route's change", func(t *testing.T) {
+		// One apply: a pool whose profile names a plugin that does not
+		// exist, and a new route rule to the good pool. The control plane
+		// reports the typo on that pool and sends the default profile, so
+		// the proxy takes the whole snapshot — before, it NACKed it and the
+		// new rule never reached it.
+		t0 := time.Now()
+		applyYAML(ctx, t, c, profileTypoYAML, a)
+		completion := func() error {
+			body := `{"model":"` + model + `","prompt":"Say hello.","max_tokens":2}`
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/v1/completions", a.Port), strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("POST /v1/completions: %d %s", resp.StatusCode, b)
+			}
+			return nil
+		}
+		eventually(t, completion)
+		t.Logf("TIMING new rule next to a bad profile → served: %v", since(t0))
+		eventually(t, func() error {
+			p, _, err := getTyped[infv1.InferencePool](ctx, c, "InferencePool", a.NS, "typo")
+			if err != nil {
+				return err
+			}
+			for _, ps := range p.Status.Parents {
+				if string(ps.ParentRef.Name) != "gw" || string(ps.ControllerName) != kubeController {
+					continue
+				}
+				if err := wantCondition(ps.Conditions, "Accepted", metav1.ConditionTrue, "Accepted"); err != nil {
+					return err
+				}
+				if err := wantCondition(ps.Conditions, translate.ConditionPickerProfile, metav1.ConditionFalse, translate.ReasonPickerProfileInvalid); err != nil {
+					return err
+				}
+				if msg := meta.FindStatusCondition(ps.Conditions, translate.ConditionPickerProfile).Message; !strings.Contains(msg, `"prefix-cach"`) {
+					return fmt.Errorf("condition message does not name the typo: %q", msg)
+				}
+				return nil
+			}
+			return fmt.Errorf("pool typo has no parent for gw: %+v", p.Status.Parents)
+		})
+		// The typo'd pool is in the proxy's config, with the default profile
+		// the control plane sent: the proxy had nothing to refuse (it would
+		// log the refusal and run the default itself).
+		cfg, err := proxyA.config(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(cfg, "inferencepool/kube-a/typo") {
+			t.Fatalf("the typo pool is not in the proxy's config:\n%s", cfg)
+		}
+		if logs := proxyA.proc.Logs(); strings.Contains(logs, "picker profile refused") {
+			t.Fatalf("the control plane sent the proxy the bad profile:\n%s", logs)
+		}
+		if _, err := proxyA.chat(ctx); err != nil {
+			t.Fatalf("the existing route stopped serving: %v", err)
+		}
+		// Later steps count the gateway's routes.
+		deleteObject(ctx, t, c, "HTTPRoute", a.NS, "isolation")
+		deleteObject(ctx, t, c, "InferencePool", a.NS, "typo")
+	})
 
 	t.Run("proxy follows pods scaling up and down", func(t *testing.T) {
 		t0 := time.Now()
