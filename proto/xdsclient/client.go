@@ -88,6 +88,9 @@ type TypeStatus struct {
 	Resources int
 	// LastResponse is when a response of this type last arrived.
 	LastResponse time.Time
+	// ReceivedBytes counts the encoded size of every response of this type
+	// received (what delta xDS sends per change).
+	ReceivedBytes uint64
 }
 
 // Client is a delta ADS client. Create it with New and start it with Run.
@@ -298,6 +301,7 @@ func (c *Client) recordVerdict(resp *discoveryv3.DeltaDiscoveryResponse, verdict
 	}
 	t.Received = resp.GetSystemVersionInfo()
 	t.LastResponse = time.Now()
+	t.ReceivedBytes += uint64(proto.Size(resp))
 	t.Resources = len(c.state[resp.GetTypeUrl()])
 	if verdict != nil {
 		t.Nacked, t.NackReason = resp.GetSystemVersionInfo(), verdict.Error()

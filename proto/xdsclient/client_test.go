@@ -175,6 +175,9 @@ func TestClientProtocol(t *testing.T) {
 		if s.TypeURL == snapshotv1.TypeBackend && s.Acked != "v6" {
 			t.Errorf("backend status = %+v", s)
 		}
+		if s.LastResponse.IsZero() != (s.ReceivedBytes == 0) {
+			t.Errorf("%s: bytes counted wrongly: %+v", s.TypeURL, s)
+		}
 	}
 	select {
 	case u := <-updates:
