@@ -186,9 +186,9 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 		case refService:
 			b, eps = t.serviceBackend(gs, res)
 		case refPool:
-			b, eps = t.poolBackend(t.pools[res.ns+"/"+res.name])
+			b, eps = t.poolBackend(gs, t.pools[res.ns+"/"+res.name])
 		case refLegacyPool:
-			b, eps = t.legacyPoolBackend(t.legacy[res.ns+"/"+res.name])
+			b, eps = t.legacyPoolBackend(gs, t.legacy[res.ns+"/"+res.name])
 		}
 		b.Name, b.Endpoints = name, name
 		gs.backends[name] = b
@@ -299,9 +299,8 @@ func portAnnotation(annotations map[string]string, key string) uint32 {
 // every plugin it runs so snapshots show it.
 func DefaultPickerProfile() *snapshotv1.PickerProfile { return pickerprofile.Default() }
 
-// serviceBackend takes endpoints from the Service's EndpointSlices, or, when
-// it has none (the file source often lists only Pods), from the Pods its
-// selector matches, and the TLS of the BackendTLSPolicy for its port.
+// serviceBackend is a Service port with its endpoints (serviceEndpoints)
+// and the TLS of the BackendTLSPolicy for its port.
 func (t *translator) serviceBackend(gs *gatewayState, res resolvedRef) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
 	svc := t.services[res.ns+"/"+res.name]
 	sp := servicePort(svc, res.port)
@@ -310,6 +309,15 @@ func (t *translator) serviceBackend(gs *gatewayState, res resolvedRef) (*snapsho
 	if sp.AppProtocol != nil && *sp.AppProtocol == appProtocolH2C {
 		b.AppProtocol = snapshotv1.Backend_H2C
 	}
+	return b, t.serviceEndpoints(res.ns, svc, sp)
+}
+
+// serviceEndpoints are the ready endpoints of a Service port: from its
+// EndpointSlices of IP addresses, or, when it has none (the file source
+// often lists only Pods), from the Pods its selector matches. Slices of
+// FQDN addresses name hosts a proxy cannot dial without DNS; a Service
+// with only those is resolved from its selector too.
+func (t *translator) serviceEndpoints(ns string, svc *corev1.Service, sp *corev1.ServicePort) []*snapshotv1.Endpoint {
 	var eps []*snapshotv1.Endpoint
 	seen := map[string]bool{}
 	add := func(addr string, port int32, pod string) {
@@ -320,48 +328,46 @@ func (t *translator) serviceBackend(gs *gatewayState, res resolvedRef) (*snapsho
 		seen[k] = true
 		eps = append(eps, &snapshotv1.Endpoint{Address: addr, Port: uint32(port), Pod: pod, Weight: 1})
 	}
-	slices := t.slices[res.ns+"/"+res.name]
-	if len(slices) > 0 {
-		for _, s := range slices {
-			if s.AddressType == discoveryv1.AddressTypeFQDN {
-				continue
-			}
-			port := int32(0)
-			for _, p := range s.Ports {
-				if p.Port != nil && ptrStr(p.Name) == sp.Name {
-					port = *p.Port
-				}
-			}
-			if port == 0 {
-				continue
-			}
-			for _, ep := range s.Endpoints {
-				if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-					continue
-				}
-				pod := ""
-				if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
-					pod = res.ns + "/" + ep.TargetRef.Name
-				}
-				for _, a := range ep.Addresses {
-					add(a, port, pod)
-				}
+	ipSlices := false
+	for _, s := range t.slices[ns+"/"+svc.Name] {
+		if s.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		ipSlices = true
+		port := int32(0)
+		for _, p := range s.Ports {
+			if p.Port != nil && ptrStr(p.Name) == sp.Name {
+				port = *p.Port
 			}
 		}
-		return b, eps
+		if port == 0 {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			pod := ""
+			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+				pod = ns + "/" + ep.TargetRef.Name
+			}
+			for _, a := range ep.Addresses {
+				add(a, port, pod)
+			}
+		}
 	}
-	if len(svc.Spec.Selector) == 0 {
-		return b, nil
+	if ipSlices || len(svc.Spec.Selector) == 0 {
+		return eps
 	}
-	for _, p := range t.podsByNS[res.ns] {
+	for _, p := range t.podsByNS[ns] {
 		if !PodServing(p) || !matchesLabels(svc.Spec.Selector, p.Labels) {
 			continue
 		}
 		if port := targetPort(p, sp); port > 0 {
-			add(p.Status.PodIP, port, res.ns+"/"+p.Name)
+			add(p.Status.PodIP, port, ns+"/"+p.Name)
 		}
 	}
-	return b, eps
+	return eps
 }
 
 // targetPort resolves a Service port's targetPort on a pod (0 if the named
@@ -439,7 +445,7 @@ func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, 
 	return eps
 }
 
-func (t *translator) poolBackend(pool *infv1.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+func (t *translator) poolBackend(gs *gatewayState, pool *infv1.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
 	profile, _ := PickerProfileFor(pool.Annotations) // the error is reported on the pool's status
 	b := &snapshotv1.Backend{
 		Kind:              snapshotv1.Backend_INFERENCE_POOL,
@@ -447,6 +453,7 @@ func (t *translator) poolBackend(pool *infv1.InferencePool) (*snapshotv1.Backend
 		AppProtocol:       snapshotv1.Backend_HTTP1,
 		Picker:            profile,
 		DefaultEngineType: DefaultEngineType,
+		EndpointPicker:    t.endpointPicker(gs, pool.Namespace, v1PickerRef(pool.Spec.EndpointPickerRef), pool.Annotations),
 	}
 	if pool.Spec.AppProtocol == infv1.AppProtocolH2C {
 		b.AppProtocol = snapshotv1.Backend_H2C
@@ -459,7 +466,7 @@ func (t *translator) poolBackend(pool *infv1.InferencePool) (*snapshotv1.Backend
 	return b, t.poolEndpoints(pool.Namespace, sel, ports)
 }
 
-func (t *translator) legacyPoolBackend(pool *inferencealpha.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
+func (t *translator) legacyPoolBackend(gs *gatewayState, pool *inferencealpha.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
 	profile, _ := PickerProfileFor(pool.Annotations)
 	b := &snapshotv1.Backend{
 		Kind:              snapshotv1.Backend_INFERENCE_POOL,
@@ -467,6 +474,7 @@ func (t *translator) legacyPoolBackend(pool *inferencealpha.InferencePool) (*sna
 		AppProtocol:       snapshotv1.Backend_HTTP1,
 		Picker:            profile,
 		DefaultEngineType: DefaultEngineType,
+		EndpointPicker:    t.endpointPicker(gs, pool.Namespace, legacyPickerRef(pool.Spec.ExtensionRef), pool.Annotations),
 	}
 	sel := func(l map[string]string) bool { return matchesLabels(pool.Spec.Selector, l) }
 	return b, t.poolEndpoints(pool.Namespace, sel, []int32{pool.Spec.TargetPortNumber})

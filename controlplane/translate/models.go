@@ -239,8 +239,9 @@ func (t *translator) modelStatuses() {
 
 // poolStatuses adds this gateway as a parent of every pool its routes
 // reference: Accepted unless no such route is accepted; ResolvedRefs checks
-// the optional endpoint picker reference (we pick in-process, so a pool
-// without one is fine).
+// the optional endpoint picker reference (without one the proxies pick
+// in-process, so a pool without one is fine). Annotations that cannot be
+// used are named in Accepted's message.
 func (t *translator) poolStatuses(gs *gatewayState) {
 	ids := make([]string, 0, len(gs.poolAccepted))
 	for id := range gs.poolAccepted {
@@ -254,16 +255,17 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 		return cond(string(infv1.InferencePoolConditionAccepted), false, string(infv1.InferencePoolReasonHTTPRouteNotAccepted),
 			"no HTTPRoute referencing this pool is accepted by the Gateway", gen)
 	}
-	resolved := func(ok bool, msg string, gen int64) metav1.Condition {
-		if ok {
-			return cond(string(infv1.InferencePoolConditionResolvedRefs), true, string(infv1.InferencePoolReasonResolvedRefs), "", gen)
+	resolved := func(ns string, ref *pickerRef, gen int64) metav1.Condition {
+		if ref != nil {
+			if _, _, msg := t.resolvePicker(ns, ref); msg != "" {
+				return cond(string(infv1.InferencePoolConditionResolvedRefs), false, string(infv1.InferencePoolReasonInvalidExtensionRef), msg, gen)
+			}
 		}
-		return cond(string(infv1.InferencePoolConditionResolvedRefs), false, string(infv1.InferencePoolReasonInvalidExtensionRef), msg, gen)
+		return cond(string(infv1.InferencePoolConditionResolvedRefs), true, string(infv1.InferencePoolReasonResolvedRefs), "", gen)
 	}
 	for _, id := range ids {
 		ok := gs.poolAccepted[id]
 		if p := t.poolByID(id); p != nil {
-			epOK, msg := t.extensionResolves(p.Namespace, p.Spec.EndpointPickerRef)
 			st := t.out.Status.InferencePools[key(&p.ObjectMeta)]
 			st.Parents = append(st.Parents, infv1.ParentStatus{
 				ParentRef: infv1.ParentReference{
@@ -271,20 +273,18 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 					Namespace: infv1.Namespace(gs.gw.Namespace), Name: infv1.ObjectName(gs.gw.Name),
 				},
 				ControllerName: infv1.ControllerName(t.opts.ControllerName),
-				Conditions:     withProfile([]metav1.Condition{accepted(ok, p.Generation), resolved(epOK, msg, p.Generation)}, p.Annotations, p.Generation),
+				Conditions: withAnnotations([]metav1.Condition{accepted(ok, p.Generation),
+					resolved(p.Namespace, v1PickerRef(p.Spec.EndpointPickerRef), p.Generation)}, p.Annotations, p.Generation),
 			})
 			t.out.Status.InferencePools[key(&p.ObjectMeta)] = st
 		} else if lp := t.legacyByID(id); lp != nil {
-			epOK, msg := true, ""
-			if ext := lp.Spec.ExtensionRef; ext != nil {
-				epOK, msg = t.serviceExists(lp.Namespace, ext.Group, ext.Kind, ext.Name)
-			}
 			st := t.out.Status.LegacyInferencePools[key(&lp.ObjectMeta)]
 			st.Parents = append(st.Parents, inferencealpha.PoolStatus{
 				GatewayRef: inferencealpha.ParentGatewayReference{
 					Group: ptr(gatewayGroup), Kind: ptr(kindGateway), Name: gs.gw.Name, Namespace: ptr(gs.gw.Namespace),
 				},
-				Conditions: withProfile([]metav1.Condition{accepted(ok, lp.Generation), resolved(epOK, msg, lp.Generation)}, lp.Annotations, lp.Generation),
+				Conditions: withAnnotations([]metav1.Condition{accepted(ok, lp.Generation),
+					resolved(lp.Namespace, legacyPickerRef(lp.Spec.ExtensionRef), lp.Generation)}, lp.Annotations, lp.Generation),
 			})
 			t.out.Status.LegacyInferencePools[key(&lp.ObjectMeta)] = st
 		}
@@ -305,6 +305,26 @@ const (
 	// matching stays approximate; the message says why.
 	ReasonApproximatePrefixMatching = "ApproximatePrefixMatching"
 )
+
+// ConditionEndpointPickerTimeout reports a pool's
+// EndpointPickerTimeoutAnnotation like ConditionPickerProfile its profile:
+// present only with the annotation, True (Valid) when the proxies use it,
+// False (Invalid) when they use their default.
+const ConditionEndpointPickerTimeout = "infergate.dev/EndpointPickerTimeout"
+
+// withAnnotations appends the conditions of the pool's annotations to a
+// pool parent's conditions.
+func withAnnotations(conds []metav1.Condition, annotations map[string]string, gen int64) []metav1.Condition {
+	conds = withProfile(conds, annotations, gen)
+	if _, ok := annotations[EndpointPickerTimeoutAnnotation]; !ok {
+		return conds
+	}
+	if _, err := pickerTimeout(annotations); err != nil {
+		return append(conds, cond(ConditionEndpointPickerTimeout, false, ReasonPickerProfileInvalid,
+			err.Error()+"; the proxies' default timeout applies", gen))
+	}
+	return append(conds, cond(ConditionEndpointPickerTimeout, true, ReasonPickerProfileValid, "", gen))
+}
 
 // withProfile appends the PickerProfile condition to a pool parent's
 // conditions when the pool has the annotation.
@@ -335,27 +355,4 @@ func (t *translator) legacyByID(id string) *inferencealpha.InferencePool {
 		return t.legacy[id[len(p):]]
 	}
 	return nil
-}
-
-func (t *translator) extensionResolves(ns string, ref *infv1.EndpointPickerRef) (bool, string) {
-	if ref == nil {
-		return true, ""
-	}
-	var group *string
-	if ref.Group != nil {
-		group = ptr(string(*ref.Group))
-	}
-	kind := string(ref.Kind)
-	return t.serviceExists(ns, group, &kind, string(ref.Name))
-}
-
-// serviceExists checks an endpoint picker reference (a Service by default).
-func (t *translator) serviceExists(ns string, group, kind *string, name string) (bool, string) {
-	if (group != nil && *group != "" && *group != "core") || (kind != nil && *kind != "" && *kind != kindService) {
-		return false, fmt.Sprintf("endpoint picker reference %s must be a Service", name)
-	}
-	if t.services[ns+"/"+name] == nil {
-		return false, fmt.Sprintf("endpoint picker Service %s/%s not found", ns, name)
-	}
-	return true, ""
 }

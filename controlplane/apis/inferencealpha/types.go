@@ -170,8 +170,8 @@ type InferencePoolSpec struct {
 	ExtensionRef     *Extension        `json:"extensionRef,omitempty"`
 }
 
-// Extension references an external endpoint picker; the gateway picks
-// in-process and only checks that the reference resolves.
+// Extension references an external endpoint picker (a Service; port 9002
+// when unset), asked over ext_proc like a v1 pool's endpointPickerRef.
 type Extension struct {
 	Group       *string `json:"group,omitempty"`
 	Kind        *string `json:"kind,omitempty"`

@@ -280,6 +280,55 @@ func (Backend_AppProtocol) EnumDescriptor() ([]byte, []int) {
 	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21, 1}
 }
 
+// What happens when the picker cannot be reached or fails.
+type EndpointPicker_FailureMode int32
+
+const (
+	// Answer 503 (the API's default, FailClose).
+	EndpointPicker_FAIL_CLOSE EndpointPicker_FailureMode = 0
+	// Pick locally with the pool's own profile (FailOpen).
+	EndpointPicker_FAIL_OPEN EndpointPicker_FailureMode = 1
+)
+
+// Enum value maps for EndpointPicker_FailureMode.
+var (
+	EndpointPicker_FailureMode_name = map[int32]string{
+		0: "FAIL_CLOSE",
+		1: "FAIL_OPEN",
+	}
+	EndpointPicker_FailureMode_value = map[string]int32{
+		"FAIL_CLOSE": 0,
+		"FAIL_OPEN":  1,
+	}
+)
+
+func (x EndpointPicker_FailureMode) Enum() *EndpointPicker_FailureMode {
+	p := new(EndpointPicker_FailureMode)
+	*p = x
+	return p
+}
+
+func (x EndpointPicker_FailureMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointPicker_FailureMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_infergate_snapshot_v1_snapshot_proto_enumTypes[5].Descriptor()
+}
+
+func (EndpointPicker_FailureMode) Type() protoreflect.EnumType {
+	return &file_infergate_snapshot_v1_snapshot_proto_enumTypes[5]
+}
+
+func (x EndpointPicker_FailureMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointPicker_FailureMode.Descriptor instead.
+func (EndpointPicker_FailureMode) EnumDescriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23, 0}
+}
+
 // Manifest is the table of contents of one gateway's snapshot. Its name is the
 // gateway ("<namespace>/<name>"). A proxy compiles a new config only once every
 // resource the manifest lists is present with the listed hash.
@@ -1818,9 +1867,13 @@ type Backend struct {
 	DefaultEngineType string `protobuf:"bytes,7,opt,name=default_engine_type,json=defaultEngineType,proto3" json:"default_engine_type,omitempty"`
 	// TLS to originate to the endpoints (a BackendTLSPolicy targets the
 	// Service port); unset means plain text.
-	Tls           *BackendTLS `protobuf:"bytes,8,opt,name=tls,proto3" json:"tls,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tls *BackendTLS `protobuf:"bytes,8,opt,name=tls,proto3" json:"tls,omitempty"`
+	// An external endpoint picker (InferencePool spec.endpointPickerRef)
+	// the proxy asks for each request instead of picking locally; unset:
+	// the proxy picks with the profile above.
+	EndpointPicker *EndpointPicker `protobuf:"bytes,9,opt,name=endpoint_picker,json=endpointPicker,proto3" json:"endpoint_picker,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
@@ -1905,6 +1958,13 @@ func (x *Backend) GetDefaultEngineType() string {
 func (x *Backend) GetTls() *BackendTLS {
 	if x != nil {
 		return x.Tls
+	}
+	return nil
+}
+
+func (x *Backend) GetEndpointPicker() *EndpointPicker {
+	if x != nil {
+		return x.EndpointPicker
 	}
 	return nil
 }
@@ -2005,6 +2065,115 @@ func (x *BackendTLS) GetClientCertificate() *Certificate {
 	return nil
 }
 
+// EndpointPicker is an external endpoint picker spoken to over the Envoy
+// ext_proc protocol as the Gateway API Inference Extension's Endpoint Picker
+// Protocol specifies: the picker names the endpoint (and fallbacks) each
+// request goes to, and may change its headers and body.
+type EndpointPicker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "<ns>/<name>:<port>" of the picker Service. Proxies keep one gRPC
+	// connection per picker and name it so in metrics and logs.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// Name of the Endpoints resource holding the ready endpoints of the
+	// picker Service's port.
+	Endpoints   string                     `protobuf:"bytes,2,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	FailureMode EndpointPicker_FailureMode `protobuf:"varint,3,opt,name=failure_mode,json=failureMode,proto3,enum=infergate.snapshot.v1.EndpointPicker_FailureMode" json:"failure_mode,omitempty"`
+	// Plain-text HTTP/2 (the Service port's appProtocol is
+	// kubernetes.io/h2c); otherwise TLS.
+	Plaintext bool `protobuf:"varint,4,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	// How the picker's certificate is verified (a BackendTLSPolicy targets
+	// the picker Service); unset: TLS without verification, as pickers serve
+	// self-signed certificates by default.
+	Tls *BackendTLS `protobuf:"bytes,5,opt,name=tls,proto3" json:"tls,omitempty"`
+	// Longest wait for each of the picker's answers (to the request, to the
+	// response headers); unset: the proxy's default.
+	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Why the reference cannot be used (no such Service, no such port, …):
+	// requests then fail (FAIL_CLOSE, 503) or are picked locally (FAIL_OPEN).
+	InvalidReason string `protobuf:"bytes,7,opt,name=invalid_reason,json=invalidReason,proto3" json:"invalid_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointPicker) Reset() {
+	*x = EndpointPicker{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointPicker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointPicker) ProtoMessage() {}
+
+func (x *EndpointPicker) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointPicker.ProtoReflect.Descriptor instead.
+func (*EndpointPicker) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *EndpointPicker) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *EndpointPicker) GetEndpoints() string {
+	if x != nil {
+		return x.Endpoints
+	}
+	return ""
+}
+
+func (x *EndpointPicker) GetFailureMode() EndpointPicker_FailureMode {
+	if x != nil {
+		return x.FailureMode
+	}
+	return EndpointPicker_FAIL_CLOSE
+}
+
+func (x *EndpointPicker) GetPlaintext() bool {
+	if x != nil {
+		return x.Plaintext
+	}
+	return false
+}
+
+func (x *EndpointPicker) GetTls() *BackendTLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *EndpointPicker) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *EndpointPicker) GetInvalidReason() string {
+	if x != nil {
+		return x.InvalidReason
+	}
+	return ""
+}
+
 // SubjectAltName is one DNS name or one URI.
 type SubjectAltName struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2016,7 +2185,7 @@ type SubjectAltName struct {
 
 func (x *SubjectAltName) Reset() {
 	*x = SubjectAltName{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2197,7 @@ func (x *SubjectAltName) String() string {
 func (*SubjectAltName) ProtoMessage() {}
 
 func (x *SubjectAltName) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2210,7 @@ func (x *SubjectAltName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAltName.ProtoReflect.Descriptor instead.
 func (*SubjectAltName) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubjectAltName) GetHostname() string {
@@ -2079,7 +2248,7 @@ type PickerProfile struct {
 
 func (x *PickerProfile) Reset() {
 	*x = PickerProfile{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2260,7 @@ func (x *PickerProfile) String() string {
 func (*PickerProfile) ProtoMessage() {}
 
 func (x *PickerProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2273,7 @@ func (x *PickerProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickerProfile.ProtoReflect.Descriptor instead.
 func (*PickerProfile) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PickerProfile) GetFilters() []*PluginRef {
@@ -2163,7 +2332,7 @@ type KVEvents struct {
 
 func (x *KVEvents) Reset() {
 	*x = KVEvents{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2344,7 @@ func (x *KVEvents) String() string {
 func (*KVEvents) ProtoMessage() {}
 
 func (x *KVEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2357,7 @@ func (x *KVEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEvents.ProtoReflect.Descriptor instead.
 func (*KVEvents) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVEvents) GetPort() uint32 {
@@ -2237,7 +2406,7 @@ type Tokenizer struct {
 
 func (x *Tokenizer) Reset() {
 	*x = Tokenizer{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2418,7 @@ func (x *Tokenizer) String() string {
 func (*Tokenizer) ProtoMessage() {}
 
 func (x *Tokenizer) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2431,7 @@ func (x *Tokenizer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tokenizer.ProtoReflect.Descriptor instead.
 func (*Tokenizer) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Tokenizer) GetBuiltin() string {
@@ -2303,7 +2472,7 @@ type WaitQueue struct {
 
 func (x *WaitQueue) Reset() {
 	*x = WaitQueue{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2484,7 @@ func (x *WaitQueue) String() string {
 func (*WaitQueue) ProtoMessage() {}
 
 func (x *WaitQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2497,7 @@ func (x *WaitQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitQueue.ProtoReflect.Descriptor instead.
 func (*WaitQueue) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WaitQueue) GetMaxRequests() uint32 {
@@ -2363,7 +2532,7 @@ type PluginRef struct {
 
 func (x *PluginRef) Reset() {
 	*x = PluginRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2544,7 @@ func (x *PluginRef) String() string {
 func (*PluginRef) ProtoMessage() {}
 
 func (x *PluginRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2557,7 @@ func (x *PluginRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRef.ProtoReflect.Descriptor instead.
 func (*PluginRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PluginRef) GetName() string {
@@ -2424,7 +2593,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2605,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2618,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Endpoints) GetName() string {
@@ -2489,7 +2658,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2670,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2683,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2598,7 +2767,7 @@ type ModelRule struct {
 
 func (x *ModelRule) Reset() {
 	*x = ModelRule{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2779,7 @@ func (x *ModelRule) String() string {
 func (*ModelRule) ProtoMessage() {}
 
 func (x *ModelRule) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2792,7 @@ func (x *ModelRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRule.ProtoReflect.Descriptor instead.
 func (*ModelRule) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ModelRule) GetName() string {
@@ -2685,7 +2854,7 @@ type TargetModel struct {
 
 func (x *TargetModel) Reset() {
 	*x = TargetModel{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2866,7 @@ func (x *TargetModel) String() string {
 func (*TargetModel) ProtoMessage() {}
 
 func (x *TargetModel) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2879,7 @@ func (x *TargetModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetModel.ProtoReflect.Descriptor instead.
 func (*TargetModel) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TargetModel) GetName() string {
@@ -2852,7 +3021,7 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12\x14\n" +
 	"\x05codes\x18\x02 \x03(\rR\x05codes\x12\x1d\n" +
 	"\n" +
-	"backoff_ms\x18\x03 \x01(\x04R\tbackoffMs\"\xfe\x03\n" +
+	"backoff_ms\x18\x03 \x01(\x04R\tbackoffMs\"\xce\x04\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x04kind\x18\x02 \x01(\x0e2#.infergate.snapshot.v1.Backend.KindR\x04kind\x12\x16\n" +
@@ -2861,7 +3030,8 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\tendpoints\x18\x05 \x01(\tR\tendpoints\x12<\n" +
 	"\x06picker\x18\x06 \x01(\v2$.infergate.snapshot.v1.PickerProfileR\x06picker\x12.\n" +
 	"\x13default_engine_type\x18\a \x01(\tR\x11defaultEngineType\x123\n" +
-	"\x03tls\x18\b \x01(\v2!.infergate.snapshot.v1.BackendTLSR\x03tls\"=\n" +
+	"\x03tls\x18\b \x01(\v2!.infergate.snapshot.v1.BackendTLSR\x03tls\x12N\n" +
+	"\x0fendpoint_picker\x18\t \x01(\v2%.infergate.snapshot.v1.EndpointPickerR\x0eendpointPicker\"=\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aSERVICE\x10\x01\x12\x12\n" +
@@ -2877,7 +3047,19 @@ const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\fsystem_roots\x18\x03 \x01(\bR\vsystemRoots\x12Q\n" +
 	"\x11subject_alt_names\x18\x04 \x03(\v2%.infergate.snapshot.v1.SubjectAltNameR\x0fsubjectAltNames\x12%\n" +
 	"\x0einvalid_reason\x18\x05 \x01(\tR\rinvalidReason\x12Q\n" +
-	"\x12client_certificate\x18\x06 \x01(\v2\".infergate.snapshot.v1.CertificateR\x11clientCertificate\">\n" +
+	"\x12client_certificate\x18\x06 \x01(\v2\".infergate.snapshot.v1.CertificateR\x11clientCertificate\"\xfb\x02\n" +
+	"\x0eEndpointPicker\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1c\n" +
+	"\tendpoints\x18\x02 \x01(\tR\tendpoints\x12T\n" +
+	"\ffailure_mode\x18\x03 \x01(\x0e21.infergate.snapshot.v1.EndpointPicker.FailureModeR\vfailureMode\x12\x1c\n" +
+	"\tplaintext\x18\x04 \x01(\bR\tplaintext\x123\n" +
+	"\x03tls\x18\x05 \x01(\v2!.infergate.snapshot.v1.BackendTLSR\x03tls\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12%\n" +
+	"\x0einvalid_reason\x18\a \x01(\tR\rinvalidReason\",\n" +
+	"\vFailureMode\x12\x0e\n" +
+	"\n" +
+	"FAIL_CLOSE\x10\x00\x12\r\n" +
+	"\tFAIL_OPEN\x10\x01\">\n" +
 	"\x0eSubjectAltName\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x10\n" +
 	"\x03uri\x18\x02 \x01(\tR\x03uri\"\xa4\x02\n" +
@@ -2953,99 +3135,105 @@ func file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_infergate_snapshot_v1_snapshot_proto_rawDescData
 }
 
-var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
-	(MatchType)(0),              // 0: infergate.snapshot.v1.MatchType
-	(Listener_Protocol)(0),      // 1: infergate.snapshot.v1.Listener.Protocol
-	(PathModifier_Type)(0),      // 2: infergate.snapshot.v1.PathModifier.Type
-	(Backend_Kind)(0),           // 3: infergate.snapshot.v1.Backend.Kind
-	(Backend_AppProtocol)(0),    // 4: infergate.snapshot.v1.Backend.AppProtocol
-	(*Manifest)(nil),            // 5: infergate.snapshot.v1.Manifest
-	(*ResourceRef)(nil),         // 6: infergate.snapshot.v1.ResourceRef
-	(*Listener)(nil),            // 7: infergate.snapshot.v1.Listener
-	(*ClientValidation)(nil),    // 8: infergate.snapshot.v1.ClientValidation
-	(*Certificate)(nil),         // 9: infergate.snapshot.v1.Certificate
-	(*Route)(nil),               // 10: infergate.snapshot.v1.Route
-	(*RouteMatch)(nil),          // 11: infergate.snapshot.v1.RouteMatch
-	(*PathMatch)(nil),           // 12: infergate.snapshot.v1.PathMatch
-	(*HeaderMatch)(nil),         // 13: infergate.snapshot.v1.HeaderMatch
-	(*QueryParamMatch)(nil),     // 14: infergate.snapshot.v1.QueryParamMatch
-	(*Filter)(nil),              // 15: infergate.snapshot.v1.Filter
-	(*CORS)(nil),                // 16: infergate.snapshot.v1.CORS
-	(*Header)(nil),              // 17: infergate.snapshot.v1.Header
-	(*HeaderModifier)(nil),      // 18: infergate.snapshot.v1.HeaderModifier
-	(*PathModifier)(nil),        // 19: infergate.snapshot.v1.PathModifier
-	(*RequestRedirect)(nil),     // 20: infergate.snapshot.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 21: infergate.snapshot.v1.URLRewrite
-	(*RequestMirror)(nil),       // 22: infergate.snapshot.v1.RequestMirror
-	(*BackendRef)(nil),          // 23: infergate.snapshot.v1.BackendRef
-	(*Timeouts)(nil),            // 24: infergate.snapshot.v1.Timeouts
-	(*Retry)(nil),               // 25: infergate.snapshot.v1.Retry
-	(*Backend)(nil),             // 26: infergate.snapshot.v1.Backend
-	(*BackendTLS)(nil),          // 27: infergate.snapshot.v1.BackendTLS
-	(*SubjectAltName)(nil),      // 28: infergate.snapshot.v1.SubjectAltName
-	(*PickerProfile)(nil),       // 29: infergate.snapshot.v1.PickerProfile
-	(*KVEvents)(nil),            // 30: infergate.snapshot.v1.KVEvents
-	(*Tokenizer)(nil),           // 31: infergate.snapshot.v1.Tokenizer
-	(*WaitQueue)(nil),           // 32: infergate.snapshot.v1.WaitQueue
-	(*PluginRef)(nil),           // 33: infergate.snapshot.v1.PluginRef
-	(*Endpoints)(nil),           // 34: infergate.snapshot.v1.Endpoints
-	(*Endpoint)(nil),            // 35: infergate.snapshot.v1.Endpoint
-	(*ModelRule)(nil),           // 36: infergate.snapshot.v1.ModelRule
-	(*TargetModel)(nil),         // 37: infergate.snapshot.v1.TargetModel
-	nil,                         // 38: infergate.snapshot.v1.PluginRef.ParametersEntry
-	(*durationpb.Duration)(nil), // 39: google.protobuf.Duration
+	(MatchType)(0),                  // 0: infergate.snapshot.v1.MatchType
+	(Listener_Protocol)(0),          // 1: infergate.snapshot.v1.Listener.Protocol
+	(PathModifier_Type)(0),          // 2: infergate.snapshot.v1.PathModifier.Type
+	(Backend_Kind)(0),               // 3: infergate.snapshot.v1.Backend.Kind
+	(Backend_AppProtocol)(0),        // 4: infergate.snapshot.v1.Backend.AppProtocol
+	(EndpointPicker_FailureMode)(0), // 5: infergate.snapshot.v1.EndpointPicker.FailureMode
+	(*Manifest)(nil),                // 6: infergate.snapshot.v1.Manifest
+	(*ResourceRef)(nil),             // 7: infergate.snapshot.v1.ResourceRef
+	(*Listener)(nil),                // 8: infergate.snapshot.v1.Listener
+	(*ClientValidation)(nil),        // 9: infergate.snapshot.v1.ClientValidation
+	(*Certificate)(nil),             // 10: infergate.snapshot.v1.Certificate
+	(*Route)(nil),                   // 11: infergate.snapshot.v1.Route
+	(*RouteMatch)(nil),              // 12: infergate.snapshot.v1.RouteMatch
+	(*PathMatch)(nil),               // 13: infergate.snapshot.v1.PathMatch
+	(*HeaderMatch)(nil),             // 14: infergate.snapshot.v1.HeaderMatch
+	(*QueryParamMatch)(nil),         // 15: infergate.snapshot.v1.QueryParamMatch
+	(*Filter)(nil),                  // 16: infergate.snapshot.v1.Filter
+	(*CORS)(nil),                    // 17: infergate.snapshot.v1.CORS
+	(*Header)(nil),                  // 18: infergate.snapshot.v1.Header
+	(*HeaderModifier)(nil),          // 19: infergate.snapshot.v1.HeaderModifier
+	(*PathModifier)(nil),            // 20: infergate.snapshot.v1.PathModifier
+	(*RequestRedirect)(nil),         // 21: infergate.snapshot.v1.RequestRedirect
+	(*URLRewrite)(nil),              // 22: infergate.snapshot.v1.URLRewrite
+	(*RequestMirror)(nil),           // 23: infergate.snapshot.v1.RequestMirror
+	(*BackendRef)(nil),              // 24: infergate.snapshot.v1.BackendRef
+	(*Timeouts)(nil),                // 25: infergate.snapshot.v1.Timeouts
+	(*Retry)(nil),                   // 26: infergate.snapshot.v1.Retry
+	(*Backend)(nil),                 // 27: infergate.snapshot.v1.Backend
+	(*BackendTLS)(nil),              // 28: infergate.snapshot.v1.BackendTLS
+	(*EndpointPicker)(nil),          // 29: infergate.snapshot.v1.EndpointPicker
+	(*SubjectAltName)(nil),          // 30: infergate.snapshot.v1.SubjectAltName
+	(*PickerProfile)(nil),           // 31: infergate.snapshot.v1.PickerProfile
+	(*KVEvents)(nil),                // 32: infergate.snapshot.v1.KVEvents
+	(*Tokenizer)(nil),               // 33: infergate.snapshot.v1.Tokenizer
+	(*WaitQueue)(nil),               // 34: infergate.snapshot.v1.WaitQueue
+	(*PluginRef)(nil),               // 35: infergate.snapshot.v1.PluginRef
+	(*Endpoints)(nil),               // 36: infergate.snapshot.v1.Endpoints
+	(*Endpoint)(nil),                // 37: infergate.snapshot.v1.Endpoint
+	(*ModelRule)(nil),               // 38: infergate.snapshot.v1.ModelRule
+	(*TargetModel)(nil),             // 39: infergate.snapshot.v1.TargetModel
+	nil,                             // 40: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(*durationpb.Duration)(nil),     // 41: google.protobuf.Duration
 }
 var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
-	6,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
+	7,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
 	1,  // 1: infergate.snapshot.v1.Listener.protocol:type_name -> infergate.snapshot.v1.Listener.Protocol
-	9,  // 2: infergate.snapshot.v1.Listener.certificates:type_name -> infergate.snapshot.v1.Certificate
-	8,  // 3: infergate.snapshot.v1.Listener.client_validation:type_name -> infergate.snapshot.v1.ClientValidation
-	11, // 4: infergate.snapshot.v1.Route.matches:type_name -> infergate.snapshot.v1.RouteMatch
-	15, // 5: infergate.snapshot.v1.Route.filters:type_name -> infergate.snapshot.v1.Filter
-	23, // 6: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
-	24, // 7: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
-	25, // 8: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
-	12, // 9: infergate.snapshot.v1.RouteMatch.path:type_name -> infergate.snapshot.v1.PathMatch
-	13, // 10: infergate.snapshot.v1.RouteMatch.headers:type_name -> infergate.snapshot.v1.HeaderMatch
-	14, // 11: infergate.snapshot.v1.RouteMatch.query_params:type_name -> infergate.snapshot.v1.QueryParamMatch
+	10, // 2: infergate.snapshot.v1.Listener.certificates:type_name -> infergate.snapshot.v1.Certificate
+	9,  // 3: infergate.snapshot.v1.Listener.client_validation:type_name -> infergate.snapshot.v1.ClientValidation
+	12, // 4: infergate.snapshot.v1.Route.matches:type_name -> infergate.snapshot.v1.RouteMatch
+	16, // 5: infergate.snapshot.v1.Route.filters:type_name -> infergate.snapshot.v1.Filter
+	24, // 6: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
+	25, // 7: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
+	26, // 8: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
+	13, // 9: infergate.snapshot.v1.RouteMatch.path:type_name -> infergate.snapshot.v1.PathMatch
+	14, // 10: infergate.snapshot.v1.RouteMatch.headers:type_name -> infergate.snapshot.v1.HeaderMatch
+	15, // 11: infergate.snapshot.v1.RouteMatch.query_params:type_name -> infergate.snapshot.v1.QueryParamMatch
 	0,  // 12: infergate.snapshot.v1.PathMatch.type:type_name -> infergate.snapshot.v1.MatchType
 	0,  // 13: infergate.snapshot.v1.HeaderMatch.type:type_name -> infergate.snapshot.v1.MatchType
 	0,  // 14: infergate.snapshot.v1.QueryParamMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	18, // 15: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	18, // 16: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	20, // 17: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
-	21, // 18: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
-	22, // 19: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
-	16, // 20: infergate.snapshot.v1.Filter.cors:type_name -> infergate.snapshot.v1.CORS
-	17, // 21: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
-	17, // 22: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
+	19, // 15: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	19, // 16: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	21, // 17: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
+	22, // 18: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
+	23, // 19: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
+	17, // 20: infergate.snapshot.v1.Filter.cors:type_name -> infergate.snapshot.v1.CORS
+	18, // 21: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
+	18, // 22: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
 	2,  // 23: infergate.snapshot.v1.PathModifier.type:type_name -> infergate.snapshot.v1.PathModifier.Type
-	19, // 24: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
-	19, // 25: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
-	23, // 26: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
-	15, // 27: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
+	20, // 24: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
+	20, // 25: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
+	24, // 26: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
+	16, // 27: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
 	3,  // 28: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
 	4,  // 29: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
-	29, // 30: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
-	27, // 31: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
-	28, // 32: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
-	9,  // 33: infergate.snapshot.v1.BackendTLS.client_certificate:type_name -> infergate.snapshot.v1.Certificate
-	33, // 34: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	33, // 35: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	32, // 36: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
-	30, // 37: infergate.snapshot.v1.PickerProfile.kv_events:type_name -> infergate.snapshot.v1.KVEvents
-	31, // 38: infergate.snapshot.v1.KVEvents.tokenizer:type_name -> infergate.snapshot.v1.Tokenizer
-	39, // 39: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
-	38, // 40: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	35, // 41: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	37, // 42: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	31, // 30: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
+	28, // 31: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
+	29, // 32: infergate.snapshot.v1.Backend.endpoint_picker:type_name -> infergate.snapshot.v1.EndpointPicker
+	30, // 33: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
+	10, // 34: infergate.snapshot.v1.BackendTLS.client_certificate:type_name -> infergate.snapshot.v1.Certificate
+	5,  // 35: infergate.snapshot.v1.EndpointPicker.failure_mode:type_name -> infergate.snapshot.v1.EndpointPicker.FailureMode
+	28, // 36: infergate.snapshot.v1.EndpointPicker.tls:type_name -> infergate.snapshot.v1.BackendTLS
+	41, // 37: infergate.snapshot.v1.EndpointPicker.timeout:type_name -> google.protobuf.Duration
+	35, // 38: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	35, // 39: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	34, // 40: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	32, // 41: infergate.snapshot.v1.PickerProfile.kv_events:type_name -> infergate.snapshot.v1.KVEvents
+	33, // 42: infergate.snapshot.v1.KVEvents.tokenizer:type_name -> infergate.snapshot.v1.Tokenizer
+	41, // 43: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	40, // 44: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	37, // 45: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	39, // 46: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
@@ -3066,8 +3254,8 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_snapshot_v1_snapshot_proto_rawDesc), len(file_infergate_snapshot_v1_snapshot_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   34,
+			NumEnums:      6,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
