@@ -350,6 +350,15 @@ func compileBackend(b *snapshotv1.Backend, eps map[string]*snapshotv1.Endpoints)
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 	}
+	if p := b.GetEndpointPicker(); p != nil {
+		if cb.Kind != InferencePool {
+			return nil, errors.New("endpointPicker: only an InferencePool has one")
+		}
+		var err error
+		if cb.Picker, err = compileEndpointPicker(p, eps); err != nil {
+			return nil, fmt.Errorf("endpointPicker: %w", err)
+		}
+	}
 	if b.GetEndpoints() == "" {
 		return cb, nil
 	}
@@ -359,12 +368,9 @@ func compileBackend(b *snapshotv1.Backend, eps map[string]*snapshotv1.Endpoints)
 	}
 	seen := map[string]bool{}
 	for i, e := range set.GetEndpoints() {
-		addr, err := netip.ParseAddr(e.GetAddress())
+		addr, err := endpointAddr(set, i)
 		if err != nil {
-			return nil, fmt.Errorf("endpoints %q: endpoints[%d]: address: %w", set.GetName(), i, err)
-		}
-		if e.GetPort() == 0 || e.GetPort() > 65535 {
-			return nil, fmt.Errorf("endpoints %q: endpoints[%d]: port: %d out of range 1-65535", set.GetName(), i, e.GetPort())
+			return nil, err
 		}
 		mp := e.GetMetricsPort()
 		if mp == 0 {
@@ -389,6 +395,20 @@ func compileBackend(b *snapshotv1.Backend, eps map[string]*snapshotv1.Endpoints)
 		cb.Endpoints = append(cb.Endpoints, ce)
 	}
 	return cb, nil
+}
+
+// endpointAddr checks set's endpoint i and returns its address,
+// unmapped.
+func endpointAddr(set *snapshotv1.Endpoints, i int) (netip.Addr, error) {
+	e := set.GetEndpoints()[i]
+	addr, err := netip.ParseAddr(e.GetAddress())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("endpoints %q: endpoints[%d]: address: %w", set.GetName(), i, err)
+	}
+	if e.GetPort() == 0 || e.GetPort() > 65535 {
+		return netip.Addr{}, fmt.Errorf("endpoints %q: endpoints[%d]: port: %d out of range 1-65535", set.GetName(), i, e.GetPort())
+	}
+	return addr.Unmap(), nil
 }
 
 func addModelRule(backends map[string]*Backend, r *snapshotv1.ModelRule) error {

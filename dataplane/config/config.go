@@ -179,6 +179,9 @@ type Backend struct {
 	Models map[string]*ModelRule `json:"models,omitempty"`
 	// Objectives maps an InferenceObjective name to its rule (pools only).
 	Objectives map[string]*ModelRule `json:"objectives,omitempty"`
+	// Picker is the pool's external endpoint picker; nil when the proxy
+	// picks itself.
+	Picker *EndpointPicker `json:"endpointPicker,omitempty"`
 	// Raw keeps the resource (picker profile) for the later picker stages.
 	Raw *snapshotv1.Backend `json:"-"`
 }

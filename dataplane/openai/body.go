@@ -143,6 +143,15 @@ func (b *Body) RewriteModel(f ModelField, name string) ModelField {
 	return ModelField{Name: name, Start: f.Start, End: f.Start + len(q)}
 }
 
+// Replace makes p the body (copied into the body's own buffer) and
+// rewinds: an endpoint picker may send back a changed body.
+func (b *Body) Replace(p []byte) {
+	b.mu.Lock()
+	b.buf = append(b.buf[:0], p...)
+	b.off = 0
+	b.mu.Unlock()
+}
+
 // Read implements io.Reader.
 func (b *Body) Read(p []byte) (int, error) {
 	b.mu.Lock()

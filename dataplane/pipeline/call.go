@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/extproc"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
 )
@@ -52,6 +53,14 @@ type call struct {
 	// whose mirrors have fired.
 	failed, mirrored []*config.BackendRef
 	rulesMirrored    bool
+
+	// ext is the external endpoint picker's decision for extFor, the
+	// backend attempts go to (nil without one); see Manager.external.
+	ext    *extproc.Exchange
+	extFor *backendState
+	// ownBody is set when body was made for a picker's replacement (the
+	// client's had none) and is closed with the call.
+	ownBody bool
 }
 
 type requestBase struct {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
+	"github.com/infergate/infergate/dataplane/extproc"
 )
 
 // exchange is the ResponseWriter the upstream proxy writes to. It stands
@@ -47,6 +48,13 @@ type exchange struct {
 	// is the upstream client's reason, when it gave one.
 	cut    bool
 	cutErr error
+	// ext is the external picker the attempt's endpoint came from, shown
+	// the response headers with served, the endpoint's address, before
+	// they are written; nil for attempts the proxy picked.
+	ext    *extproc.Exchange
+	served string
+	// discard drops the upstream's bytes: the picker answered instead.
+	discard bool
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -123,6 +131,9 @@ func (ex *exchange) WriteHeader(code int) {
 			h[k] = v
 		}
 	}
+	if ex.ext != nil && ex.pickerResponse(code, h) {
+		return
+	}
 	for _, f := range ex.respFilters {
 		if f != nil {
 			f.Apply(h)
@@ -146,7 +157,7 @@ func (ex *exchange) Write(p []byte) (int, error) {
 	if ex.wd != nil {
 		ex.wd.touch(false)
 	}
-	if ex.swallowed != 0 {
+	if ex.swallowed != 0 || ex.discard {
 		return len(p), nil
 	}
 	if ex.firstByte.IsZero() && len(p) > 0 {
@@ -161,14 +172,14 @@ func (ex *exchange) Write(p []byte) (int, error) {
 
 // finish completes a committed response: what the inspector held back.
 func (ex *exchange) finish() {
-	if ex.committed && ex.inspect && ex.insp.mode != inspectOff {
+	if ex.committed && !ex.discard && ex.inspect && ex.insp.mode != inspectOff {
 		_ = ex.insp.finish(ex.w)
 	}
 }
 
 // Flush implements http.Flusher so streamed events reach the client.
 func (ex *exchange) Flush() {
-	if ex.committed && ex.swallowed == 0 && ex.flusher != nil {
+	if ex.committed && ex.swallowed == 0 && !ex.discard && ex.flusher != nil {
 		ex.flusher.Flush()
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/extproc"
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
@@ -27,7 +28,8 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 	ex := newExchange(w)
 	defer ex.release()
 	ex.cors = c.cors
-	route, r, body, bs, preq := c.route, c.r, c.body, c.bs, c.preq
+	route, r, bs, preq := c.route, c.r, c.bs, c.preq
+	defer endExternal(c)
 	clientCtx := r.Context()
 	if !c.deadline.IsZero() {
 		ctx, cancel := context.WithDeadline(clientCtx, c.deadline)
@@ -36,18 +38,19 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		c.r = r
 	}
 	attempts, retry := c.attempts(), route.Retry
-	if body != nil {
+	if c.body != nil {
 		// Marks the body as the proxy's own, replayable copy (see
-		// upstream.Proxy); the transport may also use it to resend.
-		r.GetBody = func() (io.ReadCloser, error) { return body.NewReader(), nil }
+		// upstream.Proxy); the transport may also use it to resend. It
+		// reads c.body: an endpoint picker may replace its content.
+		r.GetBody = func() (io.ReadCloser, error) { return c.body.NewReader(), nil }
 	}
 
 	var series *metrics.Series
 	if bs.cfg.IsPool() || preq.Model != "" {
 		series = m.metrics.Series(preq.Model, preq.TargetModel)
 		n := 0
-		if body != nil {
-			n = body.Len()
+		if c.body != nil {
+			n = c.body.Len()
 		}
 		series.Start(n)
 		start, target := time.Now(), preq.TargetModel
@@ -73,8 +76,15 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 	var last *endpoints.Endpoint // the endpoint of the latest attempt
 	for {
 		ref, bs := c.ref, c.bs
+		pk := bs.picker
+		if bs.ext != nil {
+			var answered bool
+			if pk, answered = m.external(w, c, ex); answered {
+				return
+			}
+		}
 		t0 := time.Now()
-		ep, err := bs.picker.Pick(preq, cands)
+		ep, err := pk.Pick(preq, cands)
 		m.metrics.ObservePick(time.Since(t0))
 		if err != nil {
 			// Nothing was sent: another backendRef may take the attempt
@@ -104,8 +114,12 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 			ex.insp.target, ex.insp.client = preq.TargetModel, preq.Model
 		}
 		ex.beginAttempt(retry, left == 0)
-		if body != nil {
-			r.Body = body.NewReader()
+		ex.ext, ex.served = nil, ""
+		if c.ext != nil && c.extFor == bs {
+			ex.ext, ex.served = c.ext, ep.Address
+		}
+		if c.body != nil {
+			r.Body = c.body.NewReader()
 		}
 		last = ep
 		m.fireMirrors(c)
@@ -309,6 +323,10 @@ func untried(all, tried []*endpoints.Endpoint) []*endpoints.Endpoint {
 // writePickError answers a request no endpoint was picked for and returns
 // the status it sent; a 503 is logged (there is no endpoint to name).
 func (m *Pipeline) writePickError(w http.ResponseWriter, r *http.Request, err error, bs *backendState) int {
+	var pe *extproc.Error
+	if errors.As(err, &pe) {
+		return writePickerError(w, pe)
+	}
 	if isShed(err) {
 		openai.WriteError(w, http.StatusTooManyRequests, openai.TypeOverloaded, "overloaded",
 			"pool "+bs.cfg.Source+" is saturated; request shed")

@@ -27,6 +27,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/extproc"
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
 	"github.com/infergate/infergate/dataplane/picker"
@@ -83,6 +84,10 @@ type Options struct {
 	// (default DefaultBodyBudget; negative: unbounded); a body that does
 	// not fit gets 503.
 	BodyBudget int64
+	// PickerTimeout bounds each wait for an external endpoint picker's
+	// answer when the pool does not set its own (default
+	// extproc.DefaultTimeout).
+	PickerTimeout time.Duration
 }
 
 // Defaults of Options.
@@ -117,6 +122,8 @@ type Pipeline struct {
 	metrics   *metrics.Proxy
 	// budget bounds the request bodies buffered at once.
 	budget *openai.Budget
+	// ext keeps the connections to pools' external endpoint pickers.
+	ext *extproc.Client
 }
 
 // state is everything a request needs, immutable once published.
@@ -144,6 +151,10 @@ type backendState struct {
 	picker  picker.Picker
 	// queue is the pool's wait queue, nil when it has none.
 	queue *waitqueue.Queue
+	// ext is the pool's external endpoint picker, nil when the proxy
+	// picks (picker above is then the only one; with ext it is the
+	// FailOpen fallback).
+	ext *extproc.Picker
 }
 
 // New returns a Pipeline with no config: Handler answers nothing until the
@@ -173,6 +184,8 @@ func New(logger *slog.Logger, opts Options) *Pipeline {
 		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
 		metrics:   opts.Metrics,
 		budget:    openai.NewBudget(opts.BodyBudget),
+		ext: extproc.NewClient(logger, extproc.Options{Timeout: opts.PickerTimeout, MaxBodyBytes: int(opts.MaxBodyBytes),
+			Registerer: opts.Metrics.Registry()}),
 	}
 	epOpts := opts.Endpoints
 	if next := epOpts.OnScrape; next != nil {
@@ -390,6 +403,7 @@ func (m *Pipeline) build(cfg *config.Config, prep *Prepared) *state {
 	}
 	eps := m.reg.Sync(specs)
 	tlsKeys := map[string]bool{}
+	var exts []*extproc.Picker
 	for name, b := range cfg.Backends {
 		bs := &backendState{cfg: b, proxies: make(map[*endpoints.Endpoint]http.Handler, len(b.Endpoints)), picker: prep.pickers[name]}
 		for _, e := range b.Endpoints {
@@ -405,6 +419,10 @@ func (m *Pipeline) build(cfg *config.Config, prep *Prepared) *state {
 				bs.proxies[ep] = m.up.ProxyTLS(ep.Address, t.Config, t.Key, ep.ServedHeader())
 			}
 		}
+		if b.Picker != nil {
+			bs.ext = m.ext.Picker(b, bs.eps)
+			exts = append(exts, bs.ext)
+		}
 		if b.IsPool() {
 			if bs.queue = m.queues.For(name, b.Source, prep.profiles[name].GetQueue()); bs.queue != nil {
 				eps := bs.eps
@@ -417,6 +435,7 @@ func (m *Pipeline) build(cfg *config.Config, prep *Prepared) *state {
 		st.backends[name] = bs
 	}
 	m.up.RetainTLS(tlsKeys)
+	m.ext.Retain(exts)
 	return st
 }
 
@@ -434,4 +453,5 @@ func (m *Pipeline) Close() {
 	m.models.close()
 	m.reg.Close()
 	m.up.Close()
+	m.ext.Close()
 }

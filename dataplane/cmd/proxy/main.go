@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/infergate/infergate/dataplane/extproc"
 	"github.com/infergate/infergate/dataplane/fleetkeys"
 	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/kvindex"
@@ -52,6 +53,7 @@ type options struct {
 	shutdownDelay time.Duration
 	modelsTTL     time.Duration
 	modelsTimeout time.Duration
+	pickerTimeout time.Duration
 	logFormat     string
 	logLevel      string
 	upstreamHTTP1 string
@@ -87,6 +89,7 @@ func main() {
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep accepting new requests while /ready fails, so load balancers stop sending before the listeners close (e.g. 5s on Kubernetes)")
 	flag.DurationVar(&o.modelsTTL, "models-ttl", 30*time.Second, "how long a backend's /v1/models answer is reused for GET /v1/models before it is refreshed in the background")
 	flag.DurationVar(&o.modelsTimeout, "models-timeout", 2*time.Second, "how long asking a backend for its /v1/models may take; a backend that does not answer in time is left out of the listing")
+	flag.DurationVar(&o.pickerTimeout, "endpoint-picker-timeout", extproc.DefaultTimeout, "longest wait for each answer of a pool's external endpoint picker (endpointPickerRef) when the pool's infergate.dev/endpoint-picker-timeout annotation does not set one; then the pool's failureMode applies")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	flag.StringVar(&o.upstreamHTTP1, "upstream-http1", string(upstream.HTTP1Lean), "client for plain HTTP/1.1 upstreams: lean (exchange on the request's goroutine, own connection pool) or stdlib (httputil.ReverseProxy over http.Transport)")
@@ -134,6 +137,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 			FirstByteTimeout:  o.firstByte,
 			StreamIdleTimeout: o.streamIdle,
 			NotSentRetries:    o.notSent,
+			PickerTimeout:     o.pickerTimeout,
 		},
 	})
 	handler := configHandler(mgr, logger)
