@@ -47,36 +47,43 @@ test-e2e: build k8s-bins
 	cd e2e && $(TEST_ENV) KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) go test $(GO_TEST_FLAGS) -run . ./...
 
 # gateway-api's own conformance suite (GATEWAY-HTTP profile, features read
-# from the GatewayClass status) against the control plane and proxies on an
-# envtest kube-apiserver, the harness playing kubelet and load balancer
-# (~60 s). Prints a line per test and a summary; the full log goes to
-# .cache/conformance/. `make conformance` also writes the suite's report to
-# e2e/conformance/report.yaml; `make test` runs it without the report.
-# Pass suite flags with CONFORMANCE_ARGS, e.g. "-run-test=HTTPRouteWeight";
-# CONFORMANCE_CHANNEL=experimental installs the experimental-channel CRDs.
+# from the GatewayClass status) and the Inference Extension's (profile
+# Gateway, its picker lwepp built from the module proxy) against the
+# control plane and proxies on envtest kube-apiservers, the harness playing
+# kubelet, EndpointSlice controller and load balancer. Prints a line per
+# test and a summary per suite; the full log goes to .cache/conformance/.
+# `make conformance` also writes the reports to e2e/conformance/report.yaml
+# and inference-report.yaml; `make test` runs both suites without them.
+# CONFORMANCE_TESTS picks the suites (a go test -run pattern); pass suite
+# flags with CONFORMANCE_ARGS, e.g. "-run-test=HTTPRouteWeight" (with one
+# suite selected); CONFORMANCE_CHANNEL=experimental installs the
+# experimental-channel Gateway API CRDs.
+CONFORMANCE_TESTS ?= TestGatewayAPIConformance|TestInferenceExtensionConformance
 CONFORMANCE_ARGS ?=
 CONFORMANCE_CHANNEL ?= standard
 define run_conformance
 	@rm -rf $(CURDIR)/.cache/conformance/pods && mkdir -p $(CURDIR)/.cache/conformance/pods
-	@echo "== gateway-api conformance (full log: .cache/conformance/go-test.log)"
+	@echo "== conformance: gateway-api, inference extension (full log: .cache/conformance/go-test.log)"
 	cd e2e/conformance && $(TEST_ENV) INFERGATE_CONFORMANCE=1 \
-	  CONFORMANCE_REPORT=$(1) CONFORMANCE_CHANNEL=$(CONFORMANCE_CHANNEL) CONFORMANCE_LOG_DIR=$(CURDIR)/.cache/conformance/pods \
-	  KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) \
-	  go test -count=1 -parallel 16 -timeout 20m -run TestGatewayAPIConformance $(if $(CONFORMANCE_ARGS),-args $(CONFORMANCE_ARGS)) 2>&1 \
-	  | tee $(CURDIR)/.cache/conformance/go-test.log | grep --line-buffered -E '^([0-9:]{8} conformance:|\| |(ok|FAIL)\s)'
+	  CONFORMANCE_REPORT=$(1) CONFORMANCE_INFERENCE_REPORT=$(2) CONFORMANCE_CHANNEL=$(CONFORMANCE_CHANNEL) \
+	  CONFORMANCE_LOG_DIR=$(CURDIR)/.cache/conformance/pods KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) \
+	  go test -count=1 -parallel 16 -timeout 30m -run '$(CONFORMANCE_TESTS)' $(if $(CONFORMANCE_ARGS),-args $(CONFORMANCE_ARGS)) 2>&1 \
+	  | tee $(CURDIR)/.cache/conformance/go-test.log | grep --line-buffered -E '^([0-9:]{8} conformance:|k8sbin:|\| |(ok|FAIL)\s)'
 endef
 
 conformance: build k8s-bins
-	$(call run_conformance,$(CURDIR)/e2e/conformance/report.yaml)
+	$(call run_conformance,$(CURDIR)/e2e/conformance/report.yaml,$(CURDIR)/e2e/conformance/inference-report.yaml)
 
 test-conformance: build k8s-bins
-	$(call run_conformance,)
+	$(call run_conformance,,)
 
-# etcd + kube-apiserver built from the Go module proxy, cached by version.
+# etcd + kube-apiserver, and the Inference Extension's conformance picker
+# lwepp, built from the Go module proxy, cached by version.
 k8s-bins:
 	@mkdir -p $(CURDIR)/.cache
 	@cd e2e && go run ./cluster/cmd/k8sbin > $(CURDIR)/.cache/kubebuilder-assets
 	@echo "kube-apiserver + etcd: $$(cat $(CURDIR)/.cache/kubebuilder-assets)"
+	@cd e2e && echo "lwepp: $$(go run ./cluster/cmd/k8sbin -tool lwepp)"
 
 # Micro-benchmarks: translation (1k routes), xDS fan-out to 10/100 proxies,
 # the proxy's request path and router, picking, and the simulator's own cost.

@@ -5,29 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/gateway-api/apis/v1alpha2"
 	"sigs.k8s.io/gateway-api/apis/v1alpha3"
@@ -41,7 +36,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/infergate/infergate/e2e/cluster"
-	"github.com/infergate/infergate/e2e/harness"
 )
 
 // envRun turns the suite on: it takes minutes, so `go test ./...` in e2e
@@ -75,25 +69,6 @@ func TestGatewayAPIConformance(t *testing.T) {
 	if os.Getenv(envRun) == "" {
 		t.Skipf("set %s=1 (make conformance) to run gateway-api's conformance suite", envRun)
 	}
-	// Processes stop in cleanups, not defers: the suite's parallel tests
-	// run after this function returns.
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctrllog.SetLogger(logr.FromSlogHandler(logger.Handler()))
-	started := time.Now()
-
-	bins, cleanupBins, err := harness.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cleanupBins)
-	logDir := os.Getenv("CONFORMANCE_LOG_DIR")
-	if logDir == "" {
-		logDir = t.TempDir()
-	}
-	progress("logs of the control plane and every pod: %s", logDir)
-
 	// CONFORMANCE_CHANNEL=experimental installs gateway-api's experimental
 	// CRDs (e.g. HTTPRoute retry); the default is the standard channel the
 	// chart installs.
@@ -105,50 +80,10 @@ func TestGatewayAPIConformance(t *testing.T) {
 	default:
 		t.Fatalf("CONFORMANCE_CHANNEL=%q: want standard or experimental", ch)
 	}
-	c := cluster.StartT(t, cluster.Options{CRDs: []cluster.CRDSet{cluster.GatewayAPI, cluster.InferencePoolV1}, GatewayExperimental: experimental})
-	progress("kube-apiserver up (%s)", c.StartupTime.Round(time.Millisecond))
-	if err := c.CreateNamespace(ctx, systemNS); err != nil {
-		t.Fatal(err)
-	}
-
-	xds := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
-	cpLog, err := os.Create(filepath.Join(logDir, "controlplane.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cpLog.Close() })
-	startLogged(t, cpLog, bins.Path("controlplane"),
-		"--kubeconfig", c.Kubeconfig, "--xds-address", xds,
-		"--admin-address", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1")),
-		"--leader-election-namespace", systemNS, "--debounce", "20ms",
-		"--provision-proxies", "--proxy-image", "infergate.test/proxy:conformance", "--proxy-xds-address", xds)
-
-	if err := applyClass(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	// The suite reads supported features from the class status once, at
-	// the start: wait for the control plane to have written them.
-	harness.Eventually(t, time.Minute, func() error {
-		gc, err := c.Dynamic.Resource(gatewayClassGVR).Get(ctx, className, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if fs, _, _ := unstructured.NestedSlice(gc.Object, "status", "supportedFeatures"); len(fs) == 0 {
-			return fmt.Errorf("GatewayClass %s has no status.supportedFeatures yet", className)
-		}
-		return nil
-	})
-
-	ips := freeIPPool(t)
-	n := newNode(c.Clientset, nodeOptions{ProxyBinary: bins.Path("proxy"), Dir: logDir, IPs: ips,
-		StaticIPs: []string{ips.staticAddress(1)}, Logger: logger})
-	var nodeDone sync.WaitGroup
-	nodeCtx, stopNode := context.WithCancel(ctx)
-	nodeDone.Go(func() { n.run(nodeCtx) })
-	t.Cleanup(func() { stopNode(); nodeDone.Wait() })
-
-	opts := suiteOptions(t, c.Config, n)
-	results := &resultLog{}
+	e := startEnv(t, envOptions{GatewayExperimental: experimental, LogSubdir: "gateway-api"})
+	started := e.started
+	opts := suiteOptions(t, e.cluster.Config, e.node)
+	results := &resultLog{title: "Gateway API conformance"}
 	opts.Hook = results.record
 	cs, err := suite.NewConformanceTestSuite(opts)
 	if err != nil {
@@ -279,10 +214,14 @@ func applyClass(ctx context.Context, c *cluster.Cluster) error {
 
 // resultLog prints a line per test as it finishes and the summary.
 type resultLog struct {
+	title  string
 	mu     sync.Mutex
 	passed []string
 	failed []string
-	start  map[string]time.Time
+	// skippedRun are the tests that skipped, skipped the harness's reasons
+	// for those it skips.
+	skippedRun []string
+	skipped    map[string]string
 }
 
 func (r *resultLog) record(t *testing.T, test suite.ConformanceTest, _ *suite.ConformanceTestSuite) {
@@ -292,6 +231,7 @@ func (r *resultLog) record(t *testing.T, test suite.ConformanceTest, _ *suite.Co
 	switch {
 	case t.Skipped():
 		verdict = "SKIP"
+		r.skippedRun = append(r.skippedRun, test.ShortName)
 	case t.Failed():
 		verdict = "FAIL"
 		r.failed = append(r.failed, test.ShortName)
@@ -304,7 +244,7 @@ func (r *resultLog) record(t *testing.T, test suite.ConformanceTest, _ *suite.Co
 }
 
 func (r *resultLog) summary(report *confv1.ConformanceReport, took time.Duration) {
-	say := func(format string, args ...any) { fmt.Printf("| "+format+"\n", args...) }
+	say := printSummary
 	say("Gateway API conformance: gateway-api %s, %s channel, mode %s", report.GatewayAPIVersion, report.GatewayAPIChannel, report.Mode)
 	for _, p := range report.ProfileReports {
 		say("profile %s: %s", p.Name, p.Summary)
@@ -329,6 +269,10 @@ func (r *resultLog) summary(report *confv1.ConformanceReport, took time.Duration
 	defer r.mu.Unlock()
 	say("tests run: %d passed, %d failed; took %s", len(r.passed), len(r.failed), took.Round(time.Second))
 }
+
+// printSummary prints a summary line (make's filter keeps lines starting
+// with "| ").
+func printSummary(format string, args ...any) { fmt.Printf("| "+format+"\n", args...) }
 
 func progress(format string, args ...any) {
 	fmt.Printf("%s conformance: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))

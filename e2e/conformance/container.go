@@ -21,8 +21,10 @@ import (
 	"github.com/infergate/infergate/e2e/harness"
 )
 
-// container is a pod's running workload: an in-process echo server, a
-// bin/proxy process, or nothing (an image the HTTP profile does not use).
+// container is a pod's running workload — all its containers, sharing
+// the pod's IP as a pod's containers share its network namespace: in-
+// process echo servers, bin/proxy or endpoint picker processes, or
+// nothing (images the suites do not need).
 type container struct {
 	pod     *corev1.Pod
 	ip      string
@@ -32,34 +34,67 @@ type container struct {
 	started time.Time
 	failed  error
 
-	echo *echoServer
-	proc *harness.Process
-	// probePort is the readiness probe's port, 0 for none; probePath is
-	// its HTTP GET path, "" for a TCP probe.
-	probePort int
-	probePath string
+	echos    []*echoServer
+	procs    []*harness.Process
+	forwards []*frontend
+	// probes are the containers' readiness probes: the pod is Ready when
+	// all pass.
+	probes []readinessProbe
+}
+
+// readinessProbe is one container's probe as the kubelet runs it: a TCP
+// connect, an HTTP GET of path, or a gRPC health check of grpcService.
+type readinessProbe struct {
+	port        int
+	path        string
+	grpc        bool
+	grpcService string
 }
 
 // What a container of the suite's base manifests runs. Only echo-basic's
 // HTTP mode matters to the HTTP profile; its gRPC/TCP/UDP modes and
 // coredns back GRPCRoute, TCPRoute and UDPRoute tests, which do not run.
 func isEchoBasic(ct corev1.Container, env map[string]string) bool {
-	if !strings.Contains(ct.Image, "/gateway-api/echo-basic") {
+	// gcr.io/k8s-staging-gateway-api/echo-basic, registry.k8s.io/gateway-api/echo-basic, …
+	name, _, _ := strings.Cut(ct.Image[strings.LastIndex(ct.Image, "/")+1:], ":")
+	if name != "echo-basic" || !strings.Contains(ct.Image, "gateway-api/") {
 		return false
 	}
 	return env["GRPC_ECHO_SERVER"] == "" && env["TCP_ECHO_SERVER"] == "" && env["UDP_ECHO_SERVER"] == ""
 }
 
+// startContainer starts every container of the pod; on a failure it
+// stops those already started, so the next reconcile starts afresh.
 func (n *node) startContainer(ctx context.Context, c *container) error {
-	spec := c.pod.Spec
-	if len(spec.Containers) != 1 {
-		return fmt.Errorf("%d containers; the harness runs pods of one", len(spec.Containers))
-	}
-	ct := spec.Containers[0]
 	mounts, err := n.materializeVolumes(ctx, c)
 	if err != nil {
 		return err
 	}
+	c.probes = nil
+	for _, ct := range c.pod.Spec.Containers {
+		if err := n.startOne(c, ct, mounts); err != nil {
+			c.stopParts()
+			return fmt.Errorf("container %s: %w", ct.Name, err)
+		}
+		if p := ct.ReadinessProbe; p != nil {
+			switch {
+			case p.TCPSocket != nil:
+				c.probes = append(c.probes, readinessProbe{port: containerPort(ct, p.TCPSocket.Port)})
+			case p.HTTPGet != nil:
+				c.probes = append(c.probes, readinessProbe{port: containerPort(ct, p.HTTPGet.Port), path: p.HTTPGet.Path})
+			case p.GRPC != nil:
+				rp := readinessProbe{port: int(p.GRPC.Port), grpc: true}
+				if p.GRPC.Service != nil {
+					rp.grpcService = *p.GRPC.Service
+				}
+				c.probes = append(c.probes, rp)
+			}
+		}
+	}
+	return nil
+}
+
+func (n *node) startOne(c *container, ct corev1.Container, mounts map[string]string) error {
 	env := map[string]string{}
 	for _, e := range ct.Env {
 		switch {
@@ -76,28 +111,33 @@ func (n *node) startContainer(ctx context.Context, c *container) error {
 			env[e.Name] = e.Value
 		}
 	}
-	if p := ct.ReadinessProbe; p != nil {
-		switch {
-		case p.TCPSocket != nil:
-			c.probePort = containerPort(ct, p.TCPSocket.Port)
-		case p.HTTPGet != nil:
-			c.probePort, c.probePath = containerPort(ct, p.HTTPGet.Port), p.HTTPGet.Path
-		}
-	}
 	switch {
 	case c.pod.Labels["app.kubernetes.io/name"] == proxyAppName:
+		if len(c.pod.Spec.Containers) != 1 {
+			return fmt.Errorf("proxy pods have one container, this one %d", len(c.pod.Spec.Containers))
+		}
 		return n.startProxy(c, ct, env, mounts)
 	case isEchoBasic(ct, env):
 		serverTLS, err := echoTLSConfig(env, mounts)
 		if err != nil {
 			return err
 		}
-		c.echo, err = startEcho(c.ip, echoIdentity{
+		ports, err := echoPortsOf(env)
+		if err != nil {
+			return err
+		}
+		e, err := startEcho(c.ip, ports, echoIdentity{
 			Namespace: env["NAMESPACE"], Ingress: env["INGRESS_NAME"], Service: env["SERVICE_NAME"], Pod: env["POD_NAME"],
 		}, serverTLS, c.log)
-		return err
+		if err != nil {
+			return err
+		}
+		c.echos = append(c.echos, e)
+		return nil
+	case isEndpointPicker(ct):
+		return n.startPicker(c, ct)
 	default:
-		c.log.printf("image %s is not run by the conformance harness (not used by the HTTP profile)", ct.Image)
+		c.log.printf("image %s is not run by the conformance harness (no test of the suites needs it)", ct.Image)
 		return nil
 	}
 }
@@ -157,7 +197,7 @@ func (n *node) startProxy(c *container, ct corev1.Container, envVars, mounts map
 	if err != nil {
 		return err
 	}
-	c.proc = p
+	c.procs = append(c.procs, p)
 	go func() {
 		c.log.printf("[harness] proxy exited: %v", p.Wait())
 	}()
@@ -178,17 +218,32 @@ func containerPort(ct corev1.Container, port intstr.IntOrString) int {
 	return 0
 }
 
-// probe runs the readiness probe as the kubelet does: a TCP connect to
-// the pod's port, or an HTTP GET answered with 2xx or 3xx.
+// probe runs the readiness probes as the kubelet does: a TCP connect to
+// the pod's port, an HTTP GET answered with 2xx or 3xx, a gRPC health
+// check answered SERVING; every process must be running.
 func (c *container) probe() bool {
-	if c.proc != nil && c.proc.Exited() {
-		return false
+	for _, p := range c.procs {
+		if p.Exited() {
+			return false
+		}
 	}
-	if c.probePort == 0 {
-		return c.probePath == ""
+	for _, p := range c.probes {
+		if !p.run(c.ip) {
+			return false
+		}
 	}
-	addr := net.JoinHostPort(c.ip, strconv.Itoa(c.probePort))
-	if c.probePath == "" {
+	return true
+}
+
+func (p readinessProbe) run(ip string) bool {
+	if p.port == 0 {
+		return false // a named port the container does not have
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(p.port))
+	switch {
+	case p.grpc:
+		return grpcServing(addr, p.grpcService)
+	case p.path == "":
 		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err != nil {
 			return false
@@ -197,7 +252,7 @@ func (c *container) probe() bool {
 		return true
 	}
 	client := http.Client{Timeout: time.Second}
-	resp, err := client.Get("http://" + addr + c.probePath)
+	resp, err := client.Get("http://" + addr + p.path)
 	if err != nil {
 		return false
 	}
@@ -205,17 +260,25 @@ func (c *container) probe() bool {
 	return resp.StatusCode >= 200 && resp.StatusCode < 400
 }
 
-// stop ends the container (its process or echo server) and removes its
-// volumes.
+// stop ends the pod's containers and removes its volumes.
 func (c *container) stop() {
-	if c.echo != nil {
-		c.echo.Close()
-	}
-	if c.proc != nil {
-		c.proc.Stop(5 * time.Second)
-	}
+	c.stopParts()
 	_ = c.logFile.Close()
 	_ = os.RemoveAll(c.dir)
+}
+
+// stopParts stops the echo servers, processes and port forwards.
+func (c *container) stopParts() {
+	for _, e := range c.echos {
+		e.Close()
+	}
+	for _, f := range c.forwards {
+		f.close()
+	}
+	for _, p := range c.procs {
+		p.Stop(5 * time.Second)
+	}
+	c.echos, c.forwards, c.procs = nil, nil, nil
 }
 
 // materializeVolumes writes the pod's Secret, ConfigMap and projected

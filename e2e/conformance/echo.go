@@ -19,13 +19,32 @@ import (
 	"golang.org/x/net/websocket"
 )
 
-// Ports gateway-api's echo-basic image listens on (its HTTP_PORT, H2C_PORT
-// and HTTPS_PORT defaults); the suite's Services target them.
+// Ports gateway-api's echo-basic image listens on by default; its
+// HTTP_PORT, H2C_PORT and HTTPS_PORT variables change them (the Inference
+// Extension suite runs several echo containers in one pod that way).
 const (
 	echoHTTPPort  = 3000
 	echoH2CPort   = 3001
 	echoHTTPSPort = 8443
 )
+
+// echoPorts are one echo container's ports.
+type echoPorts struct{ http, h2c, https int }
+
+// echoPortsOf reads an echo container's ports from its environment.
+func echoPortsOf(env map[string]string) (echoPorts, error) {
+	p := echoPorts{echoHTTPPort, echoH2CPort, echoHTTPSPort}
+	for name, dst := range map[string]*int{"HTTP_PORT": &p.http, "H2C_PORT": &p.h2c, "HTTPS_PORT": &p.https} {
+		if v := env[name]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 || n > 65535 {
+				return p, fmt.Errorf("echo: %s=%q is not a port", name, v)
+			}
+			*dst = n
+		}
+	}
+	return p, nil
+}
 
 // echoIdentity is what echo-basic reads from its environment and reports
 // in every answer.
@@ -66,18 +85,19 @@ var statusPath = regexp.MustCompile(`^/status/(\d\d\d)$`)
 // "Echoing back request made to <path>", so every echoed request is
 // written to log.
 type echoServer struct {
-	id  echoIdentity
-	log *podLog
+	id       echoIdentity
+	log      *podLog
+	httpPort string
 
 	mu       sync.Mutex
 	attempts map[string]int // /retry/ simulation, by uuid
 	servers  []*http.Server
 }
 
-// startEcho starts the servers on ip. serverTLS, when not nil, enables
-// HTTPS.
-func startEcho(ip string, id echoIdentity, serverTLS *tls.Config, log *podLog) (*echoServer, error) {
-	e := &echoServer{id: id, log: log, attempts: map[string]int{}}
+// startEcho starts the servers on ip at ports. serverTLS, when not nil,
+// enables HTTPS.
+func startEcho(ip string, ports echoPorts, id echoIdentity, serverTLS *tls.Config, log *podLog) (*echoServer, error) {
+	e := &echoServer{id: id, log: log, attempts: map[string]int{}, httpPort: strconv.Itoa(ports.http)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) })
 	mux.HandleFunc("/status/", e.status)
@@ -108,11 +128,11 @@ func startEcho(ip string, id echoIdentity, serverTLS *tls.Config, log *podLog) (
 		withTLS bool
 	}
 	ls := []listener{
-		{echoHTTPPort, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, false},
-		{echoH2CPort, &http.Server{Handler: h2c, Protocols: h2cProtocols, ReadHeaderTimeout: time.Second}, false},
+		{ports.http, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, false},
+		{ports.h2c, &http.Server{Handler: h2c, Protocols: h2cProtocols, ReadHeaderTimeout: time.Second}, false},
 	}
 	if serverTLS != nil {
-		ls = append(ls, listener{echoHTTPSPort, &http.Server{
+		ls = append(ls, listener{ports.https, &http.Server{
 			Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: serverTLS,
 		}, true})
 	}
@@ -201,7 +221,7 @@ func (e *echoServer) echo(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := json.MarshalIndent(echoRequest{
 		Path: r.RequestURI, Host: r.Host, Method: r.Method, Proto: r.Proto,
-		Headers: r.Header, HTTPPort: strconv.Itoa(echoHTTPPort),
+		Headers: r.Header, HTTPPort: e.httpPort,
 		echoIdentity: e.id, TLS: tlsState(r.TLS),
 	}, "", " ")
 	if err != nil {

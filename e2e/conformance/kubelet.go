@@ -18,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -45,12 +46,17 @@ type nodeOptions struct {
 	// (spec.loadBalancerIP); see staticLB.
 	StaticIPs []string
 	Logger    *slog.Logger
+	// PickerBinary is lwepp, run for the Inference Extension suite's
+	// picker containers with Kubeconfig; unset, they are not run.
+	PickerBinary string
+	Kubeconfig   string
 }
 
 // node plays what a cluster adds to a bare API server for the suite: the
 // Deployment controller and kubelet (pods, their containers, readiness,
-// logs) and a cloud load balancer for LoadBalancer Services (see
-// reconcileServices for why there is no EndpointSlice controller). It is level-triggered: any change to a watched object, and a
+// logs), the EndpointSlice controller (names, not IPs: see
+// reconcileSlices) and a cloud load balancer for LoadBalancer Services. It
+// is level-triggered: any change to a watched object, and a
 // short tick for readiness probes, re-runs reconcile over everything.
 type node struct {
 	cs   kubernetes.Interface
@@ -60,6 +66,7 @@ type node struct {
 	deployments cacheLister[*appsv1.Deployment]
 	pods        cacheLister[*corev1.Pod]
 	services    cacheLister[*corev1.Service]
+	slices      cacheLister[*discoveryv1.EndpointSlice]
 	kick        chan struct{}
 	lb          *staticLB
 
@@ -95,12 +102,14 @@ func (n *node) run(ctx context.Context) {
 	}
 	for _, inf := range []cache.SharedIndexInformer{
 		f.Apps().V1().Deployments().Informer(), f.Core().V1().Pods().Informer(), f.Core().V1().Services().Informer(),
+		f.Discovery().V1().EndpointSlices().Informer(),
 	} {
 		_, _ = inf.AddEventHandler(h)
 	}
 	n.deployments = cacheLister[*appsv1.Deployment]{f.Apps().V1().Deployments().Informer().GetStore()}
 	n.pods = cacheLister[*corev1.Pod]{f.Core().V1().Pods().Informer().GetStore()}
 	n.services = cacheLister[*corev1.Service]{f.Core().V1().Services().Informer().GetStore()}
+	n.slices = cacheLister[*discoveryv1.EndpointSlice]{f.Discovery().V1().EndpointSlices().Informer().GetStore()}
 	f.Start(ctx.Done())
 	f.WaitForCacheSync(ctx.Done())
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -115,6 +124,7 @@ func (n *node) run(ctx context.Context) {
 		}
 		n.reconcilePods(ctx)
 		n.reconcileServices(ctx)
+		n.reconcileSlices(ctx)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -19,11 +20,6 @@ import (
 // load balancer's pool — the address then listens on the Service's ports
 // and passes connections to the Ready pods (staticLB) — and stays pending
 // (no ingress) when it is not, as on a cloud.
-//
-// There is no EndpointSlice controller: the API server refuses loopback
-// addresses in EndpointSlices ("may not be in the loopback range"), and
-// the control plane resolves a Service without slices from the Ready pods
-// its selector matches — the same pods a slice would list.
 func (n *node) reconcileServices(ctx context.Context) {
 	pods := n.pods.list()
 	type pending struct {
@@ -100,4 +96,89 @@ func targetPort(sp corev1.ServicePort, p *corev1.Pod) int32 {
 		}
 	}
 	return sp.Port
+}
+
+// Labels of the EndpointSlices the node writes.
+const (
+	sliceServiceLabel   = "kubernetes.io/service-name"
+	sliceManagedByLabel = "endpointslice.kubernetes.io/managed-by"
+	sliceManagedBy      = "conformance.infergate.dev"
+)
+
+// reconcileSlices plays the EndpointSlice controller for tests that watch
+// a Service's endpoints come and go (the Inference Extension suite's
+// fail-open test waits for its picker Service's slices to empty and fill
+// again). The API server refuses loopback IP addresses in slices, so the
+// slices hold the pods by name (address type FQDN); the control plane,
+// which cannot dial names, resolves such a Service from its selector,
+// which picks the same pods.
+func (n *node) reconcileSlices(ctx context.Context) {
+	pods := n.pods.list()
+	want := map[string]*discoveryv1.EndpointSlice{}
+	for _, svc := range n.services.list() {
+		if len(svc.Spec.Selector) == 0 || svc.Spec.Type == corev1.ServiceTypeExternalName || svc.DeletionTimestamp != nil {
+			continue
+		}
+		s := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name + "-harness",
+				Labels: map[string]string{sliceServiceLabel: svc.Name, sliceManagedByLabel: sliceManagedBy}},
+			AddressType: discoveryv1.AddressTypeFQDN,
+		}
+		var matched []*corev1.Pod
+		for _, p := range pods {
+			if p.Namespace == svc.Namespace && p.DeletionTimestamp == nil && p.Status.PodIP != "" && selectorMatches(svc.Spec.Selector, p) {
+				matched = append(matched, p)
+			}
+		}
+		slices.SortFunc(matched, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+		for _, sp := range svc.Spec.Ports {
+			port := sp.Port
+			if len(matched) > 0 {
+				port = targetPort(sp, matched[0])
+			}
+			s.Ports = append(s.Ports, discoveryv1.EndpointPort{Name: new(sp.Name), Protocol: new(sp.Protocol), Port: new(port)})
+		}
+		for _, p := range matched {
+			s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{p.Name + "." + p.Namespace + ".pod.cluster.local"},
+				Conditions: discoveryv1.EndpointConditions{Ready: new(podReady(p))},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID},
+			})
+		}
+		want[s.Namespace+"/"+s.Name] = s
+	}
+	have := map[string]*discoveryv1.EndpointSlice{}
+	for _, s := range n.slices.list() {
+		if s.Labels[sliceManagedByLabel] == sliceManagedBy {
+			have[s.Namespace+"/"+s.Name] = s
+		}
+	}
+	for key, s := range have {
+		if _, ok := want[key]; !ok {
+			if err := n.cs.DiscoveryV1().EndpointSlices(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				n.log.Warn("endpoint slice", "slice", key, "err", err)
+			}
+		}
+	}
+	for key, s := range want {
+		cur := have[key]
+		var err error
+		switch {
+		case cur == nil:
+			_, err = n.cs.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, s, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				err = nil // the informer has not seen it yet
+			}
+		case !reflect.DeepEqual(cur.Endpoints, s.Endpoints) || !reflect.DeepEqual(cur.Ports, s.Ports):
+			upd := cur.DeepCopy()
+			upd.Endpoints, upd.Ports = s.Endpoints, s.Ports
+			_, err = n.cs.DiscoveryV1().EndpointSlices(s.Namespace).Update(ctx, upd, metav1.UpdateOptions{})
+			if apierrors.IsConflict(err) {
+				err = nil
+			}
+		}
+		if err != nil {
+			n.log.Warn("endpoint slice", "slice", key, "err", err)
+		}
+	}
 }

@@ -1,0 +1,110 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/infergate/infergate/e2e/cluster"
+	"github.com/infergate/infergate/e2e/harness"
+)
+
+// env is one suite's cluster: an envtest API server with the CRDs, the
+// real control plane provisioning proxies for the infergate class, and
+// the node playing kubelet, EndpointSlice controller and load balancer.
+type env struct {
+	cluster *cluster.Cluster
+	node    *node
+	logDir  string
+	started time.Time
+}
+
+type envOptions struct {
+	// GatewayExperimental installs gateway-api's experimental CRDs.
+	GatewayExperimental bool
+	// PickerBinary runs the Inference Extension suite's picker pods.
+	PickerBinary string
+	// LogSubdir keeps this suite's logs apart when several run.
+	LogSubdir string
+}
+
+// startEnv brings the cluster up; processes stop in cleanups, not defers:
+// the suites' parallel tests run after the test function returns.
+func startEnv(t *testing.T, opts envOptions) *env {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctrllog.SetLogger(logr.FromSlogHandler(logger.Handler()))
+	e := &env{started: time.Now()}
+
+	bins, cleanupBins, err := harness.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanupBins)
+	e.logDir = os.Getenv("CONFORMANCE_LOG_DIR")
+	if e.logDir == "" {
+		e.logDir = t.TempDir()
+	}
+	if opts.LogSubdir != "" {
+		e.logDir = filepath.Join(e.logDir, opts.LogSubdir)
+		if err := os.MkdirAll(e.logDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	progress("logs of the control plane and every pod: %s", e.logDir)
+
+	c := cluster.StartT(t, cluster.Options{CRDs: []cluster.CRDSet{cluster.GatewayAPI, cluster.InferencePoolV1}, GatewayExperimental: opts.GatewayExperimental})
+	e.cluster = c
+	progress("kube-apiserver up (%s)", c.StartupTime.Round(time.Millisecond))
+	if err := c.CreateNamespace(ctx, systemNS); err != nil {
+		t.Fatal(err)
+	}
+
+	xds := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
+	cpLog, err := os.Create(filepath.Join(e.logDir, "controlplane.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cpLog.Close() })
+	startLogged(t, cpLog, bins.Path("controlplane"),
+		"--kubeconfig", c.Kubeconfig, "--xds-address", xds,
+		"--admin-address", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1")),
+		"--leader-election-namespace", systemNS, "--debounce", "20ms",
+		"--provision-proxies", "--proxy-image", "infergate.test/proxy:conformance", "--proxy-xds-address", xds)
+
+	if err := applyClass(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// The suites read supported features from the class status once, at
+	// the start: wait for the control plane to have written them.
+	harness.Eventually(t, time.Minute, func() error {
+		gc, err := c.Dynamic.Resource(gatewayClassGVR).Get(ctx, className, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if fs, _, _ := unstructured.NestedSlice(gc.Object, "status", "supportedFeatures"); len(fs) == 0 {
+			return fmt.Errorf("GatewayClass %s has no status.supportedFeatures yet", className)
+		}
+		return nil
+	})
+
+	ips := freeIPPool(t)
+	e.node = newNode(c.Clientset, nodeOptions{ProxyBinary: bins.Path("proxy"), Dir: e.logDir, IPs: ips,
+		StaticIPs: []string{ips.staticAddress(1)}, Logger: logger, PickerBinary: opts.PickerBinary, Kubeconfig: c.Kubeconfig})
+	var nodeDone sync.WaitGroup
+	nodeCtx, stopNode := context.WithCancel(ctx)
+	nodeDone.Go(func() { e.node.run(nodeCtx) })
+	t.Cleanup(func() { stopNode(); nodeDone.Wait() })
+	return e
+}

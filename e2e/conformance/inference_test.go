@@ -1,0 +1,157 @@
+package conformance
+
+import (
+	"context"
+	"io/fs"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientsetscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	inferencev1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
+	giconformance "sigs.k8s.io/gateway-api-inference-extension/conformance"
+	giconfig "sigs.k8s.io/gateway-api-inference-extension/conformance/utils/config"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/utils/flags"
+	"sigs.k8s.io/gateway-api/conformance/utils/suite"
+
+	"github.com/infergate/infergate/e2e/cluster/k8sbin"
+)
+
+// inferenceSkips are the Inference Extension tests this harness does not
+// run, each with the reason printed in the summary; none today.
+var inferenceSkips = map[string]string{}
+
+// TestInferenceExtensionConformance runs the Gateway API Inference
+// Extension's conformance suite (sigs.k8s.io/gateway-api-inference-
+// extension/conformance at the pinned version, profile Gateway, its own
+// base manifests) against the real control plane and proxies, the harness
+// running the suite's pods: echo-basic containers in process (several per
+// pod where the manifests say so, on their HTTP_PORT/H2C_PORT), and its
+// endpoint picker image as lwepp built from the module proxy at the
+// suite's version. Six of its tests follow that picker, which proxies ask
+// over ext_proc.
+func TestInferenceExtensionConformance(t *testing.T) {
+	if os.Getenv(envRun) == "" {
+		t.Skipf("set %s=1 (make conformance) to run the Inference Extension's conformance suite", envRun)
+	}
+	lwepp, err := k8sbin.EnsureTool(context.Background(), k8sbin.Options{Progress: os.Stderr}, k8sbin.LWEPP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, envOptions{PickerBinary: lwepp, LogSubdir: "inference-extension"})
+	opts := inferenceSuiteOptions(t, e)
+	results := &resultLog{title: "Inference Extension conformance", skipped: map[string]string{}}
+	for name, why := range inferenceSkips {
+		results.skipped[name] = why
+	}
+	opts.Hook = results.record
+	progress("running gateway-api-inference-extension conformance %s, profile %s, base manifests %s", k8sbin.LWEPP.Version,
+		giconformance.GatewayLayerProfileName, opts.BaseManifests)
+	t.Cleanup(func() { results.inferenceSummary(opts.ReportOutputPath, time.Since(e.started)) })
+	giconformance.RunConformanceWithOptions(t, opts)
+}
+
+// inferenceSuiteOptions are the suite's options for this harness (those
+// its DefaultOptions sets, with this cluster's clients), the suite's
+// command-line flags applied on top.
+func inferenceSuiteOptions(t *testing.T, e *env) suite.ConformanceOptions {
+	cfg := rest.CopyConfig(e.cluster.Config)
+	cfg.QPS, cfg.Burst = 100, 200
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &logTransport{next: rt, logs: e.node.logsOf} })
+	scheme := runtime.NewScheme()
+	for _, install := range []func(*runtime.Scheme) error{clientsetscheme.AddToScheme, gwv1.Install, apiextensionsv1.AddToScheme, inferencev1.Install} {
+		if err := install(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clientOpts := client.Options{Scheme: scheme}
+	cl, err := client.New(cfg, clientOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	co := suite.ConfigurableOptions{
+		GatewayClassName: className,
+		// Namespaces never finish deleting without a namespace controller.
+		CleanupBaseResources: false,
+		CleanupTestResources: true,
+		ConformanceProfiles:  []suite.ConformanceProfileName{giconformance.GatewayLayerProfileName},
+		SupportedFeatures:    giconformance.GatewayLayerProfile.CoreFeatures.UnsortedList(),
+		TimeoutConfig:        inferenceTimeouts().TimeoutConfig,
+		Mode:                 flags.DefaultMode,
+		Implementation: confv1.Implementation{
+			Organization: "infergate", Project: "infergate", URL: "https://github.com/infergate/infergate",
+			Version: "main", Contact: []string{"@infergate/maintainers"},
+		},
+		ReportOutputPath: os.Getenv("CONFORMANCE_INFERENCE_REPORT"),
+	}
+	for name := range inferenceSkips {
+		co.SkipTests = append(co.SkipTests, name)
+	}
+	flags.ApplyAll(&co)
+	return suite.ConformanceOptions{
+		ConfigurableOptions: co,
+		Client:              cl,
+		ClientOptions:       clientOpts,
+		Clientset:           cset,
+		RestConfig:          cfg,
+		BaseManifests:       "resources/base.yaml",
+		ManifestFS:          []fs.FS{&giconformance.Manifests},
+	}
+}
+
+// inferenceTimeouts tighten the suite's cloud-sized defaults where a
+// loopback cluster needs less, keeping its long MaxTimeToConsistency:
+// GatewayWeightedAcrossTwoInferencePools warms each pod up through a 70/30
+// split with a picker header naming that pod, which converges only when
+// three requests in a row draw its pool (for a 30% pool, a minute or so).
+func inferenceTimeouts() giconfig.InferenceExtensionTimeoutConfig {
+	tc := giconfig.DefaultInferenceExtensionTimeoutConfig()
+	tc.GatewayMustHaveAddress = 60 * time.Second
+	tc.GatewayMustHaveCondition = 30 * time.Second
+	tc.GatewayStatusMustHaveListeners = 30 * time.Second
+	tc.GatewayListenersMustHaveConditions = 30 * time.Second
+	tc.GWCMustBeAccepted = 60 * time.Second
+	tc.HTTPRouteMustNotHaveParents = 20 * time.Second
+	tc.HTTPRouteMustHaveCondition = 30 * time.Second
+	tc.RouteMustHaveParents = 30 * time.Second
+	tc.LatestObservedGenerationSet = 20 * time.Second
+	tc.NamespacesMustBeReady = 120 * time.Second
+	return tc
+}
+
+// inferenceSummary prints the suite's verdicts; the report itself is
+// written by the suite.
+func (r *resultLog) inferenceSummary(report string, took time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	say := func(format string, args ...any) { printSummary(format, args...) }
+	say("%s: gateway-api-inference-extension %s, profile %s", r.title, k8sbin.LWEPP.Version, giconformance.GatewayLayerProfileName)
+	say("  passed %d, failed %d, skipped %d", len(r.passed), len(r.failed), len(r.skippedRun)+len(r.skipped))
+	if len(r.failed) > 0 {
+		say("  failed: %s", strings.Join(r.failed, ", "))
+	}
+	for _, name := range r.skippedRun {
+		why := r.skipped[name]
+		if why == "" {
+			why = "skipped by the suite (see the log)"
+		}
+		say("  skipped %s: %s", name, why)
+	}
+	say("tests run: %d passed, %d failed; took %s", len(r.passed), len(r.failed), took.Round(time.Second))
+	if report != "" {
+		progress("report written to %s", report)
+	}
+}
