@@ -154,7 +154,8 @@ spec:
 
 // legacyPoolYAML routes gateway b's /v1/completions to a v0.5.1
 // InferencePool, whose status starts as the CRD's "kind: Status, name:
-// default" placeholder.
+// default" placeholder. Its endpoint picker Service has no pods: the pool
+// fails open, the proxies pick.
 const legacyPoolYAML = `apiVersion: v1
 kind: Service
 metadata: {name: epp, namespace: {{.NS}}}
@@ -166,7 +167,7 @@ metadata: {name: legacy, namespace: {{.NS}}}
 spec:
   selector: {app: sim-{{.NS}}}
   targetPortNumber: {{.PodPort}}
-  extensionRef: {name: epp}
+  extensionRef: {name: epp, failureMode: FailOpen}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
