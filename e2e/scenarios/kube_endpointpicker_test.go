@@ -37,7 +37,7 @@ metadata: {name: chat, namespace: {{.NS}}}
 spec:
   parentRefs: [{name: gw}]
   rules:
-  - matches: [{path: {type: PathPrefix, value: /close/}}]
+  - matches: [{path: {type: PathPrefix, value: /closed/}}]
     filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
     backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: closed}]
   - matches: [{path: {type: PathPrefix, value: /open/}}]
@@ -74,7 +74,8 @@ type lweppProc struct {
 // TestKubeEndpointPicker runs the real Inference Extension picker (lwepp,
 // built from the module proxy) for two pools on a kube-apiserver: a
 // request goes to the endpoint the picker chose (its test header selects
-// it), and the proxy reports the served endpoint back to the picker; with
+// it), and the proxy reports the served endpoint back to the picker (which
+// echoes it in a response header); with
 // the picker down the FailOpen pool keeps serving from its own picks and
 // the FailClose pool answers 503 with an OpenAI error, until the picker is
 // back.
@@ -133,7 +134,9 @@ func TestKubeEndpointPicker(t *testing.T) {
 	}{ns, port, podPort, pools})
 	startKubeProxy(t, c, leaseNS, r.xds, ns+"/gw", port)
 
-	chat := func(pool, pick string) (int, string, apiErrorBody, error) {
+	// chat returns the status, the endpoint that served, the one lwepp
+	// was told served (it echoes it in a response header) and the error.
+	chat := func(pool, pick string) (int, string, string, apiErrorBody, error) {
 		body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":2}`, model, distinctPrompt("hi"))
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/%s/v1/chat/completions", port, pool), strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -142,7 +145,7 @@ func TestKubeEndpointPicker(t *testing.T) {
 		}
 		resp, err := (&http.Client{Timeout: requestTimeout}).Do(req)
 		if err != nil {
-			return 0, "", apiErrorBody{}, err
+			return 0, "", "", apiErrorBody{}, err
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
@@ -150,18 +153,21 @@ func TestKubeEndpointPicker(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			_ = json.Unmarshal(b, &e)
 		}
-		return resp.StatusCode, resp.Header.Get(servedHeader), e, nil
+		return resp.StatusCode, resp.Header.Get(servedHeader), resp.Header.Get("x-conformance-test-served-endpoint"), e, nil
 	}
 	follows := func(pool string) func() error {
 		return func() error {
 			for _, ip := range podIPs {
 				for range 3 {
-					status, served, e, err := chat(pool, ip)
+					status, served, told, e, err := chat(pool, ip)
 					if err != nil {
 						return err
 					}
 					if status != http.StatusOK || hostOf(served) != ip {
 						return fmt.Errorf("%s: picker chose %s, got %d served by %q (%s)", pool, ip, status, served, e.Error.Message)
+					}
+					if told != served {
+						return fmt.Errorf("%s: the picker was told %q served, the response says %q", pool, told, served)
 					}
 				}
 			}
@@ -182,7 +188,7 @@ func TestKubeEndpointPicker(t *testing.T) {
 			lp.proc.Kill()
 		}
 		eventually(t, func() error {
-			status, _, e, err := chat("close", podIPs[0])
+			status, _, _, e, err := chat("closed", podIPs[0])
 			if err != nil {
 				return err
 			}
@@ -193,7 +199,7 @@ func TestKubeEndpointPicker(t *testing.T) {
 		})
 		seen := map[string]int{}
 		for range 12 {
-			status, served, e, err := chat("open", podIPs[0])
+			status, served, _, e, err := chat("open", podIPs[0])
 			if err != nil {
 				t.Fatal(err)
 			}
