@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -18,11 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/gateway-api/apis/v1alpha2"
 	"sigs.k8s.io/gateway-api/apis/v1alpha3"
@@ -82,7 +77,7 @@ func TestGatewayAPIConformance(t *testing.T) {
 	}
 	e := startEnv(t, envOptions{GatewayExperimental: experimental, LogSubdir: "gateway-api"})
 	started := e.started
-	opts := suiteOptions(t, e.cluster.Config, e.node)
+	opts := suiteOptions(t, e)
 	results := &resultLog{title: "Gateway API conformance"}
 	opts.Hook = results.record
 	cs, err := suite.NewConformanceTestSuite(opts)
@@ -122,24 +117,9 @@ func finish(t *testing.T, cs *suite.ConformanceTestSuite, results *resultLog, pa
 
 // suiteOptions are the suite's options for this harness, with the suite's
 // command-line flags applied on top.
-func suiteOptions(t *testing.T, cfg *rest.Config, n *node) suite.ConformanceOptions {
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 100, 200
-	// pods/log is answered from the harness's pods (see logTransport).
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &logTransport{next: rt, logs: n.logsOf} })
-	cl, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, install := range []func(*runtime.Scheme) error{v1alpha3.Install, v1alpha2.Install, xv1alpha1.Install, gwv1.Install, apiextensionsv1.AddToScheme} {
-		if err := install(cl.Scheme()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+func suiteOptions(t *testing.T, e *env) suite.ConformanceOptions {
+	cfg, cl, cset := e.clients(t, v1alpha3.Install, v1alpha2.Install, xv1alpha1.Install, gwv1.Install, apiextensionsv1.AddToScheme)
+	n := e.node
 	co := suite.ConfigurableOptions{
 		GatewayClassName: className,
 		// Namespaces never finish deleting without a namespace controller,
@@ -178,17 +158,8 @@ func suiteOptions(t *testing.T, cfg *rest.Config, n *node) suite.ConformanceOpti
 // fails in seconds rather than minutes. Waits for traffic to converge
 // keep enough room for a loaded 2-core machine.
 func timeouts() config.TimeoutConfig {
-	tc := config.DefaultTimeoutConfig()
-	tc.GatewayMustHaveAddress = 60 * time.Second
-	tc.GatewayMustHaveCondition = 30 * time.Second
-	tc.GatewayStatusMustHaveListeners = 30 * time.Second
-	tc.GatewayListenersMustHaveConditions = 30 * time.Second
-	tc.GWCMustBeAccepted = 60 * time.Second
-	tc.HTTPRouteMustNotHaveParents = 20 * time.Second
-	tc.HTTPRouteMustHaveCondition = 20 * time.Second
-	tc.RouteMustHaveParents = 20 * time.Second
+	tc := loopbackTimeouts(config.DefaultTimeoutConfig())
 	tc.MaxTimeToConsistency = 20 * time.Second
-	tc.LatestObservedGenerationSet = 20 * time.Second
 	tc.DefaultTestTimeout = 60 * time.Second
 	return tc
 }

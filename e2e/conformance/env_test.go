@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,7 +14,12 @@ import (
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/gateway-api/conformance/utils/config"
 
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/harness"
@@ -107,4 +113,43 @@ func startEnv(t *testing.T, opts envOptions) *env {
 	nodeDone.Go(func() { e.node.run(nodeCtx) })
 	t.Cleanup(func() { stopNode(); nodeDone.Wait() })
 	return e
+}
+
+// clients are the suite's clients of the cluster: pods/log is answered
+// from the harness's pods (see logTransport); the controller-runtime
+// client knows the kinds installs add.
+func (e *env) clients(t *testing.T, installs ...func(*runtime.Scheme) error) (*rest.Config, client.Client, *kubernetes.Clientset) {
+	t.Helper()
+	cfg := rest.CopyConfig(e.cluster.Config)
+	cfg.QPS, cfg.Burst = 100, 200
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &logTransport{next: rt, logs: e.node.logsOf} })
+	cl, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, install := range installs {
+		if err := install(cl.Scheme()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, cl, cset
+}
+
+// loopbackTimeouts tighten a suite's waits for objects (sized for cloud
+// load balancers and image pulls) to what a loopback cluster needs.
+func loopbackTimeouts(tc config.TimeoutConfig) config.TimeoutConfig {
+	tc.GatewayMustHaveAddress = 60 * time.Second
+	tc.GatewayMustHaveCondition = 30 * time.Second
+	tc.GatewayStatusMustHaveListeners = 30 * time.Second
+	tc.GatewayListenersMustHaveConditions = 30 * time.Second
+	tc.GWCMustBeAccepted = 60 * time.Second
+	tc.HTTPRouteMustNotHaveParents = 20 * time.Second
+	tc.HTTPRouteMustHaveCondition = 20 * time.Second
+	tc.RouteMustHaveParents = 20 * time.Second
+	tc.LatestObservedGenerationSet = 20 * time.Second
+	return tc
 }

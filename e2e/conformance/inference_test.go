@@ -3,17 +3,13 @@ package conformance
 import (
 	"context"
 	"io/fs"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
 	clientsetscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	inferencev1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 	giconformance "sigs.k8s.io/gateway-api-inference-extension/conformance"
@@ -64,24 +60,7 @@ func TestInferenceExtensionConformance(t *testing.T) {
 // its DefaultOptions sets, with this cluster's clients), the suite's
 // command-line flags applied on top.
 func inferenceSuiteOptions(t *testing.T, e *env) suite.ConformanceOptions {
-	cfg := rest.CopyConfig(e.cluster.Config)
-	cfg.QPS, cfg.Burst = 100, 200
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &logTransport{next: rt, logs: e.node.logsOf} })
-	scheme := runtime.NewScheme()
-	for _, install := range []func(*runtime.Scheme) error{clientsetscheme.AddToScheme, gwv1.Install, apiextensionsv1.AddToScheme, inferencev1.Install} {
-		if err := install(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	clientOpts := client.Options{Scheme: scheme}
-	cl, err := client.New(cfg, clientOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, cl, cset := e.clients(t, clientsetscheme.AddToScheme, gwv1.Install, apiextensionsv1.AddToScheme, inferencev1.Install)
 	co := suite.ConfigurableOptions{
 		GatewayClassName: className,
 		// Namespaces never finish deleting without a namespace controller.
@@ -104,7 +83,7 @@ func inferenceSuiteOptions(t *testing.T, e *env) suite.ConformanceOptions {
 	return suite.ConformanceOptions{
 		ConfigurableOptions: co,
 		Client:              cl,
-		ClientOptions:       clientOpts,
+		ClientOptions:       client.Options{Scheme: cl.Scheme()},
 		Clientset:           cset,
 		RestConfig:          cfg,
 		BaseManifests:       "resources/base.yaml",
@@ -119,15 +98,7 @@ func inferenceSuiteOptions(t *testing.T, e *env) suite.ConformanceOptions {
 // three requests in a row draw its pool (for a 30% pool, a minute or so).
 func inferenceTimeouts() giconfig.InferenceExtensionTimeoutConfig {
 	tc := giconfig.DefaultInferenceExtensionTimeoutConfig()
-	tc.GatewayMustHaveAddress = 60 * time.Second
-	tc.GatewayMustHaveCondition = 30 * time.Second
-	tc.GatewayStatusMustHaveListeners = 30 * time.Second
-	tc.GatewayListenersMustHaveConditions = 30 * time.Second
-	tc.GWCMustBeAccepted = 60 * time.Second
-	tc.HTTPRouteMustNotHaveParents = 20 * time.Second
-	tc.HTTPRouteMustHaveCondition = 30 * time.Second
-	tc.RouteMustHaveParents = 30 * time.Second
-	tc.LatestObservedGenerationSet = 20 * time.Second
+	tc.TimeoutConfig = loopbackTimeouts(tc.TimeoutConfig)
 	tc.NamespacesMustBeReady = 120 * time.Second
 	return tc
 }
