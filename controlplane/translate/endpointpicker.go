@@ -9,19 +9,13 @@ import (
 	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/proto/endpointpicker"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
-// EndpointPickerTimeoutAnnotation on an InferencePool bounds each wait for
-// its endpoint picker's answer (a Go duration, 1ms to 5m); without it the
-// proxies use their default.
-const EndpointPickerTimeoutAnnotation = "infergate.dev/endpoint-picker-timeout"
-
-// Bounds of EndpointPickerTimeoutAnnotation.
-const (
-	minPickerTimeout = time.Millisecond
-	maxPickerTimeout = 5 * time.Minute
-)
+// EndpointPickerTimeoutAnnotation bounds each wait for a pool's endpoint
+// picker (see proto/endpointpicker).
+const EndpointPickerTimeoutAnnotation = endpointpicker.TimeoutAnnotation
 
 // appProtocolH2CPicker on a picker Service port means the picker speaks
 // plain-text HTTP/2; any other value (http2, grpc, none) means TLS, which is
@@ -130,20 +124,9 @@ func (t *translator) endpointPicker(gs *gatewayState, ns string, ref *pickerRef,
 	return ep
 }
 
-// pickerTimeout reads EndpointPickerTimeoutAnnotation: 0 without it, an
-// error (reported on the pool, the default then applies) when it is not a
-// duration within bounds.
+// pickerTimeout reads the pool's timeout annotation: 0 without it (or
+// with a bad one, which its status reports), the proxies' default then
+// applies.
 func pickerTimeout(annotations map[string]string) (time.Duration, error) {
-	raw, ok := annotations[EndpointPickerTimeoutAnnotation]
-	if !ok {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(raw)
-	if err != nil {
-		return 0, fmt.Errorf("annotation %s: %q is not a duration", EndpointPickerTimeoutAnnotation, raw)
-	}
-	if d < minPickerTimeout || d > maxPickerTimeout {
-		return 0, fmt.Errorf("annotation %s: %s is outside %s..%s", EndpointPickerTimeoutAnnotation, d, minPickerTimeout, maxPickerTimeout)
-	}
-	return d, nil
+	return endpointpicker.Timeout(annotations)
 }

@@ -9,15 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/infergate/infergate/proto/endpointpicker"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
-)
-
-// Bounds of an endpoint picker's answer timeout, checked here as in the
-// control plane, so a snapshot from a skewed control plane cannot make a
-// request wait for ever or fail at once.
-const (
-	MinPickerTimeout = time.Millisecond
-	MaxPickerTimeout = 5 * time.Minute
 )
 
 // EndpointPicker is a pool's external endpoint picker (ext_proc).
@@ -59,8 +52,8 @@ func compileEndpointPicker(p *snapshotv1.EndpointPicker, eps map[string]*snapsho
 			return nil, fmt.Errorf("timeout: %w", err)
 		}
 		out.Timeout = d.AsDuration()
-		if out.Timeout < MinPickerTimeout || out.Timeout > MaxPickerTimeout {
-			return nil, fmt.Errorf("timeout: %s outside %s..%s", out.Timeout, MinPickerTimeout, MaxPickerTimeout)
+		if err := endpointpicker.CheckTimeout(out.Timeout); err != nil {
+			return nil, fmt.Errorf("timeout: %w", err)
 		}
 	}
 	if out.Invalid != "" {

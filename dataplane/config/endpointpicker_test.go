@@ -56,8 +56,8 @@ func TestCompileEndpointPickerInvalid(t *testing.T) {
 	}{
 		"no service":           {&snapshotv1.EndpointPicker{Endpoints: pickerEndpoints}, "endpointPicker: service: empty"},
 		"unknown endpoints":    {&snapshotv1.EndpointPicker{Service: "ns/epp:9002", Endpoints: "gone"}, `unknown Endpoints resource "gone"`},
-		"timeout too long":     {&snapshotv1.EndpointPicker{Service: "ns/epp:9002", Endpoints: pickerEndpoints, Timeout: durationpb.New(time.Hour)}, "timeout: 1h0m0s outside"},
-		"timeout zero":         {&snapshotv1.EndpointPicker{Service: "ns/epp:9002", Endpoints: pickerEndpoints, Timeout: durationpb.New(0)}, "timeout: 0s outside"},
+		"timeout too long":     {&snapshotv1.EndpointPicker{Service: "ns/epp:9002", Endpoints: pickerEndpoints, Timeout: durationpb.New(time.Hour)}, "timeout: 1h0m0s is outside"},
+		"timeout zero":         {&snapshotv1.EndpointPicker{Service: "ns/epp:9002", Endpoints: pickerEndpoints, Timeout: durationpb.New(0)}, "timeout: 0s is outside"},
 		"unknown failure mode": {&snapshotv1.EndpointPicker{Service: "ns/epp:9002", Endpoints: pickerEndpoints, FailureMode: 7}, "failureMode: unknown"},
 		"tls on plain text": {&snapshotv1.EndpointPicker{Service: "ns/epp:9002", Endpoints: pickerEndpoints, Plaintext: true,
 			Tls: &snapshotv1.BackendTLS{Hostname: "epp"}}, "tls: set on a plain-text picker"},

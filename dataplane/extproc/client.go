@@ -35,13 +35,12 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/proto/endpointpicker"
 )
 
 // DefaultTimeout bounds each wait for a picker's answer when its pool
-// does not set one: long enough for a picker that queues requests under
-// load (the reference picker's flow control), short enough that a hung
-// picker fails requests in bounded time.
-const DefaultTimeout = 10 * time.Second
+// does not set one (the contract's default).
+const DefaultTimeout = endpointpicker.DefaultTimeout
 
 // Options configure a Client. Zero values take the defaults.
 type Options struct {
