@@ -112,7 +112,7 @@ func (r *Registry) Strategies() []Strategy { return append([]Strategy(nil), r.li
 // kept in its own file (an external picker, KV events) adds its
 // register function here.
 func registrars() []func(*Registry) {
-	return []func(*Registry){registerBaselines, registerOurs, registerApproxPrefix, registerPrecise, registerOracle}
+	return []func(*Registry){registerBaselines, registerOurs, registerApproxPrefix, registerEPP, registerPrecise, registerOracle}
 }
 
 // Strategies are every registered strategy, in report order.

@@ -36,7 +36,7 @@ type container struct {
 
 	echos    []*echoServer
 	procs    []*harness.Process
-	forwards []*frontend
+	forwards []*harness.Forwarder
 	// probes are the containers' readiness probes: the pod is Ready when
 	// all pass.
 	probes []readinessProbe
@@ -273,7 +273,7 @@ func (c *container) stopParts() {
 		e.Close()
 	}
 	for _, f := range c.forwards {
-		f.close()
+		f.Close()
 	}
 	for _, p := range c.procs {
 		p.Stop(5 * time.Second)

@@ -1,14 +1,13 @@
 package conformance
 
 import (
-	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
-	"time"
+
+	"github.com/infergate/infergate/e2e/harness"
 )
 
 // staticLB is the load balancer's side of static addresses: a Service
@@ -21,19 +20,11 @@ type staticLB struct {
 	log  *slog.Logger
 
 	mu        sync.Mutex
-	frontends map[string]*frontend // by "<ip>:<port>"
-}
-
-// frontend is one listening address of a static IP and where it sends
-// connections: targets returns the "<pod ip>:<port>"s to pick from.
-type frontend struct {
-	ln      net.Listener
-	targets atomic.Pointer[[]string]
-	next    atomic.Uint64
+	frontends map[string]*harness.Forwarder // by "<ip>:<port>"
 }
 
 func newStaticLB(pool []string, log *slog.Logger) *staticLB {
-	return &staticLB{pool: pool, log: log, frontends: map[string]*frontend{}}
+	return &staticLB{pool: pool, log: log, frontends: map[string]*harness.Forwarder{}}
 }
 
 // owns reports whether ip is in the pool.
@@ -48,7 +39,7 @@ func (lb *staticLB) sync(want map[string][]string) map[string]bool {
 	defer lb.mu.Unlock()
 	for addr, f := range lb.frontends {
 		if _, ok := want[addr]; !ok {
-			f.close()
+			f.Close()
 			delete(lb.frontends, addr)
 		}
 	}
@@ -56,16 +47,14 @@ func (lb *staticLB) sync(want map[string][]string) map[string]bool {
 	for addr, targets := range want {
 		f := lb.frontends[addr]
 		if f == nil {
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
+			var err error
+			if f, err = harness.Forward(addr); err != nil {
 				lb.log.Warn("static load balancer address", "addr", addr, "err", err)
 				continue
 			}
-			f = &frontend{ln: ln}
 			lb.frontends[addr] = f
-			go f.serve()
 		}
-		f.targets.Store(&targets)
+		f.SetTargets(targets)
 		up[addr] = true
 	}
 	return up
@@ -75,42 +64,6 @@ func (lb *staticLB) sync(want map[string][]string) map[string]bool {
 func (lb *staticLB) close() {
 	lb.sync(nil)
 }
-
-func (f *frontend) serve() {
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		go f.pass(c)
-	}
-}
-
-// pass copies a connection to and from one of the targets, in turn.
-func (f *frontend) pass(c net.Conn) {
-	defer c.Close()
-	targets := *f.targets.Load()
-	if len(targets) == 0 {
-		return
-	}
-	up, err := net.DialTimeout("tcp", targets[f.next.Add(1)%uint64(len(targets))], 2*time.Second)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(up, c)
-		_ = up.(*net.TCPConn).CloseWrite()
-		close(done)
-	}()
-	_, _ = io.Copy(c, up)
-	_ = c.(*net.TCPConn).CloseWrite()
-	<-done
-}
-
-// close stops listening; connections in flight end when their peers do.
-func (f *frontend) close() { _ = f.ln.Close() }
 
 func hostPort(ip string, port int32) string {
 	return net.JoinHostPort(ip, strconv.Itoa(int(port)))

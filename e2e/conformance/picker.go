@@ -50,7 +50,7 @@ func (n *node) startPicker(c *container, ct corev1.Container) error {
 	c.procs = append(c.procs, p)
 	go func() { c.log.printf("[harness] picker exited: %v", p.Wait()) }()
 	for podPort, lp := range local {
-		f, err := listenForward(net.JoinHostPort(c.ip, strconv.Itoa(int(podPort))), net.JoinHostPort("127.0.0.1", strconv.Itoa(lp)))
+		f, err := harness.Forward(net.JoinHostPort(c.ip, strconv.Itoa(int(podPort))), net.JoinHostPort("127.0.0.1", strconv.Itoa(lp)))
 		if err != nil {
 			return err
 		}
@@ -118,19 +118,6 @@ func freeLocalPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// listenForward passes connections to addr on to target.
-func listenForward(addr, target string) (*frontend, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	f := &frontend{ln: ln}
-	targets := []string{target}
-	f.targets.Store(&targets)
-	go f.serve()
-	return f, nil
 }
 
 // grpcServing runs a kubelet gRPC probe: grpc.health.v1 Check of service

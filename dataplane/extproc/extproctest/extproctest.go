@@ -27,7 +27,8 @@ import (
 // Stream is the picker's side of one request's stream.
 type Stream = grpc.BidiStreamingServer[extprocv3.ProcessingRequest, extprocv3.ProcessingResponse]
 
-// Picker is an ext_proc server on loopback.
+// Picker is an ext_proc server on loopback. It records every message it
+// reads: for tests, not for long runs.
 type Picker struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	// Addr is "127.0.0.1:port".
@@ -35,6 +36,7 @@ type Picker struct {
 	srv  *grpc.Server
 
 	mu       sync.Mutex
+	record   bool
 	handle   func(Stream) error
 	received [][]*extprocv3.ProcessingRequest
 	ended    chan error
@@ -49,15 +51,34 @@ func Start(t testing.TB, plaintext bool, handle func(Stream) error) *Picker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var opts []grpc.ServerOption
-	if !plaintext {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{SelfSigned(t)}})))
+	p, err := serve(ln, plaintext, handle, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	p := &Picker{Addr: ln.Addr().String(), srv: grpc.NewServer(opts...), handle: handle, ended: make(chan error, 1000)}
-	extprocv3.RegisterExternalProcessorServer(p.srv, p)
-	go func() { _ = p.srv.Serve(ln) }()
 	t.Cleanup(p.srv.Stop)
 	return p
+}
+
+// Serve serves handle on ln (TLS with a self-signed certificate unless
+// plaintext) until Stop: a picker outside tests (benchmarks), which
+// records nothing.
+func Serve(ln net.Listener, plaintext bool, handle func(Stream) error) (*Picker, error) {
+	return serve(ln, plaintext, handle, false)
+}
+
+func serve(ln net.Listener, plaintext bool, handle func(Stream) error, record bool) (*Picker, error) {
+	var opts []grpc.ServerOption
+	if !plaintext {
+		cert, err := SelfSignedCert()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
+	}
+	p := &Picker{Addr: ln.Addr().String(), srv: grpc.NewServer(opts...), handle: handle, record: record, ended: make(chan error, 1000)}
+	extprocv3.RegisterExternalProcessorServer(p.srv, p)
+	go func() { _ = p.srv.Serve(ln) }()
+	return p, nil
 }
 
 // Stop stops serving at once (a picker that went away).
@@ -65,6 +86,9 @@ func (p *Picker) Stop() { p.srv.Stop() }
 
 // Process implements the service: the handler reads through a recorder.
 func (p *Picker) Process(s Stream) error {
+	if !p.record {
+		return p.handle(s)
+	}
 	p.mu.Lock()
 	i := len(p.received)
 	p.received = append(p.received, nil)
@@ -233,15 +257,24 @@ func LWEPPLike(pick func(headers *extprocv3.ProcessingRequest) string) func(Stre
 // SelfSigned makes a certificate for 127.0.0.1 no one trusts.
 func SelfSigned(t testing.TB) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := SelfSignedCert()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return c
+}
+
+// SelfSignedCert is SelfSigned outside a test.
+func SelfSignedCert() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "epp"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

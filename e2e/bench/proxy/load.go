@@ -19,6 +19,11 @@ type target struct {
 	base   string // "http://127.0.0.1:port"
 	pid    int    // the proxy process (with its children), 0 for direct
 	client *http.Client
+	// sidecarPID is a process the target relies on beside the proxy (the
+	// external endpoint picker), its CPU reported on its own; only, when
+	// set, limits the target to these cases.
+	sidecarPID int
+	only       map[string]bool
 }
 
 func newTarget(name, base string, pid int) *target {
@@ -125,6 +130,8 @@ type stats struct {
 	// process (none for direct), the backend and the load generator (a
 	// net/http client) used per successful request.
 	proxyCPU, backendCPU, loadCPU time.Duration
+	// sidecarCPU is the target's sidecar's (the picker's) CPU per request.
+	sidecarCPU time.Duration
 }
 
 func summarize(ss []sample) stats {

@@ -2,7 +2,9 @@
 // one run against the same backend: a direct connection, infergate's
 // request path, and nginx (least_conn, keepalive upstream) as the baseline.
 // Cases: a 1 KB JSON chat request, an SSE response of 200 events, and a
-// 220 KB prompt at concurrency 150. It writes a Markdown report (default
+// 220 KB prompt at concurrency 150; the latency cases also run against
+// infergate with an external endpoint picker (ext_proc) to show what that
+// path costs. It writes a Markdown report (default
 // e2e/bench/results/proxy.md) and prints the ratios.
 //
 //	go run ./bench/proxy            # from e2e/, about two minutes
@@ -35,7 +37,8 @@ import (
 
 func main() {
 	var (
-		role     = flag.String("role", "", "internal: backend, proxy or plain (child processes)")
+		role     = flag.String("role", "", "internal: backend, proxy, plain or picker (child processes)")
+		picker   = flag.String("picker", "", "internal: the endpoint picker's address for a proxy child (its pool then asks it over ext_proc)")
 		addr     = flag.String("addr", "", "internal: listen address of a child")
 		backend  = flag.String("backend", "", "internal: backend address for the proxy child")
 		out      = flag.String("out", "", "Markdown report path (default <repo>/e2e/bench/results/proxy.md)")
@@ -53,6 +56,7 @@ func main() {
 		h1server = flag.String("http1-server", "", "infergate's server for the clients' HTTP/1 connections: lean or stdlib (default: the proxy's default)")
 		rounds   = flag.Int("rounds", 3, "rounds of every case (each round runs each case against every target in turn); the report shows per column the median over rounds, the counts summed")
 		cases    = flag.String("cases", "json-rate,json-max,sse-rate,sse-max,large,large-saturated", "comma-separated cases to run")
+		xpCases  = flag.String("ext-proc-cases", "json-rate,large", "cases also run against infergate with an external endpoint picker (ext_proc); empty: none")
 	)
 	flag.Parse()
 	// Parsed once here: the proxy child serves with these modes and the
@@ -70,10 +74,12 @@ func main() {
 		log.Fatal(runBackend(*addr))
 	case "plain":
 		log.Fatal(runPlain(*addr, *backend))
+	case "picker":
+		log.Fatal(runPicker(*addr, *backend))
 	case "proxy":
 		_, p, _ := net.SplitHostPort(*addr)
 		port, _ := strconv.Atoi(p)
-		if err := runProxy(uint32(port), *backend, *profile, clientMode, serverMode); err != nil {
+		if err := runProxy(uint32(port), *backend, *picker, *profile, clientMode, serverMode); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -91,6 +97,12 @@ func main() {
 	for _, c := range strings.Split(*cases, ",") {
 		cfg.cases[strings.TrimSpace(c)] = true
 	}
+	if *xpCases != "" {
+		cfg.extProcCases = map[string]bool{}
+		for _, c := range strings.Split(*xpCases, ",") {
+			cfg.extProcCases[strings.TrimSpace(c)] = true
+		}
+	}
 	if err := run(cfg, *out, !*nginxOff, *profile); err != nil {
 		log.Fatal(err)
 	}
@@ -105,6 +117,8 @@ type runConfig struct {
 	rate, sseRate, conc, largeConc int
 	largeSize                      int
 	largeTTFT                      time.Duration
+	// extProcCases run against extProcTarget too (nil: it does not run).
+	extProcCases map[string]bool
 }
 
 func run(cfg runConfig, out string, withNginx bool, profile string) error {
@@ -155,6 +169,20 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 	}
 	targets := []*target{newTarget("direct", "http://"+beAddr, 0), newTarget("infergate", "http://"+pxAddr, pxPID),
 		newTarget("go-reverseproxy", "http://"+plainAddr, plainPID)}
+	if cfg.extProcCases != nil {
+		pkAddr, xpAddr := freeAddr(), freeAddr()
+		pkPID, err := start("-role", "picker", "-addr", pkAddr, "-backend", beAddr)
+		if err != nil {
+			return err
+		}
+		xpPID, err := start("-role", "proxy", "-addr", xpAddr, "-backend", beAddr, "-picker", pkAddr, "-upstream-http1", string(cfg.http1), "-http1-server", string(cfg.h1server))
+		if err != nil {
+			return err
+		}
+		xp := newTarget(extProcTarget, "http://"+xpAddr, xpPID)
+		xp.sidecarPID, xp.only = pkPID, cfg.extProcCases
+		targets = append(targets, xp)
+	}
 	if withNginx {
 		ng, err := startNginx(tmp, ngAddr, beAddr)
 		if err != nil {
@@ -215,11 +243,21 @@ func run(cfg runConfig, out string, withNginx bool, profile string) error {
 				continue
 			}
 			for _, t := range targets {
+				if t.only != nil && !t.only[c.id] {
+					continue
+				}
 				log.Printf("round %d/%d %s: %s", round, cfg.rounds, t.name, c.what)
 				px, be, lg := startTreeCPU(t.pid), startCPU(bePID), startCPU(os.Getpid())
+				var sc *cpuMeter
+				if t.sidecarPID != 0 {
+					sc = startCPU(t.sidecarPID)
+				}
 				st := c.run(t)
 				ok := st.n - st.errors
 				st.proxyCPU, st.backendCPU, st.loadCPU = px.perRequest(ok), be.perRequest(ok), lg.perRequest(ok)
+				if sc != nil {
+					st.sidecarCPU = sc.perRequest(ok)
+				}
 				rep.add(c.id, t.name, st)
 			}
 		}

@@ -28,7 +28,8 @@ const (
 // cmd/proxy runs once xDS delivered a config) on port, with one route to
 // an InferencePool of the backend, until SIGTERM. mode is the client for
 // the backend, srvMode the server for the load generator's connections.
-func runProxy(port uint32, backend, profile string, mode upstream.HTTP1Mode, srvMode http1.Mode) error {
+// With picker set the pool asks that endpoint picker (ext_proc).
+func runProxy(port uint32, backend, picker, profile string, mode upstream.HTTP1Mode, srvMode http1.Mode) error {
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -46,7 +47,7 @@ func runProxy(port uint32, backend, profile string, mode upstream.HTTP1Mode, srv
 	}
 	bp, _ := strconv.Atoi(p)
 	eps := &snapshotv1.Endpoints{Name: pool + "/endpoints", Endpoints: []*snapshotv1.Endpoint{{Address: host, Port: uint32(bp), Pod: "bench/backend"}}}
-	cfg, err := config.Compile(configtest.Resources(gateway,
+	rs := []snapshotv1.Named{
 		&snapshotv1.Listener{Name: gateway + "/http", Gateway: gateway, Port: port, Protocol: snapshotv1.Listener_HTTP},
 		&snapshotv1.Route{Name: gateway + "/bench/route/0", Route: "bench/route", Listeners: []string{gateway + "/http"},
 			Matches:  []*snapshotv1.RouteMatch{{Path: &snapshotv1.PathMatch{Type: snapshotv1.MatchType_PATH_PREFIX, Value: "/"}}},
@@ -54,7 +55,11 @@ func runProxy(port uint32, backend, profile string, mode upstream.HTTP1Mode, srv
 		&snapshotv1.Backend{Name: pool, Kind: snapshotv1.Backend_INFERENCE_POOL, Source: "bench/pool",
 			AppProtocol: snapshotv1.Backend_HTTP1, Endpoints: eps.Name},
 		eps,
-	))
+	}
+	if picker != "" {
+		rs = withPicker(rs, picker)
+	}
+	cfg, err := config.Compile(configtest.Resources(gateway, rs...))
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,8 @@ func (r *report) get(c, target string) (stats, bool) {
 		firstP50: medianOf(rs, func(s stats) time.Duration { return s.firstP50 }), firstP99: medianOf(rs, func(s stats) time.Duration { return s.firstP99 }),
 		rps:      medianOf(rs, func(s stats) float64 { return s.rps }),
 		proxyCPU: medianOf(rs, func(s stats) time.Duration { return s.proxyCPU }), backendCPU: medianOf(rs, func(s stats) time.Duration { return s.backendCPU }),
-		loadCPU: medianOf(rs, func(s stats) time.Duration { return s.loadCPU }),
+		loadCPU:    medianOf(rs, func(s stats) time.Duration { return s.loadCPU }),
+		sidecarCPU: medianOf(rs, func(s stats) time.Duration { return s.sidecarCPU }),
 	}
 	for _, s := range rs {
 		m.n += s.n
@@ -134,8 +135,11 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "## Maximum throughput (%d workers)\n\n", r.cfg.conc)
 	fmt.Fprintf(&b, "| target | 1 KB JSON req/s | proxy CPU µs/req | backend CPU µs/req | load generator CPU µs/req | SSE (200 events) req/s | proxy CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range r.targets {
-		j, _ := r.get("json-max", t)
-		s, _ := r.get("sse-max", t)
+		j, ok1 := r.get("json-max", t)
+		s, ok2 := r.get("sse-max", t)
+		if !ok1 && !ok2 {
+			continue
+		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.0f | %s | %d |\n", t, j.rps, us(j.proxyCPU), us(j.backendCPU), us(j.loadCPU), s.rps, us(s.proxyCPU), j.errors+s.errors)
 	}
 	b.WriteString("\n")
@@ -150,6 +154,7 @@ func (r *report) markdown() string {
 			b.WriteString(s + "\n\n")
 		}
 	}
+	r.extProcSection(&b)
 	b.WriteString("## Against the targets\n\n")
 	for _, l := range r.verdicts() {
 		fmt.Fprintf(&b, "- %s\n", l)
@@ -186,7 +191,10 @@ func (r *report) latencyTable(b *strings.Builder, c string, first bool) {
 	}
 	fmt.Fprintf(b, "| target | %s p50 ms | %s p99 ms | added p50 ms | added p99 ms | req/s | proxy CPU µs/req | backend CPU µs/req | requests | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n", what, what)
 	for _, t := range r.targets {
-		s, _ := r.get(c, t)
+		s, ok := r.get(c, t)
+		if !ok {
+			continue
+		}
 		p50, p99, d50, d99 := s.p50, s.p99, d.p50, d.p99
 		if first {
 			p50, p99, d50, d99 = s.firstP50, s.firstP99, d.firstP50, d.firstP99
@@ -238,6 +246,7 @@ func (r *report) verdicts() []string {
 			out = append(out, fmt.Sprintf("added TTFT p50 through nginx for comparison: %s ms", added(nl.firstP50-dl.firstP50)))
 		}
 	}
+	out = append(out, r.extProcVerdicts()...)
 	if dl, il, ok := r.pair("large-saturated"); ok {
 		line := fmt.Sprintf("saturated variant (backend answering at once), added TTFT p50: infergate %s ms", added(il.firstP50-dl.firstP50))
 		if nl, ok := r.get("large-saturated", "nginx"); ok {
