@@ -35,6 +35,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/redial"
 	"github.com/infergate/infergate/proto/endpointpicker"
 )
 
@@ -155,8 +156,10 @@ func (c *Client) conn(cfg *config.EndpointPicker) (*conn, error) {
 	}
 	res := manual.NewBuilderWithScheme("infergate-picker")
 	res.InitialState(resolverState(cfg.Addresses))
-	cc, err := grpc.NewClient(res.Scheme()+":///"+cfg.Service,
-		grpc.WithTransportCredentials(creds),
+	// A picker that was away is reconnected to within about a second of
+	// its return (gRPC's own backoff would wait up to 2 min): meanwhile
+	// requests fail fast and the pool's failure mode applies.
+	cc, err := redial.Dial(res.Scheme()+":///"+cfg.Service, []grpc.DialOption{grpc.WithTransportCredentials(creds)},
 		grpc.WithResolvers(res),
 		// Every ready replica of the picker takes streams.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),

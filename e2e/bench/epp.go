@@ -130,7 +130,7 @@ func (e *eppRuns) start(ctx context.Context, env *Env) (stop func(), err error) 
 		return nil, err
 	}
 	stops = append(stops, func() { proc.Stop(5 * time.Second) })
-	if err := waitServing(ctx, fmt.Sprintf("127.0.0.1:%d", healthPort), proc); err != nil {
+	if err := waitServing(ctx, fmt.Sprintf("127.0.0.1:%d", healthPort), fmt.Sprintf("127.0.0.1:%d", grpcPort), proc); err != nil {
 		return nil, err
 	}
 	cell.picker = fmt.Sprintf("127.0.0.1:%d", grpcPort)
@@ -264,9 +264,10 @@ func freePorts3() (a, b, c int, err error) {
 	return ports[0], ports[1], ports[2], nil
 }
 
-// waitServing waits until the picker's health service says SERVING (its
-// pool and pods are synced), or the process exits.
-func waitServing(ctx context.Context, addr string, proc *harness.Process) error {
+// waitServing waits until the picker's health service (at addr) says
+// SERVING — its pool and pods are synced — and its ext_proc port (which
+// it opens after that) accepts connections, or the process exits.
+func waitServing(ctx context.Context, addr, extProc string, proc *harness.Process) error {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -282,7 +283,10 @@ func waitServing(ctx context.Context, addr string, proc *harness.Process) error 
 		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{Service: "envoy.service.ext_proc.v3.ExternalProcessor"})
 		cancel()
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return nil
+			if c, err := net.DialTimeout("tcp", extProc, time.Second); err == nil {
+				_ = c.Close()
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
