@@ -194,13 +194,20 @@ func (c *Client) Retain(pickers []*Picker) {
 
 func (c *Client) retain(pickers []*Picker, grace time.Duration) {
 	keep := map[*conn]bool{}
+	names := map[string]bool{}
 	for _, p := range pickers {
 		if p.conn != nil {
 			keep[p.conn] = true
 		}
+		names[p.cfg.Service] = true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for name := range c.logs {
+		if !names[name] {
+			delete(c.logs, name)
+		}
+	}
 	for key, cn := range c.conns {
 		if !keep[cn] {
 			delete(c.conns, key)

@@ -174,7 +174,7 @@ func (x *Exchange) sendRequest(req *Request, chunks int) error {
 		},
 	}
 	if err := x.stream.Send(hdr); err != nil {
-		return x.sendFailure(err)
+		return sendResult(err)
 	}
 	sendBody := func() error {
 		for i := range chunks {
@@ -183,7 +183,7 @@ func (x *Exchange) sendRequest(req *Request, chunks int) error {
 				Body: req.Body[lo:hi], EndOfStream: i == chunks-1,
 			}}}
 			if err := x.stream.Send(msg); err != nil {
-				return x.sendFailure(err)
+				return sendResult(err)
 			}
 		}
 		return nil
@@ -202,14 +202,13 @@ func (x *Exchange) sendRequest(req *Request, chunks int) error {
 	return nil
 }
 
-// sendFailure turns a Send error into the stream's real error: Send
-// reports io.EOF when the stream broke, and RecvMsg says why.
-func (x *Exchange) sendFailure(err error) error {
+// sendResult is what a Send error means: io.EOF says the stream ended on
+// the picker's side — it may have answered before reading everything (an
+// immediate response), so its answers are read and Recv reports why it
+// ended; anything else ends the exchange.
+func sendResult(err error) error {
 	if errors.Is(err, io.EOF) {
-		if _, rerr := x.stream.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
-			return rerr
-		}
-		return errors.New("the picker closed the stream")
+		return nil
 	}
 	return err
 }
@@ -362,8 +361,8 @@ func (x *Exchange) Response(code int, h http.Header, served string) *Immediate {
 }
 
 func (x *Exchange) response(msg *extprocv3.ProcessingRequest, h http.Header) (*Immediate, error) {
-	if err := x.stream.Send(msg); err != nil {
-		return nil, x.sendFailure(err)
+	if err := sendResult(x.stream.Send(msg)); err != nil {
+		return nil, err
 	}
 	resp, err := x.stream.Recv()
 	if err != nil {
