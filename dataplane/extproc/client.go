@@ -35,8 +35,8 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
-	"github.com/infergate/infergate/dataplane/redial"
 	"github.com/infergate/infergate/proto/endpointpicker"
+	"github.com/infergate/infergate/proto/redial"
 )
 
 // DefaultTimeout bounds each wait for a picker's answer when its pool
