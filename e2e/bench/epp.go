@@ -215,32 +215,13 @@ func createEPPObjects(ctx context.Context, c *cluster.Cluster, ns string, port i
 // podAddresses picks n loopback addresses 127.<k>.0.<i> (one random k per
 // cell) and a port free on all of them.
 func podAddresses(n int) ([]string, int, error) {
-	for range 20 {
-		k := 100 + rand.IntN(150)
-		ips := make([]string, n)
-		for i := range ips {
-			ips[i] = net.IPv4(127, byte(k), byte((i+1)>>8), byte(i+1)).String()
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
-		if err != nil {
-			return nil, 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
-		free := true
-		for _, ip := range ips[1:] {
-			l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-			if err != nil {
-				free = false
-				break
-			}
-			_ = l.Close()
-		}
-		if free {
-			return ips, port, nil
-		}
+	k := 100 + rand.IntN(150)
+	ips := make([]string, n)
+	for i := range ips {
+		ips[i] = net.IPv4(127, byte(k), byte((i+1)>>8), byte(i+1)).String()
 	}
-	return nil, 0, errors.New("epp: no port free on every pod address")
+	port, err := harness.FreePortOnAll(ips...)
+	return ips, port, err
 }
 
 // freePorts3 returns three ports free on every interface (the picker

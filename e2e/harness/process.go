@@ -193,8 +193,22 @@ func FreePort(t testing.TB, host string) int {
 // several loopback "pods" can share one target port like real pods do.
 func FreePortOn(t testing.TB, hosts ...string) int {
 	t.Helper()
+	port, err := FreePortOnAll(hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// FreePortOnAll is FreePortOn outside a test.
+func FreePortOnAll(hosts ...string) (int, error) {
 	for attempt := 0; attempt < 50; attempt++ {
-		port := FreePort(t, hosts[0])
+		l, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
+		if err != nil {
+			return 0, fmt.Errorf("free port on %s: %w", hosts[0], err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
 		ok := true
 		for _, h := range hosts[1:] {
 			l, err := net.Listen("tcp", net.JoinHostPort(h, fmt.Sprint(port)))
@@ -202,14 +216,13 @@ func FreePortOn(t testing.TB, hosts ...string) int {
 				ok = false
 				break
 			}
-			l.Close()
+			_ = l.Close()
 		}
 		if ok {
-			return port
+			return port, nil
 		}
 	}
-	t.Fatalf("no port free on all of %v", hosts)
-	return 0
+	return 0, fmt.Errorf("no port free on all of %v", hosts)
 }
 
 // WaitHTTP polls url until it answers 200 or the timeout passes.

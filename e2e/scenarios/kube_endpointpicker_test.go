@@ -93,15 +93,7 @@ func TestKubeEndpointPicker(t *testing.T) {
 		}
 	}
 	podIPs := []string{"127.0.0.91", "127.0.0.92", "127.0.0.93"}
-	podPort := harness.FreePortOn(t, podIPs...)
-	listen := make([]string, len(podIPs))
-	for i, ip := range podIPs {
-		listen[i] = fmt.Sprintf("%s:%d", ip, podPort)
-	}
-	harness.Start(t, "modelsim", bins.Path("modelsim"), "--listen", strings.Join(listen, ","), "--model", model, "--time-scale", "0.1")
-	for _, l := range listen {
-		harness.WaitHTTP(ctx, t, "http://"+l+"/health", syncTimeout)
-	}
+	podPort := startSimFleet(ctx, t, podIPs)
 	for i, ip := range podIPs {
 		if _, err := c.CreatePod(ctx, ns, fmt.Sprintf("sim-%d", i), map[string]string{"app": "sim"}, ip, true); err != nil {
 			t.Fatal(err)

@@ -234,6 +234,23 @@ func (r *replica) leads() bool {
 	return strings.Contains(r.proc.Logs(), "became leader")
 }
 
+// startSimFleet runs one simulator process serving model on every pod IP
+// at one shared port (loopback "pods"), waits for them and returns the
+// port.
+func startSimFleet(ctx context.Context, t *testing.T, podIPs []string) int {
+	t.Helper()
+	podPort := harness.FreePortOn(t, podIPs...)
+	listen := make([]string, len(podIPs))
+	for i, ip := range podIPs {
+		listen[i] = fmt.Sprintf("%s:%d", ip, podPort)
+	}
+	harness.Start(t, "modelsim", bins.Path("modelsim"), "--listen", strings.Join(listen, ","), "--model", model, "--time-scale", "0.1")
+	for _, l := range listen {
+		harness.WaitHTTP(ctx, t, "http://"+l+"/health", syncTimeout)
+	}
+	return podPort
+}
+
 func eventually(t testing.TB, f func() error) {
 	t.Helper()
 	harness.Eventually(t, syncTimeout, f)

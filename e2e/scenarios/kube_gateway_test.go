@@ -230,15 +230,7 @@ func TestKubeGateway(t *testing.T) {
 
 	// One simulated fleet; pods are loopback addresses on a shared port.
 	podIPs := []string{"127.0.0.41", "127.0.0.42", "127.0.0.43", "127.0.0.44"}
-	podPort := harness.FreePortOn(t, podIPs...)
-	listen := make([]string, len(podIPs))
-	for i, ip := range podIPs {
-		listen[i] = fmt.Sprintf("%s:%d", ip, podPort)
-	}
-	harness.Start(t, "modelsim", bins.Path("modelsim"), "--listen", strings.Join(listen, ","), "--model", model, "--time-scale", "0.1")
-	for _, l := range listen {
-		harness.WaitHTTP(ctx, t, "http://"+l+"/health", syncTimeout)
-	}
+	podPort := startSimFleet(ctx, t, podIPs)
 
 	replicas := []*replica{startReplica(t, "cp-1", c, leaseNS), startReplica(t, "cp-2", c, leaseNS)}
 	for _, r := range replicas {
