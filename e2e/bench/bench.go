@@ -96,7 +96,8 @@ type Cell struct {
 
 // Outcome is one successful request in simulated seconds.
 type Outcome struct {
-	TTFT, E2E              float64
+	// Start is when it was sent, from the run's start.
+	Start, TTFT, E2E       float64
 	Prompt, Cached, Output int
 	Replica                string
 }
@@ -312,7 +313,7 @@ func outcomes(rs []loadgen.Result, timeScale float64) []Outcome {
 	for i := range rs {
 		r := &rs[i]
 		if r.OK() {
-			out = append(out, Outcome{TTFT: r.TTFT.Seconds() / timeScale, E2E: r.E2E.Seconds() / timeScale,
+			out = append(out, Outcome{Start: r.Start.Seconds() / timeScale, TTFT: r.TTFT.Seconds() / timeScale, E2E: r.E2E.Seconds() / timeScale,
 				Prompt: r.PromptTokens, Cached: r.CachedTokens, Output: r.OutputTokens, Replica: r.Replica})
 		}
 	}

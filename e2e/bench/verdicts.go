@@ -178,9 +178,11 @@ func (r *Report) compare(workload, what, a, b string, m metric, target float64, 
 }
 
 // Matrix is ours vs the best baseline on one workload, one comparison per
-// matrix metric (nil where something did not run), plus the contenders:
-// the baselines within a run's noise of the best, which a repeat may
-// make the best.
+// matrix metric (nil where something did not run), plus the contenders
+// of the comparisons in doubt: the best baseline and the runner-up when
+// it is within a run's noise of the best (a repeat may swap them; the
+// others would need two runs to move the same way, and repeating every
+// close baseline would double the benchmark's wall time).
 func (r *Report) Matrix(workload string) (cmp []*Comparison, contenders []string) {
 	for _, m := range matrixMetrics {
 		best, bv := r.bestBaseline(workload, m)
@@ -193,11 +195,21 @@ func (r *Report) Matrix(workload string) (cmp []*Comparison, contenders []string
 		if c == nil || !c.InDoubt() {
 			continue
 		}
+		if !slices.Contains(contenders, best) {
+			contenders = append(contenders, best)
+		}
+		second, sv := "", math.NaN()
 		for _, name := range r.strategiesOf(workload, Baseline) {
 			v := r.value(workload, name, m.get)
-			if ratio(v, bv) <= m.noise && ratio(bv, v) <= m.noise && !slices.Contains(contenders, name) {
-				contenders = append(contenders, name)
+			if name == best || math.IsNaN(v) {
+				continue
 			}
+			if second == "" || m.higher && v > sv || !m.higher && v < sv {
+				second, sv = name, v
+			}
+		}
+		if second != "" && ratio(sv, bv) <= m.noise && ratio(bv, sv) <= m.noise && !slices.Contains(contenders, second) {
+			contenders = append(contenders, second)
 		}
 	}
 	return cmp, contenders

@@ -69,6 +69,12 @@ func (r *Report) diagnose(c *Comparison) string {
 	if c.Metric == "throughput" {
 		parts = append(parts, fmt.Sprintf("%d vs %d requests completed, mean output %.0f vs %.0f tokens",
 			a.Summary.OK, b.Summary.OK, meanOutput(a), meanOutput(b)))
+		if !a.Closed {
+			// Open loop: the same tokens over the span to the last
+			// completion, so a longer drain is all a miss can be.
+			parts = append(parts, fmt.Sprintf("the last request completed %s vs %s after the first send",
+				secs(lastEnd(a)), secs(lastEnd(b))))
+		}
 		return strings.Join(parts, "; ") + "."
 	}
 	// The side that is too slow, and the value its requests should stay
@@ -81,12 +87,22 @@ func (r *Report) diagnose(c *Comparison) string {
 	over := slowRequests(slow, threshold, strings.HasPrefix(c.Metric, "TTFT"))
 	if len(over) > 0 {
 		coldOver, replica, onTop, served := explainSlow(slow, over)
-		parts = append(parts, fmt.Sprintf("%d of %s's %d requests (%.1f %%) took longer than %s (%s); %.0f %% of them had less than half their prompt cached "+
+		parts = append(parts, fmt.Sprintf("%d of the %d requests of %s (%.1f %%) took longer than %s (%s); %.0f %% of them had less than half their prompt cached "+
 			"(of all its requests: %.0f %%), and %s served %.0f %% of them while serving %.0f %% of all requests",
-			len(over), slow.Strategy, len(slow.Requests), 100*float64(len(over))/float64(max(len(slow.Requests), 1)), secs(threshold), what,
+			len(over), len(slow.Requests), slow.Strategy, 100*float64(len(over))/float64(max(len(slow.Requests), 1)), secs(threshold), what,
 			100*coldOver, 100*coldShare(slow.Requests), replica, 100*onTop, 100*served))
 	}
 	return strings.Join(parts, "; ") + "."
+}
+
+// lastEnd is when the cell's last successful request completed, from its
+// first send.
+func lastEnd(c *Cell) float64 {
+	first, last := math.Inf(1), 0.0
+	for _, o := range c.Requests {
+		first, last = min(first, o.Start), max(last, o.Start+o.E2E)
+	}
+	return last - first
 }
 
 func meanOutput(c *Cell) float64 {
