@@ -132,17 +132,9 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "## SSE response of 200 events at %d req/s (until the last event)\n\n", r.cfg.sseRate)
 		r.latencyTable(&b, "sse-rate", false)
 	}
-	fmt.Fprintf(&b, "## Maximum throughput (%d workers)\n\n", r.cfg.conc)
-	fmt.Fprintf(&b, "| target | 1 KB JSON req/s | proxy CPU µs/req | backend CPU µs/req | load generator CPU µs/req | SSE (200 events) req/s | proxy CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, t := range r.targets {
-		j, ok1 := r.get("json-max", t)
-		s, ok2 := r.get("sse-max", t)
-		if !ok1 && !ok2 {
-			continue
-		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.0f | %s | %d |\n", t, j.rps, us(j.proxyCPU), us(j.backendCPU), us(j.loadCPU), s.rps, us(s.proxyCPU), j.errors+s.errors)
+	if r.res["json-max"] != nil || r.res["sse-max"] != nil {
+		r.maxTable(&b)
 	}
-	b.WriteString("\n")
 	if r.res["large"] != nil {
 		fmt.Fprintf(&b, "## %d KB prompt at concurrency %d, model server TTFT %s: time to first token\n\n", r.cfg.largeSize>>10, r.cfg.largeConc, r.cfg.largeTTFT)
 		r.latencyTable(&b, "large", true)
@@ -181,6 +173,21 @@ func (r *report) markdown() string {
   ` + "`go tool pprof -top cpu.out`" + `.
 `)
 	return b.String()
+}
+
+// maxTable is the maximum-throughput table.
+func (r *report) maxTable(b *strings.Builder) {
+	fmt.Fprintf(b, "## Maximum throughput (%d workers)\n\n", r.cfg.conc)
+	fmt.Fprintf(b, "| target | 1 KB JSON req/s | proxy CPU µs/req | backend CPU µs/req | load generator CPU µs/req | SSE (200 events) req/s | proxy CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, t := range r.targets {
+		j, ok1 := r.get("json-max", t)
+		s, ok2 := r.get("sse-max", t)
+		if !ok1 && !ok2 {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %s | %.0f | %s | %d |\n", t, j.rps, us(j.proxyCPU), us(j.backendCPU), us(j.loadCPU), s.rps, us(s.proxyCPU), j.errors+s.errors)
+	}
+	b.WriteString("\n")
 }
 
 func (r *report) latencyTable(b *strings.Builder, c string, first bool) {
