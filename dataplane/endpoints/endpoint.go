@@ -51,6 +51,13 @@ type Endpoint struct {
 	metrics atomic.Pointer[Metrics]
 	lastErr atomic.Pointer[scrapeError]
 	scrapes atomic.Uint64
+	// doneRate (float64 bits, this proxy's own) and doneAt (unix ns of the
+	// scrape that last updated it) are DoneRate; released counts requests
+	// finished since that scrape; written is Written.
+	doneRate atomic.Uint64
+	doneAt   atomic.Int64
+	released atomic.Int64
+	written  atomic.Int64
 	// servedHeader is the value slice of x-gateway-destination-endpoint-served,
 	// built once so the response path does not allocate it.
 	servedHeader []string
@@ -70,6 +77,9 @@ type Metrics struct {
 	RunningAdapters []string `json:"runningAdapters,omitempty"`
 	WaitingAdapters []string `json:"waitingAdapters,omitempty"`
 	MaxLoRA         int      `json:"maxLora,omitempty"`
+	// KVCapacity is the KV cache size in tokens (blocks × tokens per
+	// block, from the engine's cache config metrics); 0 when not reported.
+	KVCapacity float64 `json:"kvCapacityTokens,omitempty"`
 	// adapters is a 64-bit filter of RunningAdapters and WaitingAdapters,
 	// set by SetMetrics: a picker asking every endpoint whether it reports
 	// a model rules most out without comparing names.
@@ -191,7 +201,10 @@ func (e *Endpoint) Proxies() int { return int(e.sched.proxies.Load()) }
 func (e *Endpoint) StaleAfter() time.Duration { return e.sched.staleAfter() }
 
 // Release ends a request counted by Acquire.
-func (e *Endpoint) Release() { e.inFlight.Add(-1) }
+func (e *Endpoint) Release() {
+	e.inFlight.Add(-1)
+	e.released.Add(1)
+}
 
 // Metrics returns the latest scrape, or nil before the first success.
 func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
@@ -207,6 +220,7 @@ func (e *Endpoint) SetMetrics(m *Metrics) {
 		m.adapters |= AdapterBit(a)
 	}
 	e.metrics.Store(m)
+	e.noteDone(e.released.Swap(0), m.At)
 	e.noteSends(e.sinceScrape.Swap(0), m.At)
 }
 

@@ -48,6 +48,7 @@ type metricNames struct {
 	// (Triton releases without the "fraction" block type).
 	kvUsed, kvMax series
 	lora          string // info gauge with adapter labels; "" when the engine has none
+	shape         cacheShape
 }
 
 // tritonRequests and tritonKVBlocks select one signal of Triton Inference
@@ -98,10 +99,13 @@ func namesFor(engine string) metricNames {
 	if a, ok := engineAliases[engine]; ok {
 		engine = a
 	}
-	if n, ok := engineMetrics[engine]; ok {
-		return n
+	n, ok := engineMetrics[engine]
+	if !ok {
+		engine = "vllm"
+		n = engineMetrics[engine]
 	}
-	return engineMetrics["vllm"]
+	n.shape = cacheShapes[engine]
+	return n
 }
 
 // families are the metric family names parse reads.
@@ -119,5 +123,6 @@ func (n metricNames) families() []string {
 	add(n.kv...)
 	add(n.kvUsed, n.kvMax)
 	add(series{name: n.lora})
+	add(series{name: n.shape.info}, n.shape.blocks, n.shape.per)
 	return out
 }

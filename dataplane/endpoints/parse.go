@@ -105,6 +105,11 @@ func parseKept(kept []byte, names metricNames) (*Metrics, error) {
 			return nil, err
 		}
 	}
+	// The cache size only refines estimates: a server that does not say
+	// (or says nonsense) is still usable.
+	if v, ok := kvCapacity(fams, names.shape); ok {
+		m.KVCapacity = v
+	}
 	return &m, nil
 }
 

@@ -50,10 +50,20 @@ type Cycle struct {
 	sourced   bool
 	sourceBuf []int
 	sourceOut []int
-	scores    []float64
-	total     []float64
-	matches   []prefixMatch
-	prefixOf  map[*endpoints.Endpoint]int32
+	// chain keys of the prompt (cost model), computed on first use, and
+	// per-candidate matched depth.
+	chainKeys   []chainKey
+	chainBlocks int
+	chained     bool
+	depth       []int32
+	room        []float64
+	uncached    []float64
+	// prompt and output: the request's estimated tokens (cost model).
+	prompt, output float64
+	scores         []float64
+	total          []float64
+	matches        []prefixMatch
+	prefixOf       map[*endpoints.Endpoint]int32
 }
 
 var cyclePool = sync.Pool{New: func() any {
@@ -70,11 +80,15 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 		c.Candidates = make([]Candidate, 0, n)
 		c.scores = make([]float64, n)
 		c.total = make([]float64, n)
+		c.depth = make([]int32, n)
+		c.room = make([]float64, n)
+		c.uncached = make([]float64, n)
 	}
 	c.Candidates = c.Candidates[:0]
 	c.AnyFresh, c.MeanQueue, c.LoRA = false, 0, false
 	c.keys, c.blocks, c.hashed, c.adapter = c.keys[:0], 0, false, 0
 	c.source, c.sourced, c.sourceOut = nil, false, nil
+	c.chainKeys, c.chainBlocks, c.chained = c.chainKeys[:0], 0, false
 	clear(c.prefixOf)
 	clear(c.matches)
 	c.matches = c.matches[:0]
@@ -168,4 +182,13 @@ func (c *Cycle) load(cands []*endpoints.Endpoint) {
 	if n > 0 {
 		c.MeanQueue = sum / float64(n)
 	}
+}
+
+// chain returns the prompt's chain keys and its number of full blocks.
+func (c *Cycle) chain() ([]chainKey, int) {
+	if !c.chained {
+		c.chainKeys, c.chainBlocks = appendChain(c.chainKeys[:0], c.Model(), c.Req.Body)
+		c.chained = true
+	}
+	return c.chainKeys, c.chainBlocks
 }

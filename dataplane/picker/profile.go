@@ -19,6 +19,9 @@ const (
 	PluginKVCache = pickerprofile.KVCache
 	PluginPrefix  = pickerprofile.Prefix
 	PluginLoRA    = pickerprofile.LoRA
+	// PluginCost is the cost model (CostModel): alone in a profile, it
+	// replaces the weighted scorers.
+	PluginCost = pickerprofile.Cost
 )
 
 // DefaultProfile is the profile of a pool that has none
@@ -37,6 +40,13 @@ func FromProfile(p *snapshotv1.PickerProfile) (*Scheduler, error) {
 		return nil, err
 	}
 	p = pickerprofile.Effective(p)
+	if refs := p.GetScorers(); len(refs) == 1 && refs[0].GetName() == PluginCost {
+		v, err := pickerprofile.Params(refs[0])
+		if err != nil {
+			return nil, err // Validate checked it: unreachable
+		}
+		return NewCostScheduler(newCostModel(v), p.GetShedSheddable()), nil
+	}
 	ws := make([]WeightedScorer, 0, len(p.GetScorers()))
 	for _, ref := range p.GetScorers() {
 		v, err := pickerprofile.Params(ref)
@@ -74,6 +84,8 @@ func newScorer(v pickerprofile.Values) (Scorer, error) {
 		p.Balance, p.MinHomes = v.Number("balance"), v.Count("min-homes")
 		p.Window = v.Seconds("window-seconds")
 		return p, nil
+	case PluginCost:
+		return nil, fmt.Errorf("plugin %s replaces the weighted scorers: it cannot be combined with others", name)
 	default:
 		// A table entry without a case here: TestEveryContractPluginBuilds
 		// catches it.

@@ -33,6 +33,8 @@ type Scheduler struct {
 	// API; copying on every pick would cost two atomic stores per
 	// candidate.
 	recordScores every
+	// cost, when set, picks instead of the weighted scorers.
+	cost *CostModel
 	// source is the optional PrefixSource (SetPrefixSource).
 	source atomic.Pointer[PrefixSource]
 }
@@ -59,6 +61,11 @@ func NewScheduler(scorers []WeightedScorer, shed bool) *Scheduler {
 	return s
 }
 
+// NewCostScheduler returns a scheduler that picks with the cost model m.
+func NewCostScheduler(m *CostModel, shed bool) *Scheduler {
+	return &Scheduler{shed: shed, now: time.Now, cost: m}
+}
+
 // Scorers returns the scheduler's scorers (for the admin API and tests).
 func (s *Scheduler) Scorers() []WeightedScorer { return slices.Clone(s.scorers) }
 
@@ -77,6 +84,11 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 	c.load(cands)
 	if s.shed && Shed(req.Priority, c.saturation()) {
 		return nil, ErrShed
+	}
+	if s.cost != nil {
+		i := s.cost.choose(c)
+		s.cost.record(c, i)
+		return c.Candidates[i].Endpoint, nil
 	}
 	s.score(c)
 	best := -1

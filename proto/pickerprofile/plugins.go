@@ -21,6 +21,7 @@ const (
 	KVCache = "kv-cache"
 	Prefix  = "prefix-cache"
 	LoRA    = "lora"
+	Cost    = "cost"
 )
 
 // Kind is the domain of a parameter's value. Values travel as strings (the
@@ -81,6 +82,14 @@ const MaxWeight = 1000
 // plugins is the table of every plugin, in the order docs list them. It is
 // never modified.
 var plugins = []Plugin{
+	{
+		Name: Cost, Alone: true,
+		Doc: "cost model: picks the endpoint where the request's estimated time to first token and decode, plus the delay it adds to the requests there, is least",
+		Params: []Param{
+			{Name: "index-size", Kind: Count, Default: 128 << 10, Min: 1, Max: 1 << 22,
+				Doc: "prompt prefix keys this proxy remembers (about 18 per 4k-token prompt)"},
+		},
+	},
 	{
 		Name: Queue, DefaultWeight: 2,
 		Doc: "prefers endpoints with fewer waiting requests (scraped queue plus this proxy's own still-open requests), min-max normalised",

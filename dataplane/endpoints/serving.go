@@ -1,0 +1,50 @@
+package endpoints
+
+import (
+	"math"
+	"time"
+)
+
+// What a picker learns about how an endpoint serves, beyond one scrape's
+// gauges: its completion rate (how fast its waiting queue drains when it
+// is saturated) and how many prompt and output tokens the proxies wrote
+// into its KV cache (which, against the cache's size, says how long an
+// idle prefix survives its LRU eviction).
+
+// doneWindow is the completion rate's time constant: a saturated vLLM
+// replica finishes a request every few hundred milliseconds, so a second
+// would see too few to average.
+const doneWindow = 4 * time.Second
+
+// DoneRate is the endpoint's rate of finished requests per second, all
+// proxies together (this proxy's own, times the proxy count: each proxy
+// gets an equal share of the traffic), averaged with a time constant of
+// doneWindow. 0 before the first finished request.
+func (e *Endpoint) DoneRate() float64 {
+	return math.Float64frombits(e.doneRate.Load()) * float64(max(e.sched.proxies.Load(), 1))
+}
+
+// noteDone folds the requests finished since the previous scrape into the
+// completion rate (called by SetMetrics, one goroutine per endpoint).
+func (e *Endpoint) noteDone(done int64, at time.Time) {
+	prev := e.doneAt.Swap(at.UnixNano())
+	if prev == 0 {
+		return
+	}
+	dt := time.Duration(at.UnixNano() - prev)
+	if dt <= 0 {
+		return
+	}
+	a := 1 - math.Exp(-dt.Seconds()/doneWindow.Seconds())
+	r := math.Float64frombits(e.doneRate.Load())
+	r += a * (float64(done)/dt.Seconds() - r)
+	e.doneRate.Store(math.Float64bits(r))
+}
+
+// AddWritten counts tokens a request sent to the endpoint will allocate
+// in its KV cache (uncached prompt tokens and output), for all proxies.
+func (e *Endpoint) AddWritten(tokens int64) { e.written.Add(tokens) }
+
+// Written is the running total of AddWritten: the difference between two
+// readings is the KV cache traffic between them.
+func (e *Endpoint) Written() int64 { return e.written.Load() }

@@ -1,0 +1,59 @@
+package picker
+
+import "github.com/cespare/xxhash/v2"
+
+// The cost model matches a prompt against where its prefixes went at
+// block granularity over the whole prompt — a conversation's history, not
+// only a leading window — without hashing or indexing every block: the
+// chain of block hashes (64-byte blocks ≈ 16 tokens, one streaming digest
+// seeded by the model, so equal hashes mean equal prefixes) is read at
+// the positions chainPositions lists, which are dense where prompts differ
+// early (4 and 8 blocks) and every chainStride blocks after, plus the
+// prompt's last block. A match is credited at the deepest recorded
+// position both prompts share, so it is exact to chainStride blocks
+// (256 tokens) however long the prompt.
+const (
+	// chainStride is the spacing of recorded positions after the first
+	// few, in blocks.
+	chainStride = 16
+	// maxChainBlocks bounds how much of a prompt is hashed (256k
+	// characters ≈ 64k tokens; bodies are bounded long before).
+	maxChainBlocks = 4096
+)
+
+// chainKey is the hash of a prompt's first Blocks blocks.
+type chainKey struct {
+	Blocks int32
+	Hash   uint64
+}
+
+// appendChain appends the chain keys of the prompt in body, in increasing
+// depth, and returns it with the prompt's number of full blocks.
+func appendChain(dst []chainKey, model string, body []byte) (_ []chainKey, total int) {
+	p := promptStart(body)
+	n := min(len(p)/BlockChars, maxChainBlocks)
+	if n == 0 {
+		return dst, 0
+	}
+	var d xxhash.Digest
+	d.ResetWithSeed(xxhash.Sum64String(model))
+	done := 0
+	next := func(b int) int {
+		switch {
+		case b < 4:
+			return 4
+		case b < 8:
+			return 8
+		}
+		return (b/chainStride + 1) * chainStride
+	}
+	for b := next(0); ; b = next(b) {
+		b = min(b, n)
+		_, _ = d.Write(p[done*BlockChars : b*BlockChars])
+		done = b
+		dst = append(dst, chainKey{Blocks: int32(b), Hash: d.Sum64()})
+		if b == n {
+			return dst, n
+		}
+	}
+}

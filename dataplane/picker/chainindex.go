@@ -1,0 +1,116 @@
+package picker
+
+import (
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// chainIndex is a proxy's memory of where it sent which prompt prefixes:
+// chain key → the endpoints it last sent that prefix to, newest first,
+// LRU-bounded. Sending a prefix to a model server leaves it in that
+// server's prefix cache until evicted, so the deepest key an endpoint has
+// for a prompt estimates how much of the prompt it holds.
+type chainIndex struct {
+	idx *lru.Cache[uint64, chainEntry]
+}
+
+// chainEntry is the endpoints a prefix was sent to, newest first, each
+// with the endpoint's Written count after the send: what was written
+// there since says whether the prefix has been evicted.
+type chainEntry [chainEntryEndpoints]sent
+
+type sent struct {
+	ep *endpoints.Endpoint
+	at int64
+}
+
+// chainEntryEndpoints is how many endpoints one prefix remembers: a hot
+// prefix served from more replicas than this is known from the others'
+// deeper keys or from the homes of its traffic share.
+const chainEntryEndpoints = 8
+
+// DefaultChainIndexSize is the number of chain keys a proxy remembers per
+// pool: about 7,000 prompts of 4k tokens (18 keys each), ~20 MB.
+const DefaultChainIndexSize = 128 << 10
+
+func newChainIndex(size int) *chainIndex {
+	if size <= 0 {
+		size = DefaultChainIndexSize
+	}
+	idx, err := lru.New[uint64, chainEntry](size)
+	if err != nil {
+		panic(err) // only for size ≤ 0, excluded above
+	}
+	return &chainIndex{idx: idx}
+}
+
+// match writes into depth[i] the deepest chain position (in blocks) of
+// keys this proxy sent to cands[i] and believes still cached there, 0 for
+// none: a send counts while less than room[i] tokens were written to the
+// endpoint after it (LRU eviction would have reached it by then).
+func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, depth []int32) {
+	clear(depth)
+	left := len(cands)
+	for k := len(keys) - 1; k >= 0 && left > 0; k-- {
+		e, ok := x.idx.Peek(keys[k].Hash)
+		if !ok {
+			continue
+		}
+		for _, s := range e {
+			if s.ep == nil {
+				break
+			}
+			for i := range cands {
+				if cands[i].Endpoint == s.ep && depth[i] == 0 && float64(s.ep.Written()-s.at) < room[i] {
+					depth[i] = keys[k].Blocks
+					left--
+				}
+			}
+		}
+	}
+}
+
+// record notes that a prompt with keys went to ep, whose Written count
+// after the send is at.
+func (x *chainIndex) record(keys []chainKey, ep *endpoints.Endpoint, at int64) {
+	for _, k := range keys {
+		old, _ := x.idx.Peek(k.Hash)
+		next := chainEntry{{ep, at}}
+		j := 1
+		for _, o := range old {
+			if o.ep != nil && o.ep != ep && j < len(next) {
+				next[j] = o
+				j++
+			}
+		}
+		x.idx.Add(k.Hash, next)
+	}
+}
+
+// forget drops ep from the keys deeper than blocks: the server reported
+// holding less of the prompt than the index believed (it evicted).
+func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int32) {
+	for _, k := range keys {
+		if k.Blocks <= blocks {
+			continue
+		}
+		old, ok := x.idx.Peek(k.Hash)
+		if !ok {
+			continue
+		}
+		var next chainEntry
+		j := 0
+		for _, o := range old {
+			if o.ep != nil && o.ep != ep {
+				next[j] = o
+				j++
+			}
+		}
+		if j == 0 {
+			x.idx.Remove(k.Hash)
+		} else if next != old {
+			x.idx.Add(k.Hash, next)
+		}
+	}
+}

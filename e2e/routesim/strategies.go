@@ -1,0 +1,56 @@
+package routesim
+
+import (
+	"github.com/infergate/infergate/dataplane/picker"
+)
+
+// Baselines returns the comparison strategies: what a Kubernetes Service
+// does, the proxy's own open-request count, and the reference picker's
+// load scorers without prefix affinity.
+func Baselines() []Strategy {
+	return []Strategy{
+		{Name: "round-robin", New: func(*Env, int) picker.Picker { return &picker.RoundRobin{} }},
+		{Name: "least-in-flight", New: func(*Env, int) picker.Picker { return picker.LeastInFlight{} }},
+		{Name: "queue+kv", New: func(*Env, int) picker.Picker {
+			return picker.NewScheduler([]picker.WeightedScorer{
+				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
+		}},
+	}
+}
+
+// Ours is the pool's default profile, as a proxy builds it.
+func Ours() Strategy {
+	return Strategy{Name: "ours", New: func(*Env, int) picker.Picker { return mustDefault() }}
+}
+
+// Oracle is ours fed perfect information: every replica's true queue,
+// batch and KV use at the moment of each pick, and its true cached prefix
+// of the request.
+func Oracle() Strategy {
+	return Strategy{Name: "oracle", Truth: true, New: func(env *Env, _ int) picker.Picker {
+		s := mustDefault()
+		s.SetPrefixSource(truthSource{env})
+		return s
+	}}
+}
+
+func mustDefault() *picker.Scheduler {
+	s, err := picker.FromProfile(nil)
+	if err != nil {
+		panic(err) // the default profile always builds
+	}
+	return s
+}
+
+// truthSource answers from the replicas' KV caches.
+type truthSource struct{ env *Env }
+
+func (t truthSource) CachedTokens(_ *picker.Request, cands []picker.Candidate, out []int) bool {
+	for i, c := range cands {
+		out[i] = -1
+		if r := t.env.ReplicaOf(c.Endpoint.Address); r >= 0 {
+			out[i] = t.env.CachedTokens(r)
+		}
+	}
+	return true
+}
