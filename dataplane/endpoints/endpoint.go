@@ -8,6 +8,7 @@ package endpoints
 import (
 	"errors"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,10 @@ type Endpoint struct {
 	doneAt   atomic.Int64
 	released atomic.Int64
 	written  atomic.Int64
+	// backlog (float64 bits, tokens) as of backlogAt (unix ns): Backlog.
+	backlog   atomic.Uint64
+	backlogAt atomic.Int64
+	backlogMu sync.Mutex
 	// servedHeader is the value slice of x-gateway-destination-endpoint-served,
 	// built once so the response path does not allocate it.
 	servedHeader []string

@@ -48,3 +48,30 @@ func (e *Endpoint) AddWritten(tokens int64) { e.written.Add(tokens) }
 // Written is the running total of AddWritten: the difference between two
 // readings is the KV cache traffic between them.
 func (e *Endpoint) Written() int64 { return e.written.Load() }
+
+// Prefill backlog: the prompt tokens the proxies sent the endpoint that it
+// has not prefilled yet, as a leaky bucket: each send adds its uncached
+// tokens, and the bucket drains at the prefill rate the picker estimates.
+// Between scrapes it is the only sign that a server just took a long
+// prompt (its running count says 1 either way), and a request sent there
+// would prefill after it.
+
+// Backlog is the prefill backlog at now (unix ns) for a server that
+// prefills rate tokens per second.
+func (e *Endpoint) Backlog(now int64, rate float64) float64 {
+	b := math.Float64frombits(e.backlog.Load())
+	at := e.backlogAt.Load()
+	if b <= 0 || now <= at {
+		return max(b, 0)
+	}
+	return max(b-float64(now-at)/1e9*rate, 0)
+}
+
+// AddBacklog adds tokens to the prefill backlog at now (unix ns).
+func (e *Endpoint) AddBacklog(tokens float64, now int64, rate float64) {
+	e.backlogMu.Lock()
+	defer e.backlogMu.Unlock()
+	b := e.Backlog(now, rate) + tokens
+	e.backlog.Store(math.Float64bits(b))
+	e.backlogAt.Store(max(now, e.backlogAt.Load()))
+}

@@ -48,8 +48,9 @@ func newChainIndex(size int) *chainIndex {
 // match writes into depth[i] the deepest chain position (in blocks) of
 // keys this proxy sent to cands[i] and believes still cached there, 0 for
 // none: a send counts while less than room[i] tokens were written to the
-// endpoint after it (LRU eviction would have reached it by then).
-func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, depth []int32) {
+// endpoint after it (LRU eviction would have reached it by then). It
+// returns the deepest position sent anywhere.
+func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, depth []int32) (anywhere int32) {
 	clear(depth)
 	left := len(cands)
 	for k := len(keys) - 1; k >= 0 && left > 0; k-- {
@@ -57,6 +58,7 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 		if !ok {
 			continue
 		}
+		anywhere = max(anywhere, keys[k].Blocks)
 		for _, s := range e {
 			if s.ep == nil {
 				break
@@ -69,6 +71,7 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 			}
 		}
 	}
+	return anywhere
 }
 
 // record notes that a prompt with keys went to ep, whose Written count
@@ -113,4 +116,17 @@ func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int3
 			x.idx.Add(k.Hash, next)
 		}
 	}
+}
+
+// holders appends to out the endpoints (hashes) key was sent to and
+// returns it.
+func (x *chainIndex) holders(key uint64, out []uint64) []uint64 {
+	e, _ := x.idx.Peek(key)
+	for _, s := range e {
+		if s.ep == nil {
+			break
+		}
+		out = append(out, s.ep.Hash)
+	}
+	return out
 }

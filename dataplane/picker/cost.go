@@ -3,6 +3,8 @@ package picker
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
+	"time"
 
 	"github.com/infergate/infergate/proto/pickerprofile"
 )
@@ -29,27 +31,59 @@ type CostModel struct {
 	index *chainIndex
 	lora  *LoRAScorer
 	est   estimates
+	// homes plans where hot prefixes live (see prefixHomes): a prefix
+	// gets ⌈its share of the traffic × endpoints⌉ homes, balanced over
+	// the endpoints, the same on every proxy; its homes are believed to
+	// hold it.
+	homes prefixHomes
+	plan  planParams
+	// affinityBlocks is how many leading blocks key the plan.
+	affinityBlocks int32
+	usePlan        bool
+	x              knobs
 }
 
 // estimates are the engine speeds the model prices with.
 type estimates struct {
 	// prefillToken is seconds of prefill per uncached prompt token.
 	prefillToken float64
-	// stepBase and stepPerSeq: a decode step takes stepBase + stepPerSeq ×
-	// running sequences (seconds).
-	stepBase, stepPerSeq float64
+	// stepBase, stepPerSeq and stepPerCtx: a decode step takes stepBase +
+	// stepPerSeq × running sequences + stepPerCtx × their context tokens
+	// (seconds).
+	stepBase, stepPerSeq, stepPerCtx float64
 	// output is the expected output tokens of a request that does not say.
 	output float64
 }
 
 func defaultEstimates() estimates {
-	return estimates{prefillToken: 0.25e-3, stepBase: 12e-3, stepPerSeq: 0.8e-3, output: 256}
+	return estimates{prefillToken: 0.25e-3, stepBase: 11e-3, stepPerSeq: 0.45e-3, stepPerCtx: 0.4e-6, output: 256}
 }
 
 // NewCostModel returns a cost model with an own prefix index of size chain
 // keys (DefaultChainIndexSize when ≤ 0).
 func NewCostModel(size int) *CostModel {
-	return &CostModel{index: newChainIndex(size), lora: NewLoRAScorer(), est: defaultEstimates()}
+	m := &CostModel{index: newChainIndex(size), lora: NewLoRAScorer(), est: defaultEstimates(),
+		plan:           planParams{Window: 2 * time.Minute, Balance: 1.25, MinHomes: 3, Multi: true},
+		affinityBlocks: 32, usePlan: true}
+	m.plan.Held = m.index.holders
+	m.x = readKnobs()
+	m.usePlan = m.x.plan
+	return m
+}
+
+// Terms are one candidate's inputs and cost terms in a pick (seconds; see
+// CostModel).
+type Terms struct {
+	// Inputs: the scraped (or estimated) waiting and running requests,
+	// KV use, the tokens of the prompt the candidate is believed to hold,
+	// and whether its metrics were fresh.
+	Waiting, Running, KVUsage float64
+	CachedTokens              float64
+	Fresh                     bool
+	// Terms.
+	Wait, Prefill, Decode, Harm, LoRA float64
+	// Cost is the total the pick minimised.
+	Cost float64
 }
 
 // choose returns the index of the cheapest candidate of c (ties at random).
@@ -65,7 +99,28 @@ func (m *CostModel) choose(c *Cycle) int {
 		}
 	}
 	depth := c.depth[:n]
-	m.index.match(keys, c.Candidates, room, depth)
+	anywhere := m.index.match(keys, c.Candidates, room, depth)
+	// The plan's homes of the prompt's leading blocks hold what of the
+	// prompt was sent anywhere.
+	var homes []uint64
+	if len(keys) > 0 && !c.IsAdapter() && m.plan.Balance > 0 && m.usePlan {
+		k := keys[0]
+		for _, x := range keys[1:] {
+			if x.Blocks > m.affinityBlocks {
+				break
+			}
+			k = x
+		}
+		_, homes = m.homes.home(c, k.Hash, m.index.idx.Contains(k.Hash), c.Candidates[0].Endpoint.Proxies(), m.plan)
+		switch m.x.inject {
+		case 0:
+			anywhere = 0
+		case 1:
+			anywhere = k.Blocks
+		default:
+			anywhere = max(anywhere, k.Blocks)
+		}
+	}
 	known := c.cachedTokens()
 	prompt := float64(len(promptStart(c.Req.Body))) / charsPerToken
 	c.prompt, c.output = prompt, m.est.output
@@ -74,25 +129,49 @@ func (m *CostModel) choose(c *Cycle) int {
 	}
 	lora := c.scores[:n]
 	m.lora.Score(c, lora)
-	cost := c.total[:n]
-	uncached := c.uncached[:n]
+	terms := c.terms[:n]
+	// The prefix that exists somewhere: a non-home serving it holds a
+	// copy its plan does not want (see displacement).
+	var shared float64
+	for i := range c.Candidates {
+		d := float64(depth[i]) * BlockChars / charsPerToken
+		if known != nil && known[i] >= 0 {
+			d = float64(known[i])
+		}
+		shared = max(shared, min(d, prompt))
+	}
+	if homes != nil {
+		shared = max(shared, float64(anywhere)*BlockChars/charsPerToken)
+	}
 	best := -1
 	var ties uint64
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
-		cached := float64(depth[i]) * BlockChars / charsPerToken
-		if blocks > 0 && int(depth[i]) == blocks {
+		d := depth[i]
+		if len(homes) > 0 && slices.Contains(homes, cd.Endpoint.Hash) {
+			d = max(d, anywhere)
+		}
+		cached := float64(d) * BlockChars / charsPerToken
+		if blocks > 0 && int(d) == blocks {
 			cached = prompt // the whole prompt went there
 		}
 		if known != nil && known[i] >= 0 {
 			cached = float64(known[i])
 		}
-		uncached[i] = max(prompt-cached, 1)
-		cost[i] = m.cost(c, cd, uncached[i], c.output, lora[i])
+		t := &terms[i]
+		*t = Terms{CachedTokens: min(cached, prompt)}
+		m.cost(c, cd, max(prompt-cached, 1), c.output, lora[i], t)
+		if len(homes) > 0 && m.x.displace > 0 && !slices.Contains(homes, cd.Endpoint.Hash) {
+			if m.x.dmode == 0 {
+				t.Cost += m.x.displace * m.est.prefillToken * max(prompt-cached, 1)
+			} else {
+				t.Cost += m.x.displace * m.est.prefillToken * shared
+			}
+		}
 		switch {
-		case best < 0 || cost[i] < cost[best]:
+		case best < 0 || t.Cost < terms[best].Cost:
 			best, ties = i, 1
-		case cost[i] == cost[best]:
+		case t.Cost == terms[best].Cost:
 			ties++
 			if rand.Uint64N(ties) == 0 {
 				best = i
@@ -102,14 +181,15 @@ func (m *CostModel) choose(c *Cycle) int {
 	return best
 }
 
-// cost prices the request on one candidate.
-func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, out, lora float64) float64 {
+// cost prices the request on one candidate into t.
+func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, out, lora float64, t *Terms) {
 	e := &m.est
-	var waiting, running float64
+	var waiting, running, kv, ctx float64
+	t.Fresh = cd.Fresh
 	known := cd.Fresh || !c.AnyFresh
 	switch {
 	case cd.Fresh:
-		waiting, running = cd.Metrics.Waiting, cd.Metrics.Running
+		waiting, running, kv = cd.Metrics.Waiting, cd.Metrics.Running, cd.Metrics.KVCacheUsage
 		// Requests sent since the scrape queue behind the waiting ones,
 		// or join the batch when nothing waits.
 		if unseen := cd.Queue - waiting; waiting >= 1 {
@@ -117,14 +197,20 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, out, lora float64) f
 		} else {
 			running += unseen
 		}
+		ctx = kv * cd.Metrics.KVCapacity
 	default:
 		// No usable metrics: what this proxy has open there, spread over
 		// the proxies (the others send about as much).
 		running = float64(cd.Endpoint.InFlight() * int64(max(cd.Endpoint.Proxies(), 1)))
 	}
-	step := e.stepBase + e.stepPerSeq*(running+1)
+	t.Waiting, t.Running, t.KVUsage = waiting, running, kv
+	step := e.stepBase + e.stepPerSeq*(running+1) + e.stepPerCtx*ctx
 	prefill := uncached * e.prefillToken
-	var wait float64
+	// Prompts sent there and not prefilled yet go first (when requests
+	// wait, the wait covers them).
+	if m.x.backlog == 1 || m.x.backlog == 2 && waiting == 0 {
+		prefill += cd.Endpoint.Backlog(c.Now.UnixNano(), 1/e.prefillToken) * e.prefillToken
+	}
 	if waiting > 0 {
 		rate := cd.Endpoint.DoneRate()
 		if floor := max(running, 1) / (e.output * step); rate < floor {
@@ -132,22 +218,31 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, out, lora float64) f
 			// over once per request's decode.
 			rate = floor
 		}
-		wait = waiting / rate
+		t.Wait = waiting / rate
 	}
-	decode := out * step
-	harm := running * (prefill + out*e.stepPerSeq)
-	total := wait + prefill + decode + harm
+	if m.x.backlog == 3 {
+		if b := cd.Endpoint.Backlog(c.Now.UnixNano(), 1/e.prefillToken) * e.prefillToken; b > t.Wait {
+			t.Wait = b
+		}
+	}
+	t.Prefill = prefill
+	t.Decode = out * step
+	behind := running
+	if m.x.hw > 0 {
+		behind += waiting
+	}
+	t.Harm = m.x.harm * (behind*prefill + running*out*e.stepPerSeq)
 	if lora < 1 {
 		// An adapter request where its adapter is not planned waits for a
 		// slot and a load: up to a whole request's time for a busy slot.
-		total += (1 - lora) * (decode + prefill + step*e.output)
+		t.LoRA = (1 - lora) * (t.Decode + prefill + step*e.output)
 	}
+	t.Cost = t.Wait + t.Prefill + t.Decode + t.Harm + t.LoRA
 	if !known {
 		// Metrics missing while others have them: kept in rotation on its
 		// own signals, but a known endpoint of equal cost goes first.
-		total *= 1.25
+		t.Cost *= 1.25
 	}
-	return total
 }
 
 // record notes that the request went to candidate i.
@@ -157,8 +252,10 @@ func (m *CostModel) record(c *Cycle, i int) {
 	// Everything the request allocates in the endpoint's KV cache pushes
 	// older prefixes towards eviction; the other proxies write about as
 	// much as this one.
-	ep.AddWritten(int64((c.uncached[i] + c.output) * float64(max(ep.Proxies(), 1))))
+	uncached := max(c.prompt-c.terms[i].CachedTokens, 1)
+	ep.AddWritten(int64((uncached + c.output) * float64(max(ep.Proxies(), 1))))
 	m.index.record(keys, ep, ep.Written())
+	ep.AddBacklog(uncached*float64(max(ep.Proxies(), 1)), c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.lora.Record(c, ep)
 }
 

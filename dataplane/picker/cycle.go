@@ -57,7 +57,10 @@ type Cycle struct {
 	chained     bool
 	depth       []int32
 	room        []float64
-	uncached    []float64
+	terms       []Terms
+	// explain: the cycle only explains (Scheduler.Explain), it must not
+	// change what the picker remembers.
+	explain bool
 	// prompt and output: the request's estimated tokens (cost model).
 	prompt, output float64
 	scores         []float64
@@ -82,13 +85,14 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 		c.total = make([]float64, n)
 		c.depth = make([]int32, n)
 		c.room = make([]float64, n)
-		c.uncached = make([]float64, n)
+		c.terms = make([]Terms, n)
 	}
 	c.Candidates = c.Candidates[:0]
 	c.AnyFresh, c.MeanQueue, c.LoRA = false, 0, false
 	c.keys, c.blocks, c.hashed, c.adapter = c.keys[:0], 0, false, 0
 	c.source, c.sourced, c.sourceOut = nil, false, nil
 	c.chainKeys, c.chainBlocks, c.chained = c.chainKeys[:0], 0, false
+	c.explain = false
 	clear(c.prefixOf)
 	clear(c.matches)
 	c.matches = c.matches[:0]

@@ -58,8 +58,16 @@ func PrefixPickForTest(s *PrefixScorer, req *Request, es []*endpoints.Endpoint, 
 // MatchHomesForTest exposes the prefix plan's matching: keys to endpoint
 // hashes with capacity per endpoint.
 func MatchHomesForTest(keys, eps []uint64, capacity int) map[uint64]uint64 {
-	homes, _ := matchHomes(keys, eps, capacity)
-	return homes
+	want := make([]int, len(keys))
+	for i := range want {
+		want[i] = 1
+	}
+	homes, _ := matchHomes(keys, want, eps, capacity, nil)
+	out := make(map[uint64]uint64, len(homes))
+	for k, hs := range homes {
+		out[k] = hs[0]
+	}
+	return out
 }
 
 // Mix is the rendezvous weight function.
@@ -81,5 +89,9 @@ func PlannedHomesForTest(s *PrefixScorer) map[uint64]uint64 {
 	if pl == nil {
 		return nil
 	}
-	return pl.homes
+	out := make(map[uint64]uint64, len(pl.homes))
+	for k, hs := range pl.homes {
+		out[k] = hs[0]
+	}
+	return out
 }

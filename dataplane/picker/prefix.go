@@ -197,7 +197,11 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (best, second int, h
 	var home uint64
 	var plan *homesPlan
 	if s.Balance > 0 {
-		plan, home = s.homes.home(c, k, s.index.Contains(k), c.Candidates[0].Endpoint.Proxies(), s)
+		var homes []uint64
+		plan, homes = s.homes.home(c, k, s.index.Contains(k), c.Candidates[0].Endpoint.Proxies(), s.planParams())
+		if len(homes) > 0 {
+			home = homes[0]
+		}
 	}
 	bound := s.LoadFactor*c.MeanQueue + s.Slack
 	best, second = -1, -1
@@ -231,6 +235,10 @@ func (s *PrefixScorer) affinity(c *Cycle, keys []prefixKey) (best, second int, h
 		}
 	}
 	return best, second, best >= 0 && c.Candidates[best].Endpoint.Hash == home
+}
+
+func (s *PrefixScorer) planParams() planParams {
+	return planParams{Window: s.Window, Balance: s.Balance, MinHomes: s.MinHomes}
 }
 
 // mix is a 64-bit finaliser (splitmix64): rendezvous weights must be

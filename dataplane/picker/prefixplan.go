@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
@@ -45,6 +46,14 @@ type prefixHomes struct {
 	mu sync.Mutex
 	// hot maps affinity keys to when this proxy last sent them (unix ns).
 	hot map[uint64]int64
+	// uses counts each key's sends, decayed with a time constant of a
+	// quarter window as of its last use (hot, once); total counts every
+	// request of the pool the same way as of totalAt. A key's share of
+	// the pool's traffic, uses/total, sizes its home set (multi-home
+	// plans only).
+	uses    map[uint64]float64
+	total   float64
+	totalAt int64
 	// once maps the keys this proxy sent once, with N > 1 proxies, to
 	// when; tentative reports whether the current plan includes them.
 	once      map[uint64]int64
@@ -70,7 +79,8 @@ type prefixHomes struct {
 // prefix goes where the plan would put it once hot, rather than to an
 // endpoint that is full and would hand it on (a second cold prefill).
 type homesPlan struct {
-	homes map[uint64]uint64
+	// homes lists each key's home endpoints (hashes), best ranked first.
+	homes map[uint64][]uint64
 	eps   []uint64
 	fitW  []uint64
 	// full reports that some endpoint has no room (fitW not all 0).
@@ -83,6 +93,10 @@ type homesPlan struct {
 func (pl *homesPlan) fits(i int, h, w uint64) bool {
 	return i >= len(pl.eps) || pl.eps[i] != h || w > pl.fitW[i]
 }
+
+// replanEvery is how often a multi-home plan is rebuilt while it has
+// keys, so that home sets follow the keys' shares of the traffic.
+const replanEvery = time.Second
 
 // maxHotPrefixes bounds the plan: beyond it the least recently used keys
 // drop out (they keep plain rendezvous affinity). It bounds the tentative
@@ -100,20 +114,60 @@ const tentativePerEndpoint = 4
 // tentativeOK reports whether the plan takes the tentative keys.
 func tentativeOK(once, hot, eps int) bool { return once <= max(hot, tentativePerEndpoint*eps) }
 
-// home returns the plan and the planned home (endpoint hash) of key k,
-// marking k used at now; 0 when k is not in the plan. sent reports
+// planParams are the plan's parameters (PrefixScorer, CostModel).
+type planParams struct {
+	// Window: keys unused this long leave the plan.
+	Window time.Duration
+	// Balance and MinHomes cap the homes per endpoint at
+	// max(MinHomes, ⌈Balance × homes / endpoints⌉); Balance 0 turns the
+	// plan off.
+	Balance  float64
+	MinHomes int
+	// Multi gives a key as many homes as its share of the pool's traffic
+	// needs (⌈share × endpoints⌉) instead of one.
+	Multi bool
+	// Held, when set, appends to out the endpoints (hashes) that hold key
+	// now: the plan homes a prefix where it already is when the balance
+	// allows, rather than moving it (a cold prefill) to its rendezvous
+	// choice.
+	Held func(key uint64, out []uint64) []uint64
+}
+
+// home returns the plan and the planned homes (endpoint hashes, best
+// first) of key k, marking k used at now; nil when k is not in the plan. sent reports
 // whether this proxy sent the key before, and proxies is the number of
 // proxies. The plan is rebuilt over cands at most every planEvery when a
 // key joined (or the tentative keys stop or start counting), and when the
 // oldest key expires.
-func (h *prefixHomes) home(c *Cycle, k uint64, sent bool, proxies int, p *PrefixScorer) (*homesPlan, uint64) {
-	if !sent && proxies <= 1 {
-		return h.plan.Load(), 0
-	}
+func (h *prefixHomes) home(c *Cycle, k uint64, sent bool, proxies int, p planParams) (*homesPlan, []uint64) {
 	now := c.Now.UnixNano()
+	if c.explain {
+		// Read the plan as it is: an explanation counts no use.
+		pl := h.plan.Load()
+		if pl == nil {
+			return nil, nil
+		}
+		return pl, pl.homes[k]
+	}
+	if p.Multi {
+		h.mu.Lock()
+		h.total = decayed(h.total, h.totalAt, now, p.Window) + 1
+		h.totalAt = now
+		h.mu.Unlock()
+	}
+	if !sent && proxies <= 1 {
+		return h.plan.Load(), nil
+	}
 	h.mu.Lock()
 	if h.hot == nil {
-		h.hot, h.once = make(map[uint64]int64), make(map[uint64]int64)
+		h.hot, h.once, h.uses = make(map[uint64]int64), make(map[uint64]int64), make(map[uint64]float64)
+	}
+	if p.Multi {
+		last, ok := h.hot[k]
+		if !ok {
+			last = h.once[k]
+		}
+		h.uses[k] = decayed(h.uses[k], last, now, p.Window) + 1
 	}
 	_, inHot := h.hot[k]
 	_, inOnce := h.once[k]
@@ -147,9 +201,18 @@ func (h *prefixHomes) home(c *Cycle, k uint64, sent bool, proxies int, p *Prefix
 		h.plan.Store(pl)
 	}
 	if pl == nil {
-		return nil, 0
+		return nil, nil
 	}
 	return pl, pl.homes[k]
+}
+
+// decayed is a count last updated at (unix ns) as of now, decaying with a
+// time constant of a quarter window.
+func decayed(v float64, at, now int64, window time.Duration) float64 {
+	if v == 0 || now <= at {
+		return v
+	}
+	return v * math.Exp(-float64(now-at)/(float64(window)/4))
 }
 
 // over reports whether the plan was built over exactly these candidates.
@@ -169,7 +232,7 @@ func (pl *homesPlan) over(cands []Candidate) bool {
 // hot keys, own and the fleet's, and the tentative ones while tentativeOK.
 // The fleet's tentative keys count only with several proxies, as the own
 // ones do.
-func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer, proxies int) *homesPlan {
+func (h *prefixHomes) build(cands []Candidate, now int64, p planParams, proxies int) *homesPlan {
 	h.mu.Lock()
 	if len(h.hot) > maxHotPrefixes {
 		// Rare: keep the most recently used. Before expire, so that the
@@ -183,6 +246,13 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer, proxi
 	forget := now - int64(p.Window)
 	oldest := expire(h.hot, forget, 0)
 	oldest = expire(h.once, forget, oldest)
+	for k := range h.uses {
+		if _, ok := h.hot[k]; !ok {
+			if _, ok := h.once[k]; !ok {
+				delete(h.uses, k)
+			}
+		}
+	}
 	keys, once := h.keys(proxies)
 	h.tentative = tentativeOK(len(once), len(keys), len(cands))
 	if h.tentative {
@@ -192,14 +262,42 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer, proxi
 	if oldest != 0 {
 		h.due = oldest + int64(p.Window)
 	}
+	if p.Multi && len(keys) > 0 {
+		// Shares drift with the traffic: homes follow them.
+		h.due = min(h.due, now+int64(replanEvery))
+	}
+	want := make([]int, len(keys))
+	homes := 0
+	total := decayed(h.total, h.totalAt, now, p.Window)
+	for i, k := range keys {
+		want[i] = 1
+		if p.Multi && total > 0 {
+			last, ok := h.hot[k]
+			if !ok {
+				last = h.once[k]
+			}
+			share := decayed(h.uses[k], last, now, p.Window) / total
+			want[i] = min(max(int(math.Ceil(share*float64(len(cands))-1e-9)), 1), len(cands))
+		}
+		homes += want[i]
+	}
 	h.mu.Unlock()
 	eps := make([]uint64, len(cands))
 	for i := range cands {
 		eps[i] = cands[i].Endpoint.Hash
 	}
-	homes, holds := matchHomes(keys, eps, homeCap(len(keys), len(eps), p.Balance, p.MinHomes))
+	var held map[uint64][]uint64
+	if p.Held != nil {
+		held = make(map[uint64][]uint64)
+		for _, k := range keys {
+			if hs := p.Held(k, nil); len(hs) > 0 {
+				held[k] = hs
+			}
+		}
+	}
+	plan, holds := matchHomes(keys, want, eps, homeCap(homes, len(eps), p.Balance, p.MinHomes), held)
 	// Room for a new prefix: the capacity with one more hot prefix.
-	next := homeCap(len(keys)+1, len(eps), p.Balance, p.MinHomes)
+	next := homeCap(homes+1, len(eps), p.Balance, p.MinHomes)
 	fitW := make([]uint64, len(eps))
 	full := false
 	for j, hs := range holds {
@@ -212,7 +310,7 @@ func (h *prefixHomes) build(cands []Candidate, now int64, p *PrefixScorer, proxi
 			fitW[j] = min(fitW[j], x)
 		}
 	}
-	return &homesPlan{homes: homes, eps: eps, fitW: fitW, full: full}
+	return &homesPlan{homes: plan, eps: eps, fitW: fitW, full: full}
 }
 
 // keys returns the hot keys and the tentative ones (not hot), own and the
@@ -258,15 +356,24 @@ func homeCap(keys, eps int, balance float64, minHomes int) int {
 	return max(c, (keys+eps-1)/eps)
 }
 
-// matchHomes is the stable matching of keys to endpoints (by hash) with
-// capacity per endpoint, both sides ranking pairs by the rendezvous weight
-// mix(key ^ endpoint). With one weight per pair the stable matching is
-// unique — the greedy one taking pairs by descending weight — and
-// deferred acceptance finds it in O(proposals × endpoints) without
-// sorting keys × endpoints pairs.
-// It also returns the weights each endpoint holds.
-func matchHomes(keys, eps []uint64, capacity int) (map[uint64]uint64, [][]uint64) {
-	plan := make(map[uint64]uint64, len(keys))
+// matchHomes is the stable matching of keys to endpoints (by hash), key
+// i taking want[i] distinct endpoints and each endpoint at most capacity
+// keys, both sides ranking pairs by the rendezvous weight mix(key ^
+// endpoint), endpoints that hold the key (holders) above all others. With one weight per pair the stable matching is unique — the
+// greedy one taking pairs by descending weight — and deferred acceptance
+// finds it without sorting keys × endpoints pairs: each key proposes to
+// its endpoints in descending weight until it holds want of them, and a
+// full endpoint keeps the heaviest. Homes are listed heaviest first. It
+// also returns the weights each endpoint holds.
+func matchHomes(keys []uint64, want []int, eps []uint64, capacity int, holders map[uint64][]uint64) (map[uint64][]uint64, [][]uint64) {
+	weight := func(k, e uint64) uint64 {
+		w := mix(k^e) >> 1
+		if slices.Contains(holders[k], e) {
+			w |= 1 << 63
+		}
+		return w
+	}
+	plan := make(map[uint64][]uint64, len(keys))
 	weights := make([][]uint64, len(eps))
 	if len(eps) == 0 || capacity <= 0 {
 		return plan, weights
@@ -277,9 +384,10 @@ func matchHomes(keys, eps []uint64, capacity int) (map[uint64]uint64, [][]uint64
 	}
 	holds := make([][]held, len(eps))
 	// below[i] is the weight of key i's last proposal: it next proposes to
-	// the best endpoint ranked strictly below it.
+	// the best endpoint ranked strictly below it; has[i] counts its homes.
 	below := make([]uint64, len(keys))
 	first := make([]bool, len(keys))
+	has := make([]int, len(keys))
 	free := make([]int, len(keys))
 	for i := range keys {
 		free[i], first[i] = i, true
@@ -289,36 +397,58 @@ func matchHomes(keys, eps []uint64, capacity int) (map[uint64]uint64, [][]uint64
 		free = free[:len(free)-1]
 		j, w := -1, uint64(0)
 		for e, eh := range eps {
-			if x := mix(keys[i] ^ eh); (first[i] || x < below[i]) && (j < 0 || x > w) {
+			if x := weight(keys[i], eh); (first[i] || x < below[i]) && (j < 0 || x > w) {
 				j, w = e, x
 			}
 		}
 		if j < 0 {
-			continue // unreachable while capacity × endpoints ≥ keys
+			continue // proposed everywhere: fewer homes than wanted
 		}
 		first[i], below[i] = false, w
-		if len(holds[j]) < capacity {
+		switch {
+		case len(holds[j]) < capacity:
 			holds[j] = append(holds[j], held{w, i})
-			continue
-		}
-		m := 0
-		for x := range holds[j] {
-			if holds[j][x].w < holds[j][m].w {
-				m = x
+			has[i]++
+		default:
+			m := 0
+			for x := range holds[j] {
+				if holds[j][x].w < holds[j][m].w {
+					m = x
+				}
+			}
+			if holds[j][m].w < w {
+				out := holds[j][m].key
+				has[out]--
+				free = append(free, out)
+				holds[j][m] = held{w, i}
+				has[i]++
 			}
 		}
-		if holds[j][m].w < w {
-			free = append(free, holds[j][m].key)
-			holds[j][m] = held{w, i}
-		} else {
+		if has[i] < want[i] {
 			free = append(free, i)
 		}
 	}
+	type home struct {
+		w  uint64
+		ep uint64
+	}
+	byKey := make([][]home, len(keys))
 	for j, hs := range holds {
 		for _, x := range hs {
-			plan[keys[x.key]] = eps[j]
+			byKey[x.key] = append(byKey[x.key], home{x.w, eps[j]})
 			weights[j] = append(weights[j], x.w)
 		}
+	}
+	for i, hs := range byKey {
+		if len(hs) == 0 {
+			continue
+		}
+		slices.SortFunc(hs, func(a, b home) int { return cmp.Compare(b.w, a.w) })
+		out := make([]uint64, len(hs))
+		for x, h := range hs {
+			out[x] = h.ep
+		}
+		plan[keys[i]] = out
 	}
 	return plan, weights
 }

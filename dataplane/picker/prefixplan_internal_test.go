@@ -16,7 +16,7 @@ func TestPrefixHomesDueAfterTrim(t *testing.T) {
 	for i := range n {
 		h.hot[uint64(i+1)] = base + int64(i) // key i+1 used at base+i
 	}
-	h.build(nil, base+int64(n), p, 1)
+	h.build(nil, base+int64(n), p.planParams(), 1)
 	if len(h.hot) != maxHotPrefixes {
 		t.Fatalf("%d hot keys after build, want %d", len(h.hot), maxHotPrefixes)
 	}

@@ -35,6 +35,8 @@ type Scheduler struct {
 	recordScores every
 	// cost, when set, picks instead of the weighted scorers.
 	cost *CostModel
+	// hook receives every pick's Decision (SetDecisionHook).
+	hook atomic.Pointer[func(*Decision)]
 	// source is the optional PrefixSource (SetPrefixSource).
 	source atomic.Pointer[PrefixSource]
 }
@@ -88,6 +90,9 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 	if s.cost != nil {
 		i := s.cost.choose(c)
 		s.cost.record(c, i)
+		if h := s.hook.Load(); h != nil {
+			(*h)(c.decision(i))
+		}
 		return c.Candidates[i].Endpoint, nil
 	}
 	s.score(c)

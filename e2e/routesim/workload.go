@@ -115,6 +115,7 @@ func MultiTurn(c MultiTurnConfig) Workload {
 
 // ZipfConfig shapes requests over many prefixes of skewed popularity.
 type ZipfConfig struct {
+	Name                     string
 	Model                    string
 	Prefixes                 int
 	S                        float64 // Zipf exponent (> 1 for rand.Zipf)
@@ -135,7 +136,7 @@ func Zipf(c ZipfConfig) Workload {
 	for i := range sys {
 		sys[i] = fmt.Sprintf("Prefix %d. ", i) + text(rng, c.PrefixTokens*4)
 	}
-	w := Workload{Name: "zipf"}
+	w := Workload{Name: c.Name}
 	for i, at := range poisson(rng, c.Rate, c.Duration) {
 		p := z.Uint64()
 		q := fmt.Sprintf("request %d: ", i) + text(rng, c.UserTokens*4)

@@ -213,18 +213,29 @@ func (c *Core) Remove(r *Request) {
 }
 
 // CachedTokens is how many leading tokens of a request with this prompt
-// and adapter the prefix cache holds now: what admission would reuse if
-// it happened at once (at most all but the prompt's last token). It is
-// ground truth for routing oracles; a real server does not export it.
+// and adapter would be cached when it is admitted, if it queued now: what
+// the prefix cache holds, or what a request already waiting or running
+// computes first (FIFO), whichever is longer — at most all but the
+// prompt's last token. It is ground truth for routing oracles; a real
+// server does not export it.
 func (c *Core) CachedTokens(prompt []byte, adapter string) int {
 	hashes := BlockHashes(prompt, c.cfg.BlockSize, adapter)
-	limit := (max(NumTokens(len(prompt)), 1) - 1) / c.cfg.BlockSize
+	hashes = hashes[:min(len(hashes), (max(NumTokens(len(prompt)), 1)-1)/c.cfg.BlockSize)]
 	n := 0
-	for _, h := range hashes[:min(len(hashes), limit)] {
+	for _, h := range hashes {
 		if _, ok := c.kv.cached[h]; !ok {
 			break
 		}
 		n++
+	}
+	for _, q := range [2][]*Request{c.running, c.waiting} {
+		for _, r := range q {
+			m := 0
+			for m < len(hashes) && m < len(r.hashes) && hashes[m] == r.hashes[m] {
+				m++
+			}
+			n = max(n, m)
+		}
 	}
 	return n * c.cfg.BlockSize
 }
