@@ -21,6 +21,6 @@ func readKnobs() knobs {
 		}
 		return d
 	}
-	return knobs{plan: f("IG_PLAN", 0) > 0, backlog: int(f("IG_BACKLOG", 3)), inject: int(f("IG_INJECT", 2)),
-		harm: f("IG_HARM", 0.25), displace: f("IG_DISPLACE", 0), dmode: int(f("IG_DMODE", 0)), hw: int(f("IG_HW", 0))}
+	return knobs{plan: f("IG_PLAN", 1) > 0, backlog: int(f("IG_BACKLOG", 3)), inject: int(f("IG_INJECT", 0)),
+		harm: f("IG_HARM", 0.25), displace: f("IG_DISPLACE", 1), dmode: int(f("IG_DMODE", 0)), hw: int(f("IG_HW", 1))}
 }

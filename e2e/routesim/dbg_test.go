@@ -1,21 +1,20 @@
 package routesim
-import ("testing";"fmt";"os";"github.com/infergate/infergate/dataplane/picker")
+import ("testing";"fmt";"os";"sort";"github.com/infergate/infergate/dataplane/picker")
 func TestDbg(t *testing.T){
  var sc Scenario
- for _,x:=range Scenarios(1){ if x.Workload.Name==os.Getenv("W"){sc=x} }
- n:=0
- base:=Oracle()
- if os.Getenv("S")=="ours" { base=Ours() }
- st:=Strategy{Name:"x", Truth: base.Truth, New: func(e *Env,p int) picker.Picker { s:=base.New(e,p).(*picker.Scheduler); s.SetDecisionHook(func(d *picker.Decision){
-   var ch picker.CandidateDecision
-   best:=0.0
-   for _,c:=range d.Candidates{ if c.Endpoint==d.Chosen{ch=c}; best=max(best,c.CachedTokens)}
-   if ch.CachedTokens < 1000 && best > 3000 { n++; if n%20==1 {
-     fmt.Printf("cold pick (%d) prompt %.0f chosen %s\n", n, d.PromptTokens, d.Chosen)
-     for _,c:=range d.Candidates{ fmt.Printf("   %s W%.0f R%.0f kv%.2f cached%.0f wait%.2f pre%.2f dec%.2f harm%.2f = %.2f\n",c.Endpoint,c.Waiting,c.Running,c.KVUsage,c.CachedTokens,c.Wait,c.Prefill,c.Decode,c.Harm,c.Cost)}
-   }}
- }); return s}}
+ for _,x:=range Scenarios(0){ if x.Workload.Name==os.Getenv("W"){sc=x} }
+ dec:=map[int]*picker.Decision{}
+ base:=Ours()
+ if os.Getenv("S")=="oracle" { base=Oracle() }
+ st:=Strategy{Name:"x", Truth: base.Truth, New: func(e *Env,p int) picker.Picker { s:=base.New(e,p).(*picker.Scheduler); s.SetDecisionHook(func(d *picker.Decision){dec[e.Job()]=d}); return s}}
  out,err:=Run(sc.Config, sc.Workload, st)
  if err!=nil{t.Fatal(err)}
- s:=Summarize(sc.Workload,out,8); fmt.Println("cold picks", n, "tok/s", s.SteadyTokensPerSec, "hit", s.CacheHit)
+ idx:=make([]int,len(out)); for i:=range idx{idx[i]=i}
+ sort.Slice(idx,func(a,b int)bool{return out[idx[a]].TTFT>out[idx[b]].TTFT})
+fmt.Println("decisions", len(dec), "jobs", len(out)); per:=map[int]int{}; for _,o:=range out{per[o.Replica]++}; fmt.Println(per)
+ for _,i:=range idx[:6]{
+   o:=out[i]; d:=dec[i]; if d==nil {fmt.Println("no decision", i, o); continue}
+   fmt.Printf("job %d sent %.1f ttft %.2f prompt %d cached %d rep %d chosen %s\n", i,o.Sent.Seconds(),o.TTFT.Seconds(),o.Prompt,o.Cached,o.Replica,d.Chosen)
+   for _,c:=range d.Candidates{ fmt.Printf("   %s W%.0f R%.0f kv%.2f cached%.0f wait%.2f pre%.2f dec%.2f harm%.2f = %.2f\n",c.Endpoint,c.Waiting,c.Running,c.KVUsage,c.CachedTokens,c.Wait,c.Prefill,c.Decode,c.Harm,c.Cost)}
+ }
 }

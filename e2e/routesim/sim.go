@@ -97,6 +97,9 @@ func (e *Env) ReplicaOf(addr string) int {
 	return -1
 }
 
+// Job is the index of the job being picked.
+func (e *Env) Job() int { return e.sim.curJob }
+
 // Now is the simulation's clock.
 func (e *Env) Now() time.Time { return e.sim.clock() }
 
@@ -146,6 +149,7 @@ type sim struct {
 	prox   []*proxy
 	jobs   []job
 	cur    pending
+	curJob int
 	strat  Strategy
 	// closed > 0 runs a closed loop of that many users: each completion
 	// sends the next unsent job (next).
@@ -292,7 +296,7 @@ func (s *sim) arrive(i int) bool {
 	if slices.Contains(s.cfg.Adapters, j.Model) {
 		j.adapter = j.Model
 	}
-	s.cur = j.pending
+	s.cur, s.curJob = j.pending, i
 	if s.strat.Truth {
 		for k := range s.reps {
 			px.eps[k].SetMetrics(s.metricsOf(k, true))

@@ -83,7 +83,7 @@ const MaxWeight = 1000
 // never modified.
 var plugins = []Plugin{
 	{
-		Name: Cost, Alone: true,
+		Name: Cost, Alone: true, DefaultWeight: 1,
 		Doc: "cost model: picks the endpoint where the request's estimated time to first token and decode, plus the delay it adds to the requests there, is least",
 		Params: []Param{
 			{Name: "index-size", Kind: Count, Default: 128 << 10, Min: 1, Max: 1 << 22,
@@ -91,7 +91,7 @@ var plugins = []Plugin{
 		},
 	},
 	{
-		Name: Queue, DefaultWeight: 2,
+		Name: Queue,
 		Doc: "prefers endpoints with fewer waiting requests (scraped queue plus this proxy's own still-open requests), min-max normalised",
 		Params: []Param{
 			{Name: "min-spread", Kind: Number, Default: 4, Min: 0, Max: 1e6,
@@ -107,11 +107,11 @@ var plugins = []Plugin{
 		},
 	},
 	{
-		Name: KVCache, DefaultWeight: 2,
+		Name: KVCache,
 		Doc: "prefers endpoints with more free KV cache (1 − use)",
 	},
 	{
-		Name: Prefix, DefaultWeight: 3,
+		Name: Prefix,
 		Doc: "prefix-cache affinity: a prompt's leading blocks go to the same endpoint on every proxy, bounded by load",
 		Params: []Param{
 			{Name: "index-size", Kind: Count, Default: 64 << 10, Min: 1, Max: 1 << 22,

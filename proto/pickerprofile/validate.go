@@ -11,12 +11,21 @@ import (
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
-// Default is the profile of a pool that sets none: every plugin with a
-// DefaultWeight, in table order, and shedding of sheddable requests when
-// the pool is saturated. It names implied plugins too, so a snapshot shows
-// what runs.
+// Default is the profile of a pool that sets none: the plugin marked Alone
+// that has a DefaultWeight (the cost model) if there is one, else every
+// plugin with a DefaultWeight, in table order; and shedding of sheddable
+// requests when the pool is saturated. It names implied plugins too, so a
+// snapshot shows what runs.
 func Default() *snapshotv1.PickerProfile {
 	p := &snapshotv1.PickerProfile{ShedSheddable: true}
+	for _, pl := range plugins {
+		if pl.DefaultWeight > 0 && pl.Alone {
+			// A plugin that replaces the weighted scorers is the whole
+			// default.
+			p.Scorers = []*snapshotv1.PluginRef{{Name: pl.Name, Weight: pl.DefaultWeight}}
+			return p
+		}
+	}
 	for _, pl := range plugins {
 		if pl.DefaultWeight > 0 {
 			p.Scorers = append(p.Scorers, &snapshotv1.PluginRef{Name: pl.Name, Weight: pl.DefaultWeight})
