@@ -24,10 +24,10 @@ import (
 	"github.com/infergate/infergate/proto/redial"
 )
 
-// Pools gives the prefix scorer of each pool by name (the Backend
+// Pools gives the fleet side of each pool's picker by name (the Backend
 // resource name), e.g. *picker.Schedulers.
 type Pools interface {
-	Prefixes() map[string]*picker.PrefixScorer
+	Fleets() map[string]picker.Fleet
 }
 
 // Config of a Client.
@@ -132,7 +132,7 @@ func (c *Client) applyLoop(ctx context.Context, done chan<- struct{}) {
 			c.cfg.Logger.Info("fleet keys lost with the control plane, planning prefixes over own keys")
 		case <-tick.C:
 		}
-		for name, p := range c.cfg.Pools.Prefixes() {
+		for name, p := range c.cfg.Pools.Fleets() {
 			p.SetFleetKeys(fleet[name])
 		}
 	}
@@ -182,12 +182,12 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 		if first {
 			r.NodeId, r.Gateway = c.cfg.NodeID, c.cfg.Gateway
 		}
-		for name, p := range c.cfg.Pools.Prefixes() {
+		for name, p := range c.cfg.Pools.Fleets() {
 			buf = capKeys(p.KeysUsedSince(since, buf[:0]))
 			if len(buf) == 0 {
 				continue
 			}
-			pk := &fleetv1.PoolKeys{Pool: name, Window: durationpb.New(p.Window), Keys: make([]*fleetv1.KeyUse, len(buf))}
+			pk := &fleetv1.PoolKeys{Pool: name, Window: durationpb.New(p.KeyWindow()), Keys: make([]*fleetv1.KeyUse, len(buf))}
 			for i, u := range buf {
 				pk.Keys[i] = &fleetv1.KeyUse{Key: u.Key, Age: durationpb.New(max(0, now.Sub(time.Unix(0, u.Last)))), Hot: u.Hot}
 			}
@@ -258,7 +258,7 @@ func InUse(p Pools) map[string]PoolKeys {
 		}
 		return s
 	}
-	for name, s := range p.Prefixes() {
+	for name, s := range p.Fleets() {
 		if f := s.FleetKeysInUse(); f != nil {
 			out[name] = PoolKeys{Hot: str(f.Hot), Once: str(f.Once)}
 		}

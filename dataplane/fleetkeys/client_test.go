@@ -39,7 +39,13 @@ func (f *fakeCP) Exchange(st fleetv1.PrefixKeys_ExchangeServer) error {
 
 type pools map[string]*picker.PrefixScorer
 
-func (p pools) Prefixes() map[string]*picker.PrefixScorer { return p }
+func (p pools) Fleets() map[string]picker.Fleet {
+	out := make(map[string]picker.Fleet, len(p))
+	for k, v := range p {
+		out[k] = v
+	}
+	return out
+}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

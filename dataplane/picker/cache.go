@@ -53,15 +53,15 @@ func (s *Schedulers) Retain(keep func(pool string) bool) {
 	}
 }
 
-// Prefixes returns the prefix scorer of every pool whose scheduler has
-// one, by pool name (for the fleet-key exchange).
-func (s *Schedulers) Prefixes() map[string]*PrefixScorer {
+// Fleets returns the fleet-exchange side of every pool whose scheduler
+// has one (a cost model or a prefix scorer), by pool name.
+func (s *Schedulers) Fleets() map[string]Fleet {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]*PrefixScorer, len(s.pools))
+	out := make(map[string]Fleet, len(s.pools))
 	for name, c := range s.pools {
-		if p := c.sched.Prefix(); p != nil {
-			out[name] = p
+		if f := c.sched.Fleet(); f != nil {
+			out[name] = f
 		}
 	}
 	return out

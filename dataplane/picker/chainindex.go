@@ -78,16 +78,28 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 // after the send is at.
 func (x *chainIndex) record(keys []chainKey, ep *endpoints.Endpoint, at int64) {
 	for _, k := range keys {
-		old, _ := x.idx.Peek(k.Hash)
-		next := chainEntry{{ep, at}}
-		j := 1
-		for _, o := range old {
-			if o.ep != nil && o.ep != ep && j < len(next) {
-				next[j] = o
-				j++
-			}
+		x.put(k.Hash, ep, at)
+	}
+}
+
+// put moves ep to the front of key's entry.
+func (x *chainIndex) put(key uint64, ep *endpoints.Endpoint, at int64) {
+	old, _ := x.idx.Peek(key)
+	next := chainEntry{{ep, at}}
+	j := 1
+	for _, o := range old {
+		if o.ep != nil && o.ep != ep && j < len(next) {
+			next[j] = o
+			j++
 		}
-		x.idx.Add(k.Hash, next)
+	}
+	x.idx.Add(key, next)
+}
+
+// recordHashes is record for keys given as hashes (another proxy's send).
+func (x *chainIndex) recordHashes(keys []uint64, ep *endpoints.Endpoint, at int64) {
+	for _, k := range keys {
+		x.put(k, ep, at)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/infergate/infergate/proto/pickerprofile"
@@ -41,6 +42,11 @@ type CostModel struct {
 	affinityBlocks int32
 	usePlan        bool
 	x              knobs
+	// out holds this proxy's sends for the fleet exchange; known maps
+	// endpoint hashes to the endpoints this proxy picked (to place other
+	// proxies' sends).
+	out   outbox
+	known sync.Map
 }
 
 // estimates are the engine speeds the model prices with.
@@ -255,6 +261,12 @@ func (m *CostModel) record(c *Cycle, i int) {
 	uncached := max(c.prompt-c.terms[i].CachedTokens, 1)
 	ep.AddWritten(int64((uncached + c.output) * float64(max(ep.Proxies(), 1))))
 	m.index.record(keys, ep, ep.Written())
+	if !c.explain {
+		m.out.add(ep.Hash, keys)
+		if _, ok := m.known.Load(ep.Hash); !ok {
+			m.known.Store(ep.Hash, ep)
+		}
+	}
 	ep.AddBacklog(uncached*float64(max(ep.Proxies(), 1)), c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.lora.Record(c, ep)
 }

@@ -30,8 +30,9 @@ type KeyUse struct {
 
 // SetFleetKeys replaces the pool's fleet keys (nil: none, the plan falls
 // back to the own keys); the next pick rebuilds the plan.
-func (s *PrefixScorer) SetFleetKeys(f *FleetKeys) {
-	h := &s.homes
+func (s *PrefixScorer) SetFleetKeys(f *FleetKeys) { s.homes.setFleet(f) }
+
+func (h *prefixHomes) setFleet(f *FleetKeys) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if f == h.fleet {
@@ -47,7 +48,10 @@ func (s *PrefixScorer) SetFleetKeys(f *FleetKeys) {
 // KeysUsedSince appends to out the affinity keys this proxy sent after
 // since (unix ns), hot and once, and returns it.
 func (s *PrefixScorer) KeysUsedSince(since int64, out []KeyUse) []KeyUse {
-	h := &s.homes
+	return s.homes.keysUsedSince(since, out)
+}
+
+func (h *prefixHomes) keysUsedSince(since int64, out []KeyUse) []KeyUse {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, t := range h.hot {
@@ -65,8 +69,9 @@ func (s *PrefixScorer) KeysUsedSince(since int64, out []KeyUse) []KeyUse {
 
 // FleetKeysInUse returns the fleet keys the plan is built over (nil:
 // none), for the admin API and tests.
-func (s *PrefixScorer) FleetKeysInUse() *FleetKeys {
-	h := &s.homes
+func (s *PrefixScorer) FleetKeysInUse() *FleetKeys { return s.homes.fleetInUse() }
+
+func (h *prefixHomes) fleetInUse() *FleetKeys {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.fleet

@@ -169,6 +169,18 @@ var (
 	_ Feedback = (*Scheduler)(nil)
 )
 
+// Fleet returns the scheduler's side of the fleet exchange: its cost model,
+// else its prefix scorer; nil when it has neither.
+func (s *Scheduler) Fleet() Fleet {
+	if s.cost != nil {
+		return s.cost
+	}
+	if p := s.Prefix(); p != nil {
+		return p
+	}
+	return nil
+}
+
 // Prefix returns the scheduler's prefix scorer, nil when it has none.
 func (s *Scheduler) Prefix() *PrefixScorer {
 	for _, ws := range s.scorers {

@@ -28,10 +28,10 @@ import (
 // filled as the proxy builds its pickers.
 type proxyPools struct {
 	mu    sync.Mutex
-	pools map[string]*picker.PrefixScorer
+	pools map[string]picker.Fleet
 }
 
-func (p *proxyPools) Prefixes() map[string]*picker.PrefixScorer {
+func (p *proxyPools) Fleets() map[string]picker.Fleet {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.pools)
@@ -42,12 +42,12 @@ func (p *proxyPools) Prefixes() map[string]*picker.PrefixScorer {
 func (p *proxyPools) capture(newPicker func(*config.Backend) picker.Picker) func(*config.Backend) picker.Picker {
 	return func(b *config.Backend) picker.Picker {
 		pk := newPicker(b)
-		if s, ok := pk.(*picker.Scheduler); ok && s.Prefix() != nil {
+		if s, ok := pk.(*picker.Scheduler); ok && s.Fleet() != nil {
 			p.mu.Lock()
 			if p.pools == nil {
-				p.pools = map[string]*picker.PrefixScorer{}
+				p.pools = map[string]picker.Fleet{}
 			}
-			p.pools[b.Name] = s.Prefix()
+			p.pools[b.Name] = s.Fleet()
 			p.mu.Unlock()
 		}
 		return pk

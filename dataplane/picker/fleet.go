@@ -1,0 +1,149 @@
+package picker
+
+import (
+	"sync"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// Fleet is a pool picker's side of the fleet-key exchange
+// (dataplane/fleetkeys): the affinity keys it used, the fleet's keys it
+// plans over, and — for the cost model — the prompts it sent where, so
+// every proxy of a gateway learns where the others' prompts went and all
+// of them estimate the same cached prefixes (stateless proxies agree
+// because they decide from the same inputs).
+type Fleet interface {
+	// KeysUsedSince appends the affinity keys used after since (unix ns).
+	KeysUsedSince(since int64, out []KeyUse) []KeyUse
+	// SetFleetKeys replaces the fleet's keys (nil: none).
+	SetFleetKeys(f *FleetKeys)
+	// FleetKeysInUse returns the fleet keys the plan uses (nil: none).
+	FleetKeysInUse() *FleetKeys
+	// KeyWindow is how long a key is kept after its last use.
+	KeyWindow() time.Duration
+	// SendsSince appends the sends this proxy made after cursor (0: all
+	// it still holds) and returns them with the cursor to pass next.
+	SendsSince(cursor uint64, out []Send) ([]Send, uint64)
+	// MergeSends records other proxies' sends as if this proxy had made
+	// them: each is a hint that the endpoint holds the prompt's prefix.
+	MergeSends(sends []Send)
+}
+
+// Send is one prompt a proxy sent: the endpoint (its Hash, the same on
+// every proxy) and the prompt's chain keys (hashes of its leading blocks
+// at the positions the cost model records).
+type Send struct {
+	Endpoint uint64
+	Keys     []uint64
+}
+
+// KeyWindow implements Fleet.
+func (s *PrefixScorer) KeyWindow() time.Duration { return s.Window }
+
+// SendsSince implements Fleet: the weighted prefix scorer shares only its
+// affinity keys.
+func (s *PrefixScorer) SendsSince(cursor uint64, out []Send) ([]Send, uint64) { return out, cursor }
+
+// MergeSends implements Fleet (nothing to merge for the weighted scorer).
+func (s *PrefixScorer) MergeSends([]Send) {}
+
+// outbox holds the prompts a cost model sent, for the fleet exchange to
+// read: a ring of sends over a ring of keys, both fixed-size, so recording
+// a send allocates nothing. A reader that falls more than a ring behind
+// loses the oldest sends (they are hints).
+type outbox struct {
+	mu    sync.Mutex
+	seq   uint64 // sequence number of the newest send (0: none yet)
+	heads [outboxSends]outboxHead
+	keys  [outboxKeys]uint64
+	next  int // next free slot in keys
+}
+
+type outboxHead struct {
+	seq, ep uint64
+	off, n  int
+}
+
+const (
+	outboxSends = 8 << 10
+	outboxKeys  = 64 << 10
+)
+
+// add records a send of keys to ep.
+func (o *outbox) add(ep uint64, keys []chainKey) {
+	n := min(len(keys), outboxKeys/8)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seq++
+	h := &o.heads[o.seq%outboxSends]
+	*h = outboxHead{seq: o.seq, ep: ep, off: o.next, n: n}
+	// Keep the deepest keys when a prompt has more than fit.
+	for _, k := range keys[len(keys)-n:] {
+		o.keys[o.next] = k.Hash
+		o.next = (o.next + 1) % outboxKeys
+	}
+}
+
+// since appends the sends after cursor and returns the new cursor.
+func (o *outbox) since(cursor uint64, out []Send) ([]Send, uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	first := cursor + 1
+	if o.seq >= outboxSends && first <= o.seq-outboxSends {
+		first = o.seq - outboxSends + 1
+	}
+	// Keys are overwritten before their heads when sends are long:
+	// only sends whose keys are all still in the ring are read.
+	var written uint64 // keys written after a head's keys, newest first
+	oldest := o.seq + 1
+	for q := o.seq; q >= first && q > 0; q-- {
+		h := &o.heads[q%outboxSends]
+		written += uint64(h.n)
+		if written > outboxKeys {
+			break
+		}
+		oldest = q
+	}
+	for q := oldest; q <= o.seq; q++ {
+		h := &o.heads[q%outboxSends]
+		s := Send{Endpoint: h.ep, Keys: make([]uint64, h.n)}
+		for i := range h.n {
+			s.Keys[i] = o.keys[(h.off+i)%outboxKeys]
+		}
+		out = append(out, s)
+	}
+	return out, o.seq
+}
+
+// KeysUsedSince implements Fleet.
+func (m *CostModel) KeysUsedSince(since int64, out []KeyUse) []KeyUse {
+	return m.homes.keysUsedSince(since, out)
+}
+
+// SetFleetKeys implements Fleet.
+func (m *CostModel) SetFleetKeys(f *FleetKeys) { m.homes.setFleet(f) }
+
+// FleetKeysInUse implements Fleet.
+func (m *CostModel) FleetKeysInUse() *FleetKeys { return m.homes.fleetInUse() }
+
+// KeyWindow implements Fleet.
+func (m *CostModel) KeyWindow() time.Duration { return m.plan.Window }
+
+// SendsSince implements Fleet.
+func (m *CostModel) SendsSince(cursor uint64, out []Send) ([]Send, uint64) {
+	return m.out.since(cursor, out)
+}
+
+// MergeSends implements Fleet. Sends to endpoints this proxy has not
+// picked yet are dropped: it learns their endpoints with its first picks.
+func (m *CostModel) MergeSends(sends []Send) {
+	for _, s := range sends {
+		v, ok := m.known.Load(s.Endpoint)
+		if !ok {
+			continue
+		}
+		ep := v.(*endpoints.Endpoint)
+		m.index.recordHashes(s.Keys, ep, ep.Written())
+	}
+}
