@@ -174,14 +174,53 @@ func (m *CostModel) choose(c *Cycle) int {
 				t.Cost += m.x.displace * m.est.prefillToken * shared
 			}
 		}
-		switch {
-		case best < 0 || t.Cost < terms[best].Cost:
-			best, ties = i, 1
-		case t.Cost == terms[best].Cost:
-			ties++
-			if rand.Uint64N(ties) == 0 {
-				best = i
+		if m.x.tol == 0 {
+			switch {
+			case best < 0 || t.Cost < terms[best].Cost:
+				best, ties = i, 1
+			case t.Cost == terms[best].Cost:
+				ties++
+				if rand.Uint64N(ties) == 0 {
+					best = i
+				}
 			}
+		}
+	}
+	if m.x.tol > 0 {
+		return m.pickNear(c, terms, keys)
+	}
+	return best
+}
+
+// pickNear picks among the candidates whose cost is within the tolerance
+// of the cheapest the one the prompt's leading blocks rank first
+// (rendezvous): proxies that see the same state pick the same endpoint
+// for a new prefix instead of each its own random one.
+func (m *CostModel) pickNear(c *Cycle, terms []Terms, keys []chainKey) int {
+	lo := math.Inf(1)
+	for i := range terms {
+		lo = min(lo, terms[i].Cost)
+	}
+	limit := lo * (1 + m.x.tol)
+	var k uint64
+	if len(keys) > 0 {
+		k = keys[0].Hash
+		for _, x := range keys[1:] {
+			if x.Blocks > m.affinityBlocks {
+				break
+			}
+			k = x.Hash
+		}
+	} else {
+		k = rand.Uint64()
+	}
+	best, bestW := -1, uint64(0)
+	for i := range terms {
+		if terms[i].Cost > limit {
+			continue
+		}
+		if w := mix(k ^ c.Candidates[i].Endpoint.Hash); best < 0 || w > bestW {
+			best, bestW = i, w
 		}
 	}
 	return best

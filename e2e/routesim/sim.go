@@ -55,6 +55,9 @@ type Config struct {
 	ScrapeInterval time.Duration
 	// Seed drives the scrape jitter.
 	Seed uint64
+	// NoFleet turns off the emulated fleet exchange between proxies (see
+	// relay).
+	NoFleet bool
 }
 
 // Strategy builds the picker of one proxy.
@@ -151,6 +154,11 @@ type sim struct {
 	cur    pending
 	curJob int
 	strat  Strategy
+	// the emulated fleet exchange (relay): the sends and keys collected
+	// at the last period, and each proxy's cursor into its sends.
+	inbox   [][]picker.Send
+	keys    *picker.FleetKeys
+	cursors []uint64
 	// closed > 0 runs a closed loop of that many users: each completion
 	// sends the next unsent job (next).
 	closed, next int
@@ -201,6 +209,9 @@ func Run(cfg Config, w Workload, st Strategy) ([]Outcome, error) {
 			s.push(event{at: s.jitter(), kind: evScrape, proxy: p, rep: i})
 		}
 	}
+	if cfg.Proxies > 1 && !cfg.NoFleet {
+		s.push(event{at: relayEvery, kind: evRelay})
+	}
 	defer func() {
 		for _, p := range s.prox {
 			p.reg.Close()
@@ -237,6 +248,9 @@ func Run(cfg Config, w Workload, st Strategy) ([]Outcome, error) {
 		case evScrape:
 			s.scrape(ev.proxy, ev.rep)
 			s.push(event{at: s.now + s.jitter(), kind: evScrape, proxy: ev.proxy, rep: ev.rep})
+		case evRelay:
+			s.relay()
+			s.push(event{at: s.now + relayEvery, kind: evRelay})
 		}
 	}
 	if remaining > 0 {
@@ -399,6 +413,7 @@ const (
 	evStepEnd evKind = iota // first: a step's results are visible before arrivals at the same instant
 	evScrape
 	evArrive
+	evRelay
 )
 
 type event struct {

@@ -1,0 +1,68 @@
+package routesim
+
+import (
+	"time"
+
+	"github.com/infergate/infergate/dataplane/picker"
+)
+
+// relayEvery is the fleet exchange's period: proxies report every 250 ms
+// and the control plane pushes at most every 250 ms (production
+// intervals, dataplane/fleetkeys and controlplane/fleet).
+const relayEvery = 250 * time.Millisecond
+
+// relay emulates the control plane's fleet exchange in virtual time:
+// every period each proxy's new sends and affinity keys are collected,
+// and every other proxy gets the sends and the union of the keys — one
+// period late, as a report followed by a push arrives.
+func (s *sim) relay() {
+	fleets := make([]picker.Fleet, len(s.prox))
+	for p, px := range s.prox {
+		if sc, ok := px.pick.(*picker.Scheduler); ok {
+			fleets[p] = sc.Fleet()
+		}
+	}
+	// Deliver what was collected a period ago.
+	for p, f := range fleets {
+		if f == nil || s.inbox == nil {
+			continue
+		}
+		f.MergeSends(s.inbox[p])
+		f.SetFleetKeys(s.keys)
+	}
+	if s.cursors == nil {
+		s.cursors = make([]uint64, len(s.prox))
+	}
+	inbox := make([][]picker.Send, len(s.prox))
+	uses := map[uint64]int{}
+	hot := map[uint64]bool{}
+	since := s.clock().Add(-s.cfg.window()).UnixNano()
+	for p, f := range fleets {
+		if f == nil {
+			continue
+		}
+		var sends []picker.Send
+		sends, s.cursors[p] = f.SendsSince(s.cursors[p], nil)
+		for q := range s.prox {
+			if q != p {
+				inbox[q] = append(inbox[q], sends...)
+			}
+		}
+		for _, u := range f.KeysUsedSince(since, nil) {
+			uses[u.Key]++
+			hot[u.Key] = hot[u.Key] || u.Hot
+		}
+	}
+	keys := &picker.FleetKeys{}
+	for k, n := range uses {
+		if n > 1 || hot[k] {
+			keys.Hot = append(keys.Hot, k)
+		} else {
+			keys.Once = append(keys.Once, k)
+		}
+	}
+	s.inbox, s.keys = inbox, keys
+}
+
+// window is how long the emulated control plane keeps a key.
+func (c *Config) window() time.Duration { return 2 * time.Minute }
