@@ -14,6 +14,12 @@ import (
 type Usage struct {
 	Input  int64
 	Output int64
+	// Cached is how many input tokens the server served from its prefix
+	// cache (prompt_tokens_details.cached_tokens, or input_tokens_details
+	// in the Responses API), when CachedKnown: the picker checks its
+	// estimate of what the endpoint holds against it.
+	Cached      int64
+	CachedKnown bool
 }
 
 type usageJSON struct {
@@ -21,6 +27,32 @@ type usageJSON struct {
 	CompletionTokens int64 `json:"completion_tokens"`
 	InputTokens      int64 `json:"input_tokens"`
 	OutputTokens     int64 `json:"output_tokens"`
+}
+
+// usageDetails are the optional breakdowns; decoded apart from the counts
+// so that a malformed breakdown loses only the cached count.
+type usageDetails struct {
+	PromptTokensDetails *tokenDetails `json:"prompt_tokens_details"`
+	InputTokensDetails  *tokenDetails `json:"input_tokens_details"`
+}
+
+type tokenDetails struct {
+	CachedTokens *int64 `json:"cached_tokens"`
+}
+
+// slowCached is the cached-token count as encoding/json reads it from a
+// usage object: the first details object that carries one.
+func slowCached(span []byte) (n int64, ok bool) {
+	var d usageDetails
+	if json.Unmarshal(span, &d) != nil {
+		return 0, false
+	}
+	for _, t := range [...]*tokenDetails{d.PromptTokensDetails, d.InputTokensDetails} {
+		if t != nil && t.CachedTokens != nil {
+			return *t.CachedTokens, true
+		}
+	}
+	return 0, false
 }
 
 // ParseUsage returns the top-level "usage" object of a JSON response body
@@ -63,7 +95,7 @@ func parseUsage(b []byte, descend bool) (u Usage, ok bool) {
 		}
 		return parseUsage(response, false)
 	}
-	j, fast := usageFields(span)
+	j, cached, fast := usageFields(span)
 	if !fast {
 		// Its own variable: one json.Unmarshal is handed escapes, and
 		// would cost the fast path an allocation if it were j.
@@ -72,8 +104,13 @@ func parseUsage(b []byte, descend bool) (u Usage, ok bool) {
 			return u, false
 		}
 		j = *slow
+		cached.n, cached.ok = slowCached(span)
 	}
-	return Usage{Input: j.PromptTokens + j.InputTokens, Output: j.CompletionTokens + j.OutputTokens}, true
+	u = Usage{Input: j.PromptTokens + j.InputTokens, Output: j.CompletionTokens + j.OutputTokens}
+	if cached.ok && cached.n >= 0 {
+		u.Cached, u.CachedKnown = cached.n, true
+	}
+	return u, true
 }
 
 // SSEData returns the payload of an SSE event's data lines when the event
@@ -106,13 +143,32 @@ var errSlowPath = errors.New("usage: not the common shape")
 // names. Anything else — escaped names, names encoding/json would match
 // case-insensitively, null, fractions, exponents — is left to
 // encoding/json (ok false), so the two always agree.
-func usageFields(span []byte) (j usageJSON, ok bool) {
+func usageFields(span []byte) (j usageJSON, cached optCount, ok bool) {
 	err := eachTopLevel(span, func(key []byte, esc bool, vs, ve int) error {
 		if esc {
 			return errSlowPath
 		}
 		var dst *int64
 		switch name := key[1 : len(key)-1]; string(name) {
+		case "prompt_tokens_details", "input_tokens_details":
+			v := span[vs:ve]
+			if v[0] != '{' {
+				if string(v) == "null" {
+					return nil
+				}
+				return errSlowPath
+			}
+			n, found, ok := cachedField(v)
+			if !ok {
+				return errSlowPath
+			}
+			if found {
+				if cached.ok {
+					return errSlowPath // both objects: let encoding/json decide
+				}
+				cached = optCount{n, true}
+			}
+			return nil
 		case "prompt_tokens":
 			dst = &j.PromptTokens
 		case "completion_tokens":
@@ -134,7 +190,37 @@ func usageFields(span []byte) (j usageJSON, ok bool) {
 		*dst = v
 		return nil
 	})
-	return j, err == nil
+	return j, cached, err == nil
+}
+
+// optCount is a count that may be absent.
+type optCount struct {
+	n  int64
+	ok bool
+}
+
+// cachedField reads "cached_tokens" from a details object the way
+// usageFields reads the counts (ok false: leave it to encoding/json).
+func cachedField(obj []byte) (n int64, found, ok bool) {
+	err := eachTopLevel(obj, func(key []byte, esc bool, vs, ve int) error {
+		if esc {
+			return errSlowPath
+		}
+		name := key[1 : len(key)-1]
+		if string(name) != "cached_tokens" {
+			if foldsTo(name, "cached_tokens") {
+				return errSlowPath
+			}
+			return nil
+		}
+		v, good := parseJSONInt(obj[vs:ve])
+		if !good {
+			return errSlowPath
+		}
+		n, found = v, true
+		return nil
+	})
+	return n, found, err == nil
 }
 
 // foldsToCount reports whether encoding/json might match name to one of
@@ -145,8 +231,20 @@ func foldsToCount(name []byte) bool {
 			return true
 		}
 	}
-	for _, n := range []string{"prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"} {
-		if strings.EqualFold(string(name), n) {
+	return foldsTo(name, "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
+		"prompt_tokens_details", "input_tokens_details")
+}
+
+// foldsTo reports whether encoding/json might match name to one of
+// names (non-ASCII bytes might fold to anything).
+func foldsTo(name []byte, names ...string) bool {
+	for _, c := range name {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	for _, n := range names {
+		if strings.EqualFold(string(name), n) && string(name) != n {
 			return true
 		}
 	}

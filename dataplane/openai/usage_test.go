@@ -31,6 +31,30 @@ func TestParseUsage(t *testing.T) {
 	}
 }
 
+func TestParseUsageCached(t *testing.T) {
+	for _, tc := range []struct {
+		body   string
+		cached int64
+		known  bool
+	}{
+		{`{"usage":{"prompt_tokens":700,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":512}}}`, 512, true},
+		{`{"usage":{"input_tokens":9,"output_tokens":2,"input_tokens_details":{"cached_tokens":8}}}`, 8, true},
+		{`{"usage":{"prompt_tokens":7,"prompt_tokens_details":null}}`, 0, false},
+		{`{"usage":{"prompt_tokens":7,"prompt_tokens_details":{"audio_tokens":0}}}`, 0, false},
+		{`{"usage":{"prompt_tokens":7}}`, 0, false},
+		// Shapes the fast path leaves to encoding/json.
+		{`{"usage":{"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":6.0}}}`, 0, false},
+		{`{"usage":{"prompt_tokens":7,"prompt_tokens_details":{"Cached_Tokens":6}}}`, 6, true},
+		{`{"usage":{"prompt_tokens":7,"prompt_tokens_details":5}}`, 0, false},
+		{`{"usage":{"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":-3}}}`, 0, false},
+	} {
+		u, ok := openai.ParseUsage([]byte(tc.body))
+		if !ok || u.CachedKnown != tc.known || u.Cached != tc.cached || u.Input == 0 {
+			t.Errorf("%s: got %+v %v", tc.body, u, ok)
+		}
+	}
+}
+
 func TestSSEData(t *testing.T) {
 	for _, tc := range []struct {
 		ev, data string
@@ -66,6 +90,8 @@ func FuzzParseUsage(f *testing.F) {
 	for _, s := range []string{
 		`{"usage":{"prompt_tokens":7,"completion_tokens":3}}`,
 		`{"usage":null,"x":"\"usage\""}`, `{"usage":{"input_tokens":1}}`, `{"usage":[1]}`, `{"usage"`, `data: [DONE]`,
+		`{"usage":{"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":5}}}`,
+		`{"usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":5},"prompt_tokens_details":{}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -92,6 +118,36 @@ func FuzzParseUsage(f *testing.F) {
 		}
 		if ok && (u.Input != want.P+want.I || u.Output != want.C+want.O) {
 			t.Fatalf("%q: %+v, want %+v", b, u, want)
+		}
+		if !ok {
+			return
+		}
+		var details struct {
+			P *struct {
+				C *int64 `json:"cached_tokens"`
+			} `json:"prompt_tokens_details"`
+			I *struct {
+				C *int64 `json:"cached_tokens"`
+			} `json:"input_tokens_details"`
+		}
+		var wantCached int64 = -1
+		if json.Unmarshal(raw, &details) == nil {
+			switch {
+			case details.P != nil && details.P.C != nil:
+				wantCached = *details.P.C
+			case details.I != nil && details.I.C != nil:
+				wantCached = *details.I.C
+			}
+		}
+		gotCached := int64(-1)
+		if u.CachedKnown {
+			gotCached = u.Cached
+		}
+		if wantCached < 0 {
+			wantCached = -1
+		}
+		if gotCached != wantCached {
+			t.Fatalf("%q: cached %d, encoding/json says %d", b, gotCached, wantCached)
 		}
 	})
 }

@@ -5,51 +5,70 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/infergate/infergate/proto/pickerprofile"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // CostModel picks the candidate where a request is estimated to cost least:
-// its own time to first token and decode, plus the time it takes from the
-// requests already running there. Per candidate, in seconds:
+// the request's own time to first token and decode, plus a share of the
+// delay it adds to the requests already there. Per candidate, in seconds:
 //
-//	wait     = waiting requests ÷ the endpoint's completion rate (a
-//	           saturated server admits one as another finishes)
+//	wait     = waiting requests ÷ the endpoint's completion rate (a saturated
+//	           server admits one as another finishes), at least the time to
+//	           prefill what this proxy sent there and believes not done yet
 //	prefill  = uncached prompt tokens × prefill time per token
-//	decode   = output tokens × step time at the batch size with this request
-//	harm     = running requests × (prefill + output tokens × the step time
-//	           one more sequence adds)
+//	decode   = output tokens × step time, the step growing with the batch
+//	           (with this request) and its context tokens (KV use × size)
+//	harm     = HarmWeight × ((running + waiting) × prefill + running ×
+//	           output tokens × the step time one more sequence adds): a
+//	           prefill stalls every running sequence and delays every
+//	           waiting one, a decode slows every step of the batch
 //	cost     = wait + prefill + decode + harm
+//	           (+ prefill again for a hot prefix sent off its planned homes)
 //
 // Uncached tokens come from the longest prefix the candidate is believed to
-// hold (its PrefixSource, else where this proxy sent the prompt's prefixes
-// and has not written a cache's worth of tokens since). Cache affinity is
-// therefore a term of the cost, never an override: a hot prefix's home
-// fills up until a cold prefill elsewhere is cheaper than waiting, and then
-// the prefix has a second home.
+// hold: its PrefixSource (KV events) where it answers, else where this proxy
+// and, through the fleet exchange, the gateway's other proxies sent the
+// prompt's prefixes, as long as less than the free part of the endpoint's
+// KV cache was written there since (LRU eviction would have reached it).
+// Cache affinity is therefore a term of the cost, never an override: a hot
+// prefix's home fills up until a cold prefill elsewhere is cheaper than
+// waiting there, and then the prefix has a second home.
+//
+// Hot prefixes (the prompt's leading AffinityBlocks blocks, sent at least
+// twice) are also planned: each gets ⌈its share of the pool's traffic ×
+// endpoints⌉ homes, at most about Balance × the mean per endpoint, where it
+// already is when the balance allows (prefixHomes). Sending a hot prefix
+// off its homes costs its prefill once more: the copy it makes evicts
+// other prefixes from that endpoint's cache, and the plan keeps each
+// endpoint's set of prefixes small enough to stay cached.
 type CostModel struct {
 	index *chainIndex
 	lora  *LoRAScorer
 	est   estimates
-	// homes plans where hot prefixes live (see prefixHomes): a prefix
-	// gets ⌈its share of the traffic × endpoints⌉ homes, balanced over
-	// the endpoints, the same on every proxy; its homes are believed to
-	// hold it.
 	homes prefixHomes
 	plan  planParams
 	// affinityBlocks is how many leading blocks key the plan.
 	affinityBlocks int32
-	usePlan        bool
-	x              knobs
+	// harm is HarmWeight; tolerance the relative cost difference within
+	// which candidates count as equal (then the prompt's rendezvous order
+	// decides, the same on every proxy, rather than chance).
+	harm, tolerance float64
 	// out holds this proxy's sends for the fleet exchange; known maps
 	// endpoint hashes to the endpoints this proxy picked (to place other
 	// proxies' sends).
 	out   outbox
 	known sync.Map
+	// learn holds what outcomes taught (Observe).
+	learn learned
 }
 
-// estimates are the engine speeds the model prices with.
+// estimates are the engine speeds the model prices with: an 8B model on
+// one H100-class GPU by the published reference profile (prefill 0.25 ms
+// per prompt token; decode ≈ 12 ms per step at batch 1, twice that at 16
+// sequences of 1k context). Only their ratios steer picks; a profile sets
+// them for other hardware.
 type estimates struct {
 	// prefillToken is seconds of prefill per uncached prompt token.
 	prefillToken float64
@@ -57,23 +76,41 @@ type estimates struct {
 	// stepPerSeq × running sequences + stepPerCtx × their context tokens
 	// (seconds).
 	stepBase, stepPerSeq, stepPerCtx float64
-	// output is the expected output tokens of a request that does not say.
+	// output is the expected output tokens of a request that does not say,
+	// until outcomes teach the pool's own (Observe).
 	output float64
 }
 
-func defaultEstimates() estimates {
-	return estimates{prefillToken: 0.25e-3, stepBase: 11e-3, stepPerSeq: 0.45e-3, stepPerCtx: 0.4e-6, output: 256}
+// NewCostModel returns a cost model with the contract's defaults
+// (pickerprofile's cost plugin).
+func NewCostModel() *CostModel {
+	v, err := pickerprofile.Params(&snapshotPluginCost)
+	if err != nil {
+		panic(err) // the contract's own defaults always validate
+	}
+	return newCostModel(v)
 }
 
-// NewCostModel returns a cost model with an own prefix index of size chain
-// keys (DefaultChainIndexSize when ≤ 0).
-func NewCostModel(size int) *CostModel {
-	m := &CostModel{index: newChainIndex(size), lora: NewLoRAScorer(), est: defaultEstimates(),
-		plan:           planParams{Window: 2 * time.Minute, Balance: 1.25, MinHomes: 3, Multi: true},
-		affinityBlocks: 32, usePlan: true}
+// newCostModel builds the cost model of a validated profile entry.
+func newCostModel(v pickerprofile.Values) *CostModel {
+	m := &CostModel{
+		index: newChainIndex(v.Count("index-size")),
+		lora:  NewLoRAScorer(),
+		est: estimates{
+			prefillToken: v.Number("prefill-ms-per-1k-tokens") / 1e6,
+			stepBase:     v.Number("step-ms") / 1e3,
+			stepPerSeq:   v.Number("step-ms-per-sequence") / 1e3,
+			stepPerCtx:   v.Number("step-ms-per-1k-context") / 1e6,
+			output:       v.Number("output-tokens"),
+		},
+		plan: planParams{Window: v.Seconds("window-seconds"), Balance: v.Number("balance"),
+			MinHomes: v.Count("min-homes"), Multi: true},
+		affinityBlocks: int32(v.Count("affinity-blocks")),
+		harm:           v.Number("harm-weight"),
+		tolerance:      v.Number("tie-tolerance"),
+	}
 	m.plan.Held = m.index.holders
-	m.x = readKnobs()
-	m.usePlan = m.x.plan
+	m.learn.init(m.est.output)
 	return m
 }
 
@@ -82,17 +119,26 @@ func NewCostModel(size int) *CostModel {
 type Terms struct {
 	// Inputs: the scraped (or estimated) waiting and running requests,
 	// KV use, the tokens of the prompt the candidate is believed to hold,
-	// and whether its metrics were fresh.
-	Waiting, Running, KVUsage float64
-	CachedTokens              float64
-	Fresh                     bool
+	// whether its metrics were fresh and whether it is one of the prompt's
+	// planned homes.
+	Waiting      float64 `json:"waiting"`
+	Running      float64 `json:"running"`
+	KVUsage      float64 `json:"kvUsage"`
+	CachedTokens float64 `json:"cachedTokens"`
+	Fresh        bool    `json:"fresh"`
+	Home         bool    `json:"home,omitempty"`
 	// Terms.
-	Wait, Prefill, Decode, Harm, LoRA float64
+	Wait     float64 `json:"wait"`
+	Prefill  float64 `json:"prefill"`
+	Decode   float64 `json:"decode"`
+	Harm     float64 `json:"harm"`
+	LoRA     float64 `json:"lora,omitempty"`
+	Displace float64 `json:"displace,omitempty"`
 	// Cost is the total the pick minimised.
-	Cost float64
+	Cost float64 `json:"cost"`
 }
 
-// choose returns the index of the cheapest candidate of c (ties at random).
+// choose returns the index of the cheapest candidate of c.
 func (m *CostModel) choose(c *Cycle) int {
 	m.lora.Prepare(c)
 	n := len(c.Candidates)
@@ -105,113 +151,72 @@ func (m *CostModel) choose(c *Cycle) int {
 		}
 	}
 	depth := c.depth[:n]
-	anywhere := m.index.match(keys, c.Candidates, room, depth)
-	// The plan's homes of the prompt's leading blocks hold what of the
-	// prompt was sent anywhere.
+	m.index.match(keys, c.Candidates, room, depth)
 	var homes []uint64
-	if len(keys) > 0 && !c.IsAdapter() && m.plan.Balance > 0 && m.usePlan {
-		k := keys[0]
-		for _, x := range keys[1:] {
-			if x.Blocks > m.affinityBlocks {
-				break
-			}
-			k = x
-		}
-		_, homes = m.homes.home(c, k.Hash, m.index.idx.Contains(k.Hash), c.Candidates[0].Endpoint.Proxies(), m.plan)
-		switch m.x.inject {
-		case 0:
-			anywhere = 0
-		case 1:
-			anywhere = k.Blocks
-		default:
-			anywhere = max(anywhere, k.Blocks)
-		}
+	if k, ok := m.affinityKey(keys); ok && !c.IsAdapter() && m.plan.Balance > 0 {
+		_, homes = m.homes.home(c, k, m.index.idx.Contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
 	}
 	known := c.cachedTokens()
 	prompt := float64(len(promptStart(c.Req.Body))) / charsPerToken
-	c.prompt, c.output = prompt, m.est.output
+	c.prompt, c.output = prompt, m.learn.get(&m.learn.output)
+	c.outputGiven = false
 	if mt := maxTokens(c.Req.Body); mt > 0 {
-		c.output = float64(mt)
+		c.output, c.outputGiven = float64(mt), true
 	}
 	lora := c.scores[:n]
 	m.lora.Score(c, lora)
 	terms := c.terms[:n]
-	// The prefix that exists somewhere: a non-home serving it holds a
-	// copy its plan does not want (see displacement).
-	var shared float64
-	for i := range c.Candidates {
-		d := float64(depth[i]) * BlockChars / charsPerToken
-		if known != nil && known[i] >= 0 {
-			d = float64(known[i])
-		}
-		shared = max(shared, min(d, prompt))
-	}
-	if homes != nil {
-		shared = max(shared, float64(anywhere)*BlockChars/charsPerToken)
-	}
-	best := -1
-	var ties uint64
+	tok := m.est.prefillToken
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
-		d := depth[i]
-		if len(homes) > 0 && slices.Contains(homes, cd.Endpoint.Hash) {
-			d = max(d, anywhere)
-		}
-		cached := float64(d) * BlockChars / charsPerToken
-		if blocks > 0 && int(d) == blocks {
+		cached := float64(depth[i]) * tokensPerBlock
+		if blocks > 0 && int(depth[i]) == blocks {
 			cached = prompt // the whole prompt went there
 		}
 		if known != nil && known[i] >= 0 {
 			cached = float64(known[i])
 		}
 		t := &terms[i]
-		*t = Terms{CachedTokens: min(cached, prompt)}
-		m.cost(c, cd, max(prompt-cached, 1), c.output, lora[i], t)
-		if len(homes) > 0 && m.x.displace > 0 && !slices.Contains(homes, cd.Endpoint.Hash) {
-			if m.x.dmode == 0 {
-				t.Cost += m.x.displace * m.est.prefillToken * max(prompt-cached, 1)
-			} else {
-				t.Cost += m.x.displace * m.est.prefillToken * shared
-			}
-		}
-		if m.x.tol == 0 {
-			switch {
-			case best < 0 || t.Cost < terms[best].Cost:
-				best, ties = i, 1
-			case t.Cost == terms[best].Cost:
-				ties++
-				if rand.Uint64N(ties) == 0 {
-					best = i
-				}
-			}
+		*t = Terms{CachedTokens: min(cached, prompt), Home: slices.Contains(homes, cd.Endpoint.Hash)}
+		uncached := max(prompt-cached, 1)
+		m.cost(c, cd, uncached, lora[i], t)
+		if len(homes) > 0 && !t.Home {
+			t.Displace = uncached * tok
+			t.Cost += t.Displace
 		}
 	}
-	if m.x.tol > 0 {
-		return m.pickNear(c, terms, keys)
-	}
-	return best
+	return m.pickNear(c, terms, keys)
 }
 
-// pickNear picks among the candidates whose cost is within the tolerance
-// of the cheapest the one the prompt's leading blocks rank first
-// (rendezvous): proxies that see the same state pick the same endpoint
-// for a new prefix instead of each its own random one.
+// affinityKey is the chain key of the prompt's leading blocks that keys
+// the plan: the deepest of at most affinityBlocks blocks.
+func (m *CostModel) affinityKey(keys []chainKey) (uint64, bool) {
+	if len(keys) == 0 {
+		return 0, false
+	}
+	k := keys[0].Hash
+	for _, x := range keys[1:] {
+		if x.Blocks > m.affinityBlocks {
+			break
+		}
+		k = x.Hash
+	}
+	return k, true
+}
+
+// pickNear returns the cheapest candidate; among those within the
+// tolerance of the cheapest, the one the prompt's leading blocks rank first
+// (rendezvous), so that proxies that see the same state pick the same
+// endpoint for a new prefix instead of each its own; prompts without a
+// block go to a random one of them.
 func (m *CostModel) pickNear(c *Cycle, terms []Terms, keys []chainKey) int {
 	lo := math.Inf(1)
 	for i := range terms {
 		lo = min(lo, terms[i].Cost)
 	}
-	limit := lo * (1 + m.x.tol)
-	var k uint64
-	if len(keys) > 0 {
-		k = keys[0].Hash
-		for _, x := range keys[1:] {
-			if x.Blocks > m.affinityBlocks {
-				break
-			}
-			k = x.Hash
-		}
-	} else {
+	limit := lo + math.Abs(lo)*m.tolerance
+	k, ok := m.affinityKey(keys)
+	if !ok {
 		k = rand.Uint64()
 	}
 	best, bestW := -1, uint64(0)
@@ -227,7 +232,7 @@ func (m *CostModel) pickNear(c *Cycle, terms []Terms, keys []chainKey) int {
 }
 
 // cost prices the request on one candidate into t.
-func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, out, lora float64, t *Terms) {
+func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, lora float64, t *Terms) {
 	e := &m.est
 	var waiting, running, kv, ctx float64
 	t.Fresh = cd.Fresh
@@ -250,37 +255,25 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, out, lora float64, t
 	}
 	t.Waiting, t.Running, t.KVUsage = waiting, running, kv
 	step := e.stepBase + e.stepPerSeq*(running+1) + e.stepPerCtx*ctx
-	prefill := uncached * e.prefillToken
-	// Prompts sent there and not prefilled yet go first (when requests
-	// wait, the wait covers them).
-	if m.x.backlog == 1 || m.x.backlog == 2 && waiting == 0 {
-		prefill += cd.Endpoint.Backlog(c.Now.UnixNano(), 1/e.prefillToken) * e.prefillToken
-	}
+	tok := e.prefillToken
 	if waiting > 0 {
 		rate := cd.Endpoint.DoneRate()
-		if floor := max(running, 1) / (e.output * step); rate < floor {
+		if floor := max(running, 1) / (c.output * step); rate < floor {
 			// Too few completions seen to measure: a full batch turns
 			// over once per request's decode.
 			rate = floor
 		}
 		t.Wait = waiting / rate
 	}
-	if m.x.backlog == 3 {
-		if b := cd.Endpoint.Backlog(c.Now.UnixNano(), 1/e.prefillToken) * e.prefillToken; b > t.Wait {
-			t.Wait = b
-		}
-	}
-	t.Prefill = prefill
-	t.Decode = out * step
-	behind := running
-	if m.x.hw > 0 {
-		behind += waiting
-	}
-	t.Harm = m.x.harm * (behind*prefill + running*out*e.stepPerSeq)
+	// What this proxy sent and believes not prefilled yet goes first.
+	t.Wait = max(t.Wait, cd.Endpoint.Backlog(c.Now.UnixNano(), 1/tok)*tok)
+	t.Prefill = uncached * tok
+	t.Decode = c.output * step
+	t.Harm = m.harm * ((running+waiting)*t.Prefill + running*c.output*e.stepPerSeq)
 	if lora < 1 {
 		// An adapter request where its adapter is not planned waits for a
 		// slot and a load: up to a whole request's time for a busy slot.
-		t.LoRA = (1 - lora) * (t.Decode + prefill + step*e.output)
+		t.LoRA = (1 - lora) * (t.Decode + t.Prefill + step*c.output)
 	}
 	t.Cost = t.Wait + t.Prefill + t.Decode + t.Harm + t.LoRA
 	if !known {
@@ -294,19 +287,20 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, out, lora float64, t
 func (m *CostModel) record(c *Cycle, i int) {
 	ep := c.Candidates[i].Endpoint
 	keys, _ := c.chain()
+	t := &c.terms[i]
+	uncached := max(c.prompt-t.CachedTokens, 1)
 	// Everything the request allocates in the endpoint's KV cache pushes
-	// older prefixes towards eviction; the other proxies write about as
-	// much as this one.
-	uncached := max(c.prompt-c.terms[i].CachedTokens, 1)
-	ep.AddWritten(int64((uncached + c.output) * float64(max(ep.Proxies(), 1))))
+	// older prefixes towards eviction, and its prompt queues for prefill;
+	// the other proxies send about as much as this one.
+	n := float64(max(ep.Proxies(), 1))
+	ep.AddWritten(int64((uncached + c.output) * n))
+	ep.AddBacklog(uncached*n, c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
-	if !c.explain {
-		m.out.add(ep.Hash, keys)
-		if _, ok := m.known.Load(ep.Hash); !ok {
-			m.known.Store(ep.Hash, ep)
-		}
+	m.out.add(ep.Hash, keys)
+	if _, ok := m.known.Load(ep.Hash); !ok {
+		m.known.Store(ep.Hash, ep)
 	}
-	ep.AddBacklog(uncached*float64(max(ep.Proxies(), 1)), c.Now.UnixNano(), 1/m.est.prefillToken)
+	c.Req.note = pickNote{ep: ep, cached: t.CachedTokens, outputGiven: c.outputGiven}
 	m.lora.Record(c, ep)
 }
 
@@ -344,7 +338,6 @@ func numberAfter(body []byte, key string) int {
 	return 0
 }
 
-// newCostModel builds the cost model of a validated profile entry.
-func newCostModel(v pickerprofile.Values) *CostModel {
-	return NewCostModel(v.Count("index-size"))
-}
+// snapshotPluginCost is a profile entry naming the cost plugin with no
+// parameters (the contract's defaults).
+var snapshotPluginCost = snapshotv1.PluginRef{Name: pickerprofile.Cost, Weight: 1}

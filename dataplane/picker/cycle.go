@@ -63,6 +63,7 @@ type Cycle struct {
 	explain bool
 	// prompt and output: the request's estimated tokens (cost model).
 	prompt, output float64
+	outputGiven    bool
 	scores         []float64
 	total          []float64
 	matches        []prefixMatch

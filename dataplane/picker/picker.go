@@ -32,6 +32,9 @@ type Request struct {
 	// Body is the buffered request body when the server read it (JSON
 	// requests), for prefix-aware scorers; nil otherwise. Read-only.
 	Body []byte
+
+	// note is what the cost model predicted for its pick (Observe).
+	note pickNote
 }
 
 // Picker picks one of candidates for req.

@@ -366,8 +366,15 @@ func homeCap(keys, eps int, balance float64, minHomes int) int {
 // full endpoint keeps the heaviest. Homes are listed heaviest first. It
 // also returns the weights each endpoint holds.
 func matchHomes(keys []uint64, want []int, eps []uint64, capacity int, holders map[uint64][]uint64) (map[uint64][]uint64, [][]uint64) {
+	// Pairs rank by rendezvous weight, endpoints holding the key first
+	// (the top bit); weights reports the plain rendezvous weights, which
+	// is what callers compare a new prefix's weight with.
 	weight := func(k, e uint64) uint64 {
-		w := mix(k^e) >> 1
+		w := mix(k ^ e)
+		if len(holders) == 0 {
+			return w
+		}
+		w >>= 1
 		if slices.Contains(holders[k], e) {
 			w |= 1 << 63
 		}
@@ -436,7 +443,7 @@ func matchHomes(keys []uint64, want []int, eps []uint64, capacity int, holders m
 	for j, hs := range holds {
 		for _, x := range hs {
 			byKey[x.key] = append(byKey[x.key], home{x.w, eps[j]})
-			weights[j] = append(weights[j], x.w)
+			weights[j] = append(weights[j], mix(keys[x.key]^eps[j]))
 		}
 	}
 	for i, hs := range byKey {

@@ -253,9 +253,19 @@ func TestSchedulerEjects(t *testing.T) {
 }
 
 func TestFromProfile(t *testing.T) {
+	// The default is the cost model alone (no weighted scorers), shedding.
 	s, err := picker.FromProfile(nil)
-	if err != nil || !s.Sheds() || len(s.Scorers()) != 4 {
+	if err != nil || !s.Sheds() || len(s.Scorers()) != 0 || s.Fleet() == nil {
 		t.Fatalf("default: %v %v", s, err)
+	}
+	if _, ok := s.Fleet().(*picker.CostModel); !ok {
+		t.Fatalf("default picker is not the cost model: %T", s.Fleet())
+	}
+	// The reference scorers stay available by name.
+	s, err = picker.FromProfile(&snapshotv1.PickerProfile{ShedSheddable: true, Scorers: []*snapshotv1.PluginRef{
+		{Name: "queue", Weight: 2}, {Name: "kv-cache", Weight: 2}, {Name: "prefix-cache", Weight: 3}}})
+	if err != nil || len(s.Scorers()) != 4 {
+		t.Fatalf("weighted: %v %v", s, err)
 	}
 	s, err = picker.FromProfile(&snapshotv1.PickerProfile{Scorers: []*snapshotv1.PluginRef{
 		{Name: "running", Weight: 1}, {Name: "lora", Weight: 0},

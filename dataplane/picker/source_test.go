@@ -55,10 +55,12 @@ func TestPrefixSourceSteersPicks(t *testing.T) {
 			t.Fatalf("picked %s, want the source's holder %s", got.Address, other)
 		}
 	}
-	// A source that cannot judge leaves the own estimate in charge.
+	// A source that cannot judge leaves the own estimate in charge: the
+	// prompt follows where this proxy sent it before.
 	s3, _ := picker.FromProfile(nil)
 	s3.SetPrefixSource(holder{at: other, ok: false})
-	if got, _ := s3.Pick(&picker.Request{Body: body}, es); got.Address != first.Address {
-		t.Fatalf("source without an answer steered the pick to %s (want %s)", got.Address, first.Address)
+	prev, _ := s3.Pick(&picker.Request{Body: body}, es)
+	if got, _ := s3.Pick(&picker.Request{Body: body}, es); got.Address != prev.Address {
+		t.Fatalf("source without an answer steered the pick to %s (want %s, where the prompt went)", got.Address, prev.Address)
 	}
 }

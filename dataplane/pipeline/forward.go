@@ -67,6 +67,11 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		}()
 	}
 
+	// The picker that chose the final attempt learns how it went, once the
+	// response is complete (usage arrives at its end).
+	var observe pickOutcome
+	defer func() { observe.report(ex) }()
+
 	// left is what the route's retry policy allows after the first
 	// attempt; notSent the extra attempts for failures that never reached
 	// an endpoint, which any request may take.
@@ -122,6 +127,7 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 			r.Body = c.body.NewReader()
 		}
 		last = ep
+		observe = outcomeFor(bs.picker, ep, preq)
 		m.fireMirrors(c)
 		m.attempt(ex, r, route, bs, ep, clientCtx)
 		if ex.committed || clientCtx.Err() != nil || r.Context().Err() != nil {
@@ -354,4 +360,41 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // other picker error means no usable endpoint (503).
 func isShed(err error) bool {
 	return errors.Is(err, picker.ErrShed)
+}
+
+// pickOutcome is what a learning picker (picker.Observer) is told about
+// the attempt it chose.
+type pickOutcome struct {
+	obs   picker.Observer
+	ep    *endpoints.Endpoint
+	preq  *picker.Request
+	start time.Time
+}
+
+// outcomeFor starts the outcome of an attempt to ep (its obs is nil when
+// p does not learn).
+func outcomeFor(p picker.Picker, ep *endpoints.Endpoint, preq *picker.Request) pickOutcome {
+	obs, ok := p.(picker.Observer)
+	if !ok {
+		return pickOutcome{}
+	}
+	return pickOutcome{obs: obs, ep: ep, preq: preq, start: time.Now()}
+}
+
+// report tells the picker how the attempt went: only successful, whole
+// responses say anything about the endpoint's speed and cache.
+func (o *pickOutcome) report(ex *exchange) {
+	if o.obs == nil || ex.cut || ex.status < 200 || ex.status >= 300 || ex.err != nil {
+		return
+	}
+	out := picker.Outcome{Total: time.Since(o.start), Streamed: ex.insp.mode == inspectSSE}
+	if !ex.firstByte.IsZero() && ex.firstByte.After(o.start) {
+		out.FirstByte = ex.firstByte.Sub(o.start)
+	}
+	if ex.insp.found {
+		u := ex.insp.usage
+		out.UsageKnown, out.Prompt, out.Output = true, u.Input, u.Output
+		out.CachedKnown, out.Cached = u.CachedKnown, u.Cached
+	}
+	o.obs.Observe(o.preq, o.ep, out)
 }

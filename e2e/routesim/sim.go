@@ -134,6 +134,7 @@ type pending struct {
 type job struct {
 	Job
 	out      Outcome
+	preq     *picker.Request
 	ep       *endpoints.Endpoint
 	proxy    int
 	children []int
@@ -316,7 +317,8 @@ func (s *sim) arrive(i int) bool {
 			px.eps[k].SetMetrics(s.metricsOf(k, true))
 		}
 	}
-	ep, err := px.pick.Pick(&picker.Request{Model: j.Model, TargetModel: j.Model, Priority: j.Priority, Body: j.Body}, px.eps)
+	j.preq = &picker.Request{Model: j.Model, TargetModel: j.Model, Priority: j.Priority, Body: j.Body}
+	ep, err := px.pick.Pick(j.preq, px.eps)
 	if err != nil {
 		j.out.Status = 429
 		s.release(i)
@@ -382,6 +384,12 @@ func (s *sim) stepEnd(i int) int {
 		j.ep.Release()
 		if fb, ok := s.prox[j.proxy].pick.(picker.Feedback); ok {
 			fb.Done(j.ep, true)
+		}
+		if ob, ok := s.prox[j.proxy].pick.(picker.Observer); ok {
+			// What the proxy learns from a streamed response with usage.
+			ob.Observe(j.preq, j.ep, picker.Outcome{FirstByte: j.out.TTFT, Total: j.out.E2E, Streamed: true,
+				UsageKnown: true, Prompt: int64(st.PromptTokens), Output: int64(st.Generated),
+				CachedKnown: true, Cached: int64(st.CachedTokens)})
 		}
 		s.release(ji)
 		done++

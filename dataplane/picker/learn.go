@@ -1,0 +1,121 @@
+package picker
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+)
+
+// Outcome is what a finished, successful attempt tells the picker that
+// chose it (the proxy's pipeline reports it when the response is done).
+type Outcome struct {
+	// FirstByte is the time from sending to the response's first byte (0:
+	// unknown); for a streamed response that is the first token. Total
+	// is the time to the response's end.
+	FirstByte, Total time.Duration
+	// Streamed reports an SSE response (a non-streamed one's first byte
+	// comes with its last token).
+	Streamed bool
+	// Usage from the response: prompt, cached (from the model server's
+	// prefix cache) and output tokens.
+	UsageKnown     bool
+	Prompt, Output int64
+	CachedKnown    bool
+	Cached         int64
+}
+
+// Observer is implemented by pickers that learn from outcomes.
+type Observer interface {
+	Observe(req *Request, ep *endpoints.Endpoint, o Outcome)
+}
+
+// Observe implements Observer: a cost-model scheduler learns the pool's
+// output lengths and corrects what it believes endpoints hold.
+func (s *Scheduler) Observe(req *Request, ep *endpoints.Endpoint, o Outcome) {
+	if s.cost != nil {
+		s.cost.observe(req, ep, o)
+	}
+}
+
+var _ Observer = (*Scheduler)(nil)
+
+// pickNote is what a cost-model pick predicted, kept on the request so its
+// outcome can be compared with it.
+type pickNote struct {
+	ep *endpoints.Endpoint
+	// cached is the prefix the endpoint was believed to hold (tokens).
+	cached float64
+	// outputGiven: the request said its output length.
+	outputGiven bool
+}
+
+// learned is what outcomes teach a cost model: the mean output length of
+// requests that do not give one (float64 bits).
+//
+// Engine speeds are not learned from response timings. Tried in the
+// virtual-time benchmark (e2e/routesim): inter-token times include the
+// prefill chunks of requests that join the batch, and times to first token
+// the decode steps they share, so both read 1.4–3× the engine's real step
+// and prefill costs under ordinary load — which the cost already prices as
+// harm and waiting. Folding them into the speeds counted that load twice
+// and cut the closed-loop shared-prefix throughput from 2,110 to 1,470
+// tokens/s. The speeds are the profile's (pickerprofile, cost plugin).
+type learned struct {
+	mu     sync.Mutex
+	output atomic.Uint64
+}
+
+// learnOutput is how far one outcome moves the expected output length.
+const learnOutput = 0.02
+
+func (l *learned) init(output float64) { l.output.Store(math.Float64bits(output)) }
+
+func (l *learned) get(v *atomic.Uint64) float64 { return math.Float64frombits(v.Load()) }
+
+// move folds sample into v with rate a, the sample clamped to [lo, hi].
+func (l *learned) move(v *atomic.Uint64, sample, a, lo, hi float64) {
+	if math.IsNaN(sample) || math.IsInf(sample, 0) {
+		return
+	}
+	sample = min(max(sample, lo), hi)
+	l.mu.Lock()
+	cur := math.Float64frombits(v.Load())
+	v.Store(math.Float64bits(cur + a*(sample-cur)))
+	l.mu.Unlock()
+}
+
+// observe learns from one outcome of a pick this model made.
+func (m *CostModel) observe(req *Request, ep *endpoints.Endpoint, o Outcome) {
+	n := &req.note
+	if n.ep != ep || ep == nil {
+		return // another picker's pick, or none
+	}
+	l := &m.learn
+	if o.UsageKnown && !n.outputGiven && o.Output > 0 {
+		l.move(&l.output, float64(o.Output), learnOutput, 1, 1<<20)
+	}
+	if o.CachedKnown && n.cached > float64(o.Cached)+2*tokensPerBlock {
+		// The endpoint held less than believed: it evicted. Forget the
+		// deeper prefixes there, so the next request does not expect them.
+		keys, _ := appendChain(nil, req.TargetModelOrModel(), req.Body)
+		m.index.forget(keys, ep, int32(float64(o.Cached)/tokensPerBlock))
+	}
+}
+
+// tokensPerBlock is the tokens of one 64-character block (estimate).
+const tokensPerBlock = BlockChars / charsPerToken
+
+// ExpectedOutput is the output length the model assumes for requests that
+// do not say (learned from usage; for tests and the admin API).
+func (m *CostModel) ExpectedOutput() float64 { return m.learn.get(&m.learn.output) }
+
+// TargetModelOrModel is the model the request goes to after rewrites.
+func (r *Request) TargetModelOrModel() string {
+	if r.TargetModel != "" {
+		return r.TargetModel
+	}
+	return r.Model
+}
