@@ -67,6 +67,10 @@ type Scan struct {
 	Invalid error
 	// NotJSON is set when the body is not a well-formed JSON object.
 	NotJSON error
+	// MaxTokens is the request's output bound (max_tokens,
+	// max_completion_tokens or max_output_tokens, a positive integer), 0
+	// when it gives none.
+	MaxTokens int64
 }
 
 // ScanBody finds the model and validates the body for ep in a single
@@ -94,6 +98,11 @@ func ScanBody(ep Endpoint, body []byte) Scan {
 		for i, r := range reqs {
 			if isKey(key, esc, r.name) {
 				seen[i] = body[vs]
+			}
+		}
+		if isKey(key, esc, "max_tokens") || isKey(key, esc, "max_completion_tokens") || isKey(key, esc, "max_output_tokens") {
+			if v, ok := parseJSONInt(body[vs:ve]); ok && v > 0 {
+				sc.MaxTokens = v
 			}
 		}
 		return nil

@@ -71,3 +71,21 @@ func BenchmarkBlockHashes(b *testing.B) {
 		dst = picker.AppendBlockHashes(dst[:0], "m", body)
 	}
 }
+
+// BenchmarkPick64Long32k picks for conversations of ~32k tokens (128 KB of
+// history) on 64 endpoints: the cost model hashes the whole prompt and
+// matches it at every recorded depth.
+func BenchmarkPick64Long32k(b *testing.B) {
+	es := eps(64)
+	now := time.Now()
+	for i, e := range es {
+		e.SetMetrics(&endpoints.Metrics{Waiting: float64(i % 7), Running: float64(i % 5), KVCacheUsage: float64(i%10) / 10,
+			KVCapacity: 1 << 20, At: now.Add(time.Hour)})
+	}
+	reqs := make([]*picker.Request, 16)
+	history := strings.Repeat("and then the user asked about the next chapter of the report. ", 2100) // ~128 KB
+	for i := range reqs {
+		reqs[i] = &picker.Request{Model: "m", Body: chatBody(fmt.Sprintf("conversation %d. ", i)+history, "next?")}
+	}
+	benchPicks(b, reqs, es)
+}

@@ -50,8 +50,16 @@ func newChainIndex(size int) *chainIndex {
 // none: a send counts while less than room[i] tokens were written to the
 // endpoint after it (LRU eviction would have reached it by then). It
 // returns the deepest position sent anywhere.
-func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, depth []int32) (anywhere int32) {
+func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, depth []int32, at map[*endpoints.Endpoint]int32) (anywhere int32) {
 	clear(depth)
+	if len(cands) > 8 {
+		// Many candidates: find each entry's endpoints by map, not by
+		// scanning every candidate for every slot of every key.
+		clear(at)
+		for i := range cands {
+			at[cands[i].Endpoint] = int32(i)
+		}
+	}
 	left := len(cands)
 	for k := len(keys) - 1; k >= 0 && left > 0; k-- {
 		e, ok := x.idx.Peek(keys[k].Hash)
@@ -63,11 +71,22 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 			if s.ep == nil {
 				break
 			}
-			for i := range cands {
-				if cands[i].Endpoint == s.ep && depth[i] == 0 && float64(s.ep.Written()-s.at) < room[i] {
-					depth[i] = keys[k].Blocks
-					left--
+			i := -1
+			if len(cands) > 8 {
+				if j, ok := at[s.ep]; ok {
+					i = int(j)
 				}
+			} else {
+				for j := range cands {
+					if cands[j].Endpoint == s.ep {
+						i = j
+						break
+					}
+				}
+			}
+			if i >= 0 && depth[i] == 0 && float64(s.ep.Written()-s.at) < room[i] {
+				depth[i] = keys[k].Blocks
+				left--
 			}
 		}
 	}

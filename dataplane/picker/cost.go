@@ -5,7 +5,9 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 
+	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/proto/pickerprofile"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -60,6 +62,8 @@ type CostModel struct {
 	// proxies' sends).
 	out   outbox
 	known sync.Map
+	// knownOf is the candidate list known was last filled from.
+	knownOf atomic.Pointer[[]*endpoints.Endpoint]
 	// learn holds what outcomes taught (Observe).
 	learn learned
 }
@@ -138,8 +142,32 @@ type Terms struct {
 	Cost float64 `json:"cost"`
 }
 
+// learnEndpoints notes the candidates' endpoints by hash (to place other
+// proxies' sends) when the candidate set changed since the last pick.
+func (m *CostModel) learnEndpoints(c *Cycle) {
+	if prev := m.knownOf.Load(); prev != nil && len(*prev) == len(c.Candidates) {
+		same := true
+		for i := range c.Candidates {
+			if (*prev)[i] != c.Candidates[i].Endpoint {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
+	eps := make([]*endpoints.Endpoint, len(c.Candidates))
+	for i := range c.Candidates {
+		eps[i] = c.Candidates[i].Endpoint
+		m.known.Store(eps[i].Hash, eps[i])
+	}
+	m.knownOf.Store(&eps)
+}
+
 // choose returns the index of the cheapest candidate of c.
 func (m *CostModel) choose(c *Cycle) int {
+	m.learnEndpoints(c)
 	m.lora.Prepare(c)
 	n := len(c.Candidates)
 	keys, blocks := c.chain()
@@ -151,7 +179,7 @@ func (m *CostModel) choose(c *Cycle) int {
 		}
 	}
 	depth := c.depth[:n]
-	m.index.match(keys, c.Candidates, room, depth)
+	m.index.match(keys, c.Candidates, room, depth, c.prefixOf)
 	var homes []uint64
 	if k, ok := m.affinityKey(keys); ok && !c.IsAdapter() && m.plan.Balance > 0 {
 		_, homes = m.homes.home(c, k, m.index.idx.Contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
@@ -160,7 +188,7 @@ func (m *CostModel) choose(c *Cycle) int {
 	prompt := float64(len(promptStart(c.Req.Body))) / charsPerToken
 	c.prompt, c.output = prompt, m.learn.get(&m.learn.output)
 	c.outputGiven = false
-	if mt := maxTokens(c.Req.Body); mt > 0 {
+	if mt := c.Req.MaxTokens; mt > 0 {
 		c.output, c.outputGiven = float64(mt), true
 	}
 	lora := c.scores[:n]
@@ -279,9 +307,15 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, lora float64, t *Ter
 	if !known {
 		// Metrics missing while others have them: kept in rotation on its
 		// own signals, but a known endpoint of equal cost goes first.
-		t.Cost *= 1.25
+		t.Cost *= staleFactor
 	}
 }
+
+// staleFactor down-weights an endpoint priced on the proxy's own counts
+// (its metrics are missing, stale or invalid) against ones with metrics:
+// it stays in rotation and takes most of its share, but an endpoint that
+// reports its load wins a close call.
+const staleFactor = 1.1
 
 // record notes that the request went to candidate i.
 func (m *CostModel) record(c *Cycle, i int) {
@@ -297,45 +331,8 @@ func (m *CostModel) record(c *Cycle, i int) {
 	ep.AddBacklog(uncached*n, c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
 	m.out.add(ep.Hash, keys)
-	if _, ok := m.known.Load(ep.Hash); !ok {
-		m.known.Store(ep.Hash, ep)
-	}
 	c.Req.note = pickNote{ep: ep, cached: t.CachedTokens, outputGiven: c.outputGiven}
 	m.lora.Record(c, ep)
-}
-
-// maxTokens reads max_tokens or max_completion_tokens from a JSON body
-// without decoding it (0 when absent or not a plain number).
-func maxTokens(body []byte) int {
-	for _, k := range [...]string{`"max_tokens"`, `"max_completion_tokens"`} {
-		if v := numberAfter(body, k); v > 0 {
-			return v
-		}
-	}
-	return 0
-}
-
-// numberAfter is the non-negative integer following key and a colon.
-func numberAfter(body []byte, key string) int {
-	for i := 0; i+len(key) <= len(body); i++ {
-		if string(body[i:i+len(key)]) != key {
-			continue
-		}
-		j := i + len(key)
-		for j < len(body) && (body[j] == ' ' || body[j] == ':' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r') {
-			j++
-		}
-		v := 0
-		k := j
-		for k < len(body) && body[k] >= '0' && body[k] <= '9' && v < math.MaxInt32/10 {
-			v = v*10 + int(body[k]-'0')
-			k++
-		}
-		if k > j {
-			return v
-		}
-	}
-	return 0
 }
 
 // snapshotPluginCost is a profile entry naming the cost plugin with no

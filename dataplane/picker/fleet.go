@@ -135,8 +135,9 @@ func (m *CostModel) SendsSince(cursor uint64, out []Send) ([]Send, uint64) {
 	return m.out.since(cursor, out)
 }
 
-// MergeSends implements Fleet. Sends to endpoints this proxy has not
-// picked yet are dropped: it learns their endpoints with its first picks.
+// MergeSends implements Fleet. Sends to endpoints this proxy has not had
+// as candidates yet are dropped: it learns the pool's endpoints with its
+// first pick.
 func (m *CostModel) MergeSends(sends []Send) {
 	for _, s := range sends {
 		v, ok := m.known.Load(s.Endpoint)

@@ -32,6 +32,9 @@ type Request struct {
 	// Body is the buffered request body when the server read it (JSON
 	// requests), for prefix-aware scorers; nil otherwise. Read-only.
 	Body []byte
+	// MaxTokens is the request's output bound from its body (0: none
+	// given), for the cost model's decode estimate.
+	MaxTokens int
 
 	// note is what the cost model predicted for its pick (Observe).
 	note pickNote

@@ -51,11 +51,12 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var (
-		body     *openai.Body
-		model    openai.ModelField
-		hasModel bool
-		api      openai.Endpoint
-		invalid  error
+		body      *openai.Body
+		model     openai.ModelField
+		hasModel  bool
+		api       openai.Endpoint
+		invalid   error
+		maxTokens int64
 	)
 	if r.Method == http.MethodPost {
 		api = openai.EndpointOf(r.URL.Path)
@@ -112,6 +113,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// checks the OpenAI request shape (enforced for pools only).
 		sc := openai.ScanBody(api, body.Bytes())
 		model, hasModel, invalid = sc.Model, sc.HasModel, sc.Invalid
+		maxTokens = sc.MaxTokens
 		if hasModel {
 			// Exposed before matching so HTTPRoute header matches can send
 			// each model to its own backend — so it must be a value a
@@ -186,7 +188,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !route.Filters.Empty() {
 		applyRequestFilters(r, &route.Filters, match)
 	}
-	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{},
+	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{MaxTokens: int(maxTokens)},
 		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective, cors: cors}
 	if d := route.Timeouts.Request; d > 0 {
 		// Gateway API's request timeout covers the whole request, time

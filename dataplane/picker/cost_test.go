@@ -1,0 +1,275 @@
+package picker_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/picker"
+)
+
+// The cost model's behaviours, on endpoints whose metrics the tests set,
+// in virtual time. Numbers are not asserted, only which way decisions go.
+
+// costFleet is n idle endpoints with fresh metrics (32k-token KV caches)
+// and a cost-model scheduler on a clock the test moves.
+type costFleet struct {
+	t     *testing.T
+	es    []*endpoints.Endpoint
+	s     *picker.Scheduler
+	now   time.Time
+	state []endpoints.Metrics
+}
+
+func newCostFleet(t *testing.T, n int) *costFleet {
+	f := &costFleet{t: t, es: eps(n), now: time.Unix(1_000_000, 0), state: make([]endpoints.Metrics, n)}
+	s, err := picker.FromProfile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetClock(func() time.Time { return f.now })
+	f.s = s
+	f.scrape()
+	return f
+}
+
+// scrape publishes the endpoints' metrics as of now.
+func (f *costFleet) scrape() {
+	for i, e := range f.es {
+		m := f.state[i]
+		m.KVCapacity, m.At = 32768, f.now
+		e.SetMetrics(&m)
+	}
+}
+
+// pick picks for body and lets the request finish at once (so only the
+// test's metrics say what is busy); it returns the endpoint's index.
+func (f *costFleet) pick(body []byte) int {
+	f.t.Helper()
+	req := &picker.Request{Model: "m", Body: body}
+	ep, err := f.s.Pick(req, f.es)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ep.Acquire()
+	ep.Release()
+	for i, e := range f.es {
+		if e == ep {
+			return i
+		}
+	}
+	return -1
+}
+
+// advance moves the clock and scrapes (the backlog of earlier sends
+// drains meanwhile).
+func (f *costFleet) advance(d time.Duration) {
+	f.now = f.now.Add(d)
+	f.scrape()
+}
+
+func (f *costFleet) explain(body []byte) *picker.Decision {
+	f.t.Helper()
+	d, err := f.s.Explain(&picker.Request{Model: "m", Body: body}, f.es)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return d
+}
+
+func homesOf(d *picker.Decision) int {
+	n := 0
+	for _, c := range d.Candidates {
+		if c.Home {
+			n++
+		}
+	}
+	return n
+}
+
+var longSystem = strings.Repeat("You answer questions about the handbook. ", 100) // ~1k tokens
+
+// A prefix that brings a large share of the traffic gets several homes;
+// once it cools (others' traffic only), its home set shrinks again.
+func TestCostHotPrefixGrowsAndShrinksHomes(t *testing.T) {
+	f := newCostFleet(t, 8)
+	hot := func(i int) []byte { return chatBody(longSystem, fmt.Sprintf("question %d", i)) }
+	other := func(i int) []byte { return chatBody(fmt.Sprintf("tenant %d ", i)+longSystem, "hi") }
+	for i := range 80 {
+		f.pick(hot(i))
+		f.pick(other(i % 40)) // 40 other prefixes, each hot too
+		f.advance(50 * time.Millisecond)
+	}
+	f.advance(2 * time.Second) // the plan is rebuilt every second
+	f.pick(other(0))
+	grown := homesOf(f.explain(hot(1000)))
+	if grown < 3 {
+		t.Fatalf("a prefix with half the traffic has %d homes on 8 endpoints, want several", grown)
+	}
+	for i := range 400 {
+		f.pick(other(i % 40))
+		f.advance(150 * time.Millisecond)
+	}
+	shrunk := homesOf(f.explain(hot(1001)))
+	if shrunk >= grown {
+		t.Fatalf("after cooling the prefix has %d homes, had %d", shrunk, grown)
+	}
+	t.Logf("homes: %d hot, %d cooled", grown, shrunk)
+}
+
+// A conversation's next turn goes where its history is cached, even when
+// another endpoint runs a little less.
+func TestCostConversationSticks(t *testing.T) {
+	f := newCostFleet(t, 4)
+	conv := func(turns ...string) []byte {
+		msgs := fmt.Sprintf(`{"role":"system","content":%q}`, longSystem)
+		for i, c := range turns {
+			role := "user"
+			if i%2 == 1 {
+				role = "assistant"
+			}
+			msgs += fmt.Sprintf(`,{"role":%q,"content":%q}`, role, c)
+		}
+		return []byte(`{"model":"m","stream":true,"messages":[` + msgs + `]}`)
+	}
+	q1, a1 := "my first question about page 12, in some detail please", strings.Repeat("an answer ", 120)
+	turn1 := conv(q1)
+	first := f.pick(turn1)
+	for i := range f.state {
+		f.state[i].Running = 3
+	}
+	f.state[first].Running = 4 // one more running where the history is
+	f.advance(2 * time.Second)
+	turn2 := conv(q1, a1, "and page 13?")
+	if got := f.pick(turn2); got != first {
+		d := f.explain(turn2)
+		t.Fatalf("turn 2 went to %d, its history is on %d: %+v", got, first, d.Candidates)
+	}
+}
+
+// A replica that serves slower (its queue drains slower, so requests wait
+// there) gets less of the traffic.
+func TestCostSlowReplicaGetsLess(t *testing.T) {
+	f := newCostFleet(t, 4)
+	counts := make([]int, 4)
+	for i := range 200 {
+		// Replica 0 keeps a queue: it is slower than the others.
+		f.state[0].Waiting, f.state[0].Running = 3, 8
+		for j := 1; j < 4; j++ {
+			f.state[j].Waiting, f.state[j].Running = 0, 6
+		}
+		f.advance(100 * time.Millisecond)
+		counts[f.pick(chatBody(fmt.Sprintf("unique %d ", i)+longSystem, "q"))]++
+	}
+	for j := 1; j < 4; j++ {
+		if counts[0] >= counts[j] {
+			t.Fatalf("slow replica got %d requests, replica %d %d: %v", counts[0], j, counts[j], counts)
+		}
+	}
+}
+
+// Proxies given the same inputs — the same scrapes and each other's sends
+// through the fleet exchange — pick the same endpoints: a new prefix goes
+// to the same place from both, and a prefix one sent is followed by the
+// other.
+func TestCostProxiesAgree(t *testing.T) {
+	a, b := newCostFleet(t, 8), newCostFleet(t, 8)
+	b.es = a.es // the same endpoints, as every proxy resolves the same pods
+	for i := range 20 {
+		body := chatBody(fmt.Sprintf("new prefix %d ", i)+longSystem, "q")
+		if pa, pb := a.explain(body).Chosen, b.explain(body).Chosen; pa != pb {
+			t.Fatalf("new prefix %d: proxy a picks %s, b %s", i, pa, pb)
+		}
+	}
+	// a sends prefixes; b learns where through the fleet exchange.
+	var sent []int
+	for i := range 8 {
+		sent = append(sent, a.pick(chatBody(fmt.Sprintf("team %d ", i)+longSystem, "q")))
+	}
+	sends, _ := a.s.Fleet().SendsSince(0, nil)
+	b.s.Fleet().MergeSends(sends)
+	for i := range 8 {
+		body := chatBody(fmt.Sprintf("team %d ", i)+longSystem, "another question")
+		d := b.explain(body)
+		if d.Chosen != a.es[sent[i]].Address {
+			t.Fatalf("prefix %d: a sent it to %s, b picks %s", i, a.es[sent[i]].Address, d.Chosen)
+		}
+	}
+}
+
+// Explain names every candidate with its terms and changes nothing: the
+// same request explained twice gets the same answer, and a pick after it
+// is not steered by it.
+func TestCostExplain(t *testing.T) {
+	f := newCostFleet(t, 3)
+	body := chatBody(longSystem, "q")
+	d1, d2 := f.explain(body), f.explain(body)
+	if len(d1.Candidates) != 3 || d1.Chosen == "" || d1.Chosen != d2.Chosen || d1.PromptTokens <= 0 {
+		t.Fatalf("explain: %+v / %+v", d1, d2)
+	}
+	for _, c := range d1.Candidates {
+		if c.Cost <= 0 || c.CachedTokens != 0 {
+			t.Fatalf("candidate %s: %+v (nothing sent yet, nothing cached)", c.Endpoint, c.Terms)
+		}
+	}
+	f.pick(body)
+	d3 := f.explain(body)
+	cached := 0
+	for _, c := range d3.Candidates {
+		if c.CachedTokens > 0 {
+			cached++
+		}
+	}
+	if cached != 1 {
+		t.Fatalf("after one send, %d candidates believed to hold the prompt", cached)
+	}
+}
+
+// An endpoint whose metrics cannot be used stays in rotation on the
+// proxy's own counts instead of dropping out: under load it takes about
+// its share.
+func TestCostStaleEndpointStaysInRotation(t *testing.T) {
+	f := newCostFleet(t, 4)
+	counts := make([]int, 4)
+	type open struct {
+		ep  *endpoints.Endpoint
+		end time.Time
+	}
+	var inflight []open
+	for i := range 600 {
+		f.now = f.now.Add(25 * time.Millisecond)
+		// Requests last 2 s; the fresh endpoints report what runs there.
+		kept := inflight[:0]
+		for _, o := range inflight {
+			if o.end.After(f.now) {
+				kept = append(kept, o)
+			} else {
+				o.ep.Release()
+			}
+		}
+		inflight = kept
+		for j, e := range f.es {
+			f.state[j].Running = float64(e.InFlight())
+		}
+		f.scrape()
+		f.es[0].SetMetrics(&endpoints.Metrics{At: f.now.Add(-time.Hour)}) // never fresh
+		req := &picker.Request{Model: "m", Body: chatBody(fmt.Sprintf("u%d", i), "q")}
+		ep, err := f.s.Pick(req, f.es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep.Acquire()
+		inflight = append(inflight, open{ep, f.now.Add(2 * time.Second)})
+		for j, e := range f.es {
+			if e == ep {
+				counts[j]++
+			}
+		}
+	}
+	if counts[0] < 600/4/2 {
+		t.Fatalf("endpoint without usable metrics got %d of 600: %v", counts[0], counts)
+	}
+	t.Logf("requests per endpoint (0 has no usable metrics): %v", counts)
+}
