@@ -77,7 +77,7 @@ func TestValidate(t *testing.T) {
 			"load-factor", "2", "slack", "4.5", "balance", "0", "min-homes", "2", "window-seconds", "30.5"),
 			ref(LoRA, 0, "recent-seconds", "0", "max-homes", "4", "load-factor", "1", "slack", "0")), ""},
 		{"no scorers", &snapshotv1.PickerProfile{ShedSheddable: true}, "no scorers"},
-		{"unknown plugin", prof(ref("queu", 2)), `scorers[0]: unknown plugin "queu" (want one of queue, running, kv-cache, prefix-cache, lora)`},
+		{"unknown plugin", prof(ref("queu", 2)), `scorers[0]: unknown plugin "queu" (want one of cost, queue, running, kv-cache, prefix-cache, lora)`},
 		{"repeated", prof(ref(Queue, 2), ref(KVCache, 1), ref(Queue, 1)), "scorers[2]: queue is already scorers[0]"},
 		{"negative weight", prof(ref(Queue, -1)), "weight -1: want 0 to 1000"},
 		{"NaN weight", prof(ref(Queue, math.NaN())), "weight NaN"},
