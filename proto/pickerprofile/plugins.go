@@ -114,7 +114,7 @@ var plugins = []Plugin{
 	},
 	{
 		Name: Queue,
-		Doc: "prefers endpoints with fewer waiting requests (scraped queue plus this proxy's own still-open requests), min-max normalised",
+		Doc:  "prefers endpoints with fewer waiting requests (scraped queue plus this proxy's own still-open requests), min-max normalised",
 		Params: []Param{
 			{Name: "min-spread", Kind: Number, Default: 4, Min: 0, Max: 1e6,
 				Doc: "queue spread below which differences do not use the whole [0,1] range"},
@@ -130,11 +130,11 @@ var plugins = []Plugin{
 	},
 	{
 		Name: KVCache,
-		Doc: "prefers endpoints with more free KV cache (1 − use)",
+		Doc:  "prefers endpoints with more free KV cache (1 − use)",
 	},
 	{
 		Name: Prefix,
-		Doc: "prefix-cache affinity: a prompt's leading blocks go to the same endpoint on every proxy, bounded by load",
+		Doc:  "prefix-cache affinity: a prompt's leading blocks go to the same endpoint on every proxy, bounded by load",
 		Params: []Param{
 			{Name: "index-size", Kind: Count, Default: 64 << 10, Min: 1, Max: 1 << 22,
 				Doc: "block hashes this proxy remembers"},
