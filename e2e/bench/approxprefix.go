@@ -60,6 +60,8 @@ type approxPrefix struct {
 	blockChars int
 	// capacity is a server's LRU capacity in blocks: its KV blocks.
 	capacity func(addr string) int
+	// now is the clock (time.Now; a virtual-time replay sets its own).
+	now func() time.Time
 
 	mu      sync.Mutex
 	servers map[uint64]map[string]struct{} // block hash → servers that may hold it
@@ -88,8 +90,17 @@ func newApproxPrefix(env *Env) picker.Picker {
 	})
 }
 
+// NewApproxPrefix is the approximate-prefix reference picker for a fleet
+// of blocks-per-server KV caches of blockTokens-token blocks, on clock now
+// (for replays in virtual time, e2e/routesim).
+func NewApproxPrefix(blockTokens int, blocks func(addr string) int, now func() time.Time) picker.Picker {
+	p := newApproxIndex(blockTokens*refCharsPerToken, blocks)
+	p.now = now
+	return p
+}
+
 func newApproxIndex(blockChars int, capacity func(addr string) int) *approxPrefix {
-	return &approxPrefix{blockChars: blockChars, capacity: capacity, servers: map[uint64]map[string]struct{}{},
+	return &approxPrefix{blockChars: blockChars, capacity: capacity, now: time.Now, servers: map[uint64]map[string]struct{}{},
 		lrus: map[string]*lru.Cache[uint64, struct{}]{}, match: map[string]int{}}
 }
 
@@ -98,7 +109,7 @@ func (p *approxPrefix) Pick(req *picker.Request, cands []*endpoints.Endpoint) (*
 	if len(cands) == 0 {
 		return nil, picker.ErrNoEndpoint
 	}
-	now := time.Now()
+	now := p.now()
 	if req.Priority < 0 && refSaturation(cands, now) >= 1 {
 		return nil, picker.ErrShed
 	}

@@ -100,6 +100,17 @@ func (e *Env) ReplicaOf(addr string) int {
 	return -1
 }
 
+// blockSize is the replicas' KV block size in tokens.
+func (e *Env) blockSize() int { return e.sim.reps[0].core.Config().BlockSize }
+
+// kvBlocks is the KV cache size of the replica at addr, in blocks.
+func (e *Env) kvBlocks(addr string) int {
+	if i, ok := e.sim.byAddr[addr]; ok {
+		return e.sim.reps[i].core.Config().KVBlocks
+	}
+	return 0
+}
+
 // Job is the index of the job being picked.
 func (e *Env) Job() int { return e.sim.curJob }
 

@@ -2,6 +2,8 @@ package routesim
 
 import (
 	"github.com/infergate/infergate/dataplane/picker"
+	"github.com/infergate/infergate/e2e/bench"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // Baselines returns the comparison strategies: what a Kubernetes Service
@@ -15,7 +17,24 @@ func Baselines() []Strategy {
 			return picker.NewScheduler([]picker.WeightedScorer{
 				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
 		}},
+		{Name: "approx-prefix", New: func(env *Env, _ int) picker.Picker {
+			// The reference picker's default profile (e2e/bench).
+			return bench.NewApproxPrefix(env.blockSize(), env.kvBlocks, env.Now)
+		}},
 	}
+}
+
+// Tuned is ours with profile parameters set (e.g. engine speeds that are
+// wrong for the fleet, to show what a misestimate costs).
+func Tuned(name string, params map[string]string) Strategy {
+	return Strategy{Name: name, New: func(*Env, int) picker.Picker {
+		s, err := picker.FromProfile(&snapshotv1.PickerProfile{ShedSheddable: true,
+			Scorers: []*snapshotv1.PluginRef{{Name: "cost", Weight: 1, Parameters: params}}})
+		if err != nil {
+			panic(err)
+		}
+		return s
+	}}
 }
 
 // Ours is the pool's default profile, as a proxy builds it.

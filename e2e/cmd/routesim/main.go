@@ -1,54 +1,133 @@
-// Command routesim runs routing strategies over workloads in virtual time
-// (package routesim) and prints, per workload, each strategy's medians over
-// seeds.
+// Command routesim runs the routing benchmark's workloads through the
+// proxy's pickers in virtual time (package routesim): every workload with
+// several seeds, every strategy, 1 and 4 proxies, and ours with engine
+// speeds set wrong on purpose. It prints the summary and, with -out,
+// writes routesim.md there.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
-	"slices"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/infergate/infergate/e2e/routesim"
 )
 
 func main() {
 	only := flag.String("workloads", "", "comma-separated workload names (default all)")
-	strats := flag.String("strategies", "", "comma-separated strategy names (default all)")
-	seeds := flag.Int("seeds", 1, "runs per cell, each with its own workload seed; medians are printed")
-	proxies := flag.Int("proxies", 1, "proxies sharing the traffic")
+	seeds := flag.Int("seeds", 5, "runs per cell, each with its own workload seed; medians are reported")
+	out := flag.String("out", "", "directory to write routesim.md to (default: print only)")
 	flag.Parse()
-	want := func(list, name string) bool {
-		return list == "" || strings.Contains(","+list+",", ","+name+",")
+	start := time.Now()
+	want := func(name string) bool {
+		return *only == "" || strings.Contains(","+*only+",", ","+name+",")
 	}
-	all := append(routesim.Baselines(), routesim.Ours(), routesim.Oracle())
-	type cell struct{ ttft50, ttft90, ttft99, e2e90, tok, hit, load []float64 }
-	names := []string{}
-	for _, sc := range routesim.Scenarios(1) {
-		if want(*only, sc.Workload.Name) {
+	var names []string
+	shared := map[string]bool{}
+	for _, sc := range routesim.Scenarios(0) {
+		if want(sc.Workload.Name) {
 			names = append(names, sc.Workload.Name)
+			shared[sc.Workload.Name] = sc.SharedPrefixes
 		}
 	}
-	for _, name := range names {
-		fmt.Printf("\n## %s\n\n| strategy | TTFT p50 | p90 | p99 | E2E p90 | tok/s | hit | max/mean |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", name)
-		for _, st := range all {
-			if !want(*strats, st.Name) {
-				continue
-			}
-			var c cell
-			for seed := range *seeds {
+	cells := plan(names)
+	results := run(cells, *seeds)
+	rep := report(names, shared, results, *seeds, time.Since(start))
+	fmt.Print(rep)
+	if *out != "" {
+		path := filepath.Join(*out, "routesim.md")
+		if err := os.WriteFile(path, []byte(rep), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "wrote", path)
+	}
+}
+
+// cell is one workload × strategy × proxy count.
+type cell struct {
+	workload string
+	strategy routesim.Strategy
+	proxies  int
+	// kind: "baseline", "ours", "oracle", "variant".
+	kind string
+}
+
+// Speeds wrong on purpose: what a pool on other hardware with the default
+// profile would see.
+var variants = []struct {
+	name   string
+	params map[string]string
+}{
+	{"ours, prefill assumed 4× slower", map[string]string{"prefill-ms-per-1k-tokens": "1000"}},
+	{"ours, prefill assumed 4× faster", map[string]string{"prefill-ms-per-1k-tokens": "62.5"}},
+	{"ours, decode assumed 3× slower", map[string]string{"step-ms": "33", "step-ms-per-sequence": "1.35", "step-ms-per-1k-context": "1.2"}},
+	{"ours, decode assumed 3× faster", map[string]string{"step-ms": "3.67", "step-ms-per-sequence": "0.15", "step-ms-per-1k-context": "0.133"}},
+}
+
+func plan(names []string) []cell {
+	var cells []cell
+	for _, w := range names {
+		for _, b := range routesim.Baselines() {
+			cells = append(cells, cell{w, b, 1, "baseline"})
+		}
+		cells = append(cells, cell{w, routesim.Ours(), 1, "ours"}, cell{w, routesim.Oracle(), 1, "oracle"},
+			cell{w, routesim.Ours(), 4, "ours"}, cell{w, routesim.Baselines()[2], 4, "baseline"})
+		for _, v := range variants {
+			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, "variant"})
+		}
+	}
+	return cells
+}
+
+// metrics are one run's numbers.
+type metrics struct {
+	ttft50, ttft90, ttft99, e2e50, e2e90, e2e99, itl50, tok, hit, load float64
+}
+
+type key struct {
+	workload, strategy string
+	proxies            int
+}
+
+// run runs every cell with every seed, on as many goroutines as cores.
+func run(cells []cell, seeds int) map[key][]metrics {
+	type job struct {
+		c    cell
+		seed int
+	}
+	jobs := make(chan job)
+	var mu sync.Mutex
+	res := map[key][]metrics{}
+	var wg sync.WaitGroup
+	done, total := 0, len(cells)*seeds
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
 				var sc routesim.Scenario
-				for _, x := range routesim.Scenarios(uint64(seed + 1)) {
-					if x.Workload.Name == name {
+				for _, x := range routesim.Scenarios(uint64(j.seed)) {
+					if x.Workload.Name == j.c.workload {
 						sc = x
 					}
 				}
 				cfg := sc.Config
-				cfg.Seed, cfg.Proxies = uint64(seed+1), *proxies
-				out, err := routesim.Run(cfg, sc.Workload, st)
+				cfg.Seed, cfg.Proxies = uint64(j.seed+1), j.c.proxies
+				out, err := routesim.Run(cfg, sc.Workload, j.c.strategy)
+				mu.Lock()
+				done++
+				if done%50 == 0 || done == total {
+					fmt.Fprintf(os.Stderr, "%d/%d runs\n", done, total)
+				}
+				mu.Unlock()
 				if err != nil {
-					fmt.Fprintln(os.Stderr, name, st.Name, err)
+					fmt.Fprintln(os.Stderr, j.c.workload, j.c.strategy.Name, err)
 					continue
 				}
 				s := routesim.Summarize(sc.Workload, out, len(cfg.Replicas))
@@ -56,25 +135,20 @@ func main() {
 				if sc.Workload.Concurrency > 0 {
 					tok = s.SteadyTokensPerSec
 				}
-				c.ttft50 = append(c.ttft50, s.TTFT.P50)
-				c.ttft90 = append(c.ttft90, s.TTFT.P90)
-				c.ttft99 = append(c.ttft99, s.TTFT.P99)
-				c.e2e90 = append(c.e2e90, s.E2E.P90)
-				c.tok = append(c.tok, tok)
-				c.hit = append(c.hit, 100*s.CacheHit)
-				c.load = append(c.load, s.MaxMeanLoad)
+				m := metrics{s.TTFT.P50, s.TTFT.P90, s.TTFT.P99, s.E2E.P50, s.E2E.P90, s.E2E.P99, s.ITL.P50, tok, s.CacheHit, s.MaxMeanLoad}
+				mu.Lock()
+				k := key{j.c.workload, j.c.strategy.Name, j.c.proxies}
+				res[k] = append(res[k], m)
+				mu.Unlock()
 			}
-			fmt.Printf("| %s | %.2f | %.2f | %.2f | %.2f | %.0f | %.1f%% | %.2f |\n", st.Name, med(c.ttft50), med(c.ttft90),
-				med(c.ttft99), med(c.e2e90), med(c.tok), med(c.hit), med(c.load))
+		}()
+	}
+	for seed := range seeds {
+		for _, c := range cells {
+			jobs <- job{c, seed}
 		}
 	}
-}
-
-func med(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	return v[len(v)/2]
+	close(jobs)
+	wg.Wait()
+	return res
 }
