@@ -50,13 +50,13 @@ func TestFleetKeysTravel(t *testing.T) {
 	if _, err := scheds[0].Pick(&picker.Request{Model: "m", Body: []byte(body)}, es); err != nil {
 		t.Fatal(err)
 	}
-	sent := scheds[0].Prefix().KeysUsedSince(0, nil)
+	sent := scheds[0].Fleet().KeysUsedSince(0, nil)
 	if len(sent) != 1 {
 		t.Fatalf("proxy A used %d affinity keys, want 1", len(sent))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		f := scheds[1].Prefix().FleetKeysInUse()
+		f := scheds[1].Fleet().FleetKeysInUse()
 		if f != nil && slices.Contains(f.Once, sent[0].Key) {
 			break
 		}
