@@ -1,13 +1,15 @@
-// Package fleet aggregates the prefix affinity keys a gateway's proxies
-// use (their reports on the PrefixKeys stream) and serves every proxy of
-// the gateway the whole set per pool, so each proxy plans a shared
-// prefix's home from its first request to any of them (see
-// dataplane/picker FleetKeys). The keys are soft hints: a proxy that
-// loses the stream plans over its own keys.
+// Package fleet is the control plane's side of the fleet exchange: it
+// aggregates the prefix affinity keys a gateway's proxies use and serves
+// every proxy of the gateway the whole set per pool, so each proxy plans
+// a shared prefix's home from its first request to any of them (see
+// dataplane/picker FleetKeys); and it relays the prompts each proxy sent
+// where (their chain keys) to the gateway's other proxies, so every
+// proxy's cost model estimates the same cached prefixes. Both are hints:
+// a proxy that loses the stream plans over what it knows itself.
 //
-// Every control-plane replica serves the stream, and each aggregates only
-// the proxies connected to it: proxies of one gateway spread over several
-// replicas share keys only within each replica's group.
+// Every control-plane replica serves the stream and relays the reports of
+// the proxies connected to it to its peers (Relay), so each replica holds
+// every proxy's keys and sends wherever the proxies are connected.
 package fleet
 
 import (
@@ -38,6 +40,14 @@ type Options struct {
 	// scorer's); MaxWindow caps reported windows (default and most
 	// fleetv1.MaxKeyWindow).
 	DefaultWindow, MaxWindow time.Duration
+	// MaxSends and MaxSendKeys bound the sends (prompts sent, as chain
+	// keys) held per gateway for its streams to read (defaults 32,768
+	// and 262,144: 2 MiB of keys); SendAge is how long one is held
+	// (default 30 s), which is also how far back a starting proxy
+	// catches up. Older sends go first; a stream that had not read them
+	// skips them.
+	MaxSends, MaxSendKeys int
+	SendAge               time.Duration
 	// Now defaults to time.Now; tests set it.
 	Now func() time.Time
 }
@@ -54,8 +64,11 @@ const maxOnceServed = 256
 type Aggregator struct {
 	opts Options
 
+	stats exchangeStats
+
 	mu       sync.Mutex
 	gateways map[string]*gateway
+	swept    int64 // unix ns of the last sweep
 }
 
 type gateway struct {
@@ -65,8 +78,11 @@ type gateway struct {
 	// some (see maxOnceServed). Streams send when served differs from
 	// what they sent.
 	version, served uint64
-	// subs are the streams of the gateway, woken on a change.
+	// subs are the streams of the gateway, woken on a change of keys or
+	// a new send.
 	subs map[chan struct{}]struct{}
+	// sends are the gateway's recent sends.
+	sends *sendRing
 	// cached is the served set, built at version cachedAt.
 	cached   *fleetv1.FleetKeys
 	cachedAt uint64
@@ -99,22 +115,40 @@ func NewAggregator(o Options) *Aggregator {
 	if o.MaxWindow <= 0 || o.MaxWindow > fleetv1.MaxKeyWindow {
 		o.MaxWindow = fleetv1.MaxKeyWindow
 	}
+	if o.MaxSends <= 0 {
+		o.MaxSends = 32 << 10
+	}
+	if o.MaxSendKeys <= 0 {
+		o.MaxSendKeys = 256 << 10
+	}
+	if o.SendAge <= 0 {
+		o.SendAge = 30 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	return &Aggregator{opts: o, gateways: map[string]*gateway{}}
 }
 
+// sweepEvery is how often Ingest looks for gateways to forget.
+const sweepEvery = 10 * time.Second
+
 // Ingest applies a report of node, a proxy of gw, and wakes the gateway's
-// streams when the served set changed. A bad report is refused whole.
+// streams when the served set changed or it brought sends. A bad report
+// is refused whole.
 func (a *Aggregator) Ingest(gw, node string, r *fleetv1.KeyReport) error {
 	if err := fleetv1.CheckReport(r, a.opts.MaxKeys); err != nil {
+		a.stats.refused.Add(1)
 		return err
 	}
 	now := a.opts.Now().UnixNano()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g := a.gatewayLocked(gw)
+	if n := g.sends.add(now, node, r.GetSends()); n > 0 {
+		a.stats.sendsIn.Add(int64(n))
+		wakeLocked(g)
+	}
 	changed := false
 	for _, pr := range r.GetPools() {
 		p := g.pools[pr.GetPool()]
@@ -146,6 +180,9 @@ func (a *Aggregator) Ingest(gw, node string, r *fleetv1.KeyReport) error {
 	}
 	if a.expireLocked(g, now) || changed {
 		a.changedLocked(g)
+	}
+	if now-a.swept > int64(sweepEvery) {
+		a.sweepLocked(now)
 	}
 	return nil
 }
@@ -181,7 +218,8 @@ func (a *Aggregator) expireLocked(g *gateway, now int64) bool {
 func (a *Aggregator) gatewayLocked(gw string) *gateway {
 	g := a.gateways[gw]
 	if g == nil {
-		g = &gateway{pools: map[string]*pool{}, subs: map[chan struct{}]struct{}{}, cached: &fleetv1.FleetKeys{}}
+		g = &gateway{pools: map[string]*pool{}, subs: map[chan struct{}]struct{}{}, cached: &fleetv1.FleetKeys{},
+			sends: newSendRing(sendLimits{sends: a.opts.MaxSends, keys: a.opts.MaxSendKeys, age: int64(a.opts.SendAge)})}
 		a.gateways[gw] = g
 	}
 	return g
@@ -189,10 +227,30 @@ func (a *Aggregator) gatewayLocked(gw string) *gateway {
 
 func (a *Aggregator) changedLocked(g *gateway) {
 	g.version++
+	wakeLocked(g)
+}
+
+func wakeLocked(g *gateway) {
 	for ch := range g.subs {
 		select {
 		case ch <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// sweepLocked forgets the gateways no stream reads whose keys all
+// expired and whose sends all aged out. A gateway is kept without streams
+// until then because peers relay its other proxies' reports here: a proxy
+// that connects to this replica later is served them at once.
+func (a *Aggregator) sweepLocked(now int64) {
+	a.swept = now
+	for name, g := range a.gateways {
+		if a.expireLocked(g, now) {
+			a.changedLocked(g)
+		}
+		if len(g.subs) == 0 && len(g.pools) == 0 && g.sends.expire(now) {
+			delete(a.gateways, name)
 		}
 	}
 }
@@ -241,29 +299,41 @@ func (g *gateway) set() *fleetv1.FleetKeys {
 	return out
 }
 
-// subscribe returns a channel woken when gw's set changes; it starts
-// signalled, so the stream sends the current set first.
-func (a *Aggregator) subscribe(gw string) chan struct{} {
+// subscribe returns a channel woken when gw's set changes or a send
+// arrives, and the gateway's sends (held while the stream is subscribed);
+// the channel starts signalled, so the stream sends the current set first.
+func (a *Aggregator) subscribe(gw string) (chan struct{}, *sendRing) {
 	ch := make(chan struct{}, 1)
 	ch <- struct{}{}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.gatewayLocked(gw).subs[ch] = struct{}{}
-	return ch
+	g := a.gatewayLocked(gw)
+	g.subs[ch] = struct{}{}
+	return ch, g.sends
 }
 
 // unsubscribe removes a stream. A gateway whose last stream left is
-// forgotten, keys and all: nobody is served them, and proxies report all
-// their keys again when they reconnect.
+// forgotten once its keys expire and its sends age out (sweepLocked).
 func (a *Aggregator) unsubscribe(gw string, ch chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	g := a.gateways[gw]
-	if g == nil {
-		return
+	if g := a.gateways[gw]; g != nil {
+		delete(g.subs, ch)
 	}
-	delete(g.subs, ch)
-	if len(g.subs) == 0 {
-		delete(a.gateways, gw)
+}
+
+// buffered returns the sends and keys held over all gateways.
+func (a *Aggregator) buffered() (sends, keys int) {
+	a.mu.Lock()
+	rings := make([]*sendRing, 0, len(a.gateways))
+	for _, g := range a.gateways {
+		rings = append(rings, g.sends)
 	}
+	a.mu.Unlock()
+	for _, r := range rings {
+		s, k := r.size()
+		sends += s
+		keys += k
+	}
+	return sends, keys
 }

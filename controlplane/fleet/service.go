@@ -23,6 +23,9 @@ type Service struct {
 	// authorize checks a stream's gateway before anything is read from or
 	// sent to it (nil: every stream is admitted).
 	authorize func(ctx context.Context, gateway string) error
+	// peers relays the reports of this replica's proxies and admits
+	// peers' relays (nil: no peers; relays are refused).
+	peers *Peers
 }
 
 // NewService serves agg; authorize (may be nil) admits a stream for a
@@ -34,11 +37,21 @@ func NewService(agg *Aggregator, logger *slog.Logger, authorize func(ctx context
 	return &Service{agg: agg, log: logger, authorize: authorize}
 }
 
+// WithPeers relays the reports of the proxies connected here to p's
+// peers and takes the reports p's peers relay (see Peers).
+func (s *Service) WithPeers(p *Peers) *Service {
+	s.peers = p
+	return s
+}
+
 // Register adds the service to g.
 func (s *Service) Register(g *grpc.Server) { fleetv1.RegisterPrefixKeysServer(g, s) }
 
-// Exchange implements PrefixKeys: reports in, the gateway's set out, at
-// most one send per PushEvery and only when the set changed.
+// Exchange implements PrefixKeys: reports in; out, at most one push per
+// PushEvery (in several messages when the sends are many) and only when
+// there is something new for the proxy: the gateway's key sets when they
+// changed, and the sends the gateway's other proxies made since the last
+// push when the proxy takes sends.
 func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -46,7 +59,7 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 		return err
 	}
 	gw, node := first.GetGateway(), first.GetNodeId()
-	if node == "" || strings.Count(gw, "/") != 1 || strings.HasPrefix(gw, "/") || strings.HasSuffix(gw, "/") {
+	if !validStreamName(gw, node) {
 		return status.Errorf(codes.InvalidArgument, "the first report must name the proxy (node_id) and its gateway as ns/name, got node %q gateway %q", node, gw)
 	}
 	if s.authorize != nil {
@@ -54,8 +67,9 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 			return err
 		}
 	}
-	wake := s.agg.subscribe(gw)
+	wake, ring := s.agg.subscribe(gw)
 	defer s.agg.unsubscribe(gw, wake)
+	st := &streamState{node: node, takesSends: first.GetTakesSends(), cursor: ring.start(first.GetCatchUp())}
 	if err := s.ingest(gw, node, first); err != nil {
 		return err
 	}
@@ -72,7 +86,6 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 			}
 		}
 	}()
-	var sent uint64
 	var last time.Time
 	// hold is set while a change waits for PushEvery since the last send.
 	var hold <-chan time.Time
@@ -96,14 +109,19 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 		case <-hold:
 			hold = nil
 		}
-		set, v := s.agg.Keys(gw)
-		if v == sent {
-			continue
+		for {
+			msg, more := s.agg.next(gw, ring, st)
+			if msg == nil {
+				break
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			last = time.Now()
+			if !more {
+				break
+			}
 		}
-		if err := stream.Send(set); err != nil {
-			return err
-		}
-		sent, last = v, time.Now()
 	}
 }
 
@@ -115,5 +133,14 @@ func (s *Service) ingest(gw, node string, r *fleetv1.KeyReport) error {
 		s.log.Warn("fleet: refusing key report", "gateway", gw, "node", node, "err", err)
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	if s.peers != nil {
+		s.peers.offer(gw, node, r)
+	}
 	return nil
+}
+
+// validStreamName reports whether a report names a proxy and its gateway
+// as ns/name.
+func validStreamName(gw, node string) bool {
+	return node != "" && strings.Count(gw, "/") == 1 && !strings.HasPrefix(gw, "/") && !strings.HasSuffix(gw, "/")
 }

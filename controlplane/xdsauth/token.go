@@ -2,6 +2,7 @@ package xdsauth
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -53,6 +54,38 @@ func (a *TokenAuthorizer) Authorize(ctx context.Context, node *corev3.Node) erro
 	return nil
 }
 
+// PeerAuthorizer admits a peer replica's fleet relay: its token, bound to
+// Audience, must be of the ServiceAccount named Self ("ns/name"), the
+// control plane's own.
+func (a *TokenAuthorizer) PeerAuthorizer(self string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		user, err := a.authenticate(ctx)
+		if err != nil {
+			return err
+		}
+		ns, name, ok := serviceAccount(user)
+		if !ok || ns+"/"+name != self {
+			return status.Errorf(codes.PermissionDenied, "%s is not the control plane's ServiceAccount %s; only control-plane replicas relay fleet reports", user, self)
+		}
+		return nil
+	}
+}
+
+// ServiceAccountOf reviews token (bound to Audience) and returns its
+// ServiceAccount as ns/name: how a control-plane replica learns its own
+// from its projected token.
+func (a *TokenAuthorizer) ServiceAccountOf(ctx context.Context, token string) (string, error) {
+	user, err := a.review(ctx, token)
+	if err != nil {
+		return "", err
+	}
+	ns, name, ok := serviceAccount(user)
+	if !ok {
+		return "", fmt.Errorf("token of %s, not of a ServiceAccount", user)
+	}
+	return ns + "/" + name, nil
+}
+
 // authenticate reviews the request's bearer token and returns the user.
 func (a *TokenAuthorizer) authenticate(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -65,6 +98,11 @@ func (a *TokenAuthorizer) authenticate(ctx context.Context) (string, error) {
 	if token == "" {
 		return "", status.Error(codes.Unauthenticated, "a bearer token (the proxy's projected ServiceAccount token) is required")
 	}
+	return a.review(ctx, token)
+}
+
+// review asks the API server whose token is, for Audience.
+func (a *TokenAuthorizer) review(ctx context.Context, token string) (string, error) {
 	tr, err := a.Client.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
 		Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{a.Audience}},
 	}, metav1.CreateOptions{})

@@ -35,7 +35,7 @@ type config struct {
 	controllerName string
 	debounce       time.Duration
 	countDelay     time.Duration
-	fleetPushEvery time.Duration
+	fleet          fleetConfig
 	kvMaxBlocks    int
 	logFormat      string
 	logLevel       string
@@ -52,7 +52,6 @@ func main() {
 	flag.StringVar(&cfg.pprofAddress, "pprof-address", "", "loopback address serving only /debug/pprof/, for an admin address off loopback")
 	flag.StringVar(&cfg.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName served by this control plane")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before re-translating (bounded to 10x under a steady stream of changes)")
-	flag.DurationVar(&cfg.fleetPushEvery, "fleet-keys-push-interval", 250*time.Millisecond, "shortest time between two sends of a gateway's fleet-wide prefix keys to one proxy; changes in between go out together")
 	flag.IntVar(&cfg.kvMaxBlocks, "kv-max-blocks-per-server", 1<<18, "KV-cache blocks indexed per model server at most (pools with KV events on); beyond it the oldest stored are dropped")
 	flag.DurationVar(&cfg.countDelay, "proxy-count-delay", time.Second, "how long changes in a gateway's proxy count (which sets its proxies' scrape interval) are collected before its Manifest is re-sent")
 	flag.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
@@ -60,6 +59,7 @@ func main() {
 	cfg.kube.register(flag.CommandLine)
 	cfg.security.register(flag.CommandLine)
 	cfg.provision.register(flag.CommandLine)
+	cfg.fleet.register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := newLogger(cfg.logFormat, cfg.logLevel)
@@ -103,8 +103,15 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	grpcServer := grpc.NewServer(append(xds.GRPCServerOptions(), grpcOpts...)...)
 	xdsServer.Register(grpcServer)
-	fleetKeys := fleet.NewAggregator(fleet.Options{PushEvery: cfg.fleetPushEvery})
-	fleet.NewService(fleetKeys, logger.With("component", "fleet"), xdsServer.AuthorizeGateway).Register(grpcServer)
+	fleetKeys := fleet.NewAggregator(fleet.Options{PushEvery: cfg.fleet.pushEvery})
+	fleetLog := logger.With("component", "fleet")
+	peers, err := cfg.fleet.startPeers(ctx, fleetKeys, fleetSetup{km: km, security: cfg.security, ca: ca,
+		xdsAddress: cfg.provision.xdsAddress, log: fleetLog})
+	if err != nil {
+		return err
+	}
+	fleet.NewService(fleetKeys, fleetLog, xdsServer.AuthorizeGateway).WithPeers(peers).Register(grpcServer)
+	m.Register(fleet.NewCollector(fleetKeys, peers))
 	kvIndex := kvindex.New(ctx, kvindex.Options{MaxBlocksPerServer: cfg.kvMaxBlocks}, logger.With("component", "kvindex"))
 	m.Register(kvIndex)
 	kvindex.NewService(kvIndex, xdsServer.AuthorizeGateway).Register(grpcServer)

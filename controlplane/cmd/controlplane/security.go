@@ -54,12 +54,7 @@ func certHosts(s securityConfig, proxyXDSAddress string) []string {
 	if h, _, err := net.SplitHostPort(proxyXDSAddress); err == nil && h != "" {
 		hosts = append(hosts, h)
 	}
-	for _, h := range strings.Split(s.tlsHosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			hosts = append(hosts, h)
-		}
-	}
-	return hosts
+	return append(hosts, splitList(s.tlsHosts)...)
 }
 
 // secureServer returns the gRPC server options and xDS options for the

@@ -24,8 +24,8 @@ const (
 )
 
 // CheckReport checks a report against the limits, with at most maxKeys keys
-// per pool (MaxKeysPerPool unless a smaller bound is configured). A report
-// that fails is refused whole.
+// per pool (MaxKeysPerPool unless a smaller bound is configured), and its
+// sends (see checkSends). A report that fails is refused whole.
 func CheckReport(r *KeyReport, maxKeys int) error {
 	if len(r.GetPools()) > MaxPoolsPerReport {
 		return fmt.Errorf("report has %d pools, at most %d", len(r.GetPools()), MaxPoolsPerReport)
@@ -45,5 +45,5 @@ func CheckReport(r *KeyReport, maxKeys int) error {
 			}
 		}
 	}
-	return nil
+	return checkSends(r.GetSends())
 }

@@ -21,6 +21,29 @@ const (
 	MaxKeysPerSend = 4096
 )
 
+// checkSends checks a report's sends: valid pool names and columns, and
+// within the report's limits.
+func checkSends(ps []*PoolSends) error {
+	if len(ps) > MaxPoolsPerReport {
+		return fmt.Errorf("report has sends of %d pools, at most %d", len(ps), MaxPoolsPerReport)
+	}
+	sends, keys := 0, 0
+	for _, p := range ps {
+		if p.GetPool() == "" || len(p.GetPool()) > MaxPoolNameBytes {
+			return fmt.Errorf("sends of pool %q: want a pool name of 1 to %d bytes", p.GetPool(), MaxPoolNameBytes)
+		}
+		if err := p.Check(); err != nil {
+			return fmt.Errorf("sends of pool %s: %w", p.GetPool(), err)
+		}
+		sends += p.Len()
+		keys += len(p.GetKeys())
+	}
+	if sends > MaxSendsPerReport || keys > MaxKeysPerReport {
+		return fmt.Errorf("report has %d sends and %d keys, at most %d and %d", sends, keys, MaxSendsPerReport, MaxKeysPerReport)
+	}
+	return nil
+}
+
 // Len is the number of sends in p.
 func (p *PoolSends) Len() int { return len(p.GetEndpoints()) }
 
