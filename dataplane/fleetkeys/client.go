@@ -1,10 +1,13 @@
-// Package fleetkeys is the proxy's side of the fleet-wide prefix keys: it
-// reports the affinity keys each pool's prefix scorer used to the control
-// plane (PrefixKeys stream) and hands every scorer its pool's keys as all
-// the gateway's proxies report them, so the proxies' prefix plans agree
-// from a prefix's first request to any of them (picker.FleetKeys). The
-// keys are hints: when the stream is gone for Grace the scorers fall back
-// to their own keys.
+// Package fleetkeys is the proxy's side of the fleet exchange: it reports
+// to the control plane (PrefixKeys stream) the affinity keys each pool's
+// picker used and the prompts it sent where (the cost model's sends:
+// endpoint and chain keys), hands every picker its pool's keys as all the
+// gateway's proxies report them, so the proxies' prefix plans agree from
+// a prefix's first request to any of them (picker.FleetKeys), and merges
+// the other proxies' sends into each cost model, so every proxy estimates
+// the same cached prefixes (picker.Fleet MergeSends). Both are hints:
+// when the stream is gone for Grace the pickers fall back to their own
+// keys, and sends simply stop arriving.
 package fleetkeys
 
 import (
@@ -13,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,10 +57,21 @@ type Config struct {
 // Client exchanges keys with the control plane until its context ends.
 type Client struct {
 	cfg Config
-	// fleet is the last set received per pool, as handed to the scorers;
-	// only Run's goroutines touch it, through apply.
-	fleet map[string]*picker.FleetKeys
-	set   chan map[string]*picker.FleetKeys
+	set chan map[string]*picker.FleetKeys
+	// cursors are each pool's position in its picker's sends, kept across
+	// streams so sends made while the control plane was away go out on
+	// reconnecting; only the report goroutine (one at a time) uses them.
+	cursors map[string]cursor
+	// streams counts the streams opened: only the first catches up.
+	streams int
+	counts  counts
+}
+
+// cursor is a position in one picker's sends (a new picker for the pool,
+// after a profile change, starts over).
+type cursor struct {
+	f   picker.Fleet
+	pos uint64
 }
 
 // New returns a client; Run starts it.
@@ -73,7 +86,7 @@ func New(cfg Config) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Client{cfg: cfg, set: make(chan map[string]*picker.FleetKeys, 1)}
+	return &Client{cfg: cfg, set: make(chan map[string]*picker.FleetKeys, 1), cursors: map[string]cursor{}, counts: newCounts()}
 }
 
 // Run keeps a stream open until ctx is done, then returns nil; it returns
@@ -148,7 +161,10 @@ func (c *Client) stream(ctx context.Context, api fleetv1.PrefixKeysClient) (answ
 		return false, err
 	}
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- c.report(ctx, st) }()
+	c.streams++
+	catchUp := c.streams == 1
+	go func() { sendErr <- c.report(ctx, st, catchUp) }()
+	var sends []picker.Send
 	for {
 		msg, err := st.Recv()
 		if err != nil {
@@ -159,6 +175,12 @@ func (c *Client) stream(ctx context.Context, api fleetv1.PrefixKeysClient) (answ
 			return answered, err
 		}
 		answered = true
+		if len(msg.GetSends()) > 0 {
+			sends = c.merge(msg.GetSends(), sends)
+		}
+		if msg.GetKeysUnchanged() {
+			continue
+		}
 		f := Sets(msg)
 		select {
 		case <-c.set:
@@ -168,11 +190,34 @@ func (c *Client) stream(ctx context.Context, api fleetv1.PrefixKeysClient) (answ
 	}
 }
 
-// report sends the keys used since the previous report every ReportEvery,
-// from the start of the stream (the first report names the proxy).
-func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClient) error {
+// merge hands each pool's picker the other proxies' sends of a push
+// (pools this proxy does not have are skipped); buf is reused.
+func (c *Client) merge(ps []*fleetv1.PoolSends, buf []picker.Send) []picker.Send {
+	fleets := c.cfg.Pools.Fleets()
+	for _, p := range ps {
+		f := fleets[p.GetPool()]
+		if f == nil {
+			continue
+		}
+		buf = buf[:0]
+		for ep, keys := range p.All() {
+			buf = append(buf, picker.Send{Endpoint: ep, Keys: keys})
+		}
+		f.MergeSends(buf)
+		c.counts.add(p.GetPool(), 0, len(buf))
+	}
+	clear(buf)
+	return buf[:0]
+}
+
+// report sends the keys used and the sends made since the previous report
+// every ReportEvery, from the start of the stream (the first report names
+// the proxy, says it takes sends and, on the process's first stream, asks
+// to catch up).
+func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClient, catchUp bool) error {
 	var since int64
 	var buf []picker.KeyUse
+	var sends []picker.Send
 	tick := time.NewTicker(c.cfg.ReportEvery)
 	defer tick.Stop()
 	first := true
@@ -180,9 +225,11 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 		now := time.Now()
 		r := &fleetv1.KeyReport{}
 		if first {
-			r.NodeId, r.Gateway = c.cfg.NodeID, c.cfg.Gateway
+			r.NodeId, r.Gateway, r.TakesSends, r.CatchUp = c.cfg.NodeID, c.cfg.Gateway, true, catchUp
 		}
-		for name, p := range c.cfg.Pools.Fleets() {
+		fleets := c.cfg.Pools.Fleets()
+		sends, r.Sends = c.sendsSince(fleets, sends)
+		for name, p := range fleets {
 			buf = capKeys(p.KeysUsedSince(since, buf[:0]))
 			if len(buf) == 0 {
 				continue
@@ -193,7 +240,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 			}
 			r.Pools = append(r.Pools, pk)
 		}
-		if first || len(r.Pools) > 0 {
+		if first || len(r.Pools) > 0 || len(r.Sends) > 0 {
 			if err := st.Send(r); err != nil {
 				return err
 			}
@@ -236,32 +283,6 @@ func Sets(msg *fleetv1.FleetKeys) map[string]*picker.FleetKeys {
 	out := make(map[string]*picker.FleetKeys, len(msg.GetPools()))
 	for _, ps := range msg.GetPools() {
 		out[ps.GetPool()] = &picker.FleetKeys{Hot: ps.GetHot(), Once: ps.GetOnce()}
-	}
-	return out
-}
-
-// PoolKeys is one pool's fleet keys as the admin API shows them: decimal
-// strings, as the control plane's snapshot dump (protojson) shows them.
-type PoolKeys struct {
-	Hot  []string `json:"hot"`
-	Once []string `json:"once"`
-}
-
-// InUse returns the fleet keys each pool's plan is built over, by pool
-// (pools without fleet keys are left out), for the proxy's admin API.
-func InUse(p Pools) map[string]PoolKeys {
-	out := map[string]PoolKeys{}
-	str := func(ks []uint64) []string {
-		s := make([]string, len(ks))
-		for i, k := range ks {
-			s[i] = strconv.FormatUint(k, 10)
-		}
-		return s
-	}
-	for name, s := range p.Fleets() {
-		if f := s.FleetKeysInUse(); f != nil {
-			out[name] = PoolKeys{Hot: str(f.Hot), Once: str(f.Once)}
-		}
 	}
 	return out
 }

@@ -424,6 +424,11 @@ func (m *Pipeline) build(cfg *config.Config, prep *Prepared) *state {
 			exts = append(exts, bs.ext)
 		}
 		if b.IsPool() {
+			// The fleet exchange places other proxies' sends on the
+			// pool's endpoints, picked here yet or not.
+			if s, ok := bs.picker.(*picker.Scheduler); ok {
+				s.SetEndpoints(bs.eps)
+			}
 			if bs.queue = m.queues.For(name, b.Source, prep.profiles[name].GetQueue()); bs.queue != nil {
 				eps := bs.eps
 				bs.queue.SetHeadroom(func() int { return picker.Headroom(eps, time.Now()) })

@@ -1,0 +1,98 @@
+package fleetkeys
+
+import (
+	"sync"
+
+	"github.com/infergate/infergate/dataplane/picker"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
+)
+
+// sendsSince reads every pool's sends past its cursor and returns them as
+// a report's columns, within the limits the control plane holds reports
+// to (the newest kept: a proxy that sent more in one report interval
+// than a report carries loses its oldest hints). buf is reused.
+func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send) ([]picker.Send, []*fleetv1.PoolSends) {
+	var out []*fleetv1.PoolSends
+	sendsLeft, keysLeft := fleetv1.MaxSendsPerReport, fleetv1.MaxKeysPerReport
+	for name, f := range fleets {
+		cur := c.cursors[name]
+		if cur.f != f {
+			cur = cursor{f: f}
+		}
+		buf, cur.pos = f.SendsSince(cur.pos, buf[:0])
+		c.cursors[name] = cur
+		// Keep the newest sends that fit what is left of the report.
+		from := len(buf)
+		for from > 0 && sendsLeft > 0 {
+			n := min(len(buf[from-1].Keys), fleetv1.MaxKeysPerSend)
+			if n > keysLeft {
+				break
+			}
+			from--
+			sendsLeft--
+			keysLeft -= n
+		}
+		if from > 0 {
+			c.cfg.Logger.Warn("fleet exchange: more sends than a report carries; the oldest are not reported", "pool", name, "left out", from)
+		}
+		ps := &fleetv1.PoolSends{Pool: name}
+		for _, s := range buf[from:] {
+			// A chain longer than a send may carry keeps its deepest keys,
+			// as the picker's own outbox does.
+			if keys := s.Keys[max(0, len(s.Keys)-fleetv1.MaxKeysPerSend):]; len(keys) > 0 {
+				ps.Add(s.Endpoint, keys)
+			}
+		}
+		if ps.Len() > 0 {
+			out = append(out, ps)
+			c.counts.add(name, ps.Len(), 0)
+		}
+	}
+	for name := range c.cursors {
+		if fleets[name] == nil {
+			delete(c.cursors, name)
+		}
+	}
+	clear(buf)
+	return buf[:0], out
+}
+
+// counts are the sends a proxy reported and merged per pool since it
+// started, for its admin API.
+type counts struct {
+	mu    sync.Mutex
+	pools map[string]*PoolSends
+}
+
+// PoolSends counts one pool's sends through the exchange.
+type PoolSends struct {
+	// Reported are the sends this proxy made and reported; Merged the
+	// other proxies' sends it received and handed its picker.
+	Reported int64 `json:"reported"`
+	Merged   int64 `json:"merged"`
+}
+
+func newCounts() counts { return counts{pools: map[string]*PoolSends{}} }
+
+func (c *counts) add(pool string, reported, merged int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pools[pool]
+	if p == nil {
+		p = &PoolSends{}
+		c.pools[pool] = p
+	}
+	p.Reported += int64(reported)
+	p.Merged += int64(merged)
+}
+
+// snapshot returns a copy of the counts.
+func (c *counts) snapshot() map[string]PoolSends {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]PoolSends, len(c.pools))
+	for k, v := range c.pools {
+		out[k] = *v
+	}
+	return out
+}

@@ -1,0 +1,245 @@
+package fleetkeys
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/infergate/infergate/dataplane/picker"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
+)
+
+// fakeFleet is a pool picker's fleet side with scripted sends.
+type fakeFleet struct {
+	mu     sync.Mutex
+	sends  []picker.Send // send i has sequence number i+1
+	merged []picker.Send
+	keys   *picker.FleetKeys
+}
+
+func (f *fakeFleet) KeysUsedSince(int64, []picker.KeyUse) []picker.KeyUse { return nil }
+func (f *fakeFleet) KeyWindow() time.Duration                             { return time.Minute }
+func (f *fakeFleet) SetFleetKeys(k *picker.FleetKeys) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = k
+}
+func (f *fakeFleet) FleetKeysInUse() *picker.FleetKeys {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keys
+}
+func (f *fakeFleet) SendsSince(cursor uint64, out []picker.Send) ([]picker.Send, uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append(out, f.sends[min(cursor, uint64(len(f.sends))):]...), uint64(len(f.sends))
+}
+func (f *fakeFleet) MergeSends(s []picker.Send) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, x := range s {
+		f.merged = append(f.merged, picker.Send{Endpoint: x.Endpoint, Keys: slices.Clone(x.Keys)})
+	}
+}
+func (f *fakeFleet) send(ep uint64, keys ...uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sends = append(f.sends, picker.Send{Endpoint: ep, Keys: keys})
+}
+func (f *fakeFleet) mergedEndpoints() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []uint64
+	for _, s := range f.merged {
+		out = append(out, s.Endpoint)
+	}
+	return out
+}
+
+type fleets struct {
+	mu sync.Mutex
+	m  map[string]picker.Fleet
+}
+
+func (p *fleets) Fleets() map[string]picker.Fleet {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]picker.Fleet, len(p.m))
+	for k, v := range p.m {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *fleets) set(name string, f picker.Fleet) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m[name] = f
+}
+
+// sendsCP records every report and pushes what the test hands it.
+type sendsCP struct {
+	fleetv1.UnimplementedPrefixKeysServer
+	reports chan *fleetv1.KeyReport
+	push    chan *fleetv1.FleetKeys
+}
+
+func (f *sendsCP) Exchange(st fleetv1.PrefixKeys_ExchangeServer) error {
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			f.reports <- r
+		}
+	}()
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case m := <-f.push:
+			if err := st.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// reported collects the sends of reports until n arrived.
+func reported(t *testing.T, cp *sendsCP, n int) (sends []uint64, firsts []*fleetv1.KeyReport) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for len(sends) < n {
+		select {
+		case r := <-cp.reports:
+			if r.GetNodeId() != "" {
+				firsts = append(firsts, r)
+			}
+			for _, p := range r.GetSends() {
+				for ep := range p.All() {
+					sends = append(sends, ep)
+				}
+			}
+		case <-deadline:
+			t.Fatalf("reported %v, want %d sends", sends, n)
+		}
+	}
+	return sends, firsts
+}
+
+// The client reports each send its pickers made once, in order, across
+// reconnects; asks to catch up on its first stream only; merges the sends
+// pushed to it into the named pool's picker; and keeps its key sets when
+// a push leaves them unchanged.
+func TestClientSends(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	cp := &sendsCP{reports: make(chan *fleetv1.KeyReport, 64), push: make(chan *fleetv1.FleetKeys, 4)}
+	g := grpc.NewServer()
+	fleetv1.RegisterPrefixKeysServer(g, cp)
+	go func() { _ = g.Serve(lis) }()
+
+	p := &fakeFleet{}
+	pools := &fleets{m: map[string]picker.Fleet{"p": p}}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := New(Config{Addr: addr, NodeID: "n1", Gateway: "ns/gw", Pools: pools, ReportEvery: 20 * time.Millisecond,
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		g.Stop()
+	}()
+
+	p.send(1, 10, 11)
+	p.send(2, 20)
+	got, firsts := reported(t, cp, 2)
+	if !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("reported %v, want [1 2]", got)
+	}
+	if len(firsts) != 1 || !firsts[0].GetTakesSends() || !firsts[0].GetCatchUp() {
+		t.Fatalf("first report %v: want takes_sends and catch_up", firsts)
+	}
+
+	cp.push <- &fleetv1.FleetKeys{Pools: []*fleetv1.PoolSet{{Pool: "p", Hot: []uint64{7}}}}
+	other := &fleetv1.PoolSends{Pool: "p"}
+	other.Add(5, []uint64{50, 51})
+	other.Add(6, []uint64{60})
+	gone := &fleetv1.PoolSends{Pool: "gone"}
+	gone.Add(9, []uint64{90})
+	cp.push <- &fleetv1.FleetKeys{KeysUnchanged: true, Sends: []*fleetv1.PoolSends{other, gone}}
+	waitFor(t, "the pushed sends", func() bool { return len(p.mergedEndpoints()) == 2 })
+	if got := p.mergedEndpoints(); !slices.Equal(got, []uint64{5, 6}) {
+		t.Fatalf("merged %v, want [5 6]", got)
+	}
+	if k := p.FleetKeysInUse(); k == nil || !slices.Equal(k.Hot, []uint64{7}) {
+		t.Fatalf("keys after a push with keys_unchanged: %v, want hot [7] kept", k)
+	}
+	if st := State(pools, c)["p"].Sends; st.Reported != 2 || st.Merged != 2 {
+		t.Fatalf("admin counts %+v, want 2 reported and 2 merged", st)
+	}
+
+	// The control plane goes away; sends made meanwhile go out on the
+	// next stream, which does not ask to catch up.
+	g.Stop()
+	p.send(3, 30)
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	g = grpc.NewServer()
+	fleetv1.RegisterPrefixKeysServer(g, cp)
+	go func() { _ = g.Serve(lis) }()
+	got, firsts = reported(t, cp, 1)
+	if !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("after reconnecting reported %v, want only the new send [3]", got)
+	}
+	if len(firsts) != 1 || !firsts[0].GetTakesSends() || firsts[0].GetCatchUp() {
+		t.Fatalf("first report of the second stream %v: want takes_sends without catch_up", firsts)
+	}
+
+	// A new picker for the pool (its profile changed) starts over.
+	q := &fakeFleet{}
+	q.send(4, 40)
+	pools.set("p", q)
+	if got, _ := reported(t, cp, 1); !slices.Equal(got, []uint64{4}) {
+		t.Fatalf("after a new picker reported %v, want [4]", got)
+	}
+}
+
+// A report carries at most the shared limits, keeping the newest sends.
+func TestClientSendsWithinLimits(t *testing.T) {
+	c := New(Config{NodeID: "n", Gateway: "ns/gw", Logger: slog.New(slog.DiscardHandler)})
+	p := &fakeFleet{}
+	for i := range fleetv1.MaxSendsPerReport + 10 {
+		p.send(uint64(i), 1)
+	}
+	long := make([]uint64, fleetv1.MaxKeysPerSend+5)
+	for i := range long {
+		long[i] = uint64(i)
+	}
+	q := &fakeFleet{}
+	q.send(1, long...)
+	q.send(2) // no keys: nothing to tell
+	_, out := c.sendsSince(map[string]picker.Fleet{"p": p}, nil)
+	if len(out) != 1 || out[0].Len() != fleetv1.MaxSendsPerReport || out[0].GetEndpoints()[0] != 10 {
+		t.Fatalf("report of %d pools, first endpoint %d: want %d sends from the 11th", len(out), out[0].GetEndpoints()[0], fleetv1.MaxSendsPerReport)
+	}
+	_, out = c.sendsSince(map[string]picker.Fleet{"q": q}, nil)
+	if err := out[0].Check(); err != nil || out[0].Len() != 1 || out[0].GetKeys()[0] != 5 {
+		t.Fatalf("a chain beyond MaxKeysPerSend: %v, %d sends, first key %d; want the deepest keys", err, out[0].Len(), out[0].GetKeys()[0])
+	}
+}
