@@ -16,16 +16,19 @@ import (
 	"github.com/infergate/infergate/dataplane/picker"
 )
 
-// Fleet-wide prefix keys in the benchmark. Production proxies report the
-// affinity keys they use to the control plane, which serves each gateway's
-// proxies the union per pool (controlplane/fleet, dataplane/fleetkeys).
+// The fleet exchange in the benchmark. Production proxies report the
+// affinity keys they use and the prompts they sent where to the control
+// plane, which serves each gateway's proxies the union of the keys per pool
+// and every other proxy's sends (controlplane/fleet, dataplane/fleetkeys).
 // The benchmark has no control plane, so a strategy with FleetKeys runs the
 // control plane's aggregator on a loopback gRPC server and one fleetkeys
 // client per in-process proxy, with the production report and push
-// intervals: the keys travel the production path, over real gRPC streams.
+// intervals: keys and sends travel the production path, over real gRPC
+// streams (the proxies' pipelines tell each picker its pool's endpoints,
+// as in production, so sends to any of them are merged).
 
-// proxyPools is one proxy's pools' prefix scorers (fleetkeys.Pools),
-// filled as the proxy builds its pickers.
+// proxyPools is one proxy's pools' fleet sides (fleetkeys.Pools), filled
+// as the proxy builds its pickers.
 type proxyPools struct {
 	mu    sync.Mutex
 	pools map[string]picker.Fleet
@@ -37,8 +40,8 @@ func (p *proxyPools) Fleets() map[string]picker.Fleet {
 	return maps.Clone(p.pools)
 }
 
-// capture wraps a proxy's picker constructor to note each pool's prefix
-// scorer.
+// capture wraps a proxy's picker constructor to note each pool's fleet
+// side (its cost model or prefix scorer).
 func (p *proxyPools) capture(newPicker func(*config.Backend) picker.Picker) func(*config.Backend) picker.Picker {
 	return func(b *config.Backend) picker.Picker {
 		pk := newPicker(b)

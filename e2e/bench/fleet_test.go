@@ -13,11 +13,12 @@ import (
 	"github.com/infergate/infergate/dataplane/picker"
 )
 
-// Two proxies' prefix scorers learn each other's affinity keys through the
-// aggregator and the clients over loopback gRPC, the path the 4-proxy
+// Two proxies' pickers learn each other's affinity keys and sends through
+// the aggregator and the clients over loopback gRPC, the path the 4-proxy
 // strategy takes: a prompt sent once through proxy A is among B's fleet
-// keys (and not the reverse of anything B sent).
-func TestFleetKeysTravel(t *testing.T) {
+// keys, and B's cost model believes the endpoint A sent it to holds all of
+// it (beyond the leading blocks the fleet keys' plan covers).
+func TestFleetExchangeTravels(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	newPicker := func(*config.Backend) picker.Picker {
 		s, err := picker.FromProfile(nil)
@@ -46,8 +47,13 @@ func TestFleetKeysTravel(t *testing.T) {
 	for _, e := range reg.Sync(specs) {
 		es = append(es, e)
 	}
-	body := `{"model":"m","messages":[{"role":"system","content":"` + strings.Repeat("shared system prompt ", 200) + `"}]}`
-	if _, err := scheds[0].Pick(&picker.Request{Model: "m", Body: []byte(body)}, es); err != nil {
+	for _, s := range scheds {
+		s.SetEndpoints(es) // as the proxy's pipeline does with its config
+	}
+	body := `{"model":"m","messages":[{"role":"system","content":"` + strings.Repeat("shared system prompt ", 400) + `"}]}`
+	req := &picker.Request{Model: "m", Body: []byte(body)}
+	chosen, err := scheds[0].Pick(req, es)
+	if err != nil {
 		t.Fatal(err)
 	}
 	sent := scheds[0].Fleet().KeysUsedSince(0, nil)
@@ -57,11 +63,22 @@ func TestFleetKeysTravel(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		f := scheds[1].Fleet().FleetKeysInUse()
-		if f != nil && slices.Contains(f.Once, sent[0].Key) {
+		d, err := scheds[1].Explain(req, es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := 0.0
+		for _, c := range d.Candidates {
+			if c.Endpoint == chosen.Address {
+				held = c.CachedTokens
+			}
+		}
+		if f != nil && slices.Contains(f.Once, sent[0].Key) && held >= d.PromptTokens {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("proxy B's fleet keys %+v lack A's key %x", f, sent[0].Key)
+			t.Fatalf("proxy B's fleet keys %+v (want A's key %x); B believes %s holds %.0f of the prompt's %.0f tokens",
+				f, sent[0].Key, chosen.Address, held, d.PromptTokens)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
