@@ -248,6 +248,10 @@ func (pr *peer) run(ctx context.Context) {
 	defer conn.Close()
 	api := fleetv1.NewPrefixKeysClient(conn)
 	wait := pr.p.opts.BackoffMin
+	// lastErr is the previous attempt's error: a peer that stays away
+	// (being replaced, or a stale address) is logged once at warning
+	// level, then at debug level until it answers.
+	lastErr := ""
 	for {
 		sent, err := pr.stream(ctx, api)
 		pr.setUp(false)
@@ -258,10 +262,16 @@ func (pr *peer) run(ctx context.Context) {
 			return
 		}
 		if sent {
-			wait = pr.p.opts.BackoffMin
+			wait, lastErr = pr.p.opts.BackoffMin, ""
 		}
 		d := wait/2 + rand.N(wait/2+1)
-		pr.p.opts.Logger.Warn("fleet: relay to peer ended, reconnecting", "peer", pr.addr, "err", err, "in", d)
+		level := slog.LevelWarn
+		if msg := status.Convert(err).Message(); msg == lastErr {
+			level = slog.LevelDebug
+		} else {
+			lastErr = msg
+		}
+		pr.p.opts.Logger.Log(ctx, level, "fleet: relay to peer ended, reconnecting", "peer", pr.addr, "err", err, "in", d)
 		select {
 		case <-ctx.Done():
 			return

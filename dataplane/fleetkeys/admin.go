@@ -54,8 +54,8 @@ type PoolState struct {
 	Sends PoolSends `json:"sends"`
 }
 
-// State returns each pool's fleet keys in use and send counts (pools with
-// neither are left out).
+// State returns each pool's fleet keys in use and send counts, for every
+// pool whose picker takes part in the exchange.
 func State(p Pools, c *Client) map[string]PoolState {
 	out := map[string]PoolState{}
 	str := func(ks []uint64) []string {
@@ -65,20 +65,16 @@ func State(p Pools, c *Client) map[string]PoolState {
 		}
 		return s
 	}
-	for name, s := range p.Fleets() {
-		if f := s.FleetKeysInUse(); f != nil {
-			out[name] = PoolState{Hot: str(f.Hot), Once: str(f.Once)}
-		}
-	}
+	var counts map[string]PoolSends
 	if c != nil {
-		for name, n := range c.counts.snapshot() {
-			st, ok := out[name]
-			if !ok {
-				st = PoolState{Hot: []string{}, Once: []string{}}
-			}
-			st.Sends = n
-			out[name] = st
+		counts = c.counts.snapshot()
+	}
+	for name, s := range p.Fleets() {
+		st := PoolState{Hot: []string{}, Once: []string{}, Sends: counts[name]}
+		if f := s.FleetKeysInUse(); f != nil {
+			st.Hot, st.Once = str(f.Hot), str(f.Once)
 		}
+		out[name] = st
 	}
 	return out
 }

@@ -35,6 +35,8 @@ type spine struct {
 	cp          *harness.Process
 	proxy       *harness.Process
 	client      openai.Client
+	// cpArgs are extra control-plane flags.
+	cpArgs []string
 }
 
 // startSpine writes the YAML, starts three simulated pods, the control plane
@@ -47,9 +49,16 @@ func startSpine(t *testing.T) *spine {
 // time, 0.1 = ten times faster).
 func startSpineScaled(t *testing.T, timeScale string) *spine {
 	t.Helper()
+	return startSpineWith(t, timeScale)
+}
+
+// startSpineWith is startSpineScaled with extra control-plane flags.
+func startSpineWith(t *testing.T, timeScale string, cpArgs ...string) *spine {
+	t.Helper()
 	s := &spine{
 		dir:    t.TempDir(),
 		podIPs: []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"},
+		cpArgs: cpArgs,
 	}
 	s.podPort = harness.FreePortOn(t, s.podIPs...)
 	s.gatewayPort = harness.FreePort(t, "127.0.0.1")
@@ -83,8 +92,8 @@ func startSpineScaled(t *testing.T, timeScale string) *spine {
 }
 
 func (s *spine) startControlPlane(t *testing.T) {
-	s.cp = harness.Start(t, "controlplane", bins.Path("controlplane"),
-		"--config-dir", s.dir, "--xds-address", s.xdsAddr, "--admin-address", s.cpAdminAddr)
+	s.cp = harness.Start(t, "controlplane", bins.Path("controlplane"), append([]string{
+		"--config-dir", s.dir, "--xds-address", s.xdsAddr, "--admin-address", s.cpAdminAddr}, s.cpArgs...)...)
 }
 
 // chat sends one non-streaming chat completion and returns the endpoint that
