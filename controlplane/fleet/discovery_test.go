@@ -13,7 +13,9 @@ import (
 // pod left out, each address once.
 func TestPeerAddrs(t *testing.T) {
 	yes, no := true, false
-	port := func(name string, n int32) discoveryv1.EndpointPort { return discoveryv1.EndpointPort{Name: &name, Port: &n} }
+	port := func(name string, n int32) discoveryv1.EndpointPort {
+		return discoveryv1.EndpointPort{Name: &name, Port: &n}
+	}
 	ep := func(ip, pod string, ready *bool) discoveryv1.Endpoint {
 		return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ready},
 			TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: pod}}

@@ -151,7 +151,11 @@ func TestFleetAcrossReplicas(t *testing.T) {
 		if code != 0 {
 			return fmt.Errorf("snapshot (exit %d):\n%s", code, out)
 		}
-		var dump struct{ FleetKeys struct{ Pools []struct{ Hot, Once []string } } }
+		var dump struct {
+			FleetKeys struct {
+				Pools []struct{ Hot, Once []string }
+			}
+		}
 		if err := json.Unmarshal([]byte(out), &dump); err != nil {
 			return err
 		}
