@@ -14,11 +14,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
+	"github.com/infergate/infergate/proto/redial"
 )
 
 // Peers are the other control-plane replicas. Each replica relays the
@@ -58,7 +58,8 @@ type PeerOptions struct {
 	QueueBytes int
 	MaxDelay   time.Duration
 	// BackoffMin and BackoffMax bound the wait between two attempts to
-	// reach a peer (defaults 250 ms and 2 s).
+	// reach a peer (defaults redial.DefaultMin and DefaultMax: 250 ms and
+	// 1 s, as proxies reconnect).
 	BackoffMin, BackoffMax time.Duration
 	Logger                 *slog.Logger
 }
@@ -75,12 +76,7 @@ func NewPeers(ctx context.Context, agg *Aggregator, o PeerOptions) *Peers {
 	if o.MaxDelay <= 0 {
 		o.MaxDelay = 5 * time.Second
 	}
-	if o.BackoffMin <= 0 {
-		o.BackoffMin = 250 * time.Millisecond
-	}
-	if o.BackoffMax < o.BackoffMin {
-		o.BackoffMax = max(o.BackoffMin, 2*time.Second)
-	}
+	o.BackoffMin, o.BackoffMax = redial.Bounds(o.BackoffMin, o.BackoffMax)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -236,11 +232,7 @@ func (pr *peer) take() *fleetv1.RelayBatch {
 // run keeps a Relay stream to the peer open until ctx ends or the peer
 // turns out to be this replica.
 func (pr *peer) run(ctx context.Context) {
-	opts := pr.p.opts.DialOptions
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
-	conn, err := grpc.NewClient(pr.addr, opts...)
+	conn, err := redial.Dial(pr.addr, pr.p.opts.DialOptions)
 	if err != nil {
 		pr.p.opts.Logger.Error("fleet: cannot relay to peer", "peer", pr.addr, "err", err)
 		return

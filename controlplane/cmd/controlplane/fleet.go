@@ -19,6 +19,7 @@ import (
 
 	"github.com/infergate/infergate/controlplane/fleet"
 	"github.com/infergate/infergate/controlplane/xdsauth"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 // fleetConfig holds the flags of the fleet exchange (keys and sends
@@ -72,11 +73,11 @@ func (f *fleetConfig) startPeers(ctx context.Context, agg *fleet.Aggregator, s f
 		// Peers authenticate as this replica does: a token of the
 		// control plane's own ServiceAccount, learned by reviewing ours.
 		authz := &xdsauth.TokenAuthorizer{Client: s.km.core, Audience: s.security.tokenAudience}
-		tok, err := xdsauth.TokenFile{Path: f.peerTokenFile}.Read()
+		tok, err := os.ReadFile(f.peerTokenFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--fleet-peer-token-file: %w", err)
 		}
-		self, err := authz.ServiceAccountOf(ctx, tok)
+		self, err := authz.ServiceAccountOf(ctx, strings.TrimSpace(string(tok)))
 		if err != nil {
 			return nil, fmt.Errorf("--fleet-peer-token-file: reviewing this replica's own token: %w", err)
 		}
@@ -138,7 +139,7 @@ func (f *fleetConfig) peerDialOptions(s fleetSetup) ([]grpc.DialOption, error) {
 		if f.peerTokenFile == "" {
 			return nil, errors.New("with --xds-auth, relaying to peers needs --fleet-peer-token-file (a token of the control plane's ServiceAccount bound to --xds-token-audience)")
 		}
-		opts = append(opts, grpc.WithPerRPCCredentials(xdsauth.TokenFile{Path: f.peerTokenFile}))
+		opts = append(opts, grpc.WithPerRPCCredentials(xdsclient.TokenFile{Path: f.peerTokenFile}))
 	}
 	return opts, nil
 }
