@@ -64,6 +64,11 @@ func startFleetKeys(pools []*proxyPools, logger *slog.Logger) (stop func(), err 
 	if err != nil {
 		return nil, err
 	}
+	return serveFleetKeys(lis, pools, logger), nil
+}
+
+// serveFleetKeys is startFleetKeys on a listener of the caller's.
+func serveFleetKeys(lis net.Listener, pools []*proxyPools, logger *slog.Logger) (stop func()) {
 	srv := grpc.NewServer()
 	fleet.NewService(fleet.NewAggregator(fleet.Options{}), logger, nil).Register(srv)
 	go func() { _ = srv.Serve(lis) }()
@@ -78,5 +83,5 @@ func startFleetKeys(pools []*proxyPools, logger *slog.Logger) (stop func(), err 
 		cancel()
 		wg.Wait()
 		srv.Stop()
-	}, nil
+	}
 }
