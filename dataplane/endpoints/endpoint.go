@@ -362,7 +362,7 @@ func (e *Endpoint) status(now time.Time, scraped bool) Status {
 		s.FirstByteMs = &ms
 	}
 	s.Failures = int(e.health.failures.Load())
-	if until := e.health.until.Load(); until > now.UnixNano() {
+	if until := e.ejectedUntil(); until > now.UnixNano() {
 		left := float64(until-now.UnixNano()) / 1e6
 		s.EjectedForMs = &left
 	}

@@ -20,6 +20,9 @@ const (
 type health struct {
 	failures atomic.Int32
 	until    atomic.Int64 // unix nanos; 0 when never ejected
+	// down (unix nanos) ejects until then an endpoint whose /metrics port
+	// refused the connection: nothing listens there, the server is gone.
+	down atomic.Int64
 }
 
 // ReportResult records the outcome of one request to the endpoint: ok is
@@ -41,8 +44,25 @@ func (e *Endpoint) ReportResult(ok bool, now time.Time) {
 	e.health.until.Store(now.Add(d).UnixNano())
 }
 
-// Ejected reports whether failures took the endpoint out of rotation at now.
+// Ejected reports whether failures took the endpoint out of rotation at
+// now: its requests' (ReportResult), or a scrape refused by its server.
 func (e *Endpoint) Ejected(now time.Time) bool {
-	u := e.health.until.Load()
-	return u != 0 && now.UnixNano() < u
+	return now.UnixNano() < e.ejectedUntil()
+}
+
+func (e *Endpoint) ejectedUntil() int64 {
+	return max(e.health.until.Load(), e.health.down.Load())
+}
+
+// markDown ejects the endpoint until until (a scrape found nothing
+// listening: a killed or restarting server), or lifts that when until is
+// zero (a scrape succeeded). The scraper marks it for as long as its next
+// scrape may take to tell, so an endpoint that is gone is out of rotation
+// within one scrape interval, without waiting for requests to fail.
+func (e *Endpoint) markDown(until time.Time) {
+	if until.IsZero() {
+		e.health.down.Store(0)
+		return
+	}
+	e.health.down.Store(until.UnixNano())
 }

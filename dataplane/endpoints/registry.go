@@ -195,7 +195,7 @@ func (r *Registry) startScraper(m *managed) {
 	m.cancel = cancel
 	sc := &scraper{ep: m.ep, client: r.opts.Client, interval: r.Interval, timeout: r.opts.Timeout,
 		url: "http://" + m.spec.MetricsAddress + "/metrics", names: namesFor(m.spec.EngineType),
-		logger: r.logger.With("endpoint", m.spec.Address), onScrape: r.opts.OnScrape}
+		logger: r.logger.With("endpoint", m.spec.Address), onScrape: r.opts.OnScrape, sameAddress: m.spec.MetricsAddress == m.spec.Address}
 	m.wg.Go(func() { sc.run(ctx) })
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -36,6 +37,9 @@ type scraper struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 	onScrape func(*Endpoint) // may be nil
+	// sameAddress is set when /metrics is served on the serving port:
+	// a refused scrape then means the server itself is gone (markDown).
+	sameAddress bool
 	// body and kept are the previous scrape's buffers, reused.
 	body, kept []byte
 }
@@ -65,8 +69,9 @@ func (s *scraper) run(ctx context.Context) {
 			return
 		}
 		wait := s.interval()
+		now := time.Now()
 		if err != nil {
-			s.ep.scrapeFailed(err, time.Now())
+			s.ep.scrapeFailed(err, now)
 			if failures == 0 {
 				s.logger.Warn("scrape failed", "url", s.url, "err", err)
 			}
@@ -78,7 +83,14 @@ func (s *scraper) run(ctx context.Context) {
 			}
 			failures = 0
 		}
-		t.Reset(jitter(wait))
+		wait = jitter(wait)
+		if s.sameAddress && errors.Is(err, syscall.ECONNREFUSED) {
+			// Down until the next scrape has had time to say otherwise.
+			s.ep.markDown(now.Add(wait + s.timeout))
+		} else {
+			s.ep.markDown(time.Time{})
+		}
+		t.Reset(wait)
 	}
 }
 

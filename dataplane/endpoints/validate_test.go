@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -161,4 +162,41 @@ func TestScrapeBounded(t *testing.T) {
 	if n := hits.Load() - before; n > 20 {
 		t.Fatalf("%d scrapes of a failing endpoint in 1 s: no backoff", n)
 	}
+}
+
+// TestRefusedScrapeEjects: a server that refuses the scrape connection on
+// its serving port is gone — ejected at once, without waiting for requests
+// to fail — and back in rotation with its first good scrape; a refused
+// metrics port that is not the serving port only makes metrics unusable.
+func TestRefusedScrapeEjects(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	other := "127.0.0.2:1"
+	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Interval: 10 * time.Millisecond})
+	t.Cleanup(reg.Close)
+	eps := reg.Sync([]endpoints.Spec{
+		{Address: addr, MetricsAddress: addr, Scrape: true},
+		{Address: other, MetricsAddress: addr, Scrape: true},
+	})
+	testwait.Until(t, "the refused endpoint's ejection", func() bool { return eps[addr].Ejected(time.Now()) })
+	testwait.Until(t, "a refused scrape of the other", func() bool { msg, _ := eps[other].LastError(); return msg != "" })
+	if eps[other].Ejected(time.Now()) {
+		t.Fatal("an endpoint whose separate metrics port refuses was ejected")
+	}
+
+	// The server comes back on the same address.
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("address taken meanwhile: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "vllm:num_requests_waiting 0\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	testwait.Until(t, "the first good scrape to lift the ejection", func() bool { return !eps[addr].Ejected(time.Now()) })
 }
