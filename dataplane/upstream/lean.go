@@ -239,12 +239,11 @@ func (p *leanProxy) send(w http.ResponseWriter, x *leanExchange, r *http.Request
 		if n == maxInformational {
 			return responded, errors.New("upstream sent too many 1xx responses")
 		}
-		if code != http.StatusContinue {
-			// 103 Early Hints and the like. 100 Continue is not: nothing
-			// here asked for it (the client's was answered when the proxy
-			// read its body).
-			writeInformational(w, resp)
-		}
+		// 103 Early Hints and the like pass to the client, 100 Continue
+		// too (as httputil.ReverseProxy passes every interim answer),
+		// though nothing here asked for it: a client must take 1xx
+		// answers it did not expect.
+		writeInformational(w, resp)
 	}
 }
 
@@ -373,7 +372,9 @@ func (p *leanProxy) respond(w http.ResponseWriter, r *http.Request, x *leanExcha
 	}
 	if len(resp.Trailer) == announced {
 		for k, vv := range resp.Trailer {
-			h[k] = append(h[k], vv...)
+			if len(vv) > 0 { // announced but not sent (a HEAD's): none
+				h[k] = append(h[k], vv...)
+			}
 		}
 		return
 	}
