@@ -42,54 +42,44 @@ type Body struct {
 	reserved int64
 }
 
-// minGrow is the least a buffer of unknown final size grows by.
-const minGrow = 32 << 10
-
 // ReadBody reads r (whose length is contentLength, -1 when unknown) into a
 // pooled buffer, failing with ErrTooLarge beyond limit bytes.
 func ReadBody(r io.Reader, contentLength, limit int64) (*Body, error) {
 	return ReadBodyWithin(r, contentLength, limit, nil)
 }
 
-// ReadBodyWithin is ReadBody within budget (nil: none): the buffer's
+// ReadBodyWithin is ReadBody within budget (nil: none): every buffer's
 // capacity is reserved before it is allocated — a declared length at
 // once, before any of the body is read — and ErrBudget returned when the
 // budget cannot cover it. The reservation is given back on Close.
+//
+// A body of known length gets one buffer of that size. One of unknown
+// length (chunked) that outgrows the first, pooled buffer is read into
+// pooled chunks and copied once into a buffer of its final size, instead
+// of growing a buffer by doubling: that left half-size copies behind as
+// garbage (the heap of many concurrent large uploads grew to about
+// three times what they held) and reserved up to twice the body.
 func ReadBodyWithin(r io.Reader, contentLength, limit int64, budget *Budget) (*Body, error) {
 	if contentLength > limit {
 		return nil, ErrTooLarge
 	}
 	b := &Body{budget: budget}
-	if contentLength > 0 && contentLength > 16<<10 {
+	if contentLength > 16<<10 {
 		// One buffer of the declared size (plus one byte, to see a body
 		// longer than declared without growing).
-		if !b.grow(contentLength + 1) {
+		if !b.budget.reserve(contentLength + 1) {
 			return nil, ErrBudget
 		}
+		b.buf, b.reserved = make([]byte, 0, contentLength+1), contentLength+1
 	} else {
 		bp := bufPool.Get().(*[]byte)
-		b.buf, b.pooled = (*bp)[:0], bp
-		if !budget.reserve(int64(cap(b.buf))) {
-			b.buf, b.pooled = nil, nil
+		if !budget.reserve(int64(cap(*bp))) {
 			bufPool.Put(bp)
 			return nil, ErrBudget
 		}
-		b.reserved = int64(cap(b.buf))
+		b.buf, b.pooled, b.reserved = (*bp)[:0], bp, int64(cap(*bp))
 	}
-	for {
-		if len(b.buf) == cap(b.buf) {
-			// Grow by doubling, but never past limit+1: a body one byte
-			// over the limit is too large, however long it goes on.
-			want := min(max(2*int64(cap(b.buf)), minGrow), limit+1)
-			if want <= int64(cap(b.buf)) || !b.grow(want) {
-				err := ErrTooLarge
-				if want > int64(cap(b.buf)) {
-					err = ErrBudget
-				}
-				b.release()
-				return nil, err
-			}
-		}
+	for len(b.buf) < cap(b.buf) {
 		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
 		b.buf = b.buf[:len(b.buf)+n]
 		if int64(len(b.buf)) > limit {
@@ -104,24 +94,74 @@ func ReadBodyWithin(r io.Reader, contentLength, limit int64, budget *Budget) (*B
 			return nil, err
 		}
 	}
+	if err := b.spill(r, limit); err != nil {
+		b.release()
+		return nil, err
+	}
+	return b, nil
 }
 
-// grow moves the body to a buffer of capacity n, reserving the difference
-// first; false when the budget does not cover it.
-func (b *Body) grow(n int64) bool {
-	if !b.budget.reserve(n - b.reserved) {
-		return false
+// chunkSize is the piece a body of unknown length is read in once it
+// outgrew its first buffer; chunks are pooled, so the pieces of one
+// upload serve the next instead of becoming garbage.
+const chunkSize = 64 << 10
+
+var chunkPool = sync.Pool{New: func() any { c := make([]byte, chunkSize); return &c }}
+
+// spill reads the rest of r into chunks, then puts the whole body in one
+// buffer of its size. Each chunk, and then the final buffer, is reserved
+// before it is taken; the chunks go back to the pool and the budget.
+func (b *Body) spill(r io.Reader, limit int64) error {
+	var chunks []*[]byte
+	var reserved int64
+	last := 0 // bytes in the last chunk
+	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
+		b.budget.release(reserved)
+	}()
+	total := int64(len(b.buf))
+	for {
+		// At most one byte past the limit is read (and reserved): that
+		// byte says the body is too large.
+		want := min(chunkSize, limit+1-total)
+		if !b.budget.reserve(want) {
+			return ErrBudget
+		}
+		reserved += want
+		c := chunkPool.Get().(*[]byte)
+		chunks = append(chunks, c)
+		n, err := io.ReadFull(r, (*c)[:want])
+		total += int64(n)
+		last = n
+		if total > limit {
+			return ErrTooLarge
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
 	}
-	b.reserved = n
-	nb := make([]byte, len(b.buf), n)
-	copy(nb, b.buf)
-	if b.pooled != nil {
-		*b.pooled = b.buf[:0]
-		bufPool.Put(b.pooled)
-		b.pooled = nil
+	if !b.budget.reserve(total) {
+		return ErrBudget
 	}
-	b.buf = nb
-	return true
+	buf := make([]byte, 0, total)
+	buf = append(buf, b.buf...)
+	for i, c := range chunks {
+		n := chunkSize
+		if i == len(chunks)-1 {
+			n = last
+		}
+		buf = append(buf, (*c)[:n]...)
+	}
+	old := b.reserved
+	b.putBuffer()
+	b.budget.release(old)
+	b.buf, b.reserved = buf, total
+	return nil
 }
 
 // Bytes returns the body; valid until Close.
@@ -193,10 +233,17 @@ func (b *Body) Close() error {
 }
 
 func (b *Body) release() {
-	buf, bp := b.buf, b.pooled
-	b.buf, b.pooled, b.closed = nil, nil, true
+	b.closed = true
 	b.budget.release(b.reserved)
 	b.reserved = 0
+	b.putBuffer()
+}
+
+// putBuffer gives the body's buffer back to the pool (a small one) and
+// drops it.
+func (b *Body) putBuffer() {
+	buf, bp := b.buf, b.pooled
+	b.buf, b.pooled = nil, nil
 	if cap(buf) <= maxPooledCap {
 		// The pool's own slice header goes back (a new one would be
 		// allocated), now holding the buffer this body ended with.
