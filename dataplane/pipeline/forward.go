@@ -273,7 +273,9 @@ func (m *Pipeline) attempt(ex *exchange, r *http.Request, route *config.Route, b
 		if ex.wd != nil {
 			ex.timedOut, ex.wd = ex.wd.stop(), nil
 		}
-		if !completed && ex.committed {
+		if !completed && ex.committed && clientCtx.Err() == nil {
+			// Broken off by the upstream (or its silence), not by a
+			// client that went away.
 			ex.cut = true
 		}
 		m.attemptDone(ex, r, bs, ep, start, completed, clientCtx)

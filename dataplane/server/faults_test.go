@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,12 @@ func (l *logBuffer) line(parts ...string) string {
 // (info) to the returned buffer.
 func poolProxy(t *testing.T, opts pipeline.Options, r func(*snapshotv1.Route), addrs ...string) (*server.Manager, uint32, *logBuffer) {
 	t.Helper()
+	return poolProxyWith(t, opts, r, nil, addrs...)
+}
+
+// poolProxyWith is poolProxy with a last edit of the resources.
+func poolProxyWith(t *testing.T, opts pipeline.Options, r func(*snapshotv1.Route), edit func([]snapshotv1.Named), addrs ...string) (*server.Manager, uint32, *logBuffer) {
+	t.Helper()
 	logs := &logBuffer{}
 	pool := backendSpec{name: "pool", pool: true, addrs: addrs}
 	port := freePort(t)
@@ -63,8 +70,31 @@ func poolProxy(t *testing.T, opts pipeline.Options, r func(*snapshotv1.Route), a
 	if r != nil {
 		r(rt)
 	}
-	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{rt}, []backendSpec{pool}))
+	rs := snapshot([]uint32{port}, []*snapshotv1.Route{rt}, []backendSpec{pool})
+	if edit != nil {
+		edit(rs)
+	}
+	apply(t, m, rs)
 	return m, port, logs
+}
+
+// metricsAt points the /metrics port of the endpoint at addr to the
+// port of metrics (an address that answers, so that the endpoint is not
+// taken for gone by its scrapes: only its requests find out).
+func metricsAt(addr, metrics string) func([]snapshotv1.Named) {
+	_, p, _ := net.SplitHostPort(metrics)
+	port, _ := strconv.Atoi(p)
+	return func(rs []snapshotv1.Named) {
+		for _, r := range rs {
+			if eps, ok := r.(*snapshotv1.Endpoints); ok {
+				for _, e := range eps.Endpoints {
+					if net.JoinHostPort(e.Address, strconv.Itoa(int(e.Port))) == addr {
+						e.MetricsPort = uint32(port)
+					}
+				}
+			}
+		}
+	}
 }
 
 func postChat(t *testing.T, port uint32, body string) *http.Response {
@@ -102,10 +132,12 @@ func status(t *testing.T, m *server.Manager, addr string) endpoints.Status {
 // endpoint (connection refused) goes to another endpoint of the pool
 // without any retry policy on the route; turned off, the same requests
 // fail with 502 naming the dead endpoint, logged at the default level.
+// (The dead endpoint's metrics port answers, so only requests find out
+// it is gone — a refused scrape would eject it first.)
 func TestNotSentRetriedElsewhere(t *testing.T) {
 	live := modelServer(t)
 	dead := deadAddr(t)
-	m, port, _ := poolProxy(t, pipeline.Options{}, nil, dead, addr(live))
+	m, port, _ := poolProxyWith(t, pipeline.Options{}, nil, metricsAt(dead, addr(live)), dead, addr(live))
 	for i := range 30 {
 		resp := postChat(t, port, chatBody)
 		resp.Body.Close()
@@ -118,7 +150,7 @@ func TestNotSentRetriedElsewhere(t *testing.T) {
 		t.Fatal("no retry recorded")
 	}
 
-	m, port, logs := poolProxy(t, pipeline.Options{NotSentRetries: -1}, nil, dead, addr(live))
+	m, port, logs := poolProxyWith(t, pipeline.Options{NotSentRetries: -1}, nil, metricsAt(dead, addr(live)), dead, addr(live))
 	failed := 0
 	for range 30 {
 		resp := postChat(t, port, chatBody)
