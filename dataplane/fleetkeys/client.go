@@ -49,7 +49,7 @@ type Config struct {
 	// another control-plane replica then changes no plan.
 	Grace time.Duration
 	// BackoffMin and BackoffMax bound the delay between reconnects
-	// (defaults redial.DefaultMin and DefaultMax: 250 ms and 1 s).
+	// (defaults redial.DefaultMin and DefaultMax: 250 ms and 500 ms).
 	BackoffMin, BackoffMax time.Duration
 	Logger                 *slog.Logger
 }

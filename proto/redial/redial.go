@@ -16,14 +16,14 @@ import (
 
 // Default bounds of the wait between reconnects. The cap is what a
 // control plane coming back waits for its proxies: with jitter a proxy
-// retries within 0.5–1 s of any moment, so every proxy is back in sync
-// within about a second and a half of a restart (gRPC's own reconnect
-// backoff, 120 s at most by default, is capped alike by Dial). A refused
-// connection costs the control plane next to nothing, so retrying once a
+// retries within 0.25–0.5 s of any moment, and gRPC's own reconnect
+// backoff (120 s at most by default) is capped alike by Dial, so every
+// proxy is back in sync within about a second of a restart. A refused
+// connection costs the control plane next to nothing, so retrying twice a
 // second while it is away is cheap even for many proxies.
 const (
 	DefaultMin = 250 * time.Millisecond
-	DefaultMax = time.Second
+	DefaultMax = 500 * time.Millisecond
 )
 
 // Dial is grpc.NewClient for a stream Loop keeps open: with the caller's
@@ -64,6 +64,7 @@ func Bounds(lo, hi time.Duration) (time.Duration, time.Duration) {
 func Loop(ctx context.Context, minWait, maxWait time.Duration, log *slog.Logger, what string,
 	stream func(context.Context) (answered bool, err error)) {
 	backoff := minWait
+	warned := false
 	for {
 		answered, err := stream(ctx)
 		if ctx.Err() != nil {
@@ -73,7 +74,13 @@ func Loop(ctx context.Context, minWait, maxWait time.Duration, log *slog.Logger,
 			backoff = minWait
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		log.Warn(what+" stream ended, reconnecting", "err", err, "in", wait)
+		// One warning per outage; the retries while it lasts are debug.
+		if answered || !warned {
+			log.Warn(what+" stream ended, reconnecting", "err", err, "in", wait)
+			warned = true
+		} else {
+			log.Debug(what+" stream still down, reconnecting", "err", err, "in", wait)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -72,7 +72,7 @@ type Config struct {
 	KeepaliveTime time.Duration
 	// BackoffMin and BackoffMax bound the jittered exponential delay between
 	// reconnection attempts (defaults redial.DefaultMin and DefaultMax:
-	// 250 ms and 1 s).
+	// 250 ms and 500 ms).
 	BackoffMin, BackoffMax time.Duration
 }
 
