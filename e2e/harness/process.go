@@ -145,6 +145,37 @@ func (p *Process) Exited() bool {
 	}
 }
 
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// PeakRSS is the process's peak resident set size in bytes (VmHWM, Linux).
+func (p *Process) PeakRSS() (int64, error) {
+	return procStatusBytes(p.Pid(), "VmHWM:")
+}
+
+// RSS is the process's resident set size now in bytes (VmRSS, Linux).
+func (p *Process) RSS() (int64, error) {
+	return procStatusBytes(p.Pid(), "VmRSS:")
+}
+
+// procStatusBytes reads a "<field> <n> kB" line of /proc/<pid>/status.
+func procStatusBytes(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				return 0, fmt.Errorf("/proc/%d/status %s %q: %v", pid, field, rest, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+}
+
 // Signal sends sig to the process (not its group) without waiting.
 func (p *Process) Signal(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
