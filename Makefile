@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e test-conformance conformance bench bench-routing bench-proxy proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
+.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-proxy proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
 
 all: build
 
@@ -35,12 +35,24 @@ build:
 run: build
 	@examples/quickstart/run.sh
 
-test: lint test-unit test-e2e test-conformance
+test: lint test-unit test-fuzz test-e2e test-conformance
 
 test-unit:
 	@for m in $(MODULES); do echo "== go test $$m (unit)"; (cd $$m && $(TEST_ENV) go test $(GO_TEST_FLAGS) -short ./...); done
 	@echo "== go test dataplane/server on net/http's server (--http1-server stdlib)"
 	cd dataplane && $(TEST_ENV) INFERGATE_TEST_HTTP1_SERVER=stdlib go test $(GO_TEST_FLAGS) -short ./server
+
+# Every fuzz target of every module (found in the source), FUZZTIME each
+# (default 60 s), one after the other; FUZZ_MATCH=regexp selects, FUZZ_SAVE=1
+# keeps what the fuzzer found in the targets' testdata/fuzz corpora. See
+# .ci/fuzz. `make test` runs each for a few seconds (test-fuzz).
+FUZZTIME ?= 60s
+fuzz:
+	$(TEST_ENV) FUZZTIME=$(FUZZTIME) .ci/fuzz
+
+test-fuzz:
+	@echo "== fuzz: every target briefly (make fuzz runs them longer)"
+	$(TEST_ENV) FUZZTIME=3s .ci/fuzz
 
 test-e2e: build k8s-bins
 	@echo "== go test e2e (real binaries, envtest kube-apiserver, simulator fleet)"
