@@ -413,7 +413,7 @@ func (m *Pipeline) build(cfg *config.Config, prep *Prepared) *state {
 			case t == nil:
 				bs.proxies[ep] = m.up.Proxy(ep.Address, b.H2C, ep.ServedHeader())
 			case t.Invalid != "":
-				bs.proxies[ep] = unusableTLS(b, m.logger)
+				bs.proxies[ep] = unusableTLS(b, ep, m.logger)
 			default:
 				tlsKeys[t.Key] = true
 				bs.proxies[ep] = m.up.ProxyTLS(ep.Address, t.Config, t.Key, ep.ServedHeader())

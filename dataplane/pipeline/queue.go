@@ -8,6 +8,7 @@ import (
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/upstream"
 	"github.com/infergate/infergate/dataplane/waitqueue"
 )
 
@@ -53,6 +54,8 @@ func (m *Pipeline) admit(w http.ResponseWriter, c *call) bool {
 		return true
 	case errors.Is(err, waitqueue.ErrTTL):
 		status = http.StatusServiceUnavailable
+		m.logger.Warn("request timed out in the gateway queue", "request_id", upstream.RequestID(r), "status", status,
+			"backend", bs.cfg.Source, "endpoint", "", "cause", "pool saturated for the queue's TTL")
 		openai.WriteError(w, status, openai.TypeOverloaded, "queue_timeout",
 			"pool "+bs.cfg.Source+" stayed saturated while the request waited in the gateway queue; retry later")
 	case errors.Is(err, waitqueue.ErrEvicted):
