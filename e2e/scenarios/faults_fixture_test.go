@@ -104,8 +104,8 @@ type outcome struct {
 	// an error status, a stream that ended without its [DONE].
 	err error
 	// cut is a response that started (a status came) and broke off.
-	cut     bool
-	started time.Time
+	cut            bool
+	started, ended time.Time
 }
 
 // chatReq sends one chat completion with a prompt no other request
@@ -119,8 +119,9 @@ func (g *faultGateway) chatReq(ctx context.Context, stream bool, maxTokens int, 
 	return g.post(ctx, body, stream)
 }
 
-func (g *faultGateway) post(ctx context.Context, body []byte, stream bool) outcome {
-	o := outcome{started: time.Now()}
+func (g *faultGateway) post(ctx context.Context, body []byte, stream bool) (o outcome) {
+	o.started = time.Now()
+	defer func() { o.ended = time.Now() }()
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", g.gatewayPort), bytes.NewReader(body))
