@@ -1,6 +1,8 @@
 package extproc
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -46,9 +48,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10}}, []string{"picker"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.errors, m.refused, m.duration)
+		// A registry shared by two clients keeps the first one's series.
+		m.requests = register(reg, m.requests)
+		m.errors = register(reg, m.errors)
+		m.refused = register(reg, m.refused)
+		m.duration = register(reg, m.duration)
 	}
 	return m
+}
+
+// register adds c to reg, or returns the collector already registered
+// under its name.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err) // a name clash with another kind of metric: a bug
+	}
+	return c
 }
 
 // pickerMetrics are one picker's series, resolved once per config.
