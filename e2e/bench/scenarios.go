@@ -59,7 +59,7 @@ func SeededScenarios(size Size, seed uint64) []Scenario {
 		// 192 users keep the 8 × 16 batch slots full with a queue behind.
 		{Workload: loadgen.SharedPrefix(model, loadgen.SharedPrefixConfig{
 			Groups: 32, UsersPerGroup: 8, SystemTokens: 4000, QuestionTokens: 400, OutputTokens: 200,
-			Concurrency: 192, Requests: n(1000, 40), Seed: seed + 5}),
+			Concurrency: 192, Requests: n(800, 40), Seed: seed + 5}),
 			Fleet: defaults, SharedPrefixes: true},
 		{Workload: loadgen.Mixed(model, loadgen.MixedConfig{
 			MinPrompt: 50, MaxPrompt: 4000, MinOutput: 20, MaxOutput: 400, Rate: 8,
@@ -82,7 +82,7 @@ func SeededScenarios(size Size, seed uint64) []Scenario {
 		// to its replica (new ones to the least loaded) 0.16 s with 92 %,
 		// and all conversations to one replica 84 s.
 		{Workload: loadgen.Conversations(model, loadgen.ConversationConfig{
-			SystemTokens: 3000, StartRate: 2.2, Duration: d(90*time.Second, 3*time.Second),
+			SystemTokens: 3000, StartRate: 2.2, Duration: d(75*time.Second, 3*time.Second),
 			MinTurns: n(2, 2), MaxTurns: n(8, 3), UserTokens: loadgen.Range{Min: 40, Max: 200}, AnswerTokens: loadgen.Range{Min: 60, Max: 300},
 			ThinkTime: d(6*time.Second, time.Second), Seed: seed + 6}),
 			Fleet: defaults, SharedPrefixes: true},
