@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scale := fs.Float64("time-scale", 0.25, "wall seconds per simulated second")
 	workloads := fs.String("workloads", "", "comma-separated workload names (default all)")
 	strategies := fs.String("strategies", "", "comma-separated strategy names (default all)")
-	repeats := fs.Int("repeats", 3, "runs in all of the cells whose verdict is in doubt after the first run (a ratio within a single run's noise of its target); ratios and tables then use medians")
+	repeats := fs.Int("repeats", 3, "runs in all of the cells whose verdict is in doubt after the first run (a ratio within a single run's noise of its target); ratios and tables then use medians (-size smoke: 1 unless given)")
 	verbose := fs.Bool("v", false, "log proxies and replicas to stderr")
 	dump := fs.String("dump", "", "directory for one CSV of per-request results per cell (NN-workload-strategy.csv; none: no dump)")
 	if err := fs.Parse(args); err != nil {
@@ -56,6 +56,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "smoke":
 		o.Scenarios = bench.Scenarios(bench.Smoke)
 		o.ScrapeWindow = 500e6
+		// A smoke run checks the harness; its verdicts mean nothing, so
+		// repeating the cells in doubt would only cost time.
+		if !flagSet(fs, "repeats") {
+			o.Repeats = 1
+		}
 	default:
 		return fmt.Errorf("-size %q: want full or smoke", *size)
 	}
@@ -122,6 +127,13 @@ func dumpCell(path string, w loadgen.Workload, rs []loadgen.Result, scale float6
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// flagSet reports whether the command line set the flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // names lists the names of vs for an error message.
