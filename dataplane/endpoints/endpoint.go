@@ -323,8 +323,10 @@ type Status struct {
 	// Failures is the number of consecutive failed requests (connect
 	// errors, 5xx, timeouts, cut streams) the proxy sent it.
 	Failures int `json:"failures,omitempty"`
-	// LastScore is the weighted total the picker gave the endpoint in its
-	// latest decision over it, LastScoreAgeMs how long ago.
+	// LastScore is what the picker gave the endpoint in its latest
+	// decision over it — the weighted total of the scorers (higher is
+	// better) or the cost model's estimated cost in seconds (lower is
+	// better) — LastScoreAgeMs how long ago.
 	LastScore      *float64 `json:"lastScore,omitempty"`
 	LastScoreAgeMs *float64 `json:"lastScoreAgeMs,omitempty"`
 }

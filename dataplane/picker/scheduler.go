@@ -90,6 +90,11 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 	if s.cost != nil {
 		i := s.cost.choose(c)
 		s.cost.record(c, i)
+		if s.recordScores.claim(c.Now.UnixNano(), scoreRecordEvery) {
+			for j := range c.Candidates {
+				c.Candidates[j].Endpoint.RecordScore(c.terms[j].Cost, c.Now)
+			}
+		}
 		if h := s.hook.Load(); h != nil {
 			(*h)(c.decision(i))
 		}
