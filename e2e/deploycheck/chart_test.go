@@ -211,12 +211,30 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 		"--proxy-xds-address=ig-infergate-controlplane." + namespace + ".svc:18000",
 		"--admin-address=0.0.0.0:18001",
 		"--xds-tls-secret=infergate-xds-tls", "--xds-token-audience=infergate.dev/xds",
+		// Replicas relay the fleet exchange to the Service's other endpoints.
+		"--fleet-peer-service=" + namespace + "/ig-infergate-controlplane",
+		"--fleet-peer-token-file=/var/run/secrets/infergate/fleet/token",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("control-plane args %v lack %s", args, want)
 		}
 	}
 	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	// The peer token: the control plane's own, bound to the xDS audience.
+	vols, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes")
+	var audience string
+	for _, v := range vols {
+		if v.(map[string]any)["name"] != "fleet-token" {
+			continue
+		}
+		srcs, _, _ := unstructured.NestedSlice(v.(map[string]any), "projected", "sources")
+		for _, src := range srcs {
+			audience, _, _ = unstructured.NestedString(src.(map[string]any), "serviceAccountToken", "audience")
+		}
+	}
+	if audience != "infergate.dev/xds" {
+		t.Errorf("fleet peer token volume's audience %q, want infergate.dev/xds (volumes %v)", audience, vols)
+	}
 	sc, _, _ := unstructured.NestedMap(cs[0].(map[string]any), "securityContext")
 	if sc["readOnlyRootFilesystem"] != true || sc["runAsNonRoot"] != true || sc["allowPrivilegeEscalation"] != false {
 		t.Errorf("container securityContext = %v", sc)
@@ -276,9 +294,17 @@ func checkVariant(t *testing.T, objs []*unstructured.Unstructured) {
 		}
 	}
 	for _, a := range args {
-		if strings.HasPrefix(a, "--xds-tls-secret") || strings.HasPrefix(a, "--xds-token-audience") {
+		if strings.HasPrefix(a, "--xds-tls-secret") || strings.HasPrefix(a, "--xds-token-audience") || strings.HasPrefix(a, "--fleet-peer-token-file") {
 			t.Errorf("xDS TLS is off but the args have %s", a)
 		}
+	}
+	// Without TLS the replicas still relay (in the clear, as xDS is
+	// served), with no token to present.
+	if want := "--fleet-peer-service=" + namespace + "/gw-controlplane"; !slices.Contains(args, want) {
+		t.Errorf("variant args %v lack %s", args, want)
+	}
+	if vols, ok, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes"); ok {
+		t.Errorf("xDS TLS is off but the pod mounts %v", vols)
 	}
 	if r := find(objs, "Role", "gw-controlplane"); r == nil || strings.Contains(fmt.Sprint(r.Object["rules"]), "secrets") {
 		t.Errorf("Role without xDS TLS: %v", r)
