@@ -288,7 +288,10 @@ func checkVariant(t *testing.T, objs []*unstructured.Unstructured) {
 		t.Error("with the admin server on loopback the readiness probe must be a TCP check")
 	}
 	for _, want := range []string{"--leader-elect=false", "--admin-address=127.0.0.1:18001", "--provision-proxies=false", "--log-level=debug", "--debounce=50ms",
-		"--proxy-image=registry.example.com/infergate/proxy:dev"} {
+		"--proxy-image=registry.example.com/infergate/proxy:dev",
+		// Without TLS the control plane must not ask proxies for tokens:
+		// it refuses to start with --xds-auth and no TLS.
+		"--xds-auth=false"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("variant args %v lack %s", args, want)
 		}
