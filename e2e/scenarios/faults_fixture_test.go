@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,9 @@ type faultSetup struct {
 	proxyArgs  []string
 	// pods are extra pods (IPs) the YAML names, served by the test.
 	extraPods []string
+	// profile is the pool's infergate.dev/picker-profile ("": none, the
+	// default).
+	profile string
 }
 
 // startFaultGateway starts the replicas, the control plane on the YAML
@@ -63,7 +67,15 @@ func startFaultGateway(t *testing.T, s faultSetup) *faultGateway {
 	g.xdsAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
 	g.admin = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
 	g.cpAdmin = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
-	writeFile(t, g.dir, "fleet.yaml", render(t, fleetYAML, map[string]int{"GatewayPort": g.gatewayPort, "PodPort": g.podPort}))
+	fleet := render(t, fleetYAML, map[string]int{"GatewayPort": g.gatewayPort, "PodPort": g.podPort})
+	if s.profile != "" {
+		pool := []byte("  name: pool\n  namespace: default\n")
+		if !bytes.Contains(fleet, pool) {
+			t.Fatal("fleetYAML changed: no pool metadata to annotate")
+		}
+		fleet = bytes.Replace(fleet, pool, append(pool, "  annotations:\n    infergate.dev/picker-profile: "+strconv.Quote(s.profile)+"\n"...), 1)
+	}
+	writeFile(t, g.dir, "fleet.yaml", fleet)
 	for i, ip := range append(append([]string{}, g.podIPs...), s.extraPods...) {
 		writePod(t, g.dir, i, ip)
 	}
