@@ -329,21 +329,30 @@ func TestFaultHeaderBoundValues(t *testing.T) {
 // times as much.
 func TestFaultOversizedUploads(t *testing.T) {
 	const budget = 64 << 20
-	bounded := oversizedUploads(t, 85, budget)
-	unbounded := oversizedUploads(t, 86, -1)
-	t.Logf("peak RSS growth: %d MiB with a %d MiB budget, %d MiB without one", bounded>>20, budget>>20, unbounded>>20)
+	bounded, boundedUse := oversizedUploads(t, 85, budget)
+	unbounded, unboundedUse := oversizedUploads(t, 86, -1)
+	t.Logf("peak RSS growth: %d MiB with a %d MiB budget, %d MiB without one; buffered bodies at most %d MiB and %d MiB (infergate_proxy_buffered_request_body_bytes)",
+		bounded>>20, budget>>20, unbounded>>20, boundedUse>>20, unboundedUse>>20)
 	if limit := int64(budget + 32<<20); bounded > limit {
 		t.Errorf("peak RSS grew by %d MiB with a %d MiB budget (want ≤ %d MiB)", bounded>>20, budget>>20, limit>>20)
 	}
 	if unbounded < 2*bounded {
 		t.Errorf("without a budget the uploads took %d MiB, with one %d MiB: the measurement cannot tell the budget works", unbounded>>20, bounded>>20)
 	}
+	// The budget's metric shows its use: filled close to the budget, never
+	// past it; without a budget, past it.
+	if boundedUse > budget || boundedUse < budget/2 {
+		t.Errorf("with a %d MiB budget the buffered-body metric peaked at %d MiB (want between half the budget and the budget)", budget>>20, boundedUse>>20)
+	}
+	if unboundedUse <= budget {
+		t.Errorf("without a budget the buffered-body metric peaked at %d MiB, want more than %d MiB (16 × 15 MiB held)", unboundedUse>>20, budget>>20)
+	}
 }
 
 // oversizedUploads runs 16 concurrent 24 MB uploads through a proxy with
 // the given --max-buffered-body-bytes and returns how much its peak
-// resident size grew.
-func oversizedUploads(t *testing.T, subnet int, budget int64) int64 {
+// resident size grew and the highest buffered-body use its metric showed.
+func oversizedUploads(t *testing.T, subnet int, budget int64) (rss, used int64) {
 	g := startFaultGateway(t, faultSetup{replicas: 1, subnet: subnet, simArgs: []string{"--time-scale", "0.05"},
 		proxyArgs: []string{"--max-buffered-body-bytes", fmt.Sprint(budget)}})
 	ctx := context.Background()
@@ -357,6 +366,25 @@ func oversizedUploads(t *testing.T, subnet int, budget int64) int64 {
 	// Each upload sends 15 MiB, pauses, then goes on past the 16 MiB limit.
 	const uploads, size, pause = 16, 24 << 20, 15 << 20
 	statuses := make([]int, uploads)
+	// Sample the buffered-body metric while the uploads are held.
+	var peakUse float64
+	sampled := make(chan struct{})
+	stopSampling := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if v, err := g.metricValue(ctx, "infergate_proxy_buffered_request_body_bytes "); err == nil {
+				peakUse = max(peakUse, v)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for i := range uploads {
 		wg.Go(func() {
@@ -391,6 +419,8 @@ func oversizedUploads(t *testing.T, subnet int, budget int64) int64 {
 		})
 	}
 	wg.Wait()
+	close(stopSampling)
+	<-sampled
 	after, err := g.proxy.PeakRSS()
 	if err != nil {
 		t.Fatal(err)
@@ -409,5 +439,5 @@ func oversizedUploads(t *testing.T, subnet int, budget int64) int64 {
 	if o := g.chatReq(ctx, false, 4, model); o.err != nil {
 		t.Fatalf("after the uploads: %v", o.err)
 	}
-	return after - before
+	return after - before, int64(peakUse)
 }
