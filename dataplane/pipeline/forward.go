@@ -333,6 +333,10 @@ func untried(all, tried []*endpoints.Endpoint) []*endpoints.Endpoint {
 func (m *Pipeline) writePickError(w http.ResponseWriter, r *http.Request, err error, bs *backendState) int {
 	var pe *extproc.Error
 	if errors.As(err, &pe) {
+		// The picker's own failure log is rate-limited and names no
+		// request: each 503 is logged here like every other 5xx.
+		m.logger.Warn("endpoint picker failed, pool fails closed", "request_id", upstream.RequestID(r),
+			"status", http.StatusServiceUnavailable, "backend", bs.cfg.Source, "endpoint", "", "cause", pe.Error())
 		return writePickerError(w, pe)
 	}
 	if isShed(err) {

@@ -145,13 +145,16 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if route.TotalWeight == 0 {
+		m.logger.Warn("route has no backend with weight", "request_id", reqID, "status", http.StatusInternalServerError,
+			"route", route.Name, "endpoint", "", "cause", "every backendRef has weight 0")
 		openai.WriteError(w, http.StatusInternalServerError, openai.TypeServer, "no_backend",
 			"route "+route.Route+" has no backend with weight")
 		return
 	}
 	ref := route.PickBackend(rand.Uint64N(route.TotalWeight))
 	if ref.Backend == nil {
-		m.logger.Warn("invalid backend reference", "request_id", reqID, "route", route.Name, "reason", ref.InvalidReason)
+		m.logger.Warn("invalid backend reference", "request_id", reqID, "status", http.StatusInternalServerError,
+			"route", route.Name, "endpoint", "", "cause", ref.InvalidReason)
 		openai.WriteError(w, http.StatusInternalServerError, openai.TypeServer, "invalid_backend_ref",
 			"route "+route.Route+" refers to an invalid backend")
 		return

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/extproc/extproctest"
 	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -24,6 +26,7 @@ import (
 // pickerAddrs (plain text).
 type pickerPool struct {
 	m     *server.Manager
+	logs  *logBuffer
 	port  uint32
 	bes   []*httptest.Server
 	addrs []string
@@ -62,7 +65,8 @@ func newPickerPool(t *testing.T, n int, failOpen bool, pickerAddrs []string, ret
 			b.EndpointPicker = ep
 		}
 	}
-	pp.m = newManager(t)
+	pp.logs = &logBuffer{}
+	pp.m = newManagerLogged(t, server.Options{}, slog.New(slog.NewTextHandler(pp.logs, nil)))
 	apply(t, pp.m, rs)
 	return pp
 }
@@ -156,12 +160,17 @@ func TestExternalPickerFailureModes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pp := newPickerPool(t, 2, false, tc.pickers, nil)
-			expectError(t, post(t, pp.port, nil, `{"model":"m","prompt":"hi"}`), http.StatusServiceUnavailable, "endpoint_picker_unavailable")
+			resp := post(t, pp.port, nil, `{"model":"m","prompt":"hi"}`)
+			id := resp.Header.Get(upstream.RequestIDHeader)
+			expectError(t, resp, http.StatusServiceUnavailable, "endpoint_picker_unavailable")
+			if l := pp.logs.line("level=WARN", "request_id="+id, "status=503", "cause="); id == "" || l == "" {
+				t.Errorf("the FailClose 503 (request %q) is not logged at WARN with its request id and cause:\n%s", id, pp.logs.b.String())
+			}
 			checkMetrics(t, pp.m, `infergate_endpoint_picker_requests_total{outcome="failed_closed",picker="ns/epp:9002"} 1`,
 				`infergate_endpoint_picker_errors_total{phase="request",picker="ns/epp:9002",reason="`+tc.reason+`"} 1`)
 
 			open := newPickerPool(t, 2, true, tc.pickers, nil)
-			resp := post(t, open.port, nil, `{"model":"m","prompt":"hi"}`)
+			resp = post(t, open.port, nil, `{"model":"m","prompt":"hi"}`)
 			if s := resp.Header.Get("X-Gateway-Destination-Endpoint-Served"); s != open.addrs[0] && s != open.addrs[1] {
 				t.Fatalf("FailOpen served by %q", s)
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,8 @@ import (
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/config/configtest"
 	"github.com/infergate/infergate/dataplane/internal/testwait"
+	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/dataplane/upstream"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -106,7 +109,8 @@ func TestErrorResponses(t *testing.T) {
 	down := backendSpec{name: "down", addrs: []string{fmt.Sprintf("127.0.0.1:%d", dead)}}
 	bad := backendSpec{name: "bad", addrs: []string{addr(broken)}}
 	port := freePort(t)
-	m := newManager(t)
+	logs := &logBuffer{}
+	m := newManagerLogged(t, server.Options{}, slog.New(slog.NewTextHandler(logs, nil)))
 	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{
 		route("invalid", "/invalid", &snapshotv1.BackendRef{Weight: 1, InvalidReason: "BackendNotFound"}),
 		route("zero", "/zero", &snapshotv1.BackendRef{Backend: empty.resourceName(), Weight: 0}),
@@ -132,7 +136,15 @@ func TestErrorResponses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			id := resp.Header.Get(upstream.RequestIDHeader)
 			expectError(t, resp, tc.status, tc.code)
+			// Every 5xx the proxy writes is logged at the default level
+			// with the request's id, the endpoint (if any) and the cause.
+			if tc.status >= 500 {
+				if l := logs.line("level=WARN", "request_id="+id, fmt.Sprintf("status=%d", tc.status), "endpoint=", "cause="); id == "" || l == "" {
+					t.Errorf("%d %s for request %q not logged at WARN with request id, status, endpoint and cause:\n%s", tc.status, tc.code, id, logs.b.String())
+				}
+			}
 		})
 	}
 	t.Run("HEAD /nothing", func(t *testing.T) {
