@@ -133,10 +133,12 @@ func TestNotSentOnConnectFailure(t *testing.T) {
 }
 
 // TestRequestIDNotDuplicated: a server echoing X-Request-Id (vLLM does)
-// does not make it appear twice next to the proxy's own.
+// does not make it appear twice next to the proxy's own, and one naming
+// an endpoint in the proxy's served-endpoint header is overruled.
 func TestRequestIDNotDuplicated(t *testing.T) {
 	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(RequestIDHeader, r.Header.Get(RequestIDHeader))
+		w.Header().Set(ServedHeader, "10.9.9.9:1")
 		w.Header().Add("X-Other", "upstream")
 		io.WriteString(w, "ok")
 	})
@@ -146,9 +148,12 @@ func TestRequestIDNotDuplicated(t *testing.T) {
 		w := httptest.NewRecorder()
 		r := replayablePost("{}")
 		id := EnsureRequestID(w, r)
-		u.Proxy(b.addr(), false, nil).ServeHTTP(w, r)
+		u.Proxy(b.addr(), false, []string{b.addr()}).ServeHTTP(w, r)
 		if got := w.Header()[RequestIDHeader]; len(got) != 1 || got[0] != id {
 			t.Errorf("%s: X-Request-Id %q, want just %q", mode, got, id)
+		}
+		if got := w.Header()[ServedHeader]; len(got) != 1 || got[0] != b.addr() {
+			t.Errorf("%s: %s %q, want just %q", mode, ServedHeader, got, b.addr())
 		}
 		if got := w.Header()["X-Other"]; len(got) != 1 {
 			t.Errorf("%s: X-Other %q", mode, got)
