@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-proxy proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
+.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-proxy bench-controlplane proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
 
 all: build
 
@@ -116,6 +116,15 @@ bench-routing:
 bench-proxy:
 	@command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx; }
 	cd e2e && go run ./bench/proxy
+
+# The control plane at cluster scale (issue #17): a real kube-apiserver with
+# 50 Gateways, 5,000 HTTPRoutes, 500 InferencePools and 10,000 Pods, the
+# control plane as its own process, 100 simulated proxies; times changes to
+# all affected proxies ACKed, bytes, CPU, RSS and a 100 pods/s churn. Writes
+# e2e/bench/results/controlplane.md (~15 min; flags: BENCH_CP_ARGS).
+BENCH_CP_ARGS ?=
+bench-controlplane: build k8s-bins
+	cd e2e && $(TEST_ENV) KUBEBUILDER_ASSETS=$$(cat $(CURDIR)/.cache/kubebuilder-assets) go run ./bench/controlplane -out bench/results $(BENCH_CP_ARGS)
 
 # Chart CRDs from the module cache at the pinned versions (commit the result).
 crds:

@@ -83,17 +83,27 @@ func (t *translator) attachRoute(gs *gatewayState, r *gwv1.HTTPRoute) {
 
 // refersTo reports whether a parentRef of a route in routeNS names gw.
 func refersTo(pr gwv1.ParentReference, routeNS string, gw *gwv1.Gateway) bool {
+	return refersToKind(pr, kindGateway) && parentNamespace(pr, routeNS) == gw.Namespace && string(pr.Name) == gw.Name
+}
+
+// refersToKind reports whether a parentRef names an object of the Gateway
+// API group and the given kind (Gateway when kind and group are unset).
+func refersToKind(pr gwv1.ParentReference, kind string) bool {
 	if pr.Group != nil && string(*pr.Group) != gatewayGroup {
 		return false
 	}
-	if pr.Kind != nil && string(*pr.Kind) != kindGateway {
-		return false
+	if pr.Kind == nil {
+		return kind == kindGateway
 	}
-	ns := routeNS
+	return string(*pr.Kind) == kind
+}
+
+// parentNamespace is the namespace a parentRef of a route in routeNS names.
+func parentNamespace(pr gwv1.ParentReference, routeNS string) string {
 	if pr.Namespace != nil && *pr.Namespace != "" {
-		ns = string(*pr.Namespace)
+		return string(*pr.Namespace)
 	}
-	return ns == gw.Namespace && string(pr.Name) == gw.Name
+	return routeNS
 }
 
 // parentListeners resolves a parentRef of r against the gateway: the

@@ -294,6 +294,27 @@ func portAnnotation(annotations map[string]string, key string) uint32 {
 	return uint32(v)
 }
 
+type profileResult struct {
+	p   *snapshotv1.PickerProfile
+	err error
+}
+
+// pickerProfile is PickerProfileFor, once per distinct annotation value in
+// a translation. The profile may be shared by several Backends: snapshot
+// resources are never modified once built.
+func (t *translator) pickerProfile(annotations map[string]string) (*snapshotv1.PickerProfile, error) {
+	raw, ok := annotations[PickerProfileAnnotation]
+	if !ok {
+		return DefaultPickerProfile(), nil
+	}
+	r, ok := t.profiles[raw]
+	if !ok {
+		r.p, r.err = PickerProfileFor(annotations)
+		t.profiles[raw] = r
+	}
+	return r.p, r.err
+}
+
 // DefaultPickerProfile is the scheduling profile of a pool without the
 // annotation: the contract's default (pickerprofile.Default), which names
 // every plugin it runs so snapshots show it.
@@ -446,7 +467,7 @@ func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, 
 }
 
 func (t *translator) poolBackend(gs *gatewayState, pool *infv1.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
-	profile, _ := PickerProfileFor(pool.Annotations) // the error is reported on the pool's status
+	profile, _ := t.pickerProfile(pool.Annotations) // the error is reported on the pool's status
 	b := &snapshotv1.Backend{
 		Kind:              snapshotv1.Backend_INFERENCE_POOL,
 		Source:            key(&pool.ObjectMeta),
@@ -467,7 +488,7 @@ func (t *translator) poolBackend(gs *gatewayState, pool *infv1.InferencePool) (*
 }
 
 func (t *translator) legacyPoolBackend(gs *gatewayState, pool *inferencealpha.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
-	profile, _ := PickerProfileFor(pool.Annotations)
+	profile, _ := t.pickerProfile(pool.Annotations)
 	b := &snapshotv1.Backend{
 		Kind:              snapshotv1.Backend_INFERENCE_POOL,
 		Source:            key(&pool.ObjectMeta),

@@ -98,7 +98,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 	t.buildListeners(gs)
 	t.mergeListenerSets(gs)
 	t.backendClientCert(gs)
-	for _, r := range t.routes {
+	for _, r := range t.routesFor(gs) {
 		t.attachRoute(gs, r)
 	}
 	t.poolStatuses(gs)

@@ -273,7 +273,7 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 					Namespace: infv1.Namespace(gs.gw.Namespace), Name: infv1.ObjectName(gs.gw.Name),
 				},
 				ControllerName: infv1.ControllerName(t.opts.ControllerName),
-				Conditions: withAnnotations([]metav1.Condition{accepted(ok, p.Generation),
+				Conditions: t.withAnnotations([]metav1.Condition{accepted(ok, p.Generation),
 					resolved(p.Namespace, v1PickerRef(p.Spec.EndpointPickerRef), p.Generation)}, p.Annotations, p.Generation),
 			})
 			t.out.Status.InferencePools[key(&p.ObjectMeta)] = st
@@ -283,7 +283,7 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 				GatewayRef: inferencealpha.ParentGatewayReference{
 					Group: ptr(gatewayGroup), Kind: ptr(kindGateway), Name: gs.gw.Name, Namespace: ptr(gs.gw.Namespace),
 				},
-				Conditions: withAnnotations([]metav1.Condition{accepted(ok, lp.Generation),
+				Conditions: t.withAnnotations([]metav1.Condition{accepted(ok, lp.Generation),
 					resolved(lp.Namespace, legacyPickerRef(lp.Spec.ExtensionRef), lp.Generation)}, lp.Annotations, lp.Generation),
 			})
 			t.out.Status.LegacyInferencePools[key(&lp.ObjectMeta)] = st
@@ -314,8 +314,8 @@ const ConditionEndpointPickerTimeout = "infergate.dev/EndpointPickerTimeout"
 
 // withAnnotations appends the conditions of the pool's annotations to a
 // pool parent's conditions.
-func withAnnotations(conds []metav1.Condition, annotations map[string]string, gen int64) []metav1.Condition {
-	conds = withProfile(conds, annotations, gen)
+func (t *translator) withAnnotations(conds []metav1.Condition, annotations map[string]string, gen int64) []metav1.Condition {
+	conds = t.withProfile(conds, annotations, gen)
 	if _, ok := annotations[EndpointPickerTimeoutAnnotation]; !ok {
 		return conds
 	}
@@ -328,12 +328,12 @@ func withAnnotations(conds []metav1.Condition, annotations map[string]string, ge
 
 // withProfile appends the PickerProfile condition to a pool parent's
 // conditions when the pool has the annotation.
-func withProfile(conds []metav1.Condition, annotations map[string]string, gen int64) []metav1.Condition {
+func (t *translator) withProfile(conds []metav1.Condition, annotations map[string]string, gen int64) []metav1.Condition {
 	if _, ok := annotations[PickerProfileAnnotation]; !ok {
 		return conds
 	}
 	var approx *ApproximateMatching
-	if _, err := PickerProfileFor(annotations); errors.As(err, &approx) {
+	if _, err := t.pickerProfile(annotations); errors.As(err, &approx) {
 		return append(conds, cond(ConditionPickerProfile, true, ReasonApproximatePrefixMatching, err.Error(), gen))
 	} else if err != nil {
 		return append(conds, cond(ConditionPickerProfile, false, ReasonPickerProfileInvalid,

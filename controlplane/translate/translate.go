@@ -8,6 +8,7 @@
 package translate
 
 import (
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -169,6 +170,14 @@ type translator struct {
 	slices     map[string][]*discoveryv1.EndpointSlice // by "<ns>/<service>"
 	grants     map[string][]*gwv1b1.ReferenceGrant     // by namespace
 
+	// routesByParent lists, per Gateway ("g\x00<ns>/<name>") and
+	// ListenerSet ("l\x00<ns>/<name>") a parentRef may name, the indexes
+	// in routes of the routes naming it: a gateway considers only those.
+	routesByParent map[string][]int
+	// profiles memoises PickerProfileFor per annotation value: every pool
+	// of a fleet usually carries the same profile.
+	profiles map[string]profileResult
+
 	// models holds the accepted model-rule sources, computed once.
 	models *modelIndex
 	// refs caches resolved backendRefs per route (they do not depend on the
@@ -255,7 +264,42 @@ func newTranslator(in *Inputs, opts Options) *translator {
 	sort.Slice(t.listenerSets, func(i, j int) bool { return olderFirst(&t.listenerSets[i].ObjectMeta, &t.listenerSets[j].ObjectMeta) })
 	t.routes = append([]*gwv1.HTTPRoute(nil), in.HTTPRoutes...)
 	sort.Slice(t.routes, func(i, j int) bool { return key(&t.routes[i].ObjectMeta) < key(&t.routes[j].ObjectMeta) })
+	t.routesByParent = map[string][]int{}
+	for i, r := range t.routes {
+		for _, pr := range r.Spec.ParentRefs {
+			var k string
+			if refersToKind(pr, kindGateway) {
+				k = "g\x00" + parentNamespace(pr, r.Namespace) + "/" + string(pr.Name)
+			} else if sk := setParentKey(pr, r.Namespace); sk != "" {
+				k = "l\x00" + sk
+			} else {
+				continue
+			}
+			// A route naming one parent twice (two sections) is listed once.
+			if idx := t.routesByParent[k]; len(idx) == 0 || idx[len(idx)-1] != i {
+				t.routesByParent[k] = append(idx, i)
+			}
+		}
+	}
+	t.profiles = map[string]profileResult{}
 	return t
+}
+
+// routesFor returns the routes with a parentRef naming gs's Gateway or one
+// of its ListenerSets, in t.routes order: every other route has no parent
+// there, so attaching it would be a no-op.
+func (t *translator) routesFor(gs *gatewayState) []*gwv1.HTTPRoute {
+	idx := slices.Clone(t.routesByParent["g\x00"+gs.name])
+	for k := range gs.setsByKey {
+		idx = append(idx, t.routesByParent["l\x00"+k]...)
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	out := make([]*gwv1.HTTPRoute, len(idx))
+	for i, j := range idx {
+		out[i] = t.routes[j]
+	}
+	return out
 }
 
 func (t *translator) run() *Output {

@@ -2,7 +2,9 @@ package kube
 
 import (
 	"fmt"
+	"log/slog"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -35,40 +37,82 @@ func alpha(resource string) schema.GroupVersionResource {
 }
 
 // customKind is one custom resource the source watches with a dynamic
-// informer: how to add a listed object to the translator inputs.
+// informer: how an object of it becomes the translator's Go type, and how a
+// converted object joins the inputs.
 type customKind struct {
 	gvr schema.GroupVersionResource
-	add func(in *translate.Inputs, u *unstructured.Unstructured) error
+	// decode converts an object from the API server into its Go type. The
+	// informer's transform calls it once per object version, as it enters
+	// the cache, so a translation only collects typed objects (converting
+	// by reflection on every change cost more than translating them).
+	decode func(*unstructured.Unstructured) (metav1.Object, error)
+	// add appends a decoded object to the inputs; false when obj is not
+	// of the kind's type (it did not decode).
+	add func(in *translate.Inputs, obj any) bool
 }
 
 // customKinds lists every custom resource the translator reads. Each may be
 // missing from the cluster (CRD not installed); see Source.
 func customKinds() []customKind {
 	return []customKind{
-		{GatewayClasses, appendTo(func(in *translate.Inputs) *[]*gwv1.GatewayClass { return &in.GatewayClasses })},
-		{Gateways, appendTo(func(in *translate.Inputs) *[]*gwv1.Gateway { return &in.Gateways })},
-		{HTTPRoutes, appendTo(func(in *translate.Inputs) *[]*gwv1.HTTPRoute { return &in.HTTPRoutes })},
-		{ReferenceGrants, appendTo(func(in *translate.Inputs) *[]*gwv1b1.ReferenceGrant { return &in.ReferenceGrants })},
-		{ListenerSets, appendTo(func(in *translate.Inputs) *[]*gwv1.ListenerSet { return &in.ListenerSets })},
-		{BackendTLSPolicies, appendTo(func(in *translate.Inputs) *[]*gwv1.BackendTLSPolicy { return &in.BackendTLSPolicies })},
-		{InferencePools, appendTo(func(in *translate.Inputs) *[]*infv1.InferencePool { return &in.InferencePools })},
-		{InferenceObjectives, appendTo(func(in *translate.Inputs) *[]*inferencealpha.InferenceObjective { return &in.InferenceObjectives })},
-		{InferenceModelRewrites, appendTo(func(in *translate.Inputs) *[]*inferencealpha.InferenceModelRewrite { return &in.InferenceModelRewrites })},
-		{InferenceModels, appendTo(func(in *translate.Inputs) *[]*inferencealpha.InferenceModel { return &in.InferenceModels })},
-		{LegacyInferencePools, appendTo(func(in *translate.Inputs) *[]*inferencealpha.InferencePool { return &in.LegacyInferencePools })},
+		kind(GatewayClasses, func(in *translate.Inputs) *[]*gwv1.GatewayClass { return &in.GatewayClasses }),
+		kind(Gateways, func(in *translate.Inputs) *[]*gwv1.Gateway { return &in.Gateways }),
+		kind(HTTPRoutes, func(in *translate.Inputs) *[]*gwv1.HTTPRoute { return &in.HTTPRoutes }),
+		kind(ReferenceGrants, func(in *translate.Inputs) *[]*gwv1b1.ReferenceGrant { return &in.ReferenceGrants }),
+		kind(ListenerSets, func(in *translate.Inputs) *[]*gwv1.ListenerSet { return &in.ListenerSets }),
+		kind(BackendTLSPolicies, func(in *translate.Inputs) *[]*gwv1.BackendTLSPolicy { return &in.BackendTLSPolicies }),
+		kind(InferencePools, func(in *translate.Inputs) *[]*infv1.InferencePool { return &in.InferencePools }),
+		kind(InferenceObjectives, func(in *translate.Inputs) *[]*inferencealpha.InferenceObjective { return &in.InferenceObjectives }),
+		kind(InferenceModelRewrites, func(in *translate.Inputs) *[]*inferencealpha.InferenceModelRewrite { return &in.InferenceModelRewrites }),
+		kind(InferenceModels, func(in *translate.Inputs) *[]*inferencealpha.InferenceModel { return &in.InferenceModels }),
+		kind(LegacyInferencePools, func(in *translate.Inputs) *[]*inferencealpha.InferencePool { return &in.LegacyInferencePools }),
 	}
 }
 
-// appendTo converts an unstructured object into T and appends it to the
-// inputs slice field picks.
-func appendTo[T any](field func(*translate.Inputs) *[]*T) func(*translate.Inputs, *unstructured.Unstructured) error {
-	return func(in *translate.Inputs, u *unstructured.Unstructured) error {
-		v := new(T)
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, v); err != nil {
-			return fmt.Errorf("decode %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+// kind is the customKind of Go type T, held in the inputs slice field
+// picks.
+func kind[T any, PT interface {
+	*T
+	metav1.Object
+}](gvr schema.GroupVersionResource, field func(*translate.Inputs) *[]*T) customKind {
+	return customKind{
+		gvr: gvr,
+		decode: func(u *unstructured.Unstructured) (metav1.Object, error) {
+			v := PT(new(T))
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, v); err != nil {
+				return nil, fmt.Errorf("decode %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+			}
+			return v, nil
+		},
+		add: func(in *translate.Inputs, obj any) bool {
+			v, ok := obj.(PT)
+			if ok {
+				dst := field(in)
+				*dst = append(*dst, (*T)(v))
+			}
+			return ok
+		},
+	}
+}
+
+// transform is the informer transform of k: objects from the API server
+// are stored converted (managed fields dropped). It is idempotent, as
+// client-go requires: an object already converted passes unchanged. One
+// that does not decode — only possible when the CRD's schema differs from
+// the types compiled in — is logged and kept as it is, and translations
+// skip it.
+func (k customKind) transform(log *slog.Logger) func(any) (any, error) {
+	return func(obj any) (any, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return obj, nil
 		}
-		dst := field(in)
-		*dst = append(*dst, v)
-		return nil
+		slimMeta(u)
+		typed, err := k.decode(u)
+		if err != nil {
+			log.Warn("skipping object that does not decode", "resource", k.gvr.String(), "err", err)
+			return u, nil
+		}
+		return typed, nil
 	}
 }

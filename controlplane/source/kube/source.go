@@ -2,11 +2,14 @@
 // shared informers over Gateway API, Inference Extension and core objects,
 // turned into translator inputs on every (debounced) change.
 //
-// Core kinds use typed informers. Custom resources use dynamic informers and
-// are converted into the translator's Go types when inputs are built, which
-// lets one binary read the alpha group (our own types) next to InferencePool
-// v1. A custom resource whose CRD is not installed is logged once and
-// ignored; discovery is polled so it is picked up once installed.
+// Core kinds use typed informers. Custom resources use dynamic informers
+// whose transform converts each object into the translator's Go types once,
+// as it enters the cache (which lets one binary read the alpha group, our
+// own types, next to InferencePool v1); building inputs only collects them.
+// Pods, Secrets and ConfigMaps are cached with only the fields the
+// translator reads (transform.go). A custom resource whose CRD is not
+// installed is logged once and ignored; discovery is polled so it is picked
+// up once installed.
 package kube
 
 import (
@@ -18,8 +21,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -106,7 +107,7 @@ func New(core kubernetes.Interface, dyn dynamic.Interface, opts Options) *Source
 // full inputs, and again after every debounced change, until ctx is done
 // (then it returns nil). onChange runs on Run's goroutine, one call at a time.
 func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) error {
-	coreFactory := informers.NewSharedInformerFactoryWithOptions(s.core, 0, informers.WithTransform(stripManagedFields))
+	coreFactory := informers.NewSharedInformerFactoryWithOptions(s.core, 0, informers.WithTransform(slimCore))
 	listers := coreListers{
 		services: coreFactory.Core().V1().Services().Lister(),
 		slices:   coreFactory.Discovery().V1().EndpointSlices().Lister(),
@@ -203,8 +204,10 @@ func (s *Source) startInstalled(ctx context.Context, f dynamicinformer.DynamicSh
 			delete(s.missing, ci.kind.gvr)
 		}
 		ci.informer = f.ForResource(ci.kind.gvr).Informer()
-		if err := ci.informer.SetTransform(stripManagedFields); err != nil {
-			s.log.Warn("cannot strip managedFields from cached objects", "resource", ci.kind.gvr.String(), "err", err)
+		if err := ci.informer.SetTransform(ci.kind.transform(s.log)); err != nil {
+			// Only fails on an informer already started: not ours.
+			s.log.Error("cannot convert cached objects; ignoring the resource", "resource", ci.kind.gvr.String(), "err", err)
+			continue
 		}
 		if _, err := ci.informer.AddEventHandler(s.handler()); err != nil {
 			s.log.Error("register event handler", "resource", ci.kind.gvr.String(), "err", err)
@@ -312,27 +315,9 @@ func (s *Source) build(l *coreListers) *translate.Inputs {
 			continue
 		}
 		for _, obj := range ci.informer.GetStore().List() {
-			u, ok := obj.(*unstructured.Unstructured)
-			if !ok {
-				continue
-			}
-			if err := ci.kind.add(in, u); err != nil {
-				// The API server validated the object against its CRD, so
-				// this only happens when the CRD's schema differs from ours.
-				s.log.Warn("skipping object that does not decode", "resource", ci.kind.gvr.String(), "err", err)
-			}
+			// An object that did not decode was logged by the transform.
+			ci.kind.add(in, obj)
 		}
 	}
 	return in
-}
-
-// stripManagedFields drops metadata.managedFields from cached objects: the
-// translator never reads them and they are often the largest part of an
-// object. Status writes omit them too, which leaves them unchanged on the
-// server.
-func stripManagedFields(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }

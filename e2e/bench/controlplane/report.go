@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// changeStats are the measured changes of one kind.
+type changeStats struct {
+	kind      string
+	n         int
+	latencies []time.Duration
+	// bytesPerProxy is what each affected proxy received for a change;
+	// otherBytes what all unaffected proxies received meanwhile.
+	bytesPerProxy []float64
+	otherBytes    uint64
+	cpuPerChange  float64
+}
+
+func (s *changeStats) quantile(q float64) time.Duration {
+	if len(s.latencies) == 0 {
+		return 0
+	}
+	l := slices.Clone(s.latencies)
+	slices.Sort(l)
+	return l[min(int(q*float64(len(l))), len(l)-1)]
+}
+
+func (s *changeStats) medianBytes() float64 {
+	if len(s.bytesPerProxy) == 0 {
+		return 0
+	}
+	b := slices.Clone(s.bytesPerProxy)
+	slices.Sort(b)
+	return b[len(b)/2]
+}
+
+type results struct {
+	cfg                   config
+	started, finished     time.Time
+	loadBefore, loadAfter float64
+	fillTime, initialSync time.Duration
+	rssAfterSync, rssEnd  float64
+	rssPeak               float64
+	changes               []*changeStats
+	churn                 *churnStats
+	cpLog, cpBinary       string
+}
+
+// Targets of issue #17.
+const (
+	targetP99  = 500 * time.Millisecond
+	targetRSS  = 1 << 30
+	targetRate = 100
+)
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+func mib(b float64) string      { return fmt.Sprintf("%.0f MiB", b/(1<<20)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func (r *results) loaded() bool {
+	return r.loadBefore > float64(runtime.NumCPU()) || r.loadAfter > float64(runtime.NumCPU())
+}
+
+func (r *results) summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "initial sync %s", ms(r.initialSync))
+	for _, c := range r.changes {
+		fmt.Fprintf(&b, "; %s p50 %s p99 %s", c.kind, ms(c.quantile(0.5)), ms(c.quantile(0.99)))
+	}
+	fmt.Fprintf(&b, "; RSS peak %s", mib(r.rssPeak))
+	if r.churn != nil && r.churn.transitions > 0 {
+		fmt.Fprintf(&b, "; churn %.0f/s, marker p99 %s", r.churn.achieved, ms(r.churn.markers.quantile(0.99)))
+	}
+	return b.String()
+}
+
+func (r *results) markdown() string {
+	c := r.cfg
+	w := world{cfg: c}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Control plane at cluster scale (`make bench-controlplane`)\n\n")
+	box := "quiet box"
+	if r.loaded() {
+		box = "**loaded box** (other work was running: the numbers are upper bounds)"
+	}
+	fmt.Fprintf(&b, "Run %s, %s; %d CPUs, load average %.1f before and %.1f after; %s.\n\n",
+		r.started.UTC().Format("2006-01-02 15:04 UTC"), r.finished.Sub(r.started).Round(time.Second), runtime.NumCPU(), r.loadBefore, r.loadAfter, box)
+	fmt.Fprintf(&b, "A real kube-apiserver (envtest) with %d Gateways, %d HTTPRoutes (%d per Gateway, one rule each, to an InferencePool), "+
+		"%d InferencePools, %d ready Pods (%d per pool, selected by label), and %d Secrets (16 KiB) and %d ConfigMaps (4 KiB) nothing references. "+
+		"The control plane runs as its own process (Kubernetes mode, leader, writing status, `--debounce %s`); %d simulated proxies "+
+		"(the proxy's delta xDS client, in the benchmark process), %d per Gateway, each subscribed to its Gateway. "+
+		"Filling the API server took %s.\n\n",
+		c.gateways, w.routeCount(), c.routesPerGateway, w.poolCount(), w.podCount(), c.podsPerPool, c.noiseSecrets, c.noiseConfigMaps,
+		c.debounce, c.gateways*c.proxiesPerGateway, c.proxiesPerGateway, r.fillTime.Round(time.Second))
+	fmt.Fprintf(&b, "A change's time runs from the API write returning to the last affected proxy holding the complete new state "+
+		"(its client ACKs right after). Changes are made one at a time, each waiting for the previous to arrive.\n\n")
+
+	fmt.Fprintf(&b, "| measure | value | target | verdict |\n|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| initial sync (control plane start → all %d proxies complete) | %s | | |\n", c.gateways*c.proxiesPerGateway, ms(r.initialSync))
+	for _, ch := range r.changes {
+		p99 := ch.quantile(0.99)
+		fmt.Fprintf(&b, "| %s → affected proxies ACKed, p50 / p99 / max over %d | %s / %s / %s | p99 ≤ %s | %s |\n",
+			ch.kind, len(ch.latencies), ms(ch.quantile(0.5)), ms(p99), ms(ch.quantile(1)), ms(targetP99), verdict(p99 <= targetP99))
+	}
+	fmt.Fprintf(&b, "| control-plane RSS after sync / peak / end | %s / %s / %s | ≤ 1 GiB | %s |\n",
+		mib(r.rssAfterSync), mib(r.rssPeak), mib(r.rssEnd), verdict(r.rssPeak <= targetRSS))
+	if ch := r.churn; ch != nil && ch.transitions > 0 {
+		sustained := ch.achieved >= 0.95*targetRate && ch.drain <= time.Second && ch.markers.quantile(0.99) <= targetP99
+		fmt.Fprintf(&b, "| pod churn: readiness transitions per second sustained for %s | %.1f/s (%d, %d failed writes) | %d/s | %s |\n",
+			ch.duration.Round(time.Second), ch.achieved, ch.transitions, ch.failed, targetRate, verdict(sustained))
+		fmt.Fprintf(&b, "| during churn: a marker pod toggled each second → its proxies, p50 / p99 / max over %d | %s / %s / %s | p99 ≤ %s | %s |\n",
+			len(ch.markers.latencies), ms(ch.markers.quantile(0.5)), ms(ch.markers.quantile(0.99)), ms(ch.markers.quantile(1)), ms(targetP99),
+			verdict(ch.markers.quantile(0.99) <= targetP99))
+		fmt.Fprintf(&b, "| after churn: last write → every proxy holds its Gateway's Ready pods | %s | ≤ 1 s | %s |\n", ms(ch.drain), verdict(ch.drain <= time.Second))
+	}
+	fmt.Fprintf(&b, "\n| change | bytes per affected proxy (median) | bytes to all unaffected proxies (total over the changes) | control-plane CPU per API write |\n|---|---|---|---|\n")
+	for _, ch := range r.changes {
+		if ch.bytesPerProxy == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %d | %.1f ms |\n", ch.kind, ch.medianBytes(), ch.otherBytes, ch.cpuPerChange*1000)
+	}
+	if ch := r.churn; ch != nil && ch.transitions > 0 {
+		fmt.Fprintf(&b, "| pod churn (per transition) | | | %.1f ms |\n", ch.cpuPerChange*1000)
+	}
+	fmt.Fprintf(&b, "\nPod becoming Ready: each is first made not Ready and waited for (the \"not Ready\" row), so its CPU is per write of the pair. "+
+		"CPU and RSS are the control plane's own (`process_cpu_seconds_total`, `process_resident_memory_bytes` from its /metrics, RSS sampled every 0.5 s).\n\n")
+	fmt.Fprintf(&b, "Control plane binary: `%s`.\n\n", r.cpBinary)
+	fmt.Fprintf(&b, "Rerun: `make bench-controlplane` (flags: `cd e2e && go run ./bench/controlplane -h`).\n")
+	return b.String()
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/infergate/infergate/e2e/cluster"
+	"github.com/infergate/infergate/e2e/harness"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+)
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// scrape reads one unlabelled sample from a Prometheus text endpoint.
+func scrape(addr, name string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found at %s", name, addr)
+}
+
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	return f
+}
+
+// rssSampler keeps the largest resident memory the control plane reported.
+type rssSampler struct {
+	mu  sync.Mutex
+	max float64
+}
+
+func (s *rssSampler) run(ctx context.Context, admin string) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if v, err := scrape(admin, "process_resident_memory_bytes"); err == nil {
+			s.mu.Lock()
+			s.max = max(s.max, v)
+			s.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *rssSampler) peak() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.max
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
+	res := &results{cfg: cfg, started: time.Now(), loadBefore: loadAverage()}
+	bins, cleanup, err := harness.Build()
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+
+	log.Info("starting kube-apiserver")
+	c, err := cluster.Start(ctx, cluster.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	// The cluster's ready-made clients are limited to 5 requests/s.
+	rc := rest.CopyConfig(c.Config)
+	rc.QPS, rc.Burst = 2000, 4000
+	fast := *c
+	fast.Clientset = kubernetes.NewForConfigOrDie(rc)
+	fast.Dynamic = dynamic.NewForConfigOrDie(rc)
+	w := &world{cfg: cfg, c: &fast}
+
+	t0 := time.Now()
+	if err := w.create(ctx, 32, func(what string, n int) { log.Info("created", "what", what, "objects", n) }); err != nil {
+		return nil, fmt.Errorf("fill the API server: %w", err)
+	}
+	res.fillTime = time.Since(t0)
+	log.Info("API server filled", "took", res.fillTime.Round(time.Millisecond))
+
+	const leaseNS = "infergate-system"
+	if err := c.CreateNamespace(ctx, leaseNS); err != nil {
+		return nil, err
+	}
+	xdsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	xdsAddr, admin := fmt.Sprintf("127.0.0.1:%d", xdsPort), fmt.Sprintf("127.0.0.1:%d", adminPort)
+	logDir, err := os.MkdirTemp("", "bench-controlplane-")
+	if err != nil {
+		return nil, err
+	}
+	cpLog, err := os.Create(filepath.Join(logDir, "controlplane.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer cpLog.Close()
+	res.cpLog = cpLog.Name()
+
+	// Simulated proxies connect in plaintext: this measures translation and
+	// fan-out; TLS and token review cost once per stream, not per change.
+	t0 = time.Now()
+	res.cpBinary = cfg.controlplane
+	if res.cpBinary == "" {
+		res.cpBinary = bins.Path("controlplane")
+	}
+	cp, err := harness.Launch(cpLog, c.Env(), res.cpBinary,
+		"--kubeconfig", c.Kubeconfig, "--xds-address", xdsAddr, "--admin-address", admin,
+		"--debounce", cfg.debounce.String(), "--leader-election-namespace", leaseNS,
+		"--xds-tls-secret=", "--xds-auth=false")
+	if err != nil {
+		return nil, err
+	}
+	defer cp.Stop(10 * time.Second)
+	pctx, stopProxies := context.WithCancel(ctx)
+	defer stopProxies()
+	f := startFleet(pctx, w, xdsAddr)
+	defer f.wg.Wait()
+	defer stopProxies()
+	wantRoutes, wantEndpoints := cfg.routesPerGateway, w.endpointsPerGateway()
+	last, err := until(ctx, f.all, 10*time.Minute, func(r snapshotv1.Resources) bool {
+		routes, eps := counts(r)
+		return routes == wantRoutes && eps == wantEndpoints
+	})
+	if err != nil {
+		return nil, fmt.Errorf("initial sync: %w (control plane log: %s)", err, res.cpLog)
+	}
+	res.initialSync = last.Sub(t0)
+	log.Info("initial sync", "all proxies complete after", res.initialSync.Round(time.Millisecond))
+
+	var rss rssSampler
+	sctx, stopSampler := context.WithCancel(ctx)
+	defer stopSampler()
+	go rss.run(sctx, admin)
+	// Statuses are written after the first snapshot: let the leader finish
+	// them before measuring single changes.
+	time.Sleep(5 * time.Second)
+	if res.rssAfterSync, err = scrape(admin, "process_resident_memory_bytes"); err != nil {
+		return nil, err
+	}
+
+	others := func(affected []*simProxy) []*simProxy {
+		var out []*simProxy
+		for _, p := range f.all {
+			if p.gateway != affected[0].gateway {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	// measure makes n changes one after another; do makes change i and
+	// returns the proxies it affects and the state they must reach.
+	measure := func(kind string, n, writesPerChange int, do func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error)) (*changeStats, error) {
+		st := &changeStats{kind: kind, n: n}
+		cpu0, err := scrape(admin, "process_cpu_seconds_total")
+		if err != nil {
+			return nil, err
+		}
+		for i := range n {
+			before := map[*simProxy]uint64{}
+			for _, p := range f.all {
+				before[p] = p.bytes()
+			}
+			affected, holds, start, err := do(i)
+			if err != nil {
+				return nil, fmt.Errorf("%s change %d: %w", kind, i, err)
+			}
+			last, err := until(ctx, affected, cfg.timeout, holds)
+			if err != nil {
+				return nil, fmt.Errorf("%s change %d: %w", kind, i, err)
+			}
+			st.latencies = append(st.latencies, last.Sub(start))
+			var got, other uint64
+			for _, p := range affected {
+				got += p.bytes() - before[p]
+			}
+			for _, p := range others(affected) {
+				other += p.bytes() - before[p]
+			}
+			st.bytesPerProxy = append(st.bytesPerProxy, float64(got)/float64(len(affected)))
+			st.otherBytes += other
+		}
+		cpu1, err := scrape(admin, "process_cpu_seconds_total")
+		if err != nil {
+			return nil, err
+		}
+		st.cpuPerChange = (cpu1 - cpu0) / float64(n*writesPerChange)
+		log.Info("measured", "kind", kind, "changes", n, "p50", st.quantile(0.5), "p99", st.quantile(0.99))
+		return st, nil
+	}
+
+	// Route changes: a new value of the rule's header filter.
+	routes, err := measure("HTTPRoute rule changed", cfg.changes, 1, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+		g, r := i%cfg.gateways, (i*7)%cfg.routesPerGateway
+		value := strconv.Itoa(i + 1)
+		obj := w.routeObject(g, r, value)
+		cur, err := fast.Dynamic.Resource(httpRoutes).Namespace(w.ns(g)).Get(ctx, w.routeName(r), metav1.GetOptions{})
+		if err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		obj.SetResourceVersion(cur.GetResourceVersion())
+		start := time.Now()
+		if _, err := fast.Dynamic.Resource(httpRoutes).Namespace(w.ns(g)).Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		name := w.routeResource(g, r)
+		return f.byGateway[w.gateway(g)], func(s snapshotv1.Resources) bool { return routeHeader(s, name) == value }, start, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.changes = append(res.changes, routes)
+
+	// Pods becoming Ready (each first made not Ready, measured too).
+	var notReady *changeStats
+	ready, err := func() (*changeStats, error) {
+		notReady = &changeStats{kind: "Pod turned not Ready", n: cfg.changes}
+		return measure("Pod became Ready", cfg.changes, 2, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+			g, k, j := i%cfg.gateways, (i/cfg.gateways)%cfg.poolsPerGateway, i%cfg.podsPerPool
+			name, ip, eps := w.podName(k, j), w.podIP(g, k, j), w.poolResource(g, k)
+			affected := f.byGateway[w.gateway(g)]
+			start := time.Now()
+			if _, err := fast.SetPodReady(ctx, w.ns(g), name, false); err != nil {
+				return nil, nil, time.Time{}, err
+			}
+			last, err := until(ctx, affected, cfg.timeout, func(s snapshotv1.Resources) bool { return !hasEndpoint(s, eps, ip) })
+			if err != nil {
+				return nil, nil, time.Time{}, err
+			}
+			notReady.latencies = append(notReady.latencies, last.Sub(start))
+			start = time.Now()
+			if _, err := fast.SetPodReady(ctx, w.ns(g), name, true); err != nil {
+				return nil, nil, time.Time{}, err
+			}
+			return affected, func(s snapshotv1.Resources) bool { return hasEndpoint(s, eps, ip) }, start, nil
+		})
+	}()
+	if err != nil {
+		return nil, err
+	}
+	res.changes = append(res.changes, ready, notReady)
+
+	// Pool changes: a new queue weight in the picker profile annotation.
+	pools, err := measure("InferencePool changed", cfg.changes, 1, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+		g, k := i%cfg.gateways, (i/cfg.gateways)%cfg.poolsPerGateway
+		weight := i%900 + 2
+		obj := w.poolObject(g, k, weight)
+		cur, err := fast.Dynamic.Resource(inferencePools).Namespace(w.ns(g)).Get(ctx, w.poolName(k), metav1.GetOptions{})
+		if err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		obj.SetResourceVersion(cur.GetResourceVersion())
+		start := time.Now()
+		if _, err := fast.Dynamic.Resource(inferencePools).Namespace(w.ns(g)).Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		name := w.poolResource(g, k)
+		return f.byGateway[w.gateway(g)], func(s snapshotv1.Resources) bool { return queueWeight(s, name) == float64(weight) }, start, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.changes = append(res.changes, pools)
+
+	if res.churn, err = churn(ctx, cfg, w, &fast, f, admin, log); err != nil {
+		return nil, err
+	}
+	if res.rssEnd, err = scrape(admin, "process_resident_memory_bytes"); err != nil {
+		return nil, err
+	}
+	res.rssPeak = rss.peak()
+	res.loadAfter = loadAverage()
+	res.finished = time.Now()
+	return res, nil
+}
