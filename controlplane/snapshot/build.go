@@ -18,6 +18,13 @@ func Build(g *translate.GatewayResources) (*Set, error) {
 // only a translator bug can cause: duplicate or empty names) does not keep
 // the others from being served; the errors are returned together.
 func BuildAll(out *translate.Output) (map[string]*Set, error) {
+	return BuildChanged(out, nil, nil)
+}
+
+// BuildChanged is BuildAll reusing prevSets, built from prev, for every
+// gateway whose resources out shares with prev (an incremental translation
+// did not translate it again): only changed gateways are hashed.
+func BuildChanged(out, prev *translate.Output, prevSets map[string]*Set) (map[string]*Set, error) {
 	sets := make(map[string]*Set, len(out.Gateways))
 	var errs []error
 	names := make([]string, 0, len(out.Gateways))
@@ -26,7 +33,12 @@ func BuildAll(out *translate.Output) (map[string]*Set, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		s, err := Build(out.Gateways[name])
+		g := out.Gateways[name]
+		if s, ok := prevSets[name]; ok && prev != nil && prev.Gateways[name] == g {
+			sets[name] = s
+			continue
+		}
+		s, err := Build(g)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -41,9 +41,12 @@ func (t *translator) attachRoute(gs *gatewayState, r *gwv1.HTTPRoute) {
 	if len(parents) == 0 {
 		return
 	}
-	st := t.out.Status.HTTPRoutes[rk]
-	st.Parents = append(st.Parents, parents...)
-	t.out.Status.HTTPRoutes[rk] = st
+	// The route and what it references are this gateway's inputs now.
+	t.read(r.Namespace)
+	for ns := range refs.reads {
+		t.read(ns)
+	}
+	t.frag.routeParents[rk] = append(t.frag.routeParents[rk], parents...)
 
 	for _, id := range refs.pools {
 		gs.poolAccepted[id] = gs.poolAccepted[id] || accepted

@@ -72,6 +72,7 @@ func (t *translator) resolveRef(routeNS string, ref gwv1.BackendObjectReference)
 	if ref.Namespace != nil && *ref.Namespace != "" {
 		ns = string(*ref.Namespace)
 	}
+	t.read(ns)
 	res := resolvedRef{ns: ns, name: string(ref.Name)}
 	switch {
 	case (group == "" || group == "core") && kind == kindService:
@@ -128,6 +129,7 @@ func (t *translator) granted(fromGroup, fromKind, fromNS, toGroup, toKind, toNS,
 	if toGroup == "core" {
 		toGroup = ""
 	}
+	t.read(toNS)
 	for _, g := range t.grants[toNS] {
 		from := false
 		for _, f := range g.Spec.From {
@@ -447,6 +449,7 @@ func matchesLabels[K, V ~string](sel map[K]V, lbls map[string]string) bool {
 }
 
 func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, ports []int32) []*snapshotv1.Endpoint {
+	t.read(ns)
 	var eps []*snapshotv1.Endpoint
 	for _, p := range t.podsByNS[ns] {
 		if !PodServing(p) || !sel(p.Labels) {

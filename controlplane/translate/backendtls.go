@@ -176,8 +176,9 @@ func caPEM(cm *corev1.ConfigMap, w *bytes.Buffer) error {
 // policies targeting the Service (any of its ports, conflicted or not).
 func (t *translator) backendTLS(gs *gatewayState, ns, svc string, sp *corev1.ServicePort) *snapshotv1.BackendTLS {
 	whole := tlsTarget(ns + "/" + svc)
+	t.read(ns)
 	for _, tp := range t.tlsByService[whole] {
-		tp.gateways[gs.name] = gs.gw
+		t.frag.tlsPolicies[key(&tp.p.ObjectMeta)] = true
 	}
 	tp := t.tlsByTarget[whole]
 	if sp.Name != "" {

@@ -33,6 +33,7 @@ func (t *translator) secretCert(ref gwv1.SecretObjectReference, fromKind, fromNS
 	if ns != fromNS && !t.granted(gatewayGroup, fromKind, fromNS, "", "Secret", ns, string(ref.Name)) {
 		return nil, true, fmt.Sprintf("no ReferenceGrant in %s allows Secret %s", ns, ref.Name)
 	}
+	t.read(ns)
 	s := t.secrets[ns+"/"+string(ref.Name)]
 	if s == nil {
 		return nil, false, fmt.Sprintf("Secret %s/%s not found", ns, ref.Name)

@@ -64,6 +64,7 @@ func legacyPickerRef(ext *inferencealpha.Extension) *pickerRef {
 // (not ExternalName) that exists and has the port, and a known failure
 // mode. It returns the Service and port, or why the reference is invalid.
 func (t *translator) resolvePicker(ns string, ref *pickerRef) (*corev1.Service, *corev1.ServicePort, string) {
+	t.read(ns)
 	if (ref.group != "" && ref.group != "core") || (ref.kind != "" && ref.kind != kindService) {
 		return nil, nil, fmt.Sprintf("endpoint picker reference %s must be a Service (got kind %q in group %q)", ref.name, ref.kind, ref.group)
 	}

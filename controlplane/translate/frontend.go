@@ -75,6 +75,7 @@ func (t *translator) listenerClientValidation(gs *gatewayState, l *listenerState
 			reason, bad = string(gwv1.ListenerReasonRefNotPermitted),
 				append(bad, fmt.Sprintf("no ReferenceGrant in %s allows ConfigMap %s", ns, ref.Name))
 		default:
+			t.read(ns)
 			if err := caPEM(t.configMaps[ns+"/"+string(ref.Name)], &pems); err != nil {
 				reason, bad = string(gwv1.ListenerReasonInvalidCACertificateRef), append(bad, fmt.Sprintf("ConfigMap %s/%s: %v", ns, ref.Name, err))
 			}

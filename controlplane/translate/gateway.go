@@ -86,7 +86,10 @@ func (l *listenerState) lostConflict() bool {
 	return l.conflicted.Status == metav1.ConditionTrue && l.accepted.Status == metav1.ConditionFalse
 }
 
-func (t *translator) translateGateway(gw *gwv1.Gateway) {
+func (t *translator) translateGateway(gw *gwv1.Gateway) *gatewayFragment {
+	t.frag = newFragment()
+	t.reading = t.frag.reads
+	defer func() { t.frag, t.reading = nil, nil }()
 	gs := &gatewayState{
 		gw:           gw,
 		name:         key(&gw.ObjectMeta),
@@ -95,6 +98,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 		pools:        map[string]string{},
 		poolAccepted: map[string]bool{},
 	}
+	t.read(gw.Namespace)
 	t.buildListeners(gs)
 	t.mergeListenerSets(gs)
 	t.backendClientCert(gs)
@@ -135,9 +139,14 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) {
 		// hand for it must not serve it either. Its status still says why.
 		res = &GatewayResources{Gateway: gs.name}
 	}
-	t.out.Gateways[gs.name] = res
-	t.out.Status.Gateways[gs.name] = gatewayStatus(gs)
+	t.frag.res = res
+	t.frag.status = gatewayStatus(gs)
 	t.listenerSetStatuses(gs)
+	for id := range gs.pools {
+		t.frag.pools = append(t.frag.pools, id)
+	}
+	sort.Strings(t.frag.pools)
+	return t.frag
 }
 
 // allListeners are the Gateway's own listeners, then those of its

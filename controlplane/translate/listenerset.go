@@ -50,6 +50,7 @@ func (t *translator) mergeListenerSets(gs *gatewayState) {
 			continue
 		}
 		s := &listenerSetState{ls: ls, key: key(&ls.ObjectMeta)}
+		t.read(ls.Namespace)
 		gs.sets = append(gs.sets, s)
 		gs.setsByKey[s.key] = s
 		if notAccepted != "" {
@@ -160,7 +161,7 @@ func (t *translator) listenerSetStatuses(gs *gatewayState) {
 				cond(string(gwv1.ListenerSetConditionAccepted), false, string(s.refused), s.msg, gen),
 				cond(string(gwv1.ListenerSetConditionProgrammed), false, string(s.refused), s.msg, gen),
 			}
-			t.out.Status.ListenerSets[s.key] = st
+			t.frag.listenerSets[s.key] = st
 			continue
 		}
 		programmed := 0
@@ -187,11 +188,9 @@ func (t *translator) listenerSetStatuses(gs *gatewayState) {
 				cond(string(gwv1.ListenerSetConditionProgrammed), false, string(gwv1.ListenerSetReasonListenersNotValid), msg, gen),
 			}
 		}
-		t.out.Status.ListenerSets[s.key] = st
+		t.frag.listenerSets[s.key] = st
 	}
-	gst := t.out.Status.Gateways[gs.name]
-	gst.AttachedListenerSets = &attached
-	t.out.Status.Gateways[gs.name] = gst
+	t.frag.status.AttachedListenerSets = &attached
 }
 
 // orphanedListenerSets gives an empty status to every ListenerSet whose

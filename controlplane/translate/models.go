@@ -195,7 +195,6 @@ func (t *translator) modelRules(gs *gatewayState) []*snapshotv1.ModelRule {
 	var out []*snapshotv1.ModelRule
 	for id, backend := range gs.pools {
 		for _, s := range t.models.byPool[id] {
-			s.served = true
 			for _, r := range s.rules {
 				c := cloneRule(r)
 				c.Name = gs.name + "/" + r.Name
@@ -266,8 +265,8 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 	for _, id := range ids {
 		ok := gs.poolAccepted[id]
 		if p := t.poolByID(id); p != nil {
-			st := t.out.Status.InferencePools[key(&p.ObjectMeta)]
-			st.Parents = append(st.Parents, infv1.ParentStatus{
+			k := key(&p.ObjectMeta)
+			t.frag.poolParents[k] = append(t.frag.poolParents[k], infv1.ParentStatus{
 				ParentRef: infv1.ParentReference{
 					Group: ptr(infv1.Group(gatewayGroup)), Kind: kindGateway,
 					Namespace: infv1.Namespace(gs.gw.Namespace), Name: infv1.ObjectName(gs.gw.Name),
@@ -276,17 +275,15 @@ func (t *translator) poolStatuses(gs *gatewayState) {
 				Conditions: t.withAnnotations([]metav1.Condition{accepted(ok, p.Generation),
 					resolved(p.Namespace, v1PickerRef(p.Spec.EndpointPickerRef), p.Generation)}, p.Annotations, p.Generation),
 			})
-			t.out.Status.InferencePools[key(&p.ObjectMeta)] = st
 		} else if lp := t.legacyByID(id); lp != nil {
-			st := t.out.Status.LegacyInferencePools[key(&lp.ObjectMeta)]
-			st.Parents = append(st.Parents, inferencealpha.PoolStatus{
+			k := key(&lp.ObjectMeta)
+			t.frag.legacyParents[k] = append(t.frag.legacyParents[k], inferencealpha.PoolStatus{
 				GatewayRef: inferencealpha.ParentGatewayReference{
 					Group: ptr(gatewayGroup), Kind: ptr(kindGateway), Name: gs.gw.Name, Namespace: ptr(gs.gw.Namespace),
 				},
 				Conditions: t.withAnnotations([]metav1.Condition{accepted(ok, lp.Generation),
 					resolved(lp.Namespace, legacyPickerRef(lp.Spec.ExtensionRef), lp.Generation)}, lp.Annotations, lp.Generation),
 			})
-			t.out.Status.LegacyInferencePools[key(&lp.ObjectMeta)] = st
 		}
 	}
 }

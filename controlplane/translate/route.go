@@ -25,6 +25,8 @@ type routeRefs struct {
 	// ("" when none); such a route is not accepted, because a proxy rejects
 	// a snapshot holding it as a whole.
 	unsupported string
+	// reads are the namespaces resolving the references looked into.
+	reads map[string]bool
 }
 
 func (rr *routeRefs) resolvedCondition(gen int64) metav1.Condition {
@@ -38,7 +40,13 @@ func (t *translator) routeRefs(r *gwv1.HTTPRoute) *routeRefs {
 	if rr, ok := t.refs[r]; ok {
 		return rr
 	}
-	rr := &routeRefs{}
+	rr := &routeRefs{reads: map[string]bool{}}
+	// Resolving reads other namespaces (Services, pools, grants): record
+	// them with the route, so every gateway attaching it depends on them
+	// (the result is shared by those gateways).
+	saved := t.reading
+	t.reading = rr.reads
+	defer func() { t.reading = saved }()
 	seen := map[string]bool{}
 	visit := func(ref gwv1.BackendObjectReference) {
 		res := t.resolveRef(r.Namespace, ref)

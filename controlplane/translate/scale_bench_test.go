@@ -96,4 +96,31 @@ func BenchmarkTranslateScale(b *testing.B) {
 			}
 		}
 	})
+	// One route of one gateway changes, as in bench-controlplane: only
+	// that gateway is translated and hashed again.
+	sets, err := snapshot.BuildAll(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("incremental-route-change", func(b *testing.B) {
+		b.ReportAllocs()
+		prev, prevSets := out, sets
+		i := 0
+		for b.Loop() {
+			r := in.HTTPRoutes[(i*7)%len(in.HTTPRoutes)]
+			c := r.DeepCopy()
+			c.Spec.Rules[0].Filters[0].RequestHeaderModifier.Set[0].Value = fmt.Sprint(i)
+			var ch translate.Changes
+			ch.Note(r)
+			ch.Note(c)
+			in.HTTPRoutes[(i*7)%len(in.HTTPRoutes)] = c
+			next := translate.TranslateIncremental(prev, in, translate.Options{}, &ch)
+			nextSets, err := snapshot.BuildChanged(next, prev, prevSets)
+			if err != nil {
+				b.Fatal(err)
+			}
+			prev, prevSets = next, nextSets
+			i++
+		}
+	})
 }

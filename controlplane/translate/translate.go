@@ -10,6 +10,7 @@ package translate
 import (
 	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -70,9 +71,17 @@ type Options struct {
 type Output struct {
 	// Gateways holds the snapshot resources of every Gateway we serve, keyed
 	// "<namespace>/<name>". A Gateway with no valid listener is still present
-	// (with empty resources) so its proxies drop what they had.
+	// (with empty resources) so its proxies drop what they had. A Gateway
+	// an incremental translation did not translate again keeps the same
+	// *GatewayResources as the previous Output.
 	Gateways map[string]*GatewayResources
 	Status   Status
+
+	// What TranslateIncremental reuses: each gateway's part of the output
+	// and what it read, and what applied to all of them.
+	frags   map[string]*gatewayFragment
+	opts    Options
+	channel string
 }
 
 // GatewayResources are one gateway's snapshot resources, each slice sorted by
@@ -138,14 +147,7 @@ type Status struct {
 
 // Translate computes every served gateway's resources and all statuses.
 func Translate(in *Inputs, opts Options) *Output {
-	if opts.ControllerName == "" {
-		opts.ControllerName = DefaultControllerName
-	}
-	if in == nil {
-		in = &Inputs{}
-	}
-	t := newTranslator(in, opts)
-	return t.run()
+	return TranslateIncremental(nil, in, opts, nil)
 }
 
 // translator holds the indexes of one translation.
@@ -177,6 +179,12 @@ type translator struct {
 	// profiles memoises PickerProfileFor per annotation value: every pool
 	// of a fleet usually carries the same profile.
 	profiles map[string]profileResult
+
+	// frag is the part of the output of the gateway being translated, and
+	// reading the namespaces it read (nil between gateways; a route's
+	// reference resolution records into its routeRefs instead).
+	frag    *gatewayFragment
+	reading map[string]bool
 
 	// models holds the accepted model-rule sources, computed once.
 	models *modelIndex
@@ -262,8 +270,25 @@ func newTranslator(in *Inputs, opts Options) *translator {
 	}
 	t.listenerSets = append([]*gwv1.ListenerSet(nil), in.ListenerSets...)
 	sort.Slice(t.listenerSets, func(i, j int) bool { return olderFirst(&t.listenerSets[i].ObjectMeta, &t.listenerSets[j].ObjectMeta) })
-	t.routes = append([]*gwv1.HTTPRoute(nil), in.HTTPRoutes...)
-	sort.Slice(t.routes, func(i, j int) bool { return key(&t.routes[i].ObjectMeta) < key(&t.routes[j].ObjectMeta) })
+	// Sorted by "<ns>/<name>", each key built once (not in every
+	// comparison: thousands of routes are sorted on every change).
+	keyed := make([]struct {
+		k string
+		r *gwv1.HTTPRoute
+	}, len(in.HTTPRoutes))
+	for i, r := range in.HTTPRoutes {
+		keyed[i].k, keyed[i].r = key(&r.ObjectMeta), r
+	}
+	slices.SortFunc(keyed, func(a, b struct {
+		k string
+		r *gwv1.HTTPRoute
+	}) int {
+		return strings.Compare(a.k, b.k)
+	})
+	t.routes = make([]*gwv1.HTTPRoute, len(keyed))
+	for i, kr := range keyed {
+		t.routes[i] = kr.r
+	}
 	t.routesByParent = map[string][]int{}
 	for i, r := range t.routes {
 		for _, pr := range r.Spec.ParentRefs {
@@ -302,17 +327,68 @@ func (t *translator) routesFor(gs *gatewayState) []*gwv1.HTTPRoute {
 	return out
 }
 
-func (t *translator) run() *Output {
+// run translates every gateway of ours — or, given prev, only those reuse
+// says changed — and assembles the output from the gateways' parts in
+// gateway order, then the statuses that span gateways.
+func (t *translator) run(reuse func(gw string) *gatewayFragment) *Output {
 	t.acceptClasses()
 	t.models = t.indexModels()
 	t.indexBackendTLS()
+	t.out.frags = make(map[string]*gatewayFragment, len(t.gateways))
+	tlsByKey := make(map[string]*tlsPolicy, len(t.tlsPolicies))
+	for _, tp := range t.tlsPolicies {
+		tlsByKey[key(&tp.p.ObjectMeta)] = tp
+	}
 	for _, gw := range t.gateways {
-		t.translateGateway(gw)
+		name := key(&gw.ObjectMeta)
+		f := reuse(name)
+		if f == nil {
+			f = t.translateGateway(gw)
+		}
+		t.out.frags[name] = f
+		t.out.Gateways[name] = f.res
+		t.out.Status.Gateways[name] = f.status
+		for k, st := range f.listenerSets {
+			t.out.Status.ListenerSets[k] = st
+		}
+		for k, ps := range f.routeParents {
+			st := t.out.Status.HTTPRoutes[k]
+			st.Parents = append(st.Parents, ps...)
+			t.out.Status.HTTPRoutes[k] = st
+		}
+		for k, ps := range f.poolParents {
+			st := t.out.Status.InferencePools[k]
+			st.Parents = append(st.Parents, ps...)
+			t.out.Status.InferencePools[k] = st
+		}
+		for k, ps := range f.legacyParents {
+			st := t.out.Status.LegacyInferencePools[k]
+			st.Parents = append(st.Parents, ps...)
+			t.out.Status.LegacyInferencePools[k] = st
+		}
+		for _, id := range f.pools {
+			for _, s := range t.models.byPool[id] {
+				s.served = true
+			}
+		}
+		for k := range f.tlsPolicies {
+			if tp := tlsByKey[k]; tp != nil {
+				tp.gateways[name] = gw
+			}
+		}
 	}
 	t.orphanedListenerSets()
 	t.modelStatuses()
 	t.tlsPolicyStatuses()
 	return t.out
+}
+
+// read records that the gateway being translated read objects of
+// namespace ns (see Changes).
+func (t *translator) read(ns string) {
+	if t.reading != nil {
+		t.reading[ns] = true
+	}
 }
 
 // acceptClasses picks our GatewayClasses and, through them, our Gateways.

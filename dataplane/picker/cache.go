@@ -10,7 +10,7 @@ import (
 
 // Schedulers keeps one Scheduler per pool across config versions, so the
 // prefix index survives every snapshot update that leaves the pool's
-// profile unchanged (server.Options.PickerFor is called for every backend
+// profile unchanged (pipeline.Options.PickerFor is called for every backend
 // on every Apply).
 type Schedulers struct {
 	mu    sync.Mutex

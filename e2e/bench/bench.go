@@ -5,7 +5,7 @@
 // plot.
 //
 // Proxies run in-process rather than as binaries: each strategy needs its
-// own picker wired through server.Options.PickerFor, and 4 proxies then cost
+// own picker wired through pipeline.Options.PickerFor, and 4 proxies then cost
 // 4 Managers instead of 4 processes plus a control plane on a 2-core machine.
 // The request path (listener, router, picker, upstream, SSE copy) is the
 // proxy binary's.

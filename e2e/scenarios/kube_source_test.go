@@ -45,16 +45,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// inputsRecorder keeps the latest inputs and counts deliveries.
+// inputsRecorder keeps the latest inputs, counts deliveries and merges the
+// changes noted with them.
 type inputsRecorder struct {
-	mu     sync.Mutex
-	latest *translate.Inputs
-	calls  int
+	mu      sync.Mutex
+	latest  *translate.Inputs
+	calls   int
+	changes translate.Changes
 }
 
-func (r *inputsRecorder) onChange(in *translate.Inputs) {
+func (r *inputsRecorder) onChange(in *translate.Inputs, ch *translate.Changes) {
 	r.mu.Lock()
 	r.latest, r.calls = in, r.calls+1
+	if ch != nil {
+		r.changes.Merge(ch)
+	}
 	r.mu.Unlock()
 }
 
@@ -95,6 +100,19 @@ func TestKubeSource(t *testing.T) {
 		in, _ := rec.get()
 		if in == nil || len(in.Gateways) != 1 || len(in.HTTPRoutes) != 1 || len(in.InferencePools) != 1 || len(in.GatewayClasses) != 1 {
 			return fmt.Errorf("inputs lack the fleet: %+v", in)
+		}
+		return nil
+	})
+	// Changes after the first inputs are noted for incremental
+	// translation: a ConfigMap marks its namespace.
+	if _, err := c.Clientset.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "noted"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if !rec.changes.All && !rec.changes.Namespaces[ns] {
+			return fmt.Errorf("changes noted since the first inputs = %+v, want namespace %s", rec.changes, ns)
 		}
 		return nil
 	})

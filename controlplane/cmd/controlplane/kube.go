@@ -144,7 +144,7 @@ func (k *kubeMode) observe(in *translate.Inputs, out *translate.Output) {
 }
 
 // run watches the cluster, feeding apply, and writes status while leading.
-func (k *kubeMode) run(ctx context.Context, debounce time.Duration, apply func(*translate.Inputs)) error {
+func (k *kubeMode) run(ctx context.Context, debounce time.Duration, apply func(*translate.Inputs, *translate.Changes)) error {
 	defer k.events.Shutdown()
 	src := kube.New(k.core, k.dyn, kube.Options{Debounce: debounce, Logger: k.log.With("component", "source")})
 	// A source that fails ends the process (and this replica's leadership).

@@ -144,7 +144,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	go func() {
 		if km != nil {
 			defer close(kubeDone)
-			errc <- km.run(ctx, cfg.debounce, p.apply)
+			errc <- km.run(ctx, cfg.debounce, p.applyChanges)
 			return
 		}
 		logger.Info("watching configuration directory", "dir", cfg.configDir)

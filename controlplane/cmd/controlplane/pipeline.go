@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -29,22 +30,41 @@ type pipeline struct {
 	observe func(*translate.Inputs, *translate.Output)
 	// kv follows the snapshots' pools with KV events on.
 	kv *kvindex.Index
+	// prev and prevSets are the last translation and its snapshots, which
+	// the next one starts from: gateways a change cannot affect are
+	// neither translated nor hashed again.
+	prev     *translate.Output
+	prevSets map[string]*snapshot.Set
 }
 
-func (p *pipeline) apply(in *translate.Inputs) {
+// apply translates whole inputs (the file source).
+func (p *pipeline) apply(in *translate.Inputs) { p.applyChanges(in, nil) }
+
+// applyChanges translates inputs that differ from the previous ones by ch
+// (nil: unknown, translate everything).
+func (p *pipeline) applyChanges(in *translate.Inputs, ch *translate.Changes) {
 	start := time.Now()
-	out := translate.Translate(in, p.opts)
+	out := translate.TranslateIncremental(p.prev, in, p.opts, ch)
 	if p.observe != nil {
 		p.observe(in, out)
 	}
-	sets, err := snapshot.BuildAll(out)
+	sets, err := snapshot.BuildChanged(out, p.prev, p.prevSets)
 	if err != nil {
 		p.metrics.Translated(time.Since(start), nil, err)
 		// A snapshot that cannot be built is a translator bug; keep serving
-		// what the proxies have rather than pushing something partial.
+		// what the proxies have rather than pushing something partial, and
+		// translate everything next time.
+		p.prev, p.prevSets = nil, nil
 		p.log.Error("building snapshots failed; keeping the previous ones", "err", err)
 		return
 	}
+	translated := 0
+	for gw, g := range out.Gateways {
+		if p.prev == nil || p.prev.Gateways[gw] != g {
+			translated++
+		}
+	}
+	p.prev, p.prevSets = out, sets
 	// The proxy count each gateway's Manifest carries builds on its Ready
 	// proxy pods (Kubernetes; YAML rarely lists proxy pods). Counted here,
 	// beside the translator rather than in it, so the snapshot version stays
@@ -62,5 +82,12 @@ func (p *pipeline) apply(in *translate.Inputs) {
 		perGateway[gw] = s.Count()
 	}
 	p.metrics.Translated(time.Since(start), perGateway, nil)
-	p.log.Info("translated", "gateways", len(sets), "resources", resources, "duration", time.Since(start).Round(time.Microsecond))
+	// Inputs that changed no gateway (a status written, an object nothing
+	// reads) are routine: log them only when debugging.
+	level := slog.LevelInfo
+	if translated == 0 {
+		level = slog.LevelDebug
+	}
+	p.log.Log(context.Background(), level, "translated", "gateways", len(sets), "translated", translated, "resources", resources,
+		"duration", time.Since(start).Round(time.Microsecond))
 }

@@ -65,6 +65,8 @@ type Source struct {
 	// channelWarned that failing to read it was logged.
 	channel       string
 	channelWarned bool
+	// pending is what changed since the inputs were last built.
+	pending translate.Changes
 }
 
 type customInformer struct {
@@ -105,8 +107,11 @@ func New(core kubernetes.Interface, dyn dynamic.Interface, opts Options) *Source
 
 // Run starts the informers, waits for their caches, calls onChange with the
 // full inputs, and again after every debounced change, until ctx is done
-// (then it returns nil). onChange runs on Run's goroutine, one call at a time.
-func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) error {
+// (then it returns nil). With the inputs comes what changed since the
+// previous call (nil on the first: everything), for
+// translate.TranslateIncremental. onChange runs on Run's goroutine, one call
+// at a time.
+func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs, *translate.Changes)) error {
 	coreFactory := informers.NewSharedInformerFactoryWithOptions(s.core, 0, informers.WithTransform(slimCore))
 	listers := coreListers{
 		services: coreFactory.Core().V1().Services().Lister(),
@@ -148,18 +153,65 @@ func (s *Source) Run(ctx context.Context, onChange func(*translate.Inputs)) erro
 	s.refreshChannel(ctx)
 	go s.pollDiscovery(ctx, dynFactory)
 
-	onChange(s.build(&listers))
+	s.takeChanges() // the first inputs are translated whole
+	onChange(s.build(&listers), nil)
 	for s.changed.Wait(ctx, s.opts.Debounce, s.opts.MaxDelay) {
-		onChange(s.build(&listers))
+		// Taken before the caches are listed: a change noted later shows
+		// in the next call, possibly twice, never in none (the informers
+		// update their cache before notifying).
+		ch := s.takeChanges()
+		onChange(s.build(&listers), ch)
 	}
 	return nil
 }
 
+// note records changed objects (both versions of an update) and wakes Run.
+func (s *Source) note(objs ...any) {
+	s.mu.Lock()
+	for _, o := range objs {
+		s.pending.Note(o)
+	}
+	s.mu.Unlock()
+	s.changed.Notify()
+}
+
+// noteAll makes the next inputs be translated whole (a kind started being
+// watched, the CRDs' channel changed) and wakes Run.
+func (s *Source) noteAll() {
+	s.mu.Lock()
+	s.pending.All = true
+	s.mu.Unlock()
+	s.changed.Notify()
+}
+
+// takeChanges returns what changed since the last call.
+func (s *Source) takeChanges() *translate.Changes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.pending
+	s.pending = translate.Changes{}
+	return &ch
+}
+
 func (s *Source) handler() cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.changed.Notify() },
-		UpdateFunc: func(any, any) { s.changed.Notify() },
-		DeleteFunc: func(any) { s.changed.Notify() },
+		AddFunc: func(obj any) { s.note(obj) },
+		UpdateFunc: func(old, obj any) {
+			if statusOnly(old, obj) {
+				// Nothing to translate again, but fresh inputs let the
+				// status writer see what is written now (ours, or
+				// someone else's to put right).
+				s.changed.Notify()
+				return
+			}
+			s.note(old, obj)
+		},
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			s.note(obj)
+		},
 	}
 }
 
@@ -257,7 +309,7 @@ func (s *Source) pollDiscovery(ctx context.Context, f dynamicinformer.DynamicSha
 		case <-t.C:
 		}
 		if s.refreshChannel(ctx) {
-			s.changed.Notify()
+			s.noteAll()
 		}
 		s.mu.Lock()
 		missing := len(s.missing) > 0
@@ -267,7 +319,7 @@ func (s *Source) pollDiscovery(ctx context.Context, f dynamicinformer.DynamicSha
 		}
 		s.startInstalled(ctx, f)
 		if s.waitCustomSynced(ctx) {
-			s.changed.Notify()
+			s.noteAll()
 		}
 	}
 }

@@ -1,10 +1,14 @@
 package kube
 
 import (
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // The informers keep only what the translator reads of each object: a
@@ -104,4 +108,36 @@ func keep[V any](m map[string]V, keys []string) map[string]V {
 		}
 	}
 	return out
+}
+
+// statusOnly reports whether an update of a custom resource changed
+// nothing the translator reads: its status alone (and resourceVersion,
+// managed fields) — above all the status the control plane writes itself,
+// which would otherwise cost a translation per status write. The API server
+// bumps metadata.generation on every spec change of a resource with a
+// status subresource (every kind here has one); labels and annotations
+// (picker profiles) do not bump it, so they are compared. Of statuses, the
+// translator reads only a Gateway's addresses.
+func statusOnly(old, obj any) bool {
+	o, ok1 := old.(metav1.Object)
+	n, ok2 := obj.(metav1.Object)
+	if !ok1 || !ok2 {
+		return false
+	}
+	switch obj.(type) {
+	case *corev1.Pod, *corev1.Service, *corev1.Secret, *corev1.ConfigMap, *corev1.Namespace:
+		return false // core kinds: no generation to go by, or status read
+	}
+	if _, ok := obj.(*unstructured.Unstructured); ok {
+		return false // did not decode: not read anyway, but be plain
+	}
+	if o.GetGeneration() == 0 || o.GetGeneration() != n.GetGeneration() ||
+		!maps.Equal(o.GetLabels(), n.GetLabels()) || !maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
+		!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) {
+		return false
+	}
+	if og, ok := old.(*gwv1.Gateway); ok {
+		return slices.Equal(og.Status.Addresses, obj.(*gwv1.Gateway).Status.Addresses)
+	}
+	return true
 }

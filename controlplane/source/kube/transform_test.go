@@ -104,3 +104,37 @@ func TestCustomTransformConvertsOnce(t *testing.T) {
 		t.Error("an object that did not decode was added")
 	}
 }
+
+func TestStatusOnly(t *testing.T) {
+	route := func(gen int64, ann string, parents int) *gwv1.HTTPRoute {
+		r := &gwv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", Generation: gen, Annotations: map[string]string{"a": ann}}}
+		r.Status.Parents = make([]gwv1.RouteParentStatus, parents)
+		return r
+	}
+	if !statusOnly(route(2, "x", 0), route(2, "x", 1)) {
+		t.Error("a status write was taken for a change")
+	}
+	if statusOnly(route(2, "x", 0), route(3, "x", 0)) {
+		t.Error("a spec change (generation) was ignored")
+	}
+	if statusOnly(route(2, "x", 0), route(2, "y", 0)) {
+		t.Error("an annotation change (a picker profile) was ignored")
+	}
+	gw := func(addr string) *gwv1.Gateway {
+		g := &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns", Generation: 1}}
+		if addr != "" {
+			g.Status.Addresses = []gwv1.GatewayStatusAddress{{Value: addr}}
+		}
+		return g
+	}
+	if statusOnly(gw(""), gw("203.0.113.7")) {
+		t.Error("a Gateway's new address (read by the translator) was ignored")
+	}
+	if !statusOnly(gw("203.0.113.7"), gw("203.0.113.7")) {
+		t.Error("a Gateway status write without an address change was taken for a change")
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 1}}
+	if statusOnly(pod, pod.DeepCopy()) {
+		t.Error("a pod update was ignored (its status is read)")
+	}
+}

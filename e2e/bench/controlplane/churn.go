@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/util/retry"
+
 	"github.com/infergate/infergate/e2e/cluster"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -54,7 +56,7 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		inflight  = make(chan struct{}, 64)
+		inflight  = make(chan struct{}, 256)
 		writes    sync.WaitGroup
 		done      atomic.Int64
 		failed    atomic.Int64
@@ -65,11 +67,20 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 		markerMu  sync.Mutex
 		markerOn  = make([]bool, cfg.gateways) // marker pod not Ready
 	)
+	var podLocks sync.Map // podRef → *sync.Mutex: one pod's writes in order
 	set := func(p podRef, ready bool) {
 		inflight <- struct{}{}
+		l, _ := podLocks.LoadOrStore(p, &sync.Mutex{})
+		mu := l.(*sync.Mutex)
 		writes.Go(func() {
 			defer func() { <-inflight }()
-			if _, err := c.SetPodReady(ctx, w.ns(p.g), w.podName(p.k, p.j), ready); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+				_, err := c.SetPodReady(ctx, w.ns(p.g), w.podName(p.k, p.j), ready)
+				return err
+			})
+			if err != nil {
 				if ctx.Err() == nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -92,7 +103,9 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-tick.C:
-			if len(notReady) >= cfg.churnRate/2 {
+			// A pod stays not Ready for about two seconds: longer than a
+			// write takes on a loaded box, so its two writes keep their order.
+			if len(notReady) >= 2*cfg.churnRate {
 				set(notReady[0], true)
 				notReady = notReady[1:]
 			} else {

@@ -64,13 +64,16 @@ func (p *simProxy) await(holds func(snapshotv1.Resources) bool) <-chan time.Time
 	return w.at
 }
 
-// bytes is what the proxy received so far, all types.
-func (p *simProxy) bytes() uint64 {
-	var n uint64
+// bytes is what the proxy received so far: all types, and of them the
+// Manifests.
+func (p *simProxy) bytes() (all, manifest uint64) {
 	for _, t := range p.client.Status() {
-		n += t.ReceivedBytes
+		all += t.ReceivedBytes
+		if t.TypeURL == snapshotv1.TypeManifest {
+			manifest += t.ReceivedBytes
+		}
 	}
-	return n
+	return all, manifest
 }
 
 // fleet is every simulated proxy, by Gateway.

@@ -156,6 +156,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 		return nil, err
 	}
 	defer cp.Stop(10 * time.Second)
+	log.Info("control plane started", "binary", res.cpBinary, "admin", admin, "log", res.cpLog)
 	pctx, stopProxies := context.WithCancel(ctx)
 	defer stopProxies()
 	f := startFleet(pctx, w, xdsAddr)
@@ -176,9 +177,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	sctx, stopSampler := context.WithCancel(ctx)
 	defer stopSampler()
 	go rss.run(sctx, admin)
-	// Statuses are written after the first snapshot: let the leader finish
-	// them before measuring single changes.
-	time.Sleep(5 * time.Second)
+	// Statuses are written after the first snapshot (thousands of objects
+	// at the control plane's 50 writes/s): single changes are measured
+	// once the leader has written them, as in a cluster past start-up.
+	t1 := time.Now()
+	if err := waitLog(ctx, cp.Logs, "statuses written", 2*time.Second, 10*time.Minute); err != nil {
+		return nil, fmt.Errorf("initial statuses: %w (control plane log: %s)", err, res.cpLog)
+	}
+	res.statusesWritten = time.Since(t1) + res.initialSync
+	log.Info("initial statuses written", "after control plane start", res.statusesWritten.Round(time.Millisecond))
 	if res.rssAfterSync, err = scrape(admin, "process_resident_memory_bytes"); err != nil {
 		return nil, err
 	}
@@ -194,16 +201,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	}
 	// measure makes n changes one after another; do makes change i and
 	// returns the proxies it affects and the state they must reach.
-	measure := func(kind string, n, writesPerChange int, do func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error)) (*changeStats, error) {
+	measure := func(kind string, n, writesPerChange int, prep func(i int) error, do func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error)) (*changeStats, error) {
 		st := &changeStats{kind: kind, n: n}
 		cpu0, err := scrape(admin, "process_cpu_seconds_total")
 		if err != nil {
 			return nil, err
 		}
 		for i := range n {
-			before := map[*simProxy]uint64{}
+			if prep != nil {
+				if err := prep(i); err != nil {
+					return nil, fmt.Errorf("%s change %d: %w", kind, i, err)
+				}
+			}
+			before, beforeMf := map[*simProxy]uint64{}, map[*simProxy]uint64{}
 			for _, p := range f.all {
-				before[p] = p.bytes()
+				before[p], beforeMf[p] = p.bytes()
 			}
 			affected, holds, start, err := do(i)
 			if err != nil {
@@ -214,14 +226,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 				return nil, fmt.Errorf("%s change %d: %w", kind, i, err)
 			}
 			st.latencies = append(st.latencies, last.Sub(start))
-			var got, other uint64
+			var got, gotMf, other uint64
 			for _, p := range affected {
-				got += p.bytes() - before[p]
+				all, mf := p.bytes()
+				got += all - before[p]
+				gotMf += mf - beforeMf[p]
 			}
 			for _, p := range others(affected) {
-				other += p.bytes() - before[p]
+				all, _ := p.bytes()
+				other += all - before[p]
 			}
 			st.bytesPerProxy = append(st.bytesPerProxy, float64(got)/float64(len(affected)))
+			st.manifestBytesPerProxy = append(st.manifestBytesPerProxy, float64(gotMf)/float64(len(affected)))
 			st.otherBytes += other
 		}
 		cpu1, err := scrape(admin, "process_cpu_seconds_total")
@@ -234,7 +250,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	}
 
 	// Route changes: a new value of the rule's header filter.
-	routes, err := measure("HTTPRoute rule changed", cfg.changes, 1, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+	routes, err := measure("HTTPRoute rule changed", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
 		g, r := i%cfg.gateways, (i*7)%cfg.routesPerGateway
 		value := strconv.Itoa(i + 1)
 		obj := w.routeObject(g, r, value)
@@ -255,37 +271,36 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	}
 	res.changes = append(res.changes, routes)
 
-	// Pods becoming Ready (each first made not Ready, measured too).
-	var notReady *changeStats
-	ready, err := func() (*changeStats, error) {
-		notReady = &changeStats{kind: "Pod turned not Ready", n: cfg.changes}
-		return measure("Pod became Ready", cfg.changes, 2, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
-			g, k, j := i%cfg.gateways, (i/cfg.gateways)%cfg.poolsPerGateway, i%cfg.podsPerPool
-			name, ip, eps := w.podName(k, j), w.podIP(g, k, j), w.poolResource(g, k)
-			affected := f.byGateway[w.gateway(g)]
-			start := time.Now()
-			if _, err := fast.SetPodReady(ctx, w.ns(g), name, false); err != nil {
-				return nil, nil, time.Time{}, err
-			}
-			last, err := until(ctx, affected, cfg.timeout, func(s snapshotv1.Resources) bool { return !hasEndpoint(s, eps, ip) })
-			if err != nil {
-				return nil, nil, time.Time{}, err
-			}
-			notReady.latencies = append(notReady.latencies, last.Sub(start))
-			start = time.Now()
-			if _, err := fast.SetPodReady(ctx, w.ns(g), name, true); err != nil {
-				return nil, nil, time.Time{}, err
-			}
-			return affected, func(s snapshotv1.Resources) bool { return hasEndpoint(s, eps, ip) }, start, nil
-		})
-	}()
+	// Pods becoming Ready, each first made not Ready (its own row). Both
+	// take a measure of their own, so bytes count one change each.
+	pod := func(i int) (g, k, j int) {
+		return i % cfg.gateways, (i / cfg.gateways) % cfg.poolsPerGateway, i % cfg.podsPerPool
+	}
+	setReady := func(i int, ready bool) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+		g, k, j := pod(i)
+		ip, eps := w.podIP(g, k, j), w.poolResource(g, k)
+		start := time.Now()
+		if _, err := fast.SetPodReady(ctx, w.ns(g), w.podName(k, j), ready); err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		return f.byGateway[w.gateway(g)], func(s snapshotv1.Resources) bool { return hasEndpoint(s, eps, ip) == ready }, start, nil
+	}
+	notReady, err := measure("Pod turned not Ready", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+		return setReady(i, false)
+	})
+	if err != nil {
+		return nil, err
+	}
+	ready, err := measure("Pod became Ready", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+		return setReady(i, true)
+	})
 	if err != nil {
 		return nil, err
 	}
 	res.changes = append(res.changes, ready, notReady)
 
 	// Pool changes: a new queue weight in the picker profile annotation.
-	pools, err := measure("InferencePool changed", cfg.changes, 1, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+	pools, err := measure("InferencePool changed", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
 		g, k := i%cfg.gateways, (i/cfg.gateways)%cfg.poolsPerGateway
 		weight := i%900 + 2
 		obj := w.poolObject(g, k, weight)
@@ -316,4 +331,25 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	res.loadAfter = loadAverage()
 	res.finished = time.Now()
 	return res, nil
+}
+
+// waitLog waits until logs() has a line containing what and then no new
+// one for quiet; an error when that takes longer than timeout.
+func waitLog(ctx context.Context, logs func() string, what string, quiet, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last, lastAt := -1, time.Now()
+	for time.Now().Before(deadline) {
+		n := strings.Count(logs(), what)
+		if n != last {
+			last, lastAt = n, time.Now()
+		} else if n > 0 && time.Since(lastAt) >= quiet {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("no quiet %q within %v", what, timeout)
 }
