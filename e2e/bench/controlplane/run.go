@@ -181,7 +181,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	// at the control plane's 50 writes/s): single changes are measured
 	// once the leader has written them, as in a cluster past start-up.
 	t1 := time.Now()
-	if err := waitLog(ctx, cp.Logs, "statuses written", 2*time.Second, 10*time.Minute); err != nil {
+	logs := func() string { b, _ := os.ReadFile(res.cpLog); return string(b) }
+	if err := waitLog(ctx, logs, "statuses written", 2*time.Second, 10*time.Minute); err != nil {
 		return nil, fmt.Errorf("initial statuses: %w (control plane log: %s)", err, res.cpLog)
 	}
 	res.statusesWritten = time.Since(t1) + res.initialSync
