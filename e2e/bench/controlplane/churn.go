@@ -62,6 +62,7 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 		failed    atomic.Int64
 		firstErr  atomic.Value
 		notReady  []podRef // FIFO of pods this phase made not Ready
+		down      = map[podRef]bool{}
 		next      int
 		markersWG sync.WaitGroup
 		markerMu  sync.Mutex
@@ -105,12 +106,20 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 		case <-tick.C:
 			// A pod stays not Ready for about two seconds: longer than a
 			// write takes on a loaded box, so its two writes keep their order.
-			if len(notReady) >= 2*cfg.churnRate {
+			// A pod is taken down only while it is up, so each one in
+			// notReady is down once (small worlds wrap around pods).
+			if len(notReady) >= min(2*cfg.churnRate, len(pods)) {
+				delete(down, notReady[0])
 				set(notReady[0], true)
 				notReady = notReady[1:]
 			} else {
 				p := pods[next%len(pods)]
+				for down[p] {
+					next++
+					p = pods[next%len(pods)]
+				}
 				next++
+				down[p] = true
 				notReady = append(notReady, p)
 				set(p, false)
 			}
@@ -151,18 +160,18 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 		return nil, fmt.Errorf("churn: %w", err)
 	}
 	// Every proxy converges on its Gateway's Ready pods.
-	down := map[int]int{}
+	downIn := map[int]int{}
 	for _, p := range notReady {
-		down[p.g]++
+		downIn[p.g]++
 	}
 	for g, on := range markerOn {
 		if on {
-			down[g]++
+			downIn[g]++
 		}
 	}
 	var lastConverged time.Time
 	for g := range cfg.gateways {
-		want := w.endpointsPerGateway() - down[g]
+		want := w.endpointsPerGateway() - downIn[g]
 		t, err := until(ctx, f.byGateway[w.gateway(g)], cfg.timeout, func(s snapshotv1.Resources) bool {
 			_, eps := counts(s)
 			return eps == want
