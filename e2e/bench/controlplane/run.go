@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -23,15 +24,6 @@ import (
 	"github.com/infergate/infergate/e2e/harness"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
 
 // scrape reads one unlabelled sample from a Prometheus text endpoint.
 func scrape(addr, name string) (float64, error) {
@@ -121,11 +113,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	if err := c.CreateNamespace(ctx, leaseNS); err != nil {
 		return nil, err
 	}
-	xdsPort, err := freePort()
+	xdsPort, err := harness.FreePortOnAll("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
-	adminPort, err := freePort()
+	adminPort, err := harness.FreePortOnAll("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -202,18 +194,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	}
 	// measure makes n changes one after another; do makes change i and
 	// returns the proxies it affects and the state they must reach.
-	measure := func(kind string, n, writesPerChange int, prep func(i int) error, do func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error)) (*changeStats, error) {
+	measure := func(kind string, n int, do func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error)) (*changeStats, error) {
 		st := &changeStats{kind: kind, n: n}
 		cpu0, err := scrape(admin, "process_cpu_seconds_total")
 		if err != nil {
 			return nil, err
 		}
 		for i := range n {
-			if prep != nil {
-				if err := prep(i); err != nil {
-					return nil, fmt.Errorf("%s change %d: %w", kind, i, err)
-				}
-			}
 			before, beforeMf := map[*simProxy]uint64{}, map[*simProxy]uint64{}
 			for _, p := range f.all {
 				before[p], beforeMf[p] = p.bytes()
@@ -245,23 +232,31 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 		if err != nil {
 			return nil, err
 		}
-		st.cpuPerChange = (cpu1 - cpu0) / float64(n*writesPerChange)
+		st.cpuPerChange = (cpu1 - cpu0) / float64(n)
 		log.Info("measured", "kind", kind, "changes", n, "p50", st.quantile(0.5), "p99", st.quantile(0.99))
 		return st, nil
 	}
 
-	// Route changes: a new value of the rule's header filter.
-	routes, err := measure("HTTPRoute rule changed", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
-		g, r := i%cfg.gateways, (i*7)%cfg.routesPerGateway
-		value := strconv.Itoa(i + 1)
-		obj := w.routeObject(g, r, value)
-		cur, err := fast.Dynamic.Resource(httpRoutes).Namespace(w.ns(g)).Get(ctx, w.routeName(r), metav1.GetOptions{})
+	// replace writes obj over the stored version of its object and returns
+	// when the write began (the read of the current version is not timed).
+	replace := func(gvr schema.GroupVersionResource, obj *unstructured.Unstructured) (time.Time, error) {
+		res := fast.Dynamic.Resource(gvr).Namespace(obj.GetNamespace())
+		cur, err := res.Get(ctx, obj.GetName(), metav1.GetOptions{})
 		if err != nil {
-			return nil, nil, time.Time{}, err
+			return time.Time{}, err
 		}
 		obj.SetResourceVersion(cur.GetResourceVersion())
 		start := time.Now()
-		if _, err := fast.Dynamic.Resource(httpRoutes).Namespace(w.ns(g)).Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		_, err = res.Update(ctx, obj, metav1.UpdateOptions{})
+		return start, err
+	}
+
+	// Route changes: a new value of the rule's header filter.
+	routes, err := measure("HTTPRoute rule changed", cfg.changes, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+		g, r := i%cfg.gateways, (i*7)%cfg.routesPerGateway
+		value := strconv.Itoa(i + 1)
+		start, err := replace(httpRoutes, w.routeObject(g, r, value))
+		if err != nil {
 			return nil, nil, time.Time{}, err
 		}
 		name := w.routeResource(g, r)
@@ -286,13 +281,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 		}
 		return f.byGateway[w.gateway(g)], func(s snapshotv1.Resources) bool { return hasEndpoint(s, eps, ip) == ready }, start, nil
 	}
-	notReady, err := measure("Pod turned not Ready", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+	notReady, err := measure("Pod turned not Ready", cfg.changes, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
 		return setReady(i, false)
 	})
 	if err != nil {
 		return nil, err
 	}
-	ready, err := measure("Pod became Ready", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+	ready, err := measure("Pod became Ready", cfg.changes, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
 		return setReady(i, true)
 	})
 	if err != nil {
@@ -301,17 +296,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	res.changes = append(res.changes, ready, notReady)
 
 	// Pool changes: a new queue weight in the picker profile annotation.
-	pools, err := measure("InferencePool changed", cfg.changes, 1, nil, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
+	pools, err := measure("InferencePool changed", cfg.changes, func(i int) ([]*simProxy, func(snapshotv1.Resources) bool, time.Time, error) {
 		g, k := i%cfg.gateways, (i/cfg.gateways)%cfg.poolsPerGateway
 		weight := i%900 + 2
-		obj := w.poolObject(g, k, weight)
-		cur, err := fast.Dynamic.Resource(inferencePools).Namespace(w.ns(g)).Get(ctx, w.poolName(k), metav1.GetOptions{})
+		start, err := replace(inferencePools, w.poolObject(g, k, weight))
 		if err != nil {
-			return nil, nil, time.Time{}, err
-		}
-		obj.SetResourceVersion(cur.GetResourceVersion())
-		start := time.Now()
-		if _, err := fast.Dynamic.Resource(inferencePools).Namespace(w.ns(g)).Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
 			return nil, nil, time.Time{}, err
 		}
 		name := w.poolResource(g, k)
