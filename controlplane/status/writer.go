@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -53,6 +54,28 @@ type Writer struct {
 	latest     *job
 	pending    chan struct{}
 	rejections func() map[string][]Rejection
+
+	// writing serialises rounds; inSync belongs to the round holding it.
+	writing sync.Mutex
+	// inSync is, per object, the status last wanted for it and the
+	// resourceVersion it had when found holding that status or written
+	// with it. A round skips an object whose cached version and wanted
+	// status are both unchanged since: at thousands of routes, merging and
+	// comparing every status on every translation was most of the control
+	// plane's CPU, while a change alters the statuses of a few. Another
+	// writer's change to the object changes its version, so drift is still
+	// repaired.
+	inSync map[syncKey]synced
+}
+
+type syncKey struct {
+	gvr schema.GroupVersionResource
+	key string
+}
+
+type synced struct {
+	version string
+	want    any
 }
 
 type job struct {
@@ -139,9 +162,13 @@ func (w *Writer) Write(ctx context.Context, in *translate.Inputs, st *translate.
 }
 
 func (w *Writer) write(ctx context.Context, j *job) (int, error) {
+	w.writing.Lock()
+	defer w.writing.Unlock()
 	start := time.Now()
 	now := w.now()
-	r := &round{w: w, ctx: ctx}
+	r := &round{w: w, ctx: ctx, inSync: make(map[syncKey]synced, len(w.inSync))}
+	// Objects this round does not visit (deleted ones) are forgotten.
+	defer func() { w.inSync = r.inSync }()
 	in, st := j.in, j.st
 
 	for _, o := range in.GatewayClasses {
@@ -149,7 +176,7 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 		if !ok {
 			continue
 		}
-		syncStatus(r, kube.GatewayClasses, "GatewayClass", o, o.Status, func(cur gwv1.GatewayClassStatus) gwv1.GatewayClassStatus {
+		syncStatus(r, kube.GatewayClasses, "GatewayClass", o, o.Status, want, func(cur gwv1.GatewayClassStatus) gwv1.GatewayClassStatus {
 			return mergeGatewayClass(cur, want, now)
 		})
 	}
@@ -173,7 +200,7 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 			// Copy: want's slices belong to the translation.
 			want.Conditions = append(append([]metav1.Condition(nil), want.Conditions...), rejectionCondition(rs, o.Generation))
 		}
-		syncStatus(r, kube.Gateways, "Gateway", o, o.Status, func(cur gwv1.GatewayStatus) gwv1.GatewayStatus {
+		syncStatus(r, kube.Gateways, "Gateway", o, o.Status, want, func(cur gwv1.GatewayStatus) gwv1.GatewayStatus {
 			return mergeGateway(cur, want, now)
 		})
 	}
@@ -182,7 +209,7 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 		if !ok {
 			continue
 		}
-		syncStatus(r, kube.ListenerSets, "ListenerSet", o, o.Status, func(cur gwv1.ListenerSetStatus) gwv1.ListenerSetStatus {
+		syncStatus(r, kube.ListenerSets, "ListenerSet", o, o.Status, want, func(cur gwv1.ListenerSetStatus) gwv1.ListenerSetStatus {
 			return mergeListenerSet(cur, want, now)
 		})
 	}
@@ -190,25 +217,27 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 	// its last Gateway of ours must lose our parent entries.
 	for _, o := range in.HTTPRoutes {
 		want := st.HTTPRoutes[key(&o.ObjectMeta)]
-		syncStatus(r, kube.HTTPRoutes, "HTTPRoute", o, o.Status, func(cur gwv1.HTTPRouteStatus) gwv1.HTTPRouteStatus {
+		syncStatus(r, kube.HTTPRoutes, "HTTPRoute", o, o.Status, want, func(cur gwv1.HTTPRouteStatus) gwv1.HTTPRouteStatus {
 			return mergeHTTPRoute(cur, want, w.controller, now)
 		})
 	}
 	for _, o := range in.BackendTLSPolicies {
 		want := st.BackendTLSPolicies[key(&o.ObjectMeta)]
-		syncStatus(r, kube.BackendTLSPolicies, "BackendTLSPolicy", o, o.Status, func(cur gwv1.PolicyStatus) gwv1.PolicyStatus {
+		syncStatus(r, kube.BackendTLSPolicies, "BackendTLSPolicy", o, o.Status, want, func(cur gwv1.PolicyStatus) gwv1.PolicyStatus {
 			return mergeBackendTLSPolicy(cur, want, w.controller, now)
 		})
 	}
 	for _, o := range in.InferencePools {
 		want := st.InferencePools[key(&o.ObjectMeta)]
-		syncStatus(r, kube.InferencePools, "InferencePool", o, o.Status, func(cur infv1.InferencePoolStatus) infv1.InferencePoolStatus {
+		syncStatus(r, kube.InferencePools, "InferencePool", o, o.Status, want, func(cur infv1.InferencePoolStatus) infv1.InferencePoolStatus {
 			return mergeInferencePool(cur, want, w.controller, now)
 		})
 	}
 	for _, o := range in.LegacyInferencePools {
 		want := st.LegacyInferencePools[key(&o.ObjectMeta)]
-		syncStatus(r, kube.LegacyInferencePools, inferencealpha.KindInferencePool, o, o.Status, func(cur inferencealpha.InferencePoolStatus) inferencealpha.InferencePoolStatus {
+		// Its merge depends on which Gateways are ours too: no want to
+		// remember, compared every round (legacy pools are few).
+		syncStatus(r, kube.LegacyInferencePools, inferencealpha.KindInferencePool, o, o.Status, nil, func(cur inferencealpha.InferencePoolStatus) inferencealpha.InferencePoolStatus {
 			return mergeLegacyPool(cur, want, o.Namespace, ours, now)
 		})
 	}
@@ -234,7 +263,7 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 			if !ok {
 				continue
 			}
-			syncStatus(r, m.gvr, m.kind, o.obj, o.status, func(cur inferencealpha.ModelStatus) inferencealpha.ModelStatus {
+			syncStatus(r, m.gvr, m.kind, o.obj, o.status, want, func(cur inferencealpha.ModelStatus) inferencealpha.ModelStatus {
 				return mergeModel(cur, want, now)
 			})
 		}
@@ -267,17 +296,42 @@ type round struct {
 	updated int
 	failed  int
 	err     error
+	// inSync replaces the Writer's at the end of the round.
+	inSync map[syncKey]synced
 }
 
 // syncStatus writes merge(cur) to obj's status subresource unless it equals cur.
 // obj is the cached typed object (cur is its status); on a conflict the
-// object is read again and merged anew.
-func syncStatus[S any](r *round, gvr schema.GroupVersionResource, kind string, obj any, cur S, merge func(S) S) {
+// object is read again and merged anew. want is what merge merges in (nil:
+// merge depends on more than want and cur, so the object is compared every
+// round); an object whose version and want are those it was last in sync
+// with is skipped.
+func syncStatus[S any](r *round, gvr schema.GroupVersionResource, kind string, obj any, cur S, want any, merge func(S) S) {
 	if r.ctx.Err() != nil {
 		return
 	}
+	meta, _ := obj.(metav1.Object)
+	var sk syncKey
+	if want != nil && meta != nil {
+		sk = syncKey{gvr, meta.GetNamespace() + "/" + meta.GetName()}
+		// reflect.DeepEqual: both sides come from the translator (no
+		// decoded times or quantities), and it is several times cheaper
+		// than the semantic comparison of cur below.
+		if s, ok := r.w.inSync[sk]; ok && s.version == meta.GetResourceVersion() && reflect.DeepEqual(s.want, want) {
+			r.inSync[sk] = s
+			return
+		}
+	}
+	remember := func(version string) {
+		if sk.key != "" {
+			r.inSync[sk] = synced{version: version, want: want}
+		}
+	}
 	next := merge(cur)
 	if equality.Semantic.DeepEqual(cur, next) {
+		if meta != nil {
+			remember(meta.GetResourceVersion())
+		}
 		return
 	}
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
@@ -297,10 +351,11 @@ func syncStatus[S any](r *round, gvr schema.GroupVersionResource, kind string, o
 			return
 		}
 		u.Object["status"] = st
-		_, err = client.UpdateStatus(r.ctx, u, metav1.UpdateOptions{FieldManager: FieldManager})
+		written, err := client.UpdateStatus(r.ctx, u, metav1.UpdateOptions{FieldManager: FieldManager})
 		switch {
 		case err == nil:
 			r.updated++
+			remember(written.GetResourceVersion())
 			r.w.log.Debug("status updated", "resource", gvr.Resource, "namespace", u.GetNamespace(), "name", name)
 			return
 		case apierrors.IsNotFound(err):
@@ -326,6 +381,7 @@ func syncStatus[S any](r *round, gvr schema.GroupVersionResource, kind string, o
 		}
 		next = merge(fresh)
 		if equality.Semantic.DeepEqual(fresh, next) {
+			remember(u.GetResourceVersion())
 			return
 		}
 	}
