@@ -108,14 +108,18 @@ func (c *Changes) Merge(o *Changes) {
 // are translated again, and the statuses spanning gateways are computed
 // anew. The result is Translate(in, opts)'s whenever changes cover every
 // difference (tests check this on random edits of every golden input).
-// prev nil or changes nil translate everything. A pure function, like
-// Translate.
+// prev nil or changes nil translate everything; changes that are Empty
+// (only statuses the translator does not read were written, such as its
+// own) return prev itself. A pure function, like Translate.
 func TranslateIncremental(prev *Output, in *Inputs, opts Options, changes *Changes) *Output {
 	if opts.ControllerName == "" {
 		opts.ControllerName = DefaultControllerName
 	}
 	if in == nil {
 		in = &Inputs{}
+	}
+	if prev != nil && changes != nil && changes.Empty() && prev.opts == opts && prev.channel == in.GatewayAPIChannel {
+		return prev
 	}
 	t := newTranslator(in, opts)
 	t.out.opts, t.out.channel = opts, in.GatewayAPIChannel

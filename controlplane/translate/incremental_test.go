@@ -239,4 +239,11 @@ func TestIncrementalReusesUnaffectedGateways(t *testing.T) {
 	if (&translate.Changes{}).Empty() != true || ch.Empty() {
 		t.Error("Empty is wrong")
 	}
+	// Nothing noted (a status written): the previous output as it is.
+	if again := translate.TranslateIncremental(inc, in, translate.Options{}, &translate.Changes{}); again != inc {
+		t.Error("an empty change translated again")
+	}
+	if again := translate.TranslateIncremental(inc, in, translate.Options{ControllerName: "example.com/other"}, &translate.Changes{}); again == inc {
+		t.Error("other options kept the previous output")
+	}
 }

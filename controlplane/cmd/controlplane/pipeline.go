@@ -48,6 +48,13 @@ func (p *pipeline) applyChanges(in *translate.Inputs, ch *translate.Changes) {
 	if p.observe != nil {
 		p.observe(in, out)
 	}
+	if out == p.prev {
+		// Nothing the translator reads changed (statuses written, most
+		// often our own): the snapshots stand; the status writer has seen
+		// the new inputs.
+		p.log.Debug("translated", "gateways", len(out.Gateways), "translated", 0, "duration", time.Since(start).Round(time.Microsecond))
+		return
+	}
 	sets, err := snapshot.BuildChanged(out, p.prev, p.prevSets)
 	if err != nil {
 		p.metrics.Translated(time.Since(start), nil, err)
