@@ -141,7 +141,35 @@ func (r *results) markdown() string {
 	}
 	fmt.Fprintf(&b, "\nSingle changes start once the leader has written the initial statuses. A pod becoming Ready is one made not Ready in the previous row. "+
 		"CPU and RSS are the control plane's own (`process_cpu_seconds_total`, `process_resident_memory_bytes` from its /metrics, RSS sampled every 0.5 s).\n\n")
-	fmt.Fprintf(&b, "Control plane binary: `%s`.\n\n", r.cpBinary)
+	r.why(&b)
+	bin := "`bin/controlplane` of this tree"
+	if c.controlplane != "" {
+		bin = "`" + r.cpBinary + "`"
+	}
+	fmt.Fprintf(&b, "Control plane binary: %s.\n\n", bin)
 	fmt.Fprintf(&b, "Rerun: `make bench-controlplane` (flags: `cd e2e && go run ./bench/controlplane -h`).\n")
 	return b.String()
+}
+
+// why states in numbers what a miss comes from, as far as the run can
+// tell: the share of the bytes that is the Manifest (re-sent whole on
+// every change), and the control plane's CPU during the churn against the
+// cores it shares with the API server, etcd and the simulated proxies.
+func (r *results) why(b *strings.Builder) {
+	var bytes, manifest []float64
+	for _, ch := range r.changes {
+		bytes = append(bytes, ch.bytesPerProxy...)
+		manifest = append(manifest, ch.manifestBytesPerProxy...)
+	}
+	if m := median(bytes); m > 0 {
+		fmt.Fprintf(b, "Bytes: a change sends each affected proxy the changed resources and its Gateway's Manifest, which lists "+
+			"every resource's name and hash (a proxy checks it holds exactly that set); the Manifest is %.0f%% of the bytes "+
+			"per change (median %.0f of %.0f), the changed resources the rest.\n\n", 100*median(manifest)/m, median(manifest), m)
+	}
+	if ch := r.churn; ch != nil && ch.transitions > 0 && ch.duration > 0 {
+		cores := ch.cpuPerChange * float64(ch.transitions+int64(len(ch.markers.latencies))) / ch.duration.Seconds()
+		fmt.Fprintf(b, "Churn: the control plane used %.2f cores on average during the churn (%.1f ms per transition); the machine "+
+			"has %d, shared with the kube-apiserver, etcd and the benchmark (its %d proxies and the writers); load average %.1f after the run.\n\n",
+			cores, ch.cpuPerChange*1000, runtime.NumCPU(), r.cfg.gateways*r.cfg.proxiesPerGateway, r.loadAfter)
+	}
 }
