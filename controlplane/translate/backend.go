@@ -382,7 +382,7 @@ func (t *translator) serviceEndpoints(ns string, svc *corev1.Service, sp *corev1
 	if ipSlices || len(svc.Spec.Selector) == 0 {
 		return eps
 	}
-	for _, p := range t.podsByNS[ns] {
+	for _, p := range t.podsIn(ns) {
 		if !PodServing(p) || !matchesLabels(svc.Spec.Selector, p.Labels) {
 			continue
 		}
@@ -451,7 +451,7 @@ func matchesLabels[K, V ~string](sel map[K]V, lbls map[string]string) bool {
 func (t *translator) poolEndpoints(ns string, sel func(map[string]string) bool, ports []int32) []*snapshotv1.Endpoint {
 	t.read(ns)
 	var eps []*snapshotv1.Endpoint
-	for _, p := range t.podsByNS[ns] {
+	for _, p := range t.podsIn(ns) {
 		if !PodServing(p) || !sel(p.Labels) {
 			continue
 		}

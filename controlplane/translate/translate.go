@@ -168,7 +168,10 @@ type translator struct {
 	namespaces map[string]*corev1.Namespace
 	pools      map[string]*infv1.InferencePool
 	legacy     map[string]*inferencealpha.InferencePool
+	// podsByNS is sorted by name a namespace at a time, on first use
+	// (podsIn): an incremental translation reads the pods of a few.
 	podsByNS   map[string][]*corev1.Pod
+	podsSorted map[string]bool
 	slices     map[string][]*discoveryv1.EndpointSlice // by "<ns>/<service>"
 	grants     map[string][]*gwv1b1.ReferenceGrant     // by namespace
 
@@ -211,6 +214,7 @@ func newTranslator(in *Inputs, opts Options) *translator {
 		pools:      map[string]*infv1.InferencePool{},
 		legacy:     map[string]*inferencealpha.InferencePool{},
 		podsByNS:   map[string][]*corev1.Pod{},
+		podsSorted: map[string]bool{},
 		slices:     map[string][]*discoveryv1.EndpointSlice{},
 		grants:     map[string][]*gwv1b1.ReferenceGrant{},
 		refs:       map[*gwv1.HTTPRoute]*routeRefs{},
@@ -250,9 +254,6 @@ func newTranslator(in *Inputs, opts Options) *translator {
 	}
 	for _, p := range in.Pods {
 		t.podsByNS[p.Namespace] = append(t.podsByNS[p.Namespace], p)
-	}
-	for _, pods := range t.podsByNS {
-		sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	}
 	for _, s := range in.EndpointSlices {
 		svc := s.Labels[discoveryv1.LabelServiceName]
@@ -432,4 +433,14 @@ func olderFirst(a, b *metav1.ObjectMeta) bool {
 		return a.CreationTimestamp.Before(&b.CreationTimestamp)
 	}
 	return key(a) < key(b)
+}
+
+// podsIn returns the pods of namespace ns sorted by name.
+func (t *translator) podsIn(ns string) []*corev1.Pod {
+	pods := t.podsByNS[ns]
+	if !t.podsSorted[ns] {
+		sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+		t.podsSorted[ns] = true
+	}
+	return pods
 }
