@@ -195,6 +195,17 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 		b.Name, b.Endpoints = name, name
 		gs.backends[name] = b
 		gs.endpoints[name] = &snapshotv1.Endpoints{Name: name, Endpoints: cleanEndpoints(eps)}
+		gs.endpointSources[name] = endpointSource{ns: res.ns, list: func(t *translator) []*snapshotv1.Endpoint {
+			switch res.kind {
+			case refService:
+				svc := t.services[res.ns+"/"+res.name]
+				return t.serviceEndpoints(res.ns, svc, servicePort(svc, res.port))
+			case refPool:
+				return t.v1PoolEndpoints(t.pools[res.ns+"/"+res.name])
+			default:
+				return t.legacyPoolEndpoints(t.legacy[res.ns+"/"+res.name])
+			}
+		}}
 		if id := res.poolID(); id != "" {
 			gs.pools[id] = name
 		}
@@ -482,12 +493,17 @@ func (t *translator) poolBackend(gs *gatewayState, pool *infv1.InferencePool) (*
 	if pool.Spec.AppProtocol == infv1.AppProtocolH2C {
 		b.AppProtocol = snapshotv1.Backend_H2C
 	}
+	return b, t.v1PoolEndpoints(pool)
+}
+
+// v1PoolEndpoints are the serving pods the pool selects, at each target port.
+func (t *translator) v1PoolEndpoints(pool *infv1.InferencePool) []*snapshotv1.Endpoint {
 	ports := make([]int32, 0, len(pool.Spec.TargetPorts))
 	for _, p := range pool.Spec.TargetPorts {
 		ports = append(ports, int32(p.Number))
 	}
 	sel := func(l map[string]string) bool { return matchesLabels(pool.Spec.Selector.MatchLabels, l) }
-	return b, t.poolEndpoints(pool.Namespace, sel, ports)
+	return t.poolEndpoints(pool.Namespace, sel, ports)
 }
 
 func (t *translator) legacyPoolBackend(gs *gatewayState, pool *inferencealpha.InferencePool) (*snapshotv1.Backend, []*snapshotv1.Endpoint) {
@@ -500,6 +516,11 @@ func (t *translator) legacyPoolBackend(gs *gatewayState, pool *inferencealpha.In
 		DefaultEngineType: DefaultEngineType,
 		EndpointPicker:    t.endpointPicker(gs, pool.Namespace, legacyPickerRef(pool.Spec.ExtensionRef), pool.Annotations),
 	}
+	return b, t.legacyPoolEndpoints(pool)
+}
+
+// legacyPoolEndpoints are the serving pods the legacy pool selects.
+func (t *translator) legacyPoolEndpoints(pool *inferencealpha.InferencePool) []*snapshotv1.Endpoint {
 	sel := func(l map[string]string) bool { return matchesLabels(pool.Spec.Selector, l) }
-	return b, t.poolEndpoints(pool.Namespace, sel, []int32{pool.Spec.TargetPortNumber})
+	return t.poolEndpoints(pool.Namespace, sel, []int32{pool.Spec.TargetPortNumber})
 }

@@ -117,6 +117,11 @@ func (t *translator) endpointPicker(gs *gatewayState, ns string, ref *pickerRef,
 	ep.Endpoints = name
 	if _, ok := gs.endpoints[name]; !ok {
 		gs.endpoints[name] = &snapshotv1.Endpoints{Name: name, Endpoints: cleanEndpoints(t.serviceEndpoints(ns, svc, sp))}
+		svcName, port := svc.Name, sp.Port
+		gs.endpointSources[name] = endpointSource{ns: ns, list: func(t *translator) []*snapshotv1.Endpoint {
+			svc := t.services[ns+"/"+svcName]
+			return t.serviceEndpoints(ns, svc, servicePort(svc, port))
+		}}
 	}
 	ep.Plaintext = sp.AppProtocol != nil && *sp.AppProtocol == appProtocolH2CPicker
 	if !ep.Plaintext {

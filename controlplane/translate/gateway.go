@@ -36,6 +36,10 @@ type gatewayState struct {
 	routes    []*snapshotv1.Route
 	backends  map[string]*snapshotv1.Backend
 	endpoints map[string]*snapshotv1.Endpoints
+	// endpointSources say how each Endpoints resource was listed, so a
+	// change of Pods or EndpointSlices alone lists them again
+	// (refreshEndpoints) without translating the gateway.
+	endpointSources map[string]endpointSource
 	// pools maps a pool identity (see poolID) to its Backend name, for the
 	// pools this gateway's routes reference.
 	pools map[string]string
@@ -97,6 +101,8 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) *gatewayFragment {
 		endpoints:    map[string]*snapshotv1.Endpoints{},
 		pools:        map[string]string{},
 		poolAccepted: map[string]bool{},
+
+		endpointSources: map[string]endpointSource{},
 	}
 	t.read(gw.Namespace)
 	t.buildListeners(gs)
@@ -140,6 +146,7 @@ func (t *translator) translateGateway(gw *gwv1.Gateway) *gatewayFragment {
 		res = &GatewayResources{Gateway: gs.name}
 	}
 	t.frag.res = res
+	t.frag.endpointSources = gs.endpointSources
 	t.frag.status = gatewayStatus(gs)
 	t.listenerSetStatuses(gs)
 	for id := range gs.pools {

@@ -1,12 +1,17 @@
 package translate
 
 import (
+	"slices"
+
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	infv1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 // Changes say what changed in the inputs since the translation an
@@ -22,6 +27,13 @@ type Changes struct {
 	All bool
 	// Namespaces are those with a changed namespaced object.
 	Namespaces map[string]bool
+	// Endpoints are namespaces where Pods or EndpointSlices changed. They
+	// feed endpoint lists alone: a gateway that read such a namespace
+	// (and none in Namespaces) lists its endpoints from there again and
+	// keeps the rest of its translation — at one pod's readiness change
+	// per second per gateway, translating every route again made the
+	// control plane fall behind.
+	Endpoints map[string]bool
 	// Gateways and ListenerSets ("<ns>/<name>") are named as parent by a
 	// changed HTTPRoute or ListenerSet, or changed themselves.
 	Gateways, ListenerSets map[string]bool
@@ -29,7 +41,7 @@ type Changes struct {
 
 // Empty reports whether nothing was noted.
 func (c *Changes) Empty() bool {
-	return !c.All && len(c.Namespaces) == 0 && len(c.Gateways) == 0 && len(c.ListenerSets) == 0
+	return !c.All && len(c.Namespaces) == 0 && len(c.Endpoints) == 0 && len(c.Gateways) == 0 && len(c.ListenerSets) == 0
 }
 
 // Note records a change of obj (the old or the new version: note both of an
@@ -50,6 +62,12 @@ func (c *Changes) Note(obj any) {
 	switch o := obj.(type) {
 	case *gwv1.GatewayClass, *corev1.Namespace:
 		c.All = true
+		return
+	case *corev1.Pod:
+		set(&c.Endpoints, o.Namespace)
+		return
+	case *discoveryv1.EndpointSlice:
+		set(&c.Endpoints, o.Namespace)
 		return
 	case *gwv1.Gateway:
 		set(&c.Gateways, key(&o.ObjectMeta))
@@ -91,7 +109,7 @@ func (c *Changes) Merge(o *Changes) {
 		c.All = true
 	}
 	for _, m := range []struct{ dst, src *map[string]bool }{
-		{&c.Namespaces, &o.Namespaces}, {&c.Gateways, &o.Gateways}, {&c.ListenerSets, &o.ListenerSets},
+		{&c.Namespaces, &o.Namespaces}, {&c.Endpoints, &o.Endpoints}, {&c.Gateways, &o.Gateways}, {&c.ListenerSets, &o.ListenerSets},
 	} {
 		for k := range *m.src {
 			if *m.dst == nil {
@@ -154,13 +172,55 @@ func TranslateIncremental(prev *Output, in *Inputs, opts Options, changes *Chang
 		if f == nil {
 			return nil
 		}
+		refresh := false
 		for ns := range f.reads {
 			if changes.Namespaces[ns] {
 				return nil
 			}
+			refresh = refresh || changes.Endpoints[ns]
+		}
+		if refresh {
+			return t.refreshEndpoints(f, changes.Endpoints)
 		}
 		return f
 	})
+}
+
+// endpointSource lists one Endpoints resource of a gateway from the Pods
+// and EndpointSlices of namespace ns (and the objects selecting them,
+// looked up again by name).
+type endpointSource struct {
+	ns   string
+	list func(*translator) []*snapshotv1.Endpoint
+}
+
+// refreshEndpoints is f with the Endpoints resources listed from the
+// namespaces in changed listed again, for inputs where nothing else f read
+// changed: nothing but endpoint lists can differ. f itself when none does.
+func (t *translator) refreshEndpoints(f *gatewayFragment, changed map[string]bool) *gatewayFragment {
+	var eps []*snapshotv1.Endpoints
+	for i, e := range f.res.Endpoints {
+		src, ok := f.endpointSources[e.Name]
+		if !ok || !changed[src.ns] {
+			continue
+		}
+		fresh := &snapshotv1.Endpoints{Name: e.Name, Endpoints: cleanEndpoints(src.list(t))}
+		if proto.Equal(fresh, e) {
+			continue
+		}
+		if eps == nil {
+			eps = slices.Clone(f.res.Endpoints)
+		}
+		eps[i] = fresh
+	}
+	if eps == nil {
+		return f
+	}
+	res := *f.res
+	res.Endpoints = eps
+	nf := *f
+	nf.res = &res
+	return &nf
 }
 
 // gatewayFragment is one gateway's part of an Output, and what it was
@@ -179,6 +239,8 @@ type gatewayFragment struct {
 	tlsPolicies map[string]bool
 	// reads are the namespaces whose objects its translation read.
 	reads map[string]bool
+	// endpointSources list its Endpoints resources again (by name).
+	endpointSources map[string]endpointSource
 }
 
 func newFragment() *gatewayFragment {

@@ -123,4 +123,48 @@ func BenchmarkTranslateScale(b *testing.B) {
 			i++
 		}
 	})
+	// Pods' readiness flips in 30 namespaces at once, as in one pass of
+	// bench-controlplane's churn: their gateways list their endpoints again
+	// (noted as Pods), against the same change translating those gateways
+	// whole (noted as any other object of their namespaces, as before
+	// Changes.Endpoints).
+	for _, whole := range []bool{false, true} {
+		name := "incremental-30-pods-ready"
+		if whole {
+			name += "-translating-their-gateways"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			prev, prevSets := out, sets
+			i := 0
+			for b.Loop() {
+				var ch translate.Changes
+				for range 30 {
+					k := (i * 211) % len(in.Pods)
+					i++
+					p := in.Pods[k].DeepCopy()
+					for j := range p.Status.Conditions {
+						if c := &p.Status.Conditions[j]; c.Type == corev1.PodReady {
+							if c.Status == corev1.ConditionTrue {
+								c.Status = corev1.ConditionFalse
+							} else {
+								c.Status = corev1.ConditionTrue
+							}
+						}
+					}
+					in.Pods[k] = p
+					ch.Note(p)
+				}
+				if whole {
+					ch.Namespaces, ch.Endpoints = ch.Endpoints, nil
+				}
+				next := translate.TranslateIncremental(prev, in, translate.Options{}, &ch)
+				nextSets, err := snapshot.BuildChanged(next, prev, prevSets)
+				if err != nil {
+					b.Fatal(err)
+				}
+				prev, prevSets = next, nextSets
+			}
+		})
+	}
 }
