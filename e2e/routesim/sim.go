@@ -289,10 +289,15 @@ func (s *sim) metricsOf(i int, truth bool) *endpoints.Metrics {
 		st = r.core.Stats()
 		waiting = st.Waiting
 	}
-	m := &endpoints.Metrics{Waiting: float64(waiting), Running: float64(st.Running), KVCacheUsage: st.KVUsage, At: s.clock()}
+	// KVCapacity as modelsim's cache_config_info reports it (blocks ×
+	// block size): the cost model prices decode context and estimates
+	// LRU eviction from it.
+	cfg := r.core.Config()
+	m := &endpoints.Metrics{Waiting: float64(waiting), Running: float64(st.Running), KVCacheUsage: st.KVUsage,
+		KVCapacity: float64(cfg.KVBlocks * cfg.BlockSize), At: s.clock()}
 	if len(s.cfg.Adapters) > 0 {
 		m.RunningAdapters, m.WaitingAdapters = st.RunningAdapters, st.WaitingAdapters
-		m.MaxLoRA = r.core.Config().MaxLoRAs
+		m.MaxLoRA = cfg.MaxLoRAs
 	}
 	return m
 }
