@@ -273,3 +273,36 @@ func TestCostStaleEndpointStaysInRotation(t *testing.T) {
 	}
 	t.Logf("requests per endpoint (0 has no usable metrics): %v", counts)
 }
+
+// A prefix sent to a replica whose KV cache is nearly all in use stays
+// believed cached while less than a whole cache was written there after
+// it (its blocks are in use while its request runs, and evicted from the
+// free part only after that), and is forgotten once more was written.
+func TestCostBusyReplicaKeepsItsPrefix(t *testing.T) {
+	f := newCostFleet(t, 1)
+	f.state[0].KVCacheUsage = 0.95
+	f.scrape()
+	p := chatBody(longSystem, "the question")
+	f.pick(p)
+	cached := func() float64 { return f.explain(p).Candidates[0].CachedTokens }
+	if cached() == 0 {
+		t.Fatal("the prefix just sent is not believed cached")
+	}
+	other := func(i int) []byte {
+		return chatBody(fmt.Sprintf("unrelated prompt %d ", i)+strings.Repeat("x", 2000), "hi")
+	}
+	// ~8k tokens written (prompts and expected outputs): far more than
+	// the free 5 % (1.6k tokens), far less than the cache (32k).
+	for i := range 10 {
+		f.pick(other(i))
+	}
+	if c := cached(); c == 0 {
+		t.Fatalf("forgotten after ~8k tokens written to a 32k-token cache that is 95 %% in use")
+	}
+	for i := range 60 { // ~45k tokens more: a whole cache and then some
+		f.pick(other(100 + i))
+	}
+	if c := cached(); c != 0 {
+		t.Fatalf("still believed cached (%v tokens) after more than a whole cache was written", c)
+	}
+}

@@ -93,7 +93,7 @@ var plugins = []Plugin{
 			{Name: "step-ms-per-sequence", Kind: Number, Default: 0.45, Min: 0, Max: 1e4,
 				Doc: "decode step time each running sequence adds"},
 			{Name: "step-ms-per-1k-context", Kind: Number, Default: 0.4, Min: 0, Max: 1e4,
-				Doc: "decode step time each 1,000 context tokens in the batch add (from KV use × cache size)"},
+				Doc: "decode step time each 1,000 tokens of the request's context add"},
 			{Name: "output-tokens", Kind: Number, Default: 256, Min: 1, Max: 1 << 20,
 				Doc: "expected output of a request without max_tokens, until responses' usage teaches the pool's own"},
 			{Name: "harm-weight", Kind: Number, Default: 0.25, Min: 0, Max: 100,
