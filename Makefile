@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-proxy bench-controlplane proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
+.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-routesim bench-proxy bench-controlplane proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
 
 all: build
 
@@ -110,6 +110,13 @@ bench:
 # in doubt; writes e2e/bench/results/report.md + SVGs (see e2e/bench/README.md).
 bench-routing:
 	cd e2e && go run ./cmd/loadgen -out bench/results
+
+# Routing decisions in virtual time: the same 11 workloads and fleets through
+# the real pickers in front of the simulator's scheduler, 3 seeds per cell,
+# machine load does not change the numbers (~12 min on 2 cores); writes
+# e2e/bench/results/routesim.md (see e2e/bench/README.md).
+bench-routesim:
+	cd e2e && go run ./cmd/routesim -seeds 3 -out bench/results
 
 # Proxy overhead: direct vs infergate vs bare ReverseProxy vs nginx (Debian
 # package, installed when missing); writes e2e/bench/results/proxy.md.
