@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -54,11 +55,14 @@ type Client struct {
 	lostAt    time.Time // when the stream was lost (zero while connected)
 	attached  map[string]*attachment
 	changed   chan struct{}
+	toks      tokenizerFiles
+	// problems: pools whose tokenizer does not load (pool → why).
+	problems          map[string]string
+	tokenizerFailures atomic.Int64
 }
 
 type attachment struct {
 	sched  *picker.Scheduler
-	tok    *snapshotv1.Tokenizer
 	source *Source
 }
 
@@ -74,7 +78,7 @@ func New(cfg Config) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Client{cfg: cfg, pools: map[string]*Pool{}, attached: map[string]*attachment{}, changed: make(chan struct{}, 1)}
+	return &Client{cfg: cfg, pools: map[string]*Pool{}, attached: map[string]*attachment{}, problems: map[string]string{}, changed: make(chan struct{}, 1)}
 }
 
 // Run keeps the stream open until ctx is done.
@@ -180,41 +184,58 @@ func (c *Client) attach() {
 	}
 	defer c.mu.Unlock()
 	pools := c.pools
-	seen := map[string]bool{}
+	seen, paths := map[string]bool{}, map[string]bool{}
+	detach := func(name string) {
+		if a := c.attached[name]; a != nil {
+			a.sched.SetPrefixSource(nil)
+			delete(c.attached, name)
+		}
+	}
 	c.cfg.Pools.Each(func(name string, profile *snapshotv1.PickerProfile, sched *picker.Scheduler) {
 		seen[name] = true
-		a := c.attached[name]
 		kv := profile.GetKvEvents()
-		p := pools[name]
-		if kv == nil || p == nil {
-			if a != nil {
-				a.sched.SetPrefixSource(nil)
-				delete(c.attached, name)
-			}
+		if kv == nil {
+			delete(c.problems, name)
+			detach(name)
 			return
 		}
-		if a != nil && a.sched == sched && a.source.pool == p && equalTokenizer(a.tok, kv.GetTokenizer()) {
-			return
-		}
-		tok, err := NewTokenizer(kv.GetTokenizer())
+		paths[kv.GetTokenizer().GetPath()] = true
+		// Loaded once per file revision (under c.mu: attaching waits for it).
+		tok, fresh, err := c.toks.get(kv.GetTokenizer())
 		if err != nil {
-			// The control plane validates profiles; this is version skew.
-			c.cfg.Logger.Warn("kv index: pool's tokenizer unusable, matching stays approximate", "pool", name, "err", err)
+			if fresh {
+				c.cfg.Logger.Error("kv index: the pool's tokenizer does not load; its prefix matching stays approximate",
+					"pool", name, "tokenizer", kv.GetTokenizer().GetPath(), "err", err)
+				c.tokenizerFailures.Add(1)
+			}
+			c.problems[name] = err.Error()
+			detach(name)
+			return
+		}
+		delete(c.problems, name)
+		p := pools[name]
+		if p == nil {
+			detach(name)
+			return
+		}
+		if a := c.attached[name]; a != nil && a.sched == sched && a.source.pool == p && a.source.tok == tok {
 			return
 		}
 		src := NewSource(p, tok)
 		sched.SetPrefixSource(src)
-		c.attached[name] = &attachment{sched: sched, tok: kv.GetTokenizer(), source: src}
+		c.attached[name] = &attachment{sched: sched, source: src}
 	})
 	for name := range c.attached {
 		if !seen[name] {
 			delete(c.attached, name)
 		}
 	}
-}
-
-func equalTokenizer(a, b *snapshotv1.Tokenizer) bool {
-	return a.GetBuiltin() == b.GetBuiltin() && a.GetPath() == b.GetPath() && a.GetChatTemplate() == b.GetChatTemplate()
+	for name := range c.problems {
+		if !seen[name] {
+			delete(c.problems, name)
+		}
+	}
+	c.toks.forget(paths)
 }
 
 // PoolState is one pool's index for the admin API.
@@ -224,9 +245,12 @@ type PoolState struct {
 	Adapters  []string       `json:"adapters,omitempty"`
 	Servers   []ServerBlocks `json:"servers"`
 	// Attached: the pool's picker uses the index.
-	Attached bool  `json:"attached"`
-	Matched  int64 `json:"matched"`
-	Unjudged int64 `json:"unjudged"`
+	Attached bool `json:"attached"`
+	// TokenizerError: the pool's tokenizer does not load, so its picker
+	// does not use the index (approximate prefix matching).
+	TokenizerError string `json:"tokenizerError,omitempty"`
+	Matched        int64  `json:"matched"`
+	Unjudged       int64  `json:"unjudged"`
 }
 
 // State is the client's view for the admin API.
@@ -250,6 +274,11 @@ func (c *Client) State() State {
 		st.Pools[name] = ps
 	}
 	c.mu.Lock()
+	for name, why := range c.problems {
+		ps := st.Pools[name]
+		ps.TokenizerError = why
+		st.Pools[name] = ps
+	}
 	for name, a := range c.attached {
 		if ps, ok := st.Pools[name]; ok {
 			ps.Attached = true

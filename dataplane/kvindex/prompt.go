@@ -7,21 +7,41 @@ import (
 
 	"github.com/infergate/infergate/proto/kvevents"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/tokenizer"
 )
 
 // Tokenizer turns a request's prompt into the token ids the model server
 // computes for it: the chat template applied to messages, or the
 // completion prompt (token-id prompts are taken as they are).
 type Tokenizer struct {
-	builtin string
+	// bpe is the model's tokenizer.json; nil: the builtin ByteTokens.
+	bpe *tokenizer.Tokenizer
 }
 
-// NewTokenizer builds the tokenizer a pool's KVEvents names.
+// NewTokenizer builds the tokenizer a pool's KVEvents names, loading its
+// tokenizer.json (Client caches loaded files; this loads every time).
 func NewTokenizer(tk *snapshotv1.Tokenizer) (*Tokenizer, error) {
 	if err := kvevents.CheckConfig(&snapshotv1.KVEvents{Tokenizer: tk}); err != nil {
 		return nil, err
 	}
-	return &Tokenizer{builtin: tk.GetBuiltin()}, nil
+	if tk.GetPath() == "" {
+		return &Tokenizer{}, nil
+	}
+	bpe, err := tokenizer.LoadFile(tk.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return &Tokenizer{bpe: bpe}, nil
+}
+
+// encode tokenizes text; special adds what the model's post-processor puts
+// around a sequence, as servers do for completion prompts (not for a
+// rendered chat template, which carries its own).
+func (t *Tokenizer) encode(dst []uint32, text []byte, special bool) []uint32 {
+	if t.bpe == nil {
+		return kvevents.ByteTokens(dst, text)
+	}
+	return t.bpe.Encode(dst, text, special)
 }
 
 // errNoPrompt: the body has no prompt this tokenizer can read.
@@ -53,9 +73,9 @@ func (t *Tokenizer) Tokens(dst []uint32, scratch []byte, body []byte) ([]uint32,
 			text = kvevents.AppendLlama3Message(text, m.Role, c)
 		}
 		text = kvevents.AppendLlama3End(text)
-		return kvevents.ByteTokens(dst, text), text, nil
+		return t.encode(dst, text, false), text, nil
 	case len(b.Prompt) > 0:
-		return completionTokens(dst, scratch, b.Prompt)
+		return t.completionTokens(dst, scratch, b.Prompt)
 	}
 	return dst, scratch, errNoPrompt
 }
@@ -90,7 +110,7 @@ func messageText(raw json.RawMessage) (string, error) {
 
 // completionTokens reads a completion prompt: a string or a one-element
 // string array (tokenized), or token ids (one prompt).
-func completionTokens(dst []uint32, scratch []byte, raw json.RawMessage) ([]uint32, []byte, error) {
+func (t *Tokenizer) completionTokens(dst []uint32, scratch []byte, raw json.RawMessage) ([]uint32, []byte, error) {
 	raw = bytes.TrimSpace(raw)
 	switch raw[0] {
 	case '"':
@@ -98,14 +118,14 @@ func completionTokens(dst []uint32, scratch []byte, raw json.RawMessage) ([]uint
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return dst, scratch, err
 		}
-		return kvevents.ByteTokens(dst, []byte(s)), scratch, nil
+		return t.encode(dst, []byte(s), true), scratch, nil
 	case '[':
 		var ss []string
 		if err := json.Unmarshal(raw, &ss); err == nil {
 			if len(ss) != 1 {
 				return dst, scratch, errors.New("several prompts in one request")
 			}
-			return kvevents.ByteTokens(dst, []byte(ss[0])), scratch, nil
+			return t.encode(dst, []byte(ss[0]), true), scratch, nil
 		}
 		var ids []uint32
 		if err := json.Unmarshal(raw, &ids); err != nil {

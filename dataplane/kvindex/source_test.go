@@ -3,6 +3,8 @@ package kvindex
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/infergate/infergate/proto/kvevents"
 	kvindexv1 "github.com/infergate/infergate/proto/kvindex/v1"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
+	"github.com/infergate/infergate/proto/tokenizer/cl100k"
 )
 
 func chatBody(msgs ...string) []byte {
@@ -103,24 +106,43 @@ func TestSourceCachedTokens(t *testing.T) {
 }
 
 // BenchmarkTokenize: the proxy's cost of judging a 220 KB chat prompt
-// (JSON decode, template, token ids, block keys) and a 4 KB one.
+// (JSON decode, template, token ids, block keys) and a 4 KB one, with the
+// simulator's byte tokenizer and with a real BPE loaded from a
+// tokenizer.json (cl100k's vocabulary, Llama 3's special tokens).
 func BenchmarkTokenize(b *testing.B) {
-	for _, size := range []int{4 << 10, 220 << 10} {
-		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
-			var msgs []string
-			for n := 0; n < size; n += 2000 {
-				msgs = append(msgs, strings.Repeat("lorem ipsum dolor sit amet, \"quoted\" ", 55))
-			}
-			body := chatBody(msgs...)
-			src := NewSource(newPool("p"), bytesTokenizer(b))
-			sc := &scratch{}
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, ok := src.keys(sc, body, "m", 16); !ok {
-					b.Fatal("no keys")
+	js, err := cl100k.TokenizerJSON()
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "tokenizer.json")
+	if err := os.WriteFile(path, js, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	bpe, err := NewTokenizer(&snapshotv1.Tokenizer{Path: path})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tk := range []struct {
+		name string
+		tok  *Tokenizer
+	}{{"bytes", bytesTokenizer(b)}, {"tokenizer.json", bpe}} {
+		for _, size := range []int{4 << 10, 220 << 10} {
+			b.Run(fmt.Sprintf("tokenizer=%s/bytes=%d", tk.name, size), func(b *testing.B) {
+				var msgs []string
+				for n := 0; n < size; n += 2000 {
+					msgs = append(msgs, strings.Repeat("lorem ipsum dolor sit amet, \"quoted\" ", 55))
 				}
-			}
-		})
+				body := chatBody(msgs...)
+				src := NewSource(newPool("p"), tk.tok)
+				sc := &scratch{}
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, ok := src.keys(sc, body, "m", 16); !ok {
+						b.Fatal("no keys")
+					}
+				}
+			})
+		}
 	}
 }

@@ -3,6 +3,7 @@ package kvevents
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
@@ -43,7 +44,11 @@ func CheckConfig(kv *snapshotv1.KVEvents) error {
 	case tk.GetBuiltin() != "" && tk.GetBuiltin() != TokenizerBytes:
 		return fmt.Errorf("kvEvents: tokenizer.builtin %q: want %q", tk.GetBuiltin(), TokenizerBytes)
 	case tk.GetPath() != "":
-		return fmt.Errorf("kvEvents: tokenizer.path %q: loading a Hugging Face tokenizer.json is not supported yet", tk.GetPath())
+		// The file is on the proxies' file system: each proxy loads it and
+		// keeps approximate matching when it does not parse.
+		if p := tk.GetPath(); !strings.HasPrefix(p, "/") || len(p) > 4096 || strings.ContainsRune(p, 0) {
+			return fmt.Errorf("kvEvents: tokenizer.path %q: want an absolute path to a Hugging Face tokenizer.json (at most 4096 bytes)", p)
+		}
 	}
 	switch tk.GetChatTemplate() {
 	case "", ChatTemplateLlama3:

@@ -196,6 +196,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 			Pools: mgr.Schedulers(), Logger: logger.With("component", "kvindex"),
 		})
 		kvindex.RegisterAdmin(mux, kvClient)
+		mgr.Metrics().Registry().MustRegister(kvClient.Collector())
 	}
 	admin := serveHTTP(logger, "admin", adminLis, mux)
 	if o.healthAddress != "" {
