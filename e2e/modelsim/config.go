@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/e2e/modelsim/engine"
+	"github.com/infergate/infergate/proto/tokenizer/cl100k"
 )
 
 // DefaultModel is the base model a replica serves unless told otherwise.
@@ -44,6 +45,10 @@ type Config struct {
 	MetricsFault string
 	// KVEvents, when enabled, publishes KV-cache events (vLLM's --kv-events-config).
 	KVEvents *KVEventsConfig
+	// Tokenizer: "" or "bytes" tokenizes CharsPerToken bytes per token;
+	// "cl100k" is a real BPE (cl100k_base with Llama 3's special tokens,
+	// proto/tokenizer/cl100k), whose tokenizer.json a gateway can load.
+	Tokenizer string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -78,6 +83,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SlowFactor <= 0 {
 		c.SlowFactor = 1
+	}
+	switch c.Tokenizer {
+	case "", TokenizerBytes, cl100k.Name:
+	default:
+		return c, fmt.Errorf("unknown tokenizer %q (want %s or %s)", c.Tokenizer, TokenizerBytes, cl100k.Name)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -93,6 +93,7 @@ func (r *Replica) generate(w http.ResponseWriter, req *http.Request, chat bool) 
 		maxTok, finish = r.defaultOutputLen(g.Prompt), "stop"
 	}
 	er := engine.NewRequest(g.Prompt, maxTok, adapter)
+	er.Tokens = r.tokenIDs(g)
 	if err := r.eng.Submit(er); err != nil {
 		r.fail(w, r.submitError(err))
 		return

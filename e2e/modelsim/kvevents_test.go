@@ -3,6 +3,7 @@ package modelsim
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,16 +11,77 @@ import (
 	"github.com/go-zeromq/zmq4"
 
 	"github.com/infergate/infergate/proto/kvevents"
+	"github.com/infergate/infergate/proto/tokenizer/cl100k"
 )
 
-func kvFleet(t *testing.T) *Replica {
+func kvFleet(t *testing.T, tokenizer string) *Replica {
 	t.Helper()
 	cfg, err := ParseKVEventsConfig(`{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:0","replay_endpoint":"tcp://*:0","topic":"kv@sim@m"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := startFleet(t, FleetConfig{Config: Config{KVEvents: cfg}})
+	f := startFleet(t, FleetConfig{Config: Config{KVEvents: cfg, Tokenizer: tokenizer}})
 	return f.Replica(0)
+}
+
+// subscribe dials r's event socket and waits until the publisher has the
+// subscription (it arrives asynchronously), so later events are seen.
+func subscribe(t *testing.T, ctx context.Context, r *Replica) zmq4.Socket {
+	t.Helper()
+	sub := zmq4.NewSub(ctx)
+	t.Cleanup(func() { sub.Close() })
+	if err := sub.Dial(r.KVEventsAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ts, ok := r.kv.pub.(zmq4.Topics); ok && len(ts.Topics()) > 0 {
+			return sub
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("subscription never reached the publisher")
+		}
+	}
+}
+
+// With --tokenizer cl100k the replica's KV events, usage and prefix cache
+// are in real token ids: the rendered chat template through the BPE.
+func TestKVEventsRealTokenizer(t *testing.T) {
+	r := kvFleet(t, cl100k.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub := subscribe(t, ctx, r)
+	system := strings.Repeat("You answer questions about the gateway's routing, briefly. ", 6)
+	body := `{"model":"` + DefaultModel + `","max_tokens":2,"messages":[{"role":"system","content":"` + system + `"},{"role":"user","content":"What's new?"}]}`
+	resp, out := post(t, r.URL()+"/v1/chat/completions", body)
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode, out)
+	}
+	enc, err := cl100k.NewEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := kvevents.AppendLlama3Begin(nil)
+	text = kvevents.AppendLlama3Message(text, "system", system)
+	text = kvevents.AppendLlama3Message(text, "user", "What's new?")
+	tokens := enc.Encode(nil, kvevents.AppendLlama3End(text), false)
+	if !strings.Contains(out, `"prompt_tokens":`+strconv.Itoa(len(tokens))+`,`) {
+		t.Errorf("usage %s: want prompt_tokens %d", out, len(tokens))
+	}
+	_, b := recvBatch(t, sub)
+	full := len(tokens) / 16 * 16
+	if len(b.Events) != 1 || !slices.Equal(b.Events[0].TokenIDs, tokens[:full]) || b.Events[0].TokenIDs[0] != 128000 {
+		t.Fatalf("events %+v: want one BlockStored of the prompt's %d full-block token ids %v", b.Events, full, tokens[:full])
+	}
+	g, err := ParseGeneration([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.CachedTokens(g); err != nil || n != full {
+		t.Errorf("cached tokens %d %v, want %d", n, err, full)
+	}
 }
 
 // recvBatch reads the next published batch within the deadline.
@@ -45,30 +107,13 @@ func recvBatch(t *testing.T, sub zmq4.Socket) (uint64, kvevents.Batch) {
 }
 
 func TestKVEventsPublishedAndReplayed(t *testing.T) {
-	r := kvFleet(t)
+	r := kvFleet(t, "")
 	if !strings.HasPrefix(r.KVEventsAddr(), "tcp://127.0.0.1:") || r.KVReplayAddr() == "" {
 		t.Fatalf("addresses %q %q", r.KVEventsAddr(), r.KVReplayAddr())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sub := zmq4.NewSub(ctx)
-	defer sub.Close()
-	if err := sub.Dial(r.KVEventsAddr()); err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
-		t.Fatal(err)
-	}
-	// The subscription reaches the publisher asynchronously: wait until
-	// the PUB socket has a subscriber before causing events.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if ts, ok := r.kv.pub.(zmq4.Topics); ok && len(ts.Topics()) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("subscription never reached the publisher")
-		}
-	}
+	sub := subscribe(t, ctx, r)
 	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 8) // 360 bytes: 5 blocks of 64
 	if resp, body := post(t, r.URL()+"/v1/completions", `{"model":"`+DefaultModel+`","prompt":"`+prompt+`","max_tokens":2}`); resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode, body)

@@ -48,9 +48,13 @@ type errorDetail struct {
 // GenerationRequest is the engine-relevant part of a chat or text completion
 // request, after validation.
 type GenerationRequest struct {
-	Model        string
-	Prompt       []byte // rendered prompt text (chat template applied)
-	MaxTokens    int    // 0 = not given: the simulator picks a deterministic length
+	Model  string
+	Prompt []byte // rendered prompt text (chat template applied)
+	// TokenIDs: a completion prompt given as token ids (Prompt holds them
+	// as CharsPerToken bytes each).
+	TokenIDs     []uint32
+	Chat         bool // from a chat request: Prompt is a rendered template
+	MaxTokens    int  // 0 = not given: the simulator picks a deterministic length
 	Stream       bool
 	IncludeUsage bool
 }
@@ -165,6 +169,7 @@ func ParseChatRequest(body []byte) (GenerationRequest, error) {
 	return GenerationRequest{
 		Model:        req.Model,
 		Prompt:       prompt,
+		Chat:         true,
 		MaxTokens:    maxTok,
 		Stream:       req.Stream,
 		IncludeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
@@ -226,9 +231,14 @@ func ParseCompletionRequest(body []byte) (GenerationRequest, error) {
 	if aerr != nil {
 		return GenerationRequest{}, aerr
 	}
+	var ids []uint32
+	if toks, ok := tokenPrompt(req.Prompt); ok {
+		ids = toks
+	}
 	return GenerationRequest{
 		Model:        req.Model,
 		Prompt:       inputs[0],
+		TokenIDs:     ids,
 		MaxTokens:    maxTok,
 		Stream:       req.Stream,
 		IncludeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
@@ -302,6 +312,15 @@ func parseInputs(raw json.RawMessage, field string) ([][]byte, *apiError) {
 		return out, nil
 	}
 	return nil, badRequest("%s must be a string, an array of strings, or token IDs", field)
+}
+
+// tokenPrompt reads a prompt of token ids (one prompt: [int, ...]).
+func tokenPrompt(raw json.RawMessage) ([]uint32, bool) {
+	var toks []uint32
+	if err := json.Unmarshal(bytes.TrimSpace(raw), &toks); err != nil || len(toks) == 0 {
+		return nil, false
+	}
+	return toks, true
 }
 
 func renderTokens(toks []int64) []byte {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/infergate/infergate/e2e/modelsim/engine"
+	"github.com/infergate/infergate/proto/tokenizer/cl100k"
 )
 
 // Header names the replica on every response.
@@ -46,6 +47,8 @@ type Replica struct {
 	rng   *rand.Rand
 
 	kv *kvPublisher // KV event publisher; nil when events are off
+
+	tok *cl100k.Encoder // Config.Tokenizer; nil: bytes
 
 	served, failed, promptTokens, cachedTokens, genTokens, scrapes atomic.Int64
 }
@@ -87,6 +90,9 @@ func NewReplica(name string, cfg Config, clock *engine.Clock) (*Replica, error) 
 		readyAt: clock.Now().Add(cfg.StartupDelay),
 		created: time.Now().Unix(),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, xxhash.Sum64String(name))),
+	}
+	if r.tok, err = newTokenizer(cfg.Tokenizer); err != nil {
+		return nil, err
 	}
 	ecfg := cfg.EngineConfig.WithDefaults()
 	r.metrics = newMetricSet(cfg.Engine, cfg.modelNames()[0], ecfg, len(cfg.LoRAModules) > 0)

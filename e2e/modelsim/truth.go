@@ -41,6 +41,9 @@ func (r *Replica) CachedTokens(g GenerationRequest) (int, error) {
 	if aerr != nil {
 		return 0, aerr
 	}
+	if r.tok != nil {
+		return r.eng.CachedTokenIDs(r.tokenIDs(g), adapter), nil
+	}
 	return r.eng.CachedTokens(g.Prompt, adapter), nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/infergate/infergate/e2e/modelsim"
 	"github.com/infergate/infergate/e2e/modelsim/engine"
+	"github.com/infergate/infergate/proto/tokenizer/cl100k"
 )
 
 func main() {
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		metricsBad  = fs.String("metrics-fault", "", "break /metrics: "+strings.Join(modelsim.MetricsFaults, ", ")+" (fault injection)")
 		embedDim    = fs.Int("embedding-dim", 384, "embedding vector length")
 		logLevel    = fs.String("log-level", "info", "debug, info, warn or error")
+		tokenizer   = fs.String("tokenizer", modelsim.TokenizerBytes, "prompt tokenizer: bytes (4 bytes of rendered prompt per token) or cl100k (a real BPE: cl100k_base with Llama 3's special tokens, its ids in KV events and usage)")
+		tokJSON     = fs.String("write-tokenizer-json", "", "with --tokenizer cl100k, write its Hugging Face tokenizer.json to this file first (for a gateway pool's kvEvents.tokenizer.path)")
 		kvEvents    = fs.String("kv-events-config", "", `publish KV-cache events as vLLM does, same JSON, e.g. '{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5558"}' (a * host is each replica's own address; port 0 picks one)`)
 	)
 	if err := fs.Parse(args); err != nil {
@@ -96,6 +99,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		var err error
 		if kvCfg, err = modelsim.ParseKVEventsConfig(*kvEvents); err != nil {
 			return fmt.Errorf("--kv-events-config: %w", err)
+		}
+	}
+	if *tokJSON != "" {
+		if *tokenizer != cl100k.Name {
+			return fmt.Errorf("--write-tokenizer-json needs --tokenizer %s", cl100k.Name)
+		}
+		js, err := cl100k.TokenizerJSON()
+		if err == nil {
+			err = os.WriteFile(*tokJSON, js, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("--write-tokenizer-json: %w", err)
 		}
 	}
 	var adapters []string
@@ -123,6 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			SlowFactor:   *slow,
 			MetricsFault: *metricsBad,
 			KVEvents:     kvCfg,
+			Tokenizer:    *tokenizer,
 			Logger:       logger,
 		},
 		Replicas:   *replicas,

@@ -171,6 +171,9 @@ func (c *Core) Config() Config { return c.cfg }
 // prepare tokenizes r and checks it can ever run.
 func (c *Core) prepare(r *Request) error {
 	r.promptLen = max(NumTokens(len(r.Prompt)), 1)
+	if r.Tokens != nil {
+		r.promptLen = max(len(r.Tokens), 1)
+	}
 	// Admission reserves room for prompt + 1 token even for prefill-only
 	// requests, so that is the minimum that must fit.
 	need := r.promptLen + max(r.MaxTokens, 1)
@@ -180,7 +183,11 @@ func (c *Core) prepare(r *Request) error {
 	if limit := c.cfg.KVBlocks * c.cfg.BlockSize; need > limit {
 		return &TooLongError{Tokens: need, Limit: limit}
 	}
-	r.hashes = BlockHashes(r.Prompt, c.cfg.BlockSize, r.Adapter)
+	if r.Tokens != nil {
+		r.hashes = TokenBlockHashes(r.Tokens, c.cfg.BlockSize, r.Adapter)
+	} else {
+		r.hashes = BlockHashes(r.Prompt, c.cfg.BlockSize, r.Adapter)
+	}
 	if r.notify == nil {
 		r.notify = make(chan struct{}, 1)
 	}
@@ -219,8 +226,17 @@ func (c *Core) Remove(r *Request) {
 // prompt's last token. It is ground truth for routing oracles; a real
 // server does not export it.
 func (c *Core) CachedTokens(prompt []byte, adapter string) int {
-	hashes := BlockHashes(prompt, c.cfg.BlockSize, adapter)
-	hashes = hashes[:min(len(hashes), (max(NumTokens(len(prompt)), 1)-1)/c.cfg.BlockSize)]
+	return c.cached(BlockHashes(prompt, c.cfg.BlockSize, adapter), max(NumTokens(len(prompt)), 1))
+}
+
+// CachedTokenIDs is CachedTokens for a prompt given as token ids
+// (Request.Tokens).
+func (c *Core) CachedTokenIDs(tokens []uint32, adapter string) int {
+	return c.cached(TokenBlockHashes(tokens, c.cfg.BlockSize, adapter), max(len(tokens), 1))
+}
+
+func (c *Core) cached(hashes []uint64, promptLen int) int {
+	hashes = hashes[:min(len(hashes), (promptLen-1)/c.cfg.BlockSize)]
 	n := 0
 	for _, h := range hashes {
 		if _, ok := c.kv.cached[h]; !ok {

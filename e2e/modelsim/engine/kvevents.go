@@ -53,8 +53,12 @@ func (c *Core) registerBlocks(r *Request) {
 			}
 		}
 		run.BlockHashes = append(run.BlockHashes, r.hashes[i])
-		span := bs * CharsPerToken
-		run.TokenIDs = TokenIDs(run.TokenIDs, r.Prompt[i*span:(i+1)*span])
+		if r.Tokens != nil {
+			run.TokenIDs = append(run.TokenIDs, r.Tokens[i*bs:(i+1)*bs]...)
+		} else {
+			span := bs * CharsPerToken
+			run.TokenIDs = TokenIDs(run.TokenIDs, r.Prompt[i*span:(i+1)*span])
+		}
 	}
 }
 

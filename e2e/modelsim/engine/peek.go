@@ -14,6 +14,13 @@ func (e *Engine) CachedTokens(prompt []byte, adapter string) int {
 	return e.core.CachedTokens(prompt, adapter)
 }
 
+// CachedTokenIDs is CachedTokens for a prompt given as token ids.
+func (e *Engine) CachedTokenIDs(tokens []uint32, adapter string) int {
+	e.coreMu.Lock()
+	defer e.coreMu.Unlock()
+	return e.core.CachedTokenIDs(tokens, adapter)
+}
+
 // Load is the engine's state now — as the step being executed leaves it,
 // plus the requests submitted since (waiting) — rather than Stats' state
 // as of the last step's end.

@@ -9,8 +9,12 @@ import (
 // are set by the caller before Submit and not touched afterwards; progress is
 // read with Progress after a signal on Updates.
 type Request struct {
-	// Prompt is the rendered prompt text; it is tokenized with CharsPerToken.
+	// Prompt is the rendered prompt text; it is tokenized with CharsPerToken
+	// unless Tokens is set.
 	Prompt []byte
+	// Tokens, when set, are the prompt's token ids from a real tokenizer:
+	// they size the prompt, key its blocks and go out in KV events.
+	Tokens []uint32
 	// MaxTokens is the number of output tokens to generate; 0 means
 	// prefill-only (embeddings): the request finishes when its prompt is computed.
 	MaxTokens int

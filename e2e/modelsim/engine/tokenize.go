@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/infergate/infergate/proto/kvevents"
 )
 
 // CharsPerToken is the simulator's tokenizer: every CharsPerToken bytes of the
@@ -41,4 +43,11 @@ func BlockHashes(prompt []byte, blockSize int, adapter string) []uint64 {
 		out[i] = parent
 	}
 	return out
+}
+
+// TokenBlockHashes are the chained hashes of the full blocks of a prompt
+// given as token ids (a real tokenizer's): the gateway's block keys
+// (kvevents.AppendBlockKeys), which is as good an engine hash as any.
+func TokenBlockHashes(tokens []uint32, blockSize int, adapter string) []uint64 {
+	return kvevents.AppendBlockKeys(nil, kvevents.RootKey(adapter), tokens, blockSize)
 }
