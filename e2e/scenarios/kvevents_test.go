@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,11 +20,13 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/infergate/infergate/e2e/harness"
+	"github.com/infergate/infergate/proto/kvevents"
+	"github.com/infergate/infergate/proto/tokenizer/cl100k"
 )
 
-// kvPoolYAML is a pool whose profile turns KV events on, with modelsim's
-// tokenizer; its pods publish on {{.EventsPort}} with replay on
-// {{.ReplayPort}}.
+// kvPoolYAML is a pool whose profile turns KV events on, with the
+// tokenizer {{.Tokenizer}}; its pods publish on {{.EventsPort}} with replay
+// on {{.ReplayPort}}.
 const kvPoolYAML = gatewayYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: chat, namespace: default}
@@ -40,7 +43,7 @@ metadata:
   annotations:
     infergate.dev/picker-profile: |
       scorers: [{name: queue, weight: 2}, {name: kv-cache, weight: 2}, {name: prefix-cache, weight: 3}]
-      kvEvents: {port: {{.EventsPort}}, replayPort: {{.ReplayPort}}, tokenizer: {builtin: bytes}}
+      kvEvents: {port: {{.EventsPort}}, replayPort: {{.ReplayPort}}, tokenizer: {{.Tokenizer}}}
 spec:
   selector: {matchLabels: {app: sim}}
   targetPorts: [{number: {{.PodPort}}}]
@@ -59,8 +62,18 @@ type kvFleet struct {
 	clients                          []openai.Client
 }
 
-func startKVFleet(t *testing.T, proxies int) *kvFleet {
+// startKVFleet starts the fleet; with realTokenizer the servers tokenize
+// with a real BPE (modelsim --tokenizer cl100k) and the proxies load the
+// same vocabulary from a tokenizer.json (the pool's tokenizer.path), so
+// events, index and matching all run on real token ids; without it both
+// use modelsim's 4-byte tokens.
+func startKVFleet(t *testing.T, proxies int, realTokenizer bool) *kvFleet {
 	t.Helper()
+	tokenizer, simArgs := "{builtin: bytes}", []string{}
+	if realTokenizer {
+		path := filepath.Join(t.TempDir(), "tokenizer.json")
+		tokenizer, simArgs = fmt.Sprintf("{path: %q}", path), []string{"--tokenizer", cl100k.Name, "--write-tokenizer-json", path}
+	}
 	f := &kvFleet{dir: t.TempDir(), ips: []string{"127.0.0.41", "127.0.0.42", "127.0.0.43"}}
 	f.podPort = harness.FreePortOn(t, f.ips...)
 	f.eventsPort = harness.FreePortOn(t, f.ips...)
@@ -70,7 +83,7 @@ func startKVFleet(t *testing.T, proxies int) *kvFleet {
 	}
 	f.gatewayPort = harness.FreePort(t, "127.0.0.1")
 	f.xdsAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
-	writeFile(t, f.dir, "fleet.yaml", render(t, kvPoolYAML, map[string]int{
+	writeFile(t, f.dir, "fleet.yaml", render(t, kvPoolYAML, map[string]any{"Tokenizer": tokenizer,
 		"GatewayPort": f.gatewayPort, "PodPort": f.podPort, "EventsPort": f.eventsPort, "ReplayPort": replayPort}))
 	listen := make([]string, len(f.ips))
 	for i, ip := range f.ips {
@@ -78,7 +91,7 @@ func startKVFleet(t *testing.T, proxies int) *kvFleet {
 		listen[i] = fmt.Sprintf("%s:%d", ip, f.podPort)
 	}
 	cfg := fmt.Sprintf(`{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:%d","replay_endpoint":"tcp://*:%d"}`, f.eventsPort, replayPort)
-	harness.Start(t, "modelsim", bins.Path("modelsim"), "--listen", strings.Join(listen, ","), "--model", model, "--time-scale", "0.1", "--kv-events-config", cfg)
+	harness.Start(t, "modelsim", bins.Path("modelsim"), append([]string{"--listen", strings.Join(listen, ","), "--model", model, "--time-scale", "0.1", "--kv-events-config", cfg}, simArgs...)...)
 	for _, l := range listen {
 		harness.WaitHTTP(context.Background(), t, "http://"+l+"/health", syncTimeout)
 	}
@@ -199,18 +212,33 @@ func longPrompt(topic string) string {
 }
 
 // TestPreciseRoutingFromKVEvents: two proxies, three simulated servers
-// publishing KV events, the control plane subscribed to them. A prompt
+// publishing KV events in real token ids (a BPE the servers run and the
+// proxies load from a tokenizer.json), the control plane subscribed to
+// them. A prompt
 // sent through proxy A is routed by proxy B to the server that cached it;
 // prompts cached on servers no proxy chose (sent to them directly) are
 // routed there too — only the events can tell; after the server drops its
 // cache, B no longer prefers it and follows the prompt to where it is
 // cached now.
 func TestPreciseRoutingFromKVEvents(t *testing.T) {
-	f := startKVFleet(t, 2)
+	f := startKVFleet(t, 2, true)
 
 	p := longPrompt("the first topic")
 	x := f.chatVia(t, 0, p)
 	f.waitHeld(t, 1, x, p, true)
+	// The blocks are the BPE's: the proxy's chain has as many full blocks
+	// as the servers' tokenizer gives the rendered conversation.
+	enc, err := cl100k.NewEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := kvevents.AppendLlama3Begin(nil)
+	text = kvevents.AppendLlama3Message(text, "system", p)
+	text = kvevents.AppendLlama3Message(text, "user", "Summarise it.")
+	tokens := enc.Encode(nil, kvevents.AppendLlama3End(text), false)
+	if _, n := f.heldBlocks(t, 1, p); n != len(tokens)/16 || n == len(text)/64 {
+		t.Fatalf("the proxy's chain has %d blocks; the BPE gives %d tokens (%d blocks), 4-byte tokens would give %d", n, len(tokens), len(tokens)/16, len(text)/64)
+	}
 	if got := f.chatVia(t, 1, p); got != x {
 		t.Fatalf("proxy B sent the prompt A had sent to %s to %s", x, got)
 	}
@@ -274,7 +302,7 @@ func TestKVEventLoadIndependentOfProxyCount(t *testing.T) {
 	if _, err := os.Stat("/proc/net/tcp"); err != nil {
 		t.Skip("needs /proc/net/tcp")
 	}
-	f := startKVFleet(t, 1)
+	f := startKVFleet(t, 1, false)
 	count := func() []int {
 		var out []int
 		for _, ip := range f.ips {
