@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Parameter keys of the ConfigMap a GatewayClass's spec.parametersRef or a
@@ -36,10 +37,21 @@ const (
 	KeyMemoryRequest = "memoryRequest"
 	KeyCPULimit      = "cpuLimit"
 	KeyMemoryLimit   = "memoryLimit"
+	// KeyTokenizers mounts model tokenizers (Hugging Face tokenizer.json
+	// files) read-only at TokenizerDir in every proxy, for pools whose
+	// picker profile names one in kvEvents.tokenizer.path:
+	// "configMap:NAME" (a ConfigMap in the Gateway's namespace, each key a
+	// file; ConfigMaps hold at most 1 MiB, less than most tokenizers),
+	// "pvc:NAME" (a PersistentVolumeClaim, mounted read-only) or
+	// "image:REFERENCE" (an OCI image's files, Kubernetes' image volumes).
+	KeyTokenizers = "tokenizers"
 )
 
+// TokenizerDir is where KeyTokenizers' files appear in the proxies.
+const TokenizerDir = "/etc/infergate/tokenizers"
+
 var knownKeys = []string{KeyImage, KeyReplicas, KeyMaxReplicas, KeyCPUTarget, KeyAutoscaling, KeyServiceType,
-	KeyCPURequest, KeyMemoryRequest, KeyCPULimit, KeyMemoryLimit}
+	KeyCPURequest, KeyMemoryRequest, KeyCPULimit, KeyMemoryLimit, KeyTokenizers}
 
 // Params size the objects provisioned for one Gateway.
 type Params struct {
@@ -50,6 +62,8 @@ type Params struct {
 	Autoscaling bool
 	ServiceType corev1.ServiceType
 	Resources   corev1.ResourceRequirements
+	// Tokenizers is the volume KeyTokenizers names (nil: none).
+	Tokenizers *corev1.VolumeSource
 }
 
 // ParseParams reads parameter ConfigMap data (later maps override earlier
@@ -98,6 +112,8 @@ func ParseParams(defaultImage string, data ...map[string]string) (Params, error)
 			}
 			_, err = resource.ParseQuantity(v)
 			res[k] = v
+		case KeyTokenizers:
+			p.Tokenizers, err = parseTokenizers(v)
 		default:
 			err = fmt.Errorf("unknown key (known: %s)", strings.Join(knownKeys, ", "))
 		}
@@ -129,6 +145,31 @@ func ParseParams(defaultImage string, data ...map[string]string) (Params, error)
 		return Params{}, fmt.Errorf("parameter %s: autoscaling on CPU needs a CPU request", KeyCPURequest)
 	}
 	return p, nil
+}
+
+// parseTokenizers reads KeyTokenizers ("" = none).
+func parseTokenizers(v string) (*corev1.VolumeSource, error) {
+	if v == "" {
+		return nil, nil
+	}
+	kind, name, _ := strings.Cut(v, ":")
+	name = strings.TrimSpace(name)
+	switch kind {
+	case "configMap", "pvc":
+		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+			return nil, fmt.Errorf("%s name: %s", kind, strings.Join(errs, "; "))
+		}
+		if kind == "pvc" {
+			return &corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name, ReadOnly: true}}, nil
+		}
+		return &corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}, nil
+	case "image":
+		if name == "" || strings.ContainsAny(name, " \t\n") {
+			return nil, fmt.Errorf("image: want an image reference")
+		}
+		return &corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: name, PullPolicy: corev1.PullIfNotPresent}}, nil
+	}
+	return nil, fmt.Errorf("want configMap:NAME, pvc:NAME or image:REFERENCE")
 }
 
 func parseCount(v string, least int) (int32, error) {

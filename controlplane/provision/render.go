@@ -319,6 +319,10 @@ func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opt
 		}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "xds-token", MountPath: tokenDir, ReadOnly: true})
 	}
+	if p.Tokenizers != nil {
+		volumes = append(volumes, corev1.Volume{Name: "tokenizers", VolumeSource: *p.Tokenizers})
+		mounts = append(mounts, corev1.VolumeMount{Name: "tokenizers", MountPath: TokenizerDir, ReadOnly: true})
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: meta,

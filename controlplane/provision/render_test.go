@@ -154,6 +154,9 @@ func TestParseParams(t *testing.T) {
 		{"replica": "3"},
 		{"autoscaling": "maybe"},
 		{"cpuRequest": ""},
+		{"tokenizers": "s3://bucket"},
+		{"tokenizers": "pvc:Not_A_Name"},
+		{"tokenizers": "image:"},
 	} {
 		if _, err := ParseParams("img", bad); err == nil {
 			t.Errorf("ParseParams(%v) accepted", bad)
