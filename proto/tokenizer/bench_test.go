@@ -60,6 +60,24 @@ func prompt220KB() []byte {
 	return []byte(b.String()[:220<<10])
 }
 
+// adversarial220KB is 220 KB of random letters in words of 100 to 3,000
+// bytes and runs of "<|": long pieces the vocabulary does not hold whole
+// (every merge runs) and many added-token candidates.
+func adversarial220KB() []byte {
+	rng := rand.New(rand.NewPCG(9, 9))
+	var b []byte
+	for len(b) < 220<<10 {
+		for range 100 + rng.IntN(2900) {
+			b = append(b, byte('a'+rng.IntN(26)))
+		}
+		b = append(b, ' ')
+		if rng.IntN(4) == 0 {
+			b = append(b, strings.Repeat("<|", 50)...)
+		}
+	}
+	return b[:220<<10]
+}
+
 // BenchmarkEncode220KB: the proxy's tokenizer (this package, loaded from
 // the cl100k tokenizer.json) against tiktoken-go on the same vocabulary,
 // in one invocation.
@@ -70,6 +88,13 @@ func BenchmarkEncode220KB(b *testing.B) {
 		b.SetBytes(int64(len(text)))
 		var ids []uint32
 		loop(b, func() { ids = tok.Encode(ids[:0], text, false) })
+		b.ReportMetric(float64(len(ids)), "tokens")
+	})
+	adv := adversarial220KB()
+	b.Run("tokenizer.json/adversarial", func(b *testing.B) {
+		b.SetBytes(int64(len(adv)))
+		var ids []uint32
+		loop(b, func() { ids = tok.Encode(ids[:0], adv, false) })
 		b.ReportMetric(float64(len(ids)), "tokens")
 	})
 	b.Run("tiktoken-go", func(b *testing.B) {
