@@ -34,6 +34,13 @@ func NewTokenizer(tk *snapshotv1.Tokenizer) (*Tokenizer, error) {
 	return &Tokenizer{bpe: bpe}, nil
 }
 
+// MaxTokenizeBytes bounds the prompt text a tokenizer.json tokenizes per
+// request (1 MiB, more than any 128k-token context holds): BPE costs up to
+// ~0.4 µs per byte on text built to defeat it (long words the vocabulary
+// does not hold), so a longer prompt's tail is not matched rather than
+// let one request cost the proxy more than ~0.5 s of CPU.
+const MaxTokenizeBytes = 1 << 20
+
 // encode tokenizes text; special adds what the model's post-processor puts
 // around a sequence, as servers do for completion prompts (not for a
 // rendered chat template, which carries its own).
@@ -41,7 +48,7 @@ func (t *Tokenizer) encode(dst []uint32, text []byte, special bool) []uint32 {
 	if t.bpe == nil {
 		return kvevents.ByteTokens(dst, text)
 	}
-	return t.bpe.Encode(dst, text, special)
+	return t.bpe.Encode(dst, text[:min(len(text), MaxTokenizeBytes)], special)
 }
 
 // errNoPrompt: the body has no prompt this tokenizer can read.
