@@ -30,6 +30,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/translate"
+	"github.com/infergate/infergate/proto/tracing"
 )
 
 // FieldManager owns the provisioned objects and Gateway.status.addresses
@@ -56,6 +57,8 @@ type Options struct {
 	XDSCACert     []byte
 	XDSServerName string
 	TokenAudience string
+	// Tracing is passed to every proxy (see RenderOptions).
+	Tracing tracing.Options
 	// Resync re-checks every Gateway this often, repairing drift in the
 	// provisioned objects (default 10m).
 	Resync time.Duration
@@ -368,6 +371,7 @@ func (p *Provisioner) reconcile(ctx context.Context, key string) error {
 	ro := RenderOptions{
 		XDSAddress: p.opts.XDSAddress, XDSCACert: p.opts.XDSCACert,
 		XDSServerName: p.opts.XDSServerName, TokenAudience: p.opts.TokenAudience,
+		Tracing: p.opts.Tracing,
 	}
 	if p.opts.ListenerPorts != nil {
 		ro.ExtraPorts = p.opts.ListenerPorts.Get(key)

@@ -25,6 +25,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/translate"
+	"github.com/infergate/infergate/proto/tracing"
 )
 
 // Labels on every provisioned object. The selector uses only LabelName and
@@ -92,6 +93,9 @@ type RenderOptions struct {
 	// own listeners' (from ListenerSets; see ListenerPorts): Service and
 	// container ports too.
 	ExtraPorts []int32
+	// Tracing is how proxies trace (their --tracing-* flags; off when
+	// its Endpoint is empty).
+	Tracing tracing.Options
 }
 
 // Objects are what one Gateway gets. HPA is nil when autoscaling is off,
@@ -291,6 +295,7 @@ func renderDeployment(meta metav1.ObjectMeta, gw *gwapiv1.Gateway, p Params, opt
 		fmt.Sprintf("--shutdown-delay=%ds", shutdownDelaySeconds),
 		fmt.Sprintf("--drain-timeout=%ds", drainSeconds),
 	}
+	args = append(args, opts.Tracing.Args()...)
 	var volumes []corev1.Volume
 	var mounts []corev1.VolumeMount
 	if len(opts.XDSCACert) > 0 {

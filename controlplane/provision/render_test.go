@@ -15,6 +15,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/infergate/infergate/proto/tracing"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.out.yaml from the current output")
@@ -89,6 +91,11 @@ func renderFile(t *testing.T, path string) []byte {
 				opts.XDSCACert = []byte(cm.Data["xdsCACert"])
 				opts.XDSServerName = cm.Data["xdsServerName"]
 				opts.TokenAudience = cm.Data["tokenAudience"]
+				if ep := cm.Data["tracingEndpoint"]; ep != "" {
+					ratio, err := strconv.ParseFloat(cm.Data["tracingSampleRatio"], 64)
+					must(t, err)
+					opts.Tracing = tracing.Options{Endpoint: ep, SampleRatio: ratio, ParentBased: true}
+				}
 				for _, f := range strings.FieldsFunc(cm.Data["extraPorts"], func(r rune) bool { return r == ',' }) {
 					port, err := strconv.ParseInt(f, 10, 32)
 					must(t, err)

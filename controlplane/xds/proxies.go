@@ -7,6 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -30,14 +31,20 @@ type proxy struct {
 type typeSync struct {
 	sent, acked, nacked, nackReason string
 	// pending maps the nonce of each response not yet ACKed or NACKed to the
-	// snapshot version it carried: delta ACKs name only the nonce.
-	pending map[string]string
+	// snapshot version it carried (delta ACKs name only the nonce) and the
+	// response's delivery span.
+	pending map[string]pendingResponse
+}
+
+type pendingResponse struct {
+	version string
+	span    trace.Span
 }
 
 func (p *proxy) typ(typeURL string) *typeSync {
 	t, ok := p.types[typeURL]
 	if !ok {
-		t = &typeSync{pending: map[string]string{}}
+		t = &typeSync{pending: map[string]pendingResponse{}}
 		p.types[typeURL] = t
 	}
 	return t
@@ -87,6 +94,13 @@ func (s *Server) onStreamClosed(id int64, node *corev3.Node) {
 	p := s.proxies[id]
 	delete(s.proxies, id)
 	s.pmu.Unlock()
+	if p != nil {
+		for _, t := range p.types {
+			for _, pr := range t.pending {
+				endDelivery(pr.span, "stream closed before the proxy answered")
+			}
+		}
+	}
 	if p != nil && p.node != nil {
 		s.log.Info("xds: proxy disconnected", "node", node.GetId(), "gateway", p.gateway, "address", p.address)
 		s.countsMayHaveChanged()
@@ -134,13 +148,16 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) err
 	)
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		t := p.typ(req.GetTypeUrl())
-		if v, known := t.pending[nonce]; known {
+		if pr, known := t.pending[nonce]; known {
 			delete(t.pending, nonce)
+			v := pr.version
 			version = v
 			if d := req.GetErrorDetail(); d != nil {
 				nacked, reason = true, d.GetMessage()
 				t.nacked, t.nackReason = v, reason
+				endDelivery(pr.span, reason)
 			} else {
+				endDelivery(pr.span, "")
 				acked = true
 				t.acked = v
 				p.lastSync = time.Now()
@@ -228,7 +245,8 @@ func (s *Server) onResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp
 	}
 	t := p.typ(resp.GetTypeUrl())
 	t.sent = resp.GetSystemVersionInfo()
-	t.pending[resp.GetNonce()] = resp.GetSystemVersionInfo()
+	t.pending[resp.GetNonce()] = pendingResponse{version: resp.GetSystemVersionInfo(),
+		span: s.startDelivery(p.gateway, p.node.GetId(), resp)}
 }
 
 // Proxies lists the identified proxies, ordered by gateway then node id.

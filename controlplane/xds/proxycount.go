@@ -108,6 +108,7 @@ func (s *Server) publishProxyCounts() {
 			"streams", streams[gw], "pods", s.proxyPods[gw])
 		s.sets[gw] = next
 		s.stats.proxyCountUpdates.Add(1)
+		s.tracePush(context.Background(), gw, next, "proxy count", n)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,6 +34,7 @@ type options struct {
 	authorize func(ctx context.Context, node *corev3.Node) error
 	// countDelay coalesces proxy-count changes (see Run).
 	countDelay time.Duration
+	tracer     trace.Tracer
 }
 
 // WithOnNack registers a hook called (outside any lock, on the stream's
@@ -96,6 +98,8 @@ type Server struct {
 	countsChanged chan struct{}
 
 	stats counters
+	// pushes are the latest push spans per gateway (see WithTracer).
+	pushes pushes
 }
 
 type counters struct {
@@ -167,7 +171,12 @@ func (s *Server) Register(g *grpc.Server) {
 // change is not pushed again. A new snapshot's Manifest carries the
 // gateway's current proxy count (see Run).
 func (s *Server) Update(sets map[string]*snapshot.Set) {
-	ctx := context.Background()
+	s.UpdateContext(context.Background(), sets)
+}
+
+// UpdateContext is Update within ctx: the push spans (WithTracer) are its
+// children.
+func (s *Server) UpdateContext(ctx context.Context, sets map[string]*snapshot.Set) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -181,7 +190,8 @@ func (s *Server) Update(sets map[string]*snapshot.Set) {
 			next[gw] = old
 			continue
 		}
-		set = set.WithProxyCount(proxyCount(streams[gw], s.proxyPods[gw]))
+		n := proxyCount(streams[gw], s.proxyPods[gw])
+		set = set.WithProxyCount(n)
 		snap, err := newResourceSnapshot(set)
 		if err != nil {
 			// Cannot happen for sets built by snapshot.NewSet; keep serving
@@ -198,6 +208,7 @@ func (s *Server) Update(sets map[string]*snapshot.Set) {
 		next[gw] = set
 		s.updatedAt[gw] = now
 		delete(s.emptied, gw)
+		s.tracePush(ctx, gw, set, "snapshot", n)
 		s.stats.snapshotUpdates.Add(1)
 		s.log.Debug("xds: snapshot updated", "gateway", gw, "version", set.Version, "resources", set.Count())
 	}
@@ -205,6 +216,7 @@ func (s *Server) Update(sets map[string]*snapshot.Set) {
 		if _, ok := next[gw]; !ok {
 			s.setEmptyLocked(gw)
 			s.updatedAt[gw] = now
+			s.forgetPush(gw)
 			s.log.Info("xds: gateway removed, serving empty snapshot", "gateway", gw)
 		}
 	}

@@ -43,6 +43,8 @@ type call struct {
 	objective string
 	// cors is set when a CORS filter allowed the request's origin.
 	cors corsRequest
+	// trace records the request's spans; nil when tracing is off.
+	trace *requestTrace
 
 	ref *config.BackendRef
 	bs  *backendState

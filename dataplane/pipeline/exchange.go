@@ -187,6 +187,18 @@ func (ex *exchange) Flush() {
 // Unwrap lets http.ResponseController reach the connection.
 func (ex *exchange) Unwrap() http.ResponseWriter { return ex.w }
 
+// attemptStatus is the status the latest attempt's upstream answered: the
+// one passed on, or the one swallowed for a retry; 0 for none.
+func (ex *exchange) attemptStatus() int {
+	if ex.swallowed != 0 {
+		return ex.swallowed
+	}
+	if ex.committed {
+		return ex.status
+	}
+	return 0
+}
+
 // UpstreamFailed implements upstream.FailureSink.
 func (ex *exchange) UpstreamFailed(err error) bool {
 	ex.err = err

@@ -27,6 +27,9 @@ import (
 func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 	ex := newExchange(w)
 	defer ex.release()
+	if c.trace != nil {
+		defer c.trace.answered(ex) // before release: ex holds the usage
+	}
 	ex.cors = c.cors
 	route, r, bs, preq := c.route, c.r, c.bs, c.preq
 	defer endExternal(c)
@@ -90,7 +93,9 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		}
 		t0 := time.Now()
 		ep, err := pk.Pick(preq, cands)
-		m.metrics.ObservePick(time.Since(t0))
+		t1 := time.Now()
+		m.metrics.ObservePick(t1.Sub(t0))
+		c.trace.picked(t0, t1, bs.cfg.Source, len(cands), ep, err)
 		if err != nil {
 			// Nothing was sent: another backendRef may take the attempt
 			// (a pool's refusal to take more, 429, stands).
@@ -129,8 +134,10 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		last = ep
 		observe = outcomeFor(bs.picker, ep, preq)
 		m.fireMirrors(c)
+		span := c.trace.attempt(r, ep)
 		m.attempt(ex, r, route, bs, ep, clientCtx)
 		if ex.committed || clientCtx.Err() != nil || r.Context().Err() != nil {
+			c.trace.attemptDone(span, ex.attemptStatus(), ex.err, "")
 			break
 		}
 		var reason string
@@ -147,6 +154,7 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 			left--
 			reason = metrics.RetryError
 		}
+		c.trace.attemptDone(span, ex.attemptStatus(), ex.err, reason)
 		if reason == "" {
 			break
 		}

@@ -32,6 +32,10 @@ type portHandler struct {
 func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := h.m
 	reqID := upstream.EnsureRequestID(w, r)
+	var rt *requestTrace
+	if rt, w = m.startTrace(w, r, reqID); rt != nil {
+		defer rt.end()
+	}
 	st := m.state.Load()
 	ps := st.ports[h.port]
 	if ps == nil {
@@ -67,7 +71,9 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// (slowloris) must not hold a connection for ever.
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(m.opts.BodyReadTimeout))
+		t0 := rt.now()
 		body, err = openai.ReadBodyWithin(r.Body, r.ContentLength, m.opts.MaxBodyBytes, m.budget)
+		rt.bodyRead(t0, body, err)
 		if err == nil {
 			_ = rc.SetReadDeadline(time.Time{})
 		}
@@ -128,7 +134,9 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	t0 := rt.now()
 	route, match := ps.router.Match(r)
+	rt.routed(t0, route, model.Name, api)
 	if route == nil {
 		notFound(w, r, "no route for "+r.Host+r.URL.Path)
 		return
@@ -192,7 +200,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		applyRequestFilters(r, &route.Filters, match)
 	}
 	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{MaxTokens: int(maxTokens)},
-		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective, cors: cors}
+		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective, cors: cors, trace: rt}
 	if d := route.Timeouts.Request; d > 0 {
 		// Gateway API's request timeout covers the whole request, time
 		// spent waiting in a pool's queue included.
@@ -200,11 +208,15 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.keepBase()
 	m.aim(&c, ref, bs)
+	rt.target(bs.cfg.Source, c.preq.TargetModel, c.preq.Priority)
 	// Wait for room in a saturated pool after the filters (which may set
 	// the fairness id) and before mirroring (a refused request is not).
 	// A retry that moves to another pool goes straight to its picker.
 	if bs.queue != nil {
-		if !m.admit(w, &c) {
+		t0 := rt.now()
+		ok := m.admit(w, &c)
+		rt.queued(t0, bs.cfg.Source, c.preq.Priority, ok)
+		if !ok {
 			return
 		}
 		defer bs.queue.Kick()

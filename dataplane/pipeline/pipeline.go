@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/extproc"
@@ -88,6 +90,9 @@ type Options struct {
 	// answer when the pool does not set its own (default
 	// extproc.DefaultTimeout).
 	PickerTimeout time.Duration
+	// Tracer records a span tree per request (see requestTrace); nil
+	// turns tracing off.
+	Tracer trace.Tracer
 }
 
 // Defaults of Options.

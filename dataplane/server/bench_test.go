@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/pipeline"
@@ -102,7 +105,35 @@ func benchPost(b *testing.B, target string, parallel bool) {
 // is the bench-proxy JSON case (a 1 KB chat request, a ~300 B answer).
 // With -cpuprofile the profile still includes the raw client and backend
 // (a few percent: a read and a write each).
-func BenchmarkProxyOnly(b *testing.B) {
+func BenchmarkProxyOnly(b *testing.B) { benchProxyOnly(b, server.Options{}) }
+
+// BenchmarkProxyTraced is BenchmarkProxyOnly with tracing on: every request
+// recorded (a span tree per request, exported to nowhere) and none
+// recorded (sampling ratio 0: a non-recording span and the traceparent
+// sent on).
+func BenchmarkProxyTraced(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		sampler sdktrace.Sampler
+	}{{"sampled", sdktrace.AlwaysSample()}, {"unsampled", sdktrace.NeverSample()}} {
+		b.Run(c.name, func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(c.sampler), sdktrace.WithSpanProcessor(discardSpans{}))
+			b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			benchProxyOnly(b, server.Options{Pipeline: pipeline.Options{Tracer: tp.Tracer("bench")}})
+		})
+	}
+}
+
+// discardSpans is a span processor that drops ended spans, so the traced
+// benchmark measures recording, not an exporter.
+type discardSpans struct{}
+
+func (discardSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (discardSpans) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (discardSpans) Shutdown(context.Context) error                  { return nil }
+func (discardSpans) ForceFlush(context.Context) error                { return nil }
+
+func benchProxyOnly(b *testing.B, opts server.Options) {
 	resp := `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, this is a short answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":256,"completion_tokens":9,"total_tokens":265}}`
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -133,7 +164,7 @@ func BenchmarkProxyOnly(b *testing.B) {
 	}()
 	pool := backendSpec{name: "pool", pool: true, addrs: []string{ln.Addr().String()}}
 	port := freePort(b)
-	m := newManagerWith(b, server.Options{})
+	m := newManagerWith(b, opts)
 	apply(b, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/v1", ref(pool, 1))}, []backendSpec{pool}))
 	body := `{"model":"bench-model","stream":false,"messages":[{"role":"user","content":"` + strings.Repeat("lorem ipsum dolor sit amet ", 36) + `"}]}`
 	req := []byte("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: " +

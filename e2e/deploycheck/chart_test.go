@@ -291,7 +291,8 @@ func checkVariant(t *testing.T, objs []*unstructured.Unstructured) {
 		"--proxy-image=registry.example.com/infergate/proxy:dev",
 		// Without TLS the control plane must not ask proxies for tokens:
 		// it refuses to start with --xds-auth and no TLS.
-		"--xds-auth=false"} {
+		"--xds-auth=false",
+		"--tracing-endpoint=http://otel-collector.observability:4317", "--tracing-sample-ratio=0.1"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("variant args %v lack %s", args, want)
 		}

@@ -106,7 +106,7 @@ func TestFleetKeysShared(t *testing.T) {
 func TestFleetAcrossReplicas(t *testing.T) {
 	xds2 := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
 	cpAdmin2 := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
-	s := startSpineWith(t, "0.1", "--fleet-peers", xds2)
+	s := startSpineWith(t, spineOptions{timeScale: "0.1", cpArgs: []string{"--fleet-peers", xds2}})
 	ctx := context.Background()
 	cp2 := harness.Start(t, "controlplane-2", bins.Path("controlplane"), "--config-dir", s.dir, "--xds-address", xds2,
 		"--admin-address", cpAdmin2, "--fleet-peers", s.xdsAddr+","+xds2)

@@ -35,8 +35,15 @@ type spine struct {
 	cp          *harness.Process
 	proxy       *harness.Process
 	client      openai.Client
-	// cpArgs are extra control-plane flags.
+	// cpArgs are extra control-plane flags (kept for restarts).
 	cpArgs []string
+}
+
+// spineOptions vary the spine: the simulator's time scale and extra flags
+// for the control plane and the proxy.
+type spineOptions struct {
+	timeScale         string
+	cpArgs, proxyArgs []string
 }
 
 // startSpine writes the YAML, starts three simulated pods, the control plane
@@ -49,17 +56,17 @@ func startSpine(t *testing.T) *spine {
 // time, 0.1 = ten times faster).
 func startSpineScaled(t *testing.T, timeScale string) *spine {
 	t.Helper()
-	return startSpineWith(t, timeScale)
+	return startSpineWith(t, spineOptions{timeScale: timeScale})
 }
 
-// startSpineWith is startSpineScaled with extra control-plane flags.
-func startSpineWith(t *testing.T, timeScale string, cpArgs ...string) *spine {
+func startSpineWith(t *testing.T, o spineOptions) *spine {
 	t.Helper()
 	s := &spine{
 		dir:    t.TempDir(),
 		podIPs: []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"},
-		cpArgs: cpArgs,
+		cpArgs: o.cpArgs,
 	}
+	timeScale := o.timeScale
 	s.podPort = harness.FreePortOn(t, s.podIPs...)
 	s.gatewayPort = harness.FreePort(t, "127.0.0.1")
 	s.xdsAddr = fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))
@@ -78,9 +85,9 @@ func startSpineWith(t *testing.T, timeScale string, cpArgs ...string) *spine {
 	}
 	_ = sim
 	s.startControlPlane(t)
-	s.proxy = harness.Start(t, "proxy", bins.Path("proxy"),
+	s.proxy = harness.Start(t, "proxy", bins.Path("proxy"), append([]string{
 		"--xds-address", s.xdsAddr, "--gateway", gatewayName,
-		"--listen-address", "127.0.0.1", "--admin-address", s.adminAddr)
+		"--listen-address", "127.0.0.1", "--admin-address", s.adminAddr}, o.proxyArgs...)...)
 	harness.WaitHTTP(context.Background(), t, "http://"+s.adminAddr+"/ready", syncTimeout)
 	s.client = openai.NewClient(
 		option.WithBaseURL(fmt.Sprintf("http://127.0.0.1:%d/v1", s.gatewayPort)),

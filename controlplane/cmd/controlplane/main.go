@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/infergate/infergate/controlplane/debug"
@@ -25,6 +27,7 @@ import (
 	"github.com/infergate/infergate/controlplane/source/file"
 	"github.com/infergate/infergate/controlplane/translate"
 	"github.com/infergate/infergate/controlplane/xds"
+	"github.com/infergate/infergate/proto/tracing"
 )
 
 type config struct {
@@ -42,6 +45,7 @@ type config struct {
 	kube           kubeConfig
 	security       securityConfig
 	provision      provisionConfig
+	tracing        tracing.Options
 }
 
 func main() {
@@ -60,9 +64,13 @@ func main() {
 	cfg.security.register(flag.CommandLine)
 	cfg.provision.register(flag.CommandLine)
 	cfg.fleet.register(flag.CommandLine)
+	cfg.tracing.Register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := newLogger(cfg.logFormat, cfg.logLevel)
+	if err == nil {
+		err = cfg.tracing.Validate()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "controlplane:", err)
 		os.Exit(2)
@@ -76,6 +84,16 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, logger *slog.Logger) error {
+	host, _ := os.Hostname()
+	traces, err := tracing.Start(ctx, cfg.tracing, "infergate-controlplane", fmt.Sprintf("%s-%d", host, os.Getpid()), logger.With("component", "tracing"))
+	if err != nil {
+		return err
+	}
+	defer traces.Close()
+	var tracer trace.Tracer = noop.Tracer{}
+	if traces != nil {
+		tracer = traces.Tracer("github.com/infergate/infergate/controlplane")
+	}
 	// Without --config-dir the source is Kubernetes.
 	var km *kubeMode
 	var xdsOpts []xds.Option
@@ -92,11 +110,13 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	xdsOpts = append(xdsOpts, secureXDS...)
 	if km != nil {
+		cfg.provision.tracing = cfg.tracing
 		km.alsoLead = km.provisioner(cfg.provision, cfg.controllerName, cfg.security.tokenAudience, ca, cfg.security.auth)
 	}
 	var xdsServer *xds.Server
 	m := metrics.New(func() xds.Stats { return xdsServer.Stats() })
-	xdsOpts = append(xdsOpts, xds.WithOnNack(m.OnNack), xds.WithOnSynced(m.OnSynced), xds.WithProxyCountDelay(cfg.countDelay))
+	xdsOpts = append(xdsOpts, xds.WithOnNack(m.OnNack), xds.WithOnSynced(m.OnSynced), xds.WithProxyCountDelay(cfg.countDelay),
+		xds.WithTracer(tracer))
 	xdsServer = xds.NewServer(logger.With("component", "xds"), xdsOpts...)
 	if km != nil {
 		km.attach(xdsServer)
@@ -128,7 +148,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	logger.Info("serving xDS and debug gRPC", "address", lis.Addr().String(), "tls", tlsOn, "tokenAuth", km != nil && cfg.security.auth)
 
-	p := &pipeline{log: logger, xds: xdsServer, metrics: m, kv: kvIndex, opts: translate.Options{ControllerName: cfg.controllerName}}
+	p := &pipeline{log: logger, xds: xdsServer, metrics: m, kv: kvIndex, tracer: tracer, opts: translate.Options{ControllerName: cfg.controllerName}}
 	if km != nil {
 		p.observe = km.observe
 	}

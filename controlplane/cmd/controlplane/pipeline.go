@@ -6,12 +6,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/infergate/infergate/controlplane/kvindex"
 	"github.com/infergate/infergate/controlplane/metrics"
 	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/translate"
 	"github.com/infergate/infergate/controlplane/xds"
+	"github.com/infergate/infergate/proto/tracing"
 )
 
 // pipeline turns one set of inputs into snapshots and hands them to the xDS
@@ -35,6 +40,9 @@ type pipeline struct {
 	// neither translated nor hashed again.
 	prev     *translate.Output
 	prevSets map[string]*snapshot.Set
+	// tracer records a trace per translation: translate, build, and the
+	// snapshot pushes and deliveries the xDS server adds to it.
+	tracer trace.Tracer
 }
 
 // apply translates whole inputs (the file source).
@@ -45,18 +53,28 @@ func (p *pipeline) apply(in *translate.Inputs) { p.applyChanges(in, nil) }
 func (p *pipeline) applyChanges(in *translate.Inputs, ch *translate.Changes) {
 	start := time.Now()
 	out := translate.TranslateIncremental(p.prev, in, p.opts, ch)
+	translatedAt := time.Now()
 	if p.observe != nil {
 		p.observe(in, out)
 	}
 	if out == p.prev {
 		// Nothing the translator reads changed (statuses written, most
 		// often our own): the snapshots stand; the status writer has seen
-		// the new inputs.
+		// the new inputs. No trace either: it would be one per status.
 		p.log.Debug("translated", "gateways", len(out.Gateways), "translated", 0, "duration", time.Since(start).Round(time.Microsecond))
 		return
 	}
+	// The trace starts now that there is something to push, back-dated to
+	// the translation's start.
+	ctx, span := p.tracer.Start(context.Background(), tracing.SpanTranslation, trace.WithTimestamp(start))
+	defer span.End()
+	_, step := p.tracer.Start(ctx, tracing.SpanTranslate, trace.WithTimestamp(start))
+	step.End(trace.WithTimestamp(translatedAt))
+	_, step = p.tracer.Start(ctx, tracing.SpanBuild)
 	sets, err := snapshot.BuildChanged(out, p.prev, p.prevSets)
+	step.End()
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		p.metrics.Translated(time.Since(start), nil, err)
 		// A snapshot that cannot be built is a translator bug; keep serving
 		// what the proxies have rather than pushing something partial, and
@@ -77,7 +95,7 @@ func (p *pipeline) applyChanges(in *translate.Inputs, ch *translate.Changes) {
 	// beside the translator rather than in it, so the snapshot version stays
 	// a hash of configuration alone.
 	p.xds.SetProxyPods(provision.ReadyProxies(in.Pods))
-	p.xds.Update(sets)
+	p.xds.UpdateContext(ctx, sets)
 	if p.kv != nil {
 		p.kv.Update(sets)
 	}
@@ -95,6 +113,7 @@ func (p *pipeline) applyChanges(in *translate.Inputs, ch *translate.Changes) {
 	if translated == 0 {
 		level = slog.LevelDebug
 	}
+	span.SetAttributes(attribute.Int(tracing.AttrGateways, len(sets)), attribute.Int(tracing.AttrResources, resources))
 	p.log.Log(context.Background(), level, "translated", "gateways", len(sets), "translated", translated, "resources", resources,
 		"duration", time.Since(start).Round(time.Microsecond))
 }

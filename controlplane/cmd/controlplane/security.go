@@ -14,6 +14,7 @@ import (
 	"github.com/infergate/infergate/controlplane/provision"
 	"github.com/infergate/infergate/controlplane/xds"
 	"github.com/infergate/infergate/controlplane/xdsauth"
+	"github.com/infergate/infergate/proto/tracing"
 )
 
 // securityConfig holds the flags that protect the gRPC port (xDS + debug).
@@ -40,6 +41,9 @@ type provisionConfig struct {
 	enabled    bool
 	image      string
 	xdsAddress string
+	// tracing is the control plane's own --tracing-* configuration:
+	// provisioned proxies trace to the same collector the same way.
+	tracing tracing.Options
 }
 
 func (p *provisionConfig) register(fs *flag.FlagSet) {
@@ -133,6 +137,7 @@ func (k *kubeMode) provisioner(p provisionConfig, controllerName, tokenAudience 
 		XDSAddress:     p.xdsAddress,
 		XDSCACert:      ca,
 		ListenerPorts:  k.ports,
+		Tracing:        p.tracing,
 		Logger:         k.log.With("component", "provision"),
 	}
 	if auth && len(ca) > 0 {

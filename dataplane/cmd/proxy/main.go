@@ -27,6 +27,7 @@ import (
 	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
+	"github.com/infergate/infergate/proto/tracing"
 	"github.com/infergate/infergate/proto/xdsclient"
 )
 
@@ -62,6 +63,7 @@ type options struct {
 	http1Srv      http1.Mode
 	fleetEvery    time.Duration
 	kvIndex       bool
+	tracing       tracing.Options
 }
 
 func main() {
@@ -96,6 +98,7 @@ func main() {
 	flag.StringVar(&o.http1Server, "http1-server", string(http1.Lean), "server for HTTP/1 client connections: lean (one goroutine per connection, no per-request hand-offs) or stdlib (net/http's server); HTTP/2 is served by net/http either way")
 	flag.BoolVar(&o.kvIndex, "kv-index", true, "follow the control plane's KV-cache block index (pools whose profile turns kvEvents on match prompts against what their model servers hold)")
 	flag.DurationVar(&o.fleetEvery, "fleet-keys-interval", 250*time.Millisecond, "how often the proxy reports the prefix affinity keys it used and the prompts it sent where to the control plane, which shares every pool's keys and sends with all the gateway's proxies so they home shared prefixes alike and estimate the same cached prefixes (0: off, each proxy decides from its own traffic)")
+	o.tracing.Register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := newLogger(o.logFormat, o.logLevel)
@@ -107,6 +110,9 @@ func main() {
 	}
 	if err == nil {
 		o.http1Srv, err = http1.ParseMode(o.http1Server)
+	}
+	if err == nil {
+		err = o.tracing.Validate()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxy:", err)
@@ -121,6 +127,11 @@ func main() {
 }
 
 func run(ctx context.Context, o options, logger *slog.Logger) error {
+	traces, err := tracing.Start(ctx, o.tracing, "infergate-proxy", o.nodeID, logger.With("component", "tracing"))
+	if err != nil {
+		return err
+	}
+	defer traces.Close() // the spans of the last requests still go out
 	mgr := server.New(logger.With("component", "server"), server.Options{
 		BindAddress:       o.listenAddress,
 		HeaderReadTimeout: o.headerTimeout,
@@ -138,6 +149,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 			StreamIdleTimeout: o.streamIdle,
 			NotSentRetries:    o.notSent,
 			PickerTimeout:     o.pickerTimeout,
+			Tracer:            traces.Tracer("github.com/infergate/infergate/dataplane/pipeline"),
 		},
 	})
 	handler := configHandler(mgr, logger)
