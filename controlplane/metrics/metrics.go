@@ -102,6 +102,7 @@ type statsCollector struct {
 
 var (
 	descProxies   = prometheus.NewDesc("infergate_controlplane_connected_proxies", "Open delta ADS streams.", nil, nil)
+	descStale     = prometheus.NewDesc("infergate_controlplane_stale_proxies", "Connected proxies that do not hold their gateway's current snapshot: a response unanswered, the last one NACKed, or an older version ACKed.", nil, nil)
 	descPushes    = prometheus.NewDesc("infergate_controlplane_snapshot_pushes_total", "Per-gateway snapshots installed in the xDS cache.", nil, nil)
 	descCounts    = prometheus.NewDesc("infergate_controlplane_proxy_count_pushes_total", "Manifests re-published because a gateway's proxy count changed (the count sets the proxies' scrape interval).", nil, nil)
 	descResponses = prometheus.NewDesc("infergate_controlplane_xds_responses_total", "Delta xDS responses sent.", nil, nil)
@@ -112,7 +113,7 @@ var (
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProxies, descPushes, descCounts, descResponses, descSent, descRemoved, descAcks, descNacks} {
+	for _, d := range []*prometheus.Desc{descProxies, descStale, descPushes, descCounts, descResponses, descSent, descRemoved, descAcks, descNacks} {
 		ch <- d
 	}
 }
@@ -120,6 +121,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(descProxies, prometheus.GaugeValue, float64(s.ConnectedProxies))
+	ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, float64(s.StaleProxies))
 	ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(s.SnapshotUpdates))
 	ch <- prometheus.MustNewConstMetric(descCounts, prometheus.CounterValue, float64(s.ProxyCountUpdates))
 	ch <- prometheus.MustNewConstMetric(descResponses, prometheus.CounterValue, float64(s.Responses))

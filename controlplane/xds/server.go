@@ -309,6 +309,10 @@ func (s *Server) currentVersions() (map[string]string, bool) {
 type Stats struct {
 	// ConnectedProxies is the number of open ADS streams.
 	ConnectedProxies int
+	// StaleProxies is the number of identified proxies that do not hold
+	// their gateway's current snapshot: a response unanswered, the last
+	// one NACKed, or the Manifest ACKed at another version.
+	StaleProxies int
 	// SnapshotUpdates counts per-gateway snapshots installed (pushes).
 	SnapshotUpdates uint64
 	// ProxyCountUpdates counts Manifests re-published for a new proxy
@@ -325,8 +329,15 @@ func (s *Server) Stats() Stats {
 	s.pmu.Lock()
 	n := len(s.proxies)
 	s.pmu.Unlock()
+	stale := 0
+	for _, p := range s.Proxies() {
+		if p.Stale {
+			stale++
+		}
+	}
 	return Stats{
 		ConnectedProxies:  n,
+		StaleProxies:      stale,
 		SnapshotUpdates:   s.stats.snapshotUpdates.Load(),
 		ProxyCountUpdates: s.stats.proxyCountUpdates.Load(),
 		Responses:         s.stats.responses.Load(),

@@ -40,6 +40,9 @@ func TestTracePushAndDelivery(t *testing.T) {
 	srv.UpdateContext(ctx, map[string]*snapshot.Set{gwA: good})
 	parent.End()
 	eventually(t, "synced", func() bool { ps := srv.Proxies(); return len(ps) == 1 && !ps[0].Stale })
+	if st := srv.Stats(); st.StaleProxies != 0 {
+		t.Errorf("in sync: %d proxies stale", st.StaleProxies)
+	}
 	w.routes["bad"] = "nope"
 	bad := w.set(t, gwA)
 	srv.Update(map[string]*snapshot.Set{gwA: bad})
@@ -51,6 +54,10 @@ func TestTracePushAndDelivery(t *testing.T) {
 		}
 		return false
 	})
+
+	if st := srv.Stats(); st.StaleProxies != 1 || st.ConnectedProxies != 1 {
+		t.Errorf("after a NACK: %d of %d proxies stale, want 1 of 1", st.StaleProxies, st.ConnectedProxies)
+	}
 
 	pushes := map[string]sdktrace.ReadOnlySpan{} // by version
 	for _, sp := range rec.Ended() {

@@ -32,6 +32,9 @@ type Endpoint struct {
 	// firstByte (float64 nanoseconds) is the smoothed time to first byte
 	// (see Observed).
 	firstByte atomic.Uint64
+	// sent counts every request this proxy sent (Acquire), for the
+	// per-endpoint request counter of /metrics.
+	sent atomic.Uint64
 	// lastScore (float64 bits) and lastScoredAt (unix ns) are the total
 	// score the picker gave this endpoint in its latest decision, for the
 	// admin API; written without allocation on the hot path.
@@ -134,6 +137,7 @@ func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
 func (e *Endpoint) Acquire() {
 	e.inFlight.Add(1)
 	e.sinceScrape.Add(1)
+	e.sent.Add(1)
 }
 
 // SinceScrape is the number of requests this proxy sent to the endpoint
@@ -295,14 +299,16 @@ func (e *Endpoint) RecordScore(v float64, now time.Time) {
 
 // Status is an endpoint's state for the admin API.
 type Status struct {
-	Address        string   `json:"address"`
-	MetricsAddress string   `json:"metricsAddress,omitempty"`
-	Pod            string   `json:"pod,omitempty"`
-	EngineType     string   `json:"engineType,omitempty"`
-	Scraped        bool     `json:"scraped"`
-	InFlight       int64    `json:"inFlight"`
-	Scrapes        uint64   `json:"scrapes"`
-	Metrics        *Metrics `json:"metrics,omitempty"`
+	Address        string `json:"address"`
+	MetricsAddress string `json:"metricsAddress,omitempty"`
+	Pod            string `json:"pod,omitempty"`
+	EngineType     string `json:"engineType,omitempty"`
+	Scraped        bool   `json:"scraped"`
+	InFlight       int64  `json:"inFlight"`
+	// Sent counts the requests this proxy sent to the endpoint.
+	Sent    uint64   `json:"sent"`
+	Scrapes uint64   `json:"scrapes"`
+	Metrics *Metrics `json:"metrics,omitempty"`
 	// MetricsAgeMs is how old Metrics is, in milliseconds.
 	MetricsAgeMs   *float64 `json:"metricsAgeMs,omitempty"`
 	LastError      string   `json:"lastError,omitempty"`
@@ -338,6 +344,7 @@ func (e *Endpoint) status(now time.Time, scraped bool) Status {
 		EngineType: e.EngineType,
 		Scraped:    scraped,
 		InFlight:   e.InFlight(),
+		Sent:       e.sent.Load(),
 		Scrapes:    e.scrapes.Load(),
 	}
 	if scraped {

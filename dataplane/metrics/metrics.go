@@ -45,11 +45,13 @@ type Proxy struct {
 	ttft       *prometheus.HistogramVec
 	tpot       *prometheus.HistogramVec
 	schedule   prometheus.Histogram
-	poolsDesc  [3]*prometheus.Desc
+	poolsDesc  poolDescs
 	poolsMu    sync.Mutex
 	poolSource func() []PoolStat
 	queue      *queueMetrics
 	upstream   *upstreamMetrics
+	routes     *routeMetrics
+	endpoints  *endpointCollector
 
 	mu     sync.RWMutex
 	series map[pair]*Series
@@ -65,17 +67,6 @@ type Series struct {
 	duration, reqSize, respSize            prometheus.Observer
 	inTokens, outTokens, ntpot, ttft, tpot prometheus.Observer
 	running                                prometheus.Gauge
-}
-
-// PoolStat is the state of one InferencePool at scrape time.
-type PoolStat struct {
-	// Name is the pool as "<namespace>/<name>".
-	Name string
-	// AvgKVCache is the mean KV-cache utilisation (0–1) and AvgQueue the
-	// mean waiting queue over the pods with metrics.
-	AvgKVCache, AvgQueue float64
-	// ReadyPods is the number of endpoints.
-	ReadyPods int
 }
 
 var (
@@ -116,17 +107,15 @@ func New() *Proxy {
 		tpot:  hist("infergate_proxy", "time_per_output_token_seconds", "Time after the first byte per further output token of streamed responses, in seconds.", perTokenBuckets),
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "inference_extension", Name: "scheduler_e2e_duration_seconds",
 			Help: "Time the picker took to choose an endpoint, in seconds.", Buckets: pickBuckets}),
-		series:   map[pair]*Series{},
-		queue:    newQueueMetrics(),
-		upstream: newUpstreamMetrics(),
+		series:    map[pair]*Series{},
+		queue:     newQueueMetrics(),
+		upstream:  newUpstreamMetrics(),
+		routes:    newRouteMetrics(),
+		endpoints: newEndpointCollector(),
 	}
-	p.poolsDesc = [3]*prometheus.Desc{
-		prometheus.NewDesc("inference_pool_average_kv_cache_utilization", "Mean KV-cache utilisation of the pool's pods.", []string{"name"}, nil),
-		prometheus.NewDesc("inference_pool_average_queue_size", "Mean number of requests waiting in the pool's model servers.", []string{"name"}, nil),
-		prometheus.NewDesc("inference_pool_ready_pods", "Ready pods in the pool.", []string{"name"}, nil),
-	}
+	p.poolsDesc = newPoolDescs()
 	p.reg.MustRegister(p.requests, p.errors, p.duration, p.reqSize, p.respSize, p.inTokens, p.outTokens,
-		p.running, p.ntpot, p.ttft, p.tpot, p.schedule, poolCollector{p}, p.queue,
+		p.running, p.ntpot, p.ttft, p.tpot, p.schedule, poolCollector{p}, p.queue, p.routes.vec, p.endpoints,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.reg.MustRegister(p.upstream.collectors()...)
 	return p
@@ -257,29 +246,5 @@ func (s *Series) record(r Result) {
 		if r.Streamed && r.Output > 1 && !r.FirstByte.IsZero() {
 			s.tpot.Observe(r.End.Sub(r.FirstByte).Seconds() / float64(r.Output-1))
 		}
-	}
-}
-
-// poolCollector reads pool state at scrape time, so pool gauges cost the
-// request path nothing and never report a pool that is gone.
-type poolCollector struct{ p *Proxy }
-
-func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.p.poolsDesc {
-		ch <- d
-	}
-}
-
-func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
-	c.p.poolsMu.Lock()
-	f := c.p.poolSource
-	c.p.poolsMu.Unlock()
-	if f == nil {
-		return
-	}
-	for _, s := range f() {
-		ch <- prometheus.MustNewConstMetric(c.p.poolsDesc[0], prometheus.GaugeValue, s.AvgKVCache, s.Name)
-		ch <- prometheus.MustNewConstMetric(c.p.poolsDesc[1], prometheus.GaugeValue, s.AvgQueue, s.Name)
-		ch <- prometheus.MustNewConstMetric(c.p.poolsDesc[2], prometheus.GaugeValue, float64(s.ReadyPods), s.Name)
 	}
 }

@@ -201,6 +201,14 @@ func New(logger *slog.Logger, opts Options) *Pipeline {
 	m.reg = endpoints.NewRegistry(logger, epOpts)
 	m.metrics.SetPools(m.poolStats)
 	m.metrics.SetBodyBudget(m.budget)
+	m.metrics.SetEndpoints(func() []metrics.EndpointStat {
+		st := m.reg.Statuses()
+		out := make([]metrics.EndpointStat, len(st))
+		for i, s := range st {
+			out[i] = metrics.EndpointStat{Address: s.Address, Pod: s.Pod, Sent: s.Sent, InFlight: s.InFlight, Ejected: s.EjectedForMs != nil}
+		}
+		return out
+	})
 	m.metrics.SetQueues(func(f func(string, int32, int)) {
 		m.queues.Each(func(pool string, q *waitqueue.Queue) {
 			q.Lengths(func(p int32, n int) { f(pool, p, n) })
@@ -253,11 +261,12 @@ func (m *Pipeline) poolStats() []metrics.PoolStat {
 		return nil
 	}
 	var out []metrics.PoolStat
+	now := time.Now()
 	for _, bs := range st.backends {
 		if !bs.cfg.IsPool() {
 			continue
 		}
-		ps := metrics.PoolStat{Name: bs.cfg.Source, ReadyPods: len(bs.eps)}
+		ps := metrics.PoolStat{Name: bs.cfg.Source, ReadyPods: len(bs.eps), Saturation: picker.Saturation(bs.eps, now)}
 		n := 0
 		for _, e := range bs.eps {
 			if em := e.Metrics(); em != nil {
@@ -265,6 +274,15 @@ func (m *Pipeline) poolStats() []metrics.PoolStat {
 				ps.AvgQueue += em.Waiting
 				n++
 			}
+			if em, fresh := e.Fresh(now, e.StaleAfter()); fresh {
+				ps.Waiting += em.Waiting
+				ps.Running += em.Running
+			} else {
+				ps.StalePods++
+			}
+		}
+		if bs.queue != nil {
+			ps.Queued, ps.QueuedBytes = bs.queue.Len(), bs.queue.Bytes()
 		}
 		if n > 0 {
 			ps.AvgKVCache /= float64(n)

@@ -29,6 +29,11 @@ func TestProxyMetrics(t *testing.T) {
 		`inference_pool_ready_pods{name="ns/pool"} 1`,
 		`inference_pool_average_queue_size{name="ns/pool"}`,
 		`inference_extension_scheduler_e2e_duration_seconds_count 2`,
+		`infergate_proxy_requests_total{backend="ns/pool",code="200",route="ns/r"} 2`,
+		`infergate_proxy_requests_total{backend="ns/pool",code="400",route="ns/r"} 1`,
+		`infergate_proxy_endpoint_requests_total{endpoint="`+addr(be)+`",pod="ns/`+addr(be)+`"} 2`,
+		`infergate_proxy_endpoint_in_flight{endpoint="`+addr(be)+`",pod="ns/`+addr(be)+`"} 0`,
+		`infergate_proxy_endpoint_ejected{endpoint="`+addr(be)+`",pod="ns/`+addr(be)+`"} 0`,
 	)
 }
 

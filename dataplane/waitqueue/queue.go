@@ -95,6 +95,13 @@ func (q *Queue) SetConfig(cfg Config) {
 // Len returns the number of waiting requests.
 func (q *Queue) Len() int { return int(q.waiting.Load()) }
 
+// Bytes returns the body bytes of the waiting requests.
+func (q *Queue) Bytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
 // Lengths calls f with the number of requests waiting per priority.
 func (q *Queue) Lengths(f func(priority int32, n int)) {
 	q.mu.Lock()

@@ -28,6 +28,10 @@ const (
 	InferencePoolVersion   = "v1.6.0" // InferencePool v1, inference.networking.k8s.io
 	InferenceAlphaVersion  = "v1.5.0" // InferenceObjective, InferenceModelRewrite (x-k8s.io v1alpha2)
 	InferenceLegacyVersion = "v0.5.1" // InferencePool + InferenceModel (x-k8s.io v1alpha2)
+	// KEDAModule's ScaledObject CRD checks the autoscaling example in
+	// deploy/examples (v2.20.2: the newest whose go.mod takes Go 1.26).
+	KEDAModule  = "github.com/kedacore/keda/v2"
+	KEDAVersion = "v2.20.2"
 )
 
 // CRDSet names a group of CRDs that is installed (or left out) together, so
@@ -57,6 +61,9 @@ const (
 	// x-k8s.io InferencePool here comes from v0.5.1 alone — which is also
 	// the one whose group InferenceModel.spec.poolRef defaults to.
 	InferenceLegacy CRDSet = "inference-legacy"
+	// KEDA: KEDA's ScaledObject (keda.sh v1alpha1), for the autoscaling
+	// example only; not in AllCRDs.
+	KEDA CRDSet = "keda"
 )
 
 // AllCRDs is every set, the default for Start.
@@ -99,6 +106,8 @@ func sourceFor(set CRDSet, gatewayExperimental bool) (crdSource, error) {
 			"config/crd/bases/inference.networking.x-k8s.io_inferencepools.yaml",
 			"config/crd/bases/inference.networking.x-k8s.io_inferencemodels.yaml",
 		}}, nil
+	case KEDA:
+		return crdSource{KEDAModule, KEDAVersion, []string{"config/crd/bases/keda.sh_scaledobjects.yaml"}}, nil
 	}
 	return crdSource{}, fmt.Errorf("cluster: unknown CRD set %q", set)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,8 +28,10 @@ import (
 )
 
 const (
-	chartDir  = "../../deploy/helm/infergate"
-	namespace = "infergate-system"
+	chartDir = "../../deploy/helm/infergate"
+	// examplesDir holds manifests users adapt (deploy/examples).
+	examplesDir = "../../deploy/examples"
+	namespace   = "infergate-system"
 )
 
 // TestCRDsUpToDate fails when the chart's committed CRDs differ from the
@@ -99,7 +102,9 @@ func TestChart(t *testing.T) {
 		t.Fatal(err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dryRun := func(o *unstructured.Unstructured) error {
+	var dryRunIn func(o *unstructured.Unstructured, ns string) error
+	dryRun := func(o *unstructured.Unstructured) error { return dryRunIn(o, namespace) }
+	dryRunIn = func(o *unstructured.Unstructured, ns string) error {
 		gvk := o.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
@@ -112,8 +117,8 @@ func TestChart(t *testing.T) {
 		opts := metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: "deploycheck", Force: new(true), FieldValidation: "Strict"}
 		ri := c.Dynamic.Resource(m.Resource)
 		if m.Scope.Name() == "namespace" {
-			if o.GetNamespace() != namespace {
-				return fmt.Errorf("in namespace %q, want the release namespace", o.GetNamespace())
+			if o.GetNamespace() != ns {
+				return fmt.Errorf("in namespace %q, want %q", o.GetNamespace(), ns)
 			}
 			_, err = ri.Namespace(o.GetNamespace()).Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts)
 		} else {
@@ -129,6 +134,41 @@ func TestChart(t *testing.T) {
 		}
 		t.Logf("%s values: %d objects pass server-side dry-run apply", name, len(objs))
 	}
+	// The autoscaling example (KEDA's CRD from the module cache).
+	if _, err := c.InstallCRDs(ctx, cluster.KEDA); err != nil {
+		t.Fatal(err)
+	}
+	examples, err := filepath.Glob(filepath.Join(examplesDir, "autoscaling", "*.yaml"))
+	if err != nil || len(examples) == 0 {
+		t.Fatalf("no autoscaling examples: %v", err)
+	}
+	var applied int
+	for _, f := range examples {
+		if strings.HasSuffix(f, "-values.yaml") {
+			continue // values for another chart, checked by TestAutoscalingExample
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := decodeAll(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, o := range objs {
+			if o.GetNamespace() != namespace {
+				// Examples live in the user's namespace.
+				if err := c.CreateNamespace(ctx, o.GetNamespace()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := dryRunIn(o, o.GetNamespace()); err != nil {
+				t.Errorf("%s: server-side dry-run apply of %s %s: %v", filepath.Base(f), o.GetKind(), o.GetName(), err)
+			}
+			applied++
+		}
+	}
+	t.Logf("autoscaling examples: %d objects pass server-side dry-run apply", applied)
 	// The check has teeth: a misspelt field is refused.
 	bad := find(defaults, "Deployment", "").DeepCopy()
 	if err := unstructured.SetNestedField(bad.Object, int64(2), "spec", "replica"); err != nil {

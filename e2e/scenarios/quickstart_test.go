@@ -32,6 +32,12 @@ func TestQuickstart(t *testing.T) {
 	if !strings.Contains(p.Logs(), "curl -si http://127.0.0.1:8080/v1/chat/completions") {
 		t.Fatalf("run.sh did not print the curl to try:\n%s", p.Logs())
 	}
+	// A healthy start says nothing alarming.
+	for _, line := range strings.Split(p.Logs(), "\n") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			t.Errorf("make run logged while starting: %s", line)
+		}
+	}
 	body := `{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{"role":"user","content":"Hello!"}]}`
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

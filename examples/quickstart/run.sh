@@ -40,22 +40,28 @@ exited() {
   return 1
 }
 
+# waitready NAME URL waits up to 10 s for URL to answer 200, giving up when a
+# started process exits.
+waitready() {
+  for _ in $(seq 1 100); do
+    if curl -fsS "$2" >/dev/null 2>&1; then return 0; fi
+    if gone=$(exited); then
+      echo "the $gone exited while starting; see its log above (is a port in use? $xds, $cpadmin, $admin, :$port, 127.0.0.11-13:8000)" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "the $1 did not become ready within 10 s; see the logs above" >&2
+  exit 1
+}
+
 start modelsim "$bin/modelsim" --replicas 3 --address 127.0.0.11 --port 8000 --model meta-llama/Llama-3.1-8B-Instruct
 start controlplane "$bin/controlplane" --config-dir "$here" --xds-address "$xds" --admin-address "$cpadmin"
+# The proxy would find nobody listening and retry (with WARN lines) if it
+# started before the control plane serves its first snapshot.
+waitready "control plane" "http://$cpadmin/readyz"
 start proxy "$bin/proxy" --xds-address "$xds" --gateway "$gateway" --listen-address 127.0.0.1 --admin-address "$admin"
-
-for _ in $(seq 1 100); do
-  if curl -fsS "http://$admin/ready" >/dev/null 2>&1; then break; fi
-  if gone=$(exited); then
-    echo "the $gone exited while starting; see its log above (is a port in use? $xds, $cpadmin, $admin, :$port, 127.0.0.11-13:8000)" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if ! curl -fsS "http://$admin/ready" >/dev/null 2>&1; then
-  echo "the proxy did not become ready within 10 s; see the logs above" >&2
-  exit 1
-fi
+waitready proxy "http://$admin/ready"
 
 cat <<MSG
 

@@ -1,0 +1,109 @@
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MaxRouteSeries bounds the distinct (route, backend) label pairs of
+// infergate_proxy_requests_total. Both come from configuration, not from
+// clients, but a gateway with very many routes must not grow the proxy's
+// memory without bound either: past it pairs count under route="other".
+const MaxRouteSeries = 10000
+
+// StatusClientGone is the code label of a request whose client went away
+// before it was answered (nginx's 499).
+const StatusClientGone = 499
+
+// RouteSeries counts the requests one route sent to one backend, by the
+// status the client got. Counting allocates nothing once a status has
+// been seen on the pair.
+type RouteSeries struct {
+	vec            *prometheus.CounterVec
+	route, backend string
+	mu             sync.Mutex // serialises adding a status
+	codes          atomic.Pointer[[]codeCounter]
+}
+
+type codeCounter struct {
+	code int
+	c    prometheus.Counter
+}
+
+type routeKey struct{ route, backend string }
+
+type routeMetrics struct {
+	vec    *prometheus.CounterVec
+	mu     sync.RWMutex
+	series map[routeKey]*RouteSeries
+}
+
+func newRouteMetrics() *routeMetrics {
+	return &routeMetrics{
+		vec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_proxy_requests_total",
+			Help: "Requests by HTTPRoute (namespace/name), backend (the InferencePool or Service they were sent to) and the status the client got (499: the client went away first). Per proxy: aggregate with sum."},
+			[]string{"route", "backend", "code"}),
+		series: map[routeKey]*RouteSeries{},
+	}
+}
+
+// Route returns the counters of requests route sent to backend.
+func (p *Proxy) Route(route, backend string) *RouteSeries {
+	rm := p.routes
+	k := routeKey{route, backend}
+	rm.mu.RLock()
+	s := rm.series[k]
+	rm.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if s = rm.series[k]; s != nil {
+		return s
+	}
+	if len(rm.series) >= MaxRouteSeries {
+		k = routeKey{Other, Other}
+		if s = rm.series[k]; s != nil {
+			return s
+		}
+	}
+	s = &RouteSeries{vec: rm.vec, route: k.route, backend: k.backend}
+	rm.series[k] = s
+	return s
+}
+
+// Count counts one request answered with status (0: none, the client went
+// away).
+func (s *RouteSeries) Count(status int) {
+	if status == 0 {
+		status = StatusClientGone
+	}
+	if cs := s.codes.Load(); cs != nil {
+		for _, c := range *cs {
+			if c.code == status {
+				c.c.Inc()
+				return
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next []codeCounter
+	if cs := s.codes.Load(); cs != nil {
+		for _, c := range *cs {
+			if c.code == status { // added meanwhile
+				c.c.Inc()
+				return
+			}
+		}
+		next = append(next, *cs...)
+	}
+	c := s.vec.WithLabelValues(s.route, s.backend, strconv.Itoa(status))
+	next = append(next, codeCounter{status, c})
+	s.codes.Store(&next)
+	c.Inc()
+}
