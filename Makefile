@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-routesim bench-proxy bench-controlplane proto proto-check lint boundaries tools k8s-bins crds deploy-check clean
+.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-routesim bench-proxy bench-controlplane proto proto-check lint boundaries tools k8s-bins crds dashboards deploy-check clean
 
 all: build
 
@@ -136,6 +136,11 @@ bench-controlplane: build k8s-bins
 # Chart CRDs from the module cache at the pinned versions (commit the result).
 crds:
 	cd e2e && go run ./deploycheck/cmd/gencrds -dir ../deploy/helm/infergate/crds
+
+# The chart's Grafana dashboards from e2e/deploycheck/dashboards.go (commit
+# the result; TestDashboardsUpToDate fails when they are stale).
+dashboards:
+	cd e2e && go run ./deploycheck/cmd/gendashboards -dir ../deploy/helm/infergate/dashboards
 
 # Stale-CRD check, helm lint + template (helm v3.22.0 from the module proxy,
 # cached by version), server-side dry-run of the rendered chart and the

@@ -10,7 +10,7 @@ import (
 
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/xds"
-	"github.com/infergate/infergate/dataplane/xdsclient"
+	"github.com/infergate/infergate/proto/xdsclient"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 	"github.com/infergate/infergate/proto/tracing"
 )

@@ -138,6 +138,7 @@ func TestChart(t *testing.T) {
 	if _, err := c.InstallCRDs(ctx, cluster.KEDA); err != nil {
 		t.Fatal(err)
 	}
+	mapper.Reset() // forget the discovery cached before ScaledObject existed
 	examples, err := filepath.Glob(filepath.Join(examplesDir, "autoscaling", "*.yaml"))
 	if err != nil || len(examples) == 0 {
 		t.Fatalf("no autoscaling examples: %v", err)
@@ -279,6 +280,9 @@ func checkDefaults(t *testing.T, objs []*unstructured.Unstructured) {
 	if sc["readOnlyRootFilesystem"] != true || sc["runAsNonRoot"] != true || sc["allowPrivilegeEscalation"] != false {
 		t.Errorf("container securityContext = %v", sc)
 	}
+	if n := len(dashboardConfigMaps(objs)); n != 0 {
+		t.Errorf("%d dashboard ConfigMaps with dashboards.enabled off", n)
+	}
 	if path, _, _ := unstructured.NestedString(cs[0].(map[string]any), "readinessProbe", "httpGet", "path"); path != "/readyz" {
 		t.Errorf("readiness probe path = %q, want /readyz", path)
 	}
@@ -356,6 +360,7 @@ func checkVariant(t *testing.T, objs []*unstructured.Unstructured) {
 	if find(objs, "PodDisruptionBudget", "") != nil {
 		t.Error("a PodDisruptionBudget for a single replica blocks node drains")
 	}
+	checkDashboardConfigMaps(t, objs)
 	if find(objs, "ClusterRole", "gw-controlplane-provision") != nil {
 		t.Error("provisioning RBAC rendered with proxy.provision=false")
 	}
