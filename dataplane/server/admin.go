@@ -7,6 +7,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/waitqueue"
 )
 
@@ -22,6 +23,9 @@ import (
 //	            bytes, headroom, and per priority band the waiting
 //	            requests, fairness flows and the oldest wait
 //	/metrics    Prometheus metrics (requests, tokens, TTFT, pools, picker)
+//	/explain    POST a request (pipeline.ExplainRequest as JSON): how it
+//	            would be routed and which endpoint picked now, and what the
+//	            picker sees of every candidate; nothing is sent
 func (m *Manager) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.pl.Metrics().Handler())
@@ -56,7 +60,27 @@ func (m *Manager) AdminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, qs)
 	})
+	mux.HandleFunc("POST /explain", m.serveExplain)
 	return mux
+}
+
+// serveExplain answers POST /explain. The body is bounded like a client's
+// (plus room for the envelope); a request it cannot explain gets 400 with
+// the reason.
+func (m *Manager) serveExplain(w http.ResponseWriter, r *http.Request) {
+	var req pipeline.ExplainRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, m.pl.MaxBodyBytes()*2+64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "explain request: " + err.Error()})
+		return
+	}
+	ex, err := m.pl.Explain(req)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ex)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -15,14 +15,23 @@ import (
 // `endpoints` the live picker state (scraped metrics with their age,
 // in-flight counts, ejections), `queues` the pools' wait queues (waiting
 // requests per priority band, fairness flows, oldest wait, headroom),
-// `kv-index` the KV-cache block index per pool (servers and their blocks).
+// `kv-index` the KV-cache block index per pool (servers and their blocks),
+// `explain` how the proxy would route and pick a given request now.
 func runProxy(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || (args[0] != "config" && args[0] != "endpoints" && args[0] != "queues" && args[0] != "kv-index") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: infergatectl proxy config|endpoints|queues|kv-index [--proxy ADDR] [-o json|yaml]")
-			return nil
-		}
-		return usageError{"want 'proxy config', 'proxy endpoints', 'proxy queues' or 'proxy kv-index'"}
+	const synopsis = "Usage: infergatectl proxy config|endpoints|queues|kv-index|explain [--proxy ADDR] [-o json|yaml]"
+	const want = "want 'proxy config', 'proxy endpoints', 'proxy queues', 'proxy kv-index' or 'proxy explain'"
+	if len(args) == 0 {
+		return usageError{want}
+	}
+	switch args[0] {
+	case "-h", "--help":
+		fmt.Fprintln(stdout, synopsis)
+		return nil
+	case "explain":
+		return runProxyExplain(ctx, args[1:], stdout)
+	case "config", "endpoints", "queues", "kv-index":
+	default:
+		return usageError{want}
 	}
 	what := args[0]
 	fs := newFlags("proxy "+what, "proxy "+what+" [--proxy ADDR] [-o json|yaml]", stdout)
@@ -34,23 +43,46 @@ func runProxy(ctx context.Context, args []string, stdout io.Writer) error {
 	if *out != "yaml" && *out != "json" {
 		return usageError{fmt.Sprintf("-o %q: want yaml or json", *out)}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*addr+"/"+what, nil)
+	body, err := adminCall(ctx, *addr, http.MethodGet, what, nil)
 	if err != nil {
-		return usageError{err.Error()}
+		return err
+	}
+	return writeDoc(stdout, body, *out)
+}
+
+// adminCall sends one request to a proxy's admin API and returns the body
+// of a 200 answer.
+func adminCall(ctx context.Context, addr, method, path string, body []byte) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+"/"+path, rd)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("proxy admin %s: %w", *addr, err)
+		return nil, fmt.Errorf("proxy admin %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("proxy admin %s: %w", *addr, err)
+		return nil, fmt.Errorf("proxy admin %s: %w", addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("proxy admin %s/%s: %s: %s", *addr, what, resp.Status, bytes.TrimSpace(body))
+		return nil, fmt.Errorf("proxy admin %s/%s: %s: %s", addr, path, resp.Status, bytes.TrimSpace(out))
 	}
-	if *out == "yaml" {
+	return out, nil
+}
+
+// writeDoc prints a JSON document from the admin API as YAML or indented
+// JSON.
+func writeDoc(stdout io.Writer, body []byte, format string) error {
+	if format == "yaml" {
 		y, err := yaml.JSONToYAML(body)
 		if err != nil {
 			return fmt.Errorf("proxy admin answered non-JSON: %w", err)
@@ -63,6 +95,6 @@ func runProxy(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("proxy admin answered non-JSON: %w", err)
 	}
 	pretty.WriteByte('\n')
-	_, err = pretty.WriteTo(stdout)
+	_, err := pretty.WriteTo(stdout)
 	return err
 }
