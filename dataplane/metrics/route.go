@@ -44,7 +44,7 @@ type routeMetrics struct {
 func newRouteMetrics() *routeMetrics {
 	return &routeMetrics{
 		vec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_proxy_requests_total",
-			Help: "Requests by HTTPRoute (namespace/name), backend (the InferencePool or Service they were sent to) and the status the client got (499: the client went away first). Per proxy: aggregate with sum."},
+			Help: "Requests by HTTPRoute (namespace/name), backend (the InferencePool or Service they were sent to) and the status the client got (499: the client went away first; stream_cut: the response broke off after it started). Per proxy: aggregate with sum."},
 			[]string{"route", "backend", "code"}),
 		series: map[routeKey]*RouteSeries{},
 	}
@@ -76,10 +76,17 @@ func (p *Proxy) Route(route, backend string) *RouteSeries {
 	return s
 }
 
+// streamCut is the code of a request whose response broke off after it
+// started (counted as ErrorStreamCut, whatever status was sent).
+const streamCut = -1
+
 // Count counts one request answered with status (0: none, the client went
-// away).
-func (s *RouteSeries) Count(status int) {
-	if status == 0 {
+// away); cut says its response broke off before its end.
+func (s *RouteSeries) Count(status int, cut bool) {
+	switch {
+	case cut:
+		status = streamCut
+	case status == 0:
 		status = StatusClientGone
 	}
 	if cs := s.codes.Load(); cs != nil {
@@ -102,7 +109,11 @@ func (s *RouteSeries) Count(status int) {
 		}
 		next = append(next, *cs...)
 	}
-	c := s.vec.WithLabelValues(s.route, s.backend, strconv.Itoa(status))
+	code := strconv.Itoa(status)
+	if status == streamCut {
+		code = ErrorStreamCut
+	}
+	c := s.vec.WithLabelValues(s.route, s.backend, code)
 	next = append(next, codeCounter{status, c})
 	s.codes.Store(&next)
 	c.Inc()

@@ -31,7 +31,7 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		defer c.trace.answered(ex) // before release: ex holds the usage
 	}
 	// Counted under the backend the last attempt went to.
-	defer func() { m.metrics.Route(c.route.Route, c.bs.cfg.Source).Count(ex.status) }()
+	defer func() { m.metrics.Route(c.route.Route, c.bs.cfg.Source).Count(ex.status, ex.cut) }()
 	ex.cors = c.cors
 	route, r, bs, preq := c.route, c.r, c.bs, c.preq
 	defer endExternal(c)

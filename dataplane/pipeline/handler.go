@@ -187,7 +187,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if bs.cfg.IsPool() && invalid != nil {
 		m.metrics.Error(model.Name, model.Name, http.StatusBadRequest)
-		m.metrics.Route(route.Route, bs.cfg.Source).Count(http.StatusBadRequest)
+		m.metrics.Route(route.Route, bs.cfg.Source).Count(http.StatusBadRequest, false)
 		openai.WriteError(w, http.StatusBadRequest, openai.TypeInvalidRequest, "invalid_request", invalid.Error())
 		return
 	}

@@ -70,7 +70,7 @@ func (m *Pipeline) admit(w http.ResponseWriter, c *call) bool {
 		return false // the client is gone: nobody to answer
 	}
 	m.metrics.Error(preq.Model, preq.TargetModel, status)
-	m.metrics.Route(c.route.Route, bs.cfg.Source).Count(status)
+	m.metrics.Route(c.route.Route, bs.cfg.Source).Count(status, false)
 	return false
 }
 

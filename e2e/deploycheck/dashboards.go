@@ -116,10 +116,10 @@ func gatewayDashboard() *dashboard.DashboardBuilder {
 		WithRow(dashboard.NewRowBuilder("Traffic and errors")).
 		WithPanel(graph("Requests by route and backend", "reqps", "Requests per second each HTTPRoute sent to each backend (InferencePool or Service), all proxies.",
 			q{`sum by (route, backend) (rate(infergate_proxy_requests_total` + rate + `))`, "{{route}} → {{backend}}"})).
-		WithPanel(graph("Answers by status", "reqps", "Requests per second by the status the client got (499: the client went away first).",
+		WithPanel(graph("Answers by status", "reqps", "Requests per second by the status the client got (499: the client went away first; stream_cut: the response broke off after it started).",
 			q{`sum by (code) (rate(infergate_proxy_requests_total` + rate + `))`, "{{code}}"})).
-		WithPanel(graph("Error ratio by backend", "percentunit", "Share of requests answered 5xx or 429 (shed, queue full) per backend.",
-			q{`sum by (backend) (rate(infergate_proxy_requests_total{code=~"5..|429"}` + rate + `)) / sum by (backend) (rate(infergate_proxy_requests_total` + rate + `))`, "{{backend}}"})).
+		WithPanel(graph("Error ratio by backend", "percentunit", "Share of requests answered 5xx or 429 (shed, queue full), or whose stream broke off, per backend.",
+			q{`sum by (backend) (rate(infergate_proxy_requests_total{code=~"5..|429|stream_cut"}` + rate + `)) / sum by (backend) (rate(infergate_proxy_requests_total` + rate + `))`, "{{backend}}"})).
 		WithPanel(graph("Requests by model", "reqps", "Requests per second per model the client asked for and the model it was sent to (after rewrites).",
 			q{`sum by (model_name, target_model_name) (rate(inference_objective_request_total{model_name=~"$model"}` + rate + `))`, "{{model_name}} → {{target_model_name}}"})).
 		WithPanel(graph("Errors by model", "reqps", "Failed requests per second per model and status.",
