@@ -113,6 +113,29 @@ func TestInfergatectl(t *testing.T) {
 		}
 	})
 
+	t.Run("proxy explain shows the route, the pool and every candidate", func(t *testing.T) {
+		body := `{"model":"` + model + `","messages":[{"role":"user","content":"hello"}]}`
+		out, code := infergatectl(t, "proxy", "explain", "--proxy", s.adminAddr, "-d", body)
+		if code != 0 {
+			t.Fatalf("proxy explain (exit %d):\n%s", code, out)
+		}
+		for _, want := range []string{"route:       default/gw/default/chat/0 (HTTPRoute default/chat)", "backend:     default/pool",
+			"outcome:     pick", "saturation:", "ADDRESS", "WAITING", "KVCACHE"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("proxy explain output lacks %q:\n%s", want, out)
+			}
+		}
+		for _, ip := range s.podIPs {
+			if !strings.Contains(out, ip) {
+				t.Errorf("candidate %s missing:\n%s", ip, out)
+			}
+		}
+		out, code = infergatectl(t, "proxy", "explain", "--proxy", s.adminAddr, "-d", body, "--path", "/nowhere", "-o", "json")
+		if code != 0 || !strings.Contains(out, `"outcome": "no route"`) {
+			t.Fatalf("proxy explain of an unrouted path (exit %d):\n%s", code, out)
+		}
+	})
+
 	t.Run("translate works offline on the same YAML", func(t *testing.T) {
 		out, code := infergatectl(t, "translate", "-f", filepath.Join(s.dir, "fleet.yaml"))
 		if code != 0 || !strings.Contains(out, "default/gw/default/chat/0") {
