@@ -53,8 +53,7 @@ type Proxy struct {
 	routes     *routeMetrics
 	endpoints  *endpointCollector
 
-	mu     sync.RWMutex
-	series map[pair]*Series
+	series *bounded[pair, Series]
 }
 
 type pair struct{ model, target string }
@@ -107,7 +106,7 @@ func New() *Proxy {
 		tpot:  hist("infergate_proxy", "time_per_output_token_seconds", "Time after the first byte per further output token of streamed responses, in seconds.", perTokenBuckets),
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "inference_extension", Name: "scheduler_e2e_duration_seconds",
 			Help: "Time the picker took to choose an endpoint, in seconds.", Buckets: pickBuckets}),
-		series:    map[pair]*Series{},
+		series:    newBounded[pair, Series](MaxModelSeries, pair{Other, Other}),
 		queue:     newQueueMetrics(),
 		upstream:  newUpstreamMetrics(),
 		routes:    newRouteMetrics(),
@@ -148,25 +147,11 @@ func (p *Proxy) Error(model, target string, status int) {
 
 // Series returns the metrics of a (model, target) pair.
 func (p *Proxy) Series(model, target string) *Series {
-	k := pair{model, target}
-	p.mu.RLock()
-	s := p.series[k]
-	p.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if s = p.series[k]; s != nil {
-		return s
-	}
-	if len(p.series) >= MaxModelSeries {
-		k = pair{Other, Other}
-		if s = p.series[k]; s != nil {
-			return s
-		}
-	}
-	s = &Series{
+	return p.series.get(pair{model, target}, p.newSeries)
+}
+
+func (p *Proxy) newSeries(k pair) *Series {
+	return &Series{
 		p: p, model: k.model, target: k.target,
 		requests:  p.requests.WithLabelValues(k.model, k.target),
 		duration:  p.duration.WithLabelValues(k.model, k.target),
@@ -179,8 +164,6 @@ func (p *Proxy) Series(model, target string) *Series {
 		tpot:      p.tpot.WithLabelValues(k.model, k.target),
 		running:   p.running.WithLabelValues(k.model),
 	}
-	p.series[k] = s
-	return s
 }
 
 // Start counts a request as started and running.

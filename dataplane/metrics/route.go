@@ -37,8 +37,7 @@ type routeKey struct{ route, backend string }
 
 type routeMetrics struct {
 	vec    *prometheus.CounterVec
-	mu     sync.RWMutex
-	series map[routeKey]*RouteSeries
+	series *bounded[routeKey, RouteSeries]
 }
 
 func newRouteMetrics() *routeMetrics {
@@ -46,34 +45,16 @@ func newRouteMetrics() *routeMetrics {
 		vec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_proxy_requests_total",
 			Help: "Requests by HTTPRoute (namespace/name), backend (the InferencePool or Service they were sent to) and the status the client got (499: the client went away first; stream_cut: the response broke off after it started). Per proxy: aggregate with sum."},
 			[]string{"route", "backend", "code"}),
-		series: map[routeKey]*RouteSeries{},
+		series: newBounded[routeKey, RouteSeries](MaxRouteSeries, routeKey{Other, Other}),
 	}
 }
 
 // Route returns the counters of requests route sent to backend.
 func (p *Proxy) Route(route, backend string) *RouteSeries {
 	rm := p.routes
-	k := routeKey{route, backend}
-	rm.mu.RLock()
-	s := rm.series[k]
-	rm.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	if s = rm.series[k]; s != nil {
-		return s
-	}
-	if len(rm.series) >= MaxRouteSeries {
-		k = routeKey{Other, Other}
-		if s = rm.series[k]; s != nil {
-			return s
-		}
-	}
-	s = &RouteSeries{vec: rm.vec, route: k.route, backend: k.backend}
-	rm.series[k] = s
-	return s
+	return rm.series.get(routeKey{route, backend}, func(k routeKey) *RouteSeries {
+		return &RouteSeries{vec: rm.vec, route: k.route, backend: k.backend}
+	})
 }
 
 // streamCut is the code of a request whose response broke off after it
