@@ -10,9 +10,9 @@ import (
 
 	"github.com/infergate/infergate/controlplane/snapshot"
 	"github.com/infergate/infergate/controlplane/xds"
-	"github.com/infergate/infergate/proto/xdsclient"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 	"github.com/infergate/infergate/proto/tracing"
+	"github.com/infergate/infergate/proto/xdsclient"
 )
 
 // TestTracePushAndDelivery: every served snapshot gets a push span under
