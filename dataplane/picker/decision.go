@@ -48,15 +48,35 @@ func (s *Scheduler) Explain(req *Request, cands []*endpoints.Endpoint) (*Decisio
 	return c.decision(i), nil
 }
 
-// SetDecisionHook calls fn with every pick's decision (nil turns it off).
-// A decision is built only while a hook is set; fn runs on the request's
-// goroutine and must be quick.
-func (s *Scheduler) SetDecisionHook(fn func(*Decision)) {
-	if fn == nil {
+// DecisionHook asks for the decisions of some picks: Want runs on every
+// pick of a cost-model scheduler, and only when it says yes is the
+// Decision built and handed to Record. Both run on the request's goroutine,
+// inside Pick, and must be quick; Want must not allocate, so a pick
+// nobody wants explained stays allocation-free.
+type DecisionHook struct {
+	// Want reports whether req's pick should be explained (a paced ring
+	// of recent decisions, a request whose trace records).
+	Want func(req *Request) bool
+	// Record receives req's decision.
+	Record func(req *Request, d *Decision)
+}
+
+// SetDecisionHook sets the hook that receives pick decisions (nil, or
+// one without Want or Record, turns it off).
+func (s *Scheduler) SetDecisionHook(h *DecisionHook) {
+	if h == nil || h.Want == nil || h.Record == nil {
 		s.hook.Store(nil)
 		return
 	}
-	s.hook.Store(&fn)
+	s.hook.Store(h)
+}
+
+// explainPick hands the decision of the pick of candidate i to the hook
+// when it wants it.
+func (s *Scheduler) explainPick(c *Cycle, i int) {
+	if h := s.hook.Load(); h != nil && h.Want(c.Req) {
+		h.Record(c.Req, c.decision(i))
+	}
 }
 
 // decision builds c's Decision with candidate chosen picked.

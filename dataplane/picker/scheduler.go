@@ -35,8 +35,8 @@ type Scheduler struct {
 	recordScores every
 	// cost, when set, picks instead of the weighted scorers.
 	cost *CostModel
-	// hook receives every pick's Decision (SetDecisionHook).
-	hook atomic.Pointer[func(*Decision)]
+	// hook receives the Decisions of the picks it wants (SetDecisionHook).
+	hook atomic.Pointer[DecisionHook]
 	// source is the optional PrefixSource (SetPrefixSource).
 	source atomic.Pointer[PrefixSource]
 }
@@ -95,9 +95,7 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 				c.Candidates[j].Endpoint.RecordScore(c.terms[j].Cost, c.Now)
 			}
 		}
-		if h := s.hook.Load(); h != nil {
-			(*h)(c.decision(i))
-		}
+		s.explainPick(c, i)
 		return c.Candidates[i].Endpoint, nil
 	}
 	s.score(c)
