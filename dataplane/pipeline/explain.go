@@ -60,9 +60,17 @@ type Explanation struct {
 	// Saturation is the pool's (picker.Saturation): at ≥ 1 sheddable
 	// requests are shed and others wait in a wait queue if it has one.
 	Saturation *float64 `json:"saturation,omitempty"`
-	// Chosen is the endpoint the picker would choose now (it draws ties at
-	// random, so asking again may name another of equal score).
+	// Chosen is the endpoint the picker would choose now (among
+	// candidates within its tie tolerance of the cheapest, prompts
+	// without a full block are placed at random, so asking again may name
+	// another).
 	Chosen string `json:"chosen,omitempty"`
+	// PromptTokens and OutputTokens are the cost model's estimates for the
+	// request (output: max_tokens when given, else the mean it learned).
+	PromptTokens float64 `json:"promptTokens,omitempty"`
+	OutputTokens float64 `json:"outputTokens,omitempty"`
+	// Note says why candidates carry no cost terms, when they do not.
+	Note string `json:"note,omitempty"`
 	// Candidates are the backend's endpoints as the picker sees them.
 	Candidates []ExplainCandidate `json:"candidates,omitempty"`
 }
@@ -89,6 +97,10 @@ type ExplainCandidate struct {
 	AgeMs    *float64 `json:"metricsAgeMs,omitempty"`
 	InFlight int64    `json:"inFlight"`
 	Ejected  bool     `json:"ejected,omitempty"`
+	// Terms are the cost model's inputs and terms for this candidate
+	// (seconds; see picker.Terms), absent for an endpoint the picker
+	// left out (ejected) and for pickers without a cost model.
+	Terms *picker.Terms `json:"terms,omitempty"`
 }
 
 // MaxBodyBytes is the largest request body read for its model.
@@ -141,11 +153,12 @@ func (m *Pipeline) Explain(req ExplainRequest) (*Explanation, error) {
 	ex := &Explanation{Port: req.Port}
 
 	var (
-		body     *openai.Body
-		model    openai.ModelField
-		hasModel bool
-		invalid  error
-		api      openai.Endpoint
+		body      *openai.Body
+		model     openai.ModelField
+		hasModel  bool
+		maxTokens int64
+		invalid   error
+		api       openai.Endpoint
 	)
 	if r.Method == http.MethodPost {
 		api = openai.EndpointOf(r.URL.Path)
@@ -158,7 +171,7 @@ func (m *Pipeline) Explain(req ExplainRequest) (*Explanation, error) {
 		}
 		defer body.Close()
 		sc := openai.ScanBody(api, body.Bytes())
-		model, hasModel, invalid = sc.Model, sc.HasModel, sc.Invalid
+		model, hasModel, invalid, maxTokens = sc.Model, sc.HasModel, sc.Invalid, sc.MaxTokens
 		if hasModel {
 			r.Header[modelHeader] = []string{model.Name}
 		}
@@ -206,7 +219,7 @@ func (m *Pipeline) Explain(req ExplainRequest) (*Explanation, error) {
 	if !route.Filters.Empty() {
 		applyRequestFilters(r, &route.Filters, match)
 	}
-	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{},
+	c := call{st: st, route: route, match: match, r: r, body: body, preq: &picker.Request{MaxTokens: int(maxTokens)},
 		model: model, inBody: model, hasModel: hasModel, poolsOK: invalid == nil, objective: objective}
 	m.aim(&c, ref, bs)
 	ex.TargetModel, ex.Priority = c.preq.TargetModel, c.preq.Priority
@@ -240,20 +253,35 @@ func (m *Pipeline) Explain(req ExplainRequest) (*Explanation, error) {
 	default:
 		ex.Outcome = "pick"
 	}
-	if e, ok := bs.picker.(explainer); ok {
-		ep, err := e.Explain(c.preq, bs.eps)
-		if err != nil {
-			ex.Outcome, ex.Reason = "no endpoint", err.Error()
-			return ex, nil
-		}
-		ex.Chosen = ep
-	}
+	explainPick(ex, bs.picker, c.preq, bs.eps)
 	return ex, nil
 }
 
-// explainer is a picker that can say what it would pick without picking.
-type explainer interface {
-	Explain(req *picker.Request, cands []*endpoints.Endpoint) (string, error)
+// explainPick asks p (a pool's picker) what it would choose for req among
+// eps and why, into ex: the chosen endpoint and each candidate's terms.
+func explainPick(ex *Explanation, p picker.Picker, req *picker.Request, eps []*endpoints.Endpoint) {
+	s, ok := p.(*picker.Scheduler)
+	if !ok {
+		ex.Note = fmt.Sprintf("the pool's picker (%T) does not explain its picks", p)
+		return
+	}
+	d, err := s.Explain(req, eps)
+	switch {
+	case errors.Is(err, picker.ErrNoExplanation):
+		ex.Note = "the pool's picker profile sums weighted scorers: no per-candidate cost terms (the cost model explains its picks)"
+		return
+	case err != nil:
+		ex.Outcome, ex.Reason = "no endpoint", err.Error()
+		return
+	}
+	ex.Chosen, ex.PromptTokens, ex.OutputTokens = d.Chosen, d.PromptTokens, d.OutputTokens
+	terms := make(map[string]*picker.Terms, len(d.Candidates))
+	for i := range d.Candidates {
+		terms[d.Candidates[i].Endpoint] = &d.Candidates[i].Terms
+	}
+	for i := range ex.Candidates {
+		ex.Candidates[i].Terms = terms[ex.Candidates[i].Address]
+	}
 }
 
 func explainCandidate(e *endpoints.Endpoint, now time.Time) ExplainCandidate {

@@ -94,10 +94,17 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 			}
 		}
 		t0 := time.Now()
+		var slot *pickSlot
+		if c.trace.recording() {
+			slot = m.decisions.watch(preq) // the span shows the pick's cost terms
+		}
 		ep, err := pk.Pick(preq, cands)
 		t1 := time.Now()
+		if slot != nil {
+			m.decisions.unwatch(preq)
+		}
 		m.metrics.ObservePick(t1.Sub(t0))
-		c.trace.picked(t0, t1, bs.cfg.Source, len(cands), ep, err)
+		c.trace.picked(t0, t1, bs.cfg.Source, len(cands), ep, err, slot.decision())
 		if err != nil {
 			// Nothing was sent: another backendRef may take the attempt
 			// (a pool's refusal to take more, 429, stands).

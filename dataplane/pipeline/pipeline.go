@@ -129,6 +129,8 @@ type Pipeline struct {
 	budget *openai.Budget
 	// ext keeps the connections to pools' external endpoint pickers.
 	ext *extproc.Client
+	// decisions keeps the pools' recent pick decisions.
+	decisions *decisions
 }
 
 // state is everything a request needs, immutable once published.
@@ -189,6 +191,7 @@ func New(logger *slog.Logger, opts Options) *Pipeline {
 		mirrorSem: make(chan struct{}, maxMirrorsInFlight),
 		metrics:   opts.Metrics,
 		budget:    openai.NewBudget(opts.BodyBudget),
+		decisions: newDecisions(),
 		ext: extproc.NewClient(logger, extproc.Options{Timeout: opts.PickerTimeout, MaxBodyBytes: int(opts.MaxBodyBytes),
 			Registerer: opts.Metrics.Registry()}),
 	}
@@ -354,6 +357,7 @@ func (m *Pipeline) Publish(p *Prepared) {
 	m.models.retain(cfg)
 	m.scheds.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
 	m.queues.Retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
+	m.decisions.retain(func(pool string) bool { b, ok := cfg.Backends[pool]; return ok && b.IsPool() })
 }
 
 // ServerTLS is the handshake config of HTTPS port port: certificates (and
@@ -451,6 +455,7 @@ func (m *Pipeline) build(cfg *config.Config, prep *Prepared) *state {
 			// pool's endpoints, picked here yet or not.
 			if s, ok := bs.picker.(*picker.Scheduler); ok {
 				s.SetEndpoints(bs.eps)
+				s.SetDecisionHook(m.decisions.hookFor(name, b.Source))
 			}
 			if bs.queue = m.queues.For(name, b.Source, prep.profiles[name].GetQueue()); bs.queue != nil {
 				eps := bs.eps

@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/metrics"
 	"github.com/infergate/infergate/dataplane/openai"
+	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/proto/tracing"
 )
 
@@ -136,8 +139,11 @@ func (t *requestTrace) queued(start time.Time, pool string, priority int32, admi
 		attribute.Int(tracing.AttrPriority, int(priority)), attribute.Bool(tracing.AttrQueued, admitted))
 }
 
-// picked records one pick among cands: the endpoint chosen or the error.
-func (t *requestTrace) picked(start, end time.Time, backend string, cands int, ep *endpoints.Endpoint, err error) {
+// picked records one pick among cands: the endpoint chosen or the error,
+// and when the picker explained it (d, nil otherwise) the request's token
+// estimates, the chosen endpoint's cost and cached prefix, and an event
+// per candidate with its inputs and terms.
+func (t *requestTrace) picked(start, end time.Time, backend string, cands int, ep *endpoints.Endpoint, err error, d *picker.Decision) {
 	if !t.recording() {
 		return
 	}
@@ -148,7 +154,53 @@ func (t *requestTrace) picked(start, end time.Time, backend string, cands int, e
 	if err != nil {
 		attrs = append(attrs, attribute.String(tracing.AttrPickError, err.Error()))
 	}
-	t.step(tracing.SpanPick, start, end, err, attrs...)
+	if d == nil {
+		t.step(tracing.SpanPick, start, end, err, attrs...)
+		return
+	}
+	attrs = append(attrs, attribute.Float64(tracing.AttrPromptTokens, d.PromptTokens), attribute.Float64(tracing.AttrOutputTokens, d.OutputTokens))
+	chosen := -1
+	for i := range d.Candidates {
+		if d.Candidates[i].Endpoint == d.Chosen {
+			chosen = i
+			attrs = append(attrs, attribute.Float64(tracing.AttrCost, d.Candidates[i].Cost),
+				attribute.Float64(tracing.AttrCachedTokens, d.Candidates[i].CachedTokens))
+		}
+	}
+	_, sp := t.tracer.Start(t.ctx, tracing.SpanPick, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
+	for _, i := range cheapest(d.Candidates, chosen, tracing.MaxCandidateEvents) {
+		c := &d.Candidates[i]
+		sp.AddEvent(tracing.EventCandidate, trace.WithTimestamp(end), trace.WithAttributes(
+			attribute.String(tracing.AttrEndpoint, c.Endpoint), attribute.Bool("chosen", i == chosen),
+			attribute.Float64("waiting", c.Waiting), attribute.Float64("running", c.Running),
+			attribute.Float64("kv_usage", c.KVUsage), attribute.Float64("cached_tokens", c.CachedTokens),
+			attribute.Bool("fresh", c.Fresh), attribute.Bool("home", c.Home),
+			attribute.Float64("wait", c.Wait), attribute.Float64("prefill", c.Prefill), attribute.Float64("decode", c.Decode),
+			attribute.Float64("harm", c.Harm), attribute.Float64("lora", c.LoRA), attribute.Float64("displace", c.Displace),
+			attribute.Float64("cost", c.Cost)))
+	}
+	if err != nil {
+		sp.SetStatus(codes.Error, err.Error())
+	}
+	sp.End(trace.WithTimestamp(end))
+}
+
+// cheapest returns the indexes of the n cheapest candidates, cheapest
+// first, with chosen (≥ 0) among them.
+func cheapest(cands []picker.CandidateDecision, chosen, n int) []int {
+	idx := make([]int, len(cands))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(cands[a].Cost, cands[b].Cost) })
+	if len(idx) <= n {
+		return idx
+	}
+	idx = idx[:n]
+	if chosen >= 0 && !slices.Contains(idx, chosen) {
+		idx[n-1] = chosen
+	}
+	return idx
 }
 
 // attempt starts the span of an upstream attempt to ep and puts its

@@ -2,7 +2,9 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
@@ -26,6 +28,9 @@ import (
 //	/explain    POST a request (pipeline.ExplainRequest as JSON): how it
 //	            would be routed and which endpoint picked now, and what the
 //	            picker sees of every candidate; nothing is sent
+//	/decisions  the pools' recent picks explained, newest first (each pool
+//	            keeps its last pipeline.DecisionRingSize, at most one per
+//	            pipeline.DecisionEvery); ?pool=NAME for one pool, ?limit=N
 func (m *Manager) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.pl.Metrics().Handler())
@@ -61,6 +66,7 @@ func (m *Manager) AdminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, qs)
 	})
 	mux.HandleFunc("POST /explain", m.serveExplain)
+	mux.HandleFunc("GET /decisions", m.serveDecisions)
 	return mux
 }
 
@@ -81,6 +87,26 @@ func (m *Manager) serveExplain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ex)
+}
+
+// serveDecisions answers GET /decisions[?pool=NAME][&limit=N].
+func (m *Manager) serveDecisions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pool := q.Get("pool")
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit %q: want a count ≥ 0", v)})
+			return
+		}
+		limit = n
+	}
+	if pool != "" && !m.pl.HasPool(pool) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no pool %q (name it as namespace/name)", pool)})
+		return
+	}
+	writeJSON(w, http.StatusOK, m.pl.Decisions(pool, limit))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

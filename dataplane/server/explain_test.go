@@ -78,6 +78,12 @@ func TestExplain(t *testing.T) {
 		if !c.Fresh || c.Waiting == nil || *c.Waiting != 0 || c.KVCache == nil {
 			t.Errorf("candidate %+v: want fresh metrics", c)
 		}
+		if c.Terms != nil {
+			t.Errorf("candidate %+v: cost terms from weighted scorers", c)
+		}
+	}
+	if ex.Chosen != "" || !strings.Contains(ex.Note, "weighted scorers") {
+		t.Errorf("weighted scorers explained: chosen %q, note %q", ex.Chosen, ex.Note)
 	}
 	if ex.Saturation == nil || *ex.Saturation >= 1 {
 		t.Errorf("saturation %v of an idle pool", ex.Saturation)
@@ -104,6 +110,34 @@ func TestExplain(t *testing.T) {
 		if code, body := adminPost(t, m, "/explain", bad); code != http.StatusBadRequest || !strings.Contains(body, "error") {
 			t.Errorf("explain %s: %d %s", bad, code, body)
 		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("explaining sent %d requests to model servers", n)
+	}
+
+	// The default profile (the cost model) explains its pick: every
+	// candidate's inputs and cost terms, the chosen one the cheapest
+	// within its tolerance, max_tokens as the output estimate.
+	waitingA.Store(0)
+	waitingB.Store(6)
+	apply(t, m, withProfile(rs, nil))
+	testwait.Until(t, "the new waiting counts scraped", func() bool {
+		ex = explain(t, m, pipeline.ExplainRequest{Body: `{"model":"food-review","max_tokens":40,"messages":[{"role":"user","content":"hi"}]}`})
+		return len(ex.Candidates) == 2 && ex.Candidates[0].Waiting != nil && ex.Candidates[1].Waiting != nil &&
+			*ex.Candidates[0].Waiting+*ex.Candidates[1].Waiting == 6
+	})
+	if ex.Outcome != "pick" || ex.Chosen != addr(a) || ex.OutputTokens != 40 || ex.PromptTokens <= 0 || ex.Note != "" {
+		t.Fatalf("cost-model explanation %+v, want %s chosen (nothing waits there)", ex, addr(a))
+	}
+	cost := map[string]float64{}
+	for _, c := range ex.Candidates {
+		if c.Terms == nil || c.Terms.Prefill <= 0 || c.Terms.Decode <= 0 || c.Terms.Cost <= 0 {
+			t.Fatalf("candidate %s terms %+v", c.Address, c.Terms)
+		}
+		cost[c.Address] = c.Terms.Cost
+	}
+	if cost[addr(b)] <= cost[addr(a)] {
+		t.Errorf("costs %v: the endpoint with 6 waiting is not dearer", cost)
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("explaining sent %d requests to model servers", n)

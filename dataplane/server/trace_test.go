@@ -180,9 +180,32 @@ func TestTraceSpanTree(t *testing.T) {
 	if v, _ := attrOf(second, tracing.AttrEndpoint); !strings.HasPrefix(v.AsString(), "127.0.0.1:") || second.SpanKind() != trace.SpanKindClient {
 		t.Errorf("second attempt endpoint %q kind %v", v.AsString(), second.SpanKind())
 	}
+	// The pool runs the default profile (the cost model): each pick span
+	// carries the request's estimates, the chosen endpoint's cost and
+	// cached prefix, and its candidate's terms as an event.
 	for _, p := range children[tracing.SpanPick] {
 		if v, _ := attrOf(p, tracing.AttrCandidates); v.AsInt64() != 1 {
 			t.Errorf("pick candidates %v", v.Emit())
+		}
+		for _, key := range []string{tracing.AttrPromptTokens, tracing.AttrOutputTokens, tracing.AttrCost, tracing.AttrCachedTokens} {
+			if _, ok := attrOf(p, key); !ok {
+				t.Errorf("pick span lacks %s: %v", key, p.Attributes())
+			}
+		}
+		if v, _ := attrOf(p, tracing.AttrCost); v.AsFloat64() <= 0 {
+			t.Errorf("pick cost %v", v.Emit())
+		}
+		evs := p.Events()
+		if len(evs) != 1 || evs[0].Name != tracing.EventCandidate {
+			t.Fatalf("pick events %+v, want one %q", evs, tracing.EventCandidate)
+		}
+		ev := map[string]attribute.Value{}
+		for _, kv := range evs[0].Attributes {
+			ev[string(kv.Key)] = kv.Value
+		}
+		if !ev["chosen"].AsBool() || !strings.HasPrefix(ev[tracing.AttrEndpoint].AsString(), "127.0.0.1:") ||
+			ev["prefill"].AsFloat64() <= 0 || ev["decode"].AsFloat64() <= 0 || ev["cost"].AsFloat64() <= 0 {
+			t.Errorf("candidate event %v", evs[0].Attributes)
 		}
 	}
 	// Each attempt told the model server its own span as the parent.

@@ -34,6 +34,13 @@ const (
 	AttrCandidates = "infergate.pick.candidates"
 	AttrEndpoint   = "infergate.endpoint"
 	AttrPickError  = "infergate.pick.error"
+	// The cost model's estimates for the request and the chosen
+	// endpoint's total cost and cached prefix (tokens); each candidate's
+	// inputs and terms are an EventCandidate event on the pick span.
+	AttrPromptTokens = "infergate.pick.prompt_tokens"
+	AttrOutputTokens = "infergate.pick.output_tokens"
+	AttrCost         = "infergate.pick.cost"
+	AttrCachedTokens = "infergate.pick.cached_tokens"
 	// Upstream attempts: the attempt's number (1 = first) and, on a
 	// retry, what the previous attempt failed with.
 	AttrAttempt     = "infergate.attempt"
@@ -48,5 +55,13 @@ const (
 	AttrNack      = "infergate.xds.nack_reason"
 )
 
-// Event names on a pick span: one per candidate with its inputs and terms.
+// EventCandidate is an event on a pick span per candidate the cost model
+// priced (the cheapest MaxCandidateEvents, the chosen one always among
+// them): the endpoint, whether it was chosen, its inputs (waiting,
+// running, kv_usage, cached_tokens, fresh, home) and its cost terms in
+// seconds (wait, prefill, decode, harm, lora, displace, cost).
 const EventCandidate = "candidate"
+
+// MaxCandidateEvents bounds the candidate events of one pick span (an
+// SDK keeps 128 events per span by default).
+const MaxCandidateEvents = 32
