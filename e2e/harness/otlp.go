@@ -38,9 +38,15 @@ type Span struct {
 	Kind              tracepb.Span_SpanKind
 	StartNs, EndNs    uint64
 	Attrs             map[string]string
-	Events            []string
+	Events            []SpanEvent
 	StatusError       bool
 	StatusDescription string
+}
+
+// SpanEvent is one event of a span with its attributes.
+type SpanEvent struct {
+	Name  string
+	Attrs map[string]string
 }
 
 // StartOTLPReceiver serves OTLP/gRPC until the test ends.
@@ -79,7 +85,7 @@ func (r *OTLPReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServ
 					StatusDescription: sp.GetStatus().GetMessage(),
 				}
 				for _, ev := range sp.GetEvents() {
-					s.Events = append(s.Events, ev.GetName()+" "+formatAttrs(attrs(ev.GetAttributes())))
+					s.Events = append(s.Events, SpanEvent{Name: ev.GetName(), Attrs: attrs(ev.GetAttributes())})
 				}
 				got = append(got, s)
 			}
@@ -129,7 +135,7 @@ func Tree(spans []Span) string {
 		fmt.Fprintf(&b, "%s%s [%s] +%.3fms %.3fms %s\n", strings.Repeat("  ", depth), s.Name, s.Service,
 			float64(s.StartNs-t0)/1e6, float64(s.EndNs-s.StartNs)/1e6, formatAttrs(s.Attrs))
 		for _, ev := range s.Events {
-			fmt.Fprintf(&b, "%s  · %s\n", strings.Repeat("  ", depth), ev)
+			fmt.Fprintf(&b, "%s  · %s %s\n", strings.Repeat("  ", depth), ev.Name, formatAttrs(ev.Attrs))
 		}
 		kids := children[s.SpanID]
 		byStart(kids)

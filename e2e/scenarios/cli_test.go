@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/infergate/infergate/e2e/harness"
 )
@@ -85,7 +86,10 @@ func TestInfergatectl(t *testing.T) {
 		}
 	})
 
-	t.Run("proxy endpoints shows live metrics with their age and last scores", func(t *testing.T) {
+	// The default profile is the cost model, which keeps no per-endpoint
+	// last score (lastScore is the weighted scorers'): its per-pick terms
+	// are what proxy explain and proxy decisions show below.
+	t.Run("proxy endpoints shows live metrics with their age", func(t *testing.T) {
 		harness.Eventually(t, syncTimeout, func() error {
 			out, code := infergatectl(t, "proxy", "endpoints", "--proxy", s.adminAddr, "-o", "json")
 			if code != 0 {
@@ -96,7 +100,7 @@ func TestInfergatectl(t *testing.T) {
 					return fmt.Errorf("endpoint %s missing:\n%s", ip, out)
 				}
 			}
-			for _, field := range []string{`"metricsAgeMs"`, `"inFlight"`, `"lastScore"`} {
+			for _, field := range []string{`"metricsAgeMs"`, `"inFlight"`, `"scrapes"`} {
 				if !strings.Contains(out, field) {
 					return fmt.Errorf("no %s in:\n%s", field, out)
 				}
@@ -119,8 +123,11 @@ func TestInfergatectl(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("proxy explain (exit %d):\n%s", code, out)
 		}
+		// The default profile is the cost model: the chosen endpoint, the
+		// request's estimates and every candidate's cost terms.
 		for _, want := range []string{"route:       default/gw/default/chat/0 (HTTPRoute default/chat)", "backend:     default/pool",
-			"outcome:     pick", "saturation:", "ADDRESS", "WAITING", "KVCACHE"} {
+			"outcome:     pick", "saturation:", "chosen:      127.0.0.2", "estimates:   prompt ~", "ADDRESS", "WAITING", "KVCACHE",
+			"CACHED", "WAIT", "PREFILL", "DECODE", "HARM", "COST", "(cost terms in seconds"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("proxy explain output lacks %q:\n%s", want, out)
 			}
@@ -133,6 +140,63 @@ func TestInfergatectl(t *testing.T) {
 		out, code = infergatectl(t, "proxy", "explain", "--proxy", s.adminAddr, "-d", body, "--path", "/nowhere", "-o", "json")
 		if code != 0 || !strings.Contains(out, `"outcome": "no route"`) {
 			t.Fatalf("proxy explain of an unrouted path (exit %d):\n%s", code, out)
+		}
+	})
+
+	t.Run("proxy decisions lists the picks of real requests with their cost terms", func(t *testing.T) {
+		ctx := context.Background()
+		var served []string
+		for range 2 {
+			ep, err := s.chat(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			served = append(served, ep)
+			time.Sleep(60 * time.Millisecond) // more than the ring's pacing: both kept
+		}
+		out, code := infergatectl(t, "proxy", "decisions", "--proxy", s.adminAddr, "-o", "json", "--pool", "default/pool")
+		if code != 0 {
+			t.Fatalf("proxy decisions -o json (exit %d):\n%s", code, out)
+		}
+		var ds []struct {
+			Pool, RequestID, Chosen string
+			PromptTokens            float64
+			Candidates              []struct {
+				Endpoint string
+				Cost     float64
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &ds); err != nil {
+			t.Fatalf("proxy decisions -o json: %v\n%s", err, out)
+		}
+		if len(ds) < 2 || ds[0].Chosen != served[1] || ds[1].Chosen != served[0] {
+			t.Fatalf("decisions %+v, want the last two picks (%v) newest first", ds, served)
+		}
+		for _, d := range ds[:2] {
+			if d.Pool != "default/pool" || d.RequestID == "" || d.PromptTokens <= 0 || len(d.Candidates) != len(s.podIPs) {
+				t.Errorf("decision %+v", d)
+			}
+			for _, c := range d.Candidates {
+				if c.Cost <= 0 {
+					t.Errorf("candidate %+v without a cost", c)
+				}
+			}
+		}
+		out, code = infergatectl(t, "proxy", "decisions", "--proxy", s.adminAddr)
+		if code != 0 || !strings.Contains(out, "RUNNER-UP") || !strings.Contains(out, "default/pool") || !strings.Contains(out, served[1]) {
+			t.Fatalf("proxy decisions (exit %d):\n%s", code, out)
+		}
+		out, code = infergatectl(t, "proxy", "decisions", "--proxy", s.adminAddr, "--candidates", "--limit", "1")
+		if code != 0 || !strings.Contains(out, "ENDPOINT") || !strings.Contains(out, "PREFILL") {
+			t.Fatalf("proxy decisions --candidates (exit %d):\n%s", code, out)
+		}
+		for _, ip := range s.podIPs {
+			if !strings.Contains(out, ip) {
+				t.Errorf("candidate %s missing:\n%s", ip, out)
+			}
+		}
+		if out, code := infergatectl(t, "proxy", "decisions", "--proxy", s.adminAddr, "--pool", "default/nope"); code == 0 || !strings.Contains(out, "no pool") {
+			t.Errorf("decisions of an unknown pool (exit %d):\n%s", code, out)
 		}
 	})
 

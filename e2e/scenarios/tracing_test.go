@@ -96,6 +96,41 @@ func TestTracing(t *testing.T) {
 	if pick.Attrs[tracing.AttrCandidates] != "3" || pick.Attrs[tracing.AttrEndpoint] != served {
 		t.Errorf("pick span: candidates %q endpoint %q, want 3 and %s", pick.Attrs[tracing.AttrCandidates], pick.Attrs[tracing.AttrEndpoint], served)
 	}
+	// The default profile (the cost model) explains the traced pick: the
+	// request's estimates, the chosen endpoint's cost and cached prefix,
+	// and every candidate's inputs and terms as an event.
+	if n, err := strconv.ParseFloat(pick.Attrs[tracing.AttrOutputTokens], 64); err != nil || n != 6 {
+		t.Errorf("pick span output tokens %q, want max_tokens 6", pick.Attrs[tracing.AttrOutputTokens])
+	}
+	for _, key := range []string{tracing.AttrPromptTokens, tracing.AttrCost} {
+		if v, err := strconv.ParseFloat(pick.Attrs[key], 64); err != nil || v <= 0 {
+			t.Errorf("pick span %s = %q", key, pick.Attrs[key])
+		}
+	}
+	if _, ok := pick.Attrs[tracing.AttrCachedTokens]; !ok {
+		t.Errorf("pick span lacks %s", tracing.AttrCachedTokens)
+	}
+	chosen := 0
+	for _, ev := range pick.Events {
+		if ev.Name != tracing.EventCandidate {
+			t.Errorf("pick event %q", ev.Name)
+			continue
+		}
+		for _, term := range []string{"prefill", "decode", "cost"} {
+			if v, err := strconv.ParseFloat(ev.Attrs[term], 64); err != nil || v <= 0 {
+				t.Errorf("candidate %s: %s = %q", ev.Attrs[tracing.AttrEndpoint], term, ev.Attrs[term])
+			}
+		}
+		if ev.Attrs["chosen"] == "true" {
+			chosen++
+			if ev.Attrs[tracing.AttrEndpoint] != served || ev.Attrs["cost"] != pick.Attrs[tracing.AttrCost] {
+				t.Errorf("chosen candidate %v, served by %s at cost %s", ev.Attrs, served, pick.Attrs[tracing.AttrCost])
+			}
+		}
+	}
+	if len(pick.Events) != 3 || chosen != 1 {
+		t.Errorf("pick span: %d candidate events, %d chosen; want 3 and 1", len(pick.Events), chosen)
+	}
 	attempt := spanNamed(spans, tracing.SpanAttempt)
 	if attempt.Attrs[tracing.AttrEndpoint] != served || attempt.Attrs["http.response.status_code"] != "200" ||
 		attempt.Attrs[tracing.AttrAttempt] != "1" || attempt.Kind.String() != "SPAN_KIND_CLIENT" {

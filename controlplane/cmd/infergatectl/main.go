@@ -48,7 +48,7 @@ func commands() []command {
 		{"snapshot", "the resources the control plane serves one gateway", runSnapshot},
 		{"gateways", "gateways the control plane has snapshots for", runGateways},
 		{"translate", "offline: YAML in, snapshot + statuses out, no cluster", runTranslate},
-		{"proxy", "a proxy's compiled config, live endpoint state, wait queues or KV index (admin port)", runProxy},
+		{"proxy", "a proxy's compiled config, live endpoint state, wait queues, KV index, pick explanations and recent decisions (admin port)", runProxy},
 		{"kv-events", "KV-event subscriptions per pool: connection, sequence, gaps, resyncs, blocks", runKVEvents},
 		{"kv-match", "which model servers hold how many blocks of a prompt (a proxy's KV index)", runKVMatch},
 	}

@@ -16,10 +16,11 @@ import (
 // in-flight counts, ejections), `queues` the pools' wait queues (waiting
 // requests per priority band, fairness flows, oldest wait, headroom),
 // `kv-index` the KV-cache block index per pool (servers and their blocks),
-// `explain` how the proxy would route and pick a given request now.
+// `explain` how the proxy would route and pick a given request now,
+// `decisions` the pools' recent picks with their cost terms.
 func runProxy(ctx context.Context, args []string, stdout io.Writer) error {
-	const synopsis = "Usage: infergatectl proxy config|endpoints|queues|kv-index|explain [--proxy ADDR] [-o json|yaml]"
-	const want = "want 'proxy config', 'proxy endpoints', 'proxy queues', 'proxy kv-index' or 'proxy explain'"
+	const synopsis = "Usage: infergatectl proxy config|endpoints|queues|kv-index|explain|decisions [--proxy ADDR] [-o json|yaml]"
+	const want = "want 'proxy config', 'proxy endpoints', 'proxy queues', 'proxy kv-index', 'proxy explain' or 'proxy decisions'"
 	if len(args) == 0 {
 		return usageError{want}
 	}
@@ -29,6 +30,8 @@ func runProxy(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	case "explain":
 		return runProxyExplain(ctx, args[1:], stdout)
+	case "decisions":
+		return runProxyDecisions(ctx, args[1:], stdout)
 	case "config", "endpoints", "queues", "kv-index":
 	default:
 		return usageError{want}

@@ -7,9 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
-	"text/tabwriter"
 )
 
 // headerFlags collects repeated -H "Name: value" flags.
@@ -41,7 +39,11 @@ type explanation struct {
 	Reason      string   `json:"reason"`
 	Saturation  *float64 `json:"saturation"`
 	Chosen      string   `json:"chosen"`
-	Backends    []struct {
+	// The cost model's estimates for the request, or why there are none.
+	PromptTokens float64 `json:"promptTokens"`
+	OutputTokens float64 `json:"outputTokens"`
+	Note         string  `json:"note"`
+	Backends     []struct {
 		Backend string `json:"backend"`
 		Weight  uint32 `json:"weight"`
 	} `json:"backends"`
@@ -148,72 +150,13 @@ func printExplanation(w io.Writer, ex *explanation) error {
 	}
 	kv("outcome", outcome)
 	kv("chosen", ex.Chosen)
+	if ex.PromptTokens > 0 {
+		kv("estimates", fmt.Sprintf("prompt ~%.0f tokens, output ~%.0f tokens", ex.PromptTokens, ex.OutputTokens))
+	}
+	kv("note", ex.Note)
 	if len(ex.Candidates) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
-	return candidateTable(w, ex.Candidates, ex.Chosen)
-}
-
-// candidateTable prints candidates one per row: the fixed columns first,
-// then any others the proxy reports (a picker's cost terms) in name order,
-// nested objects flattened as parent.child.
-func candidateTable(w io.Writer, cands []map[string]any, chosen string) error {
-	fixed := []string{"address", "pod", "fresh", "waiting", "running", "kvCache", "unseen", "metricsAgeMs", "inFlight", "ejected"}
-	rows := make([]map[string]string, len(cands))
-	extra := map[string]bool{}
-	for i, c := range cands {
-		rows[i] = map[string]string{}
-		flatten("", c, rows[i])
-		for k := range rows[i] {
-			extra[k] = true
-		}
-	}
-	var cols []string
-	for _, k := range fixed {
-		if extra[k] {
-			cols = append(cols, k)
-			delete(extra, k)
-		}
-	}
-	var rest []string
-	for k := range extra {
-		rest = append(rest, k)
-	}
-	sort.Strings(rest)
-	cols = append(cols, rest...)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, " \t"+strings.ToUpper(strings.Join(cols, "\t")))
-	for _, r := range rows {
-		mark := " "
-		if chosen != "" && r["address"] == chosen {
-			mark = "*"
-		}
-		vals := make([]string, len(cols))
-		for i, c := range cols {
-			vals[i] = r[c]
-			if vals[i] == "" {
-				vals[i] = "-"
-			}
-		}
-		fmt.Fprintln(tw, mark+"\t"+strings.Join(vals, "\t"))
-	}
-	return tw.Flush()
-}
-
-func flatten(prefix string, v any, out map[string]string) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if prefix != "" {
-				k = prefix + "." + k
-			}
-			flatten(k, e, out)
-		}
-	case float64:
-		out[prefix] = strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", x), "0"), ".")
-	case nil:
-	default:
-		out[prefix] = fmt.Sprint(x)
-	}
+	return candidateTable(w, ex.Candidates, ex.Chosen, explainColumns)
 }

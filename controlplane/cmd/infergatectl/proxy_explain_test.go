@@ -24,8 +24,9 @@ func TestProxyExplain(t *testing.T) {
 		_ = json.Unmarshal(b, &got)
 		io.WriteString(w, `{"port":8080,"route":"default/gw/default/chat/0","httpRoute":"default/chat","backend":"default/pool",
 			"model":"m","targetModel":"m-lora","priority":5,"outcome":"pick","saturation":0.25,"chosen":"10.0.0.2:8000",
-			"candidates":[{"address":"10.0.0.1:8000","fresh":true,"waiting":3,"kvCache":0.5,"unseen":0,"inFlight":1,"terms":{"prefill":1.5}},
-			              {"address":"10.0.0.2:8000","fresh":true,"waiting":0,"kvCache":0.1,"unseen":0.5,"inFlight":0,"terms":{"prefill":0.25}}]}`)
+			"promptTokens":12,"outputTokens":40,
+			"candidates":[{"address":"10.0.0.1:8000","fresh":true,"waiting":3,"kvCache":0.5,"unseen":0,"inFlight":1,"terms":{"waiting":3,"prefill":1.5,"cost":4.25,"future":7}},
+			              {"address":"10.0.0.2:8000","fresh":true,"waiting":0,"kvCache":0.1,"unseen":0.5,"inFlight":0,"terms":{"waiting":0.5,"prefill":0.25,"cost":1.125,"future":8}}]}`)
 	}))
 	defer admin.Close()
 	addr := strings.TrimPrefix(admin.URL, "http://")
@@ -40,11 +41,15 @@ func TestProxyExplain(t *testing.T) {
 		t.Errorf("explain request %v", got)
 	}
 	out := stdout.String()
-	for _, want := range []string{"model:       m → m-lora", "outcome:     pick", "saturation:  0.250", "TERMS.PREFILL",
-		"*  10.0.0.2:8000", "   10.0.0.1:8000  true   3", "1.5"} {
+	for _, want := range []string{"model:       m → m-lora", "outcome:     pick", "saturation:  0.250",
+		"estimates:   prompt ~12 tokens, output ~40 tokens",
+		"PREFILL  COST   TERMS.FUTURE", "*  10.0.0.2:8000", "   10.0.0.1:8000  true   3", "1.5      4.25", "(cost terms in seconds"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "TERMS.WAITING") {
+		t.Errorf("the terms' inputs are -o json only:\n%s", out)
 	}
 	for _, args := range [][]string{
 		{"proxy", "explain", "--proxy", addr, "-o", "xml"},
