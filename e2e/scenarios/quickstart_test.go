@@ -65,6 +65,25 @@ func TestQuickstart(t *testing.T) {
 	if err := json.NewDecoder(bytes.NewReader(out)).Decode(&c); err != nil || len(c.Choices) == 0 || c.Choices[0].Message.Content == "" {
 		t.Fatalf("not a chat completion (%v): %s", err, out)
 	}
+	// What the README's "Inspecting it" shows works against make run: the
+	// default profile (the cost model) explains a pick with every
+	// candidate's terms, and the request above is among the decisions.
+	out2, code := infergatectl(t, "proxy", "explain", "-d", body)
+	if code != 0 {
+		t.Fatalf("proxy explain against make run (exit %d):\n%s", code, out2)
+	}
+	for _, want := range []string{"outcome:     pick", "chosen:      127.0.0.1", "PREFILL", "DECODE", "COST",
+		"127.0.0.11:8000", "127.0.0.12:8000", "127.0.0.13:8000"} {
+		if !strings.Contains(out2, want) {
+			t.Errorf("proxy explain against make run lacks %q:\n%s", want, out2)
+		}
+	}
+	t.Logf("proxy explain against make run:\n%s", out2)
+	out2, code = infergatectl(t, "proxy", "decisions")
+	if code != 0 || !strings.Contains(out2, "default/llama") || !strings.Contains(out2, served) {
+		t.Errorf("proxy decisions against make run (exit %d):\n%s", code, out2)
+	}
+	t.Logf("proxy decisions against make run:\n%s", out2)
 	p.Stop(10 * time.Second)
 	if !p.Exited() {
 		t.Fatal("run.sh did not stop on SIGTERM")
