@@ -33,25 +33,28 @@ const Other = "other"
 type Proxy struct {
 	reg *prometheus.Registry
 
-	requests   *prometheus.CounterVec
-	errors     *prometheus.CounterVec
-	duration   *prometheus.HistogramVec
-	reqSize    *prometheus.HistogramVec
-	respSize   *prometheus.HistogramVec
-	inTokens   *prometheus.HistogramVec
-	outTokens  *prometheus.HistogramVec
-	running    *prometheus.GaugeVec
-	ntpot      *prometheus.HistogramVec
-	ttft       *prometheus.HistogramVec
-	tpot       *prometheus.HistogramVec
-	schedule   prometheus.Histogram
-	poolsDesc  poolDescs
-	poolsMu    sync.Mutex
-	poolSource func() []PoolStat
-	queue      *queueMetrics
-	upstream   *upstreamMetrics
-	routes     *routeMetrics
-	endpoints  *endpointCollector
+	requests  *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	reqSize   *prometheus.HistogramVec
+	respSize  *prometheus.HistogramVec
+	inTokens  *prometheus.HistogramVec
+	outTokens *prometheus.HistogramVec
+	running   *prometheus.GaugeVec
+	ntpot     *prometheus.HistogramVec
+	ttft      *prometheus.HistogramVec
+	tpot      *prometheus.HistogramVec
+	// cachedIn and reportedIn: the prefix-cache hits the model servers
+	// report, over the prompt tokens of the responses that report them.
+	cachedIn, reportedIn *prometheus.CounterVec
+	schedule             prometheus.Histogram
+	poolsDesc            poolDescs
+	poolsMu              sync.Mutex
+	poolSource           func() []PoolStat
+	queue                *queueMetrics
+	upstream             *upstreamMetrics
+	routes               *routeMetrics
+	endpoints            *endpointCollector
 
 	series *bounded[pair, Series]
 }
@@ -66,6 +69,7 @@ type Series struct {
 	duration, reqSize, respSize            prometheus.Observer
 	inTokens, outTokens, ntpot, ttft, tpot prometheus.Observer
 	running                                prometheus.Gauge
+	cachedIn, reportedIn                   prometheus.Counter
 }
 
 var (
@@ -104,6 +108,10 @@ func New() *Proxy {
 		ntpot: hist("inference_objective", "normalized_time_per_output_token_seconds", "Request latency divided by output tokens, in seconds.", perTokenBuckets),
 		ttft:  hist("infergate_proxy", "time_to_first_token_seconds", "Time from the request to the first response body byte (first token of a stream), in seconds.", ttftBuckets),
 		tpot:  hist("infergate_proxy", "time_per_output_token_seconds", "Time after the first byte per further output token of streamed responses, in seconds.", perTokenBuckets),
+		cachedIn: prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: "infergate_proxy", Name: "cached_input_tokens_total",
+			Help: "Prompt tokens the model servers reported serving from their prefix cache (usage prompt_tokens_details.cached_tokens)."}, labels),
+		reportedIn: prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: "infergate_proxy", Name: "cache_reported_input_tokens_total",
+			Help: "Prompt tokens of the responses that reported cached tokens: the prefix-cache hit ratio is cached_input_tokens_total over this."}, labels),
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "inference_extension", Name: "scheduler_e2e_duration_seconds",
 			Help: "Time the picker took to choose an endpoint, in seconds.", Buckets: pickBuckets}),
 		series:    newBounded[pair, Series](MaxModelSeries, pair{Other, Other}),
@@ -114,7 +122,7 @@ func New() *Proxy {
 	}
 	p.poolsDesc = newPoolDescs()
 	p.reg.MustRegister(p.requests, p.errors, p.duration, p.reqSize, p.respSize, p.inTokens, p.outTokens,
-		p.running, p.ntpot, p.ttft, p.tpot, p.schedule, poolCollector{p}, p.queue, p.routes.vec, p.endpoints,
+		p.running, p.ntpot, p.ttft, p.tpot, p.cachedIn, p.reportedIn, p.schedule, poolCollector{p}, p.queue, p.routes.vec, p.endpoints,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.reg.MustRegister(p.upstream.collectors()...)
 	return p
@@ -153,16 +161,18 @@ func (p *Proxy) Series(model, target string) *Series {
 func (p *Proxy) newSeries(k pair) *Series {
 	return &Series{
 		p: p, model: k.model, target: k.target,
-		requests:  p.requests.WithLabelValues(k.model, k.target),
-		duration:  p.duration.WithLabelValues(k.model, k.target),
-		reqSize:   p.reqSize.WithLabelValues(k.model, k.target),
-		respSize:  p.respSize.WithLabelValues(k.model, k.target),
-		inTokens:  p.inTokens.WithLabelValues(k.model, k.target),
-		outTokens: p.outTokens.WithLabelValues(k.model, k.target),
-		ntpot:     p.ntpot.WithLabelValues(k.model, k.target),
-		ttft:      p.ttft.WithLabelValues(k.model, k.target),
-		tpot:      p.tpot.WithLabelValues(k.model, k.target),
-		running:   p.running.WithLabelValues(k.model),
+		requests:   p.requests.WithLabelValues(k.model, k.target),
+		duration:   p.duration.WithLabelValues(k.model, k.target),
+		reqSize:    p.reqSize.WithLabelValues(k.model, k.target),
+		respSize:   p.respSize.WithLabelValues(k.model, k.target),
+		inTokens:   p.inTokens.WithLabelValues(k.model, k.target),
+		outTokens:  p.outTokens.WithLabelValues(k.model, k.target),
+		ntpot:      p.ntpot.WithLabelValues(k.model, k.target),
+		ttft:       p.ttft.WithLabelValues(k.model, k.target),
+		tpot:       p.tpot.WithLabelValues(k.model, k.target),
+		running:    p.running.WithLabelValues(k.model),
+		cachedIn:   p.cachedIn.WithLabelValues(k.model, k.target),
+		reportedIn: p.reportedIn.WithLabelValues(k.model, k.target),
 	}
 }
 
@@ -179,9 +189,12 @@ type Result struct {
 	// Status is the HTTP status sent to the client (0 if none was).
 	Status        int
 	ResponseBytes int64
-	// Usage from the response, when it had one.
+	// Usage from the response, when it had one; Cached the prompt tokens
+	// it said came from the prefix cache, when it said (HasCached).
 	HasUsage      bool
 	Input, Output int64
+	HasCached     bool
+	Cached        int64
 	// Streamed is true for SSE responses.
 	Streamed bool
 	// Cut is true when the response started but the model server's
@@ -222,6 +235,10 @@ func (s *Series) record(r Result) {
 	}
 	if r.Input > 0 {
 		s.inTokens.Observe(float64(r.Input))
+		if r.HasCached {
+			s.reportedIn.Add(float64(r.Input))
+			s.cachedIn.Add(float64(min(max(r.Cached, 0), r.Input)))
+		}
 	}
 	if r.Output > 0 {
 		s.outTokens.Observe(float64(r.Output))

@@ -49,3 +49,44 @@ func TestDoneRecordsTokensAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// Cached prompt tokens count only from responses that report them, and
+// the ratio's denominator is those responses' prompt tokens; a cached
+// count out of range is clamped to the prompt.
+func TestCachedInputTokens(t *testing.T) {
+	p := metrics.New()
+	s := p.Series("m", "m")
+	t0 := time.Now()
+	for _, r := range []metrics.Result{
+		{HasUsage: true, Input: 100, Output: 1, HasCached: true, Cached: 64},
+		{HasUsage: true, Input: 50, Output: 1},                                   // no cached count reported
+		{HasUsage: true, Input: 10, Output: 1, HasCached: true, Cached: 1 << 20}, // more than the prompt
+	} {
+		r.Start, r.End, r.Status = t0, t0.Add(time.Millisecond), 200
+		s.Start(10)
+		s.Done(r)
+	}
+	cached := counterSum(t, p, "infergate_proxy_cached_input_tokens_total")
+	reported := counterSum(t, p, "infergate_proxy_cache_reported_input_tokens_total")
+	if cached != 74 || reported != 110 {
+		t.Fatalf("cached %v of reported %v prompt tokens, want 74 of 110", cached, reported)
+	}
+}
+
+// counterSum sums the samples of the named counter family.
+func counterSum(t *testing.T, p *metrics.Proxy, name string) float64 {
+	t.Helper()
+	fams, err := p.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}

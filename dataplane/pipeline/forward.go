@@ -62,6 +62,7 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		defer func() {
 			res := metrics.Result{Start: start, FirstByte: ex.firstByte, End: time.Now(), Status: ex.status,
 				ResponseBytes: ex.written, HasUsage: ex.insp.found, Input: ex.insp.usage.Input, Output: ex.insp.usage.Output,
+				HasCached: ex.insp.found && ex.insp.usage.CachedKnown, Cached: ex.insp.usage.Cached,
 				Streamed: ex.insp.mode == inspectSSE, Cut: ex.cut}
 			// The outcome counts under the target that answered.
 			final := series

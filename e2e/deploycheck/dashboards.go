@@ -146,6 +146,8 @@ func gatewayDashboard() *dashboard.DashboardBuilder {
 			q{`sum by (endpoint, pod) (infergate_proxy_endpoint_in_flight)`, "{{pod}} {{endpoint}}"})).
 		WithPanel(graph("Ejected endpoints", "short", "Endpoints out of picks after repeated failures, by the number of proxies ejecting them.",
 			q{`sum by (endpoint) (infergate_proxy_endpoint_ejected) > 0`, "{{endpoint}}"})).
+		WithPanel(graph("Prefix-cache hits", "percentunit", "Share of prompt tokens the model servers served from their prefix cache, per model (responses reporting usage.prompt_tokens_details.cached_tokens; vLLM: --enable-prompt-tokens-details). What the picker expected per pick is in traces and `infergatectl proxy decisions`.",
+			q{`sum by (model_name) (rate(infergate_proxy_cached_input_tokens_total{model_name=~"$model"}` + rate + `)) / sum by (model_name) (rate(infergate_proxy_cache_reported_input_tokens_total{model_name=~"$model"}` + rate + `))`, "{{model_name}}"})).
 		WithPanel(graph("Pick time", "s", "Time the picker takes to choose an endpoint.",
 			q{`histogram_quantile(0.5, sum by (le) (rate(inference_extension_scheduler_e2e_duration_seconds_bucket` + rate + `)))`, "p50"},
 			q{`histogram_quantile(0.99, sum by (le) (rate(inference_extension_scheduler_e2e_duration_seconds_bucket` + rate + `)))`, "p99"})).
