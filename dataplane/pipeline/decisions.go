@@ -69,7 +69,8 @@ type decisionRing struct {
 func newDecisions() *decisions { return &decisions{pools: map[string]*decisionRing{}} }
 
 // hookFor returns the decision hook of the named pool's scheduler, the
-// same one for the pool's lifetime (its ring survives config versions).
+// same one for the pool's lifetime (its ring survives config versions; a
+// backend's name includes its pool's, so pool never changes for a name).
 func (ds *decisions) hookFor(name, pool string) *picker.DecisionHook {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
@@ -84,7 +85,6 @@ func (ds *decisions) hookFor(name, pool string) *picker.DecisionHook {
 		}
 		ds.pools[name] = r
 	}
-	r.pool = pool
 	return &r.hook
 }
 
