@@ -86,10 +86,10 @@ func TestInfergatectl(t *testing.T) {
 		}
 	})
 
-	// The default profile is the cost model, which keeps no per-endpoint
-	// last score (lastScore is the weighted scorers'): its per-pick terms
-	// are what proxy explain and proxy decisions show below.
-	t.Run("proxy endpoints shows live metrics with their age", func(t *testing.T) {
+	// Under the default profile (the cost model) lastScore is the latest
+	// estimated cost; the terms behind it are what proxy explain and proxy
+	// decisions show below.
+	t.Run("proxy endpoints shows live metrics with their age and last scores", func(t *testing.T) {
 		harness.Eventually(t, syncTimeout, func() error {
 			out, code := infergatectl(t, "proxy", "endpoints", "--proxy", s.adminAddr, "-o", "json")
 			if code != 0 {
@@ -100,7 +100,7 @@ func TestInfergatectl(t *testing.T) {
 					return fmt.Errorf("endpoint %s missing:\n%s", ip, out)
 				}
 			}
-			for _, field := range []string{`"metricsAgeMs"`, `"inFlight"`, `"scrapes"`} {
+			for _, field := range []string{`"metricsAgeMs"`, `"inFlight"`, `"lastScore"`} {
 				if !strings.Contains(out, field) {
 					return fmt.Errorf("no %s in:\n%s", field, out)
 				}
