@@ -254,6 +254,12 @@ func (m *Pipeline) Explain(req ExplainRequest) (*Explanation, error) {
 		ex.Outcome = "pick"
 	}
 	explainPick(ex, bs.picker, c.preq, bs.eps)
+	if bs.ext != nil {
+		// The external picker is not asked (that would be a request to
+		// it); what the pool's own picker would do is what FailOpen does.
+		ex.Chosen = ""
+		ex.Note = "the pool's endpoint picker " + bs.cfg.Picker.Service + " chooses and is not asked: the terms are the pool's own picker's, which picks only when the endpoint picker fails and the pool fails open"
+	}
 	return ex, nil
 }
 

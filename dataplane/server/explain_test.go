@@ -143,3 +143,19 @@ func TestExplain(t *testing.T) {
 		t.Errorf("explaining sent %d requests to model servers", n)
 	}
 }
+
+// A pool with an external endpoint picker: explain does not ask it (that
+// would send it a request) and says so; the candidates carry the pool's
+// own picker's terms.
+func TestExplainExternalPicker(t *testing.T) {
+	pp := newPickerPool(t, 2, true, nil, nil)
+	ex := explain(t, pp.m, pipeline.ExplainRequest{Body: `{"model":"m","messages":[{"role":"user","content":"hi"}]}`})
+	if ex.Outcome != "pick" || ex.Chosen != "" || !strings.Contains(ex.Note, "ns/epp:9002") || len(ex.Candidates) != 2 {
+		t.Fatalf("explanation %+v", ex)
+	}
+	for _, c := range ex.Candidates {
+		if c.Terms == nil || c.Terms.Cost <= 0 {
+			t.Errorf("candidate %s terms %+v", c.Address, c.Terms)
+		}
+	}
+}
