@@ -29,11 +29,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/infergate/infergate/e2e/cluster/k8sbin"
 )
@@ -131,6 +133,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		api.Out, api.Err = opts.Output, opts.Output
 		env.ControlPlane.Etcd.Out, env.ControlPlane.Etcd.Err = opts.Output, opts.Output
 	}
+	// envtest logs through controller-runtime's global logger, which
+	// prints a stack trace on first use when nobody set one; its few
+	// lines say nothing opts.Output does not.
+	ctrllog.SetLogger(logr.Discard())
 	cfg, err := env.Start()
 	if err != nil {
 		_ = env.Stop()
