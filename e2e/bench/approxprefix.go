@@ -60,6 +60,9 @@ type approxPrefix struct {
 	blockChars int
 	// capacity is a server's LRU capacity in blocks: its KV blocks.
 	capacity func(addr string) int
+	// tie draws among equal scores: the global source, or a seeded one
+	// in a replay that must repeat (NewApproxPrefix).
+	tie func(n uint64) uint64
 	// now is the clock (time.Now; a virtual-time replay sets its own).
 	now func() time.Time
 
@@ -92,16 +95,17 @@ func newApproxPrefix(env *Env) picker.Picker {
 
 // NewApproxPrefix is the approximate-prefix reference picker for a fleet
 // of blocks-per-server KV caches of blockTokens-token blocks, on clock now
-// (for replays in virtual time, e2e/routesim).
-func NewApproxPrefix(blockTokens int, blocks func(addr string) int, now func() time.Time) picker.Picker {
+// (for replays in virtual time, e2e/routesim), drawing ties from a source
+// seeded with seed.
+func NewApproxPrefix(blockTokens int, blocks func(addr string) int, now func() time.Time, seed uint64) picker.Picker {
 	p := newApproxIndex(blockTokens*refCharsPerToken, blocks)
-	p.now = now
+	p.now, p.tie = now, rand.New(rand.NewPCG(seed, 0)).Uint64N
 	return p
 }
 
 func newApproxIndex(blockChars int, capacity func(addr string) int) *approxPrefix {
 	return &approxPrefix{blockChars: blockChars, capacity: capacity, now: time.Now, servers: map[uint64]map[string]struct{}{},
-		lrus: map[string]*lru.Cache[uint64, struct{}]{}, match: map[string]int{}}
+		lrus: map[string]*lru.Cache[uint64, struct{}]{}, match: map[string]int{}, tie: rand.Uint64N}
 }
 
 // Pick implements picker.Picker.
@@ -153,7 +157,7 @@ func (p *approxPrefix) Pick(req *picker.Request, cands []*endpoints.Endpoint) (*
 			best, bestScore, ties = e, score, 1
 		case score == bestScore:
 			ties++
-			if rand.Uint64N(ties) == 0 {
+			if p.tie(ties) == 0 {
 				best = e
 			}
 		}

@@ -17,9 +17,10 @@ func Baselines() []Strategy {
 			return picker.NewScheduler([]picker.WeightedScorer{
 				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
 		}},
-		{Name: "approx-prefix", New: func(env *Env, _ int) picker.Picker {
-			// The reference picker's default profile (e2e/bench).
-			return bench.NewApproxPrefix(env.blockSize(), env.kvBlocks, env.Now)
+		{Name: "approx-prefix", New: func(env *Env, proxy int) picker.Picker {
+			// The reference picker's default profile (e2e/bench); its
+			// random tie-breaks seeded so that a replay repeats.
+			return bench.NewApproxPrefix(env.blockSize(), env.kvBlocks, env.Now, uint64(proxy)+1)
 		}},
 	}
 }
