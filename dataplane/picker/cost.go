@@ -218,6 +218,7 @@ func (m *CostModel) choose(c *Cycle) int {
 			t.Displace = uncached * tok
 			t.Cost += t.Displace
 		}
+		c.total[i] = t.Cost // what the admin API shows as the last score
 	}
 	return m.pickNear(c, terms, keys)
 }

@@ -90,11 +90,7 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 	if s.cost != nil {
 		i := s.cost.choose(c)
 		s.cost.record(c, i)
-		if s.recordScores.claim(c.Now.UnixNano(), scoreRecordEvery) {
-			for j := range c.Candidates {
-				c.Candidates[j].Endpoint.RecordScore(c.terms[j].Cost, c.Now)
-			}
-		}
+		s.recordTotals(c)
 		s.explainPick(c, i)
 		return c.Candidates[i].Endpoint, nil
 	}
@@ -133,10 +129,18 @@ func (s *Scheduler) score(c *Cycle) {
 			total[i] += ws.Weight * v
 		}
 	}
-	if s.recordScores.claim(c.Now.UnixNano(), scoreRecordEvery) {
-		for i := range c.Candidates {
-			c.Candidates[i].Endpoint.RecordScore(total[i], c.Now)
-		}
+	s.recordTotals(c)
+}
+
+// recordTotals copies each candidate's total (the scorers' weighted sum,
+// or the cost model's cost) to its endpoint for the admin API, at most
+// every scoreRecordEvery.
+func (s *Scheduler) recordTotals(c *Cycle) {
+	if !s.recordScores.claim(c.Now.UnixNano(), scoreRecordEvery) {
+		return
+	}
+	for i := range c.Candidates {
+		c.Candidates[i].Endpoint.RecordScore(c.total[i], c.Now)
 	}
 }
 
