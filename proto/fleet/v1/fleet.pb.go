@@ -48,7 +48,16 @@ type KeyReport struct {
 	// its first push also carries the other proxies' recent sends the
 	// control plane still holds; without it only sends made after the
 	// stream opened (a reconnecting proxy has the earlier ones).
-	CatchUp       bool `protobuf:"varint,6,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
+	CatchUp bool `protobuf:"varint,6,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
+	// The proxy's current problems with its gateway's pools: configuration
+	// it cannot run as asked (a pool's tokenizer file that does not load).
+	// Present, it replaces every problem the proxy reported before (empty:
+	// none any more); absent, they stand. A proxy sends it in its first
+	// report, when it changes and at least every fleetv1.ProblemsRefresh;
+	// the control plane forgets a proxy's problems when its stream ends or
+	// fleetv1.ProblemsTTL after they were last sent, and shows them on the
+	// pools' status.
+	Problems      *PoolProblems `protobuf:"bytes,7,opt,name=problems,proto3" json:"problems,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -125,6 +134,121 @@ func (x *KeyReport) GetCatchUp() bool {
 	return false
 }
 
+func (x *KeyReport) GetProblems() *PoolProblems {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+type PoolProblems struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Problems      []*PoolProblem         `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolProblems) Reset() {
+	*x = PoolProblems{}
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolProblems) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolProblems) ProtoMessage() {}
+
+func (x *PoolProblems) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolProblems.ProtoReflect.Descriptor instead.
+func (*PoolProblems) Descriptor() ([]byte, []int) {
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PoolProblems) GetProblems() []*PoolProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+// PoolProblem is one reason a proxy cannot run a pool as configured.
+type PoolProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool's Backend resource name.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// A status condition reason: CamelCase, letters and digits.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What is wrong, for the operator.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolProblem) Reset() {
+	*x = PoolProblem{}
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolProblem) ProtoMessage() {}
+
+func (x *PoolProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolProblem.ProtoReflect.Descriptor instead.
+func (*PoolProblem) Descriptor() ([]byte, []int) {
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PoolProblem) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *PoolProblem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PoolProblem) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // PoolSends are prompts sent in one pool, oldest first, as columns: send
 // i went to the endpoint hashed endpoints[i] (the xxhash64 of its
 // "ip:port", the same on every proxy) and its chain keys are the
@@ -142,7 +266,7 @@ type PoolSends struct {
 
 func (x *PoolSends) Reset() {
 	*x = PoolSends{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +278,7 @@ func (x *PoolSends) String() string {
 func (*PoolSends) ProtoMessage() {}
 
 func (x *PoolSends) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +291,7 @@ func (x *PoolSends) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSends.ProtoReflect.Descriptor instead.
 func (*PoolSends) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{1}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PoolSends) GetPool() string {
@@ -212,7 +336,7 @@ type PoolKeys struct {
 
 func (x *PoolKeys) Reset() {
 	*x = PoolKeys{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +348,7 @@ func (x *PoolKeys) String() string {
 func (*PoolKeys) ProtoMessage() {}
 
 func (x *PoolKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +361,7 @@ func (x *PoolKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolKeys.ProtoReflect.Descriptor instead.
 func (*PoolKeys) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PoolKeys) GetPool() string {
@@ -274,7 +398,7 @@ type KeyUse struct {
 
 func (x *KeyUse) Reset() {
 	*x = KeyUse{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +410,7 @@ func (x *KeyUse) String() string {
 func (*KeyUse) ProtoMessage() {}
 
 func (x *KeyUse) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +423,7 @@ func (x *KeyUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyUse.ProtoReflect.Descriptor instead.
 func (*KeyUse) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{3}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KeyUse) GetKey() uint64 {
@@ -341,7 +465,7 @@ type FleetKeys struct {
 
 func (x *FleetKeys) Reset() {
 	*x = FleetKeys{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +477,7 @@ func (x *FleetKeys) String() string {
 func (*FleetKeys) ProtoMessage() {}
 
 func (x *FleetKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +490,7 @@ func (x *FleetKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetKeys.ProtoReflect.Descriptor instead.
 func (*FleetKeys) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{4}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FleetKeys) GetPools() []*PoolSet {
@@ -402,7 +526,7 @@ type PoolSet struct {
 
 func (x *PoolSet) Reset() {
 	*x = PoolSet{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +538,7 @@ func (x *PoolSet) String() string {
 func (*PoolSet) ProtoMessage() {}
 
 func (x *PoolSet) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +551,7 @@ func (x *PoolSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSet.ProtoReflect.Descriptor instead.
 func (*PoolSet) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{5}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PoolSet) GetPool() string {
@@ -466,7 +590,7 @@ type RelayBatch struct {
 
 func (x *RelayBatch) Reset() {
 	*x = RelayBatch{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +602,7 @@ func (x *RelayBatch) String() string {
 func (*RelayBatch) ProtoMessage() {}
 
 func (x *RelayBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +615,7 @@ func (x *RelayBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayBatch.ProtoReflect.Descriptor instead.
 func (*RelayBatch) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{6}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RelayBatch) GetReplica() string {
@@ -516,7 +640,7 @@ type RelayEnd struct {
 
 func (x *RelayEnd) Reset() {
 	*x = RelayEnd{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +652,7 @@ func (x *RelayEnd) String() string {
 func (*RelayEnd) ProtoMessage() {}
 
 func (x *RelayEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,14 +665,14 @@ func (x *RelayEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayEnd.ProtoReflect.Descriptor instead.
 func (*RelayEnd) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 var File_infergate_fleet_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x1einfergate/fleet/v1/fleet.proto\x12\x12infergate.fleet.v1\x1a\x1egoogle/protobuf/duration.proto\"\xe3\x01\n" +
+	"\x1einfergate/fleet/v1/fleet.proto\x12\x12infergate.fleet.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa1\x02\n" +
 	"\tKeyReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x122\n" +
@@ -556,7 +680,14 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x05sends\x18\x04 \x03(\v2\x1d.infergate.fleet.v1.PoolSendsR\x05sends\x12\x1f\n" +
 	"\vtakes_sends\x18\x05 \x01(\bR\n" +
 	"takesSends\x12\x19\n" +
-	"\bcatch_up\x18\x06 \x01(\bR\acatchUp\"p\n" +
+	"\bcatch_up\x18\x06 \x01(\bR\acatchUp\x12<\n" +
+	"\bproblems\x18\a \x01(\v2 .infergate.fleet.v1.PoolProblemsR\bproblems\"K\n" +
+	"\fPoolProblems\x12;\n" +
+	"\bproblems\x18\x01 \x03(\v2\x1f.infergate.fleet.v1.PoolProblemR\bproblems\"S\n" +
+	"\vPoolProblem\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"p\n" +
 	"\tPoolSends\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1c\n" +
 	"\tendpoints\x18\x02 \x03(\x06R\tendpoints\x12\x1d\n" +
@@ -602,36 +733,40 @@ func file_infergate_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_infergate_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_infergate_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_infergate_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_infergate_fleet_v1_fleet_proto_goTypes = []any{
 	(*KeyReport)(nil),           // 0: infergate.fleet.v1.KeyReport
-	(*PoolSends)(nil),           // 1: infergate.fleet.v1.PoolSends
-	(*PoolKeys)(nil),            // 2: infergate.fleet.v1.PoolKeys
-	(*KeyUse)(nil),              // 3: infergate.fleet.v1.KeyUse
-	(*FleetKeys)(nil),           // 4: infergate.fleet.v1.FleetKeys
-	(*PoolSet)(nil),             // 5: infergate.fleet.v1.PoolSet
-	(*RelayBatch)(nil),          // 6: infergate.fleet.v1.RelayBatch
-	(*RelayEnd)(nil),            // 7: infergate.fleet.v1.RelayEnd
-	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
+	(*PoolProblems)(nil),        // 1: infergate.fleet.v1.PoolProblems
+	(*PoolProblem)(nil),         // 2: infergate.fleet.v1.PoolProblem
+	(*PoolSends)(nil),           // 3: infergate.fleet.v1.PoolSends
+	(*PoolKeys)(nil),            // 4: infergate.fleet.v1.PoolKeys
+	(*KeyUse)(nil),              // 5: infergate.fleet.v1.KeyUse
+	(*FleetKeys)(nil),           // 6: infergate.fleet.v1.FleetKeys
+	(*PoolSet)(nil),             // 7: infergate.fleet.v1.PoolSet
+	(*RelayBatch)(nil),          // 8: infergate.fleet.v1.RelayBatch
+	(*RelayEnd)(nil),            // 9: infergate.fleet.v1.RelayEnd
+	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
 }
 var file_infergate_fleet_v1_fleet_proto_depIdxs = []int32{
-	2,  // 0: infergate.fleet.v1.KeyReport.pools:type_name -> infergate.fleet.v1.PoolKeys
-	1,  // 1: infergate.fleet.v1.KeyReport.sends:type_name -> infergate.fleet.v1.PoolSends
-	8,  // 2: infergate.fleet.v1.PoolKeys.window:type_name -> google.protobuf.Duration
-	3,  // 3: infergate.fleet.v1.PoolKeys.keys:type_name -> infergate.fleet.v1.KeyUse
-	8,  // 4: infergate.fleet.v1.KeyUse.age:type_name -> google.protobuf.Duration
-	5,  // 5: infergate.fleet.v1.FleetKeys.pools:type_name -> infergate.fleet.v1.PoolSet
-	1,  // 6: infergate.fleet.v1.FleetKeys.sends:type_name -> infergate.fleet.v1.PoolSends
-	0,  // 7: infergate.fleet.v1.RelayBatch.reports:type_name -> infergate.fleet.v1.KeyReport
-	0,  // 8: infergate.fleet.v1.PrefixKeys.Exchange:input_type -> infergate.fleet.v1.KeyReport
-	6,  // 9: infergate.fleet.v1.PrefixKeys.Relay:input_type -> infergate.fleet.v1.RelayBatch
-	4,  // 10: infergate.fleet.v1.PrefixKeys.Exchange:output_type -> infergate.fleet.v1.FleetKeys
-	7,  // 11: infergate.fleet.v1.PrefixKeys.Relay:output_type -> infergate.fleet.v1.RelayEnd
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	4,  // 0: infergate.fleet.v1.KeyReport.pools:type_name -> infergate.fleet.v1.PoolKeys
+	3,  // 1: infergate.fleet.v1.KeyReport.sends:type_name -> infergate.fleet.v1.PoolSends
+	1,  // 2: infergate.fleet.v1.KeyReport.problems:type_name -> infergate.fleet.v1.PoolProblems
+	2,  // 3: infergate.fleet.v1.PoolProblems.problems:type_name -> infergate.fleet.v1.PoolProblem
+	10, // 4: infergate.fleet.v1.PoolKeys.window:type_name -> google.protobuf.Duration
+	5,  // 5: infergate.fleet.v1.PoolKeys.keys:type_name -> infergate.fleet.v1.KeyUse
+	10, // 6: infergate.fleet.v1.KeyUse.age:type_name -> google.protobuf.Duration
+	7,  // 7: infergate.fleet.v1.FleetKeys.pools:type_name -> infergate.fleet.v1.PoolSet
+	3,  // 8: infergate.fleet.v1.FleetKeys.sends:type_name -> infergate.fleet.v1.PoolSends
+	0,  // 9: infergate.fleet.v1.RelayBatch.reports:type_name -> infergate.fleet.v1.KeyReport
+	0,  // 10: infergate.fleet.v1.PrefixKeys.Exchange:input_type -> infergate.fleet.v1.KeyReport
+	8,  // 11: infergate.fleet.v1.PrefixKeys.Relay:input_type -> infergate.fleet.v1.RelayBatch
+	6,  // 12: infergate.fleet.v1.PrefixKeys.Exchange:output_type -> infergate.fleet.v1.FleetKeys
+	9,  // 13: infergate.fleet.v1.PrefixKeys.Relay:output_type -> infergate.fleet.v1.RelayEnd
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_infergate_fleet_v1_fleet_proto_init() }
@@ -645,7 +780,7 @@ func file_infergate_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_fleet_v1_fleet_proto_rawDesc), len(file_infergate_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

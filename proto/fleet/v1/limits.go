@@ -24,8 +24,9 @@ const (
 )
 
 // CheckReport checks a report against the limits, with at most maxKeys keys
-// per pool (MaxKeysPerPool unless a smaller bound is configured), and its
-// sends (see checkSends). A report that fails is refused whole.
+// per pool (MaxKeysPerPool unless a smaller bound is configured), its sends
+// (see checkSends) and its problems (see checkProblems). A report that
+// fails is refused whole.
 func CheckReport(r *KeyReport, maxKeys int) error {
 	if len(r.GetPools()) > MaxPoolsPerReport {
 		return fmt.Errorf("report has %d pools, at most %d", len(r.GetPools()), MaxPoolsPerReport)
@@ -44,6 +45,9 @@ func CheckReport(r *KeyReport, maxKeys int) error {
 				return fmt.Errorf("pool %s: key %x: bad age %v", p.GetPool(), k.GetKey(), k.GetAge())
 			}
 		}
+	}
+	if err := checkProblems(r.GetProblems()); err != nil {
+		return err
 	}
 	return checkSends(r.GetSends())
 }
