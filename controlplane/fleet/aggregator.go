@@ -48,6 +48,12 @@ type Options struct {
 	// skips them.
 	MaxSends, MaxSendKeys int
 	SendAge               time.Duration
+	// ProblemsTTL is how long a proxy's reported problems stand without
+	// being reported again (default and most fleetv1.ProblemsTTL);
+	// ProblemsChanged, when set, is called whenever a gateway's problems
+	// change (not when they expire: Problems drops those when read).
+	ProblemsTTL     time.Duration
+	ProblemsChanged func()
 	// Now defaults to time.Now; tests set it.
 	Now func() time.Time
 }
@@ -65,6 +71,9 @@ type Aggregator struct {
 	opts Options
 
 	stats exchangeStats
+
+	// problems are the proxies' reported problems with their pools.
+	problems problems
 
 	mu       sync.Mutex
 	gateways map[string]*gateway
@@ -127,8 +136,18 @@ func NewAggregator(o Options) *Aggregator {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Aggregator{opts: o, gateways: map[string]*gateway{}}
+	if o.ProblemsTTL <= 0 || o.ProblemsTTL > fleetv1.ProblemsTTL {
+		o.ProblemsTTL = fleetv1.ProblemsTTL
+	}
+	return &Aggregator{opts: o, gateways: map[string]*gateway{},
+		problems: problems{ttl: o.ProblemsTTL, now: o.Now, changed: o.ProblemsChanged, gw: map[string]map[string]*nodeProblems{}}}
 }
+
+// Problems returns, per gateway ("<ns>/<name>"), the problems its proxies
+// reported about its pools and still stand by (see problems): every
+// proxy's, connected here or relayed by a peer, sorted by pool, reason
+// and proxy.
+func (a *Aggregator) Problems() map[string][]Problem { return a.problems.current() }
 
 // sweepEvery is how often Ingest looks for gateways to forget.
 const sweepEvery = 10 * time.Second

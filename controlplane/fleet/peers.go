@@ -131,7 +131,7 @@ func (p *Peers) Addrs() []string {
 
 // offer queues a report a proxy of gw (node) made here for every peer.
 func (p *Peers) offer(gw, node string, r *fleetv1.KeyReport) {
-	if len(r.GetPools()) == 0 && len(r.GetSends()) == 0 {
+	if len(r.GetPools()) == 0 && len(r.GetSends()) == 0 && r.GetProblems() == nil {
 		return
 	}
 	q := &queued{at: time.Now(), r: r}
@@ -381,6 +381,7 @@ func (s *Service) Relay(stream fleetv1.PrefixKeys_RelayServer) error {
 				s.log.Warn("fleet: refusing relayed report", "gateway", gw, "node", node, "err", err)
 				continue
 			}
+			s.agg.problems.set(gw, node, 0, r.GetProblems())
 			s.agg.stats.relayedIn.Add(1)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,6 +27,9 @@ type Service struct {
 	// peers relays the reports of this replica's proxies and admits
 	// peers' relays (nil: no peers; relays are refused).
 	peers *Peers
+	// streams numbers the Exchange streams (from 1), so a proxy's
+	// problems go with the stream that reported them.
+	streams atomic.Uint64
 }
 
 // NewService serves agg; authorize (may be nil) admits a stream for a
@@ -70,7 +74,9 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 	wake, ring := s.agg.subscribe(gw)
 	defer s.agg.unsubscribe(gw, wake)
 	st := &streamState{node: node, takesSends: first.GetTakesSends(), cursor: ring.start(first.GetCatchUp())}
-	if err := s.ingest(gw, node, first); err != nil {
+	id := s.streams.Add(1)
+	defer s.agg.problems.ended(gw, node, id)
+	if err := s.ingest(gw, node, id, first); err != nil {
 		return err
 	}
 	recvErr := make(chan error, 1)
@@ -78,7 +84,7 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 		for {
 			r, err := stream.Recv()
 			if err == nil {
-				err = s.ingest(gw, node, r)
+				err = s.ingest(gw, node, id, r)
 			}
 			if err != nil {
 				recvErr <- err
@@ -125,7 +131,7 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 	}
 }
 
-func (s *Service) ingest(gw, node string, r *fleetv1.KeyReport) error {
+func (s *Service) ingest(gw, node string, stream uint64, r *fleetv1.KeyReport) error {
 	if (r.GetGateway() != "" && r.GetGateway() != gw) || (r.GetNodeId() != "" && r.GetNodeId() != node) {
 		return status.Errorf(codes.InvalidArgument, "a stream reports for one proxy of one gateway (%s, %s), got %s, %s", node, gw, r.GetNodeId(), r.GetGateway())
 	}
@@ -133,6 +139,7 @@ func (s *Service) ingest(gw, node string, r *fleetv1.KeyReport) error {
 		s.log.Warn("fleet: refusing key report", "gateway", gw, "node", node, "err", err)
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	s.agg.problems.set(gw, node, stream, r.GetProblems())
 	if s.peers != nil {
 		s.peers.offer(gw, node, r)
 	}

@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -15,8 +16,9 @@ import (
 // configuration. It is absent otherwise.
 const ConditionConfigRejected = "infergate.dev/ConfigRejected"
 
-// maxRejectionMessage bounds the condition message; the first rejections
-// are enough to act on.
+// maxRejectionMessage bounds the messages of the conditions of proxy
+// reports (rejections, pool problems); the first ones are enough to act
+// on.
 const maxRejectionMessage = 1024
 
 // Rejection is a connected proxy's current refusal (NACK) of one resource
@@ -39,15 +41,11 @@ func rejectionCondition(rs []Rejection, generation int64) metav1.Condition {
 	for i, r := range rs {
 		parts[i] = fmt.Sprintf("proxy %s rejected %s: %s", r.Node, snapshotv1.TypeName(r.TypeURL), r.Reason)
 	}
-	msg := strings.Join(parts, "; ")
-	if len(msg) > maxRejectionMessage {
-		msg = msg[:maxRejectionMessage-3] + "..."
-	}
 	return metav1.Condition{
 		Type:               ConditionConfigRejected,
 		Status:             metav1.ConditionTrue,
 		Reason:             ReasonConfigRejected,
-		Message:            msg,
+		Message:            fleetv1.ShortenMessage(strings.Join(parts, "; "), maxRejectionMessage),
 		ObservedGeneration: generation,
 	}
 }

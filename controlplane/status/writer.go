@@ -29,6 +29,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/infergate/infergate/controlplane/apis/inferencealpha"
+	"github.com/infergate/infergate/controlplane/fleet"
 	"github.com/infergate/infergate/controlplane/source/kube"
 	"github.com/infergate/infergate/controlplane/translate"
 )
@@ -54,6 +55,7 @@ type Writer struct {
 	latest     *job
 	pending    chan struct{}
 	rejections func() map[string][]Rejection
+	problems   func() map[string][]fleet.Problem
 
 	// writing serialises rounds; inSync belongs to the round holding it.
 	writing sync.Mutex
@@ -81,8 +83,11 @@ type synced struct {
 type job struct {
 	in *translate.Inputs
 	st *translate.Status
-	// rejected is set by write when a Gateway carried rejections.
-	rejected bool
+	// reported is set by write when a Gateway carried rejections or a
+	// pool its proxies' problems: both can go away without a translation
+	// or a Kick (a proxy that leaves sends no ACK, reported problems
+	// expire), so Run checks again.
+	reported bool
 }
 
 // NewWriter returns a writer for the GatewayClasses of controllerName.
@@ -139,10 +144,11 @@ func (w *Writer) Run(ctx context.Context) {
 		w.mu.Unlock()
 		var retry <-chan time.Time
 		if j != nil {
-			if _, err := w.write(ctx, j); err != nil || j.rejected {
+			if _, err := w.write(ctx, j); err != nil || j.reported {
 				// Transient API errors: try again even without a new
-				// translation. Rejections are re-checked too: a proxy that
-				// goes away sends no ACK to clear its NACK.
+				// translation. Proxy reports are re-checked too: a proxy
+				// that goes away sends no ACK to clear its NACK, and
+				// reported problems expire.
 				retry = time.After(retryAfter)
 			}
 		}
@@ -181,13 +187,17 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 		})
 	}
 	w.mu.Lock()
-	rejectionsFn := w.rejections
+	rejectionsFn, problemsFn := w.rejections, w.problems
 	w.mu.Unlock()
 	var rejections map[string][]Rejection
 	if rejectionsFn != nil {
 		rejections = rejectionsFn()
 	}
-	j.rejected = false
+	var problems poolProblems
+	if problemsFn != nil {
+		problems.byGateway = problemsFn()
+	}
+	j.reported = false
 	ours := map[string]bool{}
 	for _, o := range in.Gateways {
 		want, ok := st.Gateways[key(&o.ObjectMeta)]
@@ -196,7 +206,7 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 		}
 		ours[key(&o.ObjectMeta)] = true
 		if rs := rejections[key(&o.ObjectMeta)]; len(rs) > 0 {
-			j.rejected = true
+			j.reported = true
 			// Copy: want's slices belong to the translation.
 			want.Conditions = append(append([]metav1.Condition(nil), want.Conditions...), rejectionCondition(rs, o.Generation))
 		}
@@ -229,12 +239,24 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 	}
 	for _, o := range in.InferencePools {
 		want := st.InferencePools[key(&o.ObjectMeta)]
+		if len(problems.byGateway) > 0 {
+			var found bool
+			if want, found = withPoolProblems(want, o, problems); found {
+				j.reported = true
+			}
+		}
 		syncStatus(r, kube.InferencePools, "InferencePool", o, o.Status, want, func(cur infv1.InferencePoolStatus) infv1.InferencePoolStatus {
 			return mergeInferencePool(cur, want, w.controller, now)
 		})
 	}
 	for _, o := range in.LegacyInferencePools {
 		want := st.LegacyInferencePools[key(&o.ObjectMeta)]
+		if len(problems.byGateway) > 0 {
+			var found bool
+			if want, found = withLegacyPoolProblems(want, o, problems); found {
+				j.reported = true
+			}
+		}
 		// Its merge depends on which Gateways are ours too: no want to
 		// remember, compared every round (legacy pools are few).
 		syncStatus(r, kube.LegacyInferencePools, inferencealpha.KindInferencePool, o, o.Status, nil, func(cur inferencealpha.InferencePoolStatus) inferencealpha.InferencePoolStatus {

@@ -176,10 +176,9 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 	case refService:
 		name = fmt.Sprintf("%s/service/%s/%s:%d", gs.name, res.ns, res.name, res.port)
 	case refPool:
-		name = fmt.Sprintf("%s/inferencepool/%s/%s", gs.name, res.ns, res.name)
+		name = PoolBackendName(gs.name, res.ns, res.name, false)
 	case refLegacyPool:
-		// A legacy pool may share namespace/name with a v1 pool.
-		name = fmt.Sprintf("%s/inferencepool.v1alpha2/%s/%s", gs.name, res.ns, res.name)
+		name = PoolBackendName(gs.name, res.ns, res.name, true)
 	}
 	if _, ok := gs.backends[name]; !ok {
 		var b *snapshotv1.Backend
@@ -211,6 +210,18 @@ func (t *translator) backendRef(gs *gatewayState, routeNS string, ref gwv1.Backe
 		}
 	}
 	return &snapshotv1.BackendRef{Backend: name}
+}
+
+// PoolBackendName is the Backend resource name of the InferencePool
+// ns/name (legacy: of the v1alpha2 kind) in the snapshot of the Gateway gw
+// ("<ns>/<name>"); proxies name the pool by it, e.g. in the problems they
+// report.
+func PoolBackendName(gw, ns, name string, legacy bool) string {
+	if legacy {
+		// A legacy pool may share namespace/name with a v1 pool.
+		return gw + "/inferencepool.v1alpha2/" + ns + "/" + name
+	}
+	return gw + "/inferencepool/" + ns + "/" + name
 }
 
 // cleanEndpoints sorts endpoints and drops what a proxy would reject as a

@@ -123,7 +123,16 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	grpcServer := grpc.NewServer(append(xds.GRPCServerOptions(), grpcOpts...)...)
 	xdsServer.Register(grpcServer)
-	fleetKeys := fleet.NewAggregator(fleet.Options{PushEvery: cfg.fleet.pushEvery})
+	fleetOpts := fleet.Options{PushEvery: cfg.fleet.pushEvery}
+	if km != nil {
+		// Pools show the problems their proxies report (a tokenizer that
+		// does not load), written as soon as they change.
+		fleetOpts.ProblemsChanged = km.writer.Kick
+	}
+	fleetKeys := fleet.NewAggregator(fleetOpts)
+	if km != nil {
+		km.writer.SetPoolProblems(fleetKeys.Problems)
+	}
 	fleetLog := logger.With("component", "fleet")
 	peers, err := cfg.fleet.startPeers(ctx, fleetKeys, fleetSetup{km: km, security: cfg.security, ca: ca,
 		xdsAddress: cfg.provision.xdsAddress, log: fleetLog})
