@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/infergate/infergate/dataplane/picker"
@@ -41,6 +42,11 @@ type Config struct {
 	NodeID      string
 	Gateway     string
 	Pools       Pools
+	// Problems, when set, returns the proxy's current problems with its
+	// pools (e.g. kvindex.Client Problems), reported on the stream so the
+	// control plane shows them on the pools' status: in the first report,
+	// when they change and every fleetv1.ProblemsRefresh.
+	Problems func() []*fleetv1.PoolProblem
 	// ReportEvery is how often the keys used since the last report are
 	// sent (default 250 ms).
 	ReportEvery time.Duration
@@ -218,6 +224,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 	var since int64
 	var buf []picker.KeyUse
 	var sends []picker.Send
+	var problems problemReports
 	tick := time.NewTicker(c.cfg.ReportEvery)
 	defer tick.Stop()
 	first := true
@@ -226,6 +233,9 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 		r := &fleetv1.KeyReport{}
 		if first {
 			r.NodeId, r.Gateway, r.TakesSends, r.CatchUp = c.cfg.NodeID, c.cfg.Gateway, true, catchUp
+		}
+		if c.cfg.Problems != nil {
+			r.Problems = problems.due(c.cfg.Problems(), first, now)
 		}
 		fleets := c.cfg.Pools.Fleets()
 		sends, r.Sends = c.sendsSince(fleets, sends)
@@ -240,7 +250,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 			}
 			r.Pools = append(r.Pools, pk)
 		}
-		if first || len(r.Pools) > 0 || len(r.Sends) > 0 {
+		if first || len(r.Pools) > 0 || len(r.Sends) > 0 || r.Problems != nil {
 			if err := st.Send(r); err != nil {
 				return err
 			}
@@ -256,6 +266,29 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 		case <-tick.C:
 		}
 	}
+}
+
+// problemReports decides when a stream reports the proxy's problems.
+type problemReports struct {
+	last *fleetv1.PoolProblems
+	at   time.Time
+}
+
+// due returns the problems to put in a report made at now (nil: none):
+// all of them (even none) in a stream's first report, when they changed
+// since the last sent and when that was fleetv1.ProblemsRefresh ago, so
+// the control plane, which forgets what is not repeated within
+// fleetv1.ProblemsTTL, keeps them while they stand.
+func (p *problemReports) due(cur []*fleetv1.PoolProblem, first bool, now time.Time) *fleetv1.PoolProblems {
+	ps := &fleetv1.PoolProblems{Problems: cur}
+	if len(ps.Problems) > fleetv1.MaxProblemsPerReport {
+		ps.Problems = ps.Problems[:fleetv1.MaxProblemsPerReport]
+	}
+	if !first && proto.Equal(ps, p.last) && now.Sub(p.at) < fleetv1.ProblemsRefresh {
+		return nil
+	}
+	p.last, p.at = ps, now
+	return ps
 }
 
 // capKeys keeps at most fleetv1.MaxKeysPerPool of a pool's keys — hot ones

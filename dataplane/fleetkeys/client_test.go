@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +59,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// run runs c until the test ends.
+func run(t *testing.T, c *Client) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // The client names itself in its first report, hands the pool's scorer
 // the set the control plane sends, and once the control plane is gone
 // for Grace, takes it away again (the scorer plans over its own keys).
@@ -74,17 +88,8 @@ func TestClientAppliesAndFallsBack(t *testing.T) {
 	defer g.Stop()
 
 	s := picker.NewPrefixScorer(0)
-	ctx, cancel := context.WithCancel(context.Background())
-	c := New(Config{Addr: lis.Addr().String(), NodeID: "n1", Gateway: "ns/gw", Pools: pools{"p": s},
-		ReportEvery: 20 * time.Millisecond, Grace: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	run(t, New(Config{Addr: lis.Addr().String(), NodeID: "n1", Gateway: "ns/gw", Pools: pools{"p": s},
+		ReportEvery: 20 * time.Millisecond, Grace: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}))
 
 	first := <-cp.reports
 	if first.GetNodeId() != "n1" || first.GetGateway() != "ns/gw" {
@@ -132,5 +137,68 @@ func TestCapKeys(t *testing.T) {
 	short := []picker.KeyUse{{Key: 1}}
 	if got := capKeys(short); len(got) != 1 {
 		t.Fatalf("a short list was changed: %v", got)
+	}
+}
+
+// Problems go in a stream's first report (even none), when they change,
+// and again every fleetv1.ProblemsRefresh while they stand; not otherwise.
+func TestProblemReportsDue(t *testing.T) {
+	var p problemReports
+	t0 := time.Unix(1000, 0)
+	bad := []*fleetv1.PoolProblem{fleetv1.NewProblem("p", fleetv1.ReasonTokenizerUnusable, "missing")}
+	steps := []struct {
+		cur   []*fleetv1.PoolProblem
+		first bool
+		at    time.Duration
+		want  bool
+	}{
+		{nil, true, 0, true},                                        // first report: none
+		{nil, false, time.Second, false},                            // unchanged
+		{bad, false, 2 * time.Second, true},                         // a problem
+		{bad, false, 3 * time.Second, false},                        // the same
+		{bad, false, 2*time.Second + fleetv1.ProblemsRefresh, true}, // refreshed
+		{nil, false, 13 * time.Second, true},                        // fixed
+		{nil, true, 14 * time.Second, true},                         // a new stream
+	}
+	for i, s := range steps {
+		got := p.due(s.cur, s.first, t0.Add(s.at))
+		if (got != nil) != s.want {
+			t.Fatalf("step %d: report %v, want a report %v", i, got, s.want)
+		}
+		if got != nil && len(got.GetProblems()) != len(s.cur) {
+			t.Fatalf("step %d: reported %v, want %v", i, got, s.cur)
+		}
+	}
+}
+
+// The client reports the pools' problems on the stream: none in its first
+// report, then each change.
+func TestClientReportsProblems(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &fakeCP{reports: make(chan *fleetv1.KeyReport, 64), set: &fleetv1.FleetKeys{}}
+	g := grpc.NewServer()
+	fleetv1.RegisterPrefixKeysServer(g, cp)
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	var cur atomic.Pointer[[]*fleetv1.PoolProblem]
+	cur.Store(&[]*fleetv1.PoolProblem{})
+	run(t, New(Config{Addr: lis.Addr().String(), NodeID: "n1", Gateway: "ns/gw", Pools: pools{},
+		Problems:    func() []*fleetv1.PoolProblem { return *cur.Load() },
+		ReportEvery: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}))
+	if first := <-cp.reports; first.GetNodeId() != "n1" || first.GetProblems() == nil || len(first.GetProblems().GetProblems()) != 0 {
+		t.Fatalf("first report %v: want it to say there are no problems", first)
+	}
+	bad := fleetv1.NewProblem("p", fleetv1.ReasonTokenizerUnusable, "missing")
+	cur.Store(&[]*fleetv1.PoolProblem{bad})
+	for r := range cp.reports {
+		if ps := r.GetProblems(); ps != nil {
+			if len(ps.GetProblems()) != 1 || ps.GetProblems()[0].GetMessage() != "missing" {
+				t.Fatalf("report %v: want the pool's problem", r)
+			}
+			break
+		}
 	}
 }

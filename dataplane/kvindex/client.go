@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/infergate/infergate/dataplane/picker"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 	kvindexv1 "github.com/infergate/infergate/proto/kvindex/v1"
 	"github.com/infergate/infergate/proto/redial"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -236,6 +237,20 @@ func (c *Client) attach() {
 		}
 	}
 	c.toks.forget(paths)
+}
+
+// Problems returns the pools whose tokenizer does not load, sorted, as
+// the problems the proxy reports to the control plane (which shows them
+// on the pools' status).
+func (c *Client) Problems() []*fleetv1.PoolProblem {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*fleetv1.PoolProblem, 0, len(c.problems))
+	for _, name := range slices.Sorted(maps.Keys(c.problems)) {
+		out = append(out, fleetv1.NewProblem(name, fleetv1.ReasonTokenizerUnusable,
+			c.problems[name]+"; prefix matching stays approximate"))
+	}
+	return out
 }
 
 // PoolState is one pool's index for the admin API.

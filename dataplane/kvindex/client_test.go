@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/infergate/infergate/dataplane/picker"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 	kvindexv1 "github.com/infergate/infergate/proto/kvindex/v1"
 	"github.com/infergate/infergate/proto/pickerprofile"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
@@ -61,6 +62,12 @@ func TestTokenizerFileThatDoesNotParse(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "infergate_proxy_kv_tokenizer_unusable"); err != nil || n != 1 {
 		t.Errorf("unusable series %d %v", n, err)
 	}
+	// The problem the proxy reports for the pool's status.
+	if ps := c.Problems(); len(ps) != 1 || ps[0].GetPool() != "p" || ps[0].GetReason() != fleetv1.ReasonTokenizerUnusable ||
+		!strings.Contains(ps[0].GetMessage(), path) || !strings.Contains(ps[0].GetMessage(), "only byte-level BPE") ||
+		!strings.HasSuffix(ps[0].GetMessage(), "prefix matching stays approximate") {
+		t.Errorf("problems %v", ps)
+	}
 
 	js, err := cl100k.TokenizerJSON()
 	if err != nil {
@@ -73,6 +80,9 @@ func TestTokenizerFileThatDoesNotParse(t *testing.T) {
 	st = c.State().Pools["p"]
 	if !st.Attached || st.TokenizerError != "" {
 		t.Fatalf("state %+v after the fix: want attached", st)
+	}
+	if ps := c.Problems(); len(ps) != 0 {
+		t.Errorf("problems %v after the fix", ps)
 	}
 	// Chat prompts are tokenized with the file's vocabulary: Llama 3's
 	// <|begin_of_text|> and header tokens, cl100k's ids for the text.

@@ -97,7 +97,7 @@ func main() {
 	flag.StringVar(&o.upstreamHTTP1, "upstream-http1", string(upstream.HTTP1Lean), "client for plain HTTP/1.1 upstreams: lean (exchange on the request's goroutine, own connection pool) or stdlib (httputil.ReverseProxy over http.Transport)")
 	flag.StringVar(&o.http1Server, "http1-server", string(http1.Lean), "server for HTTP/1 client connections: lean (one goroutine per connection, no per-request hand-offs) or stdlib (net/http's server); HTTP/2 is served by net/http either way")
 	flag.BoolVar(&o.kvIndex, "kv-index", true, "follow the control plane's KV-cache block index (pools whose profile turns kvEvents on match prompts against what their model servers hold)")
-	flag.DurationVar(&o.fleetEvery, "fleet-keys-interval", 250*time.Millisecond, "how often the proxy reports the prefix affinity keys it used and the prompts it sent where to the control plane, which shares every pool's keys and sends with all the gateway's proxies so they home shared prefixes alike and estimate the same cached prefixes (0: off, each proxy decides from its own traffic)")
+	flag.DurationVar(&o.fleetEvery, "fleet-keys-interval", 250*time.Millisecond, "how often the proxy reports the prefix affinity keys it used and the prompts it sent where to the control plane, which shares every pool's keys and sends with all the gateway's proxies so they home shared prefixes alike and estimate the same cached prefixes (0: off, each proxy decides from its own traffic, and pools' problems such as a tokenizer that does not load are not reported for their status)")
 	o.tracing.Register(flag.CommandLine)
 	flag.Parse()
 
@@ -193,14 +193,6 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"connected": client.Connected(), "types": client.Status()})
 	})
-	var keys *fleetkeys.Client
-	if o.fleetEvery > 0 {
-		keys = fleetkeys.New(fleetkeys.Config{
-			Addr: o.xdsAddress, DialOptions: dialOpts, NodeID: o.nodeID, Gateway: o.gateway,
-			Pools: mgr.Schedulers(), ReportEvery: o.fleetEvery, Logger: logger.With("component", "fleetkeys"),
-		})
-	}
-	fleetkeys.RegisterAdmin(mux, mgr.Schedulers(), keys)
 	var kvClient *kvindex.Client
 	if o.kvIndex {
 		kvClient = kvindex.New(kvindex.Config{
@@ -210,6 +202,19 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		kvindex.RegisterAdmin(mux, kvClient)
 		mgr.Metrics().Registry().MustRegister(kvClient.Collector())
 	}
+	var keys *fleetkeys.Client
+	if o.fleetEvery > 0 {
+		cfg := fleetkeys.Config{
+			Addr: o.xdsAddress, DialOptions: dialOpts, NodeID: o.nodeID, Gateway: o.gateway,
+			Pools: mgr.Schedulers(), ReportEvery: o.fleetEvery, Logger: logger.With("component", "fleetkeys"),
+		}
+		if kvClient != nil {
+			// Pools whose tokenizer does not load show it in their status.
+			cfg.Problems = kvClient.Problems
+		}
+		keys = fleetkeys.New(cfg)
+	}
+	fleetkeys.RegisterAdmin(mux, mgr.Schedulers(), keys)
 	admin := serveHTTP(logger, "admin", adminLis, mux)
 	if o.healthAddress != "" {
 		healthLis, err := net.Listen("tcp", o.healthAddress)
