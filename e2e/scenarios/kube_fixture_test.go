@@ -122,16 +122,18 @@ type kubeProxy struct {
 
 // startKubeProxy starts a proxy the way a provisioned one runs: TLS to the
 // control plane trusting the CA from its Secret, authenticated with a token
-// of the Gateway's own ServiceAccount.
-func startKubeProxy(t *testing.T, c *cluster.Cluster, leaseNS, xdsAddr, gateway string, port int) *kubeProxy {
+// of the Gateway's own ServiceAccount. extra flags override the defaults
+// (the last of a flag given twice counts), e.g. another --listen-address
+// for a second proxy of the Gateway.
+func startKubeProxy(t *testing.T, c *cluster.Cluster, leaseNS, xdsAddr, gateway string, port int, extra ...string) *kubeProxy {
 	t.Helper()
 	ctx := context.Background()
 	p := &kubeProxy{admin: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t, "127.0.0.1"))}
-	p.proc = harness.Start(t, "proxy "+gateway, bins.Path("proxy"),
+	p.proc = harness.Start(t, "proxy "+gateway, bins.Path("proxy"), append([]string{
 		"--xds-ca-file", xdsCAFile(ctx, t, c, leaseNS),
 		"--xds-token-file", proxyToken(ctx, t, c, gateway, xdsauth.DefaultAudience),
 		"--xds-address", xdsAddr, "--gateway", gateway,
-		"--listen-address", "127.0.0.1", "--admin-address", p.admin, "--drain-timeout", "2s")
+		"--listen-address", "127.0.0.1", "--admin-address", p.admin, "--drain-timeout", "2s"}, extra...)...)
 	p.client = openai.NewClient(
 		option.WithBaseURL(fmt.Sprintf("http://127.0.0.1:%d/v1", port)),
 		option.WithAPIKey("unused"),
