@@ -28,7 +28,10 @@ var (
 	descBuffered     = fleetDesc("buffered_sends", "Sends held for proxies' streams, over all gateways.")
 	descBufferedKeys = fleetDesc("buffered_send_keys", "Chain keys of the sends held, over all gateways.")
 	descPeers        = fleetDesc("peers", "Peer replicas this replica relays to, by relay stream state.", "state")
+	descProblems     = fleetDesc("pool_problems", problemsHelp)
 )
+
+const problemsHelp = "Pools of a gateway its proxies report they cannot run as configured (a tokenizer that does not load), counted once per pool and reason; each is an infergate.dev/ProxyProblems condition on the pool."
 
 // Collector exports the exchange's counters and, with peers, their relay
 // state (register it with the control plane's registry).
@@ -45,7 +48,7 @@ func NewCollector(agg *Aggregator, peers *Peers) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRefused, descSendsIn, descSendsOut, descSkipped, descBehind,
-		descRelayedIn, descRelayedOut, descRelayDropped, descBuffered, descBufferedKeys, descPeers} {
+		descRelayedIn, descRelayedOut, descRelayDropped, descBuffered, descBufferedKeys, descPeers, descProblems} {
 		ch <- d
 	}
 }
@@ -63,6 +66,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	sends, keys := c.agg.buffered()
 	ch <- prometheus.MustNewConstMetric(descBuffered, prometheus.GaugeValue, float64(sends))
 	ch <- prometheus.MustNewConstMetric(descBufferedKeys, prometheus.GaugeValue, float64(keys))
+	ch <- prometheus.MustNewConstMetric(descProblems, prometheus.GaugeValue, float64(countPoolProblems(c.agg.Problems())))
 	if c.peers != nil {
 		up, down := c.peers.connected()
 		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(up), "connected")

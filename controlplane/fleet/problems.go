@@ -131,3 +131,18 @@ func (p *problems) current() map[string][]Problem {
 	}
 	return out
 }
+
+// countPoolProblems counts the distinct gateway, pool and reason triples
+// of current's answer.
+func countPoolProblems(byGateway map[string][]Problem) int {
+	n := 0
+	for _, ps := range byGateway {
+		for i, p := range ps {
+			// Sorted by pool and reason: count each pair's first.
+			if i == 0 || ps[i-1].Pool != p.Pool || ps[i-1].Reason != p.Reason {
+				n++
+			}
+		}
+	}
+	return n
+}

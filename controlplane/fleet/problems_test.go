@@ -2,10 +2,12 @@ package fleet
 
 import (
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -66,6 +68,11 @@ func TestProblemsFollowTheStream(t *testing.T) {
 	wantB := wantA
 	wantB.Node = "b"
 	waitProblems(t, agg, gw, []Problem{wantA, wantB})
+	// One pool, one reason, two proxies.
+	const metric = "infergate_controlplane_fleet_pool_problems"
+	if err := testutil.CollectAndCompare(NewCollector(agg, nil), strings.NewReader("# HELP "+metric+" "+problemsHelp+"\n# TYPE "+metric+" gauge\n"+metric+" 1\n"), metric); err != nil {
+		t.Error(err)
+	}
 	if changes.Load() != 2 {
 		t.Errorf("%d change calls, want 2 (a's repeated set is no change)", changes.Load())
 	}
