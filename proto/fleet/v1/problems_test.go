@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // CheckReport refuses a report whose problems are out of bounds or not
@@ -61,4 +63,39 @@ func TestNewProblemMessage(t *testing.T) {
 			t.Errorf("NewProblem(%q) changed it to %q", msg, got)
 		}
 	}
+}
+
+// FuzzReportProblems decodes arbitrary bytes as a report's problems: what
+// CheckReport accepts is what a status condition can carry (bounded,
+// valid UTF-8, a reason of letters and digits, one per pool and reason),
+// and NewProblem's output of any message is accepted.
+func FuzzReportProblems(f *testing.F) {
+	for _, m := range []*PoolProblems{
+		{Problems: []*PoolProblem{NewProblem("gw/inferencepool/ns/p", ReasonTokenizerUnusable, "open /t.json: no such file")}},
+		{Problems: []*PoolProblem{{Pool: "p", Reason: "A"}, {Pool: "p", Reason: "A"}}},
+		{},
+	} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, "message")
+	}
+	f.Fuzz(func(t *testing.T, data []byte, msg string) {
+		if err := CheckReport(&KeyReport{Problems: &PoolProblems{Problems: []*PoolProblem{NewProblem("p", "R", msg)}}}, MaxKeysPerPool); err != nil {
+			t.Fatalf("NewProblem(%q) refused: %v", msg, err)
+		}
+		var ps PoolProblems
+		if proto.Unmarshal(data, &ps) != nil || CheckReport(&KeyReport{Problems: &ps}, MaxKeysPerPool) != nil {
+			return
+		}
+		seen := map[[2]string]bool{}
+		for _, p := range ps.GetProblems() {
+			if p.GetPool() == "" || len(p.GetPool()) > MaxPoolNameBytes || !validReason(p.GetReason()) ||
+				len(p.GetMessage()) > MaxProblemMessageBytes || !utf8.ValidString(p.GetMessage()) || seen[[2]string{p.GetPool(), p.GetReason()}] {
+				t.Fatalf("accepted %v", p)
+			}
+			seen[[2]string{p.GetPool(), p.GetReason()}] = true
+		}
+	})
 }
