@@ -93,11 +93,11 @@ func (x *Index) Update(sets map[string]*snapshot.Set) {
 	pools := map[string]map[string][]serverSpec{}
 	for gw, set := range sets {
 		eps := map[string]*snapshotv1.Endpoints{}
-		for _, r := range set.Resources[snapshot.TypeURL(&snapshotv1.Endpoints{})] {
+		for _, r := range set.Resources[snapshotv1.TypeEndpoints] {
 			e := r.(*snapshotv1.Endpoints)
 			eps[e.GetName()] = e
 		}
-		for _, r := range set.Resources[snapshot.TypeURL(&snapshotv1.Backend{})] {
+		for _, r := range set.Resources[snapshotv1.TypeBackend] {
 			b := r.(*snapshotv1.Backend)
 			kv := b.GetPicker().GetKvEvents()
 			if b.GetKind() != snapshotv1.Backend_INFERENCE_POOL || kv == nil {

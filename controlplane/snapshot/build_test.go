@@ -57,7 +57,7 @@ func TestBuildAll(t *testing.T) {
 	if a.Count() != 4 || b.Count() != 1 {
 		t.Fatalf("counts a=%d b=%d, want 4 and 1", a.Count(), b.Count())
 	}
-	for _, ref := range b.Manifest().Resources {
+	for _, ref := range b.Refs() {
 		if ref.Name[:5] != "ns/b/" {
 			t.Errorf("gateway b holds %s", ref.Name)
 		}
@@ -76,10 +76,10 @@ func TestBuildAll(t *testing.T) {
 	}
 	changed := map[string]bool{}
 	old := map[string]string{}
-	for _, ref := range a.Manifest().Resources {
+	for _, ref := range a.Refs() {
 		old[ref.Name+ref.TypeUrl] = ref.Hash
 	}
-	for _, ref := range moved["ns/a"].Manifest().Resources {
+	for _, ref := range moved["ns/a"].Refs() {
 		if old[ref.Name+ref.TypeUrl] != ref.Hash {
 			changed[ref.TypeUrl] = true
 		}

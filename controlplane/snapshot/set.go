@@ -21,8 +21,12 @@ type Set struct {
 	Gateway string
 	// Version is a content hash over all resources: two control-plane
 	// replicas that see the same inputs produce the same version.
-	Version   string
+	Version string
+	// Resources holds the Manifest in its compact form (per-type digests);
+	// FullManifest is the full form for proxies that do not take it.
 	Resources map[string][]snapshotv1.Named
+	// refs lists every resource but the Manifest (the full form).
+	refs []*snapshotv1.ResourceRef
 }
 
 // NewSet groups resources by type, hashes them and adds the Manifest. It fails
@@ -30,13 +34,12 @@ type Set struct {
 // both would make the proxy's view ambiguous.
 func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
 	byType := make(map[string][]snapshotv1.Named)
-	refs := make([]*snapshotv1.ResourceRef, 0, len(resources))
 	seen := make(map[string]bool, len(resources))
 	for _, r := range resources {
 		if _, ok := r.(*snapshotv1.Manifest); ok {
 			return nil, fmt.Errorf("gateway %s: a Manifest is built by NewSet, not passed in", gateway)
 		}
-		typeURL := TypeURL(r)
+		typeURL := snapshotv1.TypeURL(r)
 		name := r.GetName()
 		if name == "" {
 			return nil, fmt.Errorf("gateway %s: %s without a name", gateway, snapshotv1.TypeName(typeURL))
@@ -47,14 +50,8 @@ func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
 		}
 		seen[key] = true
 		byType[typeURL] = append(byType[typeURL], r)
-		refs = append(refs, &snapshotv1.ResourceRef{TypeUrl: typeURL, Name: name, Hash: snapshotv1.Hash(r)})
 	}
-	sort.Slice(refs, func(i, j int) bool {
-		if refs[i].TypeUrl != refs[j].TypeUrl {
-			return refs[i].TypeUrl < refs[j].TypeUrl
-		}
-		return refs[i].Name < refs[j].Name
-	})
+	refs := snapshotv1.Refs(resources)
 	for _, rs := range byType {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].GetName() < rs[j].GetName() })
 	}
@@ -63,18 +60,27 @@ func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
 		_, _ = d.WriteString(ref.TypeUrl + "\x00" + ref.Name + "\x00" + ref.Hash + "\n")
 	}
 	version := fmt.Sprintf("%016x", d.Sum64())
-	byType[snapshotv1.TypeManifest] = []snapshotv1.Named{&snapshotv1.Manifest{Name: gateway, Version: version, Resources: refs}}
-	return &Set{Gateway: gateway, Version: version, Resources: byType}, nil
+	byType[snapshotv1.TypeManifest] = []snapshotv1.Named{&snapshotv1.Manifest{Name: gateway, Version: version, Types: snapshotv1.TypeDigests(refs)}}
+	return &Set{Gateway: gateway, Version: version, Resources: byType, refs: refs}, nil
 }
 
-// TypeURL is the xDS type URL of a snapshot resource.
-func TypeURL(r snapshotv1.Named) string {
-	return "type.googleapis.com/" + string(r.ProtoReflect().Descriptor().FullName())
-}
-
-// Manifest returns the set's manifest.
+// Manifest returns the set's manifest in its compact form.
 func (s *Set) Manifest() *snapshotv1.Manifest {
 	return s.Resources[snapshotv1.TypeManifest][0].(*snapshotv1.Manifest)
+}
+
+// FullManifest returns the set's manifest in its full form (every resource
+// listed), for proxies without snapshotv1.FeatureTypeDigests: the same name,
+// version and proxy count as Manifest.
+func (s *Set) FullManifest() *snapshotv1.Manifest {
+	m := s.Manifest()
+	return &snapshotv1.Manifest{Name: m.GetName(), Version: m.GetVersion(), ProxyCount: m.GetProxyCount(), Resources: s.refs}
+}
+
+// Refs lists every resource of the set but the Manifest, sorted by type URL
+// then name, with its content hash. The slice is shared: do not modify it.
+func (s *Set) Refs() []*snapshotv1.ResourceRef {
+	return s.refs
 }
 
 // ProxyCount is the proxy count the set's Manifest carries (0 = unset).
@@ -94,12 +100,12 @@ func (s *Set) WithProxyCount(n int) *Set {
 	m.ProxyCount = uint32(max(n, 0))
 	byType := maps.Clone(s.Resources)
 	byType[snapshotv1.TypeManifest] = []snapshotv1.Named{m}
-	return &Set{Gateway: s.Gateway, Version: s.Version, Resources: byType}
+	return &Set{Gateway: s.Gateway, Version: s.Version, Resources: byType, refs: s.refs}
 }
 
 // Count is the number of resources, the Manifest excluded.
 func (s *Set) Count() int {
-	return len(s.Manifest().Resources)
+	return len(s.refs)
 }
 
 // Any returns the resources of one type (all types when typeURL is empty) as

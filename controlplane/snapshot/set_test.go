@@ -31,12 +31,29 @@ func TestNewSetVersionIsContentHash(t *testing.T) {
 	if a.Version == c.Version {
 		t.Fatalf("different content, same version %s", a.Version)
 	}
-	m := a.Manifest()
-	if m.Name != "ns/gw" || m.Version != a.Version || len(m.Resources) != 2 || a.Count() != 2 {
+	m, full := a.Manifest(), a.FullManifest()
+	if m.Name != "ns/gw" || m.Version != a.Version || len(m.Resources) != 0 || len(m.Types) != 2 || a.Count() != 2 {
 		t.Fatalf("manifest = %v", m)
 	}
-	if m.Resources[0].TypeUrl != snapshotv1.TypeListener || m.Resources[0].Hash != snapshotv1.Hash(mk(80)[1]) {
-		t.Fatalf("manifest refs not sorted by type or hash wrong: %v", m.Resources)
+	if full.Name != m.Name || full.Version != m.Version || len(full.Resources) != 2 || len(full.Types) != 0 {
+		t.Fatalf("full manifest = %v", full)
+	}
+	if full.Resources[0].TypeUrl != snapshotv1.TypeListener || full.Resources[0].Hash != snapshotv1.Hash(mk(80)[1]) {
+		t.Fatalf("manifest refs not sorted by type or hash wrong: %v", full.Resources)
+	}
+	// Both forms describe the set: a proxy holding it is complete with either.
+	for _, mf := range []*snapshotv1.Manifest{m, full} {
+		held := snapshotv1.Resources{}
+		held.Add(mf)
+		for _, r := range mk(80) {
+			held.Add(r)
+		}
+		if _, err := held.Check(); err != nil {
+			t.Errorf("set held with manifest %v: %v", mf, err)
+		}
+	}
+	if n := a.WithProxyCount(3); n.Manifest().ProxyCount != 3 || n.FullManifest().ProxyCount != 3 || n.Count() != 2 {
+		t.Errorf("WithProxyCount(3): manifests %v / %v", n.Manifest(), n.FullManifest())
 	}
 }
 
@@ -64,7 +81,7 @@ func TestWithProxyCount(t *testing.T) {
 	if b.ProxyCount() != 16 || a.ProxyCount() != 0 {
 		t.Errorf("counts: new %d (want 16), original %d (want 0, untouched)", b.ProxyCount(), a.ProxyCount())
 	}
-	if b.Resources[TypeURL(&snapshotv1.Route{})][0] != a.Resources[TypeURL(&snapshotv1.Route{})][0] {
+	if b.Resources[snapshotv1.TypeRoute][0] != a.Resources[snapshotv1.TypeRoute][0] {
 		t.Error("routes not shared")
 	}
 	if snapshotv1.Hash(b.Manifest()) == snapshotv1.Hash(a.Manifest()) {

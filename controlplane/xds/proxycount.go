@@ -94,13 +94,13 @@ func (s *Server) publishProxyCounts() {
 		next := set.WithProxyCount(n)
 		snap, err := s.servedLocked(gw)
 		if err == nil {
-			snap, err = snap.withManifest(next)
+			snap, err = snap.withManifest(gw, next.Manifest())
 		}
 		if err != nil {
 			s.log.Error("xds: cannot serve proxy count, keeping the previous", "gateway", gw, "err", err)
 			continue
 		}
-		if err := s.cache.SetSnapshot(context.Background(), gw, snap); err != nil {
+		if err := s.serveLocked(context.Background(), gw, snap, next); err != nil {
 			s.log.Error("xds: set snapshot", "gateway", gw, "err", err)
 			continue
 		}

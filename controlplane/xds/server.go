@@ -202,7 +202,7 @@ func (s *Server) UpdateContext(ctx context.Context, sets map[string]*snapshot.Se
 			}
 			continue
 		}
-		if err := s.cache.SetSnapshot(ctx, gw, snap); err != nil {
+		if err := s.serveLocked(ctx, gw, snap, set); err != nil {
 			s.log.Error("xds: set snapshot", "gateway", gw, "err", err)
 		}
 		next[gw] = set
@@ -225,9 +225,25 @@ func (s *Server) UpdateContext(ctx context.Context, sets map[string]*snapshot.Se
 	s.gcEmptiedLocked()
 }
 
+// serveLocked installs snap, the cache form of set, for gw's proxies: as
+// is for those that take the compact Manifest, with set's full Manifest for
+// the others (see gatewayHash).
+func (s *Server) serveLocked(ctx context.Context, gw string, snap *resourceSnapshot, set *snapshot.Set) error {
+	full, err := snap.withManifest(gw, set.FullManifest())
+	if err != nil {
+		return err
+	}
+	if err := s.cache.SetSnapshot(ctx, gw, snap); err != nil {
+		return err
+	}
+	return s.cache.SetSnapshot(ctx, fullManifestKey(gw), full)
+}
+
 func (s *Server) setEmptyLocked(gw string) {
-	if err := s.cache.SetSnapshot(context.Background(), gw, emptySnapshot()); err != nil {
-		s.log.Error("xds: set empty snapshot", "gateway", gw, "err", err)
+	for _, key := range []string{gw, fullManifestKey(gw)} {
+		if err := s.cache.SetSnapshot(context.Background(), key, emptySnapshot()); err != nil {
+			s.log.Error("xds: set empty snapshot", "gateway", gw, "err", err)
+		}
 	}
 	s.emptied[gw] = true
 	s.stats.snapshotUpdates.Add(1)
@@ -244,6 +260,7 @@ func (s *Server) gcEmptiedLocked() {
 	for gw := range s.emptied {
 		if connected[gw] == 0 {
 			s.cache.ClearSnapshot(gw)
+			s.cache.ClearSnapshot(fullManifestKey(gw))
 			delete(s.emptied, gw)
 			delete(s.updatedAt, gw)
 		}

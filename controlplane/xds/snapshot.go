@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"maps"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -53,17 +54,18 @@ func newResourceSnapshot(set *snapshot.Set) (*resourceSnapshot, error) {
 	return s, nil
 }
 
-// withManifest returns a copy of s serving set's Manifest, every other type
-// shared with s: what a proxy-count change re-publishes. set must have s's
-// version and resources.
-func (s *resourceSnapshot) withManifest(set *snapshot.Set) (*resourceSnapshot, error) {
+// withManifest returns a copy of s serving m as its Manifest, every other
+// type shared with s: what a proxy-count change re-publishes, and the form
+// of s for proxies that take the full Manifest. m must describe s's
+// resources at s's version.
+func (s *resourceSnapshot) withManifest(gateway string, m *snapshotv1.Manifest) (*resourceSnapshot, error) {
 	c := &resourceSnapshot{
 		version:   s.version,
 		resources: maps.Clone(s.resources),
 		ttl:       maps.Clone(s.ttl),
 		versions:  maps.Clone(s.versions),
 	}
-	return c, c.index(set.Gateway, snapshotv1.TypeManifest, set.Resources[snapshotv1.TypeManifest])
+	return c, c.index(gateway, snapshotv1.TypeManifest, []snapshotv1.Named{m})
 }
 
 // index adds the resources of one type, replacing what s held of it.
@@ -120,10 +122,23 @@ const (
 )
 
 // gatewayHash keys the snapshot cache by gateway rather than by node: every
-// proxy of one gateway shares that gateway's snapshot.
+// proxy of one gateway shares that gateway's snapshot — one of two forms of
+// it: proxies that list snapshotv1.FeatureTypeDigests get the compact
+// Manifest under the gateway's name, older ones the full Manifest under
+// fullManifestKey(gateway).
 type gatewayHash struct{}
 
-func (gatewayHash) ID(node *corev3.Node) string { return nodeGateway(node) }
+func (gatewayHash) ID(node *corev3.Node) string {
+	gw := nodeGateway(node)
+	if slices.Contains(node.GetClientFeatures(), snapshotv1.FeatureTypeDigests) {
+		return gw
+	}
+	return fullManifestKey(gw)
+}
+
+// fullManifestKey is the cache key of gw's snapshot with the full Manifest.
+// No gateway name contains a NUL, so it never collides with one.
+func fullManifestKey(gw string) string { return gw + "\x00full" }
 
 func nodeGateway(node *corev3.Node) string {
 	return node.GetMetadata().GetFields()[MetadataGateway].GetStringValue()

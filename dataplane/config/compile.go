@@ -14,23 +14,22 @@ import (
 )
 
 // ErrIncomplete reports that the resources do not yet form the complete set
-// the Manifest lists. It is not a validation failure: the caller waits for
-// more resources instead of NACKing.
-var ErrIncomplete = errors.New("snapshot incomplete")
+// the Manifest describes. It is not a validation failure: the caller waits
+// for more resources instead of NACKing.
+var ErrIncomplete = snapshotv1.ErrIncomplete
 
 // Compile turns one gateway's resources (type URL → name → resource) into a
-// Config. It checks the Manifest itself: exactly one Manifest must be present
-// and every resource it lists must be present with the listed hash, otherwise
-// the error wraps ErrIncomplete. Resources the Manifest does not list are
-// ignored, so leftovers from an older snapshot never leak in. Any other error
-// is a validation failure naming the resource and field; the caller keeps its
+// Config. It checks them against the Manifest first (Resources.Check): one
+// Manifest, and exactly the resources it describes with the hashes of the
+// bytes they arrived as, otherwise the error wraps ErrIncomplete — so
+// leftovers of an older snapshot never leak in. Any other error is a
+// validation failure naming the resource and field; the caller keeps its
 // previous Config and reports the error (NACK).
 func Compile(res snapshotv1.Resources) (*Config, error) {
-	mf, err := manifest(res)
+	mf, err := res.Check()
 	if err != nil {
 		return nil, err
 	}
-	// Collect exactly the listed resources, checking their hashes.
 	var (
 		listeners []*snapshotv1.Listener
 		routes    []*snapshotv1.Route
@@ -38,28 +37,25 @@ func Compile(res snapshotv1.Resources) (*Config, error) {
 		endpoints = map[string]*snapshotv1.Endpoints{}
 		rules     []*snapshotv1.ModelRule
 	)
-	for _, ref := range mf.GetResources() {
-		held, ok := res[ref.GetTypeUrl()][ref.GetName()]
-		if !ok {
-			return nil, fmt.Errorf("%w: %s %q missing", ErrIncomplete, snapshotv1.TypeName(ref.GetTypeUrl()), ref.GetName())
+	for typeURL, byName := range res {
+		if typeURL == snapshotv1.TypeManifest {
+			continue
 		}
-		// The hash of the bytes as received (see snapshotv1.Hash).
-		if held.Hash != ref.GetHash() {
-			return nil, fmt.Errorf("%w: %s %q has hash %s, manifest wants %s", ErrIncomplete, snapshotv1.TypeName(ref.GetTypeUrl()), ref.GetName(), held.Hash, ref.GetHash())
-		}
-		switch r := held.Message.(type) {
-		case *snapshotv1.Listener:
-			listeners = append(listeners, r)
-		case *snapshotv1.Route:
-			routes = append(routes, r)
-		case *snapshotv1.Backend:
-			backends[r.GetName()] = r
-		case *snapshotv1.Endpoints:
-			endpoints[r.GetName()] = r
-		case *snapshotv1.ModelRule:
-			rules = append(rules, r)
-		default:
-			return nil, fmt.Errorf("manifest lists %q of unsupported type %s", ref.GetName(), ref.GetTypeUrl())
+		for name, held := range byName {
+			switch r := held.Message.(type) {
+			case *snapshotv1.Listener:
+				listeners = append(listeners, r)
+			case *snapshotv1.Route:
+				routes = append(routes, r)
+			case *snapshotv1.Backend:
+				backends[r.GetName()] = r
+			case *snapshotv1.Endpoints:
+				endpoints[r.GetName()] = r
+			case *snapshotv1.ModelRule:
+				rules = append(rules, r)
+			default:
+				return nil, fmt.Errorf("manifest lists %q of unsupported type %s", name, typeURL)
+			}
 		}
 	}
 	c := &Config{Gateway: mf.GetName(), Version: mf.GetVersion(), Backends: make(map[string]*Backend, len(backends))}
@@ -97,24 +93,6 @@ func Compile(res snapshotv1.Resources) (*Config, error) {
 		c.Routes = append(c.Routes, cr)
 	}
 	return c, nil
-}
-
-func manifest(res snapshotv1.Resources) (*snapshotv1.Manifest, error) {
-	ms := res[snapshotv1.TypeManifest]
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("%w: no manifest", ErrIncomplete)
-	}
-	if len(ms) > 1 {
-		return nil, fmt.Errorf("%d manifests; a proxy serves exactly one gateway", len(ms))
-	}
-	for name, m := range ms {
-		mf, ok := m.Message.(*snapshotv1.Manifest)
-		if !ok {
-			return nil, fmt.Errorf("manifest %q has type %T", name, m.Message)
-		}
-		return mf, nil
-	}
-	panic("unreachable")
 }
 
 func compileListeners(c *Config, ls []*snapshotv1.Listener) (map[string]*Listener, error) {

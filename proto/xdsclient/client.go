@@ -224,7 +224,10 @@ func (c *Client) node() (*corev3.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &corev3.Node{Id: c.cfg.NodeID, Cluster: c.cfg.Gateway, Metadata: md}, nil
+	// The client checks both Manifest forms (Resources.Check), so it asks
+	// for the compact one.
+	return &corev3.Node{Id: c.cfg.NodeID, Cluster: c.cfg.Gateway, Metadata: md,
+		ClientFeatures: []string{snapshotv1.FeatureTypeDigests}}, nil
 }
 
 // apply decodes a response into a new state and asks the handler about it.

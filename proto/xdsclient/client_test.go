@@ -240,22 +240,27 @@ func TestManifestHashesReceivedBytes(t *testing.T) {
 		b    []byte
 	}{{"reordered", other}, {"canonical", canonical}} {
 		hash := snapshotv1.HashBytes(enc.b)
-		mf := &snapshotv1.Manifest{Name: "default/a", Version: enc.name, Resources: []*snapshotv1.ResourceRef{
-			{TypeUrl: snapshotv1.TypeRoute, Name: route.Name, Hash: hash}}}
 		nonce++
 		if ack := s.send(snapshotv1.TypeRoute, strconv.Itoa(nonce), nil, &discoveryv3.Resource{Name: route.Name, Version: hash,
 			Resource: &anypb.Any{TypeUrl: snapshotv1.TypeRoute, Value: enc.b}}); ack.GetErrorDetail() != nil {
 			t.Fatalf("%s: route NACKed: %v", enc.name, ack.GetErrorDetail())
 		}
 		<-updates
-		nonce++
-		if ack := s.send(snapshotv1.TypeManifest, strconv.Itoa(nonce), nil, resource(t, mf)); ack.GetErrorDetail() != nil {
-			t.Fatalf("%s: manifest NACKed: %v", enc.name, ack.GetErrorDetail())
-		}
-		got := <-updates
-		if m, ok := got.Complete(); !ok || m.GetVersion() != enc.name {
-			t.Fatalf("%s encoding: state not complete (manifest %v, route held with hash %s, manifest wants %s)",
-				enc.name, m, got[snapshotv1.TypeRoute][route.Name].Hash, hash)
+		// Both manifest forms: the full list and the per-type digests.
+		refs := []*snapshotv1.ResourceRef{{TypeUrl: snapshotv1.TypeRoute, Name: route.Name, Hash: hash}}
+		var got Resources
+		for _, mf := range []*snapshotv1.Manifest{
+			{Name: "default/a", Version: enc.name + "/full", Resources: refs},
+			{Name: "default/a", Version: enc.name + "/compact", Types: snapshotv1.TypeDigests(refs)},
+		} {
+			nonce++
+			if ack := s.send(snapshotv1.TypeManifest, strconv.Itoa(nonce), nil, resource(t, mf)); ack.GetErrorDetail() != nil {
+				t.Fatalf("%s: manifest NACKed: %v", mf.Version, ack.GetErrorDetail())
+			}
+			got = <-updates
+			if m, err := got.Check(); err != nil || m.GetVersion() != mf.Version {
+				t.Fatalf("%s: state not complete (manifest %v: %v)", mf.Version, m, err)
+			}
 		}
 		if !proto.Equal(got[snapshotv1.TypeRoute][route.Name].Message, route) {
 			t.Fatalf("%s encoding decoded to %v", enc.name, got[snapshotv1.TypeRoute][route.Name].Message)

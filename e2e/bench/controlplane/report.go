@@ -17,8 +17,8 @@ type changeStats struct {
 	// otherBytes what all unaffected proxies received meanwhile.
 	bytesPerProxy []float64
 	// manifestBytesPerProxy is the part of bytesPerProxy that was the
-	// gateway's Manifest (re-sent on every change: it lists every
-	// resource's hash).
+	// gateway's Manifest (re-sent on every change: a count and a digest
+	// per resource type).
 	manifestBytesPerProxy []float64
 	otherBytes            uint64
 	cpuPerChange          float64
@@ -152,8 +152,8 @@ func (r *results) markdown() string {
 }
 
 // why states in numbers what a miss comes from, as far as the run can
-// tell: the share of the bytes that is the Manifest (re-sent whole on
-// every change), and the control plane's CPU during the churn against the
+// tell: the share of the bytes that is the Manifest (re-sent on every
+// change), and the control plane's CPU during the churn against the
 // cores it shares with the API server, etcd and the simulated proxies.
 func (r *results) why(b *strings.Builder) {
 	var bytes, manifest []float64
@@ -162,9 +162,10 @@ func (r *results) why(b *strings.Builder) {
 		manifest = append(manifest, ch.manifestBytesPerProxy...)
 	}
 	if m := median(bytes); m > 0 {
-		fmt.Fprintf(b, "Bytes: a change sends each affected proxy the changed resources and its Gateway's Manifest, which lists "+
-			"every resource's name and hash (a proxy checks it holds exactly that set); the Manifest is %.0f%% of the bytes "+
-			"per change (median %.0f of %.0f), the changed resources the rest.\n\n", 100*median(manifest)/m, median(manifest), m)
+		fmt.Fprintf(b, "Bytes: a change sends each affected proxy the changed resources and its Gateway's Manifest, which holds "+
+			"a count and a digest of the resources' names and hashes per resource type (a proxy checks it holds exactly that set; "+
+			"a proxy of a release before this form is sent the full list of every resource's name and hash instead); the Manifest "+
+			"is %.0f%% of the bytes per change (median %.0f of %.0f), the changed resources the rest.\n\n", 100*median(manifest)/m, median(manifest), m)
 	}
 	if ch := r.churn; ch != nil && ch.transitions > 0 && ch.duration > 0 {
 		cores := ch.cpuPerChange * float64(ch.transitions+int64(len(ch.markers.latencies))) / ch.duration.Seconds()

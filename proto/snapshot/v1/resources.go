@@ -93,37 +93,6 @@ func (r Resources) Add(m Named) {
 	r[t][m.GetName()] = Resource{Message: m, Hash: Hash(m)}
 }
 
-// Complete reports whether r holds exactly one consistent snapshot: a Manifest
-// is present, every resource it lists is present with the listed content
-// hash, and nothing else is held. A proxy compiles only complete states, so a
-// snapshot that is still arriving type by type is never served half-applied.
-// The manifest is returned whenever one is held, complete or not.
-func (r Resources) Complete() (*Manifest, bool) {
-	if len(r[TypeManifest]) > 1 {
-		return r.anyManifest(), false // two manifests: two gateways' state mixed
-	}
-	m := r.Manifest()
-	if m == nil {
-		return nil, false
-	}
-	held := 0
-	for typeURL, byName := range r {
-		if typeURL != TypeManifest {
-			held += len(byName)
-		}
-	}
-	if held != len(m.GetResources()) {
-		return m, false
-	}
-	for _, ref := range m.GetResources() {
-		got, ok := r[ref.GetTypeUrl()][ref.GetName()]
-		if !ok || got.Hash != ref.GetHash() {
-			return m, false
-		}
-	}
-	return m, true
-}
-
 // Manifest returns the Manifest held, or nil when there is none or more than
 // one. Unlike Complete it does not check the other resources.
 func (r Resources) Manifest() *Manifest {

@@ -1,18 +1,31 @@
 package snapshotv1_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 type Resources = snapshotv1.Resources
 
+// manifestOf is the full form of a manifest of rs.
 func manifestOf(rs ...snapshotv1.Named) *snapshotv1.Manifest {
-	m := &snapshotv1.Manifest{Name: "default/a", Version: "v"}
-	for _, r := range rs {
-		m.Resources = append(m.Resources, &snapshotv1.ResourceRef{TypeUrl: snapshotv1.TypeURL(r), Name: r.GetName(), Hash: snapshotv1.Hash(r)})
-	}
+	return &snapshotv1.Manifest{Name: "default/a", Version: "v", Resources: snapshotv1.Refs(rs)}
+}
+
+// compactOf is the compact form of a manifest of rs.
+func compactOf(rs ...snapshotv1.Named) *snapshotv1.Manifest {
+	return &snapshotv1.Manifest{Name: "default/a", Version: "v", Types: snapshotv1.TypeDigests(snapshotv1.Refs(rs))}
+}
+
+// bothOf carries both forms.
+func bothOf(rs ...snapshotv1.Named) *snapshotv1.Manifest {
+	m := manifestOf(rs...)
+	m.Types = compactOf(rs...).Types
 	return m
 }
 
@@ -31,31 +44,59 @@ func TestComplete(t *testing.T) {
 	l := &snapshotv1.Listener{Name: "default/a/http", Port: 80}
 	r := &snapshotv1.Route{Name: "default/a/default/r/0", Route: "default/r"}
 	r2 := &snapshotv1.Route{Name: "default/a/default/r/0", Route: "default/r", RuleIndex: 1}
+	r3 := &snapshotv1.Route{Name: "default/a/default/r/1", Route: "default/r", RuleIndex: 1}
 	extra := &snapshotv1.Backend{Name: "default/a/service/default/x:80"}
-	m := manifestOf(l, r)
+	// Two names holding each other's resource: the type's count and the
+	// set of hashes are right, so the digest must bind names to hashes.
+	swapped := func(m *snapshotv1.Manifest) Resources {
+		res := hold(m, l)
+		res[snapshotv1.TypeRoute] = map[string]snapshotv1.Resource{
+			r.Name:  {Message: r3, Hash: snapshotv1.Hash(r3)},
+			r3.Name: {Message: r, Hash: snapshotv1.Hash(r)},
+		}
+		return res
+	}
 
-	cases := []struct {
-		name string
-		res  Resources
-		want bool
-	}{
-		{"all present", hold(m, l, r), true},
-		{"no manifest", hold(nil, l, r), false},
-		{"missing resource", hold(m, l), false},
-		{"stale content", hold(m, l, r2), false},
-		{"extra resource", hold(m, l, r, extra), false},
-		{"empty", Resources{}, false},
-		{"empty manifest, nothing held", hold(manifestOf()), true},
-	}
-	for _, tc := range cases {
-		got, ok := tc.res.Complete()
-		if ok != tc.want {
-			t.Errorf("%s: Complete() = %v, want %v", tc.name, ok, tc.want)
+	for form, of := range map[string]func(...snapshotv1.Named) *snapshotv1.Manifest{
+		"full": manifestOf, "compact": compactOf, "both": bothOf,
+	} {
+		m := of(l, r, r3)
+		cases := []struct {
+			name string
+			res  Resources
+			want bool
+		}{
+			{"all present", hold(m, l, r, r3), true},
+			{"no manifest", hold(nil, l, r, r3), false},
+			{"missing resource", hold(m, l, r), false},
+			{"missing type", hold(m, r, r3), false},
+			{"stale content", hold(m, l, r2, r3), false},
+			{"contents swapped", swapped(m), false},
+			{"extra resource", hold(m, l, r, r3, extra), false},
+			{"extra resource of a listed type", hold(of(l, r), l, r, r3), false},
+			{"empty", Resources{}, false},
+			{"empty manifest, nothing held", hold(of()), true},
+			{"empty manifest, something held", hold(of(), l), false},
 		}
-		if tc.res[snapshotv1.TypeManifest] != nil && got == nil {
-			t.Errorf("%s: manifest not returned", tc.name)
+		for _, tc := range cases {
+			got, ok := tc.res.Complete()
+			if ok != tc.want {
+				t.Errorf("%s form, %s: Complete() = %v, want %v", form, tc.name, ok, tc.want)
+			}
+			if tc.res[snapshotv1.TypeManifest] != nil && got == nil {
+				t.Errorf("%s form, %s: manifest not returned", form, tc.name)
+			}
+			if _, err := tc.res.Check(); !ok && !errors.Is(err, snapshotv1.ErrIncomplete) {
+				t.Errorf("%s form, %s: Check() = %v, want ErrIncomplete", form, tc.name, err)
+			}
 		}
 	}
+	two := hold(manifestOf(l), l)
+	two.Add(&snapshotv1.Manifest{Name: "default/b", Version: "w"})
+	if m, err := two.Check(); m == nil || err == nil || errors.Is(err, snapshotv1.ErrIncomplete) {
+		t.Errorf("two manifests: Check() = %v, %v; want a manifest and an error that is not ErrIncomplete", m, err)
+	}
+	m := manifestOf(l, r)
 	if !(Resources{}).Empty() || hold(m).Empty() {
 		t.Error("Empty() wrong")
 	}
@@ -96,5 +137,18 @@ func TestTypeName(t *testing.T) {
 	}
 	if got := snapshotv1.TypeURL(&snapshotv1.Route{}); got != snapshotv1.TypeRoute {
 		t.Errorf("TypeURL(Route) = %q", got)
+	}
+}
+
+// TestCompactManifestSize is why the compact form exists: its size does not
+// grow with the number of resources, the full form's does.
+func TestCompactManifestSize(t *testing.T) {
+	var rs []snapshotv1.Named
+	for i := range 1000 {
+		rs = append(rs, &snapshotv1.Route{Name: fmt.Sprintf("ns/gw/ns/route-%d/0", i), Route: "ns/r"})
+	}
+	full, compact := proto.Size(manifestOf(rs...)), proto.Size(compactOf(rs...))
+	if compact > 100 || full < 50*compact {
+		t.Errorf("manifest of 1000 routes: full form %d bytes, compact %d bytes", full, compact)
 	}
 }

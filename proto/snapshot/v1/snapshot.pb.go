@@ -130,7 +130,7 @@ func (x Listener_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Listener_Protocol.Descriptor instead.
 func (Listener_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{2, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{3, 0}
 }
 
 type PathModifier_Type int32
@@ -179,7 +179,7 @@ func (x PathModifier_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathModifier_Type.Descriptor instead.
 func (PathModifier_Type) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type Backend_Kind int32
@@ -228,7 +228,7 @@ func (x Backend_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Backend_Kind.Descriptor instead.
 func (Backend_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type Backend_AppProtocol int32
@@ -277,7 +277,7 @@ func (x Backend_AppProtocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Backend_AppProtocol.Descriptor instead.
 func (Backend_AppProtocol) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21, 1}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22, 1}
 }
 
 // What happens when the picker cannot be reached or fails.
@@ -326,18 +326,27 @@ func (x EndpointPicker_FailureMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointPicker_FailureMode.Descriptor instead.
 func (EndpointPicker_FailureMode) EnumDescriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23, 0}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24, 0}
 }
 
 // Manifest is the table of contents of one gateway's snapshot. Its name is the
-// gateway ("<namespace>/<name>"). A proxy compiles a new config only once every
-// resource the manifest lists is present with the listed hash.
+// gateway ("<namespace>/<name>"). A proxy compiles a new config only once it
+// holds exactly the resources the manifest describes.
+//
+// A manifest describes them in one of two forms. A control plane sends the
+// compact form (types) to a proxy whose xDS Node lists the client feature
+// "infergate.snapshot.v1.Manifest.types", the full list (resources) to any
+// other proxy; a proxy accepts both. The compact form keeps the manifest the
+// size of a few resource types, so a change to one resource re-sends that
+// resource and ~500 bytes of manifest (a type URL, count and digest per
+// type), not a list of every resource.
 type Manifest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Content hash over all resources; equal snapshots have equal versions on
 	// every control-plane replica.
-	Version   string         `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The full form: every resource's type, name and hash.
 	Resources []*ResourceRef `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
 	// How many proxies serve this gateway, as the control plane counts them:
 	// max(its xDS streams for the gateway, the gateway's Ready proxy pods in
@@ -346,7 +355,10 @@ type Manifest struct {
 	// with the number of proxies. It is not configuration: version does not
 	// cover it, and a change re-sends only this Manifest. 0 (an older control
 	// plane) means 1.
-	ProxyCount    uint32 `protobuf:"varint,4,opt,name=proxy_count,json=proxyCount,proto3" json:"proxy_count,omitempty"`
+	ProxyCount uint32 `protobuf:"varint,4,opt,name=proxy_count,json=proxyCount,proto3" json:"proxy_count,omitempty"`
+	// The compact form: one digest per resource type that has resources. A
+	// type the manifest does not list has none.
+	Types         []*TypeDigest `protobuf:"bytes,5,rep,name=types,proto3" json:"types,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +419,13 @@ func (x *Manifest) GetProxyCount() uint32 {
 		return x.ProxyCount
 	}
 	return 0
+}
+
+func (x *Manifest) GetTypes() []*TypeDigest {
+	if x != nil {
+		return x.Types
+	}
+	return nil
 }
 
 type ResourceRef struct {
@@ -470,6 +489,72 @@ func (x *ResourceRef) GetHash() string {
 	return ""
 }
 
+// TypeDigest sums up the resources of one type: a proxy holds that type
+// exactly when it holds count resources of it whose digest is this one.
+type TypeDigest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TypeUrl string                 `protobuf:"bytes,1,opt,name=type_url,json=typeUrl,proto3" json:"type_url,omitempty"`
+	Count   uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// The sum, modulo 2^64, over the type's resources of xxhash64(name, 0x00,
+	// hash) where hash is the resource's content hash as in ResourceRef (16
+	// lowercase hex digits). A sum needs no ordering, so a proxy updates it
+	// without sorting; names are unique within a type, so no two terms cancel.
+	Digest        uint64 `protobuf:"fixed64,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypeDigest) Reset() {
+	*x = TypeDigest{}
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypeDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypeDigest) ProtoMessage() {}
+
+func (x *TypeDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypeDigest.ProtoReflect.Descriptor instead.
+func (*TypeDigest) Descriptor() ([]byte, []int) {
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TypeDigest) GetTypeUrl() string {
+	if x != nil {
+		return x.TypeUrl
+	}
+	return ""
+}
+
+func (x *TypeDigest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *TypeDigest) GetDigest() uint64 {
+	if x != nil {
+		return x.Digest
+	}
+	return 0
+}
+
 // Listener is one Gateway listener.
 type Listener struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -493,7 +578,7 @@ type Listener struct {
 
 func (x *Listener) Reset() {
 	*x = Listener{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[2]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +590,7 @@ func (x *Listener) String() string {
 func (*Listener) ProtoMessage() {}
 
 func (x *Listener) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[2]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +603,7 @@ func (x *Listener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Listener.ProtoReflect.Descriptor instead.
 func (*Listener) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Listener) GetName() string {
@@ -591,7 +676,7 @@ type ClientValidation struct {
 
 func (x *ClientValidation) Reset() {
 	*x = ClientValidation{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +688,7 @@ func (x *ClientValidation) String() string {
 func (*ClientValidation) ProtoMessage() {}
 
 func (x *ClientValidation) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[3]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +701,7 @@ func (x *ClientValidation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientValidation.ProtoReflect.Descriptor instead.
 func (*ClientValidation) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ClientValidation) GetCaPem() []byte {
@@ -645,7 +730,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +742,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[4]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +755,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Certificate) GetName() string {
@@ -724,7 +809,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +821,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[5]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +834,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Route) GetName() string {
@@ -849,7 +934,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +946,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[6]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +959,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RouteMatch) GetPath() *PathMatch {
@@ -915,7 +1000,7 @@ type PathMatch struct {
 
 func (x *PathMatch) Reset() {
 	*x = PathMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1012,7 @@ func (x *PathMatch) String() string {
 func (*PathMatch) ProtoMessage() {}
 
 func (x *PathMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[7]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1025,7 @@ func (x *PathMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathMatch.ProtoReflect.Descriptor instead.
 func (*PathMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PathMatch) GetType() MatchType {
@@ -969,7 +1054,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1066,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[8]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1079,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HeaderMatch) GetType() MatchType {
@@ -1029,7 +1114,7 @@ type QueryParamMatch struct {
 
 func (x *QueryParamMatch) Reset() {
 	*x = QueryParamMatch{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1126,7 @@ func (x *QueryParamMatch) String() string {
 func (*QueryParamMatch) ProtoMessage() {}
 
 func (x *QueryParamMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[9]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1139,7 @@ func (x *QueryParamMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParamMatch.ProtoReflect.Descriptor instead.
 func (*QueryParamMatch) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *QueryParamMatch) GetType() MatchType {
@@ -1095,7 +1180,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1192,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[10]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1205,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Filter) GetKind() isFilter_Kind {
@@ -1245,7 +1330,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1342,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[11]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1355,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -1325,7 +1410,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1422,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[12]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1435,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Header) GetName() string {
@@ -1378,7 +1463,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1475,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[13]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1488,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1437,7 +1522,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1534,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[14]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1547,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PathModifier) GetType() PathModifier_Type {
@@ -1494,7 +1579,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1591,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[15]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1604,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1567,7 +1652,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1664,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[16]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1677,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1620,7 +1705,7 @@ type RequestMirror struct {
 
 func (x *RequestMirror) Reset() {
 	*x = RequestMirror{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1717,7 @@ func (x *RequestMirror) String() string {
 func (*RequestMirror) ProtoMessage() {}
 
 func (x *RequestMirror) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[17]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1730,7 @@ func (x *RequestMirror) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestMirror.ProtoReflect.Descriptor instead.
 func (*RequestMirror) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RequestMirror) GetBackend() *BackendRef {
@@ -1677,7 +1762,7 @@ type BackendRef struct {
 
 func (x *BackendRef) Reset() {
 	*x = BackendRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1774,7 @@ func (x *BackendRef) String() string {
 func (*BackendRef) ProtoMessage() {}
 
 func (x *BackendRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[18]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1787,7 @@ func (x *BackendRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRef.ProtoReflect.Descriptor instead.
 func (*BackendRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BackendRef) GetBackend() string {
@@ -1744,7 +1829,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1841,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[19]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1854,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Timeouts) GetRequestMs() uint64 {
@@ -1800,7 +1885,7 @@ type Retry struct {
 
 func (x *Retry) Reset() {
 	*x = Retry{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1897,7 @@ func (x *Retry) String() string {
 func (*Retry) ProtoMessage() {}
 
 func (x *Retry) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[20]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1910,7 @@ func (x *Retry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retry.ProtoReflect.Descriptor instead.
 func (*Retry) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Retry) GetAttempts() uint32 {
@@ -1878,7 +1963,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1975,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[21]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1988,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Backend) GetName() string {
@@ -1995,7 +2080,7 @@ type BackendTLS struct {
 
 func (x *BackendTLS) Reset() {
 	*x = BackendTLS{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2092,7 @@ func (x *BackendTLS) String() string {
 func (*BackendTLS) ProtoMessage() {}
 
 func (x *BackendTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[22]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2105,7 @@ func (x *BackendTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendTLS.ProtoReflect.Descriptor instead.
 func (*BackendTLS) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BackendTLS) GetHostname() string {
@@ -2097,7 +2182,7 @@ type EndpointPicker struct {
 
 func (x *EndpointPicker) Reset() {
 	*x = EndpointPicker{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2194,7 @@ func (x *EndpointPicker) String() string {
 func (*EndpointPicker) ProtoMessage() {}
 
 func (x *EndpointPicker) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[23]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2207,7 @@ func (x *EndpointPicker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointPicker.ProtoReflect.Descriptor instead.
 func (*EndpointPicker) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EndpointPicker) GetService() string {
@@ -2185,7 +2270,7 @@ type SubjectAltName struct {
 
 func (x *SubjectAltName) Reset() {
 	*x = SubjectAltName{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2282,7 @@ func (x *SubjectAltName) String() string {
 func (*SubjectAltName) ProtoMessage() {}
 
 func (x *SubjectAltName) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[24]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2295,7 @@ func (x *SubjectAltName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAltName.ProtoReflect.Descriptor instead.
 func (*SubjectAltName) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SubjectAltName) GetHostname() string {
@@ -2248,7 +2333,7 @@ type PickerProfile struct {
 
 func (x *PickerProfile) Reset() {
 	*x = PickerProfile{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2345,7 @@ func (x *PickerProfile) String() string {
 func (*PickerProfile) ProtoMessage() {}
 
 func (x *PickerProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[25]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2358,7 @@ func (x *PickerProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickerProfile.ProtoReflect.Descriptor instead.
 func (*PickerProfile) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PickerProfile) GetFilters() []*PluginRef {
@@ -2332,7 +2417,7 @@ type KVEvents struct {
 
 func (x *KVEvents) Reset() {
 	*x = KVEvents{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2429,7 @@ func (x *KVEvents) String() string {
 func (*KVEvents) ProtoMessage() {}
 
 func (x *KVEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[26]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2442,7 @@ func (x *KVEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEvents.ProtoReflect.Descriptor instead.
 func (*KVEvents) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVEvents) GetPort() uint32 {
@@ -2406,7 +2491,7 @@ type Tokenizer struct {
 
 func (x *Tokenizer) Reset() {
 	*x = Tokenizer{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2503,7 @@ func (x *Tokenizer) String() string {
 func (*Tokenizer) ProtoMessage() {}
 
 func (x *Tokenizer) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[27]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2516,7 @@ func (x *Tokenizer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tokenizer.ProtoReflect.Descriptor instead.
 func (*Tokenizer) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Tokenizer) GetBuiltin() string {
@@ -2472,7 +2557,7 @@ type WaitQueue struct {
 
 func (x *WaitQueue) Reset() {
 	*x = WaitQueue{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +2569,7 @@ func (x *WaitQueue) String() string {
 func (*WaitQueue) ProtoMessage() {}
 
 func (x *WaitQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[28]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +2582,7 @@ func (x *WaitQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitQueue.ProtoReflect.Descriptor instead.
 func (*WaitQueue) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WaitQueue) GetMaxRequests() uint32 {
@@ -2532,7 +2617,7 @@ type PluginRef struct {
 
 func (x *PluginRef) Reset() {
 	*x = PluginRef{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2629,7 @@ func (x *PluginRef) String() string {
 func (*PluginRef) ProtoMessage() {}
 
 func (x *PluginRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[29]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2642,7 @@ func (x *PluginRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginRef.ProtoReflect.Descriptor instead.
 func (*PluginRef) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PluginRef) GetName() string {
@@ -2593,7 +2678,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2690,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[30]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2703,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Endpoints) GetName() string {
@@ -2658,7 +2743,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2755,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[31]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2768,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2767,7 +2852,7 @@ type ModelRule struct {
 
 func (x *ModelRule) Reset() {
 	*x = ModelRule{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2864,7 @@ func (x *ModelRule) String() string {
 func (*ModelRule) ProtoMessage() {}
 
 func (x *ModelRule) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[32]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2877,7 @@ func (x *ModelRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelRule.ProtoReflect.Descriptor instead.
 func (*ModelRule) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ModelRule) GetName() string {
@@ -2854,7 +2939,7 @@ type TargetModel struct {
 
 func (x *TargetModel) Reset() {
 	*x = TargetModel{}
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[33]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +2951,7 @@ func (x *TargetModel) String() string {
 func (*TargetModel) ProtoMessage() {}
 
 func (x *TargetModel) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[33]
+	mi := &file_infergate_snapshot_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +2964,7 @@ func (x *TargetModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetModel.ProtoReflect.Descriptor instead.
 func (*TargetModel) Descriptor() ([]byte, []int) {
-	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TargetModel) GetName() string {
@@ -2900,17 +2985,23 @@ var File_infergate_snapshot_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_infergate_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"$infergate/snapshot/v1/snapshot.proto\x12\x15infergate.snapshot.v1\x1a\x1egoogle/protobuf/duration.proto\"\x9b\x01\n" +
+	"$infergate/snapshot/v1/snapshot.proto\x12\x15infergate.snapshot.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd4\x01\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12@\n" +
 	"\tresources\x18\x03 \x03(\v2\".infergate.snapshot.v1.ResourceRefR\tresources\x12\x1f\n" +
 	"\vproxy_count\x18\x04 \x01(\rR\n" +
-	"proxyCount\"P\n" +
+	"proxyCount\x127\n" +
+	"\x05types\x18\x05 \x03(\v2!.infergate.snapshot.v1.TypeDigestR\x05types\"P\n" +
 	"\vResourceRef\x12\x19\n" +
 	"\btype_url\x18\x01 \x01(\tR\atypeUrl\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
-	"\x04hash\x18\x03 \x01(\tR\x04hash\"\xaa\x03\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\"U\n" +
+	"\n" +
+	"TypeDigest\x12\x19\n" +
+	"\btype_url\x18\x01 \x01(\tR\atypeUrl\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\x06R\x06digest\"\xaa\x03\n" +
 	"\bListener\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12!\n" +
@@ -3136,7 +3227,7 @@ func file_infergate_snapshot_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_infergate_snapshot_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_infergate_snapshot_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(MatchType)(0),                  // 0: infergate.snapshot.v1.MatchType
 	(Listener_Protocol)(0),          // 1: infergate.snapshot.v1.Listener.Protocol
@@ -3146,94 +3237,96 @@ var file_infergate_snapshot_v1_snapshot_proto_goTypes = []any{
 	(EndpointPicker_FailureMode)(0), // 5: infergate.snapshot.v1.EndpointPicker.FailureMode
 	(*Manifest)(nil),                // 6: infergate.snapshot.v1.Manifest
 	(*ResourceRef)(nil),             // 7: infergate.snapshot.v1.ResourceRef
-	(*Listener)(nil),                // 8: infergate.snapshot.v1.Listener
-	(*ClientValidation)(nil),        // 9: infergate.snapshot.v1.ClientValidation
-	(*Certificate)(nil),             // 10: infergate.snapshot.v1.Certificate
-	(*Route)(nil),                   // 11: infergate.snapshot.v1.Route
-	(*RouteMatch)(nil),              // 12: infergate.snapshot.v1.RouteMatch
-	(*PathMatch)(nil),               // 13: infergate.snapshot.v1.PathMatch
-	(*HeaderMatch)(nil),             // 14: infergate.snapshot.v1.HeaderMatch
-	(*QueryParamMatch)(nil),         // 15: infergate.snapshot.v1.QueryParamMatch
-	(*Filter)(nil),                  // 16: infergate.snapshot.v1.Filter
-	(*CORS)(nil),                    // 17: infergate.snapshot.v1.CORS
-	(*Header)(nil),                  // 18: infergate.snapshot.v1.Header
-	(*HeaderModifier)(nil),          // 19: infergate.snapshot.v1.HeaderModifier
-	(*PathModifier)(nil),            // 20: infergate.snapshot.v1.PathModifier
-	(*RequestRedirect)(nil),         // 21: infergate.snapshot.v1.RequestRedirect
-	(*URLRewrite)(nil),              // 22: infergate.snapshot.v1.URLRewrite
-	(*RequestMirror)(nil),           // 23: infergate.snapshot.v1.RequestMirror
-	(*BackendRef)(nil),              // 24: infergate.snapshot.v1.BackendRef
-	(*Timeouts)(nil),                // 25: infergate.snapshot.v1.Timeouts
-	(*Retry)(nil),                   // 26: infergate.snapshot.v1.Retry
-	(*Backend)(nil),                 // 27: infergate.snapshot.v1.Backend
-	(*BackendTLS)(nil),              // 28: infergate.snapshot.v1.BackendTLS
-	(*EndpointPicker)(nil),          // 29: infergate.snapshot.v1.EndpointPicker
-	(*SubjectAltName)(nil),          // 30: infergate.snapshot.v1.SubjectAltName
-	(*PickerProfile)(nil),           // 31: infergate.snapshot.v1.PickerProfile
-	(*KVEvents)(nil),                // 32: infergate.snapshot.v1.KVEvents
-	(*Tokenizer)(nil),               // 33: infergate.snapshot.v1.Tokenizer
-	(*WaitQueue)(nil),               // 34: infergate.snapshot.v1.WaitQueue
-	(*PluginRef)(nil),               // 35: infergate.snapshot.v1.PluginRef
-	(*Endpoints)(nil),               // 36: infergate.snapshot.v1.Endpoints
-	(*Endpoint)(nil),                // 37: infergate.snapshot.v1.Endpoint
-	(*ModelRule)(nil),               // 38: infergate.snapshot.v1.ModelRule
-	(*TargetModel)(nil),             // 39: infergate.snapshot.v1.TargetModel
-	nil,                             // 40: infergate.snapshot.v1.PluginRef.ParametersEntry
-	(*durationpb.Duration)(nil),     // 41: google.protobuf.Duration
+	(*TypeDigest)(nil),              // 8: infergate.snapshot.v1.TypeDigest
+	(*Listener)(nil),                // 9: infergate.snapshot.v1.Listener
+	(*ClientValidation)(nil),        // 10: infergate.snapshot.v1.ClientValidation
+	(*Certificate)(nil),             // 11: infergate.snapshot.v1.Certificate
+	(*Route)(nil),                   // 12: infergate.snapshot.v1.Route
+	(*RouteMatch)(nil),              // 13: infergate.snapshot.v1.RouteMatch
+	(*PathMatch)(nil),               // 14: infergate.snapshot.v1.PathMatch
+	(*HeaderMatch)(nil),             // 15: infergate.snapshot.v1.HeaderMatch
+	(*QueryParamMatch)(nil),         // 16: infergate.snapshot.v1.QueryParamMatch
+	(*Filter)(nil),                  // 17: infergate.snapshot.v1.Filter
+	(*CORS)(nil),                    // 18: infergate.snapshot.v1.CORS
+	(*Header)(nil),                  // 19: infergate.snapshot.v1.Header
+	(*HeaderModifier)(nil),          // 20: infergate.snapshot.v1.HeaderModifier
+	(*PathModifier)(nil),            // 21: infergate.snapshot.v1.PathModifier
+	(*RequestRedirect)(nil),         // 22: infergate.snapshot.v1.RequestRedirect
+	(*URLRewrite)(nil),              // 23: infergate.snapshot.v1.URLRewrite
+	(*RequestMirror)(nil),           // 24: infergate.snapshot.v1.RequestMirror
+	(*BackendRef)(nil),              // 25: infergate.snapshot.v1.BackendRef
+	(*Timeouts)(nil),                // 26: infergate.snapshot.v1.Timeouts
+	(*Retry)(nil),                   // 27: infergate.snapshot.v1.Retry
+	(*Backend)(nil),                 // 28: infergate.snapshot.v1.Backend
+	(*BackendTLS)(nil),              // 29: infergate.snapshot.v1.BackendTLS
+	(*EndpointPicker)(nil),          // 30: infergate.snapshot.v1.EndpointPicker
+	(*SubjectAltName)(nil),          // 31: infergate.snapshot.v1.SubjectAltName
+	(*PickerProfile)(nil),           // 32: infergate.snapshot.v1.PickerProfile
+	(*KVEvents)(nil),                // 33: infergate.snapshot.v1.KVEvents
+	(*Tokenizer)(nil),               // 34: infergate.snapshot.v1.Tokenizer
+	(*WaitQueue)(nil),               // 35: infergate.snapshot.v1.WaitQueue
+	(*PluginRef)(nil),               // 36: infergate.snapshot.v1.PluginRef
+	(*Endpoints)(nil),               // 37: infergate.snapshot.v1.Endpoints
+	(*Endpoint)(nil),                // 38: infergate.snapshot.v1.Endpoint
+	(*ModelRule)(nil),               // 39: infergate.snapshot.v1.ModelRule
+	(*TargetModel)(nil),             // 40: infergate.snapshot.v1.TargetModel
+	nil,                             // 41: infergate.snapshot.v1.PluginRef.ParametersEntry
+	(*durationpb.Duration)(nil),     // 42: google.protobuf.Duration
 }
 var file_infergate_snapshot_v1_snapshot_proto_depIdxs = []int32{
 	7,  // 0: infergate.snapshot.v1.Manifest.resources:type_name -> infergate.snapshot.v1.ResourceRef
-	1,  // 1: infergate.snapshot.v1.Listener.protocol:type_name -> infergate.snapshot.v1.Listener.Protocol
-	10, // 2: infergate.snapshot.v1.Listener.certificates:type_name -> infergate.snapshot.v1.Certificate
-	9,  // 3: infergate.snapshot.v1.Listener.client_validation:type_name -> infergate.snapshot.v1.ClientValidation
-	12, // 4: infergate.snapshot.v1.Route.matches:type_name -> infergate.snapshot.v1.RouteMatch
-	16, // 5: infergate.snapshot.v1.Route.filters:type_name -> infergate.snapshot.v1.Filter
-	24, // 6: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
-	25, // 7: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
-	26, // 8: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
-	13, // 9: infergate.snapshot.v1.RouteMatch.path:type_name -> infergate.snapshot.v1.PathMatch
-	14, // 10: infergate.snapshot.v1.RouteMatch.headers:type_name -> infergate.snapshot.v1.HeaderMatch
-	15, // 11: infergate.snapshot.v1.RouteMatch.query_params:type_name -> infergate.snapshot.v1.QueryParamMatch
-	0,  // 12: infergate.snapshot.v1.PathMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	0,  // 13: infergate.snapshot.v1.HeaderMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	0,  // 14: infergate.snapshot.v1.QueryParamMatch.type:type_name -> infergate.snapshot.v1.MatchType
-	19, // 15: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	19, // 16: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
-	21, // 17: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
-	22, // 18: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
-	23, // 19: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
-	17, // 20: infergate.snapshot.v1.Filter.cors:type_name -> infergate.snapshot.v1.CORS
-	18, // 21: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
-	18, // 22: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
-	2,  // 23: infergate.snapshot.v1.PathModifier.type:type_name -> infergate.snapshot.v1.PathModifier.Type
-	20, // 24: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
-	20, // 25: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
-	24, // 26: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
-	16, // 27: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
-	3,  // 28: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
-	4,  // 29: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
-	31, // 30: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
-	28, // 31: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
-	29, // 32: infergate.snapshot.v1.Backend.endpoint_picker:type_name -> infergate.snapshot.v1.EndpointPicker
-	30, // 33: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
-	10, // 34: infergate.snapshot.v1.BackendTLS.client_certificate:type_name -> infergate.snapshot.v1.Certificate
-	5,  // 35: infergate.snapshot.v1.EndpointPicker.failure_mode:type_name -> infergate.snapshot.v1.EndpointPicker.FailureMode
-	28, // 36: infergate.snapshot.v1.EndpointPicker.tls:type_name -> infergate.snapshot.v1.BackendTLS
-	41, // 37: infergate.snapshot.v1.EndpointPicker.timeout:type_name -> google.protobuf.Duration
-	35, // 38: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
-	35, // 39: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
-	34, // 40: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
-	32, // 41: infergate.snapshot.v1.PickerProfile.kv_events:type_name -> infergate.snapshot.v1.KVEvents
-	33, // 42: infergate.snapshot.v1.KVEvents.tokenizer:type_name -> infergate.snapshot.v1.Tokenizer
-	41, // 43: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
-	40, // 44: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
-	37, // 45: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
-	39, // 46: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	8,  // 1: infergate.snapshot.v1.Manifest.types:type_name -> infergate.snapshot.v1.TypeDigest
+	1,  // 2: infergate.snapshot.v1.Listener.protocol:type_name -> infergate.snapshot.v1.Listener.Protocol
+	11, // 3: infergate.snapshot.v1.Listener.certificates:type_name -> infergate.snapshot.v1.Certificate
+	10, // 4: infergate.snapshot.v1.Listener.client_validation:type_name -> infergate.snapshot.v1.ClientValidation
+	13, // 5: infergate.snapshot.v1.Route.matches:type_name -> infergate.snapshot.v1.RouteMatch
+	17, // 6: infergate.snapshot.v1.Route.filters:type_name -> infergate.snapshot.v1.Filter
+	25, // 7: infergate.snapshot.v1.Route.backends:type_name -> infergate.snapshot.v1.BackendRef
+	26, // 8: infergate.snapshot.v1.Route.timeouts:type_name -> infergate.snapshot.v1.Timeouts
+	27, // 9: infergate.snapshot.v1.Route.retry:type_name -> infergate.snapshot.v1.Retry
+	14, // 10: infergate.snapshot.v1.RouteMatch.path:type_name -> infergate.snapshot.v1.PathMatch
+	15, // 11: infergate.snapshot.v1.RouteMatch.headers:type_name -> infergate.snapshot.v1.HeaderMatch
+	16, // 12: infergate.snapshot.v1.RouteMatch.query_params:type_name -> infergate.snapshot.v1.QueryParamMatch
+	0,  // 13: infergate.snapshot.v1.PathMatch.type:type_name -> infergate.snapshot.v1.MatchType
+	0,  // 14: infergate.snapshot.v1.HeaderMatch.type:type_name -> infergate.snapshot.v1.MatchType
+	0,  // 15: infergate.snapshot.v1.QueryParamMatch.type:type_name -> infergate.snapshot.v1.MatchType
+	20, // 16: infergate.snapshot.v1.Filter.request_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	20, // 17: infergate.snapshot.v1.Filter.response_header_modifier:type_name -> infergate.snapshot.v1.HeaderModifier
+	22, // 18: infergate.snapshot.v1.Filter.request_redirect:type_name -> infergate.snapshot.v1.RequestRedirect
+	23, // 19: infergate.snapshot.v1.Filter.url_rewrite:type_name -> infergate.snapshot.v1.URLRewrite
+	24, // 20: infergate.snapshot.v1.Filter.request_mirror:type_name -> infergate.snapshot.v1.RequestMirror
+	18, // 21: infergate.snapshot.v1.Filter.cors:type_name -> infergate.snapshot.v1.CORS
+	19, // 22: infergate.snapshot.v1.HeaderModifier.set:type_name -> infergate.snapshot.v1.Header
+	19, // 23: infergate.snapshot.v1.HeaderModifier.add:type_name -> infergate.snapshot.v1.Header
+	2,  // 24: infergate.snapshot.v1.PathModifier.type:type_name -> infergate.snapshot.v1.PathModifier.Type
+	21, // 25: infergate.snapshot.v1.RequestRedirect.path:type_name -> infergate.snapshot.v1.PathModifier
+	21, // 26: infergate.snapshot.v1.URLRewrite.path:type_name -> infergate.snapshot.v1.PathModifier
+	25, // 27: infergate.snapshot.v1.RequestMirror.backend:type_name -> infergate.snapshot.v1.BackendRef
+	17, // 28: infergate.snapshot.v1.BackendRef.filters:type_name -> infergate.snapshot.v1.Filter
+	3,  // 29: infergate.snapshot.v1.Backend.kind:type_name -> infergate.snapshot.v1.Backend.Kind
+	4,  // 30: infergate.snapshot.v1.Backend.app_protocol:type_name -> infergate.snapshot.v1.Backend.AppProtocol
+	32, // 31: infergate.snapshot.v1.Backend.picker:type_name -> infergate.snapshot.v1.PickerProfile
+	29, // 32: infergate.snapshot.v1.Backend.tls:type_name -> infergate.snapshot.v1.BackendTLS
+	30, // 33: infergate.snapshot.v1.Backend.endpoint_picker:type_name -> infergate.snapshot.v1.EndpointPicker
+	31, // 34: infergate.snapshot.v1.BackendTLS.subject_alt_names:type_name -> infergate.snapshot.v1.SubjectAltName
+	11, // 35: infergate.snapshot.v1.BackendTLS.client_certificate:type_name -> infergate.snapshot.v1.Certificate
+	5,  // 36: infergate.snapshot.v1.EndpointPicker.failure_mode:type_name -> infergate.snapshot.v1.EndpointPicker.FailureMode
+	29, // 37: infergate.snapshot.v1.EndpointPicker.tls:type_name -> infergate.snapshot.v1.BackendTLS
+	42, // 38: infergate.snapshot.v1.EndpointPicker.timeout:type_name -> google.protobuf.Duration
+	36, // 39: infergate.snapshot.v1.PickerProfile.filters:type_name -> infergate.snapshot.v1.PluginRef
+	36, // 40: infergate.snapshot.v1.PickerProfile.scorers:type_name -> infergate.snapshot.v1.PluginRef
+	35, // 41: infergate.snapshot.v1.PickerProfile.queue:type_name -> infergate.snapshot.v1.WaitQueue
+	33, // 42: infergate.snapshot.v1.PickerProfile.kv_events:type_name -> infergate.snapshot.v1.KVEvents
+	34, // 43: infergate.snapshot.v1.KVEvents.tokenizer:type_name -> infergate.snapshot.v1.Tokenizer
+	42, // 44: infergate.snapshot.v1.WaitQueue.ttl:type_name -> google.protobuf.Duration
+	41, // 45: infergate.snapshot.v1.PluginRef.parameters:type_name -> infergate.snapshot.v1.PluginRef.ParametersEntry
+	38, // 46: infergate.snapshot.v1.Endpoints.endpoints:type_name -> infergate.snapshot.v1.Endpoint
+	40, // 47: infergate.snapshot.v1.ModelRule.targets:type_name -> infergate.snapshot.v1.TargetModel
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_infergate_snapshot_v1_snapshot_proto_init() }
@@ -3241,7 +3334,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 	if File_infergate_snapshot_v1_snapshot_proto != nil {
 		return
 	}
-	file_infergate_snapshot_v1_snapshot_proto_msgTypes[10].OneofWrappers = []any{
+	file_infergate_snapshot_v1_snapshot_proto_msgTypes[11].OneofWrappers = []any{
 		(*Filter_RequestHeaderModifier)(nil),
 		(*Filter_ResponseHeaderModifier)(nil),
 		(*Filter_RequestRedirect)(nil),
@@ -3255,7 +3348,7 @@ func file_infergate_snapshot_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_snapshot_v1_snapshot_proto_rawDesc), len(file_infergate_snapshot_v1_snapshot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
