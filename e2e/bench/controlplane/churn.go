@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +58,15 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var profiled sync.WaitGroup
+	if cfg.churnProfile != "" {
+		profiled.Go(func() {
+			if err := cpuProfile(ctx, admin, cfg.churnFor, cfg.churnProfile); err != nil {
+				log.Warn("churn: no CPU profile", "err", err)
+			}
+		})
+	}
+	defer profiled.Wait()
 	var (
 		inflight  = make(chan struct{}, 256)
 		writes    sync.WaitGroup
@@ -193,4 +205,27 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 	log.Info("churn", "transitions/s", fmt.Sprintf("%.1f", st.achieved), "marker p50", st.markers.quantile(0.5),
 		"marker p99", st.markers.quantile(0.99), "converged after last write", st.drain.Round(time.Millisecond))
 	return st, nil
+}
+
+// cpuProfile writes a CPU profile of the control plane over d (from its
+// admin /debug/pprof/, served on loopback) to path.
+func cpuProfile(ctx context.Context, admin string, d time.Duration, path string) error {
+	secs := max(int(d.Seconds())-1, 1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }

@@ -36,6 +36,9 @@ type config struct {
 	timeout                                                  time.Duration
 	// controlplane is the binary to measure (default: the build's).
 	controlplane string
+	// churnProfile, when set, is where a CPU profile of the control plane
+	// during the churn phase is written (from its /debug/pprof/).
+	churnProfile string
 }
 
 func main() {
@@ -54,6 +57,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "bench/results", "directory for controlplane.md")
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Minute, "longest wait for proxies to converge on one change")
 	flag.StringVar(&c.controlplane, "controlplane", "", "control-plane binary to measure (default: bin/controlplane of this tree), e.g. one built from an older commit for a before/after comparison")
+	flag.StringVar(&c.churnProfile, "churn-cpuprofile", "", "write a CPU profile of the control plane during the churn phase to this file (go tool pprof)")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
