@@ -71,8 +71,8 @@ type Writer struct {
 }
 
 type syncKey struct {
-	gvr schema.GroupVersionResource
-	key string
+	gvr             schema.GroupVersionResource
+	namespace, name string
 }
 
 type synced struct {
@@ -335,17 +335,21 @@ func syncStatus[S any](r *round, gvr schema.GroupVersionResource, kind string, o
 	meta, _ := obj.(metav1.Object)
 	var sk syncKey
 	if want != nil && meta != nil {
-		sk = syncKey{gvr, meta.GetNamespace() + "/" + meta.GetName()}
+		sk = syncKey{gvr, meta.GetNamespace(), meta.GetName()}
 		// reflect.DeepEqual: both sides come from the translator (no
 		// decoded times or quantities), and it is several times cheaper
 		// than the semantic comparison of cur below.
 		if s, ok := r.w.inSync[sk]; ok && s.version == meta.GetResourceVersion() && reflect.DeepEqual(s.want, want) {
-			r.inSync[sk] = s
+			// Remember this want, not the equal one before it: a
+			// translation that reuses a gateway's statuses hands the next
+			// round the very same slices, and DeepEqual returns at the
+			// first pointer comparison instead of walking every condition.
+			r.inSync[sk] = synced{version: s.version, want: want}
 			return
 		}
 	}
 	remember := func(version string) {
-		if sk.key != "" {
+		if sk.name != "" {
 			r.inSync[sk] = synced{version: version, want: want}
 		}
 	}

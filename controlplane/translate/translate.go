@@ -354,17 +354,17 @@ func (t *translator) run(reuse func(gw string) *gatewayFragment) *Output {
 		}
 		for k, ps := range f.routeParents {
 			st := t.out.Status.HTTPRoutes[k]
-			st.Parents = append(st.Parents, ps...)
+			st.Parents = appendParents(st.Parents, ps)
 			t.out.Status.HTTPRoutes[k] = st
 		}
 		for k, ps := range f.poolParents {
 			st := t.out.Status.InferencePools[k]
-			st.Parents = append(st.Parents, ps...)
+			st.Parents = appendParents(st.Parents, ps)
 			t.out.Status.InferencePools[k] = st
 		}
 		for k, ps := range f.legacyParents {
 			st := t.out.Status.LegacyInferencePools[k]
-			st.Parents = append(st.Parents, ps...)
+			st.Parents = appendParents(st.Parents, ps)
 			t.out.Status.LegacyInferencePools[k] = st
 		}
 		for _, id := range f.pools {
@@ -382,6 +382,20 @@ func (t *translator) run(reuse func(gw string) *gatewayFragment) *Output {
 	t.modelStatuses()
 	t.tlsPolicyStatuses()
 	return t.out
+}
+
+// appendParents adds one gateway fragment's parent entries to an object's
+// status. The first fragment's slice is taken as it is (capped, so a second
+// fragment's entries are appended to a copy): an object with parents in one
+// gateway, which a translation reused, then holds the very slice it held
+// before, and the status writer's comparison with the status it last
+// wrote is a pointer comparison rather than a walk through every
+// condition of thousands of routes on every change.
+func appendParents[P any](to, ps []P) []P {
+	if to == nil && len(ps) > 0 {
+		return ps[:len(ps):len(ps)]
+	}
+	return append(to, ps...)
 }
 
 // read records that the gateway being translated read objects of
