@@ -8,11 +8,6 @@ import (
 	"github.com/infergate/infergate/controlplane/translate"
 )
 
-// Build turns one translated gateway into its versioned Set.
-func Build(g *translate.GatewayResources) (*Set, error) {
-	return NewSet(g.Gateway, g.All())
-}
-
 // BuildAll builds the Set of every gateway of a translation, keyed
 // "<namespace>/<name>" as the xDS server expects. One gateway failing (which
 // only a translator bug can cause: duplicate or empty names) does not keep
@@ -23,7 +18,8 @@ func BuildAll(out *translate.Output) (map[string]*Set, error) {
 
 // BuildChanged is BuildAll reusing prevSets, built from prev, for every
 // gateway whose resources out shares with prev (an incremental translation
-// did not translate it again): only changed gateways are hashed.
+// did not translate it again): only changed gateways are hashed, and of
+// those only the resources their translation made anew (NewSetFrom).
 func BuildChanged(out, prev *translate.Output, prevSets map[string]*Set) (map[string]*Set, error) {
 	sets := make(map[string]*Set, len(out.Gateways))
 	var errs []error
@@ -38,7 +34,7 @@ func BuildChanged(out, prev *translate.Output, prevSets map[string]*Set) (map[st
 			sets[name] = s
 			continue
 		}
-		s, err := Build(g)
+		s, err := NewSetFrom(prevSets[name], g.Gateway, g.All())
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -27,13 +27,27 @@ type Set struct {
 	Resources map[string][]snapshotv1.Named
 	// refs lists every resource but the Manifest (the full form).
 	refs []*snapshotv1.ResourceRef
+	// hashes is every resource's content hash by identity, for the next
+	// set of the gateway: a translation that reuses a resource (the same
+	// message) reuses its hash (see NewSetFrom).
+	hashes map[snapshotv1.Named]string
 }
 
 // NewSet groups resources by type, hashes them and adds the Manifest. It fails
 // on a resource without a name or on two resources of one type sharing a name:
 // both would make the proxy's view ambiguous.
 func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
+	return NewSetFrom(nil, gateway, resources)
+}
+
+// NewSetFrom is NewSet taking the hash of every resource prev holds (the
+// same message, by identity: sets and their resources are immutable) from
+// prev, so a gateway whose translation changed one endpoint list hashes that
+// one again, not its thousands of routes. prev may be nil.
+func NewSetFrom(prev *Set, gateway string, resources []snapshotv1.Named) (*Set, error) {
 	byType := make(map[string][]snapshotv1.Named)
+	refs := make([]*snapshotv1.ResourceRef, 0, len(resources))
+	hashes := make(map[snapshotv1.Named]string, len(resources))
 	seen := make(map[string]bool, len(resources))
 	for _, r := range resources {
 		if _, ok := r.(*snapshotv1.Manifest); ok {
@@ -50,8 +64,17 @@ func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
 		}
 		seen[key] = true
 		byType[typeURL] = append(byType[typeURL], r)
+		hash, ok := "", false
+		if prev != nil {
+			hash, ok = prev.hashes[r]
+		}
+		if !ok {
+			hash = snapshotv1.Hash(r)
+		}
+		hashes[r] = hash
+		refs = append(refs, &snapshotv1.ResourceRef{TypeUrl: typeURL, Name: name, Hash: hash})
 	}
-	refs := snapshotv1.Refs(resources)
+	snapshotv1.SortRefs(refs)
 	for _, rs := range byType {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].GetName() < rs[j].GetName() })
 	}
@@ -61,7 +84,7 @@ func NewSet(gateway string, resources []snapshotv1.Named) (*Set, error) {
 	}
 	version := fmt.Sprintf("%016x", d.Sum64())
 	byType[snapshotv1.TypeManifest] = []snapshotv1.Named{&snapshotv1.Manifest{Name: gateway, Version: version, Types: snapshotv1.TypeDigests(refs)}}
-	return &Set{Gateway: gateway, Version: version, Resources: byType, refs: refs}, nil
+	return &Set{Gateway: gateway, Version: version, Resources: byType, refs: refs, hashes: hashes}, nil
 }
 
 // Manifest returns the set's manifest in its compact form.
@@ -100,7 +123,7 @@ func (s *Set) WithProxyCount(n int) *Set {
 	m.ProxyCount = uint32(max(n, 0))
 	byType := maps.Clone(s.Resources)
 	byType[snapshotv1.TypeManifest] = []snapshotv1.Named{m}
-	return &Set{Gateway: s.Gateway, Version: s.Version, Resources: byType, refs: s.refs}
+	return &Set{Gateway: s.Gateway, Version: s.Version, Resources: byType, refs: s.refs, hashes: s.hashes}
 }
 
 // Count is the number of resources, the Manifest excluded.

@@ -91,3 +91,39 @@ func TestWithProxyCount(t *testing.T) {
 		t.Error("an unchanged count should return the set itself")
 	}
 }
+
+// TestNewSetFromReusesHashes: a resource the previous set holds (the same
+// message) is not hashed again; a new message is. Sets' messages are
+// immutable, so a reused hash is the right one: the test breaks that rule on
+// purpose to tell the reuse apart from a fresh hash.
+func TestNewSetFromReusesHashes(t *testing.T) {
+	l := &snapshotv1.Listener{Name: "ns/gw/l", Gateway: "ns/gw", Port: 80}
+	r := &snapshotv1.Route{Name: "ns/gw/ns/r/0", Route: "ns/r"}
+	prev, err := NewSet("ns/gw", []snapshotv1.Named{l, r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := NewSetFrom(prev, "ns/gw", []snapshotv1.Named{l, r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same.Version != prev.Version {
+		t.Fatalf("same resources: version %s, want %s", same.Version, prev.Version)
+	}
+	r.RuleIndex = 7 // not allowed: shows the hash is taken from prev
+	r2 := &snapshotv1.Route{Name: "ns/gw/ns/r2/0", Route: "ns/r2"}
+	next, err := NewSetFrom(prev, "ns/gw", []snapshotv1.Named{l, r, r2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes := map[string]string{}
+	for _, ref := range next.Refs() {
+		hashes[ref.Name] = ref.Hash
+	}
+	if hashes[r.Name] == snapshotv1.Hash(r) {
+		t.Error("the reused message was hashed again")
+	}
+	if hashes[r2.Name] != snapshotv1.Hash(r2) || hashes[l.Name] != snapshotv1.Hash(l) {
+		t.Errorf("hashes %v", hashes)
+	}
+}

@@ -192,7 +192,11 @@ func (s *Server) UpdateContext(ctx context.Context, sets map[string]*snapshot.Se
 		}
 		n := proxyCount(streams[gw], s.proxyPods[gw])
 		set = set.WithProxyCount(n)
-		snap, err := newResourceSnapshot(set)
+		var prev *resourceSnapshot
+		if _, ok := s.sets[gw]; ok {
+			prev, _ = s.servedLocked(gw)
+		}
+		snap, err := newResourceSnapshot(set, prev)
 		if err != nil {
 			// Cannot happen for sets built by snapshot.NewSet; keep serving
 			// the previous snapshot rather than a broken one.

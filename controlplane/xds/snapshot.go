@@ -38,8 +38,11 @@ type resourceSnapshot struct {
 
 var _ cachev3.ResourceSnapshot = (*resourceSnapshot)(nil)
 
-// newResourceSnapshot indexes a set and computes every resource's xDS version.
-func newResourceSnapshot(set *snapshot.Set) (*resourceSnapshot, error) {
+// newResourceSnapshot indexes a set and computes every resource's xDS
+// version, taking those of resources prev (the gateway's previous snapshot,
+// may be nil) holds — the same message, by identity — from prev: a change
+// to one endpoint list encodes and hashes that one, not every route.
+func newResourceSnapshot(set *snapshot.Set, prev *resourceSnapshot) (*resourceSnapshot, error) {
 	s := &resourceSnapshot{
 		version:   set.Version,
 		resources: make(map[string]map[string]types.Resource, len(set.Resources)),
@@ -47,7 +50,12 @@ func newResourceSnapshot(set *snapshot.Set) (*resourceSnapshot, error) {
 		versions:  make(map[string]map[string]string, len(set.Resources)),
 	}
 	for typeURL, rs := range set.Resources {
-		if err := s.index(set.Gateway, typeURL, rs); err != nil {
+		var before map[string]types.Resource
+		var versions map[string]string
+		if prev != nil {
+			before, versions = prev.resources[typeURL], prev.versions[typeURL]
+		}
+		if err := s.index(set.Gateway, typeURL, rs, before, versions); err != nil {
 			return nil, err
 		}
 	}
@@ -65,16 +73,26 @@ func (s *resourceSnapshot) withManifest(gateway string, m *snapshotv1.Manifest) 
 		ttl:       maps.Clone(s.ttl),
 		versions:  maps.Clone(s.versions),
 	}
-	return c, c.index(gateway, snapshotv1.TypeManifest, []snapshotv1.Named{m})
+	return c, c.index(gateway, snapshotv1.TypeManifest, []snapshotv1.Named{m}, nil, nil)
 }
 
-// index adds the resources of one type, replacing what s held of it.
-func (s *resourceSnapshot) index(gateway, typeURL string, rs []snapshotv1.Named) error {
+// index adds the resources of one type, replacing what s held of it. A
+// resource that before holds under its name (the same message) keeps its
+// version from prevVersions.
+func (s *resourceSnapshot) index(gateway, typeURL string, rs []snapshotv1.Named, before map[string]types.Resource, prevVersions map[string]string) error {
 	byName := make(map[string]types.Resource, len(rs))
 	withTTL := make(map[string]types.ResourceWithTTL, len(rs))
 	versions := make(map[string]string, len(rs))
 	for _, r := range rs {
 		name := r.GetName()
+		if old, ok := before[name]; ok && old == types.Resource(r) {
+			if v, ok := prevVersions[name]; ok {
+				byName[name] = r
+				withTTL[name] = types.ResourceWithTTL{Resource: r}
+				versions[name] = v
+				continue
+			}
+		}
 		b, err := cachev3.MarshalResource(r)
 		if err != nil {
 			return fmt.Errorf("gateway %s: marshal %s %q: %w", gateway, typeURL, name, err)

@@ -26,13 +26,19 @@ func Refs(rs []Named) []*ResourceRef {
 	for _, r := range rs {
 		refs = append(refs, &ResourceRef{TypeUrl: TypeURL(r), Name: r.GetName(), Hash: Hash(r)})
 	}
+	SortRefs(refs)
+	return refs
+}
+
+// SortRefs sorts refs as the Manifest's full form lists them: by type URL,
+// then name.
+func SortRefs(refs []*ResourceRef) {
 	sort.Slice(refs, func(i, j int) bool {
 		if refs[i].TypeUrl != refs[j].TypeUrl {
 			return refs[i].TypeUrl < refs[j].TypeUrl
 		}
 		return refs[i].Name < refs[j].Name
 	})
-	return refs
 }
 
 // TypeDigests is the Manifest's compact form of refs: one TypeDigest per
