@@ -61,7 +61,31 @@ func TestNotifyCoalesces(t *testing.T) {
 	for range 100 {
 		s.Notify()
 	}
-	if len(s) != 1 {
-		t.Fatalf("%d pending notifications, want 1", len(s))
+	if len(s.ch) != 1 {
+		t.Fatalf("%d pending notifications, want 1", len(s.ch))
+	}
+}
+
+// A change noted while the caller was busy has waited since then: once
+// maxDelay has passed since it, Wait returns at once, however long quiet is.
+func TestBoundCountsFromTheFirstChange(t *testing.T) {
+	s := NewSignal()
+	s.Notify()
+	time.Sleep(60 * time.Millisecond)
+	start := time.Now()
+	if !s.Wait(context.Background(), time.Hour, 50*time.Millisecond) {
+		t.Fatal("Wait reported cancellation")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("waited %v for a change older than maxDelay", d)
+	}
+	// The next burst counts from its own first change, not the last one.
+	s.Notify()
+	start = time.Now()
+	if !s.Wait(context.Background(), 10*time.Millisecond, time.Hour) {
+		t.Fatal("Wait reported cancellation")
+	}
+	if d := time.Since(start); d < 10*time.Millisecond {
+		t.Fatalf("returned after %v, before the quiet period", d)
 	}
 }

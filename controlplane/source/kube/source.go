@@ -56,7 +56,7 @@ type Source struct {
 	dyn  dynamic.Interface
 	disc discovery.DiscoveryInterface
 
-	changed debounce.Signal
+	changed *debounce.Signal
 
 	mu      sync.Mutex
 	custom  []*customInformer
