@@ -75,7 +75,15 @@ func TestConfigHandlerAppliesProxyCount(t *testing.T) {
 	mf := proto.CloneOf(first.Manifest())
 	mf.Version = "next"
 	mf.ProxyCount = 2
-	mf.Resources = append(mf.Resources, &snapshotv1.ResourceRef{TypeUrl: snapshotv1.TypeRoute, Name: gw + "/ns/r/0", Hash: "0"})
+	refs := []*snapshotv1.ResourceRef{{TypeUrl: snapshotv1.TypeRoute, Name: gw + "/ns/r/0", Hash: "0"}}
+	for typeURL, byName := range first {
+		for name, r := range byName {
+			if typeURL != snapshotv1.TypeManifest {
+				refs = append(refs, &snapshotv1.ResourceRef{TypeUrl: typeURL, Name: name, Hash: r.Hash})
+			}
+		}
+	}
+	mf.Types = snapshotv1.TypeDigests(refs)
 	delete(next, snapshotv1.TypeManifest)
 	next.Add(mf)
 	if err := h(next); err != nil {
