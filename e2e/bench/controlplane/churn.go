@@ -30,7 +30,16 @@ type churnStats struct {
 	// the Ready pods of its Gateway.
 	drain        time.Duration
 	cpuPerChange float64
+	// translate and toAck are the control plane's own histograms over the
+	// churn: its translations (inputs → snapshots built and installed), and
+	// snapshot installed → a proxy ACKed it whole.
+	translate, toAck histogram
 }
+
+const (
+	translateMetric = "infergate_controlplane_translate_duration_seconds"
+	toAckMetric     = "infergate_controlplane_change_to_ack_seconds"
+)
 
 type podRef struct{ g, k, j int }
 
@@ -53,6 +62,14 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 		}
 	}
 	cpu0, err := scrape(admin, "process_cpu_seconds_total")
+	if err != nil {
+		return nil, err
+	}
+	translate0, err := scrapeHistogram(admin, translateMetric)
+	if err != nil {
+		return nil, err
+	}
+	toAck0, err := scrapeHistogram(admin, toAckMetric)
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +218,15 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 		return nil, err
 	}
 	st.cpuPerChange = (cpu1 - cpu0) / float64(st.transitions+int64(len(st.markers.latencies)))
+	translate1, err := scrapeHistogram(admin, translateMetric)
+	if err != nil {
+		return nil, err
+	}
+	toAck1, err := scrapeHistogram(admin, toAckMetric)
+	if err != nil {
+		return nil, err
+	}
+	st.translate, st.toAck = translate1.since(translate0), toAck1.since(toAck0)
 	st.markers.n = len(st.markers.latencies)
 	log.Info("churn", "transitions/s", fmt.Sprintf("%.1f", st.achieved), "marker p50", st.markers.quantile(0.5),
 		"marker p99", st.markers.quantile(0.99), "converged after last write", st.drain.Round(time.Millisecond))

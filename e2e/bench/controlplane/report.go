@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -172,5 +173,22 @@ func (r *results) why(b *strings.Builder) {
 		fmt.Fprintf(b, "Churn: the control plane used %.2f cores on average during the churn (%.1f ms per transition); the machine "+
 			"has %d, shared with the kube-apiserver, etcd and the benchmark (its %d proxies and the writers); load average %.1f after the run.\n\n",
 			cores, ch.cpuPerChange*1000, runtime.NumCPU(), r.cfg.gateways*r.cfg.proxiesPerGateway, r.loadAfter)
+		if ch.translate.total() > 0 && ch.toAck.total() > 0 {
+			fmt.Fprintf(b, "Where a marker's time goes, from the control plane's own histograms over the churn (bucket bounds, so "+
+				"\"at most\", within a factor of 2): %d translations (inputs → snapshots built and installed), p50 ≤ %s, p99 ≤ %s; "+
+				"%d proxy syncs (a snapshot installed → a proxy ACKed all of it), p50 ≤ %s, p99 ≤ %s. The rest of a marker's "+
+				"time is the API server's watch delivering the change to the control plane, the debounce (%s quiet, at most "+
+				"10× that after the first change) and waiting for the translation in progress.\n\n",
+				ch.translate.total(), seconds(ch.translate.quantile(0.5)), seconds(ch.translate.quantile(0.99)),
+				ch.toAck.total(), seconds(ch.toAck.quantile(0.5)), seconds(ch.toAck.quantile(0.99)), r.cfg.debounce)
+		}
 	}
+}
+
+// seconds formats a histogram bound in seconds as milliseconds.
+func seconds(s float64) string {
+	if math.IsInf(s, 1) {
+		return "∞"
+	}
+	return fmt.Sprintf("%.0f ms", s*1000)
 }
