@@ -68,6 +68,17 @@ type Writer struct {
 	// writer's change to the object changes its version, so drift is still
 	// repaired.
 	inSync map[syncKey]synced
+	// last is the last round that ended with every object in sync (none
+	// failed, no rejections or pool problems shown, not cancelled): the objects it visited, by
+	// identity, and the statuses it wanted. A round with the same objects
+	// (the cache hands out a new object for every change) and equal wants
+	// has nothing to do — what pod churn asks for on every translation.
+	last *lastRound
+}
+
+type lastRound struct {
+	objects map[any]struct{}
+	st      *translate.Status
 }
 
 type syncKey struct {
@@ -172,20 +183,7 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 	defer w.writing.Unlock()
 	start := time.Now()
 	now := w.now()
-	r := &round{w: w, ctx: ctx, inSync: make(map[syncKey]synced, len(w.inSync))}
-	// Objects this round does not visit (deleted ones) are forgotten.
-	defer func() { w.inSync = r.inSync }()
 	in, st := j.in, j.st
-
-	for _, o := range in.GatewayClasses {
-		want, ok := st.GatewayClasses[o.Name]
-		if !ok {
-			continue
-		}
-		syncStatus(r, kube.GatewayClasses, "GatewayClass", o, o.Status, want, func(cur gwv1.GatewayClassStatus) gwv1.GatewayClassStatus {
-			return mergeGatewayClass(cur, want, now)
-		})
-	}
 	w.mu.Lock()
 	rejectionsFn, problemsFn := w.rejections, w.problems
 	w.mu.Unlock()
@@ -196,6 +194,33 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 	var problems poolProblems
 	if problemsFn != nil {
 		problems.byGateway = problemsFn()
+	}
+	objects := statusObjects(in)
+	if len(rejections) == 0 && len(problems.byGateway) == 0 && w.last.covers(objects, st) {
+		j.reported = false
+		return 0, nil
+	}
+	w.last = nil
+	r := &round{w: w, ctx: ctx, inSync: make(map[syncKey]synced, len(w.inSync))}
+	defer func() {
+		// Objects this round does not visit (deleted ones) are forgotten.
+		w.inSync = r.inSync
+		if r.err == nil && r.failed == 0 && !j.reported && ctx.Err() == nil {
+			w.last = &lastRound{objects: make(map[any]struct{}, len(objects)), st: st}
+			for _, o := range objects {
+				w.last.objects[o] = struct{}{}
+			}
+		}
+	}()
+
+	for _, o := range in.GatewayClasses {
+		want, ok := st.GatewayClasses[o.Name]
+		if !ok {
+			continue
+		}
+		syncStatus(r, kube.GatewayClasses, "GatewayClass", o, o.Status, want, func(cur gwv1.GatewayClassStatus) gwv1.GatewayClassStatus {
+			return mergeGatewayClass(cur, want, now)
+		})
 	}
 	j.reported = false
 	ours := map[string]bool{}
@@ -294,6 +319,87 @@ func (w *Writer) write(ctx context.Context, j *job) (int, error) {
 		w.log.Info("statuses written", "updated", r.updated, "failed", r.failed, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return r.updated, r.err
+}
+
+// covers reports whether a round over objects wanting st would find what
+// l found: every object in sync. l may be nil.
+func (l *lastRound) covers(objects []any, st *translate.Status) bool {
+	if l == nil || len(objects) != len(l.objects) {
+		return false
+	}
+	for _, o := range objects {
+		if _, ok := l.objects[o]; !ok {
+			return false
+		}
+	}
+	return st == l.st || sameStatus(st, l.st)
+}
+
+// sameStatus reports whether a and b want the same statuses. The parents of
+// routes and pools a translation reused are the very same slices, so those
+// (thousands) compare by pointer; everything else by value.
+func sameStatus(a, b *translate.Status) bool {
+	parents := func(x, y gwv1.HTTPRouteStatus) bool {
+		return sameSlice(x.Parents, y.Parents) || reflect.DeepEqual(x, y)
+	}
+	poolParents := func(x, y infv1.InferencePoolStatus) bool {
+		return sameSlice(x.Parents, y.Parents) || reflect.DeepEqual(x, y)
+	}
+	return sameMap(a.HTTPRoutes, b.HTTPRoutes, parents) &&
+		sameMap(a.InferencePools, b.InferencePools, poolParents) &&
+		sameMap(a.GatewayClasses, b.GatewayClasses, deepEqual) &&
+		sameMap(a.Gateways, b.Gateways, deepEqual) &&
+		sameMap(a.ListenerSets, b.ListenerSets, deepEqual) &&
+		sameMap(a.BackendTLSPolicies, b.BackendTLSPolicies, deepEqual) &&
+		sameMap(a.LegacyInferencePools, b.LegacyInferencePools, deepEqual) &&
+		sameMap(a.InferenceModels, b.InferenceModels, deepEqual) &&
+		sameMap(a.InferenceObjectives, b.InferenceObjectives, deepEqual) &&
+		sameMap(a.InferenceModelRewrites, b.InferenceModelRewrites, deepEqual)
+}
+
+func sameMap[V any](a, b map[string]V, eq func(x, y V) bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, x := range a {
+		y, ok := b[k]
+		if !ok || !eq(x, y) {
+			return false
+		}
+	}
+	return true
+}
+
+func deepEqual[V any](x, y V) bool { return reflect.DeepEqual(x, y) }
+
+// sameSlice reports whether a and b are the same non-empty slice (the same
+// elements in the same memory); false says nothing.
+func sameSlice[E any](a, b []E) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
+}
+
+// statusObjects lists every object whose status a round may write.
+func statusObjects(in *translate.Inputs) []any {
+	out := make([]any, 0, len(in.GatewayClasses)+len(in.Gateways)+len(in.ListenerSets)+len(in.HTTPRoutes)+
+		len(in.BackendTLSPolicies)+len(in.InferencePools)+len(in.LegacyInferencePools)+len(in.InferenceModels)+
+		len(in.InferenceObjectives)+len(in.InferenceModelRewrites))
+	out = appendObjects(out, in.GatewayClasses)
+	out = appendObjects(out, in.Gateways)
+	out = appendObjects(out, in.ListenerSets)
+	out = appendObjects(out, in.HTTPRoutes)
+	out = appendObjects(out, in.BackendTLSPolicies)
+	out = appendObjects(out, in.InferencePools)
+	out = appendObjects(out, in.LegacyInferencePools)
+	out = appendObjects(out, in.InferenceModels)
+	out = appendObjects(out, in.InferenceObjectives)
+	return appendObjects(out, in.InferenceModelRewrites)
+}
+
+func appendObjects[T any](out []any, objs []*T) []any {
+	for _, o := range objs {
+		out = append(out, o)
+	}
+	return out
 }
 
 type modelObject struct {
