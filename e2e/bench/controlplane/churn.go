@@ -26,6 +26,8 @@ type churnStats struct {
 	failed           int64
 	duration         time.Duration
 	markers          changeStats
+	// markerWrites is each marker's API write alone: sent → answered.
+	markerWrites []time.Duration
 	// drain is from the last churn write to every proxy holding exactly
 	// the Ready pods of its Gateway.
 	drain        time.Duration
@@ -166,6 +168,7 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
+				written := time.Since(t0)
 				last, err := until(ctx, f.byGateway[w.gateway(g)], cfg.timeout, func(s snapshotv1.Resources) bool {
 					return hasEndpoint(s, eps, ip) == wantReady
 				})
@@ -175,6 +178,7 @@ func churn(ctx context.Context, cfg config, w *world, c *cluster.Cluster, f *fle
 				}
 				markerMu.Lock()
 				st.markers.latencies = append(st.markers.latencies, last.Sub(t0))
+				st.markerWrites = append(st.markerWrites, written)
 				markerMu.Unlock()
 			})
 		}
