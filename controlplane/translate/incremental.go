@@ -139,8 +139,12 @@ func TranslateIncremental(prev *Output, in *Inputs, opts Options, changes *Chang
 	if prev != nil && changes != nil && changes.Empty() && prev.opts == opts && prev.channel == in.GatewayAPIChannel {
 		return prev
 	}
-	t := newTranslator(in, opts)
-	t.out.opts, t.out.channel = opts, in.GatewayAPIChannel
+	var prevRoutes *routeIndex
+	if prev != nil {
+		prevRoutes = prev.routes
+	}
+	t := newTranslator(in, opts, prevRoutes)
+	t.out.opts, t.out.channel, t.out.routes = opts, in.GatewayAPIChannel, t.routeIndex
 	full := prev == nil || changes == nil || changes.All || prev.opts != opts || prev.channel != in.GatewayAPIChannel
 	dirtyGateways := map[string]bool{}
 	if !full {

@@ -10,7 +10,6 @@ package translate
 import (
 	"slices"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -82,6 +81,7 @@ type Output struct {
 	frags   map[string]*gatewayFragment
 	opts    Options
 	channel string
+	routes  *routeIndex
 }
 
 // GatewayResources are one gateway's snapshot resources, each slice sorted by
@@ -179,6 +179,8 @@ type translator struct {
 	// ListenerSet ("l\x00<ns>/<name>") a parentRef may name, the indexes
 	// in routes of the routes naming it: a gateway considers only those.
 	routesByParent map[string][]int
+	// routeIndex holds routes and routesByParent (see indexRoutes).
+	routeIndex *routeIndex
 	// profiles memoises PickerProfileFor per annotation value: every pool
 	// of a fleet usually carries the same profile.
 	profiles map[string]profileResult
@@ -202,7 +204,9 @@ type translator struct {
 	tlsByService map[tlsTarget][]*tlsPolicy
 }
 
-func newTranslator(in *Inputs, opts Options) *translator {
+// newTranslator indexes in. prevRoutes, the route index of the previous
+// translation (may be nil), is reused when in holds the same routes.
+func newTranslator(in *Inputs, opts Options, prevRoutes *routeIndex) *translator {
 	t := &translator{
 		opts:       opts,
 		in:         in,
@@ -271,42 +275,8 @@ func newTranslator(in *Inputs, opts Options) *translator {
 	}
 	t.listenerSets = append([]*gwv1.ListenerSet(nil), in.ListenerSets...)
 	sort.Slice(t.listenerSets, func(i, j int) bool { return olderFirst(&t.listenerSets[i].ObjectMeta, &t.listenerSets[j].ObjectMeta) })
-	// Sorted by "<ns>/<name>", each key built once (not in every
-	// comparison: thousands of routes are sorted on every change).
-	keyed := make([]struct {
-		k string
-		r *gwv1.HTTPRoute
-	}, len(in.HTTPRoutes))
-	for i, r := range in.HTTPRoutes {
-		keyed[i].k, keyed[i].r = key(&r.ObjectMeta), r
-	}
-	slices.SortFunc(keyed, func(a, b struct {
-		k string
-		r *gwv1.HTTPRoute
-	}) int {
-		return strings.Compare(a.k, b.k)
-	})
-	t.routes = make([]*gwv1.HTTPRoute, len(keyed))
-	for i, kr := range keyed {
-		t.routes[i] = kr.r
-	}
-	t.routesByParent = map[string][]int{}
-	for i, r := range t.routes {
-		for _, pr := range r.Spec.ParentRefs {
-			var k string
-			if refersToKind(pr, kindGateway) {
-				k = "g\x00" + parentNamespace(pr, r.Namespace) + "/" + string(pr.Name)
-			} else if sk := setParentKey(pr, r.Namespace); sk != "" {
-				k = "l\x00" + sk
-			} else {
-				continue
-			}
-			// A route naming one parent twice (two sections) is listed once.
-			if idx := t.routesByParent[k]; len(idx) == 0 || idx[len(idx)-1] != i {
-				t.routesByParent[k] = append(idx, i)
-			}
-		}
-	}
+	t.routeIndex = indexRoutes(in.HTTPRoutes, prevRoutes)
+	t.routes, t.routesByParent = t.routeIndex.routes, t.routeIndex.byParent
 	t.profiles = map[string]profileResult{}
 	return t
 }
