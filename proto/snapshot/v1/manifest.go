@@ -86,7 +86,8 @@ func (r Resources) Complete() (*Manifest, bool) {
 // satisfy both). A proxy compiles only complete states, so a snapshot that is
 // still arriving type by type is never served half-applied. Otherwise the
 // error says what differs and wraps ErrIncomplete, except for two Manifests
-// held at once (two gateways' state mixed), which no later response mends.
+// held at once (two gateways' state mixed) or a Manifest listing a type
+// twice, which no later response mends.
 // The manifest is returned whenever one is held.
 func (r Resources) Check() (*Manifest, error) {
 	if n := len(r[TypeManifest]); n != 1 {
@@ -132,6 +133,14 @@ func (r Resources) checkRefs(refs []*ResourceRef) error {
 
 // checkDigests checks r against the Manifest's compact form.
 func (r Resources) checkDigests(types []*TypeDigest) error {
+	for i, t := range types {
+		for _, u := range types[:i] {
+			if t.GetTypeUrl() == u.GetTypeUrl() {
+				// No later response mends a malformed manifest: NACK it.
+				return fmt.Errorf("manifest lists type %s twice", TypeName(t.GetTypeUrl()))
+			}
+		}
+	}
 	listed := 0
 	for _, want := range types {
 		byName := r[want.GetTypeUrl()]
@@ -153,7 +162,6 @@ func (r Resources) checkDigests(types []*TypeDigest) error {
 				return fmt.Errorf("%w: %d %s resources held, manifest lists none", ErrIncomplete, len(byName), TypeName(typeURL))
 			}
 		}
-		// Two digests of one type URL in the manifest.
 		return fmt.Errorf("%w: %d resources held, manifest lists %d", ErrIncomplete, held, listed)
 	}
 	return nil

@@ -96,6 +96,11 @@ func TestComplete(t *testing.T) {
 	if m, err := two.Check(); m == nil || err == nil || errors.Is(err, snapshotv1.ErrIncomplete) {
 		t.Errorf("two manifests: Check() = %v, %v; want a manifest and an error that is not ErrIncomplete", m, err)
 	}
+	twice := compactOf(l, r)
+	twice.Types = append(twice.Types, twice.Types[0])
+	if _, err := hold(twice, l, r).Check(); err == nil || errors.Is(err, snapshotv1.ErrIncomplete) {
+		t.Errorf("a type listed twice: Check() = %v, want an error that is not ErrIncomplete", err)
+	}
 	m := manifestOf(l, r)
 	if !(Resources{}).Empty() || hold(m).Empty() {
 		t.Error("Empty() wrong")
