@@ -32,9 +32,14 @@ type Options struct {
 	// is refused (fleetv1.CheckReport), so a bad proxy cannot make the
 	// aggregator hold unbounded state.
 	MaxKeys int
-	// PushEvery is the shortest time between two sends to one proxy
-	// (default 250 ms): key changes in between go out together.
-	PushEvery time.Duration
+	// PushEvery is the shortest time between two pushes of a gateway's
+	// key sets to one proxy (default 250 ms): key changes in between go
+	// out together. SendsEvery is the shortest time between two pushes of
+	// the other proxies' sends (default 25 ms): a send tells where a
+	// prompt's prefill is queued, which matters for the next fraction of
+	// a second only (in routesim, 4 proxies exchanging sends every 250 ms
+	// had TTFT p90 1.3× one proxy's on unique prompts; every 25 ms, 1.1×).
+	PushEvery, SendsEvery time.Duration
 	// DefaultWindow is how long a key is kept after its last use when a
 	// report gives no window (default fleetv1.DefaultKeyWindow, the prefix
 	// scorer's); MaxWindow caps reported windows (default and most
@@ -118,6 +123,10 @@ func NewAggregator(o Options) *Aggregator {
 	if o.PushEvery <= 0 {
 		o.PushEvery = 250 * time.Millisecond
 	}
+	if o.SendsEvery <= 0 {
+		o.SendsEvery = 25 * time.Millisecond
+	}
+	o.SendsEvery = min(o.SendsEvery, o.PushEvery)
 	if o.DefaultWindow <= 0 {
 		o.DefaultWindow = fleetv1.DefaultKeyWindow
 	}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"sync"
+	"time"
 
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
@@ -38,6 +39,10 @@ type sendEntry struct {
 	ep           uint64
 	// keys is a window of the decoded report's keys, never written.
 	keys []uint64
+	// prefill is the send's prefill tokens; age (ns) its age when the
+	// report arrived: a push adds the time held since.
+	prefill uint32
+	age     int64
 }
 
 func newSendRing(lim sendLimits) *sendRing {
@@ -52,12 +57,13 @@ func (r *sendRing) add(now int64, origin string, ps []*fleetv1.PoolSends) int {
 	n := 0
 	for _, p := range ps {
 		pool := p.GetPool()
-		for ep, keys := range p.All() {
-			if len(keys) == 0 {
+		for snd := range p.All() {
+			if len(snd.Keys) == 0 {
 				continue
 			}
-			r.entries = append(r.entries, sendEntry{at: now, origin: origin, pool: pool, ep: ep, keys: keys})
-			r.keys += len(keys)
+			r.entries = append(r.entries, sendEntry{at: now, origin: origin, pool: pool, ep: snd.Endpoint, keys: snd.Keys,
+				prefill: snd.Prefill, age: int64(snd.Age)})
+			r.keys += len(snd.Keys)
 			r.next++
 			n++
 		}
@@ -146,7 +152,7 @@ func (r *sendRing) read(now int64, cursor uint64, node string, budget int, out [
 			byPool[e.pool] = p
 			out = append(out, p)
 		}
-		p.Add(e.ep, e.keys)
+		p.Add(fleetv1.Sent{Endpoint: e.ep, Keys: e.keys, Prefill: e.prefill, Age: time.Duration(e.age + now - e.at)})
 		cursor = s
 	}
 	return out, cursor, skipped, false
@@ -165,6 +171,10 @@ type streamState struct {
 	// keys is the served version of the keys last sent, cursor the
 	// sequence number of the last send read.
 	keys, cursor uint64
+	// keysAt is when keys went out; keysHeld is set while a newer
+	// version waits for PushEvery since then.
+	keysAt   time.Time
+	keysHeld bool
 }
 
 // next builds the stream's next push for gateway gw (nil: nothing new for
@@ -179,15 +189,17 @@ func (a *Aggregator) next(gw string, ring *sendRing, st *streamState) (*fleetv1.
 		return set, false
 	}
 	msg := &fleetv1.FleetKeys{}
-	if v != st.keys {
+	now := a.opts.Now()
+	st.keysHeld = v != st.keys && now.Sub(st.keysAt) < a.opts.PushEvery
+	if v != st.keys && !st.keysHeld {
 		msg.Pools = set.GetPools()
-		st.keys = v
+		st.keys, st.keysAt = v, now
 	} else {
 		msg.KeysUnchanged = true
 	}
 	var skipped uint64
 	var more bool
-	msg.Sends, st.cursor, skipped, more = ring.read(a.opts.Now().UnixNano(), st.cursor, st.node, maxKeysPerPush, nil)
+	msg.Sends, st.cursor, skipped, more = ring.read(now.UnixNano(), st.cursor, st.node, maxKeysPerPush, nil)
 	if skipped > 0 {
 		a.stats.skipped.Add(int64(skipped))
 		a.stats.behind.Add(1)

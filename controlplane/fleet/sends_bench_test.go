@@ -17,7 +17,7 @@ func benchReport(n, k, seed int) *fleetv1.KeyReport {
 		for k := range keys {
 			keys[k] = uint64(seed*1_000_003 + i*31 + k)
 		}
-		ps.Add(uint64(i%8), keys)
+		ps.Add(fleetv1.Sent{Endpoint: uint64(i % 8), Keys: keys})
 	}
 	return &fleetv1.KeyReport{Sends: []*fleetv1.PoolSends{ps}}
 }

@@ -21,7 +21,7 @@ type send struct {
 func sendsReport(pool string, sends ...send) *fleetv1.KeyReport {
 	ps := &fleetv1.PoolSends{Pool: pool}
 	for _, s := range sends {
-		ps.Add(s.ep, s.keys)
+		ps.Add(fleetv1.Sent{Endpoint: s.ep, Keys: s.keys})
 	}
 	return &fleetv1.KeyReport{Sends: []*fleetv1.PoolSends{ps}}
 }
@@ -30,12 +30,12 @@ func sendsReport(pool string, sends ...send) *fleetv1.KeyReport {
 func flatten(ps []*fleetv1.PoolSends) []string {
 	var out []string
 	for _, p := range ps {
-		for ep, keys := range p.All() {
-			ks := make([]string, len(keys))
-			for i, k := range keys {
+		for snd := range p.All() {
+			ks := make([]string, len(snd.Keys))
+			for i, k := range snd.Keys {
 				ks[i] = fmt.Sprint(k)
 			}
-			out = append(out, fmt.Sprintf("%s:%d:%s", p.GetPool(), ep, strings.Join(ks, ",")))
+			out = append(out, fmt.Sprintf("%s:%d:%s", p.GetPool(), snd.Endpoint, strings.Join(ks, ",")))
 		}
 	}
 	return out
@@ -189,11 +189,11 @@ func TestSendsRefused(t *testing.T) {
 	}
 	many := &fleetv1.PoolSends{Pool: "p"}
 	for range fleetv1.MaxSendsPerReport + 1 {
-		many.Add(1, []uint64{1})
+		many.Add(fleetv1.Sent{Endpoint: 1, Keys: []uint64{1}})
 	}
 	manyKeys := &fleetv1.PoolSends{Pool: "p"}
 	for range fleetv1.MaxKeysPerReport/fleetv1.MaxKeysPerSend + 1 {
-		manyKeys.Add(1, make([]uint64, fleetv1.MaxKeysPerSend))
+		manyKeys.Add(fleetv1.Sent{Endpoint: 1, Keys: make([]uint64, fleetv1.MaxKeysPerSend)})
 	}
 	for name, r := range map[string]*fleetv1.KeyReport{
 		"more endpoints than counts": withSends(&fleetv1.PoolSends{Pool: "p", Endpoints: []uint64{1, 2}, KeyCounts: []uint32{1}, Keys: []uint64{1}}),
@@ -277,4 +277,24 @@ func FuzzIngestSends(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A send's age grows by the time the control plane held it, and its
+// prefill tokens pass through: the proxy that gets it places it in its own
+// clock.
+func TestSendRingAges(t *testing.T) {
+	r := newSendRing(sendLimits{sends: 10, keys: 100, age: int64(time.Minute)})
+	ps := &fleetv1.PoolSends{Pool: "p"}
+	ps.Add(fleetv1.Sent{Endpoint: 3, Keys: []uint64{1}, Prefill: 2048, Age: 5 * time.Millisecond})
+	t0 := time.Now().UnixNano()
+	r.add(t0, "a", []*fleetv1.PoolSends{ps})
+	out, _, _, _ := r.read(t0+int64(100*time.Millisecond), 0, "b", 1<<10, nil)
+	if len(out) != 1 {
+		t.Fatalf("read %d pools, want 1", len(out))
+	}
+	for snd := range out[0].All() {
+		if snd.Prefill != 2048 || snd.Age != 105*time.Millisecond {
+			t.Fatalf("pushed %+v: want 2048 prefill tokens, 105ms old", snd)
+		}
+	}
 }

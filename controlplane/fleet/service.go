@@ -51,11 +51,12 @@ func (s *Service) WithPeers(p *Peers) *Service {
 // Register adds the service to g.
 func (s *Service) Register(g *grpc.Server) { fleetv1.RegisterPrefixKeysServer(g, s) }
 
-// Exchange implements PrefixKeys: reports in; out, at most one push per
-// PushEvery (in several messages when the sends are many) and only when
-// there is something new for the proxy: the gateway's key sets when they
-// changed, and the sends the gateway's other proxies made since the last
-// push when the proxy takes sends.
+// Exchange implements PrefixKeys: reports in; out, only when there is
+// something new for the proxy: the gateway's key sets when they changed
+// (at most once per PushEvery), and the sends the gateway's other proxies
+// made since the last push when the proxy takes sends (at most once per
+// SendsEvery, in several messages when they are many). A proxy that does
+// not take sends gets key sets only, at most once per PushEvery.
 func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -93,8 +94,13 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 		}
 	}()
 	var last time.Time
-	// hold is set while a change waits for PushEvery since the last send.
+	// hold is set while a change waits for the push interval since the
+	// last push (sends' when the proxy takes them).
 	var hold <-chan time.Time
+	every := s.agg.opts.PushEvery
+	if st.takesSends {
+		every = s.agg.opts.SendsEvery
+	}
 	for {
 		select {
 		case err := <-recvErr:
@@ -108,7 +114,7 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 			if hold != nil {
 				continue
 			}
-			if wait := s.agg.opts.PushEvery - time.Since(last); wait > 0 {
+			if wait := every - time.Since(last); wait > 0 {
 				hold = time.After(wait)
 				continue
 			}
@@ -127,6 +133,11 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 			if !more {
 				break
 			}
+		}
+		if st.keysHeld && hold == nil {
+			// Key sets changed but went out less than PushEvery ago:
+			// come back for them then, sends or not.
+			hold = time.After(s.agg.opts.PushEvery - time.Since(st.keysAt))
 		}
 	}
 }

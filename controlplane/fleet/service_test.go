@@ -113,6 +113,57 @@ func TestServiceDebounces(t *testing.T) {
 	}
 }
 
+// Sends go out at their own, shorter interval: while a proxy reports a new
+// key and a send every 10 ms, a proxy that takes sends gets them in many
+// pushes, but the key sets still at most once per PushEvery.
+func TestServiceSendsOutpaceKeys(t *testing.T) {
+	const every = 300 * time.Millisecond
+	c := serve(t, NewService(NewAggregator(Options{PushEvery: every, SendsEvery: 5 * time.Millisecond}), nil, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	watcher, err := c.Exchange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Send(&fleetv1.KeyReport{NodeId: "w", Gateway: "ns/gw", TakesSends: true}); err != nil {
+		t.Fatal(err)
+	}
+	a := open(t, c, "a", "ns/gw")
+	time.Sleep(20 * time.Millisecond) // the watcher subscribed
+	t0 := time.Now()
+	go func() {
+		for i := range 20 {
+			r := report("p", time.Minute, use(uint64(i+1), 0, false))
+			r.Sends = sendsReport("p", send{ep: uint64(i), keys: []uint64{uint64(100 + i)}}).GetSends()
+			if a.Send(r) != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	keyMsgs, sendMsgs, sends, keys := 0, 0, 0, 0
+	for sends < 20 || keys < 20 {
+		got, err := watcher.Recv()
+		if err != nil {
+			t.Fatalf("after %d sends and %d keys: %v", sends, keys, err)
+		}
+		if len(got.GetPools()) > 0 {
+			keyMsgs++
+			keys = len(got.GetPools()[0].GetOnce())
+		}
+		if len(got.GetSends()) > 0 {
+			sendMsgs++
+			sends += got.GetSends()[0].Len()
+		}
+	}
+	if limit := int(time.Since(t0)/every) + 1; keyMsgs > limit {
+		t.Fatalf("%d key-set pushes in %v, at most %d with a key push interval of %v", keyMsgs, time.Since(t0), limit, every)
+	}
+	if sendMsgs <= keyMsgs {
+		t.Fatalf("20 sends over 200 ms came in %d pushes, key sets in %d: sends not pushed more often", sendMsgs, keyMsgs)
+	}
+}
+
 // A stream is admitted only as the authoriser says, and must name its
 // proxy and gateway first.
 func TestServiceAdmission(t *testing.T) {

@@ -34,6 +34,12 @@ type Pools interface {
 }
 
 // Config of a Client.
+// DefaultReportEvery is how often a proxy reports: its sends tell the
+// other proxies where prefill is queued, which matters for the next
+// fraction of a second (see the control plane's SendsEvery), so reports
+// go out often; a report with nothing new is not sent.
+const DefaultReportEvery = 25 * time.Millisecond
+
 type Config struct {
 	// Addr and DialOptions reach the control plane as for xDS (empty
 	// DialOptions: plaintext, loopback only).
@@ -48,7 +54,7 @@ type Config struct {
 	// when they change and every fleetv1.ProblemsRefresh.
 	Problems func() []*fleetv1.PoolProblem
 	// ReportEvery is how often the keys used since the last report are
-	// sent (default 250 ms).
+	// sent (default DefaultReportEvery).
 	ReportEvery time.Duration
 	// Grace is how long the fleet keys outlive a lost stream before the
 	// scorers fall back to their own (default 10 s): a reconnect to
@@ -83,7 +89,7 @@ type cursor struct {
 // New returns a client; Run starts it.
 func New(cfg Config) *Client {
 	if cfg.ReportEvery <= 0 {
-		cfg.ReportEvery = 250 * time.Millisecond
+		cfg.ReportEvery = DefaultReportEvery
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
@@ -206,8 +212,9 @@ func (c *Client) merge(ps []*fleetv1.PoolSends, buf []picker.Send) []picker.Send
 			continue
 		}
 		buf = buf[:0]
-		for ep, keys := range p.All() {
-			buf = append(buf, picker.Send{Endpoint: ep, Keys: keys})
+		now := time.Now().UnixNano()
+		for s := range p.All() {
+			buf = append(buf, picker.Send{Endpoint: s.Endpoint, Keys: s.Keys, Prefill: float64(s.Prefill), At: now - int64(s.Age)})
 		}
 		f.MergeSends(buf)
 		c.counts.add(p.GetPool(), 0, len(buf))
@@ -238,7 +245,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 			r.Problems = problems.due(c.cfg.Problems(), first, now)
 		}
 		fleets := c.cfg.Pools.Fleets()
-		sends, r.Sends = c.sendsSince(fleets, sends)
+		sends, r.Sends = c.sendsSince(fleets, sends, now.UnixNano())
 		for name, p := range fleets {
 			buf = capKeys(p.KeysUsedSince(since, buf[:0]))
 			if len(buf) == 0 {

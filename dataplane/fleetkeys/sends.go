@@ -2,6 +2,7 @@ package fleetkeys
 
 import (
 	"sync"
+	"time"
 
 	"github.com/infergate/infergate/dataplane/picker"
 	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
@@ -11,7 +12,7 @@ import (
 // a report's columns, within the limits the control plane holds reports
 // to (the newest kept: a proxy that sent more in one report interval
 // than a report carries loses its oldest hints). buf is reused.
-func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send) ([]picker.Send, []*fleetv1.PoolSends) {
+func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send, now int64) ([]picker.Send, []*fleetv1.PoolSends) {
 	var out []*fleetv1.PoolSends
 	sendsLeft, keysLeft := fleetv1.MaxSendsPerReport, fleetv1.MaxKeysPerReport
 	for name, f := range fleets {
@@ -40,7 +41,8 @@ func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send) (
 			// A chain longer than a send may carry keeps its deepest keys,
 			// as the picker's own outbox does.
 			if keys := s.Keys[max(0, len(s.Keys)-fleetv1.MaxKeysPerSend):]; len(keys) > 0 {
-				ps.Add(s.Endpoint, keys)
+				ps.Add(fleetv1.Sent{Endpoint: s.Endpoint, Keys: keys, Prefill: uint32(min(max(s.Prefill, 0), fleetv1.MaxPrefillTokens)),
+					Age: time.Duration(now - s.At)})
 			}
 		}
 		if ps.Len() > 0 {

@@ -44,7 +44,7 @@ func (f *fakeFleet) MergeSends(s []picker.Send) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, x := range s {
-		f.merged = append(f.merged, picker.Send{Endpoint: x.Endpoint, Keys: slices.Clone(x.Keys)})
+		f.merged = append(f.merged, picker.Send{Endpoint: x.Endpoint, Keys: slices.Clone(x.Keys), Prefill: x.Prefill, At: x.At})
 	}
 }
 func (f *fakeFleet) send(ep uint64, keys ...uint64) {
@@ -125,8 +125,8 @@ func reported(t *testing.T, cp *sendsCP, n int) (sends []uint64, firsts []*fleet
 				firsts = append(firsts, r)
 			}
 			for _, p := range r.GetSends() {
-				for ep := range p.All() {
-					sends = append(sends, ep)
+				for snd := range p.All() {
+					sends = append(sends, snd.Endpoint)
 				}
 			}
 		case <-deadline:
@@ -176,14 +176,22 @@ func TestClientSends(t *testing.T) {
 
 	cp.push <- &fleetv1.FleetKeys{Pools: []*fleetv1.PoolSet{{Pool: "p", Hot: []uint64{7}}}}
 	other := &fleetv1.PoolSends{Pool: "p"}
-	other.Add(5, []uint64{50, 51})
-	other.Add(6, []uint64{60})
+	other.Add(fleetv1.Sent{Endpoint: 5, Keys: []uint64{50, 51}, Prefill: 300, Age: time.Minute})
+	other.Add(fleetv1.Sent{Endpoint: 6, Keys: []uint64{60}})
 	gone := &fleetv1.PoolSends{Pool: "gone"}
-	gone.Add(9, []uint64{90})
+	gone.Add(fleetv1.Sent{Endpoint: 9, Keys: []uint64{90}})
+	before := time.Now()
 	cp.push <- &fleetv1.FleetKeys{KeysUnchanged: true, Sends: []*fleetv1.PoolSends{other, gone}}
 	waitFor(t, "the pushed sends", func() bool { return len(p.mergedEndpoints()) == 2 })
 	if got := p.mergedEndpoints(); !slices.Equal(got, []uint64{5, 6}) {
 		t.Fatalf("merged %v, want [5 6]", got)
+	}
+	// A pushed send's age places it in the proxy's clock.
+	p.mu.Lock()
+	m := p.merged[0]
+	p.mu.Unlock()
+	if at := time.Unix(0, m.At); m.Prefill != 300 || at.Before(before.Add(-time.Minute)) || at.After(time.Now().Add(-time.Minute)) {
+		t.Fatalf("merged send at %v with %v prefill tokens: want 300 tokens a minute before the push (%v)", at, m.Prefill, before)
 	}
 	if k := p.FleetKeysInUse(); k == nil || !slices.Equal(k.Hot, []uint64{7}) {
 		t.Fatalf("keys after a push with keys_unchanged: %v, want hot [7] kept", k)
@@ -234,11 +242,11 @@ func TestClientSendsWithinLimits(t *testing.T) {
 	q := &fakeFleet{}
 	q.send(1, long...)
 	q.send(2) // no keys: nothing to tell
-	_, out := c.sendsSince(map[string]picker.Fleet{"p": p}, nil)
+	_, out := c.sendsSince(map[string]picker.Fleet{"p": p}, nil, 0)
 	if len(out) != 1 || out[0].Len() != fleetv1.MaxSendsPerReport || out[0].GetEndpoints()[0] != 10 {
 		t.Fatalf("report of %d pools, first endpoint %d: want %d sends from the 11th", len(out), out[0].GetEndpoints()[0], fleetv1.MaxSendsPerReport)
 	}
-	_, out = c.sendsSince(map[string]picker.Fleet{"q": q}, nil)
+	_, out = c.sendsSince(map[string]picker.Fleet{"q": q}, nil, 0)
 	if err := out[0].Check(); err != nil || out[0].Len() != 1 || out[0].GetKeys()[0] != 5 {
 		t.Fatalf("a chain beyond MaxKeysPerSend: %v, %d sends, first key %d; want the deepest keys", err, out[0].Len(), out[0].GetKeys()[0])
 	}

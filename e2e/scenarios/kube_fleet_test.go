@@ -92,7 +92,7 @@ func TestKubeFleetPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	sends := &fleetv1.PoolSends{Pool: "pool"}
-	sends.Add(42, []uint64{7, 8, 9})
+	sends.Add(fleetv1.Sent{Endpoint: 42, Keys: []uint64{7, 8, 9}})
 	if err := a.Send(&fleetv1.KeyReport{NodeId: "a", Gateway: "sec-a/gw", TakesSends: true}); err != nil {
 		t.Fatal(err)
 	}

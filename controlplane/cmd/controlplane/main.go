@@ -123,7 +123,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	grpcServer := grpc.NewServer(append(xds.GRPCServerOptions(), grpcOpts...)...)
 	xdsServer.Register(grpcServer)
-	fleetOpts := fleet.Options{PushEvery: cfg.fleet.pushEvery}
+	fleetOpts := fleet.Options{PushEvery: cfg.fleet.pushEvery, SendsEvery: cfg.fleet.sendsEvery}
 	if km != nil {
 		// Pools show the problems their proxies report (a tokenizer that
 		// does not load), written as soon as they change.

@@ -97,7 +97,7 @@ func main() {
 	flag.StringVar(&o.upstreamHTTP1, "upstream-http1", string(upstream.HTTP1Lean), "client for plain HTTP/1.1 upstreams: lean (exchange on the request's goroutine, own connection pool) or stdlib (httputil.ReverseProxy over http.Transport)")
 	flag.StringVar(&o.http1Server, "http1-server", string(http1.Lean), "server for HTTP/1 client connections: lean (one goroutine per connection, no per-request hand-offs) or stdlib (net/http's server); HTTP/2 is served by net/http either way")
 	flag.BoolVar(&o.kvIndex, "kv-index", true, "follow the control plane's KV-cache block index (pools whose profile turns kvEvents on match prompts against what their model servers hold)")
-	flag.DurationVar(&o.fleetEvery, "fleet-keys-interval", 250*time.Millisecond, "how often the proxy reports the prefix affinity keys it used and the prompts it sent where to the control plane, which shares every pool's keys and sends with all the gateway's proxies so they home shared prefixes alike and estimate the same cached prefixes (0: off, each proxy decides from its own traffic, and pools' problems such as a tokenizer that does not load are not reported for their status)")
+	flag.DurationVar(&o.fleetEvery, "fleet-keys-interval", fleetkeys.DefaultReportEvery, "how often the proxy reports the prefix affinity keys it used and the prompts it sent where (with their prefill tokens) to the control plane, which shares every pool's keys and sends with all the gateway's proxies so they home shared prefixes alike, estimate the same cached prefixes and see the prefill queued by the others (0: off, each proxy decides from its own traffic, and pools' problems such as a tokenizer that does not load are not reported for their status)")
 	o.tracing.Register(flag.CommandLine)
 	flag.Parse()
 

@@ -256,10 +256,19 @@ func (x *PoolProblem) GetMessage() string {
 type PoolSends struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The pool's Backend resource name.
-	Pool          string   `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
-	Endpoints     []uint64 `protobuf:"fixed64,2,rep,packed,name=endpoints,proto3" json:"endpoints,omitempty"`
-	KeyCounts     []uint32 `protobuf:"varint,3,rep,packed,name=key_counts,json=keyCounts,proto3" json:"key_counts,omitempty"`
-	Keys          []uint64 `protobuf:"fixed64,4,rep,packed,name=keys,proto3" json:"keys,omitempty"`
+	Pool      string   `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	Endpoints []uint64 `protobuf:"fixed64,2,rep,packed,name=endpoints,proto3" json:"endpoints,omitempty"`
+	KeyCounts []uint32 `protobuf:"varint,3,rep,packed,name=key_counts,json=keyCounts,proto3" json:"key_counts,omitempty"`
+	Keys      []uint64 `protobuf:"fixed64,4,rep,packed,name=keys,proto3" json:"keys,omitempty"`
+	// Per send (empty: not said for any): the prompt tokens it queued for
+	// prefill at its endpoint (those its proxy believed uncached there), so
+	// the other proxies count the endpoint's prefill backlog, which no
+	// scrape shows.
+	PrefillTokens []uint32 `protobuf:"varint,5,rep,packed,name=prefill_tokens,json=prefillTokens,proto3" json:"prefill_tokens,omitempty"`
+	// Per send (empty: not said for any): milliseconds between the send and
+	// the building of this message (the report, or the control plane's push),
+	// so a receiver places it in its own clock without comparing clocks.
+	AgeMs         []uint32 `protobuf:"varint,6,rep,packed,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +327,20 @@ func (x *PoolSends) GetKeyCounts() []uint32 {
 func (x *PoolSends) GetKeys() []uint64 {
 	if x != nil {
 		return x.Keys
+	}
+	return nil
+}
+
+func (x *PoolSends) GetPrefillTokens() []uint32 {
+	if x != nil {
+		return x.PrefillTokens
+	}
+	return nil
+}
+
+func (x *PoolSends) GetAgeMs() []uint32 {
+	if x != nil {
+		return x.AgeMs
 	}
 	return nil
 }
@@ -687,13 +710,15 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\vPoolProblem\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"p\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xae\x01\n" +
 	"\tPoolSends\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1c\n" +
 	"\tendpoints\x18\x02 \x03(\x06R\tendpoints\x12\x1d\n" +
 	"\n" +
 	"key_counts\x18\x03 \x03(\rR\tkeyCounts\x12\x12\n" +
-	"\x04keys\x18\x04 \x03(\x06R\x04keys\"\x81\x01\n" +
+	"\x04keys\x18\x04 \x03(\x06R\x04keys\x12%\n" +
+	"\x0eprefill_tokens\x18\x05 \x03(\rR\rprefillTokens\x12\x15\n" +
+	"\x06age_ms\x18\x06 \x03(\rR\x05ageMs\"\x81\x01\n" +
 	"\bPoolKeys\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x121\n" +
 	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12.\n" +

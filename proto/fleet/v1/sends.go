@@ -3,6 +3,7 @@ package fleetv1
 import (
 	"fmt"
 	"iter"
+	"time"
 )
 
 // Limits of the fleet exchange both planes hold sends to: a proxy reports
@@ -11,7 +12,7 @@ import (
 const (
 	// MaxSendsPerReport bounds the sends of one report, all pools
 	// together (a proxy's picker holds at most 8,192 unreported sends
-	// per pool; reports go out 4 times a second).
+	// per pool; reports go out up to 40 times a second).
 	MaxSendsPerReport = 1 << 16
 	// MaxKeysPerReport bounds the chain keys of one report, all pools
 	// together: 2 MiB of keys.
@@ -19,6 +20,12 @@ const (
 	// MaxKeysPerSend bounds one send's chain keys: a key per block at
 	// most, and the picker hashes at most 4,096 blocks of a prompt.
 	MaxKeysPerSend = 4096
+	// MaxPrefillTokens bounds one send's prefill tokens (a prompt of 16M
+	// tokens is beyond any model's context).
+	MaxPrefillTokens = 1 << 24
+	// MaxSendAge bounds a send's age: the control plane holds sends for
+	// minutes at most, and a proxy reports within a second.
+	MaxSendAge = 10 * time.Minute
 )
 
 // checkSends checks a report's sends: valid pool names and columns, and
@@ -49,37 +56,74 @@ func (p *PoolSends) Len() int { return len(p.GetEndpoints()) }
 
 // Check reports why p's columns do not describe a list of sends: one
 // endpoint and one key count per send, the counts adding up to the keys,
-// none above MaxKeysPerSend.
+// none above MaxKeysPerSend; prefill tokens and ages, when present, one
+// per send and within MaxPrefillTokens and MaxSendAge.
 func (p *PoolSends) Check() error {
-	if len(p.GetEndpoints()) != len(p.GetKeyCounts()) {
-		return fmt.Errorf("%d endpoints but %d key counts", len(p.GetEndpoints()), len(p.GetKeyCounts()))
+	n := len(p.GetEndpoints())
+	if n != len(p.GetKeyCounts()) {
+		return fmt.Errorf("%d endpoints but %d key counts", n, len(p.GetKeyCounts()))
 	}
 	total := 0
-	for i, n := range p.GetKeyCounts() {
-		if n > MaxKeysPerSend {
-			return fmt.Errorf("send %d has %d keys, at most %d", i, n, MaxKeysPerSend)
+	for i, k := range p.GetKeyCounts() {
+		if k > MaxKeysPerSend {
+			return fmt.Errorf("send %d has %d keys, at most %d", i, k, MaxKeysPerSend)
 		}
-		total += int(n)
+		total += int(k)
 	}
 	if total != len(p.GetKeys()) {
 		return fmt.Errorf("key counts add up to %d but there are %d keys", total, len(p.GetKeys()))
 	}
+	if c := len(p.GetPrefillTokens()); c != 0 && c != n {
+		return fmt.Errorf("%d endpoints but %d prefill token counts", n, c)
+	}
+	if c := len(p.GetAgeMs()); c != 0 && c != n {
+		return fmt.Errorf("%d endpoints but %d ages", n, c)
+	}
+	for i, t := range p.GetPrefillTokens() {
+		if t > MaxPrefillTokens {
+			return fmt.Errorf("send %d queued %d prefill tokens, at most %d", i, t, MaxPrefillTokens)
+		}
+	}
+	for i, a := range p.GetAgeMs() {
+		if time.Duration(a)*time.Millisecond > MaxSendAge {
+			return fmt.Errorf("send %d is %d ms old, at most %v", i, a, MaxSendAge)
+		}
+	}
 	return nil
 }
 
-// All yields each send's endpoint and keys, oldest first; the keys are a
-// window of p.Keys (copy them to keep them past p). It yields nothing for
-// a PoolSends that fails Check.
-func (p *PoolSends) All() iter.Seq2[uint64, []uint64] {
-	return func(yield func(uint64, []uint64) bool) {
+// Sent is one send of a PoolSends.
+type Sent struct {
+	Endpoint uint64
+	// Keys are a window of the message's keys (copy them to keep them).
+	Keys []uint64
+	// Prefill is the prompt tokens the send queued for prefill (0: none,
+	// or not said).
+	Prefill uint32
+	// Age is how long before the message was built the send was made (0:
+	// not said).
+	Age time.Duration
+}
+
+// All yields each send, oldest first. It yields nothing for a PoolSends
+// that fails Check.
+func (p *PoolSends) All() iter.Seq[Sent] {
+	return func(yield func(Sent) bool) {
 		if p.Check() != nil {
 			return
 		}
-		keys := p.GetKeys()
+		keys, prefill, ages := p.GetKeys(), p.GetPrefillTokens(), p.GetAgeMs()
 		off := 0
 		for i, ep := range p.GetEndpoints() {
 			n := int(p.GetKeyCounts()[i])
-			if !yield(ep, keys[off:off+n:off+n]) {
+			s := Sent{Endpoint: ep, Keys: keys[off : off+n : off+n]}
+			if len(prefill) > 0 {
+				s.Prefill = prefill[i]
+			}
+			if len(ages) > 0 {
+				s.Age = time.Duration(ages[i]) * time.Millisecond
+			}
+			if !yield(s) {
 				return
 			}
 			off += n
@@ -87,9 +131,12 @@ func (p *PoolSends) All() iter.Seq2[uint64, []uint64] {
 	}
 }
 
-// Add appends a send of keys to endpoint ep.
-func (p *PoolSends) Add(ep uint64, keys []uint64) {
-	p.Endpoints = append(p.Endpoints, ep)
-	p.KeyCounts = append(p.KeyCounts, uint32(len(keys)))
-	p.Keys = append(p.Keys, keys...)
+// Add appends s (its prefill capped at MaxPrefillTokens, its age clamped
+// to 0..MaxSendAge); the prefill and age columns are always written.
+func (p *PoolSends) Add(s Sent) {
+	p.Endpoints = append(p.Endpoints, s.Endpoint)
+	p.KeyCounts = append(p.KeyCounts, uint32(len(s.Keys)))
+	p.Keys = append(p.Keys, s.Keys...)
+	p.PrefillTokens = append(p.PrefillTokens, min(s.Prefill, MaxPrefillTokens))
+	p.AgeMs = append(p.AgeMs, uint32(min(max(s.Age, 0), MaxSendAge)/time.Millisecond))
 }

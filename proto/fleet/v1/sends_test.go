@@ -3,16 +3,24 @@ package fleetv1
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 )
 
 // Add and All round-trip sends through the columns, on the wire too.
 func TestPoolSendsRoundTrip(t *testing.T) {
-	in := [][]uint64{{1, 2, 3}, {}, {4}}
+	in := []Sent{
+		{Endpoint: 10, Keys: []uint64{1, 2, 3}, Prefill: 900, Age: 12 * time.Millisecond},
+		{Endpoint: 11, Keys: []uint64{}},
+		{Endpoint: 12, Keys: []uint64{4}, Prefill: MaxPrefillTokens + 5, Age: time.Hour},
+	}
+	// Add caps what the columns can carry.
+	want := slices.Clone(in)
+	want[2].Prefill, want[2].Age = MaxPrefillTokens, MaxSendAge
 	p := &PoolSends{Pool: "p"}
-	for i, keys := range in {
-		p.Add(uint64(10+i), keys)
+	for _, s := range in {
+		p.Add(s)
 	}
 	b, err := proto.Marshal(p)
 	if err != nil {
@@ -26,14 +34,37 @@ func TestPoolSendsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := 0
-	for ep, keys := range q.All() {
-		if ep != uint64(10+i) || !slices.Equal(keys, in[i]) {
-			t.Fatalf("send %d: %d %v, want %d %v", i, ep, keys, 10+i, in[i])
+	for s := range q.All() {
+		w := want[i]
+		if s.Endpoint != w.Endpoint || !slices.Equal(s.Keys, w.Keys) || s.Prefill != w.Prefill || s.Age != w.Age {
+			t.Fatalf("send %d: %+v, want %+v", i, s, w)
 		}
 		i++
 	}
 	if i != len(in) || q.Len() != len(in) {
 		t.Fatalf("%d sends (Len %d), want %d", i, q.Len(), len(in))
+	}
+}
+
+// A PoolSends without the prefill and age columns (an older proxy's) reads
+// as sends of no prefill and no age; a column of the wrong length or a
+// value beyond its bound fails Check.
+func TestPoolSendsOptionalColumns(t *testing.T) {
+	old := &PoolSends{Pool: "p", Endpoints: []uint64{1, 2}, KeyCounts: []uint32{1, 1}, Keys: []uint64{5, 6}}
+	for s := range old.All() {
+		if s.Prefill != 0 || s.Age != 0 {
+			t.Fatalf("old sends read as %+v", s)
+		}
+	}
+	for name, m := range map[string]*PoolSends{
+		"short prefill": {Pool: "p", Endpoints: []uint64{1, 2}, KeyCounts: []uint32{1, 1}, Keys: []uint64{5, 6}, PrefillTokens: []uint32{3}},
+		"long ages":     {Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}, AgeMs: []uint32{1, 2}},
+		"huge prefill":  {Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}, PrefillTokens: []uint32{MaxPrefillTokens + 1}},
+		"ancient":       {Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}, AgeMs: []uint32{uint32(MaxSendAge/time.Millisecond) + 1}},
+	} {
+		if m.Check() == nil {
+			t.Errorf("%s: Check passed", name)
+		}
 	}
 }
 
@@ -43,8 +74,8 @@ func TestPoolSendsRoundTrip(t *testing.T) {
 // writes into the next send's keys.
 func FuzzPoolSends(f *testing.F) {
 	good := &PoolSends{Pool: "p"}
-	good.Add(1, []uint64{1, 2})
-	good.Add(2, []uint64{3})
+	good.Add(Sent{Endpoint: 1, Keys: []uint64{1, 2}, Prefill: 7, Age: time.Second})
+	good.Add(Sent{Endpoint: 2, Keys: []uint64{3}})
 	bad := &PoolSends{Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{5}, Keys: []uint64{1}}
 	for _, m := range []*PoolSends{good, bad, {}} {
 		b, err := proto.Marshal(m)
@@ -61,9 +92,12 @@ func FuzzPoolSends(f *testing.F) {
 		want := slices.Clone(p.GetKeys())
 		var got []uint64
 		n := 0
-		for _, keys := range p.All() {
-			got = append(got, keys...)
-			_ = append(keys, 0xdead) // must not reach the next window
+		for snd := range p.All() {
+			got = append(got, snd.Keys...)
+			_ = append(snd.Keys, 0xdead) // must not reach the next window
+			if snd.Prefill > MaxPrefillTokens || snd.Age < 0 || snd.Age > MaxSendAge {
+				t.Fatalf("yielded %+v beyond the bounds", snd)
+			}
 			n++
 		}
 		if p.Check() != nil {
