@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/proto/pickerprofile"
@@ -66,6 +67,9 @@ type CostModel struct {
 	knownOf atomic.Pointer[[]*endpoints.Endpoint]
 	// learn holds what outcomes taught (Observe).
 	learn learned
+	// clock is the scheduler's (Scheduler.SetClock): merged sends age by
+	// it.
+	clock func() time.Time
 }
 
 // estimates are the engine speeds the model prices with: an 8B model on
@@ -114,6 +118,7 @@ func newCostModel(v pickerprofile.Values) *CostModel {
 		tolerance:      v.Number("tie-tolerance"),
 	}
 	m.plan.Held = m.index.holders
+	m.clock = time.Now
 	m.learn.init(m.est.output)
 	return m
 }
@@ -350,7 +355,7 @@ func (m *CostModel) record(c *Cycle, i int) {
 	ep.AddWritten(int64((uncached + c.output) * n))
 	ep.AddBacklog(uncached, c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
-	m.out.add(ep.Hash, keys)
+	m.out.add(ep.Hash, keys, uncached, c.Now.UnixNano())
 	c.Req.note = pickNote{ep: ep, cached: t.CachedTokens, outputGiven: c.outputGiven}
 	m.lora.Record(c, ep)
 }

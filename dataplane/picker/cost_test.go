@@ -306,3 +306,38 @@ func TestCostBusyReplicaKeepsItsPrefix(t *testing.T) {
 		t.Fatalf("still believed cached (%v tokens) after more than a whole cache was written", c)
 	}
 }
+
+// A long prompt another proxy just sent to an endpoint queues ahead of
+// anything sent there next, though no scrape shows it yet: once the fleet
+// exchange brings that send, this proxy sends its own requests elsewhere
+// until the endpoint has had time to prefill it.
+func TestCostOtherProxysPrefillQueues(t *testing.T) {
+	a, b := newCostFleet(t, 4), newCostFleet(t, 4) // two proxies, each its own endpoint state
+	b.s.SetEndpoints(b.es)
+	long := chatBody("", "document: "+strings.Repeat("lorem ipsum dolor sit amet ", 1500)) // ~10k tokens
+	x := a.pick(long)
+	short := func(i int) []byte { return chatBody("", fmt.Sprintf("unrelated question %d", i)) }
+	hits := func() int {
+		n := 0
+		for i := range 40 {
+			if b.explain(short(i)).Chosen == b.es[x].Address {
+				n++
+			}
+		}
+		return n
+	}
+	if n := hits(); n == 0 {
+		t.Fatalf("before the exchange: endpoint %d got none of 40 picks; want its share (the test cannot tell otherwise)", x)
+	}
+	sends, _ := a.s.Fleet().SendsSince(0, nil)
+	b.s.Fleet().MergeSends(sends)
+	if n := hits(); n != 0 {
+		t.Fatalf("with a's 10k-token prompt queued there: %d of 40 picks go to endpoint %d", n, x)
+	}
+	// ~2.5 s of prefill at the default speed: after it, the endpoint is
+	// as good as the others again.
+	b.advance(5 * time.Second)
+	if n := hits(); n == 0 {
+		t.Fatalf("after the prefill: endpoint %d gets none of 40 picks", x)
+	}
+}

@@ -29,7 +29,12 @@ func (s *Scheduler) SetPrefixSource(src PrefixSource) {
 
 // SetClock replaces the scheduler's clock (time.Now), for simulations that
 // run picks in virtual time. Call before the first pick.
-func (s *Scheduler) SetClock(now func() time.Time) { s.now = now }
+func (s *Scheduler) SetClock(now func() time.Time) {
+	s.now = now
+	if s.cost != nil {
+		s.cost.clock = now
+	}
+}
 
 // cachedTokens asks the scheduler's prefix source about c's candidates and
 // returns their answers (nil when there is no source or it cannot judge).
