@@ -6,15 +6,28 @@ import (
 	"github.com/infergate/infergate/dataplane/picker"
 )
 
-// relayEvery is the fleet exchange's period: proxies report every 250 ms
-// and the control plane pushes at most every 250 ms (production
-// intervals, dataplane/fleetkeys and controlplane/fleet).
-const relayEvery = 250 * time.Millisecond
+// The fleet exchange's production intervals (dataplane/fleetkeys and
+// controlplane/fleet): proxies report every 25 ms, the control plane
+// pushes the other proxies' sends at most every 25 ms and key sets at
+// most every 250 ms.
+const (
+	relayEvery = 25 * time.Millisecond
+	keysEvery  = 250 * time.Millisecond
+)
+
+// relayPeriod is the configured sends period (Config.RelayEvery).
+func (c *Config) relayPeriod() time.Duration {
+	if c.RelayEvery > 0 {
+		return c.RelayEvery
+	}
+	return relayEvery
+}
 
 // relay emulates the control plane's fleet exchange in virtual time:
 // every period each proxy's new sends and affinity keys are collected,
-// and every other proxy gets the sends and the union of the keys — one
-// period late, as a report followed by a push arrives.
+// and every other proxy gets the sends one period late, as a report
+// followed by a push arrives; the union of the keys goes out at most
+// every keysEvery.
 func (s *sim) relay() {
 	fleets := make([]picker.Fleet, len(s.prox))
 	for p, px := range s.prox {
@@ -23,12 +36,18 @@ func (s *sim) relay() {
 		}
 	}
 	// Deliver what was collected a period ago.
+	keysDue := s.keys != nil && s.now-s.keysAt >= max(keysEvery, s.cfg.relayPeriod())
 	for p, f := range fleets {
 		if f == nil || s.inbox == nil {
 			continue
 		}
 		f.MergeSends(s.inbox[p])
-		f.SetFleetKeys(s.keys)
+		if keysDue {
+			f.SetFleetKeys(s.keys)
+		}
+	}
+	if keysDue {
+		s.keysAt = s.now
 	}
 	if s.cursors == nil {
 		s.cursors = make([]uint64, len(s.prox))

@@ -58,6 +58,9 @@ type Config struct {
 	// NoFleet turns off the emulated fleet exchange between proxies (see
 	// relay).
 	NoFleet bool
+	// RelayEvery is the fleet exchange's sends period (default 25 ms,
+	// production's): how late the other proxies' sends arrive.
+	RelayEvery time.Duration
 }
 
 // Strategy builds the picker of one proxy.
@@ -169,6 +172,7 @@ type sim struct {
 	// the emulated fleet exchange (relay): the sends and keys collected
 	// at the last period, and each proxy's cursor into its sends.
 	inbox   [][]picker.Send
+	keysAt  time.Duration
 	keys    *picker.FleetKeys
 	cursors []uint64
 	// closed > 0 runs a closed loop of that many users: each completion
@@ -222,7 +226,7 @@ func Run(cfg Config, w Workload, st Strategy) ([]Outcome, error) {
 		}
 	}
 	if cfg.Proxies > 1 && !cfg.NoFleet {
-		s.push(event{at: relayEvery, kind: evRelay})
+		s.push(event{at: s.cfg.relayPeriod(), kind: evRelay})
 	}
 	defer func() {
 		for _, p := range s.prox {
@@ -262,7 +266,7 @@ func Run(cfg Config, w Workload, st Strategy) ([]Outcome, error) {
 			s.push(event{at: s.now + s.jitter(), kind: evScrape, proxy: ev.proxy, rep: ev.rep})
 		case evRelay:
 			s.relay()
-			s.push(event{at: s.now + relayEvery, kind: evRelay})
+			s.push(event{at: s.now + s.cfg.relayPeriod(), kind: evRelay})
 		}
 	}
 	if remaining > 0 {
