@@ -54,6 +54,20 @@ func Oracle() Strategy {
 	}}
 }
 
+// Precise is ours with the pool's KV-cache events on: the prefix each
+// replica holds comes from its own cache (the events' index) instead of
+// from where requests went; queue and batch still come from scrapes. The
+// events' delivery (the control plane pushes the index every 20 ms) is
+// left out, so this is precise matching at its best; the wall-clock
+// benchmark's precise strategy runs the real event path.
+func Precise() Strategy {
+	return Strategy{Name: "precise", New: func(env *Env, _ int) picker.Picker {
+		s := mustDefault()
+		s.SetPrefixSource(truthSource{env})
+		return s
+	}}
+}
+
 func mustDefault() *picker.Scheduler {
 	s, err := picker.FromProfile(nil)
 	if err != nil {

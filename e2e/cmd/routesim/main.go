@@ -54,7 +54,7 @@ type cell struct {
 	workload string
 	strategy routesim.Strategy
 	proxies  int
-	// kind: "baseline", "ours", "oracle", "variant".
+	// kind: "baseline", "ours", "oracle", "precise", "variant".
 	kind string
 }
 
@@ -77,7 +77,8 @@ func plan(names []string) []cell {
 			cells = append(cells, cell{w, b, 1, "baseline"})
 		}
 		cells = append(cells, cell{w, routesim.Ours(), 1, "ours"}, cell{w, routesim.Oracle(), 1, "oracle"},
-			cell{w, routesim.Ours(), 4, "ours"}, cell{w, routesim.Baselines()[2], 4, "baseline"})
+			cell{w, routesim.Ours(), 4, "ours"}, cell{w, routesim.Baselines()[2], 4, "baseline"},
+			cell{w, routesim.Precise(), 1, "precise"}, cell{w, routesim.Precise(), 4, "precise"})
 		for _, v := range variants {
 			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, "variant"})
 		}

@@ -135,6 +135,7 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(preciseSection(names, shared, get))
 	// Robustness to engine speeds.
 	b.WriteString("## Engine speeds set wrong\n\n")
 	b.WriteString("Ours with the default engine speeds against ours told prefill or decode runs several times slower or faster than the " +
@@ -179,13 +180,13 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 	for _, w := range names {
 		fmt.Fprintf(&b, "## %s\n\n| strategy | proxies | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | E2E p50 | E2E p90 | E2E p99 | tokens/s | cache hit | max/mean load |\n"+
 			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n", w)
-		rows := append(append([]string{}, baselines...), "ours", "oracle")
+		rows := append(append([]string{}, baselines...), "ours", "precise", "oracle")
 		for _, s := range rows {
 			if m, ok := get(w, s, 1); ok {
 				row(&b, s, 1, m)
 			}
 		}
-		for _, s := range []string{"queue+kv", "ours"} {
+		for _, s := range []string{"queue+kv", "ours", "precise"} {
 			if m, ok := get(w, s, 4); ok {
 				row(&b, s, 4, m)
 			}
