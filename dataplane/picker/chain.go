@@ -7,15 +7,21 @@ import "github.com/cespare/xxhash/v2"
 // only a leading window — without hashing or indexing every block: the
 // chain of block hashes (64-byte blocks ≈ 16 tokens, one streaming digest
 // seeded by the model, so equal hashes mean equal prefixes) is read at
-// the positions chainPositions lists, which are dense where prompts differ
-// early (4 and 8 blocks) and every chainStride blocks after, plus the
+// positions that are dense where prompts differ early (4 and 8 blocks),
+// every chainStride blocks up to chainStride × chainRelative blocks, then
+// every 1/chainRelative of the depth (rounded to chainStride), plus the
 // prompt's last block. A match is credited at the deepest recorded
-// position both prompts share, so it is exact to chainStride blocks
-// (256 tokens) however long the prompt.
+// position both prompts share, so it is exact to chainStride blocks (256
+// tokens) in the first 4k tokens and to 1/16 of the depth beyond: a
+// 32k-token conversation's next turn is matched to within 2k tokens with
+// 62 keys instead of 130 (the index work of a pick scales with the keys).
 const (
 	// chainStride is the spacing of recorded positions after the first
 	// few, in blocks.
 	chainStride = 16
+	// chainRelative: beyond chainStride × chainRelative blocks, positions
+	// are 1/chainRelative of the depth apart.
+	chainRelative = 16
 	// maxChainBlocks bounds how much of a prompt is hashed (256k
 	// characters ≈ 64k tokens; bodies are bounded long before).
 	maxChainBlocks = 4096
@@ -45,7 +51,8 @@ func appendChain(dst []chainKey, model string, body []byte) (_ []chainKey, total
 		case b < 8:
 			return 8
 		}
-		return (b/chainStride + 1) * chainStride
+		step := max(chainStride, (b/chainRelative)&^(chainStride-1))
+		return (b/step + 1) * step
 	}
 	for b := next(0); ; b = next(b) {
 		b = min(b, n)
