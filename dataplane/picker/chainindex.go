@@ -1,7 +1,9 @@
 package picker
 
 import (
-	lru "github.com/hashicorp/golang-lru/v2"
+	"sync"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
 )
@@ -11,8 +13,13 @@ import (
 // LRU-bounded. Sending a prefix to a model server leaves it in that
 // server's prefix cache until evicted, so the deepest key an endpoint has
 // for a prompt estimates how much of the prompt it holds.
+//
+// One lock covers a whole match or record (a prompt's dozens of keys)
+// rather than one per key: the per-key locks of a synchronised cache were
+// a quarter of a long prompt's pick.
 type chainIndex struct {
-	idx *lru.Cache[uint64, chainEntry]
+	mu  sync.Mutex
+	idx *simplelru.LRU[uint64, chainEntry]
 }
 
 // chainEntry is the endpoints a prefix was sent to, newest first, each
@@ -38,7 +45,7 @@ func newChainIndex(size int) *chainIndex {
 	if size <= 0 {
 		size = DefaultChainIndexSize
 	}
-	idx, err := lru.New[uint64, chainEntry](size)
+	idx, err := simplelru.NewLRU[uint64, chainEntry](size, nil)
 	if err != nil {
 		panic(err) // only for size ≤ 0, excluded above
 	}
@@ -48,18 +55,13 @@ func newChainIndex(size int) *chainIndex {
 // match writes into depth[i] the deepest chain position (in blocks) of
 // keys this proxy sent to cands[i] and believes still cached there, 0 for
 // none: a send counts while less than room[i] tokens were written to the
-// endpoint after it (LRU eviction would have reached it by then). It
+// endpoint after it (LRU eviction would have reached it by then). at maps
+// each candidate's endpoint to its position in cands (read only). It
 // returns the deepest position sent anywhere.
 func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, depth []int32, at map[*endpoints.Endpoint]int32) (anywhere int32) {
 	clear(depth)
-	if len(cands) > 8 {
-		// Many candidates: find each entry's endpoints by map, not by
-		// scanning every candidate for every slot of every key.
-		clear(at)
-		for i := range cands {
-			at[cands[i].Endpoint] = int32(i)
-		}
-	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	left := len(cands)
 	for k := len(keys) - 1; k >= 0 && left > 0; k-- {
 		e, ok := x.idx.Peek(keys[k].Hash)
@@ -96,12 +98,14 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 // record notes that a prompt with keys went to ep, whose Written count
 // after the send is at.
 func (x *chainIndex) record(keys []chainKey, ep *endpoints.Endpoint, at int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	for _, k := range keys {
 		x.put(k.Hash, ep, at)
 	}
 }
 
-// put moves ep to the front of key's entry.
+// put moves ep to the front of key's entry (x.mu held).
 func (x *chainIndex) put(key uint64, ep *endpoints.Endpoint, at int64) {
 	old, _ := x.idx.Peek(key)
 	next := chainEntry{{ep, at}}
@@ -117,6 +121,8 @@ func (x *chainIndex) put(key uint64, ep *endpoints.Endpoint, at int64) {
 
 // recordHashes is record for keys given as hashes (another proxy's send).
 func (x *chainIndex) recordHashes(keys []uint64, ep *endpoints.Endpoint, at int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	for _, k := range keys {
 		x.put(k, ep, at)
 	}
@@ -125,6 +131,8 @@ func (x *chainIndex) recordHashes(keys []uint64, ep *endpoints.Endpoint, at int6
 // forget drops ep from the keys deeper than blocks: the server reported
 // holding less of the prompt than the index believed (it evicted).
 func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int32) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	for _, k := range keys {
 		if k.Blocks <= blocks {
 			continue
@@ -152,7 +160,9 @@ func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int3
 // holders appends to out the endpoints (hashes) key was sent to and
 // returns it.
 func (x *chainIndex) holders(key uint64, out []uint64) []uint64 {
+	x.mu.Lock()
 	e, _ := x.idx.Peek(key)
+	x.mu.Unlock()
 	for _, s := range e {
 		if s.ep == nil {
 			break
@@ -160,4 +170,11 @@ func (x *chainIndex) holders(key uint64, out []uint64) []uint64 {
 		out = append(out, s.ep.Hash)
 	}
 	return out
+}
+
+// contains reports whether key was sent anywhere (and is still indexed).
+func (x *chainIndex) contains(key uint64) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.idx.Contains(key)
 }

@@ -63,8 +63,10 @@ type CostModel struct {
 	// proxies' sends).
 	out   outbox
 	known sync.Map
-	// knownOf is the candidate list known was last filled from.
-	knownOf atomic.Pointer[[]*endpoints.Endpoint]
+	// cands is the candidate list known was last filled from, with each
+	// endpoint's position in it (read-only once stored: concurrent picks
+	// over the same list share it).
+	cands atomic.Pointer[candIndex]
 	// learn holds what outcomes taught (Observe).
 	learn learned
 	// clock is the scheduler's (Scheduler.SetClock): merged sends age by
@@ -147,32 +149,41 @@ type Terms struct {
 	Cost float64 `json:"cost"`
 }
 
+// candIndex is a candidate list and each endpoint's position in it.
+type candIndex struct {
+	eps []*endpoints.Endpoint
+	pos map[*endpoints.Endpoint]int32
+}
+
 // learnEndpoints notes the candidates' endpoints by hash (to place other
-// proxies' sends) when the candidate set changed since the last pick.
-func (m *CostModel) learnEndpoints(c *Cycle) {
-	if prev := m.knownOf.Load(); prev != nil && len(*prev) == len(c.Candidates) {
+// proxies' sends) when the candidate set changed since the last pick, and
+// returns the candidates' positions.
+func (m *CostModel) learnEndpoints(c *Cycle) *candIndex {
+	if prev := m.cands.Load(); prev != nil && len(prev.eps) == len(c.Candidates) {
 		same := true
 		for i := range c.Candidates {
-			if (*prev)[i] != c.Candidates[i].Endpoint {
+			if prev.eps[i] != c.Candidates[i].Endpoint {
 				same = false
 				break
 			}
 		}
 		if same {
-			return
+			return prev
 		}
 	}
-	eps := make([]*endpoints.Endpoint, len(c.Candidates))
+	ci := &candIndex{eps: make([]*endpoints.Endpoint, len(c.Candidates)), pos: make(map[*endpoints.Endpoint]int32, len(c.Candidates))}
 	for i := range c.Candidates {
-		eps[i] = c.Candidates[i].Endpoint
-		m.known.Store(eps[i].Hash, eps[i])
+		ci.eps[i] = c.Candidates[i].Endpoint
+		ci.pos[ci.eps[i]] = int32(i)
+		m.known.Store(ci.eps[i].Hash, ci.eps[i])
 	}
-	m.knownOf.Store(&eps)
+	m.cands.Store(ci)
+	return ci
 }
 
 // choose returns the index of the cheapest candidate of c.
 func (m *CostModel) choose(c *Cycle) int {
-	m.learnEndpoints(c)
+	ci := m.learnEndpoints(c)
 	m.lora.Prepare(c)
 	n := len(c.Candidates)
 	keys, blocks := c.chain()
@@ -190,10 +201,10 @@ func (m *CostModel) choose(c *Cycle) int {
 		}
 	}
 	depth := c.depth[:n]
-	m.index.match(keys, c.Candidates, room, depth, c.prefixOf)
+	m.index.match(keys, c.Candidates, room, depth, ci.pos)
 	var homes []uint64
 	if k, ok := m.affinityKey(keys); ok && !c.IsAdapter() && m.plan.Balance > 0 {
-		_, homes = m.homes.home(c, k, m.index.idx.Contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
+		_, homes = m.homes.home(c, k, m.index.contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
 	}
 	known := c.cachedTokens()
 	prompt := float64(len(promptStart(c.Req.Body))) / charsPerToken
