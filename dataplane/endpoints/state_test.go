@@ -182,6 +182,42 @@ func TestUnseenOwnRequestCountsOnce(t *testing.T) {
 	}
 }
 
+// TestUnseenCountsFleetSends: while the fleet exchange brings the other
+// proxies' sends, Unseen counts those made after the latest scrape (not
+// those before it, which the scrape shows) instead of the rate estimate;
+// a new scrape starts the count again, and when the exchange goes quiet
+// for longer than metrics stay fresh the estimate takes over again.
+func TestUnseenCountsFleetSends(t *testing.T) {
+	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
+	defer reg.Close()
+	e := reg.Sync([]endpoints.Spec{{Address: "10.0.0.1:8000"}})["10.0.0.1:8000"]
+	at := time.Unix(1000, 0)
+	for range 100 { // this proxy: 20 requests/s, so the estimate is not 0
+		e.SetMetrics(&endpoints.Metrics{At: at})
+		e.Acquire()
+		e.Release()
+		at = at.Add(50 * time.Millisecond)
+	}
+	m := &endpoints.Metrics{At: at}
+	e.SetMetrics(m)
+	now := at.Add(100 * time.Millisecond)
+	e.NoteOthersSend(at.Add(-10*time.Millisecond).UnixNano(), now.UnixNano()) // before the scrape: shown by it
+	e.NoteOthersSend(at.Add(30*time.Millisecond).UnixNano(), now.UnixNano())
+	e.NoteOthersSend(at.Add(60*time.Millisecond).UnixNano(), now.UnixNano())
+	if got := e.Unseen(m, now); got != 2 {
+		t.Fatalf("2 of the others' sends after the scrape: unseen %v (the rate estimate would say ~6)", got)
+	}
+	m2 := &endpoints.Metrics{At: now}
+	e.SetMetrics(m2)
+	if got := e.Unseen(m2, now); got != 0 {
+		t.Fatalf("a new scrape shows them: unseen %v", got)
+	}
+	quiet := now.Add(e.StaleAfter() + time.Second)
+	if got := e.Unseen(m2, quiet); got == 0 {
+		t.Fatalf("the exchange quiet for %v: want the rate estimate back, got %v", quiet.Sub(now), got)
+	}
+}
+
 // TestAdapterFilter: SetMetrics fills the filter from the running and
 // waiting adapters, so a reported adapter always passes it, and an
 // adapter whose bit no reported one shares never does.

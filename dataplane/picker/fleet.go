@@ -151,7 +151,9 @@ func (m *CostModel) SendsSince(cursor uint64, out []Send) ([]Send, uint64) {
 // there queues ahead of this proxy's next request, and no scrape shows it
 // (the waiting count says 1 either way). With 4 proxies and only their
 // own sends in the backlog, TTFT p90 on unique prompts of mixed lengths
-// was 1.3× one proxy's in routesim — worse than round robin.
+// was 1.3× one proxy's in routesim — worse than round robin. Each send
+// also counts as a request the endpoint got since its latest scrape
+// (endpoints.Endpoint.NoteOthersSend).
 func (m *CostModel) MergeSends(sends []Send) {
 	now := m.clock().UnixNano()
 	rate := 1 / m.est.prefillToken
@@ -162,6 +164,7 @@ func (m *CostModel) MergeSends(sends []Send) {
 		}
 		ep := v.(*endpoints.Endpoint)
 		m.index.recordHashes(s.Keys, ep, ep.Written())
+		ep.NoteOthersSend(s.At, now)
 		if left := s.Prefill - float64(max(now-s.At, 0))/1e9*rate; left > 0 {
 			ep.AddBacklog(left, now, rate)
 		}
