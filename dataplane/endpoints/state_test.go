@@ -122,21 +122,8 @@ func TestScrapeRateIndependentOfProxies(t *testing.T) {
 // is its own open requests plus N − 1 times its own send rate over the
 // scrape's age — and follows SetProxies at run time.
 func TestUnseenScalesWithProxies(t *testing.T) {
-	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
-	defer reg.Close()
-	e := reg.Sync([]endpoints.Spec{{Address: "10.0.0.1:8000"}})["10.0.0.1:8000"]
-	// A steady 20 requests/s of this proxy: one per 50 ms scrape, each
-	// finished before the next scrape, for 5 rate windows.
-	t0 := time.Unix(1000, 0)
-	at := t0
-	for range 100 {
-		e.SetMetrics(&endpoints.Metrics{At: at})
-		e.Acquire()
-		e.Release()
-		at = at.Add(50 * time.Millisecond)
-	}
-	m := &endpoints.Metrics{At: at}
-	e.SetMetrics(m)
+	reg, e, m := steadyEndpoint(t)
+	at := m.At
 	if r := e.SendRate(); math.Abs(r-20) > 0.5 {
 		t.Fatalf("send rate %v, want ~20/s", r)
 	}
@@ -159,6 +146,25 @@ func TestUnseenScalesWithProxies(t *testing.T) {
 	if got := e.Unseen(m, m.At); got != 0 {
 		t.Fatalf("a scrape shows everything sent before it: unseen %v", got)
 	}
+}
+
+// steadyEndpoint is an endpoint of a registry of 4 proxies to which this
+// proxy sent a steady 20 requests/s — one per 50 ms scrape, each finished
+// before the next, for 5 rate windows — and its latest scrape.
+func steadyEndpoint(t *testing.T) (*endpoints.Registry, *endpoints.Endpoint, *endpoints.Metrics) {
+	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
+	t.Cleanup(reg.Close)
+	e := reg.Sync([]endpoints.Spec{{Address: "10.0.0.1:8000"}})["10.0.0.1:8000"]
+	at := time.Unix(1000, 0)
+	for range 100 {
+		e.SetMetrics(&endpoints.Metrics{At: at})
+		e.Acquire()
+		e.Release()
+		at = at.Add(50 * time.Millisecond)
+	}
+	m := &endpoints.Metrics{At: at}
+	e.SetMetrics(m)
+	return reg, e, m
 }
 
 // TestUnseenOwnRequestCountsOnce: with 4 proxies and no traffic before, a
@@ -188,18 +194,8 @@ func TestUnseenOwnRequestCountsOnce(t *testing.T) {
 // a new scrape starts the count again, and when the exchange goes quiet
 // for longer than metrics stay fresh the estimate takes over again.
 func TestUnseenCountsFleetSends(t *testing.T) {
-	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Proxies: 4})
-	defer reg.Close()
-	e := reg.Sync([]endpoints.Spec{{Address: "10.0.0.1:8000"}})["10.0.0.1:8000"]
-	at := time.Unix(1000, 0)
-	for range 100 { // this proxy: 20 requests/s, so the estimate is not 0
-		e.SetMetrics(&endpoints.Metrics{At: at})
-		e.Acquire()
-		e.Release()
-		at = at.Add(50 * time.Millisecond)
-	}
-	m := &endpoints.Metrics{At: at}
-	e.SetMetrics(m)
+	_, e, m := steadyEndpoint(t) // this proxy's rate makes the estimate non-zero
+	at := m.At
 	now := at.Add(100 * time.Millisecond)
 	e.NoteOthersSend(at.Add(-10*time.Millisecond).UnixNano(), now.UnixNano()) // before the scrape: shown by it
 	e.NoteOthersSend(at.Add(30*time.Millisecond).UnixNano(), now.UnixNano())
