@@ -38,7 +38,7 @@ type Pools interface {
 // other proxies where prefill is queued, which matters for the next
 // fraction of a second (see the control plane's SendsEvery), so reports
 // go out often; a report with nothing new is not sent.
-const DefaultReportEvery = 25 * time.Millisecond
+const DefaultReportEvery = 10 * time.Millisecond
 
 type Config struct {
 	// Addr and DialOptions reach the control plane as for xDS (empty

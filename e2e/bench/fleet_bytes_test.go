@@ -50,7 +50,7 @@ func (c *countingConn) Write(b []byte) (int, error) {
 // BenchmarkFleetExchangeBytes measures the fleet exchange's traffic on the
 // wire (gRPC over loopback, HTTP/2 framing included, no TLS) with 4
 // proxies' cost models picking among 8 endpoints at 200 requests/s in
-// all, with the production report and push intervals (25 ms; key sets
+// all, with the production report and push intervals (10 ms; key sets
 // every 250 ms): up-B/req
 // is what a proxy reports per request it sends (its keys and its send),
 // down-B/req what it is pushed per request another proxy sends. A proxy

@@ -7,11 +7,11 @@ import (
 )
 
 // The fleet exchange's production intervals (dataplane/fleetkeys and
-// controlplane/fleet): proxies report every 25 ms, the control plane
-// pushes the other proxies' sends at most every 25 ms and key sets at
+// controlplane/fleet): proxies report every 10 ms, the control plane
+// pushes the other proxies' sends at most every 10 ms and key sets at
 // most every 250 ms.
 const (
-	relayEvery = 25 * time.Millisecond
+	relayEvery = 10 * time.Millisecond
 	keysEvery  = 250 * time.Millisecond
 )
 

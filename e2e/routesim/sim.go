@@ -58,7 +58,7 @@ type Config struct {
 	// NoFleet turns off the emulated fleet exchange between proxies (see
 	// relay).
 	NoFleet bool
-	// RelayEvery is the fleet exchange's sends period (default 25 ms,
+	// RelayEvery is the fleet exchange's sends period (default 10 ms,
 	// production's): how late the other proxies' sends arrive.
 	RelayEvery time.Duration
 }
