@@ -34,11 +34,16 @@ type Pools interface {
 }
 
 // Config of a Client.
-// DefaultReportEvery is how often a proxy reports: its sends tell the
-// other proxies where prefill is queued, which matters for the next
+// DefaultReportEvery is how often a proxy reports its sends: they tell
+// the other proxies where prefill is queued, which matters for the next
 // fraction of a second (see the control plane's SendsEvery), so reports
-// go out often; a report with nothing new is not sent.
-const DefaultReportEvery = 10 * time.Millisecond
+// go out often; a report with nothing new is not sent. DefaultKeysEvery
+// is how often a report also carries the affinity keys used, which only
+// feed plans rebuilt every second.
+const (
+	DefaultReportEvery = 10 * time.Millisecond
+	DefaultKeysEvery   = 250 * time.Millisecond
+)
 
 type Config struct {
 	// Addr and DialOptions reach the control plane as for xDS (empty
@@ -51,11 +56,14 @@ type Config struct {
 	// Problems, when set, returns the proxy's current problems with its
 	// pools (e.g. kvindex.Client Problems), reported on the stream so the
 	// control plane shows them on the pools' status: in the first report,
-	// when they change and every fleetv1.ProblemsRefresh.
+	// when they change (looked at every KeysEvery) and every
+	// fleetv1.ProblemsRefresh.
 	Problems func() []*fleetv1.PoolProblem
-	// ReportEvery is how often the keys used since the last report are
-	// sent (default DefaultReportEvery).
-	ReportEvery time.Duration
+	// ReportEvery is how often the sends made since the last report are
+	// sent (default DefaultReportEvery); KeysEvery how often the keys
+	// used are (default DefaultKeysEvery, at least ReportEvery), and how
+	// often pools created since get the fleet's keys.
+	ReportEvery, KeysEvery time.Duration
 	// Grace is how long the fleet keys outlive a lost stream before the
 	// scorers fall back to their own (default 10 s): a reconnect to
 	// another control-plane replica then changes no plan.
@@ -91,6 +99,10 @@ func New(cfg Config) *Client {
 	if cfg.ReportEvery <= 0 {
 		cfg.ReportEvery = DefaultReportEvery
 	}
+	if cfg.KeysEvery <= 0 {
+		cfg.KeysEvery = DefaultKeysEvery
+	}
+	cfg.KeysEvery = max(cfg.KeysEvery, cfg.ReportEvery)
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
@@ -137,7 +149,7 @@ func (c *Client) lost() {
 func (c *Client) applyLoop(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	var fleet map[string]*picker.FleetKeys
-	tick := time.NewTicker(c.cfg.ReportEvery)
+	tick := time.NewTicker(c.cfg.KeysEvery)
 	defer tick.Stop()
 	var expire <-chan time.Time
 	for {
@@ -223,12 +235,13 @@ func (c *Client) merge(ps []*fleetv1.PoolSends, buf []picker.Send) []picker.Send
 	return buf[:0]
 }
 
-// report sends the keys used and the sends made since the previous report
-// every ReportEvery, from the start of the stream (the first report names
-// the proxy, says it takes sends and, on the process's first stream, asks
-// to catch up).
+// report sends the sends made since the previous report every
+// ReportEvery and the keys used every KeysEvery, from the start of the
+// stream (the first report names the proxy, says it takes sends and, on
+// the process's first stream, asks to catch up).
 func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClient, catchUp bool) error {
 	var since int64
+	var keysAt time.Time
 	var buf []picker.KeyUse
 	var sends []picker.Send
 	var problems problemReports
@@ -241,12 +254,16 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 		if first {
 			r.NodeId, r.Gateway, r.TakesSends, r.CatchUp = c.cfg.NodeID, c.cfg.Gateway, true, catchUp
 		}
-		if c.cfg.Problems != nil {
+		keysDue := now.Sub(keysAt) >= c.cfg.KeysEvery
+		if c.cfg.Problems != nil && keysDue {
 			r.Problems = problems.due(c.cfg.Problems(), first, now)
 		}
 		fleets := c.cfg.Pools.Fleets()
 		sends, r.Sends = c.sendsSince(fleets, sends, now.UnixNano())
 		for name, p := range fleets {
+			if !keysDue {
+				break
+			}
 			buf = capKeys(p.KeysUsedSince(since, buf[:0]))
 			if len(buf) == 0 {
 				continue
@@ -263,10 +280,12 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 			}
 			first = false
 		}
-		// The next report overlaps this one by an interval: a pick that
-		// took its time before now may record its key after the scan.
-		// Reporting a key twice changes nothing.
-		since = now.Add(-c.cfg.ReportEvery).UnixNano()
+		if keysDue {
+			// The next keys overlap these by an interval: a pick that
+			// took its time before now may record its key after the
+			// scan. Reporting a key twice changes nothing.
+			since, keysAt = now.Add(-c.cfg.ReportEvery).UnixNano(), now
+		}
 		select {
 		case <-ctx.Done():
 			return nil
