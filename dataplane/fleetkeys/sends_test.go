@@ -251,3 +251,62 @@ func TestClientSendsWithinLimits(t *testing.T) {
 		t.Fatalf("a chain beyond MaxKeysPerSend: %v, %d sends, first key %d; want the deepest keys", err, out[0].Len(), out[0].GetKeys()[0])
 	}
 }
+
+// keyedFleet is a fakeFleet that has used one affinity key just now, at
+// every scan.
+type keyedFleet struct{ fakeFleet }
+
+func (f *keyedFleet) KeysUsedSince(int64, []picker.KeyUse) []picker.KeyUse {
+	return []picker.KeyUse{{Key: 7, Last: time.Now().UnixNano()}}
+}
+
+// Sends go out every ReportEvery, keys only every KeysEvery: a proxy that
+// sends and uses keys all the time reports its keys a few times while its
+// sends go out in many reports.
+func TestClientReportsKeysLessOften(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &sendsCP{reports: make(chan *fleetv1.KeyReport, 1024), push: make(chan *fleetv1.FleetKeys, 4)}
+	g := grpc.NewServer()
+	fleetv1.RegisterPrefixKeysServer(g, cp)
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	p := &keyedFleet{}
+	const keysEvery = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	c := New(Config{Addr: lis.Addr().String(), NodeID: "n1", Gateway: "ns/gw", Pools: &fleets{m: map[string]picker.Fleet{"p": p}},
+		ReportEvery: 5 * time.Millisecond, KeysEvery: keysEvery, Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stop := time.After(500 * time.Millisecond)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	withKeys, withSends := 0, 0
+	start := time.Now()
+loop:
+	for {
+		select {
+		case <-tick.C:
+			p.send(1, 10)
+		case r := <-cp.reports:
+			if len(r.GetPools()) > 0 {
+				withKeys++
+			}
+			if len(r.GetSends()) > 0 {
+				withSends++
+			}
+		case <-stop:
+			break loop
+		}
+	}
+	cancel()
+	<-done
+	if limit := int(time.Since(start)/keysEvery) + 2; withKeys == 0 || withKeys > limit {
+		t.Fatalf("%d reports with keys in %v: want 1 to %d at one per %v", withKeys, time.Since(start), limit, keysEvery)
+	}
+	if withSends <= withKeys {
+		t.Fatalf("%d reports with sends, %d with keys: sends not reported more often", withSends, withKeys)
+	}
+}
