@@ -218,3 +218,13 @@ func TestAggregatorServesOnceKeysOnlyWhileFew(t *testing.T) {
 		t.Fatal("a key turning hot left the served version")
 	}
 }
+
+// streams is the number of streams subscribed to gw.
+func (a *Aggregator) streams(gw string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if g := a.gateways[gw]; g != nil {
+		return len(g.subs)
+	}
+	return 0
+}

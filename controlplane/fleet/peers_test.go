@@ -113,11 +113,17 @@ func TestRelayAcrossReplicas(t *testing.T) {
 	a := openTaking(t, rs[0].api, "a", "ns/gw")
 	b := openTaking(t, rs[1].api, "b", "ns/gw")
 	c := openTaking(t, rs[2].api, "c", "ns/gw")
-	// Wait for the mesh: 2 connected peers each, self dropped.
+	// Wait for the mesh: 2 connected peers each, self dropped; and for
+	// each replica to have subscribed its proxy's stream (a stream reads
+	// only sends that arrive after it subscribed: on a loaded machine a
+	// relayed send could otherwise come first).
 	waitFor(t, func() error {
 		for i, r := range rs {
 			if up, down := r.peers.connected(); up != 2 || down != 0 {
 				return fmt.Errorf("replica %d: %d peers up, %d down (addrs %v)", i, up, down, r.peers.Addrs())
+			}
+			if n := r.agg.streams("ns/gw"); n != 1 {
+				return fmt.Errorf("replica %d: %d streams subscribed", i, n)
 			}
 		}
 		return nil
