@@ -19,19 +19,7 @@ import (
 // pickerFleetYAML: two pools of the same simulated pods, each with its own
 // endpoint picker (the Inference Extension's lwepp), one failing closed
 // (the default), one open.
-const pickerFleetYAML = `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: infergate}
-spec: {controllerName: infergate.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: {{.NS}}}
-spec:
-  gatewayClassName: infergate
-  listeners: [{name: http, protocol: HTTP, port: {{.Port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
+const pickerFleetYAML = kubeGatewayYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: chat, namespace: {{.NS}}}
 spec:

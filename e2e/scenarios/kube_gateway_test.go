@@ -29,10 +29,9 @@ import (
 
 const kubeController = "infergate.dev/gateway-controller"
 
-// kubeFleetYAML is a Gateway with one route to an InferencePool in one
-// namespace; {{.NS}} names everything after the namespace so two fleets can
-// be told apart in a proxy's config.
-const kubeFleetYAML = `apiVersion: gateway.networking.k8s.io/v1
+// kubeGatewayYAML is the GatewayClass and a Gateway "gw" in {{.NS}}
+// listening on {{.Port}}, for fixtures to append their routes and pools to.
+const kubeGatewayYAML = `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: infergate}
 spec: {controllerName: infergate.dev/gateway-controller}
@@ -44,7 +43,12 @@ spec:
   gatewayClassName: infergate
   listeners: [{name: http, protocol: HTTP, port: {{.Port}}}]
 ---
-apiVersion: gateway.networking.k8s.io/v1
+`
+
+// kubeFleetYAML is a Gateway with one route to an InferencePool in one
+// namespace; {{.NS}} names everything after the namespace so two fleets can
+// be told apart in a proxy's config.
+const kubeFleetYAML = kubeGatewayYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: chat, namespace: {{.NS}}}
 spec:

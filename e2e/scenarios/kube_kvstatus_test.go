@@ -23,19 +23,7 @@ import (
 
 // tokenizerPoolYAML is a Gateway routing to a pool whose profile turns KV
 // events on with the tokenizer {{.Tokenizer}}.
-const tokenizerPoolYAML = `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: infergate}
-spec: {controllerName: infergate.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: {{.NS}}}
-spec:
-  gatewayClassName: infergate
-  listeners: [{name: http, protocol: HTTP, port: {{.Port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
+const tokenizerPoolYAML = kubeGatewayYAML + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: chat, namespace: {{.NS}}}
 spec:
