@@ -212,10 +212,7 @@ func (m *Pipeline) Explain(req ExplainRequest) (*Explanation, error) {
 		ex.Outcome, ex.Reason = "invalid", invalid.Error()
 		return ex, nil
 	}
-	var objective string
-	if obj := r.Header[objectiveHeader]; len(obj) > 0 {
-		objective = obj[0]
-	}
+	objective := objectiveOf(r) // as the client sent it, before the rule's filters
 	if !route.Filters.Empty() {
 		applyRequestFilters(r, &route.Filters, match)
 	}

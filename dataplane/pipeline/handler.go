@@ -192,10 +192,7 @@ func (h *portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var objective string
-	if obj := r.Header[objectiveHeader]; len(obj) > 0 {
-		objective = obj[0]
-	}
+	objective := objectiveOf(r) // as the client sent it, before the rule's filters
 	// The rule's filters; the backendRef's are applied per attempt.
 	if !route.Filters.Empty() {
 		applyRequestFilters(r, &route.Filters, match)
@@ -274,4 +271,13 @@ func misdirected(ps *portState, r *http.Request) bool {
 		return false
 	}
 	return ps.router.Listener(r.TLS.ServerName) != ps.router.Listener(r.Host)
+}
+
+// objectiveOf is the request's InferenceObjective header ("" when absent),
+// read without canonicalising the name again.
+func objectiveOf(r *http.Request) string {
+	if obj := r.Header[objectiveHeader]; len(obj) > 0 {
+		return obj[0]
+	}
+	return ""
 }
