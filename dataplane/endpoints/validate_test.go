@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/internal/testwait"
+	"github.com/infergate/infergate/proto/freeport"
 )
 
 // TestOutOfDomainIsInvalid: every value a real server cannot report makes
@@ -169,12 +171,13 @@ func TestScrapeBounded(t *testing.T) {
 // to fail — and back in rotation with its first good scrape; a refused
 // metrics port that is not the serving port only makes metrics unusable.
 func TestRefusedScrapeEjects(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port nothing listens on: freeport draws it from where no listener
+	// on port 0 (another test's) can be given it meanwhile.
+	port, err := freeport.On()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	other := "127.0.0.2:1"
 	reg := endpoints.NewRegistry(slog.New(slog.DiscardHandler), endpoints.Options{Interval: 10 * time.Millisecond})
 	t.Cleanup(reg.Close)
@@ -189,7 +192,7 @@ func TestRefusedScrapeEjects(t *testing.T) {
 	}
 
 	// The server comes back on the same address.
-	ln, err = net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("address taken meanwhile: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/extproc/extproctest"
+	"github.com/infergate/infergate/proto/freeport"
 )
 
 // TestExchangeLWEPPOrder: the headers answer comes after the body, every
@@ -207,12 +209,13 @@ func TestExchangeFailures(t *testing.T) {
 
 // TestExchangeUnreachable: no listener, no endpoints, an invalid reference.
 func TestExchangeUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port nothing listens on: freeport draws it from where no listener
+	// on port 0 (another test's) can be given it meanwhile.
+	port, err := freeport.On()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	_, p, _ := newTestPicker(t, addr, false, 2*time.Second)
 	if _, err := p.Start(context.Background(), testRequest(nil)); !isReason(err, ReasonUnavailable) {
 		t.Fatalf("closed port: %v", err)

@@ -21,20 +21,21 @@ import (
 	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/server"
 	"github.com/infergate/infergate/dataplane/upstream"
+	"github.com/infergate/infergate/proto/freeport"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
 const gw = "ns/gw"
 
-// freePort returns a port that was free a moment ago on 127.0.0.1.
+// freePort returns a port that was free a moment ago on 127.0.0.1 (see
+// package freeport for why not port 0).
 func freePort(t testing.TB) uint32 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.On()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	return uint32(port)
 }
 
 func newManager(t testing.TB) *server.Manager {

@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/infergate/infergate/proto/freeport"
 )
 
 // dropBackend answers the first request on each connection and reads the
@@ -95,12 +98,13 @@ func TestWrittenRequestNotResent(t *testing.T) {
 // with a *NotSentError (the caller may try another endpoint); a request
 // error is a *RequestError on any connection.
 func TestNotSentOnConnectFailure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port nothing listens on: freeport draws it from where no listener
+	// on port 0 (another test's) can be given it meanwhile.
+	port, err := freeport.On()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for _, mode := range []HTTP1Mode{HTTP1Lean, HTTP1Stdlib} {
 		u := New(slog.New(slog.DiscardHandler), Options{HTTP1: mode})
 		t.Cleanup(u.Close)

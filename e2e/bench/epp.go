@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/infergate/infergate/e2e/cluster"
 	"github.com/infergate/infergate/e2e/cluster/k8sbin"
 	"github.com/infergate/infergate/e2e/harness"
+	"github.com/infergate/infergate/proto/freeport"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -227,20 +229,15 @@ func podAddresses(n int) ([]string, int, error) {
 // freePorts3 returns three ports free on every interface (the picker
 // listens on all).
 func freePorts3() (a, b, c int, err error) {
-	var ports [3]int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			_ = l.Close()
-		}
-	}()
-	for i := range ports {
-		l, err := net.Listen("tcp", ":0")
+	var ports []int
+	for len(ports) < 3 {
+		p, err := freeport.On("")
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		lns = append(lns, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
 	}
 	return ports[0], ports[1], ports[2], nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/dataplane/pipeline"
 	"github.com/infergate/infergate/dataplane/server"
+	"github.com/infergate/infergate/proto/freeport"
 	snapshotv1 "github.com/infergate/infergate/proto/snapshot/v1"
 )
 
@@ -123,10 +124,6 @@ func closeProxies(ps []*proxy) {
 }
 
 func freePort() (uint32, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port), nil
+	port, err := freeport.On()
+	return uint32(port), err
 }

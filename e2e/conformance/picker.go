@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infergate/infergate/e2e/harness"
+	"github.com/infergate/infergate/proto/freeport"
 )
 
 // isEndpointPicker reports a container of the Inference Extension suite's
@@ -112,12 +113,7 @@ func pickerArgs(in []string) ([]string, map[int32]int, error) {
 
 // freeLocalPort is a port free on every interface (the picker binds all).
 func freeLocalPort() (int, error) {
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return freeport.On("")
 }
 
 // grpcServing runs a kubelet gRPC probe: grpc.health.v1 Check of service

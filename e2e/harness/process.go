@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/proto/freeport"
 )
 
 // Binaries locates (or builds) bin/controlplane, bin/proxy and bin/modelsim.
@@ -209,15 +210,11 @@ func (p *Process) Wait() error {
 	return p.err
 }
 
-// FreePort returns a TCP port that is free on host at the time of the call.
+// FreePort returns a TCP port that is free on host at the time of the call
+// (see package freeport for why not port 0).
 func FreePort(t testing.TB, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("free port on %s: %v", host, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return FreePortOn(t, host)
 }
 
 // FreePortOn returns a port that is free on every host listed, so that
@@ -233,27 +230,7 @@ func FreePortOn(t testing.TB, hosts ...string) int {
 
 // FreePortOnAll is FreePortOn outside a test.
 func FreePortOnAll(hosts ...string) (int, error) {
-	for attempt := 0; attempt < 50; attempt++ {
-		l, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
-		if err != nil {
-			return 0, fmt.Errorf("free port on %s: %w", hosts[0], err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		ok := true
-		for _, h := range hosts[1:] {
-			l, err := net.Listen("tcp", net.JoinHostPort(h, fmt.Sprint(port)))
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = l.Close()
-		}
-		if ok {
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no port free on all of %v", hosts)
+	return freeport.On(hosts...)
 }
 
 // WaitHTTP polls url until it answers 200 or the timeout passes.

@@ -33,6 +33,7 @@ import (
 
 	"github.com/infergate/infergate/dataplane/http1"
 	"github.com/infergate/infergate/dataplane/upstream"
+	"github.com/infergate/infergate/proto/freeport"
 )
 
 func main() {
@@ -294,12 +295,11 @@ func waitReady(t *target, body []byte) error {
 }
 
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.On()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // repoRoot walks up from the working directory to the directory holding
