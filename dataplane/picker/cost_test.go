@@ -316,7 +316,9 @@ func TestCostOtherProxysPrefillQueues(t *testing.T) {
 	b.s.SetEndpoints(b.es)
 	long := chatBody("", "document: "+strings.Repeat("lorem ipsum dolor sit amet ", 1500)) // ~10k tokens
 	x := a.pick(long)
-	short := func(i int) []byte { return chatBody("", fmt.Sprintf("unrelated question %d", i)) }
+	// Distinct within the first block (64 bytes of the prompt), so that
+	// ties between the idle endpoints spread the picks over all of them.
+	short := func(i int) []byte { return chatBody(fmt.Sprintf("q%d", i), "unrelated question") }
 	hits := func() int {
 		n := 0
 		for i := range 40 {
