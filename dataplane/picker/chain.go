@@ -1,12 +1,17 @@
 package picker
 
-import "github.com/cespare/xxhash/v2"
+import (
+	"encoding/binary"
+
+	"github.com/zeebo/xxh3"
+)
 
 // The cost model matches a prompt against where its prefixes went at
 // block granularity over the whole prompt — a conversation's history, not
 // only a leading window — without hashing or indexing every block: the
-// chain of block hashes (64-byte blocks ≈ 16 tokens, one streaming digest
-// seeded by the model, so equal hashes mean equal prefixes) is read at
+// chain of block hashes (64-byte blocks ≈ 16 tokens; each key the hash of
+// the previous key and the blocks since, seeded by the model, so equal keys
+// mean equal prefixes) is read at
 // positions that are dense where prompts differ early (4 and 8 blocks),
 // every chainStride blocks up to chainStride × chainRelative blocks, then
 // every 1/chainRelative of the depth (rounded to chainStride), plus the
@@ -41,8 +46,13 @@ func appendChain(dst []chainKey, model string, body []byte) (_ []chainKey, total
 	if n == 0 {
 		return dst, 0
 	}
-	var d xxhash.Digest
-	d.ResetWithSeed(xxhash.Sum64String(model))
+	// Each stretch between recorded positions is hashed in one call and
+	// folded into the previous key: xxh3's vectorised one-shot hash reads a
+	// long prompt about twice as fast as a streaming xxhash64 digest (which
+	// was half of a 32k-token pick), and positions depend only on the block
+	// index, so two prompts cut the same stretches wherever they agree.
+	key := xxh3.HashString(model)
+	var fold [16]byte
 	done := 0
 	next := func(b int) int {
 		switch {
@@ -56,9 +66,11 @@ func appendChain(dst []chainKey, model string, body []byte) (_ []chainKey, total
 	}
 	for b := next(0); ; b = next(b) {
 		b = min(b, n)
-		_, _ = d.Write(p[done*BlockChars : b*BlockChars])
+		binary.LittleEndian.PutUint64(fold[:8], key)
+		binary.LittleEndian.PutUint64(fold[8:], xxh3.Hash(p[done*BlockChars:b*BlockChars]))
+		key = xxh3.Hash(fold[:])
 		done = b
-		dst = append(dst, chainKey{Blocks: int32(b), Hash: d.Sum64()})
+		dst = append(dst, chainKey{Blocks: int32(b), Hash: key})
 		if b == n {
 			return dst, n
 		}

@@ -36,3 +36,35 @@ func TestChainPositions(t *testing.T) {
 		}
 	}
 }
+
+// A prompt that differs in one byte differs from the key whose stretch
+// holds that byte on; another model shares no key with the same prompt.
+func TestChainKeysDivergeWherePromptsDo(t *testing.T) {
+	const blocks = 1024
+	prompt := []byte(strings.Repeat("0123456789abcdef", blocks*BlockChars/16))
+	body := func(model string, p []byte) []byte {
+		return []byte(`{"model":"` + model + `","prompt":"` + string(p) + `"}`)
+	}
+	keys, _ := appendChain(nil, "m", body("m", prompt))
+	const at = 500*BlockChars + 7
+	changed := append([]byte(nil), prompt...)
+	changed[at] = 'X'
+	other, _ := appendChain(nil, "m", body("m", changed))
+	if len(other) != len(keys) {
+		t.Fatalf("%d keys, want %d", len(other), len(keys))
+	}
+	// `"prompt":"` precedes the prompt in what is hashed.
+	byteBlock := int32((at + len(`"prompt":"`)) / BlockChars)
+	for i := range keys {
+		same := keys[i] == other[i]
+		if want := keys[i].Blocks <= byteBlock; same != want {
+			t.Fatalf("key at %d blocks: equal %v, want %v (the prompts differ in block %d)", keys[i].Blocks, same, want, byteBlock)
+		}
+	}
+	lora, _ := appendChain(nil, "adapter", body("m", prompt))
+	for i := range keys {
+		if keys[i] == lora[i] {
+			t.Fatalf("key at %d blocks is the same for two models", keys[i].Blocks)
+		}
+	}
+}
