@@ -39,10 +39,11 @@ type sendEntry struct {
 	ep           uint64
 	// keys is a window of the decoded report's keys, never written.
 	keys []uint64
-	// prefill is the send's prefill tokens; age (ns) its age when the
-	// report arrived: a push adds the time held since.
-	prefill uint32
-	age     int64
+	// prefill and output are the send's prefill and expected output
+	// tokens; age (ns) its age when the report arrived: a push adds the
+	// time held since.
+	prefill, output uint32
+	age             int64
 }
 
 func newSendRing(lim sendLimits) *sendRing {
@@ -62,7 +63,7 @@ func (r *sendRing) add(now int64, origin string, ps []*fleetv1.PoolSends) int {
 				continue
 			}
 			r.entries = append(r.entries, sendEntry{at: now, origin: origin, pool: pool, ep: snd.Endpoint, keys: snd.Keys,
-				prefill: snd.Prefill, age: int64(snd.Age)})
+				prefill: snd.Prefill, output: snd.Output, age: int64(snd.Age)})
 			r.keys += len(snd.Keys)
 			r.next++
 			n++
@@ -152,7 +153,7 @@ func (r *sendRing) read(now int64, cursor uint64, node string, budget int, out [
 			byPool[e.pool] = p
 			out = append(out, p)
 		}
-		p.Add(fleetv1.Sent{Endpoint: e.ep, Keys: e.keys, Prefill: e.prefill, Age: time.Duration(e.age + now - e.at)})
+		p.Add(fleetv1.Sent{Endpoint: e.ep, Keys: e.keys, Prefill: e.prefill, Output: e.output, Age: time.Duration(e.age + now - e.at)})
 		cursor = s
 	}
 	return out, cursor, skipped, false

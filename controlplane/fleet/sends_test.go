@@ -280,12 +280,12 @@ func FuzzIngestSends(f *testing.F) {
 }
 
 // A send's age grows by the time the control plane held it, and its
-// prefill tokens pass through: the proxy that gets it places it in its own
+// prefill and output tokens pass through: the proxy that gets it places it in its own
 // clock.
 func TestSendRingAges(t *testing.T) {
 	r := newSendRing(sendLimits{sends: 10, keys: 100, age: int64(time.Minute)})
 	ps := &fleetv1.PoolSends{Pool: "p"}
-	ps.Add(fleetv1.Sent{Endpoint: 3, Keys: []uint64{1}, Prefill: 2048, Age: 5 * time.Millisecond})
+	ps.Add(fleetv1.Sent{Endpoint: 3, Keys: []uint64{1}, Prefill: 2048, Output: 300, Age: 5 * time.Millisecond})
 	t0 := time.Now().UnixNano()
 	r.add(t0, "a", []*fleetv1.PoolSends{ps})
 	out, _, _, _ := r.read(t0+int64(100*time.Millisecond), 0, "b", 1<<10, nil)
@@ -293,8 +293,8 @@ func TestSendRingAges(t *testing.T) {
 		t.Fatalf("read %d pools, want 1", len(out))
 	}
 	for snd := range out[0].All() {
-		if snd.Prefill != 2048 || snd.Age != 105*time.Millisecond {
-			t.Fatalf("pushed %+v: want 2048 prefill tokens, 105ms old", snd)
+		if snd.Prefill != 2048 || snd.Output != 300 || snd.Age != 105*time.Millisecond {
+			t.Fatalf("pushed %+v: want 2048 prefill and 300 output tokens, 105ms old", snd)
 		}
 	}
 }

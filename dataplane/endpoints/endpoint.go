@@ -173,7 +173,7 @@ func (e *Endpoint) Unseen(m *Metrics, now time.Time) float64 {
 	if others <= 0 || m == nil {
 		return own
 	}
-	if at := e.othersAt.Load(); at != 0 && now.UnixNano()-at < int64(e.sched.staleAfter()) {
+	if e.OthersLive(now) {
 		// The fleet exchange brings the others' sends themselves (25–50 ms
 		// late): count those made after the scrape instead of estimating.
 		return own + float64(e.othersSince.Load())
@@ -183,6 +183,13 @@ func (e *Endpoint) Unseen(m *Metrics, now time.Time) float64 {
 		return own
 	}
 	return own + float64(others)*e.SendRate()*age
+}
+
+// OthersLive reports whether the fleet exchange brought another proxy's
+// send recently (within the stale-metrics bound) at now.
+func (e *Endpoint) OthersLive(now time.Time) bool {
+	at := e.othersAt.Load()
+	return at != 0 && now.UnixNano()-at < int64(e.sched.staleAfter())
 }
 
 // NoteOthersSend counts another proxy's send to the endpoint, made at at

@@ -226,7 +226,7 @@ func (c *Client) merge(ps []*fleetv1.PoolSends, buf []picker.Send) []picker.Send
 		buf = buf[:0]
 		now := time.Now().UnixNano()
 		for s := range p.All() {
-			buf = append(buf, picker.Send{Endpoint: s.Endpoint, Keys: s.Keys, Prefill: float64(s.Prefill), At: now - int64(s.Age)})
+			buf = append(buf, picker.Send{Endpoint: s.Endpoint, Keys: s.Keys, Prefill: float64(s.Prefill), Output: float64(s.Output), At: now - int64(s.Age)})
 		}
 		f.MergeSends(buf)
 		c.counts.add(p.GetPool(), 0, len(buf))

@@ -41,8 +41,8 @@ func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send, n
 			// A chain longer than a send may carry keeps its deepest keys,
 			// as the picker's own outbox does.
 			if keys := s.Keys[max(0, len(s.Keys)-fleetv1.MaxKeysPerSend):]; len(keys) > 0 {
-				ps.Add(fleetv1.Sent{Endpoint: s.Endpoint, Keys: keys, Prefill: uint32(min(max(s.Prefill, 0), fleetv1.MaxPrefillTokens)),
-					Age: time.Duration(now - s.At)})
+				ps.Add(fleetv1.Sent{Endpoint: s.Endpoint, Keys: keys, Prefill: tokens(s.Prefill, fleetv1.MaxPrefillTokens),
+					Output: tokens(s.Output, fleetv1.MaxOutputTokens), Age: time.Duration(now - s.At)})
 			}
 		}
 		if ps.Len() > 0 {
@@ -97,4 +97,10 @@ func (c *counts) snapshot() map[string]PoolSends {
 		out[k] = *v
 	}
 	return out
+}
+
+// tokens is a picker's token estimate as the exchange carries it: whole,
+// within 0..limit.
+func tokens(v float64, limit uint32) uint32 {
+	return uint32(min(max(v, 0), float64(limit)))
 }

@@ -44,7 +44,7 @@ func (f *fakeFleet) MergeSends(s []picker.Send) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, x := range s {
-		f.merged = append(f.merged, picker.Send{Endpoint: x.Endpoint, Keys: slices.Clone(x.Keys), Prefill: x.Prefill, At: x.At})
+		f.merged = append(f.merged, picker.Send{Endpoint: x.Endpoint, Keys: slices.Clone(x.Keys), Prefill: x.Prefill, Output: x.Output, At: x.At})
 	}
 }
 func (f *fakeFleet) send(ep uint64, keys ...uint64) {
@@ -176,7 +176,7 @@ func TestClientSends(t *testing.T) {
 
 	cp.push <- &fleetv1.FleetKeys{Pools: []*fleetv1.PoolSet{{Pool: "p", Hot: []uint64{7}}}}
 	other := &fleetv1.PoolSends{Pool: "p"}
-	other.Add(fleetv1.Sent{Endpoint: 5, Keys: []uint64{50, 51}, Prefill: 300, Age: time.Minute})
+	other.Add(fleetv1.Sent{Endpoint: 5, Keys: []uint64{50, 51}, Prefill: 300, Output: 40, Age: time.Minute})
 	other.Add(fleetv1.Sent{Endpoint: 6, Keys: []uint64{60}})
 	gone := &fleetv1.PoolSends{Pool: "gone"}
 	gone.Add(fleetv1.Sent{Endpoint: 9, Keys: []uint64{90}})
@@ -190,8 +190,8 @@ func TestClientSends(t *testing.T) {
 	p.mu.Lock()
 	m := p.merged[0]
 	p.mu.Unlock()
-	if at := time.Unix(0, m.At); m.Prefill != 300 || at.Before(before.Add(-time.Minute)) || at.After(time.Now().Add(-time.Minute)) {
-		t.Fatalf("merged send at %v with %v prefill tokens: want 300 tokens a minute before the push (%v)", at, m.Prefill, before)
+	if at := time.Unix(0, m.At); m.Prefill != 300 || m.Output != 40 || at.Before(before.Add(-time.Minute)) || at.After(time.Now().Add(-time.Minute)) {
+		t.Fatalf("merged send at %v with %v prefill and %v output tokens: want 300 and 40 a minute before the push (%v)", at, m.Prefill, m.Output, before)
 	}
 	if k := p.FleetKeysInUse(); k == nil || !slices.Equal(k.Hot, []uint64{7}) {
 		t.Fatalf("keys after a push with keys_unchanged: %v, want hot [7] kept", k)

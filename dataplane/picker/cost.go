@@ -356,17 +356,21 @@ func (m *CostModel) record(c *Cycle, i int) {
 	t := &c.terms[i]
 	uncached := max(c.prompt-t.CachedTokens, 1)
 	// Everything the request allocates in the endpoint's KV cache pushes
-	// older prefixes towards eviction; the other proxies write about as
-	// much there as this one. Its prompt queues for prefill: the backlog
+	// older prefixes towards eviction. The other proxies write about as
+	// much there as this one, unless the fleet exchange brings their sends
+	// (MergeSends counts those). Its prompt queues for prefill: the backlog
 	// counts this proxy's own sends only — the others' show in the next
 	// scrape, and counting them as copies of this proxy's picks made each
 	// proxy shun its own recent endpoints (with 4 proxies, TTFT p90 on
 	// shared prefixes 1.2 s instead of 0.78 s in routesim).
 	n := float64(max(ep.Proxies(), 1))
+	if ep.OthersLive(c.Now) {
+		n = 1
+	}
 	ep.AddWritten(int64((uncached + c.output) * n))
 	ep.AddBacklog(uncached, c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
-	m.out.add(ep.Hash, keys, uncached, c.Now.UnixNano())
+	m.out.add(ep.Hash, keys, uncached, c.output, c.Now.UnixNano())
 	c.Req.note = pickNote{ep: ep, cached: t.CachedTokens, outputGiven: c.outputGiven}
 	m.lora.Record(c, ep)
 }

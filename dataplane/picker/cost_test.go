@@ -343,3 +343,36 @@ func TestCostOtherProxysPrefillQueues(t *testing.T) {
 		t.Fatalf("after the prefill: endpoint %d gets none of 40 picks", x)
 	}
 }
+
+// What the other proxies' sends write into an endpoint's KV cache (their
+// prefill and expected output, as the fleet exchange brings them) pushes
+// the prefixes sent there before towards eviction, as this proxy's own
+// sends do: a prefix stays believed cached after a few others' sends and
+// is forgotten once they wrote more than the whole cache.
+func TestCostOthersWritesEvict(t *testing.T) {
+	f := newCostFleet(t, 1)
+	f.s.SetEndpoints(f.es)
+	f.state[0].KVCacheUsage = 0.95
+	f.scrape()
+	p := chatBody(longSystem, "the question")
+	f.pick(p)
+	cached := func() float64 { return f.explain(p).Candidates[0].CachedTokens }
+	if cached() == 0 {
+		t.Fatal("the prefix just sent is not believed cached")
+	}
+	others := func(n int, prefill, output float64) {
+		var sends []picker.Send
+		for range n {
+			sends = append(sends, picker.Send{Endpoint: f.es[0].Hash, Prefill: prefill, Output: output, At: f.now.UnixNano()})
+		}
+		f.s.Fleet().MergeSends(sends)
+	}
+	others(4, 1500, 500) // 8k tokens of a 32k-token cache
+	if cached() == 0 {
+		t.Fatal("forgotten after the others wrote a quarter of the cache")
+	}
+	others(10, 2500, 500) // 30k more: beyond the whole cache
+	if c := cached(); c != 0 {
+		t.Fatalf("still believed cached (%v tokens) after the others wrote more than the whole cache", c)
+	}
+}

@@ -32,13 +32,15 @@ type Fleet interface {
 
 // Send is one prompt a proxy sent: the endpoint (its Hash, the same on
 // every proxy), the prompt's chain keys (hashes of its leading blocks at
-// the positions the cost model records), and the prompt tokens it queued
-// for prefill there (those the sender believed uncached) at At (unix ns,
-// in the clock of whoever holds the Send: the exchange carries ages).
+// the positions the cost model records), the prompt tokens it queued for
+// prefill there (those the sender believed uncached), the output tokens
+// the sender expected, at At (unix ns, in the clock of whoever holds the
+// Send: the exchange carries ages).
 type Send struct {
 	Endpoint uint64
 	Keys     []uint64
 	Prefill  float64
+	Output   float64
 	At       int64
 }
 
@@ -65,10 +67,10 @@ type outbox struct {
 }
 
 type outboxHead struct {
-	seq, ep uint64
-	off, n  int
-	prefill float64
-	at      int64
+	seq, ep         uint64
+	off, n          int
+	prefill, output float64
+	at              int64
 }
 
 const (
@@ -77,14 +79,14 @@ const (
 )
 
 // add records a send of keys to ep at at (unix ns) that queued prefill
-// tokens there.
-func (o *outbox) add(ep uint64, keys []chainKey, prefill float64, at int64) {
+// tokens there and expects output tokens.
+func (o *outbox) add(ep uint64, keys []chainKey, prefill, output float64, at int64) {
 	n := min(len(keys), outboxKeys/8)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seq++
 	h := &o.heads[o.seq%outboxSends]
-	*h = outboxHead{seq: o.seq, ep: ep, off: o.next, n: n, prefill: prefill, at: at}
+	*h = outboxHead{seq: o.seq, ep: ep, off: o.next, n: n, prefill: prefill, output: output, at: at}
 	// Keep the deepest keys when a prompt has more than fit.
 	for _, k := range keys[len(keys)-n:] {
 		o.keys[o.next] = k.Hash
@@ -114,7 +116,7 @@ func (o *outbox) since(cursor uint64, out []Send) ([]Send, uint64) {
 	}
 	for q := oldest; q <= o.seq; q++ {
 		h := &o.heads[q%outboxSends]
-		s := Send{Endpoint: h.ep, Keys: make([]uint64, h.n), Prefill: h.prefill, At: h.at}
+		s := Send{Endpoint: h.ep, Keys: make([]uint64, h.n), Prefill: h.prefill, Output: h.output, At: h.at}
 		for i := range h.n {
 			s.Keys[i] = o.keys[(h.off+i)%outboxKeys]
 		}
@@ -154,6 +156,14 @@ func (m *CostModel) SendsSince(cursor uint64, out []Send) ([]Send, uint64) {
 // was 1.3× one proxy's in routesim — worse than round robin. Each send
 // also counts as a request the endpoint got since its latest scrape
 // (endpoints.Endpoint.NoteOthersSend).
+//
+// What a send writes into the endpoint's KV cache (its prefill and
+// expected output) counts towards evicting the prefixes sent there
+// before: while sends arrive, the others' writes are these, not copies of
+// this proxy's own (see record). (routesim, 4 proxies, 5 seeds: with the
+// copies, prefix groups under KV pressure were believed evicted too soon
+// and spread over more replicas — shared prefixes saturated 1,540 tok/s
+// against 2,331 on one proxy.)
 func (m *CostModel) MergeSends(sends []Send) {
 	now := m.clock().UnixNano()
 	rate := 1 / m.est.prefillToken
@@ -165,6 +175,7 @@ func (m *CostModel) MergeSends(sends []Send) {
 		ep := v.(*endpoints.Endpoint)
 		m.index.recordHashes(s.Keys, ep, ep.Written())
 		ep.NoteOthersSend(s.At, now)
+		ep.AddWritten(int64(s.Prefill + s.Output))
 		if left := s.Prefill - float64(max(now-s.At, 0))/1e9*rate; left > 0 {
 			ep.AddBacklog(left, now, rate)
 		}

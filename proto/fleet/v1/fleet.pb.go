@@ -268,7 +268,12 @@ type PoolSends struct {
 	// Per send (empty: not said for any): milliseconds between the send and
 	// the building of this message (the report, or the control plane's push),
 	// so a receiver places it in its own clock without comparing clocks.
-	AgeMs         []uint32 `protobuf:"varint,6,rep,packed,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
+	AgeMs []uint32 `protobuf:"varint,6,rep,packed,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
+	// Per send (empty: not said for any): the output tokens its proxy
+	// expected; with the prefill, what the send writes into the endpoint's
+	// KV cache, so the other proxies estimate when older prefixes there are
+	// evicted from what was sent rather than from a guess.
+	OutputTokens  []uint32 `protobuf:"varint,7,rep,packed,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -341,6 +346,13 @@ func (x *PoolSends) GetPrefillTokens() []uint32 {
 func (x *PoolSends) GetAgeMs() []uint32 {
 	if x != nil {
 		return x.AgeMs
+	}
+	return nil
+}
+
+func (x *PoolSends) GetOutputTokens() []uint32 {
+	if x != nil {
+		return x.OutputTokens
 	}
 	return nil
 }
@@ -710,7 +722,7 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\vPoolProblem\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xae\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xd3\x01\n" +
 	"\tPoolSends\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1c\n" +
 	"\tendpoints\x18\x02 \x03(\x06R\tendpoints\x12\x1d\n" +
@@ -718,7 +730,8 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"key_counts\x18\x03 \x03(\rR\tkeyCounts\x12\x12\n" +
 	"\x04keys\x18\x04 \x03(\x06R\x04keys\x12%\n" +
 	"\x0eprefill_tokens\x18\x05 \x03(\rR\rprefillTokens\x12\x15\n" +
-	"\x06age_ms\x18\x06 \x03(\rR\x05ageMs\"\x81\x01\n" +
+	"\x06age_ms\x18\x06 \x03(\rR\x05ageMs\x12#\n" +
+	"\routput_tokens\x18\a \x03(\rR\foutputTokens\"\x81\x01\n" +
 	"\bPoolKeys\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x121\n" +
 	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12.\n" +

@@ -20,9 +20,11 @@ const (
 	// MaxKeysPerSend bounds one send's chain keys: a key per block at
 	// most, and the picker hashes at most 4,096 blocks of a prompt.
 	MaxKeysPerSend = 4096
-	// MaxPrefillTokens bounds one send's prefill tokens (a prompt of 16M
-	// tokens is beyond any model's context).
+	// MaxPrefillTokens bounds one send's prefill tokens, and
+	// MaxOutputTokens its expected output tokens (16M tokens are beyond any
+	// model's context).
 	MaxPrefillTokens = 1 << 24
+	MaxOutputTokens  = 1 << 24
 	// MaxSendAge bounds a send's age: the control plane holds sends for
 	// minutes at most, and a proxy reports within a second.
 	MaxSendAge = 10 * time.Minute
@@ -56,8 +58,9 @@ func (p *PoolSends) Len() int { return len(p.GetEndpoints()) }
 
 // Check reports why p's columns do not describe a list of sends: one
 // endpoint and one key count per send, the counts adding up to the keys,
-// none above MaxKeysPerSend; prefill tokens and ages, when present, one
-// per send and within MaxPrefillTokens and MaxSendAge.
+// none above MaxKeysPerSend; prefill tokens, output tokens and ages, when
+// present, one per send and within MaxPrefillTokens, MaxOutputTokens and
+// MaxSendAge.
 func (p *PoolSends) Check() error {
 	n := len(p.GetEndpoints())
 	if n != len(p.GetKeyCounts()) {
@@ -78,6 +81,14 @@ func (p *PoolSends) Check() error {
 	}
 	if c := len(p.GetAgeMs()); c != 0 && c != n {
 		return fmt.Errorf("%d endpoints but %d ages", n, c)
+	}
+	if c := len(p.GetOutputTokens()); c != 0 && c != n {
+		return fmt.Errorf("%d endpoints but %d output token counts", n, c)
+	}
+	for i, t := range p.GetOutputTokens() {
+		if t > MaxOutputTokens {
+			return fmt.Errorf("send %d expects %d output tokens, at most %d", i, t, MaxOutputTokens)
+		}
 	}
 	for i, t := range p.GetPrefillTokens() {
 		if t > MaxPrefillTokens {
@@ -100,6 +111,9 @@ type Sent struct {
 	// Prefill is the prompt tokens the send queued for prefill (0: none,
 	// or not said).
 	Prefill uint32
+	// Output is the output tokens the sender expected (0: none, or not
+	// said).
+	Output uint32
 	// Age is how long before the message was built the send was made (0:
 	// not said).
 	Age time.Duration
@@ -112,13 +126,16 @@ func (p *PoolSends) All() iter.Seq[Sent] {
 		if p.Check() != nil {
 			return
 		}
-		keys, prefill, ages := p.GetKeys(), p.GetPrefillTokens(), p.GetAgeMs()
+		keys, prefill, output, ages := p.GetKeys(), p.GetPrefillTokens(), p.GetOutputTokens(), p.GetAgeMs()
 		off := 0
 		for i, ep := range p.GetEndpoints() {
 			n := int(p.GetKeyCounts()[i])
 			s := Sent{Endpoint: ep, Keys: keys[off : off+n : off+n]}
 			if len(prefill) > 0 {
 				s.Prefill = prefill[i]
+			}
+			if len(output) > 0 {
+				s.Output = output[i]
 			}
 			if len(ages) > 0 {
 				s.Age = time.Duration(ages[i]) * time.Millisecond
@@ -131,12 +148,14 @@ func (p *PoolSends) All() iter.Seq[Sent] {
 	}
 }
 
-// Add appends s (its prefill capped at MaxPrefillTokens, its age clamped
-// to 0..MaxSendAge); the prefill and age columns are always written.
+// Add appends s (its prefill and output capped at MaxPrefillTokens and
+// MaxOutputTokens, its age clamped to 0..MaxSendAge); the prefill, output
+// and age columns are always written.
 func (p *PoolSends) Add(s Sent) {
 	p.Endpoints = append(p.Endpoints, s.Endpoint)
 	p.KeyCounts = append(p.KeyCounts, uint32(len(s.Keys)))
 	p.Keys = append(p.Keys, s.Keys...)
 	p.PrefillTokens = append(p.PrefillTokens, min(s.Prefill, MaxPrefillTokens))
+	p.OutputTokens = append(p.OutputTokens, min(s.Output, MaxOutputTokens))
 	p.AgeMs = append(p.AgeMs, uint32(min(max(s.Age, 0), MaxSendAge)/time.Millisecond))
 }

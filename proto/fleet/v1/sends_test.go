@@ -11,13 +11,13 @@ import (
 // Add and All round-trip sends through the columns, on the wire too.
 func TestPoolSendsRoundTrip(t *testing.T) {
 	in := []Sent{
-		{Endpoint: 10, Keys: []uint64{1, 2, 3}, Prefill: 900, Age: 12 * time.Millisecond},
+		{Endpoint: 10, Keys: []uint64{1, 2, 3}, Prefill: 900, Output: 120, Age: 12 * time.Millisecond},
 		{Endpoint: 11, Keys: []uint64{}},
-		{Endpoint: 12, Keys: []uint64{4}, Prefill: MaxPrefillTokens + 5, Age: time.Hour},
+		{Endpoint: 12, Keys: []uint64{4}, Prefill: MaxPrefillTokens + 5, Output: MaxOutputTokens + 1, Age: time.Hour},
 	}
 	// Add caps what the columns can carry.
 	want := slices.Clone(in)
-	want[2].Prefill, want[2].Age = MaxPrefillTokens, MaxSendAge
+	want[2].Prefill, want[2].Output, want[2].Age = MaxPrefillTokens, MaxOutputTokens, MaxSendAge
 	p := &PoolSends{Pool: "p"}
 	for _, s := range in {
 		p.Add(s)
@@ -36,7 +36,7 @@ func TestPoolSendsRoundTrip(t *testing.T) {
 	i := 0
 	for s := range q.All() {
 		w := want[i]
-		if s.Endpoint != w.Endpoint || !slices.Equal(s.Keys, w.Keys) || s.Prefill != w.Prefill || s.Age != w.Age {
+		if s.Endpoint != w.Endpoint || !slices.Equal(s.Keys, w.Keys) || s.Prefill != w.Prefill || s.Output != w.Output || s.Age != w.Age {
 			t.Fatalf("send %d: %+v, want %+v", i, s, w)
 		}
 		i++
@@ -46,13 +46,13 @@ func TestPoolSendsRoundTrip(t *testing.T) {
 	}
 }
 
-// A PoolSends without the prefill and age columns (an older proxy's) reads
-// as sends of no prefill and no age; a column of the wrong length or a
+// A PoolSends without the prefill, output and age columns (an older
+// proxy's) reads as sends of no prefill, no output and no age; a column of the wrong length or a
 // value beyond its bound fails Check.
 func TestPoolSendsOptionalColumns(t *testing.T) {
 	old := &PoolSends{Pool: "p", Endpoints: []uint64{1, 2}, KeyCounts: []uint32{1, 1}, Keys: []uint64{5, 6}}
 	for s := range old.All() {
-		if s.Prefill != 0 || s.Age != 0 {
+		if s.Prefill != 0 || s.Output != 0 || s.Age != 0 {
 			t.Fatalf("old sends read as %+v", s)
 		}
 	}
@@ -60,6 +60,8 @@ func TestPoolSendsOptionalColumns(t *testing.T) {
 		"short prefill": {Pool: "p", Endpoints: []uint64{1, 2}, KeyCounts: []uint32{1, 1}, Keys: []uint64{5, 6}, PrefillTokens: []uint32{3}},
 		"long ages":     {Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}, AgeMs: []uint32{1, 2}},
 		"huge prefill":  {Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}, PrefillTokens: []uint32{MaxPrefillTokens + 1}},
+		"short output":  {Pool: "p", Endpoints: []uint64{1, 2}, KeyCounts: []uint32{1, 1}, Keys: []uint64{5, 6}, OutputTokens: []uint32{3}},
+		"huge output":   {Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}, OutputTokens: []uint32{MaxOutputTokens + 1}},
 		"ancient":       {Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}, AgeMs: []uint32{uint32(MaxSendAge/time.Millisecond) + 1}},
 	} {
 		if m.Check() == nil {
@@ -74,7 +76,7 @@ func TestPoolSendsOptionalColumns(t *testing.T) {
 // writes into the next send's keys.
 func FuzzPoolSends(f *testing.F) {
 	good := &PoolSends{Pool: "p"}
-	good.Add(Sent{Endpoint: 1, Keys: []uint64{1, 2}, Prefill: 7, Age: time.Second})
+	good.Add(Sent{Endpoint: 1, Keys: []uint64{1, 2}, Prefill: 7, Output: 3, Age: time.Second})
 	good.Add(Sent{Endpoint: 2, Keys: []uint64{3}})
 	bad := &PoolSends{Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{5}, Keys: []uint64{1}}
 	for _, m := range []*PoolSends{good, bad, {}} {
@@ -95,7 +97,7 @@ func FuzzPoolSends(f *testing.F) {
 		for snd := range p.All() {
 			got = append(got, snd.Keys...)
 			_ = append(snd.Keys, 0xdead) // must not reach the next window
-			if snd.Prefill > MaxPrefillTokens || snd.Age < 0 || snd.Age > MaxSendAge {
+			if snd.Prefill > MaxPrefillTokens || snd.Output > MaxOutputTokens || snd.Age < 0 || snd.Age > MaxSendAge {
 				t.Fatalf("yielded %+v beyond the bounds", snd)
 			}
 			n++
