@@ -274,12 +274,13 @@ func TestCostStaleEndpointStaysInRotation(t *testing.T) {
 	t.Logf("requests per endpoint (0 has no usable metrics): %v", counts)
 }
 
-// A prefix sent to a replica whose KV cache is nearly all in use stays
-// believed cached while less than a whole cache was written there after
-// it (its blocks are in use while its request runs, and evicted from the
-// free part only after that), and is forgotten once more was written.
-func TestCostBusyReplicaKeepsItsPrefix(t *testing.T) {
+// sentToBusyReplica sends a long prompt to the one endpoint of a fleet
+// whose KV cache (32k tokens) is 95 % in use; cached says how much of the
+// prompt the picker believes is still cached there.
+func sentToBusyReplica(t *testing.T) (*costFleet, func() float64) {
+	t.Helper()
 	f := newCostFleet(t, 1)
+	f.s.SetEndpoints(f.es)
 	f.state[0].KVCacheUsage = 0.95
 	f.scrape()
 	p := chatBody(longSystem, "the question")
@@ -288,6 +289,15 @@ func TestCostBusyReplicaKeepsItsPrefix(t *testing.T) {
 	if cached() == 0 {
 		t.Fatal("the prefix just sent is not believed cached")
 	}
+	return f, cached
+}
+
+// A prefix sent to a replica whose KV cache is nearly all in use stays
+// believed cached while less than a whole cache was written there after
+// it (its blocks are in use while its request runs, and evicted from the
+// free part only after that), and is forgotten once more was written.
+func TestCostBusyReplicaKeepsItsPrefix(t *testing.T) {
+	f, cached := sentToBusyReplica(t)
 	other := func(i int) []byte {
 		return chatBody(fmt.Sprintf("unrelated prompt %d ", i)+strings.Repeat("x", 2000), "hi")
 	}
@@ -350,16 +360,7 @@ func TestCostOtherProxysPrefillQueues(t *testing.T) {
 // sends do: a prefix stays believed cached after a few others' sends and
 // is forgotten once they wrote more than the whole cache.
 func TestCostOthersWritesEvict(t *testing.T) {
-	f := newCostFleet(t, 1)
-	f.s.SetEndpoints(f.es)
-	f.state[0].KVCacheUsage = 0.95
-	f.scrape()
-	p := chatBody(longSystem, "the question")
-	f.pick(p)
-	cached := func() float64 { return f.explain(p).Candidates[0].CachedTokens }
-	if cached() == 0 {
-		t.Fatal("the prefix just sent is not believed cached")
-	}
+	f, cached := sentToBusyReplica(t)
 	others := func(n int, prefill, output float64) {
 		var sends []picker.Send
 		for range n {
