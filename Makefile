@@ -112,11 +112,11 @@ bench-routing:
 	cd e2e && go run ./cmd/loadgen -out bench/results
 
 # Routing decisions in virtual time: the same 11 workloads and fleets through
-# the real pickers in front of the simulator's scheduler, 5 seeds per cell,
+# the real pickers in front of the simulator's scheduler, 15 seeds per cell,
 # machine load does not change the numbers (~20 min on 2 cores); writes
 # e2e/bench/results/routesim.md (see e2e/bench/README.md).
 bench-routesim:
-	cd e2e && go run ./cmd/routesim -seeds 5 -out bench/results
+	cd e2e && go run ./cmd/routesim -seeds 15 -out bench/results
 
 # Proxy overhead: direct vs infergate vs bare ReverseProxy vs nginx (Debian
 # package, installed when missing); writes e2e/bench/results/proxy.md.
