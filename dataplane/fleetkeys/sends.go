@@ -100,7 +100,11 @@ func (c *counts) snapshot() map[string]PoolSends {
 }
 
 // tokens is a picker's token estimate as the exchange carries it: whole,
-// within 0..limit.
+// within 0..limit (NaN as 0: Go's max passes a NaN through, and its
+// conversion to an integer is not defined).
 func tokens(v float64, limit uint32) uint32 {
-	return uint32(min(max(v, 0), float64(limit)))
+	if !(v > 0) {
+		return 0
+	}
+	return uint32(min(v, float64(limit)))
 }

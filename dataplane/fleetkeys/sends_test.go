@@ -3,6 +3,7 @@ package fleetkeys
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"sync"
@@ -249,6 +250,35 @@ func TestClientSendsWithinLimits(t *testing.T) {
 	_, out = c.sendsSince(map[string]picker.Fleet{"q": q}, nil, 0)
 	if err := out[0].Check(); err != nil || out[0].Len() != 1 || out[0].GetKeys()[0] != 5 {
 		t.Fatalf("a chain beyond MaxKeysPerSend: %v, %d sends, first key %d; want the deepest keys", err, out[0].Len(), out[0].GetKeys()[0])
+	}
+}
+
+// A report carries each send's prefill and expected output as whole
+// tokens within the exchange's bounds, and its age from the picker's
+// clock.
+func TestClientSendsTokensAndAge(t *testing.T) {
+	c := New(Config{NodeID: "n", Gateway: "ns/gw", Logger: slog.New(slog.DiscardHandler)})
+	p := &fakeFleet{sends: []picker.Send{
+		{Endpoint: 1, Keys: []uint64{1}, Prefill: 900.7, Output: 120.2, At: 1_000},
+		{Endpoint: 2, Keys: []uint64{2}, Prefill: -3, Output: math.NaN(), At: 2_000},
+		{Endpoint: 3, Keys: []uint64{3}, Prefill: math.Inf(1), Output: 1e12, At: 3_000},
+	}}
+	_, out := c.sendsSince(map[string]picker.Fleet{"p": p}, nil, int64(5*time.Millisecond)+1_000)
+	if len(out) != 1 || out[0].Check() != nil {
+		t.Fatalf("report %v", out)
+	}
+	want := []fleetv1.Sent{
+		{Endpoint: 1, Prefill: 900, Output: 120, Age: 5 * time.Millisecond},
+		{Endpoint: 2, Prefill: 0, Output: 0, Age: 5*time.Millisecond - 1_000},
+		{Endpoint: 3, Prefill: fleetv1.MaxPrefillTokens, Output: fleetv1.MaxOutputTokens, Age: 5*time.Millisecond - 2_000},
+	}
+	i := 0
+	for snd := range out[0].All() {
+		w := want[i]
+		if snd.Endpoint != w.Endpoint || snd.Prefill != w.Prefill || snd.Output != w.Output || snd.Age.Truncate(time.Millisecond) != w.Age.Truncate(time.Millisecond) {
+			t.Errorf("send %d reported as %+v, want %+v", i, snd, w)
+		}
+		i++
 	}
 }
 
