@@ -367,12 +367,26 @@ func (m *CostModel) record(c *Cycle, i int) {
 	if ep.OthersLive(c.Now) {
 		n = 1
 	}
-	ep.AddWritten(int64((uncached + c.output) * n))
+	ep.AddWritten(writes(uncached+c.output, ep) * int64(n))
 	ep.AddBacklog(uncached, c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
 	m.out.add(ep.Hash, keys, uncached, c.output, c.Now.UnixNano())
 	c.Req.note = pickNote{ep: ep, cached: t.CachedTokens, outputGiven: c.outputGiven}
 	m.lora.Record(c, ep)
+}
+
+// writes is what one request writes into ep's KV cache, tokens at most
+// the cache's size: a request holds no more than the whole cache, so no
+// single send (a client's huge max_tokens, a prompt the server refuses,
+// another proxy's report) counts as more than one cache of writes.
+func writes(tokens float64, ep *endpoints.Endpoint) int64 {
+	if !(tokens > 0) {
+		return 0
+	}
+	if m := ep.Metrics(); m != nil && m.KVCapacity > 0 {
+		tokens = min(tokens, m.KVCapacity)
+	}
+	return int64(min(tokens, 1<<40))
 }
 
 // snapshotPluginCost is a profile entry naming the cost plugin with no

@@ -2,6 +2,7 @@ package picker_test
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -375,5 +376,29 @@ func TestCostOthersWritesEvict(t *testing.T) {
 	others(10, 2500, 500) // 30k more: beyond the whole cache
 	if c := cached(); c != 0 {
 		t.Fatalf("still believed cached (%v tokens) after the others wrote more than the whole cache", c)
+	}
+}
+
+// One send counts as at most a whole cache of writes, however large the
+// output a client asks for (max_tokens) or another proxy reports: the
+// prefixes before it are forgotten (a cache may have been written), but
+// the endpoint's write count moves by one cache per send, not by what a
+// client or a peer claims.
+func TestCostOneSendWritesAtMostACache(t *testing.T) {
+	f, cached := sentToBusyReplica(t)
+	before := f.es[0].Written()
+	req := &picker.Request{Model: "m", MaxTokens: 1 << 40, Body: chatBody("", "write forever")}
+	ep, err := f.s.Pick(req, f.es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.Acquire()
+	ep.Release()
+	f.s.Fleet().MergeSends([]picker.Send{{Endpoint: f.es[0].Hash, Prefill: 1e15, Output: math.Inf(1), At: f.now.UnixNano()}})
+	if w := f.es[0].Written() - before; w > 2*32768 {
+		t.Fatalf("two sends counted as %d tokens written, want at most two caches (2 × 32768)", w)
+	}
+	if c := cached(); c != 0 {
+		t.Fatalf("a cache-sized write left the prefix believed cached (%v tokens)", c)
 	}
 }

@@ -175,7 +175,7 @@ func (m *CostModel) MergeSends(sends []Send) {
 		ep := v.(*endpoints.Endpoint)
 		m.index.recordHashes(s.Keys, ep, ep.Written())
 		ep.NoteOthersSend(s.At, now)
-		ep.AddWritten(int64(s.Prefill + s.Output))
+		ep.AddWritten(writes(s.Prefill+s.Output, ep))
 		if left := s.Prefill - float64(max(now-s.At, 0))/1e9*rate; left > 0 {
 			ep.AddBacklog(left, now, rate)
 		}
