@@ -173,9 +173,12 @@ func (m *CostModel) MergeSends(sends []Send) {
 			continue
 		}
 		ep := v.(*endpoints.Endpoint)
+		// As for this proxy's own sends (record): the index keeps the
+		// Written count after the send, so its own writes do not count
+		// towards evicting it.
+		ep.AddWritten(writes(s.Prefill+s.Output, ep))
 		m.index.recordHashes(s.Keys, ep, ep.Written())
 		ep.NoteOthersSend(s.At, now)
-		ep.AddWritten(writes(s.Prefill+s.Output, ep))
 		if left := s.Prefill - float64(max(now-s.At, 0))/1e9*rate; left > 0 {
 			ep.AddBacklog(left, now, rate)
 		}
