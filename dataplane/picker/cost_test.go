@@ -402,3 +402,28 @@ func TestCostOneSendWritesAtMostACache(t *testing.T) {
 		t.Fatalf("a cache-sized write left the prefix believed cached (%v tokens)", c)
 	}
 }
+
+// A merged send is believed cached after its own writes, however large:
+// only what is written there after it counts towards evicting it, as for
+// this proxy's own sends.
+func TestCostMergedSendOutlivesItsOwnWrites(t *testing.T) {
+	a, b := newCostFleet(t, 2), newCostFleet(t, 2)
+	b.s.SetEndpoints(b.es)
+	p := chatBody(longSystem, "the question")
+	x := a.pick(p)
+	sends, _ := a.s.Fleet().SendsSince(0, nil)
+	sends[0].Prefill, sends[0].Output = 1e9, 1e9 // a whole cache, at most
+	b.s.Fleet().MergeSends(sends)
+	found := false
+	for _, c := range b.explain(p).Candidates {
+		if c.Endpoint == b.es[x].Address {
+			found = true
+			if c.CachedTokens == 0 {
+				t.Fatal("another proxy's send is forgotten by its own writes")
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("endpoint %s is not a candidate", b.es[x].Address)
+	}
+}
