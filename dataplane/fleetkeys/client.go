@@ -33,7 +33,6 @@ type Pools interface {
 	Fleets() map[string]picker.Fleet
 }
 
-// Config of a Client.
 // DefaultReportEvery is how often a proxy reports its sends: they tell
 // the other proxies where prefill is queued, which matters for the next
 // fraction of a second (see the control plane's SendsEvery), so reports
@@ -45,6 +44,7 @@ const (
 	DefaultKeysEvery   = 250 * time.Millisecond
 )
 
+// Config of a Client.
 type Config struct {
 	// Addr and DialOptions reach the control plane as for xDS (empty
 	// DialOptions: plaintext, loopback only).
