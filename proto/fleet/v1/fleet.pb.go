@@ -57,7 +57,11 @@ type KeyReport struct {
 	// the control plane forgets a proxy's problems when its stream ends or
 	// fleetv1.ProblemsTTL after they were last sent, and shows them on the
 	// pools' status.
-	Problems      *PoolProblems `protobuf:"bytes,7,opt,name=problems,proto3" json:"problems,omitempty"`
+	Problems *PoolProblems `protobuf:"bytes,7,opt,name=problems,proto3" json:"problems,omitempty"`
+	// The proxy's own scrapes of its gateway's endpoints taken since its
+	// previous report (the newest per endpoint; never one another proxy
+	// relayed).
+	Loads         []*EndpointLoad `protobuf:"bytes,8,rep,name=loads,proto3" json:"loads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -141,6 +145,131 @@ func (x *KeyReport) GetProblems() *PoolProblems {
 	return nil
 }
 
+func (x *KeyReport) GetLoads() []*EndpointLoad {
+	if x != nil {
+		return x.Loads
+	}
+	return nil
+}
+
+// EndpointLoad is one scrape of a model server's load. A gateway's N
+// proxies each scrape an endpoint every N × the base interval, so the
+// server sees one proxy's scrape load; relaying their scrapes gives every
+// proxy the newest of them, as fresh as one proxy scraping alone.
+type EndpointLoad struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint: xxhash64 of its "ip:port", the same on every proxy.
+	Endpoint uint64 `protobuf:"fixed64,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Requests waiting and running, and the KV cache utilisation (0–1).
+	Waiting      float64 `protobuf:"fixed64,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Running      float64 `protobuf:"fixed64,3,opt,name=running,proto3" json:"running,omitempty"`
+	KvCacheUsage float64 `protobuf:"fixed64,4,opt,name=kv_cache_usage,json=kvCacheUsage,proto3" json:"kv_cache_usage,omitempty"`
+	// The KV cache size in tokens and the LoRA adapter slots (0: not
+	// reported), and the adapters with running and waiting requests.
+	KvCapacityTokens float64  `protobuf:"fixed64,5,opt,name=kv_capacity_tokens,json=kvCapacityTokens,proto3" json:"kv_capacity_tokens,omitempty"`
+	MaxLora          uint32   `protobuf:"varint,6,opt,name=max_lora,json=maxLora,proto3" json:"max_lora,omitempty"`
+	RunningAdapters  []string `protobuf:"bytes,7,rep,name=running_adapters,json=runningAdapters,proto3" json:"running_adapters,omitempty"`
+	WaitingAdapters  []string `protobuf:"bytes,8,rep,name=waiting_adapters,json=waitingAdapters,proto3" json:"waiting_adapters,omitempty"`
+	// Milliseconds between the scrape and the building of this message
+	// (the report, or the control plane's push).
+	AgeMs         uint32 `protobuf:"varint,9,opt,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointLoad) Reset() {
+	*x = EndpointLoad{}
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointLoad) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointLoad) ProtoMessage() {}
+
+func (x *EndpointLoad) ProtoReflect() protoreflect.Message {
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointLoad.ProtoReflect.Descriptor instead.
+func (*EndpointLoad) Descriptor() ([]byte, []int) {
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EndpointLoad) GetEndpoint() uint64 {
+	if x != nil {
+		return x.Endpoint
+	}
+	return 0
+}
+
+func (x *EndpointLoad) GetWaiting() float64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *EndpointLoad) GetRunning() float64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *EndpointLoad) GetKvCacheUsage() float64 {
+	if x != nil {
+		return x.KvCacheUsage
+	}
+	return 0
+}
+
+func (x *EndpointLoad) GetKvCapacityTokens() float64 {
+	if x != nil {
+		return x.KvCapacityTokens
+	}
+	return 0
+}
+
+func (x *EndpointLoad) GetMaxLora() uint32 {
+	if x != nil {
+		return x.MaxLora
+	}
+	return 0
+}
+
+func (x *EndpointLoad) GetRunningAdapters() []string {
+	if x != nil {
+		return x.RunningAdapters
+	}
+	return nil
+}
+
+func (x *EndpointLoad) GetWaitingAdapters() []string {
+	if x != nil {
+		return x.WaitingAdapters
+	}
+	return nil
+}
+
+func (x *EndpointLoad) GetAgeMs() uint32 {
+	if x != nil {
+		return x.AgeMs
+	}
+	return 0
+}
+
 type PoolProblems struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Problems      []*PoolProblem         `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
@@ -150,7 +279,7 @@ type PoolProblems struct {
 
 func (x *PoolProblems) Reset() {
 	*x = PoolProblems{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +291,7 @@ func (x *PoolProblems) String() string {
 func (*PoolProblems) ProtoMessage() {}
 
 func (x *PoolProblems) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[1]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +304,7 @@ func (x *PoolProblems) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolProblems.ProtoReflect.Descriptor instead.
 func (*PoolProblems) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{1}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PoolProblems) GetProblems() []*PoolProblem {
@@ -200,7 +329,7 @@ type PoolProblem struct {
 
 func (x *PoolProblem) Reset() {
 	*x = PoolProblem{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +341,7 @@ func (x *PoolProblem) String() string {
 func (*PoolProblem) ProtoMessage() {}
 
 func (x *PoolProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[2]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +354,7 @@ func (x *PoolProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolProblem.ProtoReflect.Descriptor instead.
 func (*PoolProblem) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PoolProblem) GetPool() string {
@@ -280,7 +409,7 @@ type PoolSends struct {
 
 func (x *PoolSends) Reset() {
 	*x = PoolSends{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +421,7 @@ func (x *PoolSends) String() string {
 func (*PoolSends) ProtoMessage() {}
 
 func (x *PoolSends) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[3]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +434,7 @@ func (x *PoolSends) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSends.ProtoReflect.Descriptor instead.
 func (*PoolSends) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{3}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PoolSends) GetPool() string {
@@ -371,7 +500,7 @@ type PoolKeys struct {
 
 func (x *PoolKeys) Reset() {
 	*x = PoolKeys{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +512,7 @@ func (x *PoolKeys) String() string {
 func (*PoolKeys) ProtoMessage() {}
 
 func (x *PoolKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[4]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +525,7 @@ func (x *PoolKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolKeys.ProtoReflect.Descriptor instead.
 func (*PoolKeys) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{4}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PoolKeys) GetPool() string {
@@ -433,7 +562,7 @@ type KeyUse struct {
 
 func (x *KeyUse) Reset() {
 	*x = KeyUse{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +574,7 @@ func (x *KeyUse) String() string {
 func (*KeyUse) ProtoMessage() {}
 
 func (x *KeyUse) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[5]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +587,7 @@ func (x *KeyUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyUse.ProtoReflect.Descriptor instead.
 func (*KeyUse) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{5}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeyUse) GetKey() uint64 {
@@ -493,14 +622,18 @@ type FleetKeys struct {
 	KeysUnchanged bool `protobuf:"varint,2,opt,name=keys_unchanged,json=keysUnchanged,proto3" json:"keys_unchanged,omitempty"`
 	// Sends the gateway's other proxies made since the previous push to
 	// this proxy, never its own: merge them, they do not replace anything.
-	Sends         []*PoolSends `protobuf:"bytes,3,rep,name=sends,proto3" json:"sends,omitempty"`
+	Sends []*PoolSends `protobuf:"bytes,3,rep,name=sends,proto3" json:"sends,omitempty"`
+	// To a proxy that takes sends: the other proxies' scrapes that arrived
+	// since the previous push, the newest per endpoint. A proxy takes one
+	// over when it is newer than the scrape it holds.
+	Loads         []*EndpointLoad `protobuf:"bytes,4,rep,name=loads,proto3" json:"loads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FleetKeys) Reset() {
 	*x = FleetKeys{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +645,7 @@ func (x *FleetKeys) String() string {
 func (*FleetKeys) ProtoMessage() {}
 
 func (x *FleetKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[6]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +658,7 @@ func (x *FleetKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetKeys.ProtoReflect.Descriptor instead.
 func (*FleetKeys) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{6}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FleetKeys) GetPools() []*PoolSet {
@@ -549,6 +682,13 @@ func (x *FleetKeys) GetSends() []*PoolSends {
 	return nil
 }
 
+func (x *FleetKeys) GetLoads() []*EndpointLoad {
+	if x != nil {
+		return x.Loads
+	}
+	return nil
+}
+
 type PoolSet struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Pool  string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
@@ -561,7 +701,7 @@ type PoolSet struct {
 
 func (x *PoolSet) Reset() {
 	*x = PoolSet{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +713,7 @@ func (x *PoolSet) String() string {
 func (*PoolSet) ProtoMessage() {}
 
 func (x *PoolSet) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +726,7 @@ func (x *PoolSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSet.ProtoReflect.Descriptor instead.
 func (*PoolSet) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PoolSet) GetPool() string {
@@ -625,7 +765,7 @@ type RelayBatch struct {
 
 func (x *RelayBatch) Reset() {
 	*x = RelayBatch{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[8]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +777,7 @@ func (x *RelayBatch) String() string {
 func (*RelayBatch) ProtoMessage() {}
 
 func (x *RelayBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[8]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +790,7 @@ func (x *RelayBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayBatch.ProtoReflect.Descriptor instead.
 func (*RelayBatch) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RelayBatch) GetReplica() string {
@@ -675,7 +815,7 @@ type RelayEnd struct {
 
 func (x *RelayEnd) Reset() {
 	*x = RelayEnd{}
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[9]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +827,7 @@ func (x *RelayEnd) String() string {
 func (*RelayEnd) ProtoMessage() {}
 
 func (x *RelayEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[9]
+	mi := &file_infergate_fleet_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,14 +840,14 @@ func (x *RelayEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayEnd.ProtoReflect.Descriptor instead.
 func (*RelayEnd) Descriptor() ([]byte, []int) {
-	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_infergate_fleet_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 var File_infergate_fleet_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x1einfergate/fleet/v1/fleet.proto\x12\x12infergate.fleet.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa1\x02\n" +
+	"\x1einfergate/fleet/v1/fleet.proto\x12\x12infergate.fleet.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd9\x02\n" +
 	"\tKeyReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x122\n" +
@@ -716,7 +856,18 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\vtakes_sends\x18\x05 \x01(\bR\n" +
 	"takesSends\x12\x19\n" +
 	"\bcatch_up\x18\x06 \x01(\bR\acatchUp\x12<\n" +
-	"\bproblems\x18\a \x01(\v2 .infergate.fleet.v1.PoolProblemsR\bproblems\"K\n" +
+	"\bproblems\x18\a \x01(\v2 .infergate.fleet.v1.PoolProblemsR\bproblems\x126\n" +
+	"\x05loads\x18\b \x03(\v2 .infergate.fleet.v1.EndpointLoadR\x05loads\"\xba\x02\n" +
+	"\fEndpointLoad\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\x06R\bendpoint\x12\x18\n" +
+	"\awaiting\x18\x02 \x01(\x01R\awaiting\x12\x18\n" +
+	"\arunning\x18\x03 \x01(\x01R\arunning\x12$\n" +
+	"\x0ekv_cache_usage\x18\x04 \x01(\x01R\fkvCacheUsage\x12,\n" +
+	"\x12kv_capacity_tokens\x18\x05 \x01(\x01R\x10kvCapacityTokens\x12\x19\n" +
+	"\bmax_lora\x18\x06 \x01(\rR\amaxLora\x12)\n" +
+	"\x10running_adapters\x18\a \x03(\tR\x0frunningAdapters\x12)\n" +
+	"\x10waiting_adapters\x18\b \x03(\tR\x0fwaitingAdapters\x12\x15\n" +
+	"\x06age_ms\x18\t \x01(\rR\x05ageMs\"K\n" +
 	"\fPoolProblems\x12;\n" +
 	"\bproblems\x18\x01 \x03(\v2\x1f.infergate.fleet.v1.PoolProblemR\bproblems\"S\n" +
 	"\vPoolProblem\x12\x12\n" +
@@ -739,11 +890,12 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x06KeyUse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x06R\x03key\x12+\n" +
 	"\x03age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x10\n" +
-	"\x03hot\x18\x03 \x01(\bR\x03hot\"\x9a\x01\n" +
+	"\x03hot\x18\x03 \x01(\bR\x03hot\"\xd2\x01\n" +
 	"\tFleetKeys\x121\n" +
 	"\x05pools\x18\x01 \x03(\v2\x1b.infergate.fleet.v1.PoolSetR\x05pools\x12%\n" +
 	"\x0ekeys_unchanged\x18\x02 \x01(\bR\rkeysUnchanged\x123\n" +
-	"\x05sends\x18\x03 \x03(\v2\x1d.infergate.fleet.v1.PoolSendsR\x05sends\"C\n" +
+	"\x05sends\x18\x03 \x03(\v2\x1d.infergate.fleet.v1.PoolSendsR\x05sends\x126\n" +
+	"\x05loads\x18\x04 \x03(\v2 .infergate.fleet.v1.EndpointLoadR\x05loads\"C\n" +
 	"\aPoolSet\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x10\n" +
 	"\x03hot\x18\x02 \x03(\x06R\x03hot\x12\x12\n" +
@@ -771,40 +923,43 @@ func file_infergate_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_infergate_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_infergate_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_infergate_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_infergate_fleet_v1_fleet_proto_goTypes = []any{
 	(*KeyReport)(nil),           // 0: infergate.fleet.v1.KeyReport
-	(*PoolProblems)(nil),        // 1: infergate.fleet.v1.PoolProblems
-	(*PoolProblem)(nil),         // 2: infergate.fleet.v1.PoolProblem
-	(*PoolSends)(nil),           // 3: infergate.fleet.v1.PoolSends
-	(*PoolKeys)(nil),            // 4: infergate.fleet.v1.PoolKeys
-	(*KeyUse)(nil),              // 5: infergate.fleet.v1.KeyUse
-	(*FleetKeys)(nil),           // 6: infergate.fleet.v1.FleetKeys
-	(*PoolSet)(nil),             // 7: infergate.fleet.v1.PoolSet
-	(*RelayBatch)(nil),          // 8: infergate.fleet.v1.RelayBatch
-	(*RelayEnd)(nil),            // 9: infergate.fleet.v1.RelayEnd
-	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
+	(*EndpointLoad)(nil),        // 1: infergate.fleet.v1.EndpointLoad
+	(*PoolProblems)(nil),        // 2: infergate.fleet.v1.PoolProblems
+	(*PoolProblem)(nil),         // 3: infergate.fleet.v1.PoolProblem
+	(*PoolSends)(nil),           // 4: infergate.fleet.v1.PoolSends
+	(*PoolKeys)(nil),            // 5: infergate.fleet.v1.PoolKeys
+	(*KeyUse)(nil),              // 6: infergate.fleet.v1.KeyUse
+	(*FleetKeys)(nil),           // 7: infergate.fleet.v1.FleetKeys
+	(*PoolSet)(nil),             // 8: infergate.fleet.v1.PoolSet
+	(*RelayBatch)(nil),          // 9: infergate.fleet.v1.RelayBatch
+	(*RelayEnd)(nil),            // 10: infergate.fleet.v1.RelayEnd
+	(*durationpb.Duration)(nil), // 11: google.protobuf.Duration
 }
 var file_infergate_fleet_v1_fleet_proto_depIdxs = []int32{
-	4,  // 0: infergate.fleet.v1.KeyReport.pools:type_name -> infergate.fleet.v1.PoolKeys
-	3,  // 1: infergate.fleet.v1.KeyReport.sends:type_name -> infergate.fleet.v1.PoolSends
-	1,  // 2: infergate.fleet.v1.KeyReport.problems:type_name -> infergate.fleet.v1.PoolProblems
-	2,  // 3: infergate.fleet.v1.PoolProblems.problems:type_name -> infergate.fleet.v1.PoolProblem
-	10, // 4: infergate.fleet.v1.PoolKeys.window:type_name -> google.protobuf.Duration
-	5,  // 5: infergate.fleet.v1.PoolKeys.keys:type_name -> infergate.fleet.v1.KeyUse
-	10, // 6: infergate.fleet.v1.KeyUse.age:type_name -> google.protobuf.Duration
-	7,  // 7: infergate.fleet.v1.FleetKeys.pools:type_name -> infergate.fleet.v1.PoolSet
-	3,  // 8: infergate.fleet.v1.FleetKeys.sends:type_name -> infergate.fleet.v1.PoolSends
-	0,  // 9: infergate.fleet.v1.RelayBatch.reports:type_name -> infergate.fleet.v1.KeyReport
-	0,  // 10: infergate.fleet.v1.PrefixKeys.Exchange:input_type -> infergate.fleet.v1.KeyReport
-	8,  // 11: infergate.fleet.v1.PrefixKeys.Relay:input_type -> infergate.fleet.v1.RelayBatch
-	6,  // 12: infergate.fleet.v1.PrefixKeys.Exchange:output_type -> infergate.fleet.v1.FleetKeys
-	9,  // 13: infergate.fleet.v1.PrefixKeys.Relay:output_type -> infergate.fleet.v1.RelayEnd
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	5,  // 0: infergate.fleet.v1.KeyReport.pools:type_name -> infergate.fleet.v1.PoolKeys
+	4,  // 1: infergate.fleet.v1.KeyReport.sends:type_name -> infergate.fleet.v1.PoolSends
+	2,  // 2: infergate.fleet.v1.KeyReport.problems:type_name -> infergate.fleet.v1.PoolProblems
+	1,  // 3: infergate.fleet.v1.KeyReport.loads:type_name -> infergate.fleet.v1.EndpointLoad
+	3,  // 4: infergate.fleet.v1.PoolProblems.problems:type_name -> infergate.fleet.v1.PoolProblem
+	11, // 5: infergate.fleet.v1.PoolKeys.window:type_name -> google.protobuf.Duration
+	6,  // 6: infergate.fleet.v1.PoolKeys.keys:type_name -> infergate.fleet.v1.KeyUse
+	11, // 7: infergate.fleet.v1.KeyUse.age:type_name -> google.protobuf.Duration
+	8,  // 8: infergate.fleet.v1.FleetKeys.pools:type_name -> infergate.fleet.v1.PoolSet
+	4,  // 9: infergate.fleet.v1.FleetKeys.sends:type_name -> infergate.fleet.v1.PoolSends
+	1,  // 10: infergate.fleet.v1.FleetKeys.loads:type_name -> infergate.fleet.v1.EndpointLoad
+	0,  // 11: infergate.fleet.v1.RelayBatch.reports:type_name -> infergate.fleet.v1.KeyReport
+	0,  // 12: infergate.fleet.v1.PrefixKeys.Exchange:input_type -> infergate.fleet.v1.KeyReport
+	9,  // 13: infergate.fleet.v1.PrefixKeys.Relay:input_type -> infergate.fleet.v1.RelayBatch
+	7,  // 14: infergate.fleet.v1.PrefixKeys.Exchange:output_type -> infergate.fleet.v1.FleetKeys
+	10, // 15: infergate.fleet.v1.PrefixKeys.Relay:output_type -> infergate.fleet.v1.RelayEnd
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_infergate_fleet_v1_fleet_proto_init() }
@@ -818,7 +973,7 @@ func file_infergate_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infergate_fleet_v1_fleet_proto_rawDesc), len(file_infergate_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,7 +25,8 @@ const (
 
 // CheckReport checks a report against the limits, with at most maxKeys keys
 // per pool (MaxKeysPerPool unless a smaller bound is configured), its sends
-// (see checkSends) and its problems (see checkProblems). A report that
+// (see checkSends), its problems (see checkProblems) and its scrapes
+// (see checkLoads). A report that
 // fails is refused whole.
 func CheckReport(r *KeyReport, maxKeys int) error {
 	if len(r.GetPools()) > MaxPoolsPerReport {
@@ -47,6 +48,9 @@ func CheckReport(r *KeyReport, maxKeys int) error {
 		}
 	}
 	if err := checkProblems(r.GetProblems()); err != nil {
+		return err
+	}
+	if err := checkLoads(r.GetLoads()); err != nil {
 		return err
 	}
 	return checkSends(r.GetSends())
