@@ -40,9 +40,11 @@ type Endpoint struct {
 	// admin API; written without allocation on the hot path.
 	lastScore    atomic.Uint64
 	lastScoredAt atomic.Int64
-	// sinceScrape counts requests this proxy started since the latest
-	// scrape: the part of the load the scraped queue cannot show yet.
-	sinceScrape atomic.Int64
+	// sinceScrape counts requests this proxy started since the scrape it
+	// holds was taken (its own or one the fleet exchange relayed): the
+	// part of the load the scraped queue cannot show yet. rateSends counts
+	// them since this proxy's own latest scrape, for SendRate.
+	sinceScrape, rateSends atomic.Int64
 	// sendRate (float64 bits) is SendRate; rateAt (unix ns) is when the
 	// scrape that last updated it was taken.
 	sendRate atomic.Uint64
@@ -66,10 +68,15 @@ type Endpoint struct {
 	backlog   atomic.Uint64
 	backlogAt atomic.Int64
 	backlogMu sync.Mutex
-	// othersSince counts the other proxies' sends made after the latest
-	// scrape, as the fleet exchange brought them; othersAt is when it last
-	// brought one (unix ns).
+	// othersSince counts the other proxies' sends made after the scrape
+	// held was taken, as the fleet exchange brought them; othersAt is when
+	// it last brought one (unix ns).
 	othersSince, othersAt atomic.Int64
+	// ownTimes and othersTimes are when this proxy's and the others'
+	// latest sends were made (NoteSend, NoteOthersSend): a scrape relayed
+	// from another proxy (Adopt) was taken tens of milliseconds ago, and
+	// the sends since then are counted again from these.
+	ownTimes, othersTimes sendTimes
 	// servedHeader is the value slice of x-gateway-destination-endpoint-served,
 	// built once so the response path does not allocate it.
 	servedHeader []string
@@ -98,6 +105,10 @@ type Metrics struct {
 	adapters uint64
 	// At is when the scrape completed.
 	At time.Time `json:"at"`
+	// Relayed marks a scrape another proxy of the gateway took, brought by
+	// the fleet exchange (Adopt); this proxy's own scrapes are the ones it
+	// reports.
+	Relayed bool `json:"relayed,omitempty"`
 }
 
 // scrapeError is why the latest scrape gave no usable sample.
@@ -141,11 +152,12 @@ func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
 func (e *Endpoint) Acquire() {
 	e.inFlight.Add(1)
 	e.sinceScrape.Add(1)
+	e.rateSends.Add(1)
 	e.sent.Add(1)
 }
 
 // SinceScrape is the number of requests this proxy sent to the endpoint
-// since its metrics were last stored and that are still in flight: pickers
+// since the metrics it holds were taken and that are still in flight: pickers
 // add it to the scraped queue so a burst between two scrapes does not all
 // land on one endpoint. Requests that already finished are not load any
 // more; min(started since the scrape, in flight now) bounds the ones still
@@ -199,11 +211,18 @@ func (e *Endpoint) OthersLive(now time.Time) bool {
 // 4 proxies, 5 seeds: TTFT p90 on KV pressure 1.63 → 1.50 s, on unequal
 // replicas 0.28 → 0.25 s, multi-turn 0.26 → 0.24 s.)
 func (e *Endpoint) NoteOthersSend(at, now int64) {
+	e.othersTimes.add(at)
 	if m := e.metrics.Load(); m == nil || at > m.At.UnixNano() {
 		e.othersSince.Add(1)
 	}
 	e.othersAt.Store(now)
 }
+
+// NoteSend notes when this proxy sent the endpoint a request (at, unix
+// ns): a picker that records its picks calls it, so that a relayed scrape
+// (Adopt) counts the sends made after it. Acquire counts the request
+// itself.
+func (e *Endpoint) NoteSend(at int64) { e.ownTimes.add(at) }
 
 // SendRate is this proxy's recent rate of requests to the endpoint (per
 // second), averaged over scrapes with a time constant of rateWindow.
@@ -260,8 +279,9 @@ func (e *Endpoint) SetMetrics(m *Metrics) {
 	}
 	e.metrics.Store(m)
 	e.othersSince.Store(0)
+	e.sinceScrape.Store(0)
 	e.noteDone(e.released.Swap(0), m.At)
-	e.noteSends(e.sinceScrape.Swap(0), m.At)
+	e.noteSends(e.rateSends.Swap(0), m.At)
 }
 
 // AdapterBit is adapter name a's bit in the filter MayReportAdapter reads.
