@@ -28,6 +28,21 @@ type Fleet interface {
 	// MergeSends records other proxies' sends as if this proxy had made
 	// them: each is a hint that the endpoint holds the prompt's prefix.
 	MergeSends(sends []Send)
+	// Loads appends this proxy's own latest scrape of each of the pool's
+	// endpoints it knows (none that another proxy relayed).
+	Loads(out []Load) []Load
+	// MergeLoads hands the picker other proxies' scrapes: each endpoint
+	// takes one over when it is newer than the one it holds
+	// (endpoints.Endpoint.Adopt). It returns how many it took.
+	MergeLoads(loads []Load) int
+}
+
+// Load is one scrape of an endpoint as the fleet exchange carries it: the
+// endpoint's Hash and the metrics (At in the clock of whoever holds the
+// Load; read-only).
+type Load struct {
+	Endpoint uint64
+	Metrics  *endpoints.Metrics
 }
 
 // Send is one prompt a proxy sent: the endpoint (its Hash, the same on
@@ -53,6 +68,28 @@ func (s *PrefixScorer) SendsSince(cursor uint64, out []Send) ([]Send, uint64) { 
 
 // MergeSends implements Fleet (nothing to merge for the weighted scorer).
 func (s *PrefixScorer) MergeSends([]Send) {}
+
+// Loads implements Fleet: the weighted scorers decide on this proxy's own
+// scrapes.
+func (s *PrefixScorer) Loads(out []Load) []Load { return out }
+
+// MergeLoads implements Fleet (the weighted scorers take no relayed
+// scrapes).
+func (s *PrefixScorer) MergeLoads([]Load) int { return 0 }
+
+// NewerLoads keeps the loads of ls whose scrape was taken after the one
+// of the same endpoint reported before, recording them in reported (by
+// endpoint, unix ns): what a proxy's next report carries.
+func NewerLoads(ls []Load, reported map[uint64]int64) []Load {
+	out := ls[:0]
+	for _, l := range ls {
+		if at := l.Metrics.At.UnixNano(); at > reported[l.Endpoint] {
+			reported[l.Endpoint] = at
+			out = append(out, l)
+		}
+	}
+	return out
+}
 
 // outbox holds the prompts a cost model sent, for the fleet exchange to
 // read: a ring of sends over a ring of keys, both fixed-size, so recording
@@ -183,4 +220,38 @@ func (m *CostModel) MergeSends(sends []Send) {
 			ep.AddBacklog(left, now, rate)
 		}
 	}
+}
+
+// Loads implements Fleet.
+func (m *CostModel) Loads(out []Load) []Load {
+	m.known.Range(func(k, v any) bool {
+		if md := v.(*endpoints.Endpoint).Metrics(); md != nil && !md.Relayed {
+			out = append(out, Load{Endpoint: k.(uint64), Metrics: md})
+		}
+		return true
+	})
+	return out
+}
+
+// MergeLoads implements Fleet. Scrapes of endpoints this proxy does not
+// know are dropped. Each of N proxies scrapes every N × 50 ms (the model
+// servers' scrape load of one proxy), so alone it decides on metrics up
+// to N times older than one proxy does; with the others' scrapes relayed
+// (10–20 ms late) it decides on the newest any of them took. routesim, 4
+// proxies, 5 seeds, TTFT p90 without → with (1 proxy): bursty arrivals
+// 2.68 → 2.37 s (2.31), LoRA 0.30 → 0.295 s (0.27); unequal replicas
+// 0.26 s either way (0.22).
+func (m *CostModel) MergeLoads(loads []Load) int {
+	n := 0
+	for _, l := range loads {
+		v, ok := m.known.Load(l.Endpoint)
+		if !ok || l.Metrics == nil {
+			continue
+		}
+		md := *l.Metrics // Adopt takes its argument over
+		if v.(*endpoints.Endpoint).Adopt(&md) {
+			n++
+		}
+	}
+	return n
 }

@@ -42,6 +42,7 @@ func (s *sim) relay() {
 			continue
 		}
 		f.MergeSends(s.inbox[p])
+		f.MergeLoads(s.loads[p])
 		if keysDue {
 			f.SetFleetKeys(s.keys)
 		}
@@ -51,8 +52,13 @@ func (s *sim) relay() {
 	}
 	if s.cursors == nil {
 		s.cursors = make([]uint64, len(s.prox))
+		s.reported = make([]map[uint64]int64, len(s.prox))
+		for p := range s.reported {
+			s.reported[p] = map[uint64]int64{}
+		}
 	}
 	inbox := make([][]picker.Send, len(s.prox))
+	loads := make([][]picker.Load, len(s.prox))
 	uses := map[uint64]int{}
 	hot := map[uint64]bool{}
 	since := s.clock().Add(-s.cfg.window()).UnixNano()
@@ -62,9 +68,14 @@ func (s *sim) relay() {
 		}
 		var sends []picker.Send
 		sends, s.cursors[p] = f.SendsSince(s.cursors[p], nil)
+		var own []picker.Load
+		if !s.cfg.NoLoads {
+			own = picker.NewerLoads(f.Loads(nil), s.reported[p])
+		}
 		for q := range s.prox {
 			if q != p {
 				inbox[q] = append(inbox[q], sends...)
+				loads[q] = append(loads[q], own...)
 			}
 		}
 		for _, u := range f.KeysUsedSince(since, nil) {
@@ -80,7 +91,7 @@ func (s *sim) relay() {
 			keys.Once = append(keys.Once, k)
 		}
 	}
-	s.inbox, s.keys = inbox, keys
+	s.inbox, s.loads, s.keys = inbox, loads, keys
 }
 
 // window is how long the emulated control plane keeps a key.

@@ -61,6 +61,9 @@ type Config struct {
 	// RelayEvery is the fleet exchange's sends period (default 10 ms,
 	// production's): how late the other proxies' sends arrive.
 	RelayEvery time.Duration
+	// NoLoads leaves the proxies' scrapes out of the fleet exchange (each
+	// proxy then decides on its own scrapes only).
+	NoLoads bool
 }
 
 // Strategy builds the picker of one proxy.
@@ -171,10 +174,14 @@ type sim struct {
 	strat  Strategy
 	// the emulated fleet exchange (relay): the sends and keys collected
 	// at the last period, and each proxy's cursor into its sends.
-	inbox   [][]picker.Send
-	keysAt  time.Duration
-	keys    *picker.FleetKeys
-	cursors []uint64
+	inbox [][]picker.Send
+	loads [][]picker.Load
+	// reported is, per proxy, the time of the latest own scrape of each
+	// endpoint it reported.
+	reported []map[uint64]int64
+	keysAt   time.Duration
+	keys     *picker.FleetKeys
+	cursors  []uint64
 	// closed > 0 runs a closed loop of that many users: each completion
 	// sends the next unsent job (next).
 	closed, next int
