@@ -96,8 +96,10 @@ type gateway struct {
 	// subs are the streams of the gateway, woken on a change of keys or
 	// a new send.
 	subs map[chan struct{}]struct{}
-	// sends are the gateway's recent sends.
+	// sends are the gateway's recent sends, loads its proxies' recent
+	// scrapes.
 	sends *sendRing
+	loads *loadTable
 	// cached is the served set, built at version cachedAt.
 	cached   *fleetv1.FleetKeys
 	cachedAt uint64
@@ -178,6 +180,10 @@ func (a *Aggregator) Ingest(gw, node string, r *fleetv1.KeyReport) error {
 		a.stats.sendsIn.Add(int64(n))
 		wakeLocked(g)
 	}
+	if n := g.loads.add(now, node, r.GetLoads()); n > 0 {
+		a.stats.loadsIn.Add(int64(n))
+		wakeLocked(g)
+	}
 	changed := false
 	for _, pr := range r.GetPools() {
 		p := g.pools[pr.GetPool()]
@@ -248,7 +254,8 @@ func (a *Aggregator) gatewayLocked(gw string) *gateway {
 	g := a.gateways[gw]
 	if g == nil {
 		g = &gateway{pools: map[string]*pool{}, subs: map[chan struct{}]struct{}{}, cached: &fleetv1.FleetKeys{},
-			sends: newSendRing(sendLimits{sends: a.opts.MaxSends, keys: a.opts.MaxSendKeys, age: int64(a.opts.SendAge)})}
+			sends: newSendRing(sendLimits{sends: a.opts.MaxSends, keys: a.opts.MaxSendKeys, age: int64(a.opts.SendAge)}),
+			loads: newLoadTable()}
 		a.gateways[gw] = g
 	}
 	return g
@@ -328,17 +335,18 @@ func (g *gateway) set() *fleetv1.FleetKeys {
 	return out
 }
 
-// subscribe returns a channel woken when gw's set changes or a send
-// arrives, and the gateway's sends (held while the stream is subscribed);
-// the channel starts signalled, so the stream sends the current set first.
-func (a *Aggregator) subscribe(gw string) (chan struct{}, *sendRing) {
+// subscribe returns a channel woken when gw's set changes or a send or a
+// scrape arrives, and the gateway's sends and scrapes (held while the
+// stream is subscribed); the channel starts signalled, so the stream
+// sends the current set first.
+func (a *Aggregator) subscribe(gw string) (chan struct{}, *sendRing, *loadTable) {
 	ch := make(chan struct{}, 1)
 	ch <- struct{}{}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g := a.gatewayLocked(gw)
 	g.subs[ch] = struct{}{}
-	return ch, g.sends
+	return ch, g.sends, g.loads
 }
 
 // unsubscribe removes a stream. A gateway whose last stream left is

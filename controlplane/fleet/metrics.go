@@ -9,6 +9,7 @@ import (
 // exchangeStats count what the exchange did since start.
 type exchangeStats struct {
 	refused, sendsIn, sendsOut, skipped, behind atomic.Int64
+	loadsIn, loadsOut                           atomic.Int64
 	relayedIn, relayedOut, relayDropped         atomic.Int64
 }
 
@@ -20,6 +21,8 @@ var (
 	descRefused      = fleetDesc("reports_refused_total", "Reports refused whole (malformed or beyond a limit), from proxies and peers.")
 	descSendsIn      = fleetDesc("sends_received_total", "Sends (a prompt a proxy sent to an endpoint, as chain keys) received, relayed ones included.")
 	descSendsOut     = fleetDesc("sends_pushed_total", "Sends pushed to proxies (each counted once per proxy it went to).")
+	descLoadsIn      = fleetDesc("loads_received_total", "Proxies' scrapes of their endpoints received (newer than the endpoint's held one), relayed ones included.")
+	descLoadsOut     = fleetDesc("loads_pushed_total", "Proxies' scrapes pushed to the gateway's other proxies (each counted once per proxy it went to).")
 	descSkipped      = fleetDesc("sends_skipped_total", "Sends a proxy's stream skipped because they left the gateway's send buffer before it read them (any proxy's, its own included).")
 	descBehind       = fleetDesc("streams_behind_total", "Times a proxy's stream fell behind the gateway's send buffer and skipped ahead.")
 	descRelayedIn    = fleetDesc("relayed_reports_received_total", "Reports of other replicas' proxies received from peers.")
@@ -47,7 +50,7 @@ func NewCollector(agg *Aggregator, peers *Peers) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRefused, descSendsIn, descSendsOut, descSkipped, descBehind,
+	for _, d := range []*prometheus.Desc{descRefused, descSendsIn, descSendsOut, descLoadsIn, descLoadsOut, descSkipped, descBehind,
 		descRelayedIn, descRelayedOut, descRelayDropped, descBuffered, descBufferedKeys, descPeers, descProblems} {
 		ch <- d
 	}
@@ -59,7 +62,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range []struct {
 		d *prometheus.Desc
 		v *atomic.Int64
-	}{{descRefused, &s.refused}, {descSendsIn, &s.sendsIn}, {descSendsOut, &s.sendsOut}, {descSkipped, &s.skipped},
+	}{{descRefused, &s.refused}, {descSendsIn, &s.sendsIn}, {descSendsOut, &s.sendsOut},
+		{descLoadsIn, &s.loadsIn}, {descLoadsOut, &s.loadsOut}, {descSkipped, &s.skipped},
 		{descBehind, &s.behind}, {descRelayedIn, &s.relayedIn}, {descRelayedOut, &s.relayedOut}, {descRelayDropped, &s.relayDropped}} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v.Load()))
 	}

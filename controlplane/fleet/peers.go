@@ -131,7 +131,7 @@ func (p *Peers) Addrs() []string {
 
 // offer queues a report a proxy of gw (node) made here for every peer.
 func (p *Peers) offer(gw, node string, r *fleetv1.KeyReport) {
-	if len(r.GetPools()) == 0 && len(r.GetSends()) == 0 && r.GetProblems() == nil {
+	if len(r.GetPools()) == 0 && len(r.GetSends()) == 0 && len(r.GetLoads()) == 0 && r.GetProblems() == nil {
 		return
 	}
 	q := &queued{at: time.Now(), r: r}

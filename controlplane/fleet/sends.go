@@ -176,6 +176,10 @@ type streamState struct {
 	// version waits for PushEvery since then.
 	keysAt   time.Time
 	keysHeld bool
+	// loads are the gateway's scrapes, loadCursor the sequence number of
+	// the last one read (only proxies that take sends get them).
+	loads      *loadTable
+	loadCursor uint64
 }
 
 // next builds the stream's next push for gateway gw (nil: nothing new for
@@ -205,7 +209,11 @@ func (a *Aggregator) next(gw string, ring *sendRing, st *streamState) (*fleetv1.
 		a.stats.skipped.Add(int64(skipped))
 		a.stats.behind.Add(1)
 	}
-	if msg.KeysUnchanged && len(msg.Sends) == 0 {
+	if st.loads != nil {
+		msg.Loads, st.loadCursor = st.loads.read(now.UnixNano(), st.loadCursor, st.node, nil)
+		a.stats.loadsOut.Add(int64(len(msg.Loads)))
+	}
+	if msg.KeysUnchanged && len(msg.Sends) == 0 && len(msg.Loads) == 0 {
 		return nil, false
 	}
 	for _, p := range msg.Sends {

@@ -61,7 +61,7 @@ func benchRingMemory(b *testing.B, k int) {
 func BenchmarkSendsFanOut(b *testing.B) {
 	const proxies, perReport = 16, 50
 	a := NewAggregator(Options{})
-	_, ring := a.subscribe("ns/gw")
+	_, ring, _ := a.subscribe("ns/gw")
 	streams := make([]*streamState, proxies)
 	for i := range streams {
 		streams[i] = &streamState{node: fmt.Sprint("proxy-", i), takesSends: true, cursor: ring.start(false)}

@@ -44,7 +44,7 @@ func flatten(ps []*fleetv1.PoolSends) []string {
 // pushSends subscribes a stream of node to gw and returns a function that
 // builds its next push's sends.
 func pushSends(a *Aggregator, gw, node string, catchUp bool) func() ([]string, bool) {
-	_, ring := a.subscribe(gw)
+	_, ring, _ := a.subscribe(gw)
 	st := &streamState{node: node, takesSends: true, cursor: ring.start(catchUp)}
 	return func() ([]string, bool) {
 		msg, more := a.next(gw, ring, st)
@@ -158,7 +158,7 @@ func TestSendsReadBudget(t *testing.T) {
 // new.
 func TestSendsOnlyToProxiesThatTakeThem(t *testing.T) {
 	a, _ := newTestAggregator(Options{})
-	_, ring := a.subscribe("ns/gw")
+	_, ring, _ := a.subscribe("ns/gw")
 	old := &streamState{node: "old", cursor: ring.start(false)}
 	cur := &streamState{node: "new", takesSends: true, cursor: ring.start(false)}
 	mustIngest(t, a, "ns/gw", "a", report("p", time.Minute, use(1, 0, false)))
@@ -253,7 +253,7 @@ func FuzzIngestSends(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, c := newTestAggregator(Options{MaxSends: 8, MaxSendKeys: 64})
-		_, ring := a.subscribe("ns/gw")
+		_, ring, _ := a.subscribe("ns/gw")
 		own := &streamState{node: "a", takesSends: true}
 		other := &streamState{node: "b", takesSends: true}
 		var r fleetv1.KeyReport

@@ -72,9 +72,10 @@ func (s *Service) Exchange(stream fleetv1.PrefixKeys_ExchangeServer) error {
 			return err
 		}
 	}
-	wake, ring := s.agg.subscribe(gw)
+	wake, ring, loads := s.agg.subscribe(gw)
 	defer s.agg.unsubscribe(gw, wake)
-	st := &streamState{node: node, takesSends: first.GetTakesSends(), cursor: ring.start(first.GetCatchUp())}
+	st := &streamState{node: node, takesSends: first.GetTakesSends(), cursor: ring.start(first.GetCatchUp()),
+		loads: loads, loadCursor: loads.start()}
 	id := s.streams.Add(1)
 	defer s.agg.problems.ended(gw, node, id)
 	if err := s.ingest(gw, node, id, first); err != nil {
