@@ -19,8 +19,9 @@ const maxMatchBody = 8 << 20
 // the exchange is off):
 //
 //	GET  /fleet-keys               per pool: the fleet keys its plan uses,
-//	                               and the sends this proxy reported and
-//	                               merged from the other proxies
+//	                               the sends this proxy reported and
+//	                               merged from the other proxies, and the
+//	                               scrapes it reported and adopted
 //	POST /fleet-keys/match?pool=P  body: an OpenAI request; the picker's
 //	                               explanation of it now (no side effect):
 //	                               per endpoint, the prompt tokens it is
@@ -47,11 +48,12 @@ func RegisterAdmin(mux *http.ServeMux, scheds *picker.Schedulers, c *Client) {
 
 // PoolState is one pool's side of the exchange as the admin API shows
 // it: fleet keys as decimal strings (as the control plane's snapshot dump
-// shows them), and sends counted since the proxy started.
+// shows them), and sends and scrapes counted since the proxy started.
 type PoolState struct {
 	Hot   []string  `json:"hot"`
 	Once  []string  `json:"once"`
 	Sends PoolSends `json:"sends"`
+	Loads PoolLoads `json:"loads"`
 }
 
 // State returns each pool's fleet keys in use and send counts, for every
@@ -65,12 +67,12 @@ func State(p Pools, c *Client) map[string]PoolState {
 		}
 		return s
 	}
-	var counts map[string]PoolSends
+	var counts map[string]poolCounts
 	if c != nil {
 		counts = c.counts.snapshot()
 	}
 	for name, s := range p.Fleets() {
-		st := PoolState{Hot: []string{}, Once: []string{}, Sends: counts[name]}
+		st := PoolState{Hot: []string{}, Once: []string{}, Sends: counts[name].sends, Loads: counts[name].loads}
 		if f := s.FleetKeysInUse(); f != nil {
 			st.Hot, st.Once = str(f.Hot), str(f.Once)
 		}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -85,6 +86,12 @@ type Client struct {
 	// streams counts the streams opened: only the first catches up.
 	streams int
 	counts  counts
+	// reported is, per endpoint, when the latest own scrape reported was
+	// taken (unix ns); loadBuf is reused. Only the report goroutine uses
+	// them. badLoads counts relayed scrapes dropped as malformed.
+	reported map[uint64]int64
+	loadBuf  []picker.Load
+	badLoads atomic.Int64
 }
 
 // cursor is a position in one picker's sends (a new picker for the pool,
@@ -110,7 +117,8 @@ func New(cfg Config) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Client{cfg: cfg, set: make(chan map[string]*picker.FleetKeys, 1), cursors: map[string]cursor{}, counts: newCounts()}
+	return &Client{cfg: cfg, set: make(chan map[string]*picker.FleetKeys, 1), cursors: map[string]cursor{}, counts: newCounts(),
+		reported: map[uint64]int64{}}
 }
 
 // Run keeps a stream open until ctx is done, then returns nil; it returns
@@ -202,6 +210,9 @@ func (c *Client) stream(ctx context.Context, api fleetv1.PrefixKeysClient) (answ
 		if len(msg.GetSends()) > 0 {
 			sends = c.merge(msg.GetSends(), sends)
 		}
+		if len(msg.GetLoads()) > 0 {
+			c.mergeLoads(msg.GetLoads(), time.Now())
+		}
 		if msg.GetKeysUnchanged() {
 			continue
 		}
@@ -260,6 +271,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 		}
 		fleets := c.cfg.Pools.Fleets()
 		sends, r.Sends = c.sendsSince(fleets, sends, now.UnixNano())
+		r.Loads = c.loadsSince(fleets, now)
 		for name, p := range fleets {
 			if !keysDue {
 				break
@@ -274,7 +286,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 			}
 			r.Pools = append(r.Pools, pk)
 		}
-		if first || len(r.Pools) > 0 || len(r.Sends) > 0 || r.Problems != nil {
+		if first || len(r.Pools) > 0 || len(r.Sends) > 0 || len(r.Loads) > 0 || r.Problems != nil {
 			if err := st.Send(r); err != nil {
 				return err
 			}
@@ -285,6 +297,7 @@ func (c *Client) report(ctx context.Context, st fleetv1.PrefixKeys_ExchangeClien
 			// took its time before now may record its key after the
 			// scan. Reporting a key twice changes nothing.
 			since, keysAt = now.Add(-c.cfg.ReportEvery).UnixNano(), now
+			c.forgetReported(now)
 		}
 		select {
 		case <-ctx.Done():

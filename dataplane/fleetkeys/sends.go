@@ -59,11 +59,25 @@ func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send, n
 	return buf[:0], out
 }
 
-// counts are the sends a proxy reported and merged per pool since it
-// started, for its admin API.
+// counts are the sends and scrapes a proxy reported and merged per pool
+// since it started, for its admin API.
 type counts struct {
 	mu    sync.Mutex
-	pools map[string]*PoolSends
+	pools map[string]*poolCounts
+}
+
+type poolCounts struct {
+	sends PoolSends
+	loads PoolLoads
+}
+
+// PoolLoads counts one pool's scrapes through the exchange.
+type PoolLoads struct {
+	// Reported are this proxy's own scrapes of the pool's endpoints it
+	// reported (an endpoint in several pools counts in one); Adopted the
+	// other proxies' scrapes it took over, newer than its own.
+	Reported int64 `json:"reported"`
+	Adopted  int64 `json:"adopted"`
 }
 
 // PoolSends counts one pool's sends through the exchange.
@@ -74,25 +88,42 @@ type PoolSends struct {
 	Merged   int64 `json:"merged"`
 }
 
-func newCounts() counts { return counts{pools: map[string]*PoolSends{}} }
+func newCounts() counts { return counts{pools: map[string]*poolCounts{}} }
+
+// poolLocked returns pool's counts, created when missing.
+func (c *counts) poolLocked(pool string) *poolCounts {
+	p := c.pools[pool]
+	if p == nil {
+		p = &poolCounts{}
+		c.pools[pool] = p
+	}
+	return p
+}
 
 func (c *counts) add(pool string, reported, merged int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p := c.pools[pool]
-	if p == nil {
-		p = &PoolSends{}
-		c.pools[pool] = p
+	p := c.poolLocked(pool)
+	p.sends.Reported += int64(reported)
+	p.sends.Merged += int64(merged)
+}
+
+func (c *counts) addLoads(pool string, reported, adopted int) {
+	if reported == 0 && adopted == 0 {
+		return
 	}
-	p.Reported += int64(reported)
-	p.Merged += int64(merged)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.poolLocked(pool)
+	p.loads.Reported += int64(reported)
+	p.loads.Adopted += int64(adopted)
 }
 
 // snapshot returns a copy of the counts.
-func (c *counts) snapshot() map[string]PoolSends {
+func (c *counts) snapshot() map[string]poolCounts {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]PoolSends, len(c.pools))
+	out := make(map[string]poolCounts, len(c.pools))
 	for k, v := range c.pools {
 		out[k] = *v
 	}

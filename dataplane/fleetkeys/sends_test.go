@@ -22,6 +22,9 @@ type fakeFleet struct {
 	sends  []picker.Send // send i has sequence number i+1
 	merged []picker.Send
 	keys   *picker.FleetKeys
+	// loads are its own scrapes, adopted the others' it was handed.
+	loads   []picker.Load
+	adopted []picker.Load
 }
 
 func (f *fakeFleet) KeysUsedSince(int64, []picker.KeyUse) []picker.KeyUse { return nil }
@@ -47,6 +50,17 @@ func (f *fakeFleet) MergeSends(s []picker.Send) {
 	for _, x := range s {
 		f.merged = append(f.merged, picker.Send{Endpoint: x.Endpoint, Keys: slices.Clone(x.Keys), Prefill: x.Prefill, Output: x.Output, At: x.At})
 	}
+}
+func (f *fakeFleet) Loads(out []picker.Load) []picker.Load {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append(out, f.loads...)
+}
+func (f *fakeFleet) MergeLoads(ls []picker.Load) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.adopted = append(f.adopted, ls...)
+	return len(ls)
 }
 func (f *fakeFleet) send(ep uint64, keys ...uint64) {
 	f.mu.Lock()
