@@ -165,6 +165,7 @@ func TestFleetAcrossReplicas(t *testing.T) {
 		return nil
 	})
 	checkSendsTravel(ctx, t, s.client, s.adminAddr, admin2)
+	checkLoadsTravel(ctx, t, s.adminAddr, admin2)
 	body, err := httpGet(ctx, "http://"+cpAdmin2+"/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -244,6 +245,28 @@ func checkSendsTravel(ctx context.Context, t *testing.T, client openai.Client, f
 	if got := after[pool].Sends; got.Reported <= before[pool].Sends.Reported || got.Merged != before[pool].Sends.Merged {
 		t.Fatalf("sending proxy's counts went from %+v to %+v: want more reported and nothing merged (its own sends never come back)", before[pool].Sends, got)
 	}
+}
+
+// checkLoadsTravel waits until each of the proxies with the given admin
+// addresses has reported its own scrapes of the pool's endpoints and taken
+// over some of the other's newer ones (both scrape the same model servers,
+// at times of their own).
+func checkLoadsTravel(ctx context.Context, t *testing.T, admins ...string) {
+	t.Helper()
+	harness.Eventually(t, syncTimeout, func() error {
+		for _, a := range admins {
+			st, err := fleetState(ctx, a)
+			if err != nil {
+				return err
+			}
+			for pool, ps := range st {
+				if ps.Loads.Reported == 0 || ps.Loads.Adopted == 0 {
+					return fmt.Errorf("proxy %s, pool %s: scrapes %+v; want some reported and some of the other proxy's adopted", a, pool, ps.Loads)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func fleetState(ctx context.Context, admin string) (map[string]fleetkeys.PoolState, error) {
