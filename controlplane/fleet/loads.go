@@ -96,12 +96,7 @@ func (t *loadTable) trimLocked(now int64) {
 		t.head++
 		t.first++
 	}
-	if t.head > 0 && t.head >= len(t.log)/2 {
-		n := copy(t.log, t.log[t.head:])
-		clear(t.log[n:])
-		t.log = t.log[:n]
-		t.head = 0
-	}
+	t.log, t.head = compactHead(t.log, t.head)
 }
 
 // start is the cursor of a new stream: past every scrape held (the

@@ -86,12 +86,19 @@ func (r *sendRing) trimLocked(now int64) {
 		r.head++
 		r.first++
 	}
-	if r.head > 0 && r.head >= len(r.entries)/2 {
-		n := copy(r.entries, r.entries[r.head:])
-		clear(r.entries[n:])
-		r.entries = r.entries[:n]
-		r.head = 0
+	r.entries, r.head = compactHead(r.entries, r.head)
+}
+
+// compactHead moves s[head:] to the front of s once the dropped head is
+// most of it (so a log trimmed from the front does not grow without
+// bound), clearing what it vacates; it returns the slice and the new head.
+func compactHead[T any](s []T, head int) ([]T, int) {
+	if head == 0 || head < len(s)/2 {
+		return s, head
 	}
+	n := copy(s, s[head:])
+	clear(s[n:])
+	return s[:n], 0
 }
 
 // expire drops sends older than the age bound; it reports whether the
