@@ -3,8 +3,6 @@ package picker
 import (
 	"sync"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
-
 	"github.com/infergate/infergate/dataplane/endpoints"
 )
 
@@ -16,14 +14,11 @@ import (
 //
 // One lock covers a whole match or record (a prompt's dozens of keys)
 // rather than one per key: the per-key locks of a synchronised cache were
-// a quarter of a long prompt's pick.
+// a quarter of a long prompt's pick. Entries are updated in place (a put
+// is one lookup; evicted entries are reused).
 type chainIndex struct {
 	mu  sync.Mutex
-	idx *simplelru.LRU[uint64, *chainEntry]
-	// free holds entries the LRU evicted, for the next new key: recording
-	// a prompt's dozens of keys then neither allocates nor copies entries
-	// in and out of the LRU (a put is one lookup, updated in place).
-	free []*chainEntry
+	idx *chainTable
 }
 
 // chainEntry is the endpoints a prefix was sent to, newest first, each
@@ -42,23 +37,15 @@ type sent struct {
 const chainEntryEndpoints = 8
 
 // DefaultChainIndexSize is the number of chain keys a proxy remembers per
-// pool: about 7,000 prompts of 4k tokens (18 keys each), ~20 MB.
+// pool: about 7,000 prompts of 4k tokens (18 keys each), ~23 MB when full
+// (a 144-byte node and a 16-byte slot per key, slots at most half full).
 const DefaultChainIndexSize = 128 << 10
 
 func newChainIndex(size int) *chainIndex {
 	if size <= 0 {
 		size = DefaultChainIndexSize
 	}
-	x := &chainIndex{}
-	idx, err := simplelru.NewLRU(size, func(_ uint64, e *chainEntry) {
-		*e = chainEntry{}
-		x.free = append(x.free, e)
-	})
-	if err != nil {
-		panic(err) // only for size ≤ 0, excluded above
-	}
-	x.idx = idx
-	return x
+	return &chainIndex{idx: newChainTable(size)}
 }
 
 // match writes into depth[i] the deepest chain position (in blocks) of
@@ -81,8 +68,8 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 	}
 	next := 0
 	for k := len(keys) - 1; k >= 0 && left > 0; k-- {
-		e, ok := x.idx.Peek(keys[k].Hash)
-		if !ok {
+		e := x.idx.peek(keys[k].Hash)
+		if e == nil {
 			continue
 		}
 		anywhere = max(anywhere, keys[k].Blocks)
@@ -134,14 +121,9 @@ func (x *chainIndex) record(keys []chainKey, ep *endpoints.Endpoint, at int64) {
 
 // put moves ep to the front of key's entry (x.mu held).
 func (x *chainIndex) put(key uint64, ep *endpoints.Endpoint, at int64) {
-	e, ok := x.idx.Get(key)
-	if !ok {
-		if n := len(x.free); n > 0 {
-			e, x.free = x.free[n-1], x.free[:n-1]
-		} else {
-			e = new(chainEntry)
-		}
-		x.idx.Add(key, e)
+	e := x.idx.get(key)
+	if e == nil {
+		e = x.idx.add(key)
 	}
 	// Shift the entries ahead of ep's old place (or all but the oldest)
 	// back by one; ep goes first.
@@ -174,8 +156,8 @@ func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int3
 		if k.Blocks <= blocks {
 			continue
 		}
-		e, ok := x.idx.Peek(k.Hash)
-		if !ok {
+		e := x.idx.peek(k.Hash)
+		if e == nil {
 			continue
 		}
 		j := 0
@@ -186,7 +168,7 @@ func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int3
 			}
 		}
 		if j == 0 {
-			x.idx.Remove(k.Hash) // its entry goes to x.free
+			x.idx.drop(k.Hash)
 			continue
 		}
 		clear(e[j:])
@@ -198,8 +180,8 @@ func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int3
 func (x *chainIndex) holders(key uint64, out []uint64) []uint64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	e, ok := x.idx.Peek(key)
-	if !ok {
+	e := x.idx.peek(key)
+	if e == nil {
 		return out
 	}
 	for _, s := range e {
@@ -215,5 +197,5 @@ func (x *chainIndex) holders(key uint64, out []uint64) []uint64 {
 func (x *chainIndex) contains(key uint64) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.idx.Contains(key)
+	return x.idx.contains(key)
 }
