@@ -71,10 +71,10 @@ func TestChainTableIsAnLRU(t *testing.T) {
 func checkChainTable(t *testing.T, tab *chainTable, want []uint64, step int) {
 	t.Helper()
 	var got []uint64
-	for n := tab.nodes[0].prev; n != 0; n = tab.nodes[n].prev {
-		got = append(got, tab.nodes[n].key)
-		if _, at := tab.find(tab.nodes[n].key); at != n {
-			t.Fatalf("step %d: key %#x of node %d found at node %d", step, tab.nodes[n].key, n, at)
+	for n := tab.links[0].prev; n != 0; n = tab.links[n].prev {
+		got = append(got, tab.links[n].key)
+		if _, at := tab.find(tab.links[n].key); at != n {
+			t.Fatalf("step %d: key %#x of node %d found at node %d", step, tab.links[n].key, n, at)
 		}
 	}
 	if !slices.Equal(got, want) || tab.n != len(want) {
