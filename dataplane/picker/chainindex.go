@@ -38,7 +38,7 @@ const chainEntryEndpoints = 8
 
 // DefaultChainIndexSize is the number of chain keys a proxy remembers per
 // pool: about 7,000 prompts of 4k tokens (18 keys each), ~23 MB when full
-// (a 144-byte node and a 16-byte slot per key, slots at most half full).
+// (a 128-byte entry, a 16-byte link and two to four 16-byte slots per key).
 const DefaultChainIndexSize = 128 << 10
 
 func newChainIndex(size int) *chainIndex {

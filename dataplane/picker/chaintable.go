@@ -14,10 +14,11 @@ import (
 // and probing and in its list of heap elements. Chain keys are already
 // uniform hashes, so one multiply places a key in an open-addressed
 // table that holds the key beside its node's index (a miss reads one
-// slot); the recency list is a slice of links apart from the entries, so
-// moving a key to the front touches 16-byte links (a pick's keys' links
-// stay in cache) rather than 144-byte nodes, and nothing is allocated per
-// key once the table has grown to its limit.
+// slot); the recency list is a slice of 16-byte links apart from the
+// 128-byte entries, so moving a prompt's keys to the front touches links
+// that stay in cache; nothing is allocated per key once the table has
+// grown to its limit (node indexes are int32: the profile allows at most
+// 4M keys).
 type chainTable struct {
 	// limit is the most keys held.
 	limit int
@@ -123,7 +124,7 @@ func (t *chainTable) add(key uint64) *chainEntry {
 	default:
 		if len(t.links) == cap(t.links) {
 			// Grow by doubling, but never past the limit: a full index of
-			// the default size is ~20 MB of entries.
+			// the default size is ~17 MB of entries.
 			size := min(2*cap(t.links), t.limit+1)
 			t.links = append(make([]chainLink, 0, size), t.links...)
 			t.entries = append(make([]chainEntry, 0, size), t.entries...)
