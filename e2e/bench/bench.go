@@ -274,7 +274,7 @@ func runCell(ctx context.Context, o Options, sc *Scenario, st Strategy) (*Cell, 
 	}
 	defer closeProxies(proxies)
 	if st.FleetKeys {
-		stop, err := startFleetKeys(pools, o.Logger)
+		stop, err := startFleetKeys(pools, o.TimeScale, o.Logger)
 		if err != nil {
 			return nil, err
 		}

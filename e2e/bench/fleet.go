@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -23,9 +24,16 @@ import (
 // The benchmark has no control plane, so a strategy with FleetKeys runs the
 // control plane's aggregator on a loopback gRPC server and one fleetkeys
 // client per in-process proxy, with the production report and push
-// intervals: keys and sends travel the production path, over real gRPC
-// streams (the proxies' pipelines tell each picker its pool's endpoints,
-// as in production, so sends to any of them are merged).
+// intervals in simulated time: keys, sends and scrapes travel the
+// production path, over real gRPC streams (the proxies' pipelines tell
+// each picker its pool's endpoints, as in production, so sends to any of
+// them are merged).
+//
+// The intervals are scaled by the run's time scale, as the scrape interval
+// is: at 0.25 wall seconds per simulated second, the production 10 ms
+// between a proxy's reports and the control plane's pushes would be 40 ms
+// of simulated time, and the other proxies' sends and scrapes would reach
+// a proxy 4 times later, relative to the requests, than in production.
 
 // proxyPools is one proxy's pools' fleet sides (fleetkeys.Pools), filled
 // as the proxy builds its pickers.
@@ -58,25 +66,28 @@ func (p *proxyPools) capture(newPicker func(*config.Backend) picker.Picker) func
 }
 
 // startFleetKeys serves an aggregator on loopback and connects a client
-// for each proxy's pools; stop ends them all.
-func startFleetKeys(pools []*proxyPools, logger *slog.Logger) (stop func(), err error) {
+// for each proxy's pools, with the production intervals times timeScale
+// (wall seconds per simulated second); stop ends them all.
+func startFleetKeys(pools []*proxyPools, timeScale float64, logger *slog.Logger) (stop func(), err error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	return serveFleetKeys(lis, pools, logger), nil
+	return serveFleetKeys(lis, pools, timeScale, logger), nil
 }
 
 // serveFleetKeys is startFleetKeys on a listener of the caller's.
-func serveFleetKeys(lis net.Listener, pools []*proxyPools, logger *slog.Logger) (stop func()) {
+func serveFleetKeys(lis net.Listener, pools []*proxyPools, timeScale float64, logger *slog.Logger) (stop func()) {
 	srv := grpc.NewServer()
-	fleet.NewService(fleet.NewAggregator(fleet.Options{}), logger, nil).Register(srv)
+	fleet.NewService(fleet.NewAggregator(fleet.Options{PushEvery: scaled(250*time.Millisecond, timeScale),
+		SendsEvery: scaled(10*time.Millisecond, timeScale)}), logger, nil).Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i, p := range pools {
 		c := fleetkeys.New(fleetkeys.Config{Addr: lis.Addr().String(), NodeID: fmt.Sprintf("proxy-%d", i), Gateway: gateway,
-			Pools: p, Logger: logger})
+			Pools: p, ReportEvery: scaled(fleetkeys.DefaultReportEvery, timeScale),
+			KeysEvery: scaled(fleetkeys.DefaultKeysEvery, timeScale), Logger: logger})
 		wg.Go(func() { _ = c.Run(ctx) })
 	}
 	return func() {
@@ -84,4 +95,13 @@ func serveFleetKeys(lis net.Listener, pools []*proxyPools, logger *slog.Logger) 
 		wg.Wait()
 		srv.Stop()
 	}
+}
+
+// scaled is a production interval d in a run's wall time: d × timeScale
+// (wall seconds per simulated second; 0 means 1), at least 1 ms.
+func scaled(d time.Duration, timeScale float64) time.Duration {
+	if timeScale <= 0 {
+		timeScale = 1
+	}
+	return max(time.Duration(float64(d)*timeScale), time.Millisecond)
 }

@@ -94,7 +94,7 @@ func benchExchangeBytes(b *testing.B, tokens int) {
 		b.Fatal(err)
 	}
 	cl := &countingListener{Listener: lis}
-	stop := serveFleetKeys(cl, pools, logger)
+	stop := serveFleetKeys(cl, pools, 1, logger)
 	defer stop()
 	time.Sleep(300 * time.Millisecond) // streams open
 	in0, out0 := cl.in.Load(), cl.out.Load()

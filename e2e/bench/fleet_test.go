@@ -32,7 +32,7 @@ func TestFleetExchangeTravels(t *testing.T) {
 	for i, p := range pools {
 		scheds[i] = p.capture(newPicker)(&config.Backend{Name: poolName}).(*picker.Scheduler)
 	}
-	stop, err := startFleetKeys(pools, logger)
+	stop, err := startFleetKeys(pools, 1, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,8 @@ func (p *precise) start(ctx context.Context, env *Env) (func(), error) {
 		cancel()
 		return nil, err
 	}
-	idx := kvindex.New(ctx, kvindex.Options{}, nil)
+	// The index's push interval scaled like the exchange's (fleet.go).
+	idx := kvindex.New(ctx, kvindex.Options{PushEvery: scaled(20*time.Millisecond, env.TimeScale)}, nil)
 	idx.Update(map[string]*snapshot.Set{gateway: set})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
