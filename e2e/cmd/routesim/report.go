@@ -42,7 +42,7 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 		"serves) in virtual time (`e2e/routesim`). Nothing sleeps, so the numbers do not depend on the machine's load; the HTTP "+
 		"path is left out (the wall-clock benchmark, report.md, measures it). Cells show medians over the seeds; latencies are "+
 		"simulated seconds. With 4 proxies requests are spread round robin over them and the proxies exchange their prefix keys "+
-		"every 250 ms and their sends every 10 ms, one period late, as the control plane relays them.\n\n", seeds, runtime.GOMAXPROCS(0), wall.Round(time.Second))
+		"every 250 ms and their sends and scrapes every 10 ms, one period late, as the control plane relays them.\n\n", seeds, runtime.GOMAXPROCS(0), wall.Round(time.Second))
 	baselines := []string{}
 	for _, s := range routesim.Baselines() {
 		baselines = append(baselines, s.Name)
