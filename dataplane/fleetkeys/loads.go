@@ -34,8 +34,10 @@ func (c *Client) loadsSince(fleets map[string]picker.Fleet, now time.Time) []*fl
 }
 
 // loadMessage is l as the exchange carries it, nil when it is outside the
-// exchange's limits (the scrape parser's bounds are the same, so only a
-// scrape older than fleetv1.MaxLoadAge is).
+// exchange's limits: the scrape parser bounds the counts and adapter lists
+// the same way, so that is a scrape older than fleetv1.MaxLoadAge or one
+// naming an adapter longer than fleetv1.MaxAdapterNameBytes (the other
+// proxies then decide on their own scrapes of that endpoint).
 func loadMessage(l picker.Load, now time.Time) *fleetv1.EndpointLoad {
 	m := l.Metrics
 	age := max(now.Sub(m.At), 0)
