@@ -73,7 +73,7 @@ type Endpoint struct {
 	// it last brought one (unix ns).
 	othersSince, othersAt atomic.Int64
 	// ownTimes and othersTimes are when this proxy's and the others'
-	// latest sends were made (NoteSend, NoteOthersSend): a scrape relayed
+	// latest sends were made (Acquire, NoteOthersSend): a scrape relayed
 	// from another proxy (Adopt) was taken tens of milliseconds ago, and
 	// the sends since then are counted again from these.
 	ownTimes, othersTimes sendTimes
@@ -147,13 +147,15 @@ func New(s Spec) *Endpoint { return newEndpoint(s, newSchedule(defaultInterval, 
 // InFlight is the number of requests this proxy has open to the endpoint.
 func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
 
-// Acquire counts a request to the endpoint; call Release when its response
-// body is finished.
-func (e *Endpoint) Acquire() {
+// Acquire counts a request sent to the endpoint at now; call Release when
+// its response body is finished. The send time is remembered so that a
+// scrape another proxy took (Adopt) counts the requests sent after it.
+func (e *Endpoint) Acquire(now time.Time) {
 	e.inFlight.Add(1)
 	e.sinceScrape.Add(1)
 	e.rateSends.Add(1)
 	e.sent.Add(1)
+	e.ownTimes.add(now.UnixNano())
 }
 
 // SinceScrape is the number of requests this proxy sent to the endpoint
@@ -218,12 +220,6 @@ func (e *Endpoint) NoteOthersSend(at, now int64) {
 	e.othersAt.Store(now)
 }
 
-// NoteSend notes when this proxy sent the endpoint a request (at, unix
-// ns): a picker that records its picks calls it, so that a relayed scrape
-// (Adopt) counts the sends made after it. Acquire counts the request
-// itself.
-func (e *Endpoint) NoteSend(at int64) { e.ownTimes.add(at) }
-
 // SendRate is this proxy's recent rate of requests to the endpoint (per
 // second), averaged over scrapes with a time constant of rateWindow.
 func (e *Endpoint) SendRate() float64 { return math.Float64frombits(e.sendRate.Load()) }
@@ -270,6 +266,17 @@ func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 // SetMetrics records a scrape (the scraper calls it; tests may too). It
 // takes m over: it fills m's adapter filter, and readers share m.
 func (e *Endpoint) SetMetrics(m *Metrics) {
+	m.fillAdapters()
+	e.metrics.Store(m)
+	e.othersSince.Store(0)
+	e.sinceScrape.Store(0)
+	e.noteDone(e.released.Swap(0), m.At)
+	e.noteSends(e.rateSends.Swap(0), m.At)
+}
+
+// fillAdapters sets m's adapter filter from its running and waiting
+// adapters.
+func (m *Metrics) fillAdapters() {
 	m.adapters = 0
 	for _, a := range m.RunningAdapters {
 		m.adapters |= AdapterBit(a)
@@ -277,11 +284,6 @@ func (e *Endpoint) SetMetrics(m *Metrics) {
 	for _, a := range m.WaitingAdapters {
 		m.adapters |= AdapterBit(a)
 	}
-	e.metrics.Store(m)
-	e.othersSince.Store(0)
-	e.sinceScrape.Store(0)
-	e.noteDone(e.released.Swap(0), m.At)
-	e.noteSends(e.rateSends.Swap(0), m.At)
 }
 
 // AdapterBit is adapter name a's bit in the filter MayReportAdapter reads.

@@ -131,7 +131,7 @@ func TestRegistryScrapes(t *testing.T) {
 	}
 
 	// The same spec keeps the same Endpoint (in-flight carries over).
-	ep.Acquire()
+	ep.Acquire(time.Now())
 	again := reg.Sync([]endpoints.Spec{{Address: addr, MetricsAddress: addr, EngineType: "vllm", Scrape: true}})
 	if again[addr] != ep || ep.InFlight() != 1 {
 		t.Fatal("endpoint state must survive a config change")

@@ -12,7 +12,7 @@ import "sync/atomic"
 // Adopt takes over m, another proxy's scrape of the endpoint brought by
 // the fleet exchange, when it was taken after the metrics held (m.At, in
 // this proxy's clock); it reports whether it did. The requests sent since
-// m was taken — this proxy's own (NoteSend) and the others' the exchange
+// m was taken — this proxy's own (Acquire) and the others' the exchange
 // brought (NoteOthersSend) — count as unseen by it again (Unseen). A
 // relayed scrape says nothing of this proxy's own requests finishing, so
 // the completion and send rates stay on this proxy's own scrapes. m's
@@ -32,13 +32,7 @@ func (e *Endpoint) Adopt(m *Metrics) bool {
 			m.MaxLoRA = cur.MaxLoRA
 		}
 	}
-	m.adapters = 0
-	for _, a := range m.RunningAdapters {
-		m.adapters |= AdapterBit(a)
-	}
-	for _, a := range m.WaitingAdapters {
-		m.adapters |= AdapterBit(a)
-	}
+	m.fillAdapters()
 	// A concurrent own scrape may land between the check and the store;
 	// it is at most one scrape interval older than it should be, then
 	// replaced by the next. The scraper of this endpoint and the exchange

@@ -20,8 +20,7 @@ func TestAdoptRelayedScrape(t *testing.T) {
 	// Sends after the own scrape: this proxy's at +10 and +40 ms, the
 	// others' at +20 and +50 ms.
 	for _, ms := range []int{10, 40} {
-		e.Acquire()
-		e.NoteSend(at.Add(time.Duration(ms) * time.Millisecond).UnixNano())
+		e.Acquire(at.Add(time.Duration(ms) * time.Millisecond))
 	}
 	now := at.Add(60 * time.Millisecond)
 	for _, ms := range []int{20, 50} {
@@ -68,8 +67,7 @@ func TestAdoptCountsAtMostTheRememberedSends(t *testing.T) {
 	at := time.Unix(1000, 0)
 	e.SetMetrics(&endpoints.Metrics{At: at})
 	for i := range 1000 {
-		e.Acquire()
-		e.NoteSend(at.Add(time.Duration(i+1) * time.Microsecond).UnixNano())
+		e.Acquire(at.Add(time.Duration(i+1) * time.Microsecond))
 	}
 	m := &endpoints.Metrics{At: at.Add(time.Nanosecond)}
 	e.Adopt(m)

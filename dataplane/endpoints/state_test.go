@@ -37,8 +37,8 @@ func TestParseLoRANewestSeries(t *testing.T) {
 
 func TestSinceScrape(t *testing.T) {
 	e := endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"})
-	e.Acquire()
-	e.Acquire()
+	e.Acquire(time.Now())
+	e.Acquire(time.Now())
 	e.Release()
 	// Two started since the scrape, one finished: one is still load.
 	if e.SinceScrape() != 1 || e.InFlight() != 1 {
@@ -50,9 +50,9 @@ func TestSinceScrape(t *testing.T) {
 	}
 	// Sequential requests that finish add nothing to the estimate.
 	e.Release() // the request from before the scrape
-	e.Acquire()
+	e.Acquire(time.Now())
 	e.Release()
-	e.Acquire()
+	e.Acquire(time.Now())
 	if e.SinceScrape() != 1 {
 		t.Fatalf("since %d after one finished and one open request", e.SinceScrape())
 	}
@@ -132,8 +132,8 @@ func TestUnseenScalesWithProxies(t *testing.T) {
 		t.Fatalf("3 proxies × 20/s × 100 ms: unseen %v", got)
 	}
 	// This proxy's own open requests count once each, exactly.
-	e.Acquire()
-	e.Acquire()
+	e.Acquire(time.Now())
+	e.Acquire(time.Now())
 	if got := e.Unseen(m, at); got != 2 {
 		t.Fatalf("2 own requests at the scrape's time: unseen %v", got)
 	}
@@ -158,7 +158,7 @@ func steadyEndpoint(t *testing.T) (*endpoints.Registry, *endpoints.Endpoint, *en
 	at := time.Unix(1000, 0)
 	for range 100 {
 		e.SetMetrics(&endpoints.Metrics{At: at})
-		e.Acquire()
+		e.Acquire(at)
 		e.Release()
 		at = at.Add(50 * time.Millisecond)
 	}
@@ -182,7 +182,7 @@ func TestUnseenOwnRequestCountsOnce(t *testing.T) {
 	}
 	m := &endpoints.Metrics{At: at}
 	e.SetMetrics(m)
-	e.Acquire()
+	e.Acquire(time.Now())
 	if got := e.Unseen(m, at.Add(20*time.Millisecond)); got != 1 {
 		t.Fatalf("one own request after an idle second: unseen %v", got)
 	}

@@ -369,7 +369,6 @@ func (m *CostModel) record(c *Cycle, i int) {
 	}
 	ep.AddWritten(writes(uncached+c.output, ep) * int64(n))
 	ep.AddBacklog(uncached, c.Now.UnixNano(), 1/m.est.prefillToken)
-	ep.NoteSend(c.Now.UnixNano())
 	m.index.record(keys, ep, ep.Written())
 	m.out.add(ep.Hash, keys, uncached, c.output, c.Now.UnixNano())
 	c.Req.note = pickNote{ep: ep, cached: t.CachedTokens, outputGiven: c.outputGiven}

@@ -54,7 +54,7 @@ func (f *costFleet) pick(body []byte) int {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	ep.Acquire()
+	ep.Acquire(f.now)
 	ep.Release()
 	for i, e := range f.es {
 		if e == ep {
@@ -261,7 +261,7 @@ func TestCostStaleEndpointStaysInRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ep.Acquire()
+		ep.Acquire(f.now)
 		inflight = append(inflight, open{ep, f.now.Add(2 * time.Second)})
 		for j, e := range f.es {
 			if e == ep {
@@ -392,7 +392,7 @@ func TestCostOneSendWritesAtMostACache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep.Acquire()
+	ep.Acquire(f.now)
 	ep.Release()
 	f.s.Fleet().MergeSends([]picker.Send{{Endpoint: f.es[0].Hash, Prefill: 1e15, Output: math.Inf(1), At: f.now.UnixNano()}})
 	if w := f.es[0].Written() - before; w > 2*32768 {

@@ -3,6 +3,7 @@ package picker_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/infergate/infergate/dataplane/endpoints"
 	"github.com/infergate/infergate/dataplane/picker"
@@ -18,9 +19,9 @@ func eps(n int) []*endpoints.Endpoint {
 
 func TestLeastInFlight(t *testing.T) {
 	es := eps(3)
-	es[0].Acquire()
-	es[0].Acquire()
-	es[2].Acquire()
+	es[0].Acquire(time.Now())
+	es[0].Acquire(time.Now())
+	es[2].Acquire(time.Now())
 	got, err := picker.LeastInFlight{}.Pick(&picker.Request{}, es)
 	if err != nil || got != es[1] {
 		t.Fatalf("got %v %v", got, err)

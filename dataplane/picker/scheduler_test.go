@@ -41,8 +41,8 @@ func TestQueueScorer(t *testing.T) {
 		t.Fatalf("min spread: %v", got)
 	}
 	// Requests sent since the scrape count as queued.
-	es[0].Acquire()
-	es[0].Acquire()
+	es[0].Acquire(time.Now())
+	es[0].Acquire(time.Now())
 	got = scoreOf(t, picker.QueueScorer{}, &picker.Request{}, es)
 	if got[0] != 0 || got[2] != 1 {
 		t.Fatalf("since-scrape blend: %v", got)
@@ -349,7 +349,7 @@ func TestFourProxiesOwnSendKeepsAffinity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.Acquire()
+	first.Acquire(time.Now())
 	next, err := s.Pick(req, es)
 	if err != nil {
 		t.Fatal(err)

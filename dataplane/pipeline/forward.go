@@ -283,9 +283,9 @@ func (m *Pipeline) attempt(ex *exchange, r *http.Request, route *config.Route, b
 	// Released when the response body (a whole SSE stream) has been
 	// copied or the exchange failed — also when the copy panics to abort
 	// the client connection.
-	ep.Acquire()
-	defer ep.Release()
 	start := time.Now()
+	ep.Acquire(start)
+	defer ep.Release()
 	completed := false
 	defer func() {
 		if ex.wd != nil {

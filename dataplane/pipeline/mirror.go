@@ -61,7 +61,7 @@ func (m *Pipeline) mirror(st *state, mi *config.Mirror, r *http.Request, body []
 	m.mirrors.Go(func() {
 		defer func() { <-m.mirrorSem }()
 		defer cancel()
-		ep.Acquire()
+		ep.Acquire(time.Now())
 		defer ep.Release()
 		resp, err := t.RoundTrip(out)
 		if err != nil {

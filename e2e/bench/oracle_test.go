@@ -73,7 +73,7 @@ func TestOracleLoad(t *testing.T) {
 	}
 	// The pick is on its way (the proxy holds it open) but never arrives:
 	// the next pick sees it waiting there.
-	got.Acquire()
+	got.Acquire(time.Now())
 	_, _ = o.Pick(req, eps)
 	if m := eps[1].Metrics(); m.Waiting != 1 {
 		t.Fatalf("replica 1 waiting %v with a request on its way", m.Waiting)

@@ -360,7 +360,7 @@ func (s *sim) arrive(i int) bool {
 		s.release(i)
 		return true
 	}
-	ep.Acquire()
+	ep.Acquire(s.clock())
 	j.ep = ep
 	j.out.Replica = ri
 	r.jobs[er] = i
