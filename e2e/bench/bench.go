@@ -245,7 +245,7 @@ func runCell(ctx context.Context, o Options, sc *Scenario, st Strategy) (*Cell, 
 		defer stop()
 	}
 	// The reference scrape interval is 50 ms of model time.
-	interval := time.Duration(float64(50*time.Millisecond) * o.TimeScale)
+	interval := scaled(50*time.Millisecond, o.TimeScale)
 	if st.NoScrape {
 		interval = noScrapeInterval
 	}
@@ -253,7 +253,7 @@ func runCell(ctx context.Context, o Options, sc *Scenario, st Strategy) (*Cell, 
 	if st.Queue != nil {
 		queue = proto.CloneOf(st.Queue)
 		if ttl := st.Queue.GetTtl(); ttl != nil {
-			queue.Ttl = durationpb.New(time.Duration(float64(ttl.AsDuration()) * o.TimeScale))
+			queue.Ttl = durationpb.New(scaled(ttl.AsDuration(), o.TimeScale))
 		}
 	}
 	ps := &proxySetup{addrs: fleet.Addrs(), queue: queue, scrapeInterval: interval, logger: o.Logger}

@@ -122,7 +122,7 @@ func (e *eppRuns) start(ctx context.Context, env *Env) (stop func(), err error) 
 	if err != nil {
 		return nil, err
 	}
-	scale := func(d time.Duration) string { return time.Duration(float64(d) * env.TimeScale).String() }
+	scale := func(d time.Duration) string { return scaled(d, env.TimeScale).String() }
 	proc, err := harness.Launch(io.Discard, []string{"KUBECONFIG=" + c.Kubeconfig}, bin,
 		"--pool-name", "pool", "--pool-namespace", ns,
 		"--grpc-port", strconv.Itoa(grpcPort), "--grpc-health-port", strconv.Itoa(healthPort), "--metrics-port", strconv.Itoa(metricsPort),

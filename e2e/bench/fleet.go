@@ -97,9 +97,13 @@ func serveFleetKeys(lis net.Listener, pools []*proxyPools, timeScale float64, lo
 	}
 }
 
-// scaled is a production interval d in a run's wall time: d × timeScale
-// (wall seconds per simulated second; 0 means 1), at least 1 ms.
+// scaled is a simulated duration d in a run's wall time: d × timeScale
+// (wall seconds per simulated second; 0 means 1), at least 1 ms when d is
+// positive (a zero interval means "the default" to the components).
 func scaled(d time.Duration, timeScale float64) time.Duration {
+	if d <= 0 {
+		return d
+	}
 	if timeScale <= 0 {
 		timeScale = 1
 	}
