@@ -64,10 +64,16 @@ type Endpoint struct {
 	doneAt   atomic.Int64
 	released atomic.Int64
 	written  atomic.Int64
+	// maxRunning (float64 bits) is BatchSeen.
+	maxRunning atomic.Uint64
 	// backlog (float64 bits, tokens) as of backlogAt (unix ns): Backlog.
 	backlog   atomic.Uint64
 	backlogAt atomic.Int64
 	backlogMu sync.Mutex
+	// sendPrefill (float64 bits) is SendPrefill, written under backlogMu;
+	// prefillSends counts the sends in it, up to prefillMean.
+	sendPrefill  atomic.Uint64
+	prefillSends int
 	// othersSince counts the other proxies' sends made after the scrape
 	// held was taken, as the fleet exchange brought them; othersAt is when
 	// it last brought one (unix ns).
@@ -267,6 +273,7 @@ func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 // takes m over: it fills m's adapter filter, and readers share m.
 func (e *Endpoint) SetMetrics(m *Metrics) {
 	m.fillAdapters()
+	e.noteRunning(m.Running)
 	e.metrics.Store(m)
 	e.othersSince.Store(0)
 	e.sinceScrape.Store(0)

@@ -41,6 +41,23 @@ func (e *Endpoint) noteDone(done int64, at time.Time) {
 	e.doneRate.Store(math.Float64bits(r))
 }
 
+// BatchSeen is the largest running batch any scrape of the endpoint has
+// shown (0 before the first): a batch smaller than it has free slots, so
+// requests waiting beside it wait for the step's token budget or for KV
+// room, not for a sequence to finish.
+func (e *Endpoint) BatchSeen() float64 { return math.Float64frombits(e.maxRunning.Load()) }
+
+// noteRunning raises BatchSeen to running (scrapes of one endpoint, own and
+// relayed, may race: the loop keeps the larger).
+func (e *Endpoint) noteRunning(running float64) {
+	for {
+		old := e.maxRunning.Load()
+		if running <= math.Float64frombits(old) || e.maxRunning.CompareAndSwap(old, math.Float64bits(running)) {
+			return
+		}
+	}
+}
+
 // AddWritten counts tokens a request sent to the endpoint will allocate
 // in its KV cache (uncached prompt tokens and output), for all proxies.
 func (e *Endpoint) AddWritten(tokens int64) { e.written.Add(tokens) }
@@ -67,11 +84,30 @@ func (e *Endpoint) Backlog(now int64, rate float64) float64 {
 	return max(b-float64(now-at)/1e9*rate, 0)
 }
 
-// AddBacklog adds tokens to the prefill backlog at now (unix ns).
-func (e *Endpoint) AddBacklog(tokens float64, now int64, rate float64) {
+// SendPrefill is the mean uncached prompt tokens of the latest sends to
+// the endpoint (AddSend: this proxy's and the others' the fleet
+// exchange brought), over about the last prefillMean: what a request
+// queued there is likely to prefill. 0 before the first send.
+func (e *Endpoint) SendPrefill() float64 { return math.Float64frombits(e.sendPrefill.Load()) }
+
+// prefillMean is how many sends SendPrefill averages over.
+const prefillMean = 16
+
+// AddSend counts a send made at (unix ns) of prefill uncached prompt
+// tokens into SendPrefill, and into the prefill backlog at now less what
+// the endpoint has prefilled since at (another proxy's send arrives
+// through the fleet exchange tens of milliseconds after it was made).
+func (e *Endpoint) AddSend(prefill float64, at, now int64, rate float64) {
 	e.backlogMu.Lock()
 	defer e.backlogMu.Unlock()
-	b := e.Backlog(now, rate) + tokens
+	e.prefillSends = min(e.prefillSends+1, prefillMean)
+	mean := math.Float64frombits(e.sendPrefill.Load())
+	e.sendPrefill.Store(math.Float64bits(mean + (prefill-mean)/float64(e.prefillSends)))
+	left := prefill - float64(max(now-at, 0))/1e9*rate
+	if left <= 0 {
+		return
+	}
+	b := e.Backlog(now, rate) + left
 	e.backlog.Store(math.Float64bits(b))
 	e.backlogAt.Store(max(now, e.backlogAt.Load()))
 }

@@ -427,3 +427,47 @@ func TestCostMergedSendOutlivesItsOwnWrites(t *testing.T) {
 		t.Fatalf("endpoint %s is not a candidate", b.es[x].Address)
 	}
 }
+
+// A request waiting beside a batch with free slots waits only for the
+// prefill ahead of it (the step's token budget goes to a long prompt
+// admitted before it): a prompt whose cached home shows one waiting stays
+// home. Where the batch is as large as any seen there, the waiting one
+// waits for a running request to finish, and the prompt goes elsewhere.
+func TestCostQueueBesideFreeSlotsWaitsForPrefill(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		seen     float64 // the largest batch a scrape showed
+		stayHome bool
+	}{
+		{"free slots", 8, true},
+		{"batch as large as seen", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newCostFleet(t, 4)
+			f.s.SetEndpoints(f.es)
+			for i := range f.state {
+				f.state[i].Running = tc.seen
+			}
+			f.scrape()
+			home := f.pick(chatBody(longSystem, "the first question"))
+			f.advance(2 * time.Second)
+			for i := range f.state {
+				f.state[i].Running = 1
+			}
+			f.state[home].Waiting = 1
+			f.scrape()
+			q := chatBody(longSystem, "the second question")
+			var wait, prefill float64
+			for _, c := range f.explain(q).Candidates {
+				if c.Endpoint == f.es[home].Address {
+					wait = c.Wait
+				} else {
+					prefill = c.Prefill
+				}
+			}
+			if got := f.pick(q); (got == home) != tc.stayHome {
+				t.Fatalf("went to %d, home %d: want home %v (home's wait %.2f s, a cold prefill elsewhere %.2f s)", got, home, tc.stayHome, wait, prefill)
+			}
+		})
+	}
+}

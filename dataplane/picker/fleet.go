@@ -216,9 +216,7 @@ func (m *CostModel) MergeSends(sends []Send) {
 		ep.AddWritten(writes(s.Prefill+s.Output, ep))
 		m.index.recordHashes(s.Keys, ep, ep.Written())
 		ep.NoteOthersSend(s.At, now)
-		if left := s.Prefill - float64(max(now-s.At, 0))/1e9*rate; left > 0 {
-			ep.AddBacklog(left, now, rate)
-		}
+		ep.AddSend(s.Prefill, s.At, now, rate)
 	}
 }
 
