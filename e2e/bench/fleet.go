@@ -82,18 +82,39 @@ func serveFleetKeys(lis net.Listener, pools []*proxyPools, timeScale float64, lo
 	fleet.NewService(fleet.NewAggregator(fleet.Options{PushEvery: scaled(250*time.Millisecond, timeScale),
 		SendsEvery: scaled(10*time.Millisecond, timeScale)}), logger, nil).Register(srv)
 	go func() { _ = srv.Serve(lis) }()
+	fps := make([]fleetkeys.Pools, len(pools))
+	for i, p := range pools {
+		fps[i] = p
+	}
+	stopClients := StartFleetClients(lis.Addr().String(), gateway, fps, scaled(fleetkeys.DefaultReportEvery, timeScale),
+		scaled(fleetkeys.DefaultKeysEvery, timeScale), nil, logger)
+	return func() {
+		stopClients()
+		srv.Stop()
+	}
+}
+
+// StartFleetClients connects a fleetkeys client for each proxy's pools
+// (node "proxy-<i>" of gateway) to the fleet service at addr, reporting
+// every reportEvery and keys every keysEvery; dial, when set, gives proxy
+// i's dial options (nil: plaintext). stop ends them all. The control-plane
+// benchmark drives the same clients against the control plane's process.
+func StartFleetClients(addr, gateway string, pools []fleetkeys.Pools, reportEvery, keysEvery time.Duration,
+	dial func(i int) []grpc.DialOption, logger *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i, p := range pools {
-		c := fleetkeys.New(fleetkeys.Config{Addr: lis.Addr().String(), NodeID: fmt.Sprintf("proxy-%d", i), Gateway: gateway,
-			Pools: p, ReportEvery: scaled(fleetkeys.DefaultReportEvery, timeScale),
-			KeysEvery: scaled(fleetkeys.DefaultKeysEvery, timeScale), Logger: logger})
+		cfg := fleetkeys.Config{Addr: addr, NodeID: fmt.Sprintf("proxy-%d", i), Gateway: gateway,
+			Pools: p, ReportEvery: reportEvery, KeysEvery: keysEvery, Logger: logger}
+		if dial != nil {
+			cfg.DialOptions = dial(i)
+		}
+		c := fleetkeys.New(cfg)
 		wg.Go(func() { _ = c.Run(ctx) })
 	}
 	return func() {
 		cancel()
 		wg.Wait()
-		srv.Stop()
 	}
 }
 

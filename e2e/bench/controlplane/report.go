@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/infergate/infergate/dataplane/fleetkeys"
 )
 
 // changeStats are the measured changes of one kind.
@@ -58,6 +60,10 @@ type results struct {
 	changes               []*changeStats
 	churn                 *churnStats
 	cpLog, cpBinary       string
+	// fleet are the fleet-exchange phase's cells; loadBeforeFleet the
+	// load average as it started.
+	fleet           []*fleetCell
+	loadBeforeFleet float64
 }
 
 // Targets of issue #17.
@@ -147,6 +153,7 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "\nSingle changes start once the leader has written the initial statuses. A pod becoming Ready is one made not Ready in the previous row. "+
 		"CPU and RSS are the control plane's own (`process_cpu_seconds_total`, `process_resident_memory_bytes` from its /metrics, RSS sampled every 0.5 s).\n\n")
 	r.why(&b)
+	b.WriteString(r.fleetMarkdown())
 	bin := "`bin/controlplane` of this tree"
 	if c.controlplane != "" {
 		bin = "`" + r.cpBinary + "`"
@@ -198,3 +205,79 @@ func seconds(s float64) string {
 	}
 	return fmt.Sprintf("%.0f ms", s*1000)
 }
+
+// fleetMarkdown is the fleet-exchange phase's section (empty without it).
+func (r *results) fleetMarkdown() string {
+	if len(r.fleet) == 0 {
+		return ""
+	}
+	p := r.cfg.fleet
+	var keys float64
+	for _, c := range r.fleet {
+		keys += c.keysPerSend / float64(len(r.fleet))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Fleet exchange: control-plane cost by proxies per gateway and interval (issue #13)\n\n")
+	fmt.Fprintf(&b, "One gateway serving %d requests/s in all, spread evenly over its proxies; prompts of ~%d tokens (%.1f chain keys a send on average), "+
+		"each unique from the user message on, after one of 32 shared system prompts. Each proxy runs the default picker profile (the cost model) "+
+		"over the pool's %d pods and scrapes each every 50 ms × the proxy count, as a proxy does (%.0f scrapes/s per gateway whatever the count), "+
+		"and runs the real fleetkeys client on its own gRPC connection: it reports its sends and scrapes every *interval* (keys every %v), "+
+		"and the control plane (`--fleet-sends-push-interval` = *interval*) pushes each proxy the others' sends and scrapes at most that often. "+
+		"The flag is process-wide, so each interval has a control-plane process of its own (this tree's binary, `--config-dir` empty, plaintext: the "+
+		"fleet service relays what proxies report and does not read the snapshot), serving nothing but these streams. Each proxy count uses a gateway "+
+		"of its own. A cell is measured for %v after every stream got its first push and %v of warm-up.\n\n",
+		p.rate, p.promptTokens, keys, r.cfg.podsPerPool, float64(r.cfg.podsPerPool)/0.050, fleetkeys.DefaultKeysEvery, p.window, p.warmup)
+	fmt.Fprintf(&b, "| proxies | interval | control-plane CPU (cores) | CP in (KiB/s) | CP out (KiB/s) | out per proxy (KiB/s) | pushes/s per proxy | "+
+		"others' sends merged/s per proxy | others' scrapes adopted/s per proxy | pick → merged on another proxy, p50 / p99 | "+
+		"benchmark CPU per proxy, with exchange / picks and scrapes only (ms/s) | sends skipped/s | machine CPU busy |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range r.fleet {
+		fmt.Fprintf(&b, "| %d | %v | %.3f | %.0f | %.0f | %.1f | %.0f | %.0f | %.0f | %s / %s | %.1f / %.1f | %.0f | %.0f%% |\n",
+			c.proxies, c.interval, c.cpCores, c.rx/1024, c.tx/1024, c.tx/1024/float64(c.proxies), c.pushes, c.merged, c.adopted,
+			msf(durationQuantile(c.lags, 0.5)), msf(durationQuantile(c.lags, 0.99)),
+			1000*c.benchCores/float64(c.proxies), 1000*c.baseCores/float64(c.proxies), c.skipped, 100*c.busy)
+	}
+	fmt.Fprintf(&b, "\nControl-plane CPU is utime+stime of its process from /proc/<pid>/stat over the window (10 ms ticks), with nothing else to do; "+
+		"bytes are the TCP payload of the proxies' connections (gRPC and HTTP/2 framing, no TLS). The lag runs from the pick to the "+
+		"other proxy's fleetkeys client handing the send to its cost model (matched by the send's deepest chain key; same clock). "+
+		"All simulated proxies share this benchmark process, so its CPU divided by the proxy count is an upper bound of a proxy's; "+
+		"the baseline (the same picks and scrapes without the exchange, %v before each cell) shows how much of it is the exchange. "+
+		"The last column is the whole machine's CPU in use over the window (every process, other work's too): near 100%% the pushes queue "+
+		"in this process and the CPU-starved control plane batches more sends per push, so lag and pushes/s then describe the machine more than "+
+		"the exchange, and the control plane's CPU is if anything low. %d CPUs, load average %.1f as the phase started.\n\n", p.base, runtime.NumCPU(), r.loadBeforeFleet)
+	b.WriteString(r.fleetVerdict())
+	return b.String()
+}
+
+// fleetVerdict compares, per proxy count, the shortest interval measured
+// with the longest: what the shorter one costs and what it buys.
+func (r *results) fleetVerdict() string {
+	var b strings.Builder
+	for _, n := range r.cfg.fleet.proxies {
+		var lo, hi *fleetCell
+		for _, c := range r.fleet {
+			if c.proxies != n {
+				continue
+			}
+			if lo == nil || c.interval < lo.interval {
+				lo = c
+			}
+			if hi == nil || c.interval > hi.interval {
+				hi = c
+			}
+		}
+		if lo == nil || lo == hi || hi.cpCores <= 0 || hi.tx <= 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "- %d proxies: %v instead of %v takes %.3f instead of %.3f control-plane cores (%.2f×) and %.1f instead of %.1f MiB/s out "+
+			"(%.2f×); a send reaches the other proxies in %s instead of %s at the median, %s instead of %s at p99.\n",
+			n, lo.interval, hi.interval, lo.cpCores, hi.cpCores, lo.cpCores/hi.cpCores, lo.tx/(1<<20), hi.tx/(1<<20), lo.tx/hi.tx,
+			msf(durationQuantile(lo.lags, 0.5)), msf(durationQuantile(hi.lags, 0.5)), msf(durationQuantile(lo.lags, 0.99)), msf(durationQuantile(hi.lags, 0.99)))
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "What the shorter interval costs and buys, per gateway:\n\n" + b.String() + "\n"
+}
+
+// msf formats a duration in milliseconds with one decimal.
+func msf(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }

@@ -87,6 +87,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 		return nil, err
 	}
 	defer cleanup()
+	res.cpBinary = cfg.controlplane
+	if res.cpBinary == "" {
+		res.cpBinary = bins.Path("controlplane")
+	}
+	if cfg.fleetOnly {
+		res.loadBeforeFleet = loadAverage()
+		res.fleet, err = fleetPhase(ctx, cfg.fleet, res.cpBinary, &world{cfg: cfg}, log)
+		res.finished = time.Now()
+		return res, err
+	}
 
 	log.Info("starting kube-apiserver")
 	c, err := cluster.Start(ctx, cluster.Options{Logger: log})
@@ -113,15 +123,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	if err := c.CreateNamespace(ctx, leaseNS); err != nil {
 		return nil, err
 	}
-	xdsPort, err := harness.FreePortOnAll("127.0.0.1")
+	xdsAddr, admin, err := loopbackPorts()
 	if err != nil {
 		return nil, err
 	}
-	adminPort, err := harness.FreePortOnAll("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	xdsAddr, admin := fmt.Sprintf("127.0.0.1:%d", xdsPort), fmt.Sprintf("127.0.0.1:%d", adminPort)
 	logDir, err := os.MkdirTemp("", "bench-controlplane-")
 	if err != nil {
 		return nil, err
@@ -136,10 +141,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 	// Simulated proxies connect in plaintext: this measures translation and
 	// fan-out; TLS and token review cost once per stream, not per change.
 	t0 = time.Now()
-	res.cpBinary = cfg.controlplane
-	if res.cpBinary == "" {
-		res.cpBinary = bins.Path("controlplane")
-	}
 	cp, err := harness.Launch(cpLog, c.Env(), res.cpBinary,
 		"--kubeconfig", c.Kubeconfig, "--xds-address", xdsAddr, "--admin-address", admin,
 		"--debounce", cfg.debounce.String(), "--leader-election-namespace", leaseNS,
@@ -318,9 +319,27 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*results, error) {
 		return nil, err
 	}
 	res.rssPeak = rss.peak()
+	if !cfg.skipFleet {
+		res.loadBeforeFleet = loadAverage()
+		if res.fleet, err = fleetPhase(ctx, cfg.fleet, res.cpBinary, w, log); err != nil {
+			return nil, err
+		}
+	}
 	res.loadAfter = loadAverage()
 	res.finished = time.Now()
 	return res, nil
+}
+
+// loopbackPorts returns two free loopback addresses: a control plane's
+// gRPC and admin ones.
+func loopbackPorts() (grpcAddr, admin string, err error) {
+	var ports [2]int
+	for i := range ports {
+		if ports[i], err = harness.FreePortOnAll("127.0.0.1"); err != nil {
+			return "", "", err
+		}
+	}
+	return fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), nil
 }
 
 // waitLog waits until logs() has a line containing what and then no new
