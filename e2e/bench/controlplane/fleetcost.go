@@ -399,60 +399,79 @@ func (w *world) fleetTarget(k int) (gateway, pool string, addrs []string) {
 }
 
 // fleetPhase measures every cell of plan for gateways of world w, each
-// interval against a control plane of its own.
+// interval against a control plane of its own. The control planes run
+// side by side (an idle one costs next to nothing) and each proxy count
+// is measured at every interval in turn, so the cells compared differ in
+// the interval and little else: the machine is shared, and other work's
+// load changes over minutes.
 func fleetPhase(ctx context.Context, plan fleetPlan, cpBinary string, w *world, log *slog.Logger) ([]*fleetCell, error) {
-	var cells []*fleetCell
-	for _, iv := range plan.intervals {
-		cs, err := fleetInterval(ctx, plan, iv, cpBinary, w, log)
-		if err != nil {
-			return nil, fmt.Errorf("fleet exchange every %v: %w", iv, err)
-		}
-		cells = append(cells, cs...)
-	}
-	return cells, nil
-}
-
-func fleetInterval(ctx context.Context, plan fleetPlan, iv time.Duration, cpBinary string, w *world, log *slog.Logger) ([]*fleetCell, error) {
 	dir, err := os.MkdirTemp("", "bench-controlplane-fleet-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	conf := filepath.Join(dir, "config")
-	if err := os.Mkdir(conf, 0o755); err != nil {
-		return nil, err
-	}
-	cpLog, err := os.Create(filepath.Join(dir, "controlplane.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer cpLog.Close()
-	addr, admin, err := loopbackPorts()
-	if err != nil {
-		return nil, err
-	}
-	cp, err := harness.Launch(cpLog, nil, cpBinary, "--config-dir", conf, "--xds-address", addr, "--admin-address", admin,
-		"--fleet-sends-push-interval", iv.String(), "--log-level", "warn")
-	if err != nil {
-		return nil, err
-	}
-	defer cp.Stop(5 * time.Second)
-	if err := waitUp(ctx, admin, 30*time.Second); err != nil {
-		b, _ := os.ReadFile(cpLog.Name())
-		return nil, fmt.Errorf("fleet control plane: %w; its log:\n%s", err, b)
+	cps := make([]*fleetCP, len(plan.intervals))
+	for i, iv := range plan.intervals {
+		cp, err := startFleetCP(ctx, cpBinary, iv, filepath.Join(dir, strconv.Itoa(i)))
+		if err != nil {
+			return nil, fmt.Errorf("fleet control plane every %v: %w", iv, err)
+		}
+		defer cp.proc.Stop(5 * time.Second)
+		cps[i] = cp
 	}
 	var cells []*fleetCell
 	for k, n := range plan.proxies {
 		gateway, pool, addrs := w.fleetTarget(k)
-		c, err := fleetCellRun(ctx, plan, n, iv, cp.Pid(), addr, admin, gateway, pool, addrs)
-		if err != nil {
-			return nil, fmt.Errorf("%d proxies: %w", n, err)
+		for _, cp := range cps {
+			c, err := fleetCellRun(ctx, plan, n, cp, gateway, pool, addrs)
+			if err != nil {
+				return nil, fmt.Errorf("%d proxies every %v: %w", n, cp.interval, err)
+			}
+			log.Info("fleet exchange measured", "proxies", n, "interval", cp.interval, "cp cores", fmt.Sprintf("%.3f", c.cpCores),
+				"cp out KiB/s", int(c.tx/1024), "pushes/s/proxy", int(c.pushes), "lag p50", durationQuantile(c.lags, 0.5),
+				"p99", durationQuantile(c.lags, 0.99), "machine busy", fmt.Sprintf("%.0f%%", 100*c.busy))
+			cells = append(cells, c)
 		}
-		log.Info("fleet exchange measured", "proxies", n, "interval", iv, "cp cores", fmt.Sprintf("%.3f", c.cpCores),
-			"cp out KiB/s", int(c.tx/1024), "pushes/s/proxy", int(c.pushes), "lag p50", durationQuantile(c.lags, 0.5), "p99", durationQuantile(c.lags, 0.99))
-		cells = append(cells, c)
 	}
 	return cells, nil
+}
+
+// fleetCP is a control-plane process serving the fleet exchange with a
+// push interval of its own.
+type fleetCP struct {
+	interval    time.Duration
+	addr, admin string
+	proc        *harness.Process
+}
+
+// startFleetCP starts a control plane pushing sends at most every iv,
+// serving an empty configuration directory under dir; its log goes there.
+func startFleetCP(ctx context.Context, cpBinary string, iv time.Duration, dir string) (*fleetCP, error) {
+	conf := filepath.Join(dir, "config")
+	if err := os.MkdirAll(conf, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "controlplane.log")
+	cpLog, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	// The child holds its own descriptor.
+	defer cpLog.Close()
+	cp := &fleetCP{interval: iv}
+	if cp.addr, cp.admin, err = loopbackPorts(); err != nil {
+		return nil, err
+	}
+	if cp.proc, err = harness.Launch(cpLog, nil, cpBinary, "--config-dir", conf, "--xds-address", cp.addr, "--admin-address", cp.admin,
+		"--fleet-sends-push-interval", iv.String(), "--log-level", "warn"); err != nil {
+		return nil, err
+	}
+	if err := waitUp(ctx, cp.admin, 30*time.Second); err != nil {
+		cp.proc.Stop(5 * time.Second)
+		b, _ := os.ReadFile(logPath)
+		return nil, fmt.Errorf("%w; its log:\n%s", err, b)
+	}
+	return cp, nil
 }
 
 // waitUp waits for the control plane's /metrics.
@@ -487,7 +506,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 // fleetCellRun measures n proxies exchanging every iv: first their picks
 // and scrapes alone (this process's baseline CPU), then with the fleet
 // clients on.
-func fleetCellRun(ctx context.Context, plan fleetPlan, n int, iv time.Duration, cpPid int, addr, admin, gateway, pool string, addrs []string) (*fleetCell, error) {
+func fleetCellRun(ctx context.Context, plan fleetPlan, n int, cp *fleetCP, gateway, pool string, addrs []string) (*fleetCell, error) {
+	iv, admin := cp.interval, cp.admin
 	book := newLagBook()
 	ps := make([]*fleetProxy, n)
 	pools := make([]fleetkeys.Pools, n)
@@ -516,7 +536,7 @@ func fleetCellRun(ctx context.Context, plan fleetPlan, n int, iv time.Duration, 
 	c.baseCores = (selfCPU() - b0) / plan.base.Seconds()
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	stop := bench.StartFleetClients(addr, gateway, pools, iv, fleetkeys.DefaultKeysEvery,
+	stop := bench.StartFleetClients(cp.addr, gateway, pools, iv, fleetkeys.DefaultKeysEvery,
 		func(i int) []grpc.DialOption { return ps[i].wire.dialOptions() }, quiet)
 	defer stop()
 	// Every stream answered (its first push) before the warm-up counts.
@@ -552,7 +572,7 @@ func fleetCellRun(ctx context.Context, plan fleetPlan, n int, iv time.Duration, 
 	if err != nil {
 		return nil, err
 	}
-	cp0, err := cpuSeconds(cpPid)
+	cp0, err := cpuSeconds(cp.proc.Pid())
 	if err != nil {
 		return nil, err
 	}
@@ -562,7 +582,7 @@ func fleetCellRun(ctx context.Context, plan fleetPlan, n int, iv time.Duration, 
 	if err := sleep(ctx, plan.window); err != nil {
 		return nil, err
 	}
-	cp1, err := cpuSeconds(cpPid)
+	cp1, err := cpuSeconds(cp.proc.Pid())
 	if err != nil {
 		return nil, err
 	}

@@ -224,8 +224,8 @@ func (r *results) fleetMarkdown() string {
 		"and runs the real fleetkeys client on its own gRPC connection: it reports its sends and scrapes every *interval* (keys every %v), "+
 		"and the control plane (`--fleet-sends-push-interval` = *interval*) pushes each proxy the others' sends and scrapes at most that often. "+
 		"The flag is process-wide, so each interval has a control-plane process of its own (this tree's binary, `--config-dir` empty, plaintext: the "+
-		"fleet service relays what proxies report and does not read the snapshot), serving nothing but these streams. Each proxy count uses a gateway "+
-		"of its own. A cell is measured for %v after every stream got its first push and %v of warm-up.\n\n",
+		"fleet service relays what proxies report and does not read the snapshot), serving nothing but these streams; the control planes run side by side and each proxy count is measured at every interval in turn, "+
+		"with a gateway of its own. A cell's window is %v, after every stream had its first push and %v more of warm-up.\n\n",
 		p.rate, p.promptTokens, keys, r.cfg.podsPerPool, float64(r.cfg.podsPerPool)/0.050, fleetkeys.DefaultKeysEvery, p.window, p.warmup)
 	fmt.Fprintf(&b, "| proxies | interval | control-plane CPU (cores) | CP in (KiB/s) | CP out (KiB/s) | out per proxy (KiB/s) | pushes/s per proxy | "+
 		"others' sends merged/s per proxy | others' scrapes adopted/s per proxy | pick → merged on another proxy, p50 / p99 | "+
@@ -272,12 +272,19 @@ func (r *results) fleetVerdict() string {
 			"(%.2f×); a send reaches the other proxies in %s instead of %s at the median, %s instead of %s at p99.\n",
 			n, lo.interval, hi.interval, lo.cpCores, hi.cpCores, lo.cpCores/hi.cpCores, lo.tx/(1<<20), hi.tx/(1<<20), lo.tx/hi.tx,
 			msf(durationQuantile(lo.lags, 0.5)), msf(durationQuantile(hi.lags, 0.5)), msf(durationQuantile(lo.lags, 0.99)), msf(durationQuantile(hi.lags, 0.99)))
+		if busy := max(lo.busy, hi.busy); busy >= saturated {
+			fmt.Fprintf(&b, "  The machine was %.0f%% busy in one of these cells: read its lag and pushes as the machine's.\n", 100*busy)
+		}
 	}
 	if b.Len() == 0 {
 		return ""
 	}
 	return "What the shorter interval costs and buys, per gateway:\n\n" + b.String() + "\n"
 }
+
+// saturated is the machine's busy share from which a fleet cell measured
+// a machine with no CPU to spare.
+const saturated = 0.9
 
 // msf formats a duration in milliseconds with one decimal.
 func msf(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
