@@ -79,6 +79,9 @@ type fleetPlan struct {
 	rate                 int
 	promptTokens         int
 	warmup, window, base time.Duration
+	// profile, when set, is the path prefix of a CPU profile of the
+	// control plane over each cell's window (<profile>-<proxies>-<interval>.pprof).
+	profile string
 }
 
 // parseInts reads a comma-separated list of positive integers.
@@ -423,7 +426,7 @@ func fleetPhase(ctx context.Context, plan fleetPlan, cpBinary string, w *world, 
 	for k, n := range plan.proxies {
 		gateway, pool, addrs := w.fleetTarget(k)
 		for _, cp := range cps {
-			c, err := fleetCellRun(ctx, plan, n, cp, gateway, pool, addrs)
+			c, err := fleetCellRun(ctx, plan, n, cp, gateway, pool, addrs, log)
 			if err != nil {
 				return nil, fmt.Errorf("%d proxies every %v: %w", n, cp.interval, err)
 			}
@@ -506,7 +509,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // fleetCellRun measures n proxies exchanging every iv: first their picks
 // and scrapes alone (this process's baseline CPU), then with the fleet
 // clients on.
-func fleetCellRun(ctx context.Context, plan fleetPlan, n int, cp *fleetCP, gateway, pool string, addrs []string) (*fleetCell, error) {
+func fleetCellRun(ctx context.Context, plan fleetPlan, n int, cp *fleetCP, gateway, pool string, addrs []string, log *slog.Logger) (*fleetCell, error) {
 	iv, admin := cp.interval, cp.admin
 	book := newLagBook()
 	ps := make([]*fleetProxy, n)
@@ -575,6 +578,16 @@ func fleetCellRun(ctx context.Context, plan fleetPlan, n int, cp *fleetCP, gatew
 	cp0, err := cpuSeconds(cp.proc.Pid())
 	if err != nil {
 		return nil, err
+	}
+	if plan.profile != "" {
+		var profiled sync.WaitGroup
+		defer profiled.Wait()
+		path := fmt.Sprintf("%s-%d-%v.pprof", plan.profile, n, iv)
+		profiled.Go(func() {
+			if err := cpuProfile(ctx, admin, plan.window, path); err != nil {
+				log.Warn("fleet: no CPU profile", "path", path, "err", err)
+			}
+		})
 	}
 	s0, self0, t0 := read(), selfCPU(), time.Now()
 	busy0, total0 := machineCPU()

@@ -73,6 +73,7 @@ func main() {
 	flag.DurationVar(&c.fleet.warmup, "fleet-warmup", 2*time.Second, "fleet-exchange phase: warm-up of each cell once every stream is answered")
 	flag.DurationVar(&c.fleet.window, "fleet-window", 10*time.Second, "fleet-exchange phase: measured window of each cell")
 	flag.DurationVar(&c.fleet.base, "fleet-baseline", 3*time.Second, "fleet-exchange phase: window of each cell's picks and scrapes without the exchange (this process's baseline CPU)")
+	flag.StringVar(&c.fleet.profile, "fleet-cpuprofile", "", "fleet-exchange phase: write a CPU profile of the control plane over each cell's window to <this>-<proxies>-<interval>.pprof")
 	flag.BoolVar(&c.skipFleet, "skip-fleet", false, "skip the fleet-exchange phase")
 	flag.BoolVar(&c.fleetOnly, "fleet-only", false, "run only the fleet-exchange phase (no API server) and print its table instead of writing the report")
 	flag.Parse()
