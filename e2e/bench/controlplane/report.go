@@ -241,6 +241,8 @@ func (r *results) fleetMarkdown() string {
 		"other proxy's fleetkeys client handing the send to its cost model (matched by the send's deepest chain key; same clock). "+
 		"All simulated proxies share this benchmark process, so its CPU divided by the proxy count is an upper bound of a proxy's; "+
 		"the baseline (the same picks and scrapes without the exchange, %v before each cell) shows how much of it is the exchange. "+
+		"The proxies' receiving shares the machine's cores with the control plane here, where in a cluster each proxy has its own: "+
+		"with many proxies a push now and then waits for a CPU, so read a p99 lag far above the interval as an upper bound. "+
 		"The last column is the whole machine's CPU in use over the window (every process, other work's too): near 100%% the pushes queue "+
 		"in this process and the CPU-starved control plane batches more sends per push, so lag and pushes/s then describe the machine more than "+
 		"the exchange, and the control plane's CPU is if anything low. %d CPUs, load average %.1f as the phase started.\n\n", p.base, runtime.NumCPU(), r.loadBeforeFleet)
