@@ -33,13 +33,10 @@ type Options struct {
 	// aggregator hold unbounded state.
 	MaxKeys int
 	// PushEvery is the shortest time between two pushes of a gateway's
-	// key sets to one proxy (default 250 ms): key changes in between go
-	// out together. SendsEvery is the shortest time between two pushes of
-	// the other proxies' sends (default 10 ms): a send tells where a
-	// prompt's prefill is queued, which matters for the next fraction of
-	// a second only (in routesim, 4 proxies exchanging sends every 250 ms
-	// had TTFT p90 1.3× one proxy's on unique prompts; every 25 ms, 1.1×;
-	// every 10 ms, 1.03×).
+	// key sets to one proxy (default fleetv1.KeysEvery): key changes in
+	// between go out together. SendsEvery is the shortest time between two
+	// pushes of the other proxies' sends and scrapes (default
+	// fleetv1.SendsEvery, which says what it buys and costs).
 	PushEvery, SendsEvery time.Duration
 	// DefaultWindow is how long a key is kept after its last use when a
 	// report gives no window (default fleetv1.DefaultKeyWindow, the prefix
@@ -124,10 +121,10 @@ func NewAggregator(o Options) *Aggregator {
 		o.MaxKeys = fleetv1.MaxKeysPerPool
 	}
 	if o.PushEvery <= 0 {
-		o.PushEvery = 250 * time.Millisecond
+		o.PushEvery = fleetv1.KeysEvery
 	}
 	if o.SendsEvery <= 0 {
-		o.SendsEvery = 10 * time.Millisecond
+		o.SendsEvery = fleetv1.SendsEvery
 	}
 	o.SendsEvery = min(o.SendsEvery, o.PushEvery)
 	if o.DefaultWindow <= 0 {

@@ -41,8 +41,8 @@ type Pools interface {
 // is how often a report also carries the affinity keys used, which only
 // feed plans rebuilt every second.
 const (
-	DefaultReportEvery = 10 * time.Millisecond
-	DefaultKeysEvery   = 250 * time.Millisecond
+	DefaultReportEvery = fleetv1.SendsEvery
+	DefaultKeysEvery   = fleetv1.KeysEvery
 )
 
 // Config of a Client.

@@ -15,6 +15,7 @@ import (
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/fleetkeys"
 	"github.com/infergate/infergate/dataplane/picker"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
 
 // The fleet exchange in the benchmark. Production proxies report the
@@ -30,8 +31,8 @@ import (
 // them are merged).
 //
 // The intervals are scaled by the run's time scale, as the scrape interval
-// is: at 0.25 wall seconds per simulated second, the production 10 ms
-// between a proxy's reports and the control plane's pushes would be 40 ms
+// is: at 0.25 wall seconds per simulated second, the production 5 ms
+// between a proxy's reports and the control plane's pushes would be 20 ms
 // of simulated time, and the other proxies' sends and scrapes would reach
 // a proxy 4 times later, relative to the requests, than in production.
 
@@ -79,8 +80,8 @@ func startFleetKeys(pools []*proxyPools, timeScale float64, logger *slog.Logger)
 // serveFleetKeys is startFleetKeys on a listener of the caller's.
 func serveFleetKeys(lis net.Listener, pools []*proxyPools, timeScale float64, logger *slog.Logger) (stop func()) {
 	srv := grpc.NewServer()
-	fleet.NewService(fleet.NewAggregator(fleet.Options{PushEvery: scaled(250*time.Millisecond, timeScale),
-		SendsEvery: scaled(10*time.Millisecond, timeScale)}), logger, nil).Register(srv)
+	fleet.NewService(fleet.NewAggregator(fleet.Options{PushEvery: scaled(fleetv1.KeysEvery, timeScale),
+		SendsEvery: scaled(fleetv1.SendsEvery, timeScale)}), logger, nil).Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	fps := make([]fleetkeys.Pools, len(pools))
 	for i, p := range pools {

@@ -4,15 +4,16 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/dataplane/picker"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
 
 // The fleet exchange's production intervals (dataplane/fleetkeys and
-// controlplane/fleet): proxies report every 10 ms, the control plane
-// pushes the other proxies' sends at most every 10 ms and key sets at
-// most every 250 ms.
+// controlplane/fleet): proxies report their sends and scrapes, and the
+// control plane pushes the other proxies', every fleetv1.SendsEvery; key
+// sets go every fleetv1.KeysEvery.
 const (
-	relayEvery = 10 * time.Millisecond
-	keysEvery  = 250 * time.Millisecond
+	relayEvery = fleetv1.SendsEvery
+	keysEvery  = fleetv1.KeysEvery
 )
 
 // relayPeriod is the configured sends period (Config.RelayEvery).

@@ -58,8 +58,8 @@ type Config struct {
 	// NoFleet turns off the emulated fleet exchange between proxies (see
 	// relay).
 	NoFleet bool
-	// RelayEvery is the fleet exchange's sends period (default 10 ms,
-	// production's): how late the other proxies' sends arrive.
+	// RelayEvery is the fleet exchange's sends period (default
+	// fleetv1.SendsEvery, production's): how late the other proxies' sends arrive.
 	RelayEvery time.Duration
 	// NoLoads leaves the proxies' scrapes out of the fleet exchange (each
 	// proxy then decides on its own scrapes only).

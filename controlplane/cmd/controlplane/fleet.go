@@ -19,6 +19,7 @@ import (
 
 	"github.com/infergate/infergate/controlplane/fleet"
 	"github.com/infergate/infergate/controlplane/xdsauth"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 	"github.com/infergate/infergate/proto/xdsclient"
 )
 
@@ -35,8 +36,8 @@ type fleetConfig struct {
 }
 
 func (f *fleetConfig) register(fs *flag.FlagSet) {
-	fs.DurationVar(&f.pushEvery, "fleet-keys-push-interval", 250*time.Millisecond, "shortest time between two pushes of a gateway's fleet-wide prefix keys to one proxy; changes in between go out together")
-	fs.DurationVar(&f.sendsEvery, "fleet-sends-push-interval", 10*time.Millisecond, "shortest time between two pushes of the other proxies' sends (where each prompt went, with its prefill tokens) to one proxy; at most --fleet-keys-push-interval. Longer saves messages and lets proxies see each other's queued prefill later")
+	fs.DurationVar(&f.pushEvery, "fleet-keys-push-interval", fleetv1.KeysEvery, "shortest time between two pushes of a gateway's fleet-wide prefix keys to one proxy; changes in between go out together")
+	fs.DurationVar(&f.sendsEvery, "fleet-sends-push-interval", fleetv1.SendsEvery, "shortest time between two pushes of the other proxies' sends (where each prompt went, with its prefill tokens) and scrapes to one proxy; at most --fleet-keys-push-interval. Longer saves messages and lets proxies see each other's queued prefill later")
 	fs.StringVar(&f.peers, "fleet-peers", "", "comma-separated host:port of the other control-plane replicas: each relays the fleet reports of the proxies connected to it to the others, so all replicas serve every proxy's keys and sends")
 	fs.StringVar(&f.peerService, "fleet-peer-service", "", "Kubernetes mode: find the other replicas from the EndpointSlices of this Service (namespace/name, or name in the leader-election namespace): its ready endpoints on the port named "+fleet.PeerPortName+" (or its only port), this pod (POD_NAME) left out")
 	fs.StringVar(&f.peerTokenFile, "fleet-peer-token-file", "", "file holding this replica's ServiceAccount token bound to --xds-token-audience, presented to peers (re-read on every connection); with --xds-auth, peers must present a token of the same ServiceAccount")

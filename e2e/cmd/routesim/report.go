@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/e2e/routesim"
+	fleetv1 "github.com/infergate/infergate/proto/fleet/v1"
 )
 
 // med is the median of each metric over runs.
@@ -42,7 +43,8 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 		"serves) in virtual time (`e2e/routesim`). Nothing sleeps, so the numbers do not depend on the machine's load; the HTTP "+
 		"path is left out (the wall-clock benchmark, report.md, measures it). Cells show medians over the seeds; latencies are "+
 		"simulated seconds. With 4 proxies requests are spread round robin over them and the proxies exchange their prefix keys "+
-		"every 250 ms and their sends and scrapes every 10 ms, one period late, as the control plane relays them.\n\n", seeds, runtime.GOMAXPROCS(0), wall.Round(time.Second))
+		"every %d ms and their sends and scrapes every %d ms, one period late, as the control plane relays them.\n\n", seeds, runtime.GOMAXPROCS(0), wall.Round(time.Second),
+		fleetv1.KeysEvery.Milliseconds(), fleetv1.SendsEvery.Milliseconds())
 	baselines := []string{}
 	for _, s := range routesim.Baselines() {
 		baselines = append(baselines, s.Name)
