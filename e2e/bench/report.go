@@ -143,7 +143,11 @@ func (r *Report) Markdown() string {
 func (r *Report) writeMatrix(b *strings.Builder) {
 	b.WriteString("## Summary\n\nOurs against the best non-oracle baseline per workload and metric (each cell: ours / best, ✅ when ≤ 1.05× on latency or ≥ 0.95× on throughput; the best baseline in brackets), ")
 	b.WriteString("4 proxies against 1 (TTFT p90, ≤ 1.1×) and ours against the oracle where prefixes repeat (TTFT p90, ≤ 1.3×). ")
-	fmt.Fprintf(b, "Ratios compare medians where a cell was repeated (up to %d runs, alternating; see \"How to read this\"). ", r.Repeats)
+	if r.Repeats > 1 {
+		fmt.Fprintf(b, "Ratios compare medians where a cell was repeated (up to %d runs, alternating; see \"How to read this\"). ", r.Repeats)
+	} else {
+		b.WriteString("Every cell ran once (`-repeats 1`): a ratio within a single run's noise of its target is not a verdict (see \"How to read this\"). ")
+	}
 	b.WriteString("\"Worse than round robin\" lists the metrics where ours is more than 5 % worse than round robin.\n\n")
 	b.WriteString("| workload |")
 	for _, m := range matrixMetrics {
