@@ -68,7 +68,9 @@ type eppCell struct {
 // forwarded to the server's real address.
 func (e *eppRuns) start(ctx context.Context, env *Env) (stop func(), err error) {
 	var stops []func()
-	stop = func() {
+	// cleanup, not the named result: every error return sets that to nil
+	// before the deferred call runs.
+	cleanup := func() {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
@@ -78,7 +80,7 @@ func (e *eppRuns) start(ctx context.Context, env *Env) (stop func(), err error) 
 	}
 	defer func() {
 		if err != nil {
-			stop()
+			cleanup()
 		}
 	}()
 	bin, err := k8sbin.EnsureTool(ctx, k8sbin.Options{}, k8sbin.EPP)
@@ -139,7 +141,7 @@ func (e *eppRuns) start(ctx context.Context, env *Env) (stop func(), err error) 
 	e.mu.Lock()
 	e.cells[env] = cell
 	e.mu.Unlock()
-	return stop, nil
+	return cleanup, nil
 }
 
 // configure points the proxy's pool at the cell's picker (TLS: the
