@@ -298,7 +298,7 @@ func (m *CostModel) pickNear(c *Cycle, terms []Terms, keys []chainKey) int {
 // decode sent prompts off their cached home whenever a long prefill ran
 // there (routesim shared-prefix, 1 proxy, medians of 15 seeds: TTFT p90
 // 0.89 s, 0.40 s with this; requests that missed their prefix 8.0 %,
-// 6.8 % over 8 seeds).
+// 7.0 % over 8 seeds).
 func admitsOnlyOnDone(cd *Candidate, running, kv, need float64) bool {
 	if running >= cd.Endpoint.BatchSeen() || len(cd.Metrics.WaitingAdapters) > 0 {
 		return true
