@@ -272,13 +272,19 @@ func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 // SetMetrics records a scrape (the scraper calls it; tests may too). It
 // takes m over: it fills m's adapter filter, and readers share m.
 func (e *Endpoint) SetMetrics(m *Metrics) {
-	m.fillAdapters()
-	e.noteRunning(m.Running)
+	e.take(m)
 	e.metrics.Store(m)
 	e.othersSince.Store(0)
 	e.sinceScrape.Store(0)
 	e.noteDone(e.released.Swap(0), m.At)
 	e.noteSends(e.rateSends.Swap(0), m.At)
+}
+
+// take readies a scrape, own (SetMetrics) or relayed (Adopt), to be held:
+// its adapter filter, and the batch it shows noted in BatchSeen.
+func (e *Endpoint) take(m *Metrics) {
+	m.fillAdapters()
+	e.noteRunning(m.Running)
 }
 
 // fillAdapters sets m's adapter filter from its running and waiting

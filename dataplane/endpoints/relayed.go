@@ -32,8 +32,7 @@ func (e *Endpoint) Adopt(m *Metrics) bool {
 			m.MaxLoRA = cur.MaxLoRA
 		}
 	}
-	m.fillAdapters()
-	e.noteRunning(m.Running)
+	e.take(m)
 	// A concurrent own scrape may land between the check and the store;
 	// it is at most one scrape interval older than it should be, then
 	// replaced by the next. The scraper of this endpoint and the exchange
