@@ -194,7 +194,7 @@ func (e *Endpoint) Unseen(m *Metrics, now time.Time) float64 {
 		return own
 	}
 	if e.OthersLive(now) {
-		// The fleet exchange brings the others' sends themselves (10–20 ms
+		// The fleet exchange brings the others' sends themselves (5–10 ms
 		// late): count those made after the scrape instead of estimating.
 		return own + float64(e.othersSince.Load())
 	}

@@ -6,7 +6,7 @@ import "sync/atomic"
 // an endpoint every N × the base interval, so that the model server sees
 // one proxy's scrape load whatever N is; alone, each proxy would then
 // decide on metrics N times older than a single proxy does. The fleet
-// exchange brings every proxy the others' scrapes (10–20 ms late), and
+// exchange brings every proxy the others' scrapes (5–10 ms late), and
 // Adopt takes a relayed one over when it is newer than the one held.
 
 // Adopt takes over m, another proxy's scrape of the endpoint brought by

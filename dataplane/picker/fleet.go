@@ -235,7 +235,7 @@ func (m *CostModel) Loads(out []Load) []Load {
 // know are dropped. Each of N proxies scrapes every N × 50 ms (the model
 // servers' scrape load of one proxy), so alone it decides on metrics up
 // to N times older than one proxy does; with the others' scrapes relayed
-// (10–20 ms late) it decides on the newest any of them took. routesim, 4
+// (5–10 ms late) it decides on the newest any of them took. routesim, 4
 // proxies, 15 seeds, TTFT p90 without → with (1 proxy): bursty arrivals
 // 2.45 → 2.15 s (2.06), LoRA 0.305 → 0.297 s (0.272), unequal replicas
 // 0.256 → 0.249 s (0.229).
