@@ -281,7 +281,9 @@ func (r *results) fleetVerdict() string {
 	if b.Len() == 0 {
 		return ""
 	}
-	return "What the shorter interval costs and buys, per gateway:\n\n" + b.String() + "\n"
+	return "What the shorter interval costs and buys, per gateway, in this one run (each cell one window; the " +
+		"control plane's CPU moves by ±0.05 cores between runs, so judge the ratios over several: " +
+		"`go run ./bench/controlplane -fleet-only` repeats the phase alone):\n\n" + b.String() + "\n"
 }
 
 // saturated is the machine's busy share from which a fleet cell measured
