@@ -66,6 +66,12 @@ type Endpoint struct {
 	written  atomic.Int64
 	// maxRunning (float64 bits) is BatchSeen.
 	maxRunning atomic.Uint64
+	// cacheTrust (float64 bits, 0: none yet) is CacheTrust, computed
+	// under trustMu from the averages of reported and believed cached
+	// tokens.
+	cacheTrust         atomic.Uint64
+	trustMu            sync.Mutex
+	reported, believed float64
 	// backlog (float64 bits, tokens) as of backlogAt (unix ns): Backlog.
 	backlog   atomic.Uint64
 	backlogAt atomic.Int64

@@ -66,6 +66,47 @@ func (e *Endpoint) AddWritten(tokens int64) { e.written.Add(tokens) }
 // readings is the KV cache traffic between them.
 func (e *Endpoint) Written() int64 { return e.written.Load() }
 
+// CacheTrust is the share of the prefix cache hits the proxy expected on
+// the endpoint that its responses confirmed: the mean cached_tokens its
+// responses' usage reported over the mean the picker expected, over about
+// the last trustWindow responses that expected a hit (each reported count
+// at most the prompt prefix the picker matched), at most 1; 1 before the
+// first. A server that caches no prefixes, or evicts much sooner than the
+// picker estimates, ends up near 0: its expected hits stop steering picks
+// towards it.
+func (e *Endpoint) CacheTrust() float64 {
+	if v := e.cacheTrust.Load(); v != 0 {
+		return math.Float64frombits(v)
+	}
+	return 1
+}
+
+// trustWindow is how many responses CacheTrust averages over, about: a
+// server restart (an empty cache) costs a handful of false hits, not the
+// endpoint's affinity for minutes.
+const trustWindow = 20
+
+// NoteCached folds one response into CacheTrust: the picker expected
+// expected cached prompt tokens (> 0), the response reported reported,
+// of a prefix of matched tokens.
+func (e *Endpoint) NoteCached(expected, reported, matched float64) {
+	if !(expected > 0) || !(reported >= 0) || math.IsInf(expected, 0) || math.IsInf(reported, 0) {
+		return
+	}
+	reported = min(reported, max(matched, expected))
+	e.trustMu.Lock()
+	defer e.trustMu.Unlock()
+	if e.believed == 0 {
+		// Trusted until shown otherwise: one miss is one miss.
+		e.reported, e.believed = expected, expected
+	}
+	const a = 1.0 / trustWindow
+	e.reported += a * (reported - e.reported)
+	e.believed += a * (expected - e.believed)
+	t := min(e.reported/e.believed, 1)
+	e.cacheTrust.Store(math.Float64bits(max(t, math.SmallestNonzeroFloat64)))
+}
+
 // Prefill backlog: the prompt tokens the proxies sent the endpoint that it
 // has not prefilled yet, as a leaky bucket: each send adds its uncached
 // tokens, and the bucket drains at the prefill rate the picker estimates.

@@ -49,15 +49,23 @@ func newChainIndex(size int) *chainIndex {
 }
 
 // match writes into depth[i] the deepest chain position (in blocks) of
-// keys this proxy sent to cands[i] and believes still cached there, 0 for
-// none: a send counts while less than room[i] tokens were written to the
-// endpoint after it (LRU eviction would have reached it by then). at maps
-// each candidate's endpoint to its position in cands (read only). It
-// returns the deepest position sent anywhere.
-func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, depth []int32, at map[*endpoints.Endpoint]int32) (anywhere int32) {
+// keys this proxy sent to cands[i] and believes may still be cached there,
+// 0 for none, and into held[i] the blocks it expects cands[i] to hold: the
+// most, over those sends, of the send's position × the chance it survived
+// what was written to the endpoint since (survival with the candidate's
+// free part free[i] and cache size room[i]; nothing survives room[i]
+// tokens). A prompt's shallower blocks were sent as often as its deeper
+// ones and at least as lately, so an old deep send may expect less than
+// a fresh shallow one (a conversation's history against its shared system
+// prompt). at maps each candidate's endpoint to its position in cands
+// (read only). It returns the deepest position sent anywhere.
+func (x *chainIndex) match(keys []chainKey, cands []Candidate, free, room []float64, depth []int32, held []float64, at map[*endpoints.Endpoint]int32) (anywhere int32) {
 	clear(depth)
+	clear(held)
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	// left counts the candidates a shallower send could still raise: not
+	// matched yet, or matched by a send that may be evicted.
 	left := len(cands)
 	// The same few endpoints hold most keys of one prompt: remembering
 	// where the last ones sit in cands saves the map lookups that were a
@@ -72,7 +80,8 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 		if e == nil {
 			continue
 		}
-		anywhere = max(anywhere, keys[k].Blocks)
+		blocks := keys[k].Blocks
+		anywhere = max(anywhere, blocks)
 		for _, s := range e {
 			if s.ep == nil {
 				break
@@ -100,9 +109,21 @@ func (x *chainIndex) match(keys []chainKey, cands []Candidate, room []float64, d
 				seen[next].ep, seen[next].i = s.ep, i
 				next = (next + 1) % len(seen)
 			}
-			if i >= 0 && depth[i] == 0 && float64(s.ep.Written()-s.at) < room[i] {
-				depth[i] = keys[k].Blocks
-				left--
+			if i < 0 || held[i] >= float64(blocks) {
+				continue // settled: no shallower send raises it
+			}
+			p := survival(float64(s.ep.Written()-s.at), free[i], room[i])
+			if p <= 0 {
+				continue
+			}
+			if depth[i] == 0 {
+				depth[i] = blocks
+			}
+			if v := float64(blocks) * p; v > held[i] {
+				held[i] = v
+				if p == 1 {
+					left--
+				}
 			}
 		}
 	}
@@ -144,34 +165,6 @@ func (x *chainIndex) recordHashes(keys []uint64, ep *endpoints.Endpoint, at int6
 	defer x.mu.Unlock()
 	for _, k := range keys {
 		x.put(k, ep, at)
-	}
-}
-
-// forget drops ep from the keys deeper than blocks: the server reported
-// holding less of the prompt than the index believed (it evicted).
-func (x *chainIndex) forget(keys []chainKey, ep *endpoints.Endpoint, blocks int32) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for _, k := range keys {
-		if k.Blocks <= blocks {
-			continue
-		}
-		e := x.idx.peek(k.Hash)
-		if e == nil {
-			continue
-		}
-		j := 0
-		for _, o := range e {
-			if o.ep != nil && o.ep != ep {
-				e[j] = o
-				j++
-			}
-		}
-		if j == 0 {
-			x.idx.drop(k.Hash)
-			continue
-		}
-		clear(e[j:])
 	}
 }
 

@@ -192,21 +192,16 @@ func (m *CostModel) choose(c *Cycle) int {
 	m.lora.Prepare(c)
 	n := len(c.Candidates)
 	keys, blocks := c.chain()
-	room := c.room[:n]
+	free, room := c.free[:n], c.room[:n]
 	for i := range c.Candidates {
-		// A send's blocks stay in use while its request runs, then wait
-		// in the free part of the cache until new blocks evict them: about
-		// a whole cache of tokens written after the send. (The free part
-		// alone, KV use × size, forgot every hot prefix of a busy replica
-		// while its requests still held it: saturated shared-prefix
-		// throughput fell from 2,350 to 1,500 tokens/s in routesim.)
-		room[i] = math.Inf(1)
+		free[i], room[i] = math.Inf(1), math.Inf(1)
 		if md := c.Candidates[i].Metrics; md != nil && md.KVCapacity > 0 {
+			free[i] = (1 - min(max(md.KVCacheUsage, 0), 1)) * md.KVCapacity
 			room[i] = md.KVCapacity
 		}
 	}
-	depth := c.depth[:n]
-	m.index.match(keys, c.Candidates, room, depth, ci.pos)
+	depth, held := c.depth[:n], c.held[:n]
+	m.index.match(keys, c.Candidates, free, room, depth, held, ci.pos)
 	var homes []uint64
 	if k, ok := m.affinityKey(keys); ok && !c.IsAdapter() && m.plan.Balance > 0 {
 		_, homes = m.homes.home(c, k, m.index.contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
@@ -224,15 +219,19 @@ func (m *CostModel) choose(c *Cycle) int {
 	tok := m.est.prefillToken
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
-		cached := float64(depth[i]) * tokensPerBlock
+		cached := held[i] * tokensPerBlock
 		if blocks > 0 && int(depth[i]) == blocks {
-			cached = prompt // the whole prompt went there
+			cached = prompt * held[i] / float64(blocks) // the whole prompt went there
 		}
+		// What the endpoint's responses confirmed of such guesses.
+		guessed := min(cached, prompt)
+		cached *= cd.Endpoint.CacheTrust()
 		if known != nil && known[i] >= 0 {
-			cached = float64(known[i])
+			cached, guessed = float64(known[i]), 0
 		}
 		t := &terms[i]
 		*t = Terms{CachedTokens: min(cached, prompt), Home: slices.Contains(homes, cd.Endpoint.Hash)}
+		c.guessed[i] = guessed
 		uncached := max(prompt-cached, 1)
 		m.cost(c, cd, uncached, lora[i], t)
 		if len(homes) > 0 && !t.Home {
@@ -285,6 +284,29 @@ func (m *CostModel) pickNear(c *Cycle, terms []Terms, keys []chainKey) int {
 		}
 	}
 	return best
+}
+
+// survival is the chance that a prefix sent to an endpoint is still in
+// its cache after written tokens were written there since: certain while
+// less than the cache's free part (free tokens) was written, none once a
+// whole cache (capacity) was, and falling linearly between. A request's
+// blocks are in use while it runs and then wait in the free part, which
+// new blocks evict oldest first; how much of the cache was free when the
+// request ended, and how much was written while it ran, the proxy does
+// not see. Counting a send as cached until a whole cache was written
+// (and not at all after) left 13 % of picks in routesim's kv-pressure
+// expecting a hit that had been evicted — on a busy replica, whose
+// batch then stalled for the prefill — and the free part alone forgot
+// every hot prefix of a busy replica while its requests still held it
+// (saturated shared-prefix throughput 2,350 → 1,500 tokens/s).
+func survival(written, free, capacity float64) float64 {
+	switch {
+	case written >= capacity:
+		return 0
+	case written <= free:
+		return 1
+	}
+	return (capacity - written) / (capacity - free)
 }
 
 // admitsOnlyOnDone reports whether the requests waiting on a candidate
@@ -402,7 +424,11 @@ func (m *CostModel) record(c *Cycle, i int) {
 	ep.AddSend(uncached, c.Now.UnixNano(), c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
 	m.out.add(ep.Hash, keys, uncached, c.output, c.Now.UnixNano())
-	c.Req.note = pickNote{ep: ep, cached: t.CachedTokens, outputGiven: c.outputGiven}
+	c.Req.note = pickNote{ep: ep, outputGiven: c.outputGiven}
+	if c.prompt > 0 {
+		c.Req.note.guessed = c.guessed[i] / c.prompt
+		c.Req.note.matched = min(float64(c.depth[i])*tokensPerBlock/c.prompt, 1)
+	}
 	m.lora.Record(c, ep)
 }
 

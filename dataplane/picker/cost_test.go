@@ -49,6 +49,19 @@ func (f *costFleet) scrape() {
 // test's metrics say what is busy); it returns the endpoint's index.
 func (f *costFleet) pick(body []byte) int {
 	f.t.Helper()
+	_, ep := f.pickReq(body)
+	for i, e := range f.es {
+		if e == ep {
+			return i
+		}
+	}
+	return -1
+}
+
+// pickReq is pick returning the request (which carries what the pick
+// expected) and the endpoint.
+func (f *costFleet) pickReq(body []byte) (*picker.Request, *endpoints.Endpoint) {
+	f.t.Helper()
 	req := &picker.Request{Model: "m", Body: body}
 	ep, err := f.s.Pick(req, f.es)
 	if err != nil {
@@ -56,12 +69,7 @@ func (f *costFleet) pick(body []byte) int {
 	}
 	ep.Acquire(f.now)
 	ep.Release()
-	for i, e := range f.es {
-		if e == ep {
-			return i
-		}
-	}
-	return -1
+	return req, ep
 }
 
 // advance moves the clock and scrapes (the backlog of earlier sends
@@ -296,7 +304,8 @@ func sentToBusyReplica(t *testing.T) (*costFleet, func() float64) {
 // A prefix sent to a replica whose KV cache is nearly all in use stays
 // believed cached while less than a whole cache was written there after
 // it (its blocks are in use while its request runs, and evicted from the
-// free part only after that), and is forgotten once more was written.
+// free part only after that), and is forgotten once more was written
+// (in between it counts less and less: TestCostOlderSendIsExpectedLess).
 func TestCostBusyReplicaKeepsItsPrefix(t *testing.T) {
 	f, cached := sentToBusyReplica(t)
 	other := func(i int) []byte {

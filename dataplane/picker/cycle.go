@@ -51,12 +51,16 @@ type Cycle struct {
 	sourceBuf []int
 	sourceOut []int
 	// chain keys of the prompt (cost model), computed on first use, and
-	// per-candidate matched depth.
+	// per candidate the matched depth, the blocks expected held, the KV
+	// cache's free part and size, and the cached tokens the index guessed
+	// (before CacheTrust).
 	chainKeys   []chainKey
 	chainBlocks int
 	chained     bool
 	depth       []int32
-	room        []float64
+	held        []float64
+	free, room  []float64
+	guessed     []float64
 	terms       []Terms
 	// explain: the cycle only explains (Scheduler.Explain), it must not
 	// change what the picker remembers.
@@ -85,7 +89,10 @@ func getCycle(req *Request, now time.Time, n int) *Cycle {
 		c.scores = make([]float64, n)
 		c.total = make([]float64, n)
 		c.depth = make([]int32, n)
+		c.held = make([]float64, n)
+		c.free = make([]float64, n)
 		c.room = make([]float64, n)
+		c.guessed = make([]float64, n)
 		c.terms = make([]Terms, n)
 	}
 	c.Candidates = c.Candidates[:0]
