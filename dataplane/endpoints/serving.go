@@ -93,7 +93,11 @@ func (e *Endpoint) NoteCached(expected, reported, matched float64) {
 	if !(expected > 0) || !(reported >= 0) || math.IsInf(expected, 0) || math.IsInf(reported, 0) {
 		return
 	}
-	reported = min(reported, max(matched, expected))
+	if limit := expected; matched > limit {
+		reported = min(reported, matched)
+	} else {
+		reported = min(reported, limit)
+	}
 	e.trustMu.Lock()
 	defer e.trustMu.Unlock()
 	if e.believed == 0 {

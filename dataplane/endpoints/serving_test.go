@@ -53,3 +53,38 @@ func TestSendPrefill(t *testing.T) {
 		t.Fatalf("a 3,000-token send made 250 ms ago added %v to the backlog, want 2,000", got)
 	}
 }
+
+// TestCacheTrust: 1 until responses say otherwise; one miss costs a
+// little, a run of misses nearly all of it, confirmed hits bring it back;
+// over-reports count no more than the matched prefix, and values that are
+// not numbers, negative or infinite change nothing.
+func TestCacheTrust(t *testing.T) {
+	e := endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"})
+	if got := e.CacheTrust(); got != 1 {
+		t.Fatalf("before any response: %v, want 1", got)
+	}
+	e.NoteCached(1000, 0, 1000)
+	if got := e.CacheTrust(); !(got > 0.9 && got < 1) {
+		t.Fatalf("after one response with nothing cached of 1000 expected: %v, want just below 1", got)
+	}
+	for range 60 {
+		e.NoteCached(1000, 0, 1000)
+	}
+	low := e.CacheTrust()
+	if !(low > 0 && low < 0.1) {
+		t.Fatalf("after 61 responses with nothing cached: %v, want near 0", low)
+	}
+	for _, bad := range [][3]float64{{math.NaN(), 1000, 1000}, {1000, math.NaN(), 1000}, {math.Inf(1), 0, 1000},
+		{1000, math.Inf(1), 1000}, {-5, 0, 1000}, {1000, -1, 1000}, {0, 0, 0}, {1000, 1000, math.NaN()}} {
+		e.NoteCached(bad[0], bad[1], bad[2])
+		if got := e.CacheTrust(); math.IsNaN(got) || (bad[2] == bad[2] && got != low) {
+			t.Fatalf("after NoteCached(%v): %v, want %v unchanged", bad, got, low)
+		}
+	}
+	for range 60 {
+		e.NoteCached(500, 1e9, 1000) // over-reports: capped at the 1000 matched
+	}
+	if got := e.CacheTrust(); got != 1 {
+		t.Fatalf("after 60 responses reporting more than expected: %v, want 1", got)
+	}
+}

@@ -111,7 +111,7 @@ func (m *CostModel) observe(req *Request, ep *endpoints.Endpoint, o Outcome) {
 		// kv-pressure 6 % of picks missed a prefix another replica held.)
 		// A server reports whole blocks only: one partial block is no miss.
 		p := float64(o.Prompt)
-		ep.NoteCached(n.guessed*p, min(float64(o.Cached)+tokensPerBlock, n.matched*p), n.matched*p)
+		ep.NoteCached(n.guessed*p, float64(o.Cached)+tokensPerBlock, n.matched*p)
 	}
 }
 
