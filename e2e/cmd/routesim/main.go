@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,15 +25,26 @@ func main() {
 	out := flag.String("out", "", "directory to write routesim.md to (default: print only)")
 	flag.Parse()
 	start := time.Now()
-	want := func(name string) bool {
-		return *only == "" || strings.Contains(","+*only+",", ","+name+",")
+	// The run takes minutes: a bad flag fails now, not after it.
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			fail(fmt.Errorf("-out: %w", err))
+		}
 	}
-	var names []string
+	var names, all []string
 	shared := map[string]bool{}
 	for _, sc := range routesim.Scenarios(0) {
-		if want(sc.Workload.Name) {
+		all = append(all, sc.Workload.Name)
+		if *only == "" || strings.Contains(","+*only+",", ","+sc.Workload.Name+",") {
 			names = append(names, sc.Workload.Name)
 			shared[sc.Workload.Name] = sc.SharedPrefixes
+		}
+	}
+	if *only != "" {
+		for _, w := range strings.Split(*only, ",") {
+			if !slices.Contains(all, w) {
+				fail(fmt.Errorf("-workloads: no workload %q (have %s)", w, strings.Join(all, ", ")))
+			}
 		}
 	}
 	cells := plan(names)
@@ -42,8 +54,7 @@ func main() {
 	if *out != "" {
 		path := filepath.Join(*out, "routesim.md")
 		if err := os.WriteFile(path, []byte(rep), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			fail(err)
 		}
 		fmt.Fprintln(os.Stderr, "wrote", path)
 	}
@@ -152,4 +163,9 @@ func run(cells []cell, seeds int) map[key][]metrics {
 	close(jobs)
 	wg.Wait()
 	return res
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "routesim:", err)
+	os.Exit(1)
 }
