@@ -70,8 +70,8 @@ func (e *Endpoint) Written() int64 { return e.written.Load() }
 // the endpoint that its responses confirmed: the mean cached_tokens its
 // responses' usage reported over the mean the picker expected, over about
 // the last trustWindow responses that expected a hit (each reported count
-// at most the prompt prefix the picker matched), at most 1; 1 before the
-// first. A server that caches no prefixes, or evicts much sooner than the
+// at most the larger of the prefix the picker matched and what it
+// expected), at most 1; 1 before the first. A server that caches no prefixes, or evicts much sooner than the
 // picker estimates, ends up near 0: its expected hits stop steering picks
 // towards it.
 func (e *Endpoint) CacheTrust() float64 {
@@ -93,11 +93,11 @@ func (e *Endpoint) NoteCached(expected, reported, matched float64) {
 	if !(expected > 0) || !(reported >= 0) || math.IsInf(expected, 0) || math.IsInf(reported, 0) {
 		return
 	}
-	if limit := expected; matched > limit {
-		reported = min(reported, matched)
-	} else {
-		reported = min(reported, limit)
+	limit := expected
+	if matched > limit { // false for a NaN
+		limit = matched
 	}
+	reported = min(reported, limit)
 	e.trustMu.Lock()
 	defer e.trustMu.Unlock()
 	if e.believed == 0 {

@@ -223,7 +223,8 @@ func (m *CostModel) choose(c *Cycle) int {
 		if blocks > 0 && int(depth[i]) == blocks {
 			cached = prompt * held[i] / float64(blocks) // the whole prompt went there
 		}
-		// What the endpoint's responses confirmed of such guesses.
+		// The index's guess, scaled by how far the endpoint's responses
+		// bore such guesses out.
 		guessed := min(cached, prompt)
 		cached *= cd.Endpoint.CacheTrust()
 		if known != nil && known[i] >= 0 {
