@@ -100,6 +100,8 @@ func (s *Server) publishProxyCounts() {
 			s.log.Error("xds: cannot serve proxy count, keeping the previous", "gateway", gw, "err", err)
 			continue
 		}
+		// Before serving, as in Update: the deliveries take it as parent.
+		s.tracePush(context.Background(), gw, next, "proxy count", n)
 		if err := s.serveLocked(context.Background(), gw, snap, next); err != nil {
 			s.log.Error("xds: set snapshot", "gateway", gw, "err", err)
 			continue
@@ -108,7 +110,6 @@ func (s *Server) publishProxyCounts() {
 			"streams", streams[gw], "pods", s.proxyPods[gw])
 		s.sets[gw] = next
 		s.stats.proxyCountUpdates.Add(1)
-		s.tracePush(context.Background(), gw, next, "proxy count", n)
 	}
 }
 

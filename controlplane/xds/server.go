@@ -206,13 +206,15 @@ func (s *Server) UpdateContext(ctx context.Context, sets map[string]*snapshot.Se
 			}
 			continue
 		}
+		// The push span goes first: serving the snapshot starts the
+		// deliveries, whose spans take it as their parent.
+		s.tracePush(ctx, gw, set, "snapshot", n)
 		if err := s.serveLocked(ctx, gw, snap, set); err != nil {
 			s.log.Error("xds: set snapshot", "gateway", gw, "err", err)
 		}
 		next[gw] = set
 		s.updatedAt[gw] = now
 		delete(s.emptied, gw)
-		s.tracePush(ctx, gw, set, "snapshot", n)
 		s.stats.snapshotUpdates.Add(1)
 		s.log.Debug("xds: snapshot updated", "gateway", gw, "version", set.Version, "resources", set.Count())
 	}
