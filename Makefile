@@ -89,13 +89,17 @@ conformance: build k8s-bins
 test-conformance: build k8s-bins
 	$(call run_conformance,,)
 
-# etcd + kube-apiserver, and the Inference Extension's conformance picker
-# lwepp, built from the Go module proxy, cached by version.
+# etcd + kube-apiserver, the Inference Extension's conformance picker lwepp
+# and its reference picker epp (the benchmark's epp strategy), built from
+# the Go module proxy, cached by version. Built here, before any test runs:
+# a first build takes minutes on 2 cores, which a test's own deadline
+# must not pay (TestEPPStrategy timed out on a fresh machine building epp).
 k8s-bins:
 	@mkdir -p $(CURDIR)/.cache
 	@cd e2e && go run ./cluster/cmd/k8sbin > $(CURDIR)/.cache/kubebuilder-assets
 	@echo "kube-apiserver + etcd: $$(cat $(CURDIR)/.cache/kubebuilder-assets)"
 	@cd e2e && echo "lwepp: $$(go run ./cluster/cmd/k8sbin -tool lwepp)"
+	@cd e2e && echo "epp: $$(go run ./cluster/cmd/k8sbin -tool epp)"
 
 # Micro-benchmarks: translation (1k routes), xDS fan-out to 10/100 proxies,
 # the proxy's request path and router, picking, and the simulator's own cost.
