@@ -3,9 +3,11 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -39,14 +41,29 @@ func (n *node) startPicker(c *container, ct corev1.Container) error {
 		c.log.printf("image %s is not run: no picker binary (the Gateway API suite does not use it)", ct.Image)
 		return nil
 	}
-	args, local, err := pickerArgs(ct.Args)
-	if err != nil {
-		return err
-	}
-	args = append(args, "--kubeconfig", n.opts.Kubeconfig)
-	p, err := harness.Launch(c.log, nil, n.opts.PickerBinary, args...)
-	if err != nil {
-		return err
+	var p *harness.Process
+	var local map[int32]int
+	// A port free when chosen can be taken before lwepp binds it (it binds
+	// every interface); lwepp then exits at once, and a pod would restart.
+	// Once, in .ci/run, the suite's test waited for a picker that had
+	// exited so and timed out: a start that fails on a taken port is
+	// retried with other ports.
+	for attempt := 1; ; attempt++ {
+		args, ports, err := pickerArgs(ct.Args)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--kubeconfig", n.opts.Kubeconfig)
+		var start startOutput
+		p, err = harness.Launch(io.MultiWriter(c.log, &start), nil, n.opts.PickerBinary, args...)
+		if err != nil {
+			return err
+		}
+		local = ports
+		if !pickerPortTaken(p, &start, pickerStartup) || attempt == 3 {
+			break
+		}
+		c.log.printf("[harness] picker could not bind its ports (attempt %d); starting it on others", attempt)
 	}
 	c.procs = append(c.procs, p)
 	go func() { c.log.printf("[harness] picker exited: %v", p.Wait()) }()
@@ -59,6 +76,48 @@ func (n *node) startPicker(c *container, ct corev1.Container) error {
 	}
 	return nil
 }
+
+// pickerPortTaken reports whether the picker exited within its first
+// seconds because a port was taken, as its output says. Whether its ports
+// accept connections says nothing: a taken port does too, held by its
+// taker. lwepp binds them about a second after it starts.
+func pickerPortTaken(p *harness.Process, out *startOutput, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for !p.Exited() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Exited: the process's output has all been written (exec waits for
+	// it before the process counts as done).
+	return strings.Contains(out.String(), "address already in use")
+}
+
+// startOutput keeps the first 64 KiB a process prints.
+type startOutput struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (o *startOutput) Write(b []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if left := 64<<10 - o.b.Len(); left > 0 {
+		o.b.Write(b[:min(len(b), left)])
+	}
+	return len(b), nil
+}
+
+func (o *startOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+// pickerStartup is how long a started picker is watched for a port
+// already in use.
+const pickerStartup = 5 * time.Second
 
 // pickerArgs replaces the picker's port flags (in "--flag value" or
 // "--flag=value" form, or their defaults) with free local ports, and
