@@ -3,11 +3,9 @@ package conformance
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -54,13 +52,12 @@ func (n *node) startPicker(c *container, ct corev1.Container) error {
 			return err
 		}
 		args = append(args, "--kubeconfig", n.opts.Kubeconfig)
-		var start startOutput
-		p, err = harness.Launch(io.MultiWriter(c.log, &start), nil, n.opts.PickerBinary, args...)
+		p, err = harness.Launch(c.log, nil, n.opts.PickerBinary, args...)
 		if err != nil {
 			return err
 		}
 		local = ports
-		if !pickerPortTaken(p, &start, pickerStartup) || attempt == 3 {
+		if !pickerPortTaken(p, pickerStartup) || attempt == 3 {
 			break
 		}
 		c.log.printf("[harness] picker could not bind its ports (attempt %d); starting it on others", attempt)
@@ -81,7 +78,7 @@ func (n *node) startPicker(c *container, ct corev1.Container) error {
 // seconds because a port was taken, as its output says. Whether its ports
 // accept connections says nothing: a taken port does too, held by its
 // taker. lwepp binds them about a second after it starts.
-func pickerPortTaken(p *harness.Process, out *startOutput, within time.Duration) bool {
+func pickerPortTaken(p *harness.Process, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for !p.Exited() {
 		if time.Now().After(deadline) {
@@ -89,30 +86,8 @@ func pickerPortTaken(p *harness.Process, out *startOutput, within time.Duration)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// Exited: the process's output has all been written (exec waits for
-	// it before the process counts as done).
-	return strings.Contains(out.String(), "address already in use")
-}
-
-// startOutput keeps the first 64 KiB a process prints.
-type startOutput struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (o *startOutput) Write(b []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if left := 64<<10 - o.b.Len(); left > 0 {
-		o.b.Write(b[:min(len(b), left)])
-	}
-	return len(b), nil
-}
-
-func (o *startOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
+	// Exited: its output is all in Logs (Launch).
+	return strings.Contains(p.Logs(), "address already in use")
 }
 
 // pickerStartup is how long a started picker is watched for a port

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"io"
 	"testing"
 	"time"
 
@@ -19,13 +20,12 @@ func TestPickerPortTaken(t *testing.T) {
 		{"other failure", `echo 'no kubeconfig' >&2; exit 1`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out startOutput
-			p, err := harness.Launch(&out, nil, "/bin/sh", "-c", tc.script)
+			p, err := harness.Launch(io.Discard, nil, "/bin/sh", "-c", tc.script)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer p.Kill()
-			if got := pickerPortTaken(p, &out, 2*time.Second); got != tc.want {
+			if got := pickerPortTaken(p, 2*time.Second); got != tc.want {
 				t.Fatalf("pickerPortTaken = %v, want %v", got, tc.want)
 			}
 		})

@@ -86,7 +86,7 @@ type Process struct {
 func Start(t testing.TB, name, path string, args ...string) *Process {
 	t.Helper()
 	pr, pw := io.Pipe()
-	p, err := Launch(pw, nil, path, args...)
+	p, err := launch(pw, nil, false, path, args...)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -112,21 +112,48 @@ func Start(t testing.TB, name, path string, args ...string) *Process {
 
 // Launch runs a binary in its own process group with the test's
 // environment plus env, its stdout and stderr going to out. The caller
-// stops it (Stop, Kill); Logs stays empty.
+// stops it (Stop, Kill); Logs holds the first 64 KiB it printed (how it
+// started, or why it could not).
 func Launch(out io.Writer, env []string, path string, args ...string) (*Process, error) {
+	return launch(out, env, true, path, args...)
+}
+
+// launchLogs is how much of a Launched process's output Logs keeps.
+const launchLogs = 64 << 10
+
+// launch is Launch; keep says whether Logs keeps the output's start
+// (Start keeps every line itself).
+func launch(out io.Writer, env []string, keep bool, path string, args ...string) (*Process, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &Process{Name: filepath.Base(path), cmd: cmd, done: make(chan struct{})}
+	if keep {
+		out = io.MultiWriter(out, logHead{p})
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &Process{Name: filepath.Base(path), cmd: cmd, done: make(chan struct{})}
 	go func() {
+		// Wait returns once the output has all been copied to out.
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// logHead writes the first launchLogs bytes of a process's output into
+// its Logs.
+type logHead struct{ p *Process }
+
+func (h logHead) Write(b []byte) (int, error) {
+	h.p.mu.Lock()
+	defer h.p.mu.Unlock()
+	if left := launchLogs - h.p.logs.Len(); left > 0 {
+		h.p.logs.Write(b[:min(len(b), left)])
+	}
+	return len(b), nil
 }
 
 // Logs returns everything the process printed so far.
