@@ -20,7 +20,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 GO_TEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-routesim bench-proxy bench-controlplane proto proto-check lint boundaries tools k8s-bins crds dashboards deploy-check clean
+.PHONY: all build run test test-unit test-e2e test-conformance test-fuzz fuzz conformance bench bench-routing bench-routesim bench-proxy bench-controlplane proto proto-check lint boundaries tracked-files tools k8s-bins crds dashboards deploy-check clean
 
 all: build
 
@@ -180,7 +180,19 @@ lint: proto-check
 	@for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && go vet ./...); done
 	@for m in $(MODULES); do (cd $$m && go mod tidy -diff >/dev/null) || { echo "$$m: go.mod/go.sum not tidy: run 'go mod tidy' in $$m"; exit 1; }; done
 	@echo "modules tidy"
-	@$(MAKE) --no-print-directory boundaries
+	@$(MAKE) --no-print-directory boundaries tracked-files
+
+# No build output in the repository: a tracked executable (ELF) or a file
+# over 1 MiB is almost always a binary committed by mistake (a 92 MB
+# bench-controlplane build once was). Outside a git checkout there is
+# nothing to check.
+tracked-files:
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || { echo "not a git checkout: tracked files not checked"; exit 0; }; \
+	bad=$$(git ls-files -z | xargs -0 -r sh -c 'for f; do [ -f "$$f" ] || continue; \
+	  if [ "$$(head -c4 "$$f" | od -An -tx1 | tr -d " \n")" = 7f454c46 ]; then echo "$$f: an executable"; \
+	  elif [ $$(stat -c %s "$$f") -gt 1048576 ]; then echo "$$f: over 1 MiB"; fi; done' sh); \
+	if [ -n "$$bad" ]; then echo "build output tracked by git (git rm --cached it, and ignore it):"; echo "$$bad"; exit 1; fi; \
+	echo "no binaries or files over 1 MiB tracked"
 
 # The planes share only the proto module (snapshot types, the contracts both
 # validate with, the xDS client): no package of one plane — tests included —
