@@ -2,7 +2,10 @@ package routesim_test
 
 import (
 	"testing"
+	"time"
 
+	"github.com/infergate/infergate/dataplane/endpoints"
+	"github.com/infergate/infergate/dataplane/picker"
 	"github.com/infergate/infergate/e2e/routesim"
 )
 
@@ -63,5 +66,41 @@ func TestRunSeparatesStrategies(t *testing.T) {
 	}
 	if oracle.CacheHit < rr.CacheHit {
 		t.Fatalf("oracle hit %.2f below round robin's %.2f", oracle.CacheHit, rr.CacheHit)
+	}
+}
+
+// wrapped is a strategy's picker that wraps another (as a tool classifying
+// picks would): it forwards the clock and outcomes, and so must replay
+// exactly as the picker it wraps.
+type wrapped struct{ picker.Picker }
+
+func (w wrapped) SetClock(now func() time.Time) { w.Picker.(routesim.Clocked).SetClock(now) }
+
+func (w wrapped) Observe(req *picker.Request, ep *endpoints.Endpoint, o picker.Outcome) {
+	w.Picker.(picker.Observer).Observe(req, ep, o)
+}
+
+// A picker reached through a wrapper keeps the simulation's clock: on the
+// wall clock its backlogs would never drain in virtual time, and the
+// replay would differ from the unwrapped picker's without any error.
+func TestWrappedPickerKeepsClock(t *testing.T) {
+	sc := scenario(t, "shared-prefix")
+	sc.Workload.Jobs = sc.Workload.Jobs[:150]
+	ours := routesim.Ours()
+	wrap := routesim.Strategy{Name: "wrapped", New: func(env *routesim.Env, p int) picker.Picker {
+		return wrapped{ours.New(env, p)}
+	}}
+	a, err := routesim.Run(sc.Config, sc.Workload, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := routesim.Run(sc.Config, sc.Workload, wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("job %d: wrapped %+v, unwrapped %+v", i, b[i], a[i])
+		}
 	}
 }

@@ -70,11 +70,24 @@ type Config struct {
 type Strategy struct {
 	Name string
 	// New returns proxy p's picker. env gives oracles the ground truth.
+	// A picker that keeps time (picker.Scheduler does) must implement
+	// Clocked, forwarding to what it wraps: the simulation runs in
+	// virtual time, and a picker on the wall clock would see every send
+	// as just made (backlogs never drain) without any error.
 	New func(env *Env, p int) picker.Picker
 	// Truth refreshes every candidate's metrics from the replicas' true
 	// state right before each pick (an oracle's perfect information).
 	Truth bool
 }
+
+// Clocked is a picker that reads time through a clock the simulation
+// sets (picker.Scheduler.SetClock): a strategy's picker that keeps time
+// must implement it.
+type Clocked interface {
+	SetClock(func() time.Time)
+}
+
+var _ Clocked = (*picker.Scheduler)(nil)
 
 // Outcome of one job.
 type Outcome struct {
@@ -224,7 +237,7 @@ func Run(cfg Config, w Workload, st Strategy) ([]Outcome, error) {
 			eps[i] = got[sp.Address]
 		}
 		pk := st.New(env, p)
-		if sc, ok := pk.(*picker.Scheduler); ok {
+		if sc, ok := pk.(Clocked); ok {
 			sc.SetClock(s.clock)
 		}
 		s.prox = append(s.prox, &proxy{reg: reg, eps: eps, pick: pk})
