@@ -119,7 +119,7 @@ func newCostModel(v pickerprofile.Values) *CostModel {
 			output:       v.Number("output-tokens"),
 		},
 		plan: planParams{Window: v.Seconds("window-seconds"), Balance: v.Number("balance"),
-			MinHomes: v.Count("min-homes"), Multi: true},
+			MinHomes: v.Count("min-homes"), Multi: true, AtOnce: true},
 		affinityBlocks: int32(v.Count("affinity-blocks")),
 		harm:           v.Number("harm-weight"),
 		tolerance:      v.Number("tie-tolerance"),
@@ -206,6 +206,7 @@ func (m *CostModel) choose(c *Cycle) int {
 	if k, ok := m.affinityKey(keys); ok && !c.IsAdapter() && m.plan.Balance > 0 {
 		_, homes = m.homes.home(c, k, m.index.contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
 	}
+	c.own.even = len(homes) > 0 && c.own.blind(c, m.est.prefillToken)
 	known := c.cachedTokens()
 	prompt := float64(len(promptStart(c.Req.Body))) / charsPerToken
 	c.prompt, c.output = prompt, m.learn.get(&m.learn.output)
@@ -343,7 +344,8 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, lora float64, t *Ter
 		waiting, running, kv = cd.Metrics.Waiting, cd.Metrics.Running, cd.Metrics.KVCacheUsage
 		// Requests sent since the scrape queue behind the waiting ones,
 		// or join the batch when nothing waits.
-		if unseen := cd.Queue - waiting; waiting >= 1 {
+		unseen := c.own.unseen(cd, cd.Queue-waiting)
+		if waiting >= 1 {
 			waiting += unseen
 		} else {
 			running += unseen
@@ -351,7 +353,7 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, lora float64, t *Ter
 	default:
 		// No usable metrics: what this proxy has open there, spread over
 		// the proxies (the others send about as much).
-		running = float64(cd.Endpoint.InFlight() * int64(max(cd.Endpoint.Proxies(), 1)))
+		running = c.own.inFlight(cd) * float64(max(cd.Endpoint.Proxies(), 1))
 	}
 	t.Waiting, t.Running, t.KVUsage = waiting, running, kv
 	// The request attends its own context at every step; the batch's
@@ -375,7 +377,7 @@ func (m *CostModel) cost(c *Cycle, cd *Candidate, uncached, lora float64, t *Ter
 		t.Wait = waiting * cd.Endpoint.SendPrefill() * tok
 	}
 	// What this proxy sent and believes not prefilled yet goes first.
-	t.Wait = max(t.Wait, cd.Endpoint.Backlog(c.Now.UnixNano(), 1/tok)*tok)
+	t.Wait = max(t.Wait, c.own.backlog(c, cd, 1/tok)*tok)
 	t.Prefill = uncached * tok
 	t.Decode = c.output * step
 	t.Harm = m.harm * ((running+waiting)*t.Prefill + running*c.output*e.stepPerSeq)

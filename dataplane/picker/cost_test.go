@@ -480,3 +480,68 @@ func TestCostQueueBesideFreeSlotsWaitsForPrefill(t *testing.T) {
 		})
 	}
 }
+
+// burstProxy is one of 4 proxies in front of the same 8 idle endpoints
+// (its own endpoint state, as every proxy pod has), scraped at now, with
+// no fleet exchange: what a proxy knows at the start of a burst.
+func burstProxy(t *testing.T, now time.Time) ([]*endpoints.Endpoint, *picker.Scheduler) {
+	t.Helper()
+	es := proxyFleet(t, 8, 4)
+	for _, e := range es {
+		e.SetMetrics(&endpoints.Metrics{KVCapacity: 32768, At: now})
+	}
+	s, err := picker.FromProfile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetClock(func() time.Time { return now })
+	return es, s
+}
+
+// A burst of new prompt groups split over 4 proxies: each proxy gets its
+// own share of every group, in its own order, all at once (no scrape and
+// no exchange in between), and its own sends leave its view of the
+// replicas' load uneven in its own way. The proxies still send each
+// group to the same replica: a proxy blind to the others prices its own
+// unseen load evenly for prompts the plan homes, so the plan, which
+// they share, decides — rather than each proxy's share of the burst,
+// which would give a group a copy per proxy.
+func TestCostBurstProxiesAgree(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	esA, a := burstProxy(t, now)
+	esB, b := burstProxy(t, now)
+	const groups = 16
+	body := func(g, i int) []byte {
+		return chatBody(fmt.Sprintf("You are assistant %d. ", g)+longSystem, fmt.Sprintf("question %d", i))
+	}
+	send := func(s *picker.Scheduler, es []*endpoints.Endpoint, g, i int) string {
+		ep, err := s.Pick(&picker.Request{Model: "m", Body: body(g, i)}, es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep.Acquire(now) // still open: the burst is in flight
+		return ep.Address
+	}
+	where := make([]map[string]bool, groups)
+	for g := range where {
+		where[g] = map[string]bool{}
+	}
+	// a: every group twice, in order; b: unrelated prompts first, then
+	// every group twice in reverse order.
+	for g := range groups {
+		where[g][send(a, esA, g, 0)] = true
+		where[g][send(a, esA, g, 1)] = true
+	}
+	for i := range 5 {
+		send(b, esB, 100+i, 0)
+	}
+	for g := groups - 1; g >= 0; g-- {
+		where[g][send(b, esB, g, 2)] = true
+		where[g][send(b, esB, g, 3)] = true
+	}
+	for g, w := range where {
+		if len(w) != 1 {
+			t.Errorf("group %d went to %d replicas (%v), want 1", g, len(w), w)
+		}
+	}
+}

@@ -68,10 +68,13 @@ type Cycle struct {
 	// prompt and output: the request's estimated tokens (cost model).
 	prompt, output float64
 	outputGiven    bool
-	scores         []float64
-	total          []float64
-	matches        []prefixMatch
-	prefixOf       map[*endpoints.Endpoint]int32
+	// own: this proxy's unseen load as the cost model prices it (see
+	// ownLoad).
+	own      ownLoad
+	scores   []float64
+	total    []float64
+	matches  []prefixMatch
+	prefixOf map[*endpoints.Endpoint]int32
 }
 
 var cyclePool = sync.Pool{New: func() any {
