@@ -67,7 +67,13 @@ type cell struct {
 	proxies  int
 	// kind: "baseline", "ours", "oracle", "precise", "variant".
 	kind string
+	// noFleet: the proxies exchange nothing (the control plane's fleet
+	// stream is down).
+	noFleet bool
 }
+
+// noFleetName names ours on several proxies without the fleet exchange.
+const noFleetName = "ours, no fleet exchange"
 
 // Speeds wrong on purpose: what a pool on other hardware with the default
 // profile would see.
@@ -85,13 +91,15 @@ func plan(names []string) []cell {
 	var cells []cell
 	for _, w := range names {
 		for _, b := range routesim.Baselines() {
-			cells = append(cells, cell{w, b, 1, "baseline"})
+			cells = append(cells, cell{w, b, 1, "baseline", false})
 		}
-		cells = append(cells, cell{w, routesim.Ours(), 1, "ours"}, cell{w, routesim.Oracle(), 1, "oracle"},
-			cell{w, routesim.Ours(), 4, "ours"}, cell{w, routesim.Baselines()[2], 4, "baseline"},
-			cell{w, routesim.Precise(), 1, "precise"}, cell{w, routesim.Precise(), 4, "precise"})
+		cells = append(cells, cell{w, routesim.Ours(), 1, "ours", false}, cell{w, routesim.Oracle(), 1, "oracle", false},
+			cell{w, routesim.Ours(), 4, "ours", false}, cell{w, routesim.Baselines()[2], 4, "baseline", false},
+			cell{w, routesim.Precise(), 1, "precise", false}, cell{w, routesim.Precise(), 4, "precise", false},
+			cell{w, routesim.Baselines()[3], 4, "baseline", false},
+			cell{w, routesim.Strategy{Name: noFleetName, New: routesim.Ours().New}, 4, "ours", true})
 		for _, v := range variants {
-			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, "variant"})
+			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, "variant", false})
 		}
 	}
 	return cells
@@ -130,7 +138,7 @@ func run(cells []cell, seeds int) map[key][]metrics {
 					}
 				}
 				cfg := sc.Config
-				cfg.Seed, cfg.Proxies = uint64(j.seed+1), j.c.proxies
+				cfg.Seed, cfg.Proxies, cfg.NoFleet = uint64(j.seed+1), j.c.proxies, j.c.noFleet
 				out, err := routesim.Run(cfg, sc.Workload, j.c.strategy)
 				mu.Lock()
 				done++

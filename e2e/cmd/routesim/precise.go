@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -52,6 +53,10 @@ func preciseSection(names []string, shared map[string]bool, get func(w, s string
 			ratio(w, "TTFT p90 precise on 4 proxies vs 1", p4.ttft90, p.ttft90, func(r float64) bool { return r <= 1.05 }))
 	}
 	b.WriteString("\n")
+	if !slices.Contains(names, preciseJudged) {
+		b.WriteString("The targets are judged on " + preciseJudged + ", which this run left out.\n\n")
+		return b.String()
+	}
 	if len(misses) == 0 {
 		b.WriteString("Every target on " + preciseJudged + " is met.\n\n")
 		return b.String()

@@ -138,6 +138,7 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 		b.WriteString("\n")
 	}
 	b.WriteString(preciseSection(names, shared, get))
+	b.WriteString(noFleetSection(names, get))
 	// Robustness to engine speeds.
 	b.WriteString("## Engine speeds set wrong\n\n")
 	b.WriteString("Ours with the default engine speeds against ours told prefill or decode runs several times slower or faster than the " +
@@ -188,7 +189,7 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 				row(&b, s, 1, m)
 			}
 		}
-		for _, s := range []string{"queue+kv", "ours", "precise"} {
+		for _, s := range []string{"queue+kv", "approx-prefix", "ours", noFleetName, "precise"} {
 			if m, ok := get(w, s, 4); ok {
 				row(&b, s, 4, m)
 			}
@@ -201,4 +202,34 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 func row(b *strings.Builder, name string, proxies int, m metrics) {
 	fmt.Fprintf(b, "| %s | %d | %.2f s | %.2f s | %.2f s | %.0f ms | %.2f s | %.2f s | %.2f s | %.0f | %.1f %% | %.2f |\n",
 		name, proxies, m.ttft50, m.ttft90, m.ttft99, m.itl50*1000, m.e2e50, m.e2e90, m.e2e99, m.tok, 100*m.hit, m.load)
+}
+
+// noFleetSection compares 4 proxies with and without the fleet exchange
+// (the control plane's stream down) with one proxy and with the
+// approximate-prefix reference on 4 proxies (each its own index, as
+// published).
+func noFleetSection(names []string, get func(w, s string, p int) (metrics, bool)) string {
+	var b strings.Builder
+	b.WriteString("## 4 proxies without the fleet exchange\n\n")
+	b.WriteString("What 4 proxies route like when the control plane's fleet stream is down (no keys, sends or scrapes shared; " +
+		"each proxy plans over its own traffic), against the same 4 proxies with it, one proxy, and the approximate-prefix " +
+		"reference on 4 proxies (each with its own index, as published): TTFT p90 and cache hit.\n\n")
+	b.WriteString("| workload | ours, 1 proxy | ours, 4 proxies | ours, 4 proxies, no exchange | approx-prefix, 4 proxies |\n|---|---|---|---|---|\n")
+	for _, w := range names {
+		cells := []struct {
+			s string
+			p int
+		}{{"ours", 1}, {"ours", 4}, {noFleetName, 4}, {"approx-prefix", 4}}
+		fmt.Fprintf(&b, "| %s |", w)
+		for _, c := range cells {
+			if m, ok := get(w, c.s, c.p); ok {
+				fmt.Fprintf(&b, " %.2f s, %.1f %% |", m.ttft90, 100*m.hit)
+			} else {
+				b.WriteString(" — |")
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+	return b.String()
 }
