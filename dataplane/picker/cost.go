@@ -206,8 +206,8 @@ func (m *CostModel) choose(c *Cycle) int {
 	if k, ok := m.affinityKey(keys); ok && !c.IsAdapter() && m.plan.Balance > 0 {
 		_, homes = m.homes.home(c, k, m.index.contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
 	}
-	c.own.even = len(homes) > 0 && c.own.blind(c, m.est.prefillToken)
 	known := c.cachedTokens()
+	c.own.even = len(homes) > 0 && known == nil && c.own.blind(c, m.est.prefillToken)
 	prompt := float64(len(promptStart(c.Req.Body))) / charsPerToken
 	c.prompt, c.output = prompt, m.learn.get(&m.learn.output)
 	c.outputGiven = false

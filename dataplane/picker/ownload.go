@@ -19,7 +19,13 @@ package picker
 // candidate the mean of its own unseen load: its share of the fleet's,
 // without the chance in where it fell. Scraped load, which every proxy
 // sees, still counts as it is; once the exchange brings the others'
-// sends, or for prompts with no plan, the own counts are exact.
+// sends, or for prompts with no plan, the own counts are exact. So they
+// are where the pool's KV-cache events say what each replica holds
+// (precise matching): a proxy's own sends are then not taken for copies,
+// and evening them sent groups to the plan's homes, which cap prefixes
+// per replica but not their requests (routesim, saturated shared
+// prefixes, 4 proxies, 8 seeds: TTFT p90 12.7 s with exact counts, 16.7 s
+// with even ones).
 type ownLoad struct {
 	// even: count the means below instead of each candidate's own.
 	even bool
