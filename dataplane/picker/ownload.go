@@ -14,9 +14,11 @@ package picker
 // different one. In routesim's saturated shared prefixes on 4 proxies
 // (192 requests at once, no exchange yet) a prompt group landed on 2.5
 // replicas against 1.1 with one proxy, and the extra copies crowded the
-// KV caches for the next minute. So for a prompt with planned homes
-// (the plan is what the proxies share) a blind proxy counts on every
-// candidate the mean of its own unseen load: its share of the fleet's,
+// KV caches for the next minute (with the even counts below: 1.3–1.5
+// replicas, TTFT p90 18.7 → 14.9 s against one proxy's 12.2 s, 15 seeds).
+// So for a prompt with planned homes (the plan is what the proxies
+// share) a blind proxy counts on every candidate the mean of its own
+// unseen load: its share of the fleet's,
 // without the chance in where it fell. Scraped load, which every proxy
 // sees, still counts as it is; once the exchange brings the others'
 // sends, or for prompts with no plan, the own counts are exact. So they
