@@ -65,8 +65,6 @@ type cell struct {
 	workload string
 	strategy routesim.Strategy
 	proxies  int
-	// kind: "baseline", "ours", "oracle", "precise", "variant".
-	kind string
 	// noFleet: the proxies exchange nothing (the control plane's fleet
 	// stream is down).
 	noFleet bool
@@ -91,15 +89,15 @@ func plan(names []string) []cell {
 	var cells []cell
 	for _, w := range names {
 		for _, b := range routesim.Baselines() {
-			cells = append(cells, cell{w, b, 1, "baseline", false})
+			cells = append(cells, cell{w, b, 1, false})
 		}
-		cells = append(cells, cell{w, routesim.Ours(), 1, "ours", false}, cell{w, routesim.Oracle(), 1, "oracle", false},
-			cell{w, routesim.Ours(), 4, "ours", false}, cell{w, routesim.Baselines()[2], 4, "baseline", false},
-			cell{w, routesim.Precise(), 1, "precise", false}, cell{w, routesim.Precise(), 4, "precise", false},
-			cell{w, routesim.Baselines()[3], 4, "baseline", false},
-			cell{w, routesim.Strategy{Name: noFleetName, New: routesim.Ours().New}, 4, "ours", true})
+		cells = append(cells, cell{w, routesim.Ours(), 1, false}, cell{w, routesim.Oracle(), 1, false},
+			cell{w, routesim.Ours(), 4, false}, cell{w, routesim.Baselines()[2], 4, false},
+			cell{w, routesim.Precise(), 1, false}, cell{w, routesim.Precise(), 4, false},
+			cell{w, routesim.Baselines()[3], 4, false},
+			cell{w, routesim.Strategy{Name: noFleetName, New: routesim.Ours().New}, 4, true})
 		for _, v := range variants {
-			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, "variant", false})
+			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, false})
 		}
 	}
 	return cells
