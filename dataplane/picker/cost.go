@@ -207,6 +207,7 @@ func (m *CostModel) choose(c *Cycle) int {
 		_, homes = m.homes.home(c, k, m.index.contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
 	}
 	known := c.cachedTokens()
+	c.own.look(c)
 	c.own.even = len(homes) > 0 && known == nil && c.own.blind(c, m.est.prefillToken)
 	prompt := float64(len(promptStart(c.Req.Body))) / charsPerToken
 	c.prompt, c.output = prompt, m.learn.get(&m.learn.output)
@@ -413,17 +414,18 @@ func (m *CostModel) record(c *Cycle, i int) {
 	uncached := max(c.prompt-t.CachedTokens, 1)
 	// Everything the request allocates in the endpoint's KV cache pushes
 	// older prefixes towards eviction. The other proxies write about as
-	// much there as this one, unless the fleet exchange brings their sends
-	// (MergeSends counts those). Its prompt queues for prefill: the backlog
-	// counts this proxy's own sends only — the others' show in the next
-	// scrape, and counting them as copies of this proxy's picks made each
-	// proxy shun its own recent endpoints (with 4 proxies, TTFT p90 on
-	// shared prefixes 1.2 s instead of 0.78 s in routesim).
-	n := float64(max(ep.Proxies(), 1))
-	if ep.OthersLive(c.Now) {
+	// much there as this one, unless the fleet exchange brings their
+	// sends (MergeSends counts those; see ownLoad.look). Its prompt
+	// queues for prefill: the backlog counts it once — the others' sends
+	// join the backlog as the exchange brings them, and counting them as
+	// copies of this proxy's picks made each proxy shun its own recent
+	// endpoints (with 4 proxies, TTFT p90 on shared prefixes 1.2 s
+	// instead of 0.78 s in routesim).
+	n := int64(max(ep.Proxies(), 1))
+	if c.own.exchange {
 		n = 1
 	}
-	ep.AddWritten(writes(uncached+c.output, ep) * int64(n))
+	ep.AddWritten(writes(uncached+c.output, ep) * n)
 	ep.AddSend(uncached, c.Now.UnixNano(), c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
 	m.out.add(ep.Hash, keys, uncached, c.output, c.Now.UnixNano())

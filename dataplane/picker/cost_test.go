@@ -545,3 +545,44 @@ func TestCostBurstProxiesAgree(t *testing.T) {
 		}
 	}
 }
+
+// While the fleet exchange brings another proxy's sends — to any of the
+// pool's endpoints — this proxy's own send counts its KV-cache writes
+// once, also on an endpoint the others have not sent to lately: their
+// writes there arrive through the exchange when they happen. Without the
+// exchange it counts them once per proxy (the others write about as much).
+func TestCostOwnWritesCountOnceWithTheExchange(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	es := proxyFleet(t, 2, 4)
+	// es[0] is busy, so the picks below go to es[1].
+	es[0].SetMetrics(&endpoints.Metrics{KVCapacity: 32768, Waiting: 40, Running: 16, At: now})
+	es[1].SetMetrics(&endpoints.Metrics{KVCapacity: 32768, At: now})
+	s, err := picker.FromProfile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetClock(func() time.Time { return now })
+	s.SetEndpoints(es)
+	// Unrelated prompts of one length: each writes as much as the other.
+	written := func(body []byte) int64 {
+		t.Helper()
+		before := es[1].Written()
+		ep, err := s.Pick(&picker.Request{Model: "m", Body: body}, es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ep != es[1] {
+			t.Fatalf("picked %s, want the idle %s (the test cannot tell otherwise)", ep.Address, es[1].Address)
+		}
+		return es[1].Written() - before
+	}
+	blind := written(chatBody(strings.Repeat("a", 2000), "q"))
+	s.Fleet().MergeSends([]picker.Send{{Endpoint: es[0].Hash, Prefill: 100, Output: 10, At: now.UnixNano()}})
+	if !es[0].OthersLive(now) || es[1].OthersLive(now) {
+		t.Fatal("the merged send should show on es[0] only (the test cannot tell otherwise)")
+	}
+	live := written(chatBody(strings.Repeat("b", 2000), "q"))
+	if blind != 4*live {
+		t.Fatalf("one send wrote %d tokens without the exchange and %d with it; want once per proxy (4×) without, once with", blind, live)
+	}
+}
