@@ -117,7 +117,7 @@ bench-routing:
 
 # Routing decisions in virtual time: the same 11 workloads and fleets through
 # the real pickers in front of the simulator's scheduler, 15 seeds per cell,
-# machine load does not change the numbers (~20 min on 2 cores); writes
+# machine load does not change the numbers (~23 min on 2 cores); writes
 # e2e/bench/results/routesim.md (see e2e/bench/README.md).
 bench-routesim:
 	cd e2e && go run ./cmd/routesim -seeds 15 -out bench/results
