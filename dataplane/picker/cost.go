@@ -82,8 +82,11 @@ type CostModel struct {
 // estimates are the engine speeds the model prices with: an 8B model on
 // one H100-class GPU by the published reference profile (prefill 0.25 ms
 // per prompt token; decode ≈ 12 ms per step at batch 1, twice that at 16
-// sequences of 1k context). Only their ratios steer picks; a profile sets
-// them for other hardware.
+// sequences of 1k context). Mostly their ratios steer picks, but their
+// size meets what the proxy measures in real time (completion rates, the
+// prefill backlog draining at prefillToken): with several proxies an
+// engine 4× faster than these put shared-prefix TTFT p90 at 1.27× one
+// proxy's in routesim. A profile sets them for other hardware.
 type estimates struct {
 	// prefillToken is seconds of prefill per uncached prompt token.
 	prefillToken float64
