@@ -46,9 +46,10 @@ type ownLoad struct {
 // endpoint: an endpoint the others have not sent to lately has no recent
 // send of theirs to show, and judged alone it looked unreached, so each
 // own send there counted as a copy per proxy on top of the others' real
-// sends when they came (routesim, shared prefixes on 4 proxies: 61 % of
-// sends counted 4 times; prefixes were believed evicted from replicas
-// that still held them, and sent elsewhere cold).
+// sends when they came (a traced wall-clock run, shared prefixes on 4
+// proxies: 313 of 513 sends counted 4 times, and prefixes were believed
+// evicted from replicas that still held them and sent elsewhere cold;
+// routesim, 8 seeds, 4 proxies against 1, TTFT p90: 1.11× → 0.94×).
 func (o *ownLoad) look(c *Cycle) {
 	o.exchange = false
 	if len(c.Candidates) == 0 || c.Candidates[0].Endpoint.Proxies() <= 1 {
