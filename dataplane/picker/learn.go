@@ -67,12 +67,12 @@ type pickNote struct {
 // harm and waiting. Folding them into the speeds counted that load twice
 // and cut the closed-loop shared-prefix throughput from 2,110 to 1,470
 // tokens/s. A median over only the requests that prefilled a long prompt
-// where no wait was expected learns the prefill speed well (routesim:
-// 0.27 of the profile's for an engine 4× faster, 1.09 where it is right),
-// but prefill alone against the profile's decode breaks an engine that is
-// uniformly faster, and no response gives a decode sample free of the
-// batch's other work (bench README, session 15). The speeds are the
-// profile's (pickerprofile, cost plugin).
+// where no wait was expected learns the prefill speed well (routesim, one
+// seed: 0.27 of the profile's for an engine 4× faster, 1.09 where it is
+// right), but prefill alone against the profile's decode breaks an
+// engine that is uniformly faster, and no response gives a decode sample
+// free of the batch's other work (bench README, session 15). The speeds
+// are the profile's (pickerprofile, cost plugin).
 type learned struct {
 	mu     sync.Mutex
 	output atomic.Uint64
