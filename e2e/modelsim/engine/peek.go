@@ -25,9 +25,12 @@ func (e *Engine) CachedTokenIDs(tokens []uint32, adapter string) int {
 // plus the requests submitted since (waiting) — rather than Stats' state
 // as of the last step's end.
 func (e *Engine) Load() Stats {
+	// The inbox is read under coreMu too: drain moves it into the core
+	// under coreMu, so a request is counted in exactly one of the two (read
+	// apart, a request drained in between was in neither).
 	e.coreMu.Lock()
+	defer e.coreMu.Unlock()
 	s := e.core.Stats()
-	e.coreMu.Unlock()
 	e.mu.Lock()
 	s.Waiting += len(e.inbox)
 	e.mu.Unlock()
