@@ -73,12 +73,15 @@ type cell struct {
 // noFleetName names ours on several proxies without the fleet exchange.
 const noFleetName = "ours, no fleet exchange"
 
-// Speeds wrong on purpose: what a pool on other hardware with the default
-// profile would see.
-var variants = []struct {
+// variant is ours with profile parameters set.
+type variant struct {
 	name   string
 	params map[string]string
-}{
+}
+
+// Speeds wrong on purpose: what a pool on other hardware with the default
+// profile would see.
+var variants = []variant{
 	{"ours, prefill assumed 4× slower", map[string]string{"prefill-ms-per-1k-tokens": "1000"}},
 	{"ours, prefill assumed 4× faster", map[string]string{"prefill-ms-per-1k-tokens": "62.5"}},
 	{"ours, decode assumed 3× slower", map[string]string{"step-ms": "33", "step-ms-per-sequence": "1.35", "step-ms-per-1k-context": "1.2"}},
@@ -89,10 +92,7 @@ var variants = []struct {
 // they do — what the wall-clock benchmark's time scale 0.25 does to the
 // default profile (its replicas run 4× faster than model time) — run on
 // one proxy and on four.
-var slowEngine = struct {
-	name   string
-	params map[string]string
-}{"ours, engine assumed 4× slower", map[string]string{"prefill-ms-per-1k-tokens": "1000",
+var slowEngine = variant{"ours, engine assumed 4× slower", map[string]string{"prefill-ms-per-1k-tokens": "1000",
 	"step-ms": "44", "step-ms-per-sequence": "1.8", "step-ms-per-1k-context": "1.6"}}
 
 func plan(names []string) []cell {
