@@ -402,9 +402,19 @@ type PoolSends struct {
 	// expected; with the prefill, what the send writes into the endpoint's
 	// KV cache, so the other proxies estimate when older prefixes there are
 	// evicted from what was sent rather than from a guess.
-	OutputTokens  []uint32 `protobuf:"varint,7,rep,packed,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OutputTokens []uint32 `protobuf:"varint,7,rep,packed,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	// First tokens that showed prefill done, oldest first, as columns: at
+	// prefilled_age_ms[i] before the building of this message, endpoint
+	// prefilled_endpoints[i] answered the first token of a request its
+	// proxy sent there, so it had prefilled the request's prompt;
+	// prefilled_tokens[i] of that prompt were still in the proxy's prefill
+	// backlog (the endpoint prefills faster than the proxy's estimate).
+	// Receivers take them off theirs, so every proxy counts the same backlog.
+	PrefilledEndpoints []uint64 `protobuf:"fixed64,8,rep,packed,name=prefilled_endpoints,json=prefilledEndpoints,proto3" json:"prefilled_endpoints,omitempty"`
+	PrefilledTokens    []uint32 `protobuf:"varint,9,rep,packed,name=prefilled_tokens,json=prefilledTokens,proto3" json:"prefilled_tokens,omitempty"`
+	PrefilledAgeMs     []uint32 `protobuf:"varint,10,rep,packed,name=prefilled_age_ms,json=prefilledAgeMs,proto3" json:"prefilled_age_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PoolSends) Reset() {
@@ -482,6 +492,27 @@ func (x *PoolSends) GetAgeMs() []uint32 {
 func (x *PoolSends) GetOutputTokens() []uint32 {
 	if x != nil {
 		return x.OutputTokens
+	}
+	return nil
+}
+
+func (x *PoolSends) GetPrefilledEndpoints() []uint64 {
+	if x != nil {
+		return x.PrefilledEndpoints
+	}
+	return nil
+}
+
+func (x *PoolSends) GetPrefilledTokens() []uint32 {
+	if x != nil {
+		return x.PrefilledTokens
+	}
+	return nil
+}
+
+func (x *PoolSends) GetPrefilledAgeMs() []uint32 {
+	if x != nil {
+		return x.PrefilledAgeMs
 	}
 	return nil
 }
@@ -873,7 +904,7 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\vPoolProblem\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xd3\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xd9\x02\n" +
 	"\tPoolSends\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1c\n" +
 	"\tendpoints\x18\x02 \x03(\x06R\tendpoints\x12\x1d\n" +
@@ -882,7 +913,11 @@ const file_infergate_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x04keys\x18\x04 \x03(\x06R\x04keys\x12%\n" +
 	"\x0eprefill_tokens\x18\x05 \x03(\rR\rprefillTokens\x12\x15\n" +
 	"\x06age_ms\x18\x06 \x03(\rR\x05ageMs\x12#\n" +
-	"\routput_tokens\x18\a \x03(\rR\foutputTokens\"\x81\x01\n" +
+	"\routput_tokens\x18\a \x03(\rR\foutputTokens\x12/\n" +
+	"\x13prefilled_endpoints\x18\b \x03(\x06R\x12prefilledEndpoints\x12)\n" +
+	"\x10prefilled_tokens\x18\t \x03(\rR\x0fprefilledTokens\x12(\n" +
+	"\x10prefilled_age_ms\x18\n" +
+	" \x03(\rR\x0eprefilledAgeMs\"\x81\x01\n" +
 	"\bPoolKeys\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x121\n" +
 	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12.\n" +

@@ -11,8 +11,9 @@ import (
 // They keep every message well under gRPC's default 4 MiB.
 const (
 	// MaxSendsPerReport bounds the sends of one report, all pools
-	// together (a proxy's picker holds at most 8,192 unreported sends
-	// per pool; reports go out up to 40 times a second).
+	// together, prefilled records included (a proxy's picker holds at
+	// most 8,192 unreported sends per pool; reports go out up to 40 times
+	// a second).
 	MaxSendsPerReport = 1 << 16
 	// MaxKeysPerReport bounds the chain keys of one report, all pools
 	// together: 2 MiB of keys.
@@ -44,7 +45,7 @@ func checkSends(ps []*PoolSends) error {
 		if err := p.Check(); err != nil {
 			return fmt.Errorf("sends of pool %s: %w", p.GetPool(), err)
 		}
-		sends += p.Len()
+		sends += p.Len() + p.PrefilledLen()
 		keys += len(p.GetKeys())
 	}
 	if sends > MaxSendsPerReport || keys > MaxKeysPerReport {
@@ -100,7 +101,67 @@ func (p *PoolSends) Check() error {
 			return fmt.Errorf("send %d is %d ms old, at most %v", i, a, MaxSendAge)
 		}
 	}
+	return p.checkPrefilled()
+}
+
+// checkPrefilled checks the prefilled columns: one count and one age per
+// endpoint, within MaxPrefillTokens and MaxSendAge.
+func (p *PoolSends) checkPrefilled() error {
+	n := p.PrefilledLen()
+	if c := len(p.GetPrefilledTokens()); c != n {
+		return fmt.Errorf("%d prefilled endpoints but %d token counts", n, c)
+	}
+	if c := len(p.GetPrefilledAgeMs()); c != n {
+		return fmt.Errorf("%d prefilled endpoints but %d ages", n, c)
+	}
+	for i, t := range p.GetPrefilledTokens() {
+		if t > MaxPrefillTokens {
+			return fmt.Errorf("prefilled %d has %d tokens, at most %d", i, t, MaxPrefillTokens)
+		}
+	}
+	for i, a := range p.GetPrefilledAgeMs() {
+		if time.Duration(a)*time.Millisecond > MaxSendAge {
+			return fmt.Errorf("prefilled %d is %d ms old, at most %v", i, a, MaxSendAge)
+		}
+	}
 	return nil
+}
+
+// PrefilledLen is the number of prefilled records in p.
+func (p *PoolSends) PrefilledLen() int { return len(p.GetPrefilledEndpoints()) }
+
+// Prefilled is one prefilled record of a PoolSends: Tokens of the
+// endpoint's prefill backlog were done Age before the message was built
+// (the endpoint answered the first token of a request they were queued
+// ahead of, or with).
+type Prefilled struct {
+	Endpoint uint64
+	Tokens   uint32
+	Age      time.Duration
+}
+
+// AllPrefilled yields each prefilled record, oldest first. It yields
+// nothing for a PoolSends that fails Check.
+func (p *PoolSends) AllPrefilled() iter.Seq[Prefilled] {
+	return func(yield func(Prefilled) bool) {
+		if p.Check() != nil {
+			return
+		}
+		tokens, ages := p.GetPrefilledTokens(), p.GetPrefilledAgeMs()
+		for i, ep := range p.GetPrefilledEndpoints() {
+			if !yield(Prefilled{Endpoint: ep, Tokens: tokens[i], Age: time.Duration(ages[i]) * time.Millisecond}) {
+				return
+			}
+		}
+	}
+}
+
+// AddPrefilled appends d (its tokens capped at MaxPrefillTokens, its age
+// clamped to 0..MaxSendAge).
+func (p *PoolSends) AddPrefilled(d Prefilled) {
+	p.PrefilledEndpoints = append(p.PrefilledEndpoints, d.Endpoint)
+	p.PrefilledTokens = append(p.PrefilledTokens, min(d.Tokens, MaxPrefillTokens))
+	p.PrefilledAgeMs = append(p.PrefilledAgeMs, uint32(min(max(d.Age, 0), MaxSendAge)/time.Millisecond))
 }
 
 // Sent is one send of a PoolSends.

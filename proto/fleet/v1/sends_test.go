@@ -70,14 +70,60 @@ func TestPoolSendsOptionalColumns(t *testing.T) {
 	}
 }
 
+// AddPrefilled and AllPrefilled round-trip prefilled records through
+// their columns beside sends; columns of unequal length or values beyond
+// their bounds fail Check, and a message without them (an older proxy's)
+// has none.
+func TestPoolSendsPrefilled(t *testing.T) {
+	p := &PoolSends{Pool: "p"}
+	p.Add(Sent{Endpoint: 10, Keys: []uint64{1}})
+	in := []Prefilled{{Endpoint: 10, Tokens: 2048, Age: 30 * time.Millisecond}, {Endpoint: 11, Tokens: MaxPrefillTokens + 1, Age: -time.Second}}
+	for _, d := range in {
+		p.AddPrefilled(d)
+	}
+	b, err := proto.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q PoolSends
+	if err := proto.Unmarshal(b, &q); err != nil {
+		t.Fatal(err)
+	}
+	want := []Prefilled{in[0], {Endpoint: 11, Tokens: MaxPrefillTokens}}
+	got := slices.Collect(q.AllPrefilled())
+	if !slices.Equal(got, want) || q.Len() != 1 || q.PrefilledLen() != 2 {
+		t.Fatalf("prefilled %+v (Len %d), want %+v beside 1 send", got, q.Len(), want)
+	}
+	old := &PoolSends{Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{1}, Keys: []uint64{5}}
+	if old.Check() != nil || old.PrefilledLen() != 0 {
+		t.Fatal("a message without prefilled columns is not one without prefilled records")
+	}
+	for name, m := range map[string]*PoolSends{
+		"no tokens": {Pool: "p", PrefilledEndpoints: []uint64{1}, PrefilledAgeMs: []uint32{1}},
+		"no ages":   {Pool: "p", PrefilledEndpoints: []uint64{1}, PrefilledTokens: []uint32{1}},
+		"orphans":   {Pool: "p", PrefilledTokens: []uint32{1}, PrefilledAgeMs: []uint32{1}},
+		"huge":      {Pool: "p", PrefilledEndpoints: []uint64{1}, PrefilledTokens: []uint32{MaxPrefillTokens + 1}, PrefilledAgeMs: []uint32{1}},
+		"ancient":   {Pool: "p", PrefilledEndpoints: []uint64{1}, PrefilledTokens: []uint32{1}, PrefilledAgeMs: []uint32{uint32(MaxSendAge/time.Millisecond) + 1}},
+	} {
+		if m.Check() == nil {
+			t.Errorf("%s: Check passed", name)
+		}
+		if n := len(slices.Collect(m.AllPrefilled())); n != 0 {
+			t.Errorf("%s: AllPrefilled yielded %d records of columns that fail Check", name, n)
+		}
+	}
+}
+
 // FuzzPoolSends decodes arbitrary bytes as a PoolSends: All yields
-// exactly Len sends whose keys are the message's keys in order when Check
-// passes, and nothing otherwise; appending to a yielded window never
+// exactly Len sends whose keys are the message's keys in order, and
+// AllPrefilled PrefilledLen records within bounds, when Check passes, and
+// nothing otherwise; appending to a yielded window never
 // writes into the next send's keys.
 func FuzzPoolSends(f *testing.F) {
 	good := &PoolSends{Pool: "p"}
 	good.Add(Sent{Endpoint: 1, Keys: []uint64{1, 2}, Prefill: 7, Output: 3, Age: time.Second})
 	good.Add(Sent{Endpoint: 2, Keys: []uint64{3}})
+	good.AddPrefilled(Prefilled{Endpoint: 2, Tokens: 900, Age: time.Millisecond})
 	bad := &PoolSends{Pool: "p", Endpoints: []uint64{1}, KeyCounts: []uint32{5}, Keys: []uint64{1}}
 	for _, m := range []*PoolSends{good, bad, {}} {
 		b, err := proto.Marshal(m)
@@ -102,11 +148,21 @@ func FuzzPoolSends(f *testing.F) {
 			}
 			n++
 		}
+		d := 0
+		for rec := range p.AllPrefilled() {
+			if rec.Tokens > MaxPrefillTokens || rec.Age < 0 || rec.Age > MaxSendAge {
+				t.Fatalf("yielded %+v beyond the bounds", rec)
+			}
+			d++
+		}
 		if p.Check() != nil {
-			if n != 0 {
-				t.Fatalf("All yielded %d sends of columns that fail Check", n)
+			if n != 0 || d != 0 {
+				t.Fatalf("All yielded %d sends and AllPrefilled %d records of columns that fail Check", n, d)
 			}
 			return
+		}
+		if d != p.PrefilledLen() {
+			t.Fatalf("AllPrefilled yielded %d records, want %d", d, p.PrefilledLen())
 		}
 		if n != p.Len() || !slices.Equal(got, want) {
 			t.Fatalf("All yielded %d sends with keys %v; want %d with %v", n, got, p.Len(), want)
