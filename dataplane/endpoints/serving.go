@@ -141,18 +141,47 @@ const prefillMean = 16
 // AddSend counts a send made at (unix ns) of prefill uncached prompt
 // tokens into SendPrefill, and into the prefill backlog at now less what
 // the endpoint has prefilled since at (another proxy's send arrives
-// through the fleet exchange tens of milliseconds after it was made).
-func (e *Endpoint) AddSend(prefill float64, at, now int64, rate float64) {
+// through the fleet exchange tens of milliseconds after it was made). It
+// returns the backlog after the send.
+func (e *Endpoint) AddSend(prefill float64, at, now int64, rate float64) float64 {
 	e.backlogMu.Lock()
 	defer e.backlogMu.Unlock()
 	e.prefillSends = min(e.prefillSends+1, prefillMean)
 	mean := math.Float64frombits(e.sendPrefill.Load())
 	e.sendPrefill.Store(math.Float64bits(mean + (prefill-mean)/float64(e.prefillSends)))
 	left := prefill - float64(max(now-at, 0))/1e9*rate
-	if left <= 0 {
-		return
+	if !(left > 0) {
+		return e.Backlog(now, rate)
 	}
 	b := e.Backlog(now, rate) + left
 	e.backlog.Store(math.Float64bits(b))
 	e.backlogAt.Store(max(now, e.backlogAt.Load()))
+	return b
+}
+
+// Prefilled takes off the backlog, at now, tokens of it the endpoint had
+// prefilled at at (unix ns) — less what the backlog has drained of them
+// since — and returns what it took off. A request's first token says the
+// endpoint prefilled its prompt: when the endpoint prefills faster than
+// rate, the backlog still holds some of it, which would price the
+// endpoint as busy with work it has finished (on the wall-clock
+// benchmark, whose replicas run 4× faster than the default profile, homes
+// were priced 0.9–2.7 s of finished prefill and their prompts sent
+// elsewhere cold). An endpoint slower than rate is not corrected: its
+// backlog drains early and its scrapes show the requests still waiting.
+func (e *Endpoint) Prefilled(tokens float64, at, now int64, rate float64) float64 {
+	left := tokens - float64(max(now-at, 0))/1e9*rate
+	if !(left > 0) || math.IsInf(left, 0) {
+		return 0
+	}
+	e.backlogMu.Lock()
+	defer e.backlogMu.Unlock()
+	b := e.Backlog(now, rate)
+	if b <= 0 {
+		return 0
+	}
+	left = min(left, b)
+	e.backlog.Store(math.Float64bits(b - left))
+	e.backlogAt.Store(max(now, e.backlogAt.Load()))
+	return left
 }

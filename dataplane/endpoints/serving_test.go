@@ -88,3 +88,48 @@ func TestCacheTrust(t *testing.T) {
 		t.Fatalf("after 60 responses reporting more than expected: %v, want 1", got)
 	}
 }
+
+// TestPrefilled: a first token takes what the backlog still counts of the
+// prefill ahead of it off, less what the backlog drained since; what was
+// sent after stays, and nothing goes below zero or on bad numbers.
+func TestPrefilled(t *testing.T) {
+	e := endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"})
+	const rate = 1000 // tokens per second
+	now := time.Unix(1_000, 0).UnixNano()
+	ahead := e.AddSend(4000, now, now, rate)
+	if ahead != 4000 {
+		t.Fatalf("AddSend returned %v, want the backlog of 4,000", ahead)
+	}
+	// 500 ms later another 2,000 tokens queue behind it; 100 ms after
+	// that its first token comes (the engine is faster than rate): of
+	// the 4,000, 3,400 are still counted and all are done.
+	e.AddSend(2000, now+500e6, now+500e6, rate)
+	fb := now + 600e6
+	before := e.Backlog(fb, rate) // 4,000 + 2,000 − 600
+	got := e.Prefilled(ahead-0.6*rate, fb, fb, rate)
+	if got != 3400 || e.Backlog(fb, rate) != before-3400 {
+		t.Fatalf("took off %v, backlog %v; want 3,400 off %v", got, e.Backlog(fb, rate), before)
+	}
+	// The same news relayed 50 ms later to another proxy's endpoint: it
+	// takes off what its own backlog has not drained since.
+	r := endpoints.New(endpoints.Spec{Address: "10.0.0.1:8000"})
+	r.AddSend(4000, now, now, rate)
+	r.AddSend(2000, now+500e6, now+500e6, rate)
+	if got := r.Prefilled(3400, fb, fb+50e6, rate); got != 3350 {
+		t.Fatalf("relayed 50 ms late: took off %v, want 3,350", got)
+	}
+	// Never below zero; nothing on news the backlog already drained, on
+	// a NaN or an infinity.
+	if got := e.Prefilled(1e9, fb, fb, rate); got != 2000 || e.Backlog(fb, rate) != 0 {
+		t.Fatalf("took off %v to %v, want the 2,000 left to 0", got, e.Backlog(fb, rate))
+	}
+	e.AddSend(1000, fb, fb, rate)
+	for _, v := range []float64{100, math.NaN(), math.Inf(1), -5} {
+		if got := e.Prefilled(v, fb-time.Second.Nanoseconds(), fb, rate); got != 0 {
+			t.Fatalf("Prefilled(%v, a second ago) took off %v", v, got)
+		}
+	}
+	if e.Backlog(fb, rate) != 1000 {
+		t.Fatalf("backlog %v after news that changes nothing, want 1,000", e.Backlog(fb, rate))
+	}
+}

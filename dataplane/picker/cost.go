@@ -429,10 +429,10 @@ func (m *CostModel) record(c *Cycle, i int) {
 		n = 1
 	}
 	ep.AddWritten(writes(uncached+c.output, ep) * n)
-	ep.AddSend(uncached, c.Now.UnixNano(), c.Now.UnixNano(), 1/m.est.prefillToken)
+	ahead := ep.AddSend(uncached, c.Now.UnixNano(), c.Now.UnixNano(), 1/m.est.prefillToken)
 	m.index.record(keys, ep, ep.Written())
 	m.out.add(ep.Hash, keys, uncached, c.output, c.Now.UnixNano())
-	c.Req.note = pickNote{ep: ep, outputGiven: c.outputGiven}
+	c.Req.note = pickNote{ep: ep, outputGiven: c.outputGiven, sent: c.Now.UnixNano(), ahead: ahead, prefill: uncached}
 	if c.prompt > 0 {
 		c.Req.note.guessed = c.guessed[i] / c.prompt
 		c.Req.note.matched = min(float64(c.depth[i])*tokensPerBlock/c.prompt, 1)

@@ -3,6 +3,7 @@ package picker_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -584,5 +585,76 @@ func TestCostOwnWritesCountOnceWithTheExchange(t *testing.T) {
 	live := written(chatBody(strings.Repeat("b", 2000), "q"))
 	if blind != 4*live {
 		t.Fatalf("one send wrote %d tokens without the exchange and %d with it; want once per proxy (4×) without, once with", blind, live)
+	}
+}
+
+// TestCostFirstByteClearsPrefilledBacklog: a response's first token takes
+// its prompt off the endpoint's prefill backlog when the endpoint
+// prefilled faster than the profile's speed, and the news, relayed
+// through the fleet exchange, leaves another proxy counting the same
+// backlog; a first token later than the profile's speed changes nothing.
+func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	newProxy := func() (*picker.Scheduler, []*endpoints.Endpoint, *time.Time) {
+		es := proxyFleet(t, 2, 2)
+		for _, e := range es {
+			e.SetMetrics(&endpoints.Metrics{KVCapacity: 1 << 20, At: now})
+		}
+		s, err := picker.FromProfile(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock := now
+		s.SetClock(func() time.Time { return clock })
+		s.SetEndpoints(es)
+		return s, es, &clock
+	}
+	a, aes, aclock := newProxy()
+	b, bes, bclock := newProxy()
+	req := &picker.Request{Model: "m", Body: chatBody(strings.Repeat("long prompt ", 2000), "q")}
+	ep, err := a.Pick(req, aes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rate = 1e6 / 250 // the default profile: 250 ms per 1k tokens
+	queued := ep.Backlog(now.UnixNano(), rate)
+	if queued < 4000 {
+		t.Fatalf("backlog %v after a prompt of about 6,000 tokens (the test cannot tell otherwise)", queued)
+	}
+	// The relay brings the send to the other proxy.
+	sends, cur := a.Fleet().SendsSince(0, nil)
+	b.Fleet().MergeSends(sends)
+	other := bes[slices.IndexFunc(bes, func(e *endpoints.Endpoint) bool { return e.Hash == ep.Hash })]
+	if got := other.Backlog(now.UnixNano(), rate); got != queued {
+		t.Fatalf("the other proxy counts %v, want %v", got, queued)
+	}
+	// The first token 100 ms after the send: the backlog had drained 400
+	// tokens of it at the profile's speed, the endpoint all.
+	fb := now.Add(100 * time.Millisecond)
+	*aclock, *bclock = fb, fb
+	a.FirstByte(req, ep, fb)
+	if got := ep.Backlog(fb.UnixNano(), rate); got != 0 {
+		t.Fatalf("backlog %v after the first token, want 0", got)
+	}
+	news, cur := a.Fleet().SendsSince(cur, nil)
+	if len(news) != 1 || !news[0].Prefilled || news[0].Endpoint != ep.Hash || math.Abs(news[0].Prefill-(queued-400)) > 1e-6 {
+		t.Fatalf("the exchange is told %+v, want one prefilled record of %v tokens", news, queued-400)
+	}
+	b.Fleet().MergeSends(news)
+	if got := other.Backlog(fb.UnixNano(), rate); got != 0 {
+		t.Fatalf("the other proxy counts %v after the relayed first token, want 0", got)
+	}
+	// Another request's first token after the profile's speed would have
+	// prefilled it says nothing new.
+	req2 := &picker.Request{Model: "m", Body: chatBody(strings.Repeat("other prompt ", 2000), "q")}
+	ep2, err := a.Pick(req2, aes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := ep2.Backlog(fb.UnixNano(), rate)
+	late := fb.Add(time.Duration(left/rate*1e9) + time.Millisecond)
+	a.FirstByte(req2, ep2, late)
+	if news, _ := a.Fleet().SendsSince(cur, nil); len(news) != 1 || news[0].Prefilled {
+		t.Fatalf("a late first token told the exchange %+v, want only the second send", news)
 	}
 }

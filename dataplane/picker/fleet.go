@@ -51,12 +51,17 @@ type Load struct {
 // prefill there (those the sender believed uncached), the output tokens
 // the sender expected, at At (unix ns, in the clock of whoever holds the
 // Send: the exchange carries ages).
+//
+// A Send with Prefilled set is no prompt but news of one's first token
+// (FirstByte): at At the endpoint had done Prefill tokens of the prefill
+// backlog the sender counted (no keys, no output).
 type Send struct {
-	Endpoint uint64
-	Keys     []uint64
-	Prefill  float64
-	Output   float64
-	At       int64
+	Endpoint  uint64
+	Keys      []uint64
+	Prefill   float64
+	Output    float64
+	At        int64
+	Prefilled bool
 }
 
 // KeyWindow implements Fleet.
@@ -108,6 +113,7 @@ type outboxHead struct {
 	off, n          int
 	prefill, output float64
 	at              int64
+	prefilled       bool
 }
 
 const (
@@ -129,6 +135,15 @@ func (o *outbox) add(ep uint64, keys []chainKey, prefill, output float64, at int
 		o.keys[o.next] = k.Hash
 		o.next = (o.next + 1) % outboxKeys
 	}
+}
+
+// addPrefilled records that ep had done tokens of the prefill backlog at
+// at (unix ns): a Send with Prefilled set.
+func (o *outbox) addPrefilled(ep uint64, tokens float64, at int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seq++
+	o.heads[o.seq%outboxSends] = outboxHead{seq: o.seq, ep: ep, off: o.next, prefill: tokens, at: at, prefilled: true}
 }
 
 // since appends the sends after cursor and returns the new cursor.
@@ -153,7 +168,7 @@ func (o *outbox) since(cursor uint64, out []Send) ([]Send, uint64) {
 	}
 	for q := oldest; q <= o.seq; q++ {
 		h := &o.heads[q%outboxSends]
-		s := Send{Endpoint: h.ep, Keys: make([]uint64, h.n), Prefill: h.prefill, Output: h.output, At: h.at}
+		s := Send{Endpoint: h.ep, Keys: make([]uint64, h.n), Prefill: h.prefill, Output: h.output, At: h.at, Prefilled: h.prefilled}
 		for i := range h.n {
 			s.Keys[i] = o.keys[(h.off+i)%outboxKeys]
 		}
@@ -210,6 +225,10 @@ func (m *CostModel) MergeSends(sends []Send) {
 			continue
 		}
 		ep := v.(*endpoints.Endpoint)
+		if s.Prefilled {
+			ep.Prefilled(s.Prefill, s.At, now, rate)
+			continue
+		}
 		// As for this proxy's own sends (record): the index keeps the
 		// Written count after the send, so its own writes do not count
 		// towards evicting it.

@@ -35,7 +35,9 @@ type exchange struct {
 	swallowed int   // status of a swallowed attempt, 0 if none
 	err       error // upstream failure of the attempt, nil if none
 	firstByte time.Time
-	written   int64
+	// started tells the picker of the committed attempt its first byte.
+	started firstByteNote
+	written int64
 	// inspect turns on the response inspector (model server responses).
 	inspect bool
 	insp    inspector
@@ -162,6 +164,7 @@ func (ex *exchange) Write(p []byte) (int, error) {
 	}
 	if ex.firstByte.IsZero() && len(p) > 0 {
 		ex.firstByte = time.Now()
+		ex.started.tell(ex)
 	}
 	ex.written += int64(len(p))
 	if ex.inspect && ex.insp.mode != inspectOff {

@@ -143,6 +143,7 @@ func (m *Pipeline) forward(w http.ResponseWriter, c *call) {
 		}
 		last = ep
 		observe = outcomeFor(bs.picker, ep, preq)
+		ex.started = firstByteFor(bs.picker, ep, preq)
 		m.fireMirrors(c)
 		span := c.trace.attempt(r, ep)
 		m.attempt(ex, r, route, bs, ep, clientCtx)
@@ -403,6 +404,34 @@ func outcomeFor(p picker.Picker, ep *endpoints.Endpoint, preq *picker.Request) p
 		return pickOutcome{}
 	}
 	return pickOutcome{obs: obs, ep: ep, preq: preq, start: time.Now()}
+}
+
+// firstByteNote is what a picker that wants to know when responses begin
+// (picker.FirstByter) is told of the attempt it chose.
+type firstByteNote struct {
+	fb   picker.FirstByter
+	ep   *endpoints.Endpoint
+	preq *picker.Request
+}
+
+// firstByteFor starts the note of an attempt to ep (its fb is nil when p
+// does not want it).
+func firstByteFor(p picker.Picker, ep *endpoints.Endpoint, preq *picker.Request) firstByteNote {
+	fb, ok := p.(picker.FirstByter)
+	if !ok {
+		return firstByteNote{}
+	}
+	return firstByteNote{fb: fb, ep: ep, preq: preq}
+}
+
+// tell tells the picker that ex's committed response began, if it is a
+// success: the model server has prefilled the prompt (an error's body
+// says nothing of that).
+func (n *firstByteNote) tell(ex *exchange) {
+	if n.fb == nil || ex.status < 200 || ex.status >= 300 {
+		return
+	}
+	n.fb.FirstByte(n.preq, n.ep, ex.firstByte)
 }
 
 // report tells the picker how the attempt went: only successful, whole

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/infergate/infergate/dataplane/config"
 	"github.com/infergate/infergate/dataplane/endpoints"
@@ -189,5 +191,78 @@ func TestPriorityFromObjectiveThenModel(t *testing.T) {
 		if got := rec.last.Load(); got != tc.want {
 			t.Errorf("model %q objective %q: priority %d, want %d", tc.model, tc.objective, got, tc.want)
 		}
+	}
+}
+
+// firstBytePicker counts the first bytes the pipeline tells it of.
+type firstBytePicker struct {
+	recordingPicker
+	firstBytes atomic.Int32
+}
+
+func (p *firstBytePicker) FirstByte(*picker.Request, *endpoints.Endpoint, time.Time) {
+	p.firstBytes.Add(1)
+}
+
+// A picker that wants first bytes (picker.FirstByter) hears of a
+// successful response's first byte once, when it comes — before the
+// stream ends — and of no error response's.
+func TestFirstByteToldToPicker(t *testing.T) {
+	rec := &firstBytePicker{}
+	m := newManagerWith(t, server.Options{Pipeline: pipeline.Options{PickerFor: func(*config.Backend) picker.Picker { return rec }}})
+	release := make(chan struct{})
+	var once sync.Once
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		if strings.Contains(r.URL.Path, "fail") {
+			http.Error(w, "engine error", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"content\":\"t\"}}]}\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(be.Close)
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before be.Close
+	pool := backendSpec{name: "pool", pool: true, addrs: []string{addr(be)}}
+	port := freePort(t)
+	apply(t, m, snapshot([]uint32{port}, []*snapshotv1.Route{route("r", "/", ref(pool, 1))}, []backendSpec{pool}))
+	post := func(path string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", url(port, path), strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	resp := post("/v1/chat/completions")
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "data:") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	// The first event is out and the stream still open.
+	if n := rec.firstBytes.Load(); n != 1 {
+		t.Fatalf("told %d first bytes while the stream is open, want 1", n)
+	}
+	once.Do(func() { close(release) })
+	io.Copy(io.Discard, resp.Body)
+	if n := rec.firstBytes.Load(); n != 1 {
+		t.Fatalf("told %d first bytes after the stream, want 1", n)
+	}
+	fail := post("/v1/fail")
+	io.Copy(io.Discard, fail.Body)
+	if fail.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("status %d, want the backend's 500", fail.StatusCode)
+	}
+	if n := rec.firstBytes.Load(); n != 1 {
+		t.Fatalf("told %d first bytes after an error response, want still 1", n)
 	}
 }

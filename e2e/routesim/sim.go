@@ -413,6 +413,9 @@ func (s *sim) stepEnd(i int) int {
 		st := er.State()
 		if st.Generated >= 1 && j.out.TTFT == 0 {
 			j.out.TTFT = s.now - j.out.Sent
+			if fb, ok := s.prox[j.proxy].pick.(picker.FirstByter); ok {
+				fb.FirstByte(j.preq, j.ep, s.clock())
+			}
 		}
 		if !st.Done {
 			continue
