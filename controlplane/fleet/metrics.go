@@ -19,8 +19,8 @@ func fleetDesc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descRefused      = fleetDesc("reports_refused_total", "Reports refused whole (malformed or beyond a limit), from proxies and peers.")
-	descSendsIn      = fleetDesc("sends_received_total", "Sends (a prompt a proxy sent to an endpoint, as chain keys) received, relayed ones included.")
-	descSendsOut     = fleetDesc("sends_pushed_total", "Sends pushed to proxies (each counted once per proxy it went to).")
+	descSendsIn      = fleetDesc("sends_received_total", "Sends (a prompt a proxy sent to an endpoint, as chain keys) and prefilled records (a first token that showed an endpoint's prefill done) received, relayed ones included.")
+	descSendsOut     = fleetDesc("sends_pushed_total", "Sends and prefilled records pushed to proxies (each counted once per proxy it went to).")
 	descLoadsIn      = fleetDesc("loads_received_total", "Proxies' scrapes of their endpoints received (newer than the endpoint's held one), relayed ones included.")
 	descLoadsOut     = fleetDesc("loads_pushed_total", "Proxies' scrapes pushed to the gateway's other proxies (each counted once per proxy it went to).")
 	descSkipped      = fleetDesc("sends_skipped_total", "Sends a proxy's stream skipped because they left the gateway's send buffer before it read them (any proxy's, its own included).")

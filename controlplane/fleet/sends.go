@@ -44,6 +44,9 @@ type sendEntry struct {
 	// time held since.
 	prefill, output uint32
 	age             int64
+	// prefilled: not a send but a prefilled record (fleetv1.Prefilled:
+	// prefill is its tokens; no keys).
+	prefilled bool
 }
 
 func newSendRing(lim sendLimits) *sendRing {
@@ -65,6 +68,12 @@ func (r *sendRing) add(now int64, origin string, ps []*fleetv1.PoolSends) int {
 			r.entries = append(r.entries, sendEntry{at: now, origin: origin, pool: pool, ep: snd.Endpoint, keys: snd.Keys,
 				prefill: snd.Prefill, output: snd.Output, age: int64(snd.Age)})
 			r.keys += len(snd.Keys)
+			r.next++
+			n++
+		}
+		for d := range p.AllPrefilled() {
+			r.entries = append(r.entries, sendEntry{at: now, origin: origin, pool: pool, ep: d.Endpoint, prefill: d.Tokens,
+				age: int64(d.Age), prefilled: true})
 			r.next++
 			n++
 		}
@@ -160,7 +169,11 @@ func (r *sendRing) read(now int64, cursor uint64, node string, budget int, out [
 			byPool[e.pool] = p
 			out = append(out, p)
 		}
-		p.Add(fleetv1.Sent{Endpoint: e.ep, Keys: e.keys, Prefill: e.prefill, Output: e.output, Age: time.Duration(e.age + now - e.at)})
+		if e.prefilled {
+			p.AddPrefilled(fleetv1.Prefilled{Endpoint: e.ep, Tokens: e.prefill, Age: time.Duration(e.age + now - e.at)})
+		} else {
+			p.Add(fleetv1.Sent{Endpoint: e.ep, Keys: e.keys, Prefill: e.prefill, Output: e.output, Age: time.Duration(e.age + now - e.at)})
+		}
 		cursor = s
 	}
 	return out, cursor, skipped, false
@@ -224,7 +237,7 @@ func (a *Aggregator) next(gw string, ring *sendRing, st *streamState) (*fleetv1.
 		return nil, false
 	}
 	for _, p := range msg.Sends {
-		a.stats.sendsOut.Add(int64(p.Len()))
+		a.stats.sendsOut.Add(int64(p.Len() + p.PrefilledLen()))
 	}
 	return msg, more
 }

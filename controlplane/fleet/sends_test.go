@@ -298,3 +298,28 @@ func TestSendRingAges(t *testing.T) {
 		}
 	}
 }
+
+// Prefilled records go through the ring like sends — to the other
+// proxies, never back to their own, aged by the time held — beside the
+// sends of the same report.
+func TestSendRingPrefilled(t *testing.T) {
+	r := newSendRing(sendLimits{sends: 10, keys: 100, age: int64(time.Minute)})
+	ps := &fleetv1.PoolSends{Pool: "p"}
+	ps.Add(fleetv1.Sent{Endpoint: 3, Keys: []uint64{1}, Prefill: 2048})
+	ps.AddPrefilled(fleetv1.Prefilled{Endpoint: 3, Tokens: 1500, Age: 5 * time.Millisecond})
+	t0 := time.Now().UnixNano()
+	if n := r.add(t0, "a", []*fleetv1.PoolSends{ps}); n != 2 {
+		t.Fatalf("added %d, want a send and a prefilled record", n)
+	}
+	if own, _, _, _ := r.read(t0, 0, "a", 1<<10, nil); len(own) != 0 {
+		t.Fatalf("its own proxy was pushed %v", own)
+	}
+	out, _, _, _ := r.read(t0+int64(100*time.Millisecond), 0, "b", 1<<10, nil)
+	if len(out) != 1 || out[0].Len() != 1 {
+		t.Fatalf("read %v, want pool p with one send", out)
+	}
+	got := slices.Collect(out[0].AllPrefilled())
+	if want := []fleetv1.Prefilled{{Endpoint: 3, Tokens: 1500, Age: 105 * time.Millisecond}}; !slices.Equal(got, want) {
+		t.Fatalf("pushed prefilled %+v, want %+v", got, want)
+	}
+}

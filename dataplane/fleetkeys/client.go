@@ -239,8 +239,12 @@ func (c *Client) merge(ps []*fleetv1.PoolSends, buf []picker.Send) []picker.Send
 		for s := range p.All() {
 			buf = append(buf, picker.Send{Endpoint: s.Endpoint, Keys: s.Keys, Prefill: float64(s.Prefill), Output: float64(s.Output), At: now - int64(s.Age)})
 		}
+		sends := len(buf)
+		for d := range p.AllPrefilled() {
+			buf = append(buf, picker.Send{Endpoint: d.Endpoint, Prefill: float64(d.Tokens), At: now - int64(d.Age), Prefilled: true})
+		}
 		f.MergeSends(buf)
-		c.counts.add(p.GetPool(), 0, len(buf))
+		c.counts.add(p.GetPool(), 0, sends)
 	}
 	clear(buf)
 	return buf[:0]

@@ -38,6 +38,11 @@ func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send, n
 		}
 		ps := &fleetv1.PoolSends{Pool: name}
 		for _, s := range buf[from:] {
+			if s.Prefilled {
+				ps.AddPrefilled(fleetv1.Prefilled{Endpoint: s.Endpoint, Tokens: tokens(s.Prefill, fleetv1.MaxPrefillTokens),
+					Age: time.Duration(now - s.At)})
+				continue
+			}
 			// A chain longer than a send may carry keeps its deepest keys,
 			// as the picker's own outbox does.
 			if keys := s.Keys[max(0, len(s.Keys)-fleetv1.MaxKeysPerSend):]; len(keys) > 0 {
@@ -45,7 +50,7 @@ func (c *Client) sendsSince(fleets map[string]picker.Fleet, buf []picker.Send, n
 					Output: tokens(s.Output, fleetv1.MaxOutputTokens), Age: time.Duration(now - s.At)})
 			}
 		}
-		if ps.Len() > 0 {
+		if ps.Len() > 0 || ps.PrefilledLen() > 0 {
 			out = append(out, ps)
 			c.counts.add(name, ps.Len(), 0)
 		}

@@ -48,7 +48,8 @@ func (f *fakeFleet) MergeSends(s []picker.Send) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, x := range s {
-		f.merged = append(f.merged, picker.Send{Endpoint: x.Endpoint, Keys: slices.Clone(x.Keys), Prefill: x.Prefill, Output: x.Output, At: x.At})
+		x.Keys = slices.Clone(x.Keys)
+		f.merged = append(f.merged, x)
 	}
 }
 func (f *fakeFleet) Loads(out []picker.Load) []picker.Load {
@@ -352,5 +353,39 @@ loop:
 	}
 	if withSends <= withKeys {
 		t.Fatalf("%d reports with sends, %d with keys: sends not reported more often", withSends, withKeys)
+	}
+}
+
+// A picker's prefilled records go into the report's prefilled columns
+// (tokens whole and bounded, aged), not as sends; merged from a push they
+// reach the picker as Sends with Prefilled set, and only sends count as
+// merged.
+func TestClientPrefilled(t *testing.T) {
+	c := New(Config{NodeID: "n", Gateway: "ns/gw", Logger: slog.New(slog.DiscardHandler)})
+	p := &fakeFleet{sends: []picker.Send{
+		{Endpoint: 1, Keys: []uint64{1}, Prefill: 900, At: 1_000},
+		{Endpoint: 1, Prefill: 700.6, At: 2_000, Prefilled: true},
+		{Endpoint: 2, Prefill: math.NaN(), At: 2_000, Prefilled: true},
+	}}
+	now := int64(5*time.Millisecond) + 2_000
+	_, out := c.sendsSince(map[string]picker.Fleet{"p": p}, nil, now)
+	if len(out) != 1 || out[0].Check() != nil || out[0].Len() != 1 {
+		t.Fatalf("report %v, want one send in pool p", out)
+	}
+	got := slices.Collect(out[0].AllPrefilled())
+	want := []fleetv1.Prefilled{{Endpoint: 1, Tokens: 700, Age: 5 * time.Millisecond}, {Endpoint: 2, Tokens: 0, Age: 5 * time.Millisecond}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("prefilled reported as %+v, want %+v", got, want)
+	}
+	q := &fakeFleet{}
+	c = New(Config{NodeID: "m", Gateway: "ns/gw", Pools: &fleets{m: map[string]picker.Fleet{"p": q}}, Logger: slog.New(slog.DiscardHandler)})
+	c.merge(out, nil)
+	after := time.Now().UnixNano() // the record is 5 ms older than its merge
+	if len(q.merged) != 3 || q.merged[0].Prefilled || !q.merged[1].Prefilled || q.merged[1].Prefill != 700 ||
+		q.merged[1].At > after-int64(5*time.Millisecond) || q.merged[1].Endpoint != 1 || len(q.merged[1].Keys) != 0 {
+		t.Fatalf("merged %+v, want the send and then two prefilled records", q.merged)
+	}
+	if n := c.counts.snapshot()["p"].sends.Merged; n != 1 {
+		t.Fatalf("%d sends counted as merged, want 1", n)
 	}
 }
