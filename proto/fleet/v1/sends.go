@@ -132,8 +132,8 @@ func (p *PoolSends) PrefilledLen() int { return len(p.GetPrefilledEndpoints()) }
 
 // Prefilled is one prefilled record of a PoolSends: Tokens of the
 // endpoint's prefill backlog were done Age before the message was built
-// (the endpoint answered the first token of a request they were queued
-// ahead of, or with).
+// (the endpoint answered the first token of the request whose prompt
+// they were).
 type Prefilled struct {
 	Endpoint uint64
 	Tokens   uint32
@@ -161,7 +161,13 @@ func (p *PoolSends) AllPrefilled() iter.Seq[Prefilled] {
 func (p *PoolSends) AddPrefilled(d Prefilled) {
 	p.PrefilledEndpoints = append(p.PrefilledEndpoints, d.Endpoint)
 	p.PrefilledTokens = append(p.PrefilledTokens, min(d.Tokens, MaxPrefillTokens))
-	p.PrefilledAgeMs = append(p.PrefilledAgeMs, uint32(min(max(d.Age, 0), MaxSendAge)/time.Millisecond))
+	p.PrefilledAgeMs = append(p.PrefilledAgeMs, ageMs(d.Age))
+}
+
+// ageMs is an age as the columns carry it: whole milliseconds within
+// 0..MaxSendAge.
+func ageMs(age time.Duration) uint32 {
+	return uint32(min(max(age, 0), MaxSendAge) / time.Millisecond)
 }
 
 // Sent is one send of a PoolSends.
@@ -218,5 +224,5 @@ func (p *PoolSends) Add(s Sent) {
 	p.Keys = append(p.Keys, s.Keys...)
 	p.PrefillTokens = append(p.PrefillTokens, min(s.Prefill, MaxPrefillTokens))
 	p.OutputTokens = append(p.OutputTokens, min(s.Output, MaxOutputTokens))
-	p.AgeMs = append(p.AgeMs, uint32(min(max(s.Age, 0), MaxSendAge)/time.Millisecond))
+	p.AgeMs = append(p.AgeMs, ageMs(s.Age))
 }

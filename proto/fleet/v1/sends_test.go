@@ -8,6 +8,20 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// onTheWire returns p marshalled and unmarshalled.
+func onTheWire(t *testing.T, p *PoolSends) *PoolSends {
+	t.Helper()
+	b, err := proto.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &PoolSends{}
+	if err := proto.Unmarshal(b, q); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
 // Add and All round-trip sends through the columns, on the wire too.
 func TestPoolSendsRoundTrip(t *testing.T) {
 	in := []Sent{
@@ -22,14 +36,7 @@ func TestPoolSendsRoundTrip(t *testing.T) {
 	for _, s := range in {
 		p.Add(s)
 	}
-	b, err := proto.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var q PoolSends
-	if err := proto.Unmarshal(b, &q); err != nil {
-		t.Fatal(err)
-	}
+	q := onTheWire(t, p)
 	if err := q.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -81,14 +88,7 @@ func TestPoolSendsPrefilled(t *testing.T) {
 	for _, d := range in {
 		p.AddPrefilled(d)
 	}
-	b, err := proto.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var q PoolSends
-	if err := proto.Unmarshal(b, &q); err != nil {
-		t.Fatal(err)
-	}
+	q := onTheWire(t, p)
 	want := []Prefilled{in[0], {Endpoint: 11, Tokens: MaxPrefillTokens}}
 	got := slices.Collect(q.AllPrefilled())
 	if !slices.Equal(got, want) || q.Len() != 1 || q.PrefilledLen() != 2 {
