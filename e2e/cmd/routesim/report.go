@@ -97,7 +97,9 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 			mark := "✅"
 			if !ok {
 				mark = "❌"
-				misses = append(misses, fmt.Sprintf("%s, %s: ours %.3g vs %s %.3g (%.2f×)", w, metric, f(ours), name, v, r))
+				bm, _ := get(w, name, 1)
+				misses = append(misses, fmt.Sprintf("%s, %s: ours %.3g vs %s %.3g (%.2f×); %s", w, metric, f(ours), name, v, r,
+					contrast(ours, bm, name)))
 			}
 			return fmt.Sprintf("%s %.2f× (%s)", mark, r, name)
 		}
@@ -117,7 +119,8 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 			mark := "✅"
 			if r > 1.1 {
 				mark = "❌"
-				misses = append(misses, fmt.Sprintf("%s, 4 proxies: TTFT p90 %.3g vs %.3g on 1 (%.2f×)", w, f.ttft90, ours.ttft90, r))
+				misses = append(misses, fmt.Sprintf("%s, 4 proxies: TTFT p90 %.3g vs %.3g on 1 (%.2f×); %s", w, f.ttft90, ours.ttft90, r,
+					contrast(f, ours, "1 proxy")))
 			}
 			four = fmt.Sprintf("%s %.2f×", mark, r)
 		}
@@ -131,11 +134,12 @@ func report(names []string, shared map[string]bool, res map[key][]metrics, seeds
 	if len(misses) == 0 {
 		b.WriteString("Every target is met.\n\n")
 	} else {
-		b.WriteString("Missed:\n\n")
+		b.WriteString("Missed (each with what else differs between the two, medians as above):\n\n")
 		for _, m := range misses {
 			fmt.Fprintf(&b, "- %s\n", m)
 		}
-		b.WriteString("\n")
+		b.WriteString("\nWhy, where it is known, with the runs that show it: e2e/bench/README.md, \"Where 1 proxy still misses\" " +
+			"and \"Where 4 proxies still lose to 1\".\n\n")
 	}
 	b.WriteString(preciseSection(names, shared, get))
 	b.WriteString(noFleetSection(names, get))
@@ -267,4 +271,13 @@ func slowEngineSection(names []string, get func(w, s string, p int) (metrics, bo
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// contrast says what else differs between a missed cell and the one it
+// is held against (the other's name), so a miss comes with numbers that
+// point at its cause: cache hits, inter-token latency (the batch's
+// crowding) and how unevenly requests spread.
+func contrast(m, other metrics, name string) string {
+	return fmt.Sprintf("cache hit %.1f %% vs %.1f %%, ITL p50 %.1f vs %.1f ms, max/mean load %.2f vs %.2f (%s)",
+		100*m.hit, 100*other.hit, 1000*m.itl50, 1000*other.itl50, m.load, other.load, name)
 }
