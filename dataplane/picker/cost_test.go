@@ -592,7 +592,9 @@ func TestCostOwnWritesCountOnceWithTheExchange(t *testing.T) {
 // its prompt off the endpoint's prefill backlog when the endpoint
 // prefilled faster than the profile's speed, and the news, relayed
 // through the fleet exchange, leaves another proxy counting the same
-// backlog; a first token later than the profile's speed changes nothing.
+// backlog; with several proxies and the exchange down, or a first token
+// later than the profile's speed, nothing changes; a lone proxy takes it
+// off without any exchange.
 func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	newProxy := func() (*picker.Scheduler, []*endpoints.Endpoint, *time.Time) {
@@ -629,9 +631,20 @@ func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
 		t.Fatalf("the other proxy counts %v, want %v", got, queued)
 	}
 	// The first token 100 ms after the send: the backlog had drained 400
-	// tokens of it at the profile's speed, the endpoint all.
+	// tokens of it at the profile's speed, the endpoint all. But nothing
+	// from the other proxy has reached this one: with the exchange down
+	// the others would not hear of it, so nothing is taken off.
 	fb := now.Add(100 * time.Millisecond)
 	*aclock, *bclock = fb, fb
+	a.FirstByte(req, ep, fb)
+	if got := ep.Backlog(fb.UnixNano(), rate); got != queued-400 {
+		t.Fatalf("backlog %v after a first token with the exchange down, want %v", got, queued-400)
+	}
+	if news, _ := a.Fleet().SendsSince(cur, nil); len(news) != 0 {
+		t.Fatalf("the exchange is told %+v while down", news)
+	}
+	// Another proxy's send (of nothing) arrives: the exchange runs.
+	a.Fleet().MergeSends([]picker.Send{{Endpoint: aes[0].Hash, At: fb.UnixNano()}})
 	a.FirstByte(req, ep, fb)
 	if got := ep.Backlog(fb.UnixNano(), rate); got != 0 {
 		t.Fatalf("backlog %v after the first token, want 0", got)
@@ -656,5 +669,25 @@ func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
 	a.FirstByte(req2, ep2, late)
 	if news, _ := a.Fleet().SendsSince(cur, nil); len(news) != 1 || news[0].Prefilled {
 		t.Fatalf("a late first token told the exchange %+v, want only the second send", news)
+	}
+	// One proxy: no exchange to wait for.
+	lone := proxyFleet(t, 2, 1)
+	for _, e := range lone {
+		e.SetMetrics(&endpoints.Metrics{KVCapacity: 1 << 20, At: now})
+	}
+	s, err := picker.FromProfile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetClock(func() time.Time { return now })
+	s.SetEndpoints(lone)
+	req3 := &picker.Request{Model: "m", Body: chatBody(strings.Repeat("long prompt ", 2000), "q")}
+	ep3, err := s.Pick(req3, lone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.FirstByte(req3, ep3, fb)
+	if got := ep3.Backlog(fb.UnixNano(), rate); got != 0 {
+		t.Fatalf("one proxy's backlog %v after the first token, want 0", got)
 	}
 }

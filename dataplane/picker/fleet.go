@@ -225,6 +225,7 @@ func (m *CostModel) MergeSends(sends []Send) {
 			continue
 		}
 		ep := v.(*endpoints.Endpoint)
+		m.sendsAt.Store(now)
 		if s.Prefilled {
 			ep.Prefilled(s.Prefill, s.At, now, rate)
 			continue

@@ -164,8 +164,8 @@ func (ex *exchange) Write(p []byte) (int, error) {
 	}
 	if ex.firstByte.IsZero() && len(p) > 0 {
 		ex.firstByte = time.Now()
-		ex.started.tell(ex)
 	}
+	ex.started.see(ex, p)
 	ex.written += int64(len(p))
 	if ex.inspect && ex.insp.mode != inspectOff {
 		return ex.insp.write(ex.w, p)

@@ -205,12 +205,13 @@ func (p *firstBytePicker) FirstByte(*picker.Request, *endpoints.Endpoint, time.T
 }
 
 // A picker that wants first bytes (picker.FirstByter) hears of a
-// successful response's first byte once, when it comes — before the
-// stream ends — and of no error response's.
+// successful stream's first token once, when its second event ends —
+// not at an empty role chunk sent before prefill, and before the stream
+// ends — and of no error response's.
 func TestFirstByteToldToPicker(t *testing.T) {
 	rec := &firstBytePicker{}
 	m := newManagerWith(t, server.Options{Pipeline: pipeline.Options{PickerFor: func(*config.Backend) picker.Picker { return rec }}})
-	release := make(chan struct{})
+	release, step := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" {
@@ -222,6 +223,12 @@ func TestFirstByteToldToPicker(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-step:
+		case <-release: // the test failed early
+		}
 		fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"content\":\"t\"}}]}\n\n")
 		w.(http.Flusher).Flush()
 		<-release
@@ -244,11 +251,22 @@ func TestFirstByteToldToPicker(t *testing.T) {
 		return resp
 	}
 	resp := post("/v1/chat/completions")
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "data:") {
+	body := bufio.NewReader(resp.Body)
+	line, err := body.ReadString('\n')
+	if err != nil || !strings.Contains(line, "role") {
 		t.Fatalf("first line %q, %v", line, err)
 	}
-	// The first event is out and the stream still open.
+	// Only the role chunk is out: no token yet.
+	if n := rec.firstBytes.Load(); n != 0 {
+		t.Fatalf("told %d first bytes at the role chunk, want 0", n)
+	}
+	close(step)
+	for !strings.Contains(line, `"t"`) {
+		if line, err = body.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first token is out and the stream still open.
 	if n := rec.firstBytes.Load(); n != 1 {
 		t.Fatalf("told %d first bytes while the stream is open, want 1", n)
 	}
