@@ -72,10 +72,27 @@ func TestFaultControlPlaneRestart(t *testing.T) {
 func TestFaultReplicaKilled(t *testing.T) {
 	g := startFaultGateway(t, faultSetup{replicas: 3, subnet: 81, simArgs: []string{"--time-scale", "0.5"}})
 	ctx := context.Background()
-	victim := g.endpoint(0)
 	l := startLoad(24, func(ctx context.Context) outcome { return g.chatReq(ctx, true, 48, model) })
 	time.Sleep(1500 * time.Millisecond)
-	g.sims[0].Kill()
+	// Kill a replica the proxy has streams open on: which ones the picker
+	// uses is its business (replica 0 was once a safe guess and then had
+	// none at the moment of the kill).
+	vi := -1
+	harness.Eventually(t, 5*time.Second, func() error {
+		for i := range g.sims {
+			st, err := g.endpointStatus(ctx, g.endpoint(i))
+			if err != nil {
+				return err
+			}
+			if st.InFlight >= 2 {
+				vi = i
+				return nil
+			}
+		}
+		return fmt.Errorf("no replica has 2 streams open")
+	})
+	victim := g.endpoint(vi)
+	g.sims[vi].Kill()
 	killed := time.Now()
 	var ejected time.Duration
 	harness.Eventually(t, 5*time.Second, func() error {
