@@ -597,8 +597,8 @@ func TestCostOwnWritesCountOnceWithTheExchange(t *testing.T) {
 // off without any exchange.
 func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	newProxy := func() (*picker.Scheduler, []*endpoints.Endpoint, *time.Time) {
-		es := proxyFleet(t, 2, 2)
+	newProxy := func(proxies int) (*picker.Scheduler, []*endpoints.Endpoint, *time.Time) {
+		es := proxyFleet(t, 2, proxies)
 		for _, e := range es {
 			e.SetMetrics(&endpoints.Metrics{KVCapacity: 1 << 20, At: now})
 		}
@@ -611,8 +611,8 @@ func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
 		s.SetEndpoints(es)
 		return s, es, &clock
 	}
-	a, aes, aclock := newProxy()
-	b, bes, bclock := newProxy()
+	a, aes, aclock := newProxy(2)
+	b, bes, bclock := newProxy(2)
 	req := &picker.Request{Model: "m", Body: chatBody(strings.Repeat("long prompt ", 2000), "q")}
 	ep, err := a.Pick(req, aes)
 	if err != nil {
@@ -671,16 +671,7 @@ func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
 		t.Fatalf("a late first token told the exchange %+v, want only the second send", news)
 	}
 	// One proxy: no exchange to wait for.
-	lone := proxyFleet(t, 2, 1)
-	for _, e := range lone {
-		e.SetMetrics(&endpoints.Metrics{KVCapacity: 1 << 20, At: now})
-	}
-	s, err := picker.FromProfile(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.SetClock(func() time.Time { return now })
-	s.SetEndpoints(lone)
+	s, lone, _ := newProxy(1)
 	req3 := &picker.Request{Model: "m", Body: chatBody(strings.Repeat("long prompt ", 2000), "q")}
 	ep3, err := s.Pick(req3, lone)
 	if err != nil {
