@@ -8,8 +8,8 @@ import (
 // runRepeats runs the cells of every comparison in doubt after the grid
 // again, alternating strategies within a workload, until each has
 // o.Repeats runs. A comparison is in doubt when its ratio lies within a
-// single run's noise of its target; the others keep one run, since no
-// plausible run-to-run change would flip their verdict.
+// single run's noise of its target or misses it (Comparison.InDoubt); a
+// target met by a wider margin keeps one run.
 func runRepeats(ctx context.Context, o Options, rep *Report) error {
 	if o.Repeats <= 1 {
 		return nil

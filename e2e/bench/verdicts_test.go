@@ -186,3 +186,23 @@ func TestRegistry(t *testing.T) {
 		}()
 	}
 }
+
+// A missed target is repeated however far off it is; a target met by more
+// than the noise keeps its one run.
+func TestMissIsInDoubt(t *testing.T) {
+	for _, tc := range []struct {
+		c    Comparison
+		want bool
+	}{
+		{Comparison{Ratio: 3, Target: 1.1, noise: 1.35}, true},    // clear miss
+		{Comparison{Ratio: 1.3, Target: 1.1, noise: 1.35}, true},  // miss within the noise
+		{Comparison{Ratio: 1.0, Target: 1.1, noise: 1.35}, true},  // met within the noise
+		{Comparison{Ratio: 0.5, Target: 1.1, noise: 1.35}, false}, // clearly met
+		{Comparison{Ratio: 0.5, Target: 0.95, AtLeast: true, noise: 1.08}, true},
+		{Comparison{Ratio: 2.35, Target: 1.8, AtLeast: true, noise: 1.1}, false},
+	} {
+		if got := tc.c.InDoubt(); got != tc.want {
+			t.Errorf("ratio %v, target %v (at least %v): in doubt %v, want %v", tc.c.Ratio, tc.c.Target, tc.c.AtLeast, got, tc.want)
+		}
+	}
+}
