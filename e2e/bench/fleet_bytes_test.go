@@ -50,9 +50,10 @@ func (c *countingConn) Write(b []byte) (int, error) {
 // BenchmarkFleetExchangeBytes measures the fleet exchange's traffic on the
 // wire (gRPC over loopback, HTTP/2 framing included, no TLS) with 4
 // proxies' cost models picking among 8 endpoints at 200 requests/s in
-// all, with the production report and push intervals (10 ms; key sets
+// all, with the production report and push intervals (5 ms; key sets
 // every 250 ms): up-B/req
-// is what a proxy reports per request it sends (its keys and its send),
+// is what a proxy reports per request it sends (its keys, its send and,
+// when the response's first token comes 100 ms later, a prefilled record),
 // down-B/req what it is pushed per request another proxy sends. A proxy
 // sending r requests/s in a gateway serving R in all uses r × up-B/req
 // upstream and (R − r) × down-B/req downstream. Prompts share a
@@ -107,6 +108,13 @@ func benchExchangeBytes(b *testing.B, tokens int) {
 		user := strings.Repeat(q, userChars/len(q)+1)[:userChars]
 		bodies[i] = []byte(`{"model":"m","messages":[{"role":"system","content":"` + system + `"},{"role":"user","content":"` + user + `"}]}`)
 	}
+	type sent struct {
+		sched *picker.Scheduler
+		req   *picker.Request
+		ep    *endpoints.Endpoint
+	}
+	const firstByteAfter = 20 // 100 ms at 200 requests/s
+	var started [firstByteAfter]sent
 	b.ResetTimer()
 	start := time.Now()
 	for n := range b.N {
@@ -114,8 +122,17 @@ func benchExchangeBytes(b *testing.B, tokens int) {
 			time.Sleep(wait)
 		}
 		req := &picker.Request{Model: "m", Body: bodies[n%len(bodies)]}
-		if _, err := scheds[n%proxies].Pick(req, es); err != nil {
+		ep, err := scheds[n%proxies].Pick(req, es)
+		if err != nil {
 			b.Fatal(err)
+		}
+		// Each response's first token comes firstByteAfter picks later, as
+		// the pipeline would tell it: the proxy takes the prompt off the
+		// replica's backlog and reports a prefilled record.
+		started[n%firstByteAfter] = sent{scheds[n%proxies], req, ep}
+		if n >= firstByteAfter-1 {
+			f := started[(n+1)%firstByteAfter]
+			f.sched.FirstByte(f.req, f.ep, time.Now())
 		}
 	}
 	time.Sleep(700 * time.Millisecond) // the last report and push
