@@ -331,8 +331,29 @@ func survival(written, free, capacity float64) float64 {
 // there (routesim shared-prefix, 1 proxy, medians of 15 seeds: TTFT p90
 // 0.89 s, 0.40 s with this; requests that missed their prefix 8.0 %,
 // 7.0 % over 8 seeds).
+//
+// Before any scrape has shown a running batch the cap is unknown, not
+// zero: a replica's first step, which prefills the first prompts of a
+// burst, ends long after they arrived, and until it does the server
+// reports them all waiting and none running. Taken for a cap of zero,
+// that replica admitted one request per completion (12 waiting priced at
+// 41 s), and a burst's prompt groups went to a second replica cold
+// (routesim, saturated shared prefixes with the users' first requests
+// 0.5 ms apart, 1 proxy, 8 seeds: TTFT p90 16.6 s, 12.3 s with this; 2 ms
+// apart, 4 proxies: 17.3 → 12.5 s; two traced seeds put each prompt
+// group on 2.0 replicas in the burst). So where the proxies' sends say
+// what waits, the queue waits for the prefill ahead of it until a batch
+// is seen (a server that exports no running count stays so); a queue of
+// prompts no proxy is known to have sent still waits for completions.
 func admitsOnlyOnDone(cd *Candidate, running, kv, need float64) bool {
-	if running >= cd.Endpoint.BatchSeen() || len(cd.Metrics.WaitingAdapters) > 0 {
+	switch seen := cd.Endpoint.BatchSeen(); {
+	case len(cd.Metrics.WaitingAdapters) > 0:
+		return true
+	case seen >= 1:
+		if running >= seen {
+			return true
+		}
+	case cd.Endpoint.SendPrefill() == 0:
 		return true
 	}
 	if capTokens := cd.Metrics.KVCapacity; capTokens > 0 {

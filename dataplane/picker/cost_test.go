@@ -443,14 +443,18 @@ func TestCostMergedSendOutlivesItsOwnWrites(t *testing.T) {
 // admitted before it): a prompt whose cached home shows one waiting stays
 // home. Where the batch is as large as any seen there, the waiting one
 // waits for a running request to finish, and the prompt goes elsewhere.
+// Before any scrape showed a running batch (a server's first step reports
+// its prompts waiting until it ends) the cap is unknown, not zero.
 func TestCostQueueBesideFreeSlotsWaitsForPrefill(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		seen     float64 // the largest batch a scrape showed
+		running  float64 // the batch beside the waiting request
 		stayHome bool
 	}{
-		{"free slots", 8, true},
-		{"batch as large as seen", 1, false},
+		{"free slots", 8, 1, true},
+		{"batch as large as seen", 1, 1, false},
+		{"no batch seen yet", 0, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newCostFleet(t, 4)
@@ -462,7 +466,7 @@ func TestCostQueueBesideFreeSlotsWaitsForPrefill(t *testing.T) {
 			home := f.pick(chatBody(longSystem, "the first question"))
 			f.advance(2 * time.Second)
 			for i := range f.state {
-				f.state[i].Running = 1
+				f.state[i].Running = tc.running
 			}
 			f.state[home].Waiting = 1
 			f.scrape()
