@@ -68,10 +68,10 @@ type CostModel struct {
 	// proxies' sends).
 	out   outbox
 	known sync.Map
-	// sendsAt is when the fleet exchange last brought another proxy's
-	// send (unix ns; 0: never): whether prefilled records reach the
-	// others (firstByte).
-	sendsAt atomic.Int64
+	// exchangeAt is when the fleet exchange last brought another proxy's
+	// send or scrape (unix ns; 0: never): whether prefilled records reach
+	// the others (firstByte).
+	exchangeAt atomic.Int64
 	// cands is the candidate list known was last filled from, with each
 	// endpoint's position in it (read-only once stored: concurrent picks
 	// over the same list share it).

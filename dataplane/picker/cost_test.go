@@ -596,7 +596,8 @@ func TestCostOwnWritesCountOnceWithTheExchange(t *testing.T) {
 // its prompt off the endpoint's prefill backlog when the endpoint
 // prefilled faster than the profile's speed, and the news, relayed
 // through the fleet exchange, leaves another proxy counting the same
-// backlog; with several proxies and the exchange down, or a first token
+// backlog; with several proxies and nothing from the others arriving (the
+// exchange down; another proxy's scrape is enough), or a first token
 // later than the profile's speed, nothing changes; a lone proxy takes it
 // off without any exchange.
 func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
@@ -647,8 +648,12 @@ func TestCostFirstByteClearsPrefilledBacklog(t *testing.T) {
 	if news, _ := a.Fleet().SendsSince(cur, nil); len(news) != 0 {
 		t.Fatalf("the exchange is told %+v while down", news)
 	}
-	// Another proxy's send (of nothing) arrives: the exchange runs.
-	a.Fleet().MergeSends([]picker.Send{{Endpoint: aes[0].Hash, At: fb.UnixNano()}})
+	// Another proxy's scrape arrives, and no send (a saturated fleet's
+	// users all wait for answers): the exchange runs.
+	idle := aes[slices.IndexFunc(aes, func(e *endpoints.Endpoint) bool { return e != ep })]
+	if n := a.Fleet().MergeLoads([]picker.Load{{Endpoint: idle.Hash, Metrics: &endpoints.Metrics{At: fb}}}); n != 1 {
+		t.Fatalf("%d relayed scrapes taken, want 1 (the test cannot tell otherwise)", n)
+	}
 	a.FirstByte(req, ep, fb)
 	if got := ep.Backlog(fb.UnixNano(), rate); got != 0 {
 		t.Fatalf("backlog %v after the first token, want 0", got)

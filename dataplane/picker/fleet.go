@@ -225,7 +225,7 @@ func (m *CostModel) MergeSends(sends []Send) {
 			continue
 		}
 		ep := v.(*endpoints.Endpoint)
-		m.sendsAt.Store(now)
+		m.exchangeAt.Store(now)
 		if s.Prefilled {
 			ep.Prefilled(s.Prefill, s.At, now, rate)
 			continue
@@ -266,6 +266,7 @@ func (m *CostModel) MergeLoads(loads []Load) int {
 		if !ok || l.Metrics == nil {
 			continue
 		}
+		m.exchangeAt.Store(m.clock().UnixNano())
 		md := *l.Metrics // Adopt takes its argument over
 		if v.(*endpoints.Endpoint).Adopt(&md) {
 			n++
