@@ -346,14 +346,11 @@ func survival(written, free, capacity float64) float64 {
 // is seen (a server that exports no running count stays so); a queue of
 // prompts no proxy is known to have sent still waits for completions.
 func admitsOnlyOnDone(cd *Candidate, running, kv, need float64) bool {
-	switch seen := cd.Endpoint.BatchSeen(); {
-	case len(cd.Metrics.WaitingAdapters) > 0:
-		return true
-	case seen >= 1:
-		if running >= seen {
-			return true
-		}
-	case cd.Endpoint.SendPrefill() == 0:
+	seen := cd.Endpoint.BatchSeen()
+	switch {
+	case len(cd.Metrics.WaitingAdapters) > 0,
+		seen >= 1 && running >= seen,
+		seen < 1 && cd.Endpoint.SendPrefill() == 0:
 		return true
 	}
 	if capTokens := cd.Metrics.KVCapacity; capTokens > 0 {

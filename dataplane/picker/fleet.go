@@ -219,13 +219,14 @@ func (m *CostModel) SendsSince(cursor uint64, out []Send) ([]Send, uint64) {
 func (m *CostModel) MergeSends(sends []Send) {
 	now := m.clock().UnixNano()
 	rate := 1 / m.est.prefillToken
+	heard := false
 	for _, s := range sends {
 		v, ok := m.known.Load(s.Endpoint)
 		if !ok {
 			continue
 		}
 		ep := v.(*endpoints.Endpoint)
-		m.exchangeAt.Store(now)
+		heard = true
 		if s.Prefilled {
 			ep.Prefilled(s.Prefill, s.At, now, rate)
 			continue
@@ -237,6 +238,9 @@ func (m *CostModel) MergeSends(sends []Send) {
 		m.index.recordHashes(s.Keys, ep, ep.Written())
 		ep.NoteOthersSend(s.At, now)
 		ep.AddSend(s.Prefill, s.At, now, rate)
+	}
+	if heard {
+		m.exchangeAt.Store(now)
 	}
 }
 
@@ -260,17 +264,20 @@ func (m *CostModel) Loads(out []Load) []Load {
 // 2.45 → 2.15 s (2.06), LoRA 0.305 → 0.297 s (0.272), unequal replicas
 // 0.256 → 0.249 s (0.229).
 func (m *CostModel) MergeLoads(loads []Load) int {
-	n := 0
+	n, heard := 0, false
 	for _, l := range loads {
 		v, ok := m.known.Load(l.Endpoint)
 		if !ok || l.Metrics == nil {
 			continue
 		}
-		m.exchangeAt.Store(m.clock().UnixNano())
+		heard = true
 		md := *l.Metrics // Adopt takes its argument over
 		if v.(*endpoints.Endpoint).Adopt(&md) {
 			n++
 		}
+	}
+	if heard {
+		m.exchangeAt.Store(m.clock().UnixNano())
 	}
 	return n
 }
