@@ -129,6 +129,108 @@ func TestCostHotPrefixGrowsAndShrinksHomes(t *testing.T) {
 	t.Logf("homes: %d hot, %d cooled", grown, shrunk)
 }
 
+// A hot prefix that no endpoint is believed to hold any more (evicted
+// everywhere) pays its prefill wherever it goes, and the plan then homes
+// it where it landed: its homes, a little busier than the others, have
+// nothing to offer it, so it goes where the cost is lowest. Charging the
+// copy elsewhere as a second one (displacement) queued evicted prefixes
+// on busy homes while other replicas idled.
+func TestCostPrefixHeldNowhereGoesByLoad(t *testing.T) {
+	f := newCostFleet(t, 4)
+	long := strings.Repeat(longSystem, 8) // ~8k tokens: ~2 s of prefill
+	hot := func(i int) []byte { return chatBody(long, fmt.Sprintf("question %d", i)) }
+	f.pick(hot(0))
+	f.pick(hot(1))
+	if homesOf(f.explain(hot(2))) == 0 {
+		t.Fatal("the prefix sent twice has no home")
+	}
+	// Long unrelated prompts (~8k tokens each) fill every endpoint's
+	// 32k-token cache several times over: the prefix is forgotten.
+	for i := range 40 {
+		f.pick(chatBody(fmt.Sprintf("document %d ", i)+strings.Repeat("lorem ipsum dolor sit amet ", 1200), "summarise"))
+		f.advance(time.Second)
+	}
+	d := f.explain(hot(3))
+	homes := map[string]bool{}
+	for _, c := range d.Candidates {
+		if c.CachedTokens > 0 {
+			t.Fatalf("%s still believed to hold %v tokens of the prefix (the test needs it held nowhere)", c.Endpoint, c.CachedTokens)
+		}
+		homes[c.Endpoint] = c.Home
+	}
+	// One running request on each home: its decode and the harm a
+	// prefill does it cost less than a second prefill would.
+	for i, e := range f.es {
+		if homes[e.Address] {
+			f.state[i].Running = 1
+		}
+	}
+	f.scrape()
+	d = f.explain(hot(3))
+	if homesOf(d) == 0 || homesOf(d) == len(f.es) {
+		t.Fatalf("the prefix has %d homes on %d endpoints (the test needs some)", homesOf(d), len(f.es))
+	}
+	if homes[d.Chosen] {
+		t.Fatalf("the prefix held nowhere went to its busier home %s: %+v", d.Chosen, d.Candidates)
+	}
+}
+
+// A new prefix, held nowhere because no one sent it yet, still goes to its
+// planned home when that is a little busier: with several proxies its
+// next requests may be picked by the others before the fleet exchange
+// tells them where this one went, and the plan is where they meet.
+func TestCostNewPrefixGoesHomeWithProxies(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	long := strings.Repeat(longSystem, 16) // ~16k tokens: ~4 s of prefill
+	fresh := func() ([]*endpoints.Endpoint, *picker.Scheduler) {
+		es := proxyFleet(t, 4, 4)
+		for _, e := range es {
+			e.SetMetrics(&endpoints.Metrics{KVCapacity: 1 << 20, At: now})
+		}
+		s, err := picker.FromProfile(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetClock(func() time.Time { return now })
+		s.SetEndpoints(es)
+		// Unrelated prompts first, so that the new prefix's share of the
+		// traffic asks for one home, not all of them.
+		for i := range 8 {
+			ep, err := s.Pick(&picker.Request{Model: "m", Body: chatBody(fmt.Sprintf("unrelated %d ", i)+longSystem, "q")}, es)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep.Acquire(now)
+			ep.Release()
+		}
+		return es, s
+	}
+	index := func(es []*endpoints.Endpoint, ep *endpoints.Endpoint) int { return slices.Index(es, ep) }
+	body := chatBody(long, "first question")
+	// Where the plan homes it: a twin proxy, every replica equally idle.
+	esB, b := fresh()
+	epB, err := b.Pick(&picker.Request{Model: "m", Body: body}, esB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := index(esB, epB)
+	// The same proxy state, with the exchange running (another proxy's
+	// send arrived) and one request running on the home.
+	es, a := fresh()
+	es[home].SetMetrics(&endpoints.Metrics{KVCapacity: 1 << 20, Running: 1, At: now})
+	a.Fleet().MergeSends([]picker.Send{{Endpoint: es[home].Hash, Prefill: 100, Output: 10, At: now.UnixNano()}})
+	if !es[home].OthersLive(now) {
+		t.Fatal("the merged send does not show (the test cannot tell otherwise)")
+	}
+	ep, err := a.Pick(&picker.Request{Model: "m", Body: body}, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := index(es, ep); got != home {
+		t.Fatalf("the new prefix went to endpoint %d, not its planned home %d", got, home)
+	}
+}
+
 // A conversation's next turn goes where its history is cached, even when
 // another endpoint runs a little less.
 func TestCostConversationSticks(t *testing.T) {
