@@ -9,6 +9,13 @@
 // below the ephemeral range, where the kernel never picks one by itself;
 // the only race left is with another process choosing the same random port
 // in the same instant.
+//
+// Within one process the ports are handed out in turn from a random start,
+// so that no two calls return the same port (until the window wraps): a
+// test takes several (a listener's, the admin's, the xDS server's) before
+// any is bound, and independent random draws gave two of them the same
+// port about once in a few thousand fixtures — a CI run starts hundreds
+// ("bind: address already in use" when the second server started).
 package freeport
 
 import (
@@ -18,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // lowest is the first port handed out: above the well-known and most
@@ -26,6 +34,12 @@ const lowest = 10000
 
 // attempts bounds the search for a port free on every host.
 const attempts = 200
+
+// cursor is the offset into the window of the last port this process
+// handed out (0: none yet). Package state on purpose: ports are a
+// process-wide resource, and only a process-wide cursor keeps one
+// process's picks apart.
+var cursor atomic.Int64
 
 // On returns a port that is free on every host listed at the time of the
 // call ("" means every interface). With no host it is a port free on
@@ -38,7 +52,8 @@ func On(hosts ...string) (int, error) {
 	for range attempts {
 		var port int
 		if hi > lo {
-			port = lo + rand.IntN(hi-lo)
+			cursor.CompareAndSwap(0, 1+rand.Int64N(int64(hi-lo)))
+			port = lo + int(cursor.Add(1)%int64(hi-lo))
 		} else {
 			// No room below the ephemeral range: let the kernel choose.
 			p, err := kernelPort(hosts[0])

@@ -37,3 +37,20 @@ func TestOnSkipsATakenPort(t *testing.T) {
 		t.Fatalf("port %d is held but reported free", held)
 	}
 }
+
+func TestOnNeverRepeatsInOneProcess(t *testing.T) {
+	// A test takes several ports before binding any: none may be handed
+	// out twice. 1,000 independent draws from the ~22k-port window would
+	// repeat one almost surely.
+	seen := map[int]bool{}
+	for range 1000 {
+		p, err := On()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}
