@@ -33,8 +33,7 @@ import (
 //	           prefill stalls every running sequence and delays every
 //	           waiting one, a decode slows every step of the batch
 //	cost     = wait + prefill + decode + harm
-//	           (+ prefill again for a hot prefix sent off its planned homes
-//	           while some candidate is believed to hold it)
+//	           (+ prefill again for a hot prefix sent off its planned homes)
 //
 // Uncached tokens come from the longest prefix the candidate is believed to
 // hold: its PrefixSource (KV events) where it answers, else where this proxy
@@ -211,10 +210,8 @@ func (m *CostModel) choose(c *Cycle) int {
 	depth, held := c.depth[:n], c.held[:n]
 	m.index.match(keys, c.Candidates, free, room, depth, held, ci.pos)
 	var homes []uint64
-	sent := false // the prefix was sent before, by this proxy or (as the exchange says) another
 	if k, ok := m.affinityKey(keys); ok && !c.IsAdapter() && m.plan.Balance > 0 {
-		sent = m.index.contains(k)
-		_, homes = m.homes.home(c, k, sent, c.Candidates[0].Endpoint.Proxies(), m.plan)
+		_, homes = m.homes.home(c, k, m.index.contains(k), c.Candidates[0].Endpoint.Proxies(), m.plan)
 	}
 	known := c.cachedTokens()
 	c.own.look(c)
@@ -229,7 +226,6 @@ func (m *CostModel) choose(c *Cycle) int {
 	m.lora.Score(c, lora)
 	terms := c.terms[:n]
 	tok := m.est.prefillToken
-	held1 := false // some candidate is believed to hold a block of the prompt
 	for i := range c.Candidates {
 		cd := &c.Candidates[i]
 		cached := held[i] * tokensPerBlock
@@ -250,30 +246,8 @@ func (m *CostModel) choose(c *Cycle) int {
 		m.cost(c, cd, uncached, lora[i], t)
 		if len(homes) > 0 && !t.Home {
 			t.Displace = uncached * tok
+			t.Cost += t.Displace
 		}
-		held1 = held1 || t.CachedTokens >= tokensPerBlock
-	}
-	// Displacement prices the second copy a prefix sent off its homes
-	// makes. A prefix sent before that no candidate is believed to hold
-	// any more (evicted everywhere) makes its first copy wherever it
-	// goes, and the plan then homes it where it is (Held): the next
-	// request finds it there, not cold at the old home. Charging it anyway
-	// kept evicted prefixes queueing on their busy homes while other
-	// replicas idled (routesim, kv-pressure, 8 seeds: TTFT p90 1.34 →
-	// 1.32 s, E2E p90 5.22 → 4.99 s on 1 proxy; 4 proxies 1.43 → 1.41 s,
-	// 5.46 → 5.34 s). A new prefix is still charged: with several proxies
-	// its next requests may be picked elsewhere before the exchange says
-	// where it went, and the plan is where they meet (not charging it:
-	// shared prefixes, 4 proxies, engine 4× faster than the estimates,
-	// 0.44 → 0.75 s). So is every prefix a blind proxy (ownLoad.even)
-	// sends: its "held nowhere" is only its own sends.
-	charge := held1 || !sent || c.own.even
-	for i := range terms {
-		t := &terms[i]
-		if !charge {
-			t.Displace = 0
-		}
-		t.Cost += t.Displace
 		c.total[i] = t.Cost // what the admin API shows as the last score
 	}
 	return m.pickNear(c, terms, keys)
