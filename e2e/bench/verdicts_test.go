@@ -132,6 +132,7 @@ func TestMarkdown(t *testing.T) {
 		"**w, ours vs best baseline ours/round-robin on throughput = 0.90×** (target ≥ 0.95×): cache hit 50.0 % vs 50.0 %",
 		"of the 10 requests of ours (10.0 %) took longer than 1.00 s (least-in-flight's TTFT p90); 100 % of them had less than half their prompt cached",
 		"| ours | 1 | 3 |",
+		"TTFT p90 per run: ours 1.20 s, 0.95 s, 3.00 s; least-in-flight 1.00 s, 1.50 s, 0.90 s;",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

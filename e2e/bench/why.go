@@ -37,6 +37,16 @@ func (r *Report) writeWhy(b *strings.Builder) {
 	b.WriteString("\n")
 }
 
+// metricNamed is the matrix metric called name (TTFT p90 for any other).
+func metricNamed(name string) metric {
+	for _, m := range matrixMetrics {
+		if m.Name == name {
+			return m
+		}
+	}
+	return ttftP90
+}
+
 // representative is the run of a workload × strategy whose value of the
 // compared metric is the median (the one the verdict rests on).
 func (r *Report) representative(workload, strategy, metricName string) *Cell {
@@ -44,14 +54,34 @@ func (r *Report) representative(workload, strategy, metricName string) *Cell {
 	if len(runs) == 0 {
 		return nil
 	}
-	get := ttftP90.get
-	for _, m := range matrixMetrics {
-		if m.Name == metricName {
-			get = m.get
-		}
-	}
+	get := metricNamed(metricName).get
 	slices.SortFunc(runs, func(a, b Cell) int { return cmp.Compare(get(&a), get(&b)) })
 	return &runs[(len(runs)-1)/2]
+}
+
+// runValues lists the compared metric of every run of both sides, in run
+// order, when either side ran more than once: a median between runs far
+// apart (a p90 that lands among cached prompts in one run and among cold
+// prefills in the next) is a different verdict from one of close runs.
+func (r *Report) runValues(c *Comparison) string {
+	ra, rb := r.runs(c.Workload, c.A), r.runs(c.Workload, c.B)
+	if len(ra) < 2 && len(rb) < 2 {
+		return ""
+	}
+	m := metricNamed(c.Metric)
+	list := func(runs []Cell) string {
+		vs := make([]string, len(runs))
+		for i := range runs {
+			v := m.get(&runs[i])
+			if m.higher {
+				vs[i] = fmt.Sprintf("%.0f", v)
+			} else {
+				vs[i] = secs(v)
+			}
+		}
+		return strings.Join(vs, ", ")
+	}
+	return fmt.Sprintf("%s per run: %s %s; %s %s", c.Metric, c.A, list(ra), c.B, list(rb))
 }
 
 // diagnose puts numbers on a missed comparison: what differs between the
@@ -66,6 +96,9 @@ func (r *Report) diagnose(c *Comparison) string {
 	parts = append(parts, fmt.Sprintf("cache hit %.1f %% vs %.1f %%, max/mean requests per replica %.2f vs %.2f, TTFT p50 %s vs %s, E2E p50 %s vs %s",
 		100*a.Summary.CacheHit, 100*b.Summary.CacheHit, a.Imbalance, b.Imbalance, secs(a.Summary.TTFT.P50), secs(b.Summary.TTFT.P50),
 		secs(a.Summary.E2E.P50), secs(b.Summary.E2E.P50)))
+	if v := r.runValues(c); v != "" {
+		parts = append(parts, v)
+	}
 	if c.Metric == "throughput" {
 		parts = append(parts, fmt.Sprintf("%d vs %d requests completed, mean output %.0f vs %.0f tokens",
 			a.Summary.OK, b.Summary.OK, meanOutput(a), meanOutput(b)))
