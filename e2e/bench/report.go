@@ -305,8 +305,8 @@ const howToRead = `- **Baselines** are what ours is held to: the summary matrix 
 - **Repeats.** After one run of every cell, each comparison whose ratio lies within a single run's noise of its target
   (×/÷ 1.35 for TTFT, 1.25 for E2E, 1.08 for throughput; the best baseline and the runner-up within that factor
   count as contenders) is in doubt, and so is every missed target: its strategies run again on that workload,
-  alternating, up to ` + "`-repeats`" + ` runs in all, and every ratio and table row uses medians. A target met outside that band
-  keeps one run. Misses are repeated however far off they are: a p90 between a cached prompt and a cold prefill
+  alternating, up to ` + "`-repeats`" + ` runs in all, and every ratio and table row uses medians. Repeats move medians, so a
+  comparison they bring into doubt has its strategies repeated too. A target met outside that band keeps one run. Misses are repeated however far off they are: a p90 between a cached prompt and a cold prefill
   (shared prefixes, 4 proxies) moved up to 3× between runs of the same code, and single-run misses were as often noise.
 - The simulator runs in scaled wall-clock time, so CPU taken by other processes shows up as slower replicas; the load
   averages in the first paragraph say how busy the machine was (the benchmark itself uses well under one core:

@@ -207,3 +207,57 @@ func TestMissIsInDoubt(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatsFollowDoubt: the strategies in doubt after the grid run until
+// each has the repeats, alternating; a comparison that comes into doubt
+// through those repeats (ours' median moves past the oracle's single run)
+// has its other side repeated too; strategies never in doubt keep one run.
+func TestRepeatsFollowDoubt(t *testing.T) {
+	r := syntheticReport()
+	// w's 4-proxy comparison is in doubt (1.2×); ours against the oracle
+	// is clearly met after the grid (0.5 / 0.6), so the oracle is not.
+	r.Cells = slices.DeleteFunc(r.Cells, func(c Cell) bool { return c.Workload == "w" && c.Strategy == "oracle" })
+	r.Cells = append(r.Cells, synthetic("w", "oracle", Oracle, 1, 0.6, 1000))
+	r.Repeated = map[string][]string{}
+	if slices.Contains(r.inDoubt()["w"], "oracle") {
+		t.Fatalf("oracle in doubt after the grid: %v", r.inDoubt()["w"])
+	}
+	var order []string
+	run := func(sc *Scenario, st Strategy) error {
+		p90 := 1.0
+		switch st.Name {
+		case "ours":
+			p90 = 0.9 // ours' repeats read slower: its median is 0.9 s
+		case oursFourName:
+			p90 = 1.0
+		case "oracle":
+			p90 = 0.6
+		}
+		order = append(order, st.Name)
+		r.Cells = append(r.Cells, synthetic(sc.Workload.Name, st.Name, st.Kind, len(r.runs(sc.Workload.Name, st.Name))+1, p90, 1000))
+		return nil
+	}
+	w := r.Scenarios[:1]
+	if err := r.repeatDoubts(3, w, r.Strategies, run); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"ours", oursFourName, "oracle"} {
+		if got := len(r.runs("w", n)); got != 3 {
+			t.Errorf("%s: %d runs, want 3 (ran %v)", n, got, order)
+		}
+	}
+	if !slices.Contains(r.Repeated["w"], "oracle") {
+		t.Errorf("oracle not listed as repeated: %v", r.Repeated["w"])
+	}
+	if got := len(r.runs("w", "random")); got != 1 {
+		t.Errorf("random (never in doubt) ran %d times", got)
+	}
+	// Alternating: ours and 4 proxies take turns before the oracle joins.
+	if len(order) < 4 || order[0] == order[1] {
+		t.Errorf("runs not alternating: %v", order)
+	}
+	// A strategy in doubt that is not among those to run ends the loop.
+	if err := r.repeatDoubts(5, w, nil, run); err != nil {
+		t.Fatal(err)
+	}
+}
