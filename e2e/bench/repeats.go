@@ -45,10 +45,11 @@ func (rep *Report) repeatDoubts(repeats int, scenarios []Scenario, strategies []
 					rep.Repeated[w] = append(rep.Repeated[w], n)
 				}
 			}
-			// Rounds over the strategies, so their runs alternate.
-			progress := false
-			for ran := true; ran; progress = progress || ran {
-				ran = false
+			// Rounds over the strategies, so their runs alternate; every
+			// strategy in doubt has run at least once, so repeats rounds
+			// bring each to repeats.
+			ran := false
+			for range repeats {
 				for _, st := range strategies {
 					if !slices.Contains(short, st.Name) || len(rep.runs(w, st.Name)) >= repeats {
 						continue
@@ -59,7 +60,7 @@ func (rep *Report) repeatDoubts(repeats int, scenarios []Scenario, strategies []
 					ran = true
 				}
 			}
-			if !progress {
+			if !ran {
 				break // in doubt but not among strategies: nothing to run
 			}
 		}

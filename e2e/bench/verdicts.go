@@ -119,6 +119,8 @@ type Comparison struct {
 	What   string
 	A, B   string // strategies (B may be the best baseline's name)
 	Metric string
+	// metric reads the compared value from a run.
+	metric metric
 	VA, VB float64
 	Ratio  float64
 	Target float64
@@ -179,7 +181,7 @@ func (r *Report) compare(workload, what, a, b string, m metric, target float64, 
 		return nil
 	}
 	va, vb := r.value(workload, a, m.get), r.value(workload, b, m.get)
-	return &Comparison{Workload: workload, What: what, A: a, B: b, Metric: m.Name, VA: va, VB: vb, Ratio: ratio(va, vb),
+	return &Comparison{Workload: workload, What: what, A: a, B: b, Metric: m.Name, metric: m, VA: va, VB: vb, Ratio: ratio(va, vb),
 		Target: target, AtLeast: atLeast, noise: noise, RunsA: len(r.runs(workload, a)), RunsB: len(r.runs(workload, b))}
 }
 

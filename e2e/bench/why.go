@@ -37,24 +37,14 @@ func (r *Report) writeWhy(b *strings.Builder) {
 	b.WriteString("\n")
 }
 
-// metricNamed is the matrix metric called name (TTFT p90 for any other).
-func metricNamed(name string) metric {
-	for _, m := range matrixMetrics {
-		if m.Name == name {
-			return m
-		}
-	}
-	return ttftP90
-}
-
 // representative is the run of a workload × strategy whose value of the
 // compared metric is the median (the one the verdict rests on).
-func (r *Report) representative(workload, strategy, metricName string) *Cell {
+func (r *Report) representative(workload, strategy string, m metric) *Cell {
 	runs := r.runs(workload, strategy)
 	if len(runs) == 0 {
 		return nil
 	}
-	get := metricNamed(metricName).get
+	get := m.get
 	slices.SortFunc(runs, func(a, b Cell) int { return cmp.Compare(get(&a), get(&b)) })
 	return &runs[(len(runs)-1)/2]
 }
@@ -68,7 +58,7 @@ func (r *Report) runValues(c *Comparison) string {
 	if len(ra) < 2 && len(rb) < 2 {
 		return ""
 	}
-	m := metricNamed(c.Metric)
+	m := c.metric
 	list := func(runs []Cell) string {
 		vs := make([]string, len(runs))
 		for i := range runs {
@@ -88,7 +78,7 @@ func (r *Report) runValues(c *Comparison) string {
 // two sides' representative runs — cache hits, load spread, and where the
 // requests beyond the other side's percentile went.
 func (r *Report) diagnose(c *Comparison) string {
-	a, b := r.representative(c.Workload, c.A, c.Metric), r.representative(c.Workload, c.B, c.Metric)
+	a, b := r.representative(c.Workload, c.A, c.metric), r.representative(c.Workload, c.B, c.metric)
 	if a == nil || b == nil {
 		return "one side did not run."
 	}
