@@ -15,13 +15,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
-	"sigs.k8s.io/gateway-api/apis/v1alpha2"
-	"sigs.k8s.io/gateway-api/apis/v1alpha3"
-	xv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
 	gwconformance "sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/tests"
@@ -118,7 +114,7 @@ func finish(t *testing.T, cs *suite.ConformanceTestSuite, results *resultLog, pa
 // suiteOptions are the suite's options for this harness, with the suite's
 // command-line flags applied on top.
 func suiteOptions(t *testing.T, e *env) suite.ConformanceOptions {
-	cfg, cl, cset := e.clients(t, v1alpha3.Install, v1alpha2.Install, xv1alpha1.Install, gwv1.Install, apiextensionsv1.AddToScheme)
+	cfg, cl, cset := e.clients(t)
 	n := e.node
 	co := suite.ConfigurableOptions{
 		GatewayClassName: className,

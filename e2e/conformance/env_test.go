@@ -12,13 +12,21 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	inferencev1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/apis/v1alpha2"
+	"sigs.k8s.io/gateway-api/apis/v1alpha3"
+	xv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
 	"sigs.k8s.io/gateway-api/conformance/utils/config"
 
 	"github.com/infergate/infergate/e2e/cluster"
@@ -115,22 +123,31 @@ func startEnv(t *testing.T, opts envOptions) *env {
 	return e
 }
 
+// The suites' kinds are registered in client-go's scheme, which the
+// suites' controller-runtime client uses, once before any test starts:
+// registering them as each suite began wrote the scheme's maps while the
+// informers of the harness that suite had just started read them (a
+// "concurrent map read and map write" that killed a run as the Inference
+// Extension suite started).
+func init() {
+	for _, install := range []func(*runtime.Scheme) error{
+		gwv1.Install, v1alpha2.Install, v1alpha3.Install, xv1alpha1.Install, apiextensionsv1.AddToScheme, inferencev1.Install,
+	} {
+		utilruntime.Must(install(scheme.Scheme))
+	}
+}
+
 // clients are the suite's clients of the cluster: pods/log is answered
 // from the harness's pods (see logTransport); the controller-runtime
-// client knows the kinds installs add.
-func (e *env) clients(t *testing.T, installs ...func(*runtime.Scheme) error) (*rest.Config, client.Client, *kubernetes.Clientset) {
+// client knows client-go's kinds and the suites' (init).
+func (e *env) clients(t *testing.T) (*rest.Config, client.Client, *kubernetes.Clientset) {
 	t.Helper()
 	cfg := rest.CopyConfig(e.cluster.Config)
 	cfg.QPS, cfg.Burst = 100, 200
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &logTransport{next: rt, logs: e.node.logsOf} })
-	cl, err := client.New(cfg, client.Options{})
+	cl, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, install := range installs {
-		if err := install(cl.Scheme()); err != nil {
-			t.Fatal(err)
-		}
 	}
 	cset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

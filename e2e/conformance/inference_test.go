@@ -10,14 +10,11 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	clientsetscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	inferencev1 "sigs.k8s.io/gateway-api-inference-extension/api/v1"
 	giconformance "sigs.k8s.io/gateway-api-inference-extension/conformance"
 	gitests "sigs.k8s.io/gateway-api-inference-extension/conformance/tests"
 	giconfig "sigs.k8s.io/gateway-api-inference-extension/conformance/utils/config"
 	giversion "sigs.k8s.io/gateway-api-inference-extension/version"
-	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/utils/flags"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
@@ -110,7 +107,7 @@ func inferenceBundleVersion(ctx context.Context, c client.Client) (string, error
 // its DefaultOptions sets, with this cluster's clients), the suite's
 // command-line flags applied on top.
 func inferenceSuiteOptions(t *testing.T, e *env) suite.ConformanceOptions {
-	cfg, cl, cset := e.clients(t, clientsetscheme.AddToScheme, gwv1.Install, apiextensionsv1.AddToScheme, inferencev1.Install)
+	cfg, cl, cset := e.clients(t)
 	co := suite.ConfigurableOptions{
 		GatewayClassName: className,
 		// Namespaces never finish deleting without a namespace controller.
