@@ -104,3 +104,24 @@ func TestWrappedPickerKeepsClock(t *testing.T) {
 		}
 	}
 }
+
+// A closed loop's users send their first requests Stagger apart (all at
+// once without it), each next request as its previous one ends.
+func TestStaggerSpacesClosedLoopStart(t *testing.T) {
+	sc := scenario(t, "shared-prefix-saturated")
+	sc.Workload.Jobs = sc.Workload.Jobs[:60]
+	users := sc.Workload.Concurrency
+	for _, stagger := range []time.Duration{0, time.Millisecond} {
+		cfg := sc.Config
+		cfg.Stagger = stagger
+		out, err := routesim.Run(cfg, sc.Workload, routesim.Baselines()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range out {
+			if i < users && o.Sent != time.Duration(i)*stagger {
+				t.Fatalf("stagger %v: user %d's first request sent at %v, want %v", stagger, i, o.Sent, time.Duration(i)*stagger)
+			}
+		}
+	}
+}

@@ -64,6 +64,10 @@ type Config struct {
 	// NoLoads leaves the proxies' scrapes out of the fleet exchange (each
 	// proxy then decides on its own scrapes only).
 	NoLoads bool
+	// Stagger spaces a closed loop's users: user i sends its first request
+	// i × Stagger after the start (0: all at once, as the benchmark's
+	// users start).
+	Stagger time.Duration
 }
 
 // Strategy builds the picker of one proxy.
@@ -261,7 +265,7 @@ func Run(cfg Config, w Workload, st Strategy) ([]Outcome, error) {
 		switch {
 		case s.closed > 0:
 			if i < s.closed {
-				s.push(event{at: 0, kind: evArrive, job: i})
+				s.push(event{at: time.Duration(i) * cfg.Stagger, kind: evArrive, job: i})
 			}
 			s.next = min(s.closed, len(jobs))
 		case j.After >= 0 && j.After < i:

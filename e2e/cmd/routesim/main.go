@@ -33,11 +33,14 @@ func main() {
 	}
 	var names, all []string
 	shared := map[string]bool{}
+	// closed maps the closed-loop workloads to their users.
+	closed := map[string]int{}
 	for _, sc := range routesim.Scenarios(0) {
 		all = append(all, sc.Workload.Name)
 		if *only == "" || strings.Contains(","+*only+",", ","+sc.Workload.Name+",") {
 			names = append(names, sc.Workload.Name)
 			shared[sc.Workload.Name] = sc.SharedPrefixes
+			closed[sc.Workload.Name] = sc.Workload.Concurrency
 		}
 	}
 	if *only != "" {
@@ -47,9 +50,9 @@ func main() {
 			}
 		}
 	}
-	cells := plan(names)
+	cells := plan(names, shared, closed)
 	results := run(cells, *seeds)
-	rep := report(names, shared, results, *seeds, time.Since(start))
+	rep := report(names, shared, closed, results, *seeds, time.Since(start))
 	fmt.Print(rep)
 	if *out != "" {
 		path := filepath.Join(*out, "routesim.md")
@@ -68,6 +71,9 @@ type cell struct {
 	// noFleet: the proxies exchange nothing (the control plane's fleet
 	// stream is down).
 	noFleet bool
+	// stagger spaces a closed loop's users' first requests
+	// (routesim.Config.Stagger).
+	stagger time.Duration
 }
 
 // noFleetName names ours on several proxies without the fleet exchange.
@@ -95,22 +101,37 @@ var variants = []variant{
 var slowEngine = variant{"ours, engine assumed 4× slower", map[string]string{"prefill-ms-per-1k-tokens": "1000",
 	"step-ms": "44", "step-ms-per-sequence": "1.8", "step-ms-per-1k-context": "1.6"}}
 
-func plan(names []string) []cell {
+// staggers are the spacings of a closed loop's users' first requests
+// that staggerSection compares (besides all at once): from a burst that
+// outruns the fleet exchange's period (fleetv1.SendsEvery) many times
+// over to one it keeps up with.
+var staggers = []time.Duration{100 * time.Microsecond, 500 * time.Microsecond, 2 * time.Millisecond}
+
+// staggeredName names ours with a closed loop's users d apart.
+func staggeredName(d time.Duration) string { return fmt.Sprintf("ours, users %v apart", d) }
+
+func plan(names []string, shared map[string]bool, closed map[string]int) []cell {
 	var cells []cell
 	for _, w := range names {
-		for _, b := range routesim.Baselines() {
-			cells = append(cells, cell{w, b, 1, false})
+		if shared[w] && closed[w] > 0 {
+			for _, d := range staggers {
+				st := routesim.Strategy{Name: staggeredName(d), New: routesim.Ours().New}
+				cells = append(cells, cell{workload: w, strategy: st, proxies: 1, stagger: d}, cell{workload: w, strategy: st, proxies: 4, stagger: d})
+			}
 		}
-		cells = append(cells, cell{w, routesim.Ours(), 1, false}, cell{w, routesim.Oracle(), 1, false},
-			cell{w, routesim.Ours(), 4, false}, cell{w, routesim.Baselines()[2], 4, false},
-			cell{w, routesim.Precise(), 1, false}, cell{w, routesim.Precise(), 4, false},
-			cell{w, routesim.Baselines()[3], 4, false},
-			cell{w, routesim.Strategy{Name: noFleetName, New: routesim.Ours().New}, 4, true})
+		for _, b := range routesim.Baselines() {
+			cells = append(cells, cell{w, b, 1, false, 0})
+		}
+		cells = append(cells, cell{w, routesim.Ours(), 1, false, 0}, cell{w, routesim.Oracle(), 1, false, 0},
+			cell{w, routesim.Ours(), 4, false, 0}, cell{w, routesim.Baselines()[2], 4, false, 0},
+			cell{w, routesim.Precise(), 1, false, 0}, cell{w, routesim.Precise(), 4, false, 0},
+			cell{w, routesim.Baselines()[3], 4, false, 0},
+			cell{w, routesim.Strategy{Name: noFleetName, New: routesim.Ours().New}, 4, true, 0})
 		for _, v := range variants {
-			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, false})
+			cells = append(cells, cell{w, routesim.Tuned(v.name, v.params), 1, false, 0})
 		}
 		slow := routesim.Tuned(slowEngine.name, slowEngine.params)
-		cells = append(cells, cell{w, slow, 1, false}, cell{w, slow, 4, false})
+		cells = append(cells, cell{w, slow, 1, false, 0}, cell{w, slow, 4, false, 0})
 	}
 	return cells
 }
@@ -148,7 +169,7 @@ func run(cells []cell, seeds int) map[key][]metrics {
 					}
 				}
 				cfg := sc.Config
-				cfg.Seed, cfg.Proxies, cfg.NoFleet = uint64(j.seed+1), j.c.proxies, j.c.noFleet
+				cfg.Seed, cfg.Proxies, cfg.NoFleet, cfg.Stagger = uint64(j.seed+1), j.c.proxies, j.c.noFleet, j.c.stagger
 				out, err := routesim.Run(cfg, sc.Workload, j.c.strategy)
 				mu.Lock()
 				done++
