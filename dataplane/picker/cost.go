@@ -2,7 +2,6 @@ package picker
 
 import (
 	"math"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -282,7 +281,7 @@ func (m *CostModel) pickNear(c *Cycle, terms []Terms, keys []chainKey) int {
 	limit := lo + math.Abs(lo)*m.tolerance
 	k, ok := m.affinityKey(keys)
 	if !ok {
-		k = rand.Uint64()
+		k = uint64n(c.rng, math.MaxUint64)
 	}
 	best, bestW := -1, uint64(0)
 	for i := range terms {

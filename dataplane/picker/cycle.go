@@ -1,6 +1,7 @@
 package picker
 
 import (
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -36,6 +37,8 @@ type Cycle struct {
 	MeanQueue float64
 	// LoRA reports whether any candidate reports LoRA state (max_lora > 0).
 	LoRA bool
+	// rng is the scheduler's tie breaker (nil: math/rand's global source).
+	rng *rand.Rand
 
 	// Prompt prefix keys, computed once when a scorer asks (PrefixKeys).
 	keys   []prefixKey

@@ -48,10 +48,18 @@ type Picker interface {
 // LeastInFlight picks the endpoint with the fewest requests this proxy has
 // open to it; ties are broken uniformly at random so equal endpoints share
 // load. It is the Service picker.
-type LeastInFlight struct{}
+type LeastInFlight struct {
+	// Rand, when set, breaks the ties instead of math/rand's global
+	// source (a simulation's replay; not safe for concurrent picks).
+	Rand *rand.Rand
+}
+
+// SetRand sets Rand (routesim's replays give every picker that breaks
+// ties at random a seeded source this way).
+func (l *LeastInFlight) SetRand(r *rand.Rand) { l.Rand = r }
 
 // Pick implements Picker.
-func (LeastInFlight) Pick(_ *Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
+func (l LeastInFlight) Pick(_ *Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
 	var (
 		best *endpoints.Endpoint
 		min  int64
@@ -66,7 +74,7 @@ func (LeastInFlight) Pick(_ *Request, cands []*endpoints.Endpoint) (*endpoints.E
 			// Reservoir sampling keeps each tied endpoint with equal
 			// probability without collecting them.
 			ties++
-			if rand.Uint64N(ties) == 0 {
+			if uint64n(l.Rand, ties) == 0 {
 				best = e
 			}
 		}

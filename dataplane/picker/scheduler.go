@@ -39,6 +39,8 @@ type Scheduler struct {
 	hook atomic.Pointer[DecisionHook]
 	// source is the optional PrefixSource (SetPrefixSource).
 	source atomic.Pointer[PrefixSource]
+	// rng breaks ties (SetRand; nil: math/rand's global source).
+	rng *rand.Rand
 }
 
 // scoreRecordEvery is how fresh the admin API's last scores are.
@@ -82,7 +84,7 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 	}
 	c := getCycle(req, s.now(), len(cands))
 	defer putCycle(c)
-	c.source = s.source.Load()
+	c.source, c.rng = s.source.Load(), s.rng
 	c.load(cands)
 	if s.shed && Shed(req.Priority, c.saturation()) {
 		return nil, ErrShed
@@ -104,7 +106,7 @@ func (s *Scheduler) Pick(req *Request, cands []*endpoints.Endpoint) (*endpoints.
 		case c.total[i] == c.total[best]:
 			// Reservoir sampling: each tied candidate equally likely.
 			ties++
-			if rand.Uint64N(ties) == 0 {
+			if uint64n(s.rng, ties) == 0 {
 				best = i
 			}
 		}

@@ -1,6 +1,9 @@
 package picker
 
-import "time"
+import (
+	"math/rand/v2"
+	"time"
+)
 
 // PrefixSource is knowledge of what each candidate holds in its prefix
 // cache that does not come from this proxy's own sends: model-server KV
@@ -34,6 +37,22 @@ func (s *Scheduler) SetClock(now func() time.Time) {
 	if s.cost != nil {
 		s.cost.clock = now
 	}
+}
+
+// SetRand makes the scheduler break ties (and pick a random candidate
+// among equals for a prompt without blocks) with r instead of math/rand's
+// global source, so that a simulation replays the same picks from the same
+// seed. r is not safe for concurrent use: a scheduler given one must pick
+// from one goroutine. Call before the first pick.
+func (s *Scheduler) SetRand(r *rand.Rand) { s.rng = r }
+
+// uint64n is a uniform number in [0, n) from r, or from math/rand's global
+// source when r is nil.
+func uint64n(r *rand.Rand, n uint64) uint64 {
+	if r == nil {
+		return rand.Uint64N(n)
+	}
+	return r.Uint64N(n)
 }
 
 // cachedTokens asks the scheduler's prefix source about c's candidates and

@@ -1,6 +1,7 @@
 package routesim_test
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ func scenario(t *testing.T, name string) routesim.Scenario {
 }
 
 // Every job ends, each with a status, and a replay is repeatable: the
-// same seed gives the same outcomes.
+// same seed gives the same outcomes, for ours and for the baselines that
+// break ties at random (the simulation seeds their tie breakers).
 func TestRunCompletesAndRepeats(t *testing.T) {
 	sc := scenario(t, "multi-turn")
 	sc.Workload.Jobs = sc.Workload.Jobs[:200]
@@ -30,20 +32,22 @@ func TestRunCompletesAndRepeats(t *testing.T) {
 			sc.Workload.Jobs[i].After = -1
 		}
 	}
-	a, err := routesim.Run(sc.Config, sc.Workload, routesim.Ours())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := routesim.Run(sc.Config, sc.Workload, routesim.Ours())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range a {
-		if a[i].Status != 200 {
-			t.Fatalf("job %d: status %d", i, a[i].Status)
+	for _, st := range append(routesim.Baselines(), routesim.Ours()) {
+		a, err := routesim.Run(sc.Config, sc.Workload, st)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if a[i] != b[i] {
-			t.Fatalf("job %d differs between two replays: %+v / %+v", i, a[i], b[i])
+		b, err := routesim.Run(sc.Config, sc.Workload, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range a {
+			if a[i].Status != 200 {
+				t.Fatalf("%s, job %d: status %d", st.Name, i, a[i].Status)
+			}
+			if a[i] != b[i] {
+				t.Fatalf("%s, job %d differs between two replays: %+v / %+v", st.Name, i, a[i], b[i])
+			}
 		}
 	}
 }
@@ -75,6 +79,8 @@ func TestRunSeparatesStrategies(t *testing.T) {
 type wrapped struct{ picker.Picker }
 
 func (w wrapped) SetClock(now func() time.Time) { w.Picker.(routesim.Clocked).SetClock(now) }
+
+func (w wrapped) SetRand(r *rand.Rand) { w.Picker.(routesim.Seeded).SetRand(r) }
 
 func (w wrapped) Observe(req *picker.Request, ep *endpoints.Endpoint, o picker.Outcome) {
 	w.Picker.(picker.Observer).Observe(req, ep, o)

@@ -91,7 +91,19 @@ type Clocked interface {
 	SetClock(func() time.Time)
 }
 
-var _ Clocked = (*picker.Scheduler)(nil)
+// Seeded is a picker that breaks ties with a source the simulation sets,
+// seeded by the run's seed (picker.Scheduler.SetRand): a strategy's picker
+// that breaks ties at random should implement it, forwarding to what it
+// wraps, or a replay of the same seed does not repeat its picks.
+type Seeded interface {
+	SetRand(*rand.Rand)
+}
+
+var (
+	_ Clocked = (*picker.Scheduler)(nil)
+	_ Seeded  = (*picker.Scheduler)(nil)
+	_ Seeded  = (*picker.LeastInFlight)(nil)
+)
 
 // Outcome of one job.
 type Outcome struct {
@@ -243,6 +255,9 @@ func Run(cfg Config, w Workload, st Strategy) ([]Outcome, error) {
 		pk := st.New(env, p)
 		if sc, ok := pk.(Clocked); ok {
 			sc.SetClock(s.clock)
+		}
+		if sr, ok := pk.(Seeded); ok {
+			sr.SetRand(rand.New(rand.NewPCG(cfg.Seed, uint64(1000+p))))
 		}
 		s.prox = append(s.prox, &proxy{reg: reg, eps: eps, pick: pk})
 		for i := range s.reps {

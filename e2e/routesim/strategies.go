@@ -12,7 +12,7 @@ import (
 func Baselines() []Strategy {
 	return []Strategy{
 		{Name: "round-robin", New: func(*Env, int) picker.Picker { return &picker.RoundRobin{} }},
-		{Name: "least-in-flight", New: func(*Env, int) picker.Picker { return picker.LeastInFlight{} }},
+		{Name: "least-in-flight", New: func(*Env, int) picker.Picker { return &picker.LeastInFlight{} }},
 		{Name: "queue+kv", New: func(*Env, int) picker.Picker {
 			return picker.NewScheduler([]picker.WeightedScorer{
 				{Scorer: picker.QueueScorer{}, Weight: 2}, {Scorer: picker.KVCacheScorer{}, Weight: 2}}, true)
