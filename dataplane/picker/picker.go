@@ -49,14 +49,15 @@ type Picker interface {
 // open to it; ties are broken uniformly at random so equal endpoints share
 // load. It is the Service picker.
 type LeastInFlight struct {
-	// Rand, when set, breaks the ties instead of math/rand's global
-	// source (a simulation's replay; not safe for concurrent picks).
-	Rand *rand.Rand
+	// rng breaks the ties (SetRand; nil: math/rand's global source).
+	rng *rand.Rand
 }
 
-// SetRand sets Rand (routesim's replays give every picker that breaks
-// ties at random a seeded source this way).
-func (l *LeastInFlight) SetRand(r *rand.Rand) { l.Rand = r }
+// SetRand makes the picker break ties with r instead of math/rand's
+// global source, so that a simulation replays the same picks from the
+// same seed. r is not safe for concurrent use: a picker given one must
+// pick from one goroutine.
+func (l *LeastInFlight) SetRand(r *rand.Rand) { l.rng = r }
 
 // Pick implements Picker.
 func (l LeastInFlight) Pick(_ *Request, cands []*endpoints.Endpoint) (*endpoints.Endpoint, error) {
@@ -74,7 +75,7 @@ func (l LeastInFlight) Pick(_ *Request, cands []*endpoints.Endpoint) (*endpoints
 			// Reservoir sampling keeps each tied endpoint with equal
 			// probability without collecting them.
 			ties++
-			if uint64n(l.Rand, ties) == 0 {
+			if uint64n(l.rng, ties) == 0 {
 				best = e
 			}
 		}

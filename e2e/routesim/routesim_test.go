@@ -33,23 +33,33 @@ func TestRunCompletesAndRepeats(t *testing.T) {
 		}
 	}
 	for _, st := range append(routesim.Baselines(), routesim.Ours()) {
-		a, err := routesim.Run(sc.Config, sc.Workload, st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := routesim.Run(sc.Config, sc.Workload, st)
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := replaySame(t, sc, st, st)
 		for i := range a {
 			if a[i].Status != 200 {
 				t.Fatalf("%s, job %d: status %d", st.Name, i, a[i].Status)
 			}
-			if a[i] != b[i] {
-				t.Fatalf("%s, job %d differs between two replays: %+v / %+v", st.Name, i, a[i], b[i])
-			}
 		}
 	}
+}
+
+// replaySame runs sc with strategies a and b and fails unless every job's
+// outcome is the same; it returns a's outcomes.
+func replaySame(t *testing.T, sc routesim.Scenario, a, b routesim.Strategy) []routesim.Outcome {
+	t.Helper()
+	outA, err := routesim.Run(sc.Config, sc.Workload, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outB, err := routesim.Run(sc.Config, sc.Workload, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range outA {
+		if outA[i] != outB[i] {
+			t.Fatalf("job %d: %s %+v, %s %+v", i, a.Name, outA[i], b.Name, outB[i])
+		}
+	}
+	return outA
 }
 
 // The replay sees what the wall-clock benchmark sees: on the shared-prefix
@@ -96,19 +106,7 @@ func TestWrappedPickerKeepsClock(t *testing.T) {
 	wrap := routesim.Strategy{Name: "wrapped", New: func(env *routesim.Env, p int) picker.Picker {
 		return wrapped{ours.New(env, p)}
 	}}
-	a, err := routesim.Run(sc.Config, sc.Workload, ours)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := routesim.Run(sc.Config, sc.Workload, wrap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			t.Fatalf("job %d: wrapped %+v, unwrapped %+v", i, b[i], a[i])
-		}
-	}
+	replaySame(t, sc, ours, wrap)
 }
 
 // A closed loop's users send their first requests Stagger apart (all at
